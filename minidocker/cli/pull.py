@@ -1,0 +1,25 @@
+"""``minidocker pull [--platform P] [-q] REF``"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from minidocker import api
+from minidocker.cli import render
+from minidocker.cli.main import app, state
+
+
+@app.command(help="Download an image from a registry.")
+def pull(
+    ref: str = typer.Argument(..., metavar="NAME[:TAG|@DIGEST]"),
+    platform: Optional[str] = typer.Option(None, "--platform", help="os/arch[/variant], default: this host's."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the image's name."),
+) -> None:
+    with render.PullProgress(quiet=quiet) as progress:
+        result = api.pull(ref, root=state.root, platform=platform, progress=progress)
+    if not quiet:
+        status = "Downloaded newer image" if result.downloaded else "Image is up to date"
+        render.PullProgress()._line(f"Status: {status} for {result.ref.familiar()}")
+    print(str(result.ref))

@@ -1,0 +1,155 @@
+"""The only module that imports rich: tables, progress bars, errors.
+
+Everything the CLI prints goes through here, so the library stays free of presentation and a
+student reading ``api.py`` sees only what a command does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from minidocker.errors import MinidockerError
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def error(e: MinidockerError | str, hint: str | None = None, debug: bool = False) -> None:
+    """``Error: ...`` on one line of stderr (and the hint on a second one)."""
+    msg = e.message if isinstance(e, MinidockerError) else str(e)
+    hint = hint or (e.hint if isinstance(e, MinidockerError) else None)
+    if debug and isinstance(e, BaseException):
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)
+    if sys.stderr.isatty():
+        con = _console(stderr=True)
+        con.print(f"[bold red]Error:[/] {escape(msg)}")
+        if hint:
+            con.print(f"[dim]hint: {escape(hint)}[/]")
+    else:
+        print(f"Error: {msg}", file=sys.stderr)
+        if hint:
+            print(f"hint: {hint}", file=sys.stderr)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as _escape
+
+    return _escape(text)
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=4))
+
+
+def table(columns: list[str], rows: Iterable[list[str]]) -> None:
+    """A docker-style table: plain, left-aligned columns separated by three spaces."""
+    rows = list(rows)
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    def line(cells):
+        return "   ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    print(line(columns))
+    for r in rows:
+        print(line(r))
+
+
+def human_size(n: float) -> str:
+    """Sizes as docker prints them: decimal units, three significant digits."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1000
+    return f"{n}B"
+
+
+def human_ago(iso: str, now: float | None = None) -> str:
+    """``2 hours ago`` from an RFC 3339 time, the way docker words it."""
+    if not iso:
+        return "N/A"
+    try:
+        t = datetime.fromisoformat(iso.replace("Z", "+00:00")[:26] + ("+00:00" if iso.endswith("Z") else ""))
+    except ValueError:
+        try:
+            t = datetime.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        except ValueError:
+            return iso
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    secs = (now or time.time()) - t.timestamp()
+    return human_duration(secs) + " ago"
+
+
+def human_duration(secs: float) -> str:
+    s = int(secs)
+    if s < 1:
+        return "Less than a second"
+    if s < 60:
+        return f"{s} seconds" if s != 1 else "1 second"
+    m = s // 60
+    if m < 60:
+        return "About a minute" if m == 1 else f"{m} minutes"
+    h = round(s / 3600)
+    if h < 48:
+        return "About an hour" if h == 1 else f"{h} hours"
+    d = s // 86400
+    if d < 14:
+        return f"{d} days"
+    if d < 60:
+        return f"{d // 7} weeks"
+    if d < 730:
+        return f"{d // 30} months"
+    return f"{d // 365} years"
+
+
+class PullProgress:
+    """Renders ``PullEvent``s: a rich bar per layer on a terminal, plain lines otherwise."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.progress = None
+        self.tasks: dict[str, Any] = {}
+        self.last: dict[str, str] = {}
+
+    def __enter__(self) -> "PullProgress":
+        if self.tty and not self.quiet:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                     TextColumn("{task.fields[status]}"), console=_console(stderr=True),
+                                     transient=False)
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, ev) -> None:
+        if self.quiet:
+            return
+        if not ev.id:
+            self._line(ev.status)
+            return
+        if self.progress is not None:
+            task = self.tasks.get(ev.id)
+            if task is None:
+                task = self.tasks[ev.id] = self.progress.add_task(ev.id, total=ev.total or None, status=ev.status)
+            self.progress.update(task, completed=ev.current, total=ev.total or None, status=ev.status)
+        elif self.last.get(ev.id) != ev.status:  # plain: one line per change of status
+            self.last[ev.id] = ev.status
+            print(f"{ev.id}: {ev.status}", file=sys.stderr, flush=True)
+
+    def _line(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(escape(text))
+        else:
+            print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,68 @@
+"""The one error vocabulary of minidocker.
+
+Library code raises a ``MinidockerError`` subclass carrying a message, an optional hint and
+the exit code the CLI ends with. The CLI prints ``Error: <message>`` (and the hint) on stderr
+in one place, ``cli/render.py``, and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes as docker uses them."""
+
+    OK = 0
+    MINIDOCKER_FAILED = 125  # minidocker itself failed (bad flag, unknown image, ...)
+    CANNOT_INVOKE = 126  # the container's command exists but cannot be executed
+    NOT_FOUND = 127  # the container's command was not found
+    SIGNAL_BASE = 128  # killed by signal N -> 128 + N
+
+
+class MinidockerError(Exception):
+    """Base of every error minidocker reports to a user."""
+
+    exit_code: int = ExitCode.MINIDOCKER_FAILED
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidReference(MinidockerError):
+    """A reference such as ``ubuntu:22.04`` that does not follow the grammar."""
+
+
+class ImageNotFound(MinidockerError):
+    """No such image in the store, or no such repository/tag in a registry."""
+
+
+class RegistryError(MinidockerError):
+    """The registry is unreachable, answered with an error, or broke the protocol."""
+
+
+class AuthenticationError(RegistryError):
+    """401/403 from a registry or its token server."""
+
+
+class DigestMismatch(RegistryError):
+    """Content whose sha256 is not the digest it was asked for (or is truncated)."""
+
+
+class HostileLayer(MinidockerError):
+    """A layer tar that tries to write outside its directory."""
+
+
+class StoreError(MinidockerError):
+    """The on-disk store cannot be read or written (disk full, permissions, corruption)."""
+
+
+class Conflict(MinidockerError):
+    """The request conflicts with the store's state (image in use, name taken, ...)."""

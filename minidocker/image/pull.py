@@ -1,0 +1,291 @@
+"""``pull``: from a reference to unpacked layers in the store, every byte verified.
+
+The steps, in order (each is one function below)::
+
+    resolve_manifest   GET the manifest; an index (manifest list) -> the one for our platform
+    fetch_config       GET the config blob: its rootfs.diff_ids name the unpacked layers
+    fetch_layer        for each layer not yet in the store, in parallel:
+                         HTTP body -> ingest/ (sha256 of the compressed bytes)
+                                   -> gunzip / zstd (a thread of its own)
+                                   -> sha256 of the tar (must equal the diff_id)
+                                   -> apply_layer into layers/.tmp-<chain>/diff
+                       then verify both digests and rename into layers/<chain>/
+    record_image       tag -> image id in images/index.json (under the store lock)
+
+The layer is streamed: it is unpacked while it downloads and is never held whole in memory
+or written twice. Nothing becomes visible under its final name until its digests check out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import tarfile
+import threading
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable, Iterator
+
+from minidocker.errors import DigestMismatch, MinidockerError, RegistryError
+from minidocker.image import manifest as mf
+from minidocker.image.layer import apply_layer
+from minidocker.image.reference import Reference
+from minidocker.image.registry import RegistryClient
+from minidocker.image.store import ImageStore
+
+PARALLEL_LAYERS = 3
+READ_SIZE = 1 << 20
+
+
+@dataclass
+class PullEvent:
+    """One line of progress: ``id`` is a short layer digest, or "" for the whole pull."""
+
+    id: str
+    status: str
+    current: int = 0
+    total: int = 0
+
+
+Progress = Callable[[PullEvent], None]
+
+
+@dataclass
+class PullResult:
+    ref: Reference
+    image_id: str
+    digest: str  # the digest the registry names the image by (the index's, if any)
+    downloaded: bool  # False when every layer was already in the store
+
+
+def _noop(event: PullEvent) -> None:
+    pass
+
+
+class Aborted(MinidockerError):
+    """Another layer of the same pull failed; this one stops early."""
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks, copying each chunk to ``sink``."""
+
+    def __init__(self, chunks: Iterator[bytes], sink: Callable[[bytes], None] | None,
+                 on_bytes: Callable[[int], None], abort: threading.Event):
+        self.chunks, self.sink, self.on_bytes, self.abort = chunks, sink, on_bytes, abort
+        self.pending = memoryview(b"")
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        while not self.pending:
+            if self.abort.is_set():
+                raise Aborted("pull aborted")
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            if self.sink:
+                self.sink(chunk)
+            self.total += len(chunk)
+            self.on_bytes(self.total)
+            self.pending = memoryview(chunk)
+        n = min(len(buf), len(self.pending))
+        buf[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+    def drain(self) -> None:
+        while self.readinto(bytearray(READ_SIZE)):
+            pass
+
+
+class HashingReader(io.RawIOBase):
+    """Passes reads through and computes the sha256 of everything read (the diff_id)."""
+
+    def __init__(self, inner: BinaryIO):
+        self.inner = inner
+        self.hash = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        data = self.inner.read(len(buf))
+        n = len(data)
+        buf[:n] = data
+        self.hash.update(data)
+        return n
+
+    def drain(self) -> None:
+        while self.readinto(bytearray(READ_SIZE)):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+def open_decompressed(raw: BinaryIO, compression: str) -> BinaryIO:
+    """The uncompressed tar stream of a layer."""
+    if compression == "gzip":
+        from isal import igzip_threaded  # ISA-L's gzip, decompressing in its own thread
+
+        return igzip_threaded.open(raw, "rb", threads=1, block_size=READ_SIZE)
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_size=READ_SIZE, read_across_frames=True)
+    return raw
+
+
+# Errors a broken compressed or tar stream raises, deep in the decoders.
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    import zstandard
+    from isal import igzip
+
+    return (EOFError, zlib.error, tarfile.TarError, zstandard.ZstdError, igzip.BadGzipFile, ValueError)
+
+
+def resolve_manifest(reg: RegistryClient, ref: Reference, platform: mf.Platform,
+                     progress: Progress) -> tuple[bytes, str, str, bytes | None]:
+    """Return ``(manifest bytes, manifest digest, repo digest, index bytes or None)``.
+
+    The repo digest is what the registry names the image by: the index's digest when the
+    tag points at an index, as ``docker images --digests`` shows it."""
+    raw, media_type, digest = reg.get_manifest(ref)
+    if media_type in mf.INDEX_TYPES:
+        entry = mf.select_platform(raw, platform)
+        progress(PullEvent("", f"Resolved {ref.familiar()} for {platform} to {entry.digest[:19]}"))
+        index_raw = raw
+        raw, media_type, mdigest = reg.get_manifest(ref, entry.digest)
+        if media_type in mf.INDEX_TYPES:
+            raise RegistryError("nested manifest lists are not supported")
+        return raw, mdigest, digest, index_raw
+    if media_type not in mf.MANIFEST_TYPES:
+        raise RegistryError(f"{ref.familiar()} is a {media_type or 'document of unknown type'}, "
+                            "not an image manifest", hint="only OCI and Docker schema 2 images can be pulled")
+    return raw, digest, digest, None
+
+
+def fetch_config(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf.Descriptor) -> bytes:
+    if store.content.has(desc.digest):
+        return store.content.read(desc.digest)
+    raw = reg.get_blob(ref, desc.digest)
+    if len(raw) != desc.size:
+        raise DigestMismatch(f"config {desc.digest[:19]} has {len(raw)} bytes, the manifest says {desc.size}")
+    return raw
+
+
+def fetch_layer(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf.Descriptor,
+                diff_id: str, chain_id: str, parent: str | None, progress: Progress,
+                abort: threading.Event) -> bool:
+    """Download, verify and unpack one layer. Returns False if it was already there."""
+    sid = desc.digest[7:19]
+    with store.layer_lock(chain_id):
+        if store.has_layer(chain_id):  # another pull unpacked it while we waited
+            progress(PullEvent(sid, "Already exists", desc.size, desc.size))
+            return False
+        with store.content.lock(desc.digest), store.new_layer(chain_id, parent) as layer:
+            compression = mf.compression_of(desc.media_type)
+            with contextlib.ExitStack() as stack:
+                if store.content.has(desc.digest):  # verified when it was stored
+                    blob = stack.enter_context(store.content.open(desc.digest))
+                    chunks, sink = iter(lambda: blob.read(READ_SIZE), b""), None
+                else:
+                    chunks = stack.enter_context(reg.open_blob(ref, desc.digest))
+                    sink = stack.enter_context(store.content.ingest(desc.digest, desc.size)).write
+                raw = ChunkReader(chunks, sink, lambda n: progress(PullEvent(sid, "Downloading", n, desc.size)),
+                                  abort)
+                decompressed = stack.enter_context(open_decompressed(raw, compression))
+                tar = HashingReader(decompressed)
+                try:
+                    stats = apply_layer(io.BufferedReader(tar, READ_SIZE), layer.diff)
+                    tar.drain()  # the tar's end-of-archive padding counts for the diff_id
+                    raw.drain()  # so does the compressed stream's trailer for the digest
+                except _decode_errors() as e:
+                    with contextlib.suppress(Exception):
+                        decompressed.close()  # stop the decoder thread before we read on
+                        raw.drain()  # finish the compressed digest: a mismatch explains it best
+                    ingest_hash = getattr(getattr(sink, "__self__", None), "hash", None)
+                    if ingest_hash is not None and "sha256:" + ingest_hash.hexdigest() != desc.digest:
+                        raise DigestMismatch(f"layer {sid} is corrupt: its content does not match digest "
+                                             f"{desc.digest[:19]} ({e})") from None
+                    raise RegistryError(f"layer {sid} is not a valid {compression} tar: {e}") from None
+                progress(PullEvent(sid, "Verifying", desc.size, desc.size))
+            # leaving the ExitStack verified the compressed digest and published the blob
+            if tar.digest != diff_id:
+                raise DigestMismatch(f"layer {sid} unpacks to {tar.digest[:19]}, but the image config "
+                                     f"names diff_id {diff_id[:19]}")
+            layer.commit({"diff_id": diff_id, "digest": desc.digest, "media_type": desc.media_type,
+                          "size": stats.size, "entries": stats.entries})
+    progress(PullEvent(sid, "Pull complete", desc.size, desc.size))
+    return True
+
+
+def pull_image(store: ImageStore, ref: Reference, platform: mf.Platform | None = None,
+               progress: Progress | None = None, explicit_platform: bool = False) -> PullResult:
+    progress = progress or _noop
+    platform = platform or mf.Platform.host()
+    store.ensure()
+    with RegistryClient(ref.domain) as reg, store.gc_guard():
+        progress(PullEvent("", f"Pulling from {ref.familiar_name}"))
+        raw, manifest_digest, repo_digest, index_raw = resolve_manifest(reg, ref, platform, progress)
+        index_digest = repo_digest if index_raw is not None else None
+        manifest = mf.parse_manifest(raw)
+        config_raw = fetch_config(reg, store, ref, manifest.config)
+        config = json.loads(config_raw)
+        check_config(ref, config, manifest, platform, explicit_platform and index_digest is None)
+        diff_ids: list[str] = config["rootfs"]["diff_ids"]
+        chains = mf.chain_ids(diff_ids)
+        todo = []
+        for i, desc in enumerate(manifest.layers):
+            if store.has_layer(chains[i]):
+                progress(PullEvent(desc.digest[7:19], "Already exists", desc.size, desc.size))
+            else:
+                progress(PullEvent(desc.digest[7:19], "Pulling fs layer", 0, desc.size))
+                todo.append(i)
+        abort = threading.Event()
+        if todo:
+            with ThreadPoolExecutor(min(PARALLEL_LAYERS, len(todo)), thread_name_prefix="layer") as pool:
+                futures = [pool.submit(fetch_layer, reg, store, ref, manifest.layers[i], diff_ids[i], chains[i],
+                                       chains[i - 1] if i else None, progress, abort) for i in todo]
+                try:
+                    errors = []
+                    for f in futures:
+                        try:
+                            f.result()
+                        except BaseException as e:  # stop the other layers, report the first cause
+                            abort.set()
+                            errors.append(e)
+                    real = [e for e in errors if not isinstance(e, Aborted)]
+                    if real or errors:
+                        raise (real or errors)[0]
+                except BaseException:
+                    abort.set()
+                    raise
+        store.content.put(config_raw, manifest.config.digest)
+        store.content.put(raw, manifest_digest)
+        if index_digest:
+            store.content.put(index_raw, index_digest)
+        image_id = manifest.config.digest
+        store.record_image(image_id, manifest_digest, str(ref) if ref.tag and not ref.digest else None,
+                           f"{ref.name}@{repo_digest}", index_digest)
+    progress(PullEvent("", f"Digest: {repo_digest}"))
+    return PullResult(ref, image_id, repo_digest, bool(todo))
+
+
+def check_config(ref: Reference, config: dict[str, Any], manifest: mf.Manifest, platform: mf.Platform,
+                 check_platform: bool) -> None:
+    diff_ids = (config.get("rootfs") or {}).get("diff_ids")
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(manifest.layers):
+        raise RegistryError(f"the config of {ref.familiar()} names {len(diff_ids or [])} layers but its "
+                            f"manifest has {len(manifest.layers)}")
+    if check_platform and not platform.matches(config):
+        actual = mf.Platform(config.get("os", "?"), mf.normalize_arch(config.get("architecture", "?")),
+                             config.get("variant"))
+        raise RegistryError(f"image with reference {ref.familiar()} was found but does not match the "
+                            f"specified platform: wanted {platform}, actual: {actual}")

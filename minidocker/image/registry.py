@@ -1,0 +1,267 @@
+"""A client for the OCI distribution API (what ``docker pull`` speaks to a registry).
+
+The whole protocol for pulling is three kinds of GET::
+
+    GET /v2/                                   ping: 200, or 401 with an auth challenge
+    GET /v2/<name>/manifests/<tag-or-digest>   a manifest or an index (Accept: says which kinds)
+    GET /v2/<name>/blobs/<digest>              a config or a layer; may redirect to a CDN
+
+Authentication follows the challenge in ``WWW-Authenticate``:
+
+* ``Basic realm=...``: send ``Authorization: Basic base64(user:pass)``.
+* ``Bearer realm=URL,service=S,scope=repository:NAME:pull``: GET ``URL?service=S&scope=...``
+  (with Basic credentials if we have them, anonymously otherwise) returns a JSON token,
+  then send ``Authorization: Bearer TOKEN``. This is Docker Hub's flow.
+
+A blob redirect to another host (Docker Hub's CDN) is followed *without* the Authorization
+header: the token is for the registry, not for whoever it sends us to.
+
+Try it: ``curl -si http://127.0.0.1:5000/v2/`` and
+``curl -s -H 'Accept: application/vnd.oci.image.index.v1+json' http://127.0.0.1:5000/v2/busybox/manifests/latest``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+from urllib.parse import urlencode, urljoin, urlsplit
+
+from minidocker.errors import AuthenticationError, ImageNotFound, RegistryError
+from minidocker.image import manifest as mf
+from minidocker.image.auth import Credentials, load_credentials
+from minidocker.image.reference import DEFAULT_DOMAIN, Reference
+
+DOCKER_HUB_API = "registry-1.docker.io"
+CHUNK = 1 << 20
+MAX_REDIRECTS = 5
+_CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+
+
+def is_insecure(domain: str) -> bool:
+    """Plain HTTP only for loopback and the hosts in ``$MINIDOCKER_INSECURE_REGISTRIES``."""
+    host = urlsplit("//" + domain).hostname or domain
+    if host == "localhost":
+        return True
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return True
+    except ValueError:
+        pass
+    listed = {h.strip() for h in os.environ.get("MINIDOCKER_INSECURE_REGISTRIES", "").split(",") if h.strip()}
+    return domain in listed or host in listed
+
+
+def endpoint_for(domain: str) -> str:
+    """The base URL for a registry domain; Docker Hub goes through the mirror when set."""
+    if domain == DEFAULT_DOMAIN:
+        mirror = os.environ.get("MINIDOCKER_REGISTRY_MIRROR", "").strip().rstrip("/")
+        if mirror:
+            if not re.match(r"^https?://[^/]+", mirror):
+                raise RegistryError(f"MINIDOCKER_REGISTRY_MIRROR={mirror!r} is not an http(s) URL")
+            return mirror
+        return f"https://{DOCKER_HUB_API}"
+    return f"{'http' if is_insecure(domain) else 'https'}://{domain}"
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="x",service="y"`` -> ``("bearer", {"realm": "x", "service": "y"})``."""
+    scheme, _, rest = header.strip().partition(" ")
+    return scheme.lower(), {k.lower(): v for k, v in _CHALLENGE_PARAM.findall(rest)}
+
+
+def _error_text(resp) -> str:
+    """The first error of a distribution error body, else the HTTP reason."""
+    try:
+        errors = json.loads(resp.read()).get("errors") or []
+        if errors:
+            e = errors[0]
+            return f"{e.get('code', '').lower()}: {e.get('message', '')}".strip(": ")
+    except Exception:
+        pass
+    return f"HTTP {resp.status_code} {resp.reason_phrase}"
+
+
+class RegistryClient:
+    """One registry, one HTTP connection pool, tokens cached per scope. Thread-safe."""
+
+    def __init__(self, domain: str, credentials: Credentials | None = None, *, timeout: float = 60.0):
+        import httpx  # heavy: imported only by commands that talk to a registry
+
+        self._httpx = httpx
+        self.domain = domain
+        self.base = endpoint_for(domain)
+        self.credentials = credentials if credentials is not None else load_credentials(domain)
+        self._tokens: dict[str, str] = {}
+        self._basic = False
+        self._lock = threading.Lock()
+        self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=False,
+                                 headers={"User-Agent": "minidocker/0.1"}, trust_env=False,
+                                 limits=httpx.Limits(max_connections=16, max_keepalive_connections=8))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "RegistryClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- transport ----------------------------------------------------------------------
+    def _auth_header(self, scope: str | None) -> dict[str, str]:
+        if scope and scope in self._tokens:
+            return {"Authorization": f"Bearer {self._tokens[scope]}"}
+        if self._basic and self.credentials:
+            return {"Authorization": self.credentials.basic()}
+        return {}
+
+    def _send(self, method: str, url: str, headers: dict[str, str], stream: bool):
+        req = self.http.build_request(method, url, headers=headers)
+        try:
+            return self.http.send(req, stream=stream)
+        except self._httpx.TimeoutException:
+            raise RegistryError(f"registry {self.domain} timed out ({urlsplit(url).netloc})") from None
+        except self._httpx.TransportError as e:
+            reason = str(e) or type(e).__name__
+            raise RegistryError(
+                f"registry {self.domain} is unreachable at {urlsplit(url).netloc}: {reason}",
+                hint="is the registry running? (plain HTTP is used only for loopback and "
+                     "$MINIDOCKER_INSECURE_REGISTRIES)",
+            ) from None
+
+    def request(self, method: str, path: str, scope: str | None, headers: dict[str, str] | None = None,
+                stream: bool = False):
+        """Send a request to the registry, answering one auth challenge if it asks."""
+        url = self.base + path
+        hdrs = dict(headers or {})
+        resp = self._send(method, url, {**hdrs, **self._auth_header(scope)}, stream)
+        if resp.status_code == 401:
+            challenge = resp.headers.get("WWW-Authenticate", "")
+            resp.close()
+            self.authenticate(challenge, scope)
+            resp = self._send(method, url, {**hdrs, **self._auth_header(scope)}, stream)
+        if resp.status_code in (401, 403):
+            text = _error_text(resp)
+            resp.close()
+            who = f"as {self.credentials.username}" if self.credentials else "anonymously"
+            raise AuthenticationError(
+                f"access to {self.domain} denied {who} ({text})",
+                hint=f"run: minidocker login {self.domain}" if not self.credentials else
+                "check the credentials saved by minidocker login")
+        return resp
+
+    def authenticate(self, challenge: str, scope: str | None) -> None:
+        scheme, params = parse_challenge(challenge)
+        if scheme == "basic":
+            if not self.credentials:
+                raise AuthenticationError(f"{self.domain} requires a login (basic auth)",
+                                          hint=f"run: minidocker login {self.domain}")
+            self._basic = True
+        elif scheme == "bearer":
+            self._tokens[scope or ""] = self.fetch_token(params, scope)
+        else:
+            raise AuthenticationError(f"{self.domain} asked for an unsupported auth scheme {scheme!r}")
+
+    def fetch_token(self, params: dict[str, str], scope: str | None) -> str:
+        """Docker Hub's token flow: GET realm?service=..&scope=.. (Basic creds if we have them)."""
+        realm = params.get("realm")
+        if not realm or not realm.startswith(("http://", "https://")):
+            raise AuthenticationError(f"{self.domain} sent a Bearer challenge without a usable realm")
+        query = {k: v for k, v in (("service", params.get("service")), ("scope", scope)) if v}
+        headers = {"Authorization": self.credentials.basic()} if self.credentials else {}
+        url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+        resp = self._send("GET", url, headers, stream=False)
+        if resp.status_code in (401, 403):
+            raise AuthenticationError(f"the token server of {self.domain} refused the credentials "
+                                      f"({_error_text(resp)})", hint=f"run: minidocker login {self.domain}")
+        if resp.status_code != 200:
+            raise AuthenticationError(f"the token server of {self.domain} answered {_error_text(resp)}")
+        try:
+            body = resp.json()
+            return body.get("token") or body["access_token"]
+        except (ValueError, KeyError):
+            raise AuthenticationError(f"the token server of {self.domain} sent no token") from None
+
+    # -- API ----------------------------------------------------------------------------
+    def ping(self) -> None:
+        """``GET /v2/`` with authentication: proves the registry and the credentials."""
+        resp = self.request("GET", "/v2/", scope=None)
+        resp.close()
+        if resp.status_code != 200:
+            raise RegistryError(f"{self.domain} does not speak the registry API v2 (HTTP {resp.status_code})")
+
+    def get_manifest(self, ref: Reference, reference: str | None = None) -> tuple[bytes, str, str]:
+        """Fetch a manifest or index; return ``(raw, media_type, digest)``, digest verified."""
+        reference = reference or ref.reference
+        resp = self.request("GET", f"/v2/{ref.path}/manifests/{reference}", scope=f"repository:{ref.path}:pull",
+                            headers={"Accept": mf.ACCEPT})
+        if resp.status_code == 404:
+            raise ImageNotFound(f"manifest for {ref.familiar_name}:{reference} not found: "
+                                f"{_error_text(resp)}" if not reference.startswith("sha256:") else
+                                f"manifest {reference} of {ref.familiar_name} not found: {_error_text(resp)}")
+        if resp.status_code != 200:
+            raise RegistryError(f"{self.domain} answered {_error_text(resp)} for the manifest of {ref.familiar()}")
+        raw = resp.content
+        digest = mf.sha256_digest(raw)
+        if reference.startswith("sha256:") and digest != reference:
+            raise_mismatch(f"manifest {reference[:19]}", digest)
+        header = resp.headers.get("Docker-Content-Digest")
+        if header and header.startswith("sha256:") and header != digest:
+            raise_mismatch(f"manifest of {ref.familiar()} (Docker-Content-Digest {header[:19]})", digest)
+        return raw, mf.detect_media_type(raw, resp.headers.get("Content-Type")), digest
+
+    @contextmanager
+    def open_blob(self, ref: Reference, digest: str) -> Iterator[Iterator[bytes]]:
+        """Stream a blob's raw bytes (caller verifies the digest), following CDN redirects."""
+        scope = f"repository:{ref.path}:pull"
+        resp = self.request("GET", f"/v2/{ref.path}/blobs/{digest}", scope=scope, stream=True)
+        url = str(resp.request.url)
+        try:
+            for _ in range(MAX_REDIRECTS):
+                if resp.status_code not in (301, 302, 303, 307, 308):
+                    break
+                location = urljoin(url, resp.headers.get("Location", ""))
+                resp.close()
+                same_host = urlsplit(location).netloc == urlsplit(url).netloc
+                # Never hand our registry token to another host (a CDN): drop Authorization.
+                headers = self._auth_header(scope) if same_host else {}
+                url = location
+                resp = self._send("GET", url, headers, stream=True)
+            if resp.status_code == 404:
+                raise ImageNotFound(f"blob {digest[:19]} of {ref.familiar_name} not found: {_error_text(resp)}")
+            if resp.status_code != 200:
+                raise RegistryError(f"{urlsplit(url).netloc} answered {_error_text(resp)} for blob {digest[:19]}")
+            yield self._iter_body(resp, digest)
+        finally:
+            resp.close()
+
+    def _iter_body(self, resp, digest: str) -> Iterator[bytes]:
+        try:
+            yield from resp.iter_raw(CHUNK)
+        except self._httpx.TransportError as e:
+            raise RegistryError(f"download of blob {digest[:19]} broke off: {e or type(e).__name__}") from None
+
+    def get_blob(self, ref: Reference, digest: str, limit: int = 16 << 20) -> bytes:
+        """A small blob (a config) in memory, digest verified."""
+        data = bytearray()
+        with self.open_blob(ref, digest) as chunks:
+            for chunk in chunks:
+                data += chunk
+                if len(data) > limit:
+                    raise RegistryError(f"blob {digest[:19]} is larger than {limit} bytes")
+        actual = mf.sha256_digest(bytes(data))
+        if actual != digest:
+            raise_mismatch(f"blob {digest[:19]}", actual)
+        return bytes(data)
+
+
+def raise_mismatch(what: str, actual: str) -> None:
+    from minidocker.errors import DigestMismatch
+
+    raise DigestMismatch(f"digest mismatch for {what}: the content hashes to {actual[:19]}",
+                         hint="the registry sent content that is not what it named; nothing was stored")

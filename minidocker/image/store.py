@@ -1,0 +1,306 @@
+"""The image store: tags, images and unpacked layers, on disk under the root.
+
+Its vocabulary is Docker's storage driver's, the one every lecture on Docker images uses:
+
+* ``create``/``apply_diff``: a new layer directory filled from a tar (``new_layer`` below);
+* ``get``: the layer with all its ancestors, as overlay lowerdirs (``lowerdirs``);
+* ``diff``: a layer back to a tar (commit, push: later).
+
+On disk (``ls`` your way down from ``minidocker images``)::
+
+    images/index.json               {"tags": {name:tag -> image id}, "images": {id -> record}}
+    blobs/sha256/<hex>              manifest, config and compressed layer of every image
+    layers/<chain-id hex>/diff/     an unpacked layer: one overlay lowerdir
+    layers/<chain-id hex>/meta.json diff_id, parent chain, compressed digest, size
+
+An image ID is the digest of its config, as docker shows it. A layer is unpacked once and
+shared by every image whose layer chain contains it. ``rmi`` removes what no image needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from minidocker.errors import Conflict, ImageNotFound, InvalidReference, StoreError
+from minidocker.fsutil import locked, read_json, storage_error, write_json
+from minidocker.image import manifest as mf
+from minidocker.image.content import ContentStore, hex_of
+from minidocker.image.reference import Reference, parse
+
+
+def short_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+@dataclass
+class ImageInfo:
+    id: str
+    tags: list[str]
+    repo_digests: list[str]
+    created: str
+    size: int
+    config: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+class LayerWriter:
+    """A layer being unpacked in ``layers/.tmp-<hex>/``; ``commit`` renames it into place."""
+
+    def __init__(self, store: "ImageStore", chain_id: str, parent: str | None):
+        self.store, self.chain_id, self.parent = store, chain_id, parent
+        self.final = store.layer_dir(chain_id)
+        self.tmp = store.layers_dir / f".tmp-{hex_of(chain_id)}"
+        if self.tmp.exists():  # left by a killed pull: we hold the lock, so start over
+            remove_tree(self.tmp)
+        self.diff = self.tmp / "diff"
+        self.diff.mkdir(parents=True)
+
+    def commit(self, meta: dict[str, Any]) -> None:
+        meta = {"chain_id": self.chain_id, "parent": self.parent, "created": now_iso(), **meta}
+        write_json(self.tmp / "meta.json", meta)
+        os.rename(self.tmp, self.final)
+
+
+class ImageStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.content = ContentStore(self.root)
+        self.layers_dir = self.root / "layers"
+        self.index_path = self.root / "images" / "index.json"
+        self.lock_path = self.root / "lock"
+        self.gc_lock_path = self.root / "locks" / "gc.lock"
+
+    def ensure(self) -> None:
+        try:
+            self.content.ensure()
+            self.layers_dir.mkdir(parents=True, exist_ok=True)
+            self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise storage_error(e, f"creating the store at {self.root}") from None
+
+    # -- locking ------------------------------------------------------------------------
+    def locked(self):
+        """The store lock: held around every read-modify-write of index.json."""
+        return locked(self.lock_path)
+
+    def gc_guard(self):
+        """Held (shared) by a pull from its first layer to its index entry, so that a
+        concurrent ``rmi`` cannot collect a layer that is unpacked but not yet referenced."""
+        return locked(self.gc_lock_path, shared=True)
+
+    # -- index --------------------------------------------------------------------------
+    def read_index(self) -> dict[str, Any]:
+        doc = read_json(self.index_path, None) or {}
+        doc.setdefault("tags", {})
+        doc.setdefault("images", {})
+        return doc
+
+    def _write_index(self, doc: dict[str, Any]) -> None:
+        try:
+            write_json(self.index_path, doc)
+        except OSError as e:
+            raise storage_error(e, "writing images/index.json") from None
+
+    def record_image(self, image_id: str, manifest_digest: str, tag: str | None,
+                     repo_digest: str | None, index_digest: str | None = None) -> None:
+        with self.locked():
+            doc = self.read_index()
+            rec = doc["images"].setdefault(image_id, {"manifest": manifest_digest, "repo_digests": [],
+                                                      "added": now_iso()})
+            rec["manifest"] = manifest_digest
+            if index_digest:
+                rec["index"] = index_digest
+            if repo_digest and repo_digest not in rec["repo_digests"]:
+                # one digest per repository, like docker: a newer pull replaces the older one
+                name = repo_digest.split("@")[0]
+                rec["repo_digests"] = [d for d in rec["repo_digests"] if d.split("@")[0] != name]
+                rec["repo_digests"].append(repo_digest)
+            if tag:
+                doc["tags"][tag] = image_id
+            self._write_index(doc)
+        # A tag that moved may have left its old image without a name: docker keeps such
+        # "dangling" images (<none>:<none>); so do we, until rmi or prune.
+
+    # -- lookups ------------------------------------------------------------------------
+    def resolve(self, text: str, doc: dict[str, Any] | None = None) -> str:
+        """An image ID from a name[:tag], name@digest, full ID or unique ID prefix."""
+        doc = doc or self.read_index()
+        try:
+            ref = parse(text)
+        except InvalidReference:
+            ref = None
+        if ref is not None:
+            if ref.digest:
+                for image_id, rec in doc["images"].items():
+                    if f"{ref.name}@{ref.digest}" in rec["repo_digests"]:
+                        return image_id
+            elif str(ref) in doc["tags"]:
+                return doc["tags"][str(ref)]
+        hexpart = text.removeprefix("sha256:")
+        if hexpart and all(c in "0123456789abcdef" for c in hexpart):
+            found = [i for i in doc["images"] if hex_of(i).startswith(hexpart)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise Conflict(f"image ID prefix {text!r} is ambiguous ({len(found)} images match)")
+        if ref is None:
+            parse(text)  # re-raise the reference error: it says what is wrong
+        raise ImageNotFound(f"No such image: {text}")
+
+    def config(self, image_id: str) -> dict[str, Any]:
+        return json.loads(self.content.read(image_id))
+
+    def manifest(self, image_id: str, doc: dict[str, Any] | None = None) -> mf.Manifest:
+        doc = doc or self.read_index()
+        return mf.parse_manifest(self.content.read(doc["images"][image_id]["manifest"]))
+
+    def chain_ids(self, image_id: str) -> list[str]:
+        return mf.chain_ids(self.config(image_id)["rootfs"]["diff_ids"])
+
+    def tags_of(self, image_id: str, doc: dict[str, Any]) -> list[str]:
+        return sorted(t for t, i in doc["tags"].items() if i == image_id)
+
+    def images(self) -> list[ImageInfo]:
+        doc = self.read_index()
+        out = []
+        for image_id, rec in doc["images"].items():
+            cfg = self.config(image_id)
+            size = sum(self.layer_meta(c).get("size", 0) for c in mf.chain_ids(cfg["rootfs"]["diff_ids"]))
+            out.append(ImageInfo(image_id, self.tags_of(image_id, doc), list(rec["repo_digests"]),
+                                 cfg.get("created", ""), size, cfg))
+        out.sort(key=lambda i: i.created, reverse=True)
+        return out
+
+    # -- layers (the storage driver) ----------------------------------------------------
+    def layer_dir(self, chain_id: str) -> Path:
+        return self.layers_dir / hex_of(chain_id)
+
+    def has_layer(self, chain_id: str) -> bool:
+        return (self.layer_dir(chain_id) / "meta.json").exists()
+
+    def layer_meta(self, chain_id: str) -> dict[str, Any]:
+        return read_json(self.layer_dir(chain_id) / "meta.json", {}) or {}
+
+    def layer_lock(self, chain_id: str):
+        return locked(self.content.locks_dir / f"layer-{hex_of(chain_id)}.lock")
+
+    @contextlib.contextmanager
+    def new_layer(self, chain_id: str, parent: str | None) -> Iterator[LayerWriter]:
+        """``apply_diff``'s first half: a temp dir to unpack into; removed unless committed."""
+        try:
+            writer = LayerWriter(self, chain_id, parent)
+        except OSError as e:
+            raise storage_error(e, f"creating layer {short_id(chain_id)}") from None
+        try:
+            yield writer
+        except OSError as e:
+            remove_tree(writer.tmp)
+            raise storage_error(e, f"unpacking layer {short_id(chain_id)}") from None
+        except BaseException:
+            remove_tree(writer.tmp)
+            raise
+
+    def lowerdirs(self, image_id: str) -> list[Path]:
+        """The overlay ``lowerdir`` list of an image: top layer first, as mount(8) wants."""
+        return [self.layer_dir(c) / "diff" for c in reversed(self.chain_ids(image_id))]
+
+    # -- tag, rmi, gc -------------------------------------------------------------------
+    def tag(self, source: str, target: str) -> str:
+        ref = parse(target)
+        if ref.digest:
+            raise InvalidReference(f"refusing to create a tag with a digest reference: {target}")
+        with self.locked():
+            doc = self.read_index()
+            image_id = self.resolve(source, doc)
+            doc["tags"][str(ref)] = image_id
+            self._write_index(doc)
+        return image_id
+
+    def remove(self, text: str, force: bool = False, in_use: set[str] | None = None) -> list[str]:
+        """``rmi``: untag, and delete the image when its last name goes. Returns the lines
+        docker prints (``Untagged: ...``, ``Deleted: sha256:...``)."""
+        lines: list[str] = []
+        with self.locked():
+            doc = self.read_index()
+            image_id = self.resolve(text, doc)
+            tags = self.tags_of(image_id, doc)
+            ref = None
+            with contextlib.suppress(InvalidReference):
+                ref = parse(text)
+            by_name = ref is not None and (str(ref) in doc["tags"] or ref.digest)
+            if by_name and ref is not None and not ref.digest and len(tags) > 1:
+                del doc["tags"][str(ref)]
+                self._write_index(doc)
+                return [f"Untagged: {ref.familiar()}"]
+            if not by_name and len({t.rsplit(':', 1)[0] for t in tags}) > 1 and not force:
+                raise Conflict(f"conflict: unable to delete {short_id(image_id)} (must be forced) - "
+                               "image is referenced in multiple repositories")
+            if in_use and image_id in in_use and not force:
+                raise Conflict(f"conflict: unable to delete {short_id(image_id)} - image is being used "
+                               "by a container", hint="remove the container first, or use rmi -f")
+            for t in tags:
+                del doc["tags"][t]
+                lines.append(f"Untagged: {parse(t).familiar()}")
+            for rd in doc["images"][image_id]["repo_digests"]:
+                lines.append(f"Untagged: {parse(rd).familiar()}")
+            del doc["images"][image_id]
+            self._write_index(doc)
+            lines.append(f"Deleted: {image_id}")
+        lines += self.collect_garbage()
+        return lines
+
+    def collect_garbage(self) -> list[str]:
+        """Delete the layers and blobs that no image references any more."""
+        with locked(self.gc_lock_path), self.locked():
+            doc = self.read_index()
+            keep_chains: set[str] = set()
+            keep_blobs: set[str] = set()
+            for image_id, rec in doc["images"].items():
+                keep_blobs.update({image_id, rec["manifest"], rec.get("index") or image_id})
+                with contextlib.suppress(StoreError, KeyError, ValueError):
+                    keep_blobs.update(d.digest for d in self.manifest(image_id, doc).layers)
+                with contextlib.suppress(StoreError, KeyError, ValueError):
+                    keep_chains.update(self.chain_ids(image_id))
+            lines = []
+            keep_hex = {hex_of(c) for c in keep_chains}
+            for d in sorted(self.layers_dir.iterdir()) if self.layers_dir.exists() else []:
+                if d.name.startswith(".tmp-") or d.name not in keep_hex:
+                    remove_tree(d)
+                    if not d.name.startswith(".tmp-"):
+                        lines.append(f"Deleted: sha256:{d.name}")
+            keep_blob_hex = {hex_of(b) for b in keep_blobs}
+            for b in self.content.blobs_dir.iterdir() if self.content.blobs_dir.exists() else []:
+                if b.name not in keep_blob_hex:
+                    with contextlib.suppress(FileNotFoundError):
+                        b.unlink()
+            return lines
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree we own (an unpacked layer): never follows symlinks."""
+    def onerror(func, p, exc_info):
+        exc = exc_info[1]
+        if isinstance(exc, FileNotFoundError):
+            return
+        # a read-only directory from a layer: make it writable and try once more
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), 0o700)
+            func(p)
+            return
+        raise StoreError(f"cannot remove {p}: {exc}")
+
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, onerror=onerror)
+
+
+def now_iso() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"

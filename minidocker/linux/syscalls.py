@@ -1,0 +1,113 @@
+"""The system calls Python 3.11's ``os`` module lacks, wrapped with ctypes.
+
+Each wrapper has the syscall's own name and argument order, raises ``OSError`` (with errno
+and the path) on failure, and emits one ``--explain`` event. See the man page named in each
+docstring for the kernel's rules.
+
+Try it: ``unshare --uts --fork sh -c 'hostname box; hostname'; hostname`` shows what
+``unshare(CLONE_NEWUTS)`` + ``sethostname`` do.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+from minidocker.linux.events import emit
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+# Namespace flags, from <linux/sched.h>.
+CLONE_NEWNS = 0x00020000  # mount
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000  # hostname
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+NAMESPACE_FLAGS = {
+    "mnt": CLONE_NEWNS, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC, "pid": CLONE_NEWPID,
+    "net": CLONE_NEWNET, "cgroup": CLONE_NEWCGROUP, "user": CLONE_NEWUSER,
+}
+
+# mount(2) flags, from <sys/mount.h>.
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_STRICTATIME = 1 << 24
+
+MNT_DETACH = 2  # umount2(2): lazy unmount
+
+# glibc has no pivot_root() wrapper: call it by number (asm/unistd_64.h, asm-generic/unistd.h).
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}.get(
+    os.uname().machine, 155)
+
+
+def flag_names(flags: int, table: dict[str, int]) -> list[str]:
+    return [name for name, bit in table.items() if flags & bit]
+
+
+def _check(ret: int, what: str, path: str | None = None) -> None:
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+
+
+def unshare(flags: int) -> None:
+    """unshare(2): move this process into new namespaces of the kinds in ``flags``.
+
+    A new PID namespace applies to the *children* created afterwards, not to the caller:
+    hence unshare, then fork, and the child is PID 1.
+    """
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+    emit("unshare", flags=flag_names(flags, NAMESPACE_FLAGS))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """setns(2): join the namespace that ``fd`` (an open /proc/PID/ns/* file) refers to."""
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+    emit("setns", nstype=flag_names(nstype, NAMESPACE_FLAGS) or ["any"])
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    """mount(2). With MS_BIND, ``source`` appears at ``target``; with MS_PRIVATE & co. only
+    the propagation of ``target`` changes; with MS_REMOUNT|MS_BIND, flags of a bind change."""
+    enc = (lambda s: s.encode() if s is not None else None)
+    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+           f"mount {fstype or source or ''} on {target}".strip(), target)
+    emit("mount", source=source, target=target, fstype=fstype, flags=flags, data=data)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    """umount2(2); MNT_DETACH detaches now and frees when the last user goes."""
+    _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}", target)
+    emit("umount2", target=target, flags=flags)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2): make ``new_root`` the root of this mount namespace and move the old root
+    to ``put_old``. The kernel's preconditions: new_root is a mount point (bind it on itself),
+    neither it nor its parent mount has shared propagation, put_old is at or under new_root.
+    ``pivot_root(".", ".")`` is valid: the old root is stacked on top of the new one at "/",
+    and ``umount2("/", MNT_DETACH)`` then peels it off, with no put_old directory needed."""
+    _check(_libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), new_root.encode(), put_old.encode()),
+           "pivot_root", new_root)
+    emit("pivot_root", new_root=new_root, put_old=put_old)
+
+
+def sethostname(name: str) -> None:
+    """sethostname(2): changes the hostname of the caller's UTS namespace only."""
+    data = name.encode()
+    _check(_libc.sethostname(data, ctypes.c_size_t(len(data))), "sethostname")
+    emit("sethostname", hostname=name)

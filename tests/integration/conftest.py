@@ -1,0 +1,92 @@
+"""Integration fixtures: the real CLI against the real kernel and registry processes.
+
+The registries and images come from tests/conftest.py; here: a fresh store per test, a
+store shared by the whole session (big images are unpacked once, see host-notes), and a
+runner for the ``minidocker`` command.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MINIDOCKER = [sys.executable, "-m", "minidocker"]
+
+
+def pytest_collection_modifyitems(items):
+    if os.geteuid() != 0:
+        for item in items:
+            if "/integration/" in str(item.fspath):
+                item.add_marker(pytest.mark.root)
+
+
+@pytest.fixture(autouse=True)
+def _need_root(request):
+    if "/integration/" in str(request.node.fspath) and os.geteuid() != 0:
+        pytest.fail("integration tests need root (run: sudo .venv/bin/python -m pytest)")
+
+
+@dataclass
+class Minidocker:
+    """Runs ``minidocker --root ROOT ...`` with a private credentials directory."""
+
+    root: Path
+    config: Path
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MINIDOCKER_")}
+        env.update(MINIDOCKER_ROOT=str(self.root), MINIDOCKER_CONFIG=str(self.config))
+        env.update(extra or {})
+        return env
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None, input: str | None = None,
+                 timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run([*MINIDOCKER, *args], capture_output=True, text=True, input=input,
+                              env=self.env(env), timeout=timeout)
+
+    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        r = self(*args, **kw)
+        assert r.returncode == 0, f"minidocker {' '.join(args)} exited {r.returncode}:\n{r.stderr}"
+        return r
+
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return subprocess.Popen([*MINIDOCKER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=self.env(env))
+
+
+def _remove(path: Path) -> None:
+    subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
+
+
+@pytest.fixture
+def md(tmp_path) -> Minidocker:
+    """A fresh, empty store for one test."""
+    m = Minidocker(tmp_path / "root", tmp_path / "config")
+    yield m
+    _remove(tmp_path / "root")
+
+
+@pytest.fixture(scope="session")
+def shared_md(tmp_path_factory) -> Minidocker:
+    """One store for the whole session: pull a big image once, not once per test."""
+    base = tmp_path_factory.mktemp("shared")
+    m = Minidocker(base / "root", base / "config")
+    yield m
+    _remove(base)
+
+
+@pytest.fixture
+def own_registry(tmp_path, image_layouts):
+    """A registry of this test's own, which it may break (tamper with blobs, seed hostile layers)."""
+    from tests.support.registry import start_registry
+
+    reg = start_registry(tmp_path / "registry")
+    try:
+        yield reg
+    finally:
+        reg.stop()

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The main job, offline: build the busybox image from Debian's busybox-static (images/),
+# serve it from a local registry on 127.0.0.1, pull it with minidocker and list it.
+# Run as root after vagrant/provision.sh.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+py="$repo/.venv/bin/python"
+image=${1:-busybox}
+cd "$repo"
+exec "$py" - "$image" <<'PY'
+import subprocess, sys, tempfile
+from pathlib import Path
+from images.build import build_image
+from tests.support.registry import start_registry
+
+name = sys.argv[1]
+layout = build_image(name)
+with tempfile.TemporaryDirectory(prefix="minidocker-demo-") as tmp:
+    reg = start_registry(Path(tmp))
+    try:
+        reg.seed(layout, name, "latest")
+        ref = f"{reg.host}/{name}:latest"
+        print(f"$ minidocker pull {ref}", flush=True)
+        subprocess.run(["minidocker", "pull", ref], check=True)
+        print("$ minidocker images", flush=True)
+        subprocess.run(["minidocker", "images"], check=True)
+    finally:
+        reg.stop()
+PY

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Make a fresh Debian 12 machine ready for minidocker: system packages, a virtualenv in
+# <repo>/.venv with minidocker and its test tools, and `minidocker` on PATH.
+# Used by the README, by .ci/run and by the Vagrantfile (the course VM). Safe to run again.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "provision.sh: run as root (sudo $0)" >&2
+  exit 1
+fi
+
+packages=(
+  python3 python3-venv python3-dev gcc libcap-dev   # python-prctl builds from source
+  docker-registry skopeo umoci                      # the local registry and OCI tools
+  busybox-static debootstrap                        # base images built offline (images/)
+  podman crun uidmap                                # peers for the benchmarks
+  apache2-utils                                     # htpasswd, for the basic-auth registry
+  iproute2 iptables util-linux procps tar gzip zstd
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The Debian package starts a registry on :5000 through systemd; the tests start their own.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x "$repo/.venv/bin/python" ]; then
+  "$python" -m venv "$repo/.venv"
+fi
+"$repo/.venv/bin/pip" install -q --upgrade pip >/dev/null
+"$repo/.venv/bin/pip" install -q -e "$repo[test]"
+ln -sf "$repo/.venv/bin/minidocker" /usr/local/bin/minidocker
+echo "provision.sh: ready ($("$repo/.venv/bin/minidocker" --version))"
