@@ -147,3 +147,345 @@ def normalize_server(server: str) -> str:
 
 def to_json(obj: Any) -> str:
     return json.dumps(obj, indent=4)
+
+
+# -- containers -----------------------------------------------------------------------------
+def _containers(root: Path | None):
+    from minidocker.runtime.container import ContainerStore
+
+    return ContainerStore(root or default_root())
+
+
+def ensure_image(image: str, root: Path | None, progress: Callable | None = None,
+                 on_pull: Callable[[str], None] | None = None) -> str:
+    """The image's ID, pulling it first when it is not in the store (as ``docker run`` does)."""
+    from minidocker.errors import ImageNotFound
+
+    store = _store(root)
+    try:
+        return store.resolve(image)
+    except ImageNotFound:
+        pass
+    if on_pull:
+        on_pull(image)
+    return pull(image, root=root, progress=progress).image_id
+
+
+def run(image: str, args: list[str], *, root: Path | None = None, name: str | None = None,
+        entrypoint: str | None = None, env: list[str] = (), env_files: list[str] = (),
+        workdir: str | None = None, user: str | None = None, hostname: str | None = None,
+        tty: bool = False, interactive: bool = False, detach: bool = False, auto_remove: bool = False,
+        init: bool = False, network: str = "default", volumes: list[str] = (), read_only: bool = False,
+        progress: Callable | None = None, on_pull: Callable[[str], None] | None = None,
+        on_created: Callable[[str], None] | None = None) -> int | str:
+    """``docker run``: returns the container's exit code, or its ID with ``detach``."""
+    from minidocker.runtime import lifecycle
+    from minidocker.runtime.spec import build_spec
+
+    image_id = ensure_image(image, root, progress, on_pull)
+    store = _store(root)
+    config = store.config(image_id)
+    containers = _containers(root)
+    c = containers.create(lambda cid, random_name: build_spec(
+        cid=cid, name=name or random_name(), image=image, image_id=image_id, image_config=config,
+        args=list(args), entrypoint=entrypoint, env=list(env), env_files=list(env_files), workdir=workdir,
+        user=user, hostname=hostname, tty=tty, stdin_open=interactive, detach=detach,
+        auto_remove=auto_remove, init=init, network=network, volumes=list(volumes), readonly_rootfs=read_only))
+    if on_created:
+        on_created(c.id)
+    lowerdirs = store.lowerdirs(image_id)
+    if detach:
+        from minidocker.runtime.monitor import spawn_monitor
+
+        spawn_monitor(containers, c, lowerdirs)
+        return c.id
+    try:
+        started = lifecycle.start(containers, c, lowerdirs)
+        if started.master is not None:
+            code = lifecycle.relay_pty(started.pid, started.master, interactive)
+        else:
+            code = lifecycle.wait_foreground(started.pid)
+        lifecycle.record_exit(containers, c, code)
+        return code
+    except lifecycle.StartFailed:
+        raise
+    finally:
+        if auto_remove:
+            lifecycle.cleanup(containers, c)
+        else:
+            from minidocker.linux import cgroups
+
+            cgroups.manager(c.id).destroy()
+
+
+def ps(all: bool = False, root: Path | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for c in _containers(root).all():
+        if not all and not c.running:
+            continue
+        rows.append(container_summary(c))
+    rows.sort(key=lambda r: r["Created"], reverse=True)
+    return rows
+
+
+def container_summary(c) -> dict[str, Any]:
+    return {"ID": c.id, "Image": c.spec.image, "Command": " ".join(c.spec.argv), "Created": c.state.get("Created", ""),
+            "Status": c.state.get("Status", ""), "ExitCode": c.state.get("ExitCode", 0),
+            "StartedAt": c.state.get("StartedAt", ""), "FinishedAt": c.state.get("FinishedAt", ""),
+            "Names": c.name, "Pid": c.state.get("Pid", 0)}
+
+
+def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
+    c = _containers(root).find(name)
+    store = _store(root)
+    lower = ":".join(str(p) for p in store.lowerdirs(c.spec.image_id)) if c.spec.image_id in store.read_index()["images"] else ""
+    st = c.state
+    return {
+        "Id": c.id, "Created": st.get("Created", ""), "Path": c.spec.argv[0], "Args": c.spec.argv[1:],
+        "State": {"Status": st.get("Status", ""), "Running": c.running, "Paused": st.get("Status") == "paused",
+                  "OOMKilled": st.get("OOMKilled", False), "Dead": False, "Pid": st.get("Pid", 0),
+                  "ExitCode": st.get("ExitCode", 0), "Error": st.get("Error", ""),
+                  "StartedAt": st.get("StartedAt", ""), "FinishedAt": st.get("FinishedAt", "")},
+        "Image": c.spec.image_id, "Name": "/" + c.name, "HostnamePath": str(c.path("hostname")),
+        "HostsPath": str(c.path("hosts")), "ResolvConfPath": str(c.path("resolv.conf")),
+        "LogPath": str(c.path("container.log")), "Driver": "overlay",
+        "HostConfig": {"NetworkMode": c.spec.network, "AutoRemove": c.spec.auto_remove, "Init": c.spec.init,
+                       "ReadonlyRootfs": c.spec.readonly_rootfs},
+        "Mounts": [{"Type": "bind", "Source": v.source, "Destination": v.target, "Mode": "ro" if v.readonly else "",
+                    "RW": not v.readonly, "Propagation": "rprivate"} for v in c.spec.volumes],
+        "Config": {"Hostname": c.spec.hostname, "User": c.spec.user, "Env": c.spec.env, "Cmd": c.spec.cmd,
+                   "Entrypoint": c.spec.entrypoint or None, "WorkingDir": c.spec.cwd, "Image": c.spec.image,
+                   "Tty": c.spec.tty, "OpenStdin": c.spec.stdin_open, "Labels": c.spec.labels},
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": lower, "UpperDir": str(c.path("upper")),
+                                                    "WorkDir": str(c.path("work")), "MergedDir": str(c.path("merged"))}},
+        "Cgroup": st.get("Cgroup", {}),
+    }
+
+
+def inspect(name: str, root: Path | None = None) -> dict[str, Any]:
+    """``docker inspect``: a container by that name or ID, else an image."""
+    from minidocker.runtime.container import NoSuchContainer
+
+    try:
+        return inspect_container(name, root)
+    except NoSuchContainer:
+        pass
+    try:
+        return inspect_image(name, root)
+    except MinidockerError:
+        from minidocker.errors import ImageNotFound
+
+        raise ImageNotFound(f"No such object: {name}") from None
+
+
+def logs(name: str, root: Path | None = None, follow: bool = False, tail: int | None = None):
+    """Yield (stream, time, line) from the container's log; with ``follow``, until it exits."""
+    import time
+
+    containers = _containers(root)
+    c = containers.find(name)
+    path = c.path("container.log")
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        lines = f.readlines()
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        for line in lines:
+            rec = json.loads(line)
+            yield rec["stream"], rec["time"], rec["log"]
+        if not follow:
+            return
+        buf = b""
+        while True:
+            chunk = f.readline()
+            if chunk:
+                buf += chunk
+                if buf.endswith(b"\n"):
+                    rec = json.loads(buf)
+                    buf = b""
+                    yield rec["stream"], rec["time"], rec["log"]
+                continue
+            c = containers.refresh(containers.load(c.id))
+            if not c.running:
+                rest = f.read()
+                for line in rest.splitlines():
+                    rec = json.loads(line)
+                    yield rec["stream"], rec["time"], rec["log"]
+                return
+            time.sleep(0.05)
+
+
+def stop(names: list[str], timeout: int = 10, root: Path | None = None, signal_name: str = "SIGTERM"):
+    from minidocker.runtime import lifecycle
+
+    containers = _containers(root)
+    for name in names:
+        c = containers.find(name)
+        if c.running:
+            import signal as _s
+
+            try:
+                lifecycle.signal_container(c, parse_signal(signal_name))
+            except MinidockerError:
+                pass
+            if not lifecycle.wait_gone(c, timeout):
+                try:
+                    lifecycle.signal_container(c, _s.SIGKILL)
+                except MinidockerError:
+                    pass
+                lifecycle.wait_gone(c, 10)
+            _settle(containers, c)
+        yield name
+
+
+def _settle(containers, c, timeout: float = 5.0) -> None:
+    """Wait until the record says exited (the monitor writes it), correcting it if need be."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        c = containers.refresh(containers.load(c.id))
+        if not c.running:
+            return
+        time.sleep(0.02)
+
+
+def kill(names: list[str], sig: str = "KILL", root: Path | None = None):
+    from minidocker.runtime import lifecycle
+
+    containers = _containers(root)
+    for name in names:
+        c = containers.find(name)
+        lifecycle.signal_container(c, parse_signal(sig))
+        yield name
+
+
+def rm(names: list[str], force: bool = False, root: Path | None = None):
+    import signal as _s
+
+    from minidocker.errors import Conflict
+    from minidocker.runtime import lifecycle
+
+    containers = _containers(root)
+    for name in names:
+        c = containers.find(name)
+        if c.running:
+            if not force:
+                raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
+                               "attempting removal or force remove")
+            try:
+                lifecycle.signal_container(c, _s.SIGKILL)
+            except MinidockerError:
+                pass
+            lifecycle.wait_gone(c, 10)
+            _settle(containers, c)
+        lifecycle.cleanup(containers, c)
+        yield name
+
+
+def wait(names: list[str], root: Path | None = None):
+    import time
+
+    containers = _containers(root)
+    for name in names:
+        c = containers.find(name)
+        while True:
+            c = containers.refresh(containers.load(c.id))
+            if not c.running:
+                break
+            time.sleep(0.05)
+        yield c.state.get("ExitCode", 0)
+
+
+def prune(root: Path | None = None) -> list[str]:
+    return list(rm([c.id for c in _containers(root).all() if not c.running], root=root))
+
+
+def parse_signal(text: str) -> int:
+    import signal as _s
+
+    t = text.upper().removeprefix("SIG")
+    if t.isdigit():
+        return int(t)
+    try:
+        return int(getattr(_s, "SIG" + t))
+    except AttributeError:
+        raise MinidockerError(f"invalid signal: {text}") from None
+
+
+# -- --explain ------------------------------------------------------------------------------
+def listen_events(fn: Callable[[dict[str, Any]], None] | None) -> None:
+    from minidocker.linux import events
+
+    events.listen(fn)
+
+
+def describe_event(ev: dict[str, Any]) -> str:
+    """One sentence a student can follow, for each kernel-facing step."""
+    step = ev["step"]
+    if step == "unshare":
+        return f"unshare({' | '.join('CLONE_NEW' + f.upper().replace('MNT', 'NS') for f in ev['flags'])})" \
+               f"  -> new {', '.join(ev['flags'])} namespace(s)"
+    if step == "mount":
+        flags = ev.get("flags") or 0
+        if ev.get("fstype") == "overlay":
+            return f"mount -t overlay overlay {ev['target']}  ({ev.get('data')})"
+        if flags & 4096:  # MS_BIND
+            return f"mount --bind {ev.get('source')} {ev['target']}" + ("  (remount)" if flags & 32 else "")
+        if ev.get("source") is None and ev.get("fstype") is None:
+            return f"mount --make-rprivate {ev['target']}  (mount events no longer propagate)"
+        return f"mount -t {ev.get('fstype')} {ev.get('source')} {ev['target']}" + \
+            (f"  ({ev['data']})" if ev.get("data") else "")
+    if step == "umount2":
+        return f"umount2({ev['target']}, MNT_DETACH)  -> the old root is gone from our view"
+    if step == "pivot_root":
+        return f"pivot_root({ev['new_root']}, {ev['put_old']})  -> the overlay is now /"
+    if step == "sethostname":
+        return f"sethostname({ev['hostname']!r})"
+    if step == "cgroup":
+        return f"cgroup {ev['action']} {ev['path']}" + (f" <- {ev['value']}" if ev.get("value") else "")
+    if step == "setuid":
+        return f"setgroups({ev['groups']}), setgid({ev['gid']}), setuid({ev['uid']})"
+    if step == "execve":
+        return f"execve({ev['argv']})  -> the image's program replaces us, still PID 1"
+    if step == "link":
+        return f"ip link set {ev['name']} {ev['state']}"
+    if step == "pty":
+        return f"open /dev/ptmx -> {ev['path']} becomes the controlling terminal"
+    if step == "setns":
+        return f"setns({', '.join(ev['nstype'])})  -> join the container's namespace"
+    return f"{step} {', '.join(f'{k}={v}' for k, v in ev.items() if k not in ('t', 'step'))}"
+
+
+def exec_(name: str, argv: list[str], *, root: Path | None = None, env: list[str] = (), workdir: str | None = None,
+          user: str | None = None, tty: bool = False, interactive: bool = False) -> int:
+    from minidocker.runtime import lifecycle
+
+    c = _containers(root).find(name)
+    return lifecycle.exec_in(c, list(argv), list(env), workdir, user, tty, interactive)
+
+
+def start(names: list[str], root: Path | None = None, attach: bool = False):
+    """Start stopped containers again, detached (``-a`` waits and returns the exit code)."""
+    from minidocker.runtime.monitor import spawn_monitor
+
+    containers = _containers(root)
+    store = _store(root)
+    for name in names:
+        c = containers.find(name)
+        if c.running:
+            yield name
+            continue
+        spawn_monitor(containers, c, store.lowerdirs(c.spec.image_id))
+        if attach:
+            yield from wait([c.id], root=root)
+        else:
+            yield name
+
+
+def restart(names: list[str], timeout: int = 10, root: Path | None = None):
+    for name in names:
+        list(stop([name], timeout=timeout, root=root))
+        list(start([name], root=root))
+        yield name

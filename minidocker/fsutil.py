@@ -18,6 +18,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -85,3 +86,22 @@ def locked(path: Path, shared: bool = False) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the last fd releases the lock
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree we own (an unpacked layer): never follows symlinks."""
+    def onerror(func, p, exc_info):
+        exc = exc_info[1]
+        if isinstance(exc, FileNotFoundError):
+            return
+        # a read-only directory from a layer: make it writable and try once more
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), 0o700)
+            func(p)
+            return
+        raise StoreError(f"cannot remove {p}: {exc}")
+
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, onerror=onerror)

@@ -66,15 +66,15 @@ def tag(source: str = typer.Argument(..., metavar="SOURCE[:TAG]"),
     api.tag(source, target, root=state.root)
 
 
-@app.command(help="Show low-level information on images.")
+@app.command(help="Show low-level information on containers or images.")
 def inspect(
-    names: List[str] = typer.Argument(..., metavar="IMAGE..."),
+    names: List[str] = typer.Argument(..., metavar="NAME|ID..."),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Not supported yet beyond 'json'."),
 ) -> None:
     out, failed = [], []
     for name in names:
         try:
-            out.append(api.inspect_image(name, root=state.root))
+            out.append(api.inspect(name, root=state.root))
         except Exception as e:  # docker prints what it found, then the errors
             failed.append(e)
     render.print_json(out)

@@ -51,7 +51,7 @@ def _global(
 
 
 def _register() -> None:
-    from minidocker.cli import images, login, pull  # noqa: F401  (each module adds its commands)
+    from minidocker.cli import containers, images, login, pull, run  # noqa: F401  (each adds its commands)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     _register()
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, prog_name="minidocker", standalone_mode=False)
+        rc = app(args=args, prog_name="minidocker", standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)  # typer.Exit(code) comes back as a return value here
     except MinidockerError as e:
         render.error(e, debug=state.debug)
         sys.exit(e.exit_code)

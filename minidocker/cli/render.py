@@ -87,6 +87,12 @@ def human_ago(iso: str, now: float | None = None) -> str:
     return human_duration(secs) + " ago"
 
 
+def human_duration_since(iso: str, now: float | None = None) -> str:
+    """``3 minutes`` since an RFC 3339 time (``Up 3 minutes``)."""
+    text = human_ago(iso, now)
+    return text[:-4] if text.endswith(" ago") else text
+
+
 def human_duration(secs: float) -> str:
     s = int(secs)
     if s < 1:
@@ -107,6 +113,24 @@ def human_duration(secs: float) -> str:
     if d < 730:
         return f"{d // 30} months"
     return f"{d // 365} years"
+
+
+def explain_to_stderr() -> None:
+    """``--explain``: narrate each kernel-facing step as it happens, one line each."""
+    import time as _time
+
+    from minidocker import api
+
+    start = _time.monotonic()
+    import os
+
+    fd = os.dup(2)  # close-on-exec: the container's program never sees it
+
+    def narrate(ev: dict) -> None:
+        ms = (ev["t"] - start) * 1000
+        os.write(fd, f"[{ms:7.1f} ms] pid {os.getpid():<6} {api.describe_event(ev)}\n".encode())
+
+    api.listen_events(narrate)
 
 
 class PullProgress:
@@ -130,8 +154,13 @@ class PullProgress:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """End the live display (before a fork, and before a container takes the terminal)."""
         if self.progress is not None:
             self.progress.stop()
+            self.progress = None
 
     def __call__(self, ev) -> None:
         if self.quiet:

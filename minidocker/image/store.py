@@ -22,14 +22,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from minidocker.errors import Conflict, ImageNotFound, InvalidReference, StoreError
-from minidocker.fsutil import locked, read_json, storage_error, write_json
+from minidocker.fsutil import locked, read_json, remove_tree, storage_error, write_json
 from minidocker.image import manifest as mf
 from minidocker.image.content import ContentStore, hex_of
 from minidocker.image.reference import Reference, parse
@@ -280,25 +279,6 @@ class ImageStore:
                     with contextlib.suppress(FileNotFoundError):
                         b.unlink()
             return lines
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a directory tree we own (an unpacked layer): never follows symlinks."""
-    def onerror(func, p, exc_info):
-        exc = exc_info[1]
-        if isinstance(exc, FileNotFoundError):
-            return
-        # a read-only directory from a layer: make it writable and try once more
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), 0o700)
-            func(p)
-            return
-        raise StoreError(f"cannot remove {p}: {exc}")
-
-    if path.is_symlink() or path.is_file():
-        path.unlink(missing_ok=True)
-    elif path.exists():
-        shutil.rmtree(path, onerror=onerror)
 
 
 def now_iso() -> str:

@@ -111,3 +111,23 @@ def sethostname(name: str) -> None:
     data = name.encode()
     _check(_libc.sethostname(data, ctypes.c_size_t(len(data))), "sethostname")
     emit("sethostname", hostname=name)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def set_pdeathsig(sig: int) -> None:
+    """prctl(PR_SET_PDEATHSIG): the kernel sends ``sig`` to us when our parent dies, so a
+    container never outlives the process that watches it."""
+    _check(_libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(sig), 0, 0, 0), "prctl")
+
+
+def open_namespace_fds(pid: int, kinds: list[str]) -> list[tuple[str, int]]:
+    """Open /proc/PID/ns/<kind> for each kind (before joining any: /proc changes as we go)."""
+    out = []
+    for kind in kinds:
+        try:
+            out.append((kind, os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)))
+        except FileNotFoundError:
+            continue
+    return out

@@ -1,0 +1,139 @@
+"""``ps``, ``logs``, ``stop``, ``kill``, ``rm``, ``wait``, ``container prune``, ``inspect``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+import typer
+
+from minidocker import api
+from minidocker.cli import render
+from minidocker.cli.main import app, state
+from minidocker.errors import MinidockerError
+
+
+def _status(row) -> str:
+    if row["Status"] == "running":
+        return "Up " + render.human_duration_since(row["StartedAt"])
+    if row["Status"] == "exited":
+        return f"Exited ({row['ExitCode']}) {render.human_ago(row['FinishedAt'])}"
+    return row["Status"].capitalize()
+
+
+@app.command(help="List containers.")
+def ps(
+    all: bool = typer.Option(False, "--all", "-a", help="Show all containers (default shows just running)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only display container IDs."),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="'json' for one JSON object per line."),
+) -> None:
+    rows = api.ps(all=all, root=state.root)
+    def cid(r):
+        return r["ID"] if no_trunc else r["ID"][:12]
+    if quiet:
+        for r in rows:
+            print(cid(r))
+        return
+    if fmt == "json":
+        for r in rows:
+            print(json.dumps({"ID": cid(r), "Image": r["Image"], "Command": r["Command"], "CreatedAt": r["Created"],
+                              "RunningFor": render.human_ago(r["Created"]), "State": r["Status"],
+                              "Status": _status(r), "Names": r["Names"], "Ports": ""}))
+        return
+    def command(r):
+        text = f'"{r["Command"]}"'
+        return text if no_trunc or len(text) <= 22 else text[:20] + '…"'
+    render.table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+                 ([cid(r), r["Image"], command(r), render.human_ago(r["Created"]), _status(r), "", r["Names"]]
+                  for r in rows))
+
+
+def _each(names: List[str], action) -> None:
+    """Run ``action([name])`` for each name, printing what it yields, as docker does; on an
+    error print it and go on with the next name; exit 1 at the end if any failed."""
+    failed = False
+    for name in names:
+        try:
+            for out in action([name]):
+                print(out)
+        except MinidockerError as e:
+            render.error(e)
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command(help="Fetch the logs of a container.")
+def logs(
+    container: str,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Follow log output."),
+    tail: Optional[str] = typer.Option(None, "--tail", "-n", help="Number of lines from the end ('all')."),
+    timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Show timestamps."),
+) -> None:
+    n = None if tail in (None, "all") else int(tail)
+    for stream, when, line in api.logs(container, root=state.root, follow=follow, tail=n):
+        out = sys.stdout if stream == "stdout" else sys.stderr
+        out.write((when + " " if timestamps else "") + line)
+        out.flush()
+
+
+@app.command(help="Stop one or more running containers (SIGTERM, then SIGKILL).")
+def stop(containers: List[str], time: int = typer.Option(10, "--time", "-t", help="Seconds to wait before killing."),
+         signal: str = typer.Option("SIGTERM", "--signal", "-s")) -> None:
+    _each(containers, lambda names: api.stop(names, timeout=time, root=state.root, signal_name=signal))
+
+
+@app.command(help="Kill one or more running containers.")
+def kill(containers: List[str], signal: str = typer.Option("KILL", "--signal", "-s")) -> None:
+    _each(containers, lambda names: api.kill(names, sig=signal, root=state.root))
+
+
+@app.command(help="Remove one or more containers.")
+def rm(containers: List[str], force: bool = typer.Option(False, "--force", "-f", help="Kill a running one first.")) -> None:
+    _each(containers, lambda names: api.rm(names, force=force, root=state.root))
+
+
+@app.command(help="Block until containers stop, then print their exit codes.")
+def wait(containers: List[str]) -> None:
+    _each(containers, lambda names: api.wait(names, root=state.root))
+
+
+container_app = typer.Typer(help="Manage containers.", no_args_is_help=True)
+app.add_typer(container_app, name="container")
+
+
+@container_app.command("prune", help="Remove all stopped containers.")
+def container_prune(force: bool = typer.Option(False, "--force", "-f")) -> None:
+    removed = api.prune(root=state.root)
+    if removed:
+        print("Deleted Containers:")
+        for r in removed:
+            print(r)
+    print(f"Total reclaimed containers: {len(removed)}")
+
+
+@app.command("exec", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+             help="Run a command in a running container.")
+def exec_(
+    container: str,
+    command: List[str] = typer.Argument(..., metavar="COMMAND [ARG...]"),
+    interactive: bool = typer.Option(False, "--interactive", "-i"),
+    tty: bool = typer.Option(False, "--tty", "-t"),
+    env: List[str] = typer.Option([], "--env", "-e"),
+    workdir: Optional[str] = typer.Option(None, "--workdir", "-w"),
+    user: Optional[str] = typer.Option(None, "--user", "-u"),
+) -> None:
+    raise typer.Exit(api.exec_(container, command, root=state.root, env=env, workdir=workdir, user=user, tty=tty,
+                               interactive=interactive))
+
+
+@app.command(help="Start one or more stopped containers.")
+def start(containers: List[str], attach: bool = typer.Option(False, "--attach", "-a")) -> None:
+    _each(containers, lambda names: api.start(names, root=state.root, attach=attach))
+
+
+@app.command(help="Restart one or more containers.")
+def restart(containers: List[str], time: int = typer.Option(10, "--time", "-t")) -> None:
+    _each(containers, lambda names: api.restart(names, timeout=time, root=state.root))

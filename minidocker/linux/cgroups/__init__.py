@@ -1,0 +1,72 @@
+"""Control groups: where a container's processes are counted and limited.
+
+Two kernel interfaces, one Protocol:
+
+* cgroup v1: one hierarchy per controller (/sys/fs/cgroup/memory/minidocker/<id>/, cpu/...,
+  pids/...); a process is added to each. Driven with cgroupspy (``v1.py``).
+* cgroup v2: one unified hierarchy (/sys/fs/cgroup/minidocker/<id>/) whose controllers are
+  enabled by the parent's ``cgroup.subtree_control``. Plain file writes (``v2.py``).
+
+``detect()`` picks the backend from what is mounted, not from the kernel version: a hybrid
+host (v1 controllers plus an empty ``unified`` v2 mount, like this one) uses v1.
+
+See it: ``cat /proc/self/cgroup`` inside ``minidocker run --rm busybox``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+PARENT = "minidocker"
+
+
+class CgroupManager(Protocol):
+    version: int
+
+    def create(self) -> None: ...
+    def add(self, pid: int) -> None: ...
+    def pids(self) -> list[int]: ...
+    def kill_all(self, sig: int) -> None: ...
+    def destroy(self) -> None: ...
+    def paths(self) -> dict[str, str]: ...
+
+
+def version(mountinfo: str | None = None, root: str = "/sys/fs/cgroup") -> int:
+    """2 if ``root`` itself is a cgroup2 mount, else 1 (v1 or hybrid)."""
+    if mountinfo is None:
+        with open("/proc/self/mountinfo") as f:
+            mountinfo = f.read()
+    for line in mountinfo.splitlines():
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) > 4 and fields[4] == root and right.split()[:1] == ["cgroup2"]:
+            return 2
+    return 1
+
+
+def manager(container_id: str, root: str = "/sys/fs/cgroup") -> CgroupManager:
+    if version(root=root) == 2:
+        from minidocker.linux.cgroups.v2 import CgroupV2
+
+        return CgroupV2(container_id, root)
+    from minidocker.linux.cgroups.v1 import CgroupV1
+
+    return CgroupV1(container_id, root)
+
+
+def read_pids(path: str) -> list[int]:
+    try:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def remove_if_empty(path: str) -> None:
+    """rmdir the shared ``minidocker`` parent once its last container is gone (so nothing of
+    ours stays in the host's tree); another container still in it makes this a no-op."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass

@@ -1,0 +1,200 @@
+"""Container records: ``containers/<id>/config.json`` (the spec) and ``state.json``.
+
+State is written atomically under the containers lock. A record may claim "running" while
+its process is long gone (the monitor was killed, the host rebooted): ``refresh`` checks the
+PID *and its start time* (PIDs are reused: pid_max is small) and corrects the record, so
+``ps`` never shows a dead container as Up.
+
+    containers/<id>/config.json    the ContainerSpec
+    containers/<id>/state.json     Status, Pid, ExitCode, StartedAt, FinishedAt, ...
+    containers/<id>/upper, work    the overlay's writable layer and its scratch dir
+    containers/<id>/merged         the mount point of the root (mounted only inside the container)
+    containers/<id>/hostname, hosts, resolv.conf
+    containers/<id>/container.log  -d output, one JSON object a line (docker's json-file format)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minidocker.errors import Conflict, MinidockerError
+from minidocker.fsutil import locked, read_json, remove_tree, write_json
+from minidocker.runtime.spec import ContainerSpec
+
+ADJECTIVES = ["admiring", "bold", "brave", "clever", "dreamy", "eager", "elegant", "festive", "gallant",
+              "happy", "jolly", "keen", "lucid", "modest", "nifty", "optimistic", "quirky", "relaxed",
+              "serene", "sharp", "stoic", "tender", "vibrant", "wizardly", "zealous"]
+SCIENTISTS = ["babbage", "curie", "darwin", "dijkstra", "einstein", "feynman", "goodall", "hopper",
+              "hypatia", "kepler", "lamport", "lovelace", "meitner", "noether", "pasteur", "ritchie",
+              "shannon", "thompson", "torvalds", "turing", "wozniak", "yalow"]
+
+
+class NoSuchContainer(MinidockerError):
+    pass
+
+
+def now_iso() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] == b"Z":
+        return None  # a zombie has finished
+    return int(rest[19])
+
+
+def alive(pid: int | None, start_time: int | None) -> bool:
+    return bool(pid) and start_time is not None and proc_start_time(pid) == start_time
+
+
+@dataclass
+class Container:
+    dir: Path
+    spec: ContainerSpec
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def running(self) -> bool:
+        return self.state.get("Status") in ("running", "paused")
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+
+class ContainerStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.dir = self.root / "containers"
+        self.lock_path = self.dir / ".lock"
+
+    def locked(self):
+        return locked(self.lock_path)
+
+    def ids(self) -> list[str]:
+        if not self.dir.exists():
+            return []
+        return [p.name for p in self.dir.iterdir() if not p.name.startswith(".") and (p / "config.json").exists()]
+
+    def load(self, cid: str) -> Container:
+        d = self.dir / cid
+        cfg = read_json(d / "config.json")
+        if cfg is None:
+            raise NoSuchContainer(f"No such container: {cid}")
+        return Container(d, ContainerSpec.from_json(cfg), read_json(d / "state.json", {}) or {})
+
+    def all(self) -> list[Container]:
+        out = []
+        for cid in self.ids():
+            try:
+                out.append(self.refresh(self.load(cid)))
+            except NoSuchContainer:
+                continue  # removed while we looked
+        return out
+
+    def find(self, text: str) -> Container:
+        """By full ID, name, or unique ID prefix, as docker resolves them."""
+        ids = self.ids()
+        if text in ids:
+            return self.refresh(self.load(text))
+        for cid in ids:
+            try:
+                c = self.load(cid)
+            except NoSuchContainer:
+                continue
+            if c.name == text.lstrip("/"):
+                return self.refresh(c)
+        matches = [cid for cid in ids if cid.startswith(text)] if text else []
+        if len(matches) == 1:
+            return self.refresh(self.load(matches[0]))
+        if len(matches) > 1:
+            raise Conflict(f"multiple containers match {text!r}; give more of the ID")
+        raise NoSuchContainer(f"No such container: {text}")
+
+    def random_name(self, taken: set[str]) -> str:
+        for _ in range(100):
+            name = f"{random.choice(ADJECTIVES)}_{random.choice(SCIENTISTS)}"
+            if name not in taken:
+                return name
+        return f"{random.choice(ADJECTIVES)}_{random.choice(SCIENTISTS)}{random.randint(1, 99)}"
+
+    def create(self, make_spec) -> Container:
+        """Reserve an ID and a name and write the record, under the lock (names are unique)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with self.locked():
+            names = set()
+            for cid in self.ids():
+                try:
+                    names.add(self.load(cid).name)
+                except NoSuchContainer:
+                    pass
+            cid = secrets.token_hex(32)
+            spec: ContainerSpec = make_spec(cid, lambda: self.random_name(names))
+            if spec.name in names:
+                existing = self.find(spec.name)
+                raise Conflict(f'Conflict. The container name "/{spec.name}" is already in use by container '
+                               f'"{existing.id}". You have to remove (or rename) that container to be able to '
+                               "reuse that name.")
+            d = self.dir / cid
+            d.mkdir()
+            for sub in ("upper", "work", "merged"):
+                (d / sub).mkdir()
+            write_json(d / "config.json", spec.to_json())
+            state = {"Status": "created", "Created": now_iso(), "Pid": 0, "ExitCode": 0,
+                     "StartedAt": "", "FinishedAt": "", "OOMKilled": False, "Error": ""}
+            write_json(d / "state.json", state)
+        return Container(d, spec, state)
+
+    def update(self, c: Container, **changes: Any) -> Container:
+        with self.locked():
+            state = read_json(c.path("state.json"), {}) or {}
+            state.update(changes)
+            if c.dir.exists():
+                write_json(c.path("state.json"), state)
+            c.state = state
+        return c
+
+    def refresh(self, c: Container) -> Container:
+        """Correct a record whose process is gone without anyone recording it."""
+        if c.running and not alive(c.state.get("Pid"), c.state.get("PidStartTime")):
+            monitor_alive = alive(c.state.get("MonitorPid"), c.state.get("MonitorStartTime"))
+            # Our monitor records the exit itself; give it a moment if it is still there.
+            for _ in range(20):
+                if not monitor_alive:
+                    break
+                time.sleep(0.05)
+                c.state = read_json(c.path("state.json"), {}) or c.state
+                if not c.running:
+                    return c
+                monitor_alive = alive(c.state.get("MonitorPid"), c.state.get("MonitorStartTime"))
+            if c.running:
+                self.update(c, Status="exited", ExitCode=c.state.get("ExitCode") or 137, Pid=0,
+                            FinishedAt=c.state.get("FinishedAt") or now_iso(),
+                            Error="the container's monitor died; exit code unknown (137 assumed)")
+        return c
+
+    def remove_files(self, c: Container) -> None:
+        with self.locked():
+            remove_tree(c.dir)

@@ -1,0 +1,253 @@
+"""The container's side: what its first process does between fork and execve.
+
+The parent has already called ``unshare(CLONE_NEWPID)``, so this process is PID 1 of a new
+PID namespace. It then runs, in order (``container_init`` reads as a table of contents)::
+
+    wait_for_parent        the parent puts us in our cgroup, then says go
+    enter_namespaces       unshare mount, UTS, IPC, network (unless --network host), cgroup
+    set_hostname           in our own UTS namespace only
+    bring_up_loopback      our network namespace starts with lo down
+    prepare_rootfs         overlay, /proc, /dev, /sys, /etc files, pivot_root (rootfs.py)
+    setup_stdio            a pty from the container's own /dev/pts for -t, /dev/null for no -i
+    switch_user            setgroups, setgid, setuid: from the container's /etc/passwd
+    exec_command           execve, searching the container's PATH
+
+A failure at any step is written to the error pipe (which ``execve`` closes, being
+O_CLOEXEC) as one JSON line, and the process exits with docker's code for it: 127 when the
+command is not found, 126 when it cannot be executed, 125 for any other step.
+
+See it: ``minidocker run --rm --explain busybox true``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import signal
+import socket
+import struct
+import termios
+from dataclasses import dataclass
+
+from minidocker.linux import syscalls as sc
+from minidocker.linux.events import emit
+from minidocker.runtime import rootfs
+from minidocker.runtime.spec import ContainerSpec
+from minidocker.runtime.users import resolve_user
+
+EXIT_STEP_FAILED = 125
+EXIT_CANNOT_INVOKE = 126
+EXIT_NOT_FOUND = 127
+
+
+@dataclass
+class InitPipes:
+    sync_r: int  # the parent writes one byte when we may go on
+    error_w: int  # O_CLOEXEC: closed by a successful execve
+    console: int | None = None  # a unix socket to send the pty master over (-t)
+    stdin: int | None = None  # fds to use as 0, 1, 2 (None: inherit)
+    stdout: int | None = None
+    stderr: int | None = None
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, message: str, code: int = EXIT_STEP_FAILED):
+        super().__init__(message)
+        self.step, self.message, self.code = step, message, code
+
+
+def wait_for_parent(pipes: InitPipes) -> None:
+    if os.read(pipes.sync_r, 1) != b"1":
+        raise StepFailed("wait_for_parent", "the parent went away before the container started")
+    os.close(pipes.sync_r)
+
+
+def enter_namespaces(spec: ContainerSpec) -> None:
+    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWCGROUP
+    if spec.network != "host":
+        flags |= sc.CLONE_NEWNET
+    sc.unshare(flags)
+
+
+def set_hostname(spec: ContainerSpec) -> None:
+    if spec.network != "host" or spec.hostname:
+        sc.sethostname(spec.hostname)
+
+
+def bring_up_loopback(spec: ContainerSpec) -> None:
+    """``ip link set lo up``, with the SIOCSIFFLAGS ioctl (no netlink needed for this one)."""
+    if spec.network == "host":
+        return
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifreq))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    emit("link", name="lo", state="up")
+
+
+TIOCSPTLCK = 0x40045431  # <asm-generic/ioctls.h>: lock/unlock a pty's slave (unlockpt)
+TIOCGPTN = 0x80045430  # get the pty number (ptsname)
+
+
+def open_pty() -> tuple[int, int, str]:
+    """A pty from the container's own devpts: open /dev/ptmx, unlock, open the slave."""
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
+    n = struct.unpack("i", fcntl.ioctl(master, TIOCGPTN, struct.pack("i", 0)))[0]
+    name = f"/dev/pts/{n}"
+    slave = os.open(name, os.O_RDWR | os.O_NOCTTY)
+    return master, slave, name
+
+
+def setup_stdio(spec: ContainerSpec, pipes: InitPipes) -> None:
+    if spec.tty:
+        master, slave, name = open_pty()
+        # hand the master to the parent (SCM_RIGHTS), which relays it to the user's terminal
+        sock = socket.socket(fileno=pipes.console)
+        socket.send_fds(sock, [b"pty"], [master])
+        sock.close()
+        os.close(master)
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)  # the slave becomes our controlling terminal
+        if not os.path.exists("/dev/console"):
+            open("/dev/console", "a").close()
+        rootfs.bind(name, "/dev/console", recursive=False)
+        for fd in (0, 1, 2):
+            os.dup2(slave, fd)
+        if slave > 2:
+            os.close(slave)
+        emit("pty", path=name)
+        return
+    if pipes.stdout is not None:
+        os.dup2(pipes.stdout, 1)
+    if pipes.stderr is not None:
+        os.dup2(pipes.stderr, 2)
+    if spec.stdin_open and pipes.stdin is not None:
+        os.dup2(pipes.stdin, 0)
+    elif not spec.stdin_open:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def switch_user(spec: ContainerSpec, env: list[str]) -> list[str]:
+    user = resolve_user(spec.user, _read("/etc/passwd"), _read("/etc/group"))
+    os.setgroups(user.groups)
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+    emit("setuid", uid=user.uid, gid=user.gid, groups=user.groups)
+    if not any(e.startswith("HOME=") for e in env):
+        env = env + [f"HOME={user.home}"]
+    return env
+
+
+def make_workdir(spec: ContainerSpec) -> None:
+    """docker creates a missing WorkingDir (as root, before switching user)."""
+    os.makedirs(spec.cwd, exist_ok=True)
+
+
+def change_dir(spec: ContainerSpec) -> None:
+    os.chdir(spec.cwd)
+
+
+def close_other_fds(keep: int) -> None:
+    """Nothing of minidocker's may leak into the container: close every fd above 2."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def exec_command(spec: ContainerSpec, env: list[str], keep_fd: int = -1) -> None:
+    env_map = dict(e.split("=", 1) for e in env if "=" in e)
+    emit("execve", argv=spec.argv)
+    close_other_fds(keep=keep_fd)
+    try:
+        os.execvpe(spec.argv[0], spec.argv, env_map)
+    except FileNotFoundError:
+        raise StepFailed("execve", f'exec: "{spec.argv[0]}": executable file not found in $PATH',
+                         EXIT_NOT_FOUND) from None
+    except PermissionError:
+        raise StepFailed("execve", f'exec: "{spec.argv[0]}": permission denied', EXIT_CANNOT_INVOKE) from None
+    except OSError as e:
+        code = EXIT_CANNOT_INVOKE if e.errno in (errno.ENOEXEC, errno.EISDIR, errno.ETXTBSY) else EXIT_NOT_FOUND
+        raise StepFailed("execve", f'exec: "{spec.argv[0]}": {e.strerror}', code) from None
+
+
+def run_reaper(spec: ContainerSpec, env: list[str], keep_fd: int) -> None:
+    """``--init``: PID 1 forks the command, forwards signals to it, reaps every orphan, and
+    exits with the command's status."""
+    child = os.fork()
+    if child == 0:
+        try:
+            exec_command(spec, env, keep_fd)
+        except StepFailed as e:
+            _report(keep_fd, e.step, e.message, e.code)
+            os._exit(e.code)
+    close_other_fds(keep=-1)
+    forwarded = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)]
+    for s in forwarded:
+        try:
+            signal.signal(s, lambda signum, _f: os.kill(child, signum))
+        except (OSError, ValueError):
+            pass
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
+        if pid == child:
+            os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+
+
+def container_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipes) -> None:
+    """The child after fork: never returns (execve, or _exit with docker's code)."""
+    code = EXIT_STEP_FAILED
+    step = "init"
+    try:
+        step = "wait_for_parent"; wait_for_parent(pipes)
+        step = "enter_namespaces"; enter_namespaces(spec)
+        step = "set_hostname"; set_hostname(spec)
+        step = "bring_up_loopback"; bring_up_loopback(spec)
+        step = "prepare_rootfs"; rootfs.prepare_rootfs(plan)
+        step = "setup_stdio"; setup_stdio(spec, pipes)
+        step = "make_workdir"; make_workdir(spec)
+        step = "switch_user"; env = switch_user(spec, spec.env)
+        step = "change_dir"; change_dir(spec)
+        if spec.init:
+            step = "init"; run_reaper(spec, env, pipes.error_w)
+        step = "execve"; exec_command(spec, env, pipes.error_w)
+    except StepFailed as e:
+        _report(pipes.error_w, e.step, e.message, e.code)
+        code = e.code
+    except Exception as e:  # noqa: BLE001 - every failure becomes one line for the user
+        msg = getattr(e, "message", None) or (f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.filename
+                                              else str(e))
+        _report(pipes.error_w, step, msg, EXIT_STEP_FAILED)
+    finally:
+        os._exit(code)
+
+
+def _report(fd: int, step: str, message: str, code: int) -> None:
+    try:
+        os.write(fd, (json.dumps({"step": step, "message": message, "code": code}) + "\n").encode())
+    except OSError:
+        pass
+
+

@@ -1,0 +1,355 @@
+"""The parent's side of a container: create, start, wait, stop, kill, delete; and exec.
+
+``start`` is the heart of it (the recipe, one kernel concept a line)::
+
+    cgroup.create()                      /sys/fs/cgroup/<controller>/minidocker/<id>
+    unshare(CLONE_NEWPID)                our next child is PID 1 of a new PID namespace
+    fork()                               the child runs runtime/init.py: namespaces, rootfs, exec
+    cgroup.add(child)                    before it runs anything of the image's
+    write(sync, "1")                     go
+    read(error pipe) -> EOF              execve succeeded (the pipe is O_CLOEXEC)
+
+A foreground ``run`` waits in the CLI process itself; ``run -d`` forks a monitor first (like
+conmon), which starts the container, logs its output and records its exit.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from minidocker.errors import Conflict, ExitCode, MinidockerError
+from minidocker.linux import cgroups
+from minidocker.linux import syscalls as sc
+from minidocker.runtime import rootfs
+from minidocker.runtime.container import Container, ContainerStore, alive, now_iso, proc_start_time
+from minidocker.runtime.init import InitPipes, container_init
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                     signal.SIGUSR2, signal.SIGWINCH)
+
+
+class StartFailed(MinidockerError):
+    pass
+
+
+@dataclass
+class Started:
+    pid: int
+    master: int | None  # the pty master, with -t
+
+
+def write_etc_files(c: Container) -> dict[str, str]:
+    """/etc/hostname, /etc/hosts and /etc/resolv.conf, bound into the container read-write."""
+    spec = c.spec
+    files = {}
+    if spec.network == "host":
+        hosts = Path("/etc/hosts").read_text() if os.path.exists("/etc/hosts") else ""
+        resolv = Path("/etc/resolv.conf").read_text() if os.path.exists("/etc/resolv.conf") else ""
+        hostname = spec.hostname or os.uname().nodename
+    else:
+        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                 f"127.0.1.1\t{spec.hostname}\n")
+        resolv = "# no network: --network none\n"
+        hostname = spec.hostname
+    for name, text in (("hostname", hostname + "\n"), ("hosts", hosts), ("resolv.conf", resolv)):
+        path = c.path(name)
+        path.write_text(text)
+        files[f"/etc/{name}"] = str(path)
+    return files
+
+
+def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
+    if not lowerdirs:  # an image with no layers: overlay still wants one lowerdir
+        empty = c.path("empty")
+        empty.mkdir(exist_ok=True)
+        lowerdirs = [empty]
+    return rootfs.RootfsPlan(
+        lowerdirs=[str(p) for p in lowerdirs], upper=str(c.path("upper")), work=str(c.path("work")),
+        merged=str(c.path("merged")), etc_files=write_etc_files(c),
+        volumes=[rootfs.Volume(v.source, v.target, v.readonly) for v in c.spec.volumes],
+        readonly=c.spec.readonly_rootfs)
+
+
+def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int | None = None,
+          stdout: int | None = None, stderr: int | None = None, monitor_pid: int | None = None) -> Started:
+    """Create the container's processes and return once its command is executing."""
+    plan = rootfs_plan(c, lowerdirs)
+    cg = cgroups.manager(c.id)
+    cg.create()
+    sync_r, sync_w = os.pipe()
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    parent_sock = child_sock = None
+    if c.spec.tty:
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pipes = InitPipes(sync_r, err_w, child_sock.fileno() if child_sock else None, stdin, stdout, stderr)
+    sc.unshare(sc.CLONE_NEWPID)
+    pid = os.fork()
+    if pid == 0:  # the child: becomes the container
+        try:
+            # (getppid() is 0 here: our parent lives outside our PID namespace)
+            sc.set_pdeathsig(signal.SIGKILL)
+            os.close(sync_w)
+            os.close(err_r)
+            for s in FORWARDED_SIGNALS:
+                signal.signal(s, signal.SIG_DFL)
+            container_init(c.spec, plan, pipes)
+        finally:
+            os._exit(ExitCode.MINIDOCKER_FAILED)
+    os.close(sync_r)
+    os.close(err_w)
+    if child_sock:
+        child_sock.close()
+    try:
+        cg.add(pid)
+        store.update(c, Status="running", Pid=pid, PidStartTime=proc_start_time(pid), StartedAt=now_iso(),
+                     FinishedAt="", ExitCode=0, Error="", MonitorPid=monitor_pid or os.getpid(),
+                     MonitorStartTime=proc_start_time(monitor_pid or os.getpid()),
+                     Cgroup=cg.paths(), CgroupVersion=cg.version)
+        os.write(sync_w, b"1")
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(sync_w)
+    report = _read_all(err_r)
+    os.close(err_r)
+    master = None
+    if report:
+        _, status = os.waitpid(pid, 0)
+        info = json.loads(report.splitlines()[0])
+        store.update(c, Status="exited", ExitCode=info["code"], Pid=0, FinishedAt=now_iso(), Error=info["message"])
+        raise StartFailed(info["message"] if info["step"] == "execve" else
+                          f"container start failed at {info['step']}: {info['message']}", exit_code=info["code"])
+    if parent_sock:
+        _, fds, _, _ = socket.recv_fds(parent_sock, 16, 1)
+        parent_sock.close()
+        master = fds[0] if fds else None
+    return Started(pid, master)
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        if not data:
+            return b"".join(chunks).decode(errors="replace")
+        chunks.append(data)
+
+
+def exit_code(status: int) -> int:
+    """docker's view of a wait status: the exit code, or 128+N for signal N."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def wait_foreground(pid: int, on_signal: Callable[[int], None] | None = None) -> int:
+    """Wait for the container, forwarding the signals we get to it (a foreground run)."""
+    previous = {}
+
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for s in FORWARDED_SIGNALS:
+        if s != signal.SIGWINCH:
+            previous[s] = signal.signal(s, on_signal or forward)
+    try:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                return exit_code(status)
+            except InterruptedError:
+                continue
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def relay_pty(pid: int, master: int, stdin_open: bool) -> int:
+    """-t: put the user's terminal in raw mode and copy bytes both ways until the container
+    exits; keep the window size in step (SIGWINCH); restore the terminal on every path."""
+    import termios
+    import tty
+
+    in_fd, out_fd = sys.stdin.fileno(), sys.stdout.fileno()
+    is_tty = os.isatty(in_fd)
+    saved = termios.tcgetattr(in_fd) if is_tty else None
+
+    def sync_winsize(*_):
+        if is_tty:
+            import fcntl
+            size = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+    old_winch = signal.signal(signal.SIGWINCH, sync_winsize)
+    status = None
+    try:
+        sync_winsize()
+        if is_tty:
+            tty.setraw(in_fd)
+        fds = [master] + ([in_fd] if stdin_open else [])
+        while True:
+            try:
+                ready, _, _ = select.select(fds, [], [], 0.5)
+            except InterruptedError:
+                continue
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError as e:
+                    if e.errno != errno.EIO:
+                        raise
+                    data = b""
+                if not data:
+                    break
+                os.write(out_fd, data)
+            if in_fd in ready:
+                data = os.read(in_fd, 65536)
+                if not data:
+                    fds.remove(in_fd)
+                    os.write(master, b"\x04")  # EOF on our stdin: ^D to the container
+                else:
+                    os.write(master, data)
+            if not ready:
+                done, st = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = st
+                    break
+    finally:
+        signal.signal(signal.SIGWINCH, old_winch)
+        if saved is not None:
+            termios.tcsetattr(in_fd, termios.TCSAFLUSH, saved)
+        os.close(master)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    return exit_code(status)
+
+
+def record_exit(store: ContainerStore, c: Container, code: int) -> None:
+    oom = False
+    store.update(c, Status="exited", ExitCode=code, Pid=0, FinishedAt=now_iso(), OOMKilled=oom)
+
+
+def cleanup(store: ContainerStore, c: Container) -> None:
+    """Remove what the container had on the host: its cgroup, its directory."""
+    cgroups.manager(c.id).destroy()
+    store.remove_files(c)
+
+
+def signal_container(c: Container, sig: int) -> None:
+    pid = c.state.get("Pid")
+    if not c.running or not alive(pid, c.state.get("PidStartTime")):
+        raise Conflict(f"Cannot kill container: {c.id[:12]}: container {c.id[:12]} is not running")
+    os.kill(pid, sig)
+
+
+def wait_gone(c: Container, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(c.state.get("Pid"), c.state.get("PidStartTime")):
+            return True
+        time.sleep(0.02)
+    return not alive(c.state.get("Pid"), c.state.get("PidStartTime"))
+
+
+def exec_in(c: Container, argv: list[str], env: list[str], cwd: str | None, user: str | None, tty: bool,
+            interactive: bool) -> int:
+    """``exec``: a new process inside a running container's namespaces and cgroup.
+
+    setns(2) into ipc, uts, net, pid, cgroup and finally mnt (which also moves us to the
+    container's root directory); PID namespaces apply to children, so fork once more; the
+    child runs the command like init's last steps (user, workdir, execve).
+    """
+    from minidocker.runtime import init as child_steps
+    from minidocker.runtime.spec import ContainerSpec
+
+    pid = c.state.get("Pid")
+    if not c.running or not alive(pid, c.state.get("PidStartTime")):
+        raise Conflict(f"Container {c.id[:12]} is not running")
+    spec = c.spec
+    exec_spec = ContainerSpec(**{**spec.__dict__, "argv": argv, "tty": tty, "stdin_open": interactive,
+                                 "cwd": cwd or spec.cwd, "user": user if user is not None else spec.user,
+                                 "env": _merge_env(spec.env, env), "init": False})
+    ns_fds = sc.open_namespace_fds(pid, ["ipc", "uts", "net", "pid", "cgroup", "mnt"])
+    cg = cgroups.manager(c.id)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    sync_r, sync_w = os.pipe()
+    parent_sock = child_sock = None
+    if tty:
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    child = os.fork()
+    if child == 0:
+        code = ExitCode.MINIDOCKER_FAILED
+        try:
+            os.close(err_r)
+            os.close(sync_w)
+            os.read(sync_r, 1)  # the parent has put us in the container's cgroup
+            for s in FORWARDED_SIGNALS:
+                signal.signal(s, signal.SIG_DFL)
+            for kind, fd in ns_fds:
+                sc.setns(fd, sc.NAMESPACE_FLAGS[kind])
+                os.close(fd)
+            grandchild = os.fork()  # the first process that is really inside the PID namespace
+            if grandchild:
+                os.close(err_w)
+                _, status = os.waitpid(grandchild, 0)
+                os._exit(exit_code(status))
+            pipes = InitPipes(sync_r, err_w, child_sock.fileno() if child_sock else None)
+            child_steps.setup_stdio(exec_spec, pipes) if tty else (
+                None if interactive else child_steps.setup_stdio(exec_spec, pipes))
+            env_out = child_steps.switch_user(exec_spec, exec_spec.env)
+            child_steps.change_dir(exec_spec)
+            child_steps.exec_command(exec_spec, env_out, err_w)
+        except child_steps.StepFailed as e:
+            child_steps._report(err_w, e.step, e.message, e.code)
+            code = e.code
+        except BaseException as e:  # noqa: BLE001
+            child_steps._report(err_w, "exec", getattr(e, "message", None) or str(e), ExitCode.MINIDOCKER_FAILED)
+        finally:
+            os._exit(code)
+    for _, fd in ns_fds:
+        os.close(fd)
+    os.close(err_w)
+    os.close(sync_r)
+    if child_sock:
+        child_sock.close()
+    try:
+        cg.add(child)
+    except OSError:
+        pass  # the container may have no cgroup left (it is exiting)
+    os.write(sync_w, b"1")
+    os.close(sync_w)
+    report = _read_all(err_r)
+    os.close(err_r)
+    if report:
+        os.waitpid(child, 0)
+        info = json.loads(report.splitlines()[0])
+        raise StartFailed(info["message"], exit_code=info["code"])
+    if parent_sock:
+        _, fds, _, _ = socket.recv_fds(parent_sock, 16, 1)
+        parent_sock.close()
+        return relay_pty(child, fds[0], interactive)
+    return wait_foreground(child)
+
+
+def _merge_env(base: list[str], extra: list[str]) -> list[str]:
+    from minidocker.runtime.spec import merge_env
+
+    return merge_env(base, extra)

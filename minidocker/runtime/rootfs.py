@@ -1,0 +1,184 @@
+"""The container's filesystem: an overlay of the image's layers, then pivot_root into it.
+
+Runs in the container's first process, inside its new mount namespace, as root. In order::
+
+    make_mounts_private   mount --make-rprivate /      (our mounts must not leak to the host)
+    mount_overlay         lowerdir=layers (top first), upperdir=upper, workdir=work -> merged
+    mount_volumes         -v HOST:CTR[:ro] as bind mounts
+    mount_proc            /proc of the new PID namespace
+    mount_dev             a tmpfs /dev with a few device nodes, /dev/pts, /dev/shm, /dev/mqueue
+    mount_sys             /sys, read-only
+    mount_etc_files       /etc/hostname, /etc/hosts, /etc/resolv.conf bound from the container dir
+    pivot_root            merged becomes /, the host's root is unmounted from our view
+
+Because every mount is made inside the container's own mount namespace, the kernel removes
+them all when the namespace's last process exits: nothing to clean up on the host.
+
+See it: ``minidocker run --rm busybox cat /proc/self/mountinfo``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minidocker.linux import syscalls as sc
+
+
+@dataclass
+class Volume:
+    source: str
+    target: str
+    readonly: bool = False
+
+
+@dataclass
+class RootfsPlan:
+    """Everything ``prepare_rootfs`` needs, decided by the parent before fork."""
+
+    lowerdirs: list[str]  # top layer first
+    upper: str
+    work: str
+    merged: str
+    etc_files: dict[str, str] = field(default_factory=dict)  # /etc/hosts -> host file
+    volumes: list[Volume] = field(default_factory=list)
+    readonly: bool = False
+
+
+def make_mounts_private() -> None:
+    """Stop mount events propagating between our namespace and the host's (both ways)."""
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+
+
+def mount_overlay(plan: RootfsPlan) -> None:
+    """overlayfs: reads fall through upper to the lowerdirs; writes copy up into upper."""
+    # The option string is limited to one page: name the layers relative to their common
+    # directory (we chdir there) so that images with many layers still fit.
+    common = os.path.commonpath(plan.lowerdirs) if len(plan.lowerdirs) > 1 else None
+    if common:
+        os.chdir(common)
+        lower = ":".join(os.path.relpath(p, common) for p in plan.lowerdirs)
+    else:
+        lower = ":".join(plan.lowerdirs)
+    opts = f"lowerdir={lower},upperdir={plan.upper},workdir={plan.work}"
+    sc.mount("overlay", plan.merged, "overlay", 0, opts)
+    os.chdir("/")
+
+
+def _target(merged: str, path: str) -> str:
+    """``path`` inside the rootfs, refusing a symlink that would lead out of it."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    current = merged
+    for p in parts:
+        if p == "..":
+            raise OSError(1, f"mount target {path} climbs out of the container", path)
+        nxt = os.path.join(current, p)
+        if os.path.islink(nxt):
+            link = os.readlink(nxt)
+            # resolve the link inside the container's root, not the host's
+            rest = parts[parts.index(p) + 1:]
+            base = merged if link.startswith("/") else current
+            return _target(merged, os.path.relpath(os.path.join(base, link, *rest), merged))
+        current = nxt
+    return current
+
+
+def _ensure_mountpoint(target: str, is_dir: bool) -> None:
+    if os.path.lexists(target):
+        return
+    if is_dir:
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "a").close()
+
+
+def bind(source: str, target: str, readonly: bool = False, recursive: bool = True) -> None:
+    sc.mount(source, target, None, sc.MS_BIND | (sc.MS_REC if recursive else 0))
+    if readonly:  # a bind mount's flags change only with a second, remount call
+        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV)
+
+
+def mount_volumes(plan: RootfsPlan) -> None:
+    for v in plan.volumes:
+        target = _target(plan.merged, v.target)
+        _ensure_mountpoint(target, os.path.isdir(v.source))
+        bind(v.source, target, v.readonly)
+
+
+def mount_proc(merged: str) -> None:
+    """A procfs shows the PID namespace of the process that mounts it: ours."""
+    target = _target(merged, "/proc")
+    _ensure_mountpoint(target, True)
+    sc.mount("proc", target, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+
+
+DEVICES = {  # name: (major, minor), what every container gets (Docker's default list)
+    "null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0),
+}
+
+
+def mount_dev(merged: str) -> None:
+    dev = _target(merged, "/dev")
+    _ensure_mountpoint(dev, True)
+    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
+    for name, (major, minor) in DEVICES.items():
+        os.mknod(f"{dev}/{name}", 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+        os.chmod(f"{dev}/{name}", 0o666)  # mknod obeys the umask; the mode must be exact
+    os.makedirs(f"{dev}/pts")
+    # newinstance: the container's own pty numbering, invisible from the host and vice versa
+    sc.mount("devpts", f"{dev}/pts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC,
+             "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    os.symlink("pts/ptmx", f"{dev}/ptmx")
+    os.makedirs(f"{dev}/shm")
+    sc.mount("shm", f"{dev}/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=1777,size=65536k")
+    os.makedirs(f"{dev}/mqueue")
+    sc.mount("mqueue", f"{dev}/mqueue", "mqueue", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    os.symlink("/proc/self/fd", f"{dev}/fd")
+    for i, name in enumerate(("stdin", "stdout", "stderr")):
+        os.symlink(f"/proc/self/fd/{i}", f"{dev}/{name}")
+    if os.path.exists("/proc/kcore"):
+        os.symlink("/proc/kcore", f"{dev}/core")
+
+
+def mount_sys(merged: str) -> None:
+    target = _target(merged, "/sys")
+    _ensure_mountpoint(target, True)
+    sc.mount("sysfs", target, "sysfs", sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+
+
+def mount_etc_files(plan: RootfsPlan) -> None:
+    for path, source in plan.etc_files.items():
+        target = _target(plan.merged, path)
+        _ensure_mountpoint(target, False)
+        bind(source, target)
+
+
+def pivot_root(merged: str) -> None:
+    """Make ``merged`` the root. pivot_root needs new_root to be a mount point (the overlay
+    is), and ``pivot_root(".", ".")`` stacks the old root on the new one, so one lazy
+    unmount of "." removes the host's filesystem from our view."""
+    os.chdir(merged)
+    sc.pivot_root(".", ".")
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+
+
+def remount_root_readonly() -> None:
+    sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+
+
+def prepare_rootfs(plan: RootfsPlan) -> None:
+    """The whole filesystem setup, as a table of contents."""
+    make_mounts_private()
+    mount_overlay(plan)
+    mount_volumes(plan)
+    mount_proc(plan.merged)
+    mount_dev(plan.merged)
+    mount_sys(plan.merged)
+    mount_etc_files(plan)
+    pivot_root(plan.merged)
+    if plan.readonly:
+        remount_root_readonly()

@@ -1,0 +1,146 @@
+"""ContainerSpec: what to run and how, from the image's config and the ``run`` flags.
+
+The rules are docker's:
+
+* argv = Entrypoint + Cmd. ``run IMAGE ARGS`` replaces Cmd; ``--entrypoint X`` replaces the
+  Entrypoint *and* drops the image's Cmd.
+* Env: the image's, then ``--env-file`` lines, then ``-e`` (``-e NAME`` copies the caller's
+  value); PATH gets a default; HOSTNAME is set; TERM=xterm with ``-t``; HOME from the user.
+* WorkingDir: ``-w``, else the image's, else ``/``. User: ``-u``, else the image's, else root.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minidocker.errors import MinidockerError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class VolumeSpec:
+    source: str
+    target: str
+    readonly: bool = False
+
+
+@dataclass
+class ContainerSpec:
+    id: str
+    name: str
+    image: str  # what the user typed
+    image_id: str
+    argv: list[str]
+    env: list[str]
+    cwd: str = "/"
+    user: str = ""
+    hostname: str = ""
+    tty: bool = False
+    stdin_open: bool = False
+    detach: bool = False
+    auto_remove: bool = False
+    init: bool = False
+    network: str = "none"
+    volumes: list[VolumeSpec] = field(default_factory=list)
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    readonly_rootfs: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "ContainerSpec":
+        d = dict(d)
+        d["volumes"] = [VolumeSpec(**v) for v in d.get("volumes", [])]
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def parse_env_file(path: str) -> list[str]:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise MinidockerError(f"open {path}: {e.strerror}") from None
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+def merge_env(base: list[str], overrides: list[str]) -> list[str]:
+    """Later entries win; ``NAME`` alone takes the caller's value (or is dropped)."""
+    env: dict[str, str] = {}
+    for item in base + overrides:
+        name, eq, value = item.partition("=")
+        if not name:
+            raise MinidockerError(f"invalid environment variable: {item!r}")
+        if not eq:
+            if name in os.environ:
+                env[name] = os.environ[name]
+            continue
+        env.pop(name, None)
+        env[name] = value
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def parse_volume(text: str) -> VolumeSpec:
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise MinidockerError(f"invalid volume specification: {text!r}", hint="use -v /host/path:/container/path[:ro]")
+    source, target = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise MinidockerError(f"invalid mode {mode!r} in volume {text!r}: use ro or rw")
+    if not source.startswith("/"):
+        raise MinidockerError(f"invalid volume {text!r}: named volumes are not supported; give an absolute host path")
+    if not target.startswith("/"):
+        raise MinidockerError(f"invalid volume {text!r}: the container path must be absolute")
+    if not os.path.exists(source):
+        os.makedirs(source, exist_ok=True)  # docker creates a missing host directory
+    return VolumeSpec(os.path.realpath(source), os.path.normpath(target), mode == "ro")
+
+
+def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: dict[str, Any],
+               args: list[str], entrypoint: str | None, env: list[str], env_files: list[str],
+               workdir: str | None, user: str | None, hostname: str | None, tty: bool, stdin_open: bool,
+               detach: bool, auto_remove: bool, init: bool, network: str, volumes: list[str],
+               readonly_rootfs: bool = False) -> ContainerSpec:
+    cfg = image_config.get("config") or {}
+    if entrypoint is not None:
+        ep = [entrypoint] if entrypoint else []
+        cmd = list(args)
+    else:
+        ep = list(cfg.get("Entrypoint") or [])
+        cmd = list(args) if args else list(cfg.get("Cmd") or [])
+    argv = ep + cmd
+    if not argv:
+        raise MinidockerError("no command specified", hint="give a command after the image name")
+    hostname = hostname or cid[:12]
+    file_env: list[str] = []
+    for f in env_files:
+        file_env += parse_env_file(f)
+    merged = merge_env(list(cfg.get("Env") or []), file_env + list(env))
+    names = {e.split("=", 1)[0] for e in merged}
+    if "PATH" not in names:
+        merged.insert(0, f"PATH={DEFAULT_PATH}")
+    merged.insert(0 if "PATH" not in names else 1, f"HOSTNAME={hostname}") if "HOSTNAME" not in names else None
+    if tty and "TERM" not in names:
+        merged.append("TERM=xterm")
+    if network not in ("none", "host", "bridge", "default"):
+        raise MinidockerError(f"network {network} not found", hint="use --network none or --network host")
+    return ContainerSpec(
+        id=cid, name=name, image=image, image_id=image_id, argv=argv, env=merged,
+        cwd=workdir or cfg.get("WorkingDir") or "/", user=user if user is not None else (cfg.get("User") or ""),
+        hostname=hostname, tty=tty, stdin_open=stdin_open, detach=detach, auto_remove=auto_remove, init=init,
+        network="none" if network in ("bridge", "default") else network,
+        volumes=[parse_volume(v) for v in volumes], entrypoint=ep, cmd=cmd, readonly_rootfs=readonly_rootfs,
+        labels=dict(cfg.get("Labels") or {}),
+    )
