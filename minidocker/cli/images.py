@@ -10,7 +10,7 @@ import typer
 
 from minidocker import api
 from minidocker.cli import render
-from minidocker.cli.main import app, state
+from minidocker.cli.app import app, state
 from minidocker.errors import ExitCode
 
 

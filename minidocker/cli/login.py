@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from minidocker import api
-from minidocker.cli.main import app
+from minidocker.cli.app import app
 
 
 @app.command(help="Log in to a registry (credentials are saved in a 0600 file).")

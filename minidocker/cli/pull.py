@@ -8,7 +8,7 @@ import typer
 
 from minidocker import api
 from minidocker.cli import render
-from minidocker.cli.main import app, state
+from minidocker.cli.app import app, state
 
 
 @app.command(help="Download an image from a registry.")

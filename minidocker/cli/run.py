@@ -9,7 +9,7 @@ import typer
 
 from minidocker import api
 from minidocker.cli import render
-from minidocker.cli.main import app, state
+from minidocker.cli.app import app, state
 
 ARGS_AFTER_IMAGE = {"allow_interspersed_args": False, "ignore_unknown_options": True}
 

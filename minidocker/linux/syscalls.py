@@ -11,12 +11,13 @@ Try it: ``unshare --uts --fork sh -c 'hostname box; hostname'; hostname`` shows 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 from minidocker.linux.events import emit
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The C library is already loaded into Python: CDLL(None) finds its symbols without a search
+# (ctypes.util.find_library would run ldconfig, a subprocess, on every start).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 # Namespace flags, from <linux/sched.h>.
 CLONE_NEWNS = 0x00020000  # mount

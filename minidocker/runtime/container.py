@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,7 +149,7 @@ class ContainerStore:
                     names.add(self.load(cid).name)
                 except NoSuchContainer:
                     pass
-            cid = secrets.token_hex(32)
+            cid = os.urandom(32).hex()
             spec: ContainerSpec = make_spec(cid, lambda: self.random_name(names))
             if spec.name in names:
                 existing = self.find(spec.name)

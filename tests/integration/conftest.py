@@ -59,7 +59,12 @@ class Minidocker:
                                 text=True, env=self.env(env))
 
 
-def _remove(path: Path) -> None:
+def _remove(m: Minidocker, path: Path) -> None:
+    """Remove every container of the store (even running ones), then its files."""
+    if (m.root / "containers").exists():
+        ids = m("ps", "-aq", "--no-trunc").stdout.split()
+        if ids:
+            m("rm", "-f", *ids)
     subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
 
 
@@ -68,7 +73,7 @@ def md(tmp_path) -> Minidocker:
     """A fresh, empty store for one test."""
     m = Minidocker(tmp_path / "root", tmp_path / "config")
     yield m
-    _remove(tmp_path / "root")
+    _remove(m, m.root)
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +82,7 @@ def shared_md(tmp_path_factory) -> Minidocker:
     base = tmp_path_factory.mktemp("shared")
     m = Minidocker(base / "root", base / "config")
     yield m
-    _remove(base)
+    _remove(m, base)
 
 
 @pytest.fixture
@@ -90,3 +95,21 @@ def own_registry(tmp_path, image_layouts):
         yield reg
     finally:
         reg.stop()
+
+
+@pytest.fixture(scope="session")
+def bb(shared_md, registry):
+    """The busybox image's name, pulled once into the session's shared store."""
+    ref = f"{registry.host}/busybox:latest"
+    shared_md.ok("pull", "-q", ref)
+    return ref
+
+
+@pytest.fixture
+def md_run(shared_md, bb):
+    """The shared store, and every container a test made is removed afterwards."""
+    before = set(shared_md.ok("ps", "-aq", "--no-trunc").stdout.split())
+    yield shared_md
+    after = set(shared_md("ps", "-aq", "--no-trunc").stdout.split())
+    if after - before:
+        shared_md("rm", "-f", *(after - before))

@@ -2,59 +2,11 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
 import json
-import tarfile
-from pathlib import Path
 
 import pytest
 
-
-def _blob(layout: Path, data: bytes) -> dict:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    (layout / "blobs/sha256" / digest[7:]).write_bytes(data)
-    return {"digest": digest, "size": len(data)}
-
-
-def make_layout(layout: Path, tar_bytes: bytes) -> Path:
-    """An OCI image layout holding one image whose one layer is ``tar_bytes`` (gzipped)."""
-    (layout / "blobs/sha256").mkdir(parents=True)
-    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    layer = _blob(layout, gzip.compress(tar_bytes, mtime=0))
-    config = _blob(layout, json.dumps({
-        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar_bytes).hexdigest()]},
-    }).encode())
-    manifest = _blob(layout, json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}],
-    }).encode())
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
-        "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}))
-    return layout
-
-
-def tar_of(*members: tuple) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for kind, name, arg in members:
-            info = tarfile.TarInfo(name)
-            if kind == "file":
-                info.size = len(arg)
-                tar.addfile(info, io.BytesIO(arg))
-                continue
-            if kind == "dir":
-                info.type = tarfile.DIRTYPE
-            elif kind == "symlink":
-                info.type, info.linkname = tarfile.SYMTYPE, arg
-            elif kind == "hardlink":
-                info.type, info.linkname = tarfile.LNKTYPE, arg
-            tar.addfile(info)
-    return buf.getvalue()
+from tests.integration.layouts import make_layout, tar_of
 
 
 HOSTILE = {

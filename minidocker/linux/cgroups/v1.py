@@ -30,28 +30,28 @@ class CgroupV1:
     def paths(self) -> dict[str, str]:
         return {c: self.path(c) for c in self.controllers}
 
-    def _node(self, controller: str):
-        """cgroupspy's node for <controller>/minidocker (created if missing)."""
-        from cgroupspy.trees import Tree
+    def node(self, controller: str, create: bool = False):
+        """cgroupspy's Node for ``<controller>/minidocker/<id>``, built directly (a
+        ``cgroupspy.trees.Tree`` would walk the host's whole hierarchy, tens of ms)."""
+        from cgroupspy.nodes import Node
 
-        tree = Tree(root_path=self.root.encode() + b"/", groups=[controller.encode()])
-        ctrl = tree.get_node_by_path(f"/{controller}/")
-        parent = next((c for c in ctrl.children if c.name == PARENT.encode()), None)
-        if parent is None:
-            parent = ctrl.create_cgroup(PARENT)
+        ctrl = Node(controller, parent=Node(self.root.encode().rstrip(b"/") + b"/"))
+        parent = Node(PARENT, parent=ctrl)
+        if create and not os.path.isdir(parent.full_path):
+            os.makedirs(parent.full_path, exist_ok=True)
             if controller == "cpuset":  # a new cpuset cgroup starts empty: inherit the parent's
-                _copy_cpuset(os.path.join(self.root, "cpuset"), parent.full_path.decode())
-        return parent
+                _copy_cpuset(ctrl.full_path.decode(), parent.full_path.decode())
+        return Node(self.id, parent=parent)
 
     def create(self) -> None:
         for c in self.controllers:
             for attempt in range(5):  # the parent may vanish under us: another container's rm
                 try:
-                    parent = self._node(c)
-                    if not os.path.isdir(self.path(c)):
-                        parent.create_cgroup(self.id)
+                    node = self.node(c, create=True)
+                    if not os.path.isdir(node.full_path):
+                        node.parent.create_cgroup(self.id)
                         if c == "cpuset":
-                            _copy_cpuset(parent.full_path.decode(), self.path(c))
+                            _copy_cpuset(node.parent.full_path.decode(), self.path(c))
                     break
                 except FileNotFoundError:
                     if attempt == 4:

@@ -1,0 +1,262 @@
+"""``minidocker run`` and the container verbs, against the real kernel."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.layouts import make_layout, tar_of
+
+
+def test_echo(md_run, bb):
+    r = md_run.ok("run", "--rm", bb, "echo", "hi")
+    assert r.stdout == "hi\n"
+
+
+@pytest.mark.parametrize("argv, code", [
+    (["true"], 0), (["sh", "-c", "exit 3"], 3), (["nosuchcommand"], 127), (["/etc/passwd"], 126),
+    (["/"], 126), (["sh", "-c", "kill -9 $$"], 0),  # PID 1 ignores signals from its own namespace
+])
+def test_exit_codes(md_run, bb, argv, code):
+    r = md_run("run", "--rm", bb, *argv)
+    assert r.returncode == code, r.stderr
+    if code in (126, 127):
+        assert r.stderr.startswith("Error: exec: ") and len(r.stderr.splitlines()) == 1
+
+
+def test_killed_by_a_signal_is_128_plus_n(md_run, bb):
+    r = md_run("run", "--rm", "--init", bb, "sh", "-c", "kill -9 $$")
+    assert r.returncode == 137
+    proc = md_run.popen("run", "--rm", "--init", bb, "sleep", "30")
+    time.sleep(0.8)
+    proc.send_signal(signal.SIGTERM)  # forwarded to the container; --init forwards to sleep
+    proc.wait(timeout=10)
+    assert proc.returncode == 128 + signal.SIGTERM
+
+
+def test_unknown_image_is_125(md_run, registry):
+    r = md_run("run", "--rm", f"{registry.host}/nosuchimage", "true")
+    assert r.returncode == 125 and "not found" in r.stderr
+
+
+@pytest.fixture(scope="session")
+def configured_image(shared_md, registry, image_layouts, tmp_path_factory):
+    """busybox plus a config with Env, WorkingDir, User and Entrypoint set."""
+    layout = make_layout(tmp_path_factory.mktemp("cfg") / "layout",
+                         tar_of(("dir", "srv", None), ("file", "srv/show", b"#!/bin/sh\necho args:$*\n")),
+                         config={"Env": ["PATH=/usr/bin:/bin", "GREETING=hello", "MODE=image"],
+                                 "WorkingDir": "/srv", "User": "app", "Entrypoint": ["/srv/show"],
+                                 "Cmd": ["from-cmd"]},
+                         base=image_layouts["busybox"])
+    registry.seed(layout, "configured")
+    ref = f"{registry.host}/configured:latest"
+    shared_md.ok("pull", "-q", ref)
+    return ref
+
+
+def test_config_from_image_and_flags(md_run, configured_image):
+    assert md_run.ok("run", "--rm", configured_image).stdout == "args:from-cmd\n"
+    assert md_run.ok("run", "--rm", configured_image, "x", "y").stdout == "args:x y\n"
+    r = md_run.ok("run", "--rm", "--entrypoint", "sh", configured_image, "-c",
+                  'echo "$GREETING $MODE $(pwd) $(id -u):$(id -g) $(id -G) $HOME $HOSTNAME"')
+    greeting, mode, cwd, ids, groups, home, hostname = r.stdout.split()
+    assert (greeting, mode, cwd, ids, home) == ("hello", "image", "/srv", "1000:1000", "/home/app")
+    assert "50" in groups.split() or "50" in r.stdout  # supplementary group staff from /etc/group
+    assert re.fullmatch(r"[0-9a-f]{12}", hostname)
+    r = md_run.ok("run", "--rm", "-e", "MODE=flag", "-w", "/tmp/new", "-u", "0:0", "-h", "box",
+                  "--entrypoint", "sh", configured_image, "-c", 'echo $MODE $(pwd) $(id -u) $(hostname)')
+    assert r.stdout.split() == ["flag", "/tmp/new", "0", "box"]
+
+
+def test_env_file_and_passthrough(md_run, bb, tmp_path):
+    f = tmp_path / "env"
+    f.write_text("# comment\nA=1\nB=two words\n")
+    r = md_run.ok("run", "--rm", "--env-file", str(f), "-e", "C", bb, "sh", "-c", 'echo "$A|$B|$C"',
+                  env={"C": "from-host"})
+    assert r.stdout == "1|two words|from-host\n"
+
+
+def test_volumes_rw_and_ro(md_run, bb, tmp_path):
+    rw, ro = tmp_path / "rw", tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    (ro / "data").write_text("keep")
+    md_run.ok("run", "--rm", "-v", f"{rw}:/data", bb, "sh", "-c", "echo written > /data/out")
+    assert (rw / "out").read_text() == "written\n"
+    r = md_run("run", "--rm", "-v", f"{ro}:/data:ro", bb, "sh", "-c", "cat /data/data; echo x > /data/data")
+    assert r.returncode != 0 and "Read-only file system" in r.stderr and r.stdout == "keep"
+    assert (ro / "data").read_text() == "keep"
+
+
+def test_pid1_hostname_and_isolation(md_run, bb):
+    script = ("echo pid=$$; hostname; ps -o pid,comm | wc -l; cat /proc/mounts | wc -l; "
+              "for n in cgroup ipc mnt net pid uts; do readlink /proc/self/ns/$n; done; ls /proc/1/fd")
+    out = md_run.ok("run", "--rm", "-h", "inside", bb, "sh", "-c", script).stdout.split("\n")
+    assert out[0] == "pid=1" and out[1] == "inside" and out[1] != os.uname().nodename
+    assert int(out[2]) <= 3  # a header, sh, ps: the host's processes are invisible
+    host_mounts = len(Path("/proc/mounts").read_text().splitlines())
+    assert int(out[3]) < 20 and int(out[3]) != host_mounts
+    inside = out[4:10]
+    for n, link in zip(["cgroup", "ipc", "mnt", "net", "pid", "uts"], inside):
+        assert link != os.readlink(f"/proc/self/ns/{n}"), n
+    assert out[10].split() == ["0", "1", "2"]  # no file descriptor of minidocker's leaked in
+
+
+def test_network_none_and_host(md_run, bb):
+    r = md_run.ok("run", "--rm", bb, "sh", "-c", "cat /proc/net/dev | tail -n +3 | cut -d: -f1")
+    assert r.stdout.split() == ["lo"]
+    r = md_run.ok("run", "--rm", "--network", "host", bb, "readlink", "/proc/self/ns/net")
+    assert r.stdout.strip() == os.readlink("/proc/self/ns/net")
+
+
+def test_stdin_closed_unless_i(md_run, bb):
+    assert md_run.ok("run", "--rm", bb, "cat", input="hello\n").stdout == ""
+    assert md_run.ok("run", "--rm", "-i", bb, "cat", input="hello\n").stdout == "hello\n"
+
+
+def test_dev_and_read_only_rootfs(md_run, bb):
+    r = md_run.ok("run", "--rm", bb, "sh", "-c", "ls /dev; echo x > /dev/null && head -c 4 /dev/zero | wc -c")
+    names = set(r.stdout.split())
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "fd", "stdin"} <= names
+    r = md_run("run", "--rm", "--read-only", bb, "touch", "/x")
+    assert r.returncode == 1 and "Read-only" in r.stderr
+
+
+def test_explain_narrates_the_kernel_steps(md_run, bb):
+    r = md_run.ok("run", "--rm", "--explain", bb, "true")
+    for word in ("unshare(CLONE_NEWPID)", "CLONE_NEWNS", "mount -t overlay", "mount -t proc", "pivot_root",
+                 "sethostname", "cgroup mkdir", "execve"):
+        assert word in r.stderr, word
+
+
+def assert_nothing_left(md, cid: str) -> None:
+    assert cid not in Path("/proc/mounts").read_text()
+    leftovers = [p for p in Path("/sys/fs/cgroup").glob(f"*/minidocker/{cid}")] + \
+        [p for p in Path("/sys/fs/cgroup").glob(f"minidocker/{cid}")]
+    assert leftovers == []
+    assert not (md.root / "containers" / cid).exists()
+
+
+def test_detached_logs_stop_ps_rm(md_run, bb):
+    cid = md_run.ok("run", "-d", "--name", "ticker", bb, "sh", "-c",
+                    "trap 'echo bye; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"
+                    ).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    time.sleep(0.6)
+    ps = md_run.ok("ps").stdout.splitlines()
+    row = next(line for line in ps if "ticker" in line)
+    assert row.startswith(cid[:12]) and "Up " in row
+    logs = md_run.ok("logs", "ticker").stdout.splitlines()
+    assert logs[:2] == ["tick 0", "tick 1"]
+    assert md_run.ok("logs", "--tail", "1", "ticker").stdout.count("\n") == 1
+    stamped = md_run.ok("logs", "-t", "--tail", "1", "ticker").stdout
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z tick \d+", stamped)
+    follower = md_run.popen("logs", "-f", "ticker")
+    time.sleep(0.3)
+    assert md_run("run", "-d", "--name", "ticker", bb, "true").returncode == 125  # the name is taken
+    md_run.ok("stop", "ticker")
+    out, _ = follower.communicate(timeout=10)  # -f ends when the container does
+    assert out.splitlines()[-1] == "bye"
+    info = json.loads(md_run.ok("inspect", "ticker").stdout)[0]
+    assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 0
+    assert info["GraphDriver"]["Data"]["UpperDir"].endswith(f"{cid}/upper")
+    assert "Exited (0)" in next(line for line in md_run.ok("ps", "-a").stdout.splitlines() if "ticker" in line)
+    assert "ticker" not in md_run.ok("ps").stdout
+    md_run.ok("rm", "ticker")
+    assert_nothing_left(md_run, cid)
+
+
+def test_stop_escalates_to_sigkill(md_run, bb):
+    cid = md_run.ok("run", "-d", bb, "sleep", "60").stdout.strip()  # sh-less PID 1 ignores TERM
+    t = time.monotonic()
+    md_run.ok("stop", "-t", "1", cid)
+    assert time.monotonic() - t < 8
+    assert json.loads(md_run.ok("inspect", cid).stdout)[0]["State"]["ExitCode"] == 137
+
+
+def test_kill_start_restart_wait(md_run, bb):
+    cid = md_run.ok("run", "-d", bb, "sleep", "60").stdout.strip()
+    md_run.ok("kill", "-s", "KILL", cid)
+    assert md_run.ok("wait", cid).stdout.strip() == "137"
+    md_run.ok("start", cid)
+    assert json.loads(md_run.ok("inspect", cid).stdout)[0]["State"]["Running"] is True
+    md_run.ok("restart", "-t", "0", cid)
+    assert json.loads(md_run.ok("inspect", cid).stdout)[0]["State"]["Running"] is True
+    r = md_run("rm", cid)
+    assert r.returncode == 1 and "cannot remove a running container" in r.stderr
+    md_run.ok("rm", "-f", cid)
+    assert_nothing_left(md_run, cid)
+
+
+def test_rm_flag_leaves_nothing(md_run, bb):
+    r = md_run.ok("run", "--rm", bb, "sh", "-c", "hostname")
+    short = r.stdout.strip()
+    assert short not in md_run.ok("ps", "-aq").stdout
+    assert short not in Path("/proc/mounts").read_text()
+    assert not [p for p in Path("/sys/fs/cgroup").glob(f"*/minidocker/{short}*")]
+    assert not list((md_run.root / "containers").glob(f"{short}*"))
+
+
+def test_exec_joins_every_namespace(md_run, bb):
+    cid = md_run.ok("run", "-d", "-h", "execbox", bb, "sleep", "60").stdout.strip()
+    r = md_run.ok("exec", cid, "sh", "-c",
+                  "hostname; ps -o pid,comm | grep -c sleep; for n in ipc mnt net pid uts; do "
+                  "[ $(readlink /proc/self/ns/$n) = $(readlink /proc/1/ns/$n) ] && echo same; done")
+    lines = r.stdout.split()
+    assert lines[0] == "execbox" and lines[1] == "1" and lines[2:] == ["same"] * 5
+    assert md_run("exec", cid, "sh", "-c", "exit 7").returncode == 7
+    assert md_run("exec", cid, "nosuch").returncode == 127
+    assert md_run.ok("exec", "-u", "app", "-w", "/tmp", cid, "sh", "-c", "id -u; pwd").stdout.split() == ["1000", "/tmp"]
+    md_run.ok("rm", "-f", cid)
+    assert md_run("exec", cid, "true").returncode != 0
+
+
+def test_ten_containers_at_once(md_run, bb):
+    procs = [md_run.popen("run", "-d", bb, "sleep", "60") for _ in range(10)]
+    ids = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        ids.append(out.strip())
+    assert len(set(ids)) == 10
+    rows = [json.loads(line) for line in md_run.ok("ps", "--no-trunc", "--format", "json").stdout.splitlines()]
+    mine = [r for r in rows if r["ID"] in ids]
+    assert len(mine) == 10 and all(r["State"] == "running" for r in mine)
+    assert len({r["Names"] for r in mine}) == 10
+    md_run.ok("rm", "-f", *ids)
+    for cid in ids:
+        assert_nothing_left(md_run, cid)
+
+
+def test_killed_monitor_is_shown_truthfully(md_run, bb):
+    cid = md_run.ok("run", "-d", bb, "sleep", "60").stdout.strip()
+    state = json.loads((md_run.root / "containers" / cid / "state.json").read_text())
+    os.kill(state["MonitorPid"], signal.SIGKILL)  # a process this test's container has: its monitor
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        row = next(line for line in md_run.ok("ps", "-a").stdout.splitlines() if line.startswith(cid[:12]))
+        if "Up " not in row:
+            break
+        time.sleep(0.1)
+    assert "Exited (137)" in row
+    with pytest.raises(ProcessLookupError):
+        os.kill(state["Pid"], 0)  # the container died with its monitor (PR_SET_PDEATHSIG)
+    md_run.ok("rm", cid)
+    assert_nothing_left(md_run, cid)
+
+
+def test_container_prune(md_run, bb):
+    cid = md_run.ok("run", bb, "true").stdout.strip() or None
+    running = md_run.ok("run", "-d", bb, "sleep", "60").stdout.strip()
+    r = md_run.ok("container", "prune", "-f")
+    assert "Total reclaimed containers:" in r.stdout
+    assert running[:12] in md_run.ok("ps", "-q").stdout
+    assert cid is None
+    md_run.ok("rm", "-f", running)
