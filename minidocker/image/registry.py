@@ -114,8 +114,8 @@ class RegistryClient:
 
     # -- transport ----------------------------------------------------------------------
     def _auth_header(self, scope: str | None) -> dict[str, str]:
-        if scope and scope in self._tokens:
-            return {"Authorization": f"Bearer {self._tokens[scope]}"}
+        if (scope or "") in self._tokens:
+            return {"Authorization": f"Bearer {self._tokens[scope or '']}"}
         if self._basic and self.credentials:
             return {"Authorization": self.credentials.basic()}
         return {}

@@ -31,6 +31,11 @@ def _need_root(request):
         pytest.fail("integration tests need root (run: sudo .venv/bin/python -m pytest)")
 
 
+def one_error(stderr: str) -> bool:
+    """Exactly one ``Error: ...`` line (a hint may follow), and no traceback."""
+    return sum(line.startswith("Error: ") for line in stderr.splitlines()) == 1 and "Traceback" not in stderr
+
+
 @dataclass
 class Minidocker:
     """Runs ``minidocker --root ROOT ...`` with a private credentials directory."""

@@ -21,7 +21,7 @@ def run(*args, root):
     (["pull", "busybox@sha256:123"], 125, "malformed digest"),
     (["rmi", "nosuchimage"], 125, "No such image: nosuchimage"),
     (["tag", "nosuchimage", "x"], 125, "No such image"),
-    (["inspect", "nosuchimage"], 1, "No such image"),
+    (["inspect", "nosuchimage"], 1, "No such object: nosuchimage"),
     (["pull", "--platform", "linux", "busybox"], 125, "invalid platform"),
 ])
 def test_bad_input_is_one_line_and_an_exit_code(tmp_path, args, code, text):
