@@ -94,11 +94,12 @@ def tag(source: str, target: str, root: Path | None = None) -> str:
 def rmi(names: list[str], force: bool = False, root: Path | None = None) -> tuple[list[str], list[MinidockerError]]:
     """Remove images; returns the lines to print and the errors (docker goes on after one)."""
     store = _store(root)
+    in_use = {c.spec.image_id for c in _containers(root).all()}
     lines: list[str] = []
     errors: list[MinidockerError] = []
     for name in names:
         try:
-            lines += store.remove(name, force=force)
+            lines += store.remove(name, force=force, in_use=in_use)
         except MinidockerError as e:
             errors.append(e)
     return lines, errors

@@ -57,7 +57,18 @@ def proc_start_time(pid: int) -> int | None:
     return int(rest[19])
 
 
-def alive(pid: int | None, start_time: int | None) -> bool:
+def boot_id() -> str:
+    """A new random ID at every boot: a record from before a reboot describes no process."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def alive(pid: int | None, start_time: int | None, boot: str | None = None) -> bool:
+    if boot is not None and boot != boot_id():
+        return False
     return bool(pid) and start_time is not None and proc_start_time(pid) == start_time
 
 
@@ -177,7 +188,7 @@ class ContainerStore:
 
     def refresh(self, c: Container) -> Container:
         """Correct a record whose process is gone without anyone recording it."""
-        if c.running and not alive(c.state.get("Pid"), c.state.get("PidStartTime")):
+        if c.running and not alive(c.state.get("Pid"), c.state.get("PidStartTime"), c.state.get("BootId", "")):
             monitor_alive = alive(c.state.get("MonitorPid"), c.state.get("MonitorStartTime"))
             # Our monitor records the exit itself; give it a moment if it is still there.
             for _ in range(20):

@@ -31,7 +31,7 @@ from minidocker.errors import Conflict, ExitCode, MinidockerError
 from minidocker.linux import cgroups
 from minidocker.linux import syscalls as sc
 from minidocker.runtime import rootfs
-from minidocker.runtime.container import Container, ContainerStore, alive, now_iso, proc_start_time
+from minidocker.runtime.container import Container, ContainerStore, alive, boot_id, now_iso, proc_start_time
 from minidocker.runtime.init import InitPipes, container_init
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
@@ -111,7 +111,8 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
         child_sock.close()
     try:
         cg.add(pid)
-        store.update(c, Status="running", Pid=pid, PidStartTime=proc_start_time(pid), StartedAt=now_iso(),
+        store.update(c, Status="running", Pid=pid, PidStartTime=proc_start_time(pid), BootId=boot_id(),
+                     StartedAt=now_iso(),
                      FinishedAt="", ExitCode=0, Error="", MonitorPid=monitor_pid or os.getpid(),
                      MonitorStartTime=proc_start_time(monitor_pid or os.getpid()),
                      Cgroup=cg.paths(), CgroupVersion=cg.version)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import one_error
+from tests.integration.conftest import MINIDOCKER as MINIDOCKER_CMD, one_error
 
 
 def layout_manifest(layout: Path) -> tuple[dict, str]:
@@ -334,3 +334,52 @@ def test_rmi_by_id_with_two_repositories_needs_force(md, registry):
     r = md.ok("rmi", "-f", image_id[7:19])
     assert "Deleted: " + image_id in r.stdout
     assert_store_empty(md.root)
+
+
+def test_rmi_keeps_layers_another_image_shares(md, own_registry, image_layouts, tmp_path):
+    from tests.integration.layouts import make_layout, tar_of
+
+    own_registry.seed(image_layouts["busybox"], "busybox")
+    derived = make_layout(tmp_path / "derived", tar_of(("file", "extra", b"x")), base=image_layouts["busybox"])
+    own_registry.seed(derived, "derived")
+    md.ok("pull", f"{own_registry.host}/busybox")
+    r = md.ok("pull", f"{own_registry.host}/derived")
+    assert "Already exists" in r.stderr  # busybox's layer is shared, not unpacked twice
+    assert len(layer_dirs(md.root)) == 2
+    md.ok("rmi", f"{own_registry.host}/busybox")
+    assert len(layer_dirs(md.root)) == 2  # still used by derived
+    md.ok("run", "--rm", f"{own_registry.host}/derived", "cat", "/extra")
+    md.ok("rmi", f"{own_registry.host}/derived")
+    assert_store_empty(md.root)
+
+
+def test_rmi_refuses_an_image_a_container_uses(md, registry):
+    bb = f"{registry.host}/busybox"
+    md.ok("run", bb, "true")
+    r = md("rmi", bb)
+    assert r.returncode == 125 and "being used by a container" in r.stderr
+    md.ok("container", "prune", "-f")
+    md.ok("rmi", bb)
+
+
+def test_lying_manifest_is_refused(md, own_registry, image_layouts):
+    own_registry.seed(image_layouts["busybox"], "busybox")
+    _, digest = layout_manifest(image_layouts["busybox"])
+    blob = own_registry.blob_path(digest)
+    blob.write_bytes(blob.read_bytes().replace(b'"schemaVersion":2', b'"schemaVersion": 2', 1)
+                     if b'"schemaVersion":2' in blob.read_bytes() else blob.read_bytes() + b" ")
+    for ref in (f"{own_registry.host}/busybox:latest", f"{own_registry.host}/busybox@{digest}"):
+        r = md("pull", ref)
+        assert r.returncode == 125 and "digest mismatch" in r.stderr, r.stderr
+    assert_store_empty(md.root)
+
+
+def test_progress_bars_on_a_terminal(md, registry):
+    import pexpect
+
+    p = pexpect.spawn(MINIDOCKER_CMD[0], [*MINIDOCKER_CMD[1:], "pull", f"{registry.host}/layers"],
+                      env=md.env(), encoding="utf-8", timeout=60, dimensions=(40, 120))
+    p.expect(pexpect.EOF)
+    p.close()
+    assert p.exitstatus == 0
+    assert "━" in p.before and "Pull complete" in p.before  # rich bars, one per layer
