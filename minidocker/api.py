@@ -200,23 +200,7 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
 
         spawn_monitor(containers, c, lowerdirs)
         return c.id
-    try:
-        started = lifecycle.start(containers, c, lowerdirs)
-        if started.master is not None:
-            code = lifecycle.relay_pty(started.pid, started.master, interactive)
-        else:
-            code = lifecycle.wait_foreground(started.pid)
-        lifecycle.record_exit(containers, c, code)
-        return code
-    except lifecycle.StartFailed:
-        raise
-    finally:
-        if auto_remove:
-            lifecycle.cleanup(containers, c)
-        else:
-            from minidocker.linux import cgroups
-
-            cgroups.manager(c.id).destroy()
+    return lifecycle.run_attached(containers, c, lowerdirs)
 
 
 def ps(all: bool = False, root: Path | None = None) -> list[dict[str, Any]]:
@@ -467,22 +451,30 @@ def exec_(name: str, argv: list[str], *, root: Path | None = None, env: list[str
     return lifecycle.exec_in(c, list(argv), list(env), workdir, user, tty, interactive)
 
 
-def start(names: list[str], root: Path | None = None, attach: bool = False):
-    """Start stopped containers again, detached (``-a`` waits and returns the exit code)."""
+def start(names: list[str], root: Path | None = None):
+    """Start stopped containers again, each under a monitor (detached)."""
     from minidocker.runtime.monitor import spawn_monitor
 
     containers = _containers(root)
     store = _store(root)
     for name in names:
         c = containers.find(name)
-        if c.running:
-            yield name
-            continue
-        spawn_monitor(containers, c, store.lowerdirs(c.spec.image_id))
-        if attach:
-            yield from wait([c.id], root=root)
-        else:
-            yield name
+        if not c.running:
+            spawn_monitor(containers, c, store.lowerdirs(c.spec.image_id))
+        yield name
+
+
+def start_attached(name: str, root: Path | None = None) -> int:
+    """``start -a [-i]``: run a stopped container in the foreground, like ``run`` without -d;
+    stdin is attached when the container was created with -i. Returns its exit code."""
+    from minidocker.errors import Conflict
+    from minidocker.runtime import lifecycle
+
+    containers = _containers(root)
+    c = containers.find(name)
+    if c.running:
+        raise Conflict(f"container {c.id[:12]} is already running", hint="use minidocker logs -f to follow it")
+    return lifecycle.run_attached(containers, c, _store(root).lowerdirs(c.spec.image_id))
 
 
 def restart(names: list[str], timeout: int = 10, root: Path | None = None):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, offline: build the busybox image from Debian's busybox-static (images/),
-# serve it from a local registry on 127.0.0.1, pull it with minidocker and list it.
+# serve it from a local registry on 127.0.0.1, pull it with minidocker, list it, and run a
+# container from it (with --explain: every kernel step narrated).
 # Run as root after vagrant/provision.sh.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +25,10 @@ with tempfile.TemporaryDirectory(prefix="minidocker-demo-") as tmp:
         subprocess.run(["minidocker", "pull", ref], check=True)
         print("$ minidocker images", flush=True)
         subprocess.run(["minidocker", "images"], check=True)
+        script = "echo hello from $(hostname), I am PID $$; ls /"
+        print(f"$ minidocker run --rm --explain {ref} sh -c '{script}'", flush=True)
+        subprocess.run(["minidocker", "run", "--rm", "--explain", ref, "sh", "-c", script], check=True)
+        print(f"$ minidocker run -it --rm {ref} sh    # try it yourself", flush=True)
     finally:
         reg.stop()
 PY

@@ -130,8 +130,14 @@ def exec_(
 
 
 @app.command(help="Start one or more stopped containers.")
-def start(containers: List[str], attach: bool = typer.Option(False, "--attach", "-a")) -> None:
-    _each(containers, lambda names: api.start(names, root=state.root, attach=attach))
+def start(containers: List[str],
+          attach: bool = typer.Option(False, "--attach", "-a", help="Attach stdout/stderr, wait, exit with its code."),
+          interactive: bool = typer.Option(False, "--interactive", "-i", help="Attach stdin too (implies -a).")) -> None:
+    if attach or interactive:
+        if len(containers) != 1:
+            raise typer.BadParameter("you cannot start and attach multiple containers at once")
+        raise typer.Exit(api.start_attached(containers[0], root=state.root))
+    _each(containers, lambda names: api.start(names, root=state.root))
 
 
 @app.command(help="Restart one or more containers.")

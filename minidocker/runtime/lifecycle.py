@@ -123,20 +123,33 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
         raise
     finally:
         os.close(sync_w)
+    try:
+        await_execve(err_r, pid)
+    except StartFailed as e:
+        store.update(c, Status="exited", ExitCode=e.exit_code, Pid=0, FinishedAt=now_iso(), Error=e.message)
+        raise
+    return Started(pid, receive_pty(parent_sock))
+
+
+def await_execve(err_r: int, pid: int) -> None:
+    """Block until the child's error pipe closes: EOF alone means execve succeeded (the pipe
+    is O_CLOEXEC); a line on it is the step that failed, and the child is reaped."""
     report = _read_all(err_r)
     os.close(err_r)
-    master = None
     if report:
-        _, status = os.waitpid(pid, 0)
+        os.waitpid(pid, 0)
         info = json.loads(report.splitlines()[0])
-        store.update(c, Status="exited", ExitCode=info["code"], Pid=0, FinishedAt=now_iso(), Error=info["message"])
-        raise StartFailed(info["message"] if info["step"] == "execve" else
+        raise StartFailed(info["message"] if info["step"] in ("execve", "exec") else
                           f"container start failed at {info['step']}: {info['message']}", exit_code=info["code"])
-    if parent_sock:
-        _, fds, _, _ = socket.recv_fds(parent_sock, 16, 1)
-        parent_sock.close()
-        master = fds[0] if fds else None
-    return Started(pid, master)
+
+
+def receive_pty(sock: socket.socket | None) -> int | None:
+    """The pty master the child opened in the container's devpts, passed over SCM_RIGHTS."""
+    if sock is None:
+        return None
+    _, fds, _, _ = socket.recv_fds(sock, 16, 1)
+    sock.close()
+    return fds[0] if fds else None
 
 
 def _read_all(fd: int) -> str:
@@ -243,6 +256,24 @@ def relay_pty(pid: int, master: int, stdin_open: bool) -> int:
     return exit_code(status)
 
 
+def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> int:
+    """A foreground run: this process is the container's parent, with the user's terminal
+    (relayed through a pty with -t) or its stdin/stdout/stderr; returns the exit code."""
+    try:
+        started = start(store, c, lowerdirs)
+        if started.master is not None:
+            code = relay_pty(started.pid, started.master, c.spec.stdin_open)
+        else:
+            code = wait_foreground(started.pid)
+        record_exit(store, c, code)
+        return code
+    finally:
+        if c.spec.auto_remove:
+            cleanup(store, c)
+        else:
+            cgroups.manager(c.id).destroy()
+
+
 def record_exit(store: ContainerStore, c: Container, code: int) -> None:
     oom = False
     store.update(c, Status="exited", ExitCode=code, Pid=0, FinishedAt=now_iso(), OOMKilled=oom)
@@ -337,16 +368,10 @@ def exec_in(c: Container, argv: list[str], env: list[str], cwd: str | None, user
         pass  # the container may have no cgroup left (it is exiting)
     os.write(sync_w, b"1")
     os.close(sync_w)
-    report = _read_all(err_r)
-    os.close(err_r)
-    if report:
-        os.waitpid(child, 0)
-        info = json.loads(report.splitlines()[0])
-        raise StartFailed(info["message"], exit_code=info["code"])
-    if parent_sock:
-        _, fds, _, _ = socket.recv_fds(parent_sock, 16, 1)
-        parent_sock.close()
-        return relay_pty(child, fds[0], interactive)
+    await_execve(err_r, child)
+    master = receive_pty(parent_sock)
+    if master is not None:
+        return relay_pty(child, master, interactive)
     return wait_foreground(child)
 
 

@@ -264,3 +264,19 @@ def test_container_prune(md_run, bb):
     assert running[:12] in md_run.ok("ps", "-q").stdout
     assert cid is None
     md_run.ok("rm", "-f", running)
+
+
+def test_start_attached_reruns_in_the_foreground(md_run, bb):
+    first = md_run("run", "--name", "again", bb, "sh", "-c", "echo run $(cat /count 2>/dev/null || echo 0); "
+                   "echo $(( $(cat /count 2>/dev/null || echo 0) + 1 )) > /count; exit 4")
+    assert first.returncode == 4 and first.stdout == "run 0\n"
+    r = md_run("start", "-a", "again")
+    assert r.returncode == 4 and r.stdout == "run 1\n"  # the upper dir kept the first run's write
+    md_run.ok("rm", "again")
+
+
+def test_init_reaps_orphans(md_run, bb):
+    script = 'sh -c "sleep 0.2 &"; sleep 1; ps -o stat,comm | grep -c "^ *Z" || true'
+    assert md_run.ok("run", "--rm", "--init", bb, "sh", "-c", script).stdout.strip() == "0"
+    ps = md_run.ok("run", "--rm", "--init", bb, "ps", "-o", "pid,comm").stdout.split()
+    assert ps[2] == "1" and ps[4] == "2"  # PID 1 is the init, the command is its child

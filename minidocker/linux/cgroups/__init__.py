@@ -63,6 +63,40 @@ def read_pids(path: str) -> list[int]:
         return []
 
 
+def signal_pids(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def empty(manager: "CgroupManager") -> None:
+    """SIGKILL whatever is left in the cgroup until it holds no process (rmdir needs that)."""
+    import signal
+    import time
+
+    for _ in range(50):
+        if not manager.pids():
+            return
+        manager.kill_all(signal.SIGKILL)
+        time.sleep(0.02)
+
+
+def rmdir_when_free(path: str) -> None:
+    """rmdir a cgroup; the kernel says EBUSY for a moment while its last task exits."""
+    import time
+
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
 def remove_if_empty(path: str) -> None:
     """rmdir the shared ``minidocker`` parent once its last container is gone (so nothing of
     ours stays in the host's tree); another container still in it makes this a no-op."""

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
-from minidocker.linux.cgroups import PARENT, read_pids, remove_if_empty
+from minidocker.linux.cgroups import PARENT, empty, read_pids, remove_if_empty, rmdir_when_free, signal_pids
 from minidocker.linux.events import emit
 
 CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "devices", "freezer", "blkio")
@@ -69,30 +68,14 @@ class CgroupV1:
         return read_pids(self.path("pids" if "pids" in self.controllers else self.controllers[0]))
 
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
-        for pid in self.pids():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        signal_pids(self.pids(), sig)
 
     def destroy(self) -> None:
         """Remove the cgroup in every hierarchy (killing what is left in it first)."""
-        for _ in range(50):
-            if not self.pids():
-                break
-            self.kill_all(signal.SIGKILL)
-            time.sleep(0.02)
+        empty(self)
         for c in self.controllers:
-            p = self.path(c)
-            for _ in range(50):
-                try:
-                    os.rmdir(p)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:  # EBUSY while the last task exits
-                    time.sleep(0.02)
-            remove_if_empty(os.path.dirname(p))
+            rmdir_when_free(self.path(c))
+            remove_if_empty(os.path.dirname(self.path(c)))
         emit("cgroup", action="rmdir", path=os.path.join(self.root, "*", PARENT, self.id))
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
-from minidocker.linux.cgroups import PARENT, read_pids, remove_if_empty
+from minidocker.linux.cgroups import PARENT, empty, read_pids, remove_if_empty, rmdir_when_free, signal_pids
 from minidocker.linux.events import emit
 
 WANTED = ("cpu", "cpuset", "memory", "pids", "io")
@@ -67,25 +66,10 @@ class CgroupV2:
             with open(kill, "w") as f:
                 f.write("1")
             return
-        for pid in self.pids():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        signal_pids(self.pids(), sig)
 
     def destroy(self) -> None:
-        for _ in range(50):
-            if not self.pids():
-                break
-            self.kill_all(signal.SIGKILL)
-            time.sleep(0.02)
-        for _ in range(50):
-            try:
-                os.rmdir(self.dir)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.02)
+        empty(self)
+        rmdir_when_free(self.dir)
         remove_if_empty(self.parent)
         emit("cgroup", action="rmdir", path=self.dir)
