@@ -280,3 +280,10 @@ def test_init_reaps_orphans(md_run, bb):
     assert md_run.ok("run", "--rm", "--init", bb, "sh", "-c", script).stdout.strip() == "0"
     ps = md_run.ok("run", "--rm", "--init", bb, "ps", "-o", "pid,comm").stdout.split()
     assert ps[2] == "1" and ps[4] == "2"  # PID 1 is the init, the command is its child
+
+
+def test_run_pulls_a_missing_image(md, registry):
+    r = md.ok("run", "--rm", f"{registry.host}/busybox", "echo", "pulled")
+    assert r.stdout == "pulled\n"
+    assert f"Unable to find image '{registry.host}/busybox' locally" in r.stderr
+    assert md.ok("images", "-q").stdout.strip()
