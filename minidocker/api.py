@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -177,12 +178,17 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
         workdir: str | None = None, user: str | None = None, hostname: str | None = None,
         tty: bool = False, interactive: bool = False, detach: bool = False, auto_remove: bool = False,
         init: bool = False, network: str = "default", volumes: list[str] = (), read_only: bool = False,
+        memory: str | None = None, memory_swap: str | None = None, cpus: float | None = None,
+        cpu_shares: int | None = None, cpuset_cpus: str | None = None, pids_limit: int | None = None,
+        cap_add: list[str] = (), cap_drop: list[str] = (), privileged: bool = False,
+        security_opt: list[str] = (), tmpfs: list[str] = (),
         progress: Callable | None = None, on_pull: Callable[[str], None] | None = None,
         on_created: Callable[[str], None] | None = None) -> int | str:
     """``docker run``: returns the container's exit code, or its ID with ``detach``."""
     from minidocker.runtime import lifecycle
     from minidocker.runtime.spec import build_spec
 
+    limits = resource_limits(memory, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit)
     image_id = ensure_image(image, root, progress, on_pull)
     store = _store(root)
     config = store.config(image_id)
@@ -191,7 +197,9 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
         cid=cid, name=name or random_name(), image=image, image_id=image_id, image_config=config,
         args=list(args), entrypoint=entrypoint, env=list(env), env_files=list(env_files), workdir=workdir,
         user=user, hostname=hostname, tty=tty, stdin_open=interactive, detach=detach,
-        auto_remove=auto_remove, init=init, network=network, volumes=list(volumes), readonly_rootfs=read_only))
+        auto_remove=auto_remove, init=init, network=network, volumes=list(volumes), readonly_rootfs=read_only,
+        limits=limits, cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
+        security_opt=list(security_opt), tmpfs=list(tmpfs)))
     if on_created:
         on_created(c.id)
     lowerdirs = store.lowerdirs(image_id)
@@ -201,6 +209,31 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
         spawn_monitor(containers, c, lowerdirs)
         return c.id
     return lifecycle.run_attached(containers, c, lowerdirs)
+
+
+def resource_limits(memory: str | None, memory_swap: str | None, cpus: float | None, cpu_shares: int | None,
+                    cpuset_cpus: str | None, pids_limit: int | None) -> dict[str, Any]:
+    """docker run's resource flags, checked and in kernel units (cgroups.Limits fields)."""
+    from minidocker.linux.cgroups import parse_size
+
+    mem = parse_size(memory) if memory else None
+    if mem is not None and mem < 6 * 1024 * 1024:
+        raise MinidockerError("Minimum memory limit allowed is 6MB")
+    swap = None
+    if memory_swap:
+        swap = -1 if memory_swap.strip() == "-1" else parse_size(memory_swap)
+        if mem is None:
+            raise MinidockerError("You should always set the Memory limit when using Memoryswap limit")
+        if swap != -1 and swap < mem:
+            raise MinidockerError("Minimum memoryswap limit should be larger than memory limit")
+    if cpus is not None and cpus <= 0:
+        raise MinidockerError(f"invalid --cpus {cpus}: give a positive number of CPUs, e.g. 0.5")
+    if cpus is not None and cpus > (os.cpu_count() or 1):
+        raise MinidockerError(f"range of CPUs is from 0.01 to {float(os.cpu_count() or 1):.2f}, as there are only "
+                              f"{os.cpu_count()} CPUs available")
+    limits = {"memory": mem, "memory_swap": swap, "cpus": cpus, "cpu_shares": cpu_shares,
+              "cpuset_cpus": cpuset_cpus, "pids": pids_limit}
+    return {k: v for k, v in limits.items() if v is not None}
 
 
 def ps(all: bool = False, root: Path | None = None) -> list[dict[str, Any]]:
@@ -438,6 +471,15 @@ def describe_event(ev: dict[str, Any]) -> str:
         return f"ip link set {ev['name']} {ev['state']}"
     if step == "pty":
         return f"open /dev/ptmx -> {ev['path']} becomes the controlling terminal"
+    if step == "capabilities":
+        if ev.get("action") == "drop bounding":
+            return f"prctl(PR_CAPBSET_DROP) x{ev['dropped']}  -> the bounding set keeps {len(ev['kept'])} capabilities"
+        return f"capset(permitted = effective = {len(ev['kept'])} capabilities), ambient cleared"
+    if step == "no_new_privs":
+        return "prctl(PR_SET_NO_NEW_PRIVS, 1)  -> no setuid binary can raise privileges again"
+    if step == "seccomp":
+        return f"seccomp(SECCOMP_SET_MODE_FILTER)  -> {ev.get('rules')} syscall rules, default " \
+               f"{ev.get('default_action')}"
     if step == "setns":
         return f"setns({', '.join(ev['nstype'])})  -> join the container's namespace"
     return f"{step} {', '.join(f'{k}={v}' for k, v in ev.items() if k not in ('t', 'step'))}"
@@ -482,3 +524,26 @@ def restart(names: list[str], timeout: int = 10, root: Path | None = None):
         list(stop([name], timeout=timeout, root=root))
         list(start([name], root=root))
         yield name
+
+
+def stats(names: list[str] | None = None, root: Path | None = None, interval: float = 0.5) -> list[dict[str, Any]]:
+    """One sample of CPU %, memory usage/limit and PIDs per running container, from its
+    cgroup (CPU % = cpu time used / wall time over ``interval``, 100% = one full core)."""
+    import time
+
+    from minidocker.linux import cgroups
+
+    containers = _containers(root)
+    chosen = [containers.find(n) for n in names] if names else [c for c in containers.all() if c.running]
+    managers = [(c, cgroups.manager(c.id)) for c in chosen if c.running]
+    first = {c.id: m.stats() for c, m in managers}
+    t0 = time.monotonic()
+    time.sleep(interval)
+    elapsed = time.monotonic() - t0
+    rows = []
+    for c, m in managers:
+        s = m.stats()
+        cpu = (s.cpu_usage_ns - first[c.id].cpu_usage_ns) / (elapsed * 1e9) * 100
+        rows.append({"ID": c.id, "Name": c.name, "CPUPerc": max(0.0, cpu), "MemUsage": s.memory_usage,
+                     "MemLimit": s.memory_limit, "PIDs": s.pids})
+    return rows

@@ -143,3 +143,18 @@ def start(containers: List[str],
 @app.command(help="Restart one or more containers.")
 def restart(containers: List[str], time: int = typer.Option(10, "--time", "-t")) -> None:
     _each(containers, lambda names: api.restart(names, timeout=time, root=state.root))
+
+
+@app.command(help="Display a live stream of containers' resource usage.")
+def stats(containers: Optional[List[str]] = typer.Argument(None),
+          no_stream: bool = typer.Option(False, "--no-stream", help="Print one sample and exit."),
+          fmt: Optional[str] = typer.Option(None, "--format", help="'json' for one JSON object per line.")) -> None:
+    if no_stream or fmt == "json":
+        rows = api.stats(containers or None, root=state.root)
+        if fmt == "json":
+            for r in rows:
+                print(json.dumps(r))
+        else:
+            render.table(*render.stats_table(rows))
+        return
+    render.live(lambda: render.stats_table(api.stats(containers or None, root=state.root)))

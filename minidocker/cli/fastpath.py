@@ -31,6 +31,17 @@ RUN_FLAGS: dict[str, tuple[str, str]] = {
     "--network": ("network", "str"), "--net": ("network", "str"),
     "--read-only": ("read_only", "bool"),
     "--explain": ("explain", "bool"),
+    "--tmpfs": ("tmpfs", "list"),
+    "-m": ("memory", "str"), "--memory": ("memory", "str"),
+    "--memory-swap": ("memory_swap", "str"),
+    "--cpus": ("cpus", "float"),
+    "-c": ("cpu_shares", "int"), "--cpu-shares": ("cpu_shares", "int"),
+    "--cpuset-cpus": ("cpuset_cpus", "str"),
+    "--pids-limit": ("pids_limit", "int"),
+    "--cap-add": ("cap_add", "list"),
+    "--cap-drop": ("cap_drop", "list"),
+    "--privileged": ("privileged", "bool"),
+    "--security-opt": ("security_opt", "list"),
 }
 GLOBAL_FLAGS = {"--root": "str", "--debug": "bool", "-D": "bool"}
 
@@ -119,6 +130,11 @@ def parse_run(argv: list[str]) -> tuple[dict, dict]:
 def _store(opts: dict, dest: str, kind: str, value: str) -> None:
     if kind == "list":
         opts[dest].append(value)
+    elif kind in ("int", "float"):
+        try:
+            opts[dest] = int(value) if kind == "int" else float(value)
+        except ValueError:
+            raise NotFast from None  # typer says what is wrong with the number
     else:
         opts[dest] = value
 
@@ -160,7 +176,11 @@ def run(argv: list[str]) -> int:
                          env=o["env"], env_files=o["env_file"], workdir=o["workdir"], user=o["user"],
                          hostname=o["hostname"], tty=o["tty"], interactive=o["interactive"], detach=o["detach"],
                          auto_remove=o["rm"], init=o["init"], network=o["network"], volumes=o["volume"],
-                         read_only=o["read_only"], progress=lambda ev: progress(ev) if progress else None,
+                         read_only=o["read_only"], tmpfs=o["tmpfs"], memory=o["memory"],
+                         memory_swap=o["memory_swap"], cpus=o["cpus"], cpu_shares=o["cpu_shares"],
+                         cpuset_cpus=o["cpuset_cpus"], pids_limit=o["pids_limit"], cap_add=o["cap_add"],
+                         cap_drop=o["cap_drop"], privileged=o["privileged"], security_opt=o["security_opt"],
+                         progress=lambda ev: progress(ev) if progress else None,
                          on_pull=on_pull, on_created=stop_progress)
     except MinidockerError as e:
         stop_progress("")

@@ -133,6 +133,37 @@ def explain_to_stderr() -> None:
     api.listen_events(narrate)
 
 
+def stats_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    cols = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"]
+    out = []
+    for r in rows:
+        limit = r["MemLimit"]
+        mem = f"{human_size(r['MemUsage'])} / {human_size(limit) if limit else 'unlimited'}"
+        perc = f"{r['MemUsage'] / limit * 100:.2f}%" if limit else "--"
+        out.append([r["ID"][:12], r["Name"], f"{r['CPUPerc']:.2f}%", mem, perc, str(r["PIDs"])])
+    return cols, out
+
+
+def live(make_table) -> None:
+    """Redraw a table about once a second until Ctrl-C (``stats`` without --no-stream)."""
+    from rich.live import Live
+    from rich.table import Table
+
+    def build():
+        cols, rows = make_table()
+        t = Table(*cols, box=None, pad_edge=False)
+        for r in rows:
+            t.add_row(*r)
+        return t
+
+    try:
+        with Live(build(), console=_console(), auto_refresh=False) as view:
+            while True:
+                view.update(build(), refresh=True)
+    except KeyboardInterrupt:
+        pass
+
+
 class PullProgress:
     """Renders ``PullEvent``s: a rich bar per layer on a terminal, plain lines otherwise."""
 

@@ -9,7 +9,11 @@ PID namespace. It then runs, in order (``container_init`` reads as a table of co
     bring_up_loopback      our network namespace starts with lo down
     prepare_rootfs         overlay, /proc, /dev, /sys, /etc files, pivot_root (rootfs.py)
     setup_stdio            a pty from the container's own /dev/pts for -t, /dev/null for no -i
+    drop_capabilities      the bounding set shrinks to Docker's 14 (+ --cap-add, - --cap-drop)
     switch_user            setgroups, setgid, setuid: from the container's /etc/passwd
+    limit_capabilities     permitted/effective/inheritable = the kept set; ambient cleared
+    set_no_new_privs       no setuid binary can raise privileges again
+    apply_seccomp          the syscall filter (Docker's default profile)
     exec_command           execve, searching the container's PATH
 
 A failure at any step is written to the error pipe (which ``execve`` closes, being
@@ -31,6 +35,7 @@ import struct
 import termios
 from dataclasses import dataclass
 
+from minidocker.linux import capabilities
 from minidocker.linux import syscalls as sc
 from minidocker.linux.events import emit
 from minidocker.runtime import rootfs
@@ -141,6 +146,43 @@ def _read(path: str) -> str:
         return ""
 
 
+def drop_capabilities(spec: ContainerSpec) -> None:
+    """The bounding set first (needs CAP_SETPCAP, which root still has)."""
+    if not spec.privileged:
+        capabilities.drop_bounding_set(spec.capabilities)
+
+
+def limit_capabilities(spec: ContainerSpec) -> None:
+    """After setuid: root keeps exactly its set; a user's sets are already empty."""
+    if os.getuid() == 0 and not spec.privileged:
+        capabilities.limit_process_sets(spec.capabilities)
+
+
+def set_no_new_privs(spec: ContainerSpec) -> None:
+    if spec.no_new_privileges:
+        capabilities.set_no_new_privs()
+
+
+def load_security(spec: ContainerSpec) -> dict | None:
+    """Import what the security steps need and read the seccomp profile *before*
+    pivot_root: afterwards the host's Python library and profile files are out of sight."""
+    capabilities.preload()
+    if spec.seccomp == "unconfined":
+        return None
+    from minidocker.linux import seccomp
+
+    return seccomp.load_profile(None if spec.seccomp == "default" else spec.seccomp)
+
+
+def apply_seccomp(spec: ContainerSpec, profile: dict | None) -> None:
+    """The syscall filter, last before execve (it must allow everything until then)."""
+    if profile is None:
+        return
+    from minidocker.linux import seccomp
+
+    seccomp.install_filter(profile, set(spec.capabilities))
+
+
 def switch_user(spec: ContainerSpec, env: list[str]) -> list[str]:
     user = resolve_user(spec.user, _read("/etc/passwd"), _read("/etc/group"))
     os.setgroups(user.groups)
@@ -225,11 +267,16 @@ def container_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipe
         step = "enter_namespaces"; enter_namespaces(spec)
         step = "set_hostname"; set_hostname(spec)
         step = "bring_up_loopback"; bring_up_loopback(spec)
+        step = "load_security"; profile = load_security(spec)
         step = "prepare_rootfs"; rootfs.prepare_rootfs(plan)
         step = "setup_stdio"; setup_stdio(spec, pipes)
         step = "make_workdir"; make_workdir(spec)
+        step = "drop_capabilities"; drop_capabilities(spec)
         step = "switch_user"; env = switch_user(spec, spec.env)
+        step = "limit_capabilities"; limit_capabilities(spec)
+        step = "set_no_new_privs"; set_no_new_privs(spec)
         step = "change_dir"; change_dir(spec)
+        step = "apply_seccomp"; apply_seccomp(spec, profile)
         if spec.init:
             step = "init"; run_reaper(spec, env, pipes.error_w)
         step = "execve"; exec_command(spec, env, pipes.error_w)

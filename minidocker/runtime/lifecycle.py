@@ -77,7 +77,7 @@ def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
         lowerdirs=[str(p) for p in lowerdirs], upper=str(c.path("upper")), work=str(c.path("work")),
         merged=str(c.path("merged")), etc_files=write_etc_files(c),
         volumes=[rootfs.Volume(v.source, v.target, v.readonly) for v in c.spec.volumes],
-        readonly=c.spec.readonly_rootfs)
+        readonly=c.spec.readonly_rootfs, tmpfs=list(c.spec.tmpfs), privileged=c.spec.privileged)
 
 
 def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int | None = None,
@@ -86,6 +86,7 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
     plan = rootfs_plan(c, lowerdirs)
     cg = cgroups.manager(c.id)
     cg.create()
+    cg.apply_limits(cgroups.Limits(**c.spec.limits), privileged=c.spec.privileged)
     sync_r, sync_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     parent_sock = child_sock = None
@@ -265,7 +266,7 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> 
             code = relay_pty(started.pid, started.master, c.spec.stdin_open)
         else:
             code = wait_foreground(started.pid)
-        record_exit(store, c, code)
+        record_exit(store, c, code, oom_killed=cgroups.manager(c.id).oom_killed())
         return code
     finally:
         if c.spec.auto_remove:
@@ -274,9 +275,9 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> 
             cgroups.manager(c.id).destroy()
 
 
-def record_exit(store: ContainerStore, c: Container, code: int) -> None:
-    oom = False
-    store.update(c, Status="exited", ExitCode=code, Pid=0, FinishedAt=now_iso(), OOMKilled=oom)
+def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool = False) -> None:
+    """docker reports an OOM kill as exit 137 with State.OOMKilled true."""
+    store.update(c, Status="exited", ExitCode=code, Pid=0, FinishedAt=now_iso(), OOMKilled=oom_killed)
 
 
 def cleanup(store: ContainerStore, c: Container) -> None:

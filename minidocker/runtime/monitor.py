@@ -117,7 +117,8 @@ def _monitor(store: ContainerStore, c: Container, lowerdirs: list[Path], ready_w
                 del streams[fd]
     log.flush()
     _, status = os.waitpid(started.pid, 0)
-    lifecycle.record_exit(store, c, lifecycle.exit_code(status))
+    lifecycle.record_exit(store, c, lifecycle.exit_code(status),
+                          oom_killed=lifecycle.cgroups.manager(c.id).oom_killed())
     if c.spec.auto_remove:
         lifecycle.cleanup(store, c)
     else:

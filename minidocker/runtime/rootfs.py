@@ -10,6 +10,7 @@ Runs in the container's first process, inside its new mount namespace, as root. 
     mount_sys             /sys, read-only
     mount_etc_files       /etc/hostname, /etc/hosts, /etc/resolv.conf bound from the container dir
     pivot_root            merged becomes /, the host's root is unmounted from our view
+    mask_paths            /proc/kcore, /proc/keys, ... hidden; /proc/sys & co. read-only
 
 Because every mount is made inside the container's own mount namespace, the kernel removes
 them all when the namespace's last process exits: nothing to clean up on the host.
@@ -45,6 +46,8 @@ class RootfsPlan:
     etc_files: dict[str, str] = field(default_factory=dict)  # /etc/hosts -> host file
     volumes: list[Volume] = field(default_factory=list)
     readonly: bool = False
+    tmpfs: list[str] = field(default_factory=list)  # PATH[:mount options]
+    privileged: bool = False
 
 
 def make_mounts_private() -> None:
@@ -108,6 +111,15 @@ def mount_volumes(plan: RootfsPlan) -> None:
         bind(v.source, target, v.readonly)
 
 
+def mount_tmpfs(plan: RootfsPlan) -> None:
+    """--tmpfs PATH[:OPTS]: a fresh in-memory filesystem (writable even with --read-only)."""
+    for spec in plan.tmpfs:
+        path, _, opts = spec.partition(":")
+        target = _target(plan.merged, path)
+        _ensure_mountpoint(target, True)
+        sc.mount("tmpfs", target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, opts or "mode=1777")
+
+
 def mount_proc(merged: str) -> None:
     """A procfs shows the PID namespace of the process that mounts it: ours."""
     target = _target(merged, "/proc")
@@ -143,10 +155,10 @@ def mount_dev(merged: str) -> None:
         os.symlink("/proc/kcore", f"{dev}/core")
 
 
-def mount_sys(merged: str) -> None:
+def mount_sys(merged: str, writable: bool = False) -> None:
     target = _target(merged, "/sys")
     _ensure_mountpoint(target, True)
-    sc.mount("sysfs", target, "sysfs", sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    sc.mount("sysfs", target, "sysfs", (0 if writable else sc.MS_RDONLY) | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
 
 
 def mount_etc_files(plan: RootfsPlan) -> None:
@@ -166,6 +178,29 @@ def pivot_root(merged: str) -> None:
     os.chdir("/")
 
 
+# Docker's defaults: hidden (an empty file or dir over them) and read-only parts of /proc, /sys.
+MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                "/sys/devices/virtual/powercap")
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+def mask_paths() -> None:
+    """Files get /dev/null bound over them; directories an empty read-only tmpfs."""
+    for path in MASKED_PATHS:
+        if os.path.isdir(path) and not os.path.islink(path):
+            sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, "size=0")
+        elif os.path.exists(path):
+            sc.mount("/dev/null", path, None, sc.MS_BIND)
+
+
+def readonly_paths() -> None:
+    """Bind each on itself, then remount the bind read-only: writes get EROFS."""
+    for path in READONLY_PATHS:
+        if os.path.exists(path):
+            bind(path, path, readonly=True)
+
+
 def remount_root_readonly() -> None:
     sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
 
@@ -175,10 +210,14 @@ def prepare_rootfs(plan: RootfsPlan) -> None:
     make_mounts_private()
     mount_overlay(plan)
     mount_volumes(plan)
+    mount_tmpfs(plan)
     mount_proc(plan.merged)
     mount_dev(plan.merged)
-    mount_sys(plan.merged)
+    mount_sys(plan.merged, writable=plan.privileged)
     mount_etc_files(plan)
     pivot_root(plan.merged)
+    if not plan.privileged:
+        mask_paths()
+        readonly_paths()
     if plan.readonly:
         remount_root_readonly()

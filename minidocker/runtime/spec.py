@@ -50,6 +50,12 @@ class ContainerSpec:
     cmd: list[str] = field(default_factory=list)
     readonly_rootfs: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)  # cgroups.Limits fields
+    capabilities: list[str] = field(default_factory=list)  # what the container keeps
+    privileged: bool = False
+    seccomp: str = "default"  # "default", "unconfined", or a profile file's path
+    no_new_privileges: bool = True
+    tmpfs: list[str] = field(default_factory=list)  # PATH[:options]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,7 +118,9 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
                args: list[str], entrypoint: str | None, env: list[str], env_files: list[str],
                workdir: str | None, user: str | None, hostname: str | None, tty: bool, stdin_open: bool,
                detach: bool, auto_remove: bool, init: bool, network: str, volumes: list[str],
-               readonly_rootfs: bool = False) -> ContainerSpec:
+               readonly_rootfs: bool = False, limits: dict[str, Any] | None = None,
+               cap_add: list[str] = (), cap_drop: list[str] = (), privileged: bool = False,
+               security_opt: list[str] = (), tmpfs: list[str] = ()) -> ContainerSpec:
     cfg = image_config.get("config") or {}
     if entrypoint is not None:
         ep = [entrypoint] if entrypoint else []
@@ -136,7 +144,27 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
         merged.append("TERM=xterm")
     if network not in ("none", "host", "bridge", "default"):
         raise MinidockerError(f"network {network} not found", hint="use --network none or --network host")
+    from minidocker.linux import capabilities
+
+    seccomp, nnp = "default", True
+    for opt in security_opt:
+        key, _, value = opt.partition("=" if "=" in opt else ":")
+        if key == "seccomp" and value:
+            if value != "unconfined" and not os.path.isfile(value):
+                raise MinidockerError(f"opening seccomp profile ({value}) failed: no such file")
+            seccomp = value if value == "unconfined" else os.path.abspath(value)
+        elif key in ("no-new-privileges", "no_new_privs"):
+            nnp = value.lower() not in ("false", "0")
+        else:
+            raise MinidockerError(f"invalid --security-opt: {opt!r}",
+                                  hint="supported: seccomp=unconfined, seccomp=FILE.json, no-new-privileges[=false]")
+    for t in tmpfs:
+        if not t.startswith("/"):
+            raise MinidockerError(f"invalid --tmpfs {t!r}: the path must be absolute")
     return ContainerSpec(
+        limits=dict(limits or {}), capabilities=capabilities.resolve(list(cap_add), list(cap_drop), privileged),
+        privileged=privileged, seccomp="unconfined" if privileged else seccomp,
+        no_new_privileges=nnp and not privileged, tmpfs=list(tmpfs),
         id=cid, name=name, image=image, image_id=image_id, argv=argv, env=merged,
         cwd=workdir or cfg.get("WorkingDir") or "/", user=user if user is not None else (cfg.get("User") or ""),
         hostname=hostname, tty=tty, stdin_open=stdin_open, detach=detach, auto_remove=auto_remove, init=init,

@@ -16,15 +16,48 @@ See it: ``cat /proc/self/cgroup`` inside ``minidocker run --rm busybox``.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Protocol
 
 PARENT = "minidocker"
+CPU_PERIOD_US = 100_000
+
+
+@dataclass
+class Limits:
+    """docker run's resource flags, in kernel units; None means "no limit"."""
+
+    memory: int | None = None  # bytes (-m)
+    memory_swap: int | None = None  # bytes of memory + swap (--memory-swap); -1 unlimited
+    cpus: float | None = None  # --cpus: a quota of CPU time per period
+    cpu_shares: int | None = None  # --cpu-shares: relative weight (1024 = default)
+    cpuset_cpus: str | None = None  # --cpuset-cpus: "0-1", "0,2"
+    pids: int | None = None  # --pids-limit
+
+    def cpu_quota_us(self) -> int | None:
+        return None if self.cpus is None else max(1000, int(self.cpus * CPU_PERIOD_US))
+
+
+@dataclass
+class Stats:
+    cpu_usage_ns: int
+    memory_usage: int
+    memory_limit: int | None
+    pids: int
+
+
+# Docker's default device rules: every device denied, then these allowed (type major:minor access).
+DEVICE_RULES = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm",
+                "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm", "c *:* m")
 
 
 class CgroupManager(Protocol):
     version: int
 
     def create(self) -> None: ...
+    def apply_limits(self, limits: Limits, privileged: bool = False) -> None: ...
+    def oom_killed(self) -> bool: ...
+    def stats(self) -> Stats: ...
     def add(self, pid: int) -> None: ...
     def pids(self) -> list[int]: ...
     def kill_all(self, sig: int) -> None: ...
@@ -104,3 +137,34 @@ def remove_if_empty(path: str) -> None:
         os.rmdir(path)
     except OSError:
         pass
+
+
+def parse_size(text: str) -> int:
+    """``64m`` -> 67108864, as docker reads -m (b, k, m, g; no suffix = bytes)."""
+    t = text.strip().lower().removesuffix("b") if text.strip().lower() not in ("b",) else text
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        from minidocker.errors import MinidockerError
+
+        raise MinidockerError(f"invalid size: {text!r}", hint="write a number with b, k, m or g, e.g. 64m") from None
+
+
+def read_int(path: str, default: int = 0) -> int:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return default
+    return default if text == "max" else int(text)
+
+
+def write(path: str, value: str) -> None:
+    from minidocker.linux.events import emit
+
+    with open(path, "w") as f:
+        f.write(value)
+    emit("cgroup", action="write", path=path, value=value)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import signal
 
-from minidocker.linux.cgroups import PARENT, empty, read_pids, remove_if_empty, rmdir_when_free, signal_pids
+from minidocker.linux.cgroups import (CPU_PERIOD_US, DEVICE_RULES, PARENT, Limits, Stats, empty, read_int,
+                                      read_pids, remove_if_empty, rmdir_when_free, signal_pids, write)
 from minidocker.linux.events import emit
 
 CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "devices", "freezer", "blkio")
@@ -56,6 +57,51 @@ class CgroupV1:
                     if attempt == 4:
                         raise
             emit("cgroup", action="mkdir", path=self.path(c))
+
+    def apply_limits(self, limits: Limits, privileged: bool = False) -> None:
+        """docker run's flags as cgroup v1 files, through cgroupspy's controllers."""
+        if limits.memory is not None and "memory" in self.controllers:
+            mem = self.node("memory").controller
+            mem.limit_in_bytes = limits.memory
+            swap = limits.memory_swap if limits.memory_swap is not None else 2 * limits.memory
+            if os.path.exists(os.path.join(self.path("memory"), "memory.memsw.limit_in_bytes")):
+                mem.memsw_limit_in_bytes = -1 if swap == -1 else max(swap, limits.memory)
+            emit("cgroup", action="write", path=self.path("memory") + "/memory.limit_in_bytes",
+                 value=str(limits.memory))
+        if "cpu" in self.controllers:
+            cpu = self.node("cpu").controller
+            if limits.cpus is not None:
+                cpu.cfs_period_us = CPU_PERIOD_US
+                cpu.cfs_quota_us = limits.cpu_quota_us()
+                emit("cgroup", action="write", path=self.path("cpu") + "/cpu.cfs_quota_us",
+                     value=str(limits.cpu_quota_us()))
+            if limits.cpu_shares is not None:
+                cpu.shares = limits.cpu_shares
+                emit("cgroup", action="write", path=self.path("cpu") + "/cpu.shares", value=str(limits.cpu_shares))
+        if limits.cpuset_cpus is not None and "cpuset" in self.controllers:
+            write(os.path.join(self.path("cpuset"), "cpuset.cpus"), limits.cpuset_cpus)
+        if limits.pids is not None and "pids" in self.controllers:
+            write(os.path.join(self.path("pids"), "pids.max"), str(limits.pids) if limits.pids > 0 else "max")
+        if not privileged and "devices" in self.controllers:
+            dev = self.path("devices")
+            write(os.path.join(dev, "devices.deny"), "a")
+            for rule in DEVICE_RULES:
+                write(os.path.join(dev, "devices.allow"), rule)
+
+    def oom_killed(self) -> bool:
+        """memory.oom_control counts the kills the OOM killer made in this cgroup."""
+        try:
+            with open(os.path.join(self.path("memory"), "memory.oom_control")) as f:
+                fields = dict(line.split() for line in f if line.strip())
+        except OSError:
+            return False
+        return int(fields.get("oom_kill", 0)) > 0
+
+    def stats(self) -> Stats:
+        limit = read_int(os.path.join(self.path("memory"), "memory.limit_in_bytes"))
+        return Stats(cpu_usage_ns=read_int(os.path.join(self.path("cpuacct"), "cpuacct.usage")),
+                     memory_usage=read_int(os.path.join(self.path("memory"), "memory.usage_in_bytes")),
+                     memory_limit=None if limit >= (1 << 62) else limit, pids=len(self.pids()))
 
     def add(self, pid: int) -> None:
         for c in self.controllers:

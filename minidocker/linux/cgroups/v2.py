@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import signal
 
-from minidocker.linux.cgroups import PARENT, empty, read_pids, remove_if_empty, rmdir_when_free, signal_pids
+from minidocker.linux.cgroups import (CPU_PERIOD_US, PARENT, Limits, Stats, empty, read_int, read_pids,
+                                      remove_if_empty, rmdir_when_free, signal_pids, write)
 from minidocker.linux.events import emit
 
 WANTED = ("cpu", "cpuset", "memory", "pids", "io")
@@ -51,6 +52,45 @@ class CgroupV2:
                 if attempt == 4:
                     raise
         emit("cgroup", action="mkdir", path=self.dir)
+
+    def apply_limits(self, limits: Limits, privileged: bool = False) -> None:
+        """docker run's flags as cgroup v2 files. (Device rules need an eBPF program on v2:
+        not done here; the seccomp profile and the capability set still refuse mknod of
+        block devices' use.)"""
+        d = self.dir
+        if limits.memory is not None:
+            write(f"{d}/memory.max", str(limits.memory))
+            swap = limits.memory_swap if limits.memory_swap is not None else 2 * limits.memory
+            if os.path.exists(f"{d}/memory.swap.max"):
+                write(f"{d}/memory.swap.max", "max" if swap == -1 else str(max(0, swap - limits.memory)))
+        if limits.cpus is not None:
+            write(f"{d}/cpu.max", f"{limits.cpu_quota_us()} {CPU_PERIOD_US}")
+        if limits.cpu_shares is not None:  # docker's conversion of shares (2..262144) to weight (1..10000)
+            weight = 1 + ((limits.cpu_shares - 2) * 9999) // 262142
+            write(f"{d}/cpu.weight", str(max(1, min(10000, weight))))
+        if limits.cpuset_cpus is not None:
+            write(f"{d}/cpuset.cpus", limits.cpuset_cpus)
+        if limits.pids is not None:
+            write(f"{d}/pids.max", str(limits.pids) if limits.pids > 0 else "max")
+
+    def oom_killed(self) -> bool:
+        try:
+            with open(f"{self.dir}/memory.events") as f:
+                fields = dict(line.split() for line in f if line.strip())
+        except OSError:
+            return False
+        return int(fields.get("oom_kill", 0)) > 0
+
+    def stats(self) -> Stats:
+        usage = 0
+        try:
+            with open(f"{self.dir}/cpu.stat") as f:
+                usage = int(dict(line.split() for line in f if line.strip()).get("usage_usec", 0)) * 1000
+        except OSError:
+            pass
+        limit = read_int(f"{self.dir}/memory.max", -1)
+        return Stats(cpu_usage_ns=usage, memory_usage=read_int(f"{self.dir}/memory.current"),
+                     memory_limit=None if limit < 0 else limit, pids=len(self.pids()))
 
     def add(self, pid: int) -> None:
         with open(os.path.join(self.dir, "cgroup.procs"), "w") as f:

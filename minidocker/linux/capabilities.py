@@ -1,0 +1,121 @@
+"""Capabilities: root's powers, split into ~40 pieces, and which of them a container keeps.
+
+A process has five capability sets: *bounding* (the most it can ever gain), *permitted*,
+*effective* (what the kernel checks), *inheritable* and *ambient* (what survives execve).
+A container starts with Docker's default set of 14 and loses the rest from every set, so
+even its root cannot mount, load modules, change the clock or reboot. ``no_new_privs``
+then makes sure no setuid binary or file capability can hand anything back.
+
+Driven with python-prctl. See it: ``minidocker run --rm busybox grep Cap /proc/self/status``
+and decode with ``capsh --decode=00000000a80425fb``.
+"""
+
+from __future__ import annotations
+
+from minidocker.errors import MinidockerError
+from minidocker.linux.events import emit
+
+# Docker's default set (moby's oci/caps/defaults.go lists the same 14).
+DEFAULT_CAPS = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+)
+
+# Numbers from <linux/capability.h>; newer than some libraries' tables, so kept here.
+CAP_NUMBERS = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3, "CAP_FSETID": 4,
+    "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_LINUX_IMMUTABLE": 9,
+    "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11, "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13,
+    "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15, "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18,
+    "CAP_SYS_PTRACE": 19, "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
+    "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27, "CAP_LEASE": 28,
+    "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31, "CAP_MAC_OVERRIDE": 32,
+    "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35, "CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37,
+    "CAP_PERFMON": 38, "CAP_BPF": 39, "CAP_CHECKPOINT_RESTORE": 40,
+}
+
+
+def preload() -> None:
+    """Import python-prctl now (before pivot_root hides the host's Python library)."""
+    import ctypes  # noqa: F401
+    import prctl  # noqa: F401
+
+
+def normalize(name: str) -> str:
+    n = name.strip().upper()
+    if n == "ALL":
+        return n
+    n = n if n.startswith("CAP_") else "CAP_" + n
+    if n not in CAP_NUMBERS:
+        raise MinidockerError(f"unknown capability: {name!r}", hint="names as in capabilities(7), e.g. NET_ADMIN")
+    return n
+
+
+def last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return max(CAP_NUMBERS.values())
+
+
+def resolve(cap_add: list[str], cap_drop: list[str], privileged: bool) -> list[str]:
+    """The container's capability names: Docker's defaults, + --cap-add, - --cap-drop."""
+    everything = [n for n, v in CAP_NUMBERS.items() if v <= last_cap()]
+    if privileged:
+        return everything
+    adds = [normalize(c) for c in cap_add]
+    drops = [normalize(c) for c in cap_drop]
+    caps = set(everything) if "ALL" in adds else set(DEFAULT_CAPS)
+    caps |= {c for c in adds if c != "ALL"}
+    if "ALL" in drops:
+        caps = {c for c in adds if c != "ALL"}
+    caps -= {c for c in drops if c != "ALL"}
+    return sorted(caps, key=CAP_NUMBERS.get)
+
+
+def mask(caps: list[str]) -> int:
+    """The bit mask /proc/PID/status shows for a set (CapBnd, CapEff ...)."""
+    return sum(1 << CAP_NUMBERS[c] for c in caps)
+
+
+def drop_bounding_set(keep: list[str]) -> None:
+    """PR_CAPBSET_DROP every capability not kept: gone for good, for us and our children."""
+    import prctl
+
+    keep_numbers = {CAP_NUMBERS[c] for c in keep}
+    dropped = []
+    for n in range(last_cap() + 1):
+        if n not in keep_numbers:
+            prctl.capbset_drop(n)
+            dropped.append(n)
+    emit("capabilities", action="drop bounding", dropped=len(dropped), kept=list(keep))
+
+
+def limit_process_sets(keep: list[str]) -> None:
+    """capset(2): permitted, effective and inheritable become ``keep``; ambient is cleared.
+    (For a non-root user setuid already emptied them: execve gives nothing back without
+    file capabilities, as in docker.)"""
+    import prctl
+
+    names = [c[4:].lower() for c in keep]
+    for s in (prctl.cap_inheritable, prctl.cap_effective, prctl.cap_permitted):
+        allowed = [n for n in names if hasattr(s, n)]
+        s.limit(*allowed)
+    try:  # PR_CAP_AMBIENT_CLEAR_ALL (47, 4): nothing is raised implicitly across execve
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(47, 4, 0, 0, 0)
+    except OSError:
+        pass
+    emit("capabilities", action="capset", kept=list(keep))
+
+
+def set_no_new_privs() -> None:
+    """PR_SET_NO_NEW_PRIVS: execve can never grant privileges again (setuid bits, file caps
+    are ignored). Also what allows an unprivileged seccomp filter."""
+    import prctl
+
+    prctl.set_no_new_privs(1)
+    emit("no_new_privs", value=1)
