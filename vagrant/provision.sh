@@ -16,7 +16,7 @@ packages=(
   busybox-static debootstrap                        # base images built offline (images/)
   podman crun uidmap                                # peers for the benchmarks
   apache2-utils                                     # htpasswd, for the basic-auth registry
-  iproute2 iptables util-linux procps tar gzip zstd
+  iproute2 iptables util-linux procps tar gzip zstd libseccomp2  # pyseccomp loads libseccomp.so.2
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -171,6 +171,7 @@ def load_security(spec: ContainerSpec) -> dict | None:
         return None
     from minidocker.linux import seccomp
 
+    seccomp.preload()
     return seccomp.load_profile(None if spec.seccomp == "default" else spec.seccomp)
 
 
