@@ -481,7 +481,7 @@ def describe_event(ev: dict[str, Any]) -> str:
         return f"seccomp(SECCOMP_SET_MODE_FILTER)  -> {ev.get('rules')} syscall rules, default " \
                f"{ev.get('default_action')}"
     if step == "setns":
-        return f"setns({', '.join(ev['nstype'])})  -> join the container's namespace"
+        return f"setns({', '.join(ev['nstype'])})  -> {ev.get('why') or 'join the container' + chr(39) + 's namespace'}"
     return f"{step} {', '.join(f'{k}={v}' for k, v in ev.items() if k not in ('t', 'step'))}"
 
 

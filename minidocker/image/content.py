@@ -11,7 +11,6 @@ says, whatever crashed or lied on the way::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -38,6 +37,8 @@ class Ingest:
     def __init__(self, store: "ContentStore", digest: str, size: int | None):
         self.store, self.digest, self.expected_size = store, digest, size
         self.path = store.ingest_dir / hex_of(digest)
+        import hashlib
+
         self.hash = hashlib.sha256()
         self.size = 0
         self._file: BinaryIO = open(self.path, "wb")
@@ -125,6 +126,8 @@ class ContentStore:
 
     def put(self, data: bytes, digest: str | None = None) -> str:
         """Store small bytes (a manifest, a config); verifies ``digest`` when given."""
+        import hashlib
+
         digest = digest or "sha256:" + hashlib.sha256(data).hexdigest()
         if self.has(digest):
             return digest

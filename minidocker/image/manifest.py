@@ -16,9 +16,8 @@ Try it: ``skopeo inspect --raw docker://HOST/busybox`` prints a manifest.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform as _platform
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +55,8 @@ def compression_of(media_type: str) -> str:
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib  # here, not at the top: `run` never needs it, and it costs ~2 ms to load
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -92,7 +93,7 @@ class Platform:
 
     @classmethod
     def host(cls) -> "Platform":
-        return cls("linux", normalize_arch(_platform.machine()))
+        return cls("linux", normalize_arch(os.uname().machine))
 
     def matches(self, other: dict[str, Any]) -> bool:
         arch = normalize_arch(other.get("architecture", ""))

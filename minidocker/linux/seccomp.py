@@ -10,20 +10,22 @@ or log. Filters are inherited by children and survive execve, and can never be r
 
 We read the rules from a profile in Docker's JSON format (``seccomp_default.json`` beside
 this module is ours, written after Docker's default): a default action plus a list of
-``{names, action, errnoRet, args, includes, excludes}`` rules. ``install_filter`` keeps
+``{names, action, errnoRet, args, includes, excludes}`` rules. ``compile_filter`` keeps
 the rules that apply to this container (``includes.caps``: only if the container has all
 those capabilities; ``excludes.caps``: only if it has none of them; ``includes.arches`` /
 ``excludes.arches``: this machine's architecture; ``includes.minKernel`` /
 ``excludes.minKernel``: the running kernel's version) and has libseccomp (through the
 ``pyseccomp`` ctypes bindings) compile them into BPF for this architecture and its 32-bit
-companions (x86 and x32 on x86_64), then load it with seccomp(2).
+companions (x86 and x32 on x86_64). The program is cached under the store's root
+(``filter_for``), and the container's init loads it with one prctl(PR_SET_SECCOMP) call
+(``load_filter``), right before execve.
 
 Why no_new_privs first: a filter can make a setuid-root program misbehave (fail its
 setuid() call and carry on as root), so the kernel lets an unprivileged process install one
 only once it has promised, with ``prctl(PR_SET_NO_NEW_PRIVS, 1)``, that execve will never
 grant it more privileges (setuid bits and file capabilities are then ignored). Without it,
 seccomp(2) needs CAP_SYS_ADMIN. The container's init sets it, then calls us right before
-execve; we also ask libseccomp to set it (``CTL_NNP``), which does no harm when it is set.
+execve; ``load_filter`` sets it again, which does no harm when it is set.
 
 See it: ``minidocker run --rm busybox grep Seccomp /proc/self/status`` shows ``Seccomp: 2``
 (0 = off, 1 = strict mode, 2 = filter), and ``minidocker run --rm busybox unshare -U sh``
@@ -271,12 +273,21 @@ def _comparisons(sc, args: tuple[dict[str, Any], ...]) -> list[list]:
     return [[arg(a) for a in args]]
 
 
-def install_filter(profile: dict, capabilities: set[str]) -> int:
-    """Compile ``profile`` for a container with ``capabilities`` and load it into this process.
+class CompiledFilter(NamedTuple):
+    """A profile compiled for one container: the BPF program and what the timeline tells."""
 
-    Returns how many syscall rules the filter holds. Syscall names this architecture does not
-    know are skipped, as Docker does. After this returns, every thread started afterwards and
-    every program this process executes is filtered, for good.
+    program: bytes  # struct sock_filter[]: what prctl(PR_SET_SECCOMP) takes
+    rules: int
+    default_action: str
+
+
+def compile_filter(profile: dict, capabilities: set[str]) -> CompiledFilter:
+    """Compile ``profile`` for a container with ``capabilities`` into a BPF program.
+
+    libseccomp does the compiling (its tables know every architecture's syscall numbers);
+    we export the program instead of letting libseccomp load it, so that it can be cached
+    and loaded later with one prctl (``load_filter``). Syscall names this architecture does
+    not know are skipped, as Docker does.
     """
     problem = check_profile(profile)
     if problem:
@@ -286,7 +297,6 @@ def install_filter(profile: dict, capabilities: set[str]) -> int:
                   _native_arch_name())
     default = _action(sc, profile["defaultAction"], profile.get("defaultErrnoRet"))
     filt = sc.SyscallFilter(default)
-    filt.set_attr(sc.Attr.CTL_NNP, 1)
     for name in _arches(profile, native):
         arch = getattr(sc.Arch, name, None)
         if arch is None or name == native:
@@ -310,6 +320,113 @@ def install_filter(profile: dict, capabilities: set[str]) -> int:
             except OSError as e:
                 raise MinidockerError(f"seccomp: cannot add the rule for {rule.name}: {e.strerror}") from None
             count += 1
-    filt.load()
-    emit("seccomp", rules=count, default_action=profile["defaultAction"])
-    return count
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb") as w:
+            filt.export_bpf(w)  # a few KB: fits in the pipe's 64 KiB buffer
+        with os.fdopen(read_end, "rb") as r:
+            read_end = -1
+            program = r.read()
+    finally:
+        if read_end != -1:
+            os.close(read_end)
+    return CompiledFilter(program, count, profile["defaultAction"])
+
+
+def load_filter(compiled: CompiledFilter) -> None:
+    """Attach the program to this process for good (needs no_new_privs, see above)."""
+    from minidocker.linux import syscalls
+
+    _set_no_new_privs()
+    syscalls.set_seccomp_filter(compiled.program)
+    emit("seccomp", rules=compiled.rules, default_action=compiled.default_action,
+         instructions=len(compiled.program) // syscalls.BPF_INSTRUCTION_SIZE)
+
+
+def _set_no_new_privs() -> None:
+    import ctypes
+
+    PR_SET_NO_NEW_PRIVS = 38
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def install_filter(profile: dict, capabilities: set[str]) -> int:
+    """Compile and load in one go; returns how many syscall rules the filter holds."""
+    compiled = compile_filter(profile, capabilities)
+    load_filter(compiled)
+    return compiled.rules
+
+
+# -- the compiled-filter cache ------------------------------------------------------------
+# Compiling Docker's profile takes libseccomp about 15 ms, and importing the bindings a few
+# more, on every container start; yet the result depends only on the profile, the
+# container's capabilities, the architecture and the kernel version. So the first start
+# compiles and keeps the program under <root>/cache/seccomp/<key>.bpf; later starts read
+# a few KB and load them. ``bpf_dbg``-style tools, or ``seccomp-tools disasm``, can read it.
+CACHE_FORMAT = 2
+
+
+def _cache_identity(capabilities: set[str]) -> dict:
+    """Besides the profile's text, what the compiled program depends on."""
+    return {"format": CACHE_FORMAT, "machine": os.uname().machine, "kernel": os.uname().release,
+            "caps": sorted(capabilities)}
+
+
+def cache_key(profile_text: bytes, capabilities: set[str]) -> str:
+    """A file name for the entry. zlib's CRC is cheap (hashlib would load OpenSSL, ~2 ms on
+    every start) and need not be collision-proof: the entry holds the whole profile text
+    and the identity, and a hit is only taken when both are equal to ours."""
+    import zlib
+
+    ident = json.dumps(_cache_identity(capabilities), sort_keys=True).encode()
+    return f"{zlib.crc32(profile_text):08x}{zlib.crc32(ident):08x}{len(profile_text):x}"
+
+
+def filter_for(profile_path: str | None, capabilities: set[str], cache_dir: Path | None) -> CompiledFilter:
+    """The compiled filter for a container: from the cache when it is there, else compiled
+    (and cached). ``profile_path`` None is our default profile. Bad profiles raise
+    ``MinidockerError`` with the file's name.
+
+    A cache entry is one JSON line (the identity, the rule count, the lengths) followed by
+    the profile's text and the BPF program."""
+    where = str(profile_path) if profile_path is not None else str(DEFAULT_PROFILE)
+    try:
+        text = Path(where).read_bytes()
+    except OSError as e:
+        raise MinidockerError(f"seccomp profile {where}: cannot read it: {e.strerror}") from None
+    cached = cache_dir / f"{cache_key(text, capabilities)}.bpf" if cache_dir else None
+    if cached is not None:
+        try:
+            header, _, rest = cached.read_bytes().partition(b"\n")
+            meta = json.loads(header)
+            n = meta["profile_bytes"]
+            program = rest[n:]
+            if (meta["identity"] == _cache_identity(capabilities) and rest[:n] == text
+                    and program and len(program) == meta["program_bytes"]):
+                return CompiledFilter(program, meta["rules"], meta["default_action"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # missing or unreadable: compile again
+    compiled = compile_filter(load_profile(profile_path), capabilities)
+    if cached is not None:
+        _store(cached, text, compiled, _cache_identity(capabilities))
+    return compiled
+
+
+def _store(path: Path, profile_text: bytes, compiled: CompiledFilter, identity: dict) -> None:
+    """Write the cache entry atomically (temp file, fsync, rename); a failure only costs speed."""
+    header = json.dumps({"identity": identity, "rules": compiled.rules, "default_action": compiled.default_action,
+                         "profile_bytes": len(profile_text), "program_bytes": len(compiled.program)}).encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(header + b"\n" + profile_text + compiled.program)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

@@ -75,10 +75,11 @@ def unshare(flags: int) -> None:
     emit("unshare", flags=flag_names(flags, NAMESPACE_FLAGS))
 
 
-def setns(fd: int, nstype: int = 0) -> None:
-    """setns(2): join the namespace that ``fd`` (an open /proc/PID/ns/* file) refers to."""
+def setns(fd: int, nstype: int = 0, why: str | None = None) -> None:
+    """setns(2): join the namespace that ``fd`` (an open /proc/PID/ns/* file) refers to.
+    For a PID namespace, only the caller's future children go there."""
     _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
-    emit("setns", nstype=flag_names(nstype, NAMESPACE_FLAGS) or ["any"])
+    emit("setns", nstype=flag_names(nstype, NAMESPACE_FLAGS) or ["any"], why=why)
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
@@ -132,3 +133,30 @@ def open_namespace_fds(pid: int, kinds: list[str]) -> list[tuple[str, int]]:
         except FileNotFoundError:
             continue
     return out
+
+
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+BPF_INSTRUCTION_SIZE = 8  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
+
+
+class _SockFprog(ctypes.Structure):
+    """struct sock_fprog from <linux/filter.h>: how many instructions, and where they are."""
+
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def set_seccomp_filter(program: bytes) -> None:
+    """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), see seccomp(2).
+
+    ``program`` is a classic BPF program, an array of 8-byte ``struct sock_filter``
+    instructions, that the kernel runs on every later system call of this thread and of its
+    children. The kernel takes it only from a process that set no_new_privs (or holds
+    CAP_SYS_ADMIN), and it can never be removed: filters only stack up.
+    """
+    if not program or len(program) % BPF_INSTRUCTION_SIZE:
+        raise OSError(22, "a BPF program is a non-empty array of 8-byte instructions")
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // BPF_INSTRUCTION_SIZE, ctypes.cast(buf, ctypes.c_void_p))
+    _check(_libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                       ctypes.byref(prog), 0, 0), "prctl(PR_SET_SECCOMP)")

@@ -3,17 +3,20 @@
 The parent has already called ``unshare(CLONE_NEWPID)``, so this process is PID 1 of a new
 PID namespace. It then runs, in order (``container_init`` reads as a table of contents)::
 
-    wait_for_parent        the parent puts us in our cgroup, then says go
-    enter_namespaces       unshare mount, UTS, IPC, network (unless --network host), cgroup
+    enter_namespaces       unshare mount, UTS, IPC, network (unless --network host)
     set_hostname           in our own UTS namespace only
     bring_up_loopback      our network namespace starts with lo down
+    load_security          import python-prctl while the host's files are still in sight
     prepare_rootfs         overlay, /proc, /dev, /sys, /etc files, pivot_root (rootfs.py)
     setup_stdio            a pty from the container's own /dev/pts for -t, /dev/null for no -i
+    make_workdir           docker creates a missing WorkingDir
+    wait_for_parent        meanwhile the parent made our cgroup and moved us in; now it says go
+    enter_cgroup_namespace unshare the cgroup namespace: our cgroup becomes its root
     drop_capabilities      the bounding set shrinks to Docker's 14 (+ --cap-add, - --cap-drop)
     switch_user            setgroups, setgid, setuid: from the container's /etc/passwd
     limit_capabilities     permitted/effective/inheritable = the kept set; ambient cleared
     set_no_new_privs       no setuid binary can raise privileges again
-    apply_seccomp          the syscall filter (Docker's default profile)
+    apply_seccomp          the syscall filter (Docker's default profile), compiled by the parent
     exec_command           execve, searching the container's PATH
 
 A failure at any step is written to the error pipe (which ``execve`` closes, being
@@ -34,6 +37,8 @@ import socket
 import struct
 import termios
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minidocker.linux import capabilities
 from minidocker.linux import syscalls as sc
@@ -41,6 +46,9 @@ from minidocker.linux.events import emit
 from minidocker.runtime import rootfs
 from minidocker.runtime.spec import ContainerSpec
 from minidocker.runtime.users import resolve_user
+
+if TYPE_CHECKING:
+    from minidocker.linux import seccomp
 
 EXIT_STEP_FAILED = 125
 EXIT_CANNOT_INVOKE = 126
@@ -70,10 +78,16 @@ def wait_for_parent(pipes: InitPipes) -> None:
 
 
 def enter_namespaces(spec: ContainerSpec) -> None:
-    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWCGROUP
+    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
     if spec.network != "host":
         flags |= sc.CLONE_NEWNET
     sc.unshare(flags)
+
+
+def enter_cgroup_namespace(spec: ContainerSpec) -> None:
+    """A cgroup namespace's root is the cgroup its creator is in *at unshare time*: so only
+    once the parent has moved us into our own cgroup. /proc/self/cgroup then shows ``/``."""
+    sc.unshare(sc.CLONE_NEWCGROUP)
 
 
 def set_hostname(spec: ContainerSpec) -> None:
@@ -163,25 +177,30 @@ def set_no_new_privs(spec: ContainerSpec) -> None:
         capabilities.set_no_new_privs()
 
 
-def load_security(spec: ContainerSpec) -> dict | None:
-    """Import what the security steps need and read the seccomp profile *before*
-    pivot_root: afterwards the host's Python library and profile files are out of sight."""
+def load_security(spec: ContainerSpec) -> None:
+    """Import what the capability steps need *before* pivot_root: afterwards the host's
+    Python library is out of sight. (The seccomp program was compiled, or taken from the
+    cache, by the parent: ``compile_security``.)"""
     capabilities.preload()
+
+
+def compile_security(spec: ContainerSpec, cache_dir: Path | None) -> "seccomp.CompiledFilter | None":
+    """Parent side, before fork: the container's seccomp program (None when unconfined)."""
     if spec.seccomp == "unconfined":
         return None
     from minidocker.linux import seccomp
 
-    seccomp.preload()
-    return seccomp.load_profile(None if spec.seccomp == "default" else spec.seccomp)
+    return seccomp.filter_for(None if spec.seccomp == "default" else spec.seccomp,
+                              set(spec.capabilities), cache_dir)
 
 
-def apply_seccomp(spec: ContainerSpec, profile: dict | None) -> None:
+def apply_seccomp(spec: ContainerSpec, compiled: "seccomp.CompiledFilter | None") -> None:
     """The syscall filter, last before execve (it must allow everything until then)."""
-    if profile is None:
+    if compiled is None:
         return
     from minidocker.linux import seccomp
 
-    seccomp.install_filter(profile, set(spec.capabilities))
+    seccomp.load_filter(compiled)
 
 
 def switch_user(spec: ContainerSpec, env: list[str]) -> list[str]:
@@ -259,25 +278,27 @@ def run_reaper(spec: ContainerSpec, env: list[str], keep_fd: int) -> None:
             os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 
 
-def container_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipes) -> None:
+def container_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipes,
+                   compiled_filter: "seccomp.CompiledFilter | None" = None) -> None:
     """The child after fork: never returns (execve, or _exit with docker's code)."""
     code = EXIT_STEP_FAILED
     step = "init"
     try:
-        step = "wait_for_parent"; wait_for_parent(pipes)
         step = "enter_namespaces"; enter_namespaces(spec)
         step = "set_hostname"; set_hostname(spec)
         step = "bring_up_loopback"; bring_up_loopback(spec)
-        step = "load_security"; profile = load_security(spec)
+        step = "load_security"; load_security(spec)
         step = "prepare_rootfs"; rootfs.prepare_rootfs(plan)
         step = "setup_stdio"; setup_stdio(spec, pipes)
         step = "make_workdir"; make_workdir(spec)
+        step = "wait_for_parent"; wait_for_parent(pipes)
+        step = "enter_cgroup_namespace"; enter_cgroup_namespace(spec)
         step = "drop_capabilities"; drop_capabilities(spec)
         step = "switch_user"; env = switch_user(spec, spec.env)
         step = "limit_capabilities"; limit_capabilities(spec)
         step = "set_no_new_privs"; set_no_new_privs(spec)
         step = "change_dir"; change_dir(spec)
-        step = "apply_seccomp"; apply_seccomp(spec, profile)
+        step = "apply_seccomp"; apply_seccomp(spec, compiled_filter)
         if spec.init:
             step = "init"; run_reaper(spec, env, pipes.error_w)
         step = "execve"; exec_command(spec, env, pipes.error_w)

@@ -15,6 +15,7 @@ conmon), which starts the container, logs its output and records its exit.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -32,7 +33,7 @@ from minidocker.linux import cgroups
 from minidocker.linux import syscalls as sc
 from minidocker.runtime import rootfs
 from minidocker.runtime.container import Container, ContainerStore, alive, boot_id, now_iso, proc_start_time
-from minidocker.runtime.init import InitPipes, container_init
+from minidocker.runtime.init import InitPipes, compile_security, container_init
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                      signal.SIGUSR2, signal.SIGWINCH)
@@ -80,44 +81,88 @@ def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
         readonly=c.spec.readonly_rootfs, tmpfs=list(c.spec.tmpfs), privileged=c.spec.privileged)
 
 
+@contextlib.contextmanager
+def _in_background(fn: Callable, *args):
+    """Run ``fn(*args)`` in a thread while the ``with`` body runs; re-raise its error at the end.
+
+    Used for the one slow step of a start: the first write to a v1 ``cgroup.procs`` waits for
+    the kernel's RCU grace period (``cgroup_threadgroup_rwsem``), 8-15 ms here, during which
+    the thread sleeps in the kernel and this one writes the limits."""
+    import threading
+
+    error: list[BaseException] = []
+
+    def target():
+        try:
+            fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller below
+            error.append(e)
+
+    thread = threading.Thread(target=target, name=getattr(fn, "__name__", "background"))
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    if error:
+        raise error[0]
+
+
+def seccomp_cache(c: Container) -> Path:
+    """Where compiled seccomp programs are kept (see linux/seccomp.py): <root>/cache/seccomp."""
+    return c.dir.parent.parent / "cache" / "seccomp"
+
+
 def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int | None = None,
           stdout: int | None = None, stderr: int | None = None, monitor_pid: int | None = None) -> Started:
     """Create the container's processes and return once its command is executing."""
     plan = rootfs_plan(c, lowerdirs)
-    cg = cgroups.manager(c.id)
-    cg.create()
-    cg.apply_limits(cgroups.Limits(**c.spec.limits), privileged=c.spec.privileged)
+    compiled_filter = compile_security(c.spec, seccomp_cache(c))
     sync_r, sync_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     parent_sock = child_sock = None
     if c.spec.tty:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pipes = InitPipes(sync_r, err_w, child_sock.fileno() if child_sock else None, stdin, stdout, stderr)
+    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     sc.unshare(sc.CLONE_NEWPID)
     pid = os.fork()
     if pid == 0:  # the child: becomes the container
         try:
+            os.close(own_pid_ns)
             # (getppid() is 0 here: our parent lives outside our PID namespace)
             sc.set_pdeathsig(signal.SIGKILL)
             os.close(sync_w)
             os.close(err_r)
             for s in FORWARDED_SIGNALS:
                 signal.signal(s, signal.SIG_DFL)
-            container_init(c.spec, plan, pipes)
+            container_init(c.spec, plan, pipes, compiled_filter)
         finally:
             os._exit(ExitCode.MINIDOCKER_FAILED)
+    # unshare(CLONE_NEWPID) changed where *our* next children go, and the kernel refuses us
+    # threads while it differs from our own: point it back at our own PID namespace.
+    sc.setns(own_pid_ns, sc.CLONE_NEWPID, why="our later children stay in our own PID namespace")
+    os.close(own_pid_ns)
     os.close(sync_r)
     os.close(err_w)
     if child_sock:
         child_sock.close()
+    # While the child unshares its namespaces, we make its cgroup and move it in (moving a
+    # process into a v1 memory cgroup waits for an RCU grace period: a few ms spent in parallel).
     try:
-        cg.add(pid)
+        cg = cgroups.manager(c.id)
+        cg.create()
+        with _in_background(cg.add, pid):  # (blocks in the kernel for one RCU grace period)
+            cg.apply_limits(cgroups.Limits(**c.spec.limits), privileged=c.spec.privileged)
         store.update(c, Status="running", Pid=pid, PidStartTime=proc_start_time(pid), BootId=boot_id(),
                      StartedAt=now_iso(),
                      FinishedAt="", ExitCode=0, Error="", MonitorPid=monitor_pid or os.getpid(),
                      MonitorStartTime=proc_start_time(monitor_pid or os.getpid()),
                      Cgroup=cg.paths(), CgroupVersion=cg.version)
-        os.write(sync_w, b"1")
+        try:
+            os.write(sync_w, b"1")
+        except BrokenPipeError:
+            pass  # the child failed a step before waiting for us: await_execve reads why
     except BaseException:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
@@ -320,6 +365,8 @@ def exec_in(c: Container, argv: list[str], env: list[str], cwd: str | None, user
     exec_spec = ContainerSpec(**{**spec.__dict__, "argv": argv, "tty": tty, "stdin_open": interactive,
                                  "cwd": cwd or spec.cwd, "user": user if user is not None else spec.user,
                                  "env": _merge_env(spec.env, env), "init": False})
+    compiled_filter = compile_security(exec_spec, seccomp_cache(c))
+    child_steps.load_security(exec_spec)
     ns_fds = sc.open_namespace_fds(pid, ["ipc", "uts", "net", "pid", "cgroup", "mnt"])
     cg = cgroups.manager(c.id)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -347,8 +394,13 @@ def exec_in(c: Container, argv: list[str], env: list[str], cwd: str | None, user
             pipes = InitPipes(sync_r, err_w, child_sock.fileno() if child_sock else None)
             child_steps.setup_stdio(exec_spec, pipes) if tty else (
                 None if interactive else child_steps.setup_stdio(exec_spec, pipes))
+            # the same walls as the container's own init: an exec'd process gets no more power
+            child_steps.drop_capabilities(exec_spec)
             env_out = child_steps.switch_user(exec_spec, exec_spec.env)
+            child_steps.limit_capabilities(exec_spec)
+            child_steps.set_no_new_privs(exec_spec)
             child_steps.change_dir(exec_spec)
+            child_steps.apply_seccomp(exec_spec, compiled_filter)
             child_steps.exec_command(exec_spec, env_out, err_w)
         except child_steps.StepFailed as e:
             child_steps._report(err_w, e.step, e.message, e.code)

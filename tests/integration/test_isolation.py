@@ -25,6 +25,39 @@ def test_status_shows_capabilities_no_new_privs_and_seccomp(md_run, bb):
     assert "CapEff:\t0000000000000000" in user and f"CapBnd:\t{DOCKER_DEFAULT_CAPS}" in user
 
 
+def test_exec_gets_the_same_walls(md_run, bb):
+    """A process started by ``exec`` must not have more power than the container's own."""
+    cid = md_run.ok("run", "-d", bb, "sleep", "60").stdout.strip()
+    status = md_run.ok("exec", cid, "cat", "/proc/self/status").stdout
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    assert fields["CapBnd"] == DOCKER_DEFAULT_CAPS and fields["CapEff"] == DOCKER_DEFAULT_CAPS
+    assert fields["NoNewPrivs"] == "1" and fields["Seccomp"] == "2"
+    r = md_run("exec", cid, "sh", "-c", "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m && echo ESCAPED")
+    assert r.returncode != 0 and "ESCAPED" not in r.stdout
+    r = md_run("exec", cid, "unshare", "-U", "true")
+    assert r.returncode != 0
+    user = md_run.ok("exec", "-u", "app", cid, "cat", "/proc/self/status").stdout
+    assert "CapEff:\t0000000000000000" in user and "Seccomp:\t2" in user
+
+
+def test_seccomp_program_is_compiled_once_and_cached(md_run, bb):
+    cache = md_run.root / "cache" / "seccomp"
+    md_run.ok("run", "--rm", bb, "true")
+    entries = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.bpf")}
+    assert entries, f"no compiled filter under {cache}"
+    md_run.ok("run", "--rm", bb, "true")
+    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.bpf")} == entries  # reused, not rewritten
+    # another capability set is another program (the profile's rules depend on the caps)
+    md_run.ok("run", "--rm", "--cap-add", "SYS_ADMIN", bb, "true")
+    assert len(list(cache.glob("*.bpf"))) == len(entries) + 1
+    # a damaged entry is compiled again, and the filter still holds
+    for p in cache.glob("*.bpf"):
+        p.write_bytes(b"garbage")
+    r = md_run("run", "--rm", bb, "sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true && echo ESCAPED")
+    assert "Seccomp:\t2" in r.stdout and "ESCAPED" not in r.stdout
+    assert any(p.read_bytes() != b"garbage" for p in cache.glob("*.bpf"))
+
+
 ESCAPES = {
     "mount": "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m",
     "umount": "umount /proc",

@@ -1,4 +1,4 @@
-"""cgroup v1: a directory per controller hierarchy, driven with cgroupspy.
+"""cgroup v1: a directory per controller hierarchy; limits set through cgroupspy.
 
 Each controller is its own tree: the container's cgroup is created in each of them as
 ``<controller>/minidocker/<id>`` and its init process is written into each ``cgroup.procs``.
@@ -44,14 +44,20 @@ class CgroupV1:
         return Node(self.id, parent=parent)
 
     def create(self) -> None:
+        """``mkdir <controller>/minidocker/<id>`` in each hierarchy (the kernel fills the new
+        directory with the controller's files). Plain mkdir: cgroupspy, and the logging
+        module it loads, are only imported when a limit is set."""
         for c in self.controllers:
+            parent = os.path.join(self.root, c, PARENT)
             for attempt in range(5):  # the parent may vanish under us: another container's rm
                 try:
-                    node = self.node(c, create=True)
-                    if not os.path.isdir(node.full_path):
-                        node.parent.create_cgroup(self.id)
-                        if c == "cpuset":
-                            _copy_cpuset(node.parent.full_path.decode(), self.path(c))
+                    if not os.path.isdir(parent):
+                        os.makedirs(parent, exist_ok=True)
+                        if c == "cpuset":  # a new cpuset cgroup starts empty: inherit the parent's
+                            _copy_cpuset(os.path.join(self.root, c), parent)
+                    os.makedirs(self.path(c), exist_ok=True)
+                    if c == "cpuset":
+                        _copy_cpuset(parent, self.path(c))
                     break
                 except FileNotFoundError:
                     if attempt == 4:
