@@ -181,7 +181,7 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
         memory: str | None = None, memory_swap: str | None = None, cpus: float | None = None,
         cpu_shares: int | None = None, cpuset_cpus: str | None = None, pids_limit: int | None = None,
         cap_add: list[str] = (), cap_drop: list[str] = (), privileged: bool = False,
-        security_opt: list[str] = (), tmpfs: list[str] = (),
+        security_opt: list[str] = (), tmpfs: list[str] = (), userns: str = "host",
         progress: Callable | None = None, on_pull: Callable[[str], None] | None = None,
         on_created: Callable[[str], None] | None = None) -> int | str:
     """``docker run``: returns the container's exit code, or its ID with ``detach``."""
@@ -199,7 +199,7 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
         user=user, hostname=hostname, tty=tty, stdin_open=interactive, detach=detach,
         auto_remove=auto_remove, init=init, network=network, volumes=list(volumes), readonly_rootfs=read_only,
         limits=limits, cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
-        security_opt=list(security_opt), tmpfs=list(tmpfs)))
+        security_opt=list(security_opt), tmpfs=list(tmpfs), userns=userns))
     if on_created:
         on_created(c.id)
     lowerdirs = store.lowerdirs(image_id)
@@ -268,7 +268,10 @@ def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
         "HostsPath": str(c.path("hosts")), "ResolvConfPath": str(c.path("resolv.conf")),
         "LogPath": str(c.path("container.log")), "Driver": "overlay",
         "HostConfig": {"NetworkMode": c.spec.network, "AutoRemove": c.spec.auto_remove, "Init": c.spec.init,
-                       "ReadonlyRootfs": c.spec.readonly_rootfs},
+                       "ReadonlyRootfs": c.spec.readonly_rootfs, "Privileged": c.spec.privileged,
+                       "UsernsMode": "" if c.spec.userns == "host" else c.spec.userns, "IdMap": c.spec.idmap,
+                       "SecurityOpt": None if c.spec.seccomp == "default" else
+                       [f"seccomp={c.spec.seccomp}"]},
         "Mounts": [{"Type": "bind", "Source": v.source, "Destination": v.target, "Mode": "ro" if v.readonly else "",
                     "RW": not v.readonly, "Propagation": "rprivate"} for v in c.spec.volumes],
         "Config": {"Hostname": c.spec.hostname, "User": c.spec.user, "Env": c.spec.env, "Cmd": c.spec.cmd,
@@ -480,6 +483,14 @@ def describe_event(ev: dict[str, Any]) -> str:
     if step == "seccomp":
         return f"seccomp(SECCOMP_SET_MODE_FILTER)  -> {ev.get('rules')} syscall rules, default " \
                f"{ev.get('default_action')}"
+    if step == "idmap":
+        return f"write /proc/{ev['pid']}/{ev['kind']}_map <- '{ev['inside']} {ev['outside']} {ev['count']}'" \
+               f"  -> {ev['kind']} {ev['inside']} inside is {ev['outside']} on the host"
+    if step == "idmapped_mount":
+        return f"open_tree + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount {ev['source']} -> {ev['target']}" \
+               "  (owners shown through the user namespace)"
+    if step == "chown_copy":
+        return f"copy {ev['source']} -> {ev['target']}, owners shifted by {ev['shift']} (no idmapped mounts here)"
     if step == "setns":
         return f"setns({', '.join(ev['nstype'])})  -> {ev.get('why') or 'join the container' + chr(39) + 's namespace'}"
     return f"{step} {', '.join(f'{k}={v}' for k, v in ev.items() if k not in ('t', 'step'))}"

@@ -32,6 +32,12 @@ if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 
+# --userns=auto takes blocks of 65,536 host IDs from the ranges lent to "minidocker"
+# (runtime/idranges.py); lend it 100 blocks above the IDs people and packages use.
+for f in /etc/subuid /etc/subgid; do
+  grep -q '^minidocker:' "$f" 2>/dev/null || echo 'minidocker:1000000:6553600' >> "$f"
+done
+
 python=${PYTHON:-python3}
 if [ ! -x "$repo/.venv/bin/python" ]; then
   "$python" -m venv "$repo/.venv"

@@ -167,6 +167,18 @@ class ContainerStore:
                 raise Conflict(f'Conflict. The container name "/{spec.name}" is already in use by container '
                                f'"{existing.id}". You have to remove (or rename) that container to be able to '
                                "reuse that name.")
+            if spec.userns == "auto":  # a block of host IDs no other container has
+                from minidocker.runtime.idranges import allocate
+
+                taken = set()
+                for other in self.ids():
+                    try:
+                        idmap = self.load(other).spec.idmap
+                    except NoSuchContainer:
+                        continue
+                    if idmap:
+                        taken.add(idmap["uid"])
+                spec.idmap = allocate(taken)
             d = self.dir / cid
             d.mkdir()
             for sub in ("upper", "work", "merged"):

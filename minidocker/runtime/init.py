@@ -279,16 +279,18 @@ def run_reaper(spec: ContainerSpec, env: list[str], keep_fd: int) -> None:
 
 
 def container_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipes,
-                   compiled_filter: "seccomp.CompiledFilter | None" = None) -> None:
-    """The child after fork: never returns (execve, or _exit with docker's code)."""
+                   compiled_filter: "seccomp.CompiledFilter | None" = None, in_userns: bool = False) -> None:
+    """The child after fork: never returns (execve, or _exit with docker's code).
+    ``in_userns``: started by ``userns_init``, which already made our namespaces."""
     code = EXIT_STEP_FAILED
     step = "init"
     try:
-        step = "enter_namespaces"; enter_namespaces(spec)
+        if not in_userns:
+            step = "enter_namespaces"; enter_namespaces(spec)
         step = "set_hostname"; set_hostname(spec)
         step = "bring_up_loopback"; bring_up_loopback(spec)
         step = "load_security"; load_security(spec)
-        step = "prepare_rootfs"; rootfs.prepare_rootfs(plan)
+        step = "prepare_rootfs"; rootfs.prepare_rootfs(plan, in_userns)
         step = "setup_stdio"; setup_stdio(spec, pipes)
         step = "make_workdir"; make_workdir(spec)
         step = "wait_for_parent"; wait_for_parent(pipes)
@@ -311,6 +313,78 @@ def container_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipe
         _report(pipes.error_w, step, msg, EXIT_STEP_FAILED)
     finally:
         os._exit(code)
+
+
+def userns_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipes,
+                compiled_filter: "seccomp.CompiledFilter | None", userns_fd: int, pid_w: int,
+                forwarded: tuple[int, ...]) -> None:
+    """``--userns=auto``: the first child, which builds what needs host root, then becomes
+    the parent of the container's PID 1. Never returns. In order::
+
+        unshare(CLONE_NEWNS)      a mount namespace still owned by the host's user namespace
+        mount the layers          idmapped (open_tree + mount_setattr + move_mount), or copies
+        mount_overlay             as host root: overlayfs keeps its trusted.* xattrs working
+        become_root_in            setns(user namespace), setresuid(0): root inside, host uid outside
+        unshare(the rest)         mount, UTS, IPC, network, PID: all owned by the new user namespace
+        fork                      the child is PID 1 and goes on with container_init
+        wait                      pass signals on; exit as PID 1 exits
+    """
+    from minidocker.linux import userns
+
+    step = "userns"
+    try:
+        step = "enter_mount_namespace"; sc.unshare(sc.CLONE_NEWNS); rootfs.make_mounts_private()
+        step = "mount_layers"; _mount_layers(plan, userns_fd)
+        step = "mount_overlay"; rootfs.mount_overlay(plan); os.chdir(plan.merged)  # (see prepare_rootfs)
+        step = "become_root_in"; userns.become_root_in(userns_fd)
+        os.close(userns_fd)
+        step = "enter_namespaces"
+        flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNET | sc.CLONE_NEWPID
+        sc.unshare(flags)
+        step = "fork"; child = os.fork()
+    except Exception as e:  # noqa: BLE001 - one line for the user
+        msg = getattr(e, "message", None) or (f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.filename
+                                              else str(e))
+        _report(pipes.error_w, step, msg, EXIT_STEP_FAILED)
+        os._exit(EXIT_STEP_FAILED)
+    if child == 0:
+        sc.set_pdeathsig(signal.SIGKILL)
+        os.close(pid_w)
+        container_init(spec, plan, pipes, compiled_filter, in_userns=True)
+        os._exit(EXIT_STEP_FAILED)
+    os.write(pid_w, str(child).encode())  # its PID on the host: what exec and kill need
+    close_other_fds(keep=-1)  # the error pipe must close when PID 1 execs, not when we exit
+    for s in forwarded:
+        signal.signal(s, lambda signum, _f: os.kill(child, signum))
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):  # die the same way, so that our parent sees 128+N
+        sig = os.WTERMSIG(status)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # (those two cannot be caught anyway)
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else EXIT_STEP_FAILED)
+
+
+def _mount_layers(plan: rootfs.RootfsPlan, userns_fd: int) -> None:
+    """Idmapped mounts where the kernel and filesystem have them, else shifted copies."""
+    if os.environ.get("MINIDOCKER_NO_IDMAP") != "1":
+        try:
+            rootfs.mount_idmapped_layers(plan, userns_fd)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP):
+                raise
+            for view in plan.layer_views:  # undo a partial attempt
+                try:
+                    sc.umount2(view, sc.MNT_DETACH)
+                except OSError:
+                    pass
+    rootfs.copy_layers_shifted(plan)
 
 
 def _report(fd: int, step: str, message: str, code: int) -> None:

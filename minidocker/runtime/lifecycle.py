@@ -33,7 +33,7 @@ from minidocker.linux import cgroups
 from minidocker.linux import syscalls as sc
 from minidocker.runtime import rootfs
 from minidocker.runtime.container import Container, ContainerStore, alive, boot_id, now_iso, proc_start_time
-from minidocker.runtime.init import InitPipes, compile_security, container_init
+from minidocker.runtime.init import InitPipes, compile_security, container_init, userns_init
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                      signal.SIGUSR2, signal.SIGWINCH)
@@ -115,34 +115,49 @@ def seccomp_cache(c: Container) -> Path:
 
 def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int | None = None,
           stdout: int | None = None, stderr: int | None = None, monitor_pid: int | None = None) -> Started:
-    """Create the container's processes and return once its command is executing."""
+    """Create the container's processes and return once its command is executing.
+
+    With ``--userns=auto`` our child is ``init.userns_init``, which forks the container's
+    PID 1 itself (a PID namespace must be created after the user namespace that owns it)
+    and tells us its PID through ``pid_r``; we wait for our child, which passes signals on."""
     plan = rootfs_plan(c, lowerdirs)
     compiled_filter = compile_security(c.spec, seccomp_cache(c))
+    userns_fd = prepare_userns(c, plan) if c.spec.idmap else None
     sync_r, sync_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid_r, pid_w = os.pipe2(os.O_CLOEXEC) if userns_fd is not None else (-1, -1)
     parent_sock = child_sock = None
     if c.spec.tty:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pipes = InitPipes(sync_r, err_w, child_sock.fileno() if child_sock else None, stdin, stdout, stderr)
-    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    sc.unshare(sc.CLONE_NEWPID)
+    own_pid_ns = -1
+    if userns_fd is None:
+        own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        sc.unshare(sc.CLONE_NEWPID)
     pid = os.fork()
     if pid == 0:  # the child: becomes the container
         try:
-            os.close(own_pid_ns)
             # (getppid() is 0 here: our parent lives outside our PID namespace)
             sc.set_pdeathsig(signal.SIGKILL)
-            os.close(sync_w)
-            os.close(err_r)
+            for fd in (own_pid_ns, sync_w, err_r, pid_r):
+                if fd != -1:
+                    os.close(fd)
             for s in FORWARDED_SIGNALS:
                 signal.signal(s, signal.SIG_DFL)
+            if userns_fd is not None:
+                userns_init(c.spec, plan, pipes, compiled_filter, userns_fd, pid_w,
+                            tuple(s for s in FORWARDED_SIGNALS if s != signal.SIGWINCH))
             container_init(c.spec, plan, pipes, compiled_filter)
         finally:
             os._exit(ExitCode.MINIDOCKER_FAILED)
-    # unshare(CLONE_NEWPID) changed where *our* next children go, and the kernel refuses us
-    # threads while it differs from our own: point it back at our own PID namespace.
-    sc.setns(own_pid_ns, sc.CLONE_NEWPID, why="our later children stay in our own PID namespace")
-    os.close(own_pid_ns)
+    if userns_fd is None:
+        # unshare(CLONE_NEWPID) changed where *our* next children go, and the kernel refuses
+        # us threads while it differs from our own: point it back at our own PID namespace.
+        sc.setns(own_pid_ns, sc.CLONE_NEWPID, why="our later children stay in our own PID namespace")
+        os.close(own_pid_ns)
+    else:
+        os.close(userns_fd)
+        os.close(pid_w)
     os.close(sync_r)
     os.close(err_w)
     if child_sock:
@@ -150,11 +165,13 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
     # While the child unshares its namespaces, we make its cgroup and move it in (moving a
     # process into a v1 memory cgroup waits for an RCU grace period: a few ms spent in parallel).
     try:
+        init_pid = pid if userns_fd is None else _read_init_pid(pid_r)
         cg = cgroups.manager(c.id)
         cg.create()
-        with _in_background(cg.add, pid):  # (blocks in the kernel for one RCU grace period)
+        with _in_background(cg.add, init_pid) if init_pid else contextlib.nullcontext():
             cg.apply_limits(cgroups.Limits(**c.spec.limits), privileged=c.spec.privileged)
-        store.update(c, Status="running", Pid=pid, PidStartTime=proc_start_time(pid), BootId=boot_id(),
+        init_pid = init_pid or pid
+        store.update(c, Status="running", Pid=init_pid, PidStartTime=proc_start_time(init_pid), BootId=boot_id(),
                      StartedAt=now_iso(),
                      FinishedAt="", ExitCode=0, Error="", MonitorPid=monitor_pid or os.getpid(),
                      MonitorStartTime=proc_start_time(monitor_pid or os.getpid()),
@@ -163,6 +180,8 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
             os.write(sync_w, b"1")
         except BrokenPipeError:
             pass  # the child failed a step before waiting for us: await_execve reads why
+    except ProcessLookupError:
+        pass  # the container's first process died before we could move it: await_execve says why
     except BaseException:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
@@ -175,6 +194,37 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
         store.update(c, Status="exited", ExitCode=e.exit_code, Pid=0, FinishedAt=now_iso(), Error=e.message)
         raise
     return Started(pid, receive_pty(parent_sock))
+
+
+def _read_init_pid(pid_r: int) -> int | None:
+    """The host PID of the container's PID 1, from ``userns_init`` (None if it failed first)."""
+    try:
+        text = _read_all(pid_r)
+    finally:
+        os.close(pid_r)
+    return int(text) if text.strip().isdigit() else None
+
+
+def prepare_userns(c: Container, plan: rootfs.RootfsPlan) -> int:
+    """``--userns=auto``, the parent's part: the mapped user namespace (as an fd), an empty
+    directory per layer for its idmapped view, and the container's own files handed to its
+    root (host ``uid``): the upper dir (the root directory the container sees) and /etc files."""
+    from minidocker.fsutil import remove_tree
+    from minidocker.linux.userns import create_user_namespace
+
+    idmap = c.spec.idmap
+    views = c.path("layers")
+    if views.exists():
+        remove_tree(views)  # a restart: views of the last run (copies, or mount points)
+    plan.layer_views = []
+    for i in range(len(plan.lowerdirs)):
+        (views / str(i)).mkdir(parents=True)
+        plan.layer_views.append(str(views / str(i)))
+    plan.idmap = dict(idmap)
+    os.chown(plan.upper, idmap["uid"], idmap["gid"])
+    for source in plan.etc_files.values():
+        os.chown(source, idmap["uid"], idmap["gid"])
+    return create_user_namespace(idmap["uid"], idmap["gid"], idmap["size"])
 
 
 def await_execve(err_r: int, pid: int) -> None:
@@ -367,7 +417,10 @@ def exec_in(c: Container, argv: list[str], env: list[str], cwd: str | None, user
                                  "env": _merge_env(spec.env, env), "init": False})
     compiled_filter = compile_security(exec_spec, seccomp_cache(c))
     child_steps.load_security(exec_spec)
-    ns_fds = sc.open_namespace_fds(pid, ["ipc", "uts", "net", "pid", "cgroup", "mnt"])
+    # the user namespace first: the others belong to it, and joining it gives us the
+    # capabilities that joining them takes (see setns(2))
+    kinds = ["ipc", "uts", "net", "pid", "cgroup", "mnt"]
+    ns_fds = sc.open_namespace_fds(pid, ["user", *kinds] if spec.idmap else kinds)
     cg = cgroups.manager(c.id)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     sync_r, sync_w = os.pipe()

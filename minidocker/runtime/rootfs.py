@@ -8,6 +8,7 @@ Runs in the container's first process, inside its new mount namespace, as root. 
     mount_proc            /proc of the new PID namespace
     mount_dev             a tmpfs /dev with a few device nodes, /dev/pts, /dev/shm, /dev/mqueue
     mount_sys             /sys, read-only
+    (--userns=auto: the overlay's layers are idmapped mounts, or shifted copies, first)
     mount_etc_files       /etc/hostname, /etc/hosts, /etc/resolv.conf bound from the container dir
     pivot_root            merged becomes /, the host's root is unmounted from our view
     mask_paths            /proc/kcore, /proc/keys, ... hidden; /proc/sys & co. read-only
@@ -48,6 +49,8 @@ class RootfsPlan:
     readonly: bool = False
     tmpfs: list[str] = field(default_factory=list)  # PATH[:mount options]
     privileged: bool = False
+    idmap: dict[str, int] | None = None  # --userns=auto: {"uid", "gid", "size"}
+    layer_views: list[str] = field(default_factory=list)  # --userns=auto: where each layer is shown idmapped
 
 
 def make_mounts_private() -> None:
@@ -101,7 +104,10 @@ def _ensure_mountpoint(target: str, is_dir: bool) -> None:
 def bind(source: str, target: str, readonly: bool = False, recursive: bool = True) -> None:
     sc.mount(source, target, None, sc.MS_BIND | (sc.MS_REC if recursive else 0))
     if readonly:  # a bind mount's flags change only with a second, remount call
-        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV)
+        # ... which must keep nosuid/nodev/noexec where they are set: in a user namespace
+        # the kernel refuses to clear them (EPERM). statvfs's ST_* bits equal the MS_* ones.
+        kept = os.statvfs(target).f_flag & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | kept)
 
 
 def mount_volumes(plan: RootfsPlan) -> None:
@@ -132,11 +138,15 @@ DEVICES = {  # name: (major, minor), what every container gets (Docker's default
 }
 
 
-def mount_dev(merged: str) -> None:
+def mount_dev(merged: str, in_userns: bool = False) -> None:
     dev = _target(merged, "/dev")
     _ensure_mountpoint(dev, True)
     sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
     for name, (major, minor) in DEVICES.items():
+        if in_userns:  # no mknod in a user namespace (and its tmpfs is nodev): bind the host's node
+            open(f"{dev}/{name}", "a").close()
+            bind(f"/dev/{name}", f"{dev}/{name}", recursive=False)
+            continue
         os.mknod(f"{dev}/{name}", 0o666 | stat.S_IFCHR, os.makedev(major, minor))
         os.chmod(f"{dev}/{name}", 0o666)  # mknod obeys the umask; the mode must be exact
     os.makedirs(f"{dev}/pts")
@@ -205,14 +215,65 @@ def remount_root_readonly() -> None:
     sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
 
 
-def prepare_rootfs(plan: RootfsPlan) -> None:
-    """The whole filesystem setup, as a table of contents."""
+# -- --userns=auto: the image's files shown through the user namespace ---------------------
+
+def mount_idmapped_layers(plan: RootfsPlan, userns_fd: int) -> None:
+    """Each layer, bind-mounted idmapped at its ``layer_views`` entry; the overlay then
+    stacks those views instead of the layers themselves (runs as host root)."""
+    from minidocker.linux.userns import idmapped_mount
+
+    for layer, view in zip(plan.lowerdirs, plan.layer_views):
+        idmapped_mount(layer, view, userns_fd)
+    plan.lowerdirs = list(plan.layer_views)
+
+
+def copy_layers_shifted(plan: RootfsPlan) -> None:
+    """The fallback where the kernel has no idmapped mounts: copy every layer, adding the
+    container's first host ID to each owner (``cp -a``, then lchown). Slow for big images,
+    but what the container sees is the same. The copies go when the container is removed."""
+    import subprocess
+
+    from minidocker.linux.events import emit
+
+    shift_uid, shift_gid = plan.idmap["uid"], plan.idmap["gid"]
+    for layer, view in zip(plan.lowerdirs, plan.layer_views):
+        subprocess.run(["cp", "-a", "--", f"{layer}/.", view], check=True)
+        def shift(path: str) -> None:
+            st = os.lstat(path)
+            os.lchown(path, st.st_uid + shift_uid, st.st_gid + shift_gid)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(path, stat.S_IMODE(st.st_mode))  # chown cleared setuid/setgid bits
+
+        shift(view)
+        for dirpath, dirnames, filenames in os.walk(view):
+            for name in dirnames + filenames:
+                shift(os.path.join(dirpath, name))
+        emit("chown_copy", source=layer, target=view, shift=shift_uid)
+    plan.lowerdirs = list(plan.layer_views)
+
+
+def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
+    """The whole filesystem setup, as a table of contents.
+
+    With ``in_userns`` the overlay is already mounted (by our parent, as host root, before
+    it joined the user namespace); we bind it onto itself so that pivot_root gets a mount
+    of our own namespace (mounts copied from the host's are locked to us)."""
     make_mounts_private()
-    mount_overlay(plan)
+    if in_userns:
+        # Our cwd is the overlay: our parent went there as host root. The path to it may not
+        # be searchable by our host uid (a 0700 directory above the store), but the
+        # container's own directory is: from here on, every path is relative to it.
+        bind(".", ".")
+        os.chdir(os.path.join("..", os.path.basename(plan.merged)))  # onto the bind, on top
+        plan.merged = "."
+        plan.etc_files = {path: os.path.join("..", os.path.basename(source))
+                          for path, source in plan.etc_files.items()}
+    else:
+        mount_overlay(plan)
     mount_volumes(plan)
     mount_tmpfs(plan)
     mount_proc(plan.merged)
-    mount_dev(plan.merged)
+    mount_dev(plan.merged, in_userns)
     mount_sys(plan.merged, writable=plan.privileged)
     mount_etc_files(plan)
     pivot_root(plan.merged)

@@ -56,6 +56,8 @@ class ContainerSpec:
     seccomp: str = "default"  # "default", "unconfined", or a profile file's path
     no_new_privileges: bool = True
     tmpfs: list[str] = field(default_factory=list)  # PATH[:options]
+    userns: str = "host"  # "host", or "auto": a user namespace with a block of IDs of its own
+    idmap: dict[str, int] | None = None  # with userns=auto: {"uid": host uid of root, "gid": ..., "size": n}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,7 +122,7 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
                detach: bool, auto_remove: bool, init: bool, network: str, volumes: list[str],
                readonly_rootfs: bool = False, limits: dict[str, Any] | None = None,
                cap_add: list[str] = (), cap_drop: list[str] = (), privileged: bool = False,
-               security_opt: list[str] = (), tmpfs: list[str] = ()) -> ContainerSpec:
+               security_opt: list[str] = (), tmpfs: list[str] = (), userns: str = "host") -> ContainerSpec:
     cfg = image_config.get("config") or {}
     if entrypoint is not None:
         ep = [entrypoint] if entrypoint else []
@@ -158,6 +160,14 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
         else:
             raise MinidockerError(f"invalid --security-opt: {opt!r}",
                                   hint="supported: seccomp=unconfined, seccomp=FILE.json, no-new-privileges[=false]")
+    if userns not in ("host", "auto", ""):
+        raise MinidockerError(f"invalid --userns {userns!r}", hint="use --userns=host or --userns=auto")
+    if userns == "auto" and privileged:
+        raise MinidockerError("privileged mode is incompatible with user namespaces",
+                              hint="drop --privileged, or use --userns=host")
+    if userns == "auto" and network == "host":
+        raise MinidockerError("--userns=auto cannot share the host's network namespace",
+                              hint="drop --network host, or use --userns=host")
     for t in tmpfs:
         if not t.startswith("/"):
             raise MinidockerError(f"invalid --tmpfs {t!r}: the path must be absolute")
@@ -170,5 +180,5 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
         hostname=hostname, tty=tty, stdin_open=stdin_open, detach=detach, auto_remove=auto_remove, init=init,
         network="none" if network in ("bridge", "default") else network,
         volumes=[parse_volume(v) for v in volumes], entrypoint=ep, cmd=cmd, readonly_rootfs=readonly_rootfs,
-        labels=dict(cfg.get("Labels") or {}),
+        labels=dict(cfg.get("Labels") or {}), userns=userns or "host",
     )
