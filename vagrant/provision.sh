@@ -17,6 +17,7 @@ packages=(
   podman crun uidmap                                # peers for the benchmarks
   apache2-utils                                     # htpasswd, for the basic-auth registry
   iproute2 iptables util-linux procps tar gzip zstd libseccomp2  # pyseccomp loads libseccomp.so.2
+  qemu-system-x86 qemu-utils e2fsprogs              # the cgroup v2 guest (tests/v2guest, .ci/run)
 )
 missing=()
 for p in "${packages[@]}"; do
