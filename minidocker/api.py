@@ -547,3 +547,12 @@ def stats(names: list[str] | None = None, root: Path | None = None, interval: fl
         rows.append({"ID": c.id, "Name": c.name, "CPUPerc": max(0.0, cpu), "MemUsage": s.memory_usage,
                      "MemLimit": s.memory_limit, "PIDs": s.pids})
     return rows
+
+
+# -- moving images out and in: push, save/load, export/import (issue #5, part 2) -------------
+def push(ref: str, root: Path | None = None, progress: Callable | None = None, chunk_size: int | None = None):
+    """Push a tagged image of the store to its registry; returns a ``PushResult``."""
+    from minidocker.image.push import CHUNK_SIZE, push_image
+    from minidocker.image.reference import parse
+
+    return push_image(_store(root), parse(ref), progress, chunk_size or CHUNK_SIZE)
