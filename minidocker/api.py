@@ -556,3 +556,23 @@ def push(ref: str, root: Path | None = None, progress: Callable | None = None, c
     from minidocker.image.reference import parse
 
     return push_image(_store(root), parse(ref), progress, chunk_size or CHUNK_SIZE)
+
+
+def save(names: list[str], output: Path | None = None, stream=None, root: Path | None = None) -> None:
+    """``docker save``: to the file ``output`` (atomically), else to the binary ``stream``."""
+    from minidocker.image.archive import save_images, save_to_file
+
+    store = _store(root)
+    if output is not None:
+        save_to_file(store, names, output)
+    else:
+        save_images(store, names, stream)
+
+
+def load(input: Path | None = None, stdin=None, root: Path | None = None,
+         progress: Callable | None = None) -> list[str]:
+    """``docker load`` from a tar (docker-archive or OCI, plain or gzip), a layout
+    directory, or ``stdin``; returns the ``Loaded image: ...`` lines."""
+    from minidocker.image.archive import load_images
+
+    return load_images(_store(root), input, stdin, progress)
