@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from minidocker.errors import ImageNotFound, InvalidReference, MinidockerError, StoreError
+from minidocker.errors import AuthenticationError, ImageNotFound, InvalidReference, MinidockerError, StoreError
 from minidocker.image import manifest as mf
 from minidocker.image.pull import PullEvent, _noop
 from minidocker.image.reference import Reference, parse
@@ -41,7 +41,6 @@ from minidocker.image.store import ImageStore
 PARALLEL_UPLOADS = 3
 CHUNK_SIZE = 8 << 20  # blobs up to this size go in one PUT; bigger ones in PATCHes of this size
 READ_SIZE = 1 << 20
-MAX_MOUNT_SOURCES = 3  # repositories to try a mount from before uploading
 
 Progress = Callable[[PullEvent], None]
 
@@ -128,15 +127,19 @@ def push_blob(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf.D
                          "be pushed", hint="pull the image again (a layer shared with another image may "
                                            "have been unpacked without keeping its compressed blob)")
     location = None
-    for source in sources[:MAX_MOUNT_SOURCES]:
-        # A mount reads from ``source``: the token must allow that too.
-        mount_scope = f"{scope} repository:{source}:pull"
-        location = reg.start_upload(ref, mount_scope, mount=desc.digest, source=source)
-        if location is None:
-            progress(PullEvent(sid, f"Mounted from {source}", desc.size, desc.size))
-            return "mounted"
-        scope = mount_scope  # the session we got is for this token; keep using it
-        break  # the registry opened an ordinary upload instead: use it
+    if sources:
+        # A mount reads from the source repository: the token must allow that too. If it
+        # does not (no pull right there), the registry says 401: upload as if no source.
+        mount_scope = f"{scope} repository:{sources[0]}:pull"
+        try:
+            location = reg.start_upload(ref, mount_scope, mount=desc.digest, source=sources[0])
+        except AuthenticationError:
+            location = None
+        else:
+            if location is None:  # 201 Created: linked, not one byte sent
+                progress(PullEvent(sid, f"Mounted from {sources[0]}", desc.size, desc.size))
+                return "mounted"
+            scope = mount_scope  # 202: an ordinary upload session, for this token: use it
     if location is None:
         location = reg.start_upload(ref, scope)
     path = store.content.path(desc.digest)
