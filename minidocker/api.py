@@ -558,3 +558,79 @@ def stats(names: list[str] | None = None, root: Path | None = None, interval: fl
         rows.append({"ID": c.id, "Name": c.name, "CPUPerc": max(0.0, cpu), "MemUsage": s.memory_usage,
                      "MemLimit": s.memory_limit, "PIDs": s.pids})
     return rows
+
+
+# -- moving images out and in: push, save/load, export/import (issue #5, part 2) -------------
+def push(ref: str, root: Path | None = None, progress: Callable | None = None, chunk_size: int | None = None):
+    """Push a tagged image of the store to its registry; returns a ``PushResult``."""
+    from minidocker.image.push import CHUNK_SIZE, push_image
+    from minidocker.image.reference import parse
+
+    return push_image(_store(root), parse(ref), progress, chunk_size or CHUNK_SIZE)
+
+
+def save(names: list[str], output: Path | None = None, stream=None, root: Path | None = None) -> None:
+    """``docker save``: to the file ``output`` (atomically), else to the binary ``stream``."""
+    from minidocker.image.archive import save_images, save_to_file
+
+    store = _store(root)
+    if output is not None:
+        save_to_file(store, names, output)
+    else:
+        save_images(store, names, stream)
+
+
+def load(input: Path | None = None, stdin=None, root: Path | None = None,
+         progress: Callable | None = None) -> list[str]:
+    """``docker load`` from a tar (docker-archive or OCI, plain or gzip), a layout
+    directory, or ``stdin``; returns the ``Loaded image: ...`` lines."""
+    from minidocker.image.archive import load_images
+
+    return load_images(_store(root), input, stdin, progress)
+
+
+def export(name: str, output: Path | None = None, fd: int | None = None, root: Path | None = None) -> int:
+    """``docker export``: the container's flattened filesystem as a tar, to the file
+    ``output`` (written under a temp name, fsynced, renamed) or to the descriptor ``fd``."""
+    import tempfile
+
+    from minidocker.runtime.export import export_rootfs
+
+    c = _containers(root).find(name)
+    lowerdirs = _store(root).lowerdirs(c.spec.image_id)
+    if output is None:
+        return export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), fd if fd is not None else 1)
+    output = Path(output)
+    tmp_fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    try:
+        count = export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), tmp_fd)
+        os.fsync(tmp_fd)
+        os.fchmod(tmp_fd, 0o644)
+        os.close(tmp_fd)
+        tmp_fd = -1
+        os.rename(tmp, output)
+        return count
+    except BaseException:
+        if tmp_fd >= 0:
+            os.close(tmp_fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def import_(source: str, ref: str | None = None, changes: list[str] = (), message: str | None = None,
+            stdin=None, root: Path | None = None) -> str:
+    """``docker import FILE|- [REF]``: a rootfs tar (plain, gzip, zstd) as a one-layer
+    image; returns its ID."""
+    from minidocker.errors import MinidockerError as _Err
+    from minidocker.image.flat import import_tarball
+
+    store = _store(root)
+    if source == "-":
+        return import_tarball(store, stdin, "-", ref, list(changes), message)
+    try:
+        f = open(source, "rb")
+    except OSError as e:
+        raise _Err(f"cannot open {source}: {e.strerror}") from None
+    with f:
+        return import_tarball(store, f, source, ref, list(changes), message)
