@@ -547,3 +547,86 @@ def stats(names: list[str] | None = None, root: Path | None = None, interval: fl
         rows.append({"ID": c.id, "Name": c.name, "CPUPerc": max(0.0, cpu), "MemUsage": s.memory_usage,
                      "MemLimit": s.memory_limit, "PIDs": s.pids})
     return rows
+
+
+# -- images out of containers: diff, commit, history, build ---------------------------------------
+def _mountpoints(spec) -> list[str]:
+    """The paths the runtime mounted over in this container (their empty mount points in the
+    upper dir are not changes the container made)."""
+    from minidocker.image.diff import RUNTIME_MOUNTPOINTS
+
+    return list(RUNTIME_MOUNTPOINTS) + [v.target for v in spec.volumes] + [t.split(":", 1)[0] for t in spec.tmpfs]
+
+
+def _upper_entries(c, store):
+    from minidocker.image import diff as d
+
+    lower = d.LowerView(store.lowerdirs(c.spec.image_id))
+    return d.scan_upper(c.path("upper"), lower, _mountpoints(c.spec)), lower
+
+
+def diff(name: str, root: Path | None = None) -> list[str]:
+    """``docker diff``: ``A|C|D /path`` lines, read from the container's upper dir."""
+    from minidocker.image import diff as d
+
+    c = _containers(root).find(name)
+    entries, lower = _upper_entries(c, _store(root))
+    return [str(ch) for ch in d.changes(entries, lower)]
+
+
+def commit(name: str, ref: str | None = None, *, root: Path | None = None, message: str = "",
+           author: str = "", changes: list[str] = (), pause: bool = True) -> str:
+    """``docker commit``: the container's upper dir becomes one new layer on its image; the
+    container's config (Cmd, Env, WorkingDir, User...) plus ``changes`` becomes the image's.
+    A running container is frozen (cgroup freezer) while its upper dir is read, and always
+    thawed. Returns the new image ID."""
+    from minidocker.image import commit as cm
+    from minidocker.image import diff as d
+    from minidocker.image import dockerfile
+    from minidocker.image.reference import parse
+
+    containers = _containers(root)
+    c = containers.find(name)
+    parsed = [dockerfile.parse_change(t) for t in changes]  # refuse a bad change before any work
+    if ref:
+        parse(ref)
+    store = _store(root)
+    if c.spec.image_id not in store.read_index()["images"]:
+        from minidocker.errors import ImageNotFound
+
+        raise ImageNotFound(f"the image of container {c.id[:12]} ({c.spec.image}) is no longer in the store")
+    spec = c.spec
+
+    def set_config(config: dict[str, Any]) -> None:
+        # docker commits the container's own config: what it was run with
+        config["Env"] = [e for e in spec.env if not e.startswith("HOSTNAME=")]
+        config["Cmd"] = list(spec.cmd) or None
+        config["Entrypoint"] = list(spec.entrypoint) or None
+        config["WorkingDir"] = "" if spec.cwd == "/" and not config.get("WorkingDir") else spec.cwd
+        config["User"] = spec.user
+        for ins in parsed:
+            dockerfile.apply_change(config, ins)
+
+    manager = None
+    if pause and c.running:
+        from minidocker.linux import cgroups
+
+        manager = cgroups.manager(c.id)
+        manager.freeze()
+    try:
+        entries, _ = _upper_entries(c, store)
+        image_id, _ = cm.create_image(
+            store, spec.image_id, lambda write: d.write_layer_tar(entries, write), empty=not entries,
+            changes=set_config, created_by=" ".join(spec.argv), author=author, comment=message,
+            tag=str(parse(ref)) if ref else None)
+    finally:
+        if manager is not None:
+            manager.thaw()
+    return image_id
+
+
+def history(name: str, root: Path | None = None) -> list[dict[str, Any]]:
+    """``docker history``: one row per history entry, newest first."""
+    from minidocker.image import commit as cm
+
+    return cm.history(_store(root), name)
