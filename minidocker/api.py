@@ -607,6 +607,7 @@ def commit(name: str, ref: str | None = None, *, root: Path | None = None, messa
         for ins in parsed:
             dockerfile.apply_change(config, ins)
 
+    set_config(json.loads(json.dumps(store.config(spec.image_id).get("config") or {})))  # errors before any write
     manager = None
     if pause and c.running:
         from minidocker.linux import cgroups

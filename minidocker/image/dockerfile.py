@@ -278,7 +278,10 @@ def apply_change(config: dict, ins: Instruction, env: dict[str, str] | None = No
 
 def parse_change(text: str) -> Instruction:
     """``commit -c TEXT``: one instruction that changes the config."""
-    ins = parse_line(text) if text.strip() else None
+    try:
+        ins = parse_line(text) if text.strip() else None
+    except DockerfileError:
+        ins = None
     if ins is None or ins.keyword not in CHANGE_KEYWORDS:
         word = text.strip().split(" ", 1)[0] if text.strip() else "(empty)"
         raise DockerfileError(f"{word} is not a valid change command",
