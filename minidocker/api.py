@@ -631,3 +631,44 @@ def history(name: str, root: Path | None = None) -> list[dict[str, Any]]:
     from minidocker.image import commit as cm
 
     return cm.history(_store(root), name)
+
+
+def build(context: str, *, tags: list[str] = (), dockerfile: str | None = None, build_args: list[str] = (),
+          no_cache: bool = False, root: Path | None = None, say: Callable[[str], None] = lambda s: None,
+          quiet: bool = False) -> str:
+    """``docker build`` (the classic builder): returns the image ID; ``say`` gets the step lines."""
+    from minidocker.build import Builder, BuildError
+    from minidocker.image import dockerfile as df
+    from minidocker.image.reference import parse
+
+    ctx = Path(context)
+    if not ctx.is_dir():
+        raise BuildError(f"unable to prepare context: path {context!r} not found")
+    path = Path(dockerfile) if dockerfile else ctx / "Dockerfile"
+    if dockerfile and not path.is_absolute() and not path.exists():
+        path = ctx / dockerfile
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise BuildError(f"cannot read the Dockerfile {path}: {e.strerror}") from None
+    refs = [str(parse(t)) for t in tags]  # a bad -t fails before any step
+    args = {}
+    for a in build_args:
+        k, eq, v = a.partition("=")
+        if not eq:
+            v = os.environ.get(k, "")
+        args[k] = v
+    instructions = df.parse(text)
+    store = _store(root)
+    store.ensure()
+    b = Builder(root or default_root(), store, ctx.resolve(), say, args, no_cache,
+                lambda ref: ensure_image(ref, root))
+    image_id = b.build(instructions)
+    unused = sorted(set(args) - b.used_args)
+    if unused:
+        say(f"[Warning] One or more build-args {unused} were not consumed")
+    say(f"Successfully built {image_id.removeprefix('sha256:')[:12]}")
+    for ref in refs:
+        store.tag(image_id, ref)
+        say(f"Successfully tagged {parse(ref).familiar()}")
+    return image_id
