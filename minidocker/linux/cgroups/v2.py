@@ -11,7 +11,7 @@ import os
 import signal
 
 from minidocker.linux.cgroups import (CPU_PERIOD_US, PARENT, Limits, Stats, empty, read_int, read_pids,
-                                      remove_if_empty, rmdir_when_free, signal_pids, write)
+                                      remove_if_empty, rmdir_when_free, signal_pids, wait_for, write)
 from minidocker.linux.events import emit
 
 WANTED = ("cpu", "cpuset", "memory", "pids", "io")
@@ -107,6 +107,22 @@ class CgroupV2:
                 f.write("1")
             return
         signal_pids(self.pids(), sig)
+
+    # -- the freezer: pause and resume every process of the container ------------------------
+    def freeze(self) -> None:
+        """v2 has no freezer controller: every non-root cgroup has ``cgroup.freeze``. Writing
+        1 asks the kernel to freeze the subtree; ``cgroup.events`` says ``frozen 1`` once
+        every task has stopped."""
+        write(os.path.join(self.dir, "cgroup.freeze"), "1")
+        wait_for(self.frozen, f"cgroup.events of {self.id[:12]} to say frozen")
+
+    def thaw(self) -> None:
+        write(os.path.join(self.dir, "cgroup.freeze"), "0")
+
+    def frozen(self) -> bool:
+        with open(os.path.join(self.dir, "cgroup.events")) as f:
+            fields = dict(line.split() for line in f if line.strip())
+        return fields.get("frozen") == "1"
 
     def destroy(self) -> None:
         empty(self)
