@@ -83,6 +83,8 @@ class BlobWriter:
     def __init__(self, store: "ContentStore"):
         self.store = store
         self.path = store.ingest_dir / f"new-{os.urandom(12).hex()}"
+        import hashlib
+
         self.hash = hashlib.sha256()
         self.size = 0
         self.digest: str | None = None
