@@ -483,6 +483,9 @@ def describe_event(ev: dict[str, Any]) -> str:
     if step == "seccomp":
         return f"seccomp(SECCOMP_SET_MODE_FILTER)  -> {ev.get('rules')} syscall rules, default " \
                f"{ev.get('default_action')}"
+    if step == "bpf_device_filter":
+        return f"bpf(BPF_PROG_LOAD, CGROUP_DEVICE) + bpf(BPF_PROG_ATTACH) {ev['path']}" \
+               f"  -> {ev['rules']} device rules, every other device refused"
     if step == "idmap":
         return f"write /proc/{ev['pid']}/{ev['kind']}_map <- '{ev['inside']} {ev['outside']} {ev['count']}'" \
                f"  -> {ev['kind']} {ev['inside']} inside is {ev['outside']} on the host"

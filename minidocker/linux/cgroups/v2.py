@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 
-from minidocker.linux.cgroups import (CPU_PERIOD_US, PARENT, Limits, Stats, empty, read_int, read_pids,
+from minidocker.linux.cgroups import (CPU_PERIOD_US, DEVICE_RULES, PARENT, Limits, Stats, empty, read_int, read_pids,
                                       remove_if_empty, rmdir_when_free, signal_pids, wait_for, write)
 from minidocker.linux.events import emit
 
@@ -54,10 +54,13 @@ class CgroupV2:
         emit("cgroup", action="mkdir", path=self.dir)
 
     def apply_limits(self, limits: Limits, privileged: bool = False) -> None:
-        """docker run's flags as cgroup v2 files. (Device rules need an eBPF program on v2:
-        not done here; the seccomp profile and the capability set still refuse mknod of
-        block devices' use.)"""
+        """docker run's flags as cgroup v2 files, and the device rules as an eBPF program
+        attached to the cgroup (v2 has no devices.allow: see linux/bpf.py)."""
         d = self.dir
+        if not privileged:
+            from minidocker.linux.bpf import attach_device_filter
+
+            attach_device_filter(d, DEVICE_RULES)
         if limits.memory is not None:
             write(f"{d}/memory.max", str(limits.memory))
             swap = limits.memory_swap if limits.memory_swap is not None else 2 * limits.memory
