@@ -481,7 +481,7 @@ def describe_event(ev: dict[str, Any]) -> str:
     if step == "no_new_privs":
         return "prctl(PR_SET_NO_NEW_PRIVS, 1)  -> no setuid binary can raise privileges again"
     if step == "seccomp":
-        return f"seccomp(SECCOMP_SET_MODE_FILTER)  -> {ev.get('rules')} syscall rules, default " \
+        return f"prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)  -> {ev.get('rules')} syscall rules, default " \
                f"{ev.get('default_action')}"
     if step == "bpf_device_filter":
         return f"bpf(BPF_PROG_LOAD, CGROUP_DEVICE) + bpf(BPF_PROG_ATTACH) {ev['path']}" \

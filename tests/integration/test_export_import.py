@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import MINIDOCKER, Minidocker, _remove, one_error
+from tests.integration.conftest import MINIDOCKER, busybox_store, one_error
 
 CHANGES = "echo new > /newfile; rm /etc/passwd; rm -rf /home; mkdir -p /home/x; echo y > /home/x/y"
 
@@ -22,11 +22,8 @@ CHANGES = "echo new > /newfile; rm /etc/passwd; rm -rf /home; mkdir -p /home/x; 
 @pytest.fixture(scope="module")
 def emd(tmp_path_factory, registry):
     """A store of this module's own, with busybox; every container removed at the end."""
-    base = tmp_path_factory.mktemp("export")
-    m = Minidocker(base / "root", base / "config")
-    m.ok("pull", "-q", f"{registry.host}/busybox:latest")
-    yield m
-    _remove(m, base)
+    with busybox_store(tmp_path_factory, registry, "export") as (m, _base):
+        yield m
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Minidocker, _remove, one_error
+from tests.integration.conftest import Minidocker, _remove, busybox_store, one_error
 from tests.support.oci import layout_manifest, read_blob
 from tests.support.registry import need_tool, start_registry
 from tests.support.trees import FaultyRegistry, tree
@@ -22,11 +22,8 @@ def unique(name: str) -> str:
 @pytest.fixture(scope="module")
 def pmd(tmp_path_factory, registry):
     """A store of this module's own with busybox pulled from ``registry``."""
-    base = tmp_path_factory.mktemp("push")
-    m = Minidocker(base / "root", base / "config")
-    m.ok("pull", "-q", f"{registry.host}/busybox:latest")
-    yield m
-    _remove(m, base)
+    with busybox_store(tmp_path_factory, registry, "push") as (m, _base):
+        yield m
 
 
 @pytest.fixture

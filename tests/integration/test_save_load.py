@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import MINIDOCKER, Minidocker, _remove, one_error
+from tests.integration.conftest import MINIDOCKER, busybox_store, one_error
 from tests.integration.layouts import make_layout, tar_of
 from tests.integration.test_pull import assert_store_empty
 from tests.support.oci import layout_config, layout_manifest
@@ -23,15 +23,12 @@ from tests.support.registry import need_tool
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory, registry):
     """busybox pulled into a store of this module, saved once: (store, name, image ID, tar)."""
-    base = tmp_path_factory.mktemp("save")
-    m = Minidocker(base / "root", base / "config")
-    name = f"{registry.host}/busybox:latest"
-    m.ok("pull", "-q", name)
-    image_id = json.loads(m.ok("inspect", name).stdout)[0]["Id"]
-    out = base / "busybox.tar"
-    m.ok("save", "-o", str(out), name)
-    yield m, name, image_id, out
-    _remove(m, base)
+    with busybox_store(tmp_path_factory, registry, "save") as (m, base):
+        name = f"{registry.host}/busybox:latest"
+        image_id = json.loads(m.ok("inspect", name).stdout)[0]["Id"]
+        out = base / "busybox.tar"
+        m.ok("save", "-o", str(out), name)
+        yield m, name, image_id, out
 
 
 def members(path: Path) -> dict[str, bytes]:
