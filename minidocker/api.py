@@ -481,8 +481,11 @@ def describe_event(ev: dict[str, Any]) -> str:
     if step == "no_new_privs":
         return "prctl(PR_SET_NO_NEW_PRIVS, 1)  -> no setuid binary can raise privileges again"
     if step == "seccomp":
-        return f"seccomp(SECCOMP_SET_MODE_FILTER)  -> {ev.get('rules')} syscall rules, default " \
+        return f"prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)  -> {ev.get('rules')} syscall rules, default " \
                f"{ev.get('default_action')}"
+    if step == "bpf_device_filter":
+        return f"bpf(BPF_PROG_LOAD, CGROUP_DEVICE) + bpf(BPF_PROG_ATTACH) {ev['path']}" \
+               f"  -> {ev['rules']} device rules, every other device refused"
     if step == "idmap":
         return f"write /proc/{ev['pid']}/{ev['kind']}_map <- '{ev['inside']} {ev['outside']} {ev['count']}'" \
                f"  -> {ev['kind']} {ev['inside']} inside is {ev['outside']} on the host"
@@ -558,3 +561,204 @@ def stats(names: list[str] | None = None, root: Path | None = None, interval: fl
         rows.append({"ID": c.id, "Name": c.name, "CPUPerc": max(0.0, cpu), "MemUsage": s.memory_usage,
                      "MemLimit": s.memory_limit, "PIDs": s.pids})
     return rows
+
+
+# -- moving images out and in: push, save/load, export/import (issue #5, part 2) -------------
+def push(ref: str, root: Path | None = None, progress: Callable | None = None, chunk_size: int | None = None):
+    """Push a tagged image of the store to its registry; returns a ``PushResult``."""
+    from minidocker.image.push import CHUNK_SIZE, push_image
+    from minidocker.image.reference import parse
+
+    return push_image(_store(root), parse(ref), progress, chunk_size or CHUNK_SIZE)
+
+
+def save(names: list[str], output: Path | None = None, stream=None, root: Path | None = None) -> None:
+    """``docker save``: to the file ``output`` (atomically), else to the binary ``stream``."""
+    from minidocker.image.archive import save_images, save_to_file
+
+    store = _store(root)
+    if output is not None:
+        save_to_file(store, names, output)
+    else:
+        save_images(store, names, stream)
+
+
+def load(input: Path | None = None, stdin=None, root: Path | None = None,
+         progress: Callable | None = None) -> list[str]:
+    """``docker load`` from a tar (docker-archive or OCI, plain or gzip), a layout
+    directory, or ``stdin``; returns the ``Loaded image: ...`` lines."""
+    from minidocker.image.archive import load_images
+
+    return load_images(_store(root), input, stdin, progress)
+
+
+def export(name: str, output: Path | None = None, fd: int | None = None, root: Path | None = None) -> int:
+    """``docker export``: the container's flattened filesystem as a tar, to the file
+    ``output`` (written under a temp name, fsynced, renamed) or to the descriptor ``fd``."""
+    import tempfile
+
+    from minidocker.runtime.export import export_rootfs
+
+    c = _containers(root).find(name)
+    lowerdirs = _store(root).lowerdirs(c.spec.image_id)
+    if output is None:
+        return export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), fd if fd is not None else 1)
+    output = Path(output)
+    tmp_fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    try:
+        count = export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), tmp_fd)
+        os.fsync(tmp_fd)
+        os.fchmod(tmp_fd, 0o644)
+        os.close(tmp_fd)
+        tmp_fd = -1
+        os.rename(tmp, output)
+        return count
+    except BaseException:
+        if tmp_fd >= 0:
+            os.close(tmp_fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def import_(source: str, ref: str | None = None, changes: list[str] = (), message: str | None = None,
+            stdin=None, root: Path | None = None) -> str:
+    """``docker import FILE|- [REF]``: a rootfs tar (plain, gzip, zstd) as a one-layer
+    image; returns its ID."""
+    from minidocker.errors import MinidockerError as _Err
+    from minidocker.image.flat import import_tarball
+
+    store = _store(root)
+    if source == "-":
+        return import_tarball(store, stdin, "-", ref, list(changes), message)
+    try:
+        f = open(source, "rb")
+    except OSError as e:
+        raise _Err(f"cannot open {source}: {e.strerror}") from None
+    with f:
+        return import_tarball(store, f, source, ref, list(changes), message)
+
+
+# -- images out of containers: diff, commit, history, build ---------------------------------------
+def _mountpoints(spec) -> list[str]:
+    """The paths the runtime mounted over in this container (their empty mount points in the
+    upper dir are not changes the container made)."""
+    from minidocker.image.diff import RUNTIME_MOUNTPOINTS
+
+    return list(RUNTIME_MOUNTPOINTS) + [v.target for v in spec.volumes] + [t.split(":", 1)[0] for t in spec.tmpfs]
+
+
+def _upper_entries(c, store):
+    from minidocker.image import diff as d
+
+    lower = d.LowerView(store.lowerdirs(c.spec.image_id))
+    return d.scan_upper(c.path("upper"), lower, _mountpoints(c.spec)), lower
+
+
+def diff(name: str, root: Path | None = None) -> list[str]:
+    """``docker diff``: ``A|C|D /path`` lines, read from the container's upper dir."""
+    from minidocker.image import diff as d
+
+    c = _containers(root).find(name)
+    entries, lower = _upper_entries(c, _store(root))
+    return [str(ch) for ch in d.changes(entries, lower)]
+
+
+def commit(name: str, ref: str | None = None, *, root: Path | None = None, message: str = "",
+           author: str = "", changes: list[str] = (), pause: bool = True) -> str:
+    """``docker commit``: the container's upper dir becomes one new layer on its image; the
+    container's config (Cmd, Env, WorkingDir, User...) plus ``changes`` becomes the image's.
+    A running container is frozen (cgroup freezer) while its upper dir is read, and always
+    thawed. Returns the new image ID."""
+    from minidocker.image import commit as cm
+    from minidocker.image import diff as d
+    from minidocker.image import dockerfile
+    from minidocker.image.reference import parse
+
+    containers = _containers(root)
+    c = containers.find(name)
+    parsed = [dockerfile.parse_change(t) for t in changes]  # refuse a bad change before any work
+    if ref:
+        parse(ref)
+    store = _store(root)
+    if c.spec.image_id not in store.read_index()["images"]:
+        from minidocker.errors import ImageNotFound
+
+        raise ImageNotFound(f"the image of container {c.id[:12]} ({c.spec.image}) is no longer in the store")
+    spec = c.spec
+
+    def set_config(config: dict[str, Any]) -> None:
+        # docker commits the container's own config: what it was run with
+        config["Env"] = [e for e in spec.env if not e.startswith("HOSTNAME=")]
+        config["Cmd"] = list(spec.cmd) or None
+        config["Entrypoint"] = list(spec.entrypoint) or None
+        config["WorkingDir"] = "" if spec.cwd == "/" and not config.get("WorkingDir") else spec.cwd
+        config["User"] = spec.user
+        for ins in parsed:
+            dockerfile.apply_change(config, ins)
+
+    set_config(json.loads(json.dumps(store.config(spec.image_id).get("config") or {})))  # errors before any write
+    manager = None
+    if pause and c.running:
+        from minidocker.linux import cgroups
+
+        manager = cgroups.manager(c.id)
+        manager.freeze()
+    try:
+        entries, _ = _upper_entries(c, store)
+        image_id, _ = cm.create_image(
+            store, spec.image_id, lambda write: d.write_layer_tar(entries, write), empty=not entries,
+            changes=set_config, created_by=" ".join(spec.argv), author=author, comment=message,
+            tag=str(parse(ref)) if ref else None)
+    finally:
+        if manager is not None:
+            manager.thaw()
+    return image_id
+
+
+def history(name: str, root: Path | None = None) -> list[dict[str, Any]]:
+    """``docker history``: one row per history entry, newest first."""
+    from minidocker.image import commit as cm
+
+    return cm.history(_store(root), name)
+
+
+def build(context: str, *, tags: list[str] = (), dockerfile: str | None = None, build_args: list[str] = (),
+          no_cache: bool = False, root: Path | None = None, say: Callable[[str], None] = lambda s: None,
+          quiet: bool = False) -> str:
+    """``docker build`` (the classic builder): returns the image ID; ``say`` gets the step lines."""
+    from minidocker.build import Builder, BuildError
+    from minidocker.image import dockerfile as df
+    from minidocker.image.reference import parse
+
+    ctx = Path(context)
+    if not ctx.is_dir():
+        raise BuildError(f"unable to prepare context: path {context!r} not found")
+    path = Path(dockerfile) if dockerfile else ctx / "Dockerfile"
+    if dockerfile and not path.is_absolute() and not path.exists():
+        path = ctx / dockerfile
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise BuildError(f"cannot read the Dockerfile {path}: {e.strerror}") from None
+    refs = [str(parse(t)) for t in tags]  # a bad -t fails before any step
+    args = {}
+    for a in build_args:
+        k, eq, v = a.partition("=")
+        if not eq:
+            v = os.environ.get(k, "")
+        args[k] = v
+    instructions = df.parse(text)
+    store = _store(root)
+    store.ensure()
+    b = Builder(root or default_root(), store, ctx.resolve(), say, args, no_cache,
+                lambda ref: ensure_image(ref, root))
+    image_id = b.build(instructions)
+    unused = sorted(set(args) - b.used_args)
+    if unused:
+        say(f"[Warning] One or more build-args {unused} were not consumed")
+    say(f"Successfully built {image_id.removeprefix('sha256:')[:12]}")
+    for ref in refs:
+        store.tag(image_id, ref)
+        say(f"Successfully tagged {parse(ref).familiar()}")
+    return image_id

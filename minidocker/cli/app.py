@@ -52,7 +52,8 @@ def _global(
 
 
 def _register() -> None:
-    from minidocker.cli import containers, images, login, pull, run  # noqa: F401  (each adds its commands)
+    from minidocker.cli import (archive, commit, containers, images, login, pull, push, run,  # noqa: F401
+                                transfer)  # (each adds its commands)
 
 
 def typer_main(argv: list[str] | None = None) -> None:

@@ -72,6 +72,51 @@ class Ingest:
             os.unlink(self.path)
 
 
+class BlobWriter:
+    """The other way into the store: content we produce ourselves (``commit``), whose digest
+    nobody can tell us in advance. Same rule, in a different order: *ingest, hash, rename*.
+
+    Bytes go to ``ingest/new-<random>`` while their sha256 is computed; ``commit`` fsyncs the
+    file and renames it to ``blobs/sha256/<the digest it hashed to>``, under that digest's
+    lock. A crash leaves only a ``new-*`` file in ``ingest/``, never a wrong blob."""
+
+    def __init__(self, store: "ContentStore"):
+        self.store = store
+        self.path = store.ingest_dir / f"new-{os.urandom(12).hex()}"
+        import hashlib
+
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.digest: str | None = None
+        self._file: BinaryIO = open(self.path, "xb")
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.hash.update(data)
+        self.size += len(data)
+        self._file.write(data)
+
+    def commit(self) -> str:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        digest = "sha256:" + self.hash.hexdigest()
+        final = self.store.path(digest)
+        with self.store.lock(digest):
+            if final.exists():  # the same bytes were stored before: keep the old file
+                os.unlink(self.path)
+            else:
+                os.rename(self.path, final)
+                fsync_dir(final.parent)
+        self.digest = digest
+        return digest
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
 class ContentStore:
     def __init__(self, root: Path):
         self.root = root
@@ -122,6 +167,25 @@ class ContentStore:
             raise storage_error(e, f"writing blob {digest[:19]}") from None
         except BaseException:
             ing.abort()
+            raise
+
+    @contextlib.contextmanager
+    def new_blob(self) -> Iterator["BlobWriter"]:
+        """Write a blob whose digest is known only at the end (a layer ``commit`` makes);
+        ``writer.digest`` is set once the block ends and the blob is in ``blobs/``."""
+        self.ensure()
+        try:
+            writer = BlobWriter(self)
+        except OSError as e:
+            raise storage_error(e, "writing a new blob") from None
+        try:
+            yield writer
+            writer.commit()
+        except OSError as e:
+            writer.abort()
+            raise storage_error(e, "writing a new blob") from None
+        except BaseException:
+            writer.abort()
             raise
 
     def put(self, data: bytes, digest: str | None = None) -> str:

@@ -16,6 +16,19 @@ Authentication follows the challenge in ``WWW-Authenticate``:
 A blob redirect to another host (Docker Hub's CDN) is followed *without* the Authorization
 header: the token is for the registry, not for whoever it sends us to.
 
+Pushing (``minidocker push``) adds the write half of the protocol, per blob::
+
+    HEAD /v2/<name>/blobs/<digest>                      200: already there, nothing to send
+    POST /v2/<name>/blobs/uploads/?mount=<d>&from=<r>   201: mounted from another repository
+    POST /v2/<name>/blobs/uploads/                      202 + Location: an upload session
+    PATCH <Location>  Content-Range: 0-1048575          202 + the next Location (chunked)
+    PUT   <Location>?digest=<digest>                    201: verified and published
+
+and then ``PUT /v2/<name>/manifests/<tag>``. Every ``Location`` may be relative or absolute
+and must be used as given. A push needs the token scope ``repository:NAME:push,pull`` (and
+``repository:FROM:pull`` to mount): a scope string below may hold several, space-separated,
+and each becomes one ``scope=`` parameter of the token request, as docker sends them.
+
 Try it: ``curl -si http://127.0.0.1:5000/v2/`` and
 ``curl -s -H 'Accept: application/vnd.oci.image.index.v1+json' http://127.0.0.1:5000/v2/busybox/manifests/latest``.
 """
@@ -120,8 +133,8 @@ class RegistryClient:
             return {"Authorization": self.credentials.basic()}
         return {}
 
-    def _send(self, method: str, url: str, headers: dict[str, str], stream: bool):
-        req = self.http.build_request(method, url, headers=headers)
+    def _send(self, method: str, url: str, headers: dict[str, str], stream: bool, content=None):
+        req = self.http.build_request(method, url, headers=headers, content=content)
         try:
             return self.http.send(req, stream=stream)
         except self._httpx.TimeoutException:
@@ -135,16 +148,26 @@ class RegistryClient:
             ) from None
 
     def request(self, method: str, path: str, scope: str | None, headers: dict[str, str] | None = None,
-                stream: bool = False):
-        """Send a request to the registry, answering one auth challenge if it asks."""
-        url = self.base + path
+                stream: bool = False, content=None):
+        """Send a request to the registry, answering one auth challenge if it asks.
+
+        ``path`` is a path on the registry, or an absolute URL (an upload ``Location``): the
+        credentials go only to the registry's own host. ``content`` is bytes, or a function
+        returning a fresh body iterator (a streamed body cannot be replayed after a 401)."""
+        url = urljoin(self.base + "/", path) if path.startswith(("http://", "https://")) else self.base + path
+        ours = urlsplit(url).netloc == urlsplit(self.base).netloc
         hdrs = dict(headers or {})
-        resp = self._send(method, url, {**hdrs, **self._auth_header(scope)}, stream)
-        if resp.status_code == 401:
+
+        def send():
+            body = content() if callable(content) else content
+            return self._send(method, url, {**hdrs, **(self._auth_header(scope) if ours else {})}, stream, body)
+
+        resp = send()
+        if resp.status_code == 401 and ours:
             challenge = resp.headers.get("WWW-Authenticate", "")
             resp.close()
             self.authenticate(challenge, scope)
-            resp = self._send(method, url, {**hdrs, **self._auth_header(scope)}, stream)
+            resp = send()
         if resp.status_code in (401, 403):
             text = _error_text(resp)
             resp.close()
@@ -172,7 +195,8 @@ class RegistryClient:
         realm = params.get("realm")
         if not realm or not realm.startswith(("http://", "https://")):
             raise AuthenticationError(f"{self.domain} sent a Bearer challenge without a usable realm")
-        query = {k: v for k, v in (("service", params.get("service")), ("scope", scope)) if v}
+        query = [("service", params["service"])] if params.get("service") else []
+        query += [("scope", s) for s in (scope or "").split()]
         headers = {"Authorization": self.credentials.basic()} if self.credentials else {}
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
         resp = self._send("GET", url, headers, stream=False)
@@ -258,6 +282,89 @@ class RegistryClient:
         if actual != digest:
             raise_mismatch(f"blob {digest[:19]}", actual)
         return bytes(data)
+
+    # -- push: the write half of the API ------------------------------------------------------
+    def blob_exists(self, ref: Reference, digest: str, scope: str) -> bool:
+        """``HEAD /v2/<name>/blobs/<digest>``: is the blob already in this repository?"""
+        resp = self.request("HEAD", f"/v2/{ref.path}/blobs/{digest}", scope=scope)
+        resp.close()
+        if resp.status_code in (200, 307):  # a redirect to the storage backend: it is there
+            return True
+        if resp.status_code == 404:
+            return False
+        raise RegistryError(f"{self.domain} answered HTTP {resp.status_code} to HEAD of blob {digest[:19]}")
+
+    def start_upload(self, ref: Reference, scope: str, mount: str | None = None,
+                     source: str | None = None) -> str | None:
+        """``POST /v2/<name>/blobs/uploads/``: open an upload session and return its Location.
+
+        With ``mount`` (a digest) and ``source`` (a repository path on this registry) ask for
+        a cross-repository mount first: 201 means the registry linked the blob it already has
+        in ``source`` into ``ref``'s repository, and None is returned (nothing to upload);
+        202 means it could not (or will not) and opened an ordinary upload instead."""
+        path = f"/v2/{ref.path}/blobs/uploads/"
+        if mount and source:
+            path += "?" + urlencode({"mount": mount, "from": source})
+        resp = self.request("POST", path, scope=scope, headers={"Content-Length": "0"}, content=b"")
+        try:
+            if resp.status_code == 201 and mount:
+                return None
+            if resp.status_code != 202:
+                raise RegistryError(f"{self.domain} refused to start an upload to {ref.familiar_name}: "
+                                    f"{_error_text(resp)}")
+            return self._location(resp)
+        finally:
+            resp.close()
+
+    def _location(self, resp) -> str:
+        """The ``Location`` of an upload response, made absolute against the request URL."""
+        location = resp.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{self.domain} answered an upload request without a Location header")
+        return urljoin(str(resp.request.url), location)
+
+    def upload_chunk(self, location: str, scope: str, offset: int, data: bytes) -> str:
+        """``PATCH <location>`` with ``Content-Range: START-END`` (inclusive, no "bytes=",
+        as the distribution spec writes it); returns the Location for the next request."""
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
+                   "Content-Range": f"{offset}-{offset + len(data) - 1}"}
+        resp = self.request("PATCH", location, scope=scope, headers=headers, content=data)
+        try:
+            if resp.status_code != 202:
+                raise RegistryError(f"{self.domain} refused a chunk of an upload "
+                                    f"(bytes {offset}-{offset + len(data) - 1}): {_error_text(resp)}")
+            return self._location(resp)
+        finally:
+            resp.close()
+
+    def finish_upload(self, location: str, scope: str, digest: str, body=None, size: int = 0) -> None:
+        """``PUT <location>?digest=...``: close the upload; ``body`` (a function returning a
+        chunk iterator, for a monolithic upload) carries ``size`` bytes, else nothing. The
+        registry hashes what it received and refuses a digest that does not match."""
+        sep = "&" if urlsplit(location).query else "?"
+        url = location + sep + urlencode({"digest": digest})
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size if body else 0)}
+        resp = self.request("PUT", url, scope=scope, headers=headers, content=body if body else b"")
+        try:
+            if resp.status_code not in (201, 204):
+                raise RegistryError(f"{self.domain} refused blob {digest[:19]}: {_error_text(resp)}")
+        finally:
+            resp.close()
+
+    def put_manifest(self, ref: Reference, reference: str, raw: bytes, media_type: str, scope: str) -> str:
+        """``PUT /v2/<name>/manifests/<tag>``; returns the digest the registry names it by."""
+        resp = self.request("PUT", f"/v2/{ref.path}/manifests/{reference}", scope=scope,
+                            headers={"Content-Type": media_type}, content=raw)
+        try:
+            if resp.status_code not in (200, 201, 202):
+                raise RegistryError(f"{self.domain} refused the manifest of {ref.familiar()}: {_error_text(resp)}")
+            digest = mf.sha256_digest(raw)
+            header = resp.headers.get("Docker-Content-Digest")
+            if header and header != digest:
+                raise_mismatch(f"pushed manifest (the registry says {header[:19]})", digest)
+            return digest
+        finally:
+            resp.close()
 
 
 def raise_mismatch(what: str, actual: str) -> None:

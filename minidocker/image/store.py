@@ -169,6 +169,8 @@ class ImageStore:
         doc = self.read_index()
         out = []
         for image_id, rec in doc["images"].items():
+            if rec.get("intermediate") and not self.tags_of(image_id, doc):
+                continue  # a build step's image: docker lists those only with images -a
             cfg = self.config(image_id)
             size = sum(self.layer_meta(c).get("size", 0) for c in mf.chain_ids(cfg["rootfs"]["diff_ids"]))
             out.append(ImageInfo(image_id, self.tags_of(image_id, doc), list(rec["repo_digests"]),
@@ -208,6 +210,58 @@ class ImageStore:
     def lowerdirs(self, image_id: str) -> list[Path]:
         """The overlay ``lowerdir`` list of an image: top layer first, as mount(8) wants."""
         return [self.layer_dir(c) / "diff" for c in reversed(self.chain_ids(image_id))]
+
+    @contextlib.contextmanager
+    def new_layer_unnamed(self) -> Iterator[Path]:
+        """A temp dir ``layers/.tmp-new-<random>/`` for a layer whose chain ID is known only
+        once it is written (commit); ``adopt_layer`` gives it its name. Removed on error."""
+        tmp = self.layers_dir / f".tmp-new-{os.urandom(8).hex()}"
+        try:
+            (tmp / "diff").mkdir(parents=True)
+        except OSError as e:
+            raise storage_error(e, "creating a new layer") from None
+        try:
+            yield tmp
+        finally:
+            if tmp.exists():  # adopted layers were renamed away
+                remove_tree(tmp)
+
+    def adopt_layer(self, tmp: Path, chain_id: str, parent: str | None, meta: dict[str, Any]) -> bool:
+        """``new_layer_unnamed``'s dir becomes ``layers/<chain-id>/`` (meta.json written first,
+        then one rename). False if that layer already exists: the same content was committed
+        before, and the temp dir is thrown away by its context manager."""
+        with self.layer_lock(chain_id):
+            if self.has_layer(chain_id):
+                return False
+            final = self.layer_dir(chain_id)
+            if final.exists():  # a half-made dir without meta.json: ours to replace
+                remove_tree(final)
+            try:
+                write_json(tmp / "meta.json", {"chain_id": chain_id, "parent": parent, "created": now_iso(), **meta})
+                os.rename(tmp, final)
+            except OSError as e:
+                raise storage_error(e, f"storing layer {short_id(chain_id)}") from None
+            return True
+
+    def record_built_image(self, image_id: str, manifest_digest: str, tag: str | None, parent: str | None,
+                           intermediate: bool = False) -> None:
+        """Record an image made here (commit, build): its parent image, as docker keeps it, so
+        ``history`` can name the images each history entry came from. ``intermediate``: a
+        build step's image, hidden from ``images`` while it has no tag (the build cache)."""
+        with self.locked():
+            doc = self.read_index()
+            rec = doc["images"].setdefault(image_id, {"manifest": manifest_digest, "repo_digests": [],
+                                                      "added": now_iso()})
+            rec["manifest"] = manifest_digest
+            if parent:
+                rec["parent"] = parent
+            if intermediate:
+                rec.setdefault("intermediate", True)
+            else:
+                rec.pop("intermediate", None)
+            if tag:
+                doc["tags"][tag] = image_id
+            self._write_index(doc)
 
     # -- tag, rmi, gc -------------------------------------------------------------------
     def tag(self, source: str, target: str) -> str:

@@ -7,6 +7,7 @@ runner for the ``minidocker`` command.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -79,6 +80,19 @@ def md(tmp_path) -> Minidocker:
     m = Minidocker(tmp_path / "root", tmp_path / "config")
     yield m
     _remove(m, m.root)
+
+
+@contextlib.contextmanager
+def busybox_store(tmp_path_factory, registry, name: str):
+    """A store of a test module's own, with busybox pulled from ``registry``; every container
+    and file of it removed at the end: ``with busybox_store(...) as (m, base): yield m``."""
+    base = tmp_path_factory.mktemp(name)
+    m = Minidocker(base / "root", base / "config")
+    try:
+        m.ok("pull", "-q", f"{registry.host}/busybox:latest")
+        yield m, base
+    finally:
+        _remove(m, base)
 
 
 @pytest.fixture(scope="session")

@@ -165,3 +165,12 @@ def test_run_pids_limit_stops_forks(guest, busybox_in_guest):
                   f"sh -c 'for i in $(seq 30); do sleep 3 & done; wait'", timeout=120)
     assert "can't fork" in r.stderr, (r.returncode, r.stdout, r.stderr)
     assert guest.run("ls /sys/fs/cgroup/minidocker 2>/dev/null | wc -l").stdout.strip() == "0"
+
+
+def test_run_device_filter_refuses_block_devices(guest, busybox_in_guest):
+    # v2 has no devices.allow: the container's cgroup gets an eBPF device program (linux/bpf.py)
+    r = guest.run(f"{RUN} --rm {busybox_in_guest} sh -c "
+                  f"'mknod /tmp/sda b 8 0 && echo MADE; mknod /tmp/kmsg c 1 11 && (head -c1 /tmp/kmsg >/dev/null && "
+                  f"echo READ || echo REFUSED); echo x > /dev/null && echo NULL-OK'", timeout=120)
+    assert "MADE" not in r.stdout and "READ" not in r.stdout, (r.stdout, r.stderr)
+    assert "REFUSED" in r.stdout and "NULL-OK" in r.stdout, (r.stdout, r.stderr)

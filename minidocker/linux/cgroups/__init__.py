@@ -63,6 +63,9 @@ class CgroupManager(Protocol):
     def kill_all(self, sig: int) -> None: ...
     def destroy(self) -> None: ...
     def paths(self) -> dict[str, str]: ...
+    def freeze(self) -> None: ...
+    def thaw(self) -> None: ...
+    def frozen(self) -> bool: ...
 
 
 def version(mountinfo: str | None = None, root: str = "/sys/fs/cgroup") -> int:
@@ -168,3 +171,17 @@ def write(path: str, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)
     emit("cgroup", action="write", path=path, value=value)
+
+
+def wait_for(check, what: str, timeout: float = 10.0) -> None:
+    """Poll ``check()`` until it is true: freezing is asynchronous (every task of the cgroup
+    must reach the freezer's stopping point); raise TimeoutError naming ``what``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)

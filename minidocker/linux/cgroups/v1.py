@@ -10,7 +10,7 @@ import os
 import signal
 
 from minidocker.linux.cgroups import (CPU_PERIOD_US, DEVICE_RULES, PARENT, Limits, Stats, empty, read_int,
-                                      read_pids, remove_if_empty, rmdir_when_free, signal_pids, write)
+                                      read_pids, remove_if_empty, rmdir_when_free, signal_pids, wait_for, write)
 from minidocker.linux.events import emit
 
 CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "devices", "freezer", "blkio")
@@ -121,6 +121,26 @@ class CgroupV1:
 
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
         signal_pids(self.pids(), sig)
+
+    # -- the freezer: pause and resume every process of the container ------------------------
+    def freezer_state_path(self) -> str:
+        return os.path.join(self.path("freezer"), "freezer.state")
+
+    def freeze(self) -> None:
+        """Stop every task of the cgroup where it stands (``docker pause``; ``commit`` does it
+        so the upper dir does not change while it is read). v1's freezer.state goes
+        THAWED -> FREEZING -> FROZEN; FROZEN is reached when every task has stopped.
+        See it: ``cat /sys/fs/cgroup/freezer/minidocker/<id>/freezer.state``; a frozen
+        task shows state D in /proc/PID/status."""
+        write(self.freezer_state_path(), "FROZEN")
+        wait_for(self.frozen, f"the freezer of {self.id[:12]}")
+
+    def thaw(self) -> None:
+        write(self.freezer_state_path(), "THAWED")
+
+    def frozen(self) -> bool:
+        with open(self.freezer_state_path()) as f:
+            return f.read().strip() == "FROZEN"
 
     def destroy(self) -> None:
         """Remove the cgroup in every hierarchy (killing what is left in it first)."""

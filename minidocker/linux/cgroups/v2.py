@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import signal
 
-from minidocker.linux.cgroups import (CPU_PERIOD_US, PARENT, Limits, Stats, empty, read_int, read_pids,
-                                      remove_if_empty, rmdir_when_free, signal_pids, write)
+from minidocker.linux.cgroups import (CPU_PERIOD_US, DEVICE_RULES, PARENT, Limits, Stats, empty, read_int, read_pids,
+                                      remove_if_empty, rmdir_when_free, signal_pids, wait_for, write)
 from minidocker.linux.events import emit
 
 WANTED = ("cpu", "cpuset", "memory", "pids", "io")
@@ -54,10 +54,13 @@ class CgroupV2:
         emit("cgroup", action="mkdir", path=self.dir)
 
     def apply_limits(self, limits: Limits, privileged: bool = False) -> None:
-        """docker run's flags as cgroup v2 files. (Device rules need an eBPF program on v2:
-        not done here; the seccomp profile and the capability set still refuse mknod of
-        block devices' use.)"""
+        """docker run's flags as cgroup v2 files, and the device rules as an eBPF program
+        attached to the cgroup (v2 has no devices.allow: see linux/bpf.py)."""
         d = self.dir
+        if not privileged:
+            from minidocker.linux.bpf import attach_device_filter
+
+            attach_device_filter(d, DEVICE_RULES)
         if limits.memory is not None:
             write(f"{d}/memory.max", str(limits.memory))
             swap = limits.memory_swap if limits.memory_swap is not None else 2 * limits.memory
@@ -107,6 +110,22 @@ class CgroupV2:
                 f.write("1")
             return
         signal_pids(self.pids(), sig)
+
+    # -- the freezer: pause and resume every process of the container ------------------------
+    def freeze(self) -> None:
+        """v2 has no freezer controller: every non-root cgroup has ``cgroup.freeze``. Writing
+        1 asks the kernel to freeze the subtree; ``cgroup.events`` says ``frozen 1`` once
+        every task has stopped."""
+        write(os.path.join(self.dir, "cgroup.freeze"), "1")
+        wait_for(self.frozen, f"cgroup.events of {self.id[:12]} to say frozen")
+
+    def thaw(self) -> None:
+        write(os.path.join(self.dir, "cgroup.freeze"), "0")
+
+    def frozen(self) -> bool:
+        with open(os.path.join(self.dir, "cgroup.events")) as f:
+            fields = dict(line.split() for line in f if line.strip())
+        return fields.get("frozen") == "1"
 
     def destroy(self) -> None:
         empty(self)

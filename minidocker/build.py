@@ -1,0 +1,479 @@
+"""build: a Dockerfile, step by step, each step one new image on top of the last.
+
+This is docker's classic builder, the one the Docker papers describe, in a few functions::
+
+    FROM ref             the starting image (pulled if it is not here); "scratch": none
+    ENV/LABEL/WORKDIR/USER/CMD/ENTRYPOINT/EXPOSE/ARG
+                         a new config, no new layer: history says empty_layer
+    RUN cmd              a container from the current image runs ``/bin/sh -c cmd`` (or the
+                         exec form's argv), then is committed exactly like ``minidocker
+                         commit`` does (image/diff.py -> image/commit.py) and removed
+    COPY/ADD src... dst  files of the build context written as one layer tar directly (no
+                         container needed); ADD also unpacks local tar archives
+
+Every step is looked up in the **build cache** first: the key is the current image's ID,
+the instruction's text, the build args in effect and, for COPY/ADD, a hash of the names,
+modes and bytes of what is copied. A hit reuses the image that step made before (``--->
+Using cache``), so an unchanged Dockerfile builds again without making a single layer. The
+cache is ``build-cache.json`` in the store (key -> image ID), written atomically under the
+store lock; the step images are recorded in images/index.json as *intermediate* images,
+which ``images`` hides until they get a tag, and which keep their layers from ``rmi``'s
+garbage collection.
+
+The build context is the directory given on the command line, minus what ``.dockerignore``
+excludes (one pattern a line, ``#`` comments, ``!`` re-includes, ``**`` any depth).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import posixpath
+import stat
+import tarfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from minidocker.errors import MinidockerError
+from minidocker.fsutil import read_json, write_json
+from minidocker.image import commit as cm
+from minidocker.image import diff as d
+from minidocker.image import dockerfile as df
+from minidocker.image.store import ImageStore, short_id
+
+METADATA = ("ENV", "LABEL", "WORKDIR", "USER", "CMD", "ENTRYPOINT", "EXPOSE", "STOPSIGNAL", "VOLUME")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+class BuildError(MinidockerError):
+    pass
+
+
+class Builder:
+    def __init__(self, root: Path, store: ImageStore, context: Path, say: Callable[[str], None],
+                 build_args: dict[str, str], no_cache: bool, ensure_image: Callable[[str], str]):
+        self.root, self.store, self.context, self.say = root, store, context, say
+        self.build_args = build_args
+        self.no_cache = no_cache
+        self.ensure_image = ensure_image
+        self.image_id: str | None = None
+        self.args: dict[str, str | None] = {}  # ARGs declared in this stage (name -> value)
+        self.meta_args: dict[str, str | None] = {}  # ARGs before FROM
+        self.ignore = read_dockerignore(context)
+        self.cache_path = store.root / "build-cache.json"
+        self.used_args: set[str] = set()
+
+    # -- the loop --------------------------------------------------------------------------
+    def build(self, instructions: list[df.Instruction]) -> str:
+        n = len(instructions)
+        started = False
+        for i, ins in enumerate(instructions, 1):
+            self.say(f"Step {i}/{n} : {ins.original}")
+            if ins.keyword == "ARG" and not started:
+                for name, value in df.key_values(ins, {}):
+                    self.meta_args[name] = self.build_args.get(name, value)
+                continue
+            if ins.keyword == "FROM":
+                self.from_(ins)
+                started = True
+            elif not started:
+                raise BuildError(f"Dockerfile line {ins.line}: the first instruction must be FROM (or ARG), "
+                                 f"not {ins.keyword}")
+            elif ins.keyword == "RUN":
+                self.run(ins)
+            elif ins.keyword in ("COPY", "ADD"):
+                self.copy(ins)
+            else:
+                self.metadata(ins)
+            self.say(f" ---> {short_id(self.image_id) if self.image_id else 'scratch'}")
+        if self.image_id is None:
+            raise BuildError("the build made no image (FROM scratch and nothing else)")
+        return self.image_id
+
+    # -- variables ---------------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        """Variables for substitution: the ARGs in effect, then the image's Env (Env wins)."""
+        out = {k: v for k, v in self.args.items() if v is not None}
+        if self.image_id:
+            for e in self.store.config(self.image_id).get("config", {}).get("Env") or []:
+                k, _, v = e.partition("=")
+                out[k] = v
+        return out
+
+    def args_in_effect(self) -> list[str]:
+        return [f"{k}={v}" for k, v in sorted(self.args.items()) if v is not None]
+
+    # -- instructions --------------------------------------------------------------------------
+    def from_(self, ins: df.Instruction) -> None:
+        ref = df.expand(ins.args.split()[0], {k: v for k, v in self.meta_args.items() if v is not None})
+        self.args = {}
+        self.image_id = None if ref == "scratch" else self.ensure_image(ref)
+
+    def metadata(self, ins: df.Instruction) -> None:
+        if ins.keyword == "ARG":
+            pairs = df.key_values(ins, self.env())
+            for name, value in pairs:
+                if value is None and name in self.meta_args:
+                    value = self.meta_args[name]
+                self.args[name] = self.build_args.get(name, value)
+                self.used_args.add(name)
+        key = self.cache_key(ins)
+        if self.cached(key):
+            return
+        env = self.env()
+        changes = (lambda cfg: df.apply_change(cfg, ins, env)) if ins.keyword in METADATA else None
+        if ins.keyword == "MAINTAINER":
+            changes = None
+        self.image_id, _ = cm.create_image(self.store, self.image_id, None, empty=True, changes=changes,
+                                           created_by=f"/bin/sh -c #(nop)  {ins.original}",
+                                           author=ins.args if ins.keyword == "MAINTAINER" else "",
+                                           intermediate=True)
+        self.remember(key)
+
+    def run(self, ins: df.Instruction) -> None:
+        key = self.cache_key(ins)
+        if self.cached(key):
+            return
+        from minidocker.runtime import lifecycle
+        from minidocker.runtime.container import ContainerStore
+        from minidocker.runtime.spec import build_spec
+
+        if self.image_id is None:
+            raise BuildError(f"Dockerfile line {ins.line}: RUN needs an image with a shell, not scratch")
+        argv = ins.command()
+        config = self.store.config(self.image_id)
+        containers = ContainerStore(self.root)
+        c = containers.create(lambda cid, random_name: build_spec(
+            cid=cid, name=random_name(), image=short_id(self.image_id), image_id=self.image_id,
+            image_config=config, args=argv, entrypoint="", env=self.args_in_effect(), env_files=[],
+            workdir=None, user=None, hostname=None, tty=False, stdin_open=False, detach=False,
+            auto_remove=False, init=False, network="none", volumes=[]))
+        self.say(f" ---> Running in {c.id[:12]}")
+        try:
+            code = run_in_child(lambda: lifecycle.run_attached(containers, c, self.store.lowerdirs(self.image_id)))
+            if code != 0:
+                raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}")
+            lower = d.LowerView(self.store.lowerdirs(self.image_id))
+            entries = d.scan_upper(c.path("upper"), lower)
+            args = self.args_in_effect()
+            created_by = (f"|{len(args)} {' '.join(args)} " if args else "") + " ".join(argv)
+            self.image_id, _ = cm.create_image(self.store, self.image_id,
+                                               lambda write: d.write_layer_tar(entries, write),
+                                               empty=not entries, created_by=created_by, intermediate=True)
+        finally:
+            lifecycle.cleanup(containers, c)
+            self.say(f"Removing intermediate container {c.id[:12]}")
+        self.remember(key)
+
+    def copy(self, ins: df.Instruction) -> None:
+        env = self.env()
+        parts = ins.json_args() or df.words(ins.args, env)
+        if ins.json_args() is not None:
+            parts = [df.expand(p, env) for p in parts]
+        if len(parts) < 2:
+            raise BuildError(f"Dockerfile line {ins.line}: {ins.keyword} requires at least two arguments: "
+                             "source(s) and destination")
+        if "from" in ins.flags:
+            raise BuildError(f"Dockerfile line {ins.line}: COPY --from (multi-stage builds) is not supported")
+        owner = parse_chown(ins.flags.get("chown"), ins.line)
+        sources, dest = parts[:-1], parts[-1]
+        workdir = (self.store.config(self.image_id).get("config", {}).get("WorkingDir") if self.image_id else "") or "/"
+        if not dest.startswith("/"):
+            dest = posixpath.join(workdir, dest) + ("/" if dest.endswith("/") else "")
+        plan = self.plan_copy(ins, sources, dest)
+        content = hashlib.sha256()
+        for src, target, _ in plan:
+            content.update(f"{target}\0{src.relative_to(self.context) if src != self.context else '.'}\0".encode())
+            st = os.lstat(src)
+            content.update(f"{st.st_mode}\0{st.st_size}\0".encode())
+            if stat.S_ISREG(st.st_mode):
+                with open(src, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        content.update(chunk)
+            elif stat.S_ISLNK(st.st_mode):
+                content.update(os.readlink(src).encode())
+        key = self.cache_key(ins, content.hexdigest() + str(owner))
+        if self.cached(key):
+            return
+        lower = d.LowerView(self.store.lowerdirs(self.image_id) if self.image_id else [])
+
+        def produce(write):
+            tw = d.TarWriter(write)
+            for ti, source in copy_members(plan, lower, owner):
+                tw.add(ti, source)
+            tw.close()
+
+        created_by = f"/bin/sh -c #(nop) {ins.keyword} {content.hexdigest()[:12]} in {dest} "
+        self.image_id, _ = cm.create_image(self.store, self.image_id, produce, created_by=created_by,
+                                           intermediate=True)
+        self.remember(key)
+
+    def plan_copy(self, ins: df.Instruction, sources: list[str], dest: str) -> list[tuple[Path, str, str]]:
+        """[(file in the context, path in the image, "file" | "archive")], parents first."""
+        matched: list[Path] = []
+        for s in sources:
+            if "://" in s:
+                raise BuildError(f"Dockerfile line {ins.line}: {ins.keyword} from a URL is not supported")
+            rel = os.path.normpath(s.lstrip("/"))
+            if rel.startswith(".."):
+                raise BuildError(f"Dockerfile line {ins.line}: {s} is outside the build context")
+            found = sorted(p for p in self.context.glob(rel) if not self.ignored(p)) if rel != "." else [self.context]
+            if not found:
+                raise BuildError(f"Dockerfile line {ins.line}: {ins.keyword} failed: file not found in build "
+                                 f"context or excluded by .dockerignore: {s}")
+            matched += found
+        as_dir = dest.endswith("/") or len(matched) > 1 or any(p.is_dir() and not p.is_symlink() for p in matched)
+        dest = d_norm(dest)
+        plan: list[tuple[Path, str, str]] = []
+        for src in matched:
+            if src.is_dir() and not src.is_symlink():
+                for dirpath, dirnames, filenames in os.walk(src):
+                    dirnames.sort()
+                    base = Path(dirpath)
+                    rel = base.relative_to(src)
+                    if base != src and self.ignored(base):
+                        dirnames[:] = []
+                        continue
+                    if base != src:
+                        plan.append((base, d_norm(posixpath.join(dest, rel.as_posix())), "file"))
+                    for name in sorted(filenames + [x for x in dirnames if (base / x).is_symlink()]):
+                        p = base / name
+                        if not self.ignored(p):
+                            plan.append((p, d_norm(posixpath.join(dest, (rel / name).as_posix())), "file"))
+                    dirnames[:] = [x for x in dirnames if not (base / x).is_symlink()]
+            elif ins.keyword == "ADD" and src.name.endswith(ARCHIVE_SUFFIXES) and tarfile.is_tarfile(src):
+                plan.append((src, dest, "archive"))
+            else:
+                plan.append((src, d_norm(posixpath.join(dest, src.name)) if as_dir else dest, "file"))
+        return plan
+
+    # -- .dockerignore -------------------------------------------------------------------------
+    def ignored(self, path: Path) -> bool:
+        rel = path.relative_to(self.context).as_posix()
+        if rel in (".", ""):
+            return False
+        result = False
+        for negate, pattern in self.ignore:
+            if _match(pattern, rel):
+                result = not negate
+        return result
+
+    # -- the cache -------------------------------------------------------------------------------
+    def cache_key(self, ins: df.Instruction, extra: str = "") -> str:
+        doc = [self.image_id or "scratch", ins.keyword, ins.original, self.args_in_effect(), extra]
+        return "sha256:" + hashlib.sha256(json.dumps(doc).encode()).hexdigest()
+
+    def cached(self, key: str) -> bool:
+        if self.no_cache:
+            return False
+        image_id = (read_json(self.cache_path, {}) or {}).get(key)
+        doc = self.store.read_index()
+        if not image_id or image_id not in doc["images"]:
+            return False
+        if not all(self.store.has_layer(c) for c in self.store.chain_ids(image_id)):
+            return False
+        self.image_id = image_id
+        self.say(" ---> Using cache")
+        return True
+
+    def remember(self, key: str) -> None:
+        with self.store.locked():
+            doc = read_json(self.cache_path, {}) or {}
+            doc[key] = self.image_id
+            write_json(self.cache_path, doc)
+
+
+def run_in_child(fn: Callable[[], int]) -> int:
+    """Run a container from a forked child and return its exit code.
+
+    Starting a container calls ``unshare(CLONE_NEWPID)`` in the calling process: its *next*
+    child becomes PID 1 of a new PID namespace. From then on the kernel refuses that process
+    new threads (clone with CLONE_THREAD must stay in the caller's PID namespace), and once
+    that PID 1 has exited, new children too. ``minidocker run`` starts one container and
+    exits; a build starts many and commits with a thread, so each container is started by a
+    short-lived child instead. An error in the child comes back through a pipe."""
+    import sys
+
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 125
+        try:
+            os.close(r)
+            code = fn()
+        except BaseException as e:  # noqa: BLE001 - reported by the parent
+            os.write(w, (getattr(e, "message", None) or f"{type(e).__name__}: {e}").encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        message = f.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if message:
+        raise BuildError(message)
+    return os.waitstatus_to_exitcode(status) if not os.WIFSIGNALED(status) else 128 + os.WTERMSIG(status)
+
+
+def d_norm(path: str) -> str:
+    return "/" + posixpath.normpath("/" + path).lstrip("/") if path else "/"
+
+
+def parse_chown(text: str | None, line: int) -> tuple[int, int]:
+    if not text:
+        return 0, 0
+    user, _, group = text.partition(":")
+    try:
+        uid = int(user)
+        return uid, int(group) if group else uid
+    except ValueError:
+        raise BuildError(f"Dockerfile line {line}: --chown={text}: only numeric UID[:GID] is supported") from None
+
+
+def read_dockerignore(context: Path) -> list[tuple[bool, str]]:
+    path = context / ".dockerignore"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = posixpath.normpath(line.lstrip("!").strip().lstrip("/"))
+        out.append((negate, pattern))
+    return out
+
+
+def _match(pattern: str, rel: str) -> bool:
+    """A .dockerignore pattern: Go's filepath.Match per component, ``**`` any number of them;
+    a pattern naming a directory excludes everything under it too."""
+    pp, rp = pattern.split("/"), rel.split("/")
+
+    def m(i: int, j: int) -> bool:
+        if i == len(pp):
+            return True  # the pattern matched a parent directory: everything below goes too
+        if pp[i] == "**":
+            return any(m(i + 1, k) for k in range(j, len(rp) + 1))
+        return j < len(rp) and fnmatch.fnmatchcase(rp[j], pp[i]) and m(i + 1, j + 1)
+
+    return m(0, 0)
+
+
+# -- COPY's tar -----------------------------------------------------------------------------------
+def resolve_in_image(lower: d.LowerView, path: str, hops: int = 40) -> str:
+    """``path`` with the image's symlinks in its directories resolved *inside the image*
+    (/bin -> usr/bin on merged-/usr systems), so COPY never replaces a symlink by a directory."""
+    parts = [p for p in path.split("/") if p]
+    done: list[str] = []
+    i = 0
+    while i < len(parts):
+        rel = "/".join(done + [parts[i]])
+        st = lower.lookup(rel)
+        if st is not None and stat.S_ISLNK(st.st_mode) and i < len(parts) - 1 and hops > 0:
+            target = _readlink_in(lower, rel)
+            hops -= 1
+            base = [] if target.startswith("/") else done
+            parts = [p for p in posixpath.normpath("/" + "/".join(base + [target])).split("/") if p] + parts[i + 1:]
+            done, i = [], 0
+            continue
+        done.append(parts[i])
+        i += 1
+    return "/" + "/".join(done)
+
+
+def _readlink_in(lower: d.LowerView, rel: str) -> str:
+    parent = rel.rpartition("/")[0]
+    for layer in lower._layers_of_dir(parent):
+        try:
+            return os.readlink(f"{layer}/{rel}")
+        except FileNotFoundError:
+            continue
+    return rel
+
+
+def copy_members(plan: list[tuple[Path, str, str]], lower: d.LowerView, owner: tuple[int, int]):
+    """Tar members for COPY/ADD: each destination's parent directories first (with the
+    image's own owner, mode and mtime when it has them, else root 0755), then the files,
+    owned by ``owner`` (root unless --chown), with their mode and mtime."""
+    emitted: set[str] = set()
+    uid, gid = owner
+
+    def parents(path: str):
+        rel = path.strip("/")
+        prefix = []
+        for part in rel.split("/")[:-1]:
+            prefix.append(part)
+            p = "/".join(prefix)
+            if p in emitted:
+                continue
+            emitted.add(p)
+            ti = tarfile.TarInfo(p + "/")
+            ti.type = tarfile.DIRTYPE
+            st = lower.lookup(p)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                ti.mode, ti.uid, ti.gid, ti.mtime = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime)
+            else:
+                ti.mode, ti.uid, ti.gid, ti.mtime = 0o755, 0, 0, int(time.time())
+            yield ti, None
+
+    for src, target, kind in plan:
+        target = resolve_in_image(lower, target)
+        if kind == "archive":
+            yield from parents(target + "/x")
+            yield from archive_members(src, target.strip("/"), emitted)
+            continue
+        yield from parents(target)
+        st = os.lstat(src)
+        rel = target.strip("/")
+        if not rel:
+            continue  # the root itself: only its contents are copied
+        ti = tarfile.TarInfo(rel)
+        ti.mode, ti.uid, ti.gid, ti.mtime = stat.S_IMODE(st.st_mode), uid, gid, int(st.st_mtime)
+        if stat.S_ISDIR(st.st_mode):
+            ti.type, ti.name = tarfile.DIRTYPE, rel + "/"
+            emitted.add(rel)
+            yield ti, None
+        elif stat.S_ISLNK(st.st_mode):
+            ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(src)
+            yield ti, None
+        elif stat.S_ISREG(st.st_mode):
+            ti.size = st.st_size
+            yield ti, str(src)
+
+
+def archive_members(src: Path, dest: str, emitted: set[str]):
+    """ADD of a local tar: its members under ``dest``; names that would climb out are refused."""
+    import shutil
+    import tempfile
+
+    with tarfile.open(src) as t:
+        for m in t:
+            parts = [p for p in m.name.split("/") if p and p != "."]
+            if m.name.startswith("/") or ".." in parts:
+                raise BuildError(f"ADD {src.name}: member {m.name!r} would be written outside {dest or '/'}")
+            if not parts:
+                continue
+            m.name = "/".join(([dest] if dest else []) + parts)
+            if m.islnk():
+                lparts = [p for p in m.linkname.split("/") if p and p != "."]
+                if ".." in lparts:
+                    raise BuildError(f"ADD {src.name}: hard link {m.linkname!r} climbs out")
+                m.linkname = "/".join(([dest] if dest else []) + lparts)
+            if m.isdir():
+                m.name += "/"
+                emitted.add(m.name.rstrip("/"))
+            if m.isreg():
+                # the member's bytes, through a temp file (TarWriter copies from a path)
+                with tempfile.NamedTemporaryFile(delete=False) as tmp, t.extractfile(m) as f:
+                    shutil.copyfileobj(f, tmp, 1 << 20)
+                try:
+                    yield m, tmp.name
+                finally:
+                    os.unlink(tmp.name)
+            else:
+                yield m, None

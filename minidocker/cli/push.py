@@ -1,0 +1,22 @@
+"""``minidocker push [-q] NAME[:TAG]``"""
+
+from __future__ import annotations
+
+import typer
+
+from minidocker import api
+from minidocker.cli import render
+from minidocker.cli.app import app, state
+
+
+@app.command(help="Upload an image to a registry.")
+def push(
+    ref: str = typer.Argument(..., metavar="NAME[:TAG]"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Suppress verbose output."),
+) -> None:
+    with render.PullProgress(quiet=quiet) as progress:
+        result = api.push(ref, root=state.root, progress=progress)
+    if quiet:
+        print(str(result.ref))
+    else:
+        print(f"{result.ref.tag}: digest: {result.digest} size: {result.size}")

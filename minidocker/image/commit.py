@@ -1,0 +1,246 @@
+"""commit: a layer tar -> a new image in the store (blob, unpacked layer, config, manifest, tag).
+
+The steps, in order (``create_image``)::
+
+    write_layer      the tar, produced once, goes three ways at the same time:
+                       sha256 of the tar            -> diff_id (names the unpacked layer)
+                       gzip (ISA-L) -> sha256 -> ingest/new-*  -> blobs/sha256/<digest>
+                       a pipe -> apply_layer (a thread) -> layers/.tmp-new-*/diff
+                     then layers/.tmp-new-* is renamed to layers/<chain-id>/
+    new config       the parent's config + the changes; rootfs.diff_ids + [diff_id];
+                     one more history entry; "created" now
+    new manifest     the parent's layers + the new one, in the parent's media-type family
+                     (Docker schema 2 or OCI); config and manifest stored by digest
+    record_image     images/index.json (under the store lock): the ID, the tag, the parent
+
+Applying the tar we just wrote (rather than copying the upper dir) keeps the store's
+invariant simple: ``layers/<chain-id>/diff`` is exactly what ``apply_layer`` makes of the
+blob, as after a pull, and it costs no second read of the data: the apply thread reads the
+tar from a pipe while it is being written. (Its writes and the hashing and compression
+release the GIL, so the two cores both work.)
+
+An empty tar (no changes) makes no layer: docker records such a commit as a history entry
+with ``empty_layer: true`` and the same rootfs, and so do we. The whole commit happens under
+the store's *gc guard*, so a concurrent ``rmi`` cannot collect the blobs and the layer
+between their creation and the index entry that keeps them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from minidocker.errors import MinidockerError
+from minidocker.image import manifest as mf
+from minidocker.image.diff import EMPTY_TAR_DIFF_ID
+from minidocker.image.layer import apply_layer
+from minidocker.image.reference import parse as parse_reference
+from minidocker.image.store import ImageStore, now_iso
+
+GZIP_LEVEL = 1  # ISA-L's levels are 0-3; 1 and 2 compress alike, 1 is the fastest of them
+PIPE_SIZE = 1 << 20
+F_SETPIPE_SZ = 1031
+
+Producer = Callable[[Callable[[bytes | memoryview], None]], Any]
+
+
+@dataclass
+class NewLayer:
+    diff_id: str
+    digest: str  # of the compressed blob
+    size: int  # of the compressed blob
+    media_type: str
+    content_size: int  # bytes of file content unpacked (the SIZE docker shows)
+    chain_id: str
+
+
+def create_image(store: ImageStore, base_id: str | None, produce: Producer | None, *,
+                 changes: Callable[[dict[str, Any]], None] | None = None, created_by: str = "",
+                 author: str = "", comment: str = "", tag: str | None = None, empty: bool = False,
+                 intermediate: bool = False) -> tuple[str, NewLayer | None]:
+    """A new image on top of ``base_id`` (None: from scratch): the layer ``produce`` writes
+    (nothing when ``empty``), the config changed by ``changes(config["config"])``, a history
+    entry. Returns the new image ID (its config's digest) and the layer (None if empty)."""
+    store.ensure()
+    ref = parse_reference(tag) if tag else None
+    if ref is not None and ref.digest:
+        from minidocker.errors import InvalidReference
+
+        raise InvalidReference(f"refusing to create a tag with a digest reference: {tag}")
+    with store.gc_guard():
+        if base_id:
+            base_cfg = store.config(base_id)
+            base_manifest = store.manifest(base_id)
+        else:
+            base_cfg = {"architecture": mf.Platform.host().architecture, "os": "linux",
+                        "rootfs": {"type": "layers", "diff_ids": []}, "config": {}}
+            base_manifest = mf.Manifest(mf.OCI_MANIFEST, mf.Descriptor(mf.OCI_CONFIG, "", 0), [])
+        docker = base_manifest.media_type == mf.DOCKER_MANIFEST
+        diff_ids = list(base_cfg["rootfs"]["diff_ids"])
+        layers = list(base_manifest.layers)
+        layer = None
+        if not empty and produce is not None:
+            chains = mf.chain_ids(diff_ids)
+            parent_chain = chains[-1] if chains else None
+            layer = write_layer(store, parent_chain, produce, mf.DOCKER_LAYER_GZIP if docker else mf.OCI_LAYER_GZIP)
+            if layer.diff_id == EMPTY_TAR_DIFF_ID:
+                layer = None  # docker's empty layer: recorded in history only
+            else:
+                diff_ids.append(layer.diff_id)
+                layers.append(mf.Descriptor(layer.media_type, layer.digest, layer.size))
+        cfg = json.loads(json.dumps(base_cfg))  # a deep copy
+        cfg["created"] = now_iso()
+        if author:
+            cfg["author"] = author
+        cfg.setdefault("config", {})
+        cfg["config"] = dict(cfg["config"] or {})
+        if changes:
+            changes(cfg["config"])
+        cfg["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+        entry: dict[str, Any] = {"created": cfg["created"], "created_by": created_by}
+        if author:
+            entry["author"] = author
+        if comment:
+            entry["comment"] = comment
+        if layer is None:
+            entry["empty_layer"] = True
+        cfg["history"] = list(base_cfg.get("history") or []) + [entry]
+        config_raw = json.dumps(cfg, separators=(",", ":")).encode()
+        config_digest = store.content.put(config_raw)
+        manifest_doc = {
+            "schemaVersion": 2,
+            "mediaType": mf.DOCKER_MANIFEST if docker else mf.OCI_MANIFEST,
+            "config": {"mediaType": mf.DOCKER_CONFIG if docker else mf.OCI_CONFIG,
+                       "digest": config_digest, "size": len(config_raw)},
+            "layers": [d.to_json() for d in layers],
+        }
+        manifest_raw = json.dumps(manifest_doc, separators=(",", ":")).encode()
+        manifest_digest = store.content.put(manifest_raw)
+        store.record_built_image(config_digest, manifest_digest, str(ref) if ref else None, base_id,
+                                 intermediate=intermediate)
+    return config_digest, layer
+
+
+def write_layer(store: ImageStore, parent_chain: str | None, produce: Producer, media_type: str) -> NewLayer:
+    """Run ``produce(write)`` (it writes one tar) and store what it wrote: a gzip blob, and
+    the unpacked layer named by its chain ID on top of ``parent_chain``. Caller holds
+    ``store.gc_guard()``. For an empty tar nothing is kept (the blob, a few bytes, stays
+    unreferenced until the next garbage collection)."""
+    from isal import isal_zlib
+    import hashlib
+
+    compressor = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)
+    tar_hash = hashlib.sha256()
+    with store.new_layer_unnamed() as tmp:
+        with store.content.new_blob() as blob:
+            stats = _write_and_apply(produce, tmp, tar_hash, compressor, blob)
+        diff_id = "sha256:" + tar_hash.hexdigest()
+        chain_id = mf.chain_ids([parent_chain, diff_id])[1] if parent_chain else diff_id
+        layer = NewLayer(diff_id, blob.digest, blob.size, media_type, stats.size, chain_id)
+        if diff_id != EMPTY_TAR_DIFF_ID:
+            store.adopt_layer(tmp, chain_id, parent_chain,
+                              {"diff_id": diff_id, "digest": blob.digest, "media_type": media_type,
+                               "size": stats.size, "entries": stats.entries, "committed": True})
+    return layer
+
+
+def _write_and_apply(produce: Producer, tmp, tar_hash, compressor, blob):
+    """The tar from ``produce`` -> hash, gzip -> blob, and a pipe -> apply_layer (a thread)."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    try:
+        fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass  # a smaller pipe only means more context switches
+    result: dict[str, Any] = {}
+
+    def apply() -> None:
+        try:
+            with open(read_fd, "rb", buffering=PIPE_SIZE) as stream:
+                result["stats"] = apply_layer(stream, tmp / "diff")
+                while stream.read(PIPE_SIZE):  # the rest of the end-of-archive blocks
+                    pass
+        except BaseException as e:  # noqa: BLE001 - reported by the writing thread
+            result["error"] = e
+
+    thread = threading.Thread(target=apply, name="apply-layer", daemon=True)
+    thread.start()
+    pipe = io.FileIO(write_fd, "wb")
+
+    def write(data: bytes | memoryview) -> None:
+        tar_hash.update(data)
+        out = compressor.compress(data)
+        if out:
+            blob.write(out)
+        view = memoryview(data)
+        while view:
+            view = view[pipe.write(view):]
+
+    try:
+        try:
+            produce(write)
+            blob.write(compressor.flush())
+        finally:
+            pipe.close()  # EOF for the apply thread
+            thread.join()
+    except BrokenPipeError:
+        if "error" not in result:
+            raise
+    if "error" in result:
+        e = result["error"]
+        if isinstance(e, MinidockerError):
+            raise e
+        if isinstance(e, OSError):
+            from minidocker.fsutil import storage_error
+
+            raise storage_error(e, "unpacking the new layer") from None
+        raise MinidockerError(f"unpacking the new layer failed: {type(e).__name__}: {e}") from e
+    return result["stats"]
+
+
+def history(store: ImageStore, name: str) -> list[dict[str, Any]]:
+    """``docker history``: the image's history entries, newest first, each with the ID of the
+    local image it belongs to (``<missing>`` when that image is not here: docker's wording
+    for entries of pulled images, whose parents are not separate images) and its layer's
+    size (0 for an empty_layer entry)."""
+    doc = store.read_index()
+    image_id = store.resolve(name, doc)
+    # the chain of local parents: [(image id, number of history entries it has)]
+    owners: list[tuple[str, int]] = []
+    current: str | None = image_id
+    seen = set()
+    while current and current in doc["images"] and current not in seen:
+        seen.add(current)
+        owners.append((current, len(store.config(current).get("history") or [])))
+        current = doc["images"][current].get("parent")
+    cfg = store.config(image_id)
+    entries = list(cfg.get("history") or [])
+    chains = mf.chain_ids(cfg["rootfs"]["diff_ids"])
+    rows = []
+    layer_index = 0
+    for i, h in enumerate(entries):
+        size = 0
+        if not h.get("empty_layer"):
+            if layer_index < len(chains):
+                size = store.layer_meta(chains[layer_index]).get("size", 0)
+            layer_index += 1
+        # entry i belongs to the oldest local image that already has i + 1 entries
+        owner = "<missing>"
+        for oid, count in owners:
+            if count >= i + 1:
+                owner = oid
+        rows.append({"ID": owner, "Created": h.get("created", ""), "CreatedBy": h.get("created_by", ""),
+                     "Size": size, "Comment": h.get("comment", ""), "EmptyLayer": bool(h.get("empty_layer"))})
+    rows.reverse()
+    # docker names only the top entry of each local image; the others are <missing>
+    shown = set()
+    for r in rows:
+        if r["ID"] in shown:
+            r["ID"] = "<missing>"
+        elif r["ID"] != "<missing>":
+            shown.add(r["ID"])
+    return rows

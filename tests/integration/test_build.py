@@ -1,0 +1,95 @@
+"""``minidocker build``: a Dockerfile of every supported instruction, checked inside the
+image it makes; a second build comes entirely from the cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+
+from tests.integration.conftest import one_error
+
+
+def _context(tmp_path, base):
+    ctx = tmp_path / "ctx"
+    (ctx / "sub").mkdir(parents=True)
+    (ctx / "hello.txt").write_text("hello\n")
+    (ctx / "secret.key").write_text("secret\n")
+    (ctx / "sub" / "one").write_text("s1\n")
+    (ctx / "sub" / "skip.tmp").write_text("s2\n")
+    (ctx / "run.sh").write_text("#!/bin/sh\necho script $*\n")
+    os.chmod(ctx / "run.sh", 0o755)
+    src = tmp_path / "arch"
+    (src / "in").mkdir(parents=True)
+    (src / "in" / "f").write_text("inarch\n")
+    with tarfile.open(ctx / "files.tar.gz", "w:gz") as t:
+        t.add(src / "in", "in")
+    (ctx / ".dockerignore").write_text("# not sent\n*.key\nsub/*.tmp\n")
+    (ctx / "Dockerfile").write_text(f"""\
+# a comment
+ARG BASE={base}
+FROM $BASE
+ARG GREETING=hi
+ENV APP=/srv/app \\
+    MODE="two words"
+WORKDIR $APP
+COPY hello.txt ./
+COPY sub /srv/sub/
+COPY --chown=1000:50 run.sh /usr/local/bin/
+ADD files.tar.gz /opt/
+RUN echo "$GREETING $MODE" > greeting && \\
+    chown 1000 greeting
+RUN ["sh", "-c", "echo exec-form > /srv/exec"]
+USER 1000
+LABEL built=yes
+EXPOSE 8080
+CMD ["cat", "greeting"]
+""")
+    return ctx
+
+
+def test_build_and_rebuild_from_cache(md_run, bb, tmp_path):
+    md = md_run
+    ctx = _context(tmp_path, bb)
+    tag = f"built:{os.getpid()}"
+    r = md.ok("build", "-t", tag, "--build-arg", "GREETING=hey", str(ctx))
+    assert r.stdout.splitlines()[0].startswith("Step 1/15 : ARG BASE=")
+    assert f"Successfully tagged {tag}" in r.stdout and "Using cache" not in r.stdout
+    image = json.loads(md.ok("inspect", tag).stdout)[0]
+    assert md.ok("run", "--rm", tag).stdout == "hey two words\n"  # CMD, WORKDIR, ARG, ENV
+    r = md.ok("run", "--rm", tag, "sh", "-c",
+              "pwd; id -u; echo $MODE; ls -A /srv/app; ls -A /srv/sub; cat /opt/in/f; cat /srv/exec;"
+              "stat -c '%u:%g %a' /usr/local/bin/run.sh /srv/app/greeting; run.sh x; ls -ld /tmp | cut -c1-10")
+    assert r.stdout.splitlines() == ["/srv/app", "1000", "two words", "greeting", "hello.txt", "one", "inarch",
+                                     "exec-form", "1000:50 755", "1000:0 644", "script x", "drwxrwxrwt"]
+    cfg = image["Config"]
+    assert cfg["Labels"] == {"built": "yes"} and cfg["ExposedPorts"] == {"8080/tcp": {}} and cfg["User"] == "1000"
+    history = md.ok("history", tag).stdout.splitlines()
+    assert "CMD [\"cat\", \"greeting\"]" in history[1] and "0B" in history[1]
+    assert any("|1 GREETING=hey /bin/sh -c echo" in line for line in history)
+
+    layers_before = sorted(os.listdir(md.root / "layers"))
+    r = md.ok("build", "-t", tag + "b", "--build-arg", "GREETING=hey", str(ctx))
+    assert r.stdout.count(" ---> Using cache") == 13, r.stdout  # every step after FROM
+    assert json.loads(md.ok("inspect", tag + "b").stdout)[0]["Id"] == image["Id"]
+    assert sorted(os.listdir(md.root / "layers")) == layers_before
+    # a changed file in the context: COPY of it and every step after it run again
+    (ctx / "hello.txt").write_text("changed\n")
+    r = md.ok("build", "-t", tag + "c", "--build-arg", "GREETING=hey", str(ctx))
+    assert r.stdout.count(" ---> Using cache") == 3  # ARG, ENV, WORKDIR: the steps before COPY hello.txt
+    assert md.ok("run", "--rm", tag + "c", "cat", "/srv/app/hello.txt").stdout == "changed\n"
+
+
+def test_build_errors(md_run, bb, tmp_path):
+    md = md_run
+    ctx = tmp_path / "bad"
+    ctx.mkdir()
+    for dockerfile, words in [(f"FROM {bb}\nRUN exit 3\n", "returned a non-zero code: 3"),
+                              (f"FROM {bb}\nFROB x\n", "line 2: unknown instruction: FROB"),
+                              (f"FROM {bb}\nCOPY missing /x\n", "file not found in build context"),
+                              ("RUN true\n", "first instruction must be FROM")]:
+        (ctx / "Dockerfile").write_text(dockerfile)
+        r = md("build", "-t", "bad:1", str(ctx))
+        assert r.returncode == 125 and one_error(r.stderr) and words in r.stderr, (dockerfile, r.stderr)
+    assert "bad" not in md.ok("images").stdout
+    assert md.ok("ps", "-aq").stdout == ""  # the failed RUN's container is removed too

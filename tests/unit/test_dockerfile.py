@@ -1,0 +1,64 @@
+"""The Dockerfile parser: lines, continuations, comments, forms, words and variables."""
+
+from __future__ import annotations
+
+import pytest
+
+from minidocker.image import dockerfile as df
+
+
+def test_parse_lines_continuations_and_comments():
+    text = ("# syntax comment\n\nFROM busybox\nRUN echo a \\\n  # a comment inside\n\n    && echo b\n"
+            "env A=1 \\\n B=2\nCMD [\"sh\", \"-c\", \"echo hi\"]\n")
+    got = df.parse(text)
+    assert [(i.keyword, i.line) for i in got] == [("FROM", 3), ("RUN", 4), ("ENV", 8), ("CMD", 10)]
+    assert got[1].args == "echo a && echo b"
+    assert got[1].command() == ["/bin/sh", "-c", "echo a && echo b"]
+    assert got[3].command() == ["sh", "-c", "echo hi"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("FROM busybox\nFROB x\n", "line 2: unknown instruction: FROB"),
+    ("FROM busybox\nRUN\n", "line 2: RUN requires at least one argument"),
+    ("FROM busybox\nHEALTHCHECK NONE\n", "line 2: HEALTHCHECK is not supported"),
+    ("# only a comment\n", "no instructions"),
+])
+def test_parse_errors_name_the_line(text, message):
+    with pytest.raises(df.DockerfileError, match=message):
+        df.parse(text)
+
+
+@pytest.mark.parametrize("text, env, expected", [
+    ("a b  c", {}, ["a", "b", "c"]),
+    ('"two words" x', {}, ["two words", "x"]),
+    ("$A ${A}x ${B:-dflt} ${A:+alt} ${B:+alt}", {"A": "1"}, ["1", "1x", "dflt", "alt", ""]),
+    ("'$A' \"$A\"", {"A": "1"}, ["$A", "1"]),
+    (r"a\ b \$A", {"A": "1"}, ["a b", "$A"]),
+])
+def test_words(text, env, expected):
+    assert df.words(text, env) == expected
+
+
+def test_key_values_both_forms():
+    assert df.key_values(df.parse_line('ENV A=1 B="x y" C=$A'), {"A": "0"}) == [("A", "1"), ("B", "x y"), ("C", "0")]
+    assert df.key_values(df.parse_line("ENV NAME the value"), {}) == [("NAME", "the value")]
+    assert df.key_values(df.parse_line("ARG V"), {}) == [("V", None)]
+    with pytest.raises(df.DockerfileError):
+        df.key_values(df.parse_line("ENV ONLYNAME"), {})
+
+
+def test_apply_change_to_a_config():
+    cfg = {"Env": ["PATH=/bin", "A=0"], "WorkingDir": "/srv"}
+    for text in ['CMD ["x"]', "ENTRYPOINT sh -c", "ENV A=1 B=$A", "WORKDIR sub/../app", "USER 1000",
+                 "LABEL k=v", "EXPOSE 80 53/udp"]:
+        df.apply_change(cfg, df.parse_change(text))
+    assert cfg["Cmd"] == ["x"] and cfg["Entrypoint"] == ["/bin/sh", "-c", "sh -c"]
+    assert cfg["Env"] == ["PATH=/bin", "A=1", "B=0"]  # docker: one ENV line sees the values before it
+    assert cfg["WorkingDir"] == "/srv/app" and cfg["User"] == "1000" and cfg["Labels"] == {"k": "v"}
+    assert cfg["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
+
+
+@pytest.mark.parametrize("text", ["RUN echo", "FROM x", "", "NOPE"])
+def test_parse_change_refuses_non_config_instructions(text):
+    with pytest.raises(df.DockerfileError, match="not a valid change"):
+        df.parse_change(text)
