@@ -66,10 +66,15 @@ class Ingest:
         return final
 
     def abort(self) -> None:
-        with contextlib.suppress(OSError):
-            self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        _discard(self._file, self.path)
+
+
+def _discard(file, path: Path) -> None:
+    """Close and delete a temporary file of ingest/ (a write that will not be committed)."""
+    with contextlib.suppress(OSError):
+        file.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 class BlobWriter:
@@ -111,10 +116,7 @@ class BlobWriter:
         return digest
 
     def abort(self) -> None:
-        with contextlib.suppress(OSError):
-            self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        _discard(self._file, self.path)
 
 
 class ContentStore:

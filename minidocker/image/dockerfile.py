@@ -286,7 +286,16 @@ def parse_change(text: str) -> Instruction:
         word = text.strip().split(" ", 1)[0] if text.strip() else "(empty)"
         raise DockerfileError(f"{word} is not a valid change command",
                               hint=f"use one of {', '.join(CHANGE_KEYWORDS)}, e.g. -c 'CMD [\"sh\"]'")
+    if not ins.args.strip():
+        raise DockerfileError(f"{ins.keyword} requires at least one argument")
     return ins
+
+
+def apply_changes(config: dict, changes: list[str]) -> dict:
+    """``commit -c`` / ``import -c``: each change parsed and applied to ``config``, in order."""
+    for text in changes:
+        apply_change(config, parse_change(text))
+    return config
 
 
 def _normpath(path: str) -> str:

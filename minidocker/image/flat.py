@@ -33,7 +33,7 @@ from typing import BinaryIO
 
 from minidocker.errors import MinidockerError
 from minidocker.image import manifest as mf
-from minidocker.image.config_changes import apply_changes
+from minidocker.image.dockerfile import apply_changes
 from minidocker.image.layer import apply_layer
 from minidocker.image.pull import _decode_errors, open_decompressed
 from minidocker.image.reference import parse

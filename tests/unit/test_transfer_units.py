@@ -13,7 +13,7 @@ import pytest
 from minidocker.errors import MinidockerError
 from minidocker.image import manifest as mf
 from minidocker.image.archive import ArchiveError, TarSource, _digest_in_name, uncompressed_manifest
-from minidocker.image.config_changes import InvalidChange, apply_changes
+from minidocker.image.dockerfile import DockerfileError, apply_changes
 
 
 @pytest.mark.parametrize("changes, expected", [
@@ -36,7 +36,7 @@ def test_changes(changes, expected):
 
 @pytest.mark.parametrize("change", ["RUN rm -rf /", "FROM scratch", "CMD", "ENV A=1 junk", "EXPOSE http"])
 def test_bad_changes(change):
-    with pytest.raises(InvalidChange):
+    with pytest.raises(DockerfileError):
         apply_changes({}, [change])
 
 
