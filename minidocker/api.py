@@ -602,11 +602,11 @@ def export(name: str, output: Path | None = None, fd: int | None = None, root: P
     c = _containers(root).find(name)
     lowerdirs = _store(root).lowerdirs(c.spec.image_id)
     if output is None:
-        return export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), fd if fd is not None else 1)
+        return export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), fd if fd is not None else 1, c.spec.idmap)
     output = Path(output)
     tmp_fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
     try:
-        count = export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), tmp_fd)
+        count = export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), tmp_fd, c.spec.idmap)
         os.fsync(tmp_fd)
         os.fchmod(tmp_fd, 0o644)
         os.close(tmp_fd)
@@ -652,7 +652,7 @@ def _upper_entries(c, store):
     from minidocker.image import diff as d
 
     lower = d.LowerView(store.lowerdirs(c.spec.image_id))
-    return d.scan_upper(c.path("upper"), lower, _mountpoints(c.spec)), lower
+    return d.scan_upper(c.path("upper"), lower, _mountpoints(c.spec), c.spec.idmap), lower
 
 
 def diff(name: str, root: Path | None = None) -> list[str]:

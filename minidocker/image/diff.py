@@ -165,24 +165,45 @@ def _is_opaque(path: str) -> bool:
 
 
 # -- the container's side: the upper dir -------------------------------------------------------
-def scan_upper(upper: str | os.PathLike, lower: LowerView, mountpoints: Iterable[str] = RUNTIME_MOUNTPOINTS) -> list[Entry]:
+def scan_upper(upper: str | os.PathLike, lower: LowerView, mountpoints: Iterable[str] = RUNTIME_MOUNTPOINTS,
+               idmap: dict[str, int] | None = None) -> list[Entry]:
     """Every entry of the upper dir that belongs in the layer, parents before children and
     names in byte order (the order ``docker diff`` and a tar list them). The upper dir's own
-    root is not an entry."""
+    root is not an entry. ``idmap``: the container ran with ``--userns=auto``, so what it
+    wrote is owned by host IDs; the entries show the owners the container saw."""
     upper = os.fspath(upper)
     skip = {m.strip("/") for m in mountpoints}
     out: list[Entry] = []
-    _scan_dir(upper, "", lower, skip, out)
+    _scan_dir(upper, "", lower, skip, out, idmap)
     return out
 
 
-def _scan_dir(upper: str, rel: str, lower: LowerView, skip: set[str], out: list[Entry]) -> None:
+def container_id(host_id: int, base: int, size: int) -> int:
+    """A host user or group ID as a user-namespaced container saw it (IDs outside its block
+    are left alone: the image's own files, seen through a read-only view, have those)."""
+    return host_id - base if base <= host_id < base + size else host_id
+
+
+def as_container_saw(st: os.stat_result, idmap: dict[str, int] | None) -> os.stat_result:
+    """``st`` with owners mapped back through ``idmap`` (None: unchanged)."""
+    if not idmap:
+        return st
+    fields = list(st)
+    fields[4] = container_id(st.st_uid, idmap["uid"], idmap["size"])
+    fields[5] = container_id(st.st_gid, idmap["gid"], idmap["size"])
+    extra = {k: getattr(st, k) for k in ("st_atime", "st_mtime", "st_ctime", "st_atime_ns", "st_mtime_ns",
+                                         "st_ctime_ns", "st_blksize", "st_blocks", "st_rdev")}
+    return os.stat_result(fields, extra)
+
+
+def _scan_dir(upper: str, rel: str, lower: LowerView, skip: set[str], out: list[Entry],
+              idmap: dict[str, int] | None = None) -> None:
     with os.scandir(f"{upper}/{rel}" if rel else upper) as it:
         names = sorted(e.name for e in it)
     for name in names:
         crel = f"{rel}/{name}" if rel else name
         path = f"{upper}/{crel}"
-        st = os.lstat(path)
+        st = as_container_saw(os.lstat(path), idmap)
         if stat.S_ISCHR(st.st_mode) and whiteout.is_overlay_whiteout(st):
             out.append(Entry(crel, path, st, whiteout=True))
             continue
@@ -194,7 +215,7 @@ def _scan_dir(upper: str, rel: str, lower: LowerView, skip: set[str], out: list[
         entry = Entry(crel, path, st, opaque=_is_opaque(path))
         mark = len(out)
         out.append(entry)
-        _scan_dir(upper, crel, lower, skip, out)
+        _scan_dir(upper, crel, lower, skip, out, idmap)
         if len(out) == mark + 1 and not entry.opaque and _only_made_for_a_mountpoint(crel, st, lower, skip):
             out.pop()
 

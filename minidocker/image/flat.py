@@ -48,12 +48,15 @@ class NotATar(MinidockerError):
 
 
 # -- export: a directory tree -> tar ---------------------------------------------------------
-def write_tree_tar(root: str, out: BinaryIO) -> int:
+def write_tree_tar(root: str, out: BinaryIO, idmap: dict[str, int] | None = None) -> int:
     """Write everything under ``root`` (not ``root`` itself) to ``out`` as a tar stream.
 
     Names are relative (``bin/sh``), owners numeric (a host's user names mean nothing in a
     container), hard links kept as links, xattrs (file capabilities above all) kept as PAX
-    records. Sorted, so the same tree gives the same tar. Returns the number of members."""
+    records. Sorted, so the same tree gives the same tar. Returns the number of members.
+    ``idmap``: a ``--userns=auto`` container's block: its host owners become the ones it saw."""
+    from minidocker.image.diff import container_id
+
     count = 0
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         stack = [""]
@@ -71,6 +74,9 @@ def write_tree_tar(root: str, out: BinaryIO) -> int:
                 if info is None:
                     continue  # a socket: tar has no type for it (docker skips them too)
                 info.uname = info.gname = ""
+                if idmap:
+                    info.uid = container_id(info.uid, idmap["uid"], idmap["size"])
+                    info.gid = container_id(info.gid, idmap["gid"], idmap["size"])
                 info.mtime = int(info.mtime)  # whole seconds: no PAX record per member for a fraction
                 xattrs = _xattrs(entry.path)
                 if xattrs:

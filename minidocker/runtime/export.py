@@ -50,7 +50,8 @@ def mount_readonly_view(upper: str, lowerdirs: list[str], target: str) -> None:
     os.chdir("/")
 
 
-def export_rootfs(upper: Path, lowerdirs: list[Path], mountpoint: Path, out_fd: int) -> int:
+def export_rootfs(upper: Path, lowerdirs: list[Path], mountpoint: Path, out_fd: int,
+                  idmap: dict[str, int] | None = None) -> int:
     """Write the flattened filesystem to ``out_fd``; returns the number of tar members."""
     from minidocker.image.flat import write_tree_tar
 
@@ -64,7 +65,7 @@ def export_rootfs(upper: Path, lowerdirs: list[Path], mountpoint: Path, out_fd: 
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)  # our mount must not propagate out
             mount_readonly_view(str(upper), [str(p) for p in lowerdirs], str(mountpoint))
             with os.fdopen(out_fd, "wb", buffering=1 << 20, closefd=False) as out:
-                count = write_tree_tar(str(mountpoint), out)
+                count = write_tree_tar(str(mountpoint), out, idmap)
             os.write(w, f"ok {count}".encode())
         except BaseException as e:  # noqa: BLE001  (the child reports everything, then exits)
             os.write(w, f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}".encode()[:4000])

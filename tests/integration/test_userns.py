@@ -118,3 +118,24 @@ def test_tty_in_a_user_namespace(shared_md, bb, subids):
     finally:
         p.close(force=True)
     assert p.exitstatus == 4
+
+
+def test_commit_diff_and_export_show_the_owners_the_container_saw(md_run, bb, subids, tmp_path):
+    """What a --userns=auto container wrote is owned by host IDs in its block; an image made
+    from it must carry the IDs the container used (0, 1000), as docker's userns-remap does."""
+    import tarfile
+
+    name = f"uscommit-{os.getpid()}"
+    md_run.ok("run", "--name", name, "--userns=auto", bb, "sh", "-c",
+              "echo a > /made; echo b > /home/app/mine; chown 1000:1000 /home/app/mine")
+    assert md_run.ok("diff", name).stdout.splitlines() == ["C /home/app", "A /home/app/mine", "A /made"]
+    image = md_run.ok("commit", name, f"userns-commit:{os.getpid()}").stdout.strip()
+    out = md_run.ok("run", "--rm", image, "stat", "-c", "%u:%g %n", "/made", "/home/app/mine").stdout
+    assert out.split("\n")[:2] == ["0:0 /made", "1000:1000 /home/app/mine"]
+    tar = tmp_path / "export.tar"
+    md_run.ok("export", "-o", str(tar), name)
+    with tarfile.open(tar) as t:
+        owners = {m.name: (m.uid, m.gid) for m in t.getmembers()}
+    assert owners["made"] == (0, 0) and owners["home/app/mine"] == (1000, 1000) and owners["bin/busybox"] == (0, 0)
+    md_run.ok("rm", name)
+    md_run.ok("rmi", image)
