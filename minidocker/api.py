@@ -704,6 +704,7 @@ def commit(name: str, ref: str | None = None, *, root: Path | None = None, messa
 
         manager = cgroups.manager(c.id)
         manager.freeze()
+        containers.update_if(c, "running", Status="paused")  # `ps` says "Up ... (Paused)" meanwhile
     try:
         entries, _ = _upper_entries(c, store)
         image_id, _ = cm.create_image(
@@ -713,6 +714,7 @@ def commit(name: str, ref: str | None = None, *, root: Path | None = None, messa
     finally:
         if manager is not None:
             manager.thaw()
+            containers.update_if(c, "paused", Status="running")
     return image_id
 
 

@@ -15,8 +15,8 @@ from minidocker.errors import MinidockerError
 
 
 def _status(row) -> str:
-    if row["Status"] == "running":
-        return "Up " + render.human_duration_since(row["StartedAt"])
+    if row["Status"] in ("running", "paused"):
+        return "Up " + render.human_duration_since(row["StartedAt"]) + (" (Paused)" if row["Status"] == "paused" else "")
     if row["Status"] == "exited":
         return f"Exited ({row['ExitCode']}) {render.human_ago(row['FinishedAt'])}"
     return row["Status"].capitalize()

@@ -198,6 +198,18 @@ class ContainerStore:
             c.state = state
         return c
 
+    def update_if(self, c: Container, status: str, **changes: Any) -> bool:
+        """``update`` only while the record's Status is still ``status`` (compare and set)."""
+        with self.locked():
+            state = read_json(c.path("state.json"), {}) or {}
+            if state.get("Status") != status:
+                c.state = state
+                return False
+            state.update(changes)
+            write_json(c.path("state.json"), state)
+            c.state = state
+        return True
+
     def refresh(self, c: Container) -> Container:
         """Correct a record whose process is gone without anyone recording it."""
         if c.running and not alive(c.state.get("Pid"), c.state.get("PidStartTime"), c.state.get("BootId", "")):

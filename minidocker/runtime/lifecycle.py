@@ -81,33 +81,6 @@ def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
         readonly=c.spec.readonly_rootfs, tmpfs=list(c.spec.tmpfs), privileged=c.spec.privileged)
 
 
-@contextlib.contextmanager
-def _in_background(fn: Callable, *args):
-    """Run ``fn(*args)`` in a thread while the ``with`` body runs; re-raise its error at the end.
-
-    Used for the one slow step of a start: the first write to a v1 ``cgroup.procs`` waits for
-    the kernel's RCU grace period (``cgroup_threadgroup_rwsem``), 8-15 ms here, during which
-    the thread sleeps in the kernel and this one writes the limits."""
-    import threading
-
-    error: list[BaseException] = []
-
-    def target():
-        try:
-            fn(*args)
-        except BaseException as e:  # noqa: BLE001 - handed to the caller below
-            error.append(e)
-
-    thread = threading.Thread(target=target, name=getattr(fn, "__name__", "background"))
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join()
-    if error:
-        raise error[0]
-
-
 def seccomp_cache(c: Container) -> Path:
     """Where compiled seccomp programs are kept (see linux/seccomp.py): <root>/cache/seccomp."""
     return c.dir.parent.parent / "cache" / "seccomp"
@@ -151,8 +124,8 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
         finally:
             os._exit(ExitCode.MINIDOCKER_FAILED)
     if userns_fd is None:
-        # unshare(CLONE_NEWPID) changed where *our* next children go, and the kernel refuses
-        # us threads while it differs from our own: point it back at our own PID namespace.
+        # unshare(CLONE_NEWPID) changed where *our* next children go (and the kernel refuses
+        # us threads while it differs from our own): point it back at our own PID namespace.
         sc.setns(own_pid_ns, sc.CLONE_NEWPID, why="our later children stay in our own PID namespace")
         os.close(own_pid_ns)
     else:
@@ -162,14 +135,17 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
     os.close(err_w)
     if child_sock:
         child_sock.close()
-    # While the child unshares its namespaces, we make its cgroup and move it in (moving a
-    # process into a v1 memory cgroup waits for an RCU grace period: a few ms spent in parallel).
+    # While the child unshares its namespaces and builds its rootfs, we make its cgroup and
+    # move it in; it waits for our word before it runs anything of the image's.
     try:
         init_pid = pid if userns_fd is None else _read_init_pid(pid_r)
         cg = cgroups.manager(c.id)
         cg.create()
-        with _in_background(cg.add, init_pid) if init_pid else contextlib.nullcontext():
-            cg.apply_limits(cgroups.Limits(**c.spec.limits), privileged=c.spec.privileged)
+        # every rule first (a process must never be in a cgroup whose device rules are half
+        # written: "deny all" comes before the allows), then the process
+        cg.apply_limits(cgroups.Limits(**c.spec.limits), privileged=c.spec.privileged)
+        if init_pid:
+            cg.add(init_pid)  # (on v1 this waits for an RCU grace period, while the child works)
         init_pid = init_pid or pid
         store.update(c, Status="running", Pid=init_pid, PidStartTime=proc_start_time(init_pid), BootId=boot_id(),
                      StartedAt=now_iso(),
@@ -267,32 +243,70 @@ def exit_code(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def wait_foreground(pid: int, on_signal: Callable[[int], None] | None = None) -> int:
-    """Wait for the container, forwarding the signals we get to it (a foreground run)."""
-    previous = {}
-
+@contextlib.contextmanager
+def forwarding_signals(pid: int, on_signal: Callable | None = None):
+    """While the body runs, the signals a foreground run gets (Ctrl-C, kill) go to ``pid``."""
     def forward(signum, _frame):
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
             pass
 
-    for s in FORWARDED_SIGNALS:
-        if s != signal.SIGWINCH:
-            previous[s] = signal.signal(s, on_signal or forward)
+    previous = {s: signal.signal(s, on_signal or forward) for s in FORWARDED_SIGNALS if s != signal.SIGWINCH}
     try:
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                return exit_code(status)
-            except InterruptedError:
-                continue
+        yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
 
 
-def relay_pty(pid: int, master: int, stdin_open: bool) -> int:
+def _wait(pid: int) -> int:
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            return exit_code(status)
+        except InterruptedError:
+            continue
+
+
+def wait_foreground(pid: int, on_signal: Callable[[int], None] | None = None) -> int:
+    """Wait for the container, forwarding the signals we get to it (a foreground run)."""
+    with forwarding_signals(pid, on_signal):
+        return _wait(pid)
+
+
+def relay_output(pid: int, streams: dict[int, tuple[int, str]], log) -> int:
+    """A foreground run without -t that keeps a log (as docker's does): copy the container's
+    stdout and stderr pipes ({pipe: (our fd, "stdout"|"stderr")}) to ours and to the log
+    until both close, then wait for it. If our own output goes away (``| head``), the log
+    still gets everything."""
+    with forwarding_signals(pid):
+        while streams:
+            ready, _, _ = select.select(list(streams), [], [])
+            for fd in ready:
+                data = os.read(fd, 65536)
+                out_fd, name = streams[fd]
+                if not data:
+                    os.close(fd)
+                    del streams[fd]
+                    continue
+                log.feed(name, data)
+                if out_fd >= 0:
+                    try:
+                        _write_all(out_fd, data)
+                    except BrokenPipeError:
+                        streams[fd] = (-1, name)
+        log.flush()
+        return _wait(pid)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def relay_pty(pid: int, master: int, stdin_open: bool, log=None) -> int:
     """-t: put the user's terminal in raw mode and copy bytes both ways until the container
     exits; keep the window size in step (SIGWINCH); restore the terminal on every path."""
     import termios
@@ -329,7 +343,9 @@ def relay_pty(pid: int, master: int, stdin_open: bool) -> int:
                     data = b""
                 if not data:
                     break
-                os.write(out_fd, data)
+                _write_all(out_fd, data)
+                if log is not None:
+                    log.feed("stdout", data)
             if in_fd in ready:
                 data = os.read(in_fd, 65536)
                 if not data:
@@ -347,6 +363,8 @@ def relay_pty(pid: int, master: int, stdin_open: bool) -> int:
         if saved is not None:
             termios.tcsetattr(in_fd, termios.TCSAFLUSH, saved)
         os.close(master)
+        if log is not None:
+            log.flush()
     if status is None:
         _, status = os.waitpid(pid, 0)
     return exit_code(status)
@@ -356,11 +374,12 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> 
     """A foreground run: this process is the container's parent, with the user's terminal
     (relayed through a pty with -t) or its stdin/stdout/stderr; returns the exit code."""
     try:
-        started = start(store, c, lowerdirs)
-        if started.master is not None:
-            code = relay_pty(started.pid, started.master, c.spec.stdin_open)
+        if c.spec.auto_remove:  # no record will be left to read a log from: no log
+            started = start(store, c, lowerdirs)
+            code = (relay_pty(started.pid, started.master, c.spec.stdin_open) if started.master is not None
+                    else wait_foreground(started.pid))
         else:
-            code = wait_foreground(started.pid)
+            code = _run_attached_logged(store, c, lowerdirs)
         record_exit(store, c, code, oom_killed=cgroups.manager(c.id).oom_killed())
         return code
     finally:
@@ -368,6 +387,31 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> 
             cleanup(store, c)
         else:
             cgroups.manager(c.id).destroy()
+
+
+def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> int:
+    """As docker does, a foreground container keeps a log too (``logs`` reads it later):
+    its output comes to us through pipes (or its pty) and we copy it to the terminal and
+    to ``container.log``."""
+    from minidocker.runtime.monitor import LogWriter
+
+    log = LogWriter(c.path("container.log"))
+    if c.spec.tty:
+        started = start(store, c, lowerdirs)
+        return relay_pty(started.pid, started.master, c.spec.stdin_open, log)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        started = start(store, c, lowerdirs, stdout=out_w, stderr=err_w)
+    except BaseException:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    return relay_output(started.pid, {out_r: (sys.stdout.fileno(), "stdout"),
+                                      err_r: (sys.stderr.fileno(), "stderr")}, log)
 
 
 def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool = False) -> None:

@@ -183,13 +183,16 @@ def test_commit_of_a_running_container_freezes_and_thaws_it(md_run, bb):
         time.sleep(0.05)
     pid = _inspect(md, cid)["State"]["Pid"]
     seen: list[tuple[str, str]] = []
+    statuses: set[str] = set()
     stop = threading.Event()
+    state_file = md.root / "containers" / cid / "state.json"
 
     def watch():
         while not stop.is_set():
             try:
                 seen.append((_freezer_state(cid), _proc_state(pid)))
-            except OSError:
+                statuses.add(json.loads(state_file.read_text())["Status"])
+            except (OSError, ValueError):
                 pass
             time.sleep(0.002)
 
@@ -204,7 +207,8 @@ def test_commit_of_a_running_container_freezes_and_thaws_it(md_run, bb):
     assert proc.returncode == 0, err
     assert ("FROZEN", "D") in seen, sorted(set(seen))
     assert _freezer_state(cid) == "THAWED"
-    assert _inspect(md, cid)["State"]["Running"]
+    assert "paused" in statuses  # what `ps` showed meanwhile: "Up ... (Paused)"
+    assert _inspect(md, cid)["State"]["Running"] and _inspect(md, cid)["State"]["Status"] == "running"
     assert md.ok("exec", cid, "echo", "alive").stdout == "alive\n"
     # --pause=false: the container keeps running during the commit
     seen.clear()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import MINIDOCKER
 from tests.integration.layouts import make_layout, tar_of
 
 
@@ -142,6 +143,22 @@ def assert_nothing_left(md, cid: str) -> None:
         [p for p in Path("/sys/fs/cgroup").glob(f"minidocker/{cid}")]
     assert leftovers == []
     assert not (md.root / "containers" / cid).exists()
+
+
+def test_foreground_run_keeps_a_log(md_run, bb, tmp_path):
+    """As docker's: the output of a foreground container (without --rm) can be read again."""
+    name = f"fg-{os.getpid()}"
+    r = md_run("run", "--name", name, bb, "sh", "-c", "echo out1; echo err1 >&2; echo out2; exit 3")
+    assert r.returncode == 3 and r.stdout == "out1\nout2\n" and r.stderr == "err1\n"
+    logs = md_run.ok("logs", name)
+    assert logs.stdout == "out1\nout2\n" and logs.stderr == "err1\n"
+    # our reader going away early (| head) neither hangs the run nor loses the log
+    big = f"fgbig-{os.getpid()}"
+    r = subprocess.run(f"{' '.join(MINIDOCKER)} run --name {big} {bb} seq 1 20000 | head -1", shell=True,
+                       capture_output=True, text=True, env=md_run.env(), timeout=60)
+    assert r.stdout == "1\n"
+    assert md_run.ok("logs", "--tail", "1", big).stdout == "20000\n"
+    md_run.ok("rm", name, big)
 
 
 def test_detached_logs_stop_ps_rm(md_run, bb):

@@ -81,3 +81,19 @@ def test_exec_it_into_running_container(term, shared_md, bb):
 def test_it_needs_a_terminal(shared_md, bb):
     r = shared_md("run", "-it", "--rm", bb, "true")
     assert r.returncode == 1 and "the input device is not a TTY" in r.stderr
+
+
+def test_run_it_without_rm_keeps_a_log(term, shared_md, bb):
+    import os
+
+    name = f"ttylog-{os.getpid()}"
+    try:
+        p = term("run", "-it", "--name", name, bb, "sh")
+        p.expect(PROMPT)
+        p.sendline("echo logged-$((6*7))")
+        p.expect("logged-42")
+        p.sendline("exit 2")
+        p.expect(r"EXIT=2")
+        assert "logged-42" in shared_md.ok("logs", name).stdout
+    finally:
+        shared_md("rm", "-f", name)
