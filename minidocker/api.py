@@ -6,6 +6,7 @@ Each function takes plain values and returns plain data (no printing, no rich); 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -104,6 +105,24 @@ def rmi(names: list[str], force: bool = False, root: Path | None = None) -> tupl
         except MinidockerError as e:
             errors.append(e)
     return lines, errors
+
+
+def image_prune(all_unused: bool = False, root: Path | None = None) -> tuple[list[str], int]:
+    """``docker image prune [-a]``: the deleted image IDs, and the bytes the store freed."""
+    store = _store(root)
+    before = _store_bytes(store.root)
+    deleted = store.prune(all_unused, in_use={c.spec.image_id for c in _containers(root).all()})
+    return deleted, max(0, before - _store_bytes(store.root))
+
+
+def _store_bytes(root: Path) -> int:
+    total = 0
+    for sub in ("blobs", "layers"):
+        for dirpath, _dirs, files in os.walk(root / sub):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+    return total
 
 
 # -- registries -----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def storage_error(e: OSError, what: str) -> StoreError:
     """Turn an OSError into one clear line (disk full gets its own words)."""
     if e.errno == errno.ENOSPC:
         return StoreError(f"no space left on device while {what}",
-                          hint="free some disk space (minidocker rmi, minidocker image prune) and retry")
+                          hint="free some disk space (minidocker rmi, minidocker image prune, minidocker container prune) and retry")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StoreError(f"permission denied while {what}: {e.filename or ''}".rstrip(": "),
                           hint="minidocker needs root (sudo) to write its store")

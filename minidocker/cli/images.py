@@ -82,3 +82,27 @@ def inspect(
         render.error(e)
     if failed:
         sys.exit(1)
+
+
+image_app = typer.Typer(help="Manage images.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("prune", help="Remove dangling images (with -a: every image no container uses).")
+def image_prune(
+    all_unused: bool = typer.Option(False, "--all", "-a", help="Remove all unused images, not just dangling ones."),
+    force: bool = typer.Option(False, "--force", "-f", help="Do not prompt for confirmation."),
+) -> None:
+    if not force:
+        what = "all images without at least one container associated to them" if all_unused else "all dangling images"
+        print(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ", end="",
+              file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return
+    deleted, freed = api.image_prune(all_unused, root=state.root)
+    if deleted:
+        print("Deleted Images:")
+        for image_id in deleted:
+            print(f"deleted: {image_id}")
+        print()
+    print(f"Total reclaimed space: {render.human_size(freed)}")

@@ -318,6 +318,33 @@ class ImageStore:
         lines += self.collect_garbage()
         return lines
 
+    def prune(self, all_unused: bool = False, in_use: set[str] = frozenset()) -> list[str]:
+        """``image prune``: delete the dangling images (no tag, no repo digest), or with
+        ``all_unused`` every image, that no container uses and that is not the parent of an
+        image that stays (build steps under a tagged image are its cache, as in docker).
+        Returns the deleted image IDs; their layers and blobs go to the garbage collector."""
+        with self.locked():
+            doc = self.read_index()
+            tagged = set(doc["tags"].values())
+            keep = set(in_use)
+            if not all_unused:
+                keep |= tagged | {i for i, rec in doc["images"].items() if rec.get("repo_digests")}
+            doomed = set(doc["images"]) - keep
+            while True:  # a parent of a kept image is kept, and so on up
+                parents = {doc["images"][i].get("parent") for i in set(doc["images"]) - doomed}
+                spared = doomed & parents
+                if not spared:
+                    break
+                doomed -= spared
+            for image_id in doomed:
+                del doc["images"][image_id]
+            doc["tags"] = {t: i for t, i in doc["tags"].items() if i not in doomed}
+            if doomed:
+                self._write_index(doc)
+        if doomed:
+            self.collect_garbage()
+        return sorted(doomed)
+
     def collect_garbage(self) -> list[str]:
         """Delete the layers and blobs that no image references any more."""
         with locked(self.gc_lock_path), self.locked():
