@@ -7,9 +7,13 @@ run it and see the changes; and save -> load into an empty store gives the same 
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import shutil
 import subprocess
 import tarfile
+import tempfile
 import uuid
 
 from tests.integration.conftest import Minidocker, _remove
@@ -98,3 +102,27 @@ def test_built_image_saved_and_loaded_elsewhere(md, registry, tmp_path):
     # skopeo reads the same archive as a docker-archive
     info = json.loads(_tool(need_tool("skopeo", "skopeo"), "inspect", f"docker-archive:{archive}").stdout)
     assert len(info["Layers"]) == 3
+    # and podman loads it (same image ID), unpacks its layers for a container, and exports
+    # a filesystem with our layers' files in it
+    conf = tmp_path / "containers.conf"
+    conf.write_text('[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
+    runroot = tempfile.mkdtemp(prefix="mdp-", dir="/tmp")  # podman wants a runroot under 50 characters
+    podman = [need_tool("podman", "podman"), "--root", str(tmp_path / "p-root"), "--runroot", runroot,
+              "--storage-driver", "vfs"]
+    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+    try:
+        r = subprocess.run([*podman, "load", "-i", str(archive)], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and "Loaded image: docker.io/library/built:1" in r.stdout, r.stderr
+        r = subprocess.run([*podman, "images", "--no-trunc", "--format", "{{.ID}}"], env=env, capture_output=True,
+                           text=True, timeout=60)
+        assert r.stdout.split() == [image_id]
+        subprocess.run([*podman, "create", "--name", "from-minidocker", "docker.io/library/built:1"], env=env, check=True,
+                       capture_output=True, timeout=120)
+        exported = subprocess.run([*podman, "export", "from-minidocker"], env=env, check=True, capture_output=True,
+                                  timeout=120).stdout
+        with tarfile.open(fileobj=io.BytesIO(exported)) as t:
+            assert t.extractfile("copied").read() == b"hello\n"
+            assert t.extractfile("hello.txt").read() == b"hello\n"
+    finally:
+        subprocess.run([*podman, "system", "reset", "-f"], env=env, capture_output=True, timeout=300)
+        shutil.rmtree(runroot, ignore_errors=True)
