@@ -2,14 +2,16 @@
 
 This is docker's classic builder, the one the Docker papers describe, in a few functions::
 
-    FROM ref             the starting image (pulled if it is not here); "scratch": none
+    FROM ref [AS name]   the starting image (pulled if it is not here); "scratch": none;
+                         or an earlier stage's image (multi-stage builds)
     ENV/LABEL/WORKDIR/USER/CMD/ENTRYPOINT/EXPOSE/ARG
                          a new config, no new layer: history says empty_layer
     RUN cmd              a container from the current image runs ``/bin/sh -c cmd`` (or the
                          exec form's argv), then is committed exactly like ``minidocker
                          commit`` does (image/diff.py -> image/commit.py) and removed
     COPY/ADD src... dst  files of the build context written as one layer tar directly (no
-                         container needed); ADD also unpacks local tar archives
+                         container needed); ADD also unpacks local tar archives;
+                         COPY --from=stage|N|image copies out of an earlier stage's image
 
 Every step is looked up in the **build cache** first: the key is the current image's ID,
 the instruction's text, the build args in effect and, for COPY/ADD, a hash of the names,
@@ -65,6 +67,9 @@ class Builder:
         self.ignore = read_dockerignore(context)
         self.cache_path = store.root / "build-cache.json"
         self.used_args: set[str] = set()
+        self.stages: list[tuple[str | None, str | None]] = []  # finished stages: (AS name, image ID)
+        self.stage_name: str | None = None
+        self.in_stage = False
 
     # -- the loop --------------------------------------------------------------------------
     def build(self, instructions: list[df.Instruction]) -> str:
@@ -108,9 +113,33 @@ class Builder:
 
     # -- instructions --------------------------------------------------------------------------
     def from_(self, ins: df.Instruction) -> None:
-        ref = df.expand(ins.args.split()[0], {k: v for k, v in self.meta_args.items() if v is not None})
+        """``FROM image [AS name]``: a new stage, from an image or from an earlier stage."""
+        words = ins.args.split()
+        name = None
+        if len(words) == 3 and words[1].lower() == "as":
+            name = words[2].lower()
+        elif len(words) != 1:
+            raise BuildError(f"Dockerfile line {ins.line}: FROM takes an image and, optionally, AS NAME")
+        if self.in_stage:
+            self.stages.append((self.stage_name, self.image_id))
+        self.in_stage, self.stage_name = True, name
+        ref = df.expand(words[0], {k: v for k, v in self.meta_args.items() if v is not None})
         self.args = {}
-        self.image_id = None if ref == "scratch" else self.ensure_image(ref)
+        stage = self.stage_image(ref)
+        if stage is not None:
+            self.image_id = stage or None
+        else:
+            self.image_id = None if ref == "scratch" else self.ensure_image(ref)
+
+    def stage_image(self, text: str) -> str | None:
+        """The image an earlier stage made, by its AS name or its number ("" for a stage that
+        ended on scratch); None when ``text`` names no stage."""
+        for name, image_id in self.stages:
+            if name is not None and name == text.lower():
+                return image_id or ""
+        if text.isdigit() and int(text) < len(self.stages):
+            return self.stages[int(text)][1] or ""
+        return None
 
     def metadata(self, ins: df.Instruction) -> None:
         if ins.keyword == "ARG":
@@ -176,16 +205,23 @@ class Builder:
         if len(parts) < 2:
             raise BuildError(f"Dockerfile line {ins.line}: {ins.keyword} requires at least two arguments: "
                              "source(s) and destination")
-        if "from" in ins.flags:
-            raise BuildError(f"Dockerfile line {ins.line}: COPY --from (multi-stage builds) is not supported")
         owner = parse_chown(ins.flags.get("chown"), ins.line)
         sources, dest = parts[:-1], parts[-1]
         workdir = (self.store.config(self.image_id).get("config", {}).get("WorkingDir") if self.image_id else "") or "/"
         if not dest.startswith("/"):
             dest = posixpath.join(workdir, dest) + ("/" if dest.endswith("/") else "")
-        plan = self.plan_copy(ins, sources, dest)
         content = hashlib.sha256()
-        for src, target, _ in plan:
+        if "from" in ins.flags:  # a multi-stage build: files of an earlier stage (or any image)
+            if ins.keyword != "COPY":
+                raise BuildError(f"Dockerfile line {ins.line}: --from goes with COPY, not {ins.keyword}")
+            source_image = self.copy_source_image(ins)
+            plan = plan_copy_from_image(ins, self.store.lowerdirs(source_image), sources, dest)
+            content.update(f"{source_image}\0{json.dumps(sources)}\0{dest}".encode())  # images never change
+            if "chown" not in ins.flags:
+                owner = None  # files from an image keep their owners
+        else:
+            plan = self.plan_copy(ins, sources, dest)
+        for src, target, _ in plan if "from" not in ins.flags else []:
             content.update(f"{target}\0{src.relative_to(self.context) if src != self.context else '.'}\0".encode())
             st = os.lstat(src)
             content.update(f"{st.st_mode}\0{st.st_size}\0".encode())
@@ -210,6 +246,18 @@ class Builder:
         self.image_id, _ = cm.create_image(self.store, self.image_id, produce, created_by=created_by,
                                            intermediate=True)
         self.remember(key)
+
+    def copy_source_image(self, ins: df.Instruction) -> str:
+        """``--from=NAME|N|IMAGE``: an earlier stage's image, else an image (pulled if need be)."""
+        text = ins.flags["from"]
+        stage = self.stage_image(text)
+        if stage == "":
+            raise BuildError(f"Dockerfile line {ins.line}: stage {text} is empty (FROM scratch): nothing to copy")
+        if stage is not None:
+            return stage
+        if self.stage_name is not None and text.lower() == self.stage_name:
+            raise BuildError(f"Dockerfile line {ins.line}: --from={text} names the stage being built")
+        return self.ensure_image(text)
 
     def plan_copy(self, ins: df.Instruction, sources: list[str], dest: str) -> list[tuple[Path, str, str]]:
         """[(file in the context, path in the image, "file" | "archive")], parents first."""
@@ -289,12 +337,10 @@ class Builder:
 def run_in_child(fn: Callable[[], int]) -> int:
     """Run a container from a forked child and return its exit code.
 
-    Starting a container calls ``unshare(CLONE_NEWPID)`` in the calling process: its *next*
-    child becomes PID 1 of a new PID namespace. From then on the kernel refuses that process
-    new threads (clone with CLONE_THREAD must stay in the caller's PID namespace), and once
-    that PID 1 has exited, new children too. ``minidocker run`` starts one container and
-    exits; a build starts many and commits with a thread, so each container is started by a
-    short-lived child instead. An error in the child comes back through a pipe."""
+    The container's start changes the calling process (the PID namespace its next child
+    goes to, until it points it back; signal handlers while it waits). A build starts many
+    containers, so each one is started by a short-lived child and the builder stays as it
+    was. An error in the child comes back through a pipe."""
     import sys
 
     r, w = os.pipe()
@@ -317,6 +363,53 @@ def run_in_child(fn: Callable[[], int]) -> int:
     if message:
         raise BuildError(message)
     return os.waitstatus_to_exitcode(status) if not os.WIFSIGNALED(status) else 128 + os.WTERMSIG(status)
+
+
+def plan_copy_from_image(ins: df.Instruction, lowerdirs: list[Path], sources: list[str],
+                         dest: str) -> list[tuple[Path, str, str]]:
+    """COPY --from's plan: each source path as the image shows it (the topmost layer that has
+    it, whiteouts and opaque directories obeyed: image/diff.py's LowerView), directories walked
+    through every layer, each entry paired with the file in the layer it comes from."""
+    view = d.LowerView(lowerdirs)
+    found: list[str] = []
+    for s in sources:
+        rel = posixpath.normpath("/" + s).strip("/")
+        if rel and view.lookup(rel) is None:
+            raise BuildError(f"Dockerfile line {ins.line}: COPY --from={ins.flags['from']} failed: "
+                             f"{s} not found in that image")
+        found.append(rel)
+    as_dir = dest.endswith("/") or len(found) > 1 or any(
+        not r or stat.S_ISDIR(view.lookup(r).st_mode) for r in found)
+    dest = d_norm(dest)
+    plan: list[tuple[Path, str, str]] = []
+
+    def walk(rel: str, target: str) -> None:
+        for name in sorted(view.children(rel)):
+            child = f"{rel}/{name}" if rel else name
+            st = view.lookup(child)
+            if st is None:
+                continue
+            plan.append((Path(_layer_path(view, child)), d_norm(posixpath.join(target, name)), "file"))
+            if stat.S_ISDIR(st.st_mode):
+                walk(child, posixpath.join(target, name))
+
+    for rel in found:
+        st = view.lookup(rel) if rel else None
+        if st is None or stat.S_ISDIR(st.st_mode):  # a directory: its contents go into dest
+            walk(rel, dest)
+        else:
+            target = d_norm(posixpath.join(dest, posixpath.basename(rel))) if as_dir else dest
+            plan.append((Path(_layer_path(view, rel)), target, "file"))
+    return plan
+
+
+def _layer_path(view: d.LowerView, rel: str) -> str:
+    """The file that ``rel`` is in the image: the path in the topmost layer that has it."""
+    parent = rel.rpartition("/")[0]
+    for layer in view._layers_of_dir(parent):
+        if os.path.lexists(f"{layer}/{rel}"):
+            return f"{layer}/{rel}"
+    raise BuildError(f"{rel}: not in the image")
 
 
 def d_norm(path: str) -> str:
@@ -396,12 +489,13 @@ def _readlink_in(lower: d.LowerView, rel: str) -> str:
     return rel
 
 
-def copy_members(plan: list[tuple[Path, str, str]], lower: d.LowerView, owner: tuple[int, int]):
+def copy_members(plan: list[tuple[Path, str, str]], lower: d.LowerView, owner: tuple[int, int] | None):
     """Tar members for COPY/ADD: each destination's parent directories first (with the
     image's own owner, mode and mtime when it has them, else root 0755), then the files,
     owned by ``owner`` (root unless --chown), with their mode and mtime."""
     emitted: set[str] = set()
-    uid, gid = owner
+    keep_owners = owner is None  # COPY --from: files keep the owners they have in their image
+    uid, gid = owner or (0, 0)
 
     def parents(path: str):
         rel = path.strip("/")
@@ -434,6 +528,8 @@ def copy_members(plan: list[tuple[Path, str, str]], lower: d.LowerView, owner: t
             continue  # the root itself: only its contents are copied
         ti = tarfile.TarInfo(rel)
         ti.mode, ti.uid, ti.gid, ti.mtime = stat.S_IMODE(st.st_mode), uid, gid, int(st.st_mtime)
+        if keep_owners:
+            ti.uid, ti.gid = st.st_uid, st.st_gid
         if stat.S_ISDIR(st.st_mode):
             ti.type, ti.name = tarfile.DIRTYPE, rel + "/"
             emitted.add(rel)

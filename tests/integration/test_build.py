@@ -93,3 +93,41 @@ def test_build_errors(md_run, bb, tmp_path):
         assert r.returncode == 125 and one_error(r.stderr) and words in r.stderr, (dockerfile, r.stderr)
     assert "bad" not in md.ok("images").stdout
     assert md.ok("ps", "-aq").stdout == ""  # the failed RUN's container is removed too
+
+
+def test_multi_stage_build(md_run, bb, tmp_path):
+    """FROM ... AS name, COPY --from=name|N: only what is copied reaches the final image."""
+    md = md_run
+    ctx = tmp_path / "ms"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"""\
+FROM {bb} AS builder
+RUN mkdir -p /out/sub && echo built > /out/sub/file && ln -s file /out/sub/link \\
+    && chown 1000:1000 /out/sub/file && echo junk > /junk
+FROM {bb}
+COPY --from=builder /out /app
+COPY --from=0 /out/sub/file /single
+COPY --from=builder --chown=7:7 /out/sub/file /owned
+CMD ["cat", "/single"]
+""")
+    tag = f"multistage:{os.getpid()}"
+    md.ok("build", "-t", tag, str(ctx))
+    assert md.ok("run", "--rm", tag).stdout == "built\n"
+    out = md.ok("run", "--rm", tag, "sh", "-c",
+                "stat -c '%u %n' /app/sub/file /single /owned; readlink /app/sub/link; test -e /junk || echo no-junk")
+    assert out.stdout.splitlines() == ["1000 /app/sub/file", "1000 /single", "7 /owned", "file", "no-junk"]
+    info = json.loads(md.ok("inspect", tag).stdout)[0]
+    assert len(info["RootFS"]["Layers"]) == 4  # busybox + three COPY layers: the builder's RUN stays behind
+    again = md.ok("build", "-t", tag, str(ctx)).stdout
+    assert again.count("Using cache") == 5
+    assert json.loads(md.ok("inspect", tag).stdout)[0]["Id"] == info["Id"]
+    r = md("build", "-t", "x:1", str(_bad(tmp_path, f"FROM {bb} AS a\nCOPY --from=a /bin/sh /sh\n")))
+    assert r.returncode == 125 and one_error(r.stderr) and "stage being built" in r.stderr
+    md.ok("rmi", tag)
+
+
+def _bad(tmp_path, dockerfile: str):
+    ctx = tmp_path / "bad"
+    ctx.mkdir(exist_ok=True)
+    (ctx / "Dockerfile").write_text(dockerfile)
+    return ctx
