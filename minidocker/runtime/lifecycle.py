@@ -2,12 +2,18 @@
 
 ``start`` is the heart of it (the recipe, one kernel concept a line)::
 
-    cgroup.create()                      /sys/fs/cgroup/<controller>/minidocker/<id>
+    compile_security()                   the seccomp program (cached: <root>/cache/seccomp)
     unshare(CLONE_NEWPID)                our next child is PID 1 of a new PID namespace
     fork()                               the child runs runtime/init.py: namespaces, rootfs, exec
+    setns(our own PID namespace)         our later children (and threads) stay with us
+    cgroup.create() + limits             /sys/fs/cgroup/<controller>/minidocker/<id>, meanwhile
+                                         the child unshares and builds its rootfs
     cgroup.add(child)                    before it runs anything of the image's
     write(sync, "1")                     go
     read(error pipe) -> EOF              execve succeeded (the pipe is O_CLOEXEC)
+
+With ``--userns=auto`` a user namespace comes first (``prepare_userns``) and the child forks
+the container's PID 1 itself (``init.userns_init``).
 
 A foreground ``run`` waits in the CLI process itself; ``run -d`` forks a monitor first (like
 conmon), which starts the container, logs its output and records its exit.
