@@ -205,7 +205,7 @@ class Builder:
         if len(parts) < 2:
             raise BuildError(f"Dockerfile line {ins.line}: {ins.keyword} requires at least two arguments: "
                              "source(s) and destination")
-        owner = parse_chown(ins.flags.get("chown"), ins.line)
+        owner = parse_chown(ins.flags.get("chown"), ins.line, self.image_file)
         sources, dest = parts[:-1], parts[-1]
         workdir = (self.store.config(self.image_id).get("config", {}).get("WorkingDir") if self.image_id else "") or "/"
         if not dest.startswith("/"):
@@ -246,6 +246,18 @@ class Builder:
         self.image_id, _ = cm.create_image(self.store, self.image_id, produce, created_by=created_by,
                                            intermediate=True)
         self.remember(key)
+
+    def image_file(self, path: str) -> str:
+        """A text file of the current image ("" if it has none), read through its layers."""
+        if self.image_id is None:
+            return ""
+        view = d.LowerView(self.store.lowerdirs(self.image_id))
+        rel = path.strip("/")
+        st = view.lookup(rel)
+        if st is None or not stat.S_ISREG(st.st_mode):
+            return ""
+        with open(_layer_path(view, rel), encoding="utf-8", errors="replace") as f:
+            return f.read()
 
     def copy_source_image(self, ins: df.Instruction) -> str:
         """``--from=NAME|N|IMAGE``: an earlier stage's image, else an image (pulled if need be)."""
@@ -416,15 +428,25 @@ def d_norm(path: str) -> str:
     return "/" + posixpath.normpath("/" + path).lstrip("/") if path else "/"
 
 
-def parse_chown(text: str | None, line: int) -> tuple[int, int]:
+def parse_chown(text: str | None, line: int, image_file: Callable[[str], str] = lambda path: "") -> tuple[int, int]:
+    """``--chown=USER[:GROUP]``: numbers, or names looked up in the image's own /etc/passwd
+    and /etc/group (``image_file(path)`` reads a file of the image). As docker: without a
+    group, the GID is the UID's number."""
     if not text:
         return 0, 0
     user, _, group = text.partition(":")
-    try:
-        uid = int(user)
-        return uid, int(group) if group else uid
-    except ValueError:
-        raise BuildError(f"Dockerfile line {line}: --chown={text}: only numeric UID[:GID] is supported") from None
+
+    def lookup(name: str, path: str, what: str) -> int:
+        if name.isdigit():
+            return int(name)
+        for entry in image_file(path).splitlines():
+            fields = entry.split(":")
+            if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
+                return int(fields[2])
+        raise BuildError(f"Dockerfile line {line}: --chown={text}: no {what} {name!r} in the image's {path}")
+
+    uid = lookup(user, "/etc/passwd", "user")
+    return uid, lookup(group, "/etc/group", "group") if group else uid
 
 
 def read_dockerignore(context: Path) -> list[tuple[bool, str]]:

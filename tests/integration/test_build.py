@@ -108,21 +108,26 @@ FROM {bb}
 COPY --from=builder /out /app
 COPY --from=0 /out/sub/file /single
 COPY --from=builder --chown=7:7 /out/sub/file /owned
+COPY --from=builder --chown=app:staff /out/sub/file /named
 CMD ["cat", "/single"]
 """)
     tag = f"multistage:{os.getpid()}"
     md.ok("build", "-t", tag, str(ctx))
     assert md.ok("run", "--rm", tag).stdout == "built\n"
     out = md.ok("run", "--rm", tag, "sh", "-c",
-                "stat -c '%u %n' /app/sub/file /single /owned; readlink /app/sub/link; test -e /junk || echo no-junk")
-    assert out.stdout.splitlines() == ["1000 /app/sub/file", "1000 /single", "7 /owned", "file", "no-junk"]
+                "stat -c '%u %n' /app/sub/file /single /owned; stat -c '%u:%g' /named; readlink /app/sub/link; "
+                "test -e /junk || echo no-junk")
+    assert out.stdout.splitlines() == ["1000 /app/sub/file", "1000 /single", "7 /owned", "1000:50", "file",
+                                       "no-junk"]
     info = json.loads(md.ok("inspect", tag).stdout)[0]
-    assert len(info["RootFS"]["Layers"]) == 4  # busybox + three COPY layers: the builder's RUN stays behind
+    assert len(info["RootFS"]["Layers"]) == 5  # busybox + four COPY layers: the builder's RUN stays behind
     again = md.ok("build", "-t", tag, str(ctx)).stdout
-    assert again.count("Using cache") == 5
+    assert again.count("Using cache") == 6
     assert json.loads(md.ok("inspect", tag).stdout)[0]["Id"] == info["Id"]
     r = md("build", "-t", "x:1", str(_bad(tmp_path, f"FROM {bb} AS a\nCOPY --from=a /bin/sh /sh\n")))
     assert r.returncode == 125 and one_error(r.stderr) and "stage being built" in r.stderr
+    r = md("build", "-t", "x:1", str(_bad(tmp_path, f"FROM {bb}\nCOPY --chown=nobody-here Dockerfile /d\n")))
+    assert r.returncode == 125 and one_error(r.stderr) and "no user 'nobody-here'" in r.stderr
     md.ok("rmi", tag)
 
 
