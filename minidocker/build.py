@@ -46,7 +46,8 @@ from minidocker.image import diff as d
 from minidocker.image import dockerfile as df
 from minidocker.image.store import ImageStore, short_id
 
-METADATA = ("ENV", "LABEL", "WORKDIR", "USER", "CMD", "ENTRYPOINT", "EXPOSE", "STOPSIGNAL", "VOLUME")
+METADATA = ("ENV", "LABEL", "WORKDIR", "USER", "CMD", "ENTRYPOINT", "EXPOSE", "STOPSIGNAL", "VOLUME", "SHELL",
+            "HEALTHCHECK")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
@@ -172,8 +173,8 @@ class Builder:
 
         if self.image_id is None:
             raise BuildError(f"Dockerfile line {ins.line}: RUN needs an image with a shell, not scratch")
-        argv = ins.command()
         config = self.store.config(self.image_id)
+        argv = ins.command((config.get("config") or {}).get("Shell"))
         containers = ContainerStore(self.root)
         c = containers.create(lambda cid, random_name: build_spec(
             cid=cid, name=random_name(), image=short_id(self.image_id), image_id=self.image_id,

@@ -36,7 +36,7 @@ from minidocker.errors import MinidockerError
 INSTRUCTIONS = ("FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "ARG", "WORKDIR", "USER", "LABEL", "EXPOSE",
                 "COPY", "ADD", "MAINTAINER", "STOPSIGNAL", "VOLUME", "SHELL", "ONBUILD", "HEALTHCHECK")
 SUPPORTED = ("FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "ARG", "WORKDIR", "USER", "LABEL", "EXPOSE",
-             "COPY", "ADD", "MAINTAINER", "STOPSIGNAL", "VOLUME")
+             "COPY", "ADD", "MAINTAINER", "STOPSIGNAL", "VOLUME", "SHELL", "HEALTHCHECK")
 EXPANDED = ("FROM", "ENV", "ARG", "LABEL", "EXPOSE", "WORKDIR", "USER", "COPY", "ADD", "STOPSIGNAL", "VOLUME")
 
 
@@ -65,10 +65,11 @@ class Instruction:
             return value
         return None
 
-    def command(self) -> list[str]:
-        """RUN/CMD/ENTRYPOINT's argv: the JSON list, or ``/bin/sh -c TEXT``."""
+    def command(self, shell: list[str] | None = None) -> list[str]:
+        """RUN/CMD/ENTRYPOINT's argv: the JSON list, or ``/bin/sh -c TEXT`` (``shell``: what a
+        ``SHELL ["/bin/bash", "-c"]`` instruction set instead of /bin/sh -c)."""
         exec_form = self.json_args()
-        return exec_form if exec_form is not None else ["/bin/sh", "-c", self.args.strip()]
+        return exec_form if exec_form is not None else [*(shell or ["/bin/sh", "-c"]), self.args.strip()]
 
 
 def parse(text: str) -> list[Instruction]:
@@ -106,7 +107,7 @@ def parse_line(text: str, line: int = 1) -> Instruction:
         raise DockerfileError(f"Dockerfile parse error line {line}: {upper} is not supported by minidocker")
     args = args.strip()
     flags: dict[str, str] = {}
-    if upper in ("COPY", "ADD", "FROM"):
+    if upper in ("COPY", "ADD", "FROM", "HEALTHCHECK"):
         while args.startswith("--"):
             flag, _, args = args.partition(" ")
             name, _, value = flag[2:].partition("=")
@@ -233,12 +234,18 @@ def apply_change(config: dict, ins: Instruction, env: dict[str, str] | None = No
     if env is None:
         env = dict(e.split("=", 1) for e in config.get("Env") or [] if "=" in e)
     k = ins.keyword
+    shell = config.get("Shell")
     if k == "CMD":
-        config["Cmd"] = ins.command() if ins.args.strip() else None
+        config["Cmd"] = ins.command(shell) if ins.args.strip() else None
     elif k == "ENTRYPOINT":
-        config["Entrypoint"] = ins.command() if ins.args.strip() else None
-        if not ins.args.strip():
-            config["Entrypoint"] = None
+        config["Entrypoint"] = ins.command(shell) if ins.args.strip() else None
+    elif k == "SHELL":
+        argv = ins.json_args()
+        if not argv:
+            raise DockerfileError("SHELL requires the arguments to be in JSON form, e.g. SHELL [\"/bin/bash\", \"-c\"]")
+        config["Shell"] = argv
+    elif k == "HEALTHCHECK":
+        config["Healthcheck"] = healthcheck(ins, shell)
     elif k == "ENV":
         current = [e for e in config.get("Env") or []]
         for key, value in key_values(ins, env):
@@ -274,6 +281,50 @@ def apply_change(config: dict, ins: Instruction, env: dict[str, str] | None = No
     else:
         raise DockerfileError(f"{k} cannot change an image's config",
                               hint=f"commit --change accepts {', '.join(CHANGE_KEYWORDS)}")
+
+
+HEALTHCHECK_OPTIONS = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
+                       "start-interval": "StartInterval", "retries": "Retries"}
+
+
+def healthcheck(ins: Instruction, shell: list[str] | None = None) -> dict:
+    """``HEALTHCHECK [--interval=30s ...] CMD command`` or ``HEALTHCHECK NONE``, as the image
+    config's Healthcheck (durations in nanoseconds, as docker stores them). Recorded for the
+    image and whoever runs it; minidocker itself does not run health checks."""
+    text = ins.args.strip()
+    if text.upper() == "NONE":
+        return {"Test": ["NONE"]}
+    out: dict = {}
+    for name, value in ins.flags.items():
+        if name not in HEALTHCHECK_OPTIONS:
+            raise DockerfileError(f"HEALTHCHECK: unknown flag --{name}")
+        out[HEALTHCHECK_OPTIONS[name]] = int(value) if name == "retries" else _duration_ns(value, name)
+    word, _, rest = text.partition(" ")
+    if word.upper() != "CMD" or not rest.strip():
+        raise DockerfileError("HEALTHCHECK needs CMD and a command, or NONE")
+    cmd = Instruction("CMD", rest.strip(), ins.line, ins.original)
+    exec_form = cmd.json_args()
+    out["Test"] = ["CMD", *exec_form] if exec_form is not None else ["CMD-SHELL", rest.strip()]
+    return out
+
+
+def _duration_ns(text: str, name: str) -> int:
+    units = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
+    total, number = 0.0, ""
+    i = 0
+    while i < len(text):
+        if text[i].isdigit() or text[i] == ".":
+            number += text[i]
+            i += 1
+            continue
+        unit = next((u for u in ("ns", "us", "ms", "s", "m", "h") if text.startswith(u, i)), None)
+        if unit is None or not number:
+            raise DockerfileError(f"HEALTHCHECK --{name}={text}: not a duration (e.g. 30s, 1m30s)")
+        total += float(number) * units[unit]
+        number, i = "", i + len(unit)
+    if number:
+        raise DockerfileError(f"HEALTHCHECK --{name}={text}: a duration needs a unit (e.g. 30s)")
+    return int(total)
 
 
 def parse_change(text: str) -> Instruction:

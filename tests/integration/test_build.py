@@ -136,3 +136,20 @@ def _bad(tmp_path, dockerfile: str):
     ctx.mkdir(exist_ok=True)
     (ctx / "Dockerfile").write_text(dockerfile)
     return ctx
+
+
+def test_shell_and_healthcheck(md_run, bb, tmp_path):
+    ctx = _bad(tmp_path, f"""FROM {bb}
+SHELL ["/bin/busybox", "sh", "-c"]
+RUN echo "ran by $0" > /ran
+HEALTHCHECK --interval=5s --retries=2 CMD test -e /ran
+CMD cat /ran
+""")
+    tag = f"shell:{os.getpid()}"
+    md_run.ok("build", "-t", tag, str(ctx))
+    config = json.loads(md_run.ok("inspect", tag).stdout)[0]["Config"]
+    assert config["Shell"] == ["/bin/busybox", "sh", "-c"]
+    assert config["Cmd"] == ["/bin/busybox", "sh", "-c", "cat /ran"]
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "test -e /ran"], "Interval": 5_000_000_000, "Retries": 2}
+    assert md_run.ok("run", "--rm", tag).stdout == "ran by sh\n"
+    md_run.ok("rmi", tag)

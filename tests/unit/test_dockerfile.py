@@ -20,7 +20,7 @@ def test_parse_lines_continuations_and_comments():
 @pytest.mark.parametrize("text, message", [
     ("FROM busybox\nFROB x\n", "line 2: unknown instruction: FROB"),
     ("FROM busybox\nRUN\n", "line 2: RUN requires at least one argument"),
-    ("FROM busybox\nHEALTHCHECK NONE\n", "line 2: HEALTHCHECK is not supported"),
+    ("FROM busybox\nONBUILD RUN true\n", "line 2: ONBUILD is not supported"),
     ("# only a comment\n", "no instructions"),
 ])
 def test_parse_errors_name_the_line(text, message):
@@ -62,3 +62,24 @@ def test_apply_change_to_a_config():
 def test_parse_change_refuses_non_config_instructions(text):
     with pytest.raises(df.DockerfileError, match="not a valid change"):
         df.parse_change(text)
+
+
+def test_shell_and_healthcheck_change_the_config():
+    from minidocker.image.dockerfile import DockerfileError, apply_change, parse
+
+    config: dict = {}
+    for ins in parse('SHELL ["/bin/bash", "-o", "pipefail", "-c"]\nCMD echo hi\n'
+                     'HEALTHCHECK --interval=1m30s --timeout=500ms --retries=3 CMD curl -f http://localhost/\n'):
+        apply_change(config, ins)
+    assert config["Shell"] == ["/bin/bash", "-o", "pipefail", "-c"]
+    assert config["Cmd"] == ["/bin/bash", "-o", "pipefail", "-c", "echo hi"]
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "curl -f http://localhost/"], "Interval": 90_000_000_000,
+                                     "Timeout": 500_000_000, "Retries": 3}
+    apply_change(config, parse('HEALTHCHECK CMD ["/bin/check", "x"]\n')[0])
+    assert config["Healthcheck"] == {"Test": ["CMD", "/bin/check", "x"]}
+    apply_change(config, parse("HEALTHCHECK NONE\n")[0])
+    assert config["Healthcheck"] == {"Test": ["NONE"]}
+    for bad in ("SHELL /bin/bash -c\n", "HEALTHCHECK --interval=10 CMD true\n", "HEALTHCHECK --bogus=1 CMD x\n",
+                "HEALTHCHECK true\n"):
+        with pytest.raises(DockerfileError):
+            apply_change({}, parse(bad)[0])
