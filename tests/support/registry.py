@@ -58,6 +58,14 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding
               "upgrade", "trailer", "proxy-authenticate", "proxy-authorization"}
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """An HTTP/1.1 request handler of the test servers, which logs nothing to stderr."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
 class ToolMissing(RuntimeError):
     """A program or module the fixtures need is not installed; the message says which
     Debian package (or pip extra) provides it."""
@@ -214,11 +222,7 @@ class TokenServer:
         self._refresh: dict[str, str] = {}
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
+        class Handler(QuietHandler):
 
             def do_GET(self):
                 server._handle(self, "GET")
@@ -603,11 +607,7 @@ def start_redirect_front(registry: Registry) -> Front:
         finally:
             conn.close()
 
-    class ProxyHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
+    class ProxyHandler(QuietHandler):
 
         def _proxy(self, method: str) -> None:
             front = front_box[0]
@@ -646,11 +646,7 @@ def start_redirect_front(registry: Registry) -> Front:
         def do_PATCH(self): self._proxy("PATCH")        # noqa: E704
         def do_DELETE(self): self._proxy("DELETE")      # noqa: E704
 
-    class CDNHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
+    class CDNHandler(QuietHandler):
 
         def _serve(self, method: str) -> None:
             front = front_box[0]

@@ -8,8 +8,10 @@ import json
 import os
 import stat
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+
+from tests.support.registry import QuietHandler
 
 
 def tree(root: Path, skip_dirs_meta: bool = False) -> dict[str, tuple]:
@@ -45,11 +47,7 @@ class FaultyRegistry:
         self.requests: list[tuple[str, str]] = []
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
+        class Handler(QuietHandler):
 
             def _answer(self):
                 server.requests.append((self.command, self.path))
