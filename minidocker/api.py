@@ -208,6 +208,10 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
     from minidocker.runtime.spec import build_spec
 
     limits = resource_limits(memory, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit)
+    if network not in ("none", "host", "default", "bridge"):
+        from minidocker.runtime.networks import NetworkStore
+
+        NetworkStore(root or default_root()).get(network)  # "network X not found" before anything else
     image_id = ensure_image(image, root, progress, on_pull)
     store = _store(root)
     config = store.config(image_id)
@@ -299,7 +303,50 @@ def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
         "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": lower, "UpperDir": str(c.path("upper")),
                                                     "WorkDir": str(c.path("work")), "MergedDir": str(c.path("merged"))}},
         "Cgroup": st.get("Cgroup", {}),
+        "NetworkSettings": _network_settings(c.spec.network, st.get("Network") if c.running else None),
     }
+
+
+def _network_settings(name: str, att: dict | None) -> dict[str, Any]:
+    if name in ("none", "host") or not att:
+        return {"IPAddress": "", "Gateway": "", "Networks": {name: {}}}
+    prefix = int(att["subnet"].rsplit("/", 1)[1])
+    entry = {"IPAddress": att["address"], "IPPrefixLen": prefix, "Gateway": att["gateway"]}
+    return {**entry, "Networks": {name: entry}}
+
+
+# -- networks: ls, create, rm, inspect (bridge networking: runtime/networks.py, linux/network.py) --
+def network_ls(root: Path | None = None) -> list[dict[str, Any]]:
+    from minidocker.runtime.networks import NetworkStore
+
+    return NetworkStore(root or default_root()).all()
+
+
+def network_create(name: str, subnet: str | None = None, root: Path | None = None) -> str:
+    from minidocker.runtime.networks import NetworkStore
+
+    return NetworkStore(root or default_root()).create(name, subnet)["Id"]
+
+
+def network_rm(name: str, root: Path | None = None) -> None:
+    """Remove the record, then the bridge and its NAT rule from the host."""
+    from minidocker.linux import network
+    from minidocker.runtime.networks import NetworkStore
+
+    doc = NetworkStore(root or default_root()).remove(name)
+    network.remove_masquerade(doc["Subnet"], doc["Bridge"])
+    network.delete_link(doc["Bridge"])
+
+
+def network_inspect(name: str, root: Path | None = None) -> dict[str, Any]:
+    from minidocker.runtime.networks import NetworkStore
+
+    doc = NetworkStore(root or default_root()).get(name)
+    return {"Name": doc["Name"], "Id": doc["Id"], "Driver": doc["Driver"],
+            "IPAM": {"Config": [{"Subnet": doc["Subnet"], "Gateway": doc["Gateway"]}]},
+            "Options": {"com.docker.network.bridge.name": doc["Bridge"]},
+            "Containers": {cid: {"IPv4Address": f"{ip}/{doc['Subnet'].rsplit('/', 1)[1]}"}
+                           for cid, ip in doc["Containers"].items()}}
 
 
 def inspect(name: str, root: Path | None = None) -> dict[str, Any]:
@@ -502,6 +549,12 @@ def describe_event(ev: dict[str, Any]) -> str:
     if step == "seccomp":
         return f"prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)  -> {ev.get('rules')} syscall rules, default " \
                f"{ev.get('default_action')}"
+    if step == "addr":
+        return f"ip addr add {ev['address']} dev {ev['dev']}"
+    if step == "sysctl":
+        return f"sysctl {ev['key']}={ev['value']}  -> the host forwards packets between interfaces"
+    if step == "iptables":
+        return f"iptables {ev['rule']}  -> containers reach the world with the host's address"
     if step == "bpf_device_filter":
         return f"bpf(BPF_PROG_LOAD, CGROUP_DEVICE) + bpf(BPF_PROG_ATTACH) {ev['path']}" \
                f"  -> {ev['rules']} device rules, every other device refused"

@@ -52,8 +52,8 @@ def _global(
 
 
 def _register() -> None:
-    from minidocker.cli import (archive, commit, containers, images, login, pull, push, run,  # noqa: F401
-                                transfer)  # (each adds its commands)
+    from minidocker.cli import (archive, commit, containers, images, login, network, pull, push,  # noqa: F401
+                                run, transfer)  # (each adds its commands)
 
 
 def typer_main(argv: list[str] | None = None) -> None:

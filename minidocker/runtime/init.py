@@ -63,6 +63,7 @@ class InitPipes:
     stdin: int | None = None  # fds to use as 0, 1, 2 (None: inherit)
     stdout: int | None = None
     stderr: int | None = None
+    netns: int | None = None  # a network namespace the parent wired to a bridge (--network bridge)
 
 
 class StepFailed(Exception):
@@ -77,11 +78,14 @@ def wait_for_parent(pipes: InitPipes) -> None:
     os.close(pipes.sync_r)
 
 
-def enter_namespaces(spec: ContainerSpec) -> None:
+def enter_namespaces(spec: ContainerSpec, netns: int | None = None) -> None:
     flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
-    if spec.network != "host":
+    if spec.network != "host" and netns is None:
         flags |= sc.CLONE_NEWNET
     sc.unshare(flags)
+    if netns is not None:  # a bridge network: the parent made and wired our network namespace
+        sc.setns(netns, sc.CLONE_NEWNET, why="the network namespace with eth0 on the bridge")
+        os.close(netns)
 
 
 def enter_cgroup_namespace(spec: ContainerSpec) -> None:
@@ -286,7 +290,7 @@ def container_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipe
     step = "init"
     try:
         if not in_userns:
-            step = "enter_namespaces"; enter_namespaces(spec)
+            step = "enter_namespaces"; enter_namespaces(spec, pipes.netns)
         step = "set_hostname"; set_hostname(spec)
         step = "bring_up_loopback"; bring_up_loopback(spec)
         step = "load_security"; load_security(spec)

@@ -63,6 +63,10 @@ def write_etc_files(c: Container) -> dict[str, str]:
         hosts = Path("/etc/hosts").read_text() if os.path.exists("/etc/hosts") else ""
         resolv = Path("/etc/resolv.conf").read_text() if os.path.exists("/etc/resolv.conf") else ""
         hostname = spec.hostname or os.uname().nodename
+    elif spec.network != "none":  # a bridge: the host's resolvers (attach_network adds our address)
+        hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        resolv = Path("/etc/resolv.conf").read_text() if os.path.exists("/etc/resolv.conf") else ""
+        hostname = spec.hostname
     else:
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                  f"127.0.1.1\t{spec.hostname}\n")
@@ -102,13 +106,15 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
     plan = rootfs_plan(c, lowerdirs)
     compiled_filter = compile_security(c.spec, seccomp_cache(c))
     userns_fd = prepare_userns(c, plan) if c.spec.idmap else None
+    netns_fd, attachment = attach_network(c) if c.spec.network not in ("none", "host") else (None, None)
     sync_r, sync_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC) if userns_fd is not None else (-1, -1)
     parent_sock = child_sock = None
     if c.spec.tty:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pipes = InitPipes(sync_r, err_w, child_sock.fileno() if child_sock else None, stdin, stdout, stderr)
+    pipes = InitPipes(sync_r, err_w, child_sock.fileno() if child_sock else None, stdin, stdout, stderr,
+                      netns=netns_fd)
     own_pid_ns = -1
     if userns_fd is None:
         own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
@@ -137,6 +143,8 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
     else:
         os.close(userns_fd)
         os.close(pid_w)
+    if netns_fd is not None:
+        os.close(netns_fd)
     os.close(sync_r)
     os.close(err_w)
     if child_sock:
@@ -157,7 +165,8 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
                      StartedAt=now_iso(),
                      FinishedAt="", ExitCode=0, Error="", MonitorPid=monitor_pid or os.getpid(),
                      MonitorStartTime=proc_start_time(monitor_pid or os.getpid()),
-                     Cgroup=cg.paths(), CgroupVersion=cg.version)
+                     Cgroup=cg.paths(), CgroupVersion=cg.version,
+                     Network=attachment.__dict__ if attachment else None)
         try:
             os.write(sync_w, b"1")
         except BrokenPipeError:
@@ -167,6 +176,7 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
     except BaseException:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        detach_network(c)
         raise
     finally:
         os.close(sync_w)
@@ -174,8 +184,47 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
         await_execve(err_r, pid)
     except StartFailed as e:
         store.update(c, Status="exited", ExitCode=e.exit_code, Pid=0, FinishedAt=now_iso(), Error=e.message)
+        detach_network(c)
         raise
     return Started(pid, receive_pty(parent_sock))
+
+
+def attach_network(c: Container):
+    """``--network bridge|NAME``: an address from the network, and a network namespace wired
+    to its bridge (linux/network.py), for the container's first process to join."""
+    from minidocker.linux import network
+    from minidocker.runtime.networks import NetworkStore
+
+    networks = NetworkStore(c.dir.parent.parent)
+    doc = networks.get(c.spec.network)
+    address = networks.allocate(c.spec.network, c.id)
+    att = network.Attachment(doc["Bridge"], doc["Subnet"], doc["Gateway"], address, f"veth{c.id[:8]}")
+    try:
+        fd = network.create_netns()
+        try:
+            network.connect(fd, att)
+        except BaseException:
+            os.close(fd)
+            raise
+    except OSError as e:
+        networks.release(c.spec.network, c.id)
+        raise MinidockerError(f"cannot connect the container to network {c.spec.network}: "
+                              f"{e.strerror or e}") from None
+    except BaseException:
+        networks.release(c.spec.network, c.id)
+        raise
+    with open(c.path("hosts"), "a") as f:
+        f.write(f"{address}\t{c.spec.hostname}\n")
+    return fd, att
+
+
+def detach_network(c: Container) -> None:
+    """Give the container's address back (its veth went with its network namespace)."""
+    if c.spec.network in ("none", "host"):
+        return
+    from minidocker.runtime.networks import NetworkStore
+
+    NetworkStore(c.dir.parent.parent).release(c.spec.network, c.id)
 
 
 def _read_init_pid(pid_r: int) -> int | None:
@@ -423,11 +472,13 @@ def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Pa
 def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool = False) -> None:
     """docker reports an OOM kill as exit 137 with State.OOMKilled true."""
     store.update(c, Status="exited", ExitCode=code, Pid=0, FinishedAt=now_iso(), OOMKilled=oom_killed)
+    detach_network(c)
 
 
 def cleanup(store: ContainerStore, c: Container) -> None:
-    """Remove what the container had on the host: its cgroup, its directory."""
+    """Remove what the container had on the host: its cgroup, its address, its directory."""
     cgroups.manager(c.id).destroy()
+    detach_network(c)
     store.remove_files(c)
 
 

@@ -144,8 +144,8 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
     merged.insert(0 if "PATH" not in names else 1, f"HOSTNAME={hostname}") if "HOSTNAME" not in names else None
     if tty and "TERM" not in names:
         merged.append("TERM=xterm")
-    if network not in ("none", "host", "bridge", "default"):
-        raise MinidockerError(f"network {network} not found", hint="use --network none or --network host")
+    if not network or network.startswith("container:"):
+        raise MinidockerError(f"network {network!r} not found", hint="use --network none, host, bridge or a name")
     from minidocker.linux import capabilities
 
     seccomp, nnp = "default", True
@@ -168,6 +168,9 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
     if userns == "auto" and network == "host":
         raise MinidockerError("--userns=auto cannot share the host's network namespace",
                               hint="drop --network host, or use --userns=host")
+    if userns == "auto" and network not in ("none", "default"):
+        raise MinidockerError("--userns=auto runs with --network none only, for now",
+                              hint="drop --network, or use --userns=host")
     for t in tmpfs:
         if not t.startswith("/"):
             raise MinidockerError(f"invalid --tmpfs {t!r}: the path must be absolute")
@@ -178,7 +181,7 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
         id=cid, name=name, image=image, image_id=image_id, argv=argv, env=merged,
         cwd=workdir or cfg.get("WorkingDir") or "/", user=user if user is not None else (cfg.get("User") or ""),
         hostname=hostname, tty=tty, stdin_open=stdin_open, detach=detach, auto_remove=auto_remove, init=init,
-        network="none" if network in ("bridge", "default") else network,
+        network="none" if network == "default" else network,
         volumes=[parse_volume(v) for v in volumes], entrypoint=ep, cmd=cmd, readonly_rootfs=readonly_rootfs,
         labels=dict(cfg.get("Labels") or {}), userns=userns or "host",
     )

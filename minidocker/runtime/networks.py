@@ -1,0 +1,121 @@
+"""Networks: which bridge, which subnet, which container has which address.
+
+``bridge`` always exists (bridge ``minidocker0``, 10.88.0.0/16); ``network create NAME``
+adds others, each with a bridge and a subnet of its own. A record per network, written
+atomically under the store's lock::
+
+    networks/<name>.json   {"Name", "Id", "Driver": "bridge", "Bridge", "Subnet", "Gateway",
+                            "Containers": {container id: address}}
+
+Addresses are handed out in order (the gateway is .1) and given back when the container
+stops. The kernel side is linux/network.py.
+
+See it: ``minidocker network inspect bridge``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from minidocker.errors import Conflict, MinidockerError
+from minidocker.fsutil import locked, read_json, write_json
+
+DEFAULT = {"Name": "bridge", "Bridge": "minidocker0", "Subnet": "10.88.0.0/16", "Gateway": "10.88.0.1"}
+NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
+
+
+class NoSuchNetwork(MinidockerError):
+    def __init__(self, name: str):
+        super().__init__(f"network {name} not found", hint="minidocker network ls lists them; "
+                                                             "minidocker network create NAME makes one")
+
+
+class NetworkStore:
+    def __init__(self, root: Path):
+        self.dir = Path(root) / "networks"
+        self.lock = Path(root) / "locks" / "networks.lock"
+
+    def _path(self, name: str) -> Path:
+        return self.dir / f"{name}.json"
+
+    def _default(self) -> dict[str, Any]:
+        return {**DEFAULT, "Id": os.urandom(32).hex(), "Driver": "bridge", "Containers": {}}
+
+    def get(self, name: str) -> dict[str, Any]:
+        doc = read_json(self._path(name), None)
+        if doc is None:
+            if name != "bridge":
+                raise NoSuchNetwork(name)
+            doc = self._default()  # the pre-defined network: its record is made on first use
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_json(self._path(name), doc)
+        return doc
+
+    def all(self) -> list[dict[str, Any]]:
+        names = {"bridge"} | ({p.stem for p in self.dir.glob("*.json")} if self.dir.exists() else set())
+        return [self.get(n) for n in sorted(names)]
+
+    def create(self, name: str, subnet: str | None = None) -> dict[str, Any]:
+        if not NAME.fullmatch(name) or name in ("none", "host", "default"):
+            raise MinidockerError(f"invalid network name {name!r}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with locked(self.lock):
+            existing = [self.get(n) for n in {p.stem for p in self.dir.glob("*.json")} | {"bridge"}]
+            if any(n["Name"] == name for n in existing):
+                raise Conflict(f"network with name {name} already exists")
+            taken = [ipaddress.ip_network(n["Subnet"]) for n in existing]
+            if subnet:
+                try:
+                    net = ipaddress.ip_network(subnet)
+                except ValueError:
+                    raise MinidockerError(f"invalid subnet {subnet!r}: give a CIDR such as 10.90.0.0/24") from None
+                if net.version != 4 or net.num_addresses < 4:
+                    raise MinidockerError(f"invalid subnet {subnet}: an IPv4 network with room for hosts")
+                if any(net.overlaps(t) for t in taken):
+                    raise Conflict(f"subnet {subnet} overlaps with another minidocker network")
+            else:
+                net = next((n for i in range(89, 255) if not any(
+                    (n := ipaddress.ip_network(f"10.{i}.0.0/24")).overlaps(t) for t in taken)), None)
+                if net is None:
+                    raise MinidockerError("no free subnet left in 10.89-254.0.0/24: give --subnet")
+            nid = os.urandom(32).hex()
+            doc = {"Name": name, "Id": nid, "Driver": "bridge", "Bridge": f"mdbr-{nid[:10]}", "Subnet": str(net),
+                   "Gateway": str(next(net.hosts())), "Containers": {}}
+            write_json(self._path(name), doc)
+        return doc
+
+    def remove(self, name: str) -> dict[str, Any]:
+        if name == "bridge":
+            raise MinidockerError("bridge is a pre-defined network and cannot be removed")
+        with locked(self.lock):
+            doc = self.get(name)
+            if doc["Containers"]:
+                raise Conflict(f"error while removing network: network {name} has active endpoints")
+            self._path(name).unlink()
+        return doc
+
+    def allocate(self, name: str, container_id: str) -> str:
+        """The next free address of the network for the container (its own if it has one)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with locked(self.lock):
+            doc = self.get(name)
+            if container_id in doc["Containers"]:
+                return doc["Containers"][container_id]
+            used = set(doc["Containers"].values()) | {doc["Gateway"]}
+            net = ipaddress.ip_network(doc["Subnet"])
+            address = next((str(h) for h in net.hosts() if str(h) not in used), None)
+            if address is None:
+                raise MinidockerError(f"network {name} has no free address left ({doc['Subnet']})")
+            doc["Containers"][container_id] = address
+            write_json(self._path(name), doc)
+        return address
+
+    def release(self, name: str, container_id: str) -> None:
+        with locked(self.lock):
+            doc = read_json(self._path(name), None)
+            if doc and doc["Containers"].pop(container_id, None) is not None:
+                write_json(self._path(name), doc)

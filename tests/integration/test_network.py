@@ -1,0 +1,137 @@
+"""Bridge networks: veth pairs on a bridge, addresses, routes, NAT; ``network`` commands.
+
+Every test runs minidocker inside a network namespace of its own (``unshare --net`` for
+the test, ``nsenter --net`` for each command), so the bridges, veths and iptables rules it makes
+live there and vanish with it: the host's own network is never touched, and all traffic
+goes to addresses the test's containers got."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.conftest import MINIDOCKER, Minidocker, one_error
+
+
+class InNetns:
+    """``minidocker`` (and any command) run inside one network namespace."""
+
+    def __init__(self, md: Minidocker, holder_pid: int):
+        self.md = md
+        self.prefix = ["nsenter", f"--net=/proc/{holder_pid}/ns/net"]
+
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.prefix, *MINIDOCKER, *args], capture_output=True, text=True,
+                              env=self.md.env(), timeout=timeout)
+
+    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        r = self(*args, **kw)
+        assert r.returncode == 0, f"minidocker {' '.join(args)} exited {r.returncode}:\n{r.stderr}"
+        return r
+
+    def sh(self, *argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.prefix, *argv], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def netns(shared_md, bb):
+    """A network namespace held by a ``sleep`` of ours (no /run/netns mount needed); when the
+    test ends, its containers and networks go, then the sleep, and with it the namespace."""
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "infinity"])
+    try:
+        for _ in range(100):  # until the sleep runs in its own namespace
+            if os.readlink(f"/proc/{holder.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
+                break
+            time.sleep(0.01)
+        ns = InNetns(shared_md, holder.pid)
+        before = set(shared_md.ok("ps", "-aq", "--no-trunc").stdout.split())
+        try:
+            ns.sh("ip", "link", "set", "lo", "up")
+            yield ns
+        finally:
+            made = set(shared_md("ps", "-aq", "--no-trunc").stdout.split()) - before
+            if made:
+                ns("rm", "-f", *made)
+            for network in _user_networks(ns):
+                ns("network", "rm", network)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _user_networks(ns: InNetns) -> list[str]:
+    rows = ns("network", "ls").stdout.splitlines()[1:]
+    return [r.split()[1] for r in rows if r.split()[1] != "bridge"]
+
+
+def _address(ns: InNetns, cid: str) -> str:
+    return json.loads(ns.ok("inspect", cid).stdout)[0]["NetworkSettings"]["IPAddress"]
+
+
+def test_bridge_reaches_other_containers_and_the_host(netns, bb):
+    server = netns.ok("run", "-d", "--network", "bridge", bb, "sh", "-c",
+                      "while true; do nc -l -p 8080 -e echo hello-from-server; done").stdout.strip()
+    address = _address(netns, server)
+    assert address.startswith("10.88.")
+    # another container on the bridge, by address
+    r = netns.ok("run", "--rm", "--network", "bridge", bb, "sh", "-c",
+                 f"ip -4 -o addr show eth0; ip route; nc {address} 8080 </dev/null")
+    lines = r.stdout.splitlines()
+    assert "10.88." in lines[0] and lines[1].startswith("default via 10.88.0.1 dev eth0")
+    assert lines[-1] == "hello-from-server"
+    # the host side (the test's namespace), through the bridge
+    probe = ("import socket,sys; s=socket.create_connection((sys.argv[1], 8080), timeout=5); "
+             "print(s.recv(100).decode().strip())")
+    for _ in range(20):
+        got = netns.sh(sys.executable, "-c", probe, address)
+        if got.returncode == 0:
+            break
+        time.sleep(0.1)
+    assert got.stdout.strip() == "hello-from-server", got.stderr
+    # on the host: the bridge, one veth per container on it, and the NAT rule
+    links = netns.sh("ip", "-o", "link", "show", "master", "minidocker0").stdout
+    assert f"veth{server[:8]}" in links
+    assert "-A POSTROUTING -s 10.88.0.0/16 ! -o minidocker0 -j MASQUERADE" in netns.sh(
+        "iptables", "-t", "nat", "-S", "POSTROUTING").stdout
+    netns.ok("rm", "-f", server)
+    # the address is given back and the veth goes with the container's namespace
+    assert json.loads(netns.ok("network", "inspect", "bridge").stdout)[0]["Containers"] == {}
+    for _ in range(50):
+        if f"veth{server[:8]}" not in netns.sh("ip", "-o", "link").stdout:
+            break
+        time.sleep(0.1)
+    assert f"veth{server[:8]}" not in netns.sh("ip", "-o", "link").stdout
+
+
+def test_user_network_create_use_rm(netns, bb):
+    nid = netns.ok("network", "create", "--subnet", "10.77.0.0/24", "blue").stdout.strip()
+    assert len(nid) == 64
+    r = netns.ok("run", "--rm", "--network", "blue", bb, "ip", "-4", "-o", "addr", "show", "eth0")
+    assert "10.77.0.2/24" in r.stdout
+    cid = netns.ok("run", "-d", "--network", "blue", bb, "sleep", "60").stdout.strip()
+    assert _address(netns, cid) == "10.77.0.2"  # the first run's address was given back
+    busy = netns("network", "rm", "blue")
+    assert busy.returncode == 125 and one_error(busy.stderr) and "active endpoints" in busy.stderr
+    netns.ok("rm", "-f", cid)
+    bridge = json.loads(netns.ok("network", "inspect", "blue").stdout)[0]["Options"][
+        "com.docker.network.bridge.name"]
+    netns.ok("network", "rm", "blue")
+    assert bridge not in netns.sh("ip", "-o", "link").stdout
+    assert "10.77.0.0/24" not in netns.sh("iptables", "-t", "nat", "-S", "POSTROUTING").stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--rm", "--network", "nosuch", "BB", "true"], "network nosuch not found"),
+    (["run", "--rm", "--network", "bridge", "--userns=auto", "BB", "true"], "--network none only"),
+    (["network", "rm", "bridge"], "pre-defined network"),
+    (["network", "create", "--subnet", "10.88.1.0/24", "overlapping"], "overlaps"),
+    (["network", "create", "--subnet", "nonsense", "bad"], "invalid subnet"),
+])
+def test_network_errors(netns, bb, args, message):
+    r = netns(*[bb if a == "BB" else a for a in args])
+    assert r.returncode == 125 and one_error(r.stderr) and message in r.stderr, r.stderr
