@@ -200,7 +200,7 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
         memory: str | None = None, memory_swap: str | None = None, cpus: float | None = None,
         cpu_shares: int | None = None, cpuset_cpus: str | None = None, pids_limit: int | None = None,
         cap_add: list[str] = (), cap_drop: list[str] = (), privileged: bool = False,
-        security_opt: list[str] = (), tmpfs: list[str] = (), userns: str = "host",
+        security_opt: list[str] = (), tmpfs: list[str] = (), userns: str = "host", publish: list[str] = (),
         progress: Callable | None = None, on_pull: Callable[[str], None] | None = None,
         on_created: Callable[[str], None] | None = None) -> int | str:
     """``docker run``: returns the container's exit code, or its ID with ``detach``."""
@@ -222,7 +222,7 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
         user=user, hostname=hostname, tty=tty, stdin_open=interactive, detach=detach,
         auto_remove=auto_remove, init=init, network=network, volumes=list(volumes), readonly_rootfs=read_only,
         limits=limits, cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
-        security_opt=list(security_opt), tmpfs=list(tmpfs), userns=userns))
+        security_opt=list(security_opt), tmpfs=list(tmpfs), userns=userns, publish=list(publish)))
     if on_created:
         on_created(c.id)
     lowerdirs = store.lowerdirs(image_id)
@@ -273,7 +273,7 @@ def container_summary(c) -> dict[str, Any]:
     return {"ID": c.id, "Image": c.spec.image, "Command": " ".join(c.spec.argv), "Created": c.state.get("Created", ""),
             "Status": c.state.get("Status", ""), "ExitCode": c.state.get("ExitCode", 0),
             "StartedAt": c.state.get("StartedAt", ""), "FinishedAt": c.state.get("FinishedAt", ""),
-            "Names": c.name, "Pid": c.state.get("Pid", 0)}
+            "Names": c.name, "Pid": c.state.get("Pid", 0), "Ports": ports_text(c.spec.ports) if c.running else ""}
 
 
 def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
@@ -303,16 +303,24 @@ def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
         "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": lower, "UpperDir": str(c.path("upper")),
                                                     "WorkDir": str(c.path("work")), "MergedDir": str(c.path("merged"))}},
         "Cgroup": st.get("Cgroup", {}),
-        "NetworkSettings": _network_settings(c.spec.network, st.get("Network") if c.running else None),
+        "NetworkSettings": _network_settings(c.spec.network, st.get("Network") if c.running else None,
+                                             c.spec.ports),
     }
 
 
-def _network_settings(name: str, att: dict | None) -> dict[str, Any]:
+def _network_settings(name: str, att: dict | None, ports: list[dict] = ()) -> dict[str, Any]:
+    published = {f"{p['port']}/{p['proto']}": [{"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])}]
+                 for p in ports}
     if name in ("none", "host") or not att:
-        return {"IPAddress": "", "Gateway": "", "Networks": {name: {}}}
+        return {"IPAddress": "", "Gateway": "", "Ports": published, "Networks": {name: {}}}
     prefix = int(att["subnet"].rsplit("/", 1)[1])
     entry = {"IPAddress": att["address"], "IPPrefixLen": prefix, "Gateway": att["gateway"]}
-    return {**entry, "Networks": {name: entry}}
+    return {**entry, "Ports": published, "Networks": {name: entry}}
+
+
+def ports_text(ports: list[dict]) -> str:
+    """``ps``'s PORTS column: ``0.0.0.0:8080->80/tcp, ...``."""
+    return ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['port']}/{p['proto']}" for p in ports)
 
 
 # -- networks: ls, create, rm, inspect (bridge networking: runtime/networks.py, linux/network.py) --

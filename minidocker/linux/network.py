@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shlex
 import subprocess
 from dataclasses import dataclass
 
@@ -91,13 +92,7 @@ def ensure_bridge(ipr, name: str, subnet: str, gateway: str) -> int:
 
 def enable_forwarding() -> None:
     """sysctl net.ipv4.ip_forward=1: the host routes packets between its interfaces."""
-    path = "/proc/sys/net/ipv4/ip_forward"
-    with open(path) as f:
-        if f.read().strip() == "1":
-            return
-    with open(path, "w") as f:
-        f.write("1")
-    emit("sysctl", key="net.ipv4.ip_forward", value="1")
+    _set_sysctl("net/ipv4/ip_forward", "1")
 
 
 def masquerade(subnet: str, bridge: str) -> None:
@@ -161,3 +156,51 @@ def delete_link(name: str) -> None:
         found = ipr.link_lookup(ifname=name)
         if found:
             ipr.link("del", index=found[0])
+
+
+def publish(att: Attachment, ports: list[dict], tag: str) -> None:
+    """``-p HOSTPORT:PORT``: connections to the host's port go to the container's, by
+    destination NAT. PREROUTING catches what arrives from other machines, OUTPUT what the
+    host itself sends (to any of its own addresses, 127.0.0.1 included: that takes
+    route_localnet, as kube-proxy sets it, and a MASQUERADE so the reply finds its way
+    back). Every rule carries the comment ``tag``, so ``unpublish`` finds them all."""
+    if not ports:
+        return
+    _set_sysctl("net/ipv4/conf/all/route_localnet", "1")
+    for p in ports:
+        match = ["-p", p["proto"], "--dport", str(p["host_port"])]
+        if p["host_ip"]:
+            match = ["-d", p["host_ip"], *match]
+        else:
+            match = ["-m", "addrtype", "--dst-type", "LOCAL", *match]
+        to = ["-j", "DNAT", "--to-destination", f"{att.address}:{p['port']}"]
+        comment = ["-m", "comment", "--comment", tag]
+        for chain in ("PREROUTING", "OUTPUT"):
+            _add_rule(["-t", "nat", "-A", chain, *match, *comment, *to])
+        _add_rule(["-t", "nat", "-A", "POSTROUTING", "-s", "127.0.0.0/8", "-d", att.address, "-p", p["proto"],
+                   "--dport", str(p["port"]), *comment, "-j", "MASQUERADE"])
+        emit("iptables", rule=f"-t nat DNAT {p['host_ip'] or '*'}:{p['host_port']} -> {att.address}:{p['port']}"
+                              f"/{p['proto']}")
+
+
+def unpublish(tag: str) -> None:
+    """Delete every nat rule that carries the comment ``tag``."""
+    listing = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True)
+    for line in listing.stdout.splitlines():
+        if line.startswith("-A ") and tag in shlex.split(line):  # iptables -S quotes the comment
+            _iptables(["-t", "nat", "-D", *shlex.split(line[3:])])
+
+
+def _add_rule(args: list[str]) -> None:
+    if _iptables(args) != 0:
+        raise OSError(1, f"iptables refused: {' '.join(args)}")
+
+
+def _set_sysctl(key: str, value: str) -> None:
+    path = f"/proc/sys/{key}"
+    with open(path) as f:
+        if f.read().strip() == value:
+            return
+    with open(path, "w") as f:
+        f.write(value)
+    emit("sysctl", key=key.replace("/", "."), value=value)

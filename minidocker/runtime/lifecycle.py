@@ -203,8 +203,10 @@ def attach_network(c: Container):
         fd = network.create_netns()
         try:
             network.connect(fd, att)
+            network.publish(att, c.spec.ports, port_tag(c))
         except BaseException:
             os.close(fd)
+            network.unpublish(port_tag(c))
             raise
     except OSError as e:
         networks.release(c.spec.network, c.id)
@@ -224,7 +226,16 @@ def detach_network(c: Container) -> None:
         return
     from minidocker.runtime.networks import NetworkStore
 
+    if c.spec.ports:
+        from minidocker.linux import network
+
+        network.unpublish(port_tag(c))
     NetworkStore(c.dir.parent.parent).release(c.spec.network, c.id)
+
+
+def port_tag(c: Container) -> str:
+    """The comment on the iptables rules of the container's published ports."""
+    return f"minidocker:{c.id[:12]}"
 
 
 def _read_init_pid(pid_r: int) -> int | None:

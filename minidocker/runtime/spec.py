@@ -56,6 +56,7 @@ class ContainerSpec:
     seccomp: str = "default"  # "default", "unconfined", or a profile file's path
     no_new_privileges: bool = True
     tmpfs: list[str] = field(default_factory=list)  # PATH[:options]
+    ports: list[dict[str, Any]] = field(default_factory=list)  # -p: {"host_ip", "host_port", "port", "proto"}
     userns: str = "host"  # "host", or "auto": a user namespace with a block of IDs of its own
     idmap: dict[str, int] | None = None  # with userns=auto: {"uid": host uid of root, "gid": ..., "size": n}
 
@@ -116,13 +117,38 @@ def parse_volume(text: str) -> VolumeSpec:
     return VolumeSpec(os.path.realpath(source), os.path.normpath(target), mode == "ro")
 
 
+def parse_publish(text: str) -> dict[str, Any]:
+    """``-p [IP:][HOSTPORT:]PORT[/tcp|/udp]`` (docker's syntax; no HOSTPORT: a free one)."""
+    spec, _, proto = text.partition("/")
+    proto = proto or "tcp"
+    parts = spec.split(":")
+    if proto not in ("tcp", "udp") or not 1 <= len(parts) <= 3:
+        raise MinidockerError(f"invalid publish spec {text!r}", hint="use -p HOSTPORT:PORT, e.g. -p 8080:80")
+    host_ip = parts[0] if len(parts) == 3 else ""
+    host_port = parts[-2] if len(parts) >= 2 else ""
+    port = parts[-1]
+    for value in (port, host_port):
+        if value and not (value.isdigit() and 0 < int(value) < 65536):
+            raise MinidockerError(f"invalid port {value!r} in {text!r}: a number from 1 to 65535")
+    if not port:
+        raise MinidockerError(f"invalid publish spec {text!r}: no container port")
+    if not host_port:
+        import socket
+
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM) as s:
+            s.bind(("", 0))  # the kernel picks a free port, as docker's -p PORT does
+            host_port = str(s.getsockname()[1])
+    return {"host_ip": host_ip, "host_port": int(host_port), "port": int(port), "proto": proto}
+
+
 def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: dict[str, Any],
                args: list[str], entrypoint: str | None, env: list[str], env_files: list[str],
                workdir: str | None, user: str | None, hostname: str | None, tty: bool, stdin_open: bool,
                detach: bool, auto_remove: bool, init: bool, network: str, volumes: list[str],
                readonly_rootfs: bool = False, limits: dict[str, Any] | None = None,
                cap_add: list[str] = (), cap_drop: list[str] = (), privileged: bool = False,
-               security_opt: list[str] = (), tmpfs: list[str] = (), userns: str = "host") -> ContainerSpec:
+               security_opt: list[str] = (), tmpfs: list[str] = (), userns: str = "host",
+               publish: list[str] = ()) -> ContainerSpec:
     cfg = image_config.get("config") or {}
     if entrypoint is not None:
         ep = [entrypoint] if entrypoint else []
@@ -144,6 +170,14 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
     merged.insert(0 if "PATH" not in names else 1, f"HOSTNAME={hostname}") if "HOSTNAME" not in names else None
     if tty and "TERM" not in names:
         merged.append("TERM=xterm")
+    ports = [parse_publish(p) for p in publish]
+    if ports and network == "default":
+        network = "bridge"  # docker's default network is a bridge: -p implies one here
+    if ports and network == "none":
+        raise MinidockerError("port publishing needs a bridge network, not --network none",
+                              hint="drop --network none (or use --network bridge)")
+    if network == "host":
+        ports = []  # as docker: published ports mean nothing on the host's own network
     if not network or network.startswith("container:"):
         raise MinidockerError(f"network {network!r} not found", hint="use --network none, host, bridge or a name")
     from minidocker.linux import capabilities
@@ -183,5 +217,5 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
         hostname=hostname, tty=tty, stdin_open=stdin_open, detach=detach, auto_remove=auto_remove, init=init,
         network="none" if network == "default" else network,
         volumes=[parse_volume(v) for v in volumes], entrypoint=ep, cmd=cmd, readonly_rootfs=readonly_rootfs,
-        labels=dict(cfg.get("Labels") or {}), userns=userns or "host",
+        labels=dict(cfg.get("Labels") or {}), userns=userns or "host", ports=ports,
     )

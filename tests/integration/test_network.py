@@ -135,3 +135,35 @@ def test_user_network_create_use_rm(netns, bb):
 def test_network_errors(netns, bb, args, message):
     r = netns(*[bb if a == "BB" else a for a in args])
     assert r.returncode == 125 and one_error(r.stderr) and message in r.stderr, r.stderr
+
+
+def test_publish_a_port(netns, bb):
+    """-p HOSTPORT:PORT: 127.0.0.1:HOSTPORT on the host reaches the container (DNAT), and the
+    rules go with the container. -p implies the bridge network, as docker's default."""
+    cid = netns.ok("run", "-d", "-p", "18080:8080", bb, "sh", "-c",
+                   "while true; do nc -l -p 8080 -e echo hello-published; done").stdout.strip()
+    row = next(line for line in netns.ok("ps").stdout.splitlines() if line.startswith(cid[:12]))
+    assert "0.0.0.0:18080->8080/tcp" in row
+    ports = json.loads(netns.ok("inspect", cid).stdout)[0]["NetworkSettings"]["Ports"]
+    assert ports == {"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}]}
+    probe = ("import socket; s=socket.create_connection(('127.0.0.1', 18080), timeout=5); "
+             "print(s.recv(100).decode().strip())")
+    for _ in range(30):
+        got = netns.sh(sys.executable, "-c", probe)
+        if got.stdout.strip() == "hello-published":
+            break
+        time.sleep(0.1)
+    assert got.stdout.strip() == "hello-published", got.stderr
+    assert f"minidocker:{cid[:12]}" in netns.sh("iptables", "-t", "nat", "-S").stdout
+    netns.ok("rm", "-f", cid)
+    assert f"minidocker:{cid[:12]}" not in netns.sh("iptables", "-t", "nat", "-S").stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "99999:80"], "invalid port"),
+    (["-p", "80/sctp"], "invalid publish spec"),
+    (["--network", "none", "-p", "8080:80"], "needs a bridge network"),
+])
+def test_publish_errors(netns, bb, args, message):
+    r = netns("run", "--rm", *args, bb, "true")
+    assert r.returncode == 125 and one_error(r.stderr) and message in r.stderr, r.stderr
