@@ -525,7 +525,9 @@ def start_registry(workdir: Path, auth: str | None = None) -> Registry:
 _BLOB_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>sha256:[0-9a-f]{64})$")
 
 
-class _Server:
+class ThreadedServer:
+    """A ThreadingHTTPServer on ``host`` (a free port), served from a daemon thread."""
+
     def __init__(self, host: str, handler):
         self.httpd = ThreadingHTTPServer((host, 0), handler)
         self.httpd.daemon_threads = True
@@ -689,9 +691,9 @@ def start_redirect_front(registry: Registry) -> Front:
         def do_GET(self): self._serve("GET")            # noqa: E704
         def do_HEAD(self): self._serve("HEAD")          # noqa: E704
 
-    proxy = _Server("127.0.0.1", ProxyHandler)
+    proxy = ThreadedServer("127.0.0.1", ProxyHandler)
     try:
-        cdn = _Server(CDN_HOST, CDNHandler)
+        cdn = ThreadedServer(CDN_HOST, CDNHandler)
     except OSError:
         proxy.stop()
         raise

@@ -7,11 +7,9 @@ import hashlib
 import json
 import os
 import stat
-import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from tests.support.registry import QuietHandler
+from tests.support.registry import QuietHandler, ThreadedServer
 
 
 def tree(root: Path, skip_dirs_meta: bool = False) -> dict[str, tuple]:
@@ -70,14 +68,8 @@ class FaultyRegistry:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _answer
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True, name="faulty-registry")
-        self.thread.start()
+        self.server = ThreadedServer("127.0.0.1", Handler)
+        self.host = f"127.0.0.1:{self.server.port}"
 
     def stop(self) -> None:
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
+        self.server.stop()
