@@ -92,7 +92,7 @@ def ensure_bridge(ipr, name: str, subnet: str, gateway: str) -> int:
 
 def enable_forwarding() -> None:
     """sysctl net.ipv4.ip_forward=1: the host routes packets between its interfaces."""
-    _set_sysctl("net/ipv4/ip_forward", "1")
+    _set_sysctl("net/ipv4/ip_forward", "1", why="the host forwards packets between its interfaces")
 
 
 def masquerade(subnet: str, bridge: str) -> None:
@@ -103,7 +103,7 @@ def masquerade(subnet: str, bridge: str) -> None:
         return
     if _iptables(["-t", "nat", "-A", *rule]) != 0:
         raise OSError(1, f"iptables could not add the NAT rule for {subnet}")
-    emit("iptables", rule="-t nat -A " + " ".join(rule))
+    emit("iptables", rule="-t nat -A " + " ".join(rule), why="containers reach the world with the host's address")
 
 
 def remove_masquerade(subnet: str, bridge: str) -> None:
@@ -166,7 +166,7 @@ def publish(att: Attachment, ports: list[dict], tag: str) -> None:
     back). Every rule carries the comment ``tag``, so ``unpublish`` finds them all."""
     if not ports:
         return
-    _set_sysctl("net/ipv4/conf/all/route_localnet", "1")
+    _set_sysctl("net/ipv4/conf/all/route_localnet", "1", why="127.0.0.1 may be rewritten to a container's address")
     for p in ports:
         match = ["-p", p["proto"], "--dport", str(p["host_port"])]
         if p["host_ip"]:
@@ -180,7 +180,7 @@ def publish(att: Attachment, ports: list[dict], tag: str) -> None:
         _add_rule(["-t", "nat", "-A", "POSTROUTING", "-s", "127.0.0.0/8", "-d", att.address, "-p", p["proto"],
                    "--dport", str(p["port"]), *comment, "-j", "MASQUERADE"])
         emit("iptables", rule=f"-t nat DNAT {p['host_ip'] or '*'}:{p['host_port']} -> {att.address}:{p['port']}"
-                              f"/{p['proto']}")
+                              f"/{p['proto']}", why="connections to the host's port go to the container's")
 
 
 def unpublish(tag: str) -> None:
@@ -196,11 +196,11 @@ def _add_rule(args: list[str]) -> None:
         raise OSError(1, f"iptables refused: {' '.join(args)}")
 
 
-def _set_sysctl(key: str, value: str) -> None:
+def _set_sysctl(key: str, value: str, why: str | None = None) -> None:
     path = f"/proc/sys/{key}"
     with open(path) as f:
         if f.read().strip() == value:
             return
     with open(path, "w") as f:
         f.write(value)
-    emit("sysctl", key=key.replace("/", "."), value=value)
+    emit("sysctl", key=key.replace("/", "."), value=value, why=why)
