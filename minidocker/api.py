@@ -343,6 +343,7 @@ def network_rm(name: str, root: Path | None = None) -> None:
 
     doc = NetworkStore(root or default_root()).remove(name)
     network.remove_masquerade(doc["Subnet"], doc["Bridge"])
+    network.remove_isolation(doc["Bridge"])
     network.delete_link(doc["Bridge"])
 
 

@@ -87,6 +87,7 @@ def ensure_bridge(ipr, name: str, subnet: str, gateway: str) -> int:
     ipr.link("set", index=index, state="up")
     enable_forwarding()
     masquerade(subnet, name)
+    isolate(name)
     return index
 
 
@@ -104,6 +105,39 @@ def masquerade(subnet: str, bridge: str) -> None:
     if _iptables(["-t", "nat", "-A", *rule]) != 0:
         raise OSError(1, f"iptables could not add the NAT rule for {subnet}")
     emit("iptables", rule="-t nat -A " + " ".join(rule), why="containers reach the world with the host's address")
+
+
+ISOLATION_CHAIN = "MINIDOCKER-ISOLATION"
+BRIDGE_PATTERNS = ("minidocker0", "mdbr+")  # every bridge minidocker makes ("+": a prefix, for iptables)
+
+
+def isolate(bridge: str) -> None:
+    """Containers of different networks must not reach each other through the host's routing:
+    in a chain of our own, jumped to from FORWARD, drop what comes in on this bridge and goes
+    out on any other minidocker bridge (traffic within one bridge is switched, not routed,
+    so it never meets these rules)."""
+    if _iptables(["-N", ISOLATION_CHAIN]) == 0:
+        emit("iptables", rule=f"-N {ISOLATION_CHAIN}", why="one chain for the rules that keep networks apart")
+    if _iptables(["-C", "FORWARD", "-j", ISOLATION_CHAIN]) != 0:
+        _add_rule(["-I", "FORWARD", "-j", ISOLATION_CHAIN])
+    same = [ISOLATION_CHAIN, "-i", bridge, "-o", bridge, "-j", "RETURN"]  # (br_netfilter sees bridged traffic)
+    if _iptables(["-C", *same]) != 0:
+        _add_rule(["-I", *same])
+    for rule in _isolation_rules(bridge):
+        if _iptables(["-C", *rule]) != 0:
+            _add_rule(["-A", *rule])
+            emit("iptables", rule="-A " + " ".join(rule), why="no traffic from this network to another one")
+
+
+def _isolation_rules(bridge: str) -> list[list[str]]:
+    return [[ISOLATION_CHAIN, "-i", bridge, "-o", other, "-j", "DROP"] for other in BRIDGE_PATTERNS if other != bridge]
+
+
+def remove_isolation(bridge: str) -> None:
+    for rule in [[ISOLATION_CHAIN, "-i", bridge, "-o", bridge, "-j", "RETURN"], *_isolation_rules(bridge)]:
+        while _iptables(["-C", *rule]) == 0:
+            if _iptables(["-D", *rule]) != 0:
+                break
 
 
 def remove_masquerade(subnet: str, bridge: str) -> None:

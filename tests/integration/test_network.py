@@ -167,3 +167,21 @@ def test_publish_a_port(netns, bb):
 def test_publish_errors(netns, bb, args, message):
     r = netns("run", "--rm", *args, bb, "true")
     assert r.returncode == 125 and one_error(r.stderr) and message in r.stderr, r.stderr
+
+
+def test_networks_are_isolated_from_each_other(netns, bb):
+    netns.ok("network", "create", "--subnet", "10.77.0.0/24", "blue")
+    netns.ok("network", "create", "--subnet", "10.78.0.0/24", "red")
+    server = netns.ok("run", "-d", "--network", "blue", bb, "sh", "-c",
+                      "while true; do nc -l -p 8080 -e echo hi; done").stdout.strip()
+    address = _address(netns, server)
+    time.sleep(0.3)
+    same = netns.ok("run", "--rm", "--network", "blue", bb, "sh", "-c", f"nc -w 3 {address} 8080 </dev/null")
+    assert same.stdout.strip() == "hi"
+    other = netns("run", "--rm", "--network", "red", bb, "sh", "-c",
+                  f"nc -w 2 {address} 8080 </dev/null && echo REACHED")
+    assert "REACHED" not in other.stdout and "hi" not in other.stdout
+    assert "MINIDOCKER-ISOLATION" in netns.sh("iptables", "-S", "FORWARD").stdout
+    netns.ok("rm", "-f", server)
+    netns.ok("network", "rm", "blue", "red")
+    assert "mdbr" not in netns.sh("iptables", "-S", "MINIDOCKER-ISOLATION").stdout
