@@ -217,7 +217,22 @@ def attach_network(c: Container):
         raise
     with open(c.path("hosts"), "a") as f:
         f.write(f"{address}\t{c.spec.hostname}\n")
+    if c.spec.network != "bridge":  # names on the user's own networks only, as docker
+        networks.introduce(c.spec.network, c.id, _hosts_files(c))
     return fd, att
+
+
+def _hosts_files(c: Container) -> dict[str, tuple[str, Path]]:
+    """Every container of the store: the names it answers to, and its /etc/hosts file."""
+    store = ContainerStore(c.dir.parent.parent)
+    out = {}
+    for cid in store.ids():
+        try:
+            other = store.load(cid)
+        except Exception:  # noqa: BLE001 - a record being written or removed: skip it
+            continue
+        out[cid] = (f"{other.name} {other.spec.hostname}", other.path("hosts"))
+    return out
 
 
 def detach_network(c: Container) -> None:
@@ -230,7 +245,10 @@ def detach_network(c: Container) -> None:
         from minidocker.linux import network
 
         network.unpublish(port_tag(c))
-    NetworkStore(c.dir.parent.parent).release(c.spec.network, c.id)
+    networks = NetworkStore(c.dir.parent.parent)
+    if c.spec.network != "bridge":
+        networks.forget(c.spec.network, c.id, _hosts_files(c))
+    networks.release(c.spec.network, c.id)
 
 
 def port_tag(c: Container) -> str:

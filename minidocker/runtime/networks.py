@@ -119,3 +119,57 @@ class NetworkStore:
             doc = read_json(self._path(name), None)
             if doc and doc["Containers"].pop(container_id, None) is not None:
                 write_json(self._path(name), doc)
+
+    # -- names: on a network of the user's, containers find each other by name (/etc/hosts)
+    def introduce(self, name: str, container_id: str, hosts_of: dict[str, tuple[str, Path]]) -> None:
+        """Write each pair of containers on network ``name`` into the other's /etc/hosts:
+        ``hosts_of`` maps container IDs to (the names it answers to, its hosts file). The
+        files are bind-mounted into running containers, so they are changed in place (a
+        rename would leave the container with the old file). As docker, only on networks
+        made with ``network create``: the pre-defined bridge has no names."""
+        if name == "bridge":
+            return
+        with locked(self.lock):
+            members = self.get(name)["Containers"]
+            me = hosts_of.get(container_id)
+            if me is None or container_id not in members:
+                return
+            for other, address in members.items():
+                if other == container_id or other not in hosts_of:
+                    continue
+                _append_line(me[1], f"{address}\t{hosts_of[other][0]}")
+                _append_line(hosts_of[other][1], f"{members[container_id]}\t{me[0]}")
+
+    def forget(self, name: str, container_id: str, hosts_of: dict[str, tuple[str, Path]]) -> None:
+        """Take the container's line out of the other members' /etc/hosts."""
+        if name == "bridge" or container_id not in hosts_of:
+            return
+        with locked(self.lock):
+            members = self.get(name)["Containers"]
+            address = members.get(container_id)
+            if address is None:
+                return
+            line = f"{address}\t{hosts_of[container_id][0]}"
+            for other in members:
+                if other != container_id and other in hosts_of:
+                    _remove_line(hosts_of[other][1], line)
+
+
+def _append_line(path: Path, line: str) -> None:
+    try:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    except FileNotFoundError:
+        pass
+
+
+def _remove_line(path: Path, line: str) -> None:
+    try:
+        with open(path, "r+") as f:
+            kept = [x for x in f.read().splitlines() if x != line]
+            f.seek(0)
+            f.write("".join(x + "\n" for x in kept))
+            f.truncate()
+    except FileNotFoundError:
+        pass
+

@@ -185,3 +185,23 @@ def test_networks_are_isolated_from_each_other(netns, bb):
     netns.ok("rm", "-f", server)
     netns.ok("network", "rm", "blue", "red")
     assert "mdbr" not in netns.sh("iptables", "-S", "MINIDOCKER-ISOLATION").stdout
+
+
+def test_containers_find_each_other_by_name_on_a_user_network(netns, bb):
+    netns.ok("network", "create", "--subnet", "10.77.0.0/24", "blue")
+    web = f"web-{os.getpid()}"
+    netns.ok("run", "-d", "--name", web, "--network", "blue", bb, "sh", "-c",
+             "while true; do nc -l -p 8080 -e echo hi-by-name; done")
+    time.sleep(0.3)
+    client = f"client-{os.getpid()}"
+    cid = netns.ok("run", "-d", "--name", client, "--network", "blue", bb, "sleep", "60").stdout.strip()
+    r = netns.ok("exec", cid, "sh", "-c", f"nc -w 3 {web} 8080 </dev/null")
+    assert r.stdout.strip() == "hi-by-name"
+    # the server knows the client's name too, and forgets it when the client goes
+    assert client in netns.ok("exec", web, "cat", "/etc/hosts").stdout
+    netns.ok("rm", "-f", client)
+    assert client not in netns.ok("exec", web, "cat", "/etc/hosts").stdout
+    # the pre-defined bridge has no names (docker's rule)
+    netns.ok("run", "-d", "--name", f"plain-{os.getpid()}", "--network", "bridge", bb, "sleep", "60")
+    r = netns("run", "--rm", "--network", "bridge", bb, "sh", "-c", f"nc -w 2 plain-{os.getpid()} 1 </dev/null")
+    assert r.returncode != 0
