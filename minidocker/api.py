@@ -457,6 +457,24 @@ def kill(names: list[str], sig: str = "KILL", root: Path | None = None):
         yield name
 
 
+def pause(names: list[str], root: Path | None = None):
+    from minidocker.runtime import lifecycle
+
+    containers = _containers(root)
+    for name in names:
+        lifecycle.pause(containers, containers.find(name))
+        yield name
+
+
+def unpause(names: list[str], root: Path | None = None):
+    from minidocker.runtime import lifecycle
+
+    containers = _containers(root)
+    for name in names:
+        lifecycle.unpause(containers, containers.find(name))
+        yield name
+
+
 def rm(names: list[str], force: bool = False, root: Path | None = None):
     import signal as _s
 

@@ -90,6 +90,16 @@ def kill(containers: List[str], signal: str = typer.Option("KILL", "--signal", "
     _each(containers, lambda names: api.kill(names, sig=signal, root=state.root))
 
 
+@app.command(help="Pause all processes within one or more containers (cgroup freezer).")
+def pause(containers: List[str]) -> None:
+    _each(containers, lambda names: api.pause(names, root=state.root))
+
+
+@app.command(help="Unpause all processes within one or more containers.")
+def unpause(containers: List[str]) -> None:
+    _each(containers, lambda names: api.unpause(names, root=state.root))
+
+
 @app.command(help="Remove one or more containers.")
 def rm(containers: List[str], force: bool = typer.Option(False, "--force", "-f", help="Kill a running one first.")) -> None:
     _each(containers, lambda names: api.rm(names, force=force, root=state.root))

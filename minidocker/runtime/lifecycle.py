@@ -516,6 +516,26 @@ def signal_container(c: Container, sig: int) -> None:
     if not c.running or not alive(pid, c.state.get("PidStartTime")):
         raise Conflict(f"Cannot kill container: {c.id[:12]}: container {c.id[:12]} is not running")
     os.kill(pid, sig)
+    if c.state.get("Status") == "paused":  # a frozen process gets the signal only once thawed
+        unpause(ContainerStore(c.dir.parent.parent), c)
+
+
+def pause(store: ContainerStore, c: Container) -> None:
+    """``pause``: every process of the container frozen by its cgroup (v1 freezer.state
+    FROZEN, v2 cgroup.freeze 1): they stay in memory and get no CPU until ``unpause``."""
+    if not c.running:
+        raise Conflict(f"Container {c.id[:12]} is not running")
+    if c.state.get("Status") == "paused":
+        raise Conflict(f"Container {c.id[:12]} is already paused")
+    cgroups.manager(c.id).freeze()
+    store.update_if(c, "running", Status="paused")
+
+
+def unpause(store: ContainerStore, c: Container) -> None:
+    if c.state.get("Status") != "paused":
+        raise Conflict(f"Container {c.id[:12]} is not paused")
+    cgroups.manager(c.id).thaw()
+    store.update_if(c, "paused", Status="running")
 
 
 def wait_gone(c: Container, timeout: float) -> bool:
@@ -541,6 +561,8 @@ def exec_in(c: Container, argv: list[str], env: list[str], cwd: str | None, user
     pid = c.state.get("Pid")
     if not c.running or not alive(pid, c.state.get("PidStartTime")):
         raise Conflict(f"Container {c.id[:12]} is not running")
+    if c.state.get("Status") == "paused":
+        raise Conflict(f"Container {c.id[:12]} is paused, unpause the container before exec")
     spec = c.spec
     exec_spec = ContainerSpec(**{**spec.__dict__, "argv": argv, "tty": tty, "stdin_open": interactive,
                                  "cwd": cwd or spec.cwd, "user": user if user is not None else spec.user,

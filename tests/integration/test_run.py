@@ -304,3 +304,26 @@ def test_run_pulls_a_missing_image(md, registry):
     assert r.stdout == "pulled\n"
     assert f"Unable to find image '{registry.host}/busybox' locally" in r.stderr
     assert md.ok("images", "-q").stdout.strip()
+
+
+def test_pause_and_unpause(md_run, bb):
+    cid = md_run.ok("run", "-d", bb, "sh", "-c", "while true; do date +%s%N > /tmp/tick; sleep 0.05; done").stdout.strip()
+    upper = Path(json.loads(md_run.ok("inspect", cid).stdout)[0]["GraphDriver"]["Data"]["UpperDir"])
+    time.sleep(0.3)
+    md_run.ok("pause", cid)
+    assert json.loads(md_run.ok("inspect", cid).stdout)[0]["State"]["Paused"] is True
+    assert "(Paused)" in md_run.ok("ps").stdout
+    frozen_tick = (upper / "tmp/tick").read_text()
+    time.sleep(0.4)
+    assert (upper / "tmp/tick").read_text() == frozen_tick  # no CPU while paused
+    r = md_run("exec", cid, "true")
+    assert r.returncode == 125 and "is paused" in r.stderr
+    again = md_run("pause", cid)
+    assert again.returncode == 1 and "already paused" in again.stderr
+    md_run.ok("unpause", cid)
+    time.sleep(0.4)
+    assert (upper / "tmp/tick").read_text() != frozen_tick
+    # a paused container can still be removed by force (thawed so that SIGKILL lands)
+    md_run.ok("pause", cid)
+    md_run.ok("rm", "-f", cid)
+    assert_nothing_left(md_run, cid)

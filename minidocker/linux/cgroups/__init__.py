@@ -112,6 +112,11 @@ def empty(manager: "CgroupManager") -> None:
     import signal
     import time
 
+    if manager.pids():
+        try:
+            manager.thaw()  # a frozen process would take its SIGKILL only once thawed
+        except OSError:
+            pass
     for _ in range(50):
         if not manager.pids():
             return
