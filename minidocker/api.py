@@ -125,6 +125,34 @@ def _store_bytes(root: Path) -> int:
     return total
 
 
+def info(root: Path | None = None) -> dict[str, Any]:
+    """``docker info``: what this host gives a container runtime, and what the store holds."""
+    from minidocker import __version__
+    from minidocker.linux import cgroups
+    from minidocker.runtime.idranges import SUBGID, SUBUID, blocks, read_ranges
+
+    root = Path(root or default_root())
+    containers = _containers(root).all() if (root / "containers").exists() else []
+    try:
+        images = len(_store(root).read_index()["images"])
+    except MinidockerError:
+        images = 0
+    version = cgroups.version()
+    controllers = (Path("/sys/fs/cgroup/cgroup.controllers").read_text().split() if version == 2 else
+                   sorted(d.name for d in Path("/sys/fs/cgroup").iterdir()
+                          if (d / "tasks").exists() and d.name != "systemd"))
+    return {
+        "ServerVersion": __version__, "Driver": "overlay", "DockerRootDir": str(root),
+        "Containers": len(containers), "ContainersRunning": sum(c.running for c in containers),
+        "ContainersStopped": sum(not c.running for c in containers), "Images": images,
+        "CgroupVersion": str(version), "CgroupControllers": controllers,
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges",
+                            f"name=userns,blocks={min(len(blocks(read_ranges(SUBUID))), len(blocks(read_ranges(SUBGID))))}"],
+        "KernelVersion": os.uname().release, "Architecture": os.uname().machine,
+        "NCPU": os.cpu_count(), "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+    }
+
+
 # -- registries -----------------------------------------------------------------------------
 def login(server: str, username: str | None, password: str | None) -> str:
     """Check the credentials against the registry, then save them (0600)."""

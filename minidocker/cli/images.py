@@ -106,3 +106,25 @@ def image_prune(
             print(f"deleted: {image_id}")
         print()
     print(f"Total reclaimed space: {render.human_size(freed)}")
+
+
+@app.command(help="Show what this host offers containers, and what the store holds.")
+def info(fmt: Optional[str] = typer.Option(None, "--format", help="'json' for one JSON object.")) -> None:
+    doc = api.info(root=state.root)
+    if fmt == "json":
+        print(json.dumps(doc))
+        return
+    labels = [("Containers", "Containers"), (" Running", "ContainersRunning"), (" Stopped", "ContainersStopped"),
+              ("Images", "Images"), ("Server Version", "ServerVersion"), ("Storage Driver", "Driver"),
+              ("Cgroup Version", "CgroupVersion"), ("Cgroup Controllers", "CgroupControllers"),
+              ("Security Options", "SecurityOptions"), ("Kernel Version", "KernelVersion"),
+              ("Architecture", "Architecture"), ("CPUs", "NCPU"), ("Total Memory", "MemTotal"),
+              ("Root Dir", "DockerRootDir")]
+    for label, key in labels:
+        value = doc[key]
+        if key == "MemTotal":
+            value = render.human_size(value)
+        elif isinstance(value, list):
+            value = ", ".join(value)
+        print(f"{label}: {value}")
+

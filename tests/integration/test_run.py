@@ -327,3 +327,16 @@ def test_pause_and_unpause(md_run, bb):
     md_run.ok("pause", cid)
     md_run.ok("rm", "-f", cid)
     assert_nothing_left(md_run, cid)
+
+
+def test_info(md, registry):
+    doc = json.loads(md.ok("info", "--format", "json").stdout)
+    assert (doc["Containers"], doc["Images"], doc["Driver"]) == (0, 0, "overlay")
+    md.ok("pull", "-q", f"{registry.host}/busybox")
+    md.ok("run", "--name", "i1", f"{registry.host}/busybox", "true")
+    doc = json.loads(md.ok("info", "--format", "json").stdout)
+    assert (doc["Containers"], doc["ContainersStopped"], doc["Images"]) == (1, 1, 1)
+    assert doc["CgroupVersion"] in ("1", "2") and "memory" in doc["CgroupControllers"]
+    assert any(o.startswith("name=seccomp") for o in doc["SecurityOptions"])
+    text = md.ok("info").stdout
+    assert "Storage Driver: overlay" in text and f"Root Dir: {md.root}" in text
