@@ -503,6 +503,51 @@ def unpause(names: list[str], root: Path | None = None):
         yield name
 
 
+def rename(name: str, new_name: str, root: Path | None = None) -> None:
+    import re
+
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", new_name):
+        raise MinidockerError(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    containers = _containers(root)
+    containers.rename(containers.find(name), new_name)
+
+
+def port(name: str, root: Path | None = None) -> list[str]:
+    """``docker port``: ``80/tcp -> 0.0.0.0:8080`` lines (published ports of a running container)."""
+    c = _containers(root).find(name)
+    return [f"{p['port']}/{p['proto']} -> {p['host_ip'] or '0.0.0.0'}:{p['host_port']}"
+            for p in c.spec.ports] if c.running else []
+
+
+def top(name: str, root: Path | None = None) -> list[dict[str, Any]]:
+    """``docker top``: the container's processes (those in its cgroup), as the host sees them."""
+    import pwd
+
+    from minidocker.errors import Conflict
+    from minidocker.linux import cgroups
+
+    c = _containers(root).find(name)
+    if not c.running:
+        raise Conflict(f"Container {c.id[:12]} is not running")
+    rows = []
+    for pid in sorted(cgroups.manager(c.id).pids()):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            uid = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                           if line.startswith("Uid:")))
+        except (OSError, StopIteration):
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(")") + 2:].split()
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
+        rows.append({"UID": user, "PID": pid, "PPID": int(fields[1]), "CMD": cmdline or stat[stat.index("(") + 1:
+                                                                                          stat.rindex(")")]})
+    return rows
+
+
 def rm(names: list[str], force: bool = False, root: Path | None = None):
     import signal as _s
 

@@ -90,6 +90,25 @@ def kill(containers: List[str], signal: str = typer.Option("KILL", "--signal", "
     _each(containers, lambda names: api.kill(names, sig=signal, root=state.root))
 
 
+@app.command(help="Rename a container.")
+def rename(container: str, new_name: str) -> None:
+    api.rename(container, new_name, root=state.root)
+
+
+@app.command(help="List a container's published ports.")
+def port(container: str) -> None:
+    for line in api.port(container, root=state.root):
+        print(line)
+
+
+@app.command(help="Show the processes of a container.")
+def top(container: str) -> None:
+    rows = api.top(container, root=state.root)
+    print(f"{'UID':<10}{'PID':<9}{'PPID':<9}CMD")
+    for r in rows:
+        print(f"{r['UID']:<10}{r['PID']:<9}{r['PPID']:<9}{r['CMD']}")
+
+
 @app.command(help="Pause all processes within one or more containers (cgroup freezer).")
 def pause(containers: List[str]) -> None:
     _each(containers, lambda names: api.pause(names, root=state.root))

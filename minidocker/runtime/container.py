@@ -189,6 +189,21 @@ class ContainerStore:
             write_json(d / "state.json", state)
         return Container(d, spec, state)
 
+    def rename(self, c: Container, new_name: str) -> None:
+        """``rename``: a new name, unique like the first (under the lock)."""
+        with self.locked():
+            for cid in self.ids():
+                try:
+                    other = self.load(cid)
+                except NoSuchContainer:
+                    continue
+                if other.name == new_name and other.id != c.id:
+                    raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
+                                   f'"{other.id}". You have to remove (or rename) that container to be able to '
+                                   "reuse that name.")
+            c.spec.name = new_name
+            write_json(c.path("config.json"), c.spec.to_json())
+
     def update(self, c: Container, **changes: Any) -> Container:
         with self.locked():
             state = read_json(c.path("state.json"), {}) or {}

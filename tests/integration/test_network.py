@@ -205,3 +205,9 @@ def test_containers_find_each_other_by_name_on_a_user_network(netns, bb):
     netns.ok("run", "-d", "--name", f"plain-{os.getpid()}", "--network", "bridge", bb, "sleep", "60")
     r = netns("run", "--rm", "--network", "bridge", bb, "sh", "-c", f"nc -w 2 plain-{os.getpid()} 1 </dev/null")
     assert r.returncode != 0
+
+
+def test_port_lists_the_mappings(netns, bb):
+    cid = netns.ok("run", "-d", "-p", "18082:80", "-p", "127.0.0.1:18083:53/udp", bb, "sleep", "60").stdout.strip()
+    assert netns.ok("port", cid).stdout.splitlines() == ["80/tcp -> 0.0.0.0:18082", "53/udp -> 127.0.0.1:18083"]
+    netns.ok("rm", "-f", cid)

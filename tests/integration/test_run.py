@@ -340,3 +340,22 @@ def test_info(md, registry):
     assert any(o.startswith("name=seccomp") for o in doc["SecurityOptions"])
     text = md.ok("info").stdout
     assert "Storage Driver: overlay" in text and f"Root Dir: {md.root}" in text
+
+
+def test_rename_top_and_port(md_run, bb):
+    name, new = f"before-{os.getpid()}", f"after-{os.getpid()}"
+    cid = md_run.ok("run", "-d", "--name", name, bb, "sh", "-c", "sleep 60 & sleep 61").stdout.strip()
+    md_run.ok("rename", name, new)
+    assert json.loads(md_run.ok("inspect", new).stdout)[0]["Name"] == f"/{new}"
+    assert md_run("inspect", name).returncode != 0
+    taken = md_run.ok("run", "-d", bb, "sleep", "60").stdout.strip()
+    r = md_run("rename", taken, new)
+    assert r.returncode == 125 and "already in use" in r.stderr
+    top = md_run.ok("top", new).stdout.splitlines()
+    assert top[0].split() == ["UID", "PID", "PPID", "CMD"]
+    cmds = [line.split(None, 3)[3] for line in top[1:]]
+    assert sorted(cmds) == ["sleep 60", "sleep 61"]  # (sh execs its last command: PID 1 is sleep 61)
+    assert md_run.ok("port", new).stdout == ""  # --network none: nothing published
+    md_run.ok("rm", "-f", cid, taken)
+    r = md_run("top", taken)
+    assert r.returncode == 125
