@@ -503,6 +503,29 @@ def unpause(names: list[str], root: Path | None = None):
         yield name
 
 
+def cp(src: str, dest: str, root: Path | None = None) -> None:
+    """``docker cp CONTAINER:SRC DEST`` or ``docker cp SRC CONTAINER:DEST``."""
+    from minidocker.runtime import copy
+
+    def split(arg: str) -> tuple[str | None, str]:
+        head, sep, tail = arg.partition(":")
+        if sep and head and "/" not in head and not arg.startswith((".", "/")):
+            return head, tail or "/"
+        return None, arg
+
+    (src_c, src_path), (dest_c, dest_path) = split(src), split(dest)
+    if (src_c is None) == (dest_c is None):
+        raise MinidockerError("copying between containers, or between two host paths, is not supported",
+                              hint="give exactly one CONTAINER:PATH: minidocker cp c1:/etc/hosts . ")
+    containers = _containers(root)
+    c = containers.find(src_c or dest_c)
+    lowerdirs = _store(root).lowerdirs(c.spec.image_id)
+    if src_c:
+        copy.copy_out(c, lowerdirs, src_path, Path("/dev/stdout" if dest_path == "-" else dest_path))
+    else:
+        copy.copy_in(c, lowerdirs, Path(src_path), dest_path)
+
+
 def rename(name: str, new_name: str, root: Path | None = None) -> None:
     import re
 

@@ -90,6 +90,11 @@ def kill(containers: List[str], signal: str = typer.Option("KILL", "--signal", "
     _each(containers, lambda names: api.kill(names, sig=signal, root=state.root))
 
 
+@app.command(help="Copy files between a container and the host: cp C:SRC DEST, or cp SRC C:DEST.")
+def cp(src: str, dest: str) -> None:
+    api.cp(src, dest, root=state.root)
+
+
 @app.command(help="Rename a container.")
 def rename(container: str, new_name: str) -> None:
     api.rename(container, new_name, root=state.root)

@@ -1,0 +1,171 @@
+"""``cp``: files between a container and the host, as a tar stream through a pipe.
+
+The container's side of the copy runs in a child process whose root directory *is* the
+container's filesystem, so every path it follows, symlinks included, resolves inside the
+container and never on the host (the classic ``docker cp`` escape is a symlink such as
+``/data -> /`` followed by the host):
+
+* a running container: the child joins its mount namespace with setns(2), which also sets
+  the child's root and working directory to that namespace's root: the container's /;
+* a stopped one: the child unshares a mount namespace of its own, mounts the container's
+  overlay (image layers, upper dir) there, and chroots into it.
+
+The files travel as a tar stream over a pipe; the receiving side unpacks it with Python's
+``tar`` extraction filter (no absolute names, no ``..``, nothing written outside the
+destination, not even through a symlink the stream itself made).
+
+See it: ``minidocker cp c1:/etc/os-release .`` and ``minidocker cp notes.txt c1:/tmp/``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tarfile
+from pathlib import Path
+from typing import Callable
+
+from minidocker.errors import MinidockerError
+from minidocker.linux import syscalls as sc
+from minidocker.runtime.container import Container, alive
+
+
+class CopyError(MinidockerError):
+    pass
+
+
+def _enter_container_root(c: Container, lowerdirs: list[Path]) -> None:
+    """In the child: make the container's filesystem our root (see the module docstring)."""
+    pid = c.state.get("Pid")
+    if c.running and alive(pid, c.state.get("PidStartTime")):
+        fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        sc.setns(fd, sc.CLONE_NEWNS, why="the container's files, its / as ours")
+        os.close(fd)
+        return
+    from minidocker.runtime import rootfs
+
+    sc.unshare(sc.CLONE_NEWNS)
+    rootfs.make_mounts_private()
+    plan = rootfs.RootfsPlan(lowerdirs=[str(p) for p in lowerdirs], upper=str(c.path("upper")),
+                             work=str(c.path("work")), merged=str(c.path("merged")))
+    rootfs.mount_overlay(plan)
+    os.chroot(plan.merged)
+    os.chdir("/")
+
+
+def _in_container(c: Container, lowerdirs: list[Path], work: Callable[[], None]) -> int:
+    """Fork; the child enters the container's filesystem and runs ``work``. Returns its PID;
+    a failure is written to ``c``'s error pipe by the caller's ``work``."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _enter_container_root(c, lowerdirs)
+            work()
+            code = 0
+        except BaseException as e:  # noqa: BLE001 - reported through the error pipe
+            _ERROR[0](f"{getattr(e, 'strerror', None) or e}")
+        finally:
+            os._exit(code)
+    return pid
+
+
+_ERROR: list[Callable[[str], None]] = [lambda message: None]
+
+
+def _run(c: Container, lowerdirs: list[Path], work: Callable[[], None],
+         parent_side: Callable[[], None]) -> None:
+    """Run ``work`` in the container's filesystem and ``parent_side`` here, at once (they
+    talk through a pipe); raise ``CopyError`` with the child's message if it failed."""
+    err_r, err_w = os.pipe()
+    _ERROR[0] = lambda message: os.write(err_w, message.encode()[:4000])
+    pid = _in_container(c, lowerdirs, work)
+    os.close(err_w)
+    ours: BaseException | None = None
+    try:
+        parent_side()
+    except (OSError, tarfile.TarError, CopyError) as e:  # the child's reason, if it has one, comes first
+        ours = e
+    with os.fdopen(err_r, "rb") as f:
+        message = f.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if message or os.waitstatus_to_exitcode(status) != 0:
+        raise CopyError(message or "the copy failed")
+    if ours is not None:
+        raise ours if isinstance(ours, CopyError) else CopyError(f"the copy failed: {ours}")
+
+
+def copy_out(c: Container, lowerdirs: list[Path], src: str, dest: Path) -> None:
+    """``cp CONTAINER:SRC DEST``: a file or directory of the container to the host."""
+    r, w = os.pipe()
+    contents_only = src.endswith("/.")
+    src_path = posixpath.normpath("/" + src)
+    top = "." if contents_only else (posixpath.basename(src_path) or ".")
+
+    def work():
+        os.close(r)
+        if not os.path.lexists(src_path):
+            raise CopyError(f"Could not find the file {src} in container {c.name}")
+        with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as t:
+            t.add(src_path, arcname=top, recursive=True)
+
+    def parent_side():
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            _extract(f, top, dest, contents_only)
+
+    _run(c, lowerdirs, work, parent_side)
+
+
+def copy_in(c: Container, lowerdirs: list[Path], src: Path, dest: str) -> None:
+    """``cp SRC CONTAINER:DEST``: a file or directory of the host into the container."""
+    if not src.exists():
+        raise CopyError(f"no such file or directory: {src}")
+    contents_only = str(src).endswith("/.")
+    top = "." if contents_only else src.name
+    r, w = os.pipe()
+
+    def work():
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            _extract(f, top, Path(posixpath.normpath("/" + dest)), contents_only, owner=(0, 0))
+
+    def parent_side():
+        os.close(r)
+        with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as t:
+            t.add(str(src), arcname=top, recursive=True)
+
+    _run(c, lowerdirs, work, parent_side)
+
+
+def _extract(stream, top: str, dest: Path, contents_only: bool, owner: tuple[int, int] | None = None) -> None:
+    """Unpack a ``cp`` tar by docker's rules: an existing directory receives the copy (or,
+    for ``SRC/.``, its contents); otherwise the copy is created *as* ``dest``."""
+    if dest.is_dir() and not contents_only:
+        base, rename = dest, None
+    elif dest.is_dir():
+        base, rename = dest, None
+    else:
+        if str(dest).endswith("/"):
+            raise CopyError(f"destination directory {dest} does not exist")
+        if not dest.parent.is_dir():
+            raise CopyError(f"destination directory {dest.parent} does not exist")
+        base, rename = dest.parent, dest.name
+    with tarfile.open(fileobj=stream, mode="r|") as t:
+        for m in t:
+            name = m.name
+            if rename is not None:
+                parts = name.split("/", 1)
+                if parts[0] in (top, "."):
+                    name = rename + ("/" + parts[1] if len(parts) > 1 else "")
+            elif top == "." and name == ".":
+                continue
+            m.name = name
+            m.uid, m.gid = owner if owner is not None else (os.getuid(), os.getgid())  # docker: the copier's
+            m.uname = m.gname = ""
+            # "tar": no absolute names, no "..", nothing written outside ``base`` (through a
+            # symlink unpacked earlier either); symlinks themselves are kept as they are
+            try:
+                t.extract(m, base, filter="tar", set_attrs=True)
+            except tarfile.FilterError as e:
+                raise CopyError(f"refused to copy {m.name}: {e}") from None
