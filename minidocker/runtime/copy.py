@@ -123,12 +123,14 @@ def copy_in(c: Container, lowerdirs: list[Path], src: Path, dest: str) -> None:
         raise CopyError(f"no such file or directory: {src}")
     contents_only = str(src).endswith("/.")
     top = "." if contents_only else src.name
+    # owned by the container's root: host root, or with --userns=auto the block's first ID
+    owner = (c.spec.idmap["uid"], c.spec.idmap["gid"]) if c.spec.idmap else (0, 0)
     r, w = os.pipe()
 
     def work():
         os.close(w)
         with os.fdopen(r, "rb") as f:
-            _extract(f, top, Path(posixpath.normpath("/" + dest)), contents_only, owner=(0, 0))
+            _extract(f, top, Path(posixpath.normpath("/" + dest)), contents_only, owner=owner)
 
     def parent_side():
         os.close(r)

@@ -139,3 +139,11 @@ def test_commit_diff_and_export_show_the_owners_the_container_saw(md_run, bb, su
     assert owners["made"] == (0, 0) and owners["home/app/mine"] == (1000, 1000) and owners["bin/busybox"] == (0, 0)
     md_run.ok("rm", name)
     md_run.ok("rmi", image)
+
+
+def test_cp_into_a_user_namespaced_container(md_run, bb, subids, tmp_path):
+    cid = md_run.ok("run", "-d", "--userns=auto", bb, "sleep", "60").stdout.strip()
+    (tmp_path / "f").write_text("x\n")
+    md_run.ok("cp", str(tmp_path / "f"), f"{cid}:/tmp/f")
+    assert md_run.ok("exec", cid, "stat", "-c", "%u:%g", "/tmp/f").stdout.strip() == "0:0"  # its root, not nobody
+    md_run.ok("rm", "-f", cid)
