@@ -106,7 +106,10 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
     plan = rootfs_plan(c, lowerdirs)
     compiled_filter = compile_security(c.spec, seccomp_cache(c))
     userns_fd = prepare_userns(c, plan) if c.spec.idmap else None
-    netns_fd, attachment = attach_network(c) if c.spec.network not in ("none", "host") else (None, None)
+    bridged = c.spec.network not in ("none", "host")
+    # a bridge: the namespace is made and wired now, unless a user namespace must own it (then
+    # the container makes it, and we wire it once its PID 1 exists: below)
+    netns_fd, attachment = attach_network(c) if bridged and userns_fd is None else (None, None)
     sync_r, sync_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC) if userns_fd is not None else (-1, -1)
@@ -153,6 +156,12 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
     # move it in; it waits for our word before it runs anything of the image's.
     try:
         init_pid = pid if userns_fd is None else _read_init_pid(pid_r)
+        if bridged and userns_fd is not None and init_pid:
+            own = os.open(f"/proc/{init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _, attachment = attach_network(c, own)
+            finally:
+                os.close(own)
         cg = cgroups.manager(c.id)
         cg.create()
         # every rule first (a process must never be in a cgroup whose device rules are half
@@ -189,9 +198,10 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
     return Started(pid, receive_pty(parent_sock))
 
 
-def attach_network(c: Container):
+def attach_network(c: Container, netns_fd: int | None = None):
     """``--network bridge|NAME``: an address from the network, and a network namespace wired
-    to its bridge (linux/network.py), for the container's first process to join."""
+    to its bridge (linux/network.py), for the container's first process to join; or, given
+    ``netns_fd`` (a namespace the container made itself, --userns=auto), that one wired."""
     from minidocker.linux import network
     from minidocker.runtime.networks import NetworkStore
 
@@ -200,12 +210,13 @@ def attach_network(c: Container):
     address = networks.allocate(c.spec.network, c.id)
     att = network.Attachment(doc["Bridge"], doc["Subnet"], doc["Gateway"], address, f"veth{c.id[:8]}")
     try:
-        fd = network.create_netns()
+        fd = network.create_netns() if netns_fd is None else netns_fd
         try:
             network.connect(fd, att)
             network.publish(att, c.spec.ports, port_tag(c))
         except BaseException:
-            os.close(fd)
+            if netns_fd is None:
+                os.close(fd)
             network.unpublish(port_tag(c))
             raise
     except OSError as e:

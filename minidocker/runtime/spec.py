@@ -202,9 +202,6 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
     if userns == "auto" and network == "host":
         raise MinidockerError("--userns=auto cannot share the host's network namespace",
                               hint="drop --network host, or use --userns=host")
-    if userns == "auto" and network not in ("none", "default"):
-        raise MinidockerError("--userns=auto runs with --network none only, for now",
-                              hint="drop --network, or use --userns=host")
     for t in tmpfs:
         if not t.startswith("/"):
             raise MinidockerError(f"invalid --tmpfs {t!r}: the path must be absolute")
