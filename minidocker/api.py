@@ -229,7 +229,7 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
         cpu_shares: int | None = None, cpuset_cpus: str | None = None, pids_limit: int | None = None,
         cap_add: list[str] = (), cap_drop: list[str] = (), privileged: bool = False,
         security_opt: list[str] = (), tmpfs: list[str] = (), userns: str = "host", publish: list[str] = (),
-        progress: Callable | None = None, on_pull: Callable[[str], None] | None = None,
+        restart: str = "no", progress: Callable | None = None, on_pull: Callable[[str], None] | None = None,
         on_created: Callable[[str], None] | None = None) -> int | str:
     """``docker run``: returns the container's exit code, or its ID with ``detach``."""
     from minidocker.runtime import lifecycle
@@ -250,7 +250,8 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
         user=user, hostname=hostname, tty=tty, stdin_open=interactive, detach=detach,
         auto_remove=auto_remove, init=init, network=network, volumes=list(volumes), readonly_rootfs=read_only,
         limits=limits, cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
-        security_opt=list(security_opt), tmpfs=list(tmpfs), userns=userns, publish=list(publish)))
+        security_opt=list(security_opt), tmpfs=list(tmpfs), userns=userns, publish=list(publish),
+        restart=restart))
     if on_created:
         on_created(c.id)
     lowerdirs = store.lowerdirs(image_id)
@@ -311,6 +312,7 @@ def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
     st = c.state
     return {
         "Id": c.id, "Created": st.get("Created", ""), "Path": c.spec.argv[0], "Args": c.spec.argv[1:],
+        "RestartCount": st.get("RestartCount", 0),
         "State": {"Status": st.get("Status", ""), "Running": c.running, "Paused": st.get("Status") == "paused",
                   "OOMKilled": st.get("OOMKilled", False), "Dead": False, "Pid": st.get("Pid", 0),
                   "ExitCode": st.get("ExitCode", 0), "Error": st.get("Error", ""),
@@ -321,6 +323,8 @@ def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
         "HostConfig": {"NetworkMode": c.spec.network, "AutoRemove": c.spec.auto_remove, "Init": c.spec.init,
                        "ReadonlyRootfs": c.spec.readonly_rootfs, "Privileged": c.spec.privileged,
                        "UsernsMode": "" if c.spec.userns == "host" else c.spec.userns, "IdMap": c.spec.idmap,
+                       "RestartPolicy": {"Name": c.spec.restart["name"],
+                                         "MaximumRetryCount": c.spec.restart["max"]},
                        "SecurityOpt": None if c.spec.seccomp == "default" else
                        [f"seccomp={c.spec.seccomp}"]},
         "Mounts": [{"Type": "bind", "Source": v.source, "Destination": v.target, "Mode": "ro" if v.readonly else "",
@@ -446,6 +450,7 @@ def stop(names: list[str], timeout: int = 10, root: Path | None = None, signal_n
     containers = _containers(root)
     for name in names:
         c = containers.find(name)
+        containers.update(c, StopRequested=True)  # no --restart policy brings it back
         if c.running:
             import signal as _s
 
@@ -481,6 +486,8 @@ def kill(names: list[str], sig: str = "KILL", root: Path | None = None):
     containers = _containers(root)
     for name in names:
         c = containers.find(name)
+        if c.running:
+            containers.update(c, StopRequested=True)  # as docker: a killed container stays down
         lifecycle.signal_container(c, parse_signal(sig))
         yield name
 
@@ -584,6 +591,7 @@ def rm(names: list[str], force: bool = False, root: Path | None = None):
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
                                "attempting removal or force remove")
+            containers.update(c, StopRequested=True)
             try:
                 lifecycle.signal_container(c, _s.SIGKILL)
             except MinidockerError:
@@ -710,6 +718,7 @@ def start(names: list[str], root: Path | None = None):
     for name in names:
         c = containers.find(name)
         if not c.running:
+            containers.update(c, StopRequested=False)
             spawn_monitor(containers, c, store.lowerdirs(c.spec.image_id))
         yield name
 

@@ -44,6 +44,7 @@ RUN_FLAGS: dict[str, tuple[str, str]] = {
     "--security-opt": ("security_opt", "list"),
     "--userns": ("userns", "str"),
     "-p": ("publish", "list"), "--publish": ("publish", "list"),
+    "--restart": ("restart", "str"),
 }
 GLOBAL_FLAGS = {"--root": "str", "--debug": "bool", "-D": "bool"}
 
@@ -182,7 +183,7 @@ def run(argv: list[str]) -> int:
                          memory_swap=o["memory_swap"], cpus=o["cpus"], cpu_shares=o["cpu_shares"],
                          cpuset_cpus=o["cpuset_cpus"], pids_limit=o["pids_limit"], cap_add=o["cap_add"],
                          cap_drop=o["cap_drop"], privileged=o["privileged"], security_opt=o["security_opt"],
-                         userns=o["userns"] or "host", publish=o["publish"], progress=lambda ev: progress(ev) if progress else None,
+                         userns=o["userns"] or "host", publish=o["publish"], restart=o["restart"] or "no", progress=lambda ev: progress(ev) if progress else None,
                          on_pull=on_pull, on_created=stop_progress)
     except MinidockerError as e:
         stop_progress("")

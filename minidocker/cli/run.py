@@ -46,6 +46,7 @@ def run(
     security_opt: List[str] = typer.Option([], "--security-opt", help="seccomp=unconfined|FILE.json, no-new-privileges."),
     userns: str = typer.Option("host", "--userns", help="host, or auto: root inside is an unprivileged host user."),
     publish: List[str] = typer.Option([], "--publish", "-p", help="[IP:][HOSTPORT:]PORT[/udp]: publish a port."),
+    restart: str = typer.Option("no", "--restart", help="no, always, unless-stopped, on-failure[:N]."),
     explain: bool = typer.Option(False, "--explain", help="Narrate every kernel step on stderr."),
 ) -> None:
     if tty and interactive and not sys.stdin.isatty():
@@ -61,7 +62,7 @@ def run(
                          volumes=volume, read_only=read_only, tmpfs=tmpfs, memory=memory, memory_swap=memory_swap,
                          cpus=cpus, cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit,
                          cap_add=cap_add, cap_drop=cap_drop, privileged=privileged, security_opt=security_opt,
-                         userns=userns, publish=publish, progress=progress,
+                         userns=userns, publish=publish, restart=restart, progress=progress,
                          on_pull=lambda ref: (pulled.append(ref),
                                               progress._line(f"Unable to find image '{ref}' locally")),
                          on_created=lambda cid: progress.stop())

@@ -16,6 +16,7 @@ import os
 import select
 import signal
 import sys
+import time
 from pathlib import Path
 
 from minidocker.errors import MinidockerError
@@ -81,6 +82,43 @@ def _monitor(store: ContainerStore, c: Container, lowerdirs: list[Path], ready_w
         os.dup2(null, fd)
     for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
         signal.signal(s, signal.SIG_IGN)
+    log = LogWriter(c.path("container.log"))
+    restarts = 0
+    while True:
+        try:
+            code = _run_once(store, c, lowerdirs, log, ready_w)
+        except Exception:  # noqa: BLE001 - e.g. removed (rm -f) while waiting to restart
+            break
+        ready_w = -1  # the CLI heard about the first start; restarts are ours alone
+        if code is None or not c.dir.exists():
+            break  # the start itself failed (recorded), or the container is gone
+        c = store.load(c.id)
+        if not should_restart(c.spec.restart, code, restarts, bool(c.state.get("StopRequested"))):
+            break
+        restarts += 1
+        store.update(c, RestartCount=restarts)
+        time.sleep(min(0.1 * 2 ** (restarts - 1), 2.0))  # docker's back-off, shortened
+    if c.spec.auto_remove:
+        lifecycle.cleanup(store, c)
+    sys.stdout.flush()
+    return 0
+
+
+def should_restart(policy: dict, code: int, restarts: int, stop_requested: bool) -> bool:
+    """``--restart``: no (docker's default), always, unless-stopped, on-failure[:N]. A
+    container the user stopped or killed stays down."""
+    name = (policy or {}).get("name", "no")
+    if stop_requested or name == "no":
+        return False
+    if name == "on-failure":
+        limit = policy.get("max", 0)
+        return code != 0 and (limit == 0 or restarts < limit)
+    return name in ("always", "unless-stopped")
+
+
+def _run_once(store: ContainerStore, c: Container, lowerdirs: list[Path], log: LogWriter, ready_w: int) -> int | None:
+    """Start the container, copy its output to the log until it exits, record the exit;
+    its exit code, or None if it did not start."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe()  # -i without a client attached: stdin stays open and empty
@@ -88,16 +126,18 @@ def _monitor(store: ContainerStore, c: Container, lowerdirs: list[Path], ready_w
         started = lifecycle.start(store, c, lowerdirs, stdin=in_r, stdout=out_w, stderr=err_w,
                                   monitor_pid=os.getpid())
     except MinidockerError as e:
-        os.write(ready_w, json.dumps({"error": e.message, "code": e.exit_code}).encode())
-        os.close(ready_w)
-        if c.spec.auto_remove:
-            lifecycle.cleanup(store, c)
-        return 0
+        if ready_w != -1:
+            os.write(ready_w, json.dumps({"error": e.message, "code": e.exit_code}).encode())
+            os.close(ready_w)
+        for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
+            os.close(fd)
+        lifecycle.cgroups.manager(c.id).destroy()
+        return None
     for fd in (out_w, err_w, in_r):
         os.close(fd)
-    os.write(ready_w, json.dumps({"pid": started.pid}).encode())
-    os.close(ready_w)
-    log = LogWriter(c.path("container.log"))
+    if ready_w != -1:
+        os.write(ready_w, json.dumps({"pid": started.pid}).encode())
+        os.close(ready_w)
     streams = {out_r: "stdout", err_r: "stderr"}
     if started.master is not None:
         os.close(out_r)
@@ -116,12 +156,9 @@ def _monitor(store: ContainerStore, c: Container, lowerdirs: list[Path], ready_w
                 os.close(fd)
                 del streams[fd]
     log.flush()
+    os.close(in_w)
     _, status = os.waitpid(started.pid, 0)
-    lifecycle.record_exit(store, c, lifecycle.exit_code(status),
-                          oom_killed=lifecycle.cgroups.manager(c.id).oom_killed())
-    if c.spec.auto_remove:
-        lifecycle.cleanup(store, c)
-    else:
-        lifecycle.cgroups.manager(c.id).destroy()
-    sys.stdout.flush()
-    return 0
+    code = lifecycle.exit_code(status)
+    lifecycle.record_exit(store, c, code, oom_killed=lifecycle.cgroups.manager(c.id).oom_killed())
+    lifecycle.cgroups.manager(c.id).destroy()
+    return code

@@ -57,6 +57,7 @@ class ContainerSpec:
     no_new_privileges: bool = True
     tmpfs: list[str] = field(default_factory=list)  # PATH[:options]
     ports: list[dict[str, Any]] = field(default_factory=list)  # -p: {"host_ip", "host_port", "port", "proto"}
+    restart: dict[str, Any] = field(default_factory=lambda: {"name": "no", "max": 0})  # --restart
     userns: str = "host"  # "host", or "auto": a user namespace with a block of IDs of its own
     idmap: dict[str, int] | None = None  # with userns=auto: {"uid": host uid of root, "gid": ..., "size": n}
 
@@ -117,6 +118,17 @@ def parse_volume(text: str) -> VolumeSpec:
     return VolumeSpec(os.path.realpath(source), os.path.normpath(target), mode == "ro")
 
 
+def parse_restart(text: str) -> dict[str, Any]:
+    """``--restart no|always|unless-stopped|on-failure[:MAX]`` (docker's policies)."""
+    name, _, count = (text or "no").partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure") or (count and name != "on-failure"):
+        raise MinidockerError(f"invalid restart policy {text!r}",
+                              hint="use no, always, unless-stopped or on-failure[:MAX-RETRIES]")
+    if count and not count.isdigit():
+        raise MinidockerError(f"invalid restart policy {text!r}: the retry count must be a number")
+    return {"name": name, "max": int(count or 0)}
+
+
 def parse_publish(text: str) -> dict[str, Any]:
     """``-p [IP:][HOSTPORT:]PORT[/tcp|/udp]`` (docker's syntax; no HOSTPORT: a free one)."""
     spec, _, proto = text.partition("/")
@@ -148,7 +160,7 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
                readonly_rootfs: bool = False, limits: dict[str, Any] | None = None,
                cap_add: list[str] = (), cap_drop: list[str] = (), privileged: bool = False,
                security_opt: list[str] = (), tmpfs: list[str] = (), userns: str = "host",
-               publish: list[str] = ()) -> ContainerSpec:
+               publish: list[str] = (), restart: str = "no") -> ContainerSpec:
     cfg = image_config.get("config") or {}
     if entrypoint is not None:
         ep = [entrypoint] if entrypoint else []
@@ -170,6 +182,9 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
     merged.insert(0 if "PATH" not in names else 1, f"HOSTNAME={hostname}") if "HOSTNAME" not in names else None
     if tty and "TERM" not in names:
         merged.append("TERM=xterm")
+    restart_policy = parse_restart(restart)
+    if restart_policy["name"] != "no" and auto_remove:
+        raise MinidockerError("Conflicting options: --restart and --rm")
     ports = [parse_publish(p) for p in publish]
     if ports and network == "default":
         network = "bridge"  # docker's default network is a bridge: -p implies one here
@@ -214,5 +229,5 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
         hostname=hostname, tty=tty, stdin_open=stdin_open, detach=detach, auto_remove=auto_remove, init=init,
         network="none" if network == "default" else network,
         volumes=[parse_volume(v) for v in volumes], entrypoint=ep, cmd=cmd, readonly_rootfs=readonly_rootfs,
-        labels=dict(cfg.get("Labels") or {}), userns=userns or "host", ports=ports,
+        labels=dict(cfg.get("Labels") or {}), userns=userns or "host", ports=ports, restart=restart_policy,
     )

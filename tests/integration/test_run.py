@@ -359,3 +359,35 @@ def test_rename_top_and_port(md_run, bb):
     md_run.ok("rm", "-f", cid, taken)
     r = md_run("top", taken)
     assert r.returncode == 125
+
+
+def test_restart_policies(md_run, bb):
+    # on-failure:2 - the first run and two restarts, then it stays down
+    cid = md_run.ok("run", "-d", "--restart", "on-failure:2", bb, "sh", "-c", "echo ran; exit 3").stdout.strip()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        info = json.loads(md_run.ok("inspect", cid).stdout)[0]
+        if info["RestartCount"] == 2 and not info["State"]["Running"]:
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)  # (it would have been restarted again by now)
+    info = json.loads(md_run.ok("inspect", cid).stdout)[0]
+    assert info["RestartCount"] == 2 and info["State"]["ExitCode"] == 3 and not info["State"]["Running"]
+    assert info["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+    assert md_run.ok("logs", cid).stdout == "ran\nran\nran\n"
+    # always: comes back after it exits, but not after stop
+    cid2 = md_run.ok("run", "-d", "--restart", "always", bb, "sh", "-c", "sleep 0.3; exit 0").stdout.strip()
+    deadline = time.monotonic() + 20
+    while json.loads(md_run.ok("inspect", cid2).stdout)[0]["RestartCount"] < 2:
+        assert time.monotonic() < deadline, "--restart always did not restart"
+        time.sleep(0.1)
+    md_run.ok("stop", "-t", "1", cid2)
+    count = json.loads(md_run.ok("inspect", cid2).stdout)[0]["RestartCount"]
+    time.sleep(1.5)
+    after = json.loads(md_run.ok("inspect", cid2).stdout)[0]
+    assert after["RestartCount"] == count and not after["State"]["Running"]
+    r = md_run("run", "--rm", "--restart", "always", bb, "true")
+    assert r.returncode == 125 and "Conflicting options" in r.stderr
+    r = md_run("run", "-d", "--restart", "sometimes", bb, "true")
+    assert r.returncode == 125 and "invalid restart policy" in r.stderr
+    md_run.ok("rm", "-f", cid, cid2)
