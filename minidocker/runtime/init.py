@@ -328,6 +328,7 @@ def userns_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipes,
         unshare(CLONE_NEWNS)      a mount namespace still owned by the host's user namespace
         mount the layers          idmapped (open_tree + mount_setattr + move_mount), or copies
         mount_overlay             as host root: overlayfs keeps its trusted.* xattrs working
+        mount_volumes             -v binds, as host root too (their paths may be closed to the container)
         become_root_in            setns(user namespace), setresuid(0): root inside, host uid outside
         unshare(the rest)         mount, UTS, IPC, network, PID: all owned by the new user namespace
         fork                      the child is PID 1 and goes on with container_init
@@ -339,7 +340,9 @@ def userns_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipes,
     try:
         step = "enter_mount_namespace"; sc.unshare(sc.CLONE_NEWNS); rootfs.make_mounts_private()
         step = "mount_layers"; _mount_layers(plan, userns_fd)
-        step = "mount_overlay"; rootfs.mount_overlay(plan); os.chdir(plan.merged)  # (see prepare_rootfs)
+        step = "mount_overlay"; rootfs.mount_overlay(plan)
+        # -v binds as host root: the container's uid may not even be able to reach the source
+        step = "mount_volumes"; rootfs.mount_volumes(plan); os.chdir(plan.merged)  # (see prepare_rootfs)
         step = "become_root_in"; userns.become_root_in(userns_fd)
         os.close(userns_fd)
         step = "enter_namespaces"

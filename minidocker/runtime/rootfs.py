@@ -270,7 +270,7 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
                           for path, source in plan.etc_files.items()}
     else:
         mount_overlay(plan)
-    mount_volumes(plan)
+        mount_volumes(plan)  # (in a user namespace, our parent bound them as host root already)
     mount_tmpfs(plan)
     mount_proc(plan.merged)
     mount_dev(plan.merged, in_userns)

@@ -147,3 +147,16 @@ def test_cp_into_a_user_namespaced_container(md_run, bb, subids, tmp_path):
     md_run.ok("cp", str(tmp_path / "f"), f"{cid}:/tmp/f")
     assert md_run.ok("exec", cid, "stat", "-c", "%u:%g", "/tmp/f").stdout.strip() == "0:0"  # its root, not nobody
     md_run.ok("rm", "-f", cid)
+
+
+def test_volumes_in_a_user_namespace(md_run, bb, subids, tmp_path):
+    """-v works even where the path to the host directory is closed to the container's uid
+    (pytest's 0700 temp dirs): minidocker binds it as host root before the switch."""
+    host_dir = tmp_path / "vol"
+    host_dir.mkdir()
+    (host_dir / "in.txt").write_text("from the host\n")
+    os.chmod(tmp_path, 0o700)
+    r = md_run.ok("run", "--rm", "--userns=auto", "-v", f"{host_dir}:/data:ro", bb, "cat", "/data/in.txt")
+    assert r.stdout == "from the host\n"
+    r = md_run("run", "--rm", "--userns=auto", "-v", f"{host_dir}:/data:ro", bb, "sh", "-c", "echo x > /data/new")
+    assert r.returncode != 0 and not (host_dir / "new").exists()  # read-only holds
