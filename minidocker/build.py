@@ -10,7 +10,8 @@ This is docker's classic builder, the one the Docker papers describe, in a few f
                          exec form's argv), then is committed exactly like ``minidocker
                          commit`` does (image/diff.py -> image/commit.py) and removed
     COPY/ADD src... dst  files of the build context written as one layer tar directly (no
-                         container needed); ADD also unpacks local tar archives;
+                         container needed); ADD also unpacks local tar archives and
+                         fetches http(s) URLs;
                          COPY --from=stage|N|image copies out of an earlier stage's image
 
 Every step is looked up in the **build cache** first: the key is the current image's ID,
@@ -28,6 +29,7 @@ excludes (one pattern a line, ``#`` comments, ``!`` re-includes, ``**`` any dept
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -71,9 +73,20 @@ class Builder:
         self.stages: list[tuple[str | None, str | None]] = []  # finished stages: (AS name, image ID)
         self.stage_name: str | None = None
         self.in_stage = False
+        self.downloaded: dict[Path, str] = {}  # ADD URL: temp file -> URL
+        self.tmpdirs: list[Path] = []
 
     # -- the loop --------------------------------------------------------------------------
     def build(self, instructions: list[df.Instruction]) -> str:
+        import shutil
+
+        try:
+            return self._build(instructions)
+        finally:
+            for folder in self.tmpdirs:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _build(self, instructions: list[df.Instruction]) -> str:
         n = len(instructions)
         started = False
         for i, ins in enumerate(instructions, 1):
@@ -223,7 +236,9 @@ class Builder:
         else:
             plan = self.plan_copy(ins, sources, dest)
         for src, target, _ in plan if "from" not in ins.flags else []:
-            content.update(f"{target}\0{src.relative_to(self.context) if src != self.context else '.'}\0".encode())
+            where = ("." if src == self.context else src.relative_to(self.context) if src.is_relative_to(self.context)
+                     else f"url:{self.downloaded.get(src, src.name)}")
+            content.update(f"{target}\0{where}\0".encode())
             st = os.lstat(src)
             content.update(f"{st.st_mode}\0{st.st_size}\0".encode())
             if stat.S_ISREG(st.st_mode):
@@ -260,6 +275,39 @@ class Builder:
         with open(_layer_path(view, rel), encoding="utf-8", errors="replace") as f:
             return f.read()
 
+    def download(self, ins: df.Instruction, url: str) -> Path:
+        """``ADD URL``: the file, fetched into a temp dir of the build, named after the URL's
+        last path segment, mode 0600 and the server's Last-Modified time, as docker does."""
+        import email.utils
+        import tempfile
+        import urllib.parse
+
+        import httpx
+
+        if not url.startswith(("http://", "https://")):
+            raise BuildError(f"Dockerfile line {ins.line}: ADD fetches http:// and https:// URLs only: {url}")
+        name = posixpath.basename(urllib.parse.urlparse(url).path) or "index.html"
+        folder = Path(tempfile.mkdtemp(prefix="minidocker-add-"))
+        self.tmpdirs.append(folder)
+        path = folder / name
+        try:
+            with httpx.stream("GET", url, follow_redirects=True, timeout=60) as resp:
+                if resp.status_code != 200:
+                    raise BuildError(f"Dockerfile line {ins.line}: ADD {url}: the server answered {resp.status_code}")
+                with open(path, "wb") as f:
+                    for chunk in resp.iter_bytes(1 << 20):
+                        f.write(chunk)
+                modified = resp.headers.get("Last-Modified")
+        except httpx.HTTPError as e:
+            raise BuildError(f"Dockerfile line {ins.line}: ADD {url}: {e}") from None
+        os.chmod(path, 0o600)
+        if modified:
+            with contextlib.suppress(TypeError, ValueError):
+                when = email.utils.parsedate_to_datetime(modified).timestamp()
+                os.utime(path, (when, when))
+        self.downloaded[path] = url
+        return path
+
     def copy_source_image(self, ins: df.Instruction) -> str:
         """``--from=NAME|N|IMAGE``: an earlier stage's image, else an image (pulled if need be)."""
         text = ins.flags["from"]
@@ -277,7 +325,11 @@ class Builder:
         matched: list[Path] = []
         for s in sources:
             if "://" in s:
-                raise BuildError(f"Dockerfile line {ins.line}: {ins.keyword} from a URL is not supported")
+                if ins.keyword != "ADD":
+                    raise BuildError(f"Dockerfile line {ins.line}: COPY takes files of the build context; "
+                                     "ADD fetches URLs")
+                matched.append(self.download(ins, s))
+                continue
             rel = os.path.normpath(s.lstrip("/"))
             if rel.startswith(".."):
                 raise BuildError(f"Dockerfile line {ins.line}: {s} is outside the build context")
@@ -305,6 +357,8 @@ class Builder:
                         if not self.ignored(p):
                             plan.append((p, d_norm(posixpath.join(dest, (rel / name).as_posix())), "file"))
                     dirnames[:] = [x for x in dirnames if not (base / x).is_symlink()]
+            elif src in self.downloaded:  # ADD URL: the file as it came, never unpacked (docker's rule)
+                plan.append((src, d_norm(posixpath.join(dest, src.name)) if as_dir else dest, "file"))
             elif ins.keyword == "ADD" and src.name.endswith(ARCHIVE_SUFFIXES) and tarfile.is_tarfile(src):
                 plan.append((src, dest, "archive"))
             else:

@@ -153,3 +153,42 @@ CMD cat /ran
     assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "test -e /ran"], "Interval": 5_000_000_000, "Retries": 2}
     assert md_run.ok("run", "--rm", tag).stdout == "ran by sh\n"
     md_run.ok("rmi", tag)
+
+
+def test_add_from_a_url(md_run, bb, tmp_path):
+    """ADD http://...: fetched by the builder (from a server on 127.0.0.1 here), stored as
+    is with mode 0600, cached by its content: a changed file makes a new layer."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "payload.txt").write_text("version 1\n")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/payload.txt"
+        ctx = _bad(tmp_path, f"FROM {bb}\nADD {url} /srv/\nCMD [\"cat\", \"/srv/payload.txt\"]\n")
+        tag = f"addurl:{os.getpid()}"
+        md_run.ok("build", "-t", tag, str(ctx))
+        assert md_run.ok("run", "--rm", tag).stdout == "version 1\n"
+        mode = md_run.ok("run", "--rm", tag, "stat", "-c", "%a", "/srv/payload.txt").stdout.strip()
+        assert mode == "600"
+        assert "Using cache" in md_run.ok("build", "-t", tag, str(ctx)).stdout
+        (served / "payload.txt").write_text("version 2\n")
+        md_run.ok("build", "-t", tag, str(ctx))
+        assert md_run.ok("run", "--rm", tag).stdout == "version 2\n"
+        r = md_run("build", "-t", "x:1", str(_bad(tmp_path, f"FROM {bb}\nADD {url}.missing /x\n")))
+        assert r.returncode == 125 and one_error(r.stderr) and "404" in r.stderr
+        r = md_run("build", "-t", "x:1", str(_bad(tmp_path, f"FROM {bb}\nCOPY {url} /x\n")))
+        assert r.returncode == 125 and "ADD fetches URLs" in r.stderr
+        md_run.ok("rmi", tag)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
