@@ -53,33 +53,24 @@ def _enter_container_root(c: Container, lowerdirs: list[Path]) -> None:
     os.chdir("/")
 
 
-def _in_container(c: Container, lowerdirs: list[Path], work: Callable[[], None]) -> int:
-    """Fork; the child enters the container's filesystem and runs ``work``. Returns its PID;
-    a failure is written to ``c``'s error pipe by the caller's ``work``."""
+def _run(c: Container, lowerdirs: list[Path], work: Callable[[], None],
+         parent_side: Callable[[], None]) -> None:
+    """Fork: the child enters the container's filesystem and runs ``work``, while this side
+    runs ``parent_side`` (they talk through a pipe). A failure in the child comes back
+    through an error pipe and is raised here as ``CopyError``, before any of ours."""
+    err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
+            os.close(err_r)
             _enter_container_root(c, lowerdirs)
             work()
             code = 0
         except BaseException as e:  # noqa: BLE001 - reported through the error pipe
-            _ERROR[0](f"{getattr(e, 'strerror', None) or e}")
+            os.write(err_w, f"{getattr(e, 'strerror', None) or e}".encode()[:4000])
         finally:
             os._exit(code)
-    return pid
-
-
-_ERROR: list[Callable[[str], None]] = [lambda message: None]
-
-
-def _run(c: Container, lowerdirs: list[Path], work: Callable[[], None],
-         parent_side: Callable[[], None]) -> None:
-    """Run ``work`` in the container's filesystem and ``parent_side`` here, at once (they
-    talk through a pipe); raise ``CopyError`` with the child's message if it failed."""
-    err_r, err_w = os.pipe()
-    _ERROR[0] = lambda message: os.write(err_w, message.encode()[:4000])
-    pid = _in_container(c, lowerdirs, work)
     os.close(err_w)
     ours: BaseException | None = None
     try:
