@@ -182,6 +182,7 @@ class Builder:
             return
         from minidocker.runtime import lifecycle
         from minidocker.runtime.container import ContainerStore
+        from minidocker.runtime.forked import ChildFailed, run_in_child
         from minidocker.runtime.spec import build_spec
 
         if self.image_id is None:
@@ -196,7 +197,13 @@ class Builder:
             auto_remove=False, init=False, network="none", volumes=[]))
         self.say(f" ---> Running in {c.id[:12]}")
         try:
-            code = run_in_child(lambda: lifecycle.run_attached(containers, c, self.store.lowerdirs(self.image_id)))
+            # in a child of its own: a container start changes the process that makes it (the PID
+            # namespace of its next child, signal handlers while it waits), and a build makes many
+            try:
+                code = run_in_child(lambda: lifecycle.run_attached(containers, c,
+                                                                   self.store.lowerdirs(self.image_id)))
+            except ChildFailed as e:
+                raise BuildError(e.message) from None
             if code != 0:
                 raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}")
             lower = d.LowerView(self.store.lowerdirs(self.image_id))
@@ -399,37 +406,6 @@ class Builder:
             doc = read_json(self.cache_path, {}) or {}
             doc[key] = self.image_id
             write_json(self.cache_path, doc)
-
-
-def run_in_child(fn: Callable[[], int]) -> int:
-    """Run a container from a forked child and return its exit code.
-
-    The container's start changes the calling process (the PID namespace its next child
-    goes to, until it points it back; signal handlers while it waits). A build starts many
-    containers, so each one is started by a short-lived child and the builder stays as it
-    was. An error in the child comes back through a pipe."""
-    import sys
-
-    r, w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        code = 125
-        try:
-            os.close(r)
-            code = fn()
-        except BaseException as e:  # noqa: BLE001 - reported by the parent
-            os.write(w, (getattr(e, "message", None) or f"{type(e).__name__}: {e}").encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        message = f.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
-    if message:
-        raise BuildError(message)
-    return os.waitstatus_to_exitcode(status) if not os.WIFSIGNALED(status) else 128 + os.WTERMSIG(status)
 
 
 def plan_copy_from_image(ins: df.Instruction, lowerdirs: list[Path], sources: list[str],

@@ -305,37 +305,33 @@ class RegistryClient:
         path = f"/v2/{ref.path}/blobs/uploads/"
         if mount and source:
             path += "?" + urlencode({"mount": mount, "from": source})
-        resp = self.request("POST", path, scope=scope, headers={"Content-Length": "0"}, content=b"")
+        return self._upload_step("POST", path, scope, f"refused to start an upload to {ref.familiar_name}",
+                                 mounted=bool(mount), headers={"Content-Length": "0"}, content=b"")
+
+    def _upload_step(self, method: str, url: str, scope: str, refusal: str, mounted: bool = False,
+                     **kw) -> str | None:
+        """One request of an upload session: 202 Accepted, and the ``Location`` of the next
+        request, made absolute against this one's URL (201 Created for a mount: None)."""
+        resp = self.request(method, url, scope=scope, **kw)
         try:
-            if resp.status_code == 201 and mount:
+            if resp.status_code == 201 and mounted:
                 return None
             if resp.status_code != 202:
-                raise RegistryError(f"{self.domain} refused to start an upload to {ref.familiar_name}: "
-                                    f"{_error_text(resp)}")
-            return self._location(resp)
+                raise RegistryError(f"{self.domain} {refusal}: {_error_text(resp)}")
+            location = resp.headers.get("Location")
+            if not location:
+                raise RegistryError(f"{self.domain} answered an upload request without a Location header")
+            return urljoin(str(resp.request.url), location)
         finally:
             resp.close()
-
-    def _location(self, resp) -> str:
-        """The ``Location`` of an upload response, made absolute against the request URL."""
-        location = resp.headers.get("Location")
-        if not location:
-            raise RegistryError(f"{self.domain} answered an upload request without a Location header")
-        return urljoin(str(resp.request.url), location)
 
     def upload_chunk(self, location: str, scope: str, offset: int, data: bytes) -> str:
         """``PATCH <location>`` with ``Content-Range: START-END`` (inclusive, no "bytes=",
         as the distribution spec writes it); returns the Location for the next request."""
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
                    "Content-Range": f"{offset}-{offset + len(data) - 1}"}
-        resp = self.request("PATCH", location, scope=scope, headers=headers, content=data)
-        try:
-            if resp.status_code != 202:
-                raise RegistryError(f"{self.domain} refused a chunk of an upload "
-                                    f"(bytes {offset}-{offset + len(data) - 1}): {_error_text(resp)}")
-            return self._location(resp)
-        finally:
-            resp.close()
+        return self._upload_step("PATCH", location, scope, f"refused a chunk of an upload (bytes {offset}-"
+                                 f"{offset + len(data) - 1})", headers=headers, content=data)
 
     def finish_upload(self, location: str, scope: str, digest: str, body=None, size: int = 0) -> None:
         """``PUT <location>?digest=...``: close the upload; ``body`` (a function returning a

@@ -28,6 +28,7 @@ from typing import Callable
 from minidocker.errors import MinidockerError
 from minidocker.linux import syscalls as sc
 from minidocker.runtime.container import Container, alive
+from minidocker.runtime.forked import ChildFailed, run_in_child
 
 
 class CopyError(MinidockerError):
@@ -55,35 +56,20 @@ def _enter_container_root(c: Container, lowerdirs: list[Path]) -> None:
 
 def _run(c: Container, lowerdirs: list[Path], work: Callable[[], None],
          parent_side: Callable[[], None]) -> None:
-    """Fork: the child enters the container's filesystem and runs ``work``, while this side
-    runs ``parent_side`` (they talk through a pipe). A failure in the child comes back
-    through an error pipe and is raised here as ``CopyError``, before any of ours."""
-    err_r, err_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(err_r)
-            _enter_container_root(c, lowerdirs)
-            work()
-            code = 0
-        except BaseException as e:  # noqa: BLE001 - reported through the error pipe
-            os.write(err_w, f"{getattr(e, 'strerror', None) or e}".encode()[:4000])
-        finally:
-            os._exit(code)
-    os.close(err_w)
-    ours: BaseException | None = None
+    """``work`` in a child whose root is the container's filesystem, ``parent_side`` here, at
+    once (they talk through a pipe); any failure becomes ``CopyError``, the child's first."""
+    def in_container() -> None:
+        _enter_container_root(c, lowerdirs)
+        work()
+
     try:
-        parent_side()
-    except (OSError, tarfile.TarError, CopyError) as e:  # the child's reason, if it has one, comes first
-        ours = e
-    with os.fdopen(err_r, "rb") as f:
-        message = f.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
-    if message or os.waitstatus_to_exitcode(status) != 0:
-        raise CopyError(message or "the copy failed")
-    if ours is not None:
-        raise ours if isinstance(ours, CopyError) else CopyError(f"the copy failed: {ours}")
+        code = run_in_child(in_container, parent_side)
+    except ChildFailed as e:
+        raise CopyError(e.message) from None
+    except (OSError, tarfile.TarError) as e:
+        raise CopyError(f"the copy failed: {e}") from None
+    if code != 0:
+        raise CopyError("the copy failed")
 
 
 def copy_out(c: Container, lowerdirs: list[Path], src: str, dest: Path) -> None:
