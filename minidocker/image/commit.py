@@ -121,8 +121,8 @@ def create_image(store: ImageStore, base_id: str | None, produce: Producer | Non
         }
         manifest_raw = json.dumps(manifest_doc, separators=(",", ":")).encode()
         manifest_digest = store.content.put(manifest_raw)
-        store.record_built_image(config_digest, manifest_digest, str(ref) if ref else None, base_id,
-                                 intermediate=intermediate)
+        store.record_image(config_digest, manifest_digest, str(ref) if ref else None, parent=base_id,
+                           intermediate=bool(intermediate))
     return config_digest, layer
 
 

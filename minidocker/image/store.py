@@ -116,7 +116,13 @@ class ImageStore:
             raise storage_error(e, "writing images/index.json") from None
 
     def record_image(self, image_id: str, manifest_digest: str, tag: str | None,
-                     repo_digest: str | None, index_digest: str | None = None) -> None:
+                     repo_digest: str | None = None, index_digest: str | None = None, *,
+                     parent: str | None = None, intermediate: bool | None = None) -> None:
+        """Add or update an image's record (and point ``tag`` at it), under the store lock.
+        Pulls give the repo digest (and the index they chose from); images made here (commit,
+        build) give their parent image, as docker keeps it, so ``history`` can name the images
+        its entries came from; ``intermediate`` marks a build step's image, hidden from
+        ``images`` while it has no tag (the build cache), False clears the mark."""
         with self.locked():
             doc = self.read_index()
             rec = doc["images"].setdefault(image_id, {"manifest": manifest_digest, "repo_digests": [],
@@ -124,6 +130,12 @@ class ImageStore:
             rec["manifest"] = manifest_digest
             if index_digest:
                 rec["index"] = index_digest
+            if parent:
+                rec["parent"] = parent
+            if intermediate:
+                rec.setdefault("intermediate", True)
+            elif intermediate is False:
+                rec.pop("intermediate", None)
             if repo_digest and repo_digest not in rec["repo_digests"]:
                 # one digest per repository, like docker: a newer pull replaces the older one
                 name = repo_digest.split("@")[0]
@@ -252,26 +264,6 @@ class ImageStore:
             except OSError as e:
                 raise storage_error(e, f"storing layer {short_id(chain_id)}") from None
             return True
-
-    def record_built_image(self, image_id: str, manifest_digest: str, tag: str | None, parent: str | None,
-                           intermediate: bool = False) -> None:
-        """Record an image made here (commit, build): its parent image, as docker keeps it, so
-        ``history`` can name the images each history entry came from. ``intermediate``: a
-        build step's image, hidden from ``images`` while it has no tag (the build cache)."""
-        with self.locked():
-            doc = self.read_index()
-            rec = doc["images"].setdefault(image_id, {"manifest": manifest_digest, "repo_digests": [],
-                                                      "added": now_iso()})
-            rec["manifest"] = manifest_digest
-            if parent:
-                rec["parent"] = parent
-            if intermediate:
-                rec.setdefault("intermediate", True)
-            else:
-                rec.pop("intermediate", None)
-            if tag:
-                doc["tags"][tag] = image_id
-            self._write_index(doc)
 
     # -- tag, rmi, gc -------------------------------------------------------------------
     def tag(self, source: str, target: str) -> str:
