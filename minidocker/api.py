@@ -311,10 +311,10 @@ def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
     lower = ":".join(str(p) for p in store.lowerdirs(c.spec.image_id)) if c.spec.image_id in store.read_index()["images"] else ""
     st = c.state
     return {
-        "Id": c.id, "Created": st.get("Created", ""), "Path": c.spec.argv[0], "Args": c.spec.argv[1:],
+        "Id": c.id, "Created": st.get("Created", ""), "Path": (c.spec.argv or [""])[0], "Args": c.spec.argv[1:],
         "RestartCount": st.get("RestartCount", 0),
         "State": {"Status": st.get("Status", ""), "Running": c.running, "Paused": st.get("Status") == "paused",
-                  "OOMKilled": st.get("OOMKilled", False), "Dead": False, "Pid": st.get("Pid", 0),
+                  "OOMKilled": st.get("OOMKilled", False), "Dead": c.damaged, "Pid": st.get("Pid", 0),
                   "ExitCode": st.get("ExitCode", 0), "Error": st.get("Error", ""),
                   "StartedAt": st.get("StartedAt", ""), "FinishedAt": st.get("FinishedAt", "")},
         "Image": c.spec.image_id, "Name": "/" + c.name, "HostnamePath": str(c.path("hostname")),
@@ -685,6 +685,8 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
                                  f"{ev['target']}  (owners shown through the user namespace)",
     "chown_copy": lambda ev: f"copy {ev['source']} -> {ev['target']}, owners shifted by {ev['shift']} "
                              "(no idmapped mounts here)",
+    "prctl": lambda ev: f"prctl({ev['option']}, {ev['value']})  -> until execve, the container cannot open this "
+                        "process's /proc/PID/exe (the host's Python)",
     "setns": lambda ev: f"setns({', '.join(ev['nstype'])})  -> {ev.get('why') or 'join the container' + chr(39) + 's namespace'}",
 }
 
@@ -717,6 +719,7 @@ def start(names: list[str], root: Path | None = None):
     store = _store(root)
     for name in names:
         c = containers.find(name)
+        c.check_usable()
         if not c.running:
             containers.update(c, StopRequested=False)
             spawn_monitor(containers, c, store.lowerdirs(c.spec.image_id))
@@ -731,6 +734,7 @@ def start_attached(name: str, root: Path | None = None) -> int:
 
     containers = _containers(root)
     c = containers.find(name)
+    c.check_usable()
     if c.running:
         raise Conflict(f"container {c.id[:12]} is already running", hint="use minidocker logs -f to follow it")
     return lifecycle.run_attached(containers, c, _store(root).lowerdirs(c.spec.image_id))

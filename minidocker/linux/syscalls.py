@@ -124,6 +124,22 @@ def set_pdeathsig(sig: int) -> None:
     _check(_libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(sig), 0, 0, 0), "prctl")
 
 
+PR_SET_DUMPABLE = 4
+
+
+def set_dumpable(dumpable: bool) -> None:
+    """prctl(PR_SET_DUMPABLE): a non-dumpable process's /proc/PID/exe, environ, mem and fd/
+    can be opened only by a process with CAP_SYS_PTRACE over it (ptrace(2), "access mode
+    checking"). A host process that joins a container (its init before execve, exec's
+    helper) makes itself non-dumpable first, so the container's root, which lacks
+    CAP_SYS_PTRACE, cannot open the host's binary through /proc/PID/exe and overwrite it
+    (CVE-2019-5736). execve(2) makes the process dumpable again for the container's own
+    binary. See it: ``grep -i dump /proc/self/status`` is not there; ``ls -l /proc/PID/exe``
+    of such a process says "Permission denied" inside the container."""
+    _check(_libc.prctl(ctypes.c_int(PR_SET_DUMPABLE), ctypes.c_ulong(int(dumpable)), 0, 0, 0), "prctl")
+    emit("prctl", option="PR_SET_DUMPABLE", value=int(dumpable))
+
+
 def open_namespace_fds(pid: int, kinds: list[str]) -> list[tuple[str, int]]:
     """Open /proc/PID/ns/<kind> for each kind (before joining any: /proc changes as we go)."""
     out = []

@@ -11,6 +11,12 @@ PID *and its start time* (PIDs are reused: pid_max is small) and corrects the re
     containers/<id>/merged         the mount point of the root (mounted only inside the container)
     containers/<id>/hostname, hosts, resolv.conf
     containers/<id>/container.log  -d output, one JSON object a line (docker's json-file format)
+
+A record is made whole in ``containers/.new-<id>/`` and renamed into place, so a directory
+named by an ID always had a complete record once. If its files are damaged later (a disk
+error, a hand edit, a truncation), the container is shown as ``dead``, as docker shows a
+container it cannot load: ``ps -a`` lists it, ``inspect`` shows the reason in
+``State.Error``, and ``rm -f`` removes it with whatever it still holds on the host.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minidocker.errors import Conflict, MinidockerError
+from minidocker.errors import Conflict, MinidockerError, StoreError
 from minidocker.fsutil import locked, read_json, remove_tree, write_json
 from minidocker.runtime.spec import ContainerSpec
 
@@ -72,6 +78,10 @@ def alive(pid: int | None, start_time: int | None, boot: str | None = None) -> b
     return bool(pid) and start_time is not None and proc_start_time(pid) == start_time
 
 
+def is_container_id(text: str) -> bool:
+    return len(text) == 64 and all(ch in "0123456789abcdef" for ch in text)
+
+
 @dataclass
 class Container:
     dir: Path
@@ -90,8 +100,19 @@ class Container:
     def running(self) -> bool:
         return self.state.get("Status") in ("running", "paused")
 
+    @property
+    def damaged(self) -> bool:
+        """True when the record could not be read whole (shown as ``dead``)."""
+        return bool(self.state.get("Damaged"))
+
     def path(self, name: str) -> Path:
         return self.dir / name
+
+    def check_usable(self) -> None:
+        """Refuse to start a dead record: all it is good for is ``inspect`` and ``rm -f``."""
+        if self.damaged:
+            raise Conflict(f"container {self.id[:12]} is dead: {self.state.get('Error')}",
+                           hint=f"remove it: minidocker rm -f {self.id[:12]}")
 
 
 class ContainerStore:
@@ -104,16 +125,32 @@ class ContainerStore:
         return locked(self.lock_path)
 
     def ids(self) -> list[str]:
+        """Every record's ID (a directory named by 64 hex digits; unfinished ones start with .)."""
         if not self.dir.exists():
             return []
-        return [p.name for p in self.dir.iterdir() if not p.name.startswith(".") and (p / "config.json").exists()]
+        return [p.name for p in self.dir.iterdir() if is_container_id(p.name) and p.is_dir()]
 
     def load(self, cid: str) -> Container:
         d = self.dir / cid
-        cfg = read_json(d / "config.json")
+        try:
+            cfg = read_json(d / "config.json")
+        except StoreError as e:
+            return dead_record(d, cid, None, f"config.json is damaged: {e}")
         if cfg is None:
-            raise NoSuchContainer(f"No such container: {cid}")
-        return Container(d, ContainerSpec.from_json(cfg), read_json(d / "state.json", {}) or {})
+            if not d.is_dir():
+                raise NoSuchContainer(f"No such container: {cid}")
+            return dead_record(d, cid, None, "config.json is missing")
+        try:
+            spec = ContainerSpec.from_json(cfg)
+        except (TypeError, KeyError, ValueError, AttributeError) as e:
+            return dead_record(d, cid, None, f"config.json is not a container record: {e}")
+        try:
+            state = read_json(d / "state.json", {}) or {}
+        except StoreError as e:
+            return dead_record(d, cid, spec, f"state.json is damaged: {e}")
+        if not isinstance(state, dict):
+            return dead_record(d, cid, spec, "state.json is not a container state")
+        return Container(d, spec, state)
 
     def all(self) -> list[Container]:
         out = []
@@ -134,7 +171,7 @@ class ContainerStore:
                 c = self.load(cid)
             except NoSuchContainer:
                 continue
-            if c.name == text.lstrip("/"):
+            if c.name and c.name == text.lstrip("/"):
                 return self.refresh(c)
         matches = [cid for cid in ids if cid.startswith(text)] if text else []
         if len(matches) == 1:
@@ -179,15 +216,25 @@ class ContainerStore:
                     if idmap:
                         taken.add(idmap["uid"])
                 spec.idmap = allocate(taken)
-            d = self.dir / cid
-            d.mkdir()
-            for sub in ("upper", "work", "merged"):
-                (d / sub).mkdir()
-            write_json(d / "config.json", spec.to_json())
             state = {"Status": "created", "Created": now_iso(), "Pid": 0, "ExitCode": 0,
                      "StartedAt": "", "FinishedAt": "", "OOMKilled": False, "Error": ""}
-            write_json(d / "state.json", state)
+            d = self.dir / cid
+            self._reclaim_unfinished()
+            tmp = self.dir / f".new-{cid}"
+            tmp.mkdir()
+            for sub in ("upper", "work", "merged"):
+                (tmp / sub).mkdir()
+            write_json(tmp / "config.json", spec.to_json())
+            write_json(tmp / "state.json", state)
+            os.rename(tmp, d)  # the record appears whole, or not at all
         return Container(d, spec, state)
+
+    def _reclaim_unfinished(self) -> None:
+        """Remove what a killed ``create`` or ``rm`` left (``.new-*``, ``.rm-*``). The caller
+        holds the lock, which every create and rm holds, so none of these is in use."""
+        for p in self.dir.iterdir():
+            if p.name.startswith((".new-", ".rm-")):
+                remove_tree(p)
 
     def rename(self, c: Container, new_name: str) -> None:
         """``rename``: a new name, unique like the first (under the lock)."""
@@ -245,5 +292,21 @@ class ContainerStore:
         return c
 
     def remove_files(self, c: Container) -> None:
+        """The record goes at once (one rename out of sight), then its files."""
         with self.locked():
-            remove_tree(c.dir)
+            gone = self.dir / f".rm-{c.id}"
+            try:
+                os.rename(c.dir, gone)
+            except FileNotFoundError:
+                return
+            remove_tree(gone)
+
+
+def dead_record(d: Path, cid: str, spec: ContainerSpec | None, reason: str) -> Container:
+    """A record that cannot be read whole: status ``dead`` (docker's word), the reason kept
+    for ``inspect``. Without a readable config, the spec is a placeholder that names only
+    the ID, and ``Damaged`` tells ``rm`` to look for what the container holds by its ID."""
+    spec = spec or ContainerSpec(id=cid, name="", image="", image_id="", argv=[], env=[])
+    state = {"Status": "dead", "Error": f"the container's record is damaged: {reason}", "Damaged": True,
+             "Pid": 0, "ExitCode": -1, "Created": "", "StartedAt": "", "FinishedAt": ""}
+    return Container(d, spec, state)

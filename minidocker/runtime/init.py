@@ -3,6 +3,7 @@
 The parent has already called ``unshare(CLONE_NEWPID)``, so this process is PID 1 of a new
 PID namespace. It then runs, in order (``container_init`` reads as a table of contents)::
 
+    hide_host_binary       non-dumpable until execve: the container cannot open our /proc/PID/exe
     enter_namespaces       unshare mount, UTS, IPC, network (unless --network host)
     set_hostname           in our own UTS namespace only
     bring_up_loopback      our network namespace starts with lo down
@@ -76,6 +77,15 @@ def wait_for_parent(pipes: InitPipes) -> None:
     if os.read(pipes.sync_r, 1) != b"1":
         raise StepFailed("wait_for_parent", "the parent went away before the container started")
     os.close(pipes.sync_r)
+
+
+def hide_host_binary() -> None:
+    """Until execve this process runs the host's Python. Inside the container's PID namespace
+    anyone could otherwise open /proc/<us>/exe, the host's interpreter, and write to it once
+    it is not busy (CVE-2019-5736's shape). Non-dumpable, our /proc entries admit only a
+    process with CAP_SYS_PTRACE over us, which the container's processes lack; execve of the
+    container's command makes the new program dumpable again."""
+    sc.set_dumpable(False)
 
 
 def enter_namespaces(spec: ContainerSpec, netns: int | None = None) -> None:
@@ -289,6 +299,7 @@ def container_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipe
     code = EXIT_STEP_FAILED
     step = "init"
     try:
+        step = "hide_host_binary"; hide_host_binary()
         if not in_userns:
             step = "enter_namespaces"; enter_namespaces(spec, pipes.netns)
         step = "set_hostname"; set_hostname(spec)
@@ -338,6 +349,7 @@ def userns_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipes,
 
     step = "userns"
     try:
+        step = "hide_host_binary"; hide_host_binary()
         step = "enter_mount_namespace"; sc.unshare(sc.CLONE_NEWNS); rootfs.make_mounts_private()
         step = "mount_layers"; _mount_layers(plan, userns_fd)
         step = "mount_overlay"; rootfs.mount_overlay(plan)

@@ -247,19 +247,26 @@ def _hosts_files(c: Container) -> dict[str, tuple[str, Path]]:
 
 
 def detach_network(c: Container) -> None:
-    """Give the container's address back (its veth went with its network namespace)."""
-    if c.spec.network in ("none", "host"):
-        return
+    """Give the container's address back (its veth went with its network namespace), and
+    remove its published ports. A record without its config is looked for on every network."""
     from minidocker.runtime.networks import NetworkStore
 
-    if c.spec.ports:
+    networks = NetworkStore(c.dir.parent.parent)
+    if c.damaged and not c.spec.image_id:
+        known = networks.all() if networks.dir.exists() else []
+        names = [doc["Name"] for doc in known if c.id in doc.get("Containers", {})]
+        published = bool(names)  # ports, if it had any, went with an address
+    else:
+        names = [] if c.spec.network in ("none", "host") else [c.spec.network]
+        published = bool(c.spec.ports)
+    if published:
         from minidocker.linux import network
 
         network.unpublish(port_tag(c))
-    networks = NetworkStore(c.dir.parent.parent)
-    if c.spec.network != "bridge":
-        networks.forget(c.spec.network, c.id, _hosts_files(c))
-    networks.release(c.spec.network, c.id)
+    for name in names:
+        if name != "bridge":
+            networks.forget(name, c.id, _hosts_files(c))
+        networks.release(name, c.id)
 
 
 def port_tag(c: Container) -> str:
@@ -517,9 +524,33 @@ def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool
 
 def cleanup(store: ContainerStore, c: Container) -> None:
     """Remove what the container had on the host: its cgroup, its address, its directory."""
+    if c.damaged:  # its record lost the monitor's PID: find the monitor by its children
+        stop_monitors(cgroups.manager(c.id).pids())
     cgroups.manager(c.id).destroy()
     detach_network(c)
     store.remove_files(c)
+
+
+def stop_monitors(container_pids: list[int]) -> None:
+    """SIGKILL the minidocker processes above a container's processes (its monitor, a
+    foreground ``run``, the --userns=auto helper), so none of them restarts the container or
+    writes its record again. A process counts only if it runs the same interpreter as we do
+    and its command line names minidocker; never ourselves or our own parents."""
+    from minidocker.linux import procfs
+
+    ours = procfs.exe_path(os.getpid())
+    spared = {os.getpid(), os.getppid(), 0, 1}
+    inside = set(container_pids)
+    for pid in container_pids:
+        for _ in range(3):  # container -> userns helper -> monitor, at most
+            pid = procfs.parent_pid(pid) or 0
+            if pid in spared or pid in inside:
+                break
+            if procfs.exe_path(pid) != ours or not any("minidocker" in a for a in procfs.cmdline(pid)):
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            spared.add(pid)
 
 
 def signal_container(c: Container, sig: int) -> None:
@@ -594,6 +625,7 @@ def exec_in(c: Container, argv: list[str], env: list[str], cwd: str | None, user
     if child == 0:
         code = ExitCode.MINIDOCKER_FAILED
         try:
+            child_steps.hide_host_binary()  # before we are visible in the container's PID namespace
             os.close(err_r)
             os.close(sync_w)
             os.read(sync_r, 1)  # the parent has put us in the container's cgroup
