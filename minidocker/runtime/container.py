@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from minidocker.errors import Conflict, MinidockerError
-from minidocker.fsutil import locked, read_json, remove_tree, write_json
+from minidocker.fsutil import locked, make_private_dir, read_json, remove_tree, write_json
+from minidocker.paths import prepare_store
 from minidocker.runtime.spec import ContainerSpec
 
 ADJECTIVES = ["admiring", "bold", "brave", "clever", "dreamy", "eager", "elegant", "festive", "gallant",
@@ -94,6 +95,23 @@ class Container:
         return self.dir / name
 
 
+def make_container_dir(d: Path, idmap: dict[str, int] | None) -> None:
+    """``containers/<id>/`` and its overlay dirs, closed to every other host user.
+
+    A ``--userns=auto`` container's root (host uid/gid of its block, no capability over
+    root's files) must still pass through its directory once, from its overlay to its own
+    /etc files (``../hosts``, see rootfs.prepare_rootfs): the directory is 0710 and belongs
+    to the block's first gid, search permission for that group and no one else. ``upper``
+    is 0755 exactly: overlayfs shows the upper dir's owner and mode as the container's /."""
+    if idmap:
+        make_private_dir(d, 0o710, group=idmap["gid"])
+    else:
+        make_private_dir(d)
+    make_private_dir(d / "upper", 0o755)
+    make_private_dir(d / "work")
+    make_private_dir(d / "merged")
+
+
 class ContainerStore:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -152,7 +170,7 @@ class ContainerStore:
 
     def create(self, make_spec) -> Container:
         """Reserve an ID and a name and write the record, under the lock (names are unique)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        prepare_store(self.root)
         with self.locked():
             names = set()
             for cid in self.ids():
@@ -180,9 +198,7 @@ class ContainerStore:
                         taken.add(idmap["uid"])
                 spec.idmap = allocate(taken)
             d = self.dir / cid
-            d.mkdir()
-            for sub in ("upper", "work", "merged"):
-                (d / sub).mkdir()
+            make_container_dir(d, spec.idmap)
             write_json(d / "config.json", spec.to_json())
             state = {"Status": "created", "Created": now_iso(), "Pid": 0, "ExitCode": 0,
                      "StartedAt": "", "FinishedAt": "", "OOMKilled": False, "Error": ""}
