@@ -6,6 +6,7 @@
 2. *One writer at a time*: ``flock(2)`` an exclusive lock on a lock file around every
    read-modify-write. The kernel drops the lock when the process dies, even by SIGKILL, so a
    killed ``minidocker`` never leaves a stale lock behind.
+3. *Private directories*: the store is root's alone (``make_private_dir``, see paths.py).
 
 Try it: ``flock /var/lib/minidocker/lock sleep 30`` in one shell makes ``minidocker pull``
 wait in another.
@@ -19,6 +20,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -105,3 +107,36 @@ def remove_tree(path: Path) -> None:
         path.unlink(missing_ok=True)
     elif path.exists():
         shutil.rmtree(path, onerror=onerror)
+
+
+def make_private_dir(path: Path, mode: int = 0o700, group: int | None = None) -> Path:
+    """``mkdir -p PATH`` for the store, closed to other users.
+
+    Each directory this makes is created 0700 (never wider, not even for a moment), given
+    ``group`` if one is named, then set to exactly ``mode``: mkdir(2) subtracts the umask
+    from the mode it is given, chmod(2) does not, and ``Path.mkdir(mode=)`` leaves the
+    parents it makes at the umask's mercy. A PATH that exists already keeps its owner and
+    loses any permission bit beyond ``mode`` (see ``restrict_dir``)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        make_private_dir(path.parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        restrict_dir(path, mode)
+        return path
+    if group is not None:
+        os.chown(path, -1, group)
+    os.chmod(path, mode)
+    return path
+
+
+def restrict_dir(path: Path, mode: int = 0o700) -> None:
+    """Take away from an existing directory every permission bit that ``mode`` lacks (a
+    store made by an older minidocker had 0755 everywhere); one stat, and a chmod only if
+    something must go. A path that is not a directory is refused, as mkdir -p would."""
+    st = os.stat(path)  # follows a symlinked store root to the real directory, as chmod does
+    if not stat.S_ISDIR(st.st_mode):
+        raise FileExistsError(errno.EEXIST, "File exists (not a directory)", str(path))
+    if stat.S_IMODE(st.st_mode) & ~mode:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & mode)

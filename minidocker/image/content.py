@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from minidocker.errors import DigestMismatch, StoreError
-from minidocker.fsutil import fsync_dir, locked, storage_error
+from minidocker.fsutil import fsync_dir, locked, make_private_dir, storage_error
 
 
 def hex_of(digest: str) -> str:
@@ -128,7 +128,7 @@ class ContentStore:
 
     def ensure(self) -> None:
         for d in (self.blobs_dir, self.ingest_dir, self.locks_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            make_private_dir(d)
 
     def path(self, digest: str) -> Path:
         return self.blobs_dir / hex_of(digest)

@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from minidocker.errors import Conflict, ImageNotFound, InvalidReference, StoreError
-from minidocker.fsutil import locked, read_json, remove_tree, storage_error, write_json
+from minidocker.fsutil import locked, make_private_dir, read_json, remove_tree, storage_error, write_json
 from minidocker.image import manifest as mf
 from minidocker.image.content import ContentStore, hex_of
 from minidocker.image.reference import Reference, parse
+from minidocker.paths import prepare_store
 
 
 def short_id(image_id: str) -> str:
@@ -58,7 +59,8 @@ class LayerWriter:
         if self.tmp.exists():  # left by a killed pull: we hold the lock, so start over
             remove_tree(self.tmp)
         self.diff = self.tmp / "diff"
-        self.diff.mkdir(parents=True)
+        make_private_dir(self.tmp)  # layers/<chain-id>/ 0700: no way in to the image's files
+        self.diff.mkdir()  # its mode is the image's "./" (set by apply_layer): keep it
 
     def commit(self, meta: dict[str, Any]) -> None:
         meta = {"chain_id": self.chain_id, "parent": self.parent, "created": now_iso(), **meta}
@@ -86,9 +88,8 @@ class ImageStore:
 
     def ensure(self) -> None:
         try:
+            prepare_store(self.root)  # layers/, images/ and the rest: 0700 (see paths.py)
             self.content.ensure()
-            self.layers_dir.mkdir(parents=True, exist_ok=True)
-            self.index_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise storage_error(e, f"creating the store at {self.root}") from None
 
@@ -238,7 +239,8 @@ class ImageStore:
         once it is written (commit); ``adopt_layer`` gives it its name. Removed on error."""
         tmp = self.layers_dir / f".tmp-new-{os.urandom(8).hex()}"
         try:
-            (tmp / "diff").mkdir(parents=True)
+            make_private_dir(tmp)
+            (tmp / "diff").mkdir()
         except OSError as e:
             raise storage_error(e, "creating a new layer") from None
         try:

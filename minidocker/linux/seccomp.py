@@ -419,7 +419,7 @@ def _store(path: Path, profile_text: bytes, compiled: CompiledFilter, identity: 
                          "profile_bytes": len(profile_text), "program_bytes": len(compiled.program)}).encode()
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # in the store: root's alone
         with open(tmp, "wb") as f:
             f.write(header + b"\n" + profile_text + compiled.program)
             f.flush()

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from minidocker.errors import Conflict, MinidockerError, StoreError
-from minidocker.fsutil import locked, read_json, remove_tree, write_json
+from minidocker.fsutil import locked, make_private_dir, read_json, remove_tree, write_json
+from minidocker.paths import prepare_store
 from minidocker.runtime.spec import ContainerSpec
 
 ADJECTIVES = ["admiring", "bold", "brave", "clever", "dreamy", "eager", "elegant", "festive", "gallant",
@@ -115,6 +116,23 @@ class Container:
                            hint=f"remove it: minidocker rm -f {self.id[:12]}")
 
 
+def make_container_dir(d: Path, idmap: dict[str, int] | None) -> None:
+    """``containers/<id>/`` and its overlay dirs, closed to every other host user.
+
+    A ``--userns=auto`` container's root (host uid/gid of its block, no capability over
+    root's files) must still pass through its directory once, from its overlay to its own
+    /etc files (``../hosts``, see rootfs.prepare_rootfs): the directory is 0710 and belongs
+    to the block's first gid, search permission for that group and no one else. ``upper``
+    is 0755 exactly: overlayfs shows the upper dir's owner and mode as the container's /."""
+    if idmap:
+        make_private_dir(d, 0o710, group=idmap["gid"])
+    else:
+        make_private_dir(d)
+    make_private_dir(d / "upper", 0o755)
+    make_private_dir(d / "work")
+    make_private_dir(d / "merged")
+
+
 class ContainerStore:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -189,7 +207,7 @@ class ContainerStore:
 
     def create(self, make_spec) -> Container:
         """Reserve an ID and a name and write the record, under the lock (names are unique)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        prepare_store(self.root)
         with self.locked():
             names = set()
             for cid in self.ids():
@@ -221,9 +239,7 @@ class ContainerStore:
             d = self.dir / cid
             self._reclaim_unfinished()
             tmp = self.dir / f".new-{cid}"
-            tmp.mkdir()
-            for sub in ("upper", "work", "merged"):
-                (tmp / sub).mkdir()
+            make_container_dir(tmp, spec.idmap)
             write_json(tmp / "config.json", spec.to_json())
             write_json(tmp / "state.json", state)
             os.rename(tmp, d)  # the record appears whole, or not at all

@@ -23,6 +23,7 @@ from typing import Any
 
 from minidocker.errors import Conflict, MinidockerError
 from minidocker.fsutil import locked, read_json, write_json
+from minidocker.paths import prepare_store
 
 DEFAULT = {"Name": "bridge", "Bridge": "minidocker0", "Subnet": "10.88.0.0/16", "Gateway": "10.88.0.1"}
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
@@ -36,7 +37,8 @@ class NoSuchNetwork(MinidockerError):
 
 class NetworkStore:
     def __init__(self, root: Path):
-        self.dir = Path(root) / "networks"
+        self.root = Path(root)
+        self.dir = self.root / "networks"
         self.lock = Path(root) / "locks" / "networks.lock"
 
     def _path(self, name: str) -> Path:
@@ -51,7 +53,7 @@ class NetworkStore:
             if name != "bridge":
                 raise NoSuchNetwork(name)
             doc = self._default()  # the pre-defined network: its record is made on first use
-            self.dir.mkdir(parents=True, exist_ok=True)
+            prepare_store(self.root)
             write_json(self._path(name), doc)
         return doc
 
@@ -62,7 +64,7 @@ class NetworkStore:
     def create(self, name: str, subnet: str | None = None) -> dict[str, Any]:
         if not NAME.fullmatch(name) or name in ("none", "host", "default"):
             raise MinidockerError(f"invalid network name {name!r}")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        prepare_store(self.root)
         with locked(self.lock):
             existing = [self.get(n) for n in {p.stem for p in self.dir.glob("*.json")} | {"bridge"}]
             if any(n["Name"] == name for n in existing):
@@ -100,7 +102,7 @@ class NetworkStore:
 
     def allocate(self, name: str, container_id: str) -> str:
         """The next free address of the network for the container (its own if it has one)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        prepare_store(self.root)
         with locked(self.lock):
             doc = self.get(name)
             if container_id in doc["Containers"]:

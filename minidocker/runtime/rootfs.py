@@ -260,9 +260,12 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
     of our own namespace (mounts copied from the host's are locked to us)."""
     make_mounts_private()
     if in_userns:
-        # Our cwd is the overlay: our parent went there as host root. The path to it may not
-        # be searchable by our host uid (a 0700 directory above the store), but the
-        # container's own directory is: from here on, every path is relative to it.
+        # Our cwd is the overlay: our parent went there as host root. The path to it is not
+        # searchable by our host uid (the store root is 0700, root's alone), but the
+        # container's own directory is (0710, its group is our gid: ContainerStore.create).
+        # The kernel checks search permission only on the directories a path walks through,
+        # from the cwd on: "../merged" walks the overlay and the container's directory, so
+        # from here on every path is relative to it.
         bind(".", ".")
         os.chdir(os.path.join("..", os.path.basename(plan.merged)))  # onto the bind, on top
         plan.merged = "."
