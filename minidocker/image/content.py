@@ -21,6 +21,7 @@ See a live writer's lock: ``cat /proc/locks`` during a pull, next to ``ls -i ing
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import stat
@@ -39,6 +40,9 @@ def hex_of(digest: str) -> str:
 
 
 # -- temp files and their owners (the module docstring's rule) ---------------------------------
+ATTEMPTS = 100  # create_owned gives up on a name that something it cannot remove holds (a symlink)
+
+
 def create_owned(path: Path, directory: bool = False) -> int:
     """Create the temp file (or directory) ``path`` and lock it: returns the descriptor that
     holds the flock, to be closed only after the temp file is renamed away or deleted.
@@ -46,7 +50,7 @@ def create_owned(path: Path, directory: bool = False) -> int:
     A leftover of a dead writer under the same name is removed first. After locking, check
     that ``path`` still names what we created: a reclaimer may have opened it in the instant
     before our lock (and found the lock free); then it has deleted it, and we start again."""
-    while True:
+    for _ in range(ATTEMPTS):
         try:
             if directory:
                 os.mkdir(path)
@@ -64,6 +68,7 @@ def create_owned(path: Path, directory: bool = False) -> int:
         if _still_names(path, fd):
             return fd
         os.close(fd)
+    raise FileExistsError(errno.EEXIST, "something that is no writer's temp file is in the way", str(path))
 
 
 def remove_orphan(path: Path, wait: bool = False) -> bool:

@@ -12,9 +12,16 @@ On disk (``ls`` your way down from ``minidocker images``)::
     blobs/sha256/<hex>              manifest, config and compressed layer of every image
     layers/<chain-id hex>/diff/     an unpacked layer: one overlay lowerdir
     layers/<chain-id hex>/meta.json diff_id, parent chain, compressed digest, size
+    layers/.tmp-*/                  a layer being unpacked (or deleted), locked by its writer
 
 An image ID is the digest of its config, as docker shows it. A layer is unpacked once and
 shared by every image whose layer chain contains it. ``rmi`` removes what no image needs.
+
+A SIGKILL at any moment leaves either the old state or the new: a layer gets its name by one
+rename, only once it is whole; an image exists once ``images/index.json`` names it, its last
+write; and the garbage collector takes a layer out of the layers' names before it deletes
+its files. What a killed command leaves behind (a ``.tmp-*`` whose lock is free, a blob or a
+layer no image names) is garbage for the next writer or the next ``rmi``/``prune``.
 """
 
 from __future__ import annotations

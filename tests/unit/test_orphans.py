@@ -10,6 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from minidocker.image.content import ContentStore
 from minidocker.image.store import ImageStore
 
@@ -141,3 +143,15 @@ def test_a_crash_point_kills_only_when_named():
             env["MINIDOCKER_TEST_KILL_AT"] = named
         r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
         assert (r.returncode, r.stdout) == (returncode, out)
+
+
+def test_something_in_the_way_that_no_writer_made_is_an_error_not_a_loop(tmp_path):
+    from minidocker.errors import StoreError
+
+    store = ContentStore(tmp_path)
+    store.ensure()
+    digest = "sha256:" + hashlib.sha256(b"x").hexdigest()
+    (tmp_path / "ingest" / digest[7:]).symlink_to("/etc/passwd")
+    with pytest.raises(StoreError, match="writing blob"):
+        store.put(b"x")
+    assert (tmp_path / "ingest" / digest[7:]).is_symlink() and not store.has(digest)
