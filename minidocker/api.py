@@ -108,16 +108,49 @@ def rmi(names: list[str], force: bool = False, root: Path | None = None) -> tupl
 
 
 def image_prune(all_unused: bool = False, root: Path | None = None) -> tuple[list[str], int]:
-    """``docker image prune [-a]``: the deleted image IDs, and the bytes the store freed."""
+    """``docker image prune [-a]``: the deleted image IDs, and the bytes the store freed
+    (what killed commands left behind included: their temp files, blobs and layers)."""
     store = _store(root)
     before = _store_bytes(store.root)
     deleted = store.prune(all_unused, in_use={c.spec.image_id for c in _containers(root).all()})
     return deleted, max(0, before - _store_bytes(store.root))
 
 
-def _store_bytes(root: Path) -> int:
+def system_prune(all_unused: bool = False, volumes: bool = False, root: Path | None = None) -> dict[str, Any]:
+    """``docker system prune [-a] [--volumes]``: stopped containers, then the networks no
+    container uses, the dangling images (``all_unused``: every image no container uses), the
+    build cache entries of images that went, and whatever killed commands left in the store.
+    Returns what went, by kind, and the bytes freed. (Volumes here are bind mounts only, the
+    host's own directories: ``volumes`` finds nothing of ours to remove.)"""
+    root = Path(root or default_root())
+    kinds = ("blobs", "layers", "ingest", "containers")
+    before = _store_bytes(root, kinds)
+    removed_containers = prune(root=root)
+    removed_networks = _prune_networks(root)
+    store = _store(root)
+    removed_images = store.prune(all_unused, in_use={c.spec.image_id for c in _containers(root).all()})
+    return {"Containers": removed_containers, "Networks": removed_networks, "Images": removed_images,
+            "BuildCache": store.prune_build_cache(), "Volumes": [],
+            "SpaceReclaimed": max(0, before - _store_bytes(root, kinds))}
+
+
+def _prune_networks(root: Path) -> list[str]:
+    """The networks made by ``network create`` that no container is attached to or set to use."""
+    from minidocker.runtime.networks import NetworkStore
+
+    if not (root / "networks").is_dir():
+        return []
+    wanted = {c.spec.network for c in _containers(root).all()}
+    unused = [n["Name"] for n in NetworkStore(root).all()
+              if n["Name"] != "bridge" and not n["Containers"] and n["Name"] not in wanted]
+    for name in unused:
+        network_rm(name, root)
+    return unused
+
+
+def _store_bytes(root: Path, kinds: tuple[str, ...] = ("blobs", "layers", "ingest")) -> int:
     total = 0
-    for sub in ("blobs", "layers"):
+    for sub in kinds:
         for dirpath, _dirs, files in os.walk(root / sub):
             for f in files:
                 with contextlib.suppress(OSError):
@@ -876,7 +909,8 @@ def commit(name: str, ref: str | None = None, *, root: Path | None = None, messa
     """``docker commit``: the container's upper dir becomes one new layer on its image; the
     container's config (Cmd, Env, WorkingDir, User...) plus ``changes`` becomes the image's.
     A running container is frozen (cgroup freezer) while its upper dir is read, and always
-    thawed. Returns the new image ID."""
+    thawed, even if the commit is killed. Returns the new image ID."""
+    from minidocker.crashpoint import crashpoint
     from minidocker.image import commit as cm
     from minidocker.image import diff as d
     from minidocker.image import dockerfile
@@ -905,24 +939,28 @@ def commit(name: str, ref: str | None = None, *, root: Path | None = None, messa
             dockerfile.apply_change(config, ins)
 
     set_config(json.loads(json.dumps(store.config(spec.image_id).get("config") or {})))  # errors before any write
-    manager = None
-    if pause and c.running:
-        from minidocker.linux import cgroups
-
-        manager = cgroups.manager(c.id)
-        manager.freeze()
-        containers.update_if(c, "running", Status="paused")  # `ps` says "Up ... (Paused)" meanwhile
-    try:
+    with _frozen_for_commit(containers, c, pause):
+        crashpoint("commit:after-freeze")
         entries, _ = _upper_entries(c, store)
         image_id, _ = cm.create_image(
             store, spec.image_id, lambda write: d.write_layer_tar(entries, write), empty=not entries,
             changes=set_config, created_by=" ".join(spec.argv), author=author, comment=message,
             tag=str(parse(ref)) if ref else None)
-    finally:
-        if manager is not None:
-            manager.thaw()
-            containers.update_if(c, "paused", Status="running")
     return image_id
+
+
+def _frozen_for_commit(containers, c, pause: bool):
+    """The container frozen while commit reads its upper dir, if it is running and ``pause``;
+    ``ps`` says "Up ... (Paused)" meanwhile. The freeze belongs to a helper process that
+    thaws the container when the commit ends, even by SIGKILL (linux/cgroups/freezer.py). A
+    container the user paused is left as it is: still paused afterwards, as docker leaves it."""
+    if not (pause and c.state.get("Status") == "running"):
+        return contextlib.nullcontext()
+    from minidocker.linux import cgroups
+    from minidocker.linux.cgroups.freezer import hold_frozen
+
+    return hold_frozen(cgroups.manager(c.id), on_frozen=lambda: containers.update_if(c, "running", Status="paused"),
+                       on_thawed=lambda: containers.update_if(c, "paused", Status="running"))
 
 
 def history(name: str, root: Path | None = None) -> list[dict[str, Any]]:

@@ -54,6 +54,7 @@ def _global(
 def _register() -> None:
     from minidocker.cli import (archive, commit, containers, images, login, network, pull, push,  # noqa: F401
                                 run, transfer)  # (each adds its commands)
+    from minidocker.cli import system  # noqa: F401
 
 
 def typer_main(argv: list[str] | None = None) -> None:

@@ -23,6 +23,14 @@ An empty tar (no changes) makes no layer: docker records such a commit as a hist
 with ``empty_layer: true`` and the same rootfs, and so do we. The whole commit happens under
 the store's *gc guard*, so a concurrent ``rmi`` cannot collect the blobs and the layer
 between their creation and the index entry that keeps them.
+
+**Killed halfway?** The order above is the crash story. Everything before ``record_image``
+only adds things nobody names yet: a locked temp file in ``ingest/``, a locked
+``layers/.tmp-new-*``, then a blob, a layer, a config and a manifest that no index entry
+references. The one write of ``images/index.json`` is the moment the image exists, and by
+then all it names is on disk. A kill before it leaves only garbage, which the next writer
+(temp files) and the garbage collector (``rmi``, ``image prune``, ``system prune``) remove;
+a kill after it leaves a whole image. Never an index entry whose blobs or layers are missing.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from minidocker.crashpoint import crashpoint
 from minidocker.errors import MinidockerError
 from minidocker.image import manifest as mf
 from minidocker.image.diff import EMPTY_TAR_DIFF_ID
@@ -139,6 +148,7 @@ def write_layer(store: ImageStore, parent_chain: str | None, produce: Producer, 
     with store.new_layer_unnamed() as tmp:
         with store.content.new_blob() as blob:
             stats = _write_and_apply(produce, tmp, tar_hash, compressor, blob)
+        crashpoint("commit:blob-written")
         diff_id = "sha256:" + tar_hash.hexdigest()
         chain_id = mf.chain_ids([parent_chain, diff_id])[1] if parent_chain else diff_id
         layer = NewLayer(diff_id, blob.digest, blob.size, media_type, stats.size, chain_id)

@@ -6,17 +6,30 @@ to ``blobs/sha256/<hex>``. So a file under ``blobs/`` is always whole and always
 says, whatever crashed or lied on the way::
 
     ls /var/lib/minidocker/blobs/sha256/ && sha256sum /var/lib/minidocker/blobs/sha256/* | head
+
+**Whose temp file is this?** A writer killed halfway (SIGKILL, a power cut) leaves its temp
+file in ``ingest/``, and nothing in the file says whether its writer is still at work. So
+every writer holds ``flock(2)`` on its own temp file, from the moment it creates it until it
+has renamed it into ``blobs/`` or deleted it. The kernel drops a flock when its holder dies,
+however it dies; so a temp file whose lock anyone can take (``LOCK_EX|LOCK_NB``) belongs to
+nobody, and is removed: by the next writer (one ``listdir`` of ``ingest/`` each), by the
+garbage collector (``rmi``, ``image prune``, ``system prune``). A lock, not a PID: PIDs are
+reused. The unpacked layers' temp directories (``layers/.tmp-*``) follow the same rule.
+See a live writer's lock: ``cat /proc/locks`` during a pull, next to ``ls -i ingest/``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
+import stat
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, ContextManager, Iterator
 
 from minidocker.errors import DigestMismatch, StoreError
-from minidocker.fsutil import fsync_dir, locked, make_private_dir, storage_error
+from minidocker.fsutil import fsync_dir, locked, make_private_dir, remove_tree, storage_error
 
 
 def hex_of(digest: str) -> str:
@@ -26,8 +39,123 @@ def hex_of(digest: str) -> str:
     return hexpart
 
 
-class Ingest:
-    """A blob being written: ``write`` bytes, then ``commit`` checks and publishes them.
+# -- temp files and their owners (the module docstring's rule) ---------------------------------
+ATTEMPTS = 100  # create_owned gives up on a name that something it cannot remove holds (a symlink)
+
+
+def create_owned(path: Path, directory: bool = False) -> int:
+    """Create the temp file (or directory) ``path`` and lock it: returns the descriptor that
+    holds the flock, to be closed only after the temp file is renamed away or deleted.
+
+    A leftover of a dead writer under the same name is removed first. After locking, check
+    that ``path`` still names what we created: a reclaimer may have opened it in the instant
+    before our lock (and found the lock free); then it has deleted it, and we start again."""
+    for _ in range(ATTEMPTS):
+        try:
+            if directory:  # 0700 and 0600: other host users never see what is being written
+                os.mkdir(path, 0o700)
+            else:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            remove_orphan(path, wait=True)
+            continue
+        if directory:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:  # a reclaimer took our empty directory before we opened it
+                continue
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits only for a reclaimer that saw it first
+        if _still_names(path, fd):
+            return fd
+        os.close(fd)
+    raise FileExistsError(errno.EEXIST, "something that is no writer's temp file is in the way", str(path))
+
+
+def remove_orphan(path: Path, wait: bool = False) -> bool:
+    """Remove the temp file or directory ``path`` if its writer is gone (its flock is free;
+    ``wait``: wait for the lock instead). Only the lock's holder ever removes a temp file, so
+    a live writer's file is never touched. True if it was removed."""
+    try:  # O_NONBLOCK: a fifo someone put here must not hang us; O_NOFOLLOW: no symlinks
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False  # gone already, or nothing we could have made
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False  # its writer is alive
+        if not _still_names(path, fd):
+            return False  # renamed into place, or removed, while we waited: not ours
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            remove_tree(path)
+        else:
+            os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
+
+
+def reclaim_orphans(folder: Path, prefix: str = "") -> list[str]:
+    """Remove the entries of ``folder`` named ``prefix*`` whose writers are gone; returns
+    their names."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    return [n for n in sorted(names) if n.startswith(prefix) and remove_orphan(folder / n)]
+
+
+def _still_names(path: Path, fd: int) -> bool:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
+class TempBlob:
+    """Bytes on their way into ``blobs/``: written to a locked temp file of ``ingest/`` while
+    their sha256 is computed. ``publish`` fsyncs the file and renames it to its blob name;
+    the lock is let go only after that (``close``), so the file is never an orphan while its
+    writer lives."""
+
+    def __init__(self, path: Path):
+        import hashlib
+
+        self.path = path
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self._file: BinaryIO = os.fdopen(create_owned(path), "wb")
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.hash.update(data)
+        self.size += len(data)
+        self._file.write(data)
+
+    def publish(self, final: Path) -> None:
+        """fsync, then rename to ``final`` (or, if ``final`` exists, drop ours: same bytes)."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        if final.exists():
+            os.unlink(self.path)
+        else:
+            os.rename(self.path, final)
+            fsync_dir(final.parent)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+
+    def abort(self) -> None:
+        """Delete the temp file (a write that will not be committed), then let go of its lock."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self.close()
+
+
+class Ingest(TempBlob):
+    """A blob whose digest we were told: ``write`` bytes, then ``commit`` checks and publishes.
 
     The ingest file is named after the digest it should become and guarded by a lock on that
     digest, so a second writer of the same blob waits, and a file left by a killed writer is
@@ -36,23 +164,10 @@ class Ingest:
 
     def __init__(self, store: "ContentStore", digest: str, size: int | None):
         self.store, self.digest, self.expected_size = store, digest, size
-        self.path = store.ingest_dir / hex_of(digest)
-        import hashlib
-
-        self.hash = hashlib.sha256()
-        self.size = 0
-        self._file: BinaryIO = open(self.path, "wb")
-
-    def write(self, data: bytes) -> None:
-        self.hash.update(data)
-        self.size += len(data)
-        self._file.write(data)
+        super().__init__(store.ingest_dir / hex_of(digest))
 
     def commit(self) -> Path:
         actual = "sha256:" + self.hash.hexdigest()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
         if self.expected_size is not None and self.size != self.expected_size:
             raise DigestMismatch(
                 f"blob {self.digest[:19]} is truncated or padded: got {self.size} bytes, "
@@ -61,23 +176,12 @@ class Ingest:
             raise DigestMismatch(f"digest mismatch for {self.digest[:19]}: the content hashes to {actual[:19]}",
                                  hint="the registry sent content that is not what it named; nothing was stored")
         final = self.store.path(self.digest)
-        os.rename(self.path, final)
-        fsync_dir(final.parent)
+        self.publish(final)
+        self.close()
         return final
 
-    def abort(self) -> None:
-        _discard(self._file, self.path)
 
-
-def _discard(file, path: Path) -> None:
-    """Close and delete a temporary file of ingest/ (a write that will not be committed)."""
-    with contextlib.suppress(OSError):
-        file.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-class BlobWriter:
+class BlobWriter(TempBlob):
     """The other way into the store: content we produce ourselves (``commit``), whose digest
     nobody can tell us in advance. Same rule, in a different order: *ingest, hash, rename*.
 
@@ -87,36 +191,16 @@ class BlobWriter:
 
     def __init__(self, store: "ContentStore"):
         self.store = store
-        self.path = store.ingest_dir / f"new-{os.urandom(12).hex()}"
-        import hashlib
-
-        self.hash = hashlib.sha256()
-        self.size = 0
         self.digest: str | None = None
-        self._file: BinaryIO = open(self.path, "xb")
-
-    def write(self, data: bytes | memoryview) -> None:
-        self.hash.update(data)
-        self.size += len(data)
-        self._file.write(data)
+        super().__init__(store.ingest_dir / f"new-{os.urandom(12).hex()}")
 
     def commit(self) -> str:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
         digest = "sha256:" + self.hash.hexdigest()
-        final = self.store.path(digest)
         with self.store.lock(digest):
-            if final.exists():  # the same bytes were stored before: keep the old file
-                os.unlink(self.path)
-            else:
-                os.rename(self.path, final)
-                fsync_dir(final.parent)
+            self.publish(self.store.path(digest))
+        self.close()
         self.digest = digest
         return digest
-
-    def abort(self) -> None:
-        _discard(self._file, self.path)
 
 
 class ContentStore:
@@ -153,39 +237,35 @@ class ContentStore:
         """An exclusive lock on one digest: held while its blob (or layer) is produced."""
         return locked(self.locks_dir / f"{hex_of(digest)}.lock")
 
-    @contextlib.contextmanager
-    def ingest(self, digest: str, size: int | None = None) -> Iterator[Ingest]:
-        """Write a blob under ``ingest/``; caller holds ``lock(digest)``. Commits on success."""
-        self.ensure()
-        try:
-            ing = Ingest(self, digest, size)
-        except OSError as e:
-            raise storage_error(e, f"writing blob {digest[:19]}") from None
-        try:
-            yield ing
-            ing.commit()
-        except OSError as e:
-            ing.abort()
-            raise storage_error(e, f"writing blob {digest[:19]}") from None
-        except BaseException:
-            ing.abort()
-            raise
+    def reclaim_ingest(self) -> list[str]:
+        """Remove the temp files of ``ingest/`` whose writers are gone (the module docstring)."""
+        return reclaim_orphans(self.ingest_dir)
 
-    @contextlib.contextmanager
-    def new_blob(self) -> Iterator["BlobWriter"]:
+    def ingest(self, digest: str, size: int | None = None) -> ContextManager[Ingest]:
+        """Write a blob under ``ingest/``; caller holds ``lock(digest)``. Commits on success."""
+        return self._writing(lambda: Ingest(self, digest, size), f"writing blob {digest[:19]}")
+
+    def new_blob(self) -> ContextManager[BlobWriter]:
         """Write a blob whose digest is known only at the end (a layer ``commit`` makes);
         ``writer.digest`` is set once the block ends and the blob is in ``blobs/``."""
+        return self._writing(lambda: BlobWriter(self), "writing a new blob")
+
+    @contextlib.contextmanager
+    def _writing(self, make: Callable[[], Ingest | BlobWriter], what: str) -> Iterator[Any]:
+        """A writer from ``make()`` for the ``with`` block: committed at its end, aborted
+        (temp file deleted) if the block fails. What killed writers left goes first."""
         self.ensure()
+        self.reclaim_ingest()
         try:
-            writer = BlobWriter(self)
+            writer = make()
         except OSError as e:
-            raise storage_error(e, "writing a new blob") from None
+            raise storage_error(e, what) from None
         try:
             yield writer
             writer.commit()
         except OSError as e:
             writer.abort()
-            raise storage_error(e, "writing a new blob") from None
+            raise storage_error(e, what) from None
         except BaseException:
             writer.abort()
             raise

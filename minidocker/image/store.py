@@ -12,14 +12,22 @@ On disk (``ls`` your way down from ``minidocker images``)::
     blobs/sha256/<hex>              manifest, config and compressed layer of every image
     layers/<chain-id hex>/diff/     an unpacked layer: one overlay lowerdir
     layers/<chain-id hex>/meta.json diff_id, parent chain, compressed digest, size
+    layers/.tmp-*/                  a layer being unpacked (or deleted), locked by its writer
 
 An image ID is the digest of its config, as docker shows it. A layer is unpacked once and
 shared by every image whose layer chain contains it. ``rmi`` removes what no image needs.
+
+A SIGKILL at any moment leaves either the old state or the new: a layer gets its name by one
+rename, only once it is whole; an image exists once ``images/index.json`` names it, its last
+write; and the garbage collector takes a layer out of the layers' names before it deletes
+its files. What a killed command leaves behind (a ``.tmp-*`` whose lock is free, a blob or a
+layer no image names) is garbage for the next writer or the next ``rmi``/``prune``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import time
@@ -28,11 +36,15 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from minidocker.errors import Conflict, ImageNotFound, InvalidReference, StoreError
-from minidocker.fsutil import locked, make_private_dir, read_json, remove_tree, storage_error, write_json
+from minidocker.crashpoint import crashpoint
+from minidocker.fsutil import fsync_dir, locked, read_json, remove_tree, storage_error, write_json
 from minidocker.image import manifest as mf
-from minidocker.image.content import ContentStore, hex_of
+from minidocker.image.content import ContentStore, create_owned, hex_of, reclaim_orphans
 from minidocker.image.reference import Reference, parse
 from minidocker.paths import prepare_store
+
+
+BUILD_CACHE = "build-cache.json"  # build.py's cache: step key -> the image that step made
 
 
 def short_id(image_id: str) -> str:
@@ -50,16 +62,18 @@ class ImageInfo:
 
 
 class LayerWriter:
-    """A layer being unpacked in ``layers/.tmp-<hex>/``; ``commit`` renames it into place."""
+    """A layer being unpacked in ``layers/.tmp-<hex>/``; ``commit`` renames it into place.
+    The temp dir is locked while it is ours (content.py's rule for temp files), so what a
+    killed pull left is told apart from a live one's, and reclaimed."""
 
     def __init__(self, store: "ImageStore", chain_id: str, parent: str | None):
         self.store, self.chain_id, self.parent = store, chain_id, parent
         self.final = store.layer_dir(chain_id)
         self.tmp = store.layers_dir / f".tmp-{hex_of(chain_id)}"
-        if self.tmp.exists():  # left by a killed pull: we hold the lock, so start over
-            remove_tree(self.tmp)
+        store.reclaim_layers()
+        self.lock_fd = create_owned(self.tmp, directory=True)  # a killed pull's dir: started over
         self.diff = self.tmp / "diff"
-        make_private_dir(self.tmp)  # layers/<chain-id>/ 0700: no way in to the image's files
+        # layers/<chain-id>/ is 0700 (create_owned): no way in to the image's files
         self.diff.mkdir()  # its mode is the image's "./" (set by apply_layer): keep it
 
     def commit(self, meta: dict[str, Any]) -> None:
@@ -67,6 +81,10 @@ class LayerWriter:
         make_durable(self.tmp)
         write_json(self.tmp / "meta.json", meta)
         os.rename(self.tmp, self.final)
+        fsync_dir(self.final.parent)
+
+    def close(self) -> None:
+        os.close(self.lock_fd)
 
 
 def make_durable(tree: Path) -> None:
@@ -111,6 +129,7 @@ class ImageStore:
         return doc
 
     def _write_index(self, doc: dict[str, Any]) -> None:
+        crashpoint("index:before-write")
         try:
             write_json(self.index_path, doc)
         except OSError as e:
@@ -228,6 +247,12 @@ class ImageStore:
         except BaseException:
             remove_tree(writer.tmp)
             raise
+        finally:
+            writer.close()
+
+    def reclaim_layers(self) -> list[str]:
+        """Remove the temp dirs ``layers/.tmp-*`` whose writers are gone (content.py's rule)."""
+        return reclaim_orphans(self.layers_dir, ".tmp-")
 
     def lowerdirs(self, image_id: str) -> list[Path]:
         """The overlay ``lowerdir`` list of an image: top layer first, as mount(8) wants."""
@@ -236,10 +261,12 @@ class ImageStore:
     @contextlib.contextmanager
     def new_layer_unnamed(self) -> Iterator[Path]:
         """A temp dir ``layers/.tmp-new-<random>/`` for a layer whose chain ID is known only
-        once it is written (commit); ``adopt_layer`` gives it its name. Removed on error."""
+        once it is written (commit); ``adopt_layer`` gives it its name. Removed on error.
+        Locked while it exists, like every temp dir of ``layers/``."""
+        self.reclaim_layers()
         tmp = self.layers_dir / f".tmp-new-{os.urandom(8).hex()}"
         try:
-            make_private_dir(tmp)
+            lock_fd = create_owned(tmp, directory=True)  # 0700, like every layer dir
             (tmp / "diff").mkdir()
         except OSError as e:
             raise storage_error(e, "creating a new layer") from None
@@ -248,6 +275,7 @@ class ImageStore:
         finally:
             if tmp.exists():  # adopted layers were renamed away
                 remove_tree(tmp)
+            os.close(lock_fd)
 
     def adopt_layer(self, tmp: Path, chain_id: str, parent: str | None, meta: dict[str, Any]) -> bool:
         """``new_layer_unnamed``'s dir becomes ``layers/<chain-id>/`` (meta.json written first,
@@ -263,6 +291,7 @@ class ImageStore:
                 make_durable(tmp)
                 write_json(tmp / "meta.json", {"chain_id": chain_id, "parent": parent, "created": now_iso(), **meta})
                 os.rename(tmp, final)
+                fsync_dir(self.layers_dir)  # the new name is on disk before an index names it
             except OSError as e:
                 raise storage_error(e, f"storing layer {short_id(chain_id)}") from None
             return True
@@ -335,35 +364,70 @@ class ImageStore:
             doc["tags"] = {t: i for t, i in doc["tags"].items() if i not in doomed}
             if doomed:
                 self._write_index(doc)
-        if doomed:
-            self.collect_garbage()
+        self.collect_garbage()  # also what killed commands left behind, doomed or not
         return sorted(doomed)
 
     def collect_garbage(self) -> list[str]:
-        """Delete the layers and blobs that no image references any more."""
+        """Delete the layers and blobs that no image references any more, and the temp files
+        and dirs whose writers were killed (their flocks are free: content.py). Returns the
+        ``Deleted: sha256:<layer>`` lines."""
         with locked(self.gc_lock_path), self.locked():
-            doc = self.read_index()
-            keep_chains: set[str] = set()
-            keep_blobs: set[str] = set()
-            for image_id, rec in doc["images"].items():
-                keep_blobs.update({image_id, rec["manifest"], rec.get("index") or image_id})
-                with contextlib.suppress(StoreError, KeyError, ValueError):
-                    keep_blobs.update(d.digest for d in self.manifest(image_id, doc).layers)
-                with contextlib.suppress(StoreError, KeyError, ValueError):
-                    keep_chains.update(self.chain_ids(image_id))
+            keep_chains, keep_blobs = self.referenced(self.read_index())
+            self.reclaim_layers()
+            self.content.reclaim_ingest()
             lines = []
             keep_hex = {hex_of(c) for c in keep_chains}
             for d in sorted(self.layers_dir.iterdir()) if self.layers_dir.exists() else []:
-                if d.name.startswith(".tmp-") or d.name not in keep_hex:
-                    remove_tree(d)
-                    if not d.name.startswith(".tmp-"):
-                        lines.append(f"Deleted: sha256:{d.name}")
+                if not d.name.startswith(".tmp-") and d.name not in keep_hex:
+                    self.remove_layer_dir(d)
+                    lines.append(f"Deleted: sha256:{d.name}")
+            crashpoint("gc:before-blobs")
             keep_blob_hex = {hex_of(b) for b in keep_blobs}
             for b in self.content.blobs_dir.iterdir() if self.content.blobs_dir.exists() else []:
                 if b.name not in keep_blob_hex:
                     with contextlib.suppress(FileNotFoundError):
                         b.unlink()
             return lines
+
+    def referenced(self, doc: dict[str, Any]) -> tuple[set[str], set[str]]:
+        """The chain IDs and blob digests that the images of ``doc`` need."""
+        chains: set[str] = set()
+        blobs: set[str] = set()
+        for image_id, rec in doc["images"].items():
+            blobs.update({image_id, rec["manifest"], rec.get("index") or image_id})
+            with contextlib.suppress(StoreError, KeyError, ValueError):
+                blobs.update(d.digest for d in self.manifest(image_id, doc).layers)
+            with contextlib.suppress(StoreError, KeyError, ValueError):
+                chains.update(self.chain_ids(image_id))
+        return chains, blobs
+
+    def remove_layer_dir(self, d: Path) -> None:
+        """Delete an unpacked layer: first out of the layers' names (one rename to a temp
+        name, locked while we delete it), then file by file. A kill halfway leaves an orphan
+        ``.tmp-gc-*`` for the next collector, never a layer that has its name but not all
+        its files (``has_layer`` would believe it)."""
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            trash = self.layers_dir / f".tmp-gc-{os.urandom(8).hex()}"
+            os.rename(d, trash)
+            crashpoint("gc:layer-renamed")
+            remove_tree(trash)
+        finally:
+            os.close(fd)
+
+    def prune_build_cache(self) -> list[str]:
+        """Forget the build cache's entries (``build-cache.json``: step key -> image ID) whose
+        image is gone; returns their keys. The images themselves are the cache's content:
+        ``prune`` removes them with the other unused images."""
+        path = self.root / BUILD_CACHE
+        with self.locked():
+            cache = read_json(path, {}) or {}
+            images = self.read_index()["images"]
+            stale = sorted(k for k, image_id in cache.items() if image_id not in images)
+            if stale:
+                write_json(path, {k: v for k, v in cache.items() if k not in stale})
+        return stale
 
 
 def now_iso() -> str:
