@@ -233,7 +233,7 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
         on_created: Callable[[str], None] | None = None) -> int | str:
     """``docker run``: returns the container's exit code, or its ID with ``detach``."""
     from minidocker.runtime import lifecycle
-    from minidocker.runtime.spec import build_spec, check_run_flags, parse_env_file
+    from minidocker.runtime.spec import build_spec, check_run_flags, parse_env_file, shown
 
     # every flag checked before anything is pulled or written (docker's order)
     name = check_run_flags(name=name, hostname=hostname, workdir=workdir, volumes=list(volumes),
@@ -241,8 +241,10 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
     env = [line for f in env_files for line in parse_env_file(f)] + list(env)  # the files' lines, then -e
     limits = resource_limits(memory, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit)
     if network not in ("none", "host", "default", "bridge"):
-        from minidocker.runtime.networks import NetworkStore
+        from minidocker.runtime.networks import NAME, NetworkStore, NoSuchNetwork
 
+        if not NAME.fullmatch(network):  # never a path: "../x" would name a file outside the store
+            raise NoSuchNetwork(shown(network))
         NetworkStore(root or default_root()).get(network)  # "network X not found" before anything else
     image_id = ensure_image(image, root, progress, on_pull)
     store = _store(root)
