@@ -564,7 +564,10 @@ def match_in_context(context: Path, pattern: str, follow_last: bool = False) -> 
     for part in parts:
         reached: list[str] = []
         for base in candidates:
-            base = resolve_in_context(context, base, follow_last=True)  # a directory part: followed
+            try:
+                base = resolve_in_context(context, base, follow_last=True)  # a directory part: followed
+            except BuildError:
+                continue  # a loop of links: nothing is under it
             if not any(c in part for c in GLOB_CHARS):
                 reached.append(posixpath.join(base, part))
                 continue
