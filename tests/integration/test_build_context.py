@@ -22,13 +22,6 @@ import pytest
 from tests.integration.conftest import busybox_store, one_error
 
 
-@pytest.fixture(scope="module")
-def bmd(tmp_path_factory, registry):
-    """A store of this module's own (busybox only), so every blob in it can be searched."""
-    with busybox_store(tmp_path_factory, registry, "build-context") as (m, _base):
-        yield m
-
-
 @pytest.fixture
 def scene(tmp_path):
     """tmp/host/secret (the host's file) and tmp/a/b/ctx, a context with hostile links."""
@@ -52,8 +45,10 @@ def scene(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def bb_ref(registry):
-    return f"{registry.host}/busybox:latest"
+def bmd(tmp_path_factory, registry):
+    """A store of this module's own (busybox only), so every blob in it can be searched."""
+    with busybox_store(tmp_path_factory, registry, "build-context") as (m, _base):
+        yield m
 
 
 def _write(ctx: Path, dockerfile: str) -> Path:
@@ -77,29 +72,29 @@ def _store_holds(root: Path, secret: bytes) -> list[str]:
     return found
 
 
-def test_a_symlinked_directory_resolves_inside_the_context(bmd, bb_ref, scene):
+def test_a_symlinked_directory_resolves_inside_the_context(bmd, bb, scene):
     """``COPY e/secret``: e -> /HOST is CONTEXT/HOST, so only a file there can be copied."""
     ctx, host, secret = scene
-    r = bmd("build", "-t", "ctx:dir", str(_write(ctx, f"FROM {bb_ref}\nCOPY e/secret /x\n")))
+    r = bmd("build", "-t", "ctx:dir", str(_write(ctx, f"FROM {bb}\nCOPY e/secret /x\n")))
     assert r.returncode == 125 and one_error(r.stderr) and "file not found in build context" in r.stderr
-    r = bmd("build", "-t", "ctx:glob", str(_write(ctx, f"FROM {bb_ref}\nCOPY e/* /g/\n")))
+    r = bmd("build", "-t", "ctx:glob", str(_write(ctx, f"FROM {bb}\nCOPY e/* /g/\n")))
     assert r.returncode == 125 and one_error(r.stderr), r.stderr  # a glob does not match through it either
     # the same absolute link, with a file where it leads *inside* the context: that one is copied
     decoy = ctx / host.relative_to("/") / "secret"
     decoy.parent.mkdir(parents=True)
     decoy.write_text("the context's own\n")
-    bmd.ok("build", "-t", "ctx:decoy", str(_write(ctx, f"FROM {bb_ref}\nCOPY e/secret /x\nCOPY e/* /g/\n")))
+    bmd.ok("build", "-t", "ctx:decoy", str(_write(ctx, f"FROM {bb}\nCOPY e/secret /x\nCOPY e/* /g/\n")))
     r = bmd.ok("run", "--rm", "ctx:decoy", "sh", "-c", "cat /x; ls /g; cat /g/secret")
     assert r.stdout.splitlines() == ["the context's own", "secret", "the context's own"]
     assert _store_holds(bmd.root, secret) == []
 
 
-def test_a_symlink_is_copied_as_a_link(bmd, bb_ref, scene):
+def test_a_symlink_is_copied_as_a_link(bmd, bb, scene):
     """``COPY f /x`` (f -> /HOST/secret) and a directory walk: links, with their target text."""
     ctx, host, secret = scene
     (ctx / ".dockerignore").write_text("ignored*\n")
     (ctx / "ignored.txt").write_text("not sent\n")
-    r = bmd("build", "-t", "ctx:links", str(_write(ctx, f"FROM {bb_ref}\nCOPY f /x\nCOPY . /all/\n")))
+    r = bmd("build", "-t", "ctx:links", str(_write(ctx, f"FROM {bb}\nCOPY f /x\nCOPY . /all/\n")))
     assert r.returncode == 0, r.stderr
     out = bmd.ok("run", "--rm", "ctx:links", "sh", "-c",
                  "for p in /x /all/f /all/up /all/e; do readlink $p; done; cat /all/marker; test -e /all/ignored.txt || echo ignored; "
@@ -109,20 +104,20 @@ def test_a_symlink_is_copied_as_a_link(bmd, bb_ref, scene):
     assert _store_holds(bmd.root, secret) == []
 
 
-def test_dotdot_stops_at_the_context_root(bmd, bb_ref, scene):
+def test_dotdot_stops_at_the_context_root(bmd, bb, scene):
     """``up -> ../../..``: in the context, ``..`` of the root is the root (as ``/..`` is ``/``)."""
     ctx, _host, secret = scene
-    r = bmd("build", "-t", "ctx:up", str(_write(ctx, f"FROM {bb_ref}\nCOPY up/host/secret /x\n")))
+    r = bmd("build", "-t", "ctx:up", str(_write(ctx, f"FROM {bb}\nCOPY up/host/secret /x\n")))
     assert r.returncode == 125 and one_error(r.stderr) and "file not found in build context" in r.stderr
-    bmd.ok("build", "-t", "ctx:up", str(_write(ctx, f"FROM {bb_ref}\nCOPY up/marker up/up/up/marker /m/\n")))
+    bmd.ok("build", "-t", "ctx:up", str(_write(ctx, f"FROM {bb}\nCOPY up/marker up/up/up/marker /m/\n")))
     assert bmd.ok("run", "--rm", "ctx:up", "cat", "/m/marker").stdout == "in the context\n"
     assert _store_holds(bmd.root, secret) == []
 
 
-def test_add_of_a_linked_tar_copies_the_link(bmd, bb_ref, scene):
+def test_add_of_a_linked_tar_copies_the_link(bmd, bb, scene):
     """``ADD arch.tar`` (a link to a host tar): docker copies the link and unpacks nothing."""
     ctx, host, secret = scene
-    bmd.ok("build", "-t", "ctx:add", str(_write(ctx, f"FROM {bb_ref}\nADD arch.tar /a/\n")))
+    bmd.ok("build", "-t", "ctx:add", str(_write(ctx, f"FROM {bb}\nADD arch.tar /a/\n")))
     out = bmd.ok("run", "--rm", "ctx:add", "sh", "-c", "readlink /a/arch.tar; ls /a").stdout
     assert out.splitlines() == [str(host / "host.tar"), "arch.tar"]
     assert _store_holds(bmd.root, secret) == []
