@@ -233,7 +233,7 @@ def check_hostname(hostname: str) -> None:
 
 def check_run_flags(*, name: str | None, hostname: str | None, workdir: str | None, volumes: list[str],
                     publish: list[str], tmpfs: list[str], restart: str) -> str | None:
-    """Every check of ``run``'s flags that needs no image, so a bad flag fails before a pull
+    """The checks of ``run``'s flags that need no image, so a bad flag fails before a pull
     (as docker's do). Returns the name to use (None: a random one)."""
     if hostname:
         check_hostname(hostname)
@@ -265,6 +265,11 @@ def format_cpu_list(cpus: set[int]) -> str:
             ranges[-1][1] = c
         else:
             ranges.append([c, c])
+    return join_cpu_ranges(ranges)
+
+
+def join_cpu_ranges(ranges) -> str:
+    """[(0, 2), (5, 5)] -> "0-2,5"."""
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
@@ -281,7 +286,7 @@ def parse_cpu_list(text: str) -> str:
     if any(b > max(have) or not have.issuperset(range(a, b + 1)) for a, b in ranges):
         raise MinidockerError(f"Requested CPUs are not available - requested {shown(text)}, "
                               f"available: {format_cpu_list(have)}")
-    return text.strip()
+    return join_cpu_ranges(ranges)
 
 
 def check_cpus(cpus: float) -> float:
