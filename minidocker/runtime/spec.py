@@ -213,7 +213,7 @@ def shown(text: str, limit: int = 80) -> str:
 
 def check_name(name: str) -> str:
     """A container name by docker's rule (a leading ``/``, as docker shows names, is dropped)."""
-    bare = name[1:] if name.startswith("/") else name
+    bare = name.removeprefix("/")
     if len(bare) > NAME_MAX or not CONTAINER_NAME.fullmatch(bare):
         raise MinidockerError(f"Invalid container name ({shown(name)}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
                               hint=f"a letter or digit, then at least one more of those or _ . - "

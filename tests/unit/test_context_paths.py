@@ -8,7 +8,12 @@ import os
 
 import pytest
 
-from minidocker.build import BuildError, match_in_context, read_dockerfile, resolve_in_context
+from minidocker.build import (
+    BuildError,
+    match_in_context,
+    read_dockerfile,
+    resolve_in_context,
+)
 from minidocker.errors import MinidockerError
 from minidocker.image.dockerfile import DockerfileError, parse
 from minidocker.runtime import spec
