@@ -266,12 +266,18 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
         on_created: Callable[[str], None] | None = None) -> int | str:
     """``docker run``: returns the container's exit code, or its ID with ``detach``."""
     from minidocker.runtime import lifecycle
-    from minidocker.runtime.spec import build_spec
+    from minidocker.runtime.spec import build_spec, check_run_flags, parse_env_file, shown
 
+    # every flag checked before anything is pulled or written (docker's order)
+    name = check_run_flags(name=name, hostname=hostname, workdir=workdir, volumes=list(volumes),
+                           publish=list(publish), tmpfs=list(tmpfs), restart=restart)
+    env = [line for f in env_files for line in parse_env_file(f)] + list(env)  # the files' lines, then -e
     limits = resource_limits(memory, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit)
     if network not in ("none", "host", "default", "bridge"):
-        from minidocker.runtime.networks import NetworkStore
+        from minidocker.runtime.networks import NAME, NetworkStore, NoSuchNetwork
 
+        if not NAME.fullmatch(network):  # never a path: "../x" would name a file outside the store
+            raise NoSuchNetwork(shown(network))
         NetworkStore(root or default_root()).get(network)  # "network X not found" before anything else
     image_id = ensure_image(image, root, progress, on_pull)
     store = _store(root)
@@ -279,7 +285,7 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
     containers = _containers(root)
     c = containers.create(lambda cid, random_name: build_spec(
         cid=cid, name=name or random_name(), image=image, image_id=image_id, image_config=config,
-        args=list(args), entrypoint=entrypoint, env=list(env), env_files=list(env_files), workdir=workdir,
+        args=list(args), entrypoint=entrypoint, env=env, env_files=[], workdir=workdir,
         user=user, hostname=hostname, tty=tty, stdin_open=interactive, detach=detach,
         auto_remove=auto_remove, init=init, network=network, volumes=list(volumes), readonly_rootfs=read_only,
         limits=limits, cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
@@ -300,6 +306,7 @@ def resource_limits(memory: str | None, memory_swap: str | None, cpus: float | N
                     cpuset_cpus: str | None, pids_limit: int | None) -> dict[str, Any]:
     """docker run's resource flags, checked and in kernel units (cgroups.Limits fields)."""
     from minidocker.linux.cgroups import parse_size
+    from minidocker.runtime.spec import check_cpus, parse_cpu_list
 
     mem = parse_size(memory) if memory else None
     if mem is not None and mem < 6 * 1024 * 1024:
@@ -311,13 +318,9 @@ def resource_limits(memory: str | None, memory_swap: str | None, cpus: float | N
             raise MinidockerError("You should always set the Memory limit when using Memoryswap limit")
         if swap != -1 and swap < mem:
             raise MinidockerError("Minimum memoryswap limit should be larger than memory limit")
-    if cpus is not None and cpus <= 0:
-        raise MinidockerError(f"invalid --cpus {cpus}: give a positive number of CPUs, e.g. 0.5")
-    if cpus is not None and cpus > (os.cpu_count() or 1):
-        raise MinidockerError(f"range of CPUs is from 0.01 to {float(os.cpu_count() or 1):.2f}, as there are only "
-                              f"{os.cpu_count()} CPUs available")
-    limits = {"memory": mem, "memory_swap": swap, "cpus": cpus, "cpu_shares": cpu_shares,
-              "cpuset_cpus": cpuset_cpus, "pids": pids_limit}
+    limits = {"memory": mem, "memory_swap": swap, "cpus": None if cpus is None else check_cpus(cpus),
+              "cpu_shares": cpu_shares, "cpuset_cpus": None if cpuset_cpus is None else parse_cpu_list(cpuset_cpus),
+              "pids": pids_limit}
     return {k: v for k, v in limits.items() if v is not None}
 
 
@@ -567,10 +570,9 @@ def cp(src: str, dest: str, root: Path | None = None) -> None:
 
 
 def rename(name: str, new_name: str, root: Path | None = None) -> None:
-    import re
+    from minidocker.runtime.spec import check_name
 
-    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", new_name):
-        raise MinidockerError(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    new_name = check_name(new_name)
     containers = _containers(root)
     containers.rename(containers.find(name), new_name)
 
@@ -974,20 +976,14 @@ def build(context: str, *, tags: list[str] = (), dockerfile: str | None = None, 
           no_cache: bool = False, root: Path | None = None, say: Callable[[str], None] = lambda s: None,
           quiet: bool = False) -> str:
     """``docker build`` (the classic builder): returns the image ID; ``say`` gets the step lines."""
-    from minidocker.build import Builder, BuildError
+    from minidocker.build import Builder, BuildError, read_dockerfile
     from minidocker.image import dockerfile as df
     from minidocker.image.reference import parse
 
     ctx = Path(context)
     if not ctx.is_dir():
         raise BuildError(f"unable to prepare context: path {context!r} not found")
-    path = Path(dockerfile) if dockerfile else ctx / "Dockerfile"
-    if dockerfile and not path.is_absolute() and not path.exists():
-        path = ctx / dockerfile
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise BuildError(f"cannot read the Dockerfile {path}: {e.strerror}") from None
+    text, inside = read_dockerfile(ctx, dockerfile)
     refs = [str(parse(t)) for t in tags]  # a bad -t fails before any step
     args = {}
     for a in build_args:
@@ -995,7 +991,7 @@ def build(context: str, *, tags: list[str] = (), dockerfile: str | None = None, 
         if not eq:
             v = os.environ.get(k, "")
         args[k] = v
-    instructions = df.parse(text)
+    instructions = df.parse(text, show_lines=inside)  # a file outside the context: no line of it in errors
     store = _store(root)
     store.ensure()
     b = Builder(root or default_root(), store, ctx.resolve(), say, args, no_cache,

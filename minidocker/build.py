@@ -24,7 +24,10 @@ which ``images`` hides until they get a tag, and which keep their layers from ``
 garbage collection.
 
 The build context is the directory given on the command line, minus what ``.dockerignore``
-excludes (one pattern a line, ``#`` comments, ``!`` re-includes, ``**`` any depth).
+excludes (one pattern a line, ``#`` comments, ``!`` re-includes, ``**`` any depth). Its paths
+are looked up as if the context were ``/`` (``resolve_in_context``): a symlink in it can name
+``/etc`` or ``../..``, but the lookup stays inside the context, and a symlink that COPY meets
+is copied as a symlink, never followed out to the host.
 """
 
 from __future__ import annotations
@@ -328,7 +331,11 @@ class Builder:
         return self.ensure_image(text)
 
     def plan_copy(self, ins: df.Instruction, sources: list[str], dest: str) -> list[tuple[Path, str, str]]:
-        """[(file in the context, path in the image, "file" | "archive")], parents first."""
+        """[(file in the context, path in the image, "file" | "archive")], parents first.
+
+        Each source is looked up *inside* the context (``match_in_context``), so no symlink
+        leads out of it; a source that is itself a symlink, or one met while walking a
+        directory, is planned as the link it is (``copy_members`` writes its target text)."""
         matched: list[Path] = []
         for s in sources:
             if "://" in s:
@@ -340,7 +347,8 @@ class Builder:
             rel = os.path.normpath(s.lstrip("/"))
             if rel.startswith(".."):
                 raise BuildError(f"Dockerfile line {ins.line}: {s} is outside the build context")
-            found = sorted(p for p in self.context.glob(rel) if not self.ignored(p)) if rel != "." else [self.context]
+            follow = s.endswith(("/", "/.")) or rel == "."  # "dir/": the directory a link names
+            found = sorted({p for p in match_in_context(self.context, rel, follow) if not self.ignored(p)})
             if not found:
                 raise BuildError(f"Dockerfile line {ins.line}: {ins.keyword} failed: file not found in build "
                                  f"context or excluded by .dockerignore: {s}")
@@ -366,7 +374,7 @@ class Builder:
                     dirnames[:] = [x for x in dirnames if not (base / x).is_symlink()]
             elif src in self.downloaded:  # ADD URL: the file as it came, never unpacked (docker's rule)
                 plan.append((src, d_norm(posixpath.join(dest, src.name)) if as_dir else dest, "file"))
-            elif ins.keyword == "ADD" and src.name.endswith(ARCHIVE_SUFFIXES) and tarfile.is_tarfile(src):
+            elif ins.keyword == "ADD" and src.name.endswith(ARCHIVE_SUFFIXES) and _is_local_tar(src):
                 plan.append((src, dest, "archive"))
             else:
                 plan.append((src, d_norm(posixpath.join(dest, src.name)) if as_dir else dest, "file"))
@@ -481,11 +489,11 @@ def parse_chown(text: str | None, line: int, image_file: Callable[[str], str] = 
 
 
 def read_dockerignore(context: Path) -> list[tuple[bool, str]]:
-    path = context / ".dockerignore"
-    if not path.exists():
+    path = context / resolve_in_context(context, ".dockerignore", follow_last=True)
+    if not path.is_file():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().decode("utf-8", "surrogateescape").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -508,6 +516,107 @@ def _match(pattern: str, rel: str) -> bool:
         return j < len(rp) and fnmatch.fnmatchcase(rp[j], pp[i]) and m(i + 1, j + 1)
 
     return m(0, 0)
+
+
+# -- the build context, looked up as if it were / ----------------------------------------------
+MAX_SYMLINKS = 40  # as the kernel: a lookup that meets more symlinks than this fails with ELOOP
+GLOB_CHARS = ("*", "?", "[")
+
+
+def resolve_in_context(context: Path, rel: str, follow_last: bool = False) -> str:
+    """``rel`` looked up inside ``context`` the way the kernel looks a path up in a chroot
+    whose root is the context: a symlink met on the way is followed, but an absolute target
+    starts again at the *context's* root and ``..`` stops there, as ``..`` of ``/`` is ``/``.
+    So no answer leaves the context, whatever the links say (``e -> /etc`` means
+    CONTEXT/etc; ``up -> ../..`` means CONTEXT). The last component is not followed unless
+    ``follow_last``: COPY copies a link as a link. Returns the path relative to the context
+    ("" for the context itself); it need not exist."""
+    todo = [p for p in rel.split("/") if p and p != "."]
+    done: list[str] = []
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            if done:
+                done.pop()  # every component in ``done`` is a real directory: its parent is the one before
+            continue
+        path = context.joinpath(*done, part)
+        if (todo or follow_last) and path.is_symlink():
+            hops += 1
+            if hops > MAX_SYMLINKS:
+                raise BuildError(f"{rel}: too many levels of symbolic links in the build context")
+            target = os.readlink(path)
+            if target.startswith("/"):
+                done = []  # an absolute link: from the context's root, not the host's
+            todo = [p for p in target.split("/") if p and p != "."] + todo
+            continue
+        done.append(part)
+    return "/".join(done)
+
+
+def match_in_context(context: Path, pattern: str, follow_last: bool = False) -> list[Path]:
+    """The paths of the context that a COPY source names: ``pattern``'s components matched one
+    directory at a time (``*``, ``?`` and ``[...]`` as Go's filepath.Match, which docker uses),
+    every directory reached through ``resolve_in_context``, so a glob never matches through a
+    symlinked directory to outside the context. Only paths that exist are returned."""
+    parts = [p for p in pattern.split("/") if p and p != "."]
+    candidates = [""]
+    for part in parts:
+        reached: list[str] = []
+        for base in candidates:
+            try:
+                base = resolve_in_context(context, base, follow_last=True)  # a directory part: followed
+            except BuildError:
+                continue  # a loop of links: nothing is under it
+            if not any(c in part for c in GLOB_CHARS):
+                reached.append(posixpath.join(base, part))
+                continue
+            try:
+                names = os.listdir(context / base)
+            except OSError:
+                continue  # not a directory: nothing under it matches
+            reached += [posixpath.join(base, n) for n in names if fnmatch.fnmatchcase(n, part)]
+        candidates = reached
+    found = (context / resolve_in_context(context, c, follow_last) for c in candidates)
+    return [p for p in found if os.path.lexists(p)]
+
+
+def _is_local_tar(path: Path) -> bool:
+    """ADD unpacks a regular file that is a tar archive; a symlink is copied as a link (as
+    docker does) and a FIFO is never opened (reading it would wait for a writer)."""
+    return stat.S_ISREG(os.lstat(path).st_mode) and tarfile.is_tarfile(path)
+
+
+def read_dockerfile(context: Path, given: str | None) -> tuple[str, bool]:
+    """The Dockerfile's text, and whether the file lies inside the build context (when it
+    does not, its lines must not be quoted in errors: ``dockerfile.parse(show_lines=)``).
+
+    Without ``-f``: CONTEXT/Dockerfile. A relative ``-f`` is relative to the current
+    directory (docker's rule), else to the context. Refused with one line: a Dockerfile
+    that a symlink leads to outside the context (a host file chosen by whoever made the
+    context), anything but a regular file (a FIFO would block the read, a device would never
+    end), and text that is not UTF-8."""
+    context = context.resolve()
+    if not given:
+        lexical = context / "Dockerfile"
+    else:
+        lexical = Path(os.path.abspath(given))
+        if not Path(given).is_absolute() and not os.path.lexists(lexical):
+            lexical = Path(os.path.abspath(context / given))
+    real = Path(os.path.realpath(lexical))  # (a loop of links stays unresolved: stat says ELOOP)
+    inside = real.is_relative_to(context)
+    shown = given or "Dockerfile"
+    if not inside and (lexical.is_symlink() or lexical.is_relative_to(context)):
+        raise BuildError(f"the Dockerfile {shown} is a symbolic link that leads outside the build context",
+                         hint="give -f the file itself, or a file inside the context")
+    try:
+        if not stat.S_ISREG(os.stat(real).st_mode):
+            raise BuildError(f"the Dockerfile {shown} is not a regular file")
+        return real.read_bytes().decode(), inside
+    except OSError as e:
+        raise BuildError(f"cannot read the Dockerfile {shown}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise BuildError(f"the Dockerfile {shown} is not UTF-8 text") from None
 
 
 # -- COPY's tar -----------------------------------------------------------------------------------

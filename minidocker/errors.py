@@ -66,3 +66,11 @@ class StoreError(MinidockerError):
 
 class Conflict(MinidockerError):
     """The request conflicts with the store's state (image in use, name taken, ...)."""
+
+
+def printable(text: str) -> str:
+    """``text`` safe to show on one line of a terminal: bytes that were not UTF-8 (argv and
+    file names keep them as surrogates, PEP 383) as ``\\xNN``, and newlines and other
+    control characters as their escapes, so one error stays one line."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -80,9 +80,5 @@ def typer_main(argv: list[str] | None = None) -> None:
         if hasattr(e, "show") and hasattr(e, "exit_code"):  # click's usage errors
             e.show(file=sys.stderr)
             sys.exit(ExitCode.MINIDOCKER_FAILED)  # docker exits 125 on a bad flag
-        if isinstance(e, OSError):
-            render.error(f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", debug=state.debug)
-            sys.exit(ExitCode.MINIDOCKER_FAILED)
-        render.error(f"internal error: {type(e).__name__}: {e}", hint="run with --debug for the traceback",
-                     debug=state.debug or bool(os.environ.get("MINIDOCKER_DEBUG")))
+        render.unexpected_error(e, debug=state.debug or bool(os.environ.get("MINIDOCKER_DEBUG")))
         sys.exit(ExitCode.MINIDOCKER_FAILED)

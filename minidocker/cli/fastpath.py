@@ -189,6 +189,12 @@ def run(argv: list[str]) -> int:
         stop_progress("")
         _error(e.message, e.hint, e if glob.get("debug") or glob.get("D") else None)
         return e.exit_code
+    except Exception as e:  # noqa: BLE001 - a bug still ends in one line, never a traceback
+        from minidocker.cli import render
+
+        stop_progress("")
+        render.unexpected_error(e, debug=bool(glob.get("debug") or glob.get("D") or os.environ.get("MINIDOCKER_DEBUG")))
+        return 125
     if o["detach"]:
         print(result, flush=True)
         return 0
@@ -202,4 +208,6 @@ def _error(message: str, hint: str | None, exc: BaseException | None = None) -> 
 
         render.error(exc or message, hint=hint, debug=exc is not None)
         return
-    sys.stderr.write(f"Error: {message}\n" + (f"hint: {hint}\n" if hint else ""))
+    from minidocker.errors import printable
+
+    sys.stderr.write(f"Error: {printable(message)}\n" + (f"hint: {printable(hint)}\n" if hint else ""))

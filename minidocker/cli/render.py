@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from minidocker.errors import MinidockerError
+from minidocker.errors import MinidockerError, printable
 
 
 def _console(stderr: bool = False):
@@ -23,8 +23,9 @@ def _console(stderr: bool = False):
 
 def error(e: MinidockerError | str, hint: str | None = None, debug: bool = False) -> None:
     """``Error: ...`` on one line of stderr (and the hint on a second one)."""
-    msg = e.message if isinstance(e, MinidockerError) else str(e)
+    msg = printable(e.message if isinstance(e, MinidockerError) else str(e))
     hint = hint or (e.hint if isinstance(e, MinidockerError) else None)
+    hint = printable(hint) if hint else None
     if debug and isinstance(e, BaseException):
         import traceback
 
@@ -38,6 +39,19 @@ def error(e: MinidockerError | str, hint: str | None = None, debug: bool = False
         print(f"Error: {msg}", file=sys.stderr)
         if hint:
             print(f"hint: {hint}", file=sys.stderr)
+
+
+def unexpected_error(e: Exception, debug: bool = False) -> None:
+    """An exception that is not a MinidockerError, still as one ``Error:`` line: an OSError
+    as its text and path, anything else as an internal error (``--debug``: the traceback)."""
+    if debug:
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)
+    if isinstance(e, OSError):
+        error(f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}")
+    else:
+        error(f"internal error: {type(e).__name__}: {e}", hint=None if debug else "run with --debug for the traceback")
 
 
 def escape(text: str) -> str:

@@ -72,8 +72,10 @@ class Instruction:
         return exec_form if exec_form is not None else [*(shell or ["/bin/sh", "-c"]), self.args.strip()]
 
 
-def parse(text: str) -> list[Instruction]:
-    """All instructions of a Dockerfile; raises ``DockerfileError`` naming the line."""
+def parse(text: str, show_lines: bool = True) -> list[Instruction]:
+    """All instructions of a Dockerfile; raises ``DockerfileError`` naming the line.
+    ``show_lines=False`` (a Dockerfile from outside the build context, which may be any host
+    file): errors give the line number only, never the file's text."""
     out: list[Instruction] = []
     pending: list[str] = []
     start = 0
@@ -89,20 +91,21 @@ def parse(text: str) -> list[Instruction]:
             pending.append(raw.rstrip()[:-1])
             continue
         pending.append(raw)
-        out.append(parse_line(" ".join(p.strip() for p in pending), start))
+        out.append(parse_line(" ".join(p.strip() for p in pending), start, show_lines))
         pending = []
     if pending:
-        out.append(parse_line(" ".join(p.strip() for p in pending), start))
+        out.append(parse_line(" ".join(p.strip() for p in pending), start, show_lines))
     if not out:
         raise DockerfileError("the Dockerfile has no instructions")
     return out
 
 
-def parse_line(text: str, line: int = 1) -> Instruction:
+def parse_line(text: str, line: int = 1, show_text: bool = True) -> Instruction:
     keyword, _, args = text.strip().partition(" ")
     upper = keyword.upper()
     if upper not in INSTRUCTIONS:
-        raise DockerfileError(f"Dockerfile parse error line {line}: unknown instruction: {keyword}")
+        what = f": {keyword}" if show_text else " (the Dockerfile is outside the build context: its text is not shown)"
+        raise DockerfileError(f"Dockerfile parse error line {line}: unknown instruction{what}")
     if upper not in SUPPORTED:
         raise DockerfileError(f"Dockerfile parse error line {line}: {upper} is not supported by minidocker")
     args = args.strip()

@@ -58,18 +58,31 @@ def _run(c: Container, lowerdirs: list[Path], work: Callable[[], None],
          parent_side: Callable[[], None]) -> None:
     """``work`` in a child whose root is the container's filesystem, ``parent_side`` here, at
     once (they talk through a pipe); any failure becomes ``CopyError``, the child's first."""
-    def in_container() -> None:
+    def in_container() -> int:
         _enter_container_root(c, lowerdirs)
-        work()
+        try:
+            work()
+        except BrokenPipeError:
+            return 1  # the parent side stopped reading: its error is the one to report
+        except OSError as e:
+            raise CopyError(_os_error_text(e)) from None
+        return 0
 
     try:
         code = run_in_child(in_container, parent_side)
     except ChildFailed as e:
         raise CopyError(e.message) from None
-    except (OSError, tarfile.TarError) as e:
+    except OSError as e:
+        raise CopyError(_os_error_text(e)) from None
+    except tarfile.TarError as e:
         raise CopyError(f"the copy failed: {e}") from None
     if code != 0:
         raise CopyError("the copy failed")
+
+
+def _os_error_text(e: OSError) -> str:
+    """One line that names the path: "cannot copy to /etc/x: Not a directory"."""
+    return f"cannot copy to {e.filename}: {e.strerror}" if e.filename else f"the copy failed: {e.strerror or e}"
 
 
 def copy_out(c: Container, lowerdirs: list[Path], src: str, dest: Path) -> None:
@@ -107,7 +120,7 @@ def copy_in(c: Container, lowerdirs: list[Path], src: Path, dest: str) -> None:
     def work():
         os.close(w)
         with os.fdopen(r, "rb") as f:
-            _extract(f, top, Path(posixpath.normpath("/" + dest)), contents_only, owner=owner)
+            _extract(f, top, Path(posixpath.normpath("/" + dest.lstrip("/"))), contents_only, owner=owner)
 
     def parent_side():
         os.close(r)
@@ -139,6 +152,9 @@ def _extract(stream, top: str, dest: Path, contents_only: bool, owner: tuple[int
                     name = rename + ("/" + parts[1] if len(parts) > 1 else "")
             elif top == "." and name == ".":
                 continue
+            if rename is not None and name == rename and m.isdir() and (base / rename).exists() \
+                    and not (base / rename).is_dir():
+                raise CopyError(f'cannot overwrite non-directory "{dest}" with directory "{top}"')
             m.name = name
             m.uid, m.gid = owner if owner is not None else (os.getuid(), os.getgid())  # docker: the copier's
             m.uname = m.gname = ""

@@ -234,7 +234,11 @@ def make_workdir(spec: ContainerSpec) -> None:
 
 
 def change_dir(spec: ContainerSpec) -> None:
-    os.chdir(spec.cwd)
+    try:
+        os.chdir(spec.cwd)
+    except OSError as e:  # exec -w DIR: exec, unlike run (make_workdir), does not create DIR; runc's words
+        raise StepFailed("change_dir", f'chdir to cwd ("{spec.cwd}") set in config.json failed: '
+                                       f"{(e.strerror or str(e)).lower()}", EXIT_CANNOT_INVOKE) from None
 
 
 def close_other_fds(keep: int) -> None:

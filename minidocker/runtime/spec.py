@@ -7,16 +7,24 @@ The rules are docker's:
 * Env: the image's, then ``--env-file`` lines, then ``-e`` (``-e NAME`` copies the caller's
   value); PATH gets a default; HOSTNAME is set; TERM=xterm with ``-t``; HOME from the user.
 * WorkingDir: ``-w``, else the image's, else ``/``. User: ``-u``, else the image's, else root.
+
+The flags that need no image are checked by ``check_run_flags`` before anything is pulled or
+written, with docker's words: a container name is ``[a-zA-Z0-9][a-zA-Z0-9_.-]+``, a hostname
+is RFC 1123 labels that fit the kernel's HOST_NAME_MAX, ``-w`` is absolute, ``-p`` names a
+real IP address and ports 1-65535; ``check_cpus`` and ``parse_cpu_list`` check ``--cpus``
+and ``--cpuset-cpus`` against the CPUs there are.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minidocker.errors import MinidockerError
+from minidocker.errors import MinidockerError, printable
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -73,10 +81,14 @@ class ContainerSpec:
 
 
 def parse_env_file(path: str) -> list[str]:
+    """``--env-file``: one ``NAME=VALUE`` (or ``NAME``) a line; ``#`` comments and empty
+    lines skipped. The file must be UTF-8 text, as docker requires."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes().decode()
     except OSError as e:
-        raise MinidockerError(f"open {path}: {e.strerror}") from None
+        raise MinidockerError(f"open {shown(path)}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise MinidockerError(f"env file {shown(path)} is not UTF-8 text (byte {e.start})") from None
     out = []
     for line in text.splitlines():
         line = line.strip()
@@ -101,7 +113,8 @@ def merge_env(base: list[str], overrides: list[str]) -> list[str]:
     return [f"{k}={v}" for k, v in env.items()]
 
 
-def parse_volume(text: str) -> VolumeSpec:
+def check_volume(text: str) -> tuple[str, str, bool]:
+    """``-v /host:/ctr[:ro|rw]`` -> (host path, container path, read-only), nothing touched."""
     parts = text.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise MinidockerError(f"invalid volume specification: {text!r}", hint="use -v /host/path:/container/path[:ro]")
@@ -113,9 +126,14 @@ def parse_volume(text: str) -> VolumeSpec:
         raise MinidockerError(f"invalid volume {text!r}: named volumes are not supported; give an absolute host path")
     if not target.startswith("/"):
         raise MinidockerError(f"invalid volume {text!r}: the container path must be absolute")
+    return source, target, mode == "ro"
+
+
+def parse_volume(text: str) -> VolumeSpec:
+    source, target, readonly = check_volume(text)
     if not os.path.exists(source):
         os.makedirs(source, exist_ok=True)  # docker creates a missing host directory
-    return VolumeSpec(os.path.realpath(source), os.path.normpath(target), mode == "ro")
+    return VolumeSpec(os.path.realpath(source), os.path.normpath(target), readonly)
 
 
 def parse_restart(text: str) -> dict[str, Any]:
@@ -129,28 +147,155 @@ def parse_restart(text: str) -> dict[str, Any]:
     return {"name": name, "max": int(count or 0)}
 
 
-def parse_publish(text: str) -> dict[str, Any]:
-    """``-p [IP:][HOSTPORT:]PORT[/tcp|/udp]`` (docker's syntax; no HOSTPORT: a free one)."""
+def check_publish(text: str) -> tuple[str, str, int, str]:
+    """``-p [IP:][HOSTPORT:]PORT[/tcp|/udp]`` (docker's syntax; an IPv6 address in brackets)
+    -> (host IP or "", host port or "", port, protocol); nothing bound yet."""
     spec, _, proto = text.partition("/")
     proto = proto or "tcp"
-    parts = spec.split(":")
-    if proto not in ("tcp", "udp") or not 1 <= len(parts) <= 3:
-        raise MinidockerError(f"invalid publish spec {text!r}", hint="use -p HOSTPORT:PORT, e.g. -p 8080:80")
+    if spec.startswith("["):  # [IPv6]:HOSTPORT:PORT
+        ip, bracket, rest = spec[1:].partition("]")
+        parts = [ip, *rest[1:].split(":")] if bracket and rest.startswith(":") else []
+    else:
+        parts = spec.split(":")
+    if proto not in ("tcp", "udp") or not 1 <= len(parts) <= 3 or (spec.startswith("[") and len(parts) != 3):
+        raise MinidockerError(f"invalid publish spec '{shown(text)}'", hint="use -p HOSTPORT:PORT, e.g. -p 8080:80")
     host_ip = parts[0] if len(parts) == 3 else ""
     host_port = parts[-2] if len(parts) >= 2 else ""
     port = parts[-1]
     for value in (port, host_port):
-        if value and not (value.isdigit() and 0 < int(value) < 65536):
-            raise MinidockerError(f"invalid port {value!r} in {text!r}: a number from 1 to 65535")
+        if value and not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
+            raise MinidockerError(f"invalid port '{shown(value)}' in '{shown(text)}': a number from 1 to 65535")
     if not port:
-        raise MinidockerError(f"invalid publish spec {text!r}: no container port")
+        raise MinidockerError(f"invalid publish spec '{shown(text)}': no container port")
+    return check_host_ip(host_ip, text) if host_ip else "", host_port, int(port), proto
+
+
+def check_host_ip(text: str, spec: str) -> str:
+    """The IP part of ``-p``: an IPv4 address (the port rules are iptables rules, and
+    iptables is IPv4's; an IPv6 address is refused here rather than inside ip6tables)."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise MinidockerError(f"invalid IP address '{shown(text)}' in -p '{shown(spec)}'",
+                              hint="use -p IP:HOSTPORT:PORT with an IPv4 address, e.g. -p 127.0.0.1:8080:80") from None
+    if ip.version != 4:
+        raise MinidockerError(f"-p '{shown(spec)}': publishing on an IPv6 address is not supported by minidocker",
+                              hint="use an IPv4 address, e.g. -p 127.0.0.1:8080:80")
+    return str(ip)
+
+
+def parse_publish(text: str) -> dict[str, Any]:
+    """``-p`` checked, and without HOSTPORT a free port picked (as docker's ``-p PORT``)."""
+    host_ip, host_port, port, proto = check_publish(text)
     if not host_port:
         import socket
 
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM) as s:
             s.bind(("", 0))  # the kernel picks a free port, as docker's -p PORT does
             host_port = str(s.getsockname()[1])
-    return {"host_ip": host_ip, "host_port": int(host_port), "port": int(port), "proto": proto}
+    return {"host_ip": host_ip, "host_port": int(host_port), "port": port, "proto": proto}
+
+
+# -- the flags that need no image, checked before anything is pulled or written ------------------
+CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # docker's RestrictedNamePattern
+NAME_MAX = 255  # the longest file name: a name ends up in paths and /etc/hosts lines
+HOSTNAME_LABEL = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")  # RFC 1123: 1-63 characters
+HOST_NAME_MAX = 64  # sethostname(2) refuses longer names with EINVAL
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """A value as an error message quotes it: printable, on one line, cut after ``limit``."""
+    text = printable(text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def check_name(name: str) -> str:
+    """A container name by docker's rule (a leading ``/``, as docker shows names, is dropped)."""
+    bare = name.removeprefix("/")
+    if len(bare) > NAME_MAX or not CONTAINER_NAME.fullmatch(bare):
+        raise MinidockerError(f"Invalid container name ({shown(name)}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                              hint=f"a letter or digit, then at least one more of those or _ . - "
+                                   f"(at most {NAME_MAX} characters)")
+    return bare
+
+
+def check_hostname(hostname: str) -> None:
+    """``-h``: RFC 1123 (dot-separated labels of letters, digits and inner hyphens, each at
+    most 63 characters), and at most HOST_NAME_MAX characters in all, the kernel's limit."""
+    labels = hostname.split(".")
+    if len(hostname) > HOST_NAME_MAX or not all(HOSTNAME_LABEL.fullmatch(label) for label in labels):
+        raise MinidockerError(f"invalid hostname format for --hostname: {shown(hostname)}",
+                              hint=f"RFC 1123: letters, digits and '-' in labels separated by dots, "
+                                   f"at most {HOST_NAME_MAX} characters")
+
+
+def check_run_flags(*, name: str | None, hostname: str | None, workdir: str | None, volumes: list[str],
+                    publish: list[str], tmpfs: list[str], restart: str) -> str | None:
+    """The checks of ``run``'s flags that need no image, so a bad flag fails before a pull
+    (as docker's do). Returns the name to use (None: a random one)."""
+    if hostname:
+        check_hostname(hostname)
+    if workdir and not workdir.startswith("/"):
+        raise MinidockerError(f"the working directory '{shown(workdir)}' is invalid, it needs to be an absolute path")
+    for v in volumes:
+        check_volume(v)
+    for p in publish:
+        check_publish(p)
+    for t in tmpfs:
+        if not t.startswith("/"):
+            raise MinidockerError(f"invalid --tmpfs '{shown(t)}': the path must be absolute")
+    parse_restart(restart)
+    return check_name(name) if name else None
+
+
+# -- CPUs -----------------------------------------------------------------------------------------
+def available_cpus() -> set[int]:
+    """The CPUs the kernel lets us run on (sched_getaffinity(2)): the host's online CPUs,
+    unless minidocker itself was started under ``taskset``."""
+    return set(os.sched_getaffinity(0))
+
+
+def format_cpu_list(cpus: set[int]) -> str:
+    """{0, 1, 2, 5} -> "0-2,5", the list format of cpuset(7) and /sys/devices/system/cpu/online."""
+    ranges: list[list[int]] = []
+    for c in sorted(cpus):
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return join_cpu_ranges(ranges)
+
+
+def join_cpu_ranges(ranges) -> str:
+    """[(0, 2), (5, 5)] -> "0-2,5"."""
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def parse_cpu_list(text: str) -> str:
+    """``--cpuset-cpus 0-1,3``: cpuset(7)'s list format, every CPU one that is available
+    (docker's words when one is not). Returns the text for cpuset.cpus."""
+    ranges = []
+    for part in text.split(","):
+        m = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part.strip())
+        if not m or int(m[2] or m[1]) < int(m[1]):
+            raise MinidockerError(f"Invalid value {shown(text)} for cpuset cpus", hint="use a list such as 0-1 or 0,2")
+        ranges.append((int(m[1]), int(m[2] or m[1])))
+    have = available_cpus()
+    if any(b > max(have) or not have.issuperset(range(a, b + 1)) for a, b in ranges):
+        raise MinidockerError(f"Requested CPUs are not available - requested {shown(text)}, "
+                              f"available: {format_cpu_list(have)}")
+    return join_cpu_ranges(ranges)
+
+
+def check_cpus(cpus: float) -> float:
+    """``--cpus``: a finite number of CPUs, more than 0 and at most the CPUs there are."""
+    n = len(available_cpus())
+    if not (math.isfinite(cpus) and 0 < cpus <= n):
+        raise MinidockerError(f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available",
+                              hint=f"--cpus {cpus} is not in that range")
+    return cpus
 
 
 def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: dict[str, Any],
@@ -217,9 +362,6 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
     if userns == "auto" and network == "host":
         raise MinidockerError("--userns=auto cannot share the host's network namespace",
                               hint="drop --network host, or use --userns=host")
-    for t in tmpfs:
-        if not t.startswith("/"):
-            raise MinidockerError(f"invalid --tmpfs {t!r}: the path must be absolute")
     return ContainerSpec(
         limits=dict(limits or {}), capabilities=capabilities.resolve(list(cap_add), list(cap_drop), privileged),
         privileged=privileged, seccomp="unconfined" if privileged else seccomp,

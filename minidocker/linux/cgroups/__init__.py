@@ -155,7 +155,7 @@ def parse_size(text: str) -> int:
         if t and t[-1] in units:
             return int(float(t[:-1]) * units[t[-1]])
         return int(t)
-    except ValueError:
+    except (ValueError, OverflowError):  # "12x", or "infm": a float that no int can hold
         from minidocker.errors import MinidockerError
 
         raise MinidockerError(f"invalid size: {text!r}", hint="write a number with b, k, m or g, e.g. 64m") from None
