@@ -255,6 +255,8 @@ class LayerApplier:
                 self.kinds[rel] = DIR
             self.set_metadata(rel, m)
         elif m.issym():
+            if not m.linkname:  # symlink(2) refuses an empty target (ENOENT): say what is wrong
+                raise HostileLayer(f"layer refused: symlink {m.name!r} has an empty target")
             self.remove_existing(rel)
             os.symlink(m.linkname, self.path(rel))
             self.kinds[rel] = SYMLINK
