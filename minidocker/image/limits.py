@@ -26,10 +26,11 @@ is registered.
 **Cheap enough for the hot path.** Counting is an addition per chunk and per member; the
 kernel is asked (one ``statvfs``) only after an eighth of the room above the reserve has
 been written, at most every 256 MiB and at least every 64 KiB. So on a roomy disk a 1 GiB
-layer costs four ``statvfs`` calls, and near the reserve the looks come closer together, as
-one reads the fuel gauge more often when it nears empty. An eighth, not a half: up to three
-layers unpack at once and each counted byte may be written twice (the blob in ``ingest/``,
-the file in the layer), so together they cannot use up the room between two looks.
+layer costs about five ``statvfs`` calls, and near the reserve the looks come closer
+together, as one reads the fuel gauge more often when it nears empty. An eighth, not a
+half: up to three layers unpack at once and each counted byte may be written twice (the
+blob in ``ingest/``, the file in the layer), so together they cannot use up the room
+between two looks.
 
 Try it: ``stat -f /var/lib/minidocker`` (block size, Blocks: Total and Available) and
 ``MINIDOCKER_MAX_LAYER_EXPANSION=10m minidocker pull debian``.
