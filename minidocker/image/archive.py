@@ -24,7 +24,8 @@ config's diff_id, and layers are unpacked by the same ``apply_layer`` as pull. A
 happens in two passes: the first reads and hashes everything without writing, the second
 unpacks into temp directories that are renamed into place only when their digests check
 out. If anything fails on the way, what this load added and no image uses is collected
-again: the store is as it was.
+again: the store is as it was. A gzipped archive and every layer are unpacked under the
+expansion limit and the free-space reserve of ``limits.py``, as a pull's layers are.
 
 Try it: ``minidocker save busybox | tar -tv`` and ``skopeo inspect docker-archive:FILE``.
 """
@@ -37,7 +38,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import tarfile
 import tempfile
 import threading
@@ -49,6 +49,7 @@ from minidocker.errors import DigestMismatch, HostileLayer, ImageNotFound, Inval
 from minidocker.image import manifest as mf
 from minidocker.image.content import hex_of
 from minidocker.image.layer import apply_layer, split_member_name
+from minidocker.image.limits import LayerBudget, UnpackLimits, copy_counted
 from minidocker.image.pull import ChunkReader, HashingReader, PullEvent, _decode_errors, _noop, open_decompressed
 from minidocker.image.reference import parse
 from minidocker.image.store import ImageStore
@@ -458,15 +459,19 @@ def read_oci_layout(src, platform: mf.Platform | None = None) -> list[_Image]:
     return list(by_manifest.values())
 
 
-def load_layer(store: ImageStore, src, la: _Layer, chain_id: str, parent: str | None, progress: Progress) -> None:
+def load_layer(store: ImageStore, src, la: _Layer, chain_id: str, parent: str | None, progress: Progress,
+               limits: UnpackLimits) -> None:
     """Unpack one checked layer through ``apply_layer``, storing its blob as it streams by."""
     sid = la.digest[7:19]
+    budget = LayerBudget(limits, store.layers_dir, f"layer {sid} of the archive", la.size)
     with store.layer_lock(chain_id), store.content.lock(la.digest):
         have_layer, have_blob = store.has_layer(chain_id), store.content.has(la.digest)
         if have_layer and have_blob:
             progress(PullEvent(sid, "Already exists", la.size, la.size))
             return
         with contextlib.ExitStack() as stack:
+            if not have_blob:
+                budget.check_free_space(la.size)  # room for the blob, above the reserve
             sink = None if have_blob else stack.enter_context(store.content.ingest(la.digest, la.size))
             raw = stack.enter_context(src.open(la.name))
             done = [0]
@@ -480,13 +485,14 @@ def load_layer(store: ImageStore, src, la: _Layer, chain_id: str, parent: str | 
                     yield data
 
             reader = ChunkReader(chunks(), None, lambda n: None, threading.Event())
-            tar = HashingReader(stack.enter_context(open_decompressed(reader, mf.compression_of(la.media_type))))
+            tar = HashingReader(stack.enter_context(open_decompressed(reader, mf.compression_of(la.media_type))),
+                                budget)
             try:
                 if have_layer:
                     tar.drain()
                 else:
                     layer = stack.enter_context(store.new_layer(chain_id, parent))
-                    stats = apply_layer(io.BufferedReader(tar, READ_SIZE), layer.diff)
+                    stats = apply_layer(io.BufferedReader(tar, READ_SIZE), layer.diff, budget)
                     tar.drain()
                 reader.drain()
             except _decode_errors() as e:
@@ -501,8 +507,11 @@ def load_layer(store: ImageStore, src, la: _Layer, chain_id: str, parent: str | 
 
 
 @contextlib.contextmanager
-def open_source(store: ImageStore, path: Path | None, stdin: BinaryIO | None) -> Iterator[object]:
-    """A directory, or a tar (plain or gzip, a file or stdin) made seekable on disk."""
+def open_source(store: ImageStore, path: Path | None, stdin: BinaryIO | None,
+                limits: UnpackLimits) -> Iterator[object]:
+    """A directory, or a tar (plain or gzip, a file or stdin) made seekable on disk: the
+    copies in ``ingest/`` are counted against ``limits`` (a gzipped archive can be a bomb
+    as well as a layer)."""
     if path is not None and Path(path).is_dir():
         yield DirSource(Path(path))
         return
@@ -515,7 +524,7 @@ def open_source(store: ImageStore, path: Path | None, stdin: BinaryIO | None) ->
                 raise ArchiveError(f"cannot open {path}: {e.strerror}") from None
         else:
             f = stack.enter_context(tempfile.TemporaryFile(dir=store.content.ingest_dir))
-            shutil.copyfileobj(stdin, f, READ_SIZE)
+            copy_counted(stdin, f, LayerBudget(limits, store.content.ingest_dir, "the archive on stdin", None))
             if f.tell() == 0:
                 raise ArchiveError("requested load from stdin, but stdin is empty")
             f.seek(0)
@@ -523,9 +532,10 @@ def open_source(store: ImageStore, path: Path | None, stdin: BinaryIO | None) ->
         f.seek(0)
         if head == GZIP_MAGIC:  # a gzipped archive: unpack it once, then seek freely
             spool = stack.enter_context(tempfile.TemporaryFile(dir=store.content.ingest_dir))
+            budget = LayerBudget(limits, store.content.ingest_dir, "the gzipped archive", os.fstat(f.fileno()).st_size)
             try:
                 with gzip.GzipFile(fileobj=f) as gz:
-                    shutil.copyfileobj(gz, spool, READ_SIZE)
+                    copy_counted(gz, spool, budget, READ_SIZE)
             except (OSError, EOFError) as e:
                 raise ArchiveError(f"the gzipped archive is damaged or truncated: {e}") from None
             spool.seek(0)
@@ -537,11 +547,12 @@ def load_images(store: ImageStore, path: Path | None, stdin: BinaryIO | None = N
                 progress: Progress | None = None) -> list[str]:
     """``docker load``; returns the lines it prints (``Loaded image: NAME:TAG`` ...)."""
     progress = progress or _noop
+    limits = UnpackLimits.from_env()
     store.ensure()
     lines: list[str] = []
     ok = False
     try:
-        with open_source(store, path, stdin) as src:
+        with open_source(store, path, stdin, limits) as src:
             if src.exists("manifest.json"):
                 images = read_docker_archive(src)
             elif src.exists("index.json"):
@@ -554,7 +565,7 @@ def load_images(store: ImageStore, path: Path | None, stdin: BinaryIO | None = N
                 for img in images:
                     chains = mf.chain_ids([la.diff_id for la in img.layers])
                     for i, la in enumerate(img.layers):
-                        load_layer(store, src, la, chains[i], chains[i - 1] if i else None, progress)
+                        load_layer(store, src, la, chains[i], chains[i - 1] if i else None, progress, limits)
                     store.content.put(img.config, img.image_id)
                     manifest_digest = store.content.put(img.manifest)
                     for t in img.tags or [None]:

@@ -15,6 +15,11 @@ architecture, the time, ``Imported from ...``) plus the ``--change`` instruction
     spool -> apply_layer -> layers/<diff_id>/      (the image's one layer)
     blob -> blobs/sha256/<digest>; config, manifest -> blobs/; tag -> images/index.json
 
+The input is counted while it is read: its uncompressed bytes against the expansion limit
+of ``limits.py`` (100 times the compressed bytes read so far, at least 1 GiB: the size of
+stdin is known only at its end), and what is written to the spool and the layer against the
+free-space reserve.
+
 Try it: ``minidocker export c1 | tar -tv | head`` and
 ``minidocker export c1 | minidocker import - flat:1 && minidocker run --rm flat:1 ls /``.
 """
@@ -29,13 +34,15 @@ import os
 import stat
 import tarfile
 import tempfile
+import threading
 from typing import BinaryIO
 
 from minidocker.errors import MinidockerError
 from minidocker.image import manifest as mf
 from minidocker.image.dockerfile import apply_changes
 from minidocker.image.layer import apply_layer
-from minidocker.image.pull import _decode_errors, open_decompressed
+from minidocker.image.limits import LayerBudget, UnpackLimits
+from minidocker.image.pull import ChunkReader, _decode_errors, open_decompressed
 from minidocker.image.reference import parse
 from minidocker.image.store import ImageStore, now_iso
 
@@ -130,41 +137,52 @@ def default_config(changes: list[str], comment: str) -> dict:
     return doc
 
 
+def spool_input(stream: BinaryIO, spool: BinaryIO, packed: BinaryIO, budget: LayerBudget) -> tuple[str, str]:
+    """Read the input of ``import`` once: its tar into ``spool``, and gzipped (mtime 0) into
+    ``packed``, every byte counted by ``budget``. Returns ``(diff_id, blob digest)``."""
+    from isal import igzip
+
+    buffered, compression = _sniff(stream)
+    source = ChunkReader(iter(lambda: buffered.read(READ_SIZE), b""), None, budget.saw_compressed,
+                         threading.Event())
+    tar_hash, blob_hash = hashlib.sha256(), hashlib.sha256()
+
+    class Tee(io.RawIOBase):  # counts the compressed bytes into the blob's digest
+        def writable(self):
+            return True
+
+        def write(self, b):
+            blob_hash.update(b)
+            return packed.write(b)
+
+    gz = igzip.IGzipFile(fileobj=Tee(), mode="wb", mtime=0)
+    try:
+        with open_decompressed(source, compression) as plain:
+            while data := plain.read(READ_SIZE):
+                budget.count_expanded(len(data))
+                budget.count_written(len(data))
+                tar_hash.update(data)
+                spool.write(data)
+                gz.write(data)
+    except _decode_errors() as e:
+        raise NotATar(f"the input of import is not a valid {compression} stream: {e}") from None
+    gz.close()
+    if spool.tell() == 0:
+        raise NotATar("the input of import is empty", hint="give a tar file, or pipe one into: import -")
+    return "sha256:" + tar_hash.hexdigest(), "sha256:" + blob_hash.hexdigest()
+
+
 def import_tarball(store: ImageStore, stream: BinaryIO, source_name: str, ref: str | None = None,
                    changes: list[str] = (), message: str | None = None) -> str:
     """``docker import``: returns the new image's ID."""
-    from isal import igzip
-
     tag = str(parse(ref)) if ref else None  # a bad name fails before anything is read
     config = default_config(list(changes), message or f"Imported from {source_name}")
+    budget = LayerBudget(UnpackLimits.from_env(), store.layers_dir, "the input of import")
     store.ensure()
     with contextlib.ExitStack() as stack:
         spool = stack.enter_context(tempfile.TemporaryFile(dir=store.content.ingest_dir))
         packed = stack.enter_context(tempfile.TemporaryFile(dir=store.content.ingest_dir))
-        source, compression = _sniff(stream)
-        tar_hash, blob_hash = hashlib.sha256(), hashlib.sha256()
-
-        class Tee(io.RawIOBase):  # counts the compressed bytes into the blob's digest
-            def writable(self):
-                return True
-
-            def write(self, b):
-                blob_hash.update(b)
-                return packed.write(b)
-
-        gz = igzip.IGzipFile(fileobj=Tee(), mode="wb", mtime=0)
-        try:
-            with open_decompressed(source, compression) as plain:
-                while data := plain.read(READ_SIZE):
-                    tar_hash.update(data)
-                    spool.write(data)
-                    gz.write(data)
-        except _decode_errors() as e:
-            raise NotATar(f"the input of import is not a valid {compression} stream: {e}") from None
-        gz.close()
-        if spool.tell() == 0:
-            raise NotATar("the input of import is empty", hint="give a tar file, or pipe one into: import -")
-        diff_id, digest = "sha256:" + tar_hash.hexdigest(), "sha256:" + blob_hash.hexdigest()
+        diff_id, digest = spool_input(stream, spool, packed, budget)
         size = packed.tell()
         spool.seek(0)
         packed.seek(0)
@@ -173,7 +191,7 @@ def import_tarball(store: ImageStore, stream: BinaryIO, source_name: str, ref: s
                 if not store.has_layer(diff_id):
                     with store.new_layer(diff_id, None) as layer:
                         try:
-                            stats = apply_layer(io.BufferedReader(spool, READ_SIZE), layer.diff)
+                            stats = apply_layer(io.BufferedReader(spool, READ_SIZE), layer.diff, budget)
                         except (tarfile.TarError, EOFError, ValueError) as e:
                             raise NotATar(f"the input of import is not a tar: {e}") from None
                         layer.commit({"diff_id": diff_id, "digest": digest, "media_type": mf.OCI_LAYER_GZIP,

@@ -71,6 +71,12 @@ with its default 10 KiB buffer it is 20-40% slower than what we do instead: give
 forward-only "seekable" view of the stream (``ForwardReader``). Reading members in order,
 tarfile only ever seeks forward, and a forward seek is a read. What is left is tarfile
 parsing each 512-byte header (and PAX record) in Python: about half of the time on tmpfs.
+
+**Limits.** A layer can promise far more than it weighs (a decompression bomb), so the
+caller may pass a ``LayerBudget`` (``limits.py``): every member and every chunk of file data
+is counted against the free-space reserve before it is written, and the holes of a sparse
+file, written out as zeros, against the expansion limit. Counting is an addition per chunk;
+the kernel is asked about free space only now and then, never once per member.
 """
 
 from __future__ import annotations
@@ -87,6 +93,7 @@ from typing import BinaryIO
 from minidocker.errors import HostileLayer, StoreError
 from minidocker.fsutil import storage_error
 from minidocker.image import whiteout
+from minidocker.image.limits import MEMBER_COST, LayerBudget
 
 COPY_CHUNK = 1 << 20
 XATTR_PAX_PREFIX = "SCHILY.xattr."
@@ -104,18 +111,19 @@ class LayerStats:
     xattrs_skipped: int = 0  # xattrs the kernel refused and the rules above allow to skip
 
 
-def apply_layer(stream: BinaryIO, dest: Path | str) -> LayerStats:
+def apply_layer(stream: BinaryIO, dest: Path | str, budget: LayerBudget | None = None) -> LayerStats:
     """Unpack the uncompressed tar read from ``stream`` into ``dest``, in overlayfs form.
 
     ``dest`` must be an existing, empty directory. ``stream`` is read strictly in order,
     only up to the tar's end-of-archive block, and is left open: the caller drains the rest
     for its digest. Raises ``HostileLayer`` for a member that breaks the rules above,
-    ``StoreError`` when the disk fails us, ``tarfile.TarError`` for a damaged tar.
+    ``StoreError`` when the disk fails us or ``budget`` runs out, ``tarfile.TarError`` for a
+    damaged tar.
     """
     dest = os.fspath(dest)
     check_empty_directory(dest)
     reader = ForwardReader(stream)
-    applier = LayerApplier(dest, reader)
+    applier = LayerApplier(dest, reader, budget or LayerBudget.unlimited())
     tar = tarfile.TarFile(fileobj=reader, mode="r")  # reads the first header already
     for member in tar:
         try:
@@ -211,9 +219,10 @@ class ForwardReader:
 class LayerApplier:
     """Applies one tar member at a time to ``dest``; remembers what it made (``kinds``)."""
 
-    def __init__(self, dest: str, reader: ForwardReader):
+    def __init__(self, dest: str, reader: ForwardReader, budget: LayerBudget):
         self.dest = dest
         self.reader = reader
+        self.budget = budget
         self.kinds: dict[str, str] = {"": DIR}  # relative path -> DIR, FILE, SYMLINK, OTHER
         self.dir_mtimes: dict[str, float] = {}  # set last, once nothing changes them again
         self.buffer = memoryview(bytearray(COPY_CHUNK))
@@ -225,6 +234,7 @@ class LayerApplier:
     # -- one member -------------------------------------------------------------------------
     def apply_member(self, m: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
         self.stats.entries += 1
+        self.budget.count_written(MEMBER_COST)
         parts = split_member_name(m.name)
         if not parts:  # "./": the layer's root directory itself
             if not m.isdir():
@@ -255,6 +265,8 @@ class LayerApplier:
                 self.kinds[rel] = DIR
             self.set_metadata(rel, m)
         elif m.issym():
+            if not m.linkname:  # symlink(2) refuses an empty target (ENOENT): say what is wrong
+                raise HostileLayer(f"layer refused: symlink {m.name!r} has an empty target")
             self.remove_existing(rel)
             os.symlink(m.linkname, self.path(rel))
             self.kinds[rel] = SYMLINK
@@ -313,8 +325,10 @@ class LayerApplier:
             if m.sparse is None:
                 self.copy_data(fd, m)
             else:  # GNU sparse member: tarfile knows where the holes go
+                self.budget.count_expanded(max(0, m.size - sum(n for _, n in m.sparse)))  # the holes
                 with tar.extractfile(m) as src:
                     while chunk := src.read(COPY_CHUNK):
+                        self.budget.count_written(len(chunk))
                         write_all(fd, chunk)
             # data first (writing clears security.capability), then owner (chown clears
             # setuid/setgid and security.capability), then mode, then xattrs, then time
@@ -334,6 +348,7 @@ class LayerApplier:
             n = self.reader.readinto(self.buffer[:min(remaining, COPY_CHUNK)])
             if not n:
                 raise tarfile.ReadError(f"unexpected end of data in {m.name!r}")
+            self.budget.count_written(n)
             write_all(fd, self.buffer[:n])
             remaining -= n
 

@@ -127,10 +127,13 @@ class Descriptor:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Descriptor":
         try:
-            return cls(d["mediaType"], d["digest"], int(d["size"]), d.get("platform"),
+            desc = cls(d["mediaType"], d["digest"], int(d["size"]), d.get("platform"),
                        tuple(d.get("urls") or ()))
         except (KeyError, TypeError, ValueError) as e:
             raise RegistryError(f"malformed descriptor in manifest: {e}") from None
+        if desc.size < 0:  # every read is bounded by it: it must be a size
+            raise RegistryError(f"malformed descriptor in manifest: size {desc.size}")
+        return desc
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}

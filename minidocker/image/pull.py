@@ -14,6 +14,9 @@ The steps, in order (each is one function below)::
 
 The layer is streamed: it is unpacked while it downloads and is never held whole in memory
 or written twice. Nothing becomes visible under its final name until its digests check out.
+Nothing is taken on trust in size either: the download stops at the descriptor's size, and
+the unpacking at the expansion limit and the free-space reserve of ``limits.py`` (a layer
+that breaks one is thrown away, its ingest file with it).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 from minidocker.errors import DigestMismatch, MinidockerError, RegistryError
 from minidocker.image import manifest as mf
 from minidocker.image.layer import apply_layer
+from minidocker.image.limits import LayerBudget, UnpackLimits
 from minidocker.image.reference import Reference
 from minidocker.image.registry import RegistryClient
 from minidocker.image.store import ImageStore
@@ -104,11 +108,13 @@ class ChunkReader(io.RawIOBase):
 
 
 class HashingReader(io.RawIOBase):
-    """Passes reads through and computes the sha256 of everything read (the diff_id)."""
+    """Passes reads through and computes the sha256 of everything read (the diff_id); each
+    read counts against ``budget``'s expansion limit (the bytes of the uncompressed tar)."""
 
-    def __init__(self, inner: BinaryIO):
+    def __init__(self, inner: BinaryIO, budget: LayerBudget | None = None):
         self.inner = inner
         self.hash = hashlib.sha256()
+        self.budget = budget or LayerBudget.unlimited()
 
     def readable(self) -> bool:
         return True
@@ -116,6 +122,7 @@ class HashingReader(io.RawIOBase):
     def readinto(self, buf) -> int:
         data = self.inner.read(len(buf))
         n = len(data)
+        self.budget.count_expanded(n)
         buf[:n] = data
         self.hash.update(data)
         return n
@@ -174,17 +181,15 @@ def resolve_manifest(reg: RegistryClient, ref: Reference, platform: mf.Platform,
 def fetch_config(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf.Descriptor) -> bytes:
     if store.content.has(desc.digest):
         return store.content.read(desc.digest)
-    raw = reg.get_blob(ref, desc.digest)
-    if len(raw) != desc.size:
-        raise DigestMismatch(f"config {desc.digest[:19]} has {len(raw)} bytes, the manifest says {desc.size}")
-    return raw
+    return reg.get_blob(ref, desc.digest, desc.size)
 
 
 def fetch_layer(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf.Descriptor,
                 diff_id: str, chain_id: str, parent: str | None, progress: Progress,
-                abort: threading.Event) -> bool:
+                abort: threading.Event, limits: UnpackLimits) -> bool:
     """Download, verify and unpack one layer. Returns False if it was already there."""
     sid = desc.digest[7:19]
+    budget = LayerBudget(limits, store.layers_dir, f"layer {sid}", desc.size)
     with store.layer_lock(chain_id):
         if store.has_layer(chain_id):  # another pull unpacked it while we waited
             progress(PullEvent(sid, "Already exists", desc.size, desc.size))
@@ -196,14 +201,15 @@ def fetch_layer(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf
                     blob = stack.enter_context(store.content.open(desc.digest))
                     chunks, sink = iter(lambda: blob.read(READ_SIZE), b""), None
                 else:
-                    chunks = stack.enter_context(reg.open_blob(ref, desc.digest))
+                    budget.check_free_space(desc.size)  # room for the blob in ingest/, above the reserve
+                    chunks = stack.enter_context(reg.open_blob(ref, desc.digest, desc.size))
                     sink = stack.enter_context(store.content.ingest(desc.digest, desc.size)).write
                 raw = ChunkReader(chunks, sink, lambda n: progress(PullEvent(sid, "Downloading", n, desc.size)),
                                   abort)
                 decompressed = stack.enter_context(open_decompressed(raw, compression))
-                tar = HashingReader(decompressed)
+                tar = HashingReader(decompressed, budget)
                 try:
-                    stats = apply_layer(io.BufferedReader(tar, READ_SIZE), layer.diff)
+                    stats = apply_layer(io.BufferedReader(tar, READ_SIZE), layer.diff, budget)
                     tar.drain()  # the tar's end-of-archive padding counts for the diff_id
                     raw.drain()  # so does the compressed stream's trailer for the digest
                 except _decode_errors() as e:
@@ -230,6 +236,7 @@ def pull_image(store: ImageStore, ref: Reference, platform: mf.Platform | None =
                progress: Progress | None = None, explicit_platform: bool = False) -> PullResult:
     progress = progress or _noop
     platform = platform or mf.Platform.host()
+    limits = UnpackLimits.from_env()  # a bad setting fails before anything is fetched
     store.ensure()
     with RegistryClient(ref.domain) as reg, store.gc_guard():
         progress(PullEvent("", f"Pulling from {ref.familiar_name}"))
@@ -252,7 +259,7 @@ def pull_image(store: ImageStore, ref: Reference, platform: mf.Platform | None =
         if todo:
             with ThreadPoolExecutor(min(PARALLEL_LAYERS, len(todo)), thread_name_prefix="layer") as pool:
                 futures = [pool.submit(fetch_layer, reg, store, ref, manifest.layers[i], diff_ids[i], chains[i],
-                                       chains[i - 1] if i else None, progress, abort) for i in todo]
+                                       chains[i - 1] if i else None, progress, abort, limits) for i in todo]
                 try:
                     errors = []
                     for f in futures:

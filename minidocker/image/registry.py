@@ -29,6 +29,13 @@ and must be used as given. A push needs the token scope ``repository:NAME:push,p
 ``repository:FROM:pull`` to mount): a scope string below may hold several, space-separated,
 and each becomes one ``scope=`` parameter of the token request, as docker sends them.
 
+**Nothing is read without a bound.** A registry chooses how many bytes it sends, so every
+body is counted as it arrives: a blob stops at the size its descriptor gives (one chunk
+more at most, whether or not ``Content-Length`` was sent, and a ``Content-Length`` beyond it
+is refused before the first byte is read), a manifest at 4 MiB (containerd's limit), a
+config at 16 MiB, an error message at 64 KiB. And we ask for the bytes as they are stored
+(``Accept-Encoding: identity``): a digest is of those bytes, not of a gzip made on the way.
+
 Try it: ``curl -si http://127.0.0.1:5000/v2/`` and
 ``curl -s -H 'Accept: application/vnd.oci.image.index.v1+json' http://127.0.0.1:5000/v2/busybox/manifests/latest``.
 """
@@ -44,13 +51,16 @@ from contextlib import contextmanager
 from typing import Iterator
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from minidocker.errors import AuthenticationError, ImageNotFound, RegistryError
+from minidocker.errors import AuthenticationError, DigestMismatch, ImageNotFound, RegistryError
 from minidocker.image import manifest as mf
 from minidocker.image.auth import Credentials, load_credentials
 from minidocker.image.reference import DEFAULT_DOMAIN, Reference
 
 DOCKER_HUB_API = "registry-1.docker.io"
 CHUNK = 1 << 20
+MAX_MANIFEST_SIZE = 4 << 20  # containerd's limit for a manifest or an index
+MAX_CONFIG_SIZE = 16 << 20  # a config is read into memory whole
+MAX_ERROR_BODY = 64 << 10  # enough for any distribution error document
 MAX_REDIRECTS = 5
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 
@@ -87,10 +97,27 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), {k.lower(): v for k, v in _CHALLENGE_PARAM.findall(rest)}
 
 
+def read_capped(resp, limit: int, what: str) -> bytes:
+    """The body of a streamed response, at most ``limit`` bytes: a ``Content-Length`` beyond
+    it is refused before reading; without one, reading stops one network read past it."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RegistryError(f"{what} is {int(declared)} bytes, more than the {limit} bytes minidocker accepts")
+    data = bytearray()
+    # decoded chunks: a server that gzips despite Accept-Encoding: identity gets one network
+    # read (64 KiB) expanded at most 1032 times in memory before the check below stops it
+    for chunk in resp.iter_bytes():
+        data += chunk
+        if len(data) > limit:
+            raise RegistryError(f"{what} is larger than the {limit} bytes minidocker accepts")
+    return bytes(data)
+
+
 def _error_text(resp) -> str:
     """The first error of a distribution error body, else the HTTP reason."""
     try:
-        errors = json.loads(resp.read()).get("errors") or []
+        body = resp.content if resp.is_stream_consumed else read_capped(resp, MAX_ERROR_BODY, "an error body")
+        errors = json.loads(body).get("errors") or []
         if errors:
             e = errors[0]
             return f"{e.get('code', '').lower()}: {e.get('message', '')}".strip(": ")
@@ -113,7 +140,8 @@ class RegistryClient:
         self._basic = False
         self._lock = threading.Lock()
         self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=False,
-                                 headers={"User-Agent": "minidocker/0.1"}, trust_env=False,
+                                 headers={"User-Agent": "minidocker/0.1", "Accept-Encoding": "identity"},
+                                 trust_env=False,
                                  limits=httpx.Limits(max_connections=16, max_keepalive_connections=8))
 
     def close(self) -> None:
@@ -220,17 +248,25 @@ class RegistryClient:
             raise RegistryError(f"{self.domain} does not speak the registry API v2 (HTTP {resp.status_code})")
 
     def get_manifest(self, ref: Reference, reference: str | None = None) -> tuple[bytes, str, str]:
-        """Fetch a manifest or index; return ``(raw, media_type, digest)``, digest verified."""
+        """Fetch a manifest or index (at most 4 MiB); return ``(raw, media_type, digest)``,
+        digest verified."""
         reference = reference or ref.reference
         resp = self.request("GET", f"/v2/{ref.path}/manifests/{reference}", scope=f"repository:{ref.path}:pull",
-                            headers={"Accept": mf.ACCEPT})
-        if resp.status_code == 404:
-            raise ImageNotFound(f"manifest for {ref.familiar_name}:{reference} not found: "
-                                f"{_error_text(resp)}" if not reference.startswith("sha256:") else
-                                f"manifest {reference} of {ref.familiar_name} not found: {_error_text(resp)}")
-        if resp.status_code != 200:
-            raise RegistryError(f"{self.domain} answered {_error_text(resp)} for the manifest of {ref.familiar()}")
-        raw = resp.content
+                            headers={"Accept": mf.ACCEPT}, stream=True)
+        try:
+            if resp.status_code == 404:
+                raise ImageNotFound(f"manifest for {ref.familiar_name}:{reference} not found: "
+                                    f"{_error_text(resp)}" if not reference.startswith("sha256:") else
+                                    f"manifest {reference} of {ref.familiar_name} not found: {_error_text(resp)}")
+            if resp.status_code != 200:
+                raise RegistryError(f"{self.domain} answered {_error_text(resp)} for the manifest of "
+                                    f"{ref.familiar()}")
+            raw = read_capped(resp, MAX_MANIFEST_SIZE, f"the manifest of {ref.familiar()}")
+        except self._httpx.TransportError as e:
+            raise RegistryError(f"download of the manifest of {ref.familiar()} broke off: "
+                                f"{e or type(e).__name__}") from None
+        finally:
+            resp.close()
         digest = mf.sha256_digest(raw)
         if reference.startswith("sha256:") and digest != reference:
             raise_mismatch(f"manifest {reference[:19]}", digest)
@@ -240,8 +276,10 @@ class RegistryClient:
         return raw, mf.detect_media_type(raw, resp.headers.get("Content-Type")), digest
 
     @contextmanager
-    def open_blob(self, ref: Reference, digest: str) -> Iterator[Iterator[bytes]]:
-        """Stream a blob's raw bytes (caller verifies the digest), following CDN redirects."""
+    def open_blob(self, ref: Reference, digest: str, size: int) -> Iterator[Iterator[bytes]]:
+        """Stream a blob's raw bytes, following CDN redirects. The stream stops with
+        ``DigestMismatch`` as soon as more than ``size`` bytes (the descriptor's) arrive; the
+        caller checks the digest, and that no fewer came."""
         scope = f"repository:{ref.path}:pull"
         resp = self.request("GET", f"/v2/{ref.path}/blobs/{digest}", scope=scope, stream=True)
         url = str(resp.request.url)
@@ -260,24 +298,35 @@ class RegistryClient:
                 raise ImageNotFound(f"blob {digest[:19]} of {ref.familiar_name} not found: {_error_text(resp)}")
             if resp.status_code != 200:
                 raise RegistryError(f"{urlsplit(url).netloc} answered {_error_text(resp)} for blob {digest[:19]}")
-            yield self._iter_body(resp, digest)
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > size:
+                raise_too_long(digest, size, f"its Content-Length says {declared}")
+            yield self._iter_body(resp, digest, size)
         finally:
             resp.close()
 
-    def _iter_body(self, resp, digest: str) -> Iterator[bytes]:
+    def _iter_body(self, resp, digest: str, size: int) -> Iterator[bytes]:
+        received = 0
         try:
-            yield from resp.iter_raw(CHUNK)
+            for chunk in resp.iter_raw(CHUNK):
+                received += len(chunk)
+                if received > size:  # the chunk that goes past the size is never handed on
+                    raise_too_long(digest, size, f"{received} bytes have come so far")
+                yield chunk
         except self._httpx.TransportError as e:
             raise RegistryError(f"download of blob {digest[:19]} broke off: {e or type(e).__name__}") from None
 
-    def get_blob(self, ref: Reference, digest: str, limit: int = 16 << 20) -> bytes:
-        """A small blob (a config) in memory, digest verified."""
+    def get_blob(self, ref: Reference, digest: str, size: int, limit: int = MAX_CONFIG_SIZE) -> bytes:
+        """A small blob (a config) of ``size`` bytes, at most ``limit``, in memory, verified."""
+        if size > limit:
+            raise RegistryError(f"blob {digest[:19]} is {size} bytes, more than the {limit} minidocker "
+                                "reads into memory")
         data = bytearray()
-        with self.open_blob(ref, digest) as chunks:
+        with self.open_blob(ref, digest, size) as chunks:
             for chunk in chunks:
                 data += chunk
-                if len(data) > limit:
-                    raise RegistryError(f"blob {digest[:19]} is larger than {limit} bytes")
+        if len(data) != size:
+            raise DigestMismatch(f"blob {digest[:19]} has {len(data)} bytes, its descriptor says {size}")
         actual = mf.sha256_digest(bytes(data))
         if actual != digest:
             raise_mismatch(f"blob {digest[:19]}", actual)
@@ -363,8 +412,13 @@ class RegistryClient:
             resp.close()
 
 
-def raise_mismatch(what: str, actual: str) -> None:
-    from minidocker.errors import DigestMismatch
+MISMATCH_HINT = "the registry sent content that is not what it named; nothing was stored"
 
-    raise DigestMismatch(f"digest mismatch for {what}: the content hashes to {actual[:19]}",
-                         hint="the registry sent content that is not what it named; nothing was stored")
+
+def raise_too_long(digest: str, size: int, evidence: str) -> None:
+    raise DigestMismatch(f"blob {digest[:19]} is longer than the {size} bytes its descriptor gives ({evidence})",
+                         hint=MISMATCH_HINT)
+
+
+def raise_mismatch(what: str, actual: str) -> None:
+    raise DigestMismatch(f"digest mismatch for {what}: the content hashes to {actual[:19]}", hint=MISMATCH_HINT)
