@@ -740,10 +740,10 @@ def describe_event(ev: dict[str, Any]) -> str:
 
 def exec_(name: str, argv: list[str], *, root: Path | None = None, env: list[str] = (), workdir: str | None = None,
           user: str | None = None, tty: bool = False, interactive: bool = False) -> int:
-    from minidocker.runtime import lifecycle
+    from minidocker.runtime.exec import exec_in
 
     c = _containers(root).find(name)
-    return lifecycle.exec_in(c, list(argv), list(env), workdir, user, tty, interactive)
+    return exec_in(c, list(argv), list(env), workdir, user, tty, interactive)
 
 
 def start(names: list[str], root: Path | None = None):

@@ -2,12 +2,14 @@
 
 Library code raises a ``MinidockerError`` subclass carrying a message, an optional hint and
 the exit code the CLI ends with. The CLI prints ``Error: <message>`` (and the hint) on stderr
-in one place, ``cli/render.py``, and exits with ``exit_code``.
+in one place, ``cli/render.py``, and exits with ``exit_code``: one of ``ExitCode``, or the
+container's own code, which ``exit_code(wait_status)`` reads from a process's wait status.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 
 
 class ExitCode(enum.IntEnum):
@@ -18,6 +20,14 @@ class ExitCode(enum.IntEnum):
     CANNOT_INVOKE = 126  # the container's command exists but cannot be executed
     NOT_FOUND = 127  # the container's command was not found
     SIGNAL_BASE = 128  # killed by signal N -> 128 + N
+
+
+def exit_code(wait_status: int) -> int:
+    """docker's view of a wait status (from ``os.waitpid``): the code the process exited
+    with, or 128 + N when signal N killed it (the shell's rule: SIGKILL shows as 137)."""
+    if os.WIFSIGNALED(wait_status):
+        return ExitCode.SIGNAL_BASE + os.WTERMSIG(wait_status)
+    return os.WEXITSTATUS(wait_status)
 
 
 class MinidockerError(Exception):

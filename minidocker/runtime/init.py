@@ -13,16 +13,20 @@ PID namespace. It then runs, in order (``container_init`` reads as a table of co
     make_workdir           docker creates a missing WorkingDir
     wait_for_parent        meanwhile the parent made our cgroup and moved us in; now it says go
     enter_cgroup_namespace unshare the cgroup namespace: our cgroup becomes its root
-    drop_capabilities      the bounding set shrinks to Docker's 14 (+ --cap-add, - --cap-drop)
-    switch_user            setgroups, setgid, setuid: from the container's /etc/passwd
-    limit_capabilities     permitted/effective/inheritable = the kept set; ambient cleared
-    set_no_new_privs       no setuid binary can raise privileges again
-    apply_seccomp          the syscall filter (Docker's default profile), compiled by the parent
-    exec_command           execve, searching the container's PATH
+    finish_and_exec        the walls, the same for ``exec`` (exec.py):
+      drop_capabilities      the bounding set shrinks to Docker's 14 (+ --cap-add, - --cap-drop)
+      switch_user            setgroups, setgid, setuid: from the container's /etc/passwd
+      limit_capabilities     permitted/effective/inheritable = the kept set; ambient cleared
+      set_no_new_privs       no setuid binary can raise privileges again
+      change_dir             the working directory, as the user
+      apply_seccomp          the syscall filter (Docker's default profile), compiled by the parent
+      run_reaper             --init only: we stay PID 1 and fork the command
+      exec_command           execve, searching the container's PATH
 
-A failure at any step is written to the error pipe (which ``execve`` closes, being
-O_CLOEXEC) as one JSON line, and the process exits with docker's code for it: 127 when the
-command is not found, 126 when it cannot be executed, 125 for any other step.
+Each is a ``@step`` (steps.py): a failure at any of them is written to the error pipe (which
+``execve`` closes, being O_CLOEXEC) as one line of forked.py's report, named after the
+step's function, and the process exits with docker's code for it: 127 when the command is
+not found, 126 when it cannot be executed, 125 for any other step.
 
 See it: ``minidocker run --rm --explain busybox true``.
 """
@@ -31,29 +35,26 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import signal
 import socket
 import struct
 import termios
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from minidocker.errors import ExitCode, MinidockerError, exit_code
 from minidocker.linux import capabilities
 from minidocker.linux import syscalls as sc
 from minidocker.linux.events import emit
 from minidocker.runtime import rootfs
+from minidocker.runtime.forked import report
 from minidocker.runtime.spec import ContainerSpec
+from minidocker.runtime.steps import exiting_on_failure, step
 from minidocker.runtime.users import resolve_user
 
 if TYPE_CHECKING:
     from minidocker.linux import seccomp
-
-EXIT_STEP_FAILED = 125
-EXIT_CANNOT_INVOKE = 126
-EXIT_NOT_FOUND = 127
 
 
 @dataclass
@@ -67,18 +68,19 @@ class InitPipes:
     netns: int | None = None  # a network namespace the parent wired to a bridge (--network bridge)
 
 
-class StepFailed(Exception):
-    def __init__(self, step: str, message: str, code: int = EXIT_STEP_FAILED):
-        super().__init__(message)
-        self.step, self.message, self.code = step, message, code
+class CommandFailed(MinidockerError):
+    """execve of the container's command failed: docker's 127 (not found) or 126 (found,
+    but it cannot be executed)."""
 
 
+@step
 def wait_for_parent(pipes: InitPipes) -> None:
     if os.read(pipes.sync_r, 1) != b"1":
-        raise StepFailed("wait_for_parent", "the parent went away before the container started")
+        raise MinidockerError("the parent went away before the container started")
     os.close(pipes.sync_r)
 
 
+@step
 def hide_host_binary() -> None:
     """Until execve this process runs the host's Python. Inside the container's PID namespace
     anyone could otherwise open /proc/<us>/exe, the host's interpreter, and write to it once
@@ -88,27 +90,34 @@ def hide_host_binary() -> None:
     sc.set_dumpable(False)
 
 
-def enter_namespaces(spec: ContainerSpec, netns: int | None = None) -> None:
+@step
+def enter_namespaces(spec: ContainerSpec, netns: int | None = None, pid: bool = False) -> None:
+    """unshare(2) mount, UTS, IPC and network namespaces (not the network with --network
+    host, nor when the parent made ours: then setns(2) into that one); with ``pid`` a PID
+    namespace too, which only our next child enters (--userns=auto: see userns_init)."""
     flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
     if spec.network != "host" and netns is None:
         flags |= sc.CLONE_NEWNET
-    sc.unshare(flags)
+    sc.unshare(flags | (sc.CLONE_NEWPID if pid else 0))
     if netns is not None:  # a bridge network: the parent made and wired our network namespace
         sc.setns(netns, sc.CLONE_NEWNET, why="the network namespace with eth0 on the bridge")
         os.close(netns)
 
 
+@step
 def enter_cgroup_namespace(spec: ContainerSpec) -> None:
     """A cgroup namespace's root is the cgroup its creator is in *at unshare time*: so only
     once the parent has moved us into our own cgroup. /proc/self/cgroup then shows ``/``."""
     sc.unshare(sc.CLONE_NEWCGROUP)
 
 
+@step
 def set_hostname(spec: ContainerSpec) -> None:
     if spec.network != "host" or spec.hostname:
         sc.sethostname(spec.hostname)
 
 
+@step
 def bring_up_loopback(spec: ContainerSpec) -> None:
     """``ip link set lo up``, with the SIOCSIFFLAGS ioctl (no netlink needed for this one)."""
     if spec.network == "host":
@@ -120,6 +129,10 @@ def bring_up_loopback(spec: ContainerSpec) -> None:
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
     emit("link", name="lo", state="up")
 
+
+# rootfs.py's recipes, as steps of ours (a failure inside is named after them)
+prepare_rootfs = step(rootfs.prepare_rootfs)
+mount_overlay = step(rootfs.mount_overlay)
 
 TIOCSPTLCK = 0x40045431  # <asm-generic/ioctls.h>: lock/unlock a pty's slave (unlockpt)
 TIOCGPTN = 0x80045430  # get the pty number (ptsname)
@@ -135,6 +148,7 @@ def open_pty() -> tuple[int, int, str]:
     return master, slave, name
 
 
+@step
 def setup_stdio(spec: ContainerSpec, pipes: InitPipes) -> None:
     if spec.tty:
         master, slave, name = open_pty()
@@ -174,40 +188,35 @@ def _read(path: str) -> str:
         return ""
 
 
+@step
 def drop_capabilities(spec: ContainerSpec) -> None:
     """The bounding set first (needs CAP_SETPCAP, which root still has)."""
     if not spec.privileged:
         capabilities.drop_bounding_set(spec.capabilities)
 
 
+@step
 def limit_capabilities(spec: ContainerSpec) -> None:
     """After setuid: root keeps exactly its set; a user's sets are already empty."""
     if os.getuid() == 0 and not spec.privileged:
         capabilities.limit_process_sets(spec.capabilities)
 
 
+@step
 def set_no_new_privs(spec: ContainerSpec) -> None:
     if spec.no_new_privileges:
         capabilities.set_no_new_privs()
 
 
+@step
 def load_security(spec: ContainerSpec) -> None:
     """Import what the capability steps need *before* pivot_root: afterwards the host's
     Python library is out of sight. (The seccomp program was compiled, or taken from the
-    cache, by the parent: ``compile_security``.)"""
+    cache, by the parent: ``lifecycle.compile_security``.)"""
     capabilities.preload()
 
 
-def compile_security(spec: ContainerSpec, cache_dir: Path | None) -> "seccomp.CompiledFilter | None":
-    """Parent side, before fork: the container's seccomp program (None when unconfined)."""
-    if spec.seccomp == "unconfined":
-        return None
-    from minidocker.linux import seccomp
-
-    return seccomp.filter_for(None if spec.seccomp == "default" else spec.seccomp,
-                              set(spec.capabilities), cache_dir)
-
-
+@step
 def apply_seccomp(spec: ContainerSpec, compiled: "seccomp.CompiledFilter | None") -> None:
     """The syscall filter, last before execve (it must allow everything until then)."""
     if compiled is None:
@@ -217,6 +226,7 @@ def apply_seccomp(spec: ContainerSpec, compiled: "seccomp.CompiledFilter | None"
     seccomp.load_filter(compiled)
 
 
+@step
 def switch_user(spec: ContainerSpec, env: list[str]) -> list[str]:
     user = resolve_user(spec.user, _read("/etc/passwd"), _read("/etc/group"))
     os.setgroups(user.groups)
@@ -228,11 +238,13 @@ def switch_user(spec: ContainerSpec, env: list[str]) -> list[str]:
     return env
 
 
+@step
 def make_workdir(spec: ContainerSpec) -> None:
     """docker creates a missing WorkingDir (as root, before switching user)."""
     os.makedirs(spec.cwd, exist_ok=True)
 
 
+@step
 def change_dir(spec: ContainerSpec) -> None:
     try:
         os.chdir(spec.cwd)
@@ -252,6 +264,7 @@ def close_other_fds(keep: int) -> None:
                 pass
 
 
+@step
 def exec_command(spec: ContainerSpec, env: list[str], keep_fd: int = -1) -> None:
     env_map = dict(e.split("=", 1) for e in env if "=" in e)
     emit("execve", argv=spec.argv)
@@ -259,25 +272,24 @@ def exec_command(spec: ContainerSpec, env: list[str], keep_fd: int = -1) -> None
     try:
         os.execvpe(spec.argv[0], spec.argv, env_map)
     except FileNotFoundError:
-        raise StepFailed("execve", f'exec: "{spec.argv[0]}": executable file not found in $PATH',
-                         EXIT_NOT_FOUND) from None
+        raise CommandFailed(f'exec: "{spec.argv[0]}": executable file not found in $PATH',
+                            exit_code=ExitCode.NOT_FOUND) from None
     except PermissionError:
-        raise StepFailed("execve", f'exec: "{spec.argv[0]}": permission denied', EXIT_CANNOT_INVOKE) from None
+        raise CommandFailed(f'exec: "{spec.argv[0]}": permission denied',
+                            exit_code=ExitCode.CANNOT_INVOKE) from None
     except OSError as e:
-        code = EXIT_CANNOT_INVOKE if e.errno in (errno.ENOEXEC, errno.EISDIR, errno.ETXTBSY) else EXIT_NOT_FOUND
-        raise StepFailed("execve", f'exec: "{spec.argv[0]}": {e.strerror}', code) from None
+        code = ExitCode.CANNOT_INVOKE if e.errno in (errno.ENOEXEC, errno.EISDIR, errno.ETXTBSY) else ExitCode.NOT_FOUND
+        raise CommandFailed(f'exec: "{spec.argv[0]}": {e.strerror}', exit_code=code) from None
 
 
+@step
 def run_reaper(spec: ContainerSpec, env: list[str], keep_fd: int) -> None:
     """``--init``: PID 1 forks the command, forwards signals to it, reaps every orphan, and
     exits with the command's status."""
     child = os.fork()
     if child == 0:
-        try:
+        with exiting_on_failure(keep_fd):
             exec_command(spec, env, keep_fd)
-        except StepFailed as e:
-            _report(keep_fd, e.step, e.message, e.code)
-            os._exit(e.code)
     close_other_fds(keep=-1)
     forwarded = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)]
     for s in forwarded:
@@ -293,45 +305,41 @@ def run_reaper(spec: ContainerSpec, env: list[str], keep_fd: int) -> None:
         except InterruptedError:
             continue
         if pid == child:
-            os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+            os._exit(exit_code(status))
+
+
+def finish_and_exec(spec: ContainerSpec, compiled_filter: "seccomp.CompiledFilter | None", error_w: int) -> None:
+    """The last steps, the same for a container's PID 1 and for ``exec``'s process, so that
+    an exec'd process gets exactly the container's walls. Never returns: execve, or a
+    ``StepFailed``. ``error_w`` stays open until execve closes it (O_CLOEXEC)."""
+    drop_capabilities(spec)
+    env = switch_user(spec, spec.env)
+    limit_capabilities(spec)
+    set_no_new_privs(spec)
+    change_dir(spec)
+    apply_seccomp(spec, compiled_filter)
+    if spec.init:
+        run_reaper(spec, env, error_w)
+    exec_command(spec, env, error_w)
 
 
 def container_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipes,
                    compiled_filter: "seccomp.CompiledFilter | None" = None, in_userns: bool = False) -> None:
     """The child after fork: never returns (execve, or _exit with docker's code).
     ``in_userns``: started by ``userns_init``, which already made our namespaces."""
-    code = EXIT_STEP_FAILED
-    step = "init"
-    try:
-        step = "hide_host_binary"; hide_host_binary()
+    with exiting_on_failure(pipes.error_w):
+        hide_host_binary()
         if not in_userns:
-            step = "enter_namespaces"; enter_namespaces(spec, pipes.netns)
-        step = "set_hostname"; set_hostname(spec)
-        step = "bring_up_loopback"; bring_up_loopback(spec)
-        step = "load_security"; load_security(spec)
-        step = "prepare_rootfs"; rootfs.prepare_rootfs(plan, in_userns)
-        step = "setup_stdio"; setup_stdio(spec, pipes)
-        step = "make_workdir"; make_workdir(spec)
-        step = "wait_for_parent"; wait_for_parent(pipes)
-        step = "enter_cgroup_namespace"; enter_cgroup_namespace(spec)
-        step = "drop_capabilities"; drop_capabilities(spec)
-        step = "switch_user"; env = switch_user(spec, spec.env)
-        step = "limit_capabilities"; limit_capabilities(spec)
-        step = "set_no_new_privs"; set_no_new_privs(spec)
-        step = "change_dir"; change_dir(spec)
-        step = "apply_seccomp"; apply_seccomp(spec, compiled_filter)
-        if spec.init:
-            step = "init"; run_reaper(spec, env, pipes.error_w)
-        step = "execve"; exec_command(spec, env, pipes.error_w)
-    except StepFailed as e:
-        _report(pipes.error_w, e.step, e.message, e.code)
-        code = e.code
-    except Exception as e:  # noqa: BLE001 - every failure becomes one line for the user
-        msg = getattr(e, "message", None) or (f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.filename
-                                              else str(e))
-        _report(pipes.error_w, step, msg, EXIT_STEP_FAILED)
-    finally:
-        os._exit(code)
+            enter_namespaces(spec, pipes.netns)
+        set_hostname(spec)
+        bring_up_loopback(spec)
+        load_security(spec)
+        prepare_rootfs(plan, in_userns)
+        setup_stdio(spec, pipes)
+        make_workdir(spec)
+        wait_for_parent(pipes)
+        enter_cgroup_namespace(spec)
+        finish_and_exec(spec, compiled_filter, pipes.error_w)
 
 
 def userns_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipes,
@@ -340,60 +348,43 @@ def userns_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipes,
     """``--userns=auto``: the first child, which builds what needs host root, then becomes
     the parent of the container's PID 1. Never returns. In order::
 
-        unshare(CLONE_NEWNS)      a mount namespace still owned by the host's user namespace
-        mount the layers          idmapped (open_tree + mount_setattr + move_mount), or copies
+        hide_host_binary          as container_init: before anything else
+        enter_mount_namespace     a mount namespace still owned by the host's user namespace
+        mount_layers              idmapped (open_tree + mount_setattr + move_mount), or copies
         mount_overlay             as host root: overlayfs keeps its trusted.* xattrs working
         mount_volumes             -v binds, as host root too (their paths may be closed to the container)
         become_root_in            setns(user namespace), setresuid(0): root inside, host uid outside
-        unshare(the rest)         mount, UTS, IPC, network, PID: all owned by the new user namespace
+        enter_namespaces          mount, UTS, IPC, network, PID: all owned by the new user namespace
         fork                      the child is PID 1 and goes on with container_init
-        wait                      pass signals on; exit as PID 1 exits
+        follow_pid_1              pass signals on; exit as PID 1 exits
     """
-    from minidocker.linux import userns
-
-    step = "userns"
-    try:
-        step = "hide_host_binary"; hide_host_binary()
-        step = "enter_mount_namespace"; sc.unshare(sc.CLONE_NEWNS); rootfs.make_mounts_private()
-        step = "mount_layers"; _mount_layers(plan, userns_fd)
-        step = "mount_overlay"; rootfs.mount_overlay(plan)
-        # -v binds as host root: the container's uid may not even be able to reach the source
-        step = "mount_volumes"; rootfs.mount_volumes(plan); os.chdir(plan.merged)  # (see prepare_rootfs)
-        step = "become_root_in"; userns.become_root_in(userns_fd)
-        os.close(userns_fd)
-        step = "enter_namespaces"
-        flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNET | sc.CLONE_NEWPID
-        sc.unshare(flags)
-        step = "fork"; child = os.fork()
-    except Exception as e:  # noqa: BLE001 - one line for the user
-        msg = getattr(e, "message", None) or (f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.filename
-                                              else str(e))
-        _report(pipes.error_w, step, msg, EXIT_STEP_FAILED)
-        os._exit(EXIT_STEP_FAILED)
+    with exiting_on_failure(pipes.error_w):
+        hide_host_binary()
+        enter_mount_namespace()
+        mount_layers(plan, userns_fd)
+        mount_overlay(plan)
+        mount_volumes(plan)
+        become_root_in(userns_fd)
+        enter_namespaces(spec, pid=True)
+        child = fork()
     if child == 0:
         sc.set_pdeathsig(signal.SIGKILL)
         os.close(pid_w)
         container_init(spec, plan, pipes, compiled_filter, in_userns=True)
-        os._exit(EXIT_STEP_FAILED)
-    os.write(pid_w, str(child).encode())  # its PID on the host: what exec and kill need
+        os._exit(ExitCode.MINIDOCKER_FAILED)
+    report(pid_w, pid=child)  # its PID on the host: what exec and kill need
     close_other_fds(keep=-1)  # the error pipe must close when PID 1 execs, not when we exit
-    for s in forwarded:
-        signal.signal(s, lambda signum, _f: os.kill(child, signum))
-    while True:
-        try:
-            _, status = os.waitpid(child, 0)
-            break
-        except InterruptedError:
-            continue
-    if os.WIFSIGNALED(status):  # die the same way, so that our parent sees 128+N
-        sig = os.WTERMSIG(status)
-        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # (those two cannot be caught anyway)
-            signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else EXIT_STEP_FAILED)
+    follow_pid_1(child, forwarded)
 
 
-def _mount_layers(plan: rootfs.RootfsPlan, userns_fd: int) -> None:
+@step
+def enter_mount_namespace() -> None:
+    sc.unshare(sc.CLONE_NEWNS)
+    rootfs.make_mounts_private()
+
+
+@step
+def mount_layers(plan: rootfs.RootfsPlan, userns_fd: int) -> None:
     """Idmapped mounts where the kernel and filesystem have them, else shifted copies."""
     if os.environ.get("MINIDOCKER_NO_IDMAP") != "1":
         try:
@@ -410,10 +401,43 @@ def _mount_layers(plan: rootfs.RootfsPlan, userns_fd: int) -> None:
     rootfs.copy_layers_shifted(plan)
 
 
-def _report(fd: int, step: str, message: str, code: int) -> None:
-    try:
-        os.write(fd, (json.dumps({"step": step, "message": message, "code": code}) + "\n").encode())
-    except OSError:
-        pass
+@step
+def mount_volumes(plan: rootfs.RootfsPlan) -> None:
+    """-v binds as host root: the container's uid may not even be able to reach the source.
+    Then into the overlay, while we may still walk the store's path to it (it is root's
+    alone): prepare_rootfs goes on from this working directory."""
+    rootfs.mount_volumes(plan)
+    os.chdir(plan.merged)
 
 
+@step
+def become_root_in(userns_fd: int) -> None:
+    from minidocker.linux import userns
+
+    userns.become_root_in(userns_fd)
+    os.close(userns_fd)
+
+
+@step
+def fork() -> int:
+    """fork(2) after unshare(CLONE_NEWPID): the child is PID 1 of the new PID namespace."""
+    return os.fork()
+
+
+def follow_pid_1(child: int, forwarded: tuple[int, ...]) -> None:
+    """Pass the signals we get on to the container's PID 1, wait for it, and end as it
+    ended: killed by the same signal (so that our parent sees 128+N), or with its code."""
+    for s in forwarded:
+        signal.signal(s, lambda signum, _f: os.kill(child, signum))
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):  # die the same way
+        sig = os.WTERMSIG(status)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # (those two cannot be caught anyway)
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(exit_code(status))

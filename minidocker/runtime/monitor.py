@@ -11,65 +11,40 @@ See it: ``minidocker run -d busybox sleep 60; ps -ef --forest | grep -B1 sleep``
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import signal
 import sys
 import time
 from pathlib import Path
 
-from minidocker.errors import MinidockerError
+from minidocker.errors import ExitCode, MinidockerError, exit_code
+from minidocker.linux import cgroups
 from minidocker.runtime import lifecycle
-from minidocker.runtime.container import Container, ContainerStore, now_iso
-
-
-class LogWriter:
-    def __init__(self, path: Path):
-        self.f = open(path, "ab", buffering=0)
-        self.partial: dict[str, bytes] = {}
-
-    def feed(self, stream: str, data: bytes) -> None:
-        buf = self.partial.get(stream, b"") + data
-        *lines, rest = buf.split(b"\n")
-        for line in lines:
-            self._write(stream, line + b"\n")
-        self.partial[stream] = rest
-
-    def flush(self) -> None:
-        for stream, rest in self.partial.items():
-            if rest:
-                self._write(stream, rest)
-        self.partial.clear()
-
-    def _write(self, stream: str, line: bytes) -> None:
-        rec = {"log": line.decode("utf-8", "replace"), "stream": stream, "time": now_iso()}
-        self.f.write((json.dumps(rec) + "\n").encode())
+from minidocker.runtime.container import Container, ContainerStore
+from minidocker.runtime.forked import read_report, report, report_failure
+from minidocker.runtime.stdio import LogWriter, copy_streams
 
 
 def spawn_monitor(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> int:
-    """Fork the monitor; return the container's PID once it runs (raise if it failed)."""
+    """Fork the monitor; return the container's PID once it runs (raise if it failed). The
+    monitor tells us through ``ready``, in forked.py's report: the PID, or the failure."""
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        code = 1
+        code = ExitCode.MINIDOCKER_FAILED
         try:
             os.close(ready_r)
             code = _monitor(store, c, lowerdirs, ready_w)
-        except BaseException:
-            code = 1
         finally:
             os._exit(code)
     os.close(ready_w)
-    data = lifecycle._read_all(ready_r)
-    os.close(ready_r)
-    os.waitpid(pid, 0)  # the monitor's first half exits at once; its child (the monitor) goes on
-    if not data:
+    try:
+        facts = read_report(ready_r, lifecycle.StartFailed)
+    finally:
+        os.waitpid(pid, 0)  # the monitor's first half exits at once; its child (the monitor) goes on
+    if "pid" not in facts:
         raise MinidockerError("the container monitor failed to start")
-    msg = json.loads(data)
-    if "error" in msg:
-        raise lifecycle.StartFailed(msg["error"], exit_code=msg.get("code", 125))
-    return msg["pid"]
+    return facts["pid"]
 
 
 def _monitor(store: ContainerStore, c: Container, lowerdirs: list[Path], ready_w: int) -> int:
@@ -126,39 +101,27 @@ def _run_once(store: ContainerStore, c: Container, lowerdirs: list[Path], log: L
         started = lifecycle.start(store, c, lowerdirs, stdin=in_r, stdout=out_w, stderr=err_w,
                                   monitor_pid=os.getpid())
     except MinidockerError as e:
-        if ready_w != -1:
-            os.write(ready_w, json.dumps({"error": e.message, "code": e.exit_code}).encode())
+        if ready_w != -1:  # the message as the user reads it: no step of ours to add
+            report_failure(ready_w, "start", e.message, e.exit_code)
             os.close(ready_w)
         for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
             os.close(fd)
-        lifecycle.cgroups.manager(c.id).destroy()
+        cgroups.manager(c.id).destroy()
         return None
     for fd in (out_w, err_w, in_r):
         os.close(fd)
     if ready_w != -1:
-        os.write(ready_w, json.dumps({"pid": started.pid}).encode())
+        report(ready_w, pid=started.pid)
         os.close(ready_w)
-    streams = {out_r: "stdout", err_r: "stderr"}
+    streams = {out_r: (-1, "stdout"), err_r: (-1, "stderr")}
     if started.master is not None:
         os.close(out_r)
         os.close(err_r)
-        streams = {started.master: "stdout"}
-    while streams:
-        ready, _, _ = select.select(list(streams), [], [])
-        for fd in ready:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                data = b""
-            if data:
-                log.feed(streams[fd], data)
-            else:
-                os.close(fd)
-                del streams[fd]
-    log.flush()
+        streams = {started.master: (-1, "stdout")}
+    copy_streams(streams, log)
     os.close(in_w)
     _, status = os.waitpid(started.pid, 0)
-    code = lifecycle.exit_code(status)
-    lifecycle.record_exit(store, c, code, oom_killed=lifecycle.cgroups.manager(c.id).oom_killed())
-    lifecycle.cgroups.manager(c.id).destroy()
+    code = exit_code(status)
+    lifecycle.record_exit(store, c, code, oom_killed=cgroups.manager(c.id).oom_killed())
+    cgroups.manager(c.id).destroy()
     return code

@@ -1,0 +1,215 @@
+"""A container's input and output on the host side: relays, the pty, the log, signals.
+
+Without ``-t`` the container writes to pipes and we copy them to our own stdout and stderr
+(``relay_output``), and to ``container.log`` in docker's json-file format (``LogWriter``:
+``{"log": "...", "stream": "stdout", "time": "..."}``, one record a line). With ``-t`` the
+container opens a pty in its own devpts and hands us the master over a unix socket
+(``receive_pty``); ``relay_pty`` puts the user's terminal in raw mode and copies bytes both
+ways. Meanwhile the signals a foreground run gets (Ctrl-C, ``kill``) are passed on to the
+container (``forwarding_signals``), and its wait status becomes docker's exit code.
+
+See it: ``minidocker run -it --rm busybox sh``, then ``tty`` and ``ls -l /proc/self/fd``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import select
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Callable
+
+from minidocker.errors import exit_code
+from minidocker.runtime.container import now_iso
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                     signal.SIGUSR2, signal.SIGWINCH)
+
+
+class LogWriter:
+    """``container.log``: each line of each stream a JSON record with its time."""
+
+    def __init__(self, path: Path):
+        self.f = open(path, "ab", buffering=0)
+        self.partial: dict[str, bytes] = {}
+
+    def feed(self, stream: str, data: bytes) -> None:
+        buf = self.partial.get(stream, b"") + data
+        *lines, rest = buf.split(b"\n")
+        for line in lines:
+            self._write(stream, line + b"\n")
+        self.partial[stream] = rest
+
+    def flush(self) -> None:
+        for stream, rest in self.partial.items():
+            if rest:
+                self._write(stream, rest)
+        self.partial.clear()
+
+    def _write(self, stream: str, line: bytes) -> None:
+        rec = {"log": line.decode("utf-8", "replace"), "stream": stream, "time": now_iso()}
+        self.f.write((json.dumps(rec) + "\n").encode())
+
+
+def reset_signals() -> None:
+    """In a child: the signals we forward get their default actions back (a handler of
+    ours would otherwise run in the container's process until its execve)."""
+    for s in FORWARDED_SIGNALS:
+        signal.signal(s, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def forwarding_signals(pid: int, on_signal: Callable | None = None):
+    """While the body runs, the signals a foreground run gets (Ctrl-C, kill) go to ``pid``."""
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {s: signal.signal(s, on_signal or forward) for s in FORWARDED_SIGNALS if s != signal.SIGWINCH}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def wait_for(pid: int) -> int:
+    """waitpid(2) until ``pid`` ends; docker's exit code for it (128+N for signal N)."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            return exit_code(status)
+        except InterruptedError:
+            continue
+
+
+def wait_foreground(pid: int, on_signal: Callable[[int], None] | None = None) -> int:
+    """Wait for the container, forwarding the signals we get to it (a foreground run)."""
+    with forwarding_signals(pid, on_signal):
+        return wait_for(pid)
+
+
+def receive_pty(sock: socket.socket | None) -> int | None:
+    """The pty master the child opened in the container's devpts, passed over SCM_RIGHTS."""
+    if sock is None:
+        return None
+    _, fds, _, _ = socket.recv_fds(sock, 16, 1)
+    sock.close()
+    return fds[0] if fds else None
+
+
+def copy_streams(streams: dict[int, tuple[int, str]], log: LogWriter) -> None:
+    """Copy each of the container's outputs ({fd: (our fd or -1, "stdout"|"stderr")}) to the
+    log and to our fd until all of them close. If our fd goes away (``| head``), the log
+    still gets everything. A pty master reads EIO once the container's side is closed:
+    that is its end of file."""
+    while streams:
+        ready, _, _ = select.select(list(streams), [], [])
+        for fd in ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            out_fd, name = streams[fd]
+            if not data:
+                os.close(fd)
+                del streams[fd]
+                continue
+            log.feed(name, data)
+            if out_fd >= 0:
+                try:
+                    _write_all(out_fd, data)
+                except BrokenPipeError:
+                    streams[fd] = (-1, name)
+    log.flush()
+
+
+def relay_output(pid: int, streams: dict[int, tuple[int, str]], log: LogWriter) -> int:
+    """A foreground run without -t that keeps a log (as docker's does): copy the container's
+    stdout and stderr pipes to ours and to the log until both close, then wait for it."""
+    with forwarding_signals(pid):
+        copy_streams(streams, log)
+        return wait_for(pid)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def relay_pty(pid: int, master: int, stdin_open: bool, log: LogWriter | None = None) -> int:
+    """-t: put the user's terminal in raw mode and copy bytes both ways until the container
+    exits; keep the window size in step (SIGWINCH); restore the terminal on every path."""
+    import termios
+    import tty
+
+    in_fd = sys.stdin.fileno()
+    is_tty = os.isatty(in_fd)
+    saved = termios.tcgetattr(in_fd) if is_tty else None
+
+    def sync_winsize(*_):
+        if is_tty:
+            import fcntl
+            size = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+    old_winch = signal.signal(signal.SIGWINCH, sync_winsize)
+    try:
+        sync_winsize()
+        if is_tty:
+            tty.setraw(in_fd)
+        status = _pump_pty(pid, master, stdin_open, log)
+    finally:
+        signal.signal(signal.SIGWINCH, old_winch)
+        if saved is not None:
+            termios.tcsetattr(in_fd, termios.TCSAFLUSH, saved)
+        os.close(master)
+        if log is not None:
+            log.flush()
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    return exit_code(status)
+
+
+def _pump_pty(pid: int, master: int, stdin_open: bool, log: LogWriter | None) -> int | None:
+    """Copy the pty's output to our stdout (and the log) and our stdin to the pty, until the
+    pty closes (the container's wait status is then still to be read: None) or the container
+    exits with the pty still open (its wait status)."""
+    in_fd, out_fd = sys.stdin.fileno(), sys.stdout.fileno()
+    fds = [master] + ([in_fd] if stdin_open else [])
+    while True:
+        try:
+            ready, _, _ = select.select(fds, [], [], 0.5)
+        except InterruptedError:
+            continue
+        if master in ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError as e:
+                if e.errno != errno.EIO:
+                    raise
+                data = b""
+            if not data:
+                return None
+            _write_all(out_fd, data)
+            if log is not None:
+                log.feed("stdout", data)
+        if in_fd in ready:
+            data = os.read(in_fd, 65536)
+            if not data:
+                fds.remove(in_fd)
+                os.write(master, b"\x04")  # EOF on our stdin: ^D to the container
+            else:
+                os.write(master, data)
+        if not ready:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
