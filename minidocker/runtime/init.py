@@ -249,8 +249,8 @@ def change_dir(spec: ContainerSpec) -> None:
     try:
         os.chdir(spec.cwd)
     except OSError as e:  # exec -w DIR: exec, unlike run (make_workdir), does not create DIR; runc's words
-        raise StepFailed("change_dir", f'chdir to cwd ("{spec.cwd}") set in config.json failed: '
-                                       f"{(e.strerror or str(e)).lower()}", EXIT_CANNOT_INVOKE) from None
+        raise MinidockerError(f'chdir to cwd ("{spec.cwd}") set in config.json failed: '
+                              f"{(e.strerror or str(e)).lower()}", exit_code=ExitCode.CANNOT_INVOKE) from None
 
 
 def close_other_fds(keep: int) -> None:
