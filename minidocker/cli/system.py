@@ -9,7 +9,6 @@ import typer
 from minidocker import api
 from minidocker.cli import render
 from minidocker.cli.app import app, state
-from minidocker.errors import MinidockerError
 
 system_app = typer.Typer(help="Manage minidocker.", no_args_is_help=True)
 app.add_typer(system_app, name="system")
@@ -37,10 +36,8 @@ def system_prune(
 
 
 def _confirmed(all_unused: bool, volumes: bool) -> bool:
-    """docker's question, on stderr; without a terminal to answer it, refuse (use -f)."""
-    if not sys.stdin.isatty():
-        raise MinidockerError("system prune asks for confirmation, and stdin is not a terminal",
-                              hint="add -f (--force) to prune without the question")
+    """docker's question, on stderr; the answer is read from stdin, a terminal or a pipe
+    (``yes | minidocker system prune`` works, as with docker); no answer means no."""
     items = ["all stopped containers", "all networks not used by at least one container"]
     if volumes:
         items.append("all volumes not used by at least one container")

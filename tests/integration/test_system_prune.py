@@ -9,7 +9,7 @@ import os
 import pty
 import subprocess
 
-from tests.integration.conftest import MINIDOCKER, one_error
+from tests.integration.conftest import MINIDOCKER
 from tests.support import storecheck
 
 
@@ -42,9 +42,12 @@ def test_system_prune(md, registry, tmp_path):
     assert r.returncode == -9 and storecheck.orphans(md.root)  # a killed commit's leftovers
     everything = (set(md.ok("ps", "-aq", "--no-trunc").stdout.split()), _images(md), storecheck.orphans(md.root))
 
-    # no terminal, no -f: refused; a terminal's "n": nothing removed either
+    # no answer (stdin at its end), a piped "n" and a terminal's "n": nothing removed
     r = _prune(md, stdin=subprocess.DEVNULL)
-    assert r.returncode == 125 and one_error(r.stderr) and "-f" in r.stderr, r.stderr
+    assert r.returncode == 0 and "Are you sure" in r.stderr and r.stdout == "", r.stderr
+    r = subprocess.run(["unshare", "--net", *MINIDOCKER, "system", "prune"], env=md.env(), input="n\n",
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout == "", r.stderr
     primary, secondary = pty.openpty()
     try:
         os.write(primary, b"n\n")
