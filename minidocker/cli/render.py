@@ -134,6 +134,7 @@ def explain_to_stderr() -> None:
     import time as _time
 
     from minidocker import api
+    from minidocker.cli.explain import describe_event
 
     start = _time.monotonic()
     import os
@@ -142,7 +143,7 @@ def explain_to_stderr() -> None:
 
     def narrate(ev: dict) -> None:
         ms = (ev["t"] - start) * 1000
-        os.write(fd, f"[{ms:7.1f} ms] pid {os.getpid():<6} {api.describe_event(ev)}\n".encode())
+        os.write(fd, f"[{ms:7.1f} ms] pid {os.getpid():<6} {describe_event(ev)}\n".encode())
 
     api.listen_events(narrate)
 
