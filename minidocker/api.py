@@ -334,7 +334,7 @@ def container_summary(c) -> dict[str, Any]:
     return {"ID": c.id, "Image": c.spec.image, "Command": " ".join(c.spec.argv), "Created": c.state.get("Created", ""),
             "Status": c.state.get("Status", ""), "ExitCode": c.state.get("ExitCode", 0),
             "StartedAt": c.state.get("StartedAt", ""), "FinishedAt": c.state.get("FinishedAt", ""),
-            "Names": c.name, "Pid": c.state.get("Pid", 0), "Ports": ports_text(c.spec.ports) if c.running else ""}
+            "Names": c.name, "Pid": c.state.get("Pid", 0), "Ports": c.spec.ports if c.running else []}
 
 
 def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
@@ -380,11 +380,6 @@ def _network_settings(name: str, att: dict | None, ports: list[dict] = ()) -> di
     prefix = int(att["subnet"].rsplit("/", 1)[1])
     entry = {"IPAddress": att["address"], "IPPrefixLen": prefix, "Gateway": att["gateway"]}
     return {**entry, "Ports": published, "Networks": {name: entry}}
-
-
-def ports_text(ports: list[dict]) -> str:
-    """``ps``'s PORTS column: ``0.0.0.0:8080->80/tcp, ...``."""
-    return ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['port']}/{p['proto']}" for p in ports)
 
 
 # -- networks: ls, create, rm, inspect (bridge networking: runtime/networks.py, linux/network.py) --
@@ -478,6 +473,7 @@ def logs(name: str, root: Path | None = None, follow: bool = False, tail: int | 
 
 def stop(names: list[str], timeout: int = 10, root: Path | None = None, signal_name: str = "SIGTERM"):
     from minidocker.runtime import lifecycle
+    from minidocker.runtime.spec import parse_signal
 
     containers = _containers(root)
     for name in names:
@@ -514,6 +510,7 @@ def _settle(containers, c, timeout: float = 5.0) -> None:
 
 def kill(names: list[str], sig: str = "KILL", root: Path | None = None):
     from minidocker.runtime import lifecycle
+    from minidocker.runtime.spec import parse_signal
 
     containers = _containers(root)
     for name in names:
@@ -649,18 +646,6 @@ def wait(names: list[str], root: Path | None = None):
 
 def prune(root: Path | None = None) -> list[str]:
     return list(rm([c.id for c in _containers(root).all() if not c.running], root=root))
-
-
-def parse_signal(text: str) -> int:
-    import signal as _s
-
-    t = text.upper().removeprefix("SIG")
-    if t.isdigit():
-        return int(t)
-    try:
-        return int(getattr(_s, "SIG" + t))
-    except AttributeError:
-        raise MinidockerError(f"invalid signal: {text}") from None
 
 
 # -- --explain ------------------------------------------------------------------------------

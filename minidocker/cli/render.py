@@ -129,6 +129,11 @@ def human_duration(secs: float) -> str:
     return f"{d // 365} years"
 
 
+def ports_text(ports: list[dict]) -> str:
+    """``ps``'s PORTS column: ``0.0.0.0:8080->80/tcp, ...``."""
+    return ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['port']}/{p['proto']}" for p in ports)
+
+
 def explain_to_stderr() -> None:
     """``--explain``: narrate each kernel-facing step as it happens, one line each."""
     import time as _time
