@@ -435,40 +435,15 @@ def inspect(name: str, root: Path | None = None) -> dict[str, Any]:
 
 def logs(name: str, root: Path | None = None, follow: bool = False, tail: int | None = None):
     """Yield (stream, time, line) from the container's log; with ``follow``, until it exits."""
-    import time
+    from minidocker.runtime.logs import read_log
 
     containers = _containers(root)
     c = containers.find(name)
-    path = c.path("container.log")
-    if not path.exists():
-        return
-    with open(path, "rb") as f:
-        lines = f.readlines()
-        if tail is not None:
-            lines = lines[-tail:] if tail > 0 else []
-        for line in lines:
-            rec = json.loads(line)
-            yield rec["stream"], rec["time"], rec["log"]
-        if not follow:
-            return
-        buf = b""
-        while True:
-            chunk = f.readline()
-            if chunk:
-                buf += chunk
-                if buf.endswith(b"\n"):
-                    rec = json.loads(buf)
-                    buf = b""
-                    yield rec["stream"], rec["time"], rec["log"]
-                continue
-            c = containers.refresh(containers.load(c.id))
-            if not c.running:
-                rest = f.read()
-                for line in rest.splitlines():
-                    rec = json.loads(line)
-                    yield rec["stream"], rec["time"], rec["log"]
-                return
-            time.sleep(0.05)
+
+    def running() -> bool:
+        return containers.refresh(containers.load(c.id)).running
+
+    yield from read_log(c.path("container.log"), tail, running if follow else None)
 
 
 def stop(names: list[str], timeout: int = 10, root: Path | None = None, signal_name: str = "SIGTERM"):
@@ -799,28 +774,11 @@ def import_(source: str, ref: str | None = None, changes: list[str] = (), messag
 
 
 # -- images out of containers: diff, commit, history, build ---------------------------------------
-def _mountpoints(spec) -> list[str]:
-    """The paths the runtime mounted over in this container (their empty mount points in the
-    upper dir are not changes the container made)."""
-    from minidocker.image.diff import RUNTIME_MOUNTPOINTS
-
-    return list(RUNTIME_MOUNTPOINTS) + [v.target for v in spec.volumes] + [t.split(":", 1)[0] for t in spec.tmpfs]
-
-
-def _upper_entries(c, store):
-    from minidocker.image import diff as d
-
-    lower = d.LowerView(store.lowerdirs(c.spec.image_id))
-    return d.scan_upper(c.path("upper"), lower, _mountpoints(c.spec), c.spec.idmap), lower
-
-
 def diff(name: str, root: Path | None = None) -> list[str]:
     """``docker diff``: ``A|C|D /path`` lines, read from the container's upper dir."""
-    from minidocker.image import diff as d
+    from minidocker.runtime.commit import changed_paths
 
-    c = _containers(root).find(name)
-    entries, lower = _upper_entries(c, _store(root))
-    return [str(ch) for ch in d.changes(entries, lower)]
+    return changed_paths(_containers(root).find(name), _store(root))
 
 
 def commit(name: str, ref: str | None = None, *, root: Path | None = None, message: str = "",
@@ -829,57 +787,12 @@ def commit(name: str, ref: str | None = None, *, root: Path | None = None, messa
     container's config (Cmd, Env, WorkingDir, User...) plus ``changes`` becomes the image's.
     A running container is frozen (cgroup freezer) while its upper dir is read, and always
     thawed, even if the commit is killed. Returns the new image ID."""
-    from minidocker.crashpoint import crashpoint
-    from minidocker.image import commit as cm
-    from minidocker.image import diff as d
-    from minidocker.image import dockerfile
-    from minidocker.image.reference import parse
+    from minidocker.runtime.commit import commit_container
 
     containers = _containers(root)
     c = containers.find(name)
-    parsed = [dockerfile.parse_change(t) for t in changes]  # refuse a bad change before any work
-    if ref:
-        parse(ref)
-    store = _store(root)
-    if c.spec.image_id not in store.read_index()["images"]:
-        from minidocker.errors import ImageNotFound
-
-        raise ImageNotFound(f"the image of container {c.id[:12]} ({c.spec.image}) is no longer in the store")
-    spec = c.spec
-
-    def set_config(config: dict[str, Any]) -> None:
-        # docker commits the container's own config: what it was run with
-        config["Env"] = [e for e in spec.env if not e.startswith("HOSTNAME=")]
-        config["Cmd"] = list(spec.cmd) or None
-        config["Entrypoint"] = list(spec.entrypoint) or None
-        config["WorkingDir"] = "" if spec.cwd == "/" and not config.get("WorkingDir") else spec.cwd
-        config["User"] = spec.user
-        for ins in parsed:
-            dockerfile.apply_change(config, ins)
-
-    set_config(json.loads(json.dumps(store.config(spec.image_id).get("config") or {})))  # errors before any write
-    with _frozen_for_commit(containers, c, pause):
-        crashpoint("commit:after-freeze")
-        entries, _ = _upper_entries(c, store)
-        image_id, _ = cm.create_image(
-            store, spec.image_id, lambda write: d.write_layer_tar(entries, write), empty=not entries,
-            changes=set_config, created_by=" ".join(spec.argv), author=author, comment=message,
-            tag=str(parse(ref)) if ref else None)
-    return image_id
-
-
-def _frozen_for_commit(containers, c, pause: bool):
-    """The container frozen while commit reads its upper dir, if it is running and ``pause``;
-    ``ps`` says "Up ... (Paused)" meanwhile. The freeze belongs to a helper process that
-    thaws the container when the commit ends, even by SIGKILL (linux/cgroups/freezer.py). A
-    container the user paused is left as it is: still paused afterwards, as docker leaves it."""
-    if not (pause and c.state.get("Status") == "running"):
-        return contextlib.nullcontext()
-    from minidocker.linux import cgroups
-    from minidocker.linux.cgroups.freezer import hold_frozen
-
-    return hold_frozen(cgroups.manager(c.id), on_frozen=lambda: containers.update_if(c, "running", Status="paused"),
-                       on_thawed=lambda: containers.update_if(c, "paused", Status="running"))
+    return commit_container(containers, _store(root), c, ref, message=message, author=author,
+                            changes=list(changes), pause=pause)
 
 
 def history(name: str, root: Path | None = None) -> list[dict[str, Any]]:
