@@ -161,7 +161,7 @@ def _store_bytes(root: Path, kinds: tuple[str, ...] = ("blobs", "layers", "inges
 def info(root: Path | None = None) -> dict[str, Any]:
     """``docker info``: what this host gives a container runtime, and what the store holds."""
     from minidocker import __version__
-    from minidocker.linux import cgroups
+    from minidocker.linux import cgroups, host
     from minidocker.runtime.idranges import SUBGID, SUBUID, blocks, read_ranges
 
     root = Path(root or default_root())
@@ -171,18 +171,16 @@ def info(root: Path | None = None) -> dict[str, Any]:
     except MinidockerError:
         images = 0
     version = cgroups.version()
-    controllers = (Path("/sys/fs/cgroup/cgroup.controllers").read_text().split() if version == 2 else
-                   sorted(d.name for d in Path("/sys/fs/cgroup").iterdir()
-                          if (d / "tasks").exists() and d.name != "systemd"))
+    userns_blocks = min(len(blocks(read_ranges(SUBUID))), len(blocks(read_ranges(SUBGID))))
     return {
         "ServerVersion": __version__, "Driver": "overlay", "DockerRootDir": str(root),
         "Containers": len(containers), "ContainersRunning": sum(c.running for c in containers),
         "ContainersStopped": sum(not c.running for c in containers), "Images": images,
-        "CgroupVersion": str(version), "CgroupControllers": controllers,
+        "CgroupVersion": str(version), "CgroupControllers": cgroups.controllers(version),
         "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges",
-                            f"name=userns,blocks={min(len(blocks(read_ranges(SUBUID))), len(blocks(read_ranges(SUBGID))))}"],
-        "KernelVersion": os.uname().release, "Architecture": os.uname().machine,
-        "NCPU": os.cpu_count(), "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                            f"name=userns,blocks={userns_blocks}"],
+        "KernelVersion": host.kernel_release(), "Architecture": host.architecture(),
+        "NCPU": host.cpu_count(), "MemTotal": host.memory_total(),
     }
 
 
@@ -554,31 +552,15 @@ def port(name: str, root: Path | None = None) -> list[str]:
 
 def top(name: str, root: Path | None = None) -> list[dict[str, Any]]:
     """``docker top``: the container's processes (those in its cgroup), as the host sees them."""
-    import pwd
-
     from minidocker.errors import Conflict
-    from minidocker.linux import cgroups
+    from minidocker.linux import cgroups, host, procfs
 
     c = _containers(root).find(name)
     if not c.running:
         raise Conflict(f"Container {c.id[:12]} is not running")
-    rows = []
-    for pid in sorted(cgroups.manager(c.id).pids()):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            uid = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                           if line.startswith("Uid:")))
-        except (OSError, StopIteration):
-            continue  # gone meanwhile
-        fields = stat[stat.rindex(")") + 2:].split()
-        try:
-            user = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            user = str(uid)
-        rows.append({"UID": user, "PID": pid, "PPID": int(fields[1]), "CMD": cmdline or stat[stat.index("(") + 1:
-                                                                                          stat.rindex(")")]})
-    return rows
+    processes = (procfs.read_process(pid) for pid in sorted(cgroups.manager(c.id).pids()))
+    return [{"UID": host.user_name(p.uid), "PID": p.pid, "PPID": p.ppid, "CMD": p.command}
+            for p in processes if p is not None]  # None: gone meanwhile
 
 
 def rm(names: list[str], force: bool = False, root: Path | None = None):
