@@ -710,31 +710,17 @@ def load(input: Path | None = None, stdin=None, root: Path | None = None,
 
 def export(name: str, output: Path | None = None, fd: int | None = None, root: Path | None = None) -> int:
     """``docker export``: the container's flattened filesystem as a tar, to the file
-    ``output`` (written under a temp name, fsynced, renamed) or to the descriptor ``fd``."""
-    import tempfile
-
+    ``output`` (replaced atomically: all of the new tar or the old file) or to the
+    descriptor ``fd``; returns the number of tar members."""
+    from minidocker.fsutil import atomic_output
     from minidocker.runtime.export import export_rootfs
 
     c = _containers(root).find(name)
     lowerdirs = _store(root).lowerdirs(c.spec.image_id)
     if output is None:
         return export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), fd if fd is not None else 1, c.spec.idmap)
-    output = Path(output)
-    tmp_fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    try:
-        count = export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), tmp_fd, c.spec.idmap)
-        os.fsync(tmp_fd)
-        os.fchmod(tmp_fd, 0o644)
-        os.close(tmp_fd)
-        tmp_fd = -1
-        os.rename(tmp, output)
-        return count
-    except BaseException:
-        if tmp_fd >= 0:
-            os.close(tmp_fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(Path(output)) as f:
+        return export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), f.fileno(), c.spec.idmap)
 
 
 def import_(source: str, ref: str | None = None, changes: list[str] = (), message: str | None = None,
