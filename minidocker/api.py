@@ -6,9 +6,7 @@ Each function takes plain values and returns plain data (no printing, no rich); 
 
 from __future__ import annotations
 
-import contextlib
 import getpass
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -59,34 +57,9 @@ def images(root: Path | None = None) -> list[dict[str, Any]]:
 
 def inspect_image(name: str, root: Path | None = None) -> dict[str, Any]:
     """``docker image inspect``'s fields for one image."""
-    from minidocker.image.reference import parse
+    from minidocker.image.describe import describe_image
 
-    store = _store(root)
-    doc = store.read_index()
-    image_id = store.resolve(name, doc)
-    cfg = store.config(image_id)
-    rec = doc["images"][image_id]
-    chains = store.chain_ids(image_id)
-    size = sum(store.layer_meta(c).get("size", 0) for c in chains)
-    return {
-        "Id": image_id,
-        "RepoTags": [parse(t).familiar() for t in store.tags_of(image_id, doc)],
-        "RepoDigests": [parse(d).familiar() for d in rec["repo_digests"]],
-        "Parent": "",
-        "Comment": next((h.get("comment", "") for h in reversed(cfg.get("history") or []) if h.get("comment")), ""),
-        "Created": cfg.get("created", ""),
-        "Author": cfg.get("author", ""),
-        "Config": cfg.get("config") or {},
-        "Architecture": cfg.get("architecture", ""),
-        "Variant": cfg.get("variant"),
-        "Os": cfg.get("os", ""),
-        "Size": size,
-        "GraphDriver": {"Name": "overlay", "Data": {
-            "LowerDir": ":".join(str(p) for p in store.lowerdirs(image_id))}},
-        "RootFS": {"Type": "layers", "Layers": list(cfg["rootfs"]["diff_ids"])},
-        "Metadata": {"LastTagTime": rec.get("added", "")},
-        "Descriptor": {"digest": rec["manifest"]},
-    }
+    return describe_image(_store(root), name)
 
 
 def tag(source: str, target: str, root: Path | None = None) -> str:
@@ -149,13 +122,10 @@ def _prune_networks(root: Path) -> list[str]:
 
 
 def _store_bytes(root: Path, kinds: tuple[str, ...] = ("blobs", "layers", "ingest")) -> int:
-    total = 0
-    for sub in kinds:
-        for dirpath, _dirs, files in os.walk(root / sub):
-            for f in files:
-                with contextlib.suppress(OSError):
-                    total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
-    return total
+    """The disk the store's ``kinds`` of files take (what a prune can free)."""
+    from minidocker.fsutil import disk_usage
+
+    return disk_usage(*(root / kind for kind in kinds))
 
 
 def info(root: Path | None = None) -> dict[str, Any]:
@@ -319,65 +289,19 @@ def resource_limits(memory: str | None, memory_swap: str | None, cpus: float | N
 
 
 def ps(all: bool = False, root: Path | None = None) -> list[dict[str, Any]]:
-    rows = []
-    for c in _containers(root).all():
-        if not all and not c.running:
-            continue
-        rows.append(container_summary(c))
+    """``docker ps [-a]``: one summary per container, the newest first."""
+    from minidocker.runtime.describe import container_summary
+
+    rows = [container_summary(c) for c in _containers(root).all() if all or c.running]
     rows.sort(key=lambda r: r["Created"], reverse=True)
     return rows
 
 
-def container_summary(c) -> dict[str, Any]:
-    return {"ID": c.id, "Image": c.spec.image, "Command": " ".join(c.spec.argv), "Created": c.state.get("Created", ""),
-            "Status": c.state.get("Status", ""), "ExitCode": c.state.get("ExitCode", 0),
-            "StartedAt": c.state.get("StartedAt", ""), "FinishedAt": c.state.get("FinishedAt", ""),
-            "Names": c.name, "Pid": c.state.get("Pid", 0), "Ports": c.spec.ports if c.running else []}
-
-
 def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
-    c = _containers(root).find(name)
-    store = _store(root)
-    lower = ":".join(str(p) for p in store.lowerdirs(c.spec.image_id)) if c.spec.image_id in store.read_index()["images"] else ""
-    st = c.state
-    return {
-        "Id": c.id, "Created": st.get("Created", ""), "Path": (c.spec.argv or [""])[0], "Args": c.spec.argv[1:],
-        "RestartCount": st.get("RestartCount", 0),
-        "State": {"Status": st.get("Status", ""), "Running": c.running, "Paused": st.get("Status") == "paused",
-                  "OOMKilled": st.get("OOMKilled", False), "Dead": c.damaged, "Pid": st.get("Pid", 0),
-                  "ExitCode": st.get("ExitCode", 0), "Error": st.get("Error", ""),
-                  "StartedAt": st.get("StartedAt", ""), "FinishedAt": st.get("FinishedAt", "")},
-        "Image": c.spec.image_id, "Name": "/" + c.name, "HostnamePath": str(c.path("hostname")),
-        "HostsPath": str(c.path("hosts")), "ResolvConfPath": str(c.path("resolv.conf")),
-        "LogPath": str(c.path("container.log")), "Driver": "overlay",
-        "HostConfig": {"NetworkMode": c.spec.network, "AutoRemove": c.spec.auto_remove, "Init": c.spec.init,
-                       "ReadonlyRootfs": c.spec.readonly_rootfs, "Privileged": c.spec.privileged,
-                       "UsernsMode": "" if c.spec.userns == "host" else c.spec.userns, "IdMap": c.spec.idmap,
-                       "RestartPolicy": {"Name": c.spec.restart["name"],
-                                         "MaximumRetryCount": c.spec.restart["max"]},
-                       "SecurityOpt": None if c.spec.seccomp == "default" else
-                       [f"seccomp={c.spec.seccomp}"]},
-        "Mounts": [{"Type": "bind", "Source": v.source, "Destination": v.target, "Mode": "ro" if v.readonly else "",
-                    "RW": not v.readonly, "Propagation": "rprivate"} for v in c.spec.volumes],
-        "Config": {"Hostname": c.spec.hostname, "User": c.spec.user, "Env": c.spec.env, "Cmd": c.spec.cmd,
-                   "Entrypoint": c.spec.entrypoint or None, "WorkingDir": c.spec.cwd, "Image": c.spec.image,
-                   "Tty": c.spec.tty, "OpenStdin": c.spec.stdin_open, "Labels": c.spec.labels},
-        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": lower, "UpperDir": str(c.path("upper")),
-                                                    "WorkDir": str(c.path("work")), "MergedDir": str(c.path("merged"))}},
-        "Cgroup": st.get("Cgroup", {}),
-        "NetworkSettings": _network_settings(c.spec.network, st.get("Network") if c.running else None,
-                                             c.spec.ports),
-    }
+    """``docker container inspect``'s fields for one container."""
+    from minidocker.runtime.describe import describe_container
 
-
-def _network_settings(name: str, att: dict | None, ports: list[dict] = ()) -> dict[str, Any]:
-    published = {f"{p['port']}/{p['proto']}": [{"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])}]
-                 for p in ports}
-    if name in ("none", "host") or not att:
-        return {"IPAddress": "", "Gateway": "", "Ports": published, "Networks": {name: {}}}
-    prefix = int(att["subnet"].rsplit("/", 1)[1])
-    entry = {"IPAddress": att["address"], "IPPrefixLen": prefix, "Gateway": att["gateway"]}
-    return {**entry, "Ports": published, "Networks": {name: entry}}
+    return describe_container(_containers(root).find(name), _store(root))
 
 
 # -- networks: ls, create, rm, inspect (bridge networking: runtime/networks.py, linux/network.py) --
@@ -659,24 +583,11 @@ def restart(names: list[str], timeout: int = 10, root: Path | None = None):
 def stats(names: list[str] | None = None, root: Path | None = None, interval: float = 0.5) -> list[dict[str, Any]]:
     """One sample of CPU %, memory usage/limit and PIDs per running container, from its
     cgroup (CPU % = cpu time used / wall time over ``interval``, 100% = one full core)."""
-    import time
-
-    from minidocker.linux import cgroups
+    from minidocker.runtime.stats import sample_stats
 
     containers = _containers(root)
     chosen = [containers.find(n) for n in names] if names else [c for c in containers.all() if c.running]
-    managers = [(c, cgroups.manager(c.id)) for c in chosen if c.running]
-    first = {c.id: m.stats() for c, m in managers}
-    t0 = time.monotonic()
-    time.sleep(interval)
-    elapsed = time.monotonic() - t0
-    rows = []
-    for c, m in managers:
-        s = m.stats()
-        cpu = (s.cpu_usage_ns - first[c.id].cpu_usage_ns) / (elapsed * 1e9) * 100
-        rows.append({"ID": c.id, "Name": c.name, "CPUPerc": max(0.0, cpu), "MemUsage": s.memory_usage,
-                     "MemLimit": s.memory_limit, "PIDs": s.pids})
-    return rows
+    return sample_stats([c for c in chosen if c.running], interval)
 
 
 # -- moving images out and in: push, save/load, export/import (issue #5, part 2) -------------

@@ -150,3 +150,16 @@ def restrict_dir(path: Path, mode: int = 0o700) -> None:
         raise FileExistsError(errno.EEXIST, "File exists (not a directory)", str(path))
     if stat.S_IMODE(st.st_mode) & ~mode:
         os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+
+
+def disk_usage(*trees: Path) -> int:
+    """The bytes of disk the files under ``trees`` take, as ``du -s`` counts them: allocated
+    blocks (``st_blocks`` is in 512-byte units whatever the file system's block size), so a
+    sparse file counts what it holds and a file removed meanwhile counts nothing."""
+    total = 0
+    for tree in trees:
+        for dirpath, _dirs, files in os.walk(tree):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+    return total

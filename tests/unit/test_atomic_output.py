@@ -29,10 +29,9 @@ def test_the_new_content_replaces_the_old_and_no_temp_file_stays(tmp_path):
 def test_an_error_in_the_block_keeps_the_old_file(tmp_path):
     target = tmp_path / "out.tar"
     target.write_bytes(b"old")
-    with pytest.raises(RuntimeError):
-        with atomic_output(target) as f:
-            f.write(b"half of it")
-            raise RuntimeError("the tar writer failed")
+    with pytest.raises(RuntimeError), atomic_output(target) as f:
+        f.write(b"half of it")
+        raise RuntimeError("the tar writer failed")
     assert target.read_bytes() == b"old"
     assert leftovers(tmp_path) == []
 
@@ -55,9 +54,8 @@ def test_a_killed_writer_leaves_the_old_file_whole(tmp_path):
 
 
 def test_a_missing_directory_is_an_error_and_creates_nothing(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        with atomic_output(tmp_path / "no" / "such" / "out.tar"):
-            pass
+    with pytest.raises(FileNotFoundError), atomic_output(tmp_path / "no" / "such" / "out.tar"):
+        pass
     assert list(tmp_path.iterdir()) == []
 
 

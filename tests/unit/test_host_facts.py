@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,7 +50,8 @@ def test_host_facts_match_uname_and_nproc():
     nproc = subprocess.run(["nproc", "--all"], capture_output=True, text=True, check=True).stdout.strip()
     assert [host.kernel_release(), host.architecture()] == uname
     assert host.cpu_count() == int(nproc)
-    meminfo_kib = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    meminfo_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
     assert host.memory_total() == meminfo_kib * 1024  # both are sysinfo(2)'s totalram
 
 
