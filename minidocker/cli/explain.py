@@ -5,8 +5,9 @@ Every wrapper in ``linux/`` emits a structured event once it has made its call
 installs a listener through ``api.listen_events``; this module turns each event into the
 command line or syscall a student would type or look up, followed by what it achieved::
 
-    [   3.1 ms] pid 4242   unshare(CLONE_NEWPID | CLONE_NEWNS)  -> new pid, mnt namespace(s)
-    [  12.8 ms] pid 1      pivot_root(., .old)  -> the overlay is now /
+    [   86.1 ms] pid 19335  unshare(CLONE_NEWPID)  -> new pid namespace(s)
+    [   89.7 ms] pid 1      sethostname('aa3545adabf0')
+    [  105.9 ms] pid 1      pivot_root(., .)  -> the overlay is now /
 
 A step with no sentence here is shown as its name and arguments, so a new event is never
 lost, only plainer. See it: ``minidocker run --rm --explain busybox true``.
