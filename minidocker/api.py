@@ -6,9 +6,7 @@ Each function takes plain values and returns plain data (no printing, no rich); 
 
 from __future__ import annotations
 
-import contextlib
 import getpass
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -59,34 +57,9 @@ def images(root: Path | None = None) -> list[dict[str, Any]]:
 
 def inspect_image(name: str, root: Path | None = None) -> dict[str, Any]:
     """``docker image inspect``'s fields for one image."""
-    from minidocker.image.reference import parse
+    from minidocker.image.describe import describe_image
 
-    store = _store(root)
-    doc = store.read_index()
-    image_id = store.resolve(name, doc)
-    cfg = store.config(image_id)
-    rec = doc["images"][image_id]
-    chains = store.chain_ids(image_id)
-    size = sum(store.layer_meta(c).get("size", 0) for c in chains)
-    return {
-        "Id": image_id,
-        "RepoTags": [parse(t).familiar() for t in store.tags_of(image_id, doc)],
-        "RepoDigests": [parse(d).familiar() for d in rec["repo_digests"]],
-        "Parent": "",
-        "Comment": next((h.get("comment", "") for h in reversed(cfg.get("history") or []) if h.get("comment")), ""),
-        "Created": cfg.get("created", ""),
-        "Author": cfg.get("author", ""),
-        "Config": cfg.get("config") or {},
-        "Architecture": cfg.get("architecture", ""),
-        "Variant": cfg.get("variant"),
-        "Os": cfg.get("os", ""),
-        "Size": size,
-        "GraphDriver": {"Name": "overlay", "Data": {
-            "LowerDir": ":".join(str(p) for p in store.lowerdirs(image_id))}},
-        "RootFS": {"Type": "layers", "Layers": list(cfg["rootfs"]["diff_ids"])},
-        "Metadata": {"LastTagTime": rec.get("added", "")},
-        "Descriptor": {"digest": rec["manifest"]},
-    }
+    return describe_image(_store(root), name)
 
 
 def tag(source: str, target: str, root: Path | None = None) -> str:
@@ -149,19 +122,16 @@ def _prune_networks(root: Path) -> list[str]:
 
 
 def _store_bytes(root: Path, kinds: tuple[str, ...] = ("blobs", "layers", "ingest")) -> int:
-    total = 0
-    for sub in kinds:
-        for dirpath, _dirs, files in os.walk(root / sub):
-            for f in files:
-                with contextlib.suppress(OSError):
-                    total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
-    return total
+    """The disk the store's ``kinds`` of files take (what a prune can free)."""
+    from minidocker.fsutil import disk_usage
+
+    return disk_usage(*(root / kind for kind in kinds))
 
 
 def info(root: Path | None = None) -> dict[str, Any]:
     """``docker info``: what this host gives a container runtime, and what the store holds."""
     from minidocker import __version__
-    from minidocker.linux import cgroups
+    from minidocker.linux import cgroups, host
     from minidocker.runtime.idranges import SUBGID, SUBUID, blocks, read_ranges
 
     root = Path(root or default_root())
@@ -171,18 +141,16 @@ def info(root: Path | None = None) -> dict[str, Any]:
     except MinidockerError:
         images = 0
     version = cgroups.version()
-    controllers = (Path("/sys/fs/cgroup/cgroup.controllers").read_text().split() if version == 2 else
-                   sorted(d.name for d in Path("/sys/fs/cgroup").iterdir()
-                          if (d / "tasks").exists() and d.name != "systemd"))
+    userns_blocks = min(len(blocks(read_ranges(SUBUID))), len(blocks(read_ranges(SUBGID))))
     return {
         "ServerVersion": __version__, "Driver": "overlay", "DockerRootDir": str(root),
         "Containers": len(containers), "ContainersRunning": sum(c.running for c in containers),
         "ContainersStopped": sum(not c.running for c in containers), "Images": images,
-        "CgroupVersion": str(version), "CgroupControllers": controllers,
+        "CgroupVersion": str(version), "CgroupControllers": cgroups.controllers(version),
         "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges",
-                            f"name=userns,blocks={min(len(blocks(read_ranges(SUBUID))), len(blocks(read_ranges(SUBGID))))}"],
-        "KernelVersion": os.uname().release, "Architecture": os.uname().machine,
-        "NCPU": os.cpu_count(), "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                            f"name=userns,blocks={userns_blocks}"],
+        "KernelVersion": host.kernel_release(), "Architecture": host.architecture(),
+        "NCPU": host.cpu_count(), "MemTotal": host.memory_total(),
     }
 
 
@@ -225,10 +193,6 @@ def normalize_server(server: str) -> str:
         s = s.removeprefix(prefix)
     s = s.split("/", 1)[0]
     return DEFAULT_DOMAIN if s in LEGACY_DOMAINS or s == DEFAULT_DOMAIN else s
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(obj, indent=4)
 
 
 # -- containers -----------------------------------------------------------------------------
@@ -325,70 +289,19 @@ def resource_limits(memory: str | None, memory_swap: str | None, cpus: float | N
 
 
 def ps(all: bool = False, root: Path | None = None) -> list[dict[str, Any]]:
-    rows = []
-    for c in _containers(root).all():
-        if not all and not c.running:
-            continue
-        rows.append(container_summary(c))
+    """``docker ps [-a]``: one summary per container, the newest first."""
+    from minidocker.runtime.describe import container_summary
+
+    rows = [container_summary(c) for c in _containers(root).all() if all or c.running]
     rows.sort(key=lambda r: r["Created"], reverse=True)
     return rows
 
 
-def container_summary(c) -> dict[str, Any]:
-    return {"ID": c.id, "Image": c.spec.image, "Command": " ".join(c.spec.argv), "Created": c.state.get("Created", ""),
-            "Status": c.state.get("Status", ""), "ExitCode": c.state.get("ExitCode", 0),
-            "StartedAt": c.state.get("StartedAt", ""), "FinishedAt": c.state.get("FinishedAt", ""),
-            "Names": c.name, "Pid": c.state.get("Pid", 0), "Ports": ports_text(c.spec.ports) if c.running else ""}
-
-
 def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
-    c = _containers(root).find(name)
-    store = _store(root)
-    lower = ":".join(str(p) for p in store.lowerdirs(c.spec.image_id)) if c.spec.image_id in store.read_index()["images"] else ""
-    st = c.state
-    return {
-        "Id": c.id, "Created": st.get("Created", ""), "Path": (c.spec.argv or [""])[0], "Args": c.spec.argv[1:],
-        "RestartCount": st.get("RestartCount", 0),
-        "State": {"Status": st.get("Status", ""), "Running": c.running, "Paused": st.get("Status") == "paused",
-                  "OOMKilled": st.get("OOMKilled", False), "Dead": c.damaged, "Pid": st.get("Pid", 0),
-                  "ExitCode": st.get("ExitCode", 0), "Error": st.get("Error", ""),
-                  "StartedAt": st.get("StartedAt", ""), "FinishedAt": st.get("FinishedAt", "")},
-        "Image": c.spec.image_id, "Name": "/" + c.name, "HostnamePath": str(c.path("hostname")),
-        "HostsPath": str(c.path("hosts")), "ResolvConfPath": str(c.path("resolv.conf")),
-        "LogPath": str(c.path("container.log")), "Driver": "overlay",
-        "HostConfig": {"NetworkMode": c.spec.network, "AutoRemove": c.spec.auto_remove, "Init": c.spec.init,
-                       "ReadonlyRootfs": c.spec.readonly_rootfs, "Privileged": c.spec.privileged,
-                       "UsernsMode": "" if c.spec.userns == "host" else c.spec.userns, "IdMap": c.spec.idmap,
-                       "RestartPolicy": {"Name": c.spec.restart["name"],
-                                         "MaximumRetryCount": c.spec.restart["max"]},
-                       "SecurityOpt": None if c.spec.seccomp == "default" else
-                       [f"seccomp={c.spec.seccomp}"]},
-        "Mounts": [{"Type": "bind", "Source": v.source, "Destination": v.target, "Mode": "ro" if v.readonly else "",
-                    "RW": not v.readonly, "Propagation": "rprivate"} for v in c.spec.volumes],
-        "Config": {"Hostname": c.spec.hostname, "User": c.spec.user, "Env": c.spec.env, "Cmd": c.spec.cmd,
-                   "Entrypoint": c.spec.entrypoint or None, "WorkingDir": c.spec.cwd, "Image": c.spec.image,
-                   "Tty": c.spec.tty, "OpenStdin": c.spec.stdin_open, "Labels": c.spec.labels},
-        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": lower, "UpperDir": str(c.path("upper")),
-                                                    "WorkDir": str(c.path("work")), "MergedDir": str(c.path("merged"))}},
-        "Cgroup": st.get("Cgroup", {}),
-        "NetworkSettings": _network_settings(c.spec.network, st.get("Network") if c.running else None,
-                                             c.spec.ports),
-    }
+    """``docker container inspect``'s fields for one container."""
+    from minidocker.runtime.describe import describe_container
 
-
-def _network_settings(name: str, att: dict | None, ports: list[dict] = ()) -> dict[str, Any]:
-    published = {f"{p['port']}/{p['proto']}": [{"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])}]
-                 for p in ports}
-    if name in ("none", "host") or not att:
-        return {"IPAddress": "", "Gateway": "", "Ports": published, "Networks": {name: {}}}
-    prefix = int(att["subnet"].rsplit("/", 1)[1])
-    entry = {"IPAddress": att["address"], "IPPrefixLen": prefix, "Gateway": att["gateway"]}
-    return {**entry, "Ports": published, "Networks": {name: entry}}
-
-
-def ports_text(ports: list[dict]) -> str:
-    """``ps``'s PORTS column: ``0.0.0.0:8080->80/tcp, ...``."""
-    return ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['port']}/{p['proto']}" for p in ports)
+    return describe_container(_containers(root).find(name), _store(root))
 
 
 # -- networks: ls, create, rm, inspect (bridge networking: runtime/networks.py, linux/network.py) --
@@ -444,44 +357,20 @@ def inspect(name: str, root: Path | None = None) -> dict[str, Any]:
 
 def logs(name: str, root: Path | None = None, follow: bool = False, tail: int | None = None):
     """Yield (stream, time, line) from the container's log; with ``follow``, until it exits."""
-    import time
+    from minidocker.runtime.logs import read_log
 
     containers = _containers(root)
     c = containers.find(name)
-    path = c.path("container.log")
-    if not path.exists():
-        return
-    with open(path, "rb") as f:
-        lines = f.readlines()
-        if tail is not None:
-            lines = lines[-tail:] if tail > 0 else []
-        for line in lines:
-            rec = json.loads(line)
-            yield rec["stream"], rec["time"], rec["log"]
-        if not follow:
-            return
-        buf = b""
-        while True:
-            chunk = f.readline()
-            if chunk:
-                buf += chunk
-                if buf.endswith(b"\n"):
-                    rec = json.loads(buf)
-                    buf = b""
-                    yield rec["stream"], rec["time"], rec["log"]
-                continue
-            c = containers.refresh(containers.load(c.id))
-            if not c.running:
-                rest = f.read()
-                for line in rest.splitlines():
-                    rec = json.loads(line)
-                    yield rec["stream"], rec["time"], rec["log"]
-                return
-            time.sleep(0.05)
+
+    def running() -> bool:
+        return containers.refresh(containers.load(c.id)).running
+
+    yield from read_log(c.path("container.log"), tail, running if follow else None)
 
 
 def stop(names: list[str], timeout: int = 10, root: Path | None = None, signal_name: str = "SIGTERM"):
     from minidocker.runtime import lifecycle
+    from minidocker.runtime.spec import parse_signal
 
     containers = _containers(root)
     for name in names:
@@ -518,6 +407,7 @@ def _settle(containers, c, timeout: float = 5.0) -> None:
 
 def kill(names: list[str], sig: str = "KILL", root: Path | None = None):
     from minidocker.runtime import lifecycle
+    from minidocker.runtime.spec import parse_signal
 
     containers = _containers(root)
     for name in names:
@@ -586,31 +476,15 @@ def port(name: str, root: Path | None = None) -> list[str]:
 
 def top(name: str, root: Path | None = None) -> list[dict[str, Any]]:
     """``docker top``: the container's processes (those in its cgroup), as the host sees them."""
-    import pwd
-
     from minidocker.errors import Conflict
-    from minidocker.linux import cgroups
+    from minidocker.linux import cgroups, host, procfs
 
     c = _containers(root).find(name)
     if not c.running:
         raise Conflict(f"Container {c.id[:12]} is not running")
-    rows = []
-    for pid in sorted(cgroups.manager(c.id).pids()):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            uid = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                           if line.startswith("Uid:")))
-        except (OSError, StopIteration):
-            continue  # gone meanwhile
-        fields = stat[stat.rindex(")") + 2:].split()
-        try:
-            user = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            user = str(uid)
-        rows.append({"UID": user, "PID": pid, "PPID": int(fields[1]), "CMD": cmdline or stat[stat.index("(") + 1:
-                                                                                          stat.rindex(")")]})
-    return rows
+    processes = (procfs.read_process(pid) for pid in sorted(cgroups.manager(c.id).pids()))
+    return [{"UID": host.user_name(p.uid), "PID": p.pid, "PPID": p.ppid, "CMD": p.command}
+            for p in processes if p is not None]  # None: gone meanwhile
 
 
 def rm(names: list[str], force: bool = False, root: Path | None = None):
@@ -655,87 +529,11 @@ def prune(root: Path | None = None) -> list[str]:
     return list(rm([c.id for c in _containers(root).all() if not c.running], root=root))
 
 
-def parse_signal(text: str) -> int:
-    import signal as _s
-
-    t = text.upper().removeprefix("SIG")
-    if t.isdigit():
-        return int(t)
-    try:
-        return int(getattr(_s, "SIG" + t))
-    except AttributeError:
-        raise MinidockerError(f"invalid signal: {text}") from None
-
-
 # -- --explain ------------------------------------------------------------------------------
 def listen_events(fn: Callable[[dict[str, Any]], None] | None) -> None:
     from minidocker.linux import events
 
     events.listen(fn)
-
-
-def _describe_mount(ev: dict[str, Any]) -> str:
-    flags = ev.get("flags") or 0
-    if ev.get("fstype") == "overlay":
-        return f"mount -t overlay overlay {ev['target']}  ({ev.get('data')})"
-    if flags & 4096:  # MS_BIND
-        return f"mount --bind {ev.get('source')} {ev['target']}" + ("  (remount)" if flags & 32 else "")
-    if ev.get("source") is None and ev.get("fstype") is None:
-        return f"mount --make-rprivate {ev['target']}  (mount events no longer propagate)"
-    return f"mount -t {ev.get('fstype')} {ev.get('source')} {ev['target']}" + \
-        (f"  ({ev['data']})" if ev.get("data") else "")
-
-
-def _describe_capabilities(ev: dict[str, Any]) -> str:
-    if ev.get("action") == "drop bounding":
-        return f"prctl(PR_CAPBSET_DROP) x{ev['dropped']}  -> the bounding set keeps {len(ev['kept'])} capabilities"
-    return f"capset(permitted = effective = {len(ev['kept'])} capabilities), ambient cleared"
-
-
-# One sentence a student can follow, for each kind of kernel-facing step (see --explain).
-_DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
-    "unshare": lambda ev: f"unshare({' | '.join('CLONE_NEW' + f.upper().replace('MNT', 'NS') for f in ev['flags'])})"
-                          f"  -> new {', '.join(ev['flags'])} namespace(s)",
-    "mount": _describe_mount,
-    "umount2": lambda ev: f"umount2({ev['target']}, MNT_DETACH)  -> the old root is gone from our view",
-    "pivot_root": lambda ev: f"pivot_root({ev['new_root']}, {ev['put_old']})  -> the overlay is now /",
-    "sethostname": lambda ev: f"sethostname({ev['hostname']!r})",
-    "cgroup": lambda ev: f"cgroup {ev['action']} {ev['path']}" + (f" <- {ev['value']}" if ev.get("value") else ""),
-    "setuid": lambda ev: f"setgroups({ev['groups']}), setgid({ev['gid']}), setuid({ev['uid']})",
-    "execve": lambda ev: f"execve({ev['argv']})  -> the image's program replaces us, still PID 1",
-    "link": lambda ev: f"ip link set {ev['name']} {ev['state']}",
-    "pty": lambda ev: f"open /dev/ptmx -> {ev['path']} becomes the controlling terminal",
-    "capabilities": _describe_capabilities,
-    "no_new_privs": lambda ev: "prctl(PR_SET_NO_NEW_PRIVS, 1)  -> no setuid binary can raise privileges again",
-    "seccomp": lambda ev: f"prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)  -> {ev.get('rules')} syscall rules, "
-                          f"default {ev.get('default_action')}",
-    "addr": lambda ev: f"ip addr add {ev['address']} dev {ev['dev']}",
-    "sysctl": lambda ev: f"sysctl {ev['key']}={ev['value']}",
-    "iptables": lambda ev: f"iptables {ev['rule']}",
-    "bpf_device_filter": lambda ev: f"bpf(BPF_PROG_LOAD, CGROUP_DEVICE) + bpf(BPF_PROG_ATTACH) {ev['path']}"
-                                    f"  -> {ev['rules']} device rules, every other device refused",
-    "idmap": lambda ev: f"write /proc/{ev['pid']}/{ev['kind']}_map <- '{ev['inside']} {ev['outside']} {ev['count']}'"
-                        f"  -> {ev['kind']} {ev['inside']} inside is {ev['outside']} on the host",
-    "idmapped_mount": lambda ev: f"open_tree + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount {ev['source']} -> "
-                                 f"{ev['target']}  (owners shown through the user namespace)",
-    "chown_copy": lambda ev: f"copy {ev['source']} -> {ev['target']}, owners shifted by {ev['shift']} "
-                             "(no idmapped mounts here)",
-    "prctl": lambda ev: f"prctl({ev['option']}, {ev['value']})  -> until execve, the container cannot open this "
-                        "process's /proc/PID/exe (the host's Python)",
-    "setns": lambda ev: f"setns({', '.join(ev['nstype'])})  -> {ev.get('why') or 'join the container' + chr(39) + 's namespace'}",
-}
-
-
-def describe_event(ev: dict[str, Any]) -> str:
-    """One sentence a student can follow, for each kernel-facing step; a ``why`` the step
-    gave is added after an arrow."""
-    describe = _DESCRIBE.get(ev["step"])
-    if describe is None:
-        return f"{ev['step']} {', '.join(f'{k}={v}' for k, v in ev.items() if k not in ('t', 'step'))}"
-    text = describe(ev)
-    if ev.get("why") and ev["step"] != "setns":
-        text += f"  -> {ev['why']}"
-    return text
 
 
 def exec_(name: str, argv: list[str], *, root: Path | None = None, env: list[str] = (), workdir: str | None = None,
@@ -785,24 +583,11 @@ def restart(names: list[str], timeout: int = 10, root: Path | None = None):
 def stats(names: list[str] | None = None, root: Path | None = None, interval: float = 0.5) -> list[dict[str, Any]]:
     """One sample of CPU %, memory usage/limit and PIDs per running container, from its
     cgroup (CPU % = cpu time used / wall time over ``interval``, 100% = one full core)."""
-    import time
-
-    from minidocker.linux import cgroups
+    from minidocker.runtime.stats import sample_stats
 
     containers = _containers(root)
     chosen = [containers.find(n) for n in names] if names else [c for c in containers.all() if c.running]
-    managers = [(c, cgroups.manager(c.id)) for c in chosen if c.running]
-    first = {c.id: m.stats() for c, m in managers}
-    t0 = time.monotonic()
-    time.sleep(interval)
-    elapsed = time.monotonic() - t0
-    rows = []
-    for c, m in managers:
-        s = m.stats()
-        cpu = (s.cpu_usage_ns - first[c.id].cpu_usage_ns) / (elapsed * 1e9) * 100
-        rows.append({"ID": c.id, "Name": c.name, "CPUPerc": max(0.0, cpu), "MemUsage": s.memory_usage,
-                     "MemLimit": s.memory_limit, "PIDs": s.pids})
-    return rows
+    return sample_stats([c for c in chosen if c.running], interval)
 
 
 # -- moving images out and in: push, save/load, export/import (issue #5, part 2) -------------
@@ -836,31 +621,17 @@ def load(input: Path | None = None, stdin=None, root: Path | None = None,
 
 def export(name: str, output: Path | None = None, fd: int | None = None, root: Path | None = None) -> int:
     """``docker export``: the container's flattened filesystem as a tar, to the file
-    ``output`` (written under a temp name, fsynced, renamed) or to the descriptor ``fd``."""
-    import tempfile
-
+    ``output`` (replaced atomically: all of the new tar or the old file) or to the
+    descriptor ``fd``; returns the number of tar members."""
+    from minidocker.fsutil import atomic_output
     from minidocker.runtime.export import export_rootfs
 
     c = _containers(root).find(name)
     lowerdirs = _store(root).lowerdirs(c.spec.image_id)
     if output is None:
         return export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), fd if fd is not None else 1, c.spec.idmap)
-    output = Path(output)
-    tmp_fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    try:
-        count = export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), tmp_fd, c.spec.idmap)
-        os.fsync(tmp_fd)
-        os.fchmod(tmp_fd, 0o644)
-        os.close(tmp_fd)
-        tmp_fd = -1
-        os.rename(tmp, output)
-        return count
-    except BaseException:
-        if tmp_fd >= 0:
-            os.close(tmp_fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(Path(output)) as f:
+        return export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), f.fileno(), c.spec.idmap)
 
 
 def import_(source: str, ref: str | None = None, changes: list[str] = (), message: str | None = None,
@@ -882,28 +653,11 @@ def import_(source: str, ref: str | None = None, changes: list[str] = (), messag
 
 
 # -- images out of containers: diff, commit, history, build ---------------------------------------
-def _mountpoints(spec) -> list[str]:
-    """The paths the runtime mounted over in this container (their empty mount points in the
-    upper dir are not changes the container made)."""
-    from minidocker.image.diff import RUNTIME_MOUNTPOINTS
-
-    return list(RUNTIME_MOUNTPOINTS) + [v.target for v in spec.volumes] + [t.split(":", 1)[0] for t in spec.tmpfs]
-
-
-def _upper_entries(c, store):
-    from minidocker.image import diff as d
-
-    lower = d.LowerView(store.lowerdirs(c.spec.image_id))
-    return d.scan_upper(c.path("upper"), lower, _mountpoints(c.spec), c.spec.idmap), lower
-
-
 def diff(name: str, root: Path | None = None) -> list[str]:
     """``docker diff``: ``A|C|D /path`` lines, read from the container's upper dir."""
-    from minidocker.image import diff as d
+    from minidocker.runtime.commit import changed_paths
 
-    c = _containers(root).find(name)
-    entries, lower = _upper_entries(c, _store(root))
-    return [str(ch) for ch in d.changes(entries, lower)]
+    return changed_paths(_containers(root).find(name), _store(root))
 
 
 def commit(name: str, ref: str | None = None, *, root: Path | None = None, message: str = "",
@@ -912,57 +666,12 @@ def commit(name: str, ref: str | None = None, *, root: Path | None = None, messa
     container's config (Cmd, Env, WorkingDir, User...) plus ``changes`` becomes the image's.
     A running container is frozen (cgroup freezer) while its upper dir is read, and always
     thawed, even if the commit is killed. Returns the new image ID."""
-    from minidocker.crashpoint import crashpoint
-    from minidocker.image import commit as cm
-    from minidocker.image import diff as d
-    from minidocker.image import dockerfile
-    from minidocker.image.reference import parse
+    from minidocker.runtime.commit import commit_container
 
     containers = _containers(root)
     c = containers.find(name)
-    parsed = [dockerfile.parse_change(t) for t in changes]  # refuse a bad change before any work
-    if ref:
-        parse(ref)
-    store = _store(root)
-    if c.spec.image_id not in store.read_index()["images"]:
-        from minidocker.errors import ImageNotFound
-
-        raise ImageNotFound(f"the image of container {c.id[:12]} ({c.spec.image}) is no longer in the store")
-    spec = c.spec
-
-    def set_config(config: dict[str, Any]) -> None:
-        # docker commits the container's own config: what it was run with
-        config["Env"] = [e for e in spec.env if not e.startswith("HOSTNAME=")]
-        config["Cmd"] = list(spec.cmd) or None
-        config["Entrypoint"] = list(spec.entrypoint) or None
-        config["WorkingDir"] = "" if spec.cwd == "/" and not config.get("WorkingDir") else spec.cwd
-        config["User"] = spec.user
-        for ins in parsed:
-            dockerfile.apply_change(config, ins)
-
-    set_config(json.loads(json.dumps(store.config(spec.image_id).get("config") or {})))  # errors before any write
-    with _frozen_for_commit(containers, c, pause):
-        crashpoint("commit:after-freeze")
-        entries, _ = _upper_entries(c, store)
-        image_id, _ = cm.create_image(
-            store, spec.image_id, lambda write: d.write_layer_tar(entries, write), empty=not entries,
-            changes=set_config, created_by=" ".join(spec.argv), author=author, comment=message,
-            tag=str(parse(ref)) if ref else None)
-    return image_id
-
-
-def _frozen_for_commit(containers, c, pause: bool):
-    """The container frozen while commit reads its upper dir, if it is running and ``pause``;
-    ``ps`` says "Up ... (Paused)" meanwhile. The freeze belongs to a helper process that
-    thaws the container when the commit ends, even by SIGKILL (linux/cgroups/freezer.py). A
-    container the user paused is left as it is: still paused afterwards, as docker leaves it."""
-    if not (pause and c.state.get("Status") == "running"):
-        return contextlib.nullcontext()
-    from minidocker.linux import cgroups
-    from minidocker.linux.cgroups.freezer import hold_frozen
-
-    return hold_frozen(cgroups.manager(c.id), on_frozen=lambda: containers.update_if(c, "running", Status="paused"),
-                       on_thawed=lambda: containers.update_if(c, "paused", Status="running"))
+    return commit_container(containers, _store(root), c, ref, message=message, author=author,
+                            changes=list(changes), pause=pause)
 
 
 def history(name: str, root: Path | None = None) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from minidocker.errors import StoreError
 
@@ -47,21 +47,31 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Rule 1 for content too big to hold in memory: the ``with`` block writes into a temp
+    file beside ``path`` (through the file object, or its ``fileno()`` after a flush),
+    which replaces ``path`` only once the block has ended without an error. An error
+    removes the temp file and leaves ``path`` as it was. ``path``'s directory must exist."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
+            os.fchmod(f.fileno(), mode)  # mkstemp made it 0600
+            os.fsync(f.fileno())  # the data is on disk before the name points at it
         os.rename(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    fsync_dir(path.parent)  # and the new name is on disk too
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path, mode) as f:
+        f.write(data)
 
 
 def write_json(path: Path, obj: Any, mode: int = 0o644) -> None:
@@ -140,3 +150,16 @@ def restrict_dir(path: Path, mode: int = 0o700) -> None:
         raise FileExistsError(errno.EEXIST, "File exists (not a directory)", str(path))
     if stat.S_IMODE(st.st_mode) & ~mode:
         os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+
+
+def disk_usage(*trees: Path) -> int:
+    """The bytes of disk the files under ``trees`` take, as ``du -s`` counts them: allocated
+    blocks (``st_blocks`` is in 512-byte units whatever the file system's block size), so a
+    sparse file counts what it holds and a file removed meanwhile counts nothing."""
+    total = 0
+    for tree in trees:
+        for dirpath, _dirs, files in os.walk(tree):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+    return total

@@ -40,13 +40,14 @@ def ps(
         for r in rows:
             print(json.dumps({"ID": cid(r), "Image": r["Image"], "Command": r["Command"], "CreatedAt": r["Created"],
                               "RunningFor": render.human_ago(r["Created"]), "State": r["Status"],
-                              "Status": _status(r), "Names": r["Names"], "Ports": r["Ports"]}))
+                              "Status": _status(r), "Names": r["Names"],
+                              "Ports": render.ports_text(r["Ports"])}))
         return
     def command(r):
         text = f'"{r["Command"]}"'
         return text if no_trunc or len(text) <= 22 else text[:20] + '…"'
     render.table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
-                 ([cid(r), r["Image"], command(r), render.human_ago(r["Created"]), _status(r), r["Ports"], r["Names"]]
+                 ([cid(r), r["Image"], command(r), render.human_ago(r["Created"]), _status(r), render.ports_text(r["Ports"]), r["Names"]]
                   for r in rows))
 
 

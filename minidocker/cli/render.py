@@ -129,11 +129,17 @@ def human_duration(secs: float) -> str:
     return f"{d // 365} years"
 
 
+def ports_text(ports: list[dict]) -> str:
+    """``ps``'s PORTS column: ``0.0.0.0:8080->80/tcp, ...``."""
+    return ", ".join(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}->{p['port']}/{p['proto']}" for p in ports)
+
+
 def explain_to_stderr() -> None:
     """``--explain``: narrate each kernel-facing step as it happens, one line each."""
     import time as _time
 
     from minidocker import api
+    from minidocker.cli.explain import describe_event
 
     start = _time.monotonic()
     import os
@@ -142,7 +148,7 @@ def explain_to_stderr() -> None:
 
     def narrate(ev: dict) -> None:
         ms = (ev["t"] - start) * 1000
-        os.write(fd, f"[{ms:7.1f} ms] pid {os.getpid():<6} {api.describe_event(ev)}\n".encode())
+        os.write(fd, f"[{ms:7.1f} ms] pid {os.getpid():<6} {describe_event(ev)}\n".encode())
 
     api.listen_events(narrate)
 

@@ -373,3 +373,17 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
         volumes=[parse_volume(v) for v in volumes], entrypoint=ep, cmd=cmd, readonly_rootfs=readonly_rootfs,
         labels=dict(cfg.get("Labels") or {}), userns=userns or "host", ports=ports, restart=restart_policy,
     )
+
+
+def parse_signal(text: str) -> int:
+    """``kill -s``/``stop``'s signal: a number, or a name with or without ``SIG`` (``TERM``,
+    ``sigkill``), as signal(7) names them."""
+    import signal
+
+    t = text.upper().removeprefix("SIG")
+    if t.isdigit():
+        return int(t)
+    try:
+        return int(getattr(signal, "SIG" + t))
+    except AttributeError:
+        raise MinidockerError(f"invalid signal: {text}") from None

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from minidocker.cli.render import human_ago, human_size
+from minidocker.cli.render import human_ago, human_size, ports_text
 
 
 def run(*args, root):
@@ -55,3 +55,14 @@ def test_human_size_like_docker(n, text):
                                        (3 * 86400, "3 days ago"), (21 * 86400, "3 weeks ago")])
 def test_human_ago_like_docker(ago, text):
     assert human_ago("2026-01-01T00:00:00Z", now=1767225600 + ago) == text
+
+
+@pytest.mark.parametrize("ports, text", [
+    ([], ""),
+    ([{"host_ip": "", "host_port": 8080, "port": 80, "proto": "tcp"}], "0.0.0.0:8080->80/tcp"),
+    ([{"host_ip": "", "host_port": 8080, "port": 80, "proto": "tcp"},
+      {"host_ip": "127.0.0.1", "host_port": 5353, "port": 53, "proto": "udp"}],
+     "0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp"),
+])
+def test_ports_column_like_docker(ports, text):
+    assert ports_text(ports) == text

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 PARENT = "minidocker"
@@ -79,6 +80,16 @@ def version(mountinfo: str | None = None, root: str = "/sys/fs/cgroup") -> int:
         if len(fields) > 4 and fields[4] == root and right.split()[:1] == ["cgroup2"]:
             return 2
     return 1
+
+
+def controllers(cgroup_version: int, root: str = "/sys/fs/cgroup") -> list[str]:
+    """The controllers this host offers containers. cgroup v2 lists them in the root's
+    ``cgroup.controllers``; v1 mounts each controller as a hierarchy of its own under
+    ``root``, a directory with a ``tasks`` file (``name=systemd`` holds a hierarchy but no
+    controller, and a hybrid host's ``unified`` v2 mount has no ``tasks``)."""
+    if cgroup_version == 2:
+        return Path(root, "cgroup.controllers").read_text().split()
+    return sorted(d.name for d in Path(root).iterdir() if (d / "tasks").exists() and d.name != "systemd")
 
 
 def manager(container_id: str, root: str = "/sys/fs/cgroup") -> CgroupManager:

@@ -1,0 +1,95 @@
+"""Reading and following a container's json-file log (runtime/logs.py), on a real file.
+
+Following is driven by the ``running`` callback, which here plays the container's monitor:
+each time the reader finds the end of the file and asks, it appends the next piece of output
+(so every interleaving is the same on every run), and says the container exited once the
+script is done.
+"""
+
+import json
+
+import pytest
+
+from minidocker.runtime.logs import read_log
+
+
+def record(text: str, stream: str = "stdout", when: str = "2024-05-01T10:00:00Z") -> bytes:
+    return (json.dumps({"log": text, "stream": stream, "time": when}) + "\n").encode()
+
+
+@pytest.fixture
+def log(tmp_path):
+    path = tmp_path / "container.log"
+    path.write_bytes(b"".join(record(f"line {i}\n") for i in range(5)))
+    return path
+
+
+@pytest.mark.parametrize("tail, kept", [(None, 5), (0, 0), (2, 2), (5, 5), (50, 5)])
+def test_tail_keeps_the_last_lines(log, tail, kept):
+    lines = [line for _stream, _when, line in read_log(log, tail)]
+    assert lines == [f"line {i}\n" for i in range(5 - kept, 5)]
+
+
+def test_streams_and_times_come_back_as_written(tmp_path):
+    path = tmp_path / "container.log"
+    path.write_bytes(record("out\n") + record("err\n", "stderr", "2024-05-01T10:00:01Z"))
+    assert list(read_log(path)) == [("stdout", "2024-05-01T10:00:00Z", "out\n"),
+                                    ("stderr", "2024-05-01T10:00:01Z", "err\n")]
+
+
+def test_a_container_that_never_logged_has_an_empty_log(tmp_path):
+    assert list(read_log(tmp_path / "container.log", running=lambda: False)) == []
+
+
+def scripted_writer(path, pieces: list[bytes]):
+    """A ``running`` callback that appends the next piece each time it is asked, and says
+    "exited" when none is left; ``asked`` counts the questions."""
+    todo = list(pieces)
+
+    def running() -> bool:
+        running.asked += 1
+        if not todo:
+            return False
+        with open(path, "ab") as f:
+            f.write(todo.pop(0))
+        return True
+
+    running.asked = 0
+    return running
+
+
+def test_follow_reads_lines_written_later_and_ends_when_the_container_exits(log):
+    later = record("six\n")
+    writer = scripted_writer(log, [later[:10], later[10:], record("seven\n")])  # one line in two writes
+    lines = [line for _s, _t, line in read_log(log, tail=1, running=writer)]
+    assert lines == ["line 4\n", "six\n", "seven\n"]
+    assert writer.asked == 4
+
+
+def test_follow_joins_a_line_the_container_finished_as_it_exited(log):
+    last = record("bye\n")
+    state = {"calls": 0}
+
+    def writes_half_then_the_rest_and_exits() -> bool:
+        state["calls"] += 1
+        with open(log, "ab") as f:
+            f.write(last[:7] if state["calls"] == 1 else last[7:])
+        return state["calls"] == 1
+
+    lines = [line for _s, _t, line in read_log(log, tail=0, running=writes_half_then_the_rest_and_exits)]
+    assert lines == ["bye\n"]
+
+
+@pytest.mark.parametrize("tail", [None, 1])
+def test_a_line_being_written_is_never_decoded_half(log, tail):
+    last = record("bye\n")
+    with open(log, "ab") as f:
+        f.write(last[:7])  # the monitor is halfway through this line
+    assert [line for _s, _t, line in read_log(log, tail)][-1] == "line 4\n"
+
+    def finishes_it_and_exits() -> bool:
+        with open(log, "ab") as f:
+            f.write(last[7:])
+        return False
+
+    assert [line for _s, _t, line in read_log(log, tail, running=finishes_it_and_exits)][-1] == "bye\n"
