@@ -37,6 +37,7 @@ def flag(*names: str, help: str, default: Any = None, metavar: str | None = None
 
 def kind_of(f: Field) -> str:
     """A field's flag kind from its annotation: "bool", "str", "int", "float" or "list"."""
+    # the annotations are strings here (``from __future__ import annotations``)
     first = str(f.type).split(" ")[0]  # "str | None" -> "str"; "list[str]" -> "list[str]"
     return "list" if first.startswith("list") else first
 

@@ -1,4 +1,5 @@
-"""ContainerSpec: what to run and how, from the image's config and the ``run`` flags.
+"""ContainerSpec: what to run and how, from the image's config and the ``run`` flags (a
+``RunOptions``, ``minidocker/options.py``).
 
 The rules are docker's:
 
