@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from minidocker.errors import AuthenticationError, MinidockerError
+from minidocker.options import RunOptions, kind_of  # noqa: F401 - re-exported: the CLI's parsers read them
 from minidocker.paths import default_root
 
 
@@ -217,48 +218,32 @@ def ensure_image(image: str, root: Path | None, progress: Callable | None = None
     return pull(image, root=root, progress=progress).image_id
 
 
-def run(image: str, args: list[str], *, root: Path | None = None, name: str | None = None,
-        entrypoint: str | None = None, env: list[str] = (), env_files: list[str] = (),
-        workdir: str | None = None, user: str | None = None, hostname: str | None = None,
-        tty: bool = False, interactive: bool = False, detach: bool = False, auto_remove: bool = False,
-        init: bool = False, network: str = "default", volumes: list[str] = (), read_only: bool = False,
-        memory: str | None = None, memory_swap: str | None = None, cpus: float | None = None,
-        cpu_shares: int | None = None, cpuset_cpus: str | None = None, pids_limit: int | None = None,
-        cap_add: list[str] = (), cap_drop: list[str] = (), privileged: bool = False,
-        security_opt: list[str] = (), tmpfs: list[str] = (), userns: str = "host", publish: list[str] = (),
-        restart: str = "no", progress: Callable | None = None, on_pull: Callable[[str], None] | None = None,
+def run(image: str, args: list[str], opts: RunOptions, *, root: Path | None = None,
+        progress: Callable | None = None, on_pull: Callable[[str], None] | None = None,
         on_created: Callable[[str], None] | None = None) -> int | str:
-    """``docker run``: returns the container's exit code, or its ID with ``detach``."""
+    """``docker run``: returns the container's exit code, or its ID with ``opts.detach``."""
+    from dataclasses import replace
+
     from minidocker.runtime import lifecycle
-    from minidocker.runtime.spec import build_spec, check_run_flags, parse_env_file, shown
+    from minidocker.runtime.spec import build_spec, check_run_flags, parse_env_file
 
     # every flag checked before anything is pulled or written (docker's order)
-    name = check_run_flags(name=name, hostname=hostname, workdir=workdir, volumes=list(volumes),
-                           publish=list(publish), tmpfs=list(tmpfs), restart=restart)
-    env = [line for f in env_files for line in parse_env_file(f)] + list(env)  # the files' lines, then -e
-    limits = resource_limits(memory, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit)
-    if network not in ("none", "host", "default", "bridge"):
-        from minidocker.runtime.networks import NAME, NetworkStore, NoSuchNetwork
-
-        if not NAME.fullmatch(network):  # never a path: "../x" would name a file outside the store
-            raise NoSuchNetwork(shown(network))
-        NetworkStore(root or default_root()).get(network)  # "network X not found" before anything else
+    name = check_run_flags(opts)
+    env = [line for f in opts.env_file for line in parse_env_file(f)] + opts.env  # the files' lines, then -e
+    opts = replace(opts, env=env, env_file=[])  # each file read once, before the pull
+    limits = resource_limits(opts)
+    check_network_exists(opts.network, root)
     image_id = ensure_image(image, root, progress, on_pull)
     store = _store(root)
     config = store.config(image_id)
     containers = _containers(root)
     c = containers.create(lambda cid, random_name: build_spec(
         cid=cid, name=name or random_name(), image=image, image_id=image_id, image_config=config,
-        args=list(args), entrypoint=entrypoint, env=env, env_files=[], workdir=workdir,
-        user=user, hostname=hostname, tty=tty, stdin_open=interactive, detach=detach,
-        auto_remove=auto_remove, init=init, network=network, volumes=list(volumes), readonly_rootfs=read_only,
-        limits=limits, cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
-        security_opt=list(security_opt), tmpfs=list(tmpfs), userns=userns, publish=list(publish),
-        restart=restart))
+        args=list(args), opts=opts, limits=limits))
     if on_created:
         on_created(c.id)
     lowerdirs = store.lowerdirs(image_id)
-    if detach:
+    if opts.detach:
         from minidocker.runtime.monitor import spawn_monitor
 
         spawn_monitor(containers, c, lowerdirs)
@@ -266,25 +251,37 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
     return lifecycle.run_attached(containers, c, lowerdirs)
 
 
-def resource_limits(memory: str | None, memory_swap: str | None, cpus: float | None, cpu_shares: int | None,
-                    cpuset_cpus: str | None, pids_limit: int | None) -> dict[str, Any]:
+def check_network_exists(network: str, root: Path | None) -> None:
+    """``--network NAME``: a user-made network must exist before anything is pulled."""
+    if network in ("none", "host", "default", "bridge"):
+        return
+    from minidocker.runtime.networks import NAME, NetworkStore, NoSuchNetwork
+    from minidocker.runtime.spec import shown
+
+    if not NAME.fullmatch(network):  # never a path: "../x" would name a file outside the store
+        raise NoSuchNetwork(shown(network))
+    NetworkStore(root or default_root()).get(network)  # "network X not found" before anything else
+
+
+def resource_limits(opts: RunOptions) -> dict[str, Any]:
     """docker run's resource flags, checked and in kernel units (cgroups.Limits fields)."""
     from minidocker.linux.cgroups import parse_size
     from minidocker.runtime.spec import check_cpus, parse_cpu_list
 
-    mem = parse_size(memory) if memory else None
+    mem = parse_size(opts.memory) if opts.memory else None
     if mem is not None and mem < 6 * 1024 * 1024:
         raise MinidockerError("Minimum memory limit allowed is 6MB")
     swap = None
-    if memory_swap:
-        swap = -1 if memory_swap.strip() == "-1" else parse_size(memory_swap)
+    if opts.memory_swap:
+        swap = -1 if opts.memory_swap.strip() == "-1" else parse_size(opts.memory_swap)
         if mem is None:
             raise MinidockerError("You should always set the Memory limit when using Memoryswap limit")
         if swap != -1 and swap < mem:
             raise MinidockerError("Minimum memoryswap limit should be larger than memory limit")
+    cpus, cpuset = opts.cpus, opts.cpuset_cpus
     limits = {"memory": mem, "memory_swap": swap, "cpus": None if cpus is None else check_cpus(cpus),
-              "cpu_shares": cpu_shares, "cpuset_cpus": None if cpuset_cpus is None else parse_cpu_list(cpuset_cpus),
-              "pids": pids_limit}
+              "cpu_shares": opts.cpu_shares, "cpuset_cpus": None if cpuset is None else parse_cpu_list(cpuset),
+              "pids": opts.pids_limit}
     return {k: v for k, v in limits.items() if v is not None}
 
 

@@ -183,6 +183,7 @@ class Builder:
         key = self.cache_key(ins)
         if self.cached(key):
             return
+        from minidocker.options import RunOptions
         from minidocker.runtime import lifecycle
         from minidocker.runtime.container import ContainerStore
         from minidocker.runtime.forked import ChildFailed, run_in_child
@@ -193,11 +194,10 @@ class Builder:
         config = self.store.config(self.image_id)
         argv = ins.command((config.get("config") or {}).get("Shell"))
         containers = ContainerStore(self.root)
+        opts = RunOptions(entrypoint="", env=self.args_in_effect(), network="none")  # the rest: run's defaults
         c = containers.create(lambda cid, random_name: build_spec(
             cid=cid, name=random_name(), image=short_id(self.image_id), image_id=self.image_id,
-            image_config=config, args=argv, entrypoint="", env=self.args_in_effect(), env_files=[],
-            workdir=None, user=None, hostname=None, tty=False, stdin_open=False, detach=False,
-            auto_remove=False, init=False, network="none", volumes=[]))
+            image_config=config, args=argv, opts=opts))
         self.say(f" ---> Running in {c.id[:12]}")
         try:
             # in a child of its own: a container start changes the process that makes it (the PID

@@ -1,10 +1,11 @@
 """The typer application. Each command lives in a small module of its own: parse -> api ->
-render. This file wires them together and turns errors into one line and an exit code.
+render. This file wires them together and turns typer's ways of ending into exit codes;
+what a command raises goes to the one error exit, ``cli/main.py``'s ``report_errors``.
 (``cli/main.py`` is the entry point: it tries the fast path for ``run`` first.)"""
 
 from __future__ import annotations
 
-import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -12,7 +13,7 @@ from typing import Optional
 import typer
 
 from minidocker import __version__
-from minidocker.errors import ExitCode, MinidockerError
+from minidocker.errors import ExitCode
 
 app = typer.Typer(
     name="minidocker",
@@ -58,27 +59,24 @@ def _register() -> None:
 
 
 def typer_main(argv: list[str] | None = None) -> None:
-    from minidocker.cli import render
+    """Run the typer app on ``argv`` and exit with its code, errors reported by the one error
+    exit (``cli/main.py``), as on the fast path."""
+    from minidocker.cli.main import report_errors
 
     _register()
     args = sys.argv[1:] if argv is None else argv
+    sys.exit(report_errors(lambda: call_app(args), debug=lambda: state.debug))
+
+
+def call_app(args: list[str]) -> int:
+    """The app's exit code, typer's own ways of ending included; anything else is raised."""
     try:
         rc = app(args=args, prog_name="minidocker", standalone_mode=False)
-        if isinstance(rc, int) and rc:
-            sys.exit(rc)  # typer.Exit(code) comes back as a return value here
-    except MinidockerError as e:
-        render.error(e, debug=state.debug)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("", file=sys.stderr)
-        sys.exit(ExitCode.SIGNAL_BASE + 2)
-    except Exception as e:  # click's usage errors, and anything unexpected
-        if isinstance(e, typer.Abort):
-            sys.exit(ExitCode.SIGNAL_BASE + 2)
-        if isinstance(e, typer.Exit):
-            sys.exit(e.exit_code)
-        if hasattr(e, "show") and hasattr(e, "exit_code"):  # click's usage errors
+    except typer.Abort:  # click's name for Ctrl-C (or end of input) at a prompt
+        return ExitCode.SIGNAL_BASE + signal.SIGINT
+    except Exception as e:
+        if hasattr(e, "show") and hasattr(e, "exit_code"):  # click's usage errors (typer vendors click)
             e.show(file=sys.stderr)
-            sys.exit(ExitCode.MINIDOCKER_FAILED)  # docker exits 125 on a bad flag
-        render.unexpected_error(e, debug=state.debug or bool(os.environ.get("MINIDOCKER_DEBUG")))
-        sys.exit(ExitCode.MINIDOCKER_FAILED)
+            return ExitCode.MINIDOCKER_FAILED  # docker exits 125 on a bad flag
+        raise
+    return rc if isinstance(rc, int) else 0  # typer.Exit(code) comes back as a return value here

@@ -4,48 +4,22 @@
 imports costs more than Python's own start. So ``main()`` first tries this small parser of
 docker's flag grammar (``-it``, ``-e K=V``, ``-eK=V``, ``--name=x``, ``--name x``, flags end
 at the image name). Anything it does not know (``--help``, a typo) falls back to typer, which
-then prints the proper usage. ``tests/unit/test_cli_fastpath.py`` checks that this table and
-the typer command in ``cli/run.py`` accept the same flags.
+then prints the proper usage. Its table, ``RUN_FLAGS``, is made from the same RunOptions
+fields as the typer command in ``cli/run.py`` (see ``cli/options.py``), and both parsers
+end in ``run_container`` here, which starts the container; what it raises is reported by
+``cli/main.py``'s one error exit.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
-# flag -> (destination, kind); kind: "bool", "str" or "list"
-RUN_FLAGS: dict[str, tuple[str, str]] = {
-    "-i": ("interactive", "bool"), "--interactive": ("interactive", "bool"),
-    "-t": ("tty", "bool"), "--tty": ("tty", "bool"),
-    "-d": ("detach", "bool"), "--detach": ("detach", "bool"),
-    "--rm": ("rm", "bool"),
-    "--name": ("name", "str"),
-    "-e": ("env", "list"), "--env": ("env", "list"),
-    "--env-file": ("env_file", "list"),
-    "-w": ("workdir", "str"), "--workdir": ("workdir", "str"),
-    "-u": ("user", "str"), "--user": ("user", "str"),
-    "-h": ("hostname", "str"), "--hostname": ("hostname", "str"),
-    "--entrypoint": ("entrypoint", "str"),
-    "-v": ("volume", "list"), "--volume": ("volume", "list"),
-    "--init": ("init", "bool"),
-    "--network": ("network", "str"), "--net": ("network", "str"),
-    "--read-only": ("read_only", "bool"),
-    "--explain": ("explain", "bool"),
-    "--tmpfs": ("tmpfs", "list"),
-    "-m": ("memory", "str"), "--memory": ("memory", "str"),
-    "--memory-swap": ("memory_swap", "str"),
-    "--cpus": ("cpus", "float"),
-    "-c": ("cpu_shares", "int"), "--cpu-shares": ("cpu_shares", "int"),
-    "--cpuset-cpus": ("cpuset_cpus", "str"),
-    "--pids-limit": ("pids_limit", "int"),
-    "--cap-add": ("cap_add", "list"),
-    "--cap-drop": ("cap_drop", "list"),
-    "--privileged": ("privileged", "bool"),
-    "--security-opt": ("security_opt", "list"),
-    "--userns": ("userns", "str"),
-    "-p": ("publish", "list"), "--publish": ("publish", "list"),
-    "--restart": ("restart", "str"),
-}
+from minidocker import api
+from minidocker.cli.options import RUN_FLAGS
+from minidocker.errors import MinidockerError
+
 GLOBAL_FLAGS = {"--root": "str", "--debug": "bool", "-D": "bool"}
 
 
@@ -54,7 +28,20 @@ class NotFast(Exception):
 
 
 def parse_run(argv: list[str]) -> tuple[dict, dict]:
-    """``[global flags] run [flags] IMAGE [ARGS]`` -> (globals, run options)."""
+    """``[global flags] run [flags] IMAGE [ARGS]`` -> (globals, the flags given + image, args)."""
+    glob, i = parse_globals(argv)
+    if i >= len(argv) or argv[i] != "run":
+        raise NotFast
+    opts, i = parse_run_flags(argv, i + 1)
+    if i >= len(argv):
+        raise NotFast  # no image: typer prints the usage
+    opts["image"] = argv[i]
+    opts["args"] = argv[i + 1:]
+    return glob, opts
+
+
+def parse_globals(argv: list[str]) -> tuple[dict, int]:
+    """The global flags before the command -> ({"root": ..., "debug": True}, where they end)."""
     glob: dict = {}
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
@@ -65,74 +52,71 @@ def parse_run(argv: list[str]) -> tuple[dict, dict]:
         if kind == "bool":
             glob[flag.lstrip("-")] = True
         else:
-            if not eq:
-                i += 1
-                if i >= len(argv):
-                    raise NotFast
-                value = argv[i]
+            value, i = (value, i) if eq else take_next(argv, i)
             glob[flag.lstrip("-")] = value
         i += 1
-    if i >= len(argv) or argv[i] != "run":
-        raise NotFast
-    i += 1
-    opts: dict = {dest: ([] if kind == "list" else False if kind == "bool" else None)
-                  for dest, kind in RUN_FLAGS.values()}
-    opts["network"] = "default"
+    return glob, i
+
+
+def parse_run_flags(argv: list[str], i: int) -> tuple[dict, int]:
+    """``run``'s flags from ``argv[i]`` on -> (the flags given by field name, the image's index)."""
+    opts: dict = {}
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
-            i += 1
-            break
+            return opts, i + 1
         if not arg.startswith("-") or arg == "-":
             break
-        if arg.startswith("--"):
-            flag, eq, value = arg.partition("=")
-            if flag not in RUN_FLAGS:
-                raise NotFast
-            dest, kind = RUN_FLAGS[flag]
-            if kind == "bool":
-                if eq:
-                    raise NotFast
-                opts[dest] = True
-            else:
-                if not eq:
-                    i += 1
-                    if i >= len(argv):
-                        raise NotFast
-                    value = argv[i]
-                _store(opts, dest, kind, value)
-            i += 1
+        i = parse_long_flag(argv, i, opts) if arg.startswith("--") else parse_short_flags(argv, i, opts)
+    return opts, i
+
+
+def parse_long_flag(argv: list[str], i: int, opts: dict) -> int:
+    """``--flag``, ``--flag=value`` or ``--flag value`` at ``argv[i]``; returns the next index."""
+    flag, eq, value = argv[i].partition("=")
+    if flag not in RUN_FLAGS:
+        raise NotFast
+    dest, kind = RUN_FLAGS[flag]
+    if kind == "bool":
+        if eq:
+            raise NotFast
+        opts[dest] = True
+        return i + 1
+    value, i = (value, i) if eq else take_next(argv, i)
+    store(opts, dest, kind, value)
+    return i + 1
+
+
+def parse_short_flags(argv: list[str], i: int, opts: dict) -> int:
+    """Short flags, possibly combined, at ``argv[i]``: ``-it``, ``-dit``, ``-eK=V``, ``-e K=V``."""
+    arg = argv[i]
+    for j in range(1, len(arg)):
+        flag = "-" + arg[j]
+        if flag not in RUN_FLAGS:
+            raise NotFast
+        dest, kind = RUN_FLAGS[flag]
+        if kind == "bool":
+            opts[dest] = True
             continue
-        # short flags, possibly combined: -it, -dit, -eK=V, -e K=V
-        j = 1
-        while j < len(arg):
-            flag = "-" + arg[j]
-            if flag not in RUN_FLAGS:
-                raise NotFast
-            dest, kind = RUN_FLAGS[flag]
-            if kind == "bool":
-                opts[dest] = True
-                j += 1
-                continue
-            value = arg[j + 1:]
-            if not value:
-                i += 1
-                if i >= len(argv):
-                    raise NotFast
-                value = argv[i]
-            _store(opts, dest, kind, value)
-            break
-        i += 1
-    if i >= len(argv):
-        raise NotFast  # no image: typer prints the usage
-    opts["image"] = argv[i]
-    opts["args"] = argv[i + 1:]
-    return glob, opts
+        value = arg[j + 1:]  # a value flag takes the rest of the word, or the next word
+        if not value:
+            value, i = take_next(argv, i)
+        store(opts, dest, kind, value)
+        break
+    return i + 1
 
 
-def _store(opts: dict, dest: str, kind: str, value: str) -> None:
+def take_next(argv: list[str], i: int) -> tuple[str, int]:
+    """The word after ``argv[i]``, a flag's value, and its index."""
+    if i + 1 >= len(argv):
+        raise NotFast  # a flag without its value: typer says so
+    return argv[i + 1], i + 1
+
+
+def store(opts: dict, dest: str, kind: str, value: str) -> None:
+    """One flag's value into ``opts``, as its kind says (a list flag collects every value)."""
     if kind == "list":
-        opts[dest].append(value)
+        opts.setdefault(dest, []).append(value)
     elif kind in ("int", "float"):
         try:
             opts[dest] = int(value) if kind == "int" else float(value)
@@ -142,72 +126,57 @@ def _store(opts: dict, dest: str, kind: str, value: str) -> None:
         opts[dest] = value
 
 
-def run(argv: list[str]) -> int:
-    """Parse and run; raises NotFast when typer should handle the line instead."""
-    from pathlib import Path
+def run(glob: dict, line: dict) -> int:
+    """Run a line ``parse_run`` understood; returns the exit code."""
+    root = glob.get("root") or os.environ.get("MINIDOCKER_ROOT")
+    flags = {k: v for k, v in line.items() if k not in ("image", "args")}
+    return run_container(line["image"], line["args"], api.RunOptions(**flags), Path(root) if root else None)
 
-    from minidocker import api
-    from minidocker.errors import MinidockerError
 
-    glob, o = parse_run(argv)
-    root = Path(glob["root"]) if glob.get("root") else (Path(os.environ["MINIDOCKER_ROOT"])
-                                                        if os.environ.get("MINIDOCKER_ROOT") else None)
-    if o["tty"] and o["interactive"] and not sys.stdin.isatty():
-        _error("the input device is not a TTY", None)
-        return 1
-    if o["explain"]:
+def wants_debug(glob: dict) -> bool:
+    """``--debug`` or ``-D`` among the global flags."""
+    return bool(glob.get("debug") or glob.get("D"))
+
+
+def run_container(image: str, args: list[str], opts: api.RunOptions, root: Path | None) -> int:
+    """``run``'s work once its line is parsed, by either parser: start the container (a pull's
+    progress shown if the image must be pulled first) and return its exit code, or print its
+    ID with ``-d``. Errors are raised, for ``cli/main.py``'s one error exit to report."""
+    if opts.tty and opts.interactive and not sys.stdin.isatty():
+        raise MinidockerError("the input device is not a TTY", exit_code=1)  # docker's words and code
+    if opts.explain:
         from minidocker.cli import render
 
         render.explain_to_stderr()
-    progress = None
-
-    def on_pull(ref: str):
-        nonlocal progress
-        from minidocker.cli import render
-
-        progress = render.PullProgress()
-        progress.__enter__()
-        progress._line(f"Unable to find image '{ref}' locally")
-        return progress
-
-    def stop_progress(_cid: str) -> None:
-        if progress is not None:
-            progress.stop()
-
+    progress = PullDisplay()
     try:
-        result = api.run(o["image"], o["args"], root=root, name=o["name"], entrypoint=o["entrypoint"],
-                         env=o["env"], env_files=o["env_file"], workdir=o["workdir"], user=o["user"],
-                         hostname=o["hostname"], tty=o["tty"], interactive=o["interactive"], detach=o["detach"],
-                         auto_remove=o["rm"], init=o["init"], network=o["network"], volumes=o["volume"],
-                         read_only=o["read_only"], tmpfs=o["tmpfs"], memory=o["memory"],
-                         memory_swap=o["memory_swap"], cpus=o["cpus"], cpu_shares=o["cpu_shares"],
-                         cpuset_cpus=o["cpuset_cpus"], pids_limit=o["pids_limit"], cap_add=o["cap_add"],
-                         cap_drop=o["cap_drop"], privileged=o["privileged"], security_opt=o["security_opt"],
-                         userns=o["userns"] or "host", publish=o["publish"], restart=o["restart"] or "no", progress=lambda ev: progress(ev) if progress else None,
-                         on_pull=on_pull, on_created=stop_progress)
-    except MinidockerError as e:
-        stop_progress("")
-        _error(e.message, e.hint, e if glob.get("debug") or glob.get("D") else None)
-        return e.exit_code
-    except Exception as e:  # noqa: BLE001 - a bug still ends in one line, never a traceback
-        from minidocker.cli import render
-
-        stop_progress("")
-        render.unexpected_error(e, debug=bool(glob.get("debug") or glob.get("D") or os.environ.get("MINIDOCKER_DEBUG")))
-        return 125
-    if o["detach"]:
+        result = api.run(image, args, opts, root=root, progress=progress, on_pull=progress.start,
+                         on_created=progress.stop)
+    finally:
+        progress.stop()  # before any error is printed: the bars end first
+    if opts.detach:
         print(result, flush=True)
         return 0
     return int(result)
 
 
-def _error(message: str, hint: str | None, exc: BaseException | None = None) -> None:
-    """Errors on the fast path: plain lines on a pipe, rich only on a terminal."""
-    if exc is not None or sys.stderr.isatty():
+class PullDisplay:
+    """A pull's progress on stderr, made (and rich imported) only when a pull starts; stopped
+    once the container exists, before the container's own output (or a fork) can begin."""
+
+    def __init__(self) -> None:
+        self.shown = None
+
+    def start(self, ref: str) -> None:
         from minidocker.cli import render
 
-        render.error(exc or message, hint=hint, debug=exc is not None)
-        return
-    from minidocker.errors import printable
+        self.shown = render.PullProgress().__enter__()
+        self.shown._line(f"Unable to find image '{ref}' locally")
 
-    sys.stderr.write(f"Error: {printable(message)}\n" + (f"hint: {printable(hint)}\n" if hint else ""))
+    def __call__(self, event) -> None:
+        if self.shown is not None:
+            self.shown(event)
+
+    def stop(self, _cid: str = "") -> None:
+        if self.shown is not None:
+            self.shown.stop()

@@ -1,4 +1,5 @@
-"""ContainerSpec: what to run and how, from the image's config and the ``run`` flags.
+"""ContainerSpec: what to run and how, from the image's config and the ``run`` flags (a
+``RunOptions``, ``minidocker/options.py``).
 
 The rules are docker's:
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from minidocker.errors import MinidockerError, printable
+from minidocker.options import RunOptions
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -231,23 +233,22 @@ def check_hostname(hostname: str) -> None:
                                    f"at most {HOST_NAME_MAX} characters")
 
 
-def check_run_flags(*, name: str | None, hostname: str | None, workdir: str | None, volumes: list[str],
-                    publish: list[str], tmpfs: list[str], restart: str) -> str | None:
+def check_run_flags(opts: RunOptions) -> str | None:
     """The checks of ``run``'s flags that need no image, so a bad flag fails before a pull
     (as docker's do). Returns the name to use (None: a random one)."""
-    if hostname:
-        check_hostname(hostname)
-    if workdir and not workdir.startswith("/"):
-        raise MinidockerError(f"the working directory '{shown(workdir)}' is invalid, it needs to be an absolute path")
-    for v in volumes:
+    if opts.hostname:
+        check_hostname(opts.hostname)
+    if opts.workdir and not opts.workdir.startswith("/"):
+        raise MinidockerError(f"the working directory '{shown(opts.workdir)}' is invalid, it needs to be an absolute path")
+    for v in opts.volume:
         check_volume(v)
-    for p in publish:
+    for p in opts.publish:
         check_publish(p)
-    for t in tmpfs:
+    for t in opts.tmpfs:
         if not t.startswith("/"):
             raise MinidockerError(f"invalid --tmpfs '{shown(t)}': the path must be absolute")
-    parse_restart(restart)
-    return check_name(name) if name else None
+    parse_restart(opts.restart)
+    return check_name(opts.name) if opts.name else None
 
 
 # -- CPUs -----------------------------------------------------------------------------------------
@@ -299,49 +300,82 @@ def check_cpus(cpus: float) -> float:
 
 
 def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: dict[str, Any],
-               args: list[str], entrypoint: str | None, env: list[str], env_files: list[str],
-               workdir: str | None, user: str | None, hostname: str | None, tty: bool, stdin_open: bool,
-               detach: bool, auto_remove: bool, init: bool, network: str, volumes: list[str],
-               readonly_rootfs: bool = False, limits: dict[str, Any] | None = None,
-               cap_add: list[str] = (), cap_drop: list[str] = (), privileged: bool = False,
-               security_opt: list[str] = (), tmpfs: list[str] = (), userns: str = "host",
-               publish: list[str] = (), restart: str = "no") -> ContainerSpec:
+               args: list[str], opts: RunOptions, limits: dict[str, Any] | None = None) -> ContainerSpec:
+    """The container to make: the image's config with ``run``'s flags laid over it, every
+    flag checked (``limits``: the resource flags already in kernel units)."""
     cfg = image_config.get("config") or {}
+    entrypoint, cmd = container_command(cfg, args, opts.entrypoint)
+    hostname = opts.hostname or cid[:12]
+    env = container_env(cfg, opts, hostname)
+    restart_policy = parse_restart(opts.restart)
+    if restart_policy["name"] != "no" and opts.rm:
+        raise MinidockerError("Conflicting options: --restart and --rm")
+    network, ports = container_network(opts.network, opts.publish)
+    seccomp, nnp = parse_security_opts(opts.security_opt)
+    check_userns(opts.userns, opts.privileged, network)
+    from minidocker.linux import capabilities
+
+    return ContainerSpec(
+        limits=dict(limits or {}), privileged=opts.privileged,
+        capabilities=capabilities.resolve(list(opts.cap_add), list(opts.cap_drop), opts.privileged),
+        seccomp="unconfined" if opts.privileged else seccomp, no_new_privileges=nnp and not opts.privileged,
+        tmpfs=list(opts.tmpfs), id=cid, name=name, image=image, image_id=image_id, argv=entrypoint + cmd,
+        env=env, cwd=opts.workdir or cfg.get("WorkingDir") or "/",
+        user=opts.user if opts.user is not None else (cfg.get("User") or ""), hostname=hostname,
+        tty=opts.tty, stdin_open=opts.interactive, detach=opts.detach, auto_remove=opts.rm, init=opts.init,
+        network="none" if network == "default" else network, volumes=[parse_volume(v) for v in opts.volume],
+        entrypoint=entrypoint, cmd=cmd, readonly_rootfs=opts.read_only, labels=dict(cfg.get("Labels") or {}),
+        userns=opts.userns or "host", ports=ports, restart=restart_policy,
+    )
+
+
+def container_command(cfg: dict[str, Any], args: list[str], entrypoint: str | None) -> tuple[list[str], list[str]]:
+    """(Entrypoint, Cmd) by docker's rule: ``run IMAGE ARGS`` replaces the image's Cmd, and
+    ``--entrypoint X`` replaces its Entrypoint and drops its Cmd."""
     if entrypoint is not None:
-        ep = [entrypoint] if entrypoint else []
-        cmd = list(args)
+        ep, cmd = ([entrypoint] if entrypoint else []), list(args)
     else:
         ep = list(cfg.get("Entrypoint") or [])
         cmd = list(args) if args else list(cfg.get("Cmd") or [])
-    argv = ep + cmd
-    if not argv:
+    if not ep + cmd:
         raise MinidockerError("no command specified", hint="give a command after the image name")
-    hostname = hostname or cid[:12]
-    file_env: list[str] = []
-    for f in env_files:
-        file_env += parse_env_file(f)
-    merged = merge_env(list(cfg.get("Env") or []), file_env + list(env))
+    return ep, cmd
+
+
+def container_env(cfg: dict[str, Any], opts: RunOptions, hostname: str) -> list[str]:
+    """The image's Env, then the ``--env-file`` lines, then ``-e``; PATH and HOSTNAME when
+    neither set them, and TERM=xterm with ``-t``."""
+    file_env = [line for f in opts.env_file for line in parse_env_file(f)]
+    merged = merge_env(list(cfg.get("Env") or []), file_env + list(opts.env))
     names = {e.split("=", 1)[0] for e in merged}
     if "PATH" not in names:
         merged.insert(0, f"PATH={DEFAULT_PATH}")
-    merged.insert(0 if "PATH" not in names else 1, f"HOSTNAME={hostname}") if "HOSTNAME" not in names else None
-    if tty and "TERM" not in names:
+    if "HOSTNAME" not in names:
+        merged.insert(0 if "PATH" not in names else 1, f"HOSTNAME={hostname}")
+    if opts.tty and "TERM" not in names:
         merged.append("TERM=xterm")
-    restart_policy = parse_restart(restart)
-    if restart_policy["name"] != "no" and auto_remove:
-        raise MinidockerError("Conflicting options: --restart and --rm")
+    return merged
+
+
+def container_network(network: str, publish: list[str]) -> tuple[str, list[dict[str, Any]]]:
+    """(network, published ports): ``-p`` implies a bridge, as docker's default network is
+    one; ``--network host`` publishes nothing (the ports are the host's already)."""
     ports = [parse_publish(p) for p in publish]
     if ports and network == "default":
-        network = "bridge"  # docker's default network is a bridge: -p implies one here
+        network = "bridge"
     if ports and network == "none":
         raise MinidockerError("port publishing needs a bridge network, not --network none",
                               hint="drop --network none (or use --network bridge)")
     if network == "host":
-        ports = []  # as docker: published ports mean nothing on the host's own network
+        ports = []
     if not network or network.startswith("container:"):
         raise MinidockerError(f"network {network!r} not found", hint="use --network none, host, bridge or a name")
-    from minidocker.linux import capabilities
+    return network, ports
 
+
+def parse_security_opts(security_opt: list[str]) -> tuple[str, bool]:
+    """``--security-opt``: (the seccomp profile: "default", "unconfined" or a file's absolute
+    path; whether no_new_privs is set, which it is unless ``no-new-privileges=false``)."""
     seccomp, nnp = "default", True
     for opt in security_opt:
         key, _, value = opt.partition("=" if "=" in opt else ":")
@@ -354,6 +388,11 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
         else:
             raise MinidockerError(f"invalid --security-opt: {opt!r}",
                                   hint="supported: seccomp=unconfined, seccomp=FILE.json, no-new-privileges[=false]")
+    return seccomp, nnp
+
+
+def check_userns(userns: str, privileged: bool, network: str) -> None:
+    """``--userns``: host or auto, and auto neither with --privileged nor on the host's network."""
     if userns not in ("host", "auto", ""):
         raise MinidockerError(f"invalid --userns {userns!r}", hint="use --userns=host or --userns=auto")
     if userns == "auto" and privileged:
@@ -362,19 +401,6 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
     if userns == "auto" and network == "host":
         raise MinidockerError("--userns=auto cannot share the host's network namespace",
                               hint="drop --network host, or use --userns=host")
-    return ContainerSpec(
-        limits=dict(limits or {}), capabilities=capabilities.resolve(list(cap_add), list(cap_drop), privileged),
-        privileged=privileged, seccomp="unconfined" if privileged else seccomp,
-        no_new_privileges=nnp and not privileged, tmpfs=list(tmpfs),
-        id=cid, name=name, image=image, image_id=image_id, argv=argv, env=merged,
-        cwd=workdir or cfg.get("WorkingDir") or "/", user=user if user is not None else (cfg.get("User") or ""),
-        hostname=hostname, tty=tty, stdin_open=stdin_open, detach=detach, auto_remove=auto_remove, init=init,
-        network="none" if network == "default" else network,
-        volumes=[parse_volume(v) for v in volumes], entrypoint=ep, cmd=cmd, readonly_rootfs=readonly_rootfs,
-        labels=dict(cfg.get("Labels") or {}), userns=userns or "host", ports=ports, restart=restart_policy,
-    )
-
-
 def parse_signal(text: str) -> int:
     """``kill -s``/``stop``'s signal: a number, or a name with or without ``SIG`` (``TERM``,
     ``sigkill``), as signal(7) names them."""

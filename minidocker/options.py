@@ -1,0 +1,80 @@
+"""RunOptions: the flags of ``minidocker run``, described once.
+
+Each field of ``RunOptions`` is one of docker's ``run`` flags, and everything about the flag
+is written on that one line:
+
+* the field's name is the long flag's (``--env-file`` -> ``env_file``);
+* its type is the flag's kind: ``bool`` a switch (``--rm``), ``str``, ``int`` or ``float``
+  one value (``--name web``, ``--cpus 0.5``), ``list[str]`` a flag given any number of
+  times (``-e A=1 -e B=2``);
+* its default is what docker assumes when the flag is not given;
+* ``flag(...)`` holds every spelling (the long name first, then short forms and aliases
+  such as ``--net``) and the line ``--help`` shows.
+
+The command line's two parsers, the typer command and the fast parser that starts a
+container without importing typer, are both made from these fields (``cli/options.py``),
+and ``api.run``, ``runtime.spec.build_spec`` and the builder's RUN step take one
+``RunOptions`` whole. So a new flag is one field here plus the code that acts on it.
+
+This module imports nothing of minidocker's and nothing heavy: the fast path reads it before
+every container start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import Field, dataclass, field
+from typing import Any
+
+
+def flag(*names: str, help: str, default: Any = None, metavar: str | None = None) -> Any:
+    """A dataclass field that is also a command-line flag spelled ``names`` (long name first).
+    ``metavar`` is the placeholder ``--help`` shows for the value (None: the type's name)."""
+    meta = {"names": names, "help": help, "metavar": metavar}
+    if default == []:  # a repeatable flag: each RunOptions gets a list of its own
+        return field(default_factory=list, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def kind_of(f: Field) -> str:
+    """A field's flag kind from its annotation: "bool", "str", "int", "float" or "list"."""
+    # the annotations are strings here (``from __future__ import annotations``)
+    first = str(f.type).split(" ")[0]  # "str | None" -> "str"; "list[str]" -> "list[str]"
+    return "list" if first.startswith("list") else first
+
+
+@dataclass
+class RunOptions:
+    """What ``minidocker run`` was asked to do, apart from the image and its command."""
+
+    interactive: bool = flag("--interactive", "-i", default=False, help="Keep STDIN open.")
+    tty: bool = flag("--tty", "-t", default=False, help="Allocate a pseudo-TTY.")
+    detach: bool = flag("--detach", "-d", default=False, help="Run in the background, print the ID.")
+    rm: bool = flag("--rm", default=False, help="Remove the container when it exits.")
+    name: str | None = flag("--name", help="Assign a name.")
+    env: list[str] = flag("--env", "-e", default=[], help="Set an environment variable (K=V).")
+    env_file: list[str] = flag("--env-file", default=[], help="Read environment variables from a file.")
+    workdir: str | None = flag("--workdir", "-w", help="Working directory inside.")
+    user: str | None = flag("--user", "-u", help="USER[:GROUP] (name or number).")
+    hostname: str | None = flag("--hostname", "-h", help="Container host name.")
+    entrypoint: str | None = flag("--entrypoint", help="Overwrite the image's ENTRYPOINT.")
+    volume: list[str] = flag("--volume", "-v", default=[], help="Bind mount HOST:CONTAINER[:ro].")
+    init: bool = flag("--init", default=False, help="Run a reaping init as PID 1.")
+    network: str = flag("--network", "--net", default="default", help="none or host.")
+    read_only: bool = flag("--read-only", default=False, help="Mount the root filesystem read-only.")
+    tmpfs: list[str] = flag("--tmpfs", default=[], help="Mount a tmpfs at PATH[:OPTIONS].")
+    memory: str | None = flag("--memory", "-m", help="Memory limit (e.g. 64m).")
+    memory_swap: str | None = flag("--memory-swap", help="Memory + swap limit; -1 unlimited.")
+    cpus: float | None = flag("--cpus", help="Number of CPUs (a CFS quota).")
+    cpu_shares: int | None = flag("--cpu-shares", "-c", help="Relative CPU weight.")
+    cpuset_cpus: str | None = flag("--cpuset-cpus", help="CPUs allowed (0-1, 0,2).")
+    pids_limit: int | None = flag("--pids-limit", help="Maximum number of processes.")
+    cap_add: list[str] = flag("--cap-add", default=[], help="Add a Linux capability (or ALL).")
+    cap_drop: list[str] = flag("--cap-drop", default=[], help="Drop a Linux capability (or ALL).")
+    privileged: bool = flag("--privileged", default=False, help="All capabilities, no seccomp, no masked paths.")
+    security_opt: list[str] = flag("--security-opt", default=[],
+                                   help="seccomp=unconfined|FILE.json, no-new-privileges.")
+    userns: str = flag("--userns", default="host", help="host, or auto: root inside is an unprivileged host user.")
+    publish: list[str] = flag("--publish", "-p", default=[], help="[IP:][HOSTPORT:]PORT[/udp]: publish a port.")
+    restart: str = flag("--restart", default="no", help="no, always, unless-stopped, on-failure[:N].")
+    explain: bool = flag("--explain", default=False,
+                         help="Narrate every kernel step on stderr.")  # the CLI's: it renders the events
