@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from minidocker.crashpoint import crashpoint
 from minidocker.errors import Conflict, ExitCode, MinidockerError
 from minidocker.linux import cgroups
 from minidocker.linux import syscalls as sc
@@ -365,6 +366,7 @@ def create_cgroup(launch: Launch) -> None:
     c = launch.c
     cg = cgroups.manager(c.id)
     cg.create()
+    crashpoint("start:cgroup-created")
     # every rule first (a process must never be in a cgroup whose device rules are half
     # written: "deny all" comes before the allows), then the process
     cg.apply_limits(cgroups.Limits(**c.spec.limits), privileged=c.spec.privileged)

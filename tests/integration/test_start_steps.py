@@ -50,20 +50,17 @@ def test_the_commands_own_failure_reads_as_dockers(md_run, bb, mode, argv, code,
     assert r.returncode == code and one_error(r.stderr) and f"Error: {text}\n" in r.stderr, r.stderr
 
 
-def out_of_range_cpu() -> str:
-    """A CPU number past the kernel's possible CPUs: writing it to cpuset.cpus fails (ERANGE)."""
-    possible = Path("/sys/devices/system/cpu/possible").read_text().strip()
-    return str(int(possible.replace(",", "-").split("-")[-1]) + 1)
-
-
 @pytest.mark.parametrize("mode", [[], ["-d"]], ids=["foreground", "detached"])
 def test_a_failed_step_of_the_parent_is_named_and_undone(md_run, bb, mode):
     """create_cgroup runs in our own process (lifecycle.start); its OSError becomes one line
-    naming the step, and the half-made container (its process, its cgroup) is gone."""
+    naming the step, and the half-made container (its process, its cgroup) is gone. Every
+    flag is checked before the start now, so the refusal is injected at the step's crash
+    point (crashpoint.py), right after the cgroup was made."""
     name = f"badcpu-{os.getpid()}-{len(mode)}"
-    r = md_run("run", *mode, "--name", name, "--cpuset-cpus", out_of_range_cpu(), bb, "sleep", "60")
+    r = md_run("run", *mode, "--name", name, bb, "sleep", "60",
+               env={"MINIDOCKER_TEST_FAIL_AT": "start:cgroup-created"})
     assert r.returncode == 125 and one_error(r.stderr), r.stderr
-    assert "Error: container start failed at create_cgroup: Numerical result out of range" in r.stderr
+    assert "Error: container start failed at create_cgroup: " in r.stderr and "failure injected" in r.stderr
     info = json.loads(md_run.ok("inspect", name).stdout)[0]
     assert info["State"]["Status"] != "running" and cgroups_of(info["Id"]) == []
     md_run.ok("rm", name)
@@ -97,7 +94,8 @@ def test_exec_failures_read_as_dockers(md_run, bb):
         for args, code, text in (
                 (["-u", "nosuchuser", cid, "true"], 125,
                  "unable to find user nosuchuser: no matching entries in passwd file"),
-                (["-w", "/nonexistent", cid, "true"], 125, "No such file or directory: /nonexistent"),
+                (["-w", "/nonexistent", cid, "true"], 126,  # docker's (runc's) words and code
+                 'chdir to cwd ("/nonexistent") set in config.json failed: no such file or directory'),
                 ([cid, "nosuchcmd"], 127, 'exec: "nosuchcmd": executable file not found in $PATH'),
                 ([cid, "/etc"], 126, 'exec: "/etc": permission denied')):
             r = md_run("exec", *args)
