@@ -374,18 +374,7 @@ def stop(names: list[str], timeout: int = 10, root: Path | None = None, signal_n
         c = containers.find(name)
         containers.update(c, StopRequested=True)  # no --restart policy brings it back
         if c.running:
-            import signal as _s
-
-            try:
-                lifecycle.signal_container(c, parse_signal(signal_name))
-            except MinidockerError:
-                pass
-            if not lifecycle.wait_gone(c, timeout):
-                try:
-                    lifecycle.signal_container(c, _s.SIGKILL)
-                except MinidockerError:
-                    pass
-                lifecycle.wait_gone(c, 10)
+            lifecycle.stop_container(c, parse_signal(signal_name), timeout)
             _settle(containers, c)
         yield name
 
@@ -498,11 +487,7 @@ def rm(names: list[str], force: bool = False, root: Path | None = None):
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
                                "attempting removal or force remove")
             containers.update(c, StopRequested=True)
-            try:
-                lifecycle.signal_container(c, _s.SIGKILL)
-            except MinidockerError:
-                pass
-            lifecycle.wait_gone(c, 10)
+            lifecycle.stop_container(c, _s.SIGKILL, 10)
             _settle(containers, c)
         lifecycle.cleanup(containers, c)
         yield name

@@ -126,6 +126,14 @@ _VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<op>[-+])(?P
                   r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
 
 
+def _quoted(c: str, quote: str, cur: list[str]) -> str | None:
+    """One character inside ``quote``: the closing quote ends it, anything else is kept."""
+    if c == quote:
+        return None
+    cur.append(c)
+    return quote
+
+
 def words(text: str, env: dict[str, str] | None, split: bool = True) -> list[str]:
     """Split ``text`` into words as docker's shell-like lexer does: whitespace separates words
     (unless ``split`` is False: one word), quotes group and are removed, a backslash escapes,
@@ -137,11 +145,8 @@ def words(text: str, env: dict[str, str] | None, split: bool = True) -> list[str
     quote = None
     while i < n:
         c = text[i]
-        if quote == "'":
-            if c == "'":
-                quote = None
-            else:
-                cur.append(c)
+        if quote == "'":  # inside single quotes nothing is special
+            quote = _quoted(c, quote, cur)
             i += 1
             continue
         if c == "\\" and i + 1 < n:
@@ -160,10 +165,7 @@ def words(text: str, env: dict[str, str] | None, split: bool = True) -> list[str
                 i = m.end()
                 continue
         if quote == '"':
-            if c == '"':
-                quote = None
-            else:
-                cur.append(c)
+            quote = _quoted(c, quote, cur)
             i += 1
             continue
         if c in "'\"":

@@ -72,20 +72,13 @@ class Reference:
         return Reference(self.domain, self.path, None, digest)
 
     def __str__(self) -> str:
-        s = self.name
-        if self.tag:
-            s += f":{self.tag}"
-        if self.digest:
-            s += f"@{self.digest}"
-        return s
+        return self._with_tag_and_digest(self.name)
 
     def familiar(self) -> str:
-        s = self.familiar_name
-        if self.tag:
-            s += f":{self.tag}"
-        if self.digest:
-            s += f"@{self.digest}"
-        return s
+        return self._with_tag_and_digest(self.familiar_name)
+
+    def _with_tag_and_digest(self, name: str) -> str:
+        return name + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
 
 
 def split_domain(name: str) -> tuple[str, str]:

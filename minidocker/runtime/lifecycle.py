@@ -500,3 +500,12 @@ def wait_gone(c: Container, timeout: float) -> bool:
     return not alive(c.state.get("Pid"), c.state.get("PidStartTime"))
 
 
+def stop_container(c: Container, sig: int, timeout: float) -> None:
+    """``stop``'s and ``rm -f``'s end of a container: ``sig``, then SIGKILL if it is still
+    there after ``timeout`` seconds (docker's rule); a container already gone is no error."""
+    for signum, wait in ((sig, timeout), (signal.SIGKILL, 10)):
+        with contextlib.suppress(MinidockerError):
+            signal_container(c, signum)
+        if wait_gone(c, wait):
+            return
+
