@@ -274,7 +274,8 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
     env = [line for f in env_files for line in parse_env_file(f)] + list(env)  # the files' lines, then -e
     limits = resource_limits(memory, memory_swap, cpus, cpu_shares, cpuset_cpus, pids_limit)
     if network not in ("none", "host", "default", "bridge"):
-        from minidocker.runtime.networks import NAME, NetworkStore, NoSuchNetwork
+        from minidocker.errors import NoSuchNetwork
+        from minidocker.runtime.networks import NAME, NetworkStore
 
         if not NAME.fullmatch(network):  # never a path: "../x" would name a file outside the store
             raise NoSuchNetwork(shown(network))
@@ -428,7 +429,7 @@ def network_inspect(name: str, root: Path | None = None) -> dict[str, Any]:
 
 def inspect(name: str, root: Path | None = None) -> dict[str, Any]:
     """``docker inspect``: a container by that name or ID, else an image."""
-    from minidocker.runtime.container import NoSuchContainer
+    from minidocker.errors import NoSuchContainer
 
     try:
         return inspect_container(name, root)
@@ -976,7 +977,8 @@ def build(context: str, *, tags: list[str] = (), dockerfile: str | None = None, 
           no_cache: bool = False, root: Path | None = None, say: Callable[[str], None] = lambda s: None,
           quiet: bool = False) -> str:
     """``docker build`` (the classic builder): returns the image ID; ``say`` gets the step lines."""
-    from minidocker.build import Builder, BuildError, read_dockerfile
+    from minidocker.build import Builder, read_dockerfile
+    from minidocker.errors import BuildError
     from minidocker.image import dockerfile as df
     from minidocker.image.reference import parse
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minidocker.errors import Conflict, MinidockerError, StoreError
+from minidocker.errors import Conflict, NoSuchContainer, StoreError
 from minidocker.fsutil import locked, make_private_dir, read_json, remove_tree, write_json
 from minidocker.paths import prepare_store
 from minidocker.runtime.spec import ContainerSpec
@@ -39,10 +39,6 @@ ADJECTIVES = ["admiring", "bold", "brave", "clever", "dreamy", "eager", "elegant
 SCIENTISTS = ["babbage", "curie", "darwin", "dijkstra", "einstein", "feynman", "goodall", "hopper",
               "hypatia", "kepler", "lamport", "lovelace", "meitner", "noether", "pasteur", "ritchie",
               "shannon", "thompson", "torvalds", "turing", "wozniak", "yalow"]
-
-
-class NoSuchContainer(MinidockerError):
-    pass
 
 
 def now_iso() -> str:

@@ -25,14 +25,10 @@ import tarfile
 from pathlib import Path
 from typing import Callable
 
-from minidocker.errors import MinidockerError
+from minidocker.errors import ChildFailed, CopyError
 from minidocker.linux import syscalls as sc
 from minidocker.runtime.container import Container, alive
-from minidocker.runtime.forked import ChildFailed, run_in_child
-
-
-class CopyError(MinidockerError):
-    pass
+from minidocker.runtime.forked import run_in_child
 
 
 def _enter_container_root(c: Container, lowerdirs: list[Path]) -> None:

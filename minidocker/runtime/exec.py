@@ -25,12 +25,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from minidocker.errors import Conflict, ExitCode, exit_code
+from minidocker.errors import Conflict, ExitCode, StartFailed, exit_code
 from minidocker.linux import capabilities, cgroups
 from minidocker.linux import syscalls as sc
 from minidocker.runtime.container import Container, alive
 from minidocker.runtime.init import InitPipes, finish_and_exec, hide_host_binary, setup_stdio, wait_for_parent
-from minidocker.runtime.lifecycle import Channels, StartFailed, await_execve, compile_security, seccomp_cache
+from minidocker.runtime.lifecycle import Channels, await_execve, compile_security, seccomp_cache
 from minidocker.runtime.spec import ContainerSpec, merge_env
 from minidocker.runtime.stdio import receive_pty, relay_pty, reset_signals, wait_foreground
 from minidocker.runtime.steps import exiting_on_failure, step

@@ -43,7 +43,7 @@ import termios
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from minidocker.errors import ExitCode, MinidockerError, exit_code
+from minidocker.errors import CommandFailed, ExitCode, MinidockerError, exit_code
 from minidocker.linux import capabilities
 from minidocker.linux import syscalls as sc
 from minidocker.linux.events import emit
@@ -66,11 +66,6 @@ class InitPipes:
     stdout: int | None = None
     stderr: int | None = None
     netns: int | None = None  # a network namespace the parent wired to a bridge (--network bridge)
-
-
-class CommandFailed(MinidockerError):
-    """execve of the container's command failed: docker's 127 (not found) or 126 (found,
-    but it cannot be executed)."""
 
 
 @step

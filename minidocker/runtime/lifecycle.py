@@ -44,13 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from minidocker.errors import Conflict, ExitCode, MinidockerError
+from minidocker.errors import ChildFailed, Conflict, ExitCode, MinidockerError, StartFailed
 from minidocker.linux import cgroups
 from minidocker.linux import syscalls as sc
 from minidocker.runtime import rootfs
 from minidocker.runtime.attach import attach_network, detach_network
 from minidocker.runtime.container import Container, ContainerStore, alive, boot_id, now_iso, proc_start_time
-from minidocker.runtime.forked import ChildFailed, read_report
+from minidocker.runtime.forked import read_report
 from minidocker.runtime.init import InitPipes, container_init, userns_init
 from minidocker.runtime.spec import ContainerSpec
 from minidocker.runtime.stdio import (FORWARDED_SIGNALS, LogWriter, receive_pty, relay_output, relay_pty,
@@ -59,10 +59,6 @@ from minidocker.runtime.steps import StepFailed, exiting_on_failure, step
 
 if TYPE_CHECKING:
     from minidocker.linux import network, seccomp
-
-
-class StartFailed(ChildFailed):
-    """The container did not start: the step that failed (ours or its own), and why."""
 
 
 def start_failed(message: str, step: str, exit_code: int) -> StartFailed:

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from minidocker.errors import ExitCode, MinidockerError, exit_code
+from minidocker.errors import ExitCode, MinidockerError, StartFailed, exit_code
 from minidocker.linux import cgroups
 from minidocker.runtime import lifecycle
 from minidocker.runtime.container import Container, ContainerStore
@@ -39,7 +39,7 @@ def spawn_monitor(store: ContainerStore, c: Container, lowerdirs: list[Path]) ->
             os._exit(code)
     os.close(ready_w)
     try:
-        facts = read_report(ready_r, lifecycle.StartFailed)
+        facts = read_report(ready_r, StartFailed)
     finally:
         os.waitpid(pid, 0)  # the monitor's first half exits at once; its child (the monitor) goes on
     if "pid" not in facts:
