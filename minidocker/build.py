@@ -179,9 +179,9 @@ class Builder:
         key = self.cache_key(ins)
         if self.cached(key):
             return
+        from minidocker.errors import ChildFailed
         from minidocker.runtime import lifecycle
         from minidocker.runtime.container import ContainerStore
-        from minidocker.errors import ChildFailed
         from minidocker.runtime.forked import run_in_child
         from minidocker.runtime.spec import build_spec
 

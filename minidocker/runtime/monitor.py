@@ -19,6 +19,7 @@ from pathlib import Path
 
 from minidocker.errors import ExitCode, MinidockerError, StartFailed, exit_code
 from minidocker.linux import cgroups
+from minidocker.linux import syscalls as sc
 from minidocker.runtime import lifecycle
 from minidocker.runtime.container import Container, ContainerStore
 from minidocker.runtime.forked import read_report, report, report_failure
@@ -49,7 +50,7 @@ def spawn_monitor(store: ContainerStore, c: Container, lowerdirs: list[Path]) ->
 
 def _monitor(store: ContainerStore, c: Container, lowerdirs: list[Path], ready_w: int) -> int:
     # Double fork: the monitor is re-parented to init and outlives the CLI.
-    os.setsid()
+    sc.setsid()
     if os.fork() != 0:
         return 0
     null = os.open("/dev/null", os.O_RDWR)
