@@ -5,10 +5,10 @@ the exit code the CLI ends with. The CLI prints ``Error: <message>`` (and the hi
 in one place, ``cli/render.py``, and exits with ``exit_code``: one of ``ExitCode``, or the
 container's own code, which ``exit_code(wait_status)`` reads from a process's wait status.
 
-Every error class lives here, grouped by what failed: images and registries, the store,
-containers and their start, networks, and the commands that move files (build, import,
-load, export, cp). ``linux/`` raises no error of ours but ``OSError`` (with the path set);
-the runtime step that called it says which step failed.
+Every error class lives here, grouped by what failed: images, registries and the store;
+pull and push; containers (their start, freeze, ``cp``, ``export``); networks; ``build``,
+``import`` and ``load``. A failed kernel call in ``linux/`` raises ``OSError`` (with the path
+set) instead; the runtime step that called it says which step failed.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class CommandFailed(MinidockerError):
 
 
 class FreezeFailed(MinidockerError):
-    """The container's cgroup could not be frozen (``pause``, ``commit`` of a running one)."""
+    """``commit`` of a running container: its cgroup could not be frozen meanwhile."""
 
 
 class CopyError(MinidockerError):

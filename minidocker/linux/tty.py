@@ -8,9 +8,9 @@ with ``newinstance``, so its numbering is its own), makes the slave its controll
 and its stdin, stdout and stderr, and hands the master to us; we put the user's terminal in
 raw mode (every key goes straight through, Ctrl-C included, as a byte) and copy both ways.
 
-Imported only with ``-t`` (``run`` without it never loads this module), and in the
-container before pivot_root (``init.load_security``): afterwards the host's files are out
-of sight.
+Imported only with ``-t`` (``run`` without it never loads this module), by the parent
+before it forks the container (``init.preload_tty``): the child needs it after pivot_root,
+when the host's files are out of sight.
 
 See it: ``minidocker run -it --rm busybox sh``, then ``tty``, ``stty size`` and ``ls /dev/pts``.
 """

@@ -26,10 +26,10 @@ import os
 from typing import TYPE_CHECKING
 
 from minidocker.errors import Conflict, ExitCode, StartFailed, exit_code
-from minidocker.linux import cgroups
+from minidocker.linux import capabilities, cgroups
 from minidocker.linux import syscalls as sc
 from minidocker.runtime.container import Container, alive
-from minidocker.runtime.init import (InitPipes, finish_and_exec, hide_host_binary, preload_modules, setup_stdio,
+from minidocker.runtime.init import (InitPipes, finish_and_exec, hide_host_binary, preload_tty, setup_stdio,
                                     wait_for_parent)
 from minidocker.runtime.lifecycle import Channels, await_execve, compile_security, seccomp_cache
 from minidocker.runtime.spec import ContainerSpec, merge_env
@@ -50,7 +50,8 @@ def exec_in(c: Container, argv: list[str], env: list[str], cwd: str | None, user
         raise Conflict(f"Container {c.id[:12]} is paused, unpause the container before exec")
     spec = exec_spec(c.spec, argv, env, cwd, user, tty, interactive)
     compiled_filter = compile_security(spec, seccomp_cache(c))
-    preload_modules(spec)  # as init's load_security: imported before we join the mount namespace
+    capabilities.preload()  # as init's load_security: prctl imported before we join the mount namespace
+    preload_tty(spec)
     # the user namespace first: the others belong to it, and joining it gives us the
     # capabilities that joining them takes (see setns(2))
     kinds = ["ipc", "uts", "net", "pid", "cgroup", "mnt"]

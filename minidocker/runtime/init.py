@@ -7,7 +7,7 @@ PID namespace. It then runs, in order (``container_init`` reads as a table of co
     enter_namespaces       unshare mount, UTS, IPC, network (unless --network host)
     set_hostname           in our own UTS namespace only
     bring_up_loopback      our network namespace starts with lo down
-    load_security          import python-prctl (and for -t linux/tty.py) while the host's files are in sight
+    load_security          import python-prctl while the host's files are still in sight
     prepare_rootfs         overlay, /proc, /dev, /sys, /etc files, pivot_root (rootfs.py)
     setup_stdio            a pty from the container's own /dev/pts for -t, /dev/null for no -i
     make_workdir           docker creates a missing WorkingDir
@@ -124,8 +124,7 @@ mount_overlay = step(rootfs.mount_overlay)
 @step
 def setup_stdio(spec: ContainerSpec, pipes: InitPipes) -> None:
     if spec.tty:
-        # (imported before pivot_root, by load_security: the host's files are out of sight now)
-        from minidocker.linux import tty
+        from minidocker.linux import tty  # (the parent imported it for us: preload_tty)
 
         master, slave, name = tty.open_pty()  # from the container's own devpts
         # hand the master to the parent (SCM_RIGHTS), which relays it to the user's terminal
@@ -183,20 +182,20 @@ def set_no_new_privs(spec: ContainerSpec) -> None:
         capabilities.set_no_new_privs()
 
 
-def preload_modules(spec: ContainerSpec) -> None:
-    """Import what the last steps need while the host's Python library is in sight:
-    python-prctl for the capability steps, and with -t linux/tty.py for setup_stdio."""
-    capabilities.preload()
+def preload_tty(spec: ContainerSpec) -> None:
+    """With -t, import linux/tty.py in the parent, before fork: the child opens its pty
+    (setup_stdio) after pivot_root, and with --userns=auto as a user who may not read the
+    host's Python library even before that."""
     if spec.tty:
         import minidocker.linux.tty  # noqa: F401
 
 
 @step
 def load_security(spec: ContainerSpec) -> None:
-    """Import what the capability steps (and with -t, setup_stdio) need *before* pivot_root:
-    afterwards the host's Python library is out of sight. (The seccomp program was compiled,
-    or taken from the cache, by the parent: ``lifecycle.compile_security``.)"""
-    preload_modules(spec)
+    """Import what the capability steps need *before* pivot_root: afterwards the host's
+    Python library is out of sight. (The seccomp program was compiled, or taken from the
+    cache, by the parent: ``lifecycle.compile_security``; linux/tty.py too: ``preload_tty``.)"""
+    capabilities.preload()
 
 
 @step

@@ -51,7 +51,7 @@ from minidocker.runtime import rootfs
 from minidocker.runtime.attach import attach_network, detach_network
 from minidocker.runtime.container import Container, ContainerStore, alive, now_iso
 from minidocker.runtime.forked import read_report
-from minidocker.runtime.init import InitPipes, container_init, userns_init
+from minidocker.runtime.init import InitPipes, container_init, preload_tty, userns_init
 from minidocker.runtime.spec import ContainerSpec
 from minidocker.runtime.stdio import (FORWARDED_SIGNALS, LogWriter, receive_pty, relay_output, relay_pty,
                                       reset_signals, wait_foreground)
@@ -333,6 +333,7 @@ def fork_init(launch: Launch, stdio: tuple[int | None, int | None, int | None]) 
         sc.unshare(sc.CLONE_NEWPID)
     else:
         launch.pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
+    preload_tty(launch.c.spec)
     launch.pid = os.fork()
     if launch.pid == 0:
         become_container(launch, stdio, pid_w, own_pid_ns)

@@ -71,6 +71,22 @@ def test_import_minidocker_stays_light():
     assert out == "", f"heavy modules imported eagerly: {out}"
 
 
+def _error_classes() -> set[str]:
+    """The names of the classes errors.py defines: MinidockerError and every subclass."""
+    tree = ast.parse((PKG / "errors.py").read_text())
+    return {n.name for n in tree.body if isinstance(n, ast.ClassDef)} - {"ExitCode"}
+
+
+@pytest.mark.parametrize("path", [p for p in sorted(PKG.rglob("*.py")) if rel(p) != "errors.py"], ids=rel)
+def test_every_error_class_lives_in_errors(path):
+    errors = _error_classes()
+    assert "MinidockerError" in errors
+    elsewhere = [node.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ClassDef)
+                 and any((b.id if isinstance(b, ast.Name) else getattr(b, "attr", None)) in errors
+                         for b in node.bases)]
+    assert not elsewhere, f"{rel(path)} defines error classes; move them to errors.py: {elsewhere}"
+
+
 # -- the linux/ boundary ----------------------------------------------------------------------
 # Modules that are the kernel's interface, or bindings to it: only linux/ imports them.
 KERNEL_MODULES = ("ctypes", "termios", "tty", "pty", "prctl", "pyroute2", "cgroupspy", "pyseccomp")
