@@ -77,13 +77,17 @@ def _error_classes() -> set[str]:
     return {n.name for n in tree.body if isinstance(n, ast.ClassDef)} - {"ExitCode"}
 
 
+def _base_names(cls: ast.ClassDef) -> set[str]:
+    """``MinidockerError`` for ``class X(MinidockerError)`` and for ``class X(errors.MinidockerError)``."""
+    return {b.id if isinstance(b, ast.Name) else b.attr for b in cls.bases if isinstance(b, (ast.Name, ast.Attribute))}
+
+
 @pytest.mark.parametrize("path", [p for p in sorted(PKG.rglob("*.py")) if rel(p) != "errors.py"], ids=rel)
 def test_every_error_class_lives_in_errors(path):
     errors = _error_classes()
     assert "MinidockerError" in errors
-    elsewhere = [node.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ClassDef)
-                 and any((b.id if isinstance(b, ast.Name) else getattr(b, "attr", None)) in errors
-                         for b in node.bases)]
+    classes = [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ClassDef)]
+    elsewhere = [cls.name for cls in classes if _base_names(cls) & errors]
     assert not elsewhere, f"{rel(path)} defines error classes; move them to errors.py: {elsewhere}"
 
 
