@@ -255,7 +255,8 @@ def check_network_exists(network: str, root: Path | None) -> None:
     """``--network NAME``: a user-made network must exist before anything is pulled."""
     if network in ("none", "host", "default", "bridge"):
         return
-    from minidocker.runtime.networks import NAME, NetworkStore, NoSuchNetwork
+    from minidocker.errors import NoSuchNetwork
+    from minidocker.runtime.networks import NAME, NetworkStore
     from minidocker.runtime.spec import shown
 
     if not NAME.fullmatch(network):  # never a path: "../x" would name a file outside the store
@@ -338,7 +339,7 @@ def network_inspect(name: str, root: Path | None = None) -> dict[str, Any]:
 
 def inspect(name: str, root: Path | None = None) -> dict[str, Any]:
     """``docker inspect``: a container by that name or ID, else an image."""
-    from minidocker.runtime.container import NoSuchContainer
+    from minidocker.errors import NoSuchContainer
 
     try:
         return inspect_container(name, root)
@@ -667,7 +668,8 @@ def build(context: str, *, tags: list[str] = (), dockerfile: str | None = None, 
           no_cache: bool = False, root: Path | None = None, say: Callable[[str], None] = lambda s: None,
           quiet: bool = False) -> str:
     """``docker build`` (the classic builder): returns the image ID; ``say`` gets the step lines."""
-    from minidocker.build import Builder, BuildError, read_dockerfile
+    from minidocker.build import Builder, read_dockerfile
+    from minidocker.errors import BuildError
     from minidocker.image import dockerfile as df
     from minidocker.image.reference import parse
 

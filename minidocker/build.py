@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from minidocker.errors import MinidockerError
+from minidocker.errors import BuildError
 from minidocker.fsutil import read_json, write_json
 from minidocker.image import commit as cm
 from minidocker.image import diff as d
@@ -54,10 +54,6 @@ from minidocker.image.store import ImageStore, short_id
 METADATA = ("ENV", "LABEL", "WORKDIR", "USER", "CMD", "ENTRYPOINT", "EXPOSE", "STOPSIGNAL", "VOLUME", "SHELL",
             "HEALTHCHECK")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-
-
-class BuildError(MinidockerError):
-    pass
 
 
 class Builder:
@@ -184,9 +180,10 @@ class Builder:
         if self.cached(key):
             return
         from minidocker.options import RunOptions
+        from minidocker.errors import ChildFailed
         from minidocker.runtime import lifecycle
         from minidocker.runtime.container import ContainerStore
-        from minidocker.runtime.forked import ChildFailed, run_in_child
+        from minidocker.runtime.forked import run_in_child
         from minidocker.runtime.spec import build_spec
 
         if self.image_id is None:

@@ -4,6 +4,11 @@ Library code raises a ``MinidockerError`` subclass carrying a message, an option
 the exit code the CLI ends with. The CLI prints ``Error: <message>`` (and the hint) on stderr
 in one place, ``cli/render.py``, and exits with ``exit_code``: one of ``ExitCode``, or the
 container's own code, which ``exit_code(wait_status)`` reads from a process's wait status.
+
+Every error class lives here, grouped by what failed: images, registries and the store;
+pull and push; containers (their start, freeze, ``cp``, ``export``); networks; ``build``,
+``import`` and ``load``. A failed kernel call in ``linux/`` raises ``OSError`` (with the path
+set) instead; the runtime step that called it says which step failed.
 """
 
 from __future__ import annotations
@@ -76,6 +81,75 @@ class StoreError(MinidockerError):
 
 class Conflict(MinidockerError):
     """The request conflicts with the store's state (image in use, name taken, ...)."""
+
+
+# -- pull and push ----------------------------------------------------------------------------
+class PullAborted(MinidockerError):
+    """Another layer of the same pull failed; this one stops early."""
+
+
+class PushAborted(MinidockerError):
+    """Another blob of the same push failed; this one stops early."""
+
+
+# -- containers -------------------------------------------------------------------------------
+class NoSuchContainer(MinidockerError):
+    """No container has this ID, ID prefix or name."""
+
+
+class ChildFailed(MinidockerError):
+    """A child's reported failure: the step it failed at, what went wrong, its exit code."""
+
+    def __init__(self, message: str, step: str = "", exit_code: int | None = None):
+        super().__init__(message, exit_code=exit_code)
+        self.step = step
+
+
+class StartFailed(ChildFailed):
+    """The container did not start: the step that failed (ours or its own), and why."""
+
+
+class CommandFailed(MinidockerError):
+    """execve of the container's command failed: docker's 127 (not found) or 126 (found,
+    but it cannot be executed)."""
+
+
+class FreezeFailed(MinidockerError):
+    """``commit`` of a running container: its cgroup could not be frozen meanwhile."""
+
+
+class CopyError(MinidockerError):
+    """``cp``: a path that is not there, a destination that cannot take it, a refused member."""
+
+
+class ExportFailed(MinidockerError):
+    """``export``: the process writing the container's tar failed, or its reader went away."""
+
+
+# -- networks ---------------------------------------------------------------------------------
+class NoSuchNetwork(MinidockerError):
+    """No network of this name."""
+
+    def __init__(self, name: str):
+        super().__init__(f"network {name} not found", hint="minidocker network ls lists them; "
+                                                             "minidocker network create NAME makes one")
+
+
+# -- build, import, load ----------------------------------------------------------------------
+class DockerfileError(MinidockerError):
+    """A Dockerfile (or a ``commit -c`` change) that does not parse."""
+
+
+class BuildError(MinidockerError):
+    """``build``: a step of a Dockerfile that parses but cannot be carried out."""
+
+
+class NotATar(MinidockerError):
+    """The input of ``import`` is not a (gzip or zstd) tar."""
+
+
+class ArchiveError(MinidockerError):
+    """An archive that is not a docker-archive or OCI layout, or is damaged or hostile."""
 
 
 def printable(text: str) -> str:

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from minidocker.errors import DigestMismatch, HostileLayer, ImageNotFound, InvalidReference, MinidockerError
+from minidocker.errors import ArchiveError, DigestMismatch, HostileLayer, ImageNotFound, InvalidReference, MinidockerError
 from minidocker.image import manifest as mf
 from minidocker.image.content import hex_of
 from minidocker.image.layer import apply_layer, split_member_name
@@ -62,10 +62,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 Progress = Callable[[PullEvent], None]
-
-
-class ArchiveError(MinidockerError):
-    """An archive that is not a docker-archive or OCI layout, or is damaged or hostile."""
 
 
 # -- the OCI manifest of an image whose layers are uncompressed tars -------------------------

@@ -31,17 +31,13 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from minidocker.errors import MinidockerError
+from minidocker.errors import DockerfileError
 
 INSTRUCTIONS = ("FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "ARG", "WORKDIR", "USER", "LABEL", "EXPOSE",
                 "COPY", "ADD", "MAINTAINER", "STOPSIGNAL", "VOLUME", "SHELL", "ONBUILD", "HEALTHCHECK")
 SUPPORTED = ("FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "ARG", "WORKDIR", "USER", "LABEL", "EXPOSE",
              "COPY", "ADD", "MAINTAINER", "STOPSIGNAL", "VOLUME", "SHELL", "HEALTHCHECK")
 EXPANDED = ("FROM", "ENV", "ARG", "LABEL", "EXPOSE", "WORKDIR", "USER", "COPY", "ADD", "STOPSIGNAL", "VOLUME")
-
-
-class DockerfileError(MinidockerError):
-    """A Dockerfile (or a ``commit -c`` change) that does not parse."""
 
 
 @dataclass

@@ -37,7 +37,7 @@ import tempfile
 import threading
 from typing import BinaryIO
 
-from minidocker.errors import MinidockerError
+from minidocker.errors import NotATar
 from minidocker.image import manifest as mf
 from minidocker.image.dockerfile import apply_changes
 from minidocker.image.layer import apply_layer
@@ -48,10 +48,6 @@ from minidocker.image.store import ImageStore, now_iso
 
 READ_SIZE = 1 << 20
 SKIPPED_XATTR_PREFIXES = ("trusted.",)  # overlayfs's own bookkeeping, and root-only names
-
-
-class NotATar(MinidockerError):
-    """The input of ``import`` is not a (gzip or zstd) tar."""
 
 
 # -- export: a directory tree -> tar ---------------------------------------------------------

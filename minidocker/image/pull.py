@@ -32,7 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Iterator
 
-from minidocker.errors import DigestMismatch, MinidockerError, RegistryError
+from minidocker.errors import DigestMismatch, RegistryError
+from minidocker.errors import PullAborted as Aborted
 from minidocker.image import manifest as mf
 from minidocker.image.layer import apply_layer
 from minidocker.image.limits import LayerBudget, UnpackLimits
@@ -67,10 +68,6 @@ class PullResult:
 
 def _noop(event: PullEvent) -> None:
     pass
-
-
-class Aborted(MinidockerError):
-    """Another layer of the same pull failed; this one stops early."""
 
 
 class ChunkReader(io.RawIOBase):

@@ -31,7 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from minidocker.errors import AuthenticationError, ImageNotFound, InvalidReference, MinidockerError, StoreError
+from minidocker.errors import AuthenticationError, ImageNotFound, InvalidReference, StoreError
+from minidocker.errors import PushAborted as Aborted
 from minidocker.image import manifest as mf
 from minidocker.image.pull import PullEvent, _noop
 from minidocker.image.reference import Reference, parse
@@ -54,10 +55,6 @@ class PushResult:
     uploaded: int  # blobs sent
     mounted: int  # blobs linked from another repository
     skipped: int  # blobs the repository already had
-
-
-class Aborted(MinidockerError):
-    """Another blob of the same push failed; this one stops early."""
 
 
 def push_scope(ref: Reference) -> str:

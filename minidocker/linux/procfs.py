@@ -1,14 +1,21 @@
-"""Reading other processes through /proc: who a process's parent is, and what it runs.
+"""The kernel's files under /proc and /sys that minidocker reads or names.
 
 Every process has a directory ``/proc/PID``; ``status`` holds its parent (``PPid:``) and its
 user IDs (``Uid:`` real, effective, saved, filesystem), ``stat`` the same facts on one line
-for programs (``PID (COMM) STATE PPID ...``), ``exe`` is a link to the binary it executes,
-``cmdline`` its arguments (NUL separated). The kernel
-lets root read these for any process, except where the process made itself non-dumpable
+for programs (``PID (COMM) STATE PPID ...``, its start time in field 22), ``exe`` is a link
+to the binary it executes, ``cmdline`` its arguments (NUL separated), ``ns/*`` one file per
+namespace it is in (open one and setns(2) joins it), ``fd/`` one link per open file
+descriptor. The kernel lets root read these for any process, except where the process made
+itself non-dumpable
 (``prctl(PR_SET_DUMPABLE, 0)``), which hides ``exe``, ``environ`` and ``mem`` from anyone
 without CAP_SYS_PTRACE over it (proc(5), ptrace(2) "Ptrace access mode checking").
 
-See it: ``grep PPid /proc/self/status; readlink /proc/self/exe; tr '\\0' ' ' < /proc/self/cmdline``.
+Some of these files tell a container about the host (``/proc/kcore`` is the host's memory,
+``/proc/sysrq-trigger`` can reboot it): ``MASKED_PATHS`` and ``READONLY_PATHS`` name the
+ones a container must not see or must not write, as Docker names them.
+
+See it: ``grep PPid /proc/self/status; readlink /proc/self/exe; tr '\\0' ' ' < /proc/self/cmdline;
+ls -l /proc/self/ns /proc/self/fd``.
 """
 
 from __future__ import annotations
@@ -73,3 +80,54 @@ def read_process(pid: int) -> Process | None:
     ppid = int(stat[stat.rindex(")") + 2:].split()[1])
     comm = stat[stat.index("(") + 1:stat.rindex(")")]
     return Process(pid, ppid, uid, args.replace(b"\0", b" ").decode(errors="replace").strip() or comm)
+
+
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot
+    (None if it is gone or a zombie). With the PID it names one process for good: a PID
+    is reused once the process is gone (pid_max is small), a (PID, start time) pair never."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] == b"Z":
+        return None  # a zombie has finished
+    return int(rest[19])
+
+
+def boot_id() -> str:
+    """/proc/sys/kernel/random/boot_id: a new random ID at every boot, so a record from
+    before a reboot describes no process ("" if unreadable)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def open_namespace(pid: int | str, kind: str) -> int:
+    """An fd of /proc/PID/ns/KIND (``pid`` may be "self"): what setns(2) takes to join that
+    namespace. While the fd is open the namespace lives on, even with no process in it."""
+    return os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def open_fds() -> list[int]:
+    """This process's open file descriptors: the names in /proc/self/fd. (One of them is the
+    fd that listed the directory, closed again by the time the list is returned.)"""
+    return [int(name) for name in os.listdir("/proc/self/fd")]
+
+
+# /dev's links into procfs, as every container has them: /dev/fd is the process's own fd
+# directory, /dev/stdin its fd 0, and so on.
+DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+             "stderr": "/proc/self/fd/2"}
+KCORE = "/proc/kcore"  # the host's physical memory as an ELF core file (/dev/core links to it)
+
+# Docker's defaults: hidden (an empty file or dir over them) and read-only parts of /proc, /sys.
+MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                "/sys/devices/virtual/powercap")
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")

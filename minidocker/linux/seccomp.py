@@ -20,6 +20,12 @@ companions (x86 and x32 on x86_64). The program is cached under the store's root
 (``filter_for``), and the container's init loads it with one prctl(PR_SET_SECCOMP) call
 (``load_filter``), right before execve.
 
+Like all of linux/, this module raises no error of minidocker's: ``ValueError`` for a
+profile that is not usable (the message names the file and what is wrong), ``OSError`` for
+a file it cannot read (with its path) or a rule libseccomp refuses, ``ImportError`` when
+pyseccomp or libseccomp is missing (``name`` says which). ``runtime/lifecycle.py`` turns
+them into the one line the user reads.
+
 Why no_new_privs first: a filter can make a setuid-root program misbehave (fail its
 setuid() call and carry on as root), so the kernel lets an unprivileged process install one
 only once it has promised, with ``prctl(PR_SET_NO_NEW_PRIVS, 1)``, that execve will never
@@ -41,7 +47,6 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from minidocker.errors import MinidockerError
 from minidocker.linux.events import emit
 
 DEFAULT_PROFILE = Path(__file__).with_name("seccomp_default.json")
@@ -71,20 +76,18 @@ class Rule(NamedTuple):
 
 
 def load_profile(path: str | None) -> dict:
-    """Read and check a profile in Docker's format; ``None`` means our default profile."""
+    """Read and check a profile in Docker's format; ``None`` means our default profile.
+    Raises OSError (with the path) if it cannot be read, ValueError if it is not usable."""
     where = str(path) if path is not None else str(DEFAULT_PROFILE)
-    try:
-        text = Path(where).read_text()
-    except OSError as e:
-        raise MinidockerError(f"seccomp profile {where}: cannot read it: {e.strerror}") from None
+    text = Path(where).read_text()
     try:
         profile = json.loads(text)
     except json.JSONDecodeError as e:
-        raise MinidockerError(f"seccomp profile {where}: not JSON: {e.msg} at line {e.lineno} "
-                              f"column {e.colno}") from None
+        raise ValueError(f"seccomp profile {where}: not JSON: {e.msg} at line {e.lineno} "
+                         f"column {e.colno}") from None
     problem = check_profile(profile)
     if problem:
-        raise MinidockerError(f"seccomp profile {where}: {problem}")
+        raise ValueError(f"seccomp profile {where}: {problem}")
     return profile
 
 
@@ -212,7 +215,8 @@ def _native_arch_name() -> str:
 
 
 def _pyseccomp():
-    """Import pyseccomp (which loads libseccomp.so.2) or say what to install."""
+    """Import pyseccomp (which loads libseccomp.so.2), or raise ImportError saying what to
+    install: ``name`` is the package, "pyseccomp" or "libseccomp2"."""
     import ctypes.util
 
     # pyseccomp asks ctypes.util.find_library for libc and libseccomp, which runs
@@ -224,10 +228,9 @@ def _pyseccomp():
     try:
         import pyseccomp
     except ImportError as e:  # no pyseccomp
-        raise MinidockerError("seccomp needs the pyseccomp package", hint="pip install pyseccomp") from e
+        raise ImportError("seccomp needs the pyseccomp package", name="pyseccomp") from e
     except (OSError, TypeError, AttributeError) as e:  # pyseccomp found no usable libseccomp
-        raise MinidockerError(f"seccomp needs libseccomp 2.5+: {e}",
-                              hint="apt-get install libseccomp2") from e
+        raise ImportError(f"seccomp needs libseccomp 2.5+: {e}", name="libseccomp2") from e
     finally:
         ctypes.util.find_library = search
     return pyseccomp
@@ -291,7 +294,7 @@ def compile_filter(profile: dict, capabilities: set[str]) -> CompiledFilter:
     """
     problem = check_profile(profile)
     if problem:
-        raise MinidockerError(f"seccomp profile: {problem}")
+        raise ValueError(f"seccomp profile: {problem}")
     sc = _pyseccomp()
     native = next((n for n in _ARCH_ALIASES if getattr(sc.Arch, n, None) == sc.system_arch()),
                   _native_arch_name())
@@ -305,7 +308,7 @@ def compile_filter(profile: dict, capabilities: set[str]) -> CompiledFilter:
             filt.add_arch(arch)
         except OSError as e:
             if e.errno != errno.EEXIST:
-                raise MinidockerError(f"seccomp: cannot add architecture {name}: {e.strerror}") from None
+                raise OSError(e.errno, f"cannot add architecture {name}: {e.strerror}") from None
     count = 0
     for rule in rules_for(profile, capabilities, native):
         action = _action(sc, rule.action, rule.errno_ret)
@@ -318,7 +321,7 @@ def compile_filter(profile: dict, capabilities: set[str]) -> CompiledFilter:
             try:
                 filt.add_rule(action, number, *comparisons)
             except OSError as e:
-                raise MinidockerError(f"seccomp: cannot add the rule for {rule.name}: {e.strerror}") from None
+                raise OSError(e.errno, f"cannot add the rule for {rule.name}: {e.strerror}") from None
             count += 1
     read_end, write_end = os.pipe()
     try:
@@ -385,16 +388,13 @@ def cache_key(profile_text: bytes, capabilities: set[str]) -> str:
 
 def filter_for(profile_path: str | None, capabilities: set[str], cache_dir: Path | None) -> CompiledFilter:
     """The compiled filter for a container: from the cache when it is there, else compiled
-    (and cached). ``profile_path`` None is our default profile. Bad profiles raise
-    ``MinidockerError`` with the file's name.
+    (and cached). ``profile_path`` None is our default profile. A profile that cannot be
+    read raises OSError with its path; a bad one ValueError with the file's name.
 
     A cache entry is one JSON line (the identity, the rule count, the lengths) followed by
     the profile's text and the BPF program."""
     where = str(profile_path) if profile_path is not None else str(DEFAULT_PROFILE)
-    try:
-        text = Path(where).read_bytes()
-    except OSError as e:
-        raise MinidockerError(f"seccomp profile {where}: cannot read it: {e.strerror}") from None
+    text = Path(where).read_bytes()
     cached = cache_dir / f"{cache_key(text, capabilities)}.bpf" if cache_dir else None
     if cached is not None:
         try:

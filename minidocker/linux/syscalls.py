@@ -1,8 +1,9 @@
-"""The system calls Python 3.11's ``os`` module lacks, wrapped with ctypes.
+"""The system calls Python 3.11's ``os`` module lacks, wrapped with ctypes; and the ones it
+has that make a container (credentials, device nodes, chroot, sessions, an interface's flags).
 
 Each wrapper has the syscall's own name and argument order, raises ``OSError`` (with errno
-and the path) on failure, and emits one ``--explain`` event. See the man page named in each
-docstring for the kernel's rules.
+and the path) on failure, and emits one ``--explain`` event where ``run --explain`` tells
+the step. See the man page named in each docstring for the kernel's rules.
 
 Try it: ``unshare --uts --fork sh -c 'hostname box; hostname'; hostname`` shows what
 ``unshare(CLONE_NEWUTS)`` + ``sethostname`` do.
@@ -11,7 +12,10 @@ Try it: ``unshare --uts --fork sh -c 'hostname box; hostname'; hostname`` shows 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
+import socket
+import struct
 
 from minidocker.linux.events import emit
 
@@ -219,3 +223,54 @@ def move_mount(fd: int, target: str) -> None:
     _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(fd), b"", ctypes.c_int(AT_FDCWD),
                          os.fsencode(target), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount", target)
 
+
+
+# -- credentials, device nodes, roots, sessions ----------------------------------------------
+def set_credentials(uid: int, gid: int, groups: list[int]) -> None:
+    """setgroups(2), setgid(2), setuid(2), in that order (credentials(7)): each needs
+    CAP_SETGID or CAP_SETUID, and setuid to a user other than root clears every capability,
+    so the groups and the gid must change first. As root, setuid sets the real, effective
+    and saved user IDs all three: there is no way back to root."""
+    os.setgroups(groups)
+    os.setgid(gid)
+    os.setuid(uid)
+    emit("setuid", uid=uid, gid=gid, groups=groups)
+
+
+def mknod(path: str, mode: int, major: int, minor: int) -> None:
+    """mknod(2): a device node at ``path``; ``mode`` holds the kind (S_IFCHR, S_IFBLK) and
+    the permissions, which the umask trims. Needs CAP_MKNOD, and a filesystem not mounted
+    nodev for the node to be usable; never allowed in a user namespace."""
+    os.mknod(path, mode, os.makedev(major, minor))
+
+
+def chroot(path: str) -> None:
+    """chroot(2): ``path`` becomes this process's root directory (paths starting with "/"
+    and ".." at the root resolve there). Only the root changes, not the cwd: chdir("/")
+    after it, or the old cwd is still a way out. Needs CAP_SYS_CHROOT."""
+    os.chroot(path)
+    emit("chroot", path=path)
+
+
+def setsid() -> int:
+    """setsid(2): a new session and process group, led by us, with no controlling terminal:
+    the terminal's hangup and Ctrl-C no longer reach us. Fails (EPERM) for a process group
+    leader, so a process forks first and its child calls it."""
+    return os.setsid()
+
+
+# -- network devices: netdevice(7) ioctls on any socket -------------------------------------
+SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914  # <linux/sockios.h>
+IFF_UP = 0x1  # <net/if.h>
+_IFREQ_FLAGS = "16sH14x"  # struct ifreq: the interface's name, then ifr_flags (a short)
+
+
+def set_link_up(name: str) -> None:
+    """``ip link set NAME up``: ioctl(SIOCGIFFLAGS) reads the interface's flags and
+    ioctl(SIOCSIFFLAGS) writes them back with IFF_UP (netdevice(7)); no netlink needed for
+    this one. Any socket of the network namespace will do; SIOCSIFFLAGS needs CAP_NET_ADMIN."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = struct.pack(_IFREQ_FLAGS, name.encode(), 0)
+        flags = struct.unpack(_IFREQ_FLAGS, fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifreq))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack(_IFREQ_FLAGS, name.encode(), flags | IFF_UP))
+    emit("link", name=name, state="up")

@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minidocker.errors import Conflict, MinidockerError, StoreError
+from minidocker.errors import Conflict, NoSuchContainer, StoreError
 from minidocker.fsutil import locked, make_private_dir, read_json, remove_tree, write_json
+from minidocker.linux.procfs import boot_id
+from minidocker.linux.procfs import start_time as proc_start_time
 from minidocker.paths import prepare_store
 from minidocker.runtime.spec import ContainerSpec
 
@@ -41,36 +43,9 @@ SCIENTISTS = ["babbage", "curie", "darwin", "dijkstra", "einstein", "feynman", "
               "shannon", "thompson", "torvalds", "turing", "wozniak", "yalow"]
 
 
-class NoSuchContainer(MinidockerError):
-    pass
-
-
 def now_iso() -> str:
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
-    rest = data[data.rindex(b")") + 2:].split()
-    if rest[0] == b"Z":
-        return None  # a zombie has finished
-    return int(rest[19])
-
-
-def boot_id() -> str:
-    """A new random ID at every boot: a record from before a reboot describes no process."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def alive(pid: int | None, start_time: int | None, boot: str | None = None) -> bool:

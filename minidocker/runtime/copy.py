@@ -25,21 +25,18 @@ import tarfile
 from pathlib import Path
 from typing import Callable
 
-from minidocker.errors import MinidockerError
+from minidocker.errors import ChildFailed, CopyError
+from minidocker.linux import procfs
 from minidocker.linux import syscalls as sc
 from minidocker.runtime.container import Container, alive
-from minidocker.runtime.forked import ChildFailed, run_in_child
-
-
-class CopyError(MinidockerError):
-    pass
+from minidocker.runtime.forked import run_in_child
 
 
 def _enter_container_root(c: Container, lowerdirs: list[Path]) -> None:
     """In the child: make the container's filesystem our root (see the module docstring)."""
     pid = c.state.get("Pid")
     if c.running and alive(pid, c.state.get("PidStartTime")):
-        fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        fd = procfs.open_namespace(pid, "mnt")
         sc.setns(fd, sc.CLONE_NEWNS, why="the container's files, its / as ours")
         os.close(fd)
         return
@@ -50,7 +47,7 @@ def _enter_container_root(c: Container, lowerdirs: list[Path]) -> None:
     plan = rootfs.RootfsPlan(lowerdirs=[str(p) for p in lowerdirs], upper=str(c.path("upper")),
                              work=str(c.path("work")), merged=str(c.path("merged")))
     rootfs.mount_overlay(plan)
-    os.chroot(plan.merged)
+    sc.chroot(plan.merged)
     os.chdir("/")
 
 

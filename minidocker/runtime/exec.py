@@ -25,12 +25,13 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from minidocker.errors import Conflict, ExitCode, exit_code
+from minidocker.errors import Conflict, ExitCode, StartFailed, exit_code
 from minidocker.linux import capabilities, cgroups
 from minidocker.linux import syscalls as sc
 from minidocker.runtime.container import Container, alive
-from minidocker.runtime.init import InitPipes, finish_and_exec, hide_host_binary, setup_stdio, wait_for_parent
-from minidocker.runtime.lifecycle import Channels, StartFailed, await_execve, compile_security, seccomp_cache
+from minidocker.runtime.init import (InitPipes, finish_and_exec, hide_host_binary, preload_tty, setup_stdio,
+                                    wait_for_parent)
+from minidocker.runtime.lifecycle import Channels, await_execve, compile_security, seccomp_cache
 from minidocker.runtime.spec import ContainerSpec, merge_env
 from minidocker.runtime.stdio import receive_pty, relay_pty, reset_signals, wait_foreground
 from minidocker.runtime.steps import exiting_on_failure, step
@@ -50,6 +51,7 @@ def exec_in(c: Container, argv: list[str], env: list[str], cwd: str | None, user
     spec = exec_spec(c.spec, argv, env, cwd, user, tty, interactive)
     compiled_filter = compile_security(spec, seccomp_cache(c))
     capabilities.preload()  # as init's load_security: prctl imported before we join the mount namespace
+    preload_tty(spec)
     # the user namespace first: the others belong to it, and joining it gives us the
     # capabilities that joining them takes (see setns(2))
     kinds = ["ipc", "uts", "net", "pid", "cgroup", "mnt"]

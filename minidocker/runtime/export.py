@@ -27,12 +27,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from minidocker.errors import MinidockerError
+from minidocker.errors import ExportFailed
 from minidocker.linux import syscalls as sc
-
-
-class ExportFailed(MinidockerError):
-    pass
 
 
 def overlay_options(lowerdirs: list[str]) -> tuple[str, str]:

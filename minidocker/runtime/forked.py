@@ -28,17 +28,9 @@ import os
 import sys
 from typing import Callable
 
-from minidocker.errors import ExitCode, MinidockerError, exit_code
+from minidocker.errors import ChildFailed, ExitCode, MinidockerError, exit_code
 
 MESSAGE_LIMIT = 3000  # characters; escaped as JSON, at most 12 bytes each: 36 KB
-
-
-class ChildFailed(MinidockerError):
-    """A child's reported failure: the step it failed at, what went wrong, its exit code."""
-
-    def __init__(self, message: str, step: str = "", exit_code: int | None = None):
-        super().__init__(message, exit_code=exit_code)
-        self.step = step
 
 
 def describe_failure(e: BaseException) -> str:

@@ -34,17 +34,14 @@ See it: ``minidocker run --rm --explain busybox true``.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import signal
 import socket
-import struct
-import termios
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from minidocker.errors import ExitCode, MinidockerError, exit_code
-from minidocker.linux import capabilities
+from minidocker.errors import CommandFailed, ExitCode, MinidockerError, exit_code
+from minidocker.linux import capabilities, procfs
 from minidocker.linux import syscalls as sc
 from minidocker.linux.events import emit
 from minidocker.runtime import rootfs
@@ -66,11 +63,6 @@ class InitPipes:
     stdout: int | None = None
     stderr: int | None = None
     netns: int | None = None  # a network namespace the parent wired to a bridge (--network bridge)
-
-
-class CommandFailed(MinidockerError):
-    """execve of the container's command failed: docker's 127 (not found) or 126 (found,
-    but it cannot be executed)."""
 
 
 @step
@@ -119,46 +111,28 @@ def set_hostname(spec: ContainerSpec) -> None:
 
 @step
 def bring_up_loopback(spec: ContainerSpec) -> None:
-    """``ip link set lo up``, with the SIOCSIFFLAGS ioctl (no netlink needed for this one)."""
-    if spec.network == "host":
-        return
-    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        ifreq = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifreq))[1]
-        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
-    emit("link", name="lo", state="up")
+    """``ip link set lo up``: a new network namespace has only lo, and it is down."""
+    if spec.network != "host":
+        sc.set_link_up("lo")
 
 
 # rootfs.py's recipes, as steps of ours (a failure inside is named after them)
 prepare_rootfs = step(rootfs.prepare_rootfs)
 mount_overlay = step(rootfs.mount_overlay)
 
-TIOCSPTLCK = 0x40045431  # <asm-generic/ioctls.h>: lock/unlock a pty's slave (unlockpt)
-TIOCGPTN = 0x80045430  # get the pty number (ptsname)
-
-
-def open_pty() -> tuple[int, int, str]:
-    """A pty from the container's own devpts: open /dev/ptmx, unlock, open the slave."""
-    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
-    n = struct.unpack("i", fcntl.ioctl(master, TIOCGPTN, struct.pack("i", 0)))[0]
-    name = f"/dev/pts/{n}"
-    slave = os.open(name, os.O_RDWR | os.O_NOCTTY)
-    return master, slave, name
-
 
 @step
 def setup_stdio(spec: ContainerSpec, pipes: InitPipes) -> None:
     if spec.tty:
-        master, slave, name = open_pty()
+        from minidocker.linux import tty  # (the parent imported it for us: preload_tty)
+
+        master, slave, name = tty.open_pty()  # from the container's own devpts
         # hand the master to the parent (SCM_RIGHTS), which relays it to the user's terminal
         sock = socket.socket(fileno=pipes.console)
         socket.send_fds(sock, [b"pty"], [master])
         sock.close()
         os.close(master)
-        os.setsid()
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)  # the slave becomes our controlling terminal
+        tty.set_controlling_tty(slave)
         if not os.path.exists("/dev/console"):
             open("/dev/console", "a").close()
         rootfs.bind(name, "/dev/console", recursive=False)
@@ -208,11 +182,19 @@ def set_no_new_privs(spec: ContainerSpec) -> None:
         capabilities.set_no_new_privs()
 
 
+def preload_tty(spec: ContainerSpec) -> None:
+    """With -t, import linux/tty.py in the parent, before fork: the child opens its pty
+    (setup_stdio) after pivot_root, and with --userns=auto as a user who may not read the
+    host's Python library even before that."""
+    if spec.tty:
+        import minidocker.linux.tty  # noqa: F401
+
+
 @step
 def load_security(spec: ContainerSpec) -> None:
     """Import what the capability steps need *before* pivot_root: afterwards the host's
     Python library is out of sight. (The seccomp program was compiled, or taken from the
-    cache, by the parent: ``lifecycle.compile_security``.)"""
+    cache, by the parent: ``lifecycle.compile_security``; linux/tty.py too: ``preload_tty``.)"""
     capabilities.preload()
 
 
@@ -229,10 +211,7 @@ def apply_seccomp(spec: ContainerSpec, compiled: "seccomp.CompiledFilter | None"
 @step
 def switch_user(spec: ContainerSpec, env: list[str]) -> list[str]:
     user = resolve_user(spec.user, _read("/etc/passwd"), _read("/etc/group"))
-    os.setgroups(user.groups)
-    os.setgid(user.gid)
-    os.setuid(user.uid)
-    emit("setuid", uid=user.uid, gid=user.gid, groups=user.groups)
+    sc.set_credentials(user.uid, user.gid, user.groups)
     if not any(e.startswith("HOME=") for e in env):
         env = env + [f"HOME={user.home}"]
     return env
@@ -255,8 +234,7 @@ def change_dir(spec: ContainerSpec) -> None:
 
 def close_other_fds(keep: int) -> None:
     """Nothing of minidocker's may leak into the container: close every fd above 2."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
+    for fd in procfs.open_fds():
         if fd > 2 and fd != keep:
             try:
                 os.close(fd)

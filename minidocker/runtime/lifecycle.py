@@ -42,17 +42,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from minidocker.crashpoint import crashpoint
-from minidocker.errors import Conflict, ExitCode, MinidockerError
-from minidocker.linux import cgroups
+from minidocker.errors import ChildFailed, Conflict, ExitCode, MinidockerError, StartFailed
+from minidocker.linux import cgroups, procfs
 from minidocker.linux import syscalls as sc
 from minidocker.runtime import rootfs
 from minidocker.runtime.attach import attach_network, detach_network
-from minidocker.runtime.container import Container, ContainerStore, alive, boot_id, now_iso, proc_start_time
-from minidocker.runtime.forked import ChildFailed, read_report
-from minidocker.runtime.init import InitPipes, container_init, userns_init
+from minidocker.runtime.container import Container, ContainerStore, alive, now_iso
+from minidocker.runtime.forked import read_report
+from minidocker.runtime.init import InitPipes, container_init, preload_tty, userns_init
 from minidocker.runtime.spec import ContainerSpec
 from minidocker.runtime.stdio import (FORWARDED_SIGNALS, LogWriter, receive_pty, relay_output, relay_pty,
                                       reset_signals, wait_foreground)
@@ -60,10 +60,6 @@ from minidocker.runtime.steps import StepFailed, exiting_on_failure, step
 
 if TYPE_CHECKING:
     from minidocker.linux import network, seccomp
-
-
-class StartFailed(ChildFailed):
-    """The container did not start: the step that failed (ours or its own), and why."""
 
 
 def start_failed(message: str, step: str, exit_code: int) -> StartFailed:
@@ -134,8 +130,29 @@ def compile_security(spec: ContainerSpec, cache_dir: Path | None) -> "seccomp.Co
         return None
     from minidocker.linux import seccomp
 
-    return seccomp.filter_for(None if spec.seccomp == "default" else spec.seccomp,
-                              set(spec.capabilities), cache_dir)
+    with reporting_seccomp_errors():
+        return seccomp.filter_for(None if spec.seccomp == "default" else spec.seccomp,
+                                  set(spec.capabilities), cache_dir)
+
+
+SECCOMP_INSTALL_HINTS = {"pyseccomp": "pip install pyseccomp", "libseccomp2": "apt-get install libseccomp2"}
+
+
+@contextlib.contextmanager
+def reporting_seccomp_errors() -> Iterator[None]:
+    """linux/seccomp.py's failures as the one line the user reads: a bad profile as it
+    says (ValueError), an unreadable one with its path, a rule libseccomp refused (OSError),
+    a missing library with what to install (ImportError)."""
+    try:
+        yield
+    except ImportError as e:
+        raise MinidockerError(e.msg, hint=SECCOMP_INSTALL_HINTS.get(e.name)) from e
+    except ValueError as e:
+        raise MinidockerError(str(e)) from None
+    except OSError as e:
+        if e.filename:
+            raise MinidockerError(f"seccomp profile {e.filename}: cannot read it: {e.strerror}") from None
+        raise MinidockerError(f"seccomp: {e.strerror}") from None
 
 
 @dataclass
@@ -296,7 +313,7 @@ def connect_network(launch: Launch) -> None:
     if launch.init_pid is None:
         launch.netns_fd, launch.attachment = attach_network(launch.c)
         return
-    own = os.open(f"/proc/{launch.init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    own = procfs.open_namespace(launch.init_pid, "net")
     try:
         _, launch.attachment = attach_network(launch.c, own)
     finally:
@@ -313,10 +330,11 @@ def fork_init(launch: Launch, stdio: tuple[int | None, int | None, int | None]) 
     launch.channels = Channels.open(launch.c.spec.tty)
     pid_w = -1
     if launch.userns_fd is None:
-        own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        own_pid_ns = procfs.open_namespace("self", "pid")
         sc.unshare(sc.CLONE_NEWPID)
     else:
         launch.pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
+    preload_tty(launch.c.spec)
     launch.pid = os.fork()
     if launch.pid == 0:
         become_container(launch, stdio, pid_w, own_pid_ns)
@@ -379,9 +397,9 @@ def record_running(store: ContainerStore, launch: Launch, monitor_pid: int) -> N
     """state.json: running, with what ``ps``, ``exec``, ``kill`` and ``rm`` need to find it."""
     c, cg = launch.c, cgroups.manager(launch.c.id)
     pid = launch.init_pid or launch.pid
-    store.update(c, Status="running", Pid=pid, PidStartTime=proc_start_time(pid), BootId=boot_id(),
+    store.update(c, Status="running", Pid=pid, PidStartTime=procfs.start_time(pid), BootId=procfs.boot_id(),
                  StartedAt=now_iso(), FinishedAt="", ExitCode=0, Error="", MonitorPid=monitor_pid,
-                 MonitorStartTime=proc_start_time(monitor_pid), Cgroup=cg.paths(), CgroupVersion=cg.version,
+                 MonitorStartTime=procfs.start_time(monitor_pid), Cgroup=cg.paths(), CgroupVersion=cg.version,
                  Network=launch.attachment.__dict__ if launch.attachment else None)
 
 
@@ -447,8 +465,6 @@ def stop_monitors(container_pids: list[int]) -> None:
     foreground ``run``, the --userns=auto helper), so none of them restarts the container or
     writes its record again. A process counts only if it runs the same interpreter as we do
     and its command line names minidocker; never ourselves or our own parents."""
-    from minidocker.linux import procfs
-
     ours = procfs.exe_path(os.getpid())
     spared = {os.getpid(), os.getppid(), 0, 1}
     inside = set(container_pids)

@@ -17,8 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from minidocker.errors import ExitCode, MinidockerError, exit_code
+from minidocker.errors import ExitCode, MinidockerError, StartFailed, exit_code
 from minidocker.linux import cgroups
+from minidocker.linux import syscalls as sc
 from minidocker.runtime import lifecycle
 from minidocker.runtime.container import Container, ContainerStore
 from minidocker.runtime.forked import read_report, report, report_failure
@@ -39,7 +40,7 @@ def spawn_monitor(store: ContainerStore, c: Container, lowerdirs: list[Path]) ->
             os._exit(code)
     os.close(ready_w)
     try:
-        facts = read_report(ready_r, lifecycle.StartFailed)
+        facts = read_report(ready_r, StartFailed)
     finally:
         os.waitpid(pid, 0)  # the monitor's first half exits at once; its child (the monitor) goes on
     if "pid" not in facts:
@@ -49,7 +50,7 @@ def spawn_monitor(store: ContainerStore, c: Container, lowerdirs: list[Path]) ->
 
 def _monitor(store: ContainerStore, c: Container, lowerdirs: list[Path], ready_w: int) -> int:
     # Double fork: the monitor is re-parented to init and outlives the CLI.
-    os.setsid()
+    sc.setsid()
     if os.fork() != 0:
         return 0
     null = os.open("/dev/null", os.O_RDWR)

@@ -21,18 +21,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from minidocker.errors import Conflict, MinidockerError
+from minidocker.errors import Conflict, MinidockerError, NoSuchNetwork
 from minidocker.fsutil import locked, read_json, write_json
 from minidocker.paths import prepare_store
 
 DEFAULT = {"Name": "bridge", "Bridge": "minidocker0", "Subnet": "10.88.0.0/16", "Gateway": "10.88.0.1"}
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
-
-
-class NoSuchNetwork(MinidockerError):
-    def __init__(self, name: str):
-        super().__init__(f"network {name} not found", hint="minidocker network ls lists them; "
-                                                             "minidocker network create NAME makes one")
 
 
 class NetworkStore:

@@ -26,6 +26,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minidocker.linux import procfs
 from minidocker.linux import syscalls as sc
 
 
@@ -147,7 +148,7 @@ def mount_dev(merged: str, in_userns: bool = False) -> None:
             open(f"{dev}/{name}", "a").close()
             bind(f"/dev/{name}", f"{dev}/{name}", recursive=False)
             continue
-        os.mknod(f"{dev}/{name}", 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+        sc.mknod(f"{dev}/{name}", 0o666 | stat.S_IFCHR, major, minor)
         os.chmod(f"{dev}/{name}", 0o666)  # mknod obeys the umask; the mode must be exact
     os.makedirs(f"{dev}/pts")
     # newinstance: the container's own pty numbering, invisible from the host and vice versa
@@ -158,11 +159,10 @@ def mount_dev(merged: str, in_userns: bool = False) -> None:
     sc.mount("shm", f"{dev}/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=1777,size=65536k")
     os.makedirs(f"{dev}/mqueue")
     sc.mount("mqueue", f"{dev}/mqueue", "mqueue", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-    os.symlink("/proc/self/fd", f"{dev}/fd")
-    for i, name in enumerate(("stdin", "stdout", "stderr")):
-        os.symlink(f"/proc/self/fd/{i}", f"{dev}/{name}")
-    if os.path.exists("/proc/kcore"):
-        os.symlink("/proc/kcore", f"{dev}/core")
+    for name, target in procfs.DEV_LINKS.items():  # fd, stdin, stdout, stderr
+        os.symlink(target, f"{dev}/{name}")
+    if os.path.exists(procfs.KCORE):
+        os.symlink(procfs.KCORE, f"{dev}/core")
 
 
 def mount_sys(merged: str, writable: bool = False) -> None:
@@ -188,16 +188,10 @@ def pivot_root(merged: str) -> None:
     os.chdir("/")
 
 
-# Docker's defaults: hidden (an empty file or dir over them) and read-only parts of /proc, /sys.
-MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-                "/sys/devices/virtual/powercap")
-READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-
-
 def mask_paths() -> None:
-    """Files get /dev/null bound over them; directories an empty read-only tmpfs."""
-    for path in MASKED_PATHS:
+    """Docker's masked parts of /proc and /sys (procfs.MASKED_PATHS): files get /dev/null
+    bound over them; directories an empty read-only tmpfs."""
+    for path in procfs.MASKED_PATHS:
         if os.path.isdir(path) and not os.path.islink(path):
             sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, "size=0")
         elif os.path.exists(path):
@@ -205,8 +199,9 @@ def mask_paths() -> None:
 
 
 def readonly_paths() -> None:
-    """Bind each on itself, then remount the bind read-only: writes get EROFS."""
-    for path in READONLY_PATHS:
+    """Docker's read-only parts of /proc (procfs.READONLY_PATHS): bind each on itself, then
+    remount the bind read-only: writes get EROFS."""
+    for path in procfs.READONLY_PATHS:
         if os.path.exists(path):
             bind(path, path, readonly=True)
 

@@ -148,29 +148,26 @@ def _write_all(fd: int, data: bytes) -> None:
 def relay_pty(pid: int, master: int, stdin_open: bool, log: LogWriter | None = None) -> int:
     """-t: put the user's terminal in raw mode and copy bytes both ways until the container
     exits; keep the window size in step (SIGWINCH); restore the terminal on every path."""
-    import termios
-    import tty
+    from minidocker.linux import tty
 
     in_fd = sys.stdin.fileno()
     is_tty = os.isatty(in_fd)
-    saved = termios.tcgetattr(in_fd) if is_tty else None
+    saved = tty.tcgetattr(in_fd) if is_tty else None
 
     def sync_winsize(*_):
         if is_tty:
-            import fcntl
-            size = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8)
-            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+            tty.set_window_size(master, tty.get_window_size(in_fd))
 
     old_winch = signal.signal(signal.SIGWINCH, sync_winsize)
     try:
         sync_winsize()
         if is_tty:
-            tty.setraw(in_fd)
+            tty.set_raw(in_fd)
         status = _pump_pty(pid, master, stdin_open, log)
     finally:
         signal.signal(signal.SIGWINCH, old_winch)
         if saved is not None:
-            termios.tcsetattr(in_fd, termios.TCSAFLUSH, saved)
+            tty.tcsetattr(in_fd, saved)
         os.close(master)
         if log is not None:
             log.flush()

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from minidocker.linux.cgroups.freezer import FreezeFailed, hold_frozen
+from minidocker.errors import FreezeFailed
+from minidocker.linux.cgroups.freezer import hold_frozen
 from minidocker.linux.cgroups.v1 import CgroupV1
 from minidocker.linux.cgroups.v2 import CgroupV2
 

@@ -3,7 +3,9 @@
 import json
 import os
 
-from minidocker.runtime.container import ContainerStore, boot_id, proc_start_time
+from minidocker.linux.procfs import boot_id
+from minidocker.linux.procfs import start_time as proc_start_time
+from minidocker.runtime.container import ContainerStore
 from minidocker.runtime.spec import ContainerSpec
 
 

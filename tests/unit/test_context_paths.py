@@ -9,13 +9,12 @@ import os
 import pytest
 
 from minidocker.build import (
-    BuildError,
     match_in_context,
     read_dockerfile,
     resolve_in_context,
 )
-from minidocker.errors import MinidockerError
-from minidocker.image.dockerfile import DockerfileError, parse
+from minidocker.errors import BuildError, DockerfileError, MinidockerError
+from minidocker.image.dockerfile import parse
 from minidocker.runtime import spec
 
 

@@ -7,7 +7,8 @@ import tarfile
 
 import pytest
 
-from minidocker.runtime.copy import CopyError, _extract
+from minidocker.errors import CopyError
+from minidocker.runtime.copy import _extract
 
 
 def _tar(*members: tuple[str, str, str]) -> io.BytesIO:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from minidocker.errors import DockerfileError
 from minidocker.image import dockerfile as df
 
 
@@ -24,7 +25,7 @@ def test_parse_lines_continuations_and_comments():
     ("# only a comment\n", "no instructions"),
 ])
 def test_parse_errors_name_the_line(text, message):
-    with pytest.raises(df.DockerfileError, match=message):
+    with pytest.raises(DockerfileError, match=message):
         df.parse(text)
 
 
@@ -43,7 +44,7 @@ def test_key_values_both_forms():
     assert df.key_values(df.parse_line('ENV A=1 B="x y" C=$A'), {"A": "0"}) == [("A", "1"), ("B", "x y"), ("C", "0")]
     assert df.key_values(df.parse_line("ENV NAME the value"), {}) == [("NAME", "the value")]
     assert df.key_values(df.parse_line("ARG V"), {}) == [("V", None)]
-    with pytest.raises(df.DockerfileError):
+    with pytest.raises(DockerfileError):
         df.key_values(df.parse_line("ENV ONLYNAME"), {})
 
 
@@ -60,12 +61,12 @@ def test_apply_change_to_a_config():
 
 @pytest.mark.parametrize("text", ["RUN echo", "FROM x", "", "NOPE"])
 def test_parse_change_refuses_non_config_instructions(text):
-    with pytest.raises(df.DockerfileError, match="not a valid change"):
+    with pytest.raises(DockerfileError, match="not a valid change"):
         df.parse_change(text)
 
 
 def test_shell_and_healthcheck_change_the_config():
-    from minidocker.image.dockerfile import DockerfileError, apply_change, parse
+    from minidocker.image.dockerfile import apply_change, parse
 
     config: dict = {}
     for ins in parse('SHELL ["/bin/bash", "-o", "pipefail", "-c"]\nCMD echo hi\n'

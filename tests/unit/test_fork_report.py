@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minidocker.errors import ExitCode, MinidockerError, exit_code
-from minidocker.runtime.forked import (MESSAGE_LIMIT, ChildFailed, describe_failure, read_report, report,
-                                       report_failure, run_in_child)
+from minidocker.errors import ChildFailed, ExitCode, MinidockerError, exit_code
+from minidocker.runtime.forked import (MESSAGE_LIMIT, describe_failure, read_report, report, report_failure,
+                                       run_in_child)
 
 
 def wait_status_of(body) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from minidocker.errors import Conflict, MinidockerError
-from minidocker.runtime.networks import NetworkStore, NoSuchNetwork
+from minidocker.errors import Conflict, MinidockerError, NoSuchNetwork
+from minidocker.runtime.networks import NetworkStore
 
 
 def test_bridge_is_predefined_and_allocates_in_order(tmp_path):

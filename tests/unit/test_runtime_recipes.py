@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from minidocker.errors import ExitCode, MinidockerError
+from minidocker.errors import ExitCode, MinidockerError, StartFailed
 from minidocker.runtime import exec as exec_module
 from minidocker.runtime import init, lifecycle
-from minidocker.runtime.lifecycle import StartFailed, await_execve
+from minidocker.runtime.lifecycle import await_execve
 from minidocker.runtime.spec import ContainerSpec
 from minidocker.runtime.steps import StepFailed, exiting_on_failure, step
 

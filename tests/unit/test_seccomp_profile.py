@@ -8,6 +8,7 @@ import pytest
 
 from minidocker.errors import MinidockerError
 from minidocker.linux import seccomp
+from minidocker.runtime.lifecycle import reporting_seccomp_errors
 
 # Docker's default capability set (the real constant lives in linux/capabilities.py).
 DOCKER_DEFAULT_CAPS = {
@@ -121,19 +122,19 @@ BAD = {
 def test_malformed_profile_is_one_clear_error(tmp_path, text):
     path = tmp_path / "profile.json"
     path.write_text(text)
-    with pytest.raises(MinidockerError) as info:
+    with pytest.raises(MinidockerError) as info, reporting_seccomp_errors():
         seccomp.load_profile(str(path))
     message = str(info.value)
     assert message.startswith(f"seccomp profile {path}: ") and "\n" not in message
 
 
 def test_missing_profile_file(tmp_path):
-    with pytest.raises(MinidockerError, match="cannot read"):
+    with pytest.raises(MinidockerError, match="cannot read"), reporting_seccomp_errors():
         seccomp.load_profile(str(tmp_path / "nope.json"))
 
 
 def test_install_filter_checks_a_dict_profile_before_touching_the_kernel():
-    with pytest.raises(MinidockerError, match="defaultAction"):
+    with pytest.raises(MinidockerError, match="defaultAction"), reporting_seccomp_errors():
         seccomp.install_filter({"syscalls": []}, set())
 
 
@@ -143,3 +144,18 @@ def test_a_custom_profile_file_loads(tmp_path):
                                 "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}))
     rules = seccomp.rules_for(seccomp.load_profile(str(path)), set(), X86_64, KERNEL)
     assert rules == [seccomp.Rule("getcwd", "SCMP_ACT_ERRNO", 1, ())]
+
+
+def test_seccomp_raises_the_kernel_layers_errors_not_ours(tmp_path):
+    """linux/ raises OSError (with the path) and ValueError; the runtime words them."""
+    path = tmp_path / "profile.json"
+    path.write_text("[]")
+    with pytest.raises(ValueError, match=f"seccomp profile {path}: the top level") as bad:
+        seccomp.load_profile(str(path))
+    assert not isinstance(bad.value, MinidockerError)
+    with pytest.raises(OSError) as missing:
+        seccomp.filter_for(str(tmp_path / "nope.json"), set(), None)
+    assert missing.value.filename == str(tmp_path / "nope.json") and not isinstance(missing.value, MinidockerError)
+    with pytest.raises(MinidockerError) as worded, reporting_seccomp_errors():
+        seccomp.filter_for(str(tmp_path / "nope.json"), set(), None)
+    assert str(worded.value) == f"seccomp profile {tmp_path / 'nope.json'}: cannot read it: No such file or directory"

@@ -10,10 +10,10 @@ import tarfile
 
 import pytest
 
-from minidocker.errors import MinidockerError
+from minidocker.errors import ArchiveError, DockerfileError, MinidockerError
 from minidocker.image import manifest as mf
-from minidocker.image.archive import ArchiveError, TarSource, _digest_in_name, uncompressed_manifest
-from minidocker.image.dockerfile import DockerfileError, apply_changes
+from minidocker.image.archive import TarSource, _digest_in_name, uncompressed_manifest
+from minidocker.image.dockerfile import apply_changes
 
 
 @pytest.mark.parametrize("changes, expected", [

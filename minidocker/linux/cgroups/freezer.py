@@ -33,14 +33,10 @@ import signal
 import sys
 from typing import Callable, Iterator
 
-from minidocker.errors import MinidockerError
+from minidocker.errors import FreezeFailed
 
 IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP)
 FROZEN = b"frozen"
-
-
-class FreezeFailed(MinidockerError):
-    pass
 
 
 @contextlib.contextmanager
