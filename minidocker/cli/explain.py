@@ -46,6 +46,8 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "mount": describe_mount,
     "umount2": lambda ev: f"umount2({ev['target']}, MNT_DETACH)  -> the old root is gone from our view",
     "pivot_root": lambda ev: f"pivot_root({ev['new_root']}, {ev['put_old']})  -> the overlay is now /",
+    "chroot": lambda ev: f"chroot({ev['path']})  -> / is now {ev['path']} for this process only (cp, a stopped "
+                         "container)",
     "sethostname": lambda ev: f"sethostname({ev['hostname']!r})",
     "cgroup": lambda ev: f"cgroup {ev['action']} {ev['path']}" + (f" <- {ev['value']}" if ev.get("value") else ""),
     "setuid": lambda ev: f"setgroups({ev['groups']}), setgid({ev['gid']}), setuid({ev['uid']})",
