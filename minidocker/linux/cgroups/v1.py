@@ -6,6 +6,7 @@ Each controller is its own tree: the container's cgroup is created in each of th
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
@@ -46,21 +47,23 @@ class CgroupV1:
     def create(self) -> None:
         """``mkdir <controller>/minidocker/<id>`` in each hierarchy (the kernel fills the new
         directory with the controller's files). Plain mkdir: cgroupspy, and the logging
-        module it loads, are only imported when a limit is set."""
+        module it loads, are only imported when a limit is set.
+
+        The shared ``minidocker`` parent goes when its last container does (remove_if_empty),
+        so another container's ``rm`` may take it away at any moment of ours: a mkdir then
+        finds no parent (ENOENT), a write to the parent's files finds a removed cgroup (ENODEV),
+        and a parent made again starts with an empty cpuset. Each such race starts over."""
         for c in self.controllers:
             parent = os.path.join(self.root, c, PARENT)
-            for attempt in range(5):  # the parent may vanish under us: another container's rm
+            for attempt in range(5):
                 try:
-                    if not os.path.isdir(parent):
-                        os.makedirs(parent, exist_ok=True)
-                        if c == "cpuset":  # a new cpuset cgroup starts empty: inherit the parent's
-                            _copy_cpuset(os.path.join(self.root, c), parent)
-                    os.makedirs(self.path(c), exist_ok=True)
-                    if c == "cpuset":
+                    os.makedirs(self.path(c), exist_ok=True)  # the parent too, if it went
+                    if c == "cpuset":  # a new cpuset cgroup starts empty: inherit the parent's
+                        _inherit_cpuset(os.path.join(self.root, c), parent)
                         _copy_cpuset(parent, self.path(c))
                     break
-                except FileNotFoundError:
-                    if attempt == 4:
+                except OSError as e:
+                    if e.errno not in (errno.ENOENT, errno.ENODEV) or attempt == 4:
                         raise
             emit("cgroup", action="mkdir", path=self.path(c))
 
@@ -149,6 +152,14 @@ class CgroupV1:
             rmdir_when_free(self.path(c))
             remove_if_empty(os.path.dirname(self.path(c)))
         emit("cgroup", action="rmdir", path=os.path.join(self.root, "*", PARENT, self.id))
+
+
+def _inherit_cpuset(src: str, dst: str) -> None:
+    """Give ``dst`` the CPUs and memory nodes of ``src`` unless it has its own already."""
+    with open(os.path.join(dst, "cpuset.cpus")) as f:
+        if f.read().strip():
+            return
+    _copy_cpuset(src, dst)
 
 
 def _copy_cpuset(src: str, dst: str) -> None:

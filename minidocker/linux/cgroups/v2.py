@@ -7,6 +7,7 @@ and a cgroup with controllers enabled for its children may hold no processes its
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
@@ -48,8 +49,8 @@ class CgroupV2:
                 self._enable(self.parent)
                 os.makedirs(self.dir, exist_ok=True)
                 break
-            except FileNotFoundError:
-                if attempt == 4:
+            except OSError as e:  # ENOENT: no parent any more; ENODEV: its files are gone
+                if e.errno not in (errno.ENOENT, errno.ENODEV) or attempt == 4:
                     raise
         emit("cgroup", action="mkdir", path=self.dir)
 

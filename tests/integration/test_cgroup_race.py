@@ -1,0 +1,63 @@
+"""Containers started and removed at once must not trip over the shared ``minidocker`` cgroup.
+
+Each container's cgroup lives under ``<controller>/minidocker/``, a parent that goes with the
+last container (so nothing of ours stays in the host's tree). One container's ``rm`` can
+therefore take the parent away while another is making its own cgroup in it: the mkdir finds
+no parent, a write to the parent's files finds a removed cgroup (ENODEV), and a parent made
+anew starts with no CPUs. Two processes here make and remove cgroups as fast as they can, on
+the real kernel; every create must succeed with a usable cpuset.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+
+ROUNDS = 200
+
+
+def churn(worker: int, errors) -> None:
+    from minidocker.linux import cgroups
+
+    for i in range(ROUNDS):
+        m = cgroups.manager(f"race-{os.getpid()}-{worker}-{i}")
+        try:
+            m.create()
+            cpuset = m.paths().get("cpuset")
+            if cpuset:
+                with open(os.path.join(cpuset, "cpuset.cpus")) as f:
+                    if not f.read().strip():
+                        errors.put(f"round {i}: an empty cpuset in {cpuset}")
+            m.add(os.getpid())  # a process can join it (an empty cpuset refuses with ENOSPC)
+        except BaseException:  # noqa: BLE001 - reported to the test
+            errors.put(f"round {i}: {traceback.format_exc(limit=3)}")
+        finally:
+            leave_to_root(m)
+            m.destroy()
+
+
+def leave_to_root(m) -> None:
+    """Move ourselves back to each hierarchy's root cgroup, so destroy can rmdir ours."""
+    for path in m.paths().values():
+        root = path.split("/minidocker/")[0]
+        try:
+            with open(os.path.join(root, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:
+            pass
+
+
+def test_concurrent_creates_and_removes_never_fail():
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    workers = [ctx.Process(target=churn, args=(w, errors)) for w in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert all(w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
+    assert found == [], "\n".join(found[:5])
