@@ -354,9 +354,8 @@ def become_container(launch: Launch, stdio: tuple[int | None, int | None, int | 
                      own_pid_ns: int) -> None:
     """Our child, after fork: it becomes the container (runtime/init.py). Never returns."""
     c, ch = launch.c, launch.channels
-    assert ch is not None  # fork_init opened them before it forked us
-    stdin, stdout, stderr = stdio
     try:
+        assert ch is not None  # fork_init opened them before it forked us
         with exiting_on_failure(ch.err_w):
             # (getppid() is 0 here: our parent lives outside our PID namespace)
             sc.set_pdeathsig(signal.SIGKILL)
@@ -365,6 +364,7 @@ def become_container(launch: Launch, stdio: tuple[int | None, int | None, int | 
                     os.close(fd)
             ch.close_parent_ends()
             reset_signals()
+            stdin, stdout, stderr = stdio
             pipes = InitPipes(ch.sync_r, ch.err_w, ch.console, stdin=stdin, stdout=stdout, stderr=stderr,
                               netns=launch.netns_fd)
             if launch.userns_fd is not None:
