@@ -85,10 +85,10 @@ def device_program(rules: tuple[str, ...] | list[str]) -> bytes:
     ]
     for rule in rules:
         dev_type, major, minor, access = parse_rule(rule)
-        checks = [(3, dev_type), (5, major), (6, minor)]
-        checks = [(reg, value) for reg, value in checks if value is not None]
+        fields = [(3, dev_type), (5, major), (6, minor)]
+        checks = [(reg, value) for reg, value in fields if value is not None]  # None: any value
         length = len(checks) + 5  # the checks, the access test (3), allow (2)
-        block = []
+        block: list[bytes] = []
         for reg, value in checks:
             block.append(insn(JMP_JNE_K, dst=reg, off=length - len(block) - 1, imm=value))
         block.append(insn(ALU_MOV_X, dst=7, src=4))

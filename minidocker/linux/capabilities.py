@@ -72,7 +72,7 @@ def resolve(cap_add: list[str], cap_drop: list[str], privileged: bool) -> list[s
     if "ALL" in drops:
         caps = {c for c in adds if c != "ALL"}
     caps -= {c for c in drops if c != "ALL"}
-    return sorted(caps, key=CAP_NUMBERS.get)
+    return sorted(caps, key=CAP_NUMBERS.__getitem__)
 
 
 def mask(caps: list[str]) -> int:

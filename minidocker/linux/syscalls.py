@@ -252,11 +252,11 @@ def chroot(path: str) -> None:
     emit("chroot", path=path)
 
 
-def setsid() -> int:
+def setsid() -> None:
     """setsid(2): a new session and process group, led by us, with no controlling terminal:
     the terminal's hangup and Ctrl-C no longer reach us. Fails (EPERM) for a process group
     leader, so a process forks first and its child calls it."""
-    return os.setsid()
+    os.setsid()
 
 
 # -- network devices: netdevice(7) ioctls on any socket -------------------------------------

@@ -36,6 +36,7 @@ def _enter_container_root(c: Container, lowerdirs: list[Path]) -> None:
     """In the child: make the container's filesystem our root (see the module docstring)."""
     pid = c.state.get("Pid")
     if c.running and alive(pid, c.state.get("PidStartTime")):
+        assert pid is not None  # alive() is false without a PID
         fd = procfs.open_namespace(pid, "mnt")
         sc.setns(fd, sc.CLONE_NEWNS, why="the container's files, its / as ours")
         os.close(fd)

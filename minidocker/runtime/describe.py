@@ -11,6 +11,7 @@ See it: ``minidocker inspect c1`` beside ``cat /var/lib/minidocker/containers/<i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -60,7 +61,7 @@ def _host_config(spec) -> dict[str, Any]:
             "SecurityOpt": None if spec.seccomp == "default" else [f"seccomp={spec.seccomp}"]}
 
 
-def network_settings(name: str, att: dict | None, ports: list[dict] = ()) -> dict[str, Any]:
+def network_settings(name: str, att: dict | None, ports: Sequence[dict] = ()) -> dict[str, Any]:
     """The container's address on its network (``att``: its attachment, while it runs) and
     its published ports, keyed ``PORT/PROTO`` as docker keys them."""
     published = {f"{p['port']}/{p['proto']}": [{"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])}]

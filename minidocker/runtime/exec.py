@@ -46,6 +46,7 @@ def exec_in(c: Container, argv: list[str], env: list[str], cwd: str | None, user
     pid = c.state.get("Pid")
     if not c.running or not alive(pid, c.state.get("PidStartTime")):
         raise Conflict(f"Container {c.id[:12]} is not running")
+    assert pid is not None  # alive() is false without a PID
     if c.state.get("Status") == "paused":
         raise Conflict(f"Container {c.id[:12]} is paused, unpause the container before exec")
     spec = exec_spec(c.spec, argv, env, cwd, user, tty, interactive)

@@ -36,8 +36,9 @@ MESSAGE_LIMIT = 3000  # characters; escaped as JSON, at most 12 bytes each: 36 K
 def describe_failure(e: BaseException) -> str:
     """The one line a user reads for an exception: our own errors' message, an OSError's
     reason and path, anything else with its type (so that a bug still says what it was)."""
-    if getattr(e, "message", None):
-        return e.message
+    message = getattr(e, "message", None)  # MinidockerError's, or any exception's that has one
+    if message:
+        return message
     if isinstance(e, OSError) and e.strerror:
         return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
     return f"{type(e).__name__}: {e}"
@@ -90,7 +91,7 @@ def run_in_child(work: Callable[[], int | None], alongside: Callable[[], None] |
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        code = ExitCode.MINIDOCKER_FAILED
+        code: int = ExitCode.MINIDOCKER_FAILED
         try:
             os.close(err_r)
             code = work() or 0

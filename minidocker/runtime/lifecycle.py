@@ -146,7 +146,7 @@ def reporting_seccomp_errors() -> Iterator[None]:
     try:
         yield
     except ImportError as e:
-        raise MinidockerError(e.msg, hint=SECCOMP_INSTALL_HINTS.get(e.name)) from e
+        raise MinidockerError(e.msg, hint=SECCOMP_INSTALL_HINTS.get(e.name or "")) from e
     except ValueError as e:
         raise MinidockerError(str(e)) from None
     except OSError as e:
@@ -252,6 +252,7 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
             connect_network(launch)
         create_cgroup(launch)
         record_running(store, launch, monitor_pid or os.getpid())
+        assert launch.channels is not None  # fork_init opened them
         launch.channels.go()
     except StepFailed as e:
         if not (launch.pid and isinstance(e.error, ProcessLookupError)):
@@ -264,13 +265,15 @@ def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int
     finally:
         if launch.channels:
             launch.channels.close_sync()
+    channels = launch.channels
+    assert channels is not None  # we get here only once fork_init ran: an earlier step's failure was raised
     try:
-        await_execve(launch.channels.err_r, launch.pid)
+        await_execve(channels.err_r, launch.pid)
     except StartFailed as e:
         store.update(c, Status="exited", ExitCode=e.exit_code, Pid=0, FinishedAt=now_iso(), Error=e.message)
         detach_network(c)
         raise
-    return Started(launch.pid, receive_pty(launch.channels.parent_sock))
+    return Started(launch.pid, receive_pty(channels.parent_sock))
 
 
 def abandon(launch: Launch) -> None:
@@ -291,6 +294,7 @@ def prepare_userns(launch: Launch) -> None:
 
     c, plan = launch.c, launch.plan
     idmap = c.spec.idmap
+    assert idmap is not None  # start() takes this step only for --userns=auto, which sets the idmap
     views = c.path("layers")
     if views.exists():
         remove_tree(views)  # a restart: views of the last run (copies, or mount points)
@@ -346,10 +350,12 @@ def fork_init(launch: Launch, stdio: tuple[int | None, int | None, int | None]) 
     launch.channels.close_child_ends()
 
 
-def become_container(launch: Launch, stdio: tuple, pid_w: int, own_pid_ns: int) -> None:
+def become_container(launch: Launch, stdio: tuple[int | None, int | None, int | None], pid_w: int,
+                     own_pid_ns: int) -> None:
     """Our child, after fork: it becomes the container (runtime/init.py). Never returns."""
     c, ch = launch.c, launch.channels
     try:
+        assert ch is not None  # fork_init opened them before it forked us
         with exiting_on_failure(ch.err_w):
             # (getppid() is 0 here: our parent lives outside our PID namespace)
             sc.set_pdeathsig(signal.SIGKILL)
@@ -358,7 +364,9 @@ def become_container(launch: Launch, stdio: tuple, pid_w: int, own_pid_ns: int) 
                     os.close(fd)
             ch.close_parent_ends()
             reset_signals()
-            pipes = InitPipes(ch.sync_r, ch.err_w, ch.console, *stdio, netns=launch.netns_fd)
+            stdin, stdout, stderr = stdio
+            pipes = InitPipes(ch.sync_r, ch.err_w, ch.console, stdin=stdin, stdout=stdout, stderr=stderr,
+                              netns=launch.netns_fd)
             if launch.userns_fd is not None:
                 userns_init(c.spec, launch.plan, pipes, launch.compiled_filter, launch.userns_fd, pid_w,
                             tuple(s for s in FORWARDED_SIGNALS if s != signal.SIGWINCH))
@@ -429,6 +437,7 @@ def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Pa
     log = LogWriter(c.path("container.log"))
     if c.spec.tty:
         started = start(store, c, lowerdirs)
+        assert started.master is not None  # with -t the child sends the pty master before its execve
         return relay_pty(started.pid, started.master, c.spec.stdin_open, log)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -484,6 +493,7 @@ def signal_container(c: Container, sig: int) -> None:
     pid = c.state.get("Pid")
     if not c.running or not alive(pid, c.state.get("PidStartTime")):
         raise Conflict(f"Cannot kill container: {c.id[:12]}: container {c.id[:12]} is not running")
+    assert pid is not None  # alive() is false without a PID
     os.kill(pid, sig)
     if c.state.get("Status") == "paused":  # a frozen process gets the signal only once thawed
         unpause(ContainerStore(c.dir.parent.parent), c)

@@ -32,7 +32,7 @@ def spawn_monitor(store: ContainerStore, c: Container, lowerdirs: list[Path]) ->
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        code = ExitCode.MINIDOCKER_FAILED
+        code: int = ExitCode.MINIDOCKER_FAILED
         try:
             os.close(ready_r)
             code = _monitor(store, c, lowerdirs, ready_w)

@@ -230,6 +230,7 @@ def copy_layers_shifted(plan: RootfsPlan) -> None:
 
     from minidocker.linux.events import emit
 
+    assert plan.idmap is not None  # layers are shifted only for --userns=auto, which sets the idmap
     shift_uid, shift_gid = plan.idmap["uid"], plan.idmap["gid"]
     for layer, view in zip(plan.lowerdirs, plan.layer_views):
         subprocess.run(["cp", "-a", "--", f"{layer}/.", view], check=True)
