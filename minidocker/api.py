@@ -82,7 +82,7 @@ def inspect_image(name: str, root: Path | None = None) -> dict[str, Any]:
         "Os": cfg.get("os", ""),
         "Size": size,
         "GraphDriver": {"Name": "overlay", "Data": {
-            "LowerDir": ":".join(str(p) for p in store.lowerdirs(image_id))}},
+            "LowerDir": ":".join(str(p) for p in store.get(image_id))}},
         "RootFS": {"Type": "layers", "Layers": list(cfg["rootfs"]["diff_ids"])},
         "Metadata": {"LastTagTime": rec.get("added", "")},
         "Descriptor": {"digest": rec["manifest"]},
@@ -293,7 +293,7 @@ def run(image: str, args: list[str], *, root: Path | None = None, name: str | No
         restart=restart))
     if on_created:
         on_created(c.id)
-    lowerdirs = store.lowerdirs(image_id)
+    lowerdirs = store.get(image_id)
     if detach:
         from minidocker.runtime.monitor import spawn_monitor
 
@@ -344,7 +344,7 @@ def container_summary(c) -> dict[str, Any]:
 def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
     c = _containers(root).find(name)
     store = _store(root)
-    lower = ":".join(str(p) for p in store.lowerdirs(c.spec.image_id)) if c.spec.image_id in store.read_index()["images"] else ""
+    lower = ":".join(str(p) for p in store.get(c.spec.image_id)) if c.spec.image_id in store.read_index()["images"] else ""
     st = c.state
     return {
         "Id": c.id, "Created": st.get("Created", ""), "Path": (c.spec.argv or [""])[0], "Args": c.spec.argv[1:],
@@ -562,7 +562,7 @@ def cp(src: str, dest: str, root: Path | None = None) -> None:
                               hint="give exactly one CONTAINER:PATH: minidocker cp c1:/etc/hosts . ")
     containers = _containers(root)
     c = containers.find(src_c or dest_c)
-    lowerdirs = _store(root).lowerdirs(c.spec.image_id)
+    lowerdirs = _store(root).get(c.spec.image_id)
     if src_c:
         copy.copy_out(c, lowerdirs, src_path, Path("/dev/stdout" if dest_path == "-" else dest_path))
     else:
@@ -757,7 +757,7 @@ def start(names: list[str], root: Path | None = None):
         c.check_usable()
         if not c.running:
             containers.update(c, StopRequested=False)
-            spawn_monitor(containers, c, store.lowerdirs(c.spec.image_id))
+            spawn_monitor(containers, c, store.get(c.spec.image_id))
         yield name
 
 
@@ -772,7 +772,7 @@ def start_attached(name: str, root: Path | None = None) -> int:
     c.check_usable()
     if c.running:
         raise Conflict(f"container {c.id[:12]} is already running", hint="use minidocker logs -f to follow it")
-    return lifecycle.run_attached(containers, c, _store(root).lowerdirs(c.spec.image_id))
+    return lifecycle.run_attached(containers, c, _store(root).get(c.spec.image_id))
 
 
 def restart(names: list[str], timeout: int = 10, root: Path | None = None):
@@ -842,7 +842,7 @@ def export(name: str, output: Path | None = None, fd: int | None = None, root: P
     from minidocker.runtime.export import export_rootfs
 
     c = _containers(root).find(name)
-    lowerdirs = _store(root).lowerdirs(c.spec.image_id)
+    lowerdirs = _store(root).get(c.spec.image_id)
     if output is None:
         return export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), fd if fd is not None else 1, c.spec.idmap)
     output = Path(output)
@@ -893,7 +893,7 @@ def _mountpoints(spec) -> list[str]:
 def _upper_entries(c, store):
     from minidocker.image import diff as d
 
-    lower = d.LowerView(store.lowerdirs(c.spec.image_id))
+    lower = d.LowerView(store.get(c.spec.image_id))
     return d.scan_upper(c.path("upper"), lower, _mountpoints(c.spec), c.spec.idmap), lower
 
 
