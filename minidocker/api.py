@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from minidocker.errors import AuthenticationError, MinidockerError
-from minidocker.paths import default_root
+from minidocker.paths import Layout, default_root
 
 
 def _store(root: Path | None):
@@ -138,7 +138,7 @@ def _prune_networks(root: Path) -> list[str]:
     """The networks made by ``network create`` that no container is attached to or set to use."""
     from minidocker.runtime.networks import NetworkStore
 
-    if not (root / "networks").is_dir():
+    if not Layout(root).networks_dir.is_dir():
         return []
     wanted = {c.spec.network for c in _containers(root).all()}
     unused = [n["Name"] for n in NetworkStore(root).all()
@@ -165,7 +165,7 @@ def info(root: Path | None = None) -> dict[str, Any]:
     from minidocker.runtime.idranges import SUBGID, SUBUID, blocks, read_ranges
 
     root = Path(root or default_root())
-    containers = _containers(root).all() if (root / "containers").exists() else []
+    containers = _containers(root).all() if Layout(root).containers_dir.exists() else []
     try:
         images = len(_store(root).read_index()["images"])
     except MinidockerError:
@@ -353,9 +353,9 @@ def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
                   "OOMKilled": st.get("OOMKilled", False), "Dead": c.damaged, "Pid": st.get("Pid", 0),
                   "ExitCode": st.get("ExitCode", 0), "Error": st.get("Error", ""),
                   "StartedAt": st.get("StartedAt", ""), "FinishedAt": st.get("FinishedAt", "")},
-        "Image": c.spec.image_id, "Name": "/" + c.name, "HostnamePath": str(c.path("hostname")),
-        "HostsPath": str(c.path("hosts")), "ResolvConfPath": str(c.path("resolv.conf")),
-        "LogPath": str(c.path("container.log")), "Driver": "overlay",
+        "Image": c.spec.image_id, "Name": "/" + c.name, "HostnamePath": str(c.layout.hostname),
+        "HostsPath": str(c.layout.hosts), "ResolvConfPath": str(c.layout.resolv_conf),
+        "LogPath": str(c.layout.log), "Driver": "overlay",
         "HostConfig": {"NetworkMode": c.spec.network, "AutoRemove": c.spec.auto_remove, "Init": c.spec.init,
                        "ReadonlyRootfs": c.spec.readonly_rootfs, "Privileged": c.spec.privileged,
                        "UsernsMode": "" if c.spec.userns == "host" else c.spec.userns, "IdMap": c.spec.idmap,
@@ -368,8 +368,8 @@ def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
         "Config": {"Hostname": c.spec.hostname, "User": c.spec.user, "Env": c.spec.env, "Cmd": c.spec.cmd,
                    "Entrypoint": c.spec.entrypoint or None, "WorkingDir": c.spec.cwd, "Image": c.spec.image,
                    "Tty": c.spec.tty, "OpenStdin": c.spec.stdin_open, "Labels": c.spec.labels},
-        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": lower, "UpperDir": str(c.path("upper")),
-                                                    "WorkDir": str(c.path("work")), "MergedDir": str(c.path("merged"))}},
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": lower, "UpperDir": str(c.layout.upper),
+                                                    "WorkDir": str(c.layout.work), "MergedDir": str(c.layout.merged)}},
         "Cgroup": st.get("Cgroup", {}),
         "NetworkSettings": _network_settings(c.spec.network, st.get("Network") if c.running else None,
                                              c.spec.ports),
@@ -448,7 +448,7 @@ def logs(name: str, root: Path | None = None, follow: bool = False, tail: int | 
 
     containers = _containers(root)
     c = containers.find(name)
-    path = c.path("container.log")
+    path = c.layout.log
     if not path.exists():
         return
     with open(path, "rb") as f:
@@ -844,11 +844,11 @@ def export(name: str, output: Path | None = None, fd: int | None = None, root: P
     c = _containers(root).find(name)
     lowerdirs = _store(root).get(c.spec.image_id)
     if output is None:
-        return export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), fd if fd is not None else 1, c.spec.idmap)
+        return export_rootfs(c.layout.upper, lowerdirs, c.layout.merged, fd if fd is not None else 1, c.spec.idmap)
     output = Path(output)
     tmp_fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
     try:
-        count = export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), tmp_fd, c.spec.idmap)
+        count = export_rootfs(c.layout.upper, lowerdirs, c.layout.merged, tmp_fd, c.spec.idmap)
         os.fsync(tmp_fd)
         os.fchmod(tmp_fd, 0o644)
         os.close(tmp_fd)
@@ -894,7 +894,7 @@ def _upper_entries(c, store):
     from minidocker.image import diff as d
 
     lower = d.LowerView(store.get(c.spec.image_id))
-    return d.scan_upper(c.path("upper"), lower, _mountpoints(c.spec), c.spec.idmap), lower
+    return d.scan_upper(c.layout.upper, lower, _mountpoints(c.spec), c.spec.idmap), lower
 
 
 def diff(name: str, root: Path | None = None) -> list[str]:

@@ -210,7 +210,7 @@ class Builder:
             if code != 0:
                 raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}")
             lower = d.LowerView(self.store.get(self.image_id))
-            entries = d.scan_upper(c.path("upper"), lower)
+            entries = d.scan_upper(c.layout.upper, lower)
             args = self.args_in_effect()
             created_by = (f"|{len(args)} {' '.join(args)} " if args else "") + " ".join(argv)
             self.image_id, _ = cm.create_image(self.store, self.image_id,

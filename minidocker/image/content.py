@@ -30,7 +30,7 @@ from typing import BinaryIO, Iterator
 
 from minidocker.errors import DigestMismatch, StoreError
 from minidocker.fsutil import fsync_dir, locked, make_private_dir, remove_tree, storage_error
-from minidocker.paths import Layout, hex_of  # noqa: F401 - hex_of: where the image package has found it
+from minidocker.paths import Layout
 
 
 # -- temp files and their owners (the module docstring's rule) ---------------------------------
