@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from minidocker.errors import AuthenticationError, MinidockerError
 from minidocker.options import RunOptions, kind_of  # noqa: F401 - re-exported: the CLI's parsers read them
-from minidocker.paths import default_root
+from minidocker.paths import Layout, default_root
 
 
 def _store(root: Path | None):
@@ -112,7 +112,7 @@ def _prune_networks(root: Path) -> list[str]:
     """The networks made by ``network create`` that no container is attached to or set to use."""
     from minidocker.runtime.networks import NetworkStore
 
-    if not (root / "networks").is_dir():
+    if not Layout(root).networks_dir.is_dir():
         return []
     wanted = {c.spec.network for c in _containers(root).all()}
     unused = [n["Name"] for n in NetworkStore(root).all()
@@ -136,7 +136,7 @@ def info(root: Path | None = None) -> dict[str, Any]:
     from minidocker.runtime.idranges import SUBGID, SUBUID, blocks, read_ranges
 
     root = Path(root or default_root())
-    containers = _containers(root).all() if (root / "containers").exists() else []
+    containers = _containers(root).all() if Layout(root).containers_dir.exists() else []
     try:
         images = len(_store(root).read_index()["images"])
     except MinidockerError:
@@ -242,7 +242,7 @@ def run(image: str, args: list[str], opts: RunOptions, *, root: Path | None = No
         args=list(args), opts=opts, limits=limits))
     if on_created:
         on_created(c.id)
-    lowerdirs = store.lowerdirs(image_id)
+    lowerdirs = store.get(image_id)
     if opts.detach:
         from minidocker.runtime.monitor import spawn_monitor
 
@@ -363,7 +363,7 @@ def logs(name: str, root: Path | None = None, follow: bool = False, tail: int | 
     def running() -> bool:
         return containers.refresh(containers.load(c.id)).running
 
-    yield from read_log(c.path("container.log"), tail, running if follow else None)
+    yield from read_log(c.layout.log, tail, running if follow else None)
 
 
 def stop(names: list[str], timeout: int = 10, root: Path | None = None, signal_name: str = "SIGTERM"):
@@ -439,7 +439,7 @@ def cp(src: str, dest: str, root: Path | None = None) -> None:
                               hint="give exactly one CONTAINER:PATH: minidocker cp c1:/etc/hosts . ")
     containers = _containers(root)
     c = containers.find(src_c or dest_c)
-    lowerdirs = _store(root).lowerdirs(c.spec.image_id)
+    lowerdirs = _store(root).get(c.spec.image_id)
     if src_c:
         copy.copy_out(c, lowerdirs, src_path, Path("/dev/stdout" if dest_path == "-" else dest_path))
     else:
@@ -538,7 +538,7 @@ def start(names: list[str], root: Path | None = None):
         c.check_usable()
         if not c.running:
             containers.update(c, StopRequested=False)
-            spawn_monitor(containers, c, store.lowerdirs(c.spec.image_id))
+            spawn_monitor(containers, c, store.get(c.spec.image_id))
         yield name
 
 
@@ -553,7 +553,7 @@ def start_attached(name: str, root: Path | None = None) -> int:
     c.check_usable()
     if c.running:
         raise Conflict(f"container {c.id[:12]} is already running", hint="use minidocker logs -f to follow it")
-    return lifecycle.run_attached(containers, c, _store(root).lowerdirs(c.spec.image_id))
+    return lifecycle.run_attached(containers, c, _store(root).get(c.spec.image_id))
 
 
 def restart(names: list[str], timeout: int = 10, root: Path | None = None):
@@ -610,11 +610,11 @@ def export(name: str, output: Path | None = None, fd: int | None = None, root: P
     from minidocker.runtime.export import export_rootfs
 
     c = _containers(root).find(name)
-    lowerdirs = _store(root).lowerdirs(c.spec.image_id)
+    lowerdirs = _store(root).get(c.spec.image_id)
     if output is None:
-        return export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), fd if fd is not None else 1, c.spec.idmap)
+        return export_rootfs(c.layout.upper, lowerdirs, c.layout.merged, fd if fd is not None else 1, c.spec.idmap)
     with atomic_output(Path(output)) as f:
-        return export_rootfs(c.path("upper"), lowerdirs, c.path("merged"), f.fileno(), c.spec.idmap)
+        return export_rootfs(c.layout.upper, lowerdirs, c.layout.merged, f.fileno(), c.spec.idmap)
 
 
 def import_(source: str, ref: str | None = None, changes: list[str] = (), message: str | None = None,

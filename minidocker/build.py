@@ -67,7 +67,7 @@ class Builder:
         self.args: dict[str, str | None] = {}  # ARGs declared in this stage (name -> value)
         self.meta_args: dict[str, str | None] = {}  # ARGs before FROM
         self.ignore = read_dockerignore(context)
-        self.cache_path = store.root / "build-cache.json"
+        self.cache_path = store.layout.build_cache
         self.used_args: set[str] = set()
         self.stages: list[tuple[str | None, str | None]] = []  # finished stages: (AS name, image ID)
         self.stage_name: str | None = None
@@ -201,13 +201,13 @@ class Builder:
             # namespace of its next child, signal handlers while it waits), and a build makes many
             try:
                 code = run_in_child(lambda: lifecycle.run_attached(containers, c,
-                                                                   self.store.lowerdirs(self.image_id)))
+                                                                   self.store.get(self.image_id)))
             except ChildFailed as e:
                 raise BuildError(e.message) from None
             if code != 0:
                 raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}")
-            lower = d.LowerView(self.store.lowerdirs(self.image_id))
-            entries = d.scan_upper(c.path("upper"), lower)
+            lower = d.LowerView(self.store.get(self.image_id))
+            entries = d.scan_upper(c.layout.upper, lower)
             args = self.args_in_effect()
             created_by = (f"|{len(args)} {' '.join(args)} " if args else "") + " ".join(argv)
             self.image_id, _ = cm.create_image(self.store, self.image_id,
@@ -236,7 +236,7 @@ class Builder:
             if ins.keyword != "COPY":
                 raise BuildError(f"Dockerfile line {ins.line}: --from goes with COPY, not {ins.keyword}")
             source_image = self.copy_source_image(ins)
-            plan = plan_copy_from_image(ins, self.store.lowerdirs(source_image), sources, dest)
+            plan = plan_copy_from_image(ins, self.store.get(source_image), sources, dest)
             content.update(f"{source_image}\0{json.dumps(sources)}\0{dest}".encode())  # images never change
             if "chown" not in ins.flags:
                 owner = None  # files from an image keep their owners
@@ -257,7 +257,7 @@ class Builder:
         key = self.cache_key(ins, content.hexdigest() + str(owner))
         if self.cached(key):
             return
-        lower = d.LowerView(self.store.lowerdirs(self.image_id) if self.image_id else [])
+        lower = d.LowerView(self.store.get(self.image_id) if self.image_id else [])
 
         def produce(write):
             tw = d.TarWriter(write)
@@ -274,7 +274,7 @@ class Builder:
         """A text file of the current image ("" if it has none), read through its layers."""
         if self.image_id is None:
             return ""
-        view = d.LowerView(self.store.lowerdirs(self.image_id))
+        view = d.LowerView(self.store.get(self.image_id))
         rel = path.strip("/")
         st = view.lookup(rel)
         if st is None or not stat.S_ISREG(st.st_mode):

@@ -1,14 +1,39 @@
-"""Where minidocker keeps its state, and who may enter it.
+"""Where minidocker keeps its state, and who may enter it: every path, named once.
 
-The root is ``--root``, else ``$MINIDOCKER_ROOT``, else ``/var/lib/minidocker``. Everything a
-student may want to look at lives below it::
+The root is ``--root``, else ``$MINIDOCKER_ROOT``, else ``/var/lib/minidocker``. ``Layout``
+names every file and directory below it (``ContainerLayout`` those of one container), and
+nothing else in minidocker joins a store path from strings. What a student finds there::
 
-    blobs/sha256/<hex>            manifests, configs, compressed layers (content-addressed)
-    ingest/                       downloads in progress; renamed into blobs/ once verified
-    layers/<chain-id>/diff/       an unpacked layer: an overlay lowerdir
-    layers/<chain-id>/meta.json   diff_id, parent, size
-    images/index.json             names and tags -> manifest digest
-    containers/<id>/              config.json, state.json, log, upper/, work/, merged/
+    /var/lib/minidocker/
+      lock                          the store lock: held around every change of images/index.json
+      blobs/sha256/<hex>            manifests, configs, compressed layers (content-addressed)
+      ingest/<hex>                  a download in progress; renamed into blobs/ once verified
+      ingest/new-*                  a blob being made (commit); named by its digest at the end
+      layers/<chain-id>/            an unpacked layer, named by its chain ID:
+        diff/                         its files: an overlay lowerdir
+        meta.json                     diff_id, parent, compressed digest, size
+      layers/.tmp-*/                a layer being written (diff/, meta.json) or deleted, locked
+      images/index.json             tags -> image ID (the config digest), image records
+      locks/<hex>.lock              flock files: a blob being written,
+      locks/layer-<chain-id>.lock   a layer being written,
+      locks/gc.lock                 the garbage collector (writers hold it shared),
+      locks/networks.lock           the network records
+      networks/<name>.json          bridge, subnet, gateway, container -> address
+      build-cache.json              build steps (parent, instruction, content) -> image
+      containers/.lock              held while a container record is made, changed or removed
+      containers/.new-<id>/         a record being made; renamed to <id>/ once whole
+      containers/.rm-<id>/          a record being removed
+      containers/<id>/              one container:
+        config.json                   its spec (image, command, limits, ...)
+        state.json                    Status, Pid, ExitCode, StartedAt, FinishedAt, ...
+        upper/ work/ merged/          the overlay's writable layer, its scratch dir, the mount point
+        empty/                        the one lowerdir of an image that has no layers
+        hostname hosts resolv.conf    bound onto the container's /etc files
+        container.log                 its output, one JSON object a line (docker's json-file)
+        layers/<n>/                   --userns=auto: the layers' idmapped views (or shifted copies)
+      cache/seccomp/                compiled seccomp programs, <key>.bpf (profile + capabilities)
+
+README.md shows the same tree, and tests/unit/test_layout.py holds the two to the Layout.
 
 **The store is root's alone** (``sudo ls`` your way down). An unpacked layer holds the
 image's files with the image's owners and modes: a setuid-root binary, a 0666 device node.
@@ -26,15 +51,134 @@ See it: ``stat -c '%a %U %n' /var/lib/minidocker /var/lib/minidocker/*``, and
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from minidocker.errors import DigestMismatch
 from minidocker.fsutil import make_private_dir
 
 DEFAULT_ROOT = "/var/lib/minidocker"
+TEMP_LAYER_PREFIX = ".tmp-"  # layers/.tmp-*: a layer being written or deleted (never a chain ID)
+NEW_CONTAINER_PREFIX, REMOVED_CONTAINER_PREFIX = ".new-", ".rm-"
+
+
+def hex_of(digest: str) -> str:
+    """The hex part of a ``sha256:<64 hex>`` digest, the only form that may become a file
+    name: anything else (``sha256:../../etc``) is refused before it is joined to a path."""
+    algo, _, hexpart = digest.partition(":")
+    if algo != "sha256" or len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
+        raise DigestMismatch(f"unsupported or malformed digest {digest!r}")
+    return hexpart
+
+
+def below(*parts: str, base: str = "dir") -> property:
+    """A layout's attribute that names the path ``parts`` below its ``base`` attribute."""
+    return property(lambda layout: getattr(layout, base).joinpath(*parts), doc="/".join(parts))
+
+
+@dataclass(frozen=True)
+class LayerLayout:
+    """``layers/<chain-id>/`` (or a temp dir being made into one)."""
+
+    dir: Path
+    diff = below("diff")  # the layer's files: one overlay lowerdir
+    meta = below("meta.json")
+
+
+@dataclass(frozen=True)
+class ContainerLayout:
+    """``containers/<id>/``: one container's record and the directories of its overlay.
+    ``store`` is the Layout of the store the container lives in."""
+
+    dir: Path
+    store: Layout
+    config = below("config.json")
+    state = below("state.json")
+    upper = below("upper")
+    work = below("work")
+    merged = below("merged")
+    empty = below("empty")
+    hostname = below("hostname")
+    hosts = below("hosts")
+    resolv_conf = below("resolv.conf")
+    log = below("container.log")
+    layer_views = below("layers")
+
+    def layer_view(self, n: int) -> Path:
+        """Where layer ``n`` (top first) is shown idmapped to a --userns=auto container."""
+        return self.layer_views / str(n)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every path of the store at ``root``."""
+
+    root: Path
+    store_lock = below("lock", base="root")  # held around every change of images/index.json
+    blobs_dir = below("blobs", "sha256", base="root")
+    ingest_dir = below("ingest", base="root")
+    locks_dir = below("locks", base="root")
+    gc_lock = below("gc.lock", base="locks_dir")
+    networks_lock = below("networks.lock", base="locks_dir")
+    layers_dir = below("layers", base="root")
+    index = below("images", "index.json", base="root")  # tags -> image ID, and the image records
+    build_cache = below("build-cache.json", base="root")
+    networks_dir = below("networks", base="root")
+    seccomp_cache = below("cache", "seccomp", base="root")
+    containers_dir = below("containers", base="root")
+    containers_lock = below(".lock", base="containers_dir")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def store_dirs(self) -> tuple[Path, ...]:
+        """The top-level directories, each made 0700 by ``prepare_store``."""
+        return (self.blobs_dir.parent, self.ingest_dir, self.layers_dir, self.index.parent,
+                self.containers_dir, self.locks_dir, self.networks_dir, self.seccomp_cache.parent)
+
+    def blob(self, digest: str) -> Path:
+        return self.blobs_dir / hex_of(digest)
+
+    def ingest_file(self, digest: str) -> Path:
+        """The temp file of a blob whose digest is known before its bytes (a download)."""
+        return self.ingest_dir / hex_of(digest)
+
+    def new_ingest_file(self, suffix: str) -> Path:
+        """The temp file of a blob whose digest is known only at its end (a commit)."""
+        return self.ingest_dir / f"new-{suffix}"
+
+    def blob_lock(self, digest: str) -> Path:
+        return self.locks_dir / f"{hex_of(digest)}.lock"
+
+    def layer_lock(self, chain_id: str) -> Path:
+        return self.locks_dir / f"layer-{hex_of(chain_id)}.lock"
+
+    def layer(self, chain_id: str) -> LayerLayout:
+        return LayerLayout(self.layers_dir / hex_of(chain_id))
+
+    def temp_layer(self, suffix: str) -> Path:
+        """``layers/.tmp-<suffix>``: a layer being written (or deleted), locked by its writer."""
+        return self.layers_dir / f"{TEMP_LAYER_PREFIX}{suffix}"
+
+    def network(self, name: str) -> Path:
+        return self.networks_dir / f"{name}.json"
+
+    def container(self, cid: str) -> ContainerLayout:
+        return ContainerLayout(self.containers_dir / cid, self)
+
+    def new_container(self, cid: str) -> Path:
+        """Where a container's record is made whole before it is renamed to ``<id>/``."""
+        return self.containers_dir / f"{NEW_CONTAINER_PREFIX}{cid}"
+
+    def removed_container(self, cid: str) -> Path:
+        """Where a container's record goes, out of sight, while its files are deleted."""
+        return self.containers_dir / f"{REMOVED_CONTAINER_PREFIX}{cid}"
+
 
 # Every top-level directory of the store. A new one (named volumes, when they come) belongs
-# here, so that it is made 0700 like the rest.
-STORE_DIRS = ("blobs", "ingest", "layers", "images", "containers", "locks", "networks", "cache")
+# in Layout.store_dirs, so that it is made 0700 like the rest.
+STORE_DIRS = tuple(p.name for p in Layout(Path(DEFAULT_ROOT)).store_dirs)
 
 
 def default_root() -> Path:
@@ -46,8 +190,8 @@ def prepare_store(root: Path) -> None:
     0700 where they exist): a handful of mkdir and stat calls, no walk of the tree. Called
     by every writer as it opens the store (pull, load, import, commit, create, network)."""
     make_private_dir(root)
-    for name in STORE_DIRS:
-        make_private_dir(Path(root) / name)
+    for d in Layout(root).store_dirs:
+        make_private_dir(d)
 
 
 def config_dir() -> Path:

@@ -47,12 +47,12 @@ from typing import BinaryIO, Callable, Iterator
 
 from minidocker.errors import ArchiveError, DigestMismatch, HostileLayer, ImageNotFound, InvalidReference, MinidockerError
 from minidocker.image import manifest as mf
-from minidocker.image.content import hex_of
-from minidocker.image.layer import apply_layer, split_member_name
+from minidocker.image.layer import split_member_name
 from minidocker.image.limits import LayerBudget, UnpackLimits, copy_counted
 from minidocker.image.pull import ChunkReader, HashingReader, PullEvent, _decode_errors, _noop, open_decompressed
 from minidocker.image.reference import parse
 from minidocker.image.store import ImageStore
+from minidocker.paths import hex_of
 
 READ_SIZE = 1 << 20
 MAX_LINK_HOPS = 8
@@ -111,7 +111,7 @@ def _layer_tar(store: ImageStore, desc: mf.Descriptor, diff_id: str) -> Iterator
             yield f, os.fstat(f.fileno()).st_size
         return
     with store.content.open(desc.digest) as raw, open_decompressed(raw, compression) as plain, \
-            tempfile.TemporaryFile(dir=store.content.ingest_dir) as spool:
+            tempfile.TemporaryFile(dir=store.layout.ingest_dir) as spool:
         tar = HashingReader(plain)
         while data := tar.read(READ_SIZE):
             spool.write(data)
@@ -457,9 +457,10 @@ def read_oci_layout(src, platform: mf.Platform | None = None) -> list[_Image]:
 
 def load_layer(store: ImageStore, src, la: _Layer, chain_id: str, parent: str | None, progress: Progress,
                limits: UnpackLimits) -> None:
-    """Unpack one checked layer through ``apply_layer``, storing its blob as it streams by."""
+    """Unpack one checked layer through the store's ``apply_diff``, storing its blob as it
+    streams by."""
     sid = la.digest[7:19]
-    budget = LayerBudget(limits, store.layers_dir, f"layer {sid} of the archive", la.size)
+    budget = LayerBudget(limits, store.layout.layers_dir, f"layer {sid} of the archive", la.size)
     with store.layer_lock(chain_id), store.content.lock(la.digest):
         have_layer, have_blob = store.has_layer(chain_id), store.content.has(la.digest)
         if have_layer and have_blob:
@@ -487,8 +488,8 @@ def load_layer(store: ImageStore, src, la: _Layer, chain_id: str, parent: str | 
                 if have_layer:
                     tar.drain()
                 else:
-                    layer = stack.enter_context(store.new_layer(chain_id, parent))
-                    stats = apply_layer(io.BufferedReader(tar, READ_SIZE), layer.diff, budget)
+                    layer = stack.enter_context(store.create(chain_id, parent))
+                    stats = layer.apply_diff(io.BufferedReader(tar, READ_SIZE), budget)
                     tar.drain()
                 reader.drain()
             except _decode_errors() as e:
@@ -519,16 +520,16 @@ def open_source(store: ImageStore, path: Path | None, stdin: BinaryIO | None,
             except OSError as e:
                 raise ArchiveError(f"cannot open {path}: {e.strerror}") from None
         else:
-            f = stack.enter_context(tempfile.TemporaryFile(dir=store.content.ingest_dir))
-            copy_counted(stdin, f, LayerBudget(limits, store.content.ingest_dir, "the archive on stdin", None))
+            f = stack.enter_context(tempfile.TemporaryFile(dir=store.layout.ingest_dir))
+            copy_counted(stdin, f, LayerBudget(limits, store.layout.ingest_dir, "the archive on stdin", None))
             if f.tell() == 0:
                 raise ArchiveError("requested load from stdin, but stdin is empty")
             f.seek(0)
         head = f.read(2)
         f.seek(0)
         if head == GZIP_MAGIC:  # a gzipped archive: unpack it once, then seek freely
-            spool = stack.enter_context(tempfile.TemporaryFile(dir=store.content.ingest_dir))
-            budget = LayerBudget(limits, store.content.ingest_dir, "the gzipped archive", os.fstat(f.fileno()).st_size)
+            spool = stack.enter_context(tempfile.TemporaryFile(dir=store.layout.ingest_dir))
+            budget = LayerBudget(limits, store.layout.ingest_dir, "the gzipped archive", os.fstat(f.fileno()).st_size)
             try:
                 with gzip.GzipFile(fileobj=f) as gz:
                     copy_counted(gz, spool, budget, READ_SIZE)

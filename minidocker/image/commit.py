@@ -5,8 +5,9 @@ The steps, in order (``create_image``)::
     write_layer      the tar, produced once, goes three ways at the same time:
                        sha256 of the tar            -> diff_id (names the unpacked layer)
                        gzip (ISA-L) -> sha256 -> ingest/new-*  -> blobs/sha256/<digest>
-                       a pipe -> apply_layer (a thread) -> layers/.tmp-new-*/diff
-                     then layers/.tmp-new-* is renamed to layers/<chain-id>/
+                       a pipe -> apply_diff (a thread) -> layers/.tmp-new-*/diff
+                     then layers/.tmp-new-* is renamed to layers/<chain-id>/ (the store's
+                     create(None, parent) -> apply_diff -> commit, named by what it holds)
     new config       the parent's config + the changes; rootfs.diff_ids + [diff_id];
                      one more history entry; "created" now
     new manifest     the parent's layers + the new one, in the parent's media-type family
@@ -47,9 +48,8 @@ from minidocker.crashpoint import crashpoint
 from minidocker.errors import MinidockerError
 from minidocker.image import manifest as mf
 from minidocker.image.diff import EMPTY_TAR_DIFF_ID
-from minidocker.image.layer import apply_layer
 from minidocker.image.reference import parse as parse_reference
-from minidocker.image.store import ImageStore, now_iso
+from minidocker.image.store import ImageStore, chain_id_of, now_iso
 
 GZIP_LEVEL = 1  # ISA-L's levels are 0-3; 1 and 2 compress alike, 1 is the fastest of them
 PIPE_SIZE = 1 << 20
@@ -145,22 +145,20 @@ def write_layer(store: ImageStore, parent_chain: str | None, produce: Producer, 
 
     compressor = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)
     tar_hash = hashlib.sha256()
-    with store.new_layer_unnamed() as tmp:
-        with store.content.new_blob() as blob:
-            stats = _write_and_apply(produce, tmp, tar_hash, compressor, blob)
+    with store.create(None, parent_chain) as layer:
+        with store.content.ingest() as blob:
+            stats = _write_and_apply(produce, layer, tar_hash, compressor, blob)
         crashpoint("commit:blob-written")
         diff_id = "sha256:" + tar_hash.hexdigest()
-        chain_id = mf.chain_ids([parent_chain, diff_id])[1] if parent_chain else diff_id
-        layer = NewLayer(diff_id, blob.digest, blob.size, media_type, stats.size, chain_id)
         if diff_id != EMPTY_TAR_DIFF_ID:
-            store.adopt_layer(tmp, chain_id, parent_chain,
-                              {"diff_id": diff_id, "digest": blob.digest, "media_type": media_type,
-                               "size": stats.size, "entries": stats.entries, "committed": True})
-    return layer
+            layer.commit({"diff_id": diff_id, "digest": blob.digest, "media_type": media_type,
+                          "size": stats.size, "entries": stats.entries, "committed": True})
+    return NewLayer(diff_id, blob.digest, blob.size, media_type, stats.size, chain_id_of(parent_chain, diff_id))
 
 
-def _write_and_apply(produce: Producer, tmp, tar_hash, compressor, blob):
-    """The tar from ``produce`` -> hash, gzip -> blob, and a pipe -> apply_layer (a thread)."""
+def _write_and_apply(produce: Producer, layer, tar_hash, compressor, blob):
+    """The tar from ``produce`` -> hash, gzip -> blob, and a pipe -> the layer's apply_diff
+    (a thread)."""
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
         fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_SIZE)
@@ -171,7 +169,7 @@ def _write_and_apply(produce: Producer, tmp, tar_hash, compressor, blob):
     def apply() -> None:
         try:
             with open(read_fd, "rb", buffering=PIPE_SIZE) as stream:
-                result["stats"] = apply_layer(stream, tmp / "diff")
+                result["stats"] = layer.apply_diff(stream)
                 while stream.read(PIPE_SIZE):  # the rest of the end-of-archive blocks
                     pass
         except BaseException as e:  # noqa: BLE001 - reported by the writing thread

@@ -26,17 +26,11 @@ import fcntl
 import os
 import stat
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, ContextManager, Iterator
+from typing import BinaryIO, Iterator
 
 from minidocker.errors import DigestMismatch, StoreError
 from minidocker.fsutil import fsync_dir, locked, make_private_dir, remove_tree, storage_error
-
-
-def hex_of(digest: str) -> str:
-    algo, _, hexpart = digest.partition(":")
-    if algo != "sha256" or len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
-        raise DigestMismatch(f"unsupported or malformed digest {digest!r}")
-    return hexpart
+from minidocker.paths import Layout
 
 
 # -- temp files and their owners (the module docstring's rule) ---------------------------------
@@ -114,26 +108,55 @@ def _still_names(path: Path, fd: int) -> bool:
     return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
 
-class TempBlob:
-    """Bytes on their way into ``blobs/``: written to a locked temp file of ``ingest/`` while
-    their sha256 is computed. ``publish`` fsyncs the file and renames it to its blob name;
-    the lock is let go only after that (``close``), so the file is never an orphan while its
-    writer lives."""
+class Ingest:
+    """Bytes on their way into ``blobs/``, the one writer of the content store: written to a
+    locked temp file of ``ingest/`` while their sha256 is computed; ``commit`` checks them
+    and renames the file to its blob name. containerd's ``Commit(size, expected)``: what is
+    expected may be told when the writer opens (a download: the descriptor names the
+    digest and size), when it commits, or never (what ``commit`` makes itself, whose digest
+    nobody knows before the last byte; then the blob is named by what it hashed to).
 
-    def __init__(self, path: Path):
+    A writer told its digest up front writes ``ingest/<hex>``, and its caller holds that
+    digest's lock (``ContentStore.lock``), so a second writer of the same blob waits and a
+    file a killed writer left is started over. Any other writes ``ingest/new-<random>`` and
+    takes the lock of its digest only to rename. The temp file's own flock is let go only
+    after the rename (``close``), so the file is never an orphan while its writer lives."""
+
+    def __init__(self, store: "ContentStore", expected: str | None = None, size: int | None = None):
         import hashlib
 
-        self.path = path
+        self.store, self.expected, self.expected_size = store, expected, size
+        self.digest: str | None = None  # what the bytes hashed to, once committed
+        layout = store.layout
+        self.path = layout.ingest_file(expected) if expected else layout.new_ingest_file(os.urandom(12).hex())
         self.hash = hashlib.sha256()
         self.size = 0
-        self._file: BinaryIO = os.fdopen(create_owned(path), "wb")
+        self._file: BinaryIO = os.fdopen(create_owned(self.path), "wb")
 
     def write(self, data: bytes | memoryview) -> None:
         self.hash.update(data)
         self.size += len(data)
         self._file.write(data)
 
-    def publish(self, final: Path) -> None:
+    def commit(self, expected: str | None = None, size: int | None = None) -> str:
+        """Check the bytes against the expected digest and size (those given here, else
+        those given when the writer opened, if any), then publish them; returns the digest."""
+        expected = expected or self.expected
+        size = self.expected_size if size is None else size
+        actual = "sha256:" + self.hash.hexdigest()
+        named = (expected or actual)[:19]
+        if size is not None and self.size != size:
+            raise DigestMismatch(f"blob {named} is truncated or padded: got {self.size} bytes, expected {size}")
+        if expected is not None and actual != expected:
+            raise DigestMismatch(f"digest mismatch for {named}: the content hashes to {actual[:19]}",
+                                 hint="the registry sent content that is not what it named; nothing was stored")
+        with contextlib.nullcontext() if self.expected else self.store.lock(actual):
+            self._publish(self.store.path(actual))
+        self.close()
+        self.digest = actual
+        return actual
+
+    def _publish(self, final: Path) -> None:
         """fsync, then rename to ``final`` (or, if ``final`` exists, drop ours: same bytes)."""
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -154,68 +177,16 @@ class TempBlob:
         self.close()
 
 
-class Ingest(TempBlob):
-    """A blob whose digest we were told: ``write`` bytes, then ``commit`` checks and publishes.
-
-    The ingest file is named after the digest it should become and guarded by a lock on that
-    digest, so a second writer of the same blob waits, and a file left by a killed writer is
-    simply started over.
-    """
-
-    def __init__(self, store: "ContentStore", digest: str, size: int | None):
-        self.store, self.digest, self.expected_size = store, digest, size
-        super().__init__(store.ingest_dir / hex_of(digest))
-
-    def commit(self) -> Path:
-        actual = "sha256:" + self.hash.hexdigest()
-        if self.expected_size is not None and self.size != self.expected_size:
-            raise DigestMismatch(
-                f"blob {self.digest[:19]} is truncated or padded: got {self.size} bytes, "
-                f"expected {self.expected_size}")
-        if actual != self.digest:
-            raise DigestMismatch(f"digest mismatch for {self.digest[:19]}: the content hashes to {actual[:19]}",
-                                 hint="the registry sent content that is not what it named; nothing was stored")
-        final = self.store.path(self.digest)
-        self.publish(final)
-        self.close()
-        return final
-
-
-class BlobWriter(TempBlob):
-    """The other way into the store: content we produce ourselves (``commit``), whose digest
-    nobody can tell us in advance. Same rule, in a different order: *ingest, hash, rename*.
-
-    Bytes go to ``ingest/new-<random>`` while their sha256 is computed; ``commit`` fsyncs the
-    file and renames it to ``blobs/sha256/<the digest it hashed to>``, under that digest's
-    lock. A crash leaves only a ``new-*`` file in ``ingest/``, never a wrong blob."""
-
-    def __init__(self, store: "ContentStore"):
-        self.store = store
-        self.digest: str | None = None
-        super().__init__(store.ingest_dir / f"new-{os.urandom(12).hex()}")
-
-    def commit(self) -> str:
-        digest = "sha256:" + self.hash.hexdigest()
-        with self.store.lock(digest):
-            self.publish(self.store.path(digest))
-        self.close()
-        self.digest = digest
-        return digest
-
-
 class ContentStore:
     def __init__(self, root: Path):
-        self.root = root
-        self.blobs_dir = root / "blobs" / "sha256"
-        self.ingest_dir = root / "ingest"
-        self.locks_dir = root / "locks"
+        self.layout = Layout(root)
 
     def ensure(self) -> None:
-        for d in (self.blobs_dir, self.ingest_dir, self.locks_dir):
+        for d in (self.layout.blobs_dir, self.layout.ingest_dir, self.layout.locks_dir):
             make_private_dir(d)
 
     def path(self, digest: str) -> Path:
-        return self.blobs_dir / hex_of(digest)
+        return self.layout.blob(digest)
 
     def has(self, digest: str) -> bool:
         return self.path(digest).exists()
@@ -235,34 +206,29 @@ class ContentStore:
 
     def lock(self, digest: str):
         """An exclusive lock on one digest: held while its blob (or layer) is produced."""
-        return locked(self.locks_dir / f"{hex_of(digest)}.lock")
+        return locked(self.layout.blob_lock(digest))
 
     def reclaim_ingest(self) -> list[str]:
         """Remove the temp files of ``ingest/`` whose writers are gone (the module docstring)."""
-        return reclaim_orphans(self.ingest_dir)
-
-    def ingest(self, digest: str, size: int | None = None) -> ContextManager[Ingest]:
-        """Write a blob under ``ingest/``; caller holds ``lock(digest)``. Commits on success."""
-        return self._writing(lambda: Ingest(self, digest, size), f"writing blob {digest[:19]}")
-
-    def new_blob(self) -> ContextManager[BlobWriter]:
-        """Write a blob whose digest is known only at the end (a layer ``commit`` makes);
-        ``writer.digest`` is set once the block ends and the blob is in ``blobs/``."""
-        return self._writing(lambda: BlobWriter(self), "writing a new blob")
+        return reclaim_orphans(self.layout.ingest_dir)
 
     @contextlib.contextmanager
-    def _writing(self, make: Callable[[], Ingest | BlobWriter], what: str) -> Iterator[Any]:
-        """A writer from ``make()`` for the ``with`` block: committed at its end, aborted
-        (temp file deleted) if the block fails. What killed writers left goes first."""
+    def ingest(self, expected: str | None = None, size: int | None = None) -> Iterator[Ingest]:
+        """An ``Ingest`` for the ``with`` block: committed at its end unless the block did
+        (checked against ``expected`` and ``size`` when given: the caller then holds
+        ``lock(expected)``), aborted (temp file deleted) if the block fails.
+        ``writer.digest`` names the blob afterwards. What killed writers left goes first."""
+        what = f"writing blob {expected[:19]}" if expected else "writing a new blob"
         self.ensure()
         self.reclaim_ingest()
         try:
-            writer = make()
+            writer = Ingest(self, expected, size)
         except OSError as e:
             raise storage_error(e, what) from None
         try:
             yield writer
-            writer.commit()
+            if writer.digest is None:
+                writer.commit()
         except OSError as e:
             writer.abort()
             raise storage_error(e, what) from None

@@ -12,7 +12,7 @@ architecture, the time, ``Imported from ...``) plus the ``--change`` instruction
 
     input -> (gunzip) -> spool file, sha256 = the diff_id
                       -> gzip (mtime 0) -> temp file, sha256 = the blob digest
-    spool -> apply_layer -> layers/<diff_id>/      (the image's one layer)
+    spool -> apply_diff -> layers/<diff_id>/       (the image's one layer)
     blob -> blobs/sha256/<digest>; config, manifest -> blobs/; tag -> images/index.json
 
 The input is counted while it is read: its uncompressed bytes against the expansion limit
@@ -40,7 +40,6 @@ from typing import BinaryIO
 from minidocker.errors import NotATar
 from minidocker.image import manifest as mf
 from minidocker.image.dockerfile import apply_changes
-from minidocker.image.layer import apply_layer
 from minidocker.image.limits import LayerBudget, UnpackLimits
 from minidocker.image.pull import ChunkReader, _decode_errors, open_decompressed
 from minidocker.image.reference import parse
@@ -173,11 +172,11 @@ def import_tarball(store: ImageStore, stream: BinaryIO, source_name: str, ref: s
     """``docker import``: returns the new image's ID."""
     tag = str(parse(ref)) if ref else None  # a bad name fails before anything is read
     config = default_config(list(changes), message or f"Imported from {source_name}")
-    budget = LayerBudget(UnpackLimits.from_env(), store.layers_dir, "the input of import")
+    budget = LayerBudget(UnpackLimits.from_env(), store.layout.layers_dir, "the input of import")
     store.ensure()
     with contextlib.ExitStack() as stack:
-        spool = stack.enter_context(tempfile.TemporaryFile(dir=store.content.ingest_dir))
-        packed = stack.enter_context(tempfile.TemporaryFile(dir=store.content.ingest_dir))
+        spool = stack.enter_context(tempfile.TemporaryFile(dir=store.layout.ingest_dir))
+        packed = stack.enter_context(tempfile.TemporaryFile(dir=store.layout.ingest_dir))
         diff_id, digest = spool_input(stream, spool, packed, budget)
         size = packed.tell()
         spool.seek(0)
@@ -185,9 +184,9 @@ def import_tarball(store: ImageStore, stream: BinaryIO, source_name: str, ref: s
         with store.gc_guard():
             with store.layer_lock(diff_id):
                 if not store.has_layer(diff_id):
-                    with store.new_layer(diff_id, None) as layer:
+                    with store.create(diff_id, None) as layer:
                         try:
-                            stats = apply_layer(io.BufferedReader(spool, READ_SIZE), layer.diff, budget)
+                            stats = layer.apply_diff(io.BufferedReader(spool, READ_SIZE), budget)
                         except (tarfile.TarError, EOFError, ValueError) as e:
                             raise NotATar(f"the input of import is not a tar: {e}") from None
                         layer.commit({"diff_id": diff_id, "digest": digest, "media_type": mf.OCI_LAYER_GZIP,

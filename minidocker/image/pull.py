@@ -8,8 +8,9 @@ The steps, in order (each is one function below)::
                          HTTP body -> ingest/ (sha256 of the compressed bytes)
                                    -> gunzip / zstd (a thread of its own)
                                    -> sha256 of the tar (must equal the diff_id)
-                                   -> apply_layer into layers/.tmp-<chain>/diff
+                                   -> apply_diff into layers/.tmp-<chain>/diff
                        then verify both digests and rename into layers/<chain>/
+                       (the store's create -> apply_diff -> commit)
     record_image       tag -> image id in images/index.json (under the store lock)
 
 The layer is streamed: it is unpacked while it downloads and is never held whole in memory
@@ -35,7 +36,6 @@ from typing import Any, BinaryIO, Callable, Iterator
 from minidocker.errors import DigestMismatch, RegistryError
 from minidocker.errors import PullAborted as Aborted
 from minidocker.image import manifest as mf
-from minidocker.image.layer import apply_layer
 from minidocker.image.limits import LayerBudget, UnpackLimits
 from minidocker.image.reference import Reference
 from minidocker.image.registry import RegistryClient
@@ -186,12 +186,12 @@ def fetch_layer(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf
                 abort: threading.Event, limits: UnpackLimits) -> bool:
     """Download, verify and unpack one layer. Returns False if it was already there."""
     sid = desc.digest[7:19]
-    budget = LayerBudget(limits, store.layers_dir, f"layer {sid}", desc.size)
+    budget = LayerBudget(limits, store.layout.layers_dir, f"layer {sid}", desc.size)
     with store.layer_lock(chain_id):
         if store.has_layer(chain_id):  # another pull unpacked it while we waited
             progress(PullEvent(sid, "Already exists", desc.size, desc.size))
             return False
-        with store.content.lock(desc.digest), store.new_layer(chain_id, parent) as layer:
+        with store.content.lock(desc.digest), store.create(chain_id, parent) as layer:
             compression = mf.compression_of(desc.media_type)
             with contextlib.ExitStack() as stack:
                 if store.content.has(desc.digest):  # verified when it was stored
@@ -206,7 +206,7 @@ def fetch_layer(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf
                 decompressed = stack.enter_context(open_decompressed(raw, compression))
                 tar = HashingReader(decompressed, budget)
                 try:
-                    stats = apply_layer(io.BufferedReader(tar, READ_SIZE), layer.diff, budget)
+                    stats = layer.apply_diff(io.BufferedReader(tar, READ_SIZE), budget)
                     tar.drain()  # the tar's end-of-archive padding counts for the diff_id
                     raw.drain()  # so does the compressed stream's trailer for the digest
                 except _decode_errors() as e:

@@ -2,17 +2,21 @@
 
 Its vocabulary is Docker's storage driver's, the one every lecture on Docker images uses:
 
-* ``create``/``apply_diff``: a new layer directory filled from a tar (``new_layer`` below);
-* ``get``: the layer with all its ancestors, as overlay lowerdirs (``lowerdirs``);
-* ``diff``: a layer back to a tar (commit, push: later).
+* ``create(chain_id, parent)``: a new layer on a parent, written in a locked temp dir
+  (a ``LayerWriter``); ``apply_diff`` unpacks a layer tar into it (pull, load, import;
+  commit too, with the tar it writes), and ``commit`` gives it its name;
+* ``get(id)``: an image or a layer with all its ancestors, as the overlay ``lowerdir``
+  list that mounts it. image/ makes no syscalls, so the mount itself is the runtime's
+  (``runtime/rootfs.mount_overlay`` in a container, ``runtime/export.mounted`` for
+  ``export``), and ``put(id)``, docker's unmount, has nothing to do here: those mounts
+  live in private mount namespaces, which the kernel takes down with their last process;
+* ``diff(chain_id)``: a layer as a compressed tar, the blob it was pulled or committed as.
 
-On disk (``ls`` your way down from ``minidocker images``)::
-
-    images/index.json               {"tags": {name:tag -> image id}, "images": {id -> record}}
-    blobs/sha256/<hex>              manifest, config and compressed layer of every image
-    layers/<chain-id hex>/diff/     an unpacked layer: one overlay lowerdir
-    layers/<chain-id hex>/meta.json diff_id, parent chain, compressed digest, size
-    layers/.tmp-*/                  a layer being unpacked (or deleted), locked by its writer
+On disk (``ls`` your way down from ``minidocker images``; every path is named in paths.py's
+``Layout``): ``images/index.json`` holds ``{"tags": {name:tag -> image id}, "images": {id
+-> record}}``; ``blobs/sha256/`` the manifest, config and compressed layers of every image;
+``layers/<chain-id hex>/`` each unpacked layer (``diff/`` and ``meta.json``), and
+``layers/.tmp-*/`` a layer being unpacked (or deleted), locked by its writer.
 
 An image ID is the digest of its config, as docker shows it. A layer is unpacked once and
 shared by every image whose layer chain contains it. ``rmi`` removes what no image needs.
@@ -33,18 +37,17 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
-from minidocker.errors import Conflict, ImageNotFound, InvalidReference, StoreError
+from minidocker.errors import Conflict, DigestMismatch, ImageNotFound, InvalidReference, StoreError
 from minidocker.crashpoint import crashpoint
 from minidocker.fsutil import fsync_dir, locked, read_json, remove_tree, storage_error, write_json
 from minidocker.image import manifest as mf
-from minidocker.image.content import ContentStore, create_owned, hex_of, reclaim_orphans
+from minidocker.image.content import ContentStore, create_owned, reclaim_orphans
+from minidocker.image.layer import LayerStats, apply_layer
+from minidocker.image.limits import LayerBudget
 from minidocker.image.reference import Reference, parse
-from minidocker.paths import prepare_store
-
-
-BUILD_CACHE = "build-cache.json"  # build.py's cache: step key -> the image that step made
+from minidocker.paths import TEMP_LAYER_PREFIX, LayerLayout, hex_of, prepare_store
 
 
 def short_id(image_id: str) -> str:
@@ -62,29 +65,70 @@ class ImageInfo:
 
 
 class LayerWriter:
-    """A layer being unpacked in ``layers/.tmp-<hex>/``; ``commit`` renames it into place.
-    The temp dir is locked while it is ours (content.py's rule for temp files), so what a
-    killed pull left is told apart from a live one's, and reclaimed."""
+    """A layer being written in ``layers/.tmp-*/``, the one way a layer enters the store;
+    ``commit`` renames it to ``layers/<chain-id>/``. The temp dir is locked while it is ours
+    (content.py's rule for temp files), so what a killed writer left is told apart from a
+    live one's, and reclaimed.
 
-    def __init__(self, store: "ImageStore", chain_id: str, parent: str | None):
-        self.store, self.chain_id, self.parent = store, chain_id, parent
-        self.final = store.layer_dir(chain_id)
-        self.tmp = store.layers_dir / f".tmp-{hex_of(chain_id)}"
+    Like ``content.Ingest``, it may be told the name it must get (``expected``: a pull
+    knows each layer's chain ID from the image config; its caller holds that chain's
+    ``layer_lock``), or learn it at the end from its content (a commit: the chain ID of the
+    tar it wrote on ``parent``; ``commit`` then takes the lock)."""
+
+    def __init__(self, store: "ImageStore", parent: str | None, expected: str | None = None):
+        self.store, self.parent, self.expected = store, parent, expected
+        self.chain_id = expected  # known for sure once committed
         store.reclaim_layers()
-        self.lock_fd = create_owned(self.tmp, directory=True)  # a killed pull's dir: started over
-        self.diff = self.tmp / "diff"
+        self.tmp = store.layout.temp_layer(hex_of(expected) if expected else f"new-{os.urandom(8).hex()}")
+        self.lock_fd = create_owned(self.tmp, directory=True)  # a killed writer's dir: started over
+        self.files = LayerLayout(self.tmp)
+        self.diff = self.files.diff
         # layers/<chain-id>/ is 0700 (create_owned): no way in to the image's files
         self.diff.mkdir()  # its mode is the image's "./" (set by apply_layer): keep it
 
-    def commit(self, meta: dict[str, Any]) -> None:
-        meta = {"chain_id": self.chain_id, "parent": self.parent, "created": now_iso(), **meta}
-        make_durable(self.tmp)
-        write_json(self.tmp / "meta.json", meta)
-        os.rename(self.tmp, self.final)
-        fsync_dir(self.final.parent)
+    def apply_diff(self, tar: BinaryIO, budget: LayerBudget | None = None) -> LayerStats:
+        """``apply_diff``: unpack the uncompressed layer tar ``tar`` into this layer's
+        ``diff/`` (image/layer.py: whiteouts in overlayfs form, hostile members refused)."""
+        return apply_layer(tar, self.diff, budget)
+
+    def commit(self, meta: dict[str, Any], expected: str | None = None) -> bool:
+        """Name the layer by its chain ID (``parent`` + ``meta["diff_id"]``), checked against
+        the one expected (given here, or to ``create``): meta.json written, then one rename.
+        False if that layer exists already (the same content, committed before): the temp
+        dir is then thrown away by ``create``'s context manager."""
+        diff_id = meta["diff_id"]
+        chain_id = chain_id_of(self.parent, diff_id)
+        expected = expected or self.expected
+        if expected and chain_id != expected:
+            raise DigestMismatch(f"layer {short_id(expected)} is not what was written: diff_id {diff_id[:19]} "
+                                 f"on its parent makes layer {short_id(chain_id)}")
+        with contextlib.nullcontext() if self.expected else self.store.layer_lock(chain_id):
+            self.chain_id = chain_id
+            if self.store.has_layer(chain_id):
+                return False
+            final = self.store.layout.layer(chain_id).dir
+            if final.exists():  # a half-made dir without meta.json: ours to replace
+                remove_tree(final)
+            try:
+                make_durable(self.tmp)
+                write_json(self.files.meta, {"chain_id": chain_id, "parent": self.parent, "created": now_iso(),
+                                             **meta})
+                os.rename(self.tmp, final)
+                fsync_dir(final.parent)  # the new name is on disk before an index names it
+            except OSError as e:
+                raise storage_error(e, f"storing layer {short_id(chain_id)}") from None
+        return True
 
     def close(self) -> None:
+        """Remove the temp dir unless it was renamed into place, then let go of its lock."""
+        if self.tmp.exists():
+            remove_tree(self.tmp)
         os.close(self.lock_fd)
+
+
+def chain_id_of(parent: str | None, diff_id: str) -> str:
+    """The chain ID of layer ``diff_id`` on the layer ``parent`` (None: a base layer)."""
+    return mf.chain_ids([parent, diff_id])[1] if parent else diff_id
 
 
 def make_durable(tree: Path) -> None:
@@ -99,10 +143,7 @@ class ImageStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.content = ContentStore(self.root)
-        self.layers_dir = self.root / "layers"
-        self.index_path = self.root / "images" / "index.json"
-        self.lock_path = self.root / "lock"
-        self.gc_lock_path = self.root / "locks" / "gc.lock"
+        self.layout = self.content.layout
 
     def ensure(self) -> None:
         try:
@@ -114,16 +155,16 @@ class ImageStore:
     # -- locking ------------------------------------------------------------------------
     def locked(self):
         """The store lock: held around every read-modify-write of index.json."""
-        return locked(self.lock_path)
+        return locked(self.layout.store_lock)
 
     def gc_guard(self):
         """Held (shared) by a pull from its first layer to its index entry, so that a
         concurrent ``rmi`` cannot collect a layer that is unpacked but not yet referenced."""
-        return locked(self.gc_lock_path, shared=True)
+        return locked(self.layout.gc_lock, shared=True)
 
     # -- index --------------------------------------------------------------------------
     def read_index(self) -> dict[str, Any]:
-        doc = read_json(self.index_path, None) or {}
+        doc = read_json(self.layout.index, None) or {}
         doc.setdefault("tags", {})
         doc.setdefault("images", {})
         return doc
@@ -131,7 +172,7 @@ class ImageStore:
     def _write_index(self, doc: dict[str, Any]) -> None:
         crashpoint("index:before-write")
         try:
-            write_json(self.index_path, doc)
+            write_json(self.layout.index, doc)
         except OSError as e:
             raise storage_error(e, "writing images/index.json") from None
 
@@ -220,81 +261,66 @@ class ImageStore:
         return out
 
     # -- layers (the storage driver) ----------------------------------------------------
-    def layer_dir(self, chain_id: str) -> Path:
-        return self.layers_dir / hex_of(chain_id)
-
     def has_layer(self, chain_id: str) -> bool:
-        return (self.layer_dir(chain_id) / "meta.json").exists()
+        return self.layout.layer(chain_id).meta.exists()
 
     def layer_meta(self, chain_id: str) -> dict[str, Any]:
-        return read_json(self.layer_dir(chain_id) / "meta.json", {}) or {}
+        return read_json(self.layout.layer(chain_id).meta, {}) or {}
 
     def layer_lock(self, chain_id: str):
-        return locked(self.content.locks_dir / f"layer-{hex_of(chain_id)}.lock")
+        return locked(self.layout.layer_lock(chain_id))
 
     @contextlib.contextmanager
-    def new_layer(self, chain_id: str, parent: str | None) -> Iterator[LayerWriter]:
-        """``apply_diff``'s first half: a temp dir to unpack into; removed unless committed."""
+    def create(self, chain_id: str | None, parent: str | None) -> Iterator[LayerWriter]:
+        """``create``: a new layer on ``parent`` (a chain ID; None: a base layer) for the
+        ``with`` block to fill (``apply_diff``) and ``commit``; removed unless committed.
+        ``chain_id``: the name it must get, when that is known before its content (pull,
+        load, import: the caller holds ``layer_lock(chain_id)``); None when only its
+        content will tell (commit)."""
+        what = f"layer {short_id(chain_id)}" if chain_id else "a new layer"
         try:
-            writer = LayerWriter(self, chain_id, parent)
+            writer = LayerWriter(self, parent, chain_id)
         except OSError as e:
-            raise storage_error(e, f"creating layer {short_id(chain_id)}") from None
+            raise storage_error(e, f"creating {what}") from None
         try:
             yield writer
         except OSError as e:
-            remove_tree(writer.tmp)
-            raise storage_error(e, f"unpacking layer {short_id(chain_id)}") from None
-        except BaseException:
-            remove_tree(writer.tmp)
-            raise
+            raise storage_error(e, f"unpacking {what}") from None
         finally:
             writer.close()
 
     def reclaim_layers(self) -> list[str]:
         """Remove the temp dirs ``layers/.tmp-*`` whose writers are gone (content.py's rule)."""
-        return reclaim_orphans(self.layers_dir, ".tmp-")
+        return reclaim_orphans(self.layout.layers_dir, TEMP_LAYER_PREFIX)
 
-    def lowerdirs(self, image_id: str) -> list[Path]:
-        """The overlay ``lowerdir`` list of an image: top layer first, as mount(8) wants."""
-        return [self.layer_dir(c) / "diff" for c in reversed(self.chain_ids(image_id))]
+    def get(self, image_or_chain_id: str) -> list[Path]:
+        """``get``: the view of an image (by ID) or of a layer (by chain ID) with all the
+        layers below it, as the overlay ``lowerdir`` list that mounts it: top layer first,
+        as mount(8) wants. What to mount, not a mount: see the module docstring."""
+        chains = (self.ancestry(image_or_chain_id) if self.has_layer(image_or_chain_id)
+                  else self.chain_ids(image_or_chain_id))
+        return [self.layout.layer(c).diff for c in reversed(chains)]
 
-    @contextlib.contextmanager
-    def new_layer_unnamed(self) -> Iterator[Path]:
-        """A temp dir ``layers/.tmp-new-<random>/`` for a layer whose chain ID is known only
-        once it is written (commit); ``adopt_layer`` gives it its name. Removed on error.
-        Locked while it exists, like every temp dir of ``layers/``."""
-        self.reclaim_layers()
-        tmp = self.layers_dir / f".tmp-new-{os.urandom(8).hex()}"
-        try:
-            lock_fd = create_owned(tmp, directory=True)  # 0700, like every layer dir
-            (tmp / "diff").mkdir()
-        except OSError as e:
-            raise storage_error(e, "creating a new layer") from None
-        try:
-            yield tmp
-        finally:
-            if tmp.exists():  # adopted layers were renamed away
-                remove_tree(tmp)
-            os.close(lock_fd)
+    def put(self, image_or_chain_id: str) -> None:
+        """``put``: docker unmounts what ``get`` mounted. Our views are mounted by the
+        runtime in private mount namespaces, which the kernel unmounts when their last
+        process exits: there is nothing left here to release."""
 
-    def adopt_layer(self, tmp: Path, chain_id: str, parent: str | None, meta: dict[str, Any]) -> bool:
-        """``new_layer_unnamed``'s dir becomes ``layers/<chain-id>/`` (meta.json written first,
-        then one rename). False if that layer already exists: the same content was committed
-        before, and the temp dir is thrown away by its context manager."""
-        with self.layer_lock(chain_id):
-            if self.has_layer(chain_id):
-                return False
-            final = self.layer_dir(chain_id)
-            if final.exists():  # a half-made dir without meta.json: ours to replace
-                remove_tree(final)
-            try:
-                make_durable(tmp)
-                write_json(tmp / "meta.json", {"chain_id": chain_id, "parent": parent, "created": now_iso(), **meta})
-                os.rename(tmp, final)
-                fsync_dir(self.layers_dir)  # the new name is on disk before an index names it
-            except OSError as e:
-                raise storage_error(e, f"storing layer {short_id(chain_id)}") from None
-            return True
+    def ancestry(self, chain_id: str) -> list[str]:
+        """The chain IDs from the base layer up to ``chain_id``, by each meta.json's parent."""
+        chains = [chain_id]
+        while (parent := self.layer_meta(chains[-1]).get("parent")) and parent not in chains:
+            chains.append(parent)
+        return chains[::-1]
+
+    def diff(self, chain_id: str) -> BinaryIO:
+        """``diff``: the layer as a compressed tar: the blob it was pulled, loaded or
+        committed as (meta.json's ``digest``), opened for reading."""
+        digest = self.layer_meta(chain_id).get("digest")
+        if not digest or not self.content.has(digest):
+            raise StoreError(f"layer {short_id(chain_id)} has no compressed tar in the store",
+                             hint="pull an image that has this layer again")
+        return self.content.open(digest)
 
     # -- tag, rmi, gc -------------------------------------------------------------------
     def tag(self, source: str, target: str) -> str:
@@ -371,19 +397,20 @@ class ImageStore:
         """Delete the layers and blobs that no image references any more, and the temp files
         and dirs whose writers were killed (their flocks are free: content.py). Returns the
         ``Deleted: sha256:<layer>`` lines."""
-        with locked(self.gc_lock_path), self.locked():
+        with locked(self.layout.gc_lock), self.locked():
             keep_chains, keep_blobs = self.referenced(self.read_index())
             self.reclaim_layers()
             self.content.reclaim_ingest()
             lines = []
             keep_hex = {hex_of(c) for c in keep_chains}
-            for d in sorted(self.layers_dir.iterdir()) if self.layers_dir.exists() else []:
-                if not d.name.startswith(".tmp-") and d.name not in keep_hex:
+            layers_dir, blobs_dir = self.layout.layers_dir, self.layout.blobs_dir
+            for d in sorted(layers_dir.iterdir()) if layers_dir.exists() else []:
+                if not d.name.startswith(TEMP_LAYER_PREFIX) and d.name not in keep_hex:
                     self.remove_layer_dir(d)
                     lines.append(f"Deleted: sha256:{d.name}")
             crashpoint("gc:before-blobs")
             keep_blob_hex = {hex_of(b) for b in keep_blobs}
-            for b in self.content.blobs_dir.iterdir() if self.content.blobs_dir.exists() else []:
+            for b in blobs_dir.iterdir() if blobs_dir.exists() else []:
                 if b.name not in keep_blob_hex:
                     with contextlib.suppress(FileNotFoundError):
                         b.unlink()
@@ -409,7 +436,7 @@ class ImageStore:
         fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            trash = self.layers_dir / f".tmp-gc-{os.urandom(8).hex()}"
+            trash = self.layout.temp_layer(f"gc-{os.urandom(8).hex()}")
             os.rename(d, trash)
             crashpoint("gc:layer-renamed")
             remove_tree(trash)
@@ -420,7 +447,7 @@ class ImageStore:
         """Forget the build cache's entries (``build-cache.json``: step key -> image ID) whose
         image is gone; returns their keys. The images themselves are the cache's content:
         ``prune`` removes them with the other unused images."""
-        path = self.root / BUILD_CACHE
+        path = self.layout.build_cache
         with self.locked():
             cache = read_json(path, {}) or {}
             images = self.read_index()["images"]

@@ -28,7 +28,7 @@ def attach_network(c: Container, netns_fd: int | None = None):
     from minidocker.linux import network
     from minidocker.runtime.networks import NetworkStore
 
-    networks = NetworkStore(c.dir.parent.parent)
+    networks = NetworkStore(c.layout.store.root)
     doc = networks.get(c.spec.network)
     address = networks.allocate(c.spec.network, c.id)
     att = network.Attachment(doc["Bridge"], doc["Subnet"], doc["Gateway"], address, f"veth{c.id[:8]}")
@@ -49,7 +49,7 @@ def attach_network(c: Container, netns_fd: int | None = None):
     except BaseException:
         networks.release(c.spec.network, c.id)
         raise
-    with open(c.path("hosts"), "a") as f:
+    with open(c.layout.hosts, "a") as f:
         f.write(f"{address}\t{c.spec.hostname}\n")
     if c.spec.network != "bridge":  # names on the user's own networks only, as docker
         networks.introduce(c.spec.network, c.id, _hosts_files(c))
@@ -58,14 +58,14 @@ def attach_network(c: Container, netns_fd: int | None = None):
 
 def _hosts_files(c: Container) -> dict[str, tuple[str, Path]]:
     """Every container of the store: the names it answers to, and its /etc/hosts file."""
-    store = ContainerStore(c.dir.parent.parent)
+    store = ContainerStore(c.layout.store.root)
     out = {}
     for cid in store.ids():
         try:
             other = store.load(cid)
         except Exception:  # noqa: BLE001 - a record being written or removed: skip it
             continue
-        out[cid] = (f"{other.name} {other.spec.hostname}", other.path("hosts"))
+        out[cid] = (f"{other.name} {other.spec.hostname}", other.layout.hosts)
     return out
 
 
@@ -74,7 +74,7 @@ def detach_network(c: Container) -> None:
     remove its published ports. A record without its config is looked for on every network."""
     from minidocker.runtime.networks import NetworkStore
 
-    networks = NetworkStore(c.dir.parent.parent)
+    networks = NetworkStore(c.layout.store.root)
     if c.damaged and not c.spec.image_id:
         known = networks.all() if networks.dir.exists() else []
         names = [doc["Name"] for doc in known if c.id in doc.get("Containers", {})]

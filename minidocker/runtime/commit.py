@@ -40,8 +40,8 @@ def scan_changes(c, store):
     layers they were compared with."""
     from minidocker.image import diff as d
 
-    lower = d.LowerView(store.lowerdirs(c.spec.image_id))
-    return d.scan_upper(c.path("upper"), lower, mountpoints(c.spec), c.spec.idmap), lower
+    lower = d.LowerView(store.get(c.spec.image_id))
+    return d.scan_upper(c.layout.upper, lower, mountpoints(c.spec), c.spec.idmap), lower
 
 
 def changed_paths(c, store) -> list[str]:

@@ -3,14 +3,8 @@
 State is written atomically under the containers lock. A record may claim "running" while
 its process is long gone (the monitor was killed, the host rebooted): ``refresh`` checks the
 PID *and its start time* (PIDs are reused: pid_max is small) and corrects the record, so
-``ps`` never shows a dead container as Up.
-
-    containers/<id>/config.json    the ContainerSpec
-    containers/<id>/state.json     Status, Pid, ExitCode, StartedAt, FinishedAt, ...
-    containers/<id>/upper, work    the overlay's writable layer and its scratch dir
-    containers/<id>/merged         the mount point of the root (mounted only inside the container)
-    containers/<id>/hostname, hosts, resolv.conf
-    containers/<id>/container.log  -d output, one JSON object a line (docker's json-file format)
+``ps`` never shows a dead container as Up. A container's files (its overlay's upper, work
+and merged dirs, its /etc files, its log) are named by ``paths.ContainerLayout``: ``c.layout``.
 
 A record is made whole in ``containers/.new-<id>/`` and renamed into place, so a directory
 named by an ID always had a complete record once. If its files are damaged later (a disk
@@ -32,7 +26,8 @@ from minidocker.errors import Conflict, NoSuchContainer, StoreError
 from minidocker.fsutil import locked, make_private_dir, read_json, remove_tree, write_json
 from minidocker.linux.procfs import boot_id
 from minidocker.linux.procfs import start_time as proc_start_time
-from minidocker.paths import prepare_store
+from minidocker.paths import (NEW_CONTAINER_PREFIX, REMOVED_CONTAINER_PREFIX, ContainerLayout, Layout,
+                              prepare_store)
 from minidocker.runtime.spec import ContainerSpec
 
 ADJECTIVES = ["admiring", "bold", "brave", "clever", "dreamy", "eager", "elegant", "festive", "gallant",
@@ -60,9 +55,13 @@ def is_container_id(text: str) -> bool:
 
 @dataclass
 class Container:
-    dir: Path
+    layout: ContainerLayout  # its files; layout.store: the store it is in
     spec: ContainerSpec
     state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        return self.layout.dir
 
     @property
     def id(self) -> str:
@@ -81,9 +80,6 @@ class Container:
         """True when the record could not be read whole (shown as ``dead``)."""
         return bool(self.state.get("Damaged"))
 
-    def path(self, name: str) -> Path:
-        return self.dir / name
-
     def check_usable(self) -> None:
         """Refuse to start a dead record: all it is good for is ``inspect`` and ``rm -f``."""
         if self.damaged:
@@ -91,7 +87,7 @@ class Container:
                            hint=f"remove it: minidocker rm -f {self.id[:12]}")
 
 
-def make_container_dir(d: Path, idmap: dict[str, int] | None) -> None:
+def make_container_dir(c: ContainerLayout, idmap: dict[str, int] | None) -> None:
     """``containers/<id>/`` and its overlay dirs, closed to every other host user.
 
     A ``--userns=auto`` container's root (host uid/gid of its block, no capability over
@@ -100,22 +96,22 @@ def make_container_dir(d: Path, idmap: dict[str, int] | None) -> None:
     to the block's first gid, search permission for that group and no one else. ``upper``
     is 0755 exactly: overlayfs shows the upper dir's owner and mode as the container's /."""
     if idmap:
-        make_private_dir(d, 0o710, group=idmap["gid"])
+        make_private_dir(c.dir, 0o710, group=idmap["gid"])
     else:
-        make_private_dir(d)
-    make_private_dir(d / "upper", 0o755)
-    make_private_dir(d / "work")
-    make_private_dir(d / "merged")
+        make_private_dir(c.dir)
+    make_private_dir(c.upper, 0o755)
+    make_private_dir(c.work)
+    make_private_dir(c.merged)
 
 
 class ContainerStore:
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.dir = self.root / "containers"
-        self.lock_path = self.dir / ".lock"
+        self.layout = Layout(self.root)
+        self.dir = self.layout.containers_dir
 
     def locked(self):
-        return locked(self.lock_path)
+        return locked(self.layout.containers_lock)
 
     def ids(self) -> list[str]:
         """Every record's ID (a directory named by 64 hex digits; unfinished ones start with .)."""
@@ -124,13 +120,13 @@ class ContainerStore:
         return [p.name for p in self.dir.iterdir() if is_container_id(p.name) and p.is_dir()]
 
     def load(self, cid: str) -> Container:
-        d = self.dir / cid
+        d = self.layout.container(cid)
         try:
-            cfg = read_json(d / "config.json")
+            cfg = read_json(d.config)
         except StoreError as e:
             return dead_record(d, cid, None, f"config.json is damaged: {e}")
         if cfg is None:
-            if not d.is_dir():
+            if not d.dir.is_dir():
                 raise NoSuchContainer(f"No such container: {cid}")
             return dead_record(d, cid, None, "config.json is missing")
         try:
@@ -138,7 +134,7 @@ class ContainerStore:
         except (TypeError, KeyError, ValueError, AttributeError) as e:
             return dead_record(d, cid, None, f"config.json is not a container record: {e}")
         try:
-            state = read_json(d / "state.json", {}) or {}
+            state = read_json(d.state, {}) or {}
         except StoreError as e:
             return dead_record(d, cid, spec, f"state.json is damaged: {e}")
         if not isinstance(state, dict):
@@ -211,20 +207,20 @@ class ContainerStore:
                 spec.idmap = allocate(taken)
             state = {"Status": "created", "Created": now_iso(), "Pid": 0, "ExitCode": 0,
                      "StartedAt": "", "FinishedAt": "", "OOMKilled": False, "Error": ""}
-            d = self.dir / cid
+            d = self.layout.container(cid)
             self._reclaim_unfinished()
-            tmp = self.dir / f".new-{cid}"
+            tmp = ContainerLayout(self.layout.new_container(cid), self.layout)
             make_container_dir(tmp, spec.idmap)
-            write_json(tmp / "config.json", spec.to_json())
-            write_json(tmp / "state.json", state)
-            os.rename(tmp, d)  # the record appears whole, or not at all
+            write_json(tmp.config, spec.to_json())
+            write_json(tmp.state, state)
+            os.rename(tmp.dir, d.dir)  # the record appears whole, or not at all
         return Container(d, spec, state)
 
     def _reclaim_unfinished(self) -> None:
         """Remove what a killed ``create`` or ``rm`` left (``.new-*``, ``.rm-*``). The caller
         holds the lock, which every create and rm holds, so none of these is in use."""
         for p in self.dir.iterdir():
-            if p.name.startswith((".new-", ".rm-")):
+            if p.name.startswith((NEW_CONTAINER_PREFIX, REMOVED_CONTAINER_PREFIX)):
                 remove_tree(p)
 
     def rename(self, c: Container, new_name: str) -> None:
@@ -240,26 +236,26 @@ class ContainerStore:
                                    f'"{other.id}". You have to remove (or rename) that container to be able to '
                                    "reuse that name.")
             c.spec.name = new_name
-            write_json(c.path("config.json"), c.spec.to_json())
+            write_json(c.layout.config, c.spec.to_json())
 
     def update(self, c: Container, **changes: Any) -> Container:
         with self.locked():
-            state = read_json(c.path("state.json"), {}) or {}
+            state = read_json(c.layout.state, {}) or {}
             state.update(changes)
             if c.dir.exists():
-                write_json(c.path("state.json"), state)
+                write_json(c.layout.state, state)
             c.state = state
         return c
 
     def update_if(self, c: Container, status: str, **changes: Any) -> bool:
         """``update`` only while the record's Status is still ``status`` (compare and set)."""
         with self.locked():
-            state = read_json(c.path("state.json"), {}) or {}
+            state = read_json(c.layout.state, {}) or {}
             if state.get("Status") != status:
                 c.state = state
                 return False
             state.update(changes)
-            write_json(c.path("state.json"), state)
+            write_json(c.layout.state, state)
             c.state = state
         return True
 
@@ -272,7 +268,7 @@ class ContainerStore:
                 if not monitor_alive:
                     break
                 time.sleep(0.05)
-                c.state = read_json(c.path("state.json"), {}) or c.state
+                c.state = read_json(c.layout.state, {}) or c.state
                 if not c.running:
                     return c
                 monitor_alive = alive(c.state.get("MonitorPid"), c.state.get("MonitorStartTime"))
@@ -285,7 +281,7 @@ class ContainerStore:
     def remove_files(self, c: Container) -> None:
         """The record goes at once (one rename out of sight), then its files."""
         with self.locked():
-            gone = self.dir / f".rm-{c.id}"
+            gone = self.layout.removed_container(c.id)
             try:
                 os.rename(c.dir, gone)
             except FileNotFoundError:
@@ -293,7 +289,7 @@ class ContainerStore:
             remove_tree(gone)
 
 
-def dead_record(d: Path, cid: str, spec: ContainerSpec | None, reason: str) -> Container:
+def dead_record(d: ContainerLayout, cid: str, spec: ContainerSpec | None, reason: str) -> Container:
     """A record that cannot be read whole: status ``dead`` (docker's word), the reason kept
     for ``inspect``. Without a readable config, the spec is a placeholder that names only
     the ID, and ``Damaged`` tells ``rm`` to look for what the container holds by its ID."""

@@ -45,8 +45,8 @@ def _enter_container_root(c: Container, lowerdirs: list[Path]) -> None:
 
     sc.unshare(sc.CLONE_NEWNS)
     rootfs.make_mounts_private()
-    plan = rootfs.RootfsPlan(lowerdirs=[str(p) for p in lowerdirs], upper=str(c.path("upper")),
-                             work=str(c.path("work")), merged=str(c.path("merged")))
+    plan = rootfs.RootfsPlan(lowerdirs=[str(p) for p in lowerdirs], upper=str(c.layout.upper),
+                             work=str(c.layout.work), merged=str(c.layout.merged))
     rootfs.mount_overlay(plan)
     sc.chroot(plan.merged)
     os.chdir("/")

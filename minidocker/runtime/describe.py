@@ -26,20 +26,20 @@ def container_summary(c) -> dict[str, Any]:
 def describe_container(c, store) -> dict[str, Any]:
     """``docker container inspect``'s fields for one container of ``store``'s images."""
     st, spec = c.state, c.spec
-    lower = ":".join(str(p) for p in store.lowerdirs(spec.image_id)) if spec.image_id in store.read_index()["images"] else ""
+    lower = ":".join(str(p) for p in store.get(spec.image_id)) if spec.image_id in store.read_index()["images"] else ""
     return {
         "Id": c.id, "Created": st.get("Created", ""), "Path": (spec.argv or [""])[0], "Args": spec.argv[1:],
         "RestartCount": st.get("RestartCount", 0), "State": _state(c),
-        "Image": spec.image_id, "Name": "/" + c.name, "HostnamePath": str(c.path("hostname")),
-        "HostsPath": str(c.path("hosts")), "ResolvConfPath": str(c.path("resolv.conf")),
-        "LogPath": str(c.path("container.log")), "Driver": "overlay", "HostConfig": _host_config(spec),
+        "Image": spec.image_id, "Name": "/" + c.name, "HostnamePath": str(c.layout.hostname),
+        "HostsPath": str(c.layout.hosts), "ResolvConfPath": str(c.layout.resolv_conf),
+        "LogPath": str(c.layout.log), "Driver": "overlay", "HostConfig": _host_config(spec),
         "Mounts": [{"Type": "bind", "Source": v.source, "Destination": v.target, "Mode": "ro" if v.readonly else "",
                     "RW": not v.readonly, "Propagation": "rprivate"} for v in spec.volumes],
         "Config": {"Hostname": spec.hostname, "User": spec.user, "Env": spec.env, "Cmd": spec.cmd,
                    "Entrypoint": spec.entrypoint or None, "WorkingDir": spec.cwd, "Image": spec.image,
                    "Tty": spec.tty, "OpenStdin": spec.stdin_open, "Labels": spec.labels},
-        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": lower, "UpperDir": str(c.path("upper")),
-                                                    "WorkDir": str(c.path("work")), "MergedDir": str(c.path("merged"))}},
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": lower, "UpperDir": str(c.layout.upper),
+                                                    "WorkDir": str(c.layout.work), "MergedDir": str(c.layout.merged)}},
         "Cgroup": st.get("Cgroup", {}),
         "NetworkSettings": network_settings(spec.network, st.get("Network") if c.running else None, spec.ports),
     }

@@ -10,13 +10,17 @@ upperdir at all, which makes the mount read-only::
 
 and walks it into a tar. Whiteouts and opaque directories in ``upper`` work in a lowerdir
 just as they do in an upperdir, so the view shows the deletions, and lists no whiteout.
+In the image store's words (image/store.py), ``mounted`` is the storage driver's ``get``
+and ``put``: ``ImageStore.get`` gives the lowerdir list, and the mount is made here,
+because image/ makes no syscalls.
 
 The mount is made in a child process that first enters a mount namespace of its own
 (``unshare(CLONE_NEWNS)`` + ``mount --make-rprivate /``): nobody else ever sees it, and the
-kernel removes it when the child exits, however it exits. Nothing to unmount, nothing left
-behind. It works for a running container too (its own overlay lives in its own mount
-namespace; ours only reads the same directories; the kernel may log that ``upper`` is "in
-use" by another mount, which for a read-only lower layer is harmless).
+kernel removes it when the child exits, however it exits (``mounted`` unmounts it first
+when all goes well). Nothing left behind. It works for a running container too (its own
+overlay lives in its own mount namespace; ours only reads the same directories; the kernel
+may log that ``upper`` is "in use" by another mount, which for a read-only lower layer is
+harmless).
 
 See it: ``minidocker export c1 | tar -tv | head``; while it runs, ``cat /proc/mounts`` on the
 host shows no overlay of c1: it is in the child's namespace only.
@@ -24,8 +28,10 @@ host shows no overlay of c1: it is in the child's namespace only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 from minidocker.errors import ExportFailed
 from minidocker.linux import syscalls as sc
@@ -38,12 +44,19 @@ def overlay_options(lowerdirs: list[str]) -> tuple[str, str]:
     return common, "lowerdir=" + ":".join(os.path.relpath(p, common) for p in lowerdirs)
 
 
-def mount_readonly_view(upper: str, lowerdirs: list[str], target: str) -> None:
-    """``upper`` on top of the image's layers, as one read-only overlay on ``target``."""
-    common, opts = overlay_options([upper, *lowerdirs])
+@contextlib.contextmanager
+def mounted(lowerdirs: list[str], target: str) -> Iterator[str]:
+    """``lowerdirs`` (top first) as one read-only overlay on ``target`` for the ``with``
+    block, unmounted at its end. Overlayfs with no upperdir takes no writes (no workdir
+    needed) and needs at least two lowerdirs; call it in a private mount namespace."""
+    common, opts = overlay_options(lowerdirs)
     os.chdir(common)
     sc.mount("overlay", target, "overlay", sc.MS_RDONLY, opts)
     os.chdir("/")
+    try:
+        yield target
+    finally:
+        sc.umount2(target, sc.MNT_DETACH)
 
 
 def export_rootfs(upper: Path, lowerdirs: list[Path], mountpoint: Path, out_fd: int,
@@ -59,8 +72,8 @@ def export_rootfs(upper: Path, lowerdirs: list[Path], mountpoint: Path, out_fd: 
         try:
             sc.unshare(sc.CLONE_NEWNS)
             sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)  # our mount must not propagate out
-            mount_readonly_view(str(upper), [str(p) for p in lowerdirs], str(mountpoint))
-            with os.fdopen(out_fd, "wb", buffering=1 << 20, closefd=False) as out:
+            view = [str(upper), *(str(p) for p in lowerdirs)]  # upper on top of the image's layers
+            with mounted(view, str(mountpoint)), os.fdopen(out_fd, "wb", buffering=1 << 20, closefd=False) as out:
                 count = write_tree_tar(str(mountpoint), out, idmap)
             os.write(w, f"ok {count}".encode())
         except BaseException as e:  # noqa: BLE001  (the child reports everything, then exits)

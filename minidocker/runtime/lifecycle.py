@@ -99,28 +99,27 @@ def write_etc_files(c: Container) -> dict[str, str]:
                  f"127.0.1.1\t{spec.hostname}\n")
         resolv = "# no network: --network none\n"
         hostname = spec.hostname
-    for name, text in (("hostname", hostname + "\n"), ("hosts", hosts), ("resolv.conf", resolv)):
-        path = c.path(name)
+    for path, text in ((c.layout.hostname, hostname + "\n"), (c.layout.hosts, hosts), (c.layout.resolv_conf, resolv)):
         path.write_text(text)
-        files[f"/etc/{name}"] = str(path)
+        files[f"/etc/{path.name}"] = str(path)
     return files
 
 
 def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
     if not lowerdirs:  # an image with no layers: overlay still wants one lowerdir
-        empty = c.path("empty")
+        empty = c.layout.empty
         empty.mkdir(exist_ok=True)
         lowerdirs = [empty]
     return rootfs.RootfsPlan(
-        lowerdirs=[str(p) for p in lowerdirs], upper=str(c.path("upper")), work=str(c.path("work")),
-        merged=str(c.path("merged")), etc_files=write_etc_files(c),
+        lowerdirs=[str(p) for p in lowerdirs], upper=str(c.layout.upper), work=str(c.layout.work),
+        merged=str(c.layout.merged), etc_files=write_etc_files(c),
         volumes=[rootfs.Volume(v.source, v.target, v.readonly) for v in c.spec.volumes],
         readonly=c.spec.readonly_rootfs, tmpfs=list(c.spec.tmpfs), privileged=c.spec.privileged)
 
 
 def seccomp_cache(c: Container) -> Path:
     """Where compiled seccomp programs are kept (see linux/seccomp.py): <root>/cache/seccomp."""
-    return c.dir.parent.parent / "cache" / "seccomp"
+    return c.layout.store.seccomp_cache
 
 
 def compile_security(spec: ContainerSpec, cache_dir: Path | None) -> "seccomp.CompiledFilter | None":
@@ -295,13 +294,13 @@ def prepare_userns(launch: Launch) -> None:
     c, plan = launch.c, launch.plan
     idmap = c.spec.idmap
     assert idmap is not None  # start() takes this step only for --userns=auto, which sets the idmap
-    views = c.path("layers")
+    views = c.layout.layer_views
     if views.exists():
         remove_tree(views)  # a restart: views of the last run (copies, or mount points)
     plan.layer_views = []
     for i in range(len(plan.lowerdirs)):
-        (views / str(i)).mkdir(parents=True)
-        plan.layer_views.append(str(views / str(i)))
+        c.layout.layer_view(i).mkdir(parents=True)
+        plan.layer_views.append(str(c.layout.layer_view(i)))
     plan.idmap = dict(idmap)
     os.chown(plan.upper, idmap["uid"], idmap["gid"])
     for source in plan.etc_files.values():
@@ -434,7 +433,7 @@ def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Pa
     """As docker does, a foreground container keeps a log too (``logs`` reads it later):
     its output comes to us through pipes (or its pty) and we copy it to the terminal and
     to ``container.log``."""
-    log = LogWriter(c.path("container.log"))
+    log = LogWriter(c.layout.log)
     if c.spec.tty:
         started = start(store, c, lowerdirs)
         assert started.master is not None  # with -t the child sends the pty master before its execve
@@ -496,7 +495,7 @@ def signal_container(c: Container, sig: int) -> None:
     assert pid is not None  # alive() is false without a PID
     os.kill(pid, sig)
     if c.state.get("Status") == "paused":  # a frozen process gets the signal only once thawed
-        unpause(ContainerStore(c.dir.parent.parent), c)
+        unpause(ContainerStore(c.layout.store.root), c)
 
 
 def pause(store: ContainerStore, c: Container) -> None:

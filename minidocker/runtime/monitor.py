@@ -58,7 +58,7 @@ def _monitor(store: ContainerStore, c: Container, lowerdirs: list[Path], ready_w
         os.dup2(null, fd)
     for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
         signal.signal(s, signal.SIG_IGN)
-    log = LogWriter(c.path("container.log"))
+    log = LogWriter(c.layout.log)
     restarts = 0
     while True:
         try:

@@ -23,7 +23,7 @@ from typing import Any
 
 from minidocker.errors import Conflict, MinidockerError, NoSuchNetwork
 from minidocker.fsutil import locked, read_json, write_json
-from minidocker.paths import prepare_store
+from minidocker.paths import Layout, prepare_store
 
 DEFAULT = {"Name": "bridge", "Bridge": "minidocker0", "Subnet": "10.88.0.0/16", "Gateway": "10.88.0.1"}
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
@@ -32,23 +32,21 @@ NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
 class NetworkStore:
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.dir = self.root / "networks"
-        self.lock = Path(root) / "locks" / "networks.lock"
-
-    def _path(self, name: str) -> Path:
-        return self.dir / f"{name}.json"
+        self.layout = Layout(self.root)
+        self.dir = self.layout.networks_dir
+        self.lock = self.layout.networks_lock
 
     def _default(self) -> dict[str, Any]:
         return {**DEFAULT, "Id": os.urandom(32).hex(), "Driver": "bridge", "Containers": {}}
 
     def get(self, name: str) -> dict[str, Any]:
-        doc = read_json(self._path(name), None)
+        doc = read_json(self.layout.network(name), None)
         if doc is None:
             if name != "bridge":
                 raise NoSuchNetwork(name)
             doc = self._default()  # the pre-defined network: its record is made on first use
             prepare_store(self.root)
-            write_json(self._path(name), doc)
+            write_json(self.layout.network(name), doc)
         return doc
 
     def all(self) -> list[dict[str, Any]]:
@@ -81,7 +79,7 @@ class NetworkStore:
             nid = os.urandom(32).hex()
             doc = {"Name": name, "Id": nid, "Driver": "bridge", "Bridge": f"mdbr-{nid[:10]}", "Subnet": str(net),
                    "Gateway": str(next(net.hosts())), "Containers": {}}
-            write_json(self._path(name), doc)
+            write_json(self.layout.network(name), doc)
         return doc
 
     def remove(self, name: str) -> dict[str, Any]:
@@ -91,7 +89,7 @@ class NetworkStore:
             doc = self.get(name)
             if doc["Containers"]:
                 raise Conflict(f"error while removing network: network {name} has active endpoints")
-            self._path(name).unlink()
+            self.layout.network(name).unlink()
         return doc
 
     def allocate(self, name: str, container_id: str) -> str:
@@ -107,14 +105,14 @@ class NetworkStore:
             if address is None:
                 raise MinidockerError(f"network {name} has no free address left ({doc['Subnet']})")
             doc["Containers"][container_id] = address
-            write_json(self._path(name), doc)
+            write_json(self.layout.network(name), doc)
         return address
 
     def release(self, name: str, container_id: str) -> None:
         with locked(self.lock):
-            doc = read_json(self._path(name), None)
+            doc = read_json(self.layout.network(name), None)
             if doc and doc["Containers"].pop(container_id, None) is not None:
-                write_json(self._path(name), doc)
+                write_json(self.layout.network(name), doc)
 
     # -- names: on a network of the user's, containers find each other by name (/etc/hosts)
     def introduce(self, name: str, container_id: str, hosts_of: dict[str, tuple[str, Path]]) -> None:

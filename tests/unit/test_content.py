@@ -19,7 +19,7 @@ def test_ingest_verifies_then_renames(tmp_path):
         assert not store.has(digest(data))  # not visible before commit
         ing.write(data[100:])
     assert store.read(digest(data)) == data
-    assert os.listdir(store.ingest_dir) == []
+    assert os.listdir(store.layout.ingest_dir) == []
 
 
 @pytest.mark.parametrize("payload, size", [(b"evil", 4), (b"hello", 5), (b"hello!", 6)])
@@ -31,7 +31,7 @@ def test_ingest_refuses_wrong_or_truncated_content(tmp_path, payload, size):
         with store.ingest(want, expect_size) as ing:
             ing.write(payload)
     assert not store.has(want)
-    assert os.listdir(store.ingest_dir) == []
+    assert os.listdir(store.layout.ingest_dir) == []
 
 
 def test_put_is_idempotent_and_checks(tmp_path):

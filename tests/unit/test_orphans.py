@@ -26,11 +26,11 @@ store = ImageStore(Path(sys.argv[1]))
 store.ensure()
 kind = sys.argv[2]
 if kind == "blob":
-    writing = store.content.new_blob()
+    writing = store.content.ingest()
 elif kind == "ingest":
     writing = store.content.ingest("sha256:" + "ab" * 32, 10)
 else:
-    writing = store.new_layer_unnamed()
+    writing = store.create(None, None)
 with writing as w:
     if kind != "layer":
         w.write(b"half")
@@ -64,7 +64,7 @@ def test_a_killed_writers_blob_is_reclaimed_and_a_live_ones_kept(tmp_path):
     finally:
         kill(live)
     # the next writer reclaims what the second one left, then leaves nothing itself
-    with ContentStore(tmp_path).new_blob() as w:
+    with ContentStore(tmp_path).ingest() as w:
         w.write(b"whole")
     assert os.listdir(tmp_path / "ingest") == [] and ContentStore(tmp_path).read(w.digest) == b"whole"
 
@@ -107,11 +107,11 @@ def test_reclaimers_never_take_a_live_writers_file(tmp_path):
         try:
             for i in range(40):
                 data = f"{n}-{i}".encode() * 50
-                with store.content.new_blob() as w:
+                with store.content.ingest() as w:
                     w.write(data)
                 made.append((w.digest, data))
-                with store.new_layer_unnamed() as tmp:
-                    (tmp / "diff" / "f").write_bytes(data)
+                with store.create(None, None) as layer:
+                    (layer.diff / "f").write_bytes(data)
         except BaseException as e:  # noqa: BLE001 - asserted below
             errors.append(e)
 
