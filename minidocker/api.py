@@ -97,15 +97,14 @@ def system_prune(all_unused: bool = False, volumes: bool = False, root: Path | N
     Returns what went, by kind, and the bytes freed. (Volumes here are bind mounts only, the
     host's own directories: ``volumes`` finds nothing of ours to remove.)"""
     root = Path(root or default_root())
-    kinds = ("blobs", "layers", "ingest", "containers")
-    before = _store_bytes(root, kinds)
+    before = _store_bytes(root, containers=True)
     removed_containers = prune(root=root)
     removed_networks = _prune_networks(root)
     store = _store(root)
     removed_images = store.prune(all_unused, in_use={c.spec.image_id for c in _containers(root).all()})
     return {"Containers": removed_containers, "Networks": removed_networks, "Images": removed_images,
             "BuildCache": store.prune_build_cache(), "Volumes": [],
-            "SpaceReclaimed": max(0, before - _store_bytes(root, kinds))}
+            "SpaceReclaimed": max(0, before - _store_bytes(root, containers=True))}
 
 
 def _prune_networks(root: Path) -> list[str]:
@@ -122,11 +121,13 @@ def _prune_networks(root: Path) -> list[str]:
     return unused
 
 
-def _store_bytes(root: Path, kinds: tuple[str, ...] = ("blobs", "layers", "ingest")) -> int:
-    """The disk the store's ``kinds`` of files take (what a prune can free)."""
+def _store_bytes(root: Path, containers: bool = False) -> int:
+    """The disk the store's images (and ``containers``) take: what a prune can free."""
     from minidocker.fsutil import disk_usage
 
-    return disk_usage(*(root / kind for kind in kinds))
+    layout = Layout(root)
+    trees = [layout.blobs_dir.parent, layout.layers_dir, layout.ingest_dir]
+    return disk_usage(*trees, *([layout.containers_dir] if containers else []))
 
 
 def info(root: Path | None = None) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Iterator
 
 from minidocker.errors import DigestMismatch, RegistryError
-from minidocker.errors import PullAborted as Aborted
+from minidocker.errors import PullAborted
 from minidocker.image import manifest as mf
 from minidocker.image.limits import LayerBudget, UnpackLimits
 from minidocker.image.reference import Reference
@@ -85,7 +85,7 @@ class ChunkReader(io.RawIOBase):
     def readinto(self, buf) -> int:
         while not self.pending:
             if self.abort.is_set():
-                raise Aborted("pull aborted")
+                raise PullAborted("pull aborted")
             chunk = next(self.chunks, None)
             if chunk is None:
                 return 0
@@ -265,7 +265,7 @@ def pull_image(store: ImageStore, ref: Reference, platform: mf.Platform | None =
                         except BaseException as e:  # stop the other layers, report the first cause
                             abort.set()
                             errors.append(e)
-                    real = [e for e in errors if not isinstance(e, Aborted)]
+                    real = [e for e in errors if not isinstance(e, PullAborted)]
                     if real or errors:
                         raise (real or errors)[0]
                 except BaseException:

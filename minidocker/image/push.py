@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from minidocker.errors import AuthenticationError, ImageNotFound, InvalidReference, StoreError
-from minidocker.errors import PushAborted as Aborted
+from minidocker.errors import PushAborted
 from minidocker.image import manifest as mf
 from minidocker.image.pull import PullEvent, _noop
 from minidocker.image.reference import Reference, parse
@@ -100,7 +100,7 @@ def iter_file(path, start: int = 0, limit: int | None = None,
         f.seek(start)
         while limit is None or sent < limit:
             if abort is not None and abort.is_set():
-                raise Aborted("push aborted")
+                raise PushAborted("push aborted")
             data = f.read(READ_SIZE if limit is None else min(READ_SIZE, limit - sent))
             if not data:
                 break
@@ -152,7 +152,7 @@ def push_blob(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf.D
         offset = 0
         while offset < size:
             if abort.is_set():
-                raise Aborted("push aborted")
+                raise PushAborted("push aborted")
             with open(path, "rb") as f:
                 f.seek(offset)
                 data = f.read(min(chunk_size, size - offset))
@@ -202,7 +202,7 @@ def push_image(store: ImageStore, ref: Reference, progress: Progress | None = No
                         abort.set()
                         errors.append(e)
                 if errors:
-                    raise next((e for e in errors if not isinstance(e, Aborted)), errors[0])
+                    raise next((e for e in errors if not isinstance(e, PushAborted)), errors[0])
         counts[one(manifest.config)] += 1  # the config last, as docker does
         digest = reg.put_manifest(ref, ref.tag or "latest", raw, media_type, push_scope(ref))
     store.record_image(image_id, manifest_digest, None, f"{ref.name}@{digest}")
