@@ -28,9 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -42,8 +42,10 @@ def venv_console_script(name: str) -> str:
     for candidate in (Path(sys.executable).parent / name, REPO / ".venv" / "bin" / name):
         if os.access(candidate, os.X_OK):
             return str(candidate)
-    raise BenchError(f"{name} not found next to {sys.executable} nor in {REPO}/.venv/bin: "
-                     f"run the benchmark with the venv's python (.venv/bin/python bench/...)")
+    raise BenchError(
+        f"{name} not found next to {sys.executable} nor in {REPO}/.venv/bin: "
+        f"run the benchmark with the venv's python (.venv/bin/python bench/...)"
+    )
 
 
 class BenchError(RuntimeError):
@@ -56,10 +58,12 @@ class ToolFailed(BenchError):
     def __init__(self, name: str, argv: Sequence[str], returncode: int, stdout: str, stderr: str):
         self.name, self.argv, self.returncode = name, list(argv), returncode
         self.stdout, self.stderr = stdout, stderr
-        super().__init__(f"{name} failed with exit code {returncode}\n"
-                         f"  command: {' '.join(map(str, argv))}\n"
-                         f"  stderr:\n{indent(stderr.strip() or '(empty)')}"
-                         + (f"\n  stdout:\n{indent(stdout.strip())}" if stdout.strip() else ""))
+        super().__init__(
+            f"{name} failed with exit code {returncode}\n"
+            f"  command: {' '.join(map(str, argv))}\n"
+            f"  stderr:\n{indent(stderr.strip() or '(empty)')}"
+            + (f"\n  stdout:\n{indent(stdout.strip())}" if stdout.strip() else "")
+        )
 
 
 def indent(text: str, prefix: str = "    ") -> str:
@@ -73,13 +77,15 @@ def need_root() -> None:
 
 def need_program(name: str) -> str:
     path = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None)
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None
+    )
     if path is None:
         raise BenchError(f"{name} is not installed (apt-get install {name})")
     return path
 
 
 # -- the machine ------------------------------------------------------------------------------
+
 
 def load_average() -> tuple[float, float, float]:
     one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
@@ -93,16 +99,22 @@ def machine_state() -> dict:
         key, _, value = line.partition(":")
         meminfo[key] = int(value.split()[0]) if value.split() else 0
     fields = Path("/proc/loadavg").read_text().split()
-    return {"loadavg": list(load_average()), "runnable": fields[3], "cpus": os.cpu_count(),
-            "mem_available_mib": meminfo.get("MemAvailable", 0) // 1024,
-            "dirty_mib": meminfo.get("Dirty", 0) // 1024, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return {
+        "loadavg": list(load_average()),
+        "runnable": fields[3],
+        "cpus": os.cpu_count(),
+        "mem_available_mib": meminfo.get("MemAvailable", 0) // 1024,
+        "dirty_mib": meminfo.get("Dirty", 0) // 1024,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
 
 def busy_processes(min_cpu_percent: float = 10.0, limit: int = 5) -> list[str]:
     """Processes using noticeable CPU right now (ps's %CPU is a lifetime average, so this is
     a hint, not a measurement), ours excluded."""
-    r = subprocess.run(["ps", "-eo", "pid,ppid,pcpu,etime,args", "--sort=-pcpu", "--no-headers"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["ps", "-eo", "pid,ppid,pcpu,etime,args", "--sort=-pcpu", "--no-headers"], capture_output=True, text=True
+    )
     out = []
     for line in r.stdout.splitlines():
         parts = line.split(None, 4)
@@ -119,8 +131,10 @@ def busy_processes(min_cpu_percent: float = 10.0, limit: int = 5) -> list[str]:
 
 def describe_machine(state: dict) -> str:
     la = " ".join(f"{x:.2f}" for x in state["loadavg"])
-    return (f"load average {la} (runnable/total {state['runnable']}), {state['cpus']} CPUs, "
-            f"{state['mem_available_mib']} MiB available, {state['dirty_mib']} MiB dirty, at {state['time']}")
+    return (
+        f"load average {la} (runnable/total {state['runnable']}), {state['cpus']} CPUs, "
+        f"{state['mem_available_mib']} MiB available, {state['dirty_mib']} MiB dirty, at {state['time']}"
+    )
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -140,7 +154,7 @@ def process_cpu_seconds(pid: int) -> float:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
@@ -169,12 +183,15 @@ class CpuWatch:
 
     def describe(self) -> str:
         other, elapsed = self.others()
-        return (f"other processes and kernel threads used {other:.1f} CPU-s in {elapsed:.0f} s "
-                f"({other / elapsed if elapsed else 0:.2f} of {os.cpu_count()} CPUs)")
+        return (
+            f"other processes and kernel threads used {other:.1f} CPU-s in {elapsed:.0f} s "
+            f"({other / elapsed if elapsed else 0:.2f} of {os.cpu_count()} CPUs)"
+        )
 
 
-def wait_until_quiet(max_busy_cpus: float = 0.3, window: float = 10.0, timeout: float = 600.0,
-                     log: Callable[[str], None] | None = None) -> bool:
+def wait_until_quiet(
+    max_busy_cpus: float = 0.3, window: float = 10.0, timeout: float = 600.0, log: Callable[[str], None] | None = None
+) -> bool:
     """Wait until the machine (not counting us) is busy with less than ``max_busy_cpus`` CPUs
     on average over ``window`` seconds; give up after ``timeout``. True if it became quiet."""
     deadline = time.monotonic() + timeout
@@ -189,8 +206,7 @@ def wait_until_quiet(max_busy_cpus: float = 0.3, window: float = 10.0, timeout: 
             return True
         if time.monotonic() > deadline:
             if log:
-                log(f"machine still busy ({busy:.2f} CPUs over {elapsed:.0f} s) after {timeout:.0f} s: "
-                    f"going on anyway")
+                log(f"machine still busy ({busy:.2f} CPUs over {elapsed:.0f} s) after {timeout:.0f} s: going on anyway")
             return False
         if log:
             hogs = "; ".join(busy_processes(min_cpu_percent=20, limit=2)) or "no single process stands out"
@@ -210,6 +226,7 @@ def filesystem_of(path: Path) -> str:
 
 # -- statistics and reports -------------------------------------------------------------------
 
+
 @dataclass
 class Summary:
     runs: list[float]
@@ -227,8 +244,13 @@ class Summary:
         return max(self.runs)
 
     def as_dict(self) -> dict:
-        return {"runs": [round(x, 4) for x in self.runs], "n": len(self.runs),
-                "median": round(self.median, 4), "min": round(self.min, 4), "max": round(self.max, 4)}
+        return {
+            "runs": [round(x, 4) for x in self.runs],
+            "n": len(self.runs),
+            "median": round(self.median, 4),
+            "min": round(self.min, 4),
+            "max": round(self.max, 4),
+        }
 
 
 def fmt_seconds(x: float, unit: str = "s") -> str:
@@ -266,12 +288,12 @@ def render_table(results: dict[str, Summary], baseline: str, unit: str = "s") ->
 
 def render_runs(results: dict[str, Summary], unit: str = "s") -> str:
     width = max(map(len, results), default=0)
-    return "\n".join(f"  {tool:<{width}}  " + " ".join(fmt_seconds(x, unit) for x in s.runs)
-                     for tool, s in results.items())
+    return "\n".join(
+        f"  {tool:<{width}}  " + " ".join(fmt_seconds(x, unit) for x in s.runs) for tool, s in results.items()
+    )
 
 
-def target_line(results: dict[str, Summary], tool: str, baseline: str, short: tuple[str, str],
-                target: float) -> str:
+def target_line(results: dict[str, Summary], tool: str, baseline: str, short: tuple[str, str], target: float) -> str:
     r = ratio(results, tool, baseline)
     name = f"{short[0]}/{short[1]}"
     if r is None:
@@ -286,6 +308,7 @@ def dump_json(obj, stream=None) -> None:
 
 # -- running tools alternately ----------------------------------------------------------------
 
+
 @dataclass
 class Tool:
     """One contender. ``prepare(i)`` and ``cleanup(i)`` run outside the timing; ``argv(i)`` and
@@ -299,13 +322,26 @@ class Tool:
     runs: list[float] = field(default_factory=list)
 
 
-def timed(name: str, argv: Sequence[str], env: dict[str, str] | None = None,
-          cwd: str | Path | None = None, timeout: float | None = 1800) -> float:
+def timed(
+    name: str,
+    argv: Sequence[str],
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float | None = 1800,
+) -> float:
     """Wall-clock seconds of one command, its output captured (both tools see pipes, not a
     TTY). Raises ToolFailed with its stderr if it exits non-zero."""
     t0 = time.perf_counter()
-    r = subprocess.run(list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                       text=True, errors="replace", timeout=timeout)
+    r = subprocess.run(
+        list(argv),
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+    )
     elapsed = time.perf_counter() - t0
     if r.returncode != 0:
         raise ToolFailed(name, argv, r.returncode, r.stdout, r.stderr)
@@ -318,8 +354,14 @@ def rotation(names: Sequence[str], round_index: int) -> list[str]:
     return list(names[k:]) + list(names[:k])
 
 
-def alternate(tools: Sequence[Tool], rounds: int, warmup: int = 0, sync_between: bool = True,
-              settle: float = 0.0, log: Callable[[str], None] | None = None) -> dict[str, Summary]:
+def alternate(
+    tools: Sequence[Tool],
+    rounds: int,
+    warmup: int = 0,
+    sync_between: bool = True,
+    settle: float = 0.0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Summary]:
     """Run every tool once per round, the order rotated each round; ``warmup`` extra rounds
     first whose times are thrown away. Between runs (outside the timing) the result is
     cleaned up, then ``sync`` so one tool's dirty pages are not written back during the next
@@ -350,12 +392,13 @@ def alternate(tools: Sequence[Tool], rounds: int, warmup: int = 0, sync_between:
 
 # -- mounts and trees -------------------------------------------------------------------------
 
+
 def _unescape(s: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as \\ooo."""
     out, i = [], 0
     while i < len(s):
-        if s[i] == "\\" and i + 3 < len(s) and s[i + 1:i + 4].isdigit():
-            out.append(chr(int(s[i + 1:i + 4], 8)))
+        if s[i] == "\\" and i + 3 < len(s) and s[i + 1 : i + 4].isdigit():
+            out.append(chr(int(s[i + 1 : i + 4], 8)))
             i += 4
         else:
             out.append(s[i])
@@ -375,8 +418,11 @@ def mountinfo() -> list[dict]:
 def mounts_under(path: Path) -> list[str]:
     """Mount points at or below ``path``, deepest first."""
     root = os.path.realpath(path)
-    found = [m["mount_point"] for m in mountinfo()
-             if m["mount_point"] == root or m["mount_point"].startswith(root.rstrip("/") + "/")]
+    found = [
+        m["mount_point"]
+        for m in mountinfo()
+        if m["mount_point"] == root or m["mount_point"].startswith(root.rstrip("/") + "/")
+    ]
     return sorted(set(found), key=lambda p: (p.count("/"), p), reverse=True)
 
 
@@ -389,7 +435,7 @@ def umount(path: str) -> None:
     if _libc.umount2(os.fsencode(path), 0) == 0:
         return
     err = ctypes.get_errno()
-    if err == 22:                                # EINVAL: not a mount point (any more)
+    if err == 22:  # EINVAL: not a mount point (any more)
         return
     if _libc.umount2(os.fsencode(path), MNT_DETACH) != 0:
         err = ctypes.get_errno()
@@ -401,7 +447,7 @@ def unmount_all_under(path: Path) -> list[str]:
     """Unmount everything at or below ``path`` (stacked mounts included); returns what was
     unmounted. Raises if something stays mounted."""
     done = []
-    for _ in range(8):                           # mounts can be stacked on one mount point
+    for _ in range(8):  # mounts can be stacked on one mount point
         mps = mounts_under(path)
         if not mps:
             return done
@@ -434,8 +480,9 @@ def private_tmpfs(parent: Path, size: str = "8g") -> Iterator[Path]:
     """A tmpfs mounted on a new private directory under ``parent``; unmounted (everything
     under it first) and removed on the way out."""
     mp = Path(tempfile.mkdtemp(prefix="t", dir=parent))
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "bench-tmpfs", str(mp)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "bench-tmpfs", str(mp)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         mp.rmdir()
         raise BenchError(f"mount tmpfs on {mp}: {r.stderr.strip()}")
@@ -449,11 +496,11 @@ def private_tmpfs(parent: Path, size: str = "8g") -> Iterator[Path]:
 
 def overlay_and_tmpfs_mounts() -> list[str]:
     """The lines of /proc/mounts that mention overlay or tmpfs (for a before/after check)."""
-    return [line for line in Path("/proc/mounts").read_text().splitlines()
-            if "overlay" in line or "tmpfs" in line]
+    return [line for line in Path("/proc/mounts").read_text().splitlines() if "overlay" in line or "tmpfs" in line]
 
 
 # -- signals ----------------------------------------------------------------------------------
+
 
 class Terminated(BaseException):
     """SIGTERM or SIGHUP arrived: unwind like Ctrl-C so every ``finally`` runs."""
@@ -462,6 +509,7 @@ class Terminated(BaseException):
 def raise_on_termination() -> None:
     def handler(signum, frame):
         raise Terminated(f"signal {signal.Signals(signum).name}")
+
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGHUP, handler)
 
@@ -482,6 +530,7 @@ def shielded():
 
 
 # -- podman, isolated -------------------------------------------------------------------------
+
 
 class PodmanSandbox:
     """podman with its configuration in ``confdir`` (containers.conf, storage.conf,
@@ -514,11 +563,12 @@ class PodmanSandbox:
             f'network_config_dir = "{d}/networks"\n'
             "[engine]\n"
             'cgroup_manager = "cgroupfs"\n'
-            + (f'runtime = "{runtime}"\n' if runtime else "") +
-            'events_logger = "file"\n'
+            + (f'runtime = "{runtime}"\n' if runtime else "")
+            + 'events_logger = "file"\n'
             f'events_logfile_path = "{d}/events.log"\n'
             f'tmp_dir = "{d}/tmp"\n'
-            f'image_copy_tmp_dir = "{self.copy_tmp_dir}"\n')
+            f'image_copy_tmp_dir = "{self.copy_tmp_dir}"\n'
+        )
         self.storage_conf = d / "storage.conf"
         # graphroot/runroot here are placeholders: every command passes --root/--runroot.
         self.storage_conf.write_text(
@@ -528,26 +578,42 @@ class PodmanSandbox:
             f'graphroot = "{d}/default-graph"\n'
             f'runroot = "{d}/default-run"\n'
             "[storage.options.overlay]\n"
-            'mountopt = "nodev"\n')
+            'mountopt = "nodev"\n'
+        )
         self.registries_conf = d / "registries.conf"
         self.registries_conf.write_text("# written by bench/common.py\nunqualified-search-registries = []\n")
-        self.env = {**os.environ, "CONTAINERS_CONF": str(self.containers_conf),
-                    "CONTAINERS_STORAGE_CONF": str(self.storage_conf),
-                    "CONTAINERS_REGISTRIES_CONF": str(self.registries_conf)}
+        self.env = {
+            **os.environ,
+            "CONTAINERS_CONF": str(self.containers_conf),
+            "CONTAINERS_STORAGE_CONF": str(self.storage_conf),
+            "CONTAINERS_REGISTRIES_CONF": str(self.registries_conf),
+        }
 
     def argv(self, root: Path, runroot: Path) -> list[str]:
         if len(str(runroot)) > 50:
-            raise BenchError(f"podman refuses a runroot longer than 50 characters: {runroot} "
-                             f"(use a shorter --workdir)")
-        return [self.binary, "--root", str(root), "--runroot", str(runroot), "--storage-driver", "overlay",
-                "--cgroup-manager=cgroupfs"]
+            raise BenchError(f"podman refuses a runroot longer than 50 characters: {runroot} (use a shorter --workdir)")
+        return [
+            self.binary,
+            "--root",
+            str(root),
+            "--runroot",
+            str(runroot),
+            "--storage-driver",
+            "overlay",
+            "--cgroup-manager=cgroupfs",
+        ]
 
     def reset(self, root: Path, runroot: Path) -> None:
         """``podman system reset -f`` on that storage, then unmount anything left under it
         and delete both directories."""
         if Path(root).exists():
-            subprocess.run(self.argv(root, runroot) + ["system", "reset", "-f"], env=self.env,
-                           stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
+            subprocess.run(
+                self.argv(root, runroot) + ["system", "reset", "-f"],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=300,
+            )
         remove_tree(Path(root))
         remove_tree(Path(runroot))
 
@@ -565,6 +631,7 @@ def enter_private_cgroup_view() -> None:
 
 
 # -- the registry -----------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def local_registry(workdir: Path, images: Iterable[str], log: Callable[[str], None] | None = None):

@@ -57,8 +57,9 @@ from pathlib import Path
 
 try:
     import zstandard  # noqa: F401                 (the recipe falls back to gzip without it)
+
     _ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-except ImportError:                                # pragma: no cover
+except ImportError:  # pragma: no cover
     _ZSTD = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 LAYER_MEDIA_TYPES = [
@@ -69,8 +70,8 @@ LAYER_MEDIA_TYPES = [
     "application/vnd.oci.image.layer.v1.tar+gzip",
 ]
 
-MTIME = 1000000000                   # data/mtime-file: 2001-09-09T01:46:40Z
-EPOCH = 1704067200                   # every other entry's mtime in the tars: 2024-01-01
+MTIME = 1000000000  # data/mtime-file: 2001-09-09T01:46:40Z
+EPOCH = 1704067200  # every other entry's mtime in the tars: 2024-01-01
 
 
 def _dir(mode=0o755, uid=0, gid=0, **kw):
@@ -93,7 +94,9 @@ _MERGED_PRESENT = {
     "bin/busybox": {"type": "file", "mode": 0o755, "uid": 0, "gid": 0},
     "bin/sh": _link("busybox"),
     "bin/ls": _link("busybox"),
-    "dev": _dir(), "proc": _dir(), "sys": _dir(),
+    "dev": _dir(),
+    "proc": _dir(),
+    "sys": _dir(),
     "etc": _dir(),
     "etc/passwd": {"type": "file", "mode": 0o644, "uid": 0, "gid": 0},
     "etc/group": {"type": "file", "mode": 0o644, "uid": 0, "gid": 0},
@@ -131,19 +134,24 @@ _MERGED_PRESENT = {
 }
 
 _MERGED_ABSENT = [
-    "data/deleted-file",                                  # whiteout, layer 2
-    "data/deleted-dir", "data/deleted-dir/inner.txt",     # whiteout of a dir, layer 2
-    "data/opaque/lower-a.txt", "data/opaque/lower-sub",   # opaque dir, layer 2
-    "data/recreated-dir/old.txt",                         # dir whited out (2), recreated (3)
-    "data/to-delete-later",                               # layer 3 (zstd), whiteout in layer 4
-    "data/script.sh",                                     # layer 3 (zstd), whiteout in layer 5
-    "data/.wh.deleted-file", "data/opaque/.wh..wh..opq",
+    "data/deleted-file",  # whiteout, layer 2
+    "data/deleted-dir",
+    "data/deleted-dir/inner.txt",  # whiteout of a dir, layer 2
+    "data/opaque/lower-a.txt",
+    "data/opaque/lower-sub",  # opaque dir, layer 2
+    "data/recreated-dir/old.txt",  # dir whited out (2), recreated (3)
+    "data/to-delete-later",  # layer 3 (zstd), whiteout in layer 4
+    "data/script.sh",  # layer 3 (zstd), whiteout in layer 5
+    "data/.wh.deleted-file",
+    "data/opaque/.wh..wh..opq",
 ]
 
 _L1_PRESENT = {
     "bin/busybox": {"type": "file", "mode": 0o755},
     "bin/sh": _link("busybox"),
-    "tmp": _dir(0o1777), "root": _dir(0o700), "home/app": _dir(0o755, 1000, 1000),
+    "tmp": _dir(0o1777),
+    "root": _dir(0o700),
+    "home/app": _dir(0o755, 1000, 1000),
     "home/app/notes.txt": _file("private notes\n", 0o600, 1000, 1000),
     "data/kept.txt": _file("kept from layer 1\n"),
     "data/replaced.txt": _file("layer 1 wrote this\n"),
@@ -173,7 +181,9 @@ _L2_PRESENT = {
 }
 
 _L3_PRESENT = {
-    "data": _dir(), "home": _dir(), "home/app": _dir(0o755, 1000, 1000),
+    "data": _dir(),
+    "home": _dir(),
+    "home/app": _dir(0o755, 1000, 1000),
     "data/replaced.txt": _file("layer 3 wrote this\n"),
     "data/recreated-dir": _dir(),
     "data/recreated-dir/new.txt": _file("recreated in layer 3\n"),
@@ -190,7 +200,9 @@ _L3_PRESENT = {
 }
 
 _L4_PRESENT = {
-    "data": _dir(), "home": _dir(), "home/app": _dir(0o755, 1000, 1000),
+    "data": _dir(),
+    "home": _dir(),
+    "home/app": _dir(0o755, 1000, 1000),
     "data/to-delete-later": WHITEOUT,
     "data/file-then-dir": _dir(),
     "data/file-then-dir/child.txt": _file("was a file\n"),
@@ -200,31 +212,66 @@ _L4_PRESENT = {
 }
 
 _L5_PRESENT = {
-    "data": _dir(), "etc": _dir(),
+    "data": _dir(),
+    "etc": _dir(),
     "data/script.sh": WHITEOUT,
     "etc/layers-release": _file("5\n"),
 }
 
 LAYERS_EXPECTED = {
-    "merged": {"present": _MERGED_PRESENT, "absent": _MERGED_ABSENT, "exact": False,
-               "no_whiteout_names": True},
+    "merged": {"present": _MERGED_PRESENT, "absent": _MERGED_ABSENT, "exact": False, "no_whiteout_names": True},
     "layers": [
-        {"index": 0, "media_type": LAYER_MEDIA_TYPES[0], "present": _L1_PRESENT, "absent": [],
-         "exact": False, "no_whiteout_names": True},
-        {"index": 1, "media_type": LAYER_MEDIA_TYPES[1], "present": _L2_PRESENT,
-         "absent": ["data/.wh.deleted-file", "data/.wh.deleted-dir", "data/opaque/.wh..wh..opq"],
-         "exact": True, "no_whiteout_names": True},
-        {"index": 2, "media_type": LAYER_MEDIA_TYPES[2], "present": _L3_PRESENT, "absent": [],
-         "exact": True, "no_whiteout_names": True},
-        {"index": 3, "media_type": LAYER_MEDIA_TYPES[3], "present": _L4_PRESENT,
-         "absent": ["data/.wh.to-delete-later"], "exact": True, "no_whiteout_names": True},
-        {"index": 4, "media_type": LAYER_MEDIA_TYPES[4], "present": _L5_PRESENT,
-         "absent": ["data/.wh.script.sh"], "exact": True, "no_whiteout_names": True},
+        {
+            "index": 0,
+            "media_type": LAYER_MEDIA_TYPES[0],
+            "present": _L1_PRESENT,
+            "absent": [],
+            "exact": False,
+            "no_whiteout_names": True,
+        },
+        {
+            "index": 1,
+            "media_type": LAYER_MEDIA_TYPES[1],
+            "present": _L2_PRESENT,
+            "absent": ["data/.wh.deleted-file", "data/.wh.deleted-dir", "data/opaque/.wh..wh..opq"],
+            "exact": True,
+            "no_whiteout_names": True,
+        },
+        {
+            "index": 2,
+            "media_type": LAYER_MEDIA_TYPES[2],
+            "present": _L3_PRESENT,
+            "absent": [],
+            "exact": True,
+            "no_whiteout_names": True,
+        },
+        {
+            "index": 3,
+            "media_type": LAYER_MEDIA_TYPES[3],
+            "present": _L4_PRESENT,
+            "absent": ["data/.wh.to-delete-later"],
+            "exact": True,
+            "no_whiteout_names": True,
+        },
+        {
+            "index": 4,
+            "media_type": LAYER_MEDIA_TYPES[4],
+            "present": _L5_PRESENT,
+            "absent": ["data/.wh.script.sh"],
+            "exact": True,
+            "no_whiteout_names": True,
+        },
     ],
 }
 
-_TYPES = {"file": stat.S_ISREG, "dir": stat.S_ISDIR, "symlink": stat.S_ISLNK,
-          "fifo": stat.S_ISFIFO, "char": stat.S_ISCHR, "block": stat.S_ISBLK}
+_TYPES = {
+    "file": stat.S_ISREG,
+    "dir": stat.S_ISDIR,
+    "symlink": stat.S_ISLNK,
+    "fifo": stat.S_ISFIFO,
+    "char": stat.S_ISCHR,
+    "block": stat.S_ISBLK,
+}
 
 
 def verify_tree(root: str | os.PathLike, spec: dict) -> list[str]:
@@ -258,8 +305,9 @@ def verify_tree(root: str | os.PathLike, spec: dict) -> list[str]:
         if "target" in want and os.readlink(p) != want["target"]:
             problems.append(f"{path}: target {os.readlink(p)!r}, want {want['target']!r}")
         if "rdev" in want and [os.major(st.st_rdev), os.minor(st.st_rdev)] != want["rdev"]:
-            problems.append(f"{path}: rdev {os.major(st.st_rdev)},{os.minor(st.st_rdev)}, "
-                            f"want {want['rdev'][0]},{want['rdev'][1]}")
+            problems.append(
+                f"{path}: rdev {os.major(st.st_rdev)},{os.minor(st.st_rdev)}, want {want['rdev'][0]},{want['rdev'][1]}"
+            )
         for name, value in want.get("xattrs", {}).items():
             try:
                 got = os.getxattr(p, name, follow_symlinks=False)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from minidocker.errors import AuthenticationError, MinidockerError
 from minidocker.options import RunOptions, kind_of  # noqa: F401 - re-exported: the CLI's parsers read them
@@ -23,8 +24,7 @@ def _store(root: Path | None):
 
 
 # -- images ---------------------------------------------------------------------------------
-def pull(ref: str, root: Path | None = None, platform: str | None = None,
-         progress: Callable | None = None):
+def pull(ref: str, root: Path | None = None, platform: str | None = None, progress: Callable | None = None):
     """Pull ``ref`` into the store; returns a ``PullResult``."""
     from minidocker.image.manifest import Platform
     from minidocker.image.reference import parse
@@ -47,12 +47,24 @@ def images(root: Path | None = None) -> list[dict[str, Any]]:
         base = {"ID": info.id, "Created": info.created, "Size": info.size}
         if not info.tags:
             name = next(iter(digests), None)
-            rows.append({**base, "Repository": name or "<none>", "Tag": "<none>",
-                         "Digest": digests.get(name, "<none>") if name else "<none>"})
+            rows.append(
+                {
+                    **base,
+                    "Repository": name or "<none>",
+                    "Tag": "<none>",
+                    "Digest": digests.get(name, "<none>") if name else "<none>",
+                }
+            )
         for tag in info.tags:
             ref = parse(tag)
-            rows.append({**base, "Repository": ref.familiar_name, "Tag": ref.tag,
-                         "Digest": digests.get(ref.familiar_name, "<none>")})
+            rows.append(
+                {
+                    **base,
+                    "Repository": ref.familiar_name,
+                    "Tag": ref.tag,
+                    "Digest": digests.get(ref.familiar_name, "<none>"),
+                }
+            )
     return rows
 
 
@@ -102,9 +114,14 @@ def system_prune(all_unused: bool = False, volumes: bool = False, root: Path | N
     removed_networks = _prune_networks(root)
     store = _store(root)
     removed_images = store.prune(all_unused, in_use={c.spec.image_id for c in _containers(root).all()})
-    return {"Containers": removed_containers, "Networks": removed_networks, "Images": removed_images,
-            "BuildCache": store.prune_build_cache(), "Volumes": [],
-            "SpaceReclaimed": max(0, before - _store_bytes(root, containers=True))}
+    return {
+        "Containers": removed_containers,
+        "Networks": removed_networks,
+        "Images": removed_images,
+        "BuildCache": store.prune_build_cache(),
+        "Volumes": [],
+        "SpaceReclaimed": max(0, before - _store_bytes(root, containers=True)),
+    }
 
 
 def _prune_networks(root: Path) -> list[str]:
@@ -114,8 +131,11 @@ def _prune_networks(root: Path) -> list[str]:
     if not Layout(root).networks_dir.is_dir():
         return []
     wanted = {c.spec.network for c in _containers(root).all()}
-    unused = [n["Name"] for n in NetworkStore(root).all()
-              if n["Name"] != "bridge" and not n["Containers"] and n["Name"] not in wanted]
+    unused = [
+        n["Name"]
+        for n in NetworkStore(root).all()
+        if n["Name"] != "bridge" and not n["Containers"] and n["Name"] not in wanted
+    ]
     for name in unused:
         network_rm(name, root)
     return unused
@@ -145,14 +165,24 @@ def info(root: Path | None = None) -> dict[str, Any]:
     version = cgroups.version()
     userns_blocks = min(len(blocks(read_ranges(SUBUID))), len(blocks(read_ranges(SUBGID))))
     return {
-        "ServerVersion": __version__, "Driver": "overlay", "DockerRootDir": str(root),
-        "Containers": len(containers), "ContainersRunning": sum(c.running for c in containers),
-        "ContainersStopped": sum(not c.running for c in containers), "Images": images,
-        "CgroupVersion": str(version), "CgroupControllers": cgroups.controllers(version),
-        "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges",
-                            f"name=userns,blocks={userns_blocks}"],
-        "KernelVersion": host.kernel_release(), "Architecture": host.architecture(),
-        "NCPU": host.cpu_count(), "MemTotal": host.memory_total(),
+        "ServerVersion": __version__,
+        "Driver": "overlay",
+        "DockerRootDir": str(root),
+        "Containers": len(containers),
+        "ContainersRunning": sum(c.running for c in containers),
+        "ContainersStopped": sum(not c.running for c in containers),
+        "Images": images,
+        "CgroupVersion": str(version),
+        "CgroupControllers": cgroups.controllers(version),
+        "SecurityOptions": [
+            "name=seccomp,profile=builtin",
+            "name=no-new-privileges",
+            f"name=userns,blocks={userns_blocks}",
+        ],
+        "KernelVersion": host.kernel_release(),
+        "Architecture": host.architecture(),
+        "NCPU": host.cpu_count(),
+        "MemTotal": host.memory_total(),
     }
 
 
@@ -204,8 +234,9 @@ def _containers(root: Path | None):
     return ContainerStore(root or default_root())
 
 
-def ensure_image(image: str, root: Path | None, progress: Callable | None = None,
-                 on_pull: Callable[[str], None] | None = None) -> str:
+def ensure_image(
+    image: str, root: Path | None, progress: Callable | None = None, on_pull: Callable[[str], None] | None = None
+) -> str:
     """The image's ID, pulling it first when it is not in the store (as ``docker run`` does)."""
     from minidocker.errors import ImageNotFound
 
@@ -219,9 +250,16 @@ def ensure_image(image: str, root: Path | None, progress: Callable | None = None
     return pull(image, root=root, progress=progress).image_id
 
 
-def run(image: str, args: list[str], opts: RunOptions, *, root: Path | None = None,
-        progress: Callable | None = None, on_pull: Callable[[str], None] | None = None,
-        on_created: Callable[[str], None] | None = None) -> int | str:
+def run(
+    image: str,
+    args: list[str],
+    opts: RunOptions,
+    *,
+    root: Path | None = None,
+    progress: Callable | None = None,
+    on_pull: Callable[[str], None] | None = None,
+    on_created: Callable[[str], None] | None = None,
+) -> int | str:
     """``docker run``: returns the container's exit code, or its ID with ``opts.detach``."""
     from dataclasses import replace
 
@@ -238,9 +276,18 @@ def run(image: str, args: list[str], opts: RunOptions, *, root: Path | None = No
     store = _store(root)
     config = store.config(image_id)
     containers = _containers(root)
-    c = containers.create(lambda cid, random_name: build_spec(
-        cid=cid, name=name or random_name(), image=image, image_id=image_id, image_config=config,
-        args=list(args), opts=opts, limits=limits))
+    c = containers.create(
+        lambda cid, random_name: build_spec(
+            cid=cid,
+            name=name or random_name(),
+            image=image,
+            image_id=image_id,
+            image_config=config,
+            args=list(args),
+            opts=opts,
+            limits=limits,
+        )
+    )
     if on_created:
         on_created(c.id)
     lowerdirs = store.get(image_id)
@@ -281,9 +328,14 @@ def resource_limits(opts: RunOptions) -> dict[str, Any]:
         if swap != -1 and swap < mem:
             raise MinidockerError("Minimum memoryswap limit should be larger than memory limit")
     cpus, cpuset = opts.cpus, opts.cpuset_cpus
-    limits = {"memory": mem, "memory_swap": swap, "cpus": None if cpus is None else check_cpus(cpus),
-              "cpu_shares": opts.cpu_shares, "cpuset_cpus": None if cpuset is None else parse_cpu_list(cpuset),
-              "pids": opts.pids_limit}
+    limits = {
+        "memory": mem,
+        "memory_swap": swap,
+        "cpus": None if cpus is None else check_cpus(cpus),
+        "cpu_shares": opts.cpu_shares,
+        "cpuset_cpus": None if cpuset is None else parse_cpu_list(cpuset),
+        "pids": opts.pids_limit,
+    }
     return {k: v for k, v in limits.items() if v is not None}
 
 
@@ -331,11 +383,16 @@ def network_inspect(name: str, root: Path | None = None) -> dict[str, Any]:
     from minidocker.runtime.networks import NetworkStore
 
     doc = NetworkStore(root or default_root()).get(name)
-    return {"Name": doc["Name"], "Id": doc["Id"], "Driver": doc["Driver"],
-            "IPAM": {"Config": [{"Subnet": doc["Subnet"], "Gateway": doc["Gateway"]}]},
-            "Options": {"com.docker.network.bridge.name": doc["Bridge"]},
-            "Containers": {cid: {"IPv4Address": f"{ip}/{doc['Subnet'].rsplit('/', 1)[1]}"}
-                           for cid, ip in doc["Containers"].items()}}
+    return {
+        "Name": doc["Name"],
+        "Id": doc["Id"],
+        "Driver": doc["Driver"],
+        "IPAM": {"Config": [{"Subnet": doc["Subnet"], "Gateway": doc["Gateway"]}]},
+        "Options": {"com.docker.network.bridge.name": doc["Bridge"]},
+        "Containers": {
+            cid: {"IPv4Address": f"{ip}/{doc['Subnet'].rsplit('/', 1)[1]}"} for cid, ip in doc["Containers"].items()
+        },
+    }
 
 
 def inspect(name: str, root: Path | None = None) -> dict[str, Any]:
@@ -436,8 +493,10 @@ def cp(src: str, dest: str, root: Path | None = None) -> None:
 
     (src_c, src_path), (dest_c, dest_path) = split(src), split(dest)
     if (src_c is None) == (dest_c is None):
-        raise MinidockerError("copying between containers, or between two host paths, is not supported",
-                              hint="give exactly one CONTAINER:PATH: minidocker cp c1:/etc/hosts . ")
+        raise MinidockerError(
+            "copying between containers, or between two host paths, is not supported",
+            hint="give exactly one CONTAINER:PATH: minidocker cp c1:/etc/hosts . ",
+        )
     containers = _containers(root)
     c = containers.find(src_c or dest_c)
     lowerdirs = _store(root).get(c.spec.image_id)
@@ -458,8 +517,11 @@ def rename(name: str, new_name: str, root: Path | None = None) -> None:
 def port(name: str, root: Path | None = None) -> list[str]:
     """``docker port``: ``80/tcp -> 0.0.0.0:8080`` lines (published ports of a running container)."""
     c = _containers(root).find(name)
-    return [f"{p['port']}/{p['proto']} -> {p['host_ip'] or '0.0.0.0'}:{p['host_port']}"
-            for p in c.spec.ports] if c.running else []
+    return (
+        [f"{p['port']}/{p['proto']} -> {p['host_ip'] or '0.0.0.0'}:{p['host_port']}" for p in c.spec.ports]
+        if c.running
+        else []
+    )
 
 
 def top(name: str, root: Path | None = None) -> list[dict[str, Any]]:
@@ -471,8 +533,11 @@ def top(name: str, root: Path | None = None) -> list[dict[str, Any]]:
     if not c.running:
         raise Conflict(f"Container {c.id[:12]} is not running")
     processes = (procfs.read_process(pid) for pid in sorted(cgroups.manager(c.id).pids()))
-    return [{"UID": host.user_name(p.uid), "PID": p.pid, "PPID": p.ppid, "CMD": p.command}
-            for p in processes if p is not None]  # None: gone meanwhile
+    return [
+        {"UID": host.user_name(p.uid), "PID": p.pid, "PPID": p.ppid, "CMD": p.command}
+        for p in processes
+        if p is not None
+    ]  # None: gone meanwhile
 
 
 def rm(names: list[str], force: bool = False, root: Path | None = None):
@@ -486,8 +551,10 @@ def rm(names: list[str], force: bool = False, root: Path | None = None):
         c = containers.find(name)
         if c.running:
             if not force:
-                raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
-                               "attempting removal or force remove")
+                raise Conflict(
+                    f"You cannot remove a running container {c.id}. Stop the container before "
+                    "attempting removal or force remove"
+                )
             containers.update(c, StopRequested=True)
             lifecycle.stop_container(c, _s.SIGKILL, 10)
             _settle(containers, c)
@@ -520,8 +587,17 @@ def listen_events(fn: Callable[[dict[str, Any]], None] | None) -> None:
     events.listen(fn)
 
 
-def exec_(name: str, argv: list[str], *, root: Path | None = None, env: list[str] = (), workdir: str | None = None,
-          user: str | None = None, tty: bool = False, interactive: bool = False) -> int:
+def exec_(
+    name: str,
+    argv: list[str],
+    *,
+    root: Path | None = None,
+    env: list[str] = (),
+    workdir: str | None = None,
+    user: str | None = None,
+    tty: bool = False,
+    interactive: bool = False,
+) -> int:
     from minidocker.runtime.exec import exec_in
 
     c = _containers(root).find(name)
@@ -594,8 +670,9 @@ def save(names: list[str], output: Path | None = None, stream=None, root: Path |
         save_images(store, names, stream)
 
 
-def load(input: Path | None = None, stdin=None, root: Path | None = None,
-         progress: Callable | None = None) -> list[str]:
+def load(
+    input: Path | None = None, stdin=None, root: Path | None = None, progress: Callable | None = None
+) -> list[str]:
     """``docker load`` from a tar (docker-archive or OCI, plain or gzip), a layout
     directory, or ``stdin``; returns the ``Loaded image: ...`` lines."""
     from minidocker.image.archive import load_images
@@ -618,8 +695,14 @@ def export(name: str, output: Path | None = None, fd: int | None = None, root: P
         return export_rootfs(c.layout.upper, lowerdirs, c.layout.merged, f.fileno(), c.spec.idmap)
 
 
-def import_(source: str, ref: str | None = None, changes: list[str] = (), message: str | None = None,
-            stdin=None, root: Path | None = None) -> str:
+def import_(
+    source: str,
+    ref: str | None = None,
+    changes: list[str] = (),
+    message: str | None = None,
+    stdin=None,
+    root: Path | None = None,
+) -> str:
     """``docker import FILE|- [REF]``: a rootfs tar (plain, gzip, zstd) as a one-layer
     image; returns its ID."""
     from minidocker.errors import MinidockerError as _Err
@@ -644,8 +727,16 @@ def diff(name: str, root: Path | None = None) -> list[str]:
     return changed_paths(_containers(root).find(name), _store(root))
 
 
-def commit(name: str, ref: str | None = None, *, root: Path | None = None, message: str = "",
-           author: str = "", changes: list[str] = (), pause: bool = True) -> str:
+def commit(
+    name: str,
+    ref: str | None = None,
+    *,
+    root: Path | None = None,
+    message: str = "",
+    author: str = "",
+    changes: list[str] = (),
+    pause: bool = True,
+) -> str:
     """``docker commit``: the container's upper dir becomes one new layer on its image; the
     container's config (Cmd, Env, WorkingDir, User...) plus ``changes`` becomes the image's.
     A running container is frozen (cgroup freezer) while its upper dir is read, and always
@@ -654,8 +745,9 @@ def commit(name: str, ref: str | None = None, *, root: Path | None = None, messa
 
     containers = _containers(root)
     c = containers.find(name)
-    return commit_container(containers, _store(root), c, ref, message=message, author=author,
-                            changes=list(changes), pause=pause)
+    return commit_container(
+        containers, _store(root), c, ref, message=message, author=author, changes=list(changes), pause=pause
+    )
 
 
 def history(name: str, root: Path | None = None) -> list[dict[str, Any]]:
@@ -665,9 +757,17 @@ def history(name: str, root: Path | None = None) -> list[dict[str, Any]]:
     return cm.history(_store(root), name)
 
 
-def build(context: str, *, tags: list[str] = (), dockerfile: str | None = None, build_args: list[str] = (),
-          no_cache: bool = False, root: Path | None = None, say: Callable[[str], None] = lambda s: None,
-          quiet: bool = False) -> str:
+def build(
+    context: str,
+    *,
+    tags: list[str] = (),
+    dockerfile: str | None = None,
+    build_args: list[str] = (),
+    no_cache: bool = False,
+    root: Path | None = None,
+    say: Callable[[str], None] = lambda s: None,
+    quiet: bool = False,
+) -> str:
     """``docker build`` (the classic builder): returns the image ID; ``say`` gets the step lines."""
     from minidocker.build import Builder, read_dockerfile
     from minidocker.errors import BuildError
@@ -688,8 +788,7 @@ def build(context: str, *, tags: list[str] = (), dockerfile: str | None = None, 
     instructions = df.parse(text, show_lines=inside)  # a file outside the context: no line of it in errors
     store = _store(root)
     store.ensure()
-    b = Builder(root or default_root(), store, ctx.resolve(), say, args, no_cache,
-                lambda ref: ensure_image(ref, root))
+    b = Builder(root or default_root(), store, ctx.resolve(), say, args, no_cache, lambda ref: ensure_image(ref, root))
     image_id = b.build(instructions)
     unused = sorted(set(args) - b.used_args)
     if unused:

@@ -41,8 +41,8 @@ import posixpath
 import stat
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
 from minidocker.errors import BuildError
 from minidocker.fsutil import read_json, write_json
@@ -51,14 +51,33 @@ from minidocker.image import diff as d
 from minidocker.image import dockerfile as df
 from minidocker.image.store import ImageStore, short_id
 
-METADATA = ("ENV", "LABEL", "WORKDIR", "USER", "CMD", "ENTRYPOINT", "EXPOSE", "STOPSIGNAL", "VOLUME", "SHELL",
-            "HEALTHCHECK")
+METADATA = (
+    "ENV",
+    "LABEL",
+    "WORKDIR",
+    "USER",
+    "CMD",
+    "ENTRYPOINT",
+    "EXPOSE",
+    "STOPSIGNAL",
+    "VOLUME",
+    "SHELL",
+    "HEALTHCHECK",
+)
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
 class Builder:
-    def __init__(self, root: Path, store: ImageStore, context: Path, say: Callable[[str], None],
-                 build_args: dict[str, str], no_cache: bool, ensure_image: Callable[[str], str]):
+    def __init__(
+        self,
+        root: Path,
+        store: ImageStore,
+        context: Path,
+        say: Callable[[str], None],
+        build_args: dict[str, str],
+        no_cache: bool,
+        ensure_image: Callable[[str], str],
+    ):
         self.root, self.store, self.context, self.say = root, store, context, say
         self.build_args = build_args
         self.no_cache = no_cache
@@ -98,8 +117,9 @@ class Builder:
                 self.from_(ins)
                 started = True
             elif not started:
-                raise BuildError(f"Dockerfile line {ins.line}: the first instruction must be FROM (or ARG), "
-                                 f"not {ins.keyword}")
+                raise BuildError(
+                    f"Dockerfile line {ins.line}: the first instruction must be FROM (or ARG), not {ins.keyword}"
+                )
             elif ins.keyword == "RUN":
                 self.run(ins)
             elif ins.keyword in ("COPY", "ADD"):
@@ -169,18 +189,24 @@ class Builder:
         changes = (lambda cfg: df.apply_change(cfg, ins, env)) if ins.keyword in METADATA else None
         if ins.keyword == "MAINTAINER":
             changes = None
-        self.image_id, _ = cm.create_image(self.store, self.image_id, None, empty=True, changes=changes,
-                                           created_by=f"/bin/sh -c #(nop)  {ins.original}",
-                                           author=ins.args if ins.keyword == "MAINTAINER" else "",
-                                           intermediate=True)
+        self.image_id, _ = cm.create_image(
+            self.store,
+            self.image_id,
+            None,
+            empty=True,
+            changes=changes,
+            created_by=f"/bin/sh -c #(nop)  {ins.original}",
+            author=ins.args if ins.keyword == "MAINTAINER" else "",
+            intermediate=True,
+        )
         self.remember(key)
 
     def run(self, ins: df.Instruction) -> None:
         key = self.cache_key(ins)
         if self.cached(key):
             return
-        from minidocker.options import RunOptions
         from minidocker.errors import ChildFailed
+        from minidocker.options import RunOptions
         from minidocker.runtime import lifecycle
         from minidocker.runtime.container import ContainerStore
         from minidocker.runtime.forked import run_in_child
@@ -192,16 +218,23 @@ class Builder:
         argv = ins.command((config.get("config") or {}).get("Shell"))
         containers = ContainerStore(self.root)
         opts = RunOptions(entrypoint="", env=self.args_in_effect(), network="none")  # the rest: run's defaults
-        c = containers.create(lambda cid, random_name: build_spec(
-            cid=cid, name=random_name(), image=short_id(self.image_id), image_id=self.image_id,
-            image_config=config, args=argv, opts=opts))
+        c = containers.create(
+            lambda cid, random_name: build_spec(
+                cid=cid,
+                name=random_name(),
+                image=short_id(self.image_id),
+                image_id=self.image_id,
+                image_config=config,
+                args=argv,
+                opts=opts,
+            )
+        )
         self.say(f" ---> Running in {c.id[:12]}")
         try:
             # in a child of its own: a container start changes the process that makes it (the PID
             # namespace of its next child, signal handlers while it waits), and a build makes many
             try:
-                code = run_in_child(lambda: lifecycle.run_attached(containers, c,
-                                                                   self.store.get(self.image_id)))
+                code = run_in_child(lambda: lifecycle.run_attached(containers, c, self.store.get(self.image_id)))
             except ChildFailed as e:
                 raise BuildError(e.message) from None
             if code != 0:
@@ -210,9 +243,14 @@ class Builder:
             entries = d.scan_upper(c.layout.upper, lower)
             args = self.args_in_effect()
             created_by = (f"|{len(args)} {' '.join(args)} " if args else "") + " ".join(argv)
-            self.image_id, _ = cm.create_image(self.store, self.image_id,
-                                               lambda write: d.write_layer_tar(entries, write),
-                                               empty=not entries, created_by=created_by, intermediate=True)
+            self.image_id, _ = cm.create_image(
+                self.store,
+                self.image_id,
+                lambda write: d.write_layer_tar(entries, write),
+                empty=not entries,
+                created_by=created_by,
+                intermediate=True,
+            )
         finally:
             lifecycle.cleanup(containers, c)
             self.say(f"Removing intermediate container {c.id[:12]}")
@@ -224,8 +262,9 @@ class Builder:
         if ins.json_args() is not None:
             parts = [df.expand(p, env) for p in parts]
         if len(parts) < 2:
-            raise BuildError(f"Dockerfile line {ins.line}: {ins.keyword} requires at least two arguments: "
-                             "source(s) and destination")
+            raise BuildError(
+                f"Dockerfile line {ins.line}: {ins.keyword} requires at least two arguments: source(s) and destination"
+            )
         owner = parse_chown(ins.flags.get("chown"), ins.line, self.image_file)
         sources, dest = parts[:-1], parts[-1]
         workdir = (self.store.config(self.image_id).get("config", {}).get("WorkingDir") if self.image_id else "") or "/"
@@ -243,8 +282,13 @@ class Builder:
         else:
             plan = self.plan_copy(ins, sources, dest)
         for src, target, _ in plan if "from" not in ins.flags else []:
-            where = ("." if src == self.context else src.relative_to(self.context) if src.is_relative_to(self.context)
-                     else f"url:{self.downloaded.get(src, src.name)}")
+            where = (
+                "."
+                if src == self.context
+                else src.relative_to(self.context)
+                if src.is_relative_to(self.context)
+                else f"url:{self.downloaded.get(src, src.name)}"
+            )
             content.update(f"{target}\0{where}\0".encode())
             st = os.lstat(src)
             content.update(f"{st.st_mode}\0{st.st_size}\0".encode())
@@ -266,8 +310,7 @@ class Builder:
             tw.close()
 
         created_by = f"/bin/sh -c #(nop) {ins.keyword} {content.hexdigest()[:12]} in {dest} "
-        self.image_id, _ = cm.create_image(self.store, self.image_id, produce, created_by=created_by,
-                                           intermediate=True)
+        self.image_id, _ = cm.create_image(self.store, self.image_id, produce, created_by=created_by, intermediate=True)
         self.remember(key)
 
     def image_file(self, path: str) -> str:
@@ -337,8 +380,9 @@ class Builder:
         for s in sources:
             if "://" in s:
                 if ins.keyword != "ADD":
-                    raise BuildError(f"Dockerfile line {ins.line}: COPY takes files of the build context; "
-                                     "ADD fetches URLs")
+                    raise BuildError(
+                        f"Dockerfile line {ins.line}: COPY takes files of the build context; ADD fetches URLs"
+                    )
                 matched.append(self.download(ins, s))
                 continue
             rel = os.path.normpath(s.lstrip("/"))
@@ -347,8 +391,10 @@ class Builder:
             follow = s.endswith(("/", "/.")) or rel == "."  # "dir/": the directory a link names
             found = sorted({p for p in match_in_context(self.context, rel, follow) if not self.ignored(p)})
             if not found:
-                raise BuildError(f"Dockerfile line {ins.line}: {ins.keyword} failed: file not found in build "
-                                 f"context or excluded by .dockerignore: {s}")
+                raise BuildError(
+                    f"Dockerfile line {ins.line}: {ins.keyword} failed: file not found in build "
+                    f"context or excluded by .dockerignore: {s}"
+                )
             matched += found
         as_dir = dest.endswith("/") or len(matched) > 1 or any(p.is_dir() and not p.is_symlink() for p in matched)
         dest = d_norm(dest)
@@ -413,8 +459,9 @@ class Builder:
             write_json(self.cache_path, doc)
 
 
-def plan_copy_from_image(ins: df.Instruction, lowerdirs: list[Path], sources: list[str],
-                         dest: str) -> list[tuple[Path, str, str]]:
+def plan_copy_from_image(
+    ins: df.Instruction, lowerdirs: list[Path], sources: list[str], dest: str
+) -> list[tuple[Path, str, str]]:
     """COPY --from's plan: each source path as the image shows it (the topmost layer that has
     it, whiteouts and opaque directories obeyed: image/diff.py's LowerView), directories walked
     through every layer, each entry paired with the file in the layer it comes from."""
@@ -423,11 +470,11 @@ def plan_copy_from_image(ins: df.Instruction, lowerdirs: list[Path], sources: li
     for s in sources:
         rel = posixpath.normpath("/" + s).strip("/")
         if rel and view.lookup(rel) is None:
-            raise BuildError(f"Dockerfile line {ins.line}: COPY --from={ins.flags['from']} failed: "
-                             f"{s} not found in that image")
+            raise BuildError(
+                f"Dockerfile line {ins.line}: COPY --from={ins.flags['from']} failed: {s} not found in that image"
+            )
         found.append(rel)
-    as_dir = dest.endswith("/") or len(found) > 1 or any(
-        not r or stat.S_ISDIR(view.lookup(r).st_mode) for r in found)
+    as_dir = dest.endswith("/") or len(found) > 1 or any(not r or stat.S_ISDIR(view.lookup(r).st_mode) for r in found)
     dest = d_norm(dest)
     plan: list[tuple[Path, str, str]] = []
 
@@ -604,8 +651,10 @@ def read_dockerfile(context: Path, given: str | None) -> tuple[str, bool]:
     inside = real.is_relative_to(context)
     shown = given or "Dockerfile"
     if not inside and (lexical.is_symlink() or lexical.is_relative_to(context)):
-        raise BuildError(f"the Dockerfile {shown} is a symbolic link that leads outside the build context",
-                         hint="give -f the file itself, or a file inside the context")
+        raise BuildError(
+            f"the Dockerfile {shown} is a symbolic link that leads outside the build context",
+            hint="give -f the file itself, or a file inside the context",
+        )
     try:
         if not stat.S_ISREG(os.stat(real).st_mode):
             raise BuildError(f"the Dockerfile {shown} is not a regular file")
@@ -630,7 +679,7 @@ def resolve_in_image(lower: d.LowerView, path: str, hops: int = 40) -> str:
             target = _readlink_in(lower, rel)
             hops -= 1
             base = [] if target.startswith("/") else done
-            parts = [p for p in posixpath.normpath("/" + "/".join(base + [target])).split("/") if p] + parts[i + 1:]
+            parts = [p for p in posixpath.normpath("/" + "/".join(base + [target])).split("/") if p] + parts[i + 1 :]
             done, i = [], 0
             continue
         done.append(parts[i])

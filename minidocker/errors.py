@@ -131,8 +131,10 @@ class NoSuchNetwork(MinidockerError):
     """No network of this name."""
 
     def __init__(self, name: str):
-        super().__init__(f"network {name} not found", hint="minidocker network ls lists them; "
-                                                             "minidocker network create NAME makes one")
+        super().__init__(
+            f"network {name} not found",
+            hint="minidocker network ls lists them; minidocker network create NAME makes one",
+        )
 
 
 # -- build, import, load ----------------------------------------------------------------------

@@ -22,8 +22,9 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 from minidocker.errors import StoreError
 
@@ -31,11 +32,15 @@ from minidocker.errors import StoreError
 def storage_error(e: OSError, what: str) -> StoreError:
     """Turn an OSError into one clear line (disk full gets its own words)."""
     if e.errno == errno.ENOSPC:
-        return StoreError(f"no space left on device while {what}",
-                          hint="free some disk space (minidocker rmi, minidocker image prune, minidocker container prune) and retry")
+        return StoreError(
+            f"no space left on device while {what}",
+            hint="free some disk space (minidocker rmi, minidocker image prune, minidocker container prune) and retry",
+        )
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return StoreError(f"permission denied while {what}: {e.filename or ''}".rstrip(": "),
-                          hint="minidocker needs root (sudo) to write its store")
+        return StoreError(
+            f"permission denied while {what}: {e.filename or ''}".rstrip(": "),
+            hint="minidocker needs root (sudo) to write its store",
+        )
     return StoreError(f"{e.strerror or e} while {what}")
 
 
@@ -102,6 +107,7 @@ def locked(path: Path, shared: bool = False) -> Iterator[None]:
 
 def remove_tree(path: Path) -> None:
     """Remove a directory tree we own (an unpacked layer): never follows symlinks."""
+
     def onerror(func, p, exc_info):
         exc = exc_info[1]
         if isinstance(exc, FileNotFoundError):

@@ -71,10 +71,12 @@ class RunOptions:
     cap_add: list[str] = flag("--cap-add", default=[], help="Add a Linux capability (or ALL).")
     cap_drop: list[str] = flag("--cap-drop", default=[], help="Drop a Linux capability (or ALL).")
     privileged: bool = flag("--privileged", default=False, help="All capabilities, no seccomp, no masked paths.")
-    security_opt: list[str] = flag("--security-opt", default=[],
-                                   help="seccomp=unconfined|FILE.json, no-new-privileges.")
+    security_opt: list[str] = flag(
+        "--security-opt", default=[], help="seccomp=unconfined|FILE.json, no-new-privileges."
+    )
     userns: str = flag("--userns", default="host", help="host, or auto: root inside is an unprivileged host user.")
     publish: list[str] = flag("--publish", "-p", default=[], help="[IP:][HOSTPORT:]PORT[/udp]: publish a port.")
     restart: str = flag("--restart", default="no", help="no, always, unless-stopped, on-failure[:N].")
-    explain: bool = flag("--explain", default=False,
-                         help="Narrate every kernel step on stderr.")  # the CLI's: it renders the events
+    explain: bool = flag(
+        "--explain", default=False, help="Narrate every kernel step on stderr."
+    )  # the CLI's: it renders the events

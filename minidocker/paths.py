@@ -134,8 +134,16 @@ class Layout:
     @property
     def store_dirs(self) -> tuple[Path, ...]:
         """The top-level directories, each made 0700 by ``prepare_store``."""
-        return (self.blobs_dir.parent, self.ingest_dir, self.layers_dir, self.index.parent,
-                self.containers_dir, self.locks_dir, self.networks_dir, self.seccomp_cache.parent)
+        return (
+            self.blobs_dir.parent,
+            self.ingest_dir,
+            self.layers_dir,
+            self.index.parent,
+            self.containers_dir,
+            self.locks_dir,
+            self.networks_dir,
+            self.seccomp_cache.parent,
+        )
 
     def blob(self, digest: str) -> Path:
         return self.blobs_dir / hex_of(digest)

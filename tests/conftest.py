@@ -29,6 +29,7 @@ def _fail_if_missing(fn, *args, **kwargs):
     """Call ``fn``; turn "not installed" errors into a test failure that says what to install."""
     from images.build import BuildError
     from tests.support.registry import ToolMissing
+
     try:
         return fn(*args, **kwargs)
     except (ToolMissing, BuildError) as e:
@@ -38,20 +39,24 @@ def _fail_if_missing(fn, *args, **kwargs):
 @pytest.fixture(scope="session")
 def image_layouts() -> dict[str, Path]:
     from images.build import build_image
+
     return {name: _fail_if_missing(build_image, name) for name in IMAGES}
 
 
 def _seed_all(reg, jobs: list[tuple]) -> None:
     """Seed in parallel (each seed is a skopeo process): [(layout, repo, all_platforms)]."""
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(_fail_if_missing, reg.seed, layout, repo, "latest", all_platforms)
-                   for layout, repo, all_platforms in jobs]
+        futures = [
+            pool.submit(_fail_if_missing, reg.seed, layout, repo, "latest", all_platforms)
+            for layout, repo, all_platforms in jobs
+        ]
         for f in futures:
             f.result()
 
 
 def _registry_fixture(tmp_path_factory, name: str, auth, seeds):
     from tests.support.registry import start_registry
+
     workdir = tmp_path_factory.mktemp(name)
     reg = None
     try:
@@ -67,29 +72,43 @@ def _registry_fixture(tmp_path_factory, name: str, auth, seeds):
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory, image_layouts):
     L = image_layouts
-    yield from _registry_fixture(tmp_path_factory, "registry", None, [
-        (L["debian"], "debian", False), (L["busybox"], "busybox", False),
-        (L["layers"], "layers", False), (L["multiarch"], "multiarch", True),
-        (L["multiarch-docker"], "multiarch-docker", True),
-        (L["debian"], "library/debian", False), (L["busybox"], "library/busybox", False)])
+    yield from _registry_fixture(
+        tmp_path_factory,
+        "registry",
+        None,
+        [
+            (L["debian"], "debian", False),
+            (L["busybox"], "busybox", False),
+            (L["layers"], "layers", False),
+            (L["multiarch"], "multiarch", True),
+            (L["multiarch-docker"], "multiarch-docker", True),
+            (L["debian"], "library/debian", False),
+            (L["busybox"], "library/busybox", False),
+        ],
+    )
 
 
 @pytest.fixture(scope="session")
 def basic_registry(tmp_path_factory, image_layouts):
-    yield from _registry_fixture(tmp_path_factory, "basic-registry", "basic",
-                                 [(image_layouts["busybox"], "busybox", False)])
+    yield from _registry_fixture(
+        tmp_path_factory, "basic-registry", "basic", [(image_layouts["busybox"], "busybox", False)]
+    )
 
 
 @pytest.fixture(scope="session")
 def token_registry(tmp_path_factory, image_layouts):
-    yield from _registry_fixture(tmp_path_factory, "token-registry", "token",
-                                 [(image_layouts["busybox"], "busybox", False),
-                                  (image_layouts["busybox"], "private/busybox", False)])
+    yield from _registry_fixture(
+        tmp_path_factory,
+        "token-registry",
+        "token",
+        [(image_layouts["busybox"], "busybox", False), (image_layouts["busybox"], "private/busybox", False)],
+    )
 
 
 @pytest.fixture(scope="session")
 def redirect_front(registry):
     from tests.support.registry import start_redirect_front
+
     front = start_redirect_front(registry)
     try:
         yield front

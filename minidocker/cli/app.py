@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -27,7 +26,7 @@ app = typer.Typer(
 
 
 class State:
-    root: Optional[Path] = None
+    root: Path | None = None
     debug: bool = False
 
 
@@ -42,20 +41,32 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global(
-    root: Optional[Path] = typer.Option(None, "--root", envvar="MINIDOCKER_ROOT",
-                                        help="Where images and containers are stored [/var/lib/minidocker]."),
+    root: Path | None = typer.Option(
+        None, "--root", envvar="MINIDOCKER_ROOT", help="Where images and containers are stored [/var/lib/minidocker]."
+    ),
     debug: bool = typer.Option(False, "--debug", "-D", help="Show tracebacks."),
-    version: bool = typer.Option(False, "--version", "-v", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", "-v", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     state.root = root
     state.debug = debug
 
 
 def _register() -> None:
-    from minidocker.cli import (archive, commit, containers, images, login, network, pull, push,  # noqa: F401
-                                run, transfer)  # (each adds its commands)
-    from minidocker.cli import system  # noqa: F401
+    from minidocker.cli import (  # noqa: F401
+        archive,
+        commit,
+        containers,
+        images,
+        login,
+        network,
+        pull,
+        push,
+        run,  # (each adds its commands)
+        system,  # noqa: F401
+        transfer,
+    )
 
 
 def typer_main(argv: list[str] | None = None) -> None:

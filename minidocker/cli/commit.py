@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
 
 import typer
 
@@ -21,14 +20,16 @@ def diff(container: str) -> None:
         print(line)
 
 
-@app.command(context_settings={"ignore_unknown_options": True},
-             help="Create a new image from a container's changes. "
-                  "-p, --pause[=true|false]: pause the container during commit (default true).")
+@app.command(
+    context_settings={"ignore_unknown_options": True},
+    help="Create a new image from a container's changes. "
+    "-p, --pause[=true|false]: pause the container during commit (default true).",
+)
 def commit(
-    args: List[str] = typer.Argument(..., metavar="CONTAINER [REPOSITORY[:TAG]]"),
+    args: list[str] = typer.Argument(..., metavar="CONTAINER [REPOSITORY[:TAG]]"),
     message: str = typer.Option("", "--message", "-m", help="Commit message."),
     author: str = typer.Option("", "--author", "-a", help='Author (e.g. "Jane Doe <jane@example.com>").'),
-    change: List[str] = typer.Option([], "--change", "-c", help="Apply a Dockerfile instruction to the image."),
+    change: list[str] = typer.Option([], "--change", "-c", help="Apply a Dockerfile instruction to the image."),
 ) -> None:
     pause, rest = True, []
     for a in args:  # docker's bool flag: -p, --pause, --pause=false
@@ -44,10 +45,21 @@ def commit(
         else:
             rest.append(a)
     if len(rest) not in (1, 2):
-        raise MinidockerError('"commit" requires at least 1 and at most 2 arguments',
-                              hint="Usage: minidocker commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]")
-    print(api.commit(rest[0], rest[1] if len(rest) == 2 else None, root=state.root, message=message,
-                     author=author, changes=change, pause=pause))
+        raise MinidockerError(
+            '"commit" requires at least 1 and at most 2 arguments',
+            hint="Usage: minidocker commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
+        )
+    print(
+        api.commit(
+            rest[0],
+            rest[1] if len(rest) == 2 else None,
+            root=state.root,
+            message=message,
+            author=author,
+            changes=change,
+            pause=pause,
+        )
+    )
 
 
 @app.command(help="Show the history of an image.")
@@ -71,17 +83,27 @@ def history(
         text = r["CreatedBy"].replace("\t", " ")
         return text if no_trunc or len(text) <= 45 else text[:44] + "…"
 
-    render.table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-                 ([show_id(r["ID"]), render.human_ago(r["Created"]) if human else r["Created"], created_by(r),
-                   render.human_size(r["Size"]) if human else str(r["Size"]), r["Comment"]] for r in rows))
+    render.table(
+        ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+        (
+            [
+                show_id(r["ID"]),
+                render.human_ago(r["Created"]) if human else r["Created"],
+                created_by(r),
+                render.human_size(r["Size"]) if human else str(r["Size"]),
+                r["Comment"],
+            ]
+            for r in rows
+        ),
+    )
 
 
 @app.command(help="Build an image from a Dockerfile.")
 def build(
     context: str = typer.Argument(..., metavar="PATH"),
-    tags: List[str] = typer.Option([], "--tag", "-t", help="Name and optionally a tag (name:tag)."),
-    file: Optional[str] = typer.Option(None, "--file", "-f", help="Name of the Dockerfile (default PATH/Dockerfile)."),
-    build_args: List[str] = typer.Option([], "--build-arg", help="Set a build-time variable (KEY=VALUE)."),
+    tags: list[str] = typer.Option([], "--tag", "-t", help="Name and optionally a tag (name:tag)."),
+    file: str | None = typer.Option(None, "--file", "-f", help="Name of the Dockerfile (default PATH/Dockerfile)."),
+    build_args: list[str] = typer.Option([], "--build-arg", help="Set a build-time variable (KEY=VALUE)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the cache."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the image ID."),
 ) -> None:
@@ -89,8 +111,16 @@ def build(
         if not quiet:
             print(line, flush=True)
 
-    image_id = api.build(context, tags=tags, dockerfile=file, build_args=build_args, no_cache=no_cache,
-                         root=state.root, say=say, quiet=quiet)
+    image_id = api.build(
+        context,
+        tags=tags,
+        dockerfile=file,
+        build_args=build_args,
+        no_cache=no_cache,
+        root=state.root,
+        say=say,
+        quiet=quiet,
+    )
     if quiet:
         print(image_id)
     sys.stdout.flush()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import List, Optional
 
 import typer
 
@@ -16,7 +15,9 @@ from minidocker.errors import MinidockerError
 
 def _status(row) -> str:
     if row["Status"] in ("running", "paused"):
-        return "Up " + render.human_duration_since(row["StartedAt"]) + (" (Paused)" if row["Status"] == "paused" else "")
+        return (
+            "Up " + render.human_duration_since(row["StartedAt"]) + (" (Paused)" if row["Status"] == "paused" else "")
+        )
     if row["Status"] == "exited":
         return f"Exited ({row['ExitCode']}) {render.human_ago(row['FinishedAt'])}"
     return row["Status"].capitalize()
@@ -27,31 +28,58 @@ def ps(
     all: bool = typer.Option(False, "--all", "-a", help="Show all containers (default shows just running)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only display container IDs."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="'json' for one JSON object per line."),
+    fmt: str | None = typer.Option(None, "--format", help="'json' for one JSON object per line."),
 ) -> None:
     rows = api.ps(all=all, root=state.root)
+
     def cid(r):
         return r["ID"] if no_trunc else r["ID"][:12]
+
     if quiet:
         for r in rows:
             print(cid(r))
         return
     if fmt == "json":
         for r in rows:
-            print(json.dumps({"ID": cid(r), "Image": r["Image"], "Command": r["Command"], "CreatedAt": r["Created"],
-                              "RunningFor": render.human_ago(r["Created"]), "State": r["Status"],
-                              "Status": _status(r), "Names": r["Names"],
-                              "Ports": render.ports_text(r["Ports"])}))
+            print(
+                json.dumps(
+                    {
+                        "ID": cid(r),
+                        "Image": r["Image"],
+                        "Command": r["Command"],
+                        "CreatedAt": r["Created"],
+                        "RunningFor": render.human_ago(r["Created"]),
+                        "State": r["Status"],
+                        "Status": _status(r),
+                        "Names": r["Names"],
+                        "Ports": render.ports_text(r["Ports"]),
+                    }
+                )
+            )
         return
+
     def command(r):
         text = f'"{r["Command"]}"'
         return text if no_trunc or len(text) <= 22 else text[:20] + '…"'
-    render.table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
-                 ([cid(r), r["Image"], command(r), render.human_ago(r["Created"]), _status(r), render.ports_text(r["Ports"]), r["Names"]]
-                  for r in rows))
+
+    render.table(
+        ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+        (
+            [
+                cid(r),
+                r["Image"],
+                command(r),
+                render.human_ago(r["Created"]),
+                _status(r),
+                render.ports_text(r["Ports"]),
+                r["Names"],
+            ]
+            for r in rows
+        ),
+    )
 
 
-def _each(names: List[str], action) -> None:
+def _each(names: list[str], action) -> None:
     """Run ``action([name])`` for each name, printing what it yields, as docker does; on an
     error print it and go on with the next name; exit 1 at the end if any failed."""
     failed = False
@@ -70,7 +98,7 @@ def _each(names: List[str], action) -> None:
 def logs(
     container: str,
     follow: bool = typer.Option(False, "--follow", "-f", help="Follow log output."),
-    tail: Optional[str] = typer.Option(None, "--tail", "-n", help="Number of lines from the end ('all')."),
+    tail: str | None = typer.Option(None, "--tail", "-n", help="Number of lines from the end ('all')."),
     timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Show timestamps."),
 ) -> None:
     n = None if tail in (None, "all") else int(tail)
@@ -81,13 +109,16 @@ def logs(
 
 
 @app.command(help="Stop one or more running containers (SIGTERM, then SIGKILL).")
-def stop(containers: List[str], time: int = typer.Option(10, "--time", "-t", help="Seconds to wait before killing."),
-         signal: str = typer.Option("SIGTERM", "--signal", "-s")) -> None:
+def stop(
+    containers: list[str],
+    time: int = typer.Option(10, "--time", "-t", help="Seconds to wait before killing."),
+    signal: str = typer.Option("SIGTERM", "--signal", "-s"),
+) -> None:
     _each(containers, lambda names: api.stop(names, timeout=time, root=state.root, signal_name=signal))
 
 
 @app.command(help="Kill one or more running containers.")
-def kill(containers: List[str], signal: str = typer.Option("KILL", "--signal", "-s")) -> None:
+def kill(containers: list[str], signal: str = typer.Option("KILL", "--signal", "-s")) -> None:
     _each(containers, lambda names: api.kill(names, sig=signal, root=state.root))
 
 
@@ -116,22 +147,24 @@ def top(container: str) -> None:
 
 
 @app.command(help="Pause all processes within one or more containers (cgroup freezer).")
-def pause(containers: List[str]) -> None:
+def pause(containers: list[str]) -> None:
     _each(containers, lambda names: api.pause(names, root=state.root))
 
 
 @app.command(help="Unpause all processes within one or more containers.")
-def unpause(containers: List[str]) -> None:
+def unpause(containers: list[str]) -> None:
     _each(containers, lambda names: api.unpause(names, root=state.root))
 
 
 @app.command(help="Remove one or more containers.")
-def rm(containers: List[str], force: bool = typer.Option(False, "--force", "-f", help="Kill a running one first.")) -> None:
+def rm(
+    containers: list[str], force: bool = typer.Option(False, "--force", "-f", help="Kill a running one first.")
+) -> None:
     _each(containers, lambda names: api.rm(names, force=force, root=state.root))
 
 
 @app.command(help="Block until containers stop, then print their exit codes.")
-def wait(containers: List[str]) -> None:
+def wait(containers: list[str]) -> None:
     _each(containers, lambda names: api.wait(names, root=state.root))
 
 
@@ -149,25 +182,33 @@ def container_prune(force: bool = typer.Option(False, "--force", "-f")) -> None:
     print(f"Total reclaimed containers: {len(removed)}")
 
 
-@app.command("exec", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
-             help="Run a command in a running container.")
+@app.command(
+    "exec",
+    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+    help="Run a command in a running container.",
+)
 def exec_(
     container: str,
-    command: List[str] = typer.Argument(..., metavar="COMMAND [ARG...]"),
+    command: list[str] = typer.Argument(..., metavar="COMMAND [ARG...]"),
     interactive: bool = typer.Option(False, "--interactive", "-i"),
     tty: bool = typer.Option(False, "--tty", "-t"),
-    env: List[str] = typer.Option([], "--env", "-e"),
-    workdir: Optional[str] = typer.Option(None, "--workdir", "-w"),
-    user: Optional[str] = typer.Option(None, "--user", "-u"),
+    env: list[str] = typer.Option([], "--env", "-e"),
+    workdir: str | None = typer.Option(None, "--workdir", "-w"),
+    user: str | None = typer.Option(None, "--user", "-u"),
 ) -> None:
-    raise typer.Exit(api.exec_(container, command, root=state.root, env=env, workdir=workdir, user=user, tty=tty,
-                               interactive=interactive))
+    raise typer.Exit(
+        api.exec_(
+            container, command, root=state.root, env=env, workdir=workdir, user=user, tty=tty, interactive=interactive
+        )
+    )
 
 
 @app.command(help="Start one or more stopped containers.")
-def start(containers: List[str],
-          attach: bool = typer.Option(False, "--attach", "-a", help="Attach stdout/stderr, wait, exit with its code."),
-          interactive: bool = typer.Option(False, "--interactive", "-i", help="Attach stdin too (implies -a).")) -> None:
+def start(
+    containers: list[str],
+    attach: bool = typer.Option(False, "--attach", "-a", help="Attach stdout/stderr, wait, exit with its code."),
+    interactive: bool = typer.Option(False, "--interactive", "-i", help="Attach stdin too (implies -a)."),
+) -> None:
     if attach or interactive:
         if len(containers) != 1:
             raise typer.BadParameter("you cannot start and attach multiple containers at once")
@@ -176,14 +217,16 @@ def start(containers: List[str],
 
 
 @app.command(help="Restart one or more containers.")
-def restart(containers: List[str], time: int = typer.Option(10, "--time", "-t")) -> None:
+def restart(containers: list[str], time: int = typer.Option(10, "--time", "-t")) -> None:
     _each(containers, lambda names: api.restart(names, timeout=time, root=state.root))
 
 
 @app.command(help="Display a live stream of containers' resource usage.")
-def stats(containers: Optional[List[str]] = typer.Argument(None),
-          no_stream: bool = typer.Option(False, "--no-stream", help="Print one sample and exit."),
-          fmt: Optional[str] = typer.Option(None, "--format", help="'json' for one JSON object per line.")) -> None:
+def stats(
+    containers: list[str] | None = typer.Argument(None),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Print one sample and exit."),
+    fmt: str | None = typer.Option(None, "--format", help="'json' for one JSON object per line."),
+) -> None:
     if no_stream or fmt == "json":
         rows = api.stats(containers or None, root=state.root)
         if fmt == "json":

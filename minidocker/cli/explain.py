@@ -15,7 +15,8 @@ lost, only plainer. See it: ``minidocker run --rm --explain busybox true``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def describe_mount(ev: dict[str, Any]) -> str:
@@ -27,8 +28,9 @@ def describe_mount(ev: dict[str, Any]) -> str:
         return f"mount --bind {ev.get('source')} {ev['target']}" + ("  (remount)" if flags & 32 else "")
     if ev.get("source") is None and ev.get("fstype") is None:  # only a propagation flag (MS_PRIVATE | MS_REC)
         return f"mount --make-rprivate {ev['target']}  (mount events no longer propagate)"
-    return f"mount -t {ev.get('fstype')} {ev.get('source')} {ev['target']}" + \
-        (f"  ({ev['data']})" if ev.get("data") else "")
+    return f"mount -t {ev.get('fstype')} {ev.get('source')} {ev['target']}" + (
+        f"  ({ev['data']})" if ev.get("data") else ""
+    )
 
 
 def describe_capabilities(ev: dict[str, Any]) -> str:
@@ -41,13 +43,16 @@ def describe_capabilities(ev: dict[str, Any]) -> str:
 
 # One sentence a student can follow, for each kind of kernel-facing step (see --explain).
 _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
-    "unshare": lambda ev: f"unshare({' | '.join('CLONE_NEW' + f.upper().replace('MNT', 'NS') for f in ev['flags'])})"
-                          f"  -> new {', '.join(ev['flags'])} namespace(s)",
+    "unshare": lambda ev: (
+        f"unshare({' | '.join('CLONE_NEW' + f.upper().replace('MNT', 'NS') for f in ev['flags'])})"
+        f"  -> new {', '.join(ev['flags'])} namespace(s)"
+    ),
     "mount": describe_mount,
     "umount2": lambda ev: f"umount2({ev['target']}, MNT_DETACH)  -> the old root is gone from our view",
     "pivot_root": lambda ev: f"pivot_root({ev['new_root']}, {ev['put_old']})  -> the overlay is now /",
-    "chroot": lambda ev: f"chroot({ev['path']})  -> / is now {ev['path']} for this process only (cp, a stopped "
-                         "container)",
+    "chroot": lambda ev: (
+        f"chroot({ev['path']})  -> / is now {ev['path']} for this process only (cp, a stopped container)"
+    ),
     "sethostname": lambda ev: f"sethostname({ev['hostname']!r})",
     "cgroup": lambda ev: f"cgroup {ev['action']} {ev['path']}" + (f" <- {ev['value']}" if ev.get("value") else ""),
     "setuid": lambda ev: f"setgroups({ev['groups']}), setgid({ev['gid']}), setuid({ev['uid']})",
@@ -56,22 +61,35 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "pty": lambda ev: f"open /dev/ptmx -> {ev['path']} becomes the controlling terminal",
     "capabilities": describe_capabilities,
     "no_new_privs": lambda ev: "prctl(PR_SET_NO_NEW_PRIVS, 1)  -> no setuid binary can raise privileges again",
-    "seccomp": lambda ev: f"prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)  -> {ev.get('rules')} syscall rules, "
-                          f"default {ev.get('default_action')}",
+    "seccomp": lambda ev: (
+        f"prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)  -> {ev.get('rules')} syscall rules, "
+        f"default {ev.get('default_action')}"
+    ),
     "addr": lambda ev: f"ip addr add {ev['address']} dev {ev['dev']}",
     "sysctl": lambda ev: f"sysctl {ev['key']}={ev['value']}",
     "iptables": lambda ev: f"iptables {ev['rule']}",
-    "bpf_device_filter": lambda ev: f"bpf(BPF_PROG_LOAD, CGROUP_DEVICE) + bpf(BPF_PROG_ATTACH) {ev['path']}"
-                                    f"  -> {ev['rules']} device rules, every other device refused",
-    "idmap": lambda ev: f"write /proc/{ev['pid']}/{ev['kind']}_map <- '{ev['inside']} {ev['outside']} {ev['count']}'"
-                        f"  -> {ev['kind']} {ev['inside']} inside is {ev['outside']} on the host",
-    "idmapped_mount": lambda ev: f"open_tree + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount {ev['source']} -> "
-                                 f"{ev['target']}  (owners shown through the user namespace)",
-    "chown_copy": lambda ev: f"copy {ev['source']} -> {ev['target']}, owners shifted by {ev['shift']} "
-                             "(no idmapped mounts here)",
-    "prctl": lambda ev: f"prctl({ev['option']}, {ev['value']})  -> until execve, the container cannot open this "
-                        "process's /proc/PID/exe (the host's Python)",
-    "setns": lambda ev: f"setns({', '.join(ev['nstype'])})  -> {ev.get('why') or 'join the container' + chr(39) + 's namespace'}",
+    "bpf_device_filter": lambda ev: (
+        f"bpf(BPF_PROG_LOAD, CGROUP_DEVICE) + bpf(BPF_PROG_ATTACH) {ev['path']}"
+        f"  -> {ev['rules']} device rules, every other device refused"
+    ),
+    "idmap": lambda ev: (
+        f"write /proc/{ev['pid']}/{ev['kind']}_map <- '{ev['inside']} {ev['outside']} {ev['count']}'"
+        f"  -> {ev['kind']} {ev['inside']} inside is {ev['outside']} on the host"
+    ),
+    "idmapped_mount": lambda ev: (
+        f"open_tree + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount {ev['source']} -> "
+        f"{ev['target']}  (owners shown through the user namespace)"
+    ),
+    "chown_copy": lambda ev: (
+        f"copy {ev['source']} -> {ev['target']}, owners shifted by {ev['shift']} (no idmapped mounts here)"
+    ),
+    "prctl": lambda ev: (
+        f"prctl({ev['option']}, {ev['value']})  -> until execve, the container cannot open this "
+        "process's /proc/PID/exe (the host's Python)"
+    ),
+    "setns": lambda ev: (
+        f"setns({', '.join(ev['nstype'])})  -> {ev.get('why') or 'join the container' + chr(39) + 's namespace'}"
+    ),
 }
 
 

@@ -36,7 +36,7 @@ def parse_run(argv: list[str]) -> tuple[dict, dict]:
     if i >= len(argv):
         raise NotFast  # no image: typer prints the usage
     opts["image"] = argv[i]
-    opts["args"] = argv[i + 1:]
+    opts["args"] = argv[i + 1 :]
     return glob, opts
 
 
@@ -98,7 +98,7 @@ def parse_short_flags(argv: list[str], i: int, opts: dict) -> int:
         if kind == "bool":
             opts[dest] = True
             continue
-        value = arg[j + 1:]  # a value flag takes the rest of the word, or the next word
+        value = arg[j + 1 :]  # a value flag takes the rest of the word, or the next word
         if not value:
             value, i = take_next(argv, i)
         store(opts, dest, kind, value)
@@ -150,8 +150,9 @@ def run_container(image: str, args: list[str], opts: api.RunOptions, root: Path 
         render.explain_to_stderr()
     progress = PullDisplay()
     try:
-        result = api.run(image, args, opts, root=root, progress=progress, on_pull=progress.start,
-                         on_created=progress.stop)
+        result = api.run(
+            image, args, opts, root=root, progress=progress, on_pull=progress.start, on_created=progress.stop
+        )
     finally:
         progress.stop()  # before any error is printed: the bars end first
     if opts.detach:

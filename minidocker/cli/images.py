@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import List, Optional
 
 import typer
 
@@ -19,11 +18,13 @@ def images(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show image IDs."),
     digests: bool = typer.Option(False, "--digests", help="Show digests."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="'json' for one JSON object per line."),
+    fmt: str | None = typer.Option(None, "--format", help="'json' for one JSON object per line."),
 ) -> None:
     rows = api.images(root=state.root)
+
     def show_id(i: str) -> str:
         return i if no_trunc else i.removeprefix("sha256:")[:12]
+
     if quiet:
         seen: list[str] = []
         for r in rows:
@@ -33,22 +34,38 @@ def images(
         return
     if fmt == "json":
         for r in rows:
-            print(json.dumps({"Repository": r["Repository"], "Tag": r["Tag"], "Digest": r["Digest"],
-                              "ID": show_id(r["ID"]), "CreatedAt": r["Created"],
-                              "CreatedSince": render.human_ago(r["Created"]),
-                              "Size": render.human_size(r["Size"]), "VirtualSize": render.human_size(r["Size"])}))
+            print(
+                json.dumps(
+                    {
+                        "Repository": r["Repository"],
+                        "Tag": r["Tag"],
+                        "Digest": r["Digest"],
+                        "ID": show_id(r["ID"]),
+                        "CreatedAt": r["Created"],
+                        "CreatedSince": render.human_ago(r["Created"]),
+                        "Size": render.human_size(r["Size"]),
+                        "VirtualSize": render.human_size(r["Size"]),
+                    }
+                )
+            )
         return
     if fmt:
         raise typer.BadParameter("only --format json is supported", param_hint="--format")
     cols = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
-    render.table(cols, ([r["Repository"], r["Tag"]] + ([r["Digest"]] if digests else [])
-                        + [show_id(r["ID"]), render.human_ago(r["Created"]), render.human_size(r["Size"])]
-                        for r in rows))
+    render.table(
+        cols,
+        (
+            [r["Repository"], r["Tag"]]
+            + ([r["Digest"]] if digests else [])
+            + [show_id(r["ID"]), render.human_ago(r["Created"]), render.human_size(r["Size"])]
+            for r in rows
+        ),
+    )
 
 
 @app.command(help="Remove one or more images.")
 def rmi(
-    names: List[str] = typer.Argument(..., metavar="IMAGE..."),
+    names: list[str] = typer.Argument(..., metavar="IMAGE..."),
     force: bool = typer.Option(False, "--force", "-f", help="Remove even if referenced in several repositories."),
 ) -> None:
     lines, errors = api.rmi(names, force=force, root=state.root)
@@ -61,15 +78,16 @@ def rmi(
 
 
 @app.command(help="Create a tag TARGET that refers to SOURCE.")
-def tag(source: str = typer.Argument(..., metavar="SOURCE[:TAG]"),
-        target: str = typer.Argument(..., metavar="TARGET[:TAG]")) -> None:
+def tag(
+    source: str = typer.Argument(..., metavar="SOURCE[:TAG]"), target: str = typer.Argument(..., metavar="TARGET[:TAG]")
+) -> None:
     api.tag(source, target, root=state.root)
 
 
 @app.command(help="Show low-level information on containers or images.")
 def inspect(
-    names: List[str] = typer.Argument(..., metavar="NAME|ID..."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Not supported yet beyond 'json'."),
+    names: list[str] = typer.Argument(..., metavar="NAME|ID..."),
+    fmt: str | None = typer.Option(None, "--format", "-f", help="Not supported yet beyond 'json'."),
 ) -> None:
     out, failed = [], []
     for name in names:
@@ -95,8 +113,12 @@ def image_prune(
 ) -> None:
     if not force:
         what = "all images without at least one container associated to them" if all_unused else "all dangling images"
-        print(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ", end="",
-              file=sys.stderr, flush=True)
+        print(
+            f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return
     deleted, freed = api.image_prune(all_unused, root=state.root)
@@ -109,17 +131,27 @@ def image_prune(
 
 
 @app.command(help="Show what this host offers containers, and what the store holds.")
-def info(fmt: Optional[str] = typer.Option(None, "--format", help="'json' for one JSON object.")) -> None:
+def info(fmt: str | None = typer.Option(None, "--format", help="'json' for one JSON object.")) -> None:
     doc = api.info(root=state.root)
     if fmt == "json":
         print(json.dumps(doc))
         return
-    labels = [("Containers", "Containers"), (" Running", "ContainersRunning"), (" Stopped", "ContainersStopped"),
-              ("Images", "Images"), ("Server Version", "ServerVersion"), ("Storage Driver", "Driver"),
-              ("Cgroup Version", "CgroupVersion"), ("Cgroup Controllers", "CgroupControllers"),
-              ("Security Options", "SecurityOptions"), ("Kernel Version", "KernelVersion"),
-              ("Architecture", "Architecture"), ("CPUs", "NCPU"), ("Total Memory", "MemTotal"),
-              ("Root Dir", "DockerRootDir")]
+    labels = [
+        ("Containers", "Containers"),
+        (" Running", "ContainersRunning"),
+        (" Stopped", "ContainersStopped"),
+        ("Images", "Images"),
+        ("Server Version", "ServerVersion"),
+        ("Storage Driver", "Driver"),
+        ("Cgroup Version", "CgroupVersion"),
+        ("Cgroup Controllers", "CgroupControllers"),
+        ("Security Options", "SecurityOptions"),
+        ("Kernel Version", "KernelVersion"),
+        ("Architecture", "Architecture"),
+        ("CPUs", "NCPU"),
+        ("Total Memory", "MemTotal"),
+        ("Root Dir", "DockerRootDir"),
+    ]
     for label, key in labels:
         value = doc[key]
         if key == "MemTotal":
@@ -127,4 +159,3 @@ def info(fmt: Optional[str] = typer.Option(None, "--format", help="'json' for on
         elif isinstance(value, list):
             value = ", ".join(value)
         print(f"{label}: {value}")
-

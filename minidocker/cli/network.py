@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import List, Optional
 
 import typer
 
@@ -27,8 +26,11 @@ def network_ls(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only dis
 
 
 @network_app.command("create", help="Create a bridge network.")
-def network_create(name: str, subnet: Optional[str] = typer.Option(None, "--subnet", help="e.g. 10.90.0.0/24"),
-                   driver: str = typer.Option("bridge", "--driver", "-d", help="Only bridge.")) -> None:
+def network_create(
+    name: str,
+    subnet: str | None = typer.Option(None, "--subnet", help="e.g. 10.90.0.0/24"),
+    driver: str = typer.Option("bridge", "--driver", "-d", help="Only bridge."),
+) -> None:
     if driver != "bridge":
         from minidocker.errors import MinidockerError
 
@@ -37,12 +39,12 @@ def network_create(name: str, subnet: Optional[str] = typer.Option(None, "--subn
 
 
 @network_app.command("rm", help="Remove networks.")
-def network_rm(names: List[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
+def network_rm(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
     for name in names:
         api.network_rm(name, root=state.root)
         print(name)
 
 
 @network_app.command("inspect", help="Show a network as JSON.")
-def network_inspect(names: List[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
+def network_inspect(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
     print(json.dumps([api.network_inspect(n, root=state.root) for n in names], indent=4))

@@ -14,8 +14,9 @@ drift apart:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import MISSING, Field, fields
-from typing import Any, Callable
+from typing import Any
 
 from minidocker.api import RunOptions, kind_of
 
@@ -32,8 +33,10 @@ def with_run_flags(command: Callable[..., Any]) -> Callable[..., Any]:
 
     signature = inspect.signature(command)
     fixed = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    flags = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=_typer_option(f),
-                               annotation=_typer_type(f)) for f in fields(RunOptions)]
+    flags = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=_typer_option(f), annotation=_typer_type(f))
+        for f in fields(RunOptions)
+    ]
     command.__signature__ = signature.replace(parameters=fixed + flags)
     return command
 
@@ -48,10 +51,10 @@ def _typer_option(f: Field) -> Any:
 def _typer_type(f: Field) -> Any:
     """The annotation typer turns into a click type: ``Optional[T]`` for a value that may be
     absent, ``List[str]`` for a repeatable flag."""
-    from typing import List, Optional
+    from typing import Optional
 
     kind = kind_of(f)
     if kind == "list":
-        return List[str]
+        return list[str]
     t = {"bool": bool, "str": str, "int": int, "float": float}[kind]
-    return Optional[t] if f.default is None else t
+    return Optional[t] if f.default is None else t  # noqa: UP045 - a runtime type object for typer

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from minidocker import api
@@ -14,7 +12,7 @@ from minidocker.cli.app import app, state
 @app.command(help="Download an image from a registry.")
 def pull(
     ref: str = typer.Argument(..., metavar="NAME[:TAG|@DIGEST]"),
-    platform: Optional[str] = typer.Option(None, "--platform", help="os/arch[/variant], default: this host's."),
+    platform: str | None = typer.Option(None, "--platform", help="os/arch[/variant], default: this host's."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the image's name."),
 ) -> None:
     with render.PullProgress(quiet=quiet) as progress:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from minidocker.errors import MinidockerError, printable
 
@@ -68,8 +69,10 @@ def table(columns: list[str], rows: Iterable[list[str]]) -> None:
     """A docker-style table: plain, left-aligned columns separated by three spaces."""
     rows = list(rows)
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+
     def line(cells):
         return "   ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
     print(line(columns))
     for r in rows:
         print(line(r))
@@ -92,11 +95,11 @@ def human_ago(iso: str, now: float | None = None) -> str:
         t = datetime.fromisoformat(iso.replace("Z", "+00:00")[:26] + ("+00:00" if iso.endswith("Z") else ""))
     except ValueError:
         try:
-            t = datetime.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+            t = datetime.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
         except ValueError:
             return iso
     if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
+        t = t.replace(tzinfo=UTC)
     secs = (now or time.time()) - t.timestamp()
     return human_duration(secs) + " ago"
 
@@ -194,13 +197,18 @@ class PullProgress:
         self.tasks: dict[str, Any] = {}
         self.last: dict[str, str] = {}
 
-    def __enter__(self) -> "PullProgress":
+    def __enter__(self) -> PullProgress:
         if self.tty and not self.quiet:
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                     TextColumn("{task.fields[status]}"), console=_console(stderr=True),
-                                     transient=False)
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=_console(stderr=True),
+                transient=False,
+            )
             self.progress.start()
         return self
 

@@ -5,7 +5,7 @@ work is ``fastpath.run_container``, the same as the fast parser's."""
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any
 
 import typer
 
@@ -21,7 +21,7 @@ ARGS_AFTER_IMAGE = {"allow_interspersed_args": False, "ignore_unknown_options": 
 @with_run_flags
 def run(
     image: str = typer.Argument(..., metavar="IMAGE"),
-    args: List[str] = typer.Argument(None, metavar="[COMMAND] [ARG...]"),
+    args: list[str] = typer.Argument(None, metavar="[COMMAND] [ARG...]"),
     **flags: Any,
 ) -> None:
     raise typer.Exit(fastpath.run_container(image, args or [], api.RunOptions(**flags), state.root))

@@ -14,8 +14,11 @@ system_app = typer.Typer(help="Manage minidocker.", no_args_is_help=True)
 app.add_typer(system_app, name="system")
 
 
-@system_app.command("prune", help="Remove unused data: stopped containers, unused networks, dangling images "
-                                  "(with -a: every unused image) and build cache.")
+@system_app.command(
+    "prune",
+    help="Remove unused data: stopped containers, unused networks, dangling images "
+    "(with -a: every unused image) and build cache.",
+)
 def system_prune(
     all_unused: bool = typer.Option(False, "--all", "-a", help="Remove all unused images, not just dangling ones."),
     force: bool = typer.Option(False, "--force", "-f", help="Do not prompt for confirmation."),
@@ -24,9 +27,13 @@ def system_prune(
     if not force and not _confirmed(all_unused, volumes):
         return
     result = api.system_prune(all_unused, volumes, root=state.root)
-    for title, key, prefix in [("Deleted Containers:", "Containers", ""), ("Deleted Networks:", "Networks", ""),
-                               ("Deleted Volumes:", "Volumes", ""), ("Deleted Images:", "Images", "deleted: "),
-                               ("Deleted build cache objects:", "BuildCache", "")]:
+    for title, key, prefix in [
+        ("Deleted Containers:", "Containers", ""),
+        ("Deleted Networks:", "Networks", ""),
+        ("Deleted Volumes:", "Volumes", ""),
+        ("Deleted Images:", "Images", "deleted: "),
+        ("Deleted build cache objects:", "BuildCache", ""),
+    ]:
         if result[key]:
             print(title)
             for item in result[key]:
@@ -41,8 +48,11 @@ def _confirmed(all_unused: bool, volumes: bool) -> bool:
     items = ["all stopped containers", "all networks not used by at least one container"]
     if volumes:
         items.append("all volumes not used by at least one container")
-    items += (["all images without at least one container associated to them", "all build cache"] if all_unused
-              else ["all dangling images", "all dangling build cache"])
+    items += (
+        ["all images without at least one container associated to them", "all build cache"]
+        if all_unused
+        else ["all dangling images", "all dangling build cache"]
+    )
     print("WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items), file=sys.stderr)
     print("Are you sure you want to continue? [y/N] ", end="", file=sys.stderr, flush=True)
     return sys.stdin.readline().strip().lower() in ("y", "yes")

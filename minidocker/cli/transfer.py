@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -16,7 +15,7 @@ from minidocker.errors import MinidockerError
 @app.command(help="Export a container's filesystem as a tar archive (to STDOUT by default).")
 def export(
     container: str = typer.Argument(..., metavar="CONTAINER"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file, instead of STDOUT."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file, instead of STDOUT."),
 ) -> None:
     if output is None and sys.stdout.isatty():
         raise MinidockerError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
@@ -27,9 +26,8 @@ def export(
 @app.command(name="import", help="Import the contents from a tarball to create a filesystem image.")
 def import_(
     source: str = typer.Argument(..., metavar="FILE|-"),
-    ref: Optional[str] = typer.Argument(None, metavar="[REPOSITORY[:TAG]]"),
-    change: List[str] = typer.Option([], "--change", "-c", help="Apply a Dockerfile instruction to the image."),
-    message: Optional[str] = typer.Option(None, "--message", "-m", help="Set the commit message."),
+    ref: str | None = typer.Argument(None, metavar="[REPOSITORY[:TAG]]"),
+    change: list[str] = typer.Option([], "--change", "-c", help="Apply a Dockerfile instruction to the image."),
+    message: str | None = typer.Option(None, "--message", "-m", help="Set the commit message."),
 ) -> None:
-    print(api.import_(source, ref, change, message, stdin=sys.stdin.buffer if source == "-" else None,
-                      root=state.root))
+    print(api.import_(source, ref, change, message, stdin=sys.stdin.buffer if source == "-" else None, root=state.root))

@@ -41,11 +41,19 @@ import os
 import tarfile
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
-from minidocker.errors import ArchiveError, DigestMismatch, HostileLayer, ImageNotFound, InvalidReference, MinidockerError
+from minidocker.errors import (
+    ArchiveError,
+    DigestMismatch,
+    HostileLayer,
+    ImageNotFound,
+    InvalidReference,
+    MinidockerError,
+)
 from minidocker.image import manifest as mf
 from minidocker.image.layer import split_member_name
 from minidocker.image.limits import LayerBudget, UnpackLimits, copy_counted
@@ -71,9 +79,12 @@ def uncompressed_manifest(config: bytes, layers: list[tuple[str, int]]) -> bytes
     Compact JSON with a fixed key order, so the same image always gives the same bytes (and
     so the same manifest digest) whoever saves it, and ``load`` of a docker-archive that has
     no manifest can make the very same one."""
-    doc = {"schemaVersion": 2, "mediaType": mf.OCI_MANIFEST,
-           "config": {"mediaType": mf.OCI_CONFIG, "digest": mf.sha256_digest(config), "size": len(config)},
-           "layers": [{"mediaType": mf.OCI_LAYER, "digest": d, "size": s} for d, s in layers]}
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": mf.OCI_MANIFEST,
+        "config": {"mediaType": mf.OCI_CONFIG, "digest": mf.sha256_digest(config), "size": len(config)},
+        "layers": [{"mediaType": mf.OCI_LAYER, "digest": d, "size": s} for d, s in layers],
+    }
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -104,20 +115,27 @@ def _layer_tar(store: ImageStore, desc: mf.Descriptor, diff_id: str) -> Iterator
     its sha256 checked against the diff_id on the way."""
     compression = mf.compression_of(desc.media_type)
     if not store.content.has(desc.digest):
-        raise ImageNotFound(f"layer blob {desc.digest[:19]} is not in the store",
-                            hint="pull the image again: its compressed layer was not kept")
+        raise ImageNotFound(
+            f"layer blob {desc.digest[:19]} is not in the store",
+            hint="pull the image again: its compressed layer was not kept",
+        )
     if compression == "none":
         with store.content.open(desc.digest) as f:
             yield f, os.fstat(f.fileno()).st_size
         return
-    with store.content.open(desc.digest) as raw, open_decompressed(raw, compression) as plain, \
-            tempfile.TemporaryFile(dir=store.layout.ingest_dir) as spool:
+    with (
+        store.content.open(desc.digest) as raw,
+        open_decompressed(raw, compression) as plain,
+        tempfile.TemporaryFile(dir=store.layout.ingest_dir) as spool,
+    ):
         tar = HashingReader(plain)
         while data := tar.read(READ_SIZE):
             spool.write(data)
         if tar.digest != diff_id:
-            raise DigestMismatch(f"layer {desc.digest[7:19]} decompresses to {tar.digest[:19]}, not to its "
-                                 f"diff_id {diff_id[:19]}", hint="the store is damaged: pull the image again")
+            raise DigestMismatch(
+                f"layer {desc.digest[7:19]} decompresses to {tar.digest[:19]}, not to its diff_id {diff_id[:19]}",
+                hint="the store is damaged: pull the image again",
+            )
         size = spool.tell()
         spool.seek(0)
         yield spool, size
@@ -166,15 +184,23 @@ def save_images(store: ImageStore, names: list[str], out: BinaryIO) -> None:
                 if t:
                     ref = parse(t)
                     entry["annotations"] = {ANNOTATION_NAME: str(ref), ANNOTATION_REF: ref.tag}
-                    repositories.setdefault(ref.familiar_name, {})[ref.tag] = hex_of(img.layers[-1][0]) \
-                        if img.layers else hex_of(img.image_id)
+                    repositories.setdefault(ref.familiar_name, {})[ref.tag] = (
+                        hex_of(img.layers[-1][0]) if img.layers else hex_of(img.image_id)
+                    )
                 index.append(entry)
-            manifest_json.append({"Config": f"blobs/sha256/{hex_of(img.image_id)}",
-                                  "RepoTags": [parse(t).familiar() for t in img.tags],
-                                  "Layers": [f"blobs/sha256/{hex_of(d)}" for d, _ in img.layers]})
-        for name, obj in (("index.json", {"schemaVersion": 2, "mediaType": mf.OCI_INDEX, "manifests": index}),
-                          ("manifest.json", manifest_json), ("oci-layout", {"imageLayoutVersion": "1.0.0"}),
-                          ("repositories", repositories)):
+            manifest_json.append(
+                {
+                    "Config": f"blobs/sha256/{hex_of(img.image_id)}",
+                    "RepoTags": [parse(t).familiar() for t in img.tags],
+                    "Layers": [f"blobs/sha256/{hex_of(d)}" for d, _ in img.layers],
+                }
+            )
+        for name, obj in (
+            ("index.json", {"schemaVersion": 2, "mediaType": mf.OCI_INDEX, "manifests": index}),
+            ("manifest.json", manifest_json),
+            ("oci-layout", {"imageLayoutVersion": "1.0.0"}),
+            ("repositories", repositories),
+        ):
             data = json.dumps(obj, separators=(",", ":")).encode()
             tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
 
@@ -371,30 +397,42 @@ def read_docker_archive(src) -> list[_Image]:
         config = _read(src, config_name)
         claimed = _digest_in_name(config_name)
         if claimed and claimed != mf.sha256_digest(config):
-            raise DigestMismatch(f"the config {config_name!r} hashes to {mf.sha256_digest(config)[:19]}, "
-                                 "not to the digest its name gives", hint="the archive was changed; nothing was loaded")
+            raise DigestMismatch(
+                f"the config {config_name!r} hashes to {mf.sha256_digest(config)[:19]}, "
+                "not to the digest its name gives",
+                hint="the archive was changed; nothing was loaded",
+            )
         diff_ids = _check_config(config, len(layer_names), config_name)
         layers = []
         for name, diff_id in zip(layer_names, diff_ids):
             digest = _hash(src, name)
             claimed = _digest_in_name(name)
             if claimed and claimed != digest:
-                raise DigestMismatch(f"layer {name!r} hashes to {digest[:19]}, not to the digest its name gives",
-                                     hint="the archive was changed; nothing was loaded")
-            media_type = {"gzip": mf.OCI_LAYER_GZIP, "zstd": mf.OCI_LAYER_ZSTD}.get(_compression(src, name),
-                                                                                     mf.OCI_LAYER)
+                raise DigestMismatch(
+                    f"layer {name!r} hashes to {digest[:19]}, not to the digest its name gives",
+                    hint="the archive was changed; nothing was loaded",
+                )
+            media_type = {"gzip": mf.OCI_LAYER_GZIP, "zstd": mf.OCI_LAYER_ZSTD}.get(
+                _compression(src, name), mf.OCI_LAYER
+            )
             if media_type == mf.OCI_LAYER and digest != diff_id:
-                raise DigestMismatch(f"layer {name!r} hashes to {digest[:19]}, but the config names diff_id "
-                                     f"{diff_id[:19]}", hint="the archive was changed; nothing was loaded")
+                raise DigestMismatch(
+                    f"layer {name!r} hashes to {digest[:19]}, but the config names diff_id {diff_id[:19]}",
+                    hint="the archive was changed; nothing was loaded",
+                )
             layers.append(_Layer(name, digest, src.size(name), media_type, diff_id))
         if all(la.media_type == mf.OCI_LAYER for la in layers):
             manifest = uncompressed_manifest(config, [(la.diff_id, la.size) for la in layers])
         else:
-            manifest = json.dumps({"schemaVersion": 2, "mediaType": mf.OCI_MANIFEST,
-                                   "config": {"mediaType": mf.OCI_CONFIG, "digest": mf.sha256_digest(config),
-                                              "size": len(config)},
-                                   "layers": [{"mediaType": la.media_type, "digest": la.digest, "size": la.size}
-                                              for la in layers]}, separators=(",", ":")).encode()
+            manifest = json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": mf.OCI_MANIFEST,
+                    "config": {"mediaType": mf.OCI_CONFIG, "digest": mf.sha256_digest(config), "size": len(config)},
+                    "layers": [{"mediaType": la.media_type, "digest": la.digest, "size": la.size} for la in layers],
+                },
+                separators=(",", ":"),
+            ).encode()
         tags = []
         for t in repo_tags:
             try:
@@ -411,8 +449,10 @@ def _blob(src, digest: str, size: int | None = None, limit: int = 64 << 20) -> b
         raise ArchiveError(f"the layout has no blob {digest[:19]}")
     data = _read(src, name, limit)
     if mf.sha256_digest(data) != digest or (size is not None and len(data) != size):
-        raise DigestMismatch(f"blob {digest[:19]} of the layout does not match its digest",
-                             hint="the archive was changed; nothing was loaded")
+        raise DigestMismatch(
+            f"blob {digest[:19]} of the layout does not match its digest",
+            hint="the archive was changed; nothing was loaded",
+        )
     return data
 
 
@@ -424,7 +464,7 @@ def read_oci_layout(src, platform: mf.Platform | None = None) -> list[_Image]:
     except (ValueError, KeyError, TypeError, MinidockerError):
         raise ArchiveError("index.json of the layout is not an OCI index") from None
     by_manifest: dict[str, _Image] = {}
-    for desc, annotations in entries:
+    for desc, notes in entries:
         raw, media_type = _blob(src, desc.digest, desc.size), desc.media_type
         if media_type in mf.INDEX_TYPES:
             desc = mf.select_platform(raw, platform)
@@ -441,12 +481,14 @@ def read_oci_layout(src, platform: mf.Platform | None = None) -> list[_Image]:
                 if not src.exists(name):
                     raise ArchiveError(f"the layout has no blob for layer {la.digest[:19]}")
                 if _hash(src, name) != la.digest or src.size(name) != la.size:
-                    raise DigestMismatch(f"layer {la.digest[:19]} of the layout does not match its digest",
-                                         hint="the archive was changed; nothing was loaded")
+                    raise DigestMismatch(
+                        f"layer {la.digest[:19]} of the layout does not match its digest",
+                        hint="the archive was changed; nothing was loaded",
+                    )
                 mf.compression_of(la.media_type)  # refuse what we cannot unpack, before writing
                 layers.append(_Layer(name, la.digest, la.size, la.media_type, diff_id))
             by_manifest[desc.digest] = _Image(config, layers, raw, [])
-        name = annotations.get(ANNOTATION_NAME) or annotations.get(ANNOTATION_REF) or ""
+        name = notes.get(ANNOTATION_NAME) or notes.get(ANNOTATION_REF) or ""
         with contextlib.suppress(InvalidReference):
             if name and ("/" in name or ":" in name):  # a bare "latest" names no repository
                 ref = parse(name)
@@ -455,8 +497,9 @@ def read_oci_layout(src, platform: mf.Platform | None = None) -> list[_Image]:
     return list(by_manifest.values())
 
 
-def load_layer(store: ImageStore, src, la: _Layer, chain_id: str, parent: str | None, progress: Progress,
-               limits: UnpackLimits) -> None:
+def load_layer(
+    store: ImageStore, src, la: _Layer, chain_id: str, parent: str | None, progress: Progress, limits: UnpackLimits
+) -> None:
     """Unpack one checked layer through the store's ``apply_diff``, storing its blob as it
     streams by."""
     sid = la.digest[7:19]
@@ -482,8 +525,9 @@ def load_layer(store: ImageStore, src, la: _Layer, chain_id: str, parent: str | 
                     yield data
 
             reader = ChunkReader(chunks(), None, lambda n: None, threading.Event())
-            tar = HashingReader(stack.enter_context(open_decompressed(reader, mf.compression_of(la.media_type))),
-                                budget)
+            tar = HashingReader(
+                stack.enter_context(open_decompressed(reader, mf.compression_of(la.media_type))), budget
+            )
             try:
                 if have_layer:
                     tar.drain()
@@ -495,17 +539,25 @@ def load_layer(store: ImageStore, src, la: _Layer, chain_id: str, parent: str | 
             except _decode_errors() as e:
                 raise ArchiveError(f"layer {sid} of the archive is not a valid tar: {e}") from None
             if tar.digest != la.diff_id:
-                raise DigestMismatch(f"layer {sid} unpacks to {tar.digest[:19]}, but the image config names "
-                                     f"diff_id {la.diff_id[:19]}", hint="the archive was changed; nothing was loaded")
+                raise DigestMismatch(
+                    f"layer {sid} unpacks to {tar.digest[:19]}, but the image config names diff_id {la.diff_id[:19]}",
+                    hint="the archive was changed; nothing was loaded",
+                )
             if not have_layer:
-                layer.commit({"diff_id": la.diff_id, "digest": la.digest, "media_type": la.media_type,
-                              "size": stats.size, "entries": stats.entries})
+                layer.commit(
+                    {
+                        "diff_id": la.diff_id,
+                        "digest": la.digest,
+                        "media_type": la.media_type,
+                        "size": stats.size,
+                        "entries": stats.entries,
+                    }
+                )
     progress(PullEvent(sid, "Loaded", la.size, la.size))
 
 
 @contextlib.contextmanager
-def open_source(store: ImageStore, path: Path | None, stdin: BinaryIO | None,
-                limits: UnpackLimits) -> Iterator[object]:
+def open_source(store: ImageStore, path: Path | None, stdin: BinaryIO | None, limits: UnpackLimits) -> Iterator[object]:
     """A directory, or a tar (plain or gzip, a file or stdin) made seekable on disk: the
     copies in ``ingest/`` are counted against ``limits`` (a gzipped archive can be a bomb
     as well as a layer)."""
@@ -540,8 +592,9 @@ def open_source(store: ImageStore, path: Path | None, stdin: BinaryIO | None,
         yield TarSource(f)
 
 
-def load_images(store: ImageStore, path: Path | None, stdin: BinaryIO | None = None,
-                progress: Progress | None = None) -> list[str]:
+def load_images(
+    store: ImageStore, path: Path | None, stdin: BinaryIO | None = None, progress: Progress | None = None
+) -> list[str]:
     """``docker load``; returns the lines it prints (``Loaded image: NAME:TAG`` ...)."""
     progress = progress or _noop
     limits = UnpackLimits.from_env()
@@ -567,8 +620,9 @@ def load_images(store: ImageStore, path: Path | None, stdin: BinaryIO | None = N
                     manifest_digest = store.content.put(img.manifest)
                     for t in img.tags or [None]:
                         store.record_image(img.image_id, manifest_digest, t, None)
-                    lines += [f"Loaded image: {parse(t).familiar()}" for t in img.tags] or \
-                        [f"Loaded image ID: {img.image_id}"]
+                    lines += [f"Loaded image: {parse(t).familiar()}" for t in img.tags] or [
+                        f"Loaded image ID: {img.image_id}"
+                    ]
         ok = True
     except (tarfile.TarError, EOFError) as e:
         raise ArchiveError(f"the archive is damaged or truncated: {e}") from None

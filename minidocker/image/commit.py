@@ -41,8 +41,9 @@ import io
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from minidocker.crashpoint import crashpoint
 from minidocker.errors import MinidockerError
@@ -68,10 +69,19 @@ class NewLayer:
     chain_id: str
 
 
-def create_image(store: ImageStore, base_id: str | None, produce: Producer | None, *,
-                 changes: Callable[[dict[str, Any]], None] | None = None, created_by: str = "",
-                 author: str = "", comment: str = "", tag: str | None = None, empty: bool = False,
-                 intermediate: bool = False) -> tuple[str, NewLayer | None]:
+def create_image(
+    store: ImageStore,
+    base_id: str | None,
+    produce: Producer | None,
+    *,
+    changes: Callable[[dict[str, Any]], None] | None = None,
+    created_by: str = "",
+    author: str = "",
+    comment: str = "",
+    tag: str | None = None,
+    empty: bool = False,
+    intermediate: bool = False,
+) -> tuple[str, NewLayer | None]:
     """A new image on top of ``base_id`` (None: from scratch): the layer ``produce`` writes
     (nothing when ``empty``), the config changed by ``changes(config["config"])``, a history
     entry. Returns the new image ID (its config's digest) and the layer (None if empty)."""
@@ -86,8 +96,12 @@ def create_image(store: ImageStore, base_id: str | None, produce: Producer | Non
             base_cfg = store.config(base_id)
             base_manifest = store.manifest(base_id)
         else:
-            base_cfg = {"architecture": mf.Platform.host().architecture, "os": "linux",
-                        "rootfs": {"type": "layers", "diff_ids": []}, "config": {}}
+            base_cfg = {
+                "architecture": mf.Platform.host().architecture,
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "config": {},
+            }
             base_manifest = mf.Manifest(mf.OCI_MANIFEST, mf.Descriptor(mf.OCI_CONFIG, "", 0), [])
         docker = base_manifest.media_type == mf.DOCKER_MANIFEST
         diff_ids = list(base_cfg["rootfs"]["diff_ids"])
@@ -124,14 +138,18 @@ def create_image(store: ImageStore, base_id: str | None, produce: Producer | Non
         manifest_doc = {
             "schemaVersion": 2,
             "mediaType": mf.DOCKER_MANIFEST if docker else mf.OCI_MANIFEST,
-            "config": {"mediaType": mf.DOCKER_CONFIG if docker else mf.OCI_CONFIG,
-                       "digest": config_digest, "size": len(config_raw)},
+            "config": {
+                "mediaType": mf.DOCKER_CONFIG if docker else mf.OCI_CONFIG,
+                "digest": config_digest,
+                "size": len(config_raw),
+            },
             "layers": [d.to_json() for d in layers],
         }
         manifest_raw = json.dumps(manifest_doc, separators=(",", ":")).encode()
         manifest_digest = store.content.put(manifest_raw)
-        store.record_image(config_digest, manifest_digest, str(ref) if ref else None, parent=base_id,
-                           intermediate=bool(intermediate))
+        store.record_image(
+            config_digest, manifest_digest, str(ref) if ref else None, parent=base_id, intermediate=bool(intermediate)
+        )
     return config_digest, layer
 
 
@@ -140,8 +158,9 @@ def write_layer(store: ImageStore, parent_chain: str | None, produce: Producer, 
     the unpacked layer named by its chain ID on top of ``parent_chain``. Caller holds
     ``store.gc_guard()``. For an empty tar nothing is kept (the blob, a few bytes, stays
     unreferenced until the next garbage collection)."""
-    from isal import isal_zlib
     import hashlib
+
+    from isal import isal_zlib
 
     compressor = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)
     tar_hash = hashlib.sha256()
@@ -151,8 +170,16 @@ def write_layer(store: ImageStore, parent_chain: str | None, produce: Producer, 
         crashpoint("commit:blob-written")
         diff_id = "sha256:" + tar_hash.hexdigest()
         if diff_id != EMPTY_TAR_DIFF_ID:
-            layer.commit({"diff_id": diff_id, "digest": blob.digest, "media_type": media_type,
-                          "size": stats.size, "entries": stats.entries, "committed": True})
+            layer.commit(
+                {
+                    "diff_id": diff_id,
+                    "digest": blob.digest,
+                    "media_type": media_type,
+                    "size": stats.size,
+                    "entries": stats.entries,
+                    "committed": True,
+                }
+            )
     return NewLayer(diff_id, blob.digest, blob.size, media_type, stats.size, chain_id_of(parent_chain, diff_id))
 
 
@@ -186,7 +213,7 @@ def _write_and_apply(produce: Producer, layer, tar_hash, compressor, blob):
             blob.write(out)
         view = memoryview(data)
         while view:
-            view = view[pipe.write(view):]
+            view = view[pipe.write(view) :]
 
     try:
         try:
@@ -241,8 +268,16 @@ def history(store: ImageStore, name: str) -> list[dict[str, Any]]:
         for oid, count in owners:
             if count >= i + 1:
                 owner = oid
-        rows.append({"ID": owner, "Created": h.get("created", ""), "CreatedBy": h.get("created_by", ""),
-                     "Size": size, "Comment": h.get("comment", ""), "EmptyLayer": bool(h.get("empty_layer"))})
+        rows.append(
+            {
+                "ID": owner,
+                "Created": h.get("created", ""),
+                "CreatedBy": h.get("created_by", ""),
+                "Size": size,
+                "Comment": h.get("comment", ""),
+                "EmptyLayer": bool(h.get("empty_layer")),
+            }
+        )
     rows.reverse()
     # docker names only the top entry of each local image; the others are <missing>
     shown = set()

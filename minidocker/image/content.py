@@ -25,13 +25,13 @@ import errno
 import fcntl
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from minidocker.errors import DigestMismatch, StoreError
 from minidocker.fsutil import fsync_dir, locked, make_private_dir, remove_tree, storage_error
 from minidocker.paths import Layout
-
 
 # -- temp files and their owners (the module docstring's rule) ---------------------------------
 ATTEMPTS = 100  # create_owned gives up on a name that something it cannot remove holds (a symlink)
@@ -122,7 +122,7 @@ class Ingest:
     takes the lock of its digest only to rename. The temp file's own flock is let go only
     after the rename (``close``), so the file is never an orphan while its writer lives."""
 
-    def __init__(self, store: "ContentStore", expected: str | None = None, size: int | None = None):
+    def __init__(self, store: ContentStore, expected: str | None = None, size: int | None = None):
         import hashlib
 
         self.store, self.expected, self.expected_size = store, expected, size
@@ -148,8 +148,10 @@ class Ingest:
         if size is not None and self.size != size:
             raise DigestMismatch(f"blob {named} is truncated or padded: got {self.size} bytes, expected {size}")
         if expected is not None and actual != expected:
-            raise DigestMismatch(f"digest mismatch for {named}: the content hashes to {actual[:19]}",
-                                 hint="the registry sent content that is not what it named; nothing was stored")
+            raise DigestMismatch(
+                f"digest mismatch for {named}: the content hashes to {actual[:19]}",
+                hint="the registry sent content that is not what it named; nothing was stored",
+            )
         with contextlib.nullcontext() if self.expected else self.store.lock(actual):
             self._publish(self.store.path(actual))
         self.close()
@@ -198,8 +200,9 @@ class ContentStore:
         try:
             return self.path(digest).read_bytes()
         except FileNotFoundError:
-            raise StoreError(f"blob {digest} is missing from the store",
-                             hint="pull the image again to repair the store") from None
+            raise StoreError(
+                f"blob {digest} is missing from the store", hint="pull the image again to repair the store"
+            ) from None
 
     def open(self, digest: str) -> BinaryIO:
         return open(self.path(digest), "rb")

@@ -35,8 +35,7 @@ def describe_image(store, name: str) -> dict[str, Any]:
         "Variant": cfg.get("variant"),
         "Os": cfg.get("os", ""),
         "Size": sum(store.layer_meta(c).get("size", 0) for c in store.chain_ids(image_id)),
-        "GraphDriver": {"Name": "overlay", "Data": {
-            "LowerDir": ":".join(str(p) for p in store.get(image_id))}},
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(str(p) for p in store.get(image_id))}},
         "RootFS": {"Type": "layers", "Layers": list(cfg["rootfs"]["diff_ids"])},
         "Metadata": {"LastTagTime": rec.get("added", "")},
         "Descriptor": {"digest": rec["manifest"]},

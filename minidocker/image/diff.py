@@ -53,8 +53,8 @@ import errno
 import os
 import stat
 import tarfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 from minidocker.image import whiteout
 
@@ -165,8 +165,12 @@ def _is_opaque(path: str) -> bool:
 
 
 # -- the container's side: the upper dir -------------------------------------------------------
-def scan_upper(upper: str | os.PathLike, lower: LowerView, mountpoints: Iterable[str] = RUNTIME_MOUNTPOINTS,
-               idmap: dict[str, int] | None = None) -> list[Entry]:
+def scan_upper(
+    upper: str | os.PathLike,
+    lower: LowerView,
+    mountpoints: Iterable[str] = RUNTIME_MOUNTPOINTS,
+    idmap: dict[str, int] | None = None,
+) -> list[Entry]:
     """Every entry of the upper dir that belongs in the layer, parents before children and
     names in byte order (the order ``docker diff`` and a tar list them). The upper dir's own
     root is not an entry. ``idmap``: the container ran with ``--userns=auto``, so what it
@@ -191,13 +195,26 @@ def as_container_saw(st: os.stat_result, idmap: dict[str, int] | None) -> os.sta
     fields = list(st)
     fields[4] = container_id(st.st_uid, idmap["uid"], idmap["size"])
     fields[5] = container_id(st.st_gid, idmap["gid"], idmap["size"])
-    extra = {k: getattr(st, k) for k in ("st_atime", "st_mtime", "st_ctime", "st_atime_ns", "st_mtime_ns",
-                                         "st_ctime_ns", "st_blksize", "st_blocks", "st_rdev")}
+    extra = {
+        k: getattr(st, k)
+        for k in (
+            "st_atime",
+            "st_mtime",
+            "st_ctime",
+            "st_atime_ns",
+            "st_mtime_ns",
+            "st_ctime_ns",
+            "st_blksize",
+            "st_blocks",
+            "st_rdev",
+        )
+    }
     return os.stat_result(fields, extra)
 
 
-def _scan_dir(upper: str, rel: str, lower: LowerView, skip: set[str], out: list[Entry],
-              idmap: dict[str, int] | None = None) -> None:
+def _scan_dir(
+    upper: str, rel: str, lower: LowerView, skip: set[str], out: list[Entry], idmap: dict[str, int] | None = None
+) -> None:
     with os.scandir(f"{upper}/{rel}" if rel else upper) as it:
         names = sorted(e.name for e in it)
     for name in names:
@@ -235,8 +252,13 @@ def _only_made_for_a_mountpoint(rel: str, st: os.stat_result, lower: LowerView, 
     if not any(s.startswith(rel + "/") for s in skip):
         return False
     low = lower.lookup(rel)
-    return (low is not None and stat.S_ISDIR(low.st_mode) and low.st_mode == st.st_mode
-            and low.st_uid == st.st_uid and low.st_gid == st.st_gid)
+    return (
+        low is not None
+        and stat.S_ISDIR(low.st_mode)
+        and low.st_mode == st.st_mode
+        and low.st_uid == st.st_uid
+        and low.st_gid == st.st_gid
+    )
 
 
 # -- docker diff ------------------------------------------------------------------------------
@@ -266,8 +288,13 @@ def changes(entries: list[Entry], lower: LowerView) -> list[Change]:
             found[path] = CHANGED
             for gone in lower.children(e.rel) - upper_names.get(e.rel, set()):
                 found[f"{path}/{gone}"] = DELETED
-        elif (stat.S_ISDIR(e.st.st_mode) and stat.S_ISDIR(low.st_mode) and e.st.st_size == low.st_size
-              and e.st.st_mode == low.st_mode and int(e.st.st_mtime) == int(low.st_mtime)):
+        elif (
+            stat.S_ISDIR(e.st.st_mode)
+            and stat.S_ISDIR(low.st_mode)
+            and e.st.st_size == low.st_size
+            and e.st.st_mode == low.st_mode
+            and int(e.st.st_mtime) == int(low.st_mtime)
+        ):
             continue
         else:
             found[path] = CHANGED
@@ -383,7 +410,7 @@ class TarWriter:
         try:
             remaining = size
             while remaining:
-                n = os.readv(fd, [self.buffer[:min(remaining, CHUNK)]])
+                n = os.readv(fd, [self.buffer[: min(remaining, CHUNK)]])
                 if n == 0:
                     break
                 self.write(self.buffer[:n])

@@ -33,10 +33,45 @@ from dataclasses import dataclass, field
 
 from minidocker.errors import DockerfileError
 
-INSTRUCTIONS = ("FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "ARG", "WORKDIR", "USER", "LABEL", "EXPOSE",
-                "COPY", "ADD", "MAINTAINER", "STOPSIGNAL", "VOLUME", "SHELL", "ONBUILD", "HEALTHCHECK")
-SUPPORTED = ("FROM", "RUN", "CMD", "ENTRYPOINT", "ENV", "ARG", "WORKDIR", "USER", "LABEL", "EXPOSE",
-             "COPY", "ADD", "MAINTAINER", "STOPSIGNAL", "VOLUME", "SHELL", "HEALTHCHECK")
+INSTRUCTIONS = (
+    "FROM",
+    "RUN",
+    "CMD",
+    "ENTRYPOINT",
+    "ENV",
+    "ARG",
+    "WORKDIR",
+    "USER",
+    "LABEL",
+    "EXPOSE",
+    "COPY",
+    "ADD",
+    "MAINTAINER",
+    "STOPSIGNAL",
+    "VOLUME",
+    "SHELL",
+    "ONBUILD",
+    "HEALTHCHECK",
+)
+SUPPORTED = (
+    "FROM",
+    "RUN",
+    "CMD",
+    "ENTRYPOINT",
+    "ENV",
+    "ARG",
+    "WORKDIR",
+    "USER",
+    "LABEL",
+    "EXPOSE",
+    "COPY",
+    "ADD",
+    "MAINTAINER",
+    "STOPSIGNAL",
+    "VOLUME",
+    "SHELL",
+    "HEALTHCHECK",
+)
 EXPANDED = ("FROM", "ENV", "ARG", "LABEL", "EXPOSE", "WORKDIR", "USER", "COPY", "ADD", "STOPSIGNAL", "VOLUME")
 
 
@@ -118,8 +153,10 @@ def parse_line(text: str, line: int = 1, show_text: bool = True) -> Instruction:
 
 
 # -- words and variables ------------------------------------------------------------------------
-_VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<op>[-+])(?P<word>[^}]*))?\}"
-                  r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
+_VAR = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<op>[-+])(?P<word>[^}]*))?\}"
+    r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 def _quoted(c: str, quote: str, cur: list[str]) -> str | None:
@@ -209,8 +246,10 @@ def key_values(ins: Instruction, env: dict[str, str] | None) -> list[tuple[str, 
     if ins.keyword != "ARG" and "=" not in parts[0]:
         key, _, rest = ins.args.strip().partition(" ")
         if not rest.strip():
-            raise DockerfileError(f"Dockerfile parse error line {ins.line}: {ins.keyword} names must be "
-                                  f"followed by a value ({ins.keyword} NAME=VALUE)")
+            raise DockerfileError(
+                f"Dockerfile parse error line {ins.line}: {ins.keyword} names must be "
+                f"followed by a value ({ins.keyword} NAME=VALUE)"
+            )
         return [(key, expand(rest.strip(), env) if env is not None else rest.strip())]
     out = []
     for p in parts:
@@ -218,8 +257,9 @@ def key_values(ins: Instruction, env: dict[str, str] | None) -> list[tuple[str, 
         if not key:
             raise DockerfileError(f"Dockerfile parse error line {ins.line}: {ins.keyword} names can not be blank")
         if not eq and ins.keyword != "ARG":
-            raise DockerfileError(f"Dockerfile parse error line {ins.line}: {ins.keyword} {p!r} has no value "
-                                  f"(write {p}=VALUE)")
+            raise DockerfileError(
+                f"Dockerfile parse error line {ins.line}: {ins.keyword} {p!r} has no value (write {p}=VALUE)"
+            )
         out.append((key, value) if eq else (key, None))  # ARG NAME without a default
     return out
 
@@ -243,7 +283,7 @@ def apply_change(config: dict, ins: Instruction, env: dict[str, str] | None = No
     elif k == "SHELL":
         argv = ins.json_args()
         if not argv:
-            raise DockerfileError("SHELL requires the arguments to be in JSON form, e.g. SHELL [\"/bin/bash\", \"-c\"]")
+            raise DockerfileError('SHELL requires the arguments to be in JSON form, e.g. SHELL ["/bin/bash", "-c"]')
         config["Shell"] = argv
     elif k == "HEALTHCHECK":
         config["Healthcheck"] = healthcheck(ins, shell)
@@ -280,12 +320,18 @@ def apply_change(config: dict, ins: Instruction, env: dict[str, str] | None = No
             vols[v] = {}
         config["Volumes"] = vols
     else:
-        raise DockerfileError(f"{k} cannot change an image's config",
-                              hint=f"commit --change accepts {', '.join(CHANGE_KEYWORDS)}")
+        raise DockerfileError(
+            f"{k} cannot change an image's config", hint=f"commit --change accepts {', '.join(CHANGE_KEYWORDS)}"
+        )
 
 
-HEALTHCHECK_OPTIONS = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
-                       "start-interval": "StartInterval", "retries": "Retries"}
+HEALTHCHECK_OPTIONS = {
+    "interval": "Interval",
+    "timeout": "Timeout",
+    "start-period": "StartPeriod",
+    "start-interval": "StartInterval",
+    "retries": "Retries",
+}
 
 
 def healthcheck(ins: Instruction, shell: list[str] | None = None) -> dict:
@@ -336,8 +382,10 @@ def parse_change(text: str) -> Instruction:
         ins = None
     if ins is None or ins.keyword not in CHANGE_KEYWORDS:
         word = text.strip().split(" ", 1)[0] if text.strip() else "(empty)"
-        raise DockerfileError(f"{word} is not a valid change command",
-                              hint=f"use one of {', '.join(CHANGE_KEYWORDS)}, e.g. -c 'CMD [\"sh\"]'")
+        raise DockerfileError(
+            f"{word} is not a valid change command",
+            hint=f"use one of {', '.join(CHANGE_KEYWORDS)}, e.g. -c 'CMD [\"sh\"]'",
+        )
     if not ins.args.strip():
         raise DockerfileError(f"{ins.keyword} requires at least one argument")
     return ins

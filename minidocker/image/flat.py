@@ -126,9 +126,14 @@ def default_config(changes: list[str], comment: str) -> dict:
     ``--change`` ones, one history entry."""
     created = now_iso()
     platform = mf.Platform.host()
-    doc = {"architecture": platform.architecture, "os": platform.os, "created": created,
-           "config": apply_changes({}, changes), "rootfs": {"type": "layers", "diff_ids": []},
-           "history": [{"created": created, "comment": comment}]}
+    doc = {
+        "architecture": platform.architecture,
+        "os": platform.os,
+        "created": created,
+        "config": apply_changes({}, changes),
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [{"created": created, "comment": comment}],
+    }
     return doc
 
 
@@ -138,8 +143,7 @@ def spool_input(stream: BinaryIO, spool: BinaryIO, packed: BinaryIO, budget: Lay
     from isal import igzip
 
     buffered, compression = _sniff(stream)
-    source = ChunkReader(iter(lambda: buffered.read(READ_SIZE), b""), None, budget.saw_compressed,
-                         threading.Event())
+    source = ChunkReader(iter(lambda: buffered.read(READ_SIZE), b""), None, budget.saw_compressed, threading.Event())
     tar_hash, blob_hash = hashlib.sha256(), hashlib.sha256()
 
     class Tee(io.RawIOBase):  # counts the compressed bytes into the blob's digest
@@ -167,8 +171,14 @@ def spool_input(stream: BinaryIO, spool: BinaryIO, packed: BinaryIO, budget: Lay
     return "sha256:" + tar_hash.hexdigest(), "sha256:" + blob_hash.hexdigest()
 
 
-def import_tarball(store: ImageStore, stream: BinaryIO, source_name: str, ref: str | None = None,
-                   changes: list[str] = (), message: str | None = None) -> str:
+def import_tarball(
+    store: ImageStore,
+    stream: BinaryIO,
+    source_name: str,
+    ref: str | None = None,
+    changes: list[str] = (),
+    message: str | None = None,
+) -> str:
     """``docker import``: returns the new image's ID."""
     tag = str(parse(ref)) if ref else None  # a bad name fails before anything is read
     config = default_config(list(changes), message or f"Imported from {source_name}")
@@ -189,8 +199,15 @@ def import_tarball(store: ImageStore, stream: BinaryIO, source_name: str, ref: s
                             stats = layer.apply_diff(io.BufferedReader(spool, READ_SIZE), budget)
                         except (tarfile.TarError, EOFError, ValueError) as e:
                             raise NotATar(f"the input of import is not a tar: {e}") from None
-                        layer.commit({"diff_id": diff_id, "digest": digest, "media_type": mf.OCI_LAYER_GZIP,
-                                      "size": stats.size, "entries": stats.entries})
+                        layer.commit(
+                            {
+                                "diff_id": diff_id,
+                                "digest": digest,
+                                "media_type": mf.OCI_LAYER_GZIP,
+                                "size": stats.size,
+                                "entries": stats.entries,
+                            }
+                        )
             with store.content.lock(digest):
                 if not store.content.has(digest):
                     with store.content.ingest(digest, size) as ing:
@@ -199,11 +216,15 @@ def import_tarball(store: ImageStore, stream: BinaryIO, source_name: str, ref: s
             config["rootfs"]["diff_ids"] = [diff_id]
             config_raw = json.dumps(config, separators=(",", ":")).encode()
             image_id = store.content.put(config_raw)
-            manifest = json.dumps({
-                "schemaVersion": 2, "mediaType": mf.OCI_MANIFEST,
-                "config": {"mediaType": mf.OCI_CONFIG, "digest": image_id, "size": len(config_raw)},
-                "layers": [{"mediaType": mf.OCI_LAYER_GZIP, "digest": digest, "size": size}]},
-                separators=(",", ":")).encode()
+            manifest = json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": mf.OCI_MANIFEST,
+                    "config": {"mediaType": mf.OCI_CONFIG, "digest": image_id, "size": len(config_raw)},
+                    "layers": [{"mediaType": mf.OCI_LAYER_GZIP, "digest": digest, "size": size}],
+                },
+                separators=(",", ":"),
+            ).encode()
             manifest_digest = store.content.put(manifest)
             store.record_image(image_id, manifest_digest, tag, None)
     return image_id

@@ -196,7 +196,7 @@ class ForwardReader:
     def readinto(self, buffer: memoryview) -> int:
         if self.stream_readinto is None:
             data = self.stream.read(len(buffer))
-            buffer[:len(data)] = data
+            buffer[: len(data)] = data
             n = len(data)
         else:
             n = self.stream_readinto(buffer) or 0
@@ -291,8 +291,9 @@ class LayerApplier:
         if kind == SYMLINK:
             raise HostileLayer(f"layer refused: member {name!r} would be written through the symlink {rel!r}")
         if kind != DIR:
-            raise HostileLayer(f"layer refused: member {name!r} needs {rel!r} to be a directory, "
-                               "but this layer made it something else")
+            raise HostileLayer(
+                f"layer refused: member {name!r} needs {rel!r} to be a directory, but this layer made it something else"
+            )
         for rel in reversed(missing):
             os.mkdir(self.path(rel), 0o755)
             self.kinds[rel] = DIR
@@ -309,7 +310,7 @@ class LayerApplier:
         # forget everything under it: what is on disk there is exactly what we made there
         top = self.path(rel)
         for root, dirs, files in os.walk(top):  # lists symlinks, never follows them
-            base = rel + root[len(top):]
+            base = rel + root[len(top) :]
             for entry in dirs + files:
                 self.kinds.pop(f"{base}/{entry}", None)
                 self.dir_mtimes.pop(f"{base}/{entry}", None)
@@ -345,7 +346,7 @@ class LayerApplier:
         self.reader.seek(m.offset_data)  # already there: the header was the last read
         remaining = m.size
         while remaining:
-            n = self.reader.readinto(self.buffer[:min(remaining, COPY_CHUNK)])
+            n = self.reader.readinto(self.buffer[: min(remaining, COPY_CHUNK)])
             if not n:
                 raise tarfile.ReadError(f"unexpected end of data in {m.name!r}")
             self.budget.count_written(n)
@@ -405,10 +406,12 @@ class LayerApplier:
         for key, value in m.pax_headers.items():
             if not key.startswith(XATTR_PAX_PREFIX):
                 continue
-            name = key[len(XATTR_PAX_PREFIX):]
+            name = key[len(XATTR_PAX_PREFIX) :]
             if name.startswith(OVERLAY_XATTR_PREFIX):
-                raise HostileLayer(f"layer refused: member {m.name!r} sets {name}, which would tell "
-                                   "overlayfs something the layer's tar does not say")
+                raise HostileLayer(
+                    f"layer refused: member {m.name!r} sets {name}, which would tell "
+                    "overlayfs something the layer's tar does not say"
+                )
             data = value.encode("utf-8", "surrogateescape")  # tarfile decoded the raw bytes so
             try:
                 if isinstance(target, int):
@@ -417,8 +420,10 @@ class LayerApplier:
                     os.setxattr(target, name, data, follow_symlinks=False)
             except OSError as e:
                 if not may_skip_xattr(name, e.errno, m):
-                    raise StoreError(f"cannot set the xattr {name} of {m.name!r}: {e.strerror}",
-                                     hint="unpack layers as root, on ext4, xfs, btrfs or tmpfs") from None
+                    raise StoreError(
+                        f"cannot set the xattr {name} of {m.name!r}: {e.strerror}",
+                        hint="unpack layers as root, on ext4, xfs, btrfs or tmpfs",
+                    ) from None
                 self.stats.xattrs_skipped += 1
 
     def set_directory_times(self) -> None:
@@ -445,4 +450,4 @@ def may_skip_xattr(name: str, err: int | None, m: tarfile.TarInfo) -> bool:
 def write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]

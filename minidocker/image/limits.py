@@ -41,8 +41,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import BinaryIO, Mapping
+from typing import BinaryIO
 
 from minidocker.errors import StoreError
 from minidocker.fsutil import storage_error
@@ -85,7 +86,7 @@ class UnpackLimits:
     reserve_cap: float = GiB
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "UnpackLimits":
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> UnpackLimits:
         """The defaults, changed by ``$MINIDOCKER_MAX_LAYER_EXPANSION`` and
         ``$MINIDOCKER_MIN_FREE_SPACE``; a bad value fails before anything is read."""
         ratio, floor, percent, cap = cls.ratio, cls.floor, cls.reserve_percent, cls.reserve_cap
@@ -124,8 +125,7 @@ class LayerBudget:
     ``store_dir`` (``apply_layer``'s copy loop, a spool file); ``statvfs`` is asked now and
     then (see the module docstring)."""
 
-    def __init__(self, limits: UnpackLimits, store_dir: os.PathLike | str, what: str,
-                 compressed_size: int | None = 0):
+    def __init__(self, limits: UnpackLimits, store_dir: os.PathLike | str, what: str, compressed_size: int | None = 0):
         self.limits, self.store_dir, self.what = limits, store_dir, what
         self.compressed = compressed_size
         self.limit = limits.expansion_limit(compressed_size)
@@ -134,7 +134,7 @@ class LayerBudget:
         self.next_check = 0 if self.watching else math.inf
 
     @classmethod
-    def unlimited(cls) -> "LayerBudget":
+    def unlimited(cls) -> LayerBudget:
         return cls(NO_LIMITS, ".", "a layer")
 
     def saw_compressed(self, total: int) -> None:
@@ -168,7 +168,8 @@ class LayerBudget:
                 f"no space left on device for {self.what}: the store's file system has {human(free)} "
                 f"free and keeps a reserve of {human(reserve)}",
                 hint="free some disk space (minidocker rmi, minidocker image prune, minidocker container "
-                     f"prune), or change the reserve: {RESERVE_VAR}=500m (or 2%, or 0 for none)")
+                f"prune), or change the reserve: {RESERVE_VAR}=500m (or 2%, or 0 for none)",
+            )
         self.next_check = self.written + min(MAX_STEP, max(MIN_STEP, room // 8))
 
     def expansion_error(self) -> StoreError:
@@ -176,15 +177,17 @@ class LayerBudget:
         if limits.ratio and self.limit > limits.floor:
             rule = f"{limits.ratio:g} times its {human(self.compressed or 0)} compressed size"
         elif limits.ratio:
-            rule = f"{human(limits.floor)} is allowed to every layer, more than {limits.ratio:g} times its " \
-                   f"{human(self.compressed or 0)} compressed size"
+            rule = (
+                f"{human(limits.floor)} is allowed to every layer, more than {limits.ratio:g} times its "
+                f"{human(self.compressed or 0)} compressed size"
+            )
         else:
             rule = f"the limit {EXPANSION_VAR} sets"
         return StoreError(
-            f"{self.what} expands to more than {human(self.limit)} ({rule}): refused as a "
-            "decompression bomb",
+            f"{self.what} expands to more than {human(self.limit)} ({rule}): refused as a decompression bomb",
             hint=f"if you trust it, raise the limit: {EXPANSION_VAR}=1000x (times the compressed "
-                 "size), or a size such as 20g, or 0 for no limit")
+            "size), or a size such as 20g, or 0 for no limit",
+        )
 
 
 def copy_counted(src: BinaryIO, dst: BinaryIO, budget: LayerBudget, chunk: int = 1 << 20) -> int:

@@ -79,12 +79,10 @@ class Platform:
     variant: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Platform":
+    def parse(cls, text: str) -> Platform:
         parts = text.strip().lower().split("/")
         if len(parts) not in (2, 3) or not all(parts):
-            raise RegistryError(
-                f"invalid platform {text!r}", hint="write os/arch[/variant], e.g. linux/arm64/v8"
-            )
+            raise RegistryError(f"invalid platform {text!r}", hint="write os/arch[/variant], e.g. linux/arm64/v8")
         os_, arch = parts[0], normalize_arch(parts[1])
         variant = parts[2] if len(parts) == 3 else None
         if arch == "arm64" and variant == "v8":
@@ -92,7 +90,7 @@ class Platform:
         return cls(os_, arch, variant)
 
     @classmethod
-    def host(cls) -> "Platform":
+    def host(cls) -> Platform:
         return cls("linux", normalize_arch(os.uname().machine))
 
     def matches(self, other: dict[str, Any]) -> bool:
@@ -108,8 +106,15 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
-_ARCH = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armv7l": "arm",
-         "i386": "386", "i686": "386"}
+_ARCH = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armhf": "arm",
+    "armv7l": "arm",
+    "i386": "386",
+    "i686": "386",
+}
 
 
 def normalize_arch(arch: str) -> str:
@@ -125,10 +130,9 @@ class Descriptor:
     urls: tuple[str, ...] = ()
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Descriptor":
+    def from_json(cls, d: dict[str, Any]) -> Descriptor:
         try:
-            desc = cls(d["mediaType"], d["digest"], int(d["size"]), d.get("platform"),
-                       tuple(d.get("urls") or ()))
+            desc = cls(d["mediaType"], d["digest"], int(d["size"]), d.get("platform"), tuple(d.get("urls") or ()))
         except (KeyError, TypeError, ValueError) as e:
             raise RegistryError(f"malformed descriptor in manifest: {e}") from None
         if desc.size < 0:  # every read is bounded by it: it must be a size
@@ -168,19 +172,24 @@ def parse_manifest(raw: bytes) -> Manifest:
     mt = doc.get("mediaType") or OCI_MANIFEST
     if doc.get("schemaVersion") != 2 or "config" not in doc:
         raise RegistryError("unsupported manifest: only schema 2 and OCI manifests are supported")
-    return Manifest(mt, Descriptor.from_json(doc["config"]),
-                    [Descriptor.from_json(layer) for layer in doc.get("layers", [])])
+    return Manifest(
+        mt, Descriptor.from_json(doc["config"]), [Descriptor.from_json(layer) for layer in doc.get("layers", [])]
+    )
 
 
 def select_platform(raw_index: bytes, want: Platform) -> Descriptor:
     """Pick the manifest for ``want`` from an index (manifest list)."""
     doc = json.loads(raw_index)
     entries = [Descriptor.from_json(m) for m in doc.get("manifests", [])]
-    candidates = [e for e in entries if e.media_type not in INDEX_TYPES and e.platform
-                  and want.matches(e.platform)]
+    candidates = [e for e in entries if e.media_type not in INDEX_TYPES and e.platform and want.matches(e.platform)]
     if not candidates:
-        have = sorted({str(Platform(p.get("os", "?"), p.get("architecture", "?"), p.get("variant")))
-                       for e in entries if (p := e.platform)})
+        have = sorted(
+            {
+                str(Platform(p.get("os", "?"), p.get("architecture", "?"), p.get("variant")))
+                for e in entries
+                if (p := e.platform)
+            }
+        )
         raise RegistryError(
             f"no matching manifest for {want} in the manifest list entries",
             hint=f"the image is available for: {', '.join(have) or 'no platform'}",

@@ -29,12 +29,12 @@ import json
 import tarfile
 import threading
 import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
 
-from minidocker.errors import DigestMismatch, RegistryError
-from minidocker.errors import PullAborted
+from minidocker.errors import DigestMismatch, PullAborted, RegistryError
 from minidocker.image import manifest as mf
 from minidocker.image.limits import LayerBudget, UnpackLimits
 from minidocker.image.reference import Reference
@@ -73,8 +73,13 @@ def _noop(event: PullEvent) -> None:
 class ChunkReader(io.RawIOBase):
     """A readable file over an iterator of byte chunks, copying each chunk to ``sink``."""
 
-    def __init__(self, chunks: Iterator[bytes], sink: Callable[[bytes], None] | None,
-                 on_bytes: Callable[[int], None], abort: threading.Event):
+    def __init__(
+        self,
+        chunks: Iterator[bytes],
+        sink: Callable[[bytes], None] | None,
+        on_bytes: Callable[[int], None],
+        abort: threading.Event,
+    ):
         self.chunks, self.sink, self.on_bytes, self.abort = chunks, sink, on_bytes, abort
         self.pending = memoryview(b"")
         self.total = 0
@@ -154,8 +159,9 @@ def _decode_errors() -> tuple[type[BaseException], ...]:
     return (EOFError, zlib.error, tarfile.TarError, zstandard.ZstdError, igzip.BadGzipFile, ValueError)
 
 
-def resolve_manifest(reg: RegistryClient, ref: Reference, platform: mf.Platform,
-                     progress: Progress) -> tuple[bytes, str, str, bytes | None]:
+def resolve_manifest(
+    reg: RegistryClient, ref: Reference, platform: mf.Platform, progress: Progress
+) -> tuple[bytes, str, str, bytes | None]:
     """Return ``(manifest bytes, manifest digest, repo digest, index bytes or None)``.
 
     The repo digest is what the registry names the image by: the index's digest when the
@@ -170,8 +176,10 @@ def resolve_manifest(reg: RegistryClient, ref: Reference, platform: mf.Platform,
             raise RegistryError("nested manifest lists are not supported")
         return raw, mdigest, digest, index_raw
     if media_type not in mf.MANIFEST_TYPES:
-        raise RegistryError(f"{ref.familiar()} is a {media_type or 'document of unknown type'}, "
-                            "not an image manifest", hint="only OCI and Docker schema 2 images can be pulled")
+        raise RegistryError(
+            f"{ref.familiar()} is a {media_type or 'document of unknown type'}, not an image manifest",
+            hint="only OCI and Docker schema 2 images can be pulled",
+        )
     return raw, digest, digest, None
 
 
@@ -181,9 +189,18 @@ def fetch_config(reg: RegistryClient, store: ImageStore, ref: Reference, desc: m
     return reg.get_blob(ref, desc.digest, desc.size)
 
 
-def fetch_layer(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf.Descriptor,
-                diff_id: str, chain_id: str, parent: str | None, progress: Progress,
-                abort: threading.Event, limits: UnpackLimits) -> bool:
+def fetch_layer(
+    reg: RegistryClient,
+    store: ImageStore,
+    ref: Reference,
+    desc: mf.Descriptor,
+    diff_id: str,
+    chain_id: str,
+    parent: str | None,
+    progress: Progress,
+    abort: threading.Event,
+    limits: UnpackLimits,
+) -> bool:
     """Download, verify and unpack one layer. Returns False if it was already there."""
     sid = desc.digest[7:19]
     budget = LayerBudget(limits, store.layout.layers_dir, f"layer {sid}", desc.size)
@@ -201,8 +218,7 @@ def fetch_layer(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf
                     budget.check_free_space(desc.size)  # room for the blob in ingest/, above the reserve
                     chunks = stack.enter_context(reg.open_blob(ref, desc.digest, desc.size))
                     sink = stack.enter_context(store.content.ingest(desc.digest, desc.size)).write
-                raw = ChunkReader(chunks, sink, lambda n: progress(PullEvent(sid, "Downloading", n, desc.size)),
-                                  abort)
+                raw = ChunkReader(chunks, sink, lambda n: progress(PullEvent(sid, "Downloading", n, desc.size)), abort)
                 decompressed = stack.enter_context(open_decompressed(raw, compression))
                 tar = HashingReader(decompressed, budget)
                 try:
@@ -215,22 +231,36 @@ def fetch_layer(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf
                         raw.drain()  # finish the compressed digest: a mismatch explains it best
                     ingest_hash = getattr(getattr(sink, "__self__", None), "hash", None)
                     if ingest_hash is not None and "sha256:" + ingest_hash.hexdigest() != desc.digest:
-                        raise DigestMismatch(f"layer {sid} is corrupt: its content does not match digest "
-                                             f"{desc.digest[:19]} ({e})") from None
+                        raise DigestMismatch(
+                            f"layer {sid} is corrupt: its content does not match digest {desc.digest[:19]} ({e})"
+                        ) from None
                     raise RegistryError(f"layer {sid} is not a valid {compression} tar: {e}") from None
                 progress(PullEvent(sid, "Verifying", desc.size, desc.size))
             # leaving the ExitStack verified the compressed digest and published the blob
             if tar.digest != diff_id:
-                raise DigestMismatch(f"layer {sid} unpacks to {tar.digest[:19]}, but the image config "
-                                     f"names diff_id {diff_id[:19]}")
-            layer.commit({"diff_id": diff_id, "digest": desc.digest, "media_type": desc.media_type,
-                          "size": stats.size, "entries": stats.entries})
+                raise DigestMismatch(
+                    f"layer {sid} unpacks to {tar.digest[:19]}, but the image config names diff_id {diff_id[:19]}"
+                )
+            layer.commit(
+                {
+                    "diff_id": diff_id,
+                    "digest": desc.digest,
+                    "media_type": desc.media_type,
+                    "size": stats.size,
+                    "entries": stats.entries,
+                }
+            )
     progress(PullEvent(sid, "Pull complete", desc.size, desc.size))
     return True
 
 
-def pull_image(store: ImageStore, ref: Reference, platform: mf.Platform | None = None,
-               progress: Progress | None = None, explicit_platform: bool = False) -> PullResult:
+def pull_image(
+    store: ImageStore,
+    ref: Reference,
+    platform: mf.Platform | None = None,
+    progress: Progress | None = None,
+    explicit_platform: bool = False,
+) -> PullResult:
     progress = progress or _noop
     platform = platform or mf.Platform.host()
     limits = UnpackLimits.from_env()  # a bad setting fails before anything is fetched
@@ -255,8 +285,22 @@ def pull_image(store: ImageStore, ref: Reference, platform: mf.Platform | None =
         abort = threading.Event()
         if todo:
             with ThreadPoolExecutor(min(PARALLEL_LAYERS, len(todo)), thread_name_prefix="layer") as pool:
-                futures = [pool.submit(fetch_layer, reg, store, ref, manifest.layers[i], diff_ids[i], chains[i],
-                                       chains[i - 1] if i else None, progress, abort, limits) for i in todo]
+                futures = [
+                    pool.submit(
+                        fetch_layer,
+                        reg,
+                        store,
+                        ref,
+                        manifest.layers[i],
+                        diff_ids[i],
+                        chains[i],
+                        chains[i - 1] if i else None,
+                        progress,
+                        abort,
+                        limits,
+                    )
+                    for i in todo
+                ]
                 try:
                     errors = []
                     for f in futures:
@@ -276,20 +320,31 @@ def pull_image(store: ImageStore, ref: Reference, platform: mf.Platform | None =
         if index_digest:
             store.content.put(index_raw, index_digest)
         image_id = manifest.config.digest
-        store.record_image(image_id, manifest_digest, str(ref) if ref.tag and not ref.digest else None,
-                           f"{ref.name}@{repo_digest}", index_digest)
+        store.record_image(
+            image_id,
+            manifest_digest,
+            str(ref) if ref.tag and not ref.digest else None,
+            f"{ref.name}@{repo_digest}",
+            index_digest,
+        )
     progress(PullEvent("", f"Digest: {repo_digest}"))
     return PullResult(ref, image_id, repo_digest, bool(todo))
 
 
-def check_config(ref: Reference, config: dict[str, Any], manifest: mf.Manifest, platform: mf.Platform,
-                 check_platform: bool) -> None:
+def check_config(
+    ref: Reference, config: dict[str, Any], manifest: mf.Manifest, platform: mf.Platform, check_platform: bool
+) -> None:
     diff_ids = (config.get("rootfs") or {}).get("diff_ids")
     if not isinstance(diff_ids, list) or len(diff_ids) != len(manifest.layers):
-        raise RegistryError(f"the config of {ref.familiar()} names {len(diff_ids or [])} layers but its "
-                            f"manifest has {len(manifest.layers)}")
+        raise RegistryError(
+            f"the config of {ref.familiar()} names {len(diff_ids or [])} layers but its "
+            f"manifest has {len(manifest.layers)}"
+        )
     if check_platform and not platform.matches(config):
-        actual = mf.Platform(config.get("os", "?"), mf.normalize_arch(config.get("architecture", "?")),
-                             config.get("variant"))
-        raise RegistryError(f"image with reference {ref.familiar()} was found but does not match the "
-                            f"specified platform: wanted {platform}, actual: {actual}")
+        actual = mf.Platform(
+            config.get("os", "?"), mf.normalize_arch(config.get("architecture", "?")), config.get("variant")
+        )
+        raise RegistryError(
+            f"image with reference {ref.familiar()} was found but does not match the "
+            f"specified platform: wanted {platform}, actual: {actual}"
+        )

@@ -27,12 +27,11 @@ See it: ``minidocker push 127.0.0.1:5000/copy`` twice, then
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
-from minidocker.errors import AuthenticationError, ImageNotFound, InvalidReference, StoreError
-from minidocker.errors import PushAborted
+from minidocker.errors import AuthenticationError, ImageNotFound, InvalidReference, PushAborted, StoreError
 from minidocker.image import manifest as mf
 from minidocker.image.pull import PullEvent, _noop
 from minidocker.image.reference import Reference, parse
@@ -91,9 +90,13 @@ def blob_sources(store: ImageStore, ref: Reference, doc: dict) -> dict[str, list
     return out
 
 
-def iter_file(path, start: int = 0, limit: int | None = None,
-              on_bytes: Callable[[int], None] | None = None,
-              abort: threading.Event | None = None) -> Iterator[bytes]:
+def iter_file(
+    path,
+    start: int = 0,
+    limit: int | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+    abort: threading.Event | None = None,
+) -> Iterator[bytes]:
     """Read ``limit`` bytes of ``path`` from ``start`` in 1 MiB pieces, reporting progress."""
     sent = 0
     with open(path, "rb") as f:
@@ -110,9 +113,16 @@ def iter_file(path, start: int = 0, limit: int | None = None,
             yield data
 
 
-def push_blob(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf.Descriptor,
-              sources: list[str], progress: Progress, abort: threading.Event,
-              chunk_size: int = CHUNK_SIZE) -> str:
+def push_blob(
+    reg: RegistryClient,
+    store: ImageStore,
+    ref: Reference,
+    desc: mf.Descriptor,
+    sources: list[str],
+    progress: Progress,
+    abort: threading.Event,
+    chunk_size: int = CHUNK_SIZE,
+) -> str:
     """Get one blob into ``ref``'s repository; returns "exists", "mounted" or "uploaded"."""
     sid = desc.digest[7:19]
     scope = push_scope(ref)
@@ -120,9 +130,11 @@ def push_blob(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf.D
         progress(PullEvent(sid, "Layer already exists", desc.size, desc.size))
         return "exists"
     if not store.content.has(desc.digest):
-        raise StoreError(f"blob {desc.digest[:19]} of {ref.familiar()} is not in the store, so it cannot "
-                         "be pushed", hint="pull the image again (a layer shared with another image may "
-                                           "have been unpacked without keeping its compressed blob)")
+        raise StoreError(
+            f"blob {desc.digest[:19]} of {ref.familiar()} is not in the store, so it cannot be pushed",
+            hint="pull the image again (a layer shared with another image may "
+            "have been unpacked without keeping its compressed blob)",
+        )
     location = None
     if sources:
         # A mount reads from the source repository: the token must allow that too. If it
@@ -146,8 +158,7 @@ def push_blob(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf.D
     report = lambda n: progress(PullEvent(sid, "Pushing", n, size))  # noqa: E731
     report(0)
     if size <= chunk_size:  # monolithic: one PUT carries the blob and closes the session
-        reg.finish_upload(location, scope, desc.digest, body=lambda: iter_file(path, 0, size, report, abort),
-                          size=size)
+        reg.finish_upload(location, scope, desc.digest, body=lambda: iter_file(path, 0, size, report, abort), size=size)
     else:  # chunked: PATCH each piece to the Location the last answer gave, then an empty PUT
         offset = 0
         while offset < size:
@@ -164,18 +175,23 @@ def push_blob(reg: RegistryClient, store: ImageStore, ref: Reference, desc: mf.D
     return "uploaded"
 
 
-def push_image(store: ImageStore, ref: Reference, progress: Progress | None = None,
-               chunk_size: int = CHUNK_SIZE) -> PushResult:
+def push_image(
+    store: ImageStore, ref: Reference, progress: Progress | None = None, chunk_size: int = CHUNK_SIZE
+) -> PushResult:
     progress = progress or _noop
     if ref.digest:
-        raise InvalidReference(f"cannot push a digest reference: {ref.familiar()}",
-                               hint="tag the image first: minidocker tag IMAGE NAME:TAG")
+        raise InvalidReference(
+            f"cannot push a digest reference: {ref.familiar()}",
+            hint="tag the image first: minidocker tag IMAGE NAME:TAG",
+        )
     doc = store.read_index()
     try:
         image_id = store.resolve(str(ref), doc)
     except ImageNotFound:
-        raise ImageNotFound(f"An image does not exist locally with the tag: {ref.familiar_name}",
-                            hint=f"tag an image first: minidocker tag IMAGE {ref.familiar()}") from None
+        raise ImageNotFound(
+            f"An image does not exist locally with the tag: {ref.familiar_name}",
+            hint=f"tag an image first: minidocker tag IMAGE {ref.familiar()}",
+        ) from None
     manifest_digest = doc["images"][image_id]["manifest"]
     raw = store.content.read(manifest_digest)
     manifest = mf.parse_manifest(raw)

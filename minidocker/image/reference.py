@@ -57,7 +57,7 @@ class Reference:
         """The repository as docker shows it: ``ubuntu``, ``user/app``, ``host:5000/app``."""
         if self.domain == DEFAULT_DOMAIN:
             path = self.path
-            return path[len(OFFICIAL_PREFIX):] if path.startswith(OFFICIAL_PREFIX) else path
+            return path[len(OFFICIAL_PREFIX) :] if path.startswith(OFFICIAL_PREFIX) else path
         return self.name
 
     @property
@@ -65,10 +65,10 @@ class Reference:
         """What the registry API calls ``<reference>``: the digest if any, else the tag."""
         return self.digest or self.tag or DEFAULT_TAG
 
-    def with_tag(self, tag: str) -> "Reference":
+    def with_tag(self, tag: str) -> Reference:
         return Reference(self.domain, self.path, tag, None)
 
-    def with_digest(self, digest: str) -> "Reference":
+    def with_digest(self, digest: str) -> Reference:
         return Reference(self.domain, self.path, None, digest)
 
     def __str__(self) -> str:
@@ -112,7 +112,7 @@ def parse(text: str, default_tag: bool = True) -> Reference:
     slash = text.rfind("/")
     colon = text.rfind(":")
     if colon > slash:  # a ':' after the last '/' starts a tag, not a port
-        text, tag = text[:colon], text[colon + 1:]
+        text, tag = text[:colon], text[colon + 1 :]
         if not _TAG_RE.match(tag):
             raise InvalidReference(f"invalid reference format: {original!r} has a malformed tag")
     if len(text) > NAME_MAX:

@@ -47,8 +47,8 @@ import json
 import os
 import re
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from minidocker.errors import AuthenticationError, DigestMismatch, ImageNotFound, RegistryError
@@ -139,15 +139,18 @@ class RegistryClient:
         self._tokens: dict[str, str] = {}
         self._basic = False
         self._lock = threading.Lock()
-        self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=False,
-                                 headers={"User-Agent": "minidocker/0.1", "Accept-Encoding": "identity"},
-                                 trust_env=False,
-                                 limits=httpx.Limits(max_connections=16, max_keepalive_connections=8))
+        self.http = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            follow_redirects=False,
+            headers={"User-Agent": "minidocker/0.1", "Accept-Encoding": "identity"},
+            trust_env=False,
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+        )
 
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "RegistryClient":
+    def __enter__(self) -> RegistryClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -172,11 +175,18 @@ class RegistryClient:
             raise RegistryError(
                 f"registry {self.domain} is unreachable at {urlsplit(url).netloc}: {reason}",
                 hint="is the registry running? (plain HTTP is used only for loopback and "
-                     "$MINIDOCKER_INSECURE_REGISTRIES)",
+                "$MINIDOCKER_INSECURE_REGISTRIES)",
             ) from None
 
-    def request(self, method: str, path: str, scope: str | None, headers: dict[str, str] | None = None,
-                stream: bool = False, content=None):
+    def request(
+        self,
+        method: str,
+        path: str,
+        scope: str | None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        content=None,
+    ):
         """Send a request to the registry, answering one auth challenge if it asks.
 
         ``path`` is a path on the registry, or an absolute URL (an upload ``Location``): the
@@ -202,16 +212,19 @@ class RegistryClient:
             who = f"as {self.credentials.username}" if self.credentials else "anonymously"
             raise AuthenticationError(
                 f"access to {self.domain} denied {who} ({text})",
-                hint=f"run: minidocker login {self.domain}" if not self.credentials else
-                "check the credentials saved by minidocker login")
+                hint=f"run: minidocker login {self.domain}"
+                if not self.credentials
+                else "check the credentials saved by minidocker login",
+            )
         return resp
 
     def authenticate(self, challenge: str, scope: str | None) -> None:
         scheme, params = parse_challenge(challenge)
         if scheme == "basic":
             if not self.credentials:
-                raise AuthenticationError(f"{self.domain} requires a login (basic auth)",
-                                          hint=f"run: minidocker login {self.domain}")
+                raise AuthenticationError(
+                    f"{self.domain} requires a login (basic auth)", hint=f"run: minidocker login {self.domain}"
+                )
             self._basic = True
         elif scheme == "bearer":
             self._tokens[scope or ""] = self.fetch_token(params, scope)
@@ -229,8 +242,10 @@ class RegistryClient:
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
         resp = self._send("GET", url, headers, stream=False)
         if resp.status_code in (401, 403):
-            raise AuthenticationError(f"the token server of {self.domain} refused the credentials "
-                                      f"({_error_text(resp)})", hint=f"run: minidocker login {self.domain}")
+            raise AuthenticationError(
+                f"the token server of {self.domain} refused the credentials ({_error_text(resp)})",
+                hint=f"run: minidocker login {self.domain}",
+            )
         if resp.status_code != 200:
             raise AuthenticationError(f"the token server of {self.domain} answered {_error_text(resp)}")
         try:
@@ -251,20 +266,27 @@ class RegistryClient:
         """Fetch a manifest or index (at most 4 MiB); return ``(raw, media_type, digest)``,
         digest verified."""
         reference = reference or ref.reference
-        resp = self.request("GET", f"/v2/{ref.path}/manifests/{reference}", scope=f"repository:{ref.path}:pull",
-                            headers={"Accept": mf.ACCEPT}, stream=True)
+        resp = self.request(
+            "GET",
+            f"/v2/{ref.path}/manifests/{reference}",
+            scope=f"repository:{ref.path}:pull",
+            headers={"Accept": mf.ACCEPT},
+            stream=True,
+        )
         try:
             if resp.status_code == 404:
-                raise ImageNotFound(f"manifest for {ref.familiar_name}:{reference} not found: "
-                                    f"{_error_text(resp)}" if not reference.startswith("sha256:") else
-                                    f"manifest {reference} of {ref.familiar_name} not found: {_error_text(resp)}")
+                raise ImageNotFound(
+                    f"manifest for {ref.familiar_name}:{reference} not found: {_error_text(resp)}"
+                    if not reference.startswith("sha256:")
+                    else f"manifest {reference} of {ref.familiar_name} not found: {_error_text(resp)}"
+                )
             if resp.status_code != 200:
-                raise RegistryError(f"{self.domain} answered {_error_text(resp)} for the manifest of "
-                                    f"{ref.familiar()}")
+                raise RegistryError(f"{self.domain} answered {_error_text(resp)} for the manifest of {ref.familiar()}")
             raw = read_capped(resp, MAX_MANIFEST_SIZE, f"the manifest of {ref.familiar()}")
         except self._httpx.TransportError as e:
-            raise RegistryError(f"download of the manifest of {ref.familiar()} broke off: "
-                                f"{e or type(e).__name__}") from None
+            raise RegistryError(
+                f"download of the manifest of {ref.familiar()} broke off: {e or type(e).__name__}"
+            ) from None
         finally:
             resp.close()
         digest = mf.sha256_digest(raw)
@@ -319,8 +341,9 @@ class RegistryClient:
     def get_blob(self, ref: Reference, digest: str, size: int, limit: int = MAX_CONFIG_SIZE) -> bytes:
         """A small blob (a config) of ``size`` bytes, at most ``limit``, in memory, verified."""
         if size > limit:
-            raise RegistryError(f"blob {digest[:19]} is {size} bytes, more than the {limit} minidocker "
-                                "reads into memory")
+            raise RegistryError(
+                f"blob {digest[:19]} is {size} bytes, more than the {limit} minidocker reads into memory"
+            )
         data = bytearray()
         with self.open_blob(ref, digest, size) as chunks:
             for chunk in chunks:
@@ -343,8 +366,9 @@ class RegistryClient:
             return False
         raise RegistryError(f"{self.domain} answered HTTP {resp.status_code} to HEAD of blob {digest[:19]}")
 
-    def start_upload(self, ref: Reference, scope: str, mount: str | None = None,
-                     source: str | None = None) -> str | None:
+    def start_upload(
+        self, ref: Reference, scope: str, mount: str | None = None, source: str | None = None
+    ) -> str | None:
         """``POST /v2/<name>/blobs/uploads/``: open an upload session and return its Location.
 
         With ``mount`` (a digest) and ``source`` (a repository path on this registry) ask for
@@ -354,11 +378,17 @@ class RegistryClient:
         path = f"/v2/{ref.path}/blobs/uploads/"
         if mount and source:
             path += "?" + urlencode({"mount": mount, "from": source})
-        return self._upload_step("POST", path, scope, f"refused to start an upload to {ref.familiar_name}",
-                                 mounted=bool(mount), headers={"Content-Length": "0"}, content=b"")
+        return self._upload_step(
+            "POST",
+            path,
+            scope,
+            f"refused to start an upload to {ref.familiar_name}",
+            mounted=bool(mount),
+            headers={"Content-Length": "0"},
+            content=b"",
+        )
 
-    def _upload_step(self, method: str, url: str, scope: str, refusal: str, mounted: bool = False,
-                     **kw) -> str | None:
+    def _upload_step(self, method: str, url: str, scope: str, refusal: str, mounted: bool = False, **kw) -> str | None:
         """One request of an upload session: 202 Accepted, and the ``Location`` of the next
         request, made absolute against this one's URL (201 Created for a mount: None)."""
         resp = self.request(method, url, scope=scope, **kw)
@@ -377,10 +407,19 @@ class RegistryClient:
     def upload_chunk(self, location: str, scope: str, offset: int, data: bytes) -> str:
         """``PATCH <location>`` with ``Content-Range: START-END`` (inclusive, no "bytes=",
         as the distribution spec writes it); returns the Location for the next request."""
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
-                   "Content-Range": f"{offset}-{offset + len(data) - 1}"}
-        return self._upload_step("PATCH", location, scope, f"refused a chunk of an upload (bytes {offset}-"
-                                 f"{offset + len(data) - 1})", headers=headers, content=data)
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(len(data)),
+            "Content-Range": f"{offset}-{offset + len(data) - 1}",
+        }
+        return self._upload_step(
+            "PATCH",
+            location,
+            scope,
+            f"refused a chunk of an upload (bytes {offset}-{offset + len(data) - 1})",
+            headers=headers,
+            content=data,
+        )
 
     def finish_upload(self, location: str, scope: str, digest: str, body=None, size: int = 0) -> None:
         """``PUT <location>?digest=...``: close the upload; ``body`` (a function returning a
@@ -398,8 +437,13 @@ class RegistryClient:
 
     def put_manifest(self, ref: Reference, reference: str, raw: bytes, media_type: str, scope: str) -> str:
         """``PUT /v2/<name>/manifests/<tag>``; returns the digest the registry names it by."""
-        resp = self.request("PUT", f"/v2/{ref.path}/manifests/{reference}", scope=scope,
-                            headers={"Content-Type": media_type}, content=raw)
+        resp = self.request(
+            "PUT",
+            f"/v2/{ref.path}/manifests/{reference}",
+            scope=scope,
+            headers={"Content-Type": media_type},
+            content=raw,
+        )
         try:
             if resp.status_code not in (200, 201, 202):
                 raise RegistryError(f"{self.domain} refused the manifest of {ref.familiar()}: {_error_text(resp)}")
@@ -416,8 +460,9 @@ MISMATCH_HINT = "the registry sent content that is not what it named; nothing wa
 
 
 def raise_too_long(digest: str, size: int, evidence: str) -> None:
-    raise DigestMismatch(f"blob {digest[:19]} is longer than the {size} bytes its descriptor gives ({evidence})",
-                         hint=MISMATCH_HINT)
+    raise DigestMismatch(
+        f"blob {digest[:19]} is longer than the {size} bytes its descriptor gives ({evidence})", hint=MISMATCH_HINT
+    )
 
 
 def raise_mismatch(what: str, actual: str) -> None:

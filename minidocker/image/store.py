@@ -35,18 +35,19 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
-from minidocker.errors import Conflict, DigestMismatch, ImageNotFound, InvalidReference, StoreError
 from minidocker.crashpoint import crashpoint
+from minidocker.errors import Conflict, DigestMismatch, ImageNotFound, InvalidReference, StoreError
 from minidocker.fsutil import fsync_dir, locked, read_json, remove_tree, storage_error, write_json
 from minidocker.image import manifest as mf
 from minidocker.image.content import ContentStore, create_owned, reclaim_orphans
 from minidocker.image.layer import LayerStats, apply_layer
 from minidocker.image.limits import LayerBudget
-from minidocker.image.reference import Reference, parse
+from minidocker.image.reference import parse
 from minidocker.paths import TEMP_LAYER_PREFIX, LayerLayout, hex_of, prepare_store
 
 
@@ -75,7 +76,7 @@ class LayerWriter:
     ``layer_lock``), or learn it at the end from its content (a commit: the chain ID of the
     tar it wrote on ``parent``; ``commit`` then takes the lock)."""
 
-    def __init__(self, store: "ImageStore", parent: str | None, expected: str | None = None):
+    def __init__(self, store: ImageStore, parent: str | None, expected: str | None = None):
         self.store, self.parent, self.expected = store, parent, expected
         self.chain_id = expected  # known for sure once committed
         store.reclaim_layers()
@@ -100,8 +101,10 @@ class LayerWriter:
         chain_id = chain_id_of(self.parent, diff_id)
         expected = expected or self.expected
         if expected and chain_id != expected:
-            raise DigestMismatch(f"layer {short_id(expected)} is not what was written: diff_id {diff_id[:19]} "
-                                 f"on its parent makes layer {short_id(chain_id)}")
+            raise DigestMismatch(
+                f"layer {short_id(expected)} is not what was written: diff_id {diff_id[:19]} "
+                f"on its parent makes layer {short_id(chain_id)}"
+            )
         with contextlib.nullcontext() if self.expected else self.store.layer_lock(chain_id):
             self.chain_id = chain_id
             if self.store.has_layer(chain_id):
@@ -111,8 +114,7 @@ class LayerWriter:
                 remove_tree(final)
             try:
                 make_durable(self.tmp)
-                write_json(self.files.meta, {"chain_id": chain_id, "parent": self.parent, "created": now_iso(),
-                                             **meta})
+                write_json(self.files.meta, {"chain_id": chain_id, "parent": self.parent, "created": now_iso(), **meta})
                 os.rename(self.tmp, final)
                 fsync_dir(final.parent)  # the new name is on disk before an index names it
             except OSError as e:
@@ -176,9 +178,17 @@ class ImageStore:
         except OSError as e:
             raise storage_error(e, "writing images/index.json") from None
 
-    def record_image(self, image_id: str, manifest_digest: str, tag: str | None,
-                     repo_digest: str | None = None, index_digest: str | None = None, *,
-                     parent: str | None = None, intermediate: bool | None = None) -> None:
+    def record_image(
+        self,
+        image_id: str,
+        manifest_digest: str,
+        tag: str | None,
+        repo_digest: str | None = None,
+        index_digest: str | None = None,
+        *,
+        parent: str | None = None,
+        intermediate: bool | None = None,
+    ) -> None:
         """Add or update an image's record (and point ``tag`` at it), under the store lock.
         Pulls give the repo digest (and the index they chose from); images made here (commit,
         build) give their parent image, as docker keeps it, so ``history`` can name the images
@@ -186,8 +196,9 @@ class ImageStore:
         ``images`` while it has no tag (the build cache), False clears the mark."""
         with self.locked():
             doc = self.read_index()
-            rec = doc["images"].setdefault(image_id, {"manifest": manifest_digest, "repo_digests": [],
-                                                      "added": now_iso()})
+            rec = doc["images"].setdefault(
+                image_id, {"manifest": manifest_digest, "repo_digests": [], "added": now_iso()}
+            )
             rec["manifest"] = manifest_digest
             if index_digest:
                 rec["index"] = index_digest
@@ -255,8 +266,11 @@ class ImageStore:
                 continue  # a build step's image: docker lists those only with images -a
             cfg = self.config(image_id)
             size = sum(self.layer_meta(c).get("size", 0) for c in mf.chain_ids(cfg["rootfs"]["diff_ids"]))
-            out.append(ImageInfo(image_id, self.tags_of(image_id, doc), list(rec["repo_digests"]),
-                                 cfg.get("created", ""), size, cfg))
+            out.append(
+                ImageInfo(
+                    image_id, self.tags_of(image_id, doc), list(rec["repo_digests"]), cfg.get("created", ""), size, cfg
+                )
+            )
         out.sort(key=lambda i: i.created, reverse=True)
         return out
 
@@ -297,8 +311,9 @@ class ImageStore:
         """``get``: the view of an image (by ID) or of a layer (by chain ID) with all the
         layers below it, as the overlay ``lowerdir`` list that mounts it: top layer first,
         as mount(8) wants. What to mount, not a mount: see the module docstring."""
-        chains = (self.ancestry(image_or_chain_id) if self.has_layer(image_or_chain_id)
-                  else self.chain_ids(image_or_chain_id))
+        chains = (
+            self.ancestry(image_or_chain_id) if self.has_layer(image_or_chain_id) else self.chain_ids(image_or_chain_id)
+        )
         return [self.layout.layer(c).diff for c in reversed(chains)]
 
     def put(self, image_or_chain_id: str) -> None:
@@ -318,8 +333,10 @@ class ImageStore:
         committed as (meta.json's ``digest``), opened for reading."""
         digest = self.layer_meta(chain_id).get("digest")
         if not digest or not self.content.has(digest):
-            raise StoreError(f"layer {short_id(chain_id)} has no compressed tar in the store",
-                             hint="pull an image that has this layer again")
+            raise StoreError(
+                f"layer {short_id(chain_id)} has no compressed tar in the store",
+                hint="pull an image that has this layer again",
+            )
         return self.content.open(digest)
 
     # -- tag, rmi, gc -------------------------------------------------------------------
@@ -350,12 +367,16 @@ class ImageStore:
                 del doc["tags"][str(ref)]
                 self._write_index(doc)
                 return [f"Untagged: {ref.familiar()}"]
-            if not by_name and len({t.rsplit(':', 1)[0] for t in tags}) > 1 and not force:
-                raise Conflict(f"conflict: unable to delete {short_id(image_id)} (must be forced) - "
-                               "image is referenced in multiple repositories")
+            if not by_name and len({t.rsplit(":", 1)[0] for t in tags}) > 1 and not force:
+                raise Conflict(
+                    f"conflict: unable to delete {short_id(image_id)} (must be forced) - "
+                    "image is referenced in multiple repositories"
+                )
             if in_use and image_id in in_use and not force:
-                raise Conflict(f"conflict: unable to delete {short_id(image_id)} - image is being used "
-                               "by a container", hint="remove the container first, or use rmi -f")
+                raise Conflict(
+                    f"conflict: unable to delete {short_id(image_id)} - image is being used by a container",
+                    hint="remove the container first, or use rmi -f",
+                )
             for t in tags:
                 del doc["tags"][t]
                 lines.append(f"Untagged: {parse(t).familiar()}")

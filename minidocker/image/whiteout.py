@@ -73,7 +73,7 @@ def classify(name: str) -> tuple[str, str]:
     if base.startswith(META_PREFIX) or any(p.startswith(META_PREFIX) for p in head.split("/")):
         return META, name
     if base.startswith(WHITEOUT_PREFIX):
-        deleted = base[len(WHITEOUT_PREFIX):]
+        deleted = base[len(WHITEOUT_PREFIX) :]
         if deleted in ("", ".", ".."):
             raise ValueError(f"whiteout {name!r} names no file")
         return WHITEOUT, posixpath.join(head, deleted)

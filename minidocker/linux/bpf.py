@@ -51,12 +51,12 @@ DEV_BLOCK, DEV_CHAR = 1, 2
 ACCESS = {"m": 1, "r": 2, "w": 4}
 
 # opcodes (class | size/op | source) from <linux/bpf_common.h> and <linux/bpf.h>
-LDX_MEM_W = 0x61    # dst = *(u32 *)(src + off)
-ALU_MOV_X = 0xbc    # dst = (u32) src
-ALU_AND_K = 0x54    # dst &= imm          (32-bit)
-ALU_RSH_K = 0x74    # dst >>= imm         (32-bit)
-ALU64_MOV_K = 0xb7  # dst = imm
-JMP_JNE_K = 0x55    # if dst != imm: pc += off
+LDX_MEM_W = 0x61  # dst = *(u32 *)(src + off)
+ALU_MOV_X = 0xBC  # dst = (u32) src
+ALU_AND_K = 0x54  # dst &= imm          (32-bit)
+ALU_RSH_K = 0x74  # dst >>= imm         (32-bit)
+ALU64_MOV_K = 0xB7  # dst = imm
+JMP_JNE_K = 0x55  # if dst != imm: pc += off
 JMP_EXIT = 0x95
 
 
@@ -70,16 +70,22 @@ def parse_rule(rule: str) -> tuple[int | None, int | None, int | None, int]:
     kind, numbers, access = rule.split()
     major, minor = numbers.split(":")
     dev_type = {"a": None, "b": DEV_BLOCK, "c": DEV_CHAR}[kind]
-    return (dev_type, None if major == "*" else int(major), None if minor == "*" else int(minor),
-            sum(ACCESS[a] for a in access))
+    return (
+        dev_type,
+        None if major == "*" else int(major),
+        None if minor == "*" else int(minor),
+        sum(ACCESS[a] for a in access),
+    )
 
 
 def device_program(rules: tuple[str, ...] | list[str]) -> bytes:
     """The eBPF program (bytes of bpf_insn) allowing exactly ``rules``, in v1's rule syntax."""
     prog = [
         insn(LDX_MEM_W, dst=2, src=1, off=0),
-        insn(ALU_MOV_X, dst=3, src=2), insn(ALU_AND_K, dst=3, imm=0xFFFF),
-        insn(ALU_MOV_X, dst=4, src=2), insn(ALU_RSH_K, dst=4, imm=16),
+        insn(ALU_MOV_X, dst=3, src=2),
+        insn(ALU_AND_K, dst=3, imm=0xFFFF),
+        insn(ALU_MOV_X, dst=4, src=2),
+        insn(ALU_RSH_K, dst=4, imm=16),
         insn(LDX_MEM_W, dst=5, src=1, off=4),
         insn(LDX_MEM_W, dst=6, src=1, off=8),
     ]
@@ -107,8 +113,7 @@ def _bpf(cmd: int, attr: ctypes.Array) -> int:
     ret = _libc.syscall(ctypes.c_long(SYS_BPF), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
     if ret < 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"bpf({'BPF_PROG_LOAD' if cmd == BPF_PROG_LOAD else 'BPF_PROG_ATTACH'}): "
-                           f"{os.strerror(err)}")
+        raise OSError(err, f"bpf({'BPF_PROG_LOAD' if cmd == BPF_PROG_LOAD else 'BPF_PROG_ATTACH'}): {os.strerror(err)}")
     return ret
 
 
@@ -118,8 +123,18 @@ def load_device_program(program: bytes) -> int:
     license = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(65536)
     attr = ctypes.create_string_buffer(128)  # union bpf_attr, the BPF_PROG_LOAD members, zeroed
-    struct.pack_into("<IIQQIIQ", attr, 0, BPF_PROG_TYPE_CGROUP_DEVICE, len(program) // 8,
-                     ctypes.addressof(code), ctypes.addressof(license), 1, len(log), ctypes.addressof(log))
+    struct.pack_into(
+        "<IIQQIIQ",
+        attr,
+        0,
+        BPF_PROG_TYPE_CGROUP_DEVICE,
+        len(program) // 8,
+        ctypes.addressof(code),
+        ctypes.addressof(license),
+        1,
+        len(log),
+        ctypes.addressof(log),
+    )
     try:
         return _bpf(BPF_PROG_LOAD, attr)
     except OSError as e:

@@ -7,7 +7,8 @@ listener installed (the default) ``emit`` returns at once: explaining costs noth
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Listener = Callable[[dict[str, Any]], None]
 _listener: Listener | None = None

@@ -211,10 +211,30 @@ def publish(att: Attachment, ports: list[dict], tag: str) -> None:
         comment = ["-m", "comment", "--comment", tag]
         for chain in ("PREROUTING", "OUTPUT"):
             _add_rule(["-t", "nat", "-A", chain, *match, *comment, *to])
-        _add_rule(["-t", "nat", "-A", "POSTROUTING", "-s", "127.0.0.0/8", "-d", att.address, "-p", p["proto"],
-                   "--dport", str(p["port"]), *comment, "-j", "MASQUERADE"])
-        emit("iptables", rule=f"-t nat DNAT {p['host_ip'] or '*'}:{p['host_port']} -> {att.address}:{p['port']}"
-                              f"/{p['proto']}", why="connections to the host's port go to the container's")
+        _add_rule(
+            [
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-s",
+                "127.0.0.0/8",
+                "-d",
+                att.address,
+                "-p",
+                p["proto"],
+                "--dport",
+                str(p["port"]),
+                *comment,
+                "-j",
+                "MASQUERADE",
+            ]
+        )
+        emit(
+            "iptables",
+            rule=f"-t nat DNAT {p['host_ip'] or '*'}:{p['host_port']} -> {att.address}:{p['port']}/{p['proto']}",
+            why="connections to the host's port go to the container's",
+        )
 
 
 def unpublish(tag: str) -> None:

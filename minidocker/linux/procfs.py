@@ -77,8 +77,8 @@ def read_process(pid: int) -> Process | None:
     uid = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("Uid:")), None)
     if uid is None:
         return None
-    ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-    comm = stat[stat.index("(") + 1:stat.rindex(")")]
+    ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
     return Process(pid, ppid, uid, args.replace(b"\0", b" ").decode(errors="replace").strip() or comm)
 
 
@@ -92,7 +92,7 @@ def start_time(pid: int) -> int | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     # the command name (field 2) may contain spaces and parentheses: split after the last ')'
-    rest = data[data.rindex(b")") + 2:].split()
+    rest = data[data.rindex(b")") + 2 :].split()
     if rest[0] == b"Z":
         return None  # a zombie has finished
     return int(rest[19])
@@ -122,12 +122,26 @@ def open_fds() -> list[int]:
 
 # /dev's links into procfs, as every container has them: /dev/fd is the process's own fd
 # directory, /dev/stdin its fd 0, and so on.
-DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
-             "stderr": "/proc/self/fd/2"}
+DEV_LINKS = {
+    "fd": "/proc/self/fd",
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+}
 KCORE = "/proc/kcore"  # the host's physical memory as an ELF core file (/dev/core links to it)
 
 # Docker's defaults: hidden (an empty file or dir over them) and read-only parts of /proc, /sys.
-MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-                "/sys/devices/virtual/powercap")
+MASKED_PATHS = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")

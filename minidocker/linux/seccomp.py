@@ -51,18 +51,43 @@ from minidocker.linux.events import emit
 
 DEFAULT_PROFILE = Path(__file__).with_name("seccomp_default.json")
 
-ACTIONS = ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP",
-           "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_LOG", "SCMP_ACT_ALLOW")
-OPERATORS = ("SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE",
-             "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ")
+ACTIONS = (
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_ALLOW",
+)
+OPERATORS = (
+    "SCMP_CMP_NE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_MASKED_EQ",
+)
 
 # libseccomp's name of this machine's architecture -> the names a profile may use for it in
 # ``includes.arches`` (Docker writes Go's GOARCH names there: amd64, arm64, ...).
 _ARCH_ALIASES = {
-    "X86_64": ("amd64", "x86_64"), "X86": ("386", "x86", "i386"), "X32": ("x32",),
-    "AARCH64": ("arm64", "aarch64"), "ARM": ("arm",), "PPC64LE": ("ppc64le",), "PPC64": ("ppc64",),
-    "S390X": ("s390x",), "S390": ("s390",), "RISCV64": ("riscv64",), "MIPS64": ("mips64",),
-    "MIPSEL64": ("mips64le", "mipsel64"), "MIPS": ("mips",), "MIPSEL": ("mipsle", "mipsel"),
+    "X86_64": ("amd64", "x86_64"),
+    "X86": ("386", "x86", "i386"),
+    "X32": ("x32",),
+    "AARCH64": ("arm64", "aarch64"),
+    "ARM": ("arm",),
+    "PPC64LE": ("ppc64le",),
+    "PPC64": ("ppc64",),
+    "S390X": ("s390x",),
+    "S390": ("s390",),
+    "RISCV64": ("riscv64",),
+    "MIPS64": ("mips64",),
+    "MIPSEL64": ("mips64le", "mipsel64"),
+    "MIPS": ("mips",),
+    "MIPSEL": ("mipsle", "mipsel"),
 }
 
 
@@ -83,8 +108,7 @@ def load_profile(path: str | None) -> dict:
     try:
         profile = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"seccomp profile {where}: not JSON: {e.msg} at line {e.lineno} "
-                         f"column {e.colno}") from None
+        raise ValueError(f"seccomp profile {where}: not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     problem = check_profile(profile)
     if problem:
         raise ValueError(f"seccomp profile {where}: {problem}")
@@ -103,8 +127,9 @@ def check_profile(profile: Any) -> str | None:
         return "architectures must be a list of names"
     arch_map = profile.get("archMap") or []
     if not isinstance(arch_map, list) or not all(
-            isinstance(a, dict) and isinstance(a.get("architecture"), str)
-            and _str_list(a.get("subArchitectures") or []) for a in arch_map):
+        isinstance(a, dict) and isinstance(a.get("architecture"), str) and _str_list(a.get("subArchitectures") or [])
+        for a in arch_map
+    ):
         return "archMap must be a list of {architecture, subArchitectures}"
     syscalls = profile.get("syscalls", [])
     if not isinstance(syscalls, list):
@@ -145,9 +170,10 @@ def _check_rule(rule: Any) -> str | None:
             return f"{key} must be an object"
         if not _str_list(cond.get("caps") or []) or not _str_list(cond.get("arches") or []):
             return f"{key}.caps and {key}.arches must be lists of names"
-        if "minKernel" in cond and not (isinstance(cond["minKernel"], str)
-                                        and re.fullmatch(r"\d+\.\d+", cond["minKernel"])):
-            return f"{key}.minKernel must look like \"4.8\""
+        if "minKernel" in cond and not (
+            isinstance(cond["minKernel"], str) and re.fullmatch(r"\d+\.\d+", cond["minKernel"])
+        ):
+            return f'{key}.minKernel must look like "4.8"'
     return None
 
 
@@ -179,15 +205,18 @@ def _applies(cond: dict, capabilities: set[str], native: str, kernel: tuple[int,
     caps, arches, min_kernel = cond.get("caps") or [], cond.get("arches") or [], cond.get("minKernel")
     at_least = min_kernel is not None and kernel >= tuple(int(x) for x in min_kernel.split("."))
     if include:  # every condition given must hold
-        return (all(c in capabilities for c in caps) and (not arches or _arch_matches(arches, native))
-                and (min_kernel is None or at_least))
+        return (
+            all(c in capabilities for c in caps)
+            and (not arches or _arch_matches(arches, native))
+            and (min_kernel is None or at_least)
+        )
     # excludes: any condition that holds removes the rule
-    return not (any(c in capabilities for c in caps) or (arches and _arch_matches(arches, native))
-                or at_least)
+    return not (any(c in capabilities for c in caps) or (arches and _arch_matches(arches, native)) or at_least)
 
 
-def rules_for(profile: dict, capabilities: set[str], native_arch: str | None = None,
-              kernel: tuple[int, int] | None = None) -> list[Rule]:
+def rules_for(
+    profile: dict, capabilities: set[str], native_arch: str | None = None, kernel: tuple[int, int] | None = None
+) -> list[Rule]:
     """The rules of ``profile`` that apply to a container with these capabilities, one per syscall name.
 
     Pure Python (no libseccomp), so tests can ask "is mount allowed with Docker's default caps?".
@@ -210,8 +239,15 @@ def rules_for(profile: dict, capabilities: set[str], native_arch: str | None = N
 def _native_arch_name() -> str:
     """libseccomp's name for this machine, derived from uname -m without loading libseccomp."""
     machine = os.uname().machine
-    return {"x86_64": "X86_64", "aarch64": "AARCH64", "i686": "X86", "i386": "X86", "ppc64le": "PPC64LE",
-            "s390x": "S390X", "riscv64": "RISCV64"}.get(machine, machine.upper())
+    return {
+        "x86_64": "X86_64",
+        "aarch64": "AARCH64",
+        "i686": "X86",
+        "i386": "X86",
+        "ppc64le": "PPC64LE",
+        "s390x": "S390X",
+        "riscv64": "RISCV64",
+    }.get(machine, machine.upper())
 
 
 def _pyseccomp():
@@ -246,9 +282,14 @@ def _action(sc, name: str, errno_ret: int | None) -> int:
         return sc.ERRNO(errno_ret if errno_ret is not None else errno.EPERM)
     if name == "SCMP_ACT_TRACE":
         return sc.TRACE(errno_ret if errno_ret is not None else errno.EPERM)
-    return {"SCMP_ACT_KILL": sc.KILL, "SCMP_ACT_KILL_THREAD": sc.KILL_THREAD,
-            "SCMP_ACT_KILL_PROCESS": sc.KILL_PROCESS, "SCMP_ACT_TRAP": sc.TRAP,
-            "SCMP_ACT_LOG": sc.LOG, "SCMP_ACT_ALLOW": sc.ALLOW}[name]
+    return {
+        "SCMP_ACT_KILL": sc.KILL,
+        "SCMP_ACT_KILL_THREAD": sc.KILL_THREAD,
+        "SCMP_ACT_KILL_PROCESS": sc.KILL_PROCESS,
+        "SCMP_ACT_TRAP": sc.TRAP,
+        "SCMP_ACT_LOG": sc.LOG,
+        "SCMP_ACT_ALLOW": sc.ALLOW,
+    }[name]
 
 
 def _arches(profile: dict, native: str) -> list[str]:
@@ -267,9 +308,12 @@ def _comparisons(sc, args: tuple[dict[str, Any], ...]) -> list[list]:
     argument only once; so, as runc does, several comparisons of the *same* argument become
     separate rules (OR).
     """
+
     def arg(a):
-        return sc.Arg(a["index"], getattr(sc, a["op"].removeprefix("SCMP_CMP_")), a.get("value", 0),
-                      a.get("valueTwo", 0))
+        return sc.Arg(
+            a["index"], getattr(sc, a["op"].removeprefix("SCMP_CMP_")), a.get("value", 0), a.get("valueTwo", 0)
+        )
+
     indexes = [a["index"] for a in args]
     if len(args) > 1 and len(set(indexes)) == 1:
         return [[arg(a)] for a in args]
@@ -296,8 +340,7 @@ def compile_filter(profile: dict, capabilities: set[str]) -> CompiledFilter:
     if problem:
         raise ValueError(f"seccomp profile: {problem}")
     sc = _pyseccomp()
-    native = next((n for n in _ARCH_ALIASES if getattr(sc.Arch, n, None) == sc.system_arch()),
-                  _native_arch_name())
+    native = next((n for n in _ARCH_ALIASES if getattr(sc.Arch, n, None) == sc.system_arch()), _native_arch_name())
     default = _action(sc, profile["defaultAction"], profile.get("defaultErrnoRet"))
     filt = sc.SyscallFilter(default)
     for name in _arches(profile, native):
@@ -342,8 +385,12 @@ def load_filter(compiled: CompiledFilter) -> None:
 
     _set_no_new_privs()
     syscalls.set_seccomp_filter(compiled.program)
-    emit("seccomp", rules=compiled.rules, default_action=compiled.default_action,
-         instructions=len(compiled.program) // syscalls.BPF_INSTRUCTION_SIZE)
+    emit(
+        "seccomp",
+        rules=compiled.rules,
+        default_action=compiled.default_action,
+        instructions=len(compiled.program) // syscalls.BPF_INSTRUCTION_SIZE,
+    )
 
 
 def _set_no_new_privs() -> None:
@@ -372,8 +419,12 @@ CACHE_FORMAT = 2
 
 def _cache_identity(capabilities: set[str]) -> dict:
     """Besides the profile's text, what the compiled program depends on."""
-    return {"format": CACHE_FORMAT, "machine": os.uname().machine, "kernel": os.uname().release,
-            "caps": sorted(capabilities)}
+    return {
+        "format": CACHE_FORMAT,
+        "machine": os.uname().machine,
+        "kernel": os.uname().release,
+        "caps": sorted(capabilities),
+    }
 
 
 def cache_key(profile_text: bytes, capabilities: set[str]) -> str:
@@ -402,8 +453,12 @@ def filter_for(profile_path: str | None, capabilities: set[str], cache_dir: Path
             meta = json.loads(header)
             n = meta["profile_bytes"]
             program = rest[n:]
-            if (meta["identity"] == _cache_identity(capabilities) and rest[:n] == text
-                    and program and len(program) == meta["program_bytes"]):
+            if (
+                meta["identity"] == _cache_identity(capabilities)
+                and rest[:n] == text
+                and program
+                and len(program) == meta["program_bytes"]
+            ):
                 return CompiledFilter(program, meta["rules"], meta["default_action"])
         except (OSError, ValueError, KeyError, TypeError):
             pass  # missing or unreadable: compile again
@@ -415,8 +470,15 @@ def filter_for(profile_path: str | None, capabilities: set[str], cache_dir: Path
 
 def _store(path: Path, profile_text: bytes, compiled: CompiledFilter, identity: dict) -> None:
     """Write the cache entry atomically (temp file, fsync, rename); a failure only costs speed."""
-    header = json.dumps({"identity": identity, "rules": compiled.rules, "default_action": compiled.default_action,
-                         "profile_bytes": len(profile_text), "program_bytes": len(compiled.program)}).encode()
+    header = json.dumps(
+        {
+            "identity": identity,
+            "rules": compiled.rules,
+            "default_action": compiled.default_action,
+            "profile_bytes": len(profile_text),
+            "program_bytes": len(compiled.program),
+        }
+    ).encode()
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # in the store: root's alone

@@ -33,8 +33,13 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
 NAMESPACE_FLAGS = {
-    "mnt": CLONE_NEWNS, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC, "pid": CLONE_NEWPID,
-    "net": CLONE_NEWNET, "cgroup": CLONE_NEWCGROUP, "user": CLONE_NEWUSER,
+    "mnt": CLONE_NEWNS,
+    "uts": CLONE_NEWUTS,
+    "ipc": CLONE_NEWIPC,
+    "pid": CLONE_NEWPID,
+    "net": CLONE_NEWNET,
+    "cgroup": CLONE_NEWCGROUP,
+    "user": CLONE_NEWUSER,
 }
 
 # mount(2) flags, from <sys/mount.h>.
@@ -56,7 +61,8 @@ MNT_DETACH = 2  # umount2(2): lazy unmount
 
 # glibc has no pivot_root() wrapper: call it by number (asm/unistd_64.h, asm-generic/unistd.h).
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}.get(
-    os.uname().machine, 155)
+    os.uname().machine, 155
+)
 
 
 def flag_names(flags: int, table: dict[str, int]) -> list[str]:
@@ -89,9 +95,12 @@ def setns(fd: int, nstype: int = 0, why: str | None = None) -> None:
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
     """mount(2). With MS_BIND, ``source`` appears at ``target``; with MS_PRIVATE & co. only
     the propagation of ``target`` changes; with MS_REMOUNT|MS_BIND, flags of a bind change."""
-    enc = (lambda s: s.encode() if s is not None else None)
-    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
-           f"mount {fstype or source or ''} on {target}".strip(), target)
+    enc = lambda s: s.encode() if s is not None else None
+    _check(
+        _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+        f"mount {fstype or source or ''} on {target}".strip(),
+        target,
+    )
     emit("mount", source=source, target=target, fstype=fstype, flags=flags, data=data)
 
 
@@ -107,8 +116,7 @@ def pivot_root(new_root: str, put_old: str) -> None:
     neither it nor its parent mount has shared propagation, put_old is at or under new_root.
     ``pivot_root(".", ".")`` is valid: the old root is stacked on top of the new one at "/",
     and ``umount2("/", MNT_DETACH)`` then peels it off, with no put_old directory needed."""
-    _check(_libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), new_root.encode(), put_old.encode()),
-           "pivot_root", new_root)
+    _check(_libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), new_root.encode(), put_old.encode()), "pivot_root", new_root)
     emit("pivot_root", new_root=new_root, put_old=put_old)
 
 
@@ -178,8 +186,10 @@ def set_seccomp_filter(program: bytes) -> None:
         raise OSError(22, "a BPF program is a non-empty array of 8-byte instructions")
     buf = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(len(program) // BPF_INSTRUCTION_SIZE, ctypes.cast(buf, ctypes.c_void_p))
-    _check(_libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
-                       ctypes.byref(prog), 0, 0), "prctl(PR_SET_SECCOMP)")
+    _check(
+        _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog), 0, 0),
+        "prctl(PR_SET_SECCOMP)",
+    )
 
 
 # The new mount API (Linux 5.2+, mount_setattr 5.12+): numbers shared by every architecture.
@@ -195,15 +205,18 @@ MOUNT_ATTR_IDMAP = 0x00100000
 class _MountAttr(ctypes.Structure):
     """struct mount_attr from <linux/mount.h>."""
 
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
 
 
 def open_tree(path: str, flags: int = OPEN_TREE_CLONE | os.O_CLOEXEC) -> int:
     """open_tree(2) with OPEN_TREE_CLONE: a *detached* copy of the mount at ``path`` (a bind
     mount that is not attached anywhere yet), returned as a file descriptor."""
-    fd = _libc.syscall(ctypes.c_long(SYS_OPEN_TREE), ctypes.c_int(AT_FDCWD), os.fsencode(path),
-                       ctypes.c_uint(flags))
+    fd = _libc.syscall(ctypes.c_long(SYS_OPEN_TREE), ctypes.c_int(AT_FDCWD), os.fsencode(path), ctypes.c_uint(flags))
     _check(fd, "open_tree", path)
     return fd
 
@@ -214,15 +227,33 @@ def mount_setattr_idmap(fd: int, userns_fd: int) -> None:
     gid_map: a file owned by 0 on disk shows as the user namespace's root. The filesystem
     must allow it (ext4, xfs, btrfs, tmpfs 6.3+) and the caller needs CAP_SYS_ADMIN."""
     attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
-    _check(_libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(fd), b"", ctypes.c_uint(AT_EMPTY_PATH),
-                         ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), "mount_setattr")
+    _check(
+        _libc.syscall(
+            ctypes.c_long(SYS_MOUNT_SETATTR),
+            ctypes.c_int(fd),
+            b"",
+            ctypes.c_uint(AT_EMPTY_PATH),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        ),
+        "mount_setattr",
+    )
 
 
 def move_mount(fd: int, target: str) -> None:
     """move_mount(2): attach the detached mount ``fd`` at ``target``."""
-    _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(fd), b"", ctypes.c_int(AT_FDCWD),
-                         os.fsencode(target), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount", target)
-
+    _check(
+        _libc.syscall(
+            ctypes.c_long(SYS_MOVE_MOUNT),
+            ctypes.c_int(fd),
+            b"",
+            ctypes.c_int(AT_FDCWD),
+            os.fsencode(target),
+            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
+        ),
+        "move_mount",
+        target,
+    )
 
 
 # -- credentials, device nodes, roots, sessions ----------------------------------------------

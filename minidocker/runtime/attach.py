@@ -44,8 +44,7 @@ def attach_network(c: Container, netns_fd: int | None = None):
             raise
     except OSError as e:
         networks.release(c.spec.network, c.id)
-        raise MinidockerError(f"cannot connect the container to network {c.spec.network}: "
-                              f"{e.strerror or e}") from None
+        raise MinidockerError(f"cannot connect the container to network {c.spec.network}: {e.strerror or e}") from None
     except BaseException:
         networks.release(c.spec.network, c.id)
         raise

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from minidocker.crashpoint import crashpoint
 from minidocker.errors import ImageNotFound
@@ -72,8 +73,9 @@ def config_rewriter(spec, changes: list[str]) -> Callable[[dict[str, Any]], None
     return set_config
 
 
-def commit_container(containers, store, c, ref: str | None, *, message: str, author: str,
-                     changes: list[str], pause: bool) -> str:
+def commit_container(
+    containers, store, c, ref: str | None, *, message: str, author: str, changes: list[str], pause: bool
+) -> str:
     """The container's upper dir as one new layer on its image, its config (plus ``changes``)
     as the image's; tagged ``ref`` if given. Every input is checked before anything is
     written or frozen. Returns the new image ID."""
@@ -91,9 +93,16 @@ def commit_container(containers, store, c, ref: str | None, *, message: str, aut
         crashpoint("commit:after-freeze")
         entries, _ = scan_changes(c, store)
         image_id, _ = cm.create_image(
-            store, c.spec.image_id, lambda write: d.write_layer_tar(entries, write), empty=not entries,
-            changes=set_config, created_by=" ".join(c.spec.argv), author=author, comment=message,
-            tag=str(parse(ref)) if ref else None)
+            store,
+            c.spec.image_id,
+            lambda write: d.write_layer_tar(entries, write),
+            empty=not entries,
+            changes=set_config,
+            created_by=" ".join(c.spec.argv),
+            author=author,
+            comment=message,
+            tag=str(parse(ref)) if ref else None,
+        )
     return image_id
 
 
@@ -107,5 +116,8 @@ def frozen_for_commit(containers, c, pause: bool):
     from minidocker.linux import cgroups
     from minidocker.linux.cgroups.freezer import hold_frozen
 
-    return hold_frozen(cgroups.manager(c.id), on_frozen=lambda: containers.update_if(c, "running", Status="paused"),
-                       on_thawed=lambda: containers.update_if(c, "paused", Status="running"))
+    return hold_frozen(
+        cgroups.manager(c.id),
+        on_frozen=lambda: containers.update_if(c, "running", Status="paused"),
+        on_thawed=lambda: containers.update_if(c, "paused", Status="running"),
+    )

@@ -26,16 +26,60 @@ from minidocker.errors import Conflict, NoSuchContainer, StoreError
 from minidocker.fsutil import locked, make_private_dir, read_json, remove_tree, write_json
 from minidocker.linux.procfs import boot_id
 from minidocker.linux.procfs import start_time as proc_start_time
-from minidocker.paths import (NEW_CONTAINER_PREFIX, REMOVED_CONTAINER_PREFIX, ContainerLayout, Layout,
-                              prepare_store)
+from minidocker.paths import NEW_CONTAINER_PREFIX, REMOVED_CONTAINER_PREFIX, ContainerLayout, Layout, prepare_store
 from minidocker.runtime.spec import ContainerSpec
 
-ADJECTIVES = ["admiring", "bold", "brave", "clever", "dreamy", "eager", "elegant", "festive", "gallant",
-              "happy", "jolly", "keen", "lucid", "modest", "nifty", "optimistic", "quirky", "relaxed",
-              "serene", "sharp", "stoic", "tender", "vibrant", "wizardly", "zealous"]
-SCIENTISTS = ["babbage", "curie", "darwin", "dijkstra", "einstein", "feynman", "goodall", "hopper",
-              "hypatia", "kepler", "lamport", "lovelace", "meitner", "noether", "pasteur", "ritchie",
-              "shannon", "thompson", "torvalds", "turing", "wozniak", "yalow"]
+ADJECTIVES = [
+    "admiring",
+    "bold",
+    "brave",
+    "clever",
+    "dreamy",
+    "eager",
+    "elegant",
+    "festive",
+    "gallant",
+    "happy",
+    "jolly",
+    "keen",
+    "lucid",
+    "modest",
+    "nifty",
+    "optimistic",
+    "quirky",
+    "relaxed",
+    "serene",
+    "sharp",
+    "stoic",
+    "tender",
+    "vibrant",
+    "wizardly",
+    "zealous",
+]
+SCIENTISTS = [
+    "babbage",
+    "curie",
+    "darwin",
+    "dijkstra",
+    "einstein",
+    "feynman",
+    "goodall",
+    "hopper",
+    "hypatia",
+    "kepler",
+    "lamport",
+    "lovelace",
+    "meitner",
+    "noether",
+    "pasteur",
+    "ritchie",
+    "shannon",
+    "thompson",
+    "torvalds",
+    "turing",
+    "wozniak",
+    "yalow",
+]
 
 
 def now_iso() -> str:
@@ -83,8 +127,10 @@ class Container:
     def check_usable(self) -> None:
         """Refuse to start a dead record: all it is good for is ``inspect`` and ``rm -f``."""
         if self.damaged:
-            raise Conflict(f"container {self.id[:12]} is dead: {self.state.get('Error')}",
-                           hint=f"remove it: minidocker rm -f {self.id[:12]}")
+            raise Conflict(
+                f"container {self.id[:12]} is dead: {self.state.get('Error')}",
+                hint=f"remove it: minidocker rm -f {self.id[:12]}",
+            )
 
 
 def make_container_dir(c: ContainerLayout, idmap: dict[str, int] | None) -> None:
@@ -190,9 +236,11 @@ class ContainerStore:
             spec: ContainerSpec = make_spec(cid, lambda: self.random_name(names))
             if spec.name in names:
                 existing = self.find(spec.name)
-                raise Conflict(f'Conflict. The container name "/{spec.name}" is already in use by container '
-                               f'"{existing.id}". You have to remove (or rename) that container to be able to '
-                               "reuse that name.")
+                raise Conflict(
+                    f'Conflict. The container name "/{spec.name}" is already in use by container '
+                    f'"{existing.id}". You have to remove (or rename) that container to be able to '
+                    "reuse that name."
+                )
             if spec.userns == "auto":  # a block of host IDs no other container has
                 from minidocker.runtime.idranges import allocate
 
@@ -205,8 +253,16 @@ class ContainerStore:
                     if idmap:
                         taken.add(idmap["uid"])
                 spec.idmap = allocate(taken)
-            state = {"Status": "created", "Created": now_iso(), "Pid": 0, "ExitCode": 0,
-                     "StartedAt": "", "FinishedAt": "", "OOMKilled": False, "Error": ""}
+            state = {
+                "Status": "created",
+                "Created": now_iso(),
+                "Pid": 0,
+                "ExitCode": 0,
+                "StartedAt": "",
+                "FinishedAt": "",
+                "OOMKilled": False,
+                "Error": "",
+            }
             d = self.layout.container(cid)
             self._reclaim_unfinished()
             tmp = ContainerLayout(self.layout.new_container(cid), self.layout)
@@ -232,9 +288,11 @@ class ContainerStore:
                 except NoSuchContainer:
                     continue
                 if other.name == new_name and other.id != c.id:
-                    raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
-                                   f'"{other.id}". You have to remove (or rename) that container to be able to '
-                                   "reuse that name.")
+                    raise Conflict(
+                        f'Conflict. The container name "/{new_name}" is already in use by container '
+                        f'"{other.id}". You have to remove (or rename) that container to be able to '
+                        "reuse that name."
+                    )
             c.spec.name = new_name
             write_json(c.layout.config, c.spec.to_json())
 
@@ -273,9 +331,14 @@ class ContainerStore:
                     return c
                 monitor_alive = alive(c.state.get("MonitorPid"), c.state.get("MonitorStartTime"))
             if c.running:
-                self.update(c, Status="exited", ExitCode=c.state.get("ExitCode") or 137, Pid=0,
-                            FinishedAt=c.state.get("FinishedAt") or now_iso(),
-                            Error="the container's monitor died; exit code unknown (137 assumed)")
+                self.update(
+                    c,
+                    Status="exited",
+                    ExitCode=c.state.get("ExitCode") or 137,
+                    Pid=0,
+                    FinishedAt=c.state.get("FinishedAt") or now_iso(),
+                    Error="the container's monitor died; exit code unknown (137 assumed)",
+                )
         return c
 
     def remove_files(self, c: Container) -> None:
@@ -294,6 +357,14 @@ def dead_record(d: ContainerLayout, cid: str, spec: ContainerSpec | None, reason
     for ``inspect``. Without a readable config, the spec is a placeholder that names only
     the ID, and ``Damaged`` tells ``rm`` to look for what the container holds by its ID."""
     spec = spec or ContainerSpec(id=cid, name="", image="", image_id="", argv=[], env=[])
-    state = {"Status": "dead", "Error": f"the container's record is damaged: {reason}", "Damaged": True,
-             "Pid": 0, "ExitCode": -1, "Created": "", "StartedAt": "", "FinishedAt": ""}
+    state = {
+        "Status": "dead",
+        "Error": f"the container's record is damaged: {reason}",
+        "Damaged": True,
+        "Pid": 0,
+        "ExitCode": -1,
+        "Created": "",
+        "StartedAt": "",
+        "FinishedAt": "",
+    }
     return Container(d, spec, state)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 import posixpath
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from minidocker.errors import ChildFailed, CopyError
 from minidocker.linux import procfs
@@ -45,17 +45,21 @@ def _enter_container_root(c: Container, lowerdirs: list[Path]) -> None:
 
     sc.unshare(sc.CLONE_NEWNS)
     rootfs.make_mounts_private()
-    plan = rootfs.RootfsPlan(lowerdirs=[str(p) for p in lowerdirs], upper=str(c.layout.upper),
-                             work=str(c.layout.work), merged=str(c.layout.merged))
+    plan = rootfs.RootfsPlan(
+        lowerdirs=[str(p) for p in lowerdirs],
+        upper=str(c.layout.upper),
+        work=str(c.layout.work),
+        merged=str(c.layout.merged),
+    )
     rootfs.mount_overlay(plan)
     sc.chroot(plan.merged)
     os.chdir("/")
 
 
-def _run(c: Container, lowerdirs: list[Path], work: Callable[[], None],
-         parent_side: Callable[[], None]) -> None:
+def _run(c: Container, lowerdirs: list[Path], work: Callable[[], None], parent_side: Callable[[], None]) -> None:
     """``work`` in a child whose root is the container's filesystem, ``parent_side`` here, at
     once (they talk through a pipe); any failure becomes ``CopyError``, the child's first."""
+
     def in_container() -> int:
         _enter_container_root(c, lowerdirs)
         try:
@@ -131,9 +135,7 @@ def copy_in(c: Container, lowerdirs: list[Path], src: Path, dest: str) -> None:
 def _extract(stream, top: str, dest: Path, contents_only: bool, owner: tuple[int, int] | None = None) -> None:
     """Unpack a ``cp`` tar by docker's rules: an existing directory receives the copy (or,
     for ``SRC/.``, its contents); otherwise the copy is created *as* ``dest``."""
-    if dest.is_dir() and not contents_only:
-        base, rename = dest, None
-    elif dest.is_dir():
+    if dest.is_dir() and not contents_only or dest.is_dir():
         base, rename = dest, None
     else:
         if str(dest).endswith("/"):
@@ -150,8 +152,13 @@ def _extract(stream, top: str, dest: Path, contents_only: bool, owner: tuple[int
                     name = rename + ("/" + parts[1] if len(parts) > 1 else "")
             elif top == "." and name == ".":
                 continue
-            if rename is not None and name == rename and m.isdir() and (base / rename).exists() \
-                    and not (base / rename).is_dir():
+            if (
+                rename is not None
+                and name == rename
+                and m.isdir()
+                and (base / rename).exists()
+                and not (base / rename).is_dir()
+            ):
                 raise CopyError(f'cannot overwrite non-directory "{dest}" with directory "{top}"')
             m.name = name
             m.uid, m.gid = owner if owner is not None else (os.getuid(), os.getgid())  # docker: the copier's

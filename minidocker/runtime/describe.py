@@ -17,10 +17,19 @@ from typing import Any
 
 def container_summary(c) -> dict[str, Any]:
     """One row of ``ps``: published ports only while the container runs (no one listens else)."""
-    return {"ID": c.id, "Image": c.spec.image, "Command": " ".join(c.spec.argv), "Created": c.state.get("Created", ""),
-            "Status": c.state.get("Status", ""), "ExitCode": c.state.get("ExitCode", 0),
-            "StartedAt": c.state.get("StartedAt", ""), "FinishedAt": c.state.get("FinishedAt", ""),
-            "Names": c.name, "Pid": c.state.get("Pid", 0), "Ports": c.spec.ports if c.running else []}
+    return {
+        "ID": c.id,
+        "Image": c.spec.image,
+        "Command": " ".join(c.spec.argv),
+        "Created": c.state.get("Created", ""),
+        "Status": c.state.get("Status", ""),
+        "ExitCode": c.state.get("ExitCode", 0),
+        "StartedAt": c.state.get("StartedAt", ""),
+        "FinishedAt": c.state.get("FinishedAt", ""),
+        "Names": c.name,
+        "Pid": c.state.get("Pid", 0),
+        "Ports": c.spec.ports if c.running else [],
+    }
 
 
 def describe_container(c, store) -> dict[str, Any]:
@@ -28,18 +37,52 @@ def describe_container(c, store) -> dict[str, Any]:
     st, spec = c.state, c.spec
     lower = ":".join(str(p) for p in store.get(spec.image_id)) if spec.image_id in store.read_index()["images"] else ""
     return {
-        "Id": c.id, "Created": st.get("Created", ""), "Path": (spec.argv or [""])[0], "Args": spec.argv[1:],
-        "RestartCount": st.get("RestartCount", 0), "State": _state(c),
-        "Image": spec.image_id, "Name": "/" + c.name, "HostnamePath": str(c.layout.hostname),
-        "HostsPath": str(c.layout.hosts), "ResolvConfPath": str(c.layout.resolv_conf),
-        "LogPath": str(c.layout.log), "Driver": "overlay", "HostConfig": _host_config(spec),
-        "Mounts": [{"Type": "bind", "Source": v.source, "Destination": v.target, "Mode": "ro" if v.readonly else "",
-                    "RW": not v.readonly, "Propagation": "rprivate"} for v in spec.volumes],
-        "Config": {"Hostname": spec.hostname, "User": spec.user, "Env": spec.env, "Cmd": spec.cmd,
-                   "Entrypoint": spec.entrypoint or None, "WorkingDir": spec.cwd, "Image": spec.image,
-                   "Tty": spec.tty, "OpenStdin": spec.stdin_open, "Labels": spec.labels},
-        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": lower, "UpperDir": str(c.layout.upper),
-                                                    "WorkDir": str(c.layout.work), "MergedDir": str(c.layout.merged)}},
+        "Id": c.id,
+        "Created": st.get("Created", ""),
+        "Path": (spec.argv or [""])[0],
+        "Args": spec.argv[1:],
+        "RestartCount": st.get("RestartCount", 0),
+        "State": _state(c),
+        "Image": spec.image_id,
+        "Name": "/" + c.name,
+        "HostnamePath": str(c.layout.hostname),
+        "HostsPath": str(c.layout.hosts),
+        "ResolvConfPath": str(c.layout.resolv_conf),
+        "LogPath": str(c.layout.log),
+        "Driver": "overlay",
+        "HostConfig": _host_config(spec),
+        "Mounts": [
+            {
+                "Type": "bind",
+                "Source": v.source,
+                "Destination": v.target,
+                "Mode": "ro" if v.readonly else "",
+                "RW": not v.readonly,
+                "Propagation": "rprivate",
+            }
+            for v in spec.volumes
+        ],
+        "Config": {
+            "Hostname": spec.hostname,
+            "User": spec.user,
+            "Env": spec.env,
+            "Cmd": spec.cmd,
+            "Entrypoint": spec.entrypoint or None,
+            "WorkingDir": spec.cwd,
+            "Image": spec.image,
+            "Tty": spec.tty,
+            "OpenStdin": spec.stdin_open,
+            "Labels": spec.labels,
+        },
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "LowerDir": lower,
+                "UpperDir": str(c.layout.upper),
+                "WorkDir": str(c.layout.work),
+                "MergedDir": str(c.layout.merged),
+            },
+        },
         "Cgroup": st.get("Cgroup", {}),
         "NetworkSettings": network_settings(spec.network, st.get("Network") if c.running else None, spec.ports),
     }
@@ -47,25 +90,41 @@ def describe_container(c, store) -> dict[str, Any]:
 
 def _state(c) -> dict[str, Any]:
     st = c.state
-    return {"Status": st.get("Status", ""), "Running": c.running, "Paused": st.get("Status") == "paused",
-            "OOMKilled": st.get("OOMKilled", False), "Dead": c.damaged, "Pid": st.get("Pid", 0),
-            "ExitCode": st.get("ExitCode", 0), "Error": st.get("Error", ""),
-            "StartedAt": st.get("StartedAt", ""), "FinishedAt": st.get("FinishedAt", "")}
+    return {
+        "Status": st.get("Status", ""),
+        "Running": c.running,
+        "Paused": st.get("Status") == "paused",
+        "OOMKilled": st.get("OOMKilled", False),
+        "Dead": c.damaged,
+        "Pid": st.get("Pid", 0),
+        "ExitCode": st.get("ExitCode", 0),
+        "Error": st.get("Error", ""),
+        "StartedAt": st.get("StartedAt", ""),
+        "FinishedAt": st.get("FinishedAt", ""),
+    }
 
 
 def _host_config(spec) -> dict[str, Any]:
-    return {"NetworkMode": spec.network, "AutoRemove": spec.auto_remove, "Init": spec.init,
-            "ReadonlyRootfs": spec.readonly_rootfs, "Privileged": spec.privileged,
-            "UsernsMode": "" if spec.userns == "host" else spec.userns, "IdMap": spec.idmap,
-            "RestartPolicy": {"Name": spec.restart["name"], "MaximumRetryCount": spec.restart["max"]},
-            "SecurityOpt": None if spec.seccomp == "default" else [f"seccomp={spec.seccomp}"]}
+    return {
+        "NetworkMode": spec.network,
+        "AutoRemove": spec.auto_remove,
+        "Init": spec.init,
+        "ReadonlyRootfs": spec.readonly_rootfs,
+        "Privileged": spec.privileged,
+        "UsernsMode": "" if spec.userns == "host" else spec.userns,
+        "IdMap": spec.idmap,
+        "RestartPolicy": {"Name": spec.restart["name"], "MaximumRetryCount": spec.restart["max"]},
+        "SecurityOpt": None if spec.seccomp == "default" else [f"seccomp={spec.seccomp}"],
+    }
 
 
 def network_settings(name: str, att: dict | None, ports: Sequence[dict] = ()) -> dict[str, Any]:
     """The container's address on its network (``att``: its attachment, while it runs) and
     its published ports, keyed ``PORT/PROTO`` as docker keys them."""
-    published = {f"{p['port']}/{p['proto']}": [{"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])}]
-                 for p in ports}
+    published = {
+        f"{p['port']}/{p['proto']}": [{"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])}]
+        for p in ports
+    }
     if name in ("none", "host") or not att:
         return {"IPAddress": "", "Gateway": "", "Ports": published, "Networks": {name: {}}}
     prefix = int(att["subnet"].rsplit("/", 1)[1])

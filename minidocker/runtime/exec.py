@@ -29,8 +29,14 @@ from minidocker.errors import Conflict, ExitCode, StartFailed, exit_code
 from minidocker.linux import capabilities, cgroups
 from minidocker.linux import syscalls as sc
 from minidocker.runtime.container import Container, alive
-from minidocker.runtime.init import (InitPipes, finish_and_exec, hide_host_binary, preload_tty, setup_stdio,
-                                    wait_for_parent)
+from minidocker.runtime.init import (
+    InitPipes,
+    finish_and_exec,
+    hide_host_binary,
+    preload_tty,
+    setup_stdio,
+    wait_for_parent,
+)
 from minidocker.runtime.lifecycle import Channels, await_execve, compile_security, seccomp_cache
 from minidocker.runtime.spec import ContainerSpec, merge_env
 from minidocker.runtime.stdio import receive_pty, relay_pty, reset_signals, wait_foreground
@@ -40,8 +46,9 @@ if TYPE_CHECKING:
     from minidocker.linux import seccomp
 
 
-def exec_in(c: Container, argv: list[str], env: list[str], cwd: str | None, user: str | None, tty: bool,
-            interactive: bool) -> int:
+def exec_in(
+    c: Container, argv: list[str], env: list[str], cwd: str | None, user: str | None, tty: bool, interactive: bool
+) -> int:
     """``exec``: run ``argv`` in the running container ``c``; its exit code."""
     pid = c.state.get("Pid")
     if not c.running or not alive(pid, c.state.get("PidStartTime")):
@@ -76,17 +83,37 @@ def exec_in(c: Container, argv: list[str], env: list[str], cwd: str | None, user
     return wait_foreground(child)
 
 
-def exec_spec(spec: ContainerSpec, argv: list[str], env: list[str], cwd: str | None, user: str | None,
-              tty: bool, interactive: bool) -> ContainerSpec:
+def exec_spec(
+    spec: ContainerSpec,
+    argv: list[str],
+    env: list[str],
+    cwd: str | None,
+    user: str | None,
+    tty: bool,
+    interactive: bool,
+) -> ContainerSpec:
     """The container's own spec (capabilities, seccomp, user namespace), with exec's command,
     terminal, working directory, user and extra environment."""
-    return ContainerSpec(**{**spec.__dict__, "argv": argv, "tty": tty, "stdin_open": interactive,
-                            "cwd": cwd or spec.cwd, "user": user if user is not None else spec.user,
-                            "env": merge_env(spec.env, env), "init": False})
+    return ContainerSpec(
+        **{
+            **spec.__dict__,
+            "argv": argv,
+            "tty": tty,
+            "stdin_open": interactive,
+            "cwd": cwd or spec.cwd,
+            "user": user if user is not None else spec.user,
+            "env": merge_env(spec.env, env),
+            "init": False,
+        }
+    )
 
 
-def run_helper(spec: ContainerSpec, ns_fds: list[tuple[str, int]], channels: Channels,
-               compiled_filter: "seccomp.CompiledFilter | None") -> None:
+def run_helper(
+    spec: ContainerSpec,
+    ns_fds: list[tuple[str, int]],
+    channels: Channels,
+    compiled_filter: seccomp.CompiledFilter | None,
+) -> None:
     """The helper, after fork (the module docstring's recipe). Never returns."""
     try:
         with exiting_on_failure(channels.err_w):

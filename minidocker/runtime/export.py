@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from minidocker.errors import ExportFailed
 from minidocker.linux import syscalls as sc
@@ -59,8 +59,9 @@ def mounted(lowerdirs: list[str], target: str) -> Iterator[str]:
         sc.umount2(target, sc.MNT_DETACH)
 
 
-def export_rootfs(upper: Path, lowerdirs: list[Path], mountpoint: Path, out_fd: int,
-                  idmap: dict[str, int] | None = None) -> int:
+def export_rootfs(
+    upper: Path, lowerdirs: list[Path], mountpoint: Path, out_fd: int, idmap: dict[str, int] | None = None
+) -> int:
     """Write the flattened filesystem to ``out_fd``; returns the number of tar members."""
     from minidocker.image.flat import write_tree_tar
 

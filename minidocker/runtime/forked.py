@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from minidocker.errors import ChildFailed, ExitCode, MinidockerError, exit_code
 

@@ -51,9 +51,12 @@ def allocate(taken_uids: set[int], subuid: str = SUBUID, subgid: str = SUBGID) -
     if not uid_blocks or not gid_blocks:
         raise MinidockerError(
             f"--userns=auto needs ID ranges for the user {SUBID_USER!r} in {subuid} and {subgid}",
-            hint=f"add the line '{SUBID_USER}:1000000:6553600' to both files (vagrant/provision.sh does)")
+            hint=f"add the line '{SUBID_USER}:1000000:6553600' to both files (vagrant/provision.sh does)",
+        )
     for uid, gid in zip(uid_blocks, gid_blocks):
         if uid not in taken_uids:
             return {"uid": uid, "gid": gid, "size": BLOCK}
-    raise MinidockerError(f"--userns=auto: all {min(len(uid_blocks), len(gid_blocks))} ID blocks of "
-                          f"{SUBID_USER!r} are in use", hint=f"remove containers, or lend more IDs in {subuid}")
+    raise MinidockerError(
+        f"--userns=auto: all {min(len(uid_blocks), len(gid_blocks))} ID blocks of {SUBID_USER!r} are in use",
+        hint=f"remove containers, or lend more IDs in {subuid}",
+    )

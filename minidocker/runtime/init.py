@@ -199,7 +199,7 @@ def load_security(spec: ContainerSpec) -> None:
 
 
 @step
-def apply_seccomp(spec: ContainerSpec, compiled: "seccomp.CompiledFilter | None") -> None:
+def apply_seccomp(spec: ContainerSpec, compiled: seccomp.CompiledFilter | None) -> None:
     """The syscall filter, last before execve (it must allow everything until then)."""
     if compiled is None:
         return
@@ -228,8 +228,10 @@ def change_dir(spec: ContainerSpec) -> None:
     try:
         os.chdir(spec.cwd)
     except OSError as e:  # exec -w DIR: exec, unlike run (make_workdir), does not create DIR; runc's words
-        raise MinidockerError(f'chdir to cwd ("{spec.cwd}") set in config.json failed: '
-                              f"{(e.strerror or str(e)).lower()}", exit_code=ExitCode.CANNOT_INVOKE) from None
+        raise MinidockerError(
+            f'chdir to cwd ("{spec.cwd}") set in config.json failed: {(e.strerror or str(e)).lower()}',
+            exit_code=ExitCode.CANNOT_INVOKE,
+        ) from None
 
 
 def close_other_fds(keep: int) -> None:
@@ -250,11 +252,11 @@ def exec_command(spec: ContainerSpec, env: list[str], keep_fd: int = -1) -> None
     try:
         os.execvpe(spec.argv[0], spec.argv, env_map)
     except FileNotFoundError:
-        raise CommandFailed(f'exec: "{spec.argv[0]}": executable file not found in $PATH',
-                            exit_code=ExitCode.NOT_FOUND) from None
+        raise CommandFailed(
+            f'exec: "{spec.argv[0]}": executable file not found in $PATH', exit_code=ExitCode.NOT_FOUND
+        ) from None
     except PermissionError:
-        raise CommandFailed(f'exec: "{spec.argv[0]}": permission denied',
-                            exit_code=ExitCode.CANNOT_INVOKE) from None
+        raise CommandFailed(f'exec: "{spec.argv[0]}": permission denied', exit_code=ExitCode.CANNOT_INVOKE) from None
     except OSError as e:
         code = ExitCode.CANNOT_INVOKE if e.errno in (errno.ENOEXEC, errno.EISDIR, errno.ETXTBSY) else ExitCode.NOT_FOUND
         raise CommandFailed(f'exec: "{spec.argv[0]}": {e.strerror}', exit_code=code) from None
@@ -286,7 +288,7 @@ def run_reaper(spec: ContainerSpec, env: list[str], keep_fd: int) -> None:
             os._exit(exit_code(status))
 
 
-def finish_and_exec(spec: ContainerSpec, compiled_filter: "seccomp.CompiledFilter | None", error_w: int) -> None:
+def finish_and_exec(spec: ContainerSpec, compiled_filter: seccomp.CompiledFilter | None, error_w: int) -> None:
     """The last steps, the same for a container's PID 1 and for ``exec``'s process, so that
     an exec'd process gets exactly the container's walls. Never returns: execve, or a
     ``StepFailed``. ``error_w`` stays open until execve closes it (O_CLOEXEC)."""
@@ -301,8 +303,13 @@ def finish_and_exec(spec: ContainerSpec, compiled_filter: "seccomp.CompiledFilte
     exec_command(spec, env, error_w)
 
 
-def container_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipes,
-                   compiled_filter: "seccomp.CompiledFilter | None" = None, in_userns: bool = False) -> None:
+def container_init(
+    spec: ContainerSpec,
+    plan: rootfs.RootfsPlan,
+    pipes: InitPipes,
+    compiled_filter: seccomp.CompiledFilter | None = None,
+    in_userns: bool = False,
+) -> None:
     """The child after fork: never returns (execve, or _exit with docker's code).
     ``in_userns``: started by ``userns_init``, which already made our namespaces."""
     with exiting_on_failure(pipes.error_w):
@@ -320,9 +327,15 @@ def container_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipe
         finish_and_exec(spec, compiled_filter, pipes.error_w)
 
 
-def userns_init(spec: ContainerSpec, plan: rootfs.RootfsPlan, pipes: InitPipes,
-                compiled_filter: "seccomp.CompiledFilter | None", userns_fd: int, pid_w: int,
-                forwarded: tuple[int, ...]) -> None:
+def userns_init(
+    spec: ContainerSpec,
+    plan: rootfs.RootfsPlan,
+    pipes: InitPipes,
+    compiled_filter: seccomp.CompiledFilter | None,
+    userns_fd: int,
+    pid_w: int,
+    forwarded: tuple[int, ...],
+) -> None:
     """``--userns=auto``: the first child, which builds what needs host root, then becomes
     the parent of the container's PID 1. Never returns. In order::
 

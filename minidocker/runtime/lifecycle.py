@@ -40,9 +40,10 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from minidocker.crashpoint import crashpoint
 from minidocker.errors import ChildFailed, Conflict, ExitCode, MinidockerError, StartFailed
@@ -54,8 +55,15 @@ from minidocker.runtime.container import Container, ContainerStore, alive, now_i
 from minidocker.runtime.forked import read_report
 from minidocker.runtime.init import InitPipes, container_init, preload_tty, userns_init
 from minidocker.runtime.spec import ContainerSpec
-from minidocker.runtime.stdio import (FORWARDED_SIGNALS, LogWriter, receive_pty, relay_output, relay_pty,
-                                      reset_signals, wait_foreground)
+from minidocker.runtime.stdio import (
+    FORWARDED_SIGNALS,
+    LogWriter,
+    receive_pty,
+    relay_output,
+    relay_pty,
+    reset_signals,
+    wait_foreground,
+)
 from minidocker.runtime.steps import StepFailed, exiting_on_failure, step
 
 if TYPE_CHECKING:
@@ -95,8 +103,7 @@ def write_etc_files(c: Container) -> dict[str, str]:
         resolv = Path("/etc/resolv.conf").read_text() if os.path.exists("/etc/resolv.conf") else ""
         hostname = spec.hostname
     else:
-        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                 f"127.0.1.1\t{spec.hostname}\n")
+        hosts = f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{spec.hostname}\n"
         resolv = "# no network: --network none\n"
         hostname = spec.hostname
     for path, text in ((c.layout.hostname, hostname + "\n"), (c.layout.hosts, hosts), (c.layout.resolv_conf, resolv)):
@@ -111,10 +118,16 @@ def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
         empty.mkdir(exist_ok=True)
         lowerdirs = [empty]
     return rootfs.RootfsPlan(
-        lowerdirs=[str(p) for p in lowerdirs], upper=str(c.layout.upper), work=str(c.layout.work),
-        merged=str(c.layout.merged), etc_files=write_etc_files(c),
+        lowerdirs=[str(p) for p in lowerdirs],
+        upper=str(c.layout.upper),
+        work=str(c.layout.work),
+        merged=str(c.layout.merged),
+        etc_files=write_etc_files(c),
         volumes=[rootfs.Volume(v.source, v.target, v.readonly) for v in c.spec.volumes],
-        readonly=c.spec.readonly_rootfs, tmpfs=list(c.spec.tmpfs), privileged=c.spec.privileged)
+        readonly=c.spec.readonly_rootfs,
+        tmpfs=list(c.spec.tmpfs),
+        privileged=c.spec.privileged,
+    )
 
 
 def seccomp_cache(c: Container) -> Path:
@@ -122,7 +135,7 @@ def seccomp_cache(c: Container) -> Path:
     return c.layout.store.seccomp_cache
 
 
-def compile_security(spec: ContainerSpec, cache_dir: Path | None) -> "seccomp.CompiledFilter | None":
+def compile_security(spec: ContainerSpec, cache_dir: Path | None) -> seccomp.CompiledFilter | None:
     """Before fork: the container's seccomp program (None when unconfined), which the child
     loads last (``init.apply_seccomp``)."""
     if spec.seccomp == "unconfined":
@@ -130,8 +143,9 @@ def compile_security(spec: ContainerSpec, cache_dir: Path | None) -> "seccomp.Co
     from minidocker.linux import seccomp
 
     with reporting_seccomp_errors():
-        return seccomp.filter_for(None if spec.seccomp == "default" else spec.seccomp,
-                                  set(spec.capabilities), cache_dir)
+        return seccomp.filter_for(
+            None if spec.seccomp == "default" else spec.seccomp, set(spec.capabilities), cache_dir
+        )
 
 
 SECCOMP_INSTALL_HINTS = {"pyseccomp": "pip install pyseccomp", "libseccomp2": "apt-get install libseccomp2"}
@@ -172,7 +186,7 @@ class Channels:
     child_sock: socket.socket | None = None
 
     @classmethod
-    def open(cls, tty: bool) -> "Channels":
+    def open(cls, tty: bool) -> Channels:
         socks = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if tty else (None, None)
         return cls(*os.pipe(), *os.pipe2(os.O_CLOEXEC), *socks)
 
@@ -221,11 +235,11 @@ class Launch:
 
     c: Container
     plan: rootfs.RootfsPlan
-    compiled_filter: "seccomp.CompiledFilter | None"
+    compiled_filter: seccomp.CompiledFilter | None
     channels: Channels | None = None
     userns_fd: int | None = None  # --userns=auto: the user namespace our child enters
     netns_fd: int | None = None  # a bridge: the network namespace our child joins
-    attachment: "network.Attachment | None" = None
+    attachment: network.Attachment | None = None
     pid_r: int = -1  # --userns=auto: userns_init reports PID 1's host PID here
     pid: int = 0  # our child
     init_pid: int | None = None  # the container's PID 1, as the host sees it
@@ -235,8 +249,15 @@ class Launch:
         return self.c.spec.network not in ("none", "host")
 
 
-def start(store: ContainerStore, c: Container, lowerdirs: list[Path], stdin: int | None = None,
-          stdout: int | None = None, stderr: int | None = None, monitor_pid: int | None = None) -> Started:
+def start(
+    store: ContainerStore,
+    c: Container,
+    lowerdirs: list[Path],
+    stdin: int | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+    monitor_pid: int | None = None,
+) -> Started:
     """Create the container's processes and return once its command is executing (the
     recipe is in the module docstring). A failure of one of our steps undoes the start."""
     launch = Launch(c, rootfs_plan(c, lowerdirs), compile_security(c.spec, seccomp_cache(c)))
@@ -349,8 +370,9 @@ def fork_init(launch: Launch, stdio: tuple[int | None, int | None, int | None]) 
     launch.channels.close_child_ends()
 
 
-def become_container(launch: Launch, stdio: tuple[int | None, int | None, int | None], pid_w: int,
-                     own_pid_ns: int) -> None:
+def become_container(
+    launch: Launch, stdio: tuple[int | None, int | None, int | None], pid_w: int, own_pid_ns: int
+) -> None:
     """Our child, after fork: it becomes the container (runtime/init.py). Never returns."""
     c, ch = launch.c, launch.channels
     try:
@@ -364,11 +386,19 @@ def become_container(launch: Launch, stdio: tuple[int | None, int | None, int | 
             ch.close_parent_ends()
             reset_signals()
             stdin, stdout, stderr = stdio
-            pipes = InitPipes(ch.sync_r, ch.err_w, ch.console, stdin=stdin, stdout=stdout, stderr=stderr,
-                              netns=launch.netns_fd)
+            pipes = InitPipes(
+                ch.sync_r, ch.err_w, ch.console, stdin=stdin, stdout=stdout, stderr=stderr, netns=launch.netns_fd
+            )
             if launch.userns_fd is not None:
-                userns_init(c.spec, launch.plan, pipes, launch.compiled_filter, launch.userns_fd, pid_w,
-                            tuple(s for s in FORWARDED_SIGNALS if s != signal.SIGWINCH))
+                userns_init(
+                    c.spec,
+                    launch.plan,
+                    pipes,
+                    launch.compiled_filter,
+                    launch.userns_fd,
+                    pid_w,
+                    tuple(s for s in FORWARDED_SIGNALS if s != signal.SIGWINCH),
+                )
             container_init(c.spec, launch.plan, pipes, launch.compiled_filter)
     finally:
         os._exit(ExitCode.MINIDOCKER_FAILED)
@@ -404,10 +434,22 @@ def record_running(store: ContainerStore, launch: Launch, monitor_pid: int) -> N
     """state.json: running, with what ``ps``, ``exec``, ``kill`` and ``rm`` need to find it."""
     c, cg = launch.c, cgroups.manager(launch.c.id)
     pid = launch.init_pid or launch.pid
-    store.update(c, Status="running", Pid=pid, PidStartTime=procfs.start_time(pid), BootId=procfs.boot_id(),
-                 StartedAt=now_iso(), FinishedAt="", ExitCode=0, Error="", MonitorPid=monitor_pid,
-                 MonitorStartTime=procfs.start_time(monitor_pid), Cgroup=cg.paths(), CgroupVersion=cg.version,
-                 Network=launch.attachment.__dict__ if launch.attachment else None)
+    store.update(
+        c,
+        Status="running",
+        Pid=pid,
+        PidStartTime=procfs.start_time(pid),
+        BootId=procfs.boot_id(),
+        StartedAt=now_iso(),
+        FinishedAt="",
+        ExitCode=0,
+        Error="",
+        MonitorPid=monitor_pid,
+        MonitorStartTime=procfs.start_time(monitor_pid),
+        Cgroup=cg.paths(),
+        CgroupVersion=cg.version,
+        Network=launch.attachment.__dict__ if launch.attachment else None,
+    )
 
 
 def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> int:
@@ -416,8 +458,11 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> 
     try:
         if c.spec.auto_remove:  # no record will be left to read a log from: no log
             started = start(store, c, lowerdirs)
-            code = (relay_pty(started.pid, started.master, c.spec.stdin_open) if started.master is not None
-                    else wait_foreground(started.pid))
+            code = (
+                relay_pty(started.pid, started.master, c.spec.stdin_open)
+                if started.master is not None
+                else wait_foreground(started.pid)
+            )
         else:
             code = _run_attached_logged(store, c, lowerdirs)
         record_exit(store, c, code, oom_killed=cgroups.manager(c.id).oom_killed())
@@ -449,8 +494,9 @@ def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Pa
     finally:
         os.close(out_w)
         os.close(err_w)
-    return relay_output(started.pid, {out_r: (sys.stdout.fileno(), "stdout"),
-                                      err_r: (sys.stderr.fileno(), "stderr")}, log)
+    return relay_output(
+        started.pid, {out_r: (sys.stdout.fileno(), "stdout"), err_r: (sys.stderr.fileno(), "stderr")}, log
+    )
 
 
 def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool = False) -> None:
@@ -533,4 +579,3 @@ def stop_container(c: Container, sig: int, timeout: float) -> None:
             signal_container(c, signum)
         if wait_gone(c, wait):
             return
-

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 Record = tuple[str, str, str]  # (stream, time, line)
 POLL_SECONDS = 0.05
@@ -33,8 +34,7 @@ def parse_record(line: bytes) -> Record:
     return rec["stream"], rec["time"], rec["log"]
 
 
-def read_log(path: Path, tail: int | None = None,
-             running: Callable[[], bool] | None = None) -> Iterator[Record]:
+def read_log(path: Path, tail: int | None = None, running: Callable[[], bool] | None = None) -> Iterator[Record]:
     """The records of the log at ``path`` (the last ``tail`` of them, if given); with
     ``running``, then the records written later, until ``running()`` says the container
     has exited. A log that does not exist (the container never ran detached) is empty."""

@@ -99,8 +99,7 @@ def _run_once(store: ContainerStore, c: Container, lowerdirs: list[Path], log: L
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe()  # -i without a client attached: stdin stays open and empty
     try:
-        started = lifecycle.start(store, c, lowerdirs, stdin=in_r, stdout=out_w, stderr=err_w,
-                                  monitor_pid=os.getpid())
+        started = lifecycle.start(store, c, lowerdirs, stdin=in_r, stdout=out_w, stderr=err_w, monitor_pid=os.getpid())
     except MinidockerError as e:
         if ready_w != -1:  # the message as the user reads it: no step of ours to add
             report_failure(ready_w, "start", e.message, e.exit_code)

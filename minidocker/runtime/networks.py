@@ -72,13 +72,26 @@ class NetworkStore:
                 if any(net.overlaps(t) for t in taken):
                     raise Conflict(f"subnet {subnet} overlaps with another minidocker network")
             else:
-                net = next((n for i in range(89, 255) if not any(
-                    (n := ipaddress.ip_network(f"10.{i}.0.0/24")).overlaps(t) for t in taken)), None)
+                net = next(
+                    (
+                        n
+                        for i in range(89, 255)
+                        if not any((n := ipaddress.ip_network(f"10.{i}.0.0/24")).overlaps(t) for t in taken)
+                    ),
+                    None,
+                )
                 if net is None:
                     raise MinidockerError("no free subnet left in 10.89-254.0.0/24: give --subnet")
             nid = os.urandom(32).hex()
-            doc = {"Name": name, "Id": nid, "Driver": "bridge", "Bridge": f"mdbr-{nid[:10]}", "Subnet": str(net),
-                   "Gateway": str(next(net.hosts())), "Containers": {}}
+            doc = {
+                "Name": name,
+                "Id": nid,
+                "Driver": "bridge",
+                "Bridge": f"mdbr-{nid[:10]}",
+                "Subnet": str(net),
+                "Gateway": str(next(net.hosts())),
+                "Containers": {},
+            }
             write_json(self.layout.network(name), doc)
         return doc
 
@@ -166,4 +179,3 @@ def _remove_line(path: Path, line: str) -> None:
             f.truncate()
     except FileNotFoundError:
         pass
-

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from minidocker.linux import procfs
 from minidocker.linux import syscalls as sc
@@ -85,7 +84,7 @@ def _target(merged: str, path: str) -> str:
         if os.path.islink(nxt):
             link = os.readlink(nxt)
             # resolve the link inside the container's root, not the host's
-            rest = parts[parts.index(p) + 1:]
+            rest = parts[parts.index(p) + 1 :]
             base = merged if link.startswith("/") else current
             return _target(merged, os.path.relpath(os.path.join(base, link, *rest), merged))
         current = nxt
@@ -135,7 +134,12 @@ def mount_proc(merged: str) -> None:
 
 
 DEVICES = {  # name: (major, minor), what every container gets (Docker's default list)
-    "null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0),
+    "null": (1, 3),
+    "zero": (1, 5),
+    "full": (1, 7),
+    "random": (1, 8),
+    "urandom": (1, 9),
+    "tty": (5, 0),
 }
 
 
@@ -152,8 +156,7 @@ def mount_dev(merged: str, in_userns: bool = False) -> None:
         os.chmod(f"{dev}/{name}", 0o666)  # mknod obeys the umask; the mode must be exact
     os.makedirs(f"{dev}/pts")
     # newinstance: the container's own pty numbering, invisible from the host and vice versa
-    sc.mount("devpts", f"{dev}/pts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC,
-             "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    sc.mount("devpts", f"{dev}/pts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
     os.symlink("pts/ptmx", f"{dev}/ptmx")
     os.makedirs(f"{dev}/shm")
     sc.mount("shm", f"{dev}/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=1777,size=65536k")
@@ -212,6 +215,7 @@ def remount_root_readonly() -> None:
 
 # -- --userns=auto: the image's files shown through the user namespace ---------------------
 
+
 def mount_idmapped_layers(plan: RootfsPlan, userns_fd: int) -> None:
     """Each layer, bind-mounted idmapped at its ``layer_views`` entry; the overlay then
     stacks those views instead of the layers themselves (runs as host root)."""
@@ -234,6 +238,7 @@ def copy_layers_shifted(plan: RootfsPlan) -> None:
     shift_uid, shift_gid = plan.idmap["uid"], plan.idmap["gid"]
     for layer, view in zip(plan.lowerdirs, plan.layer_views):
         subprocess.run(["cp", "-a", "--", f"{layer}/.", view], check=True)
+
         def shift(path: str) -> None:
             st = os.lstat(path)
             os.lchown(path, st.st_uid + shift_uid, st.st_gid + shift_gid)
@@ -265,8 +270,7 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
         bind(".", ".")
         os.chdir(os.path.join("..", os.path.basename(plan.merged)))  # onto the bind, on top
         plan.merged = "."
-        plan.etc_files = {path: os.path.join("..", os.path.basename(source))
-                          for path, source in plan.etc_files.items()}
+        plan.etc_files = {path: os.path.join("..", os.path.basename(source)) for path, source in plan.etc_files.items()}
     else:
         mount_overlay(plan)
         mount_volumes(plan)  # (in a user namespace, our parent bound them as host root already)

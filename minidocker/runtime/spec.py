@@ -75,7 +75,7 @@ class ContainerSpec:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "ContainerSpec":
+    def from_json(cls, d: dict[str, Any]) -> ContainerSpec:
         d = dict(d)
         d["volumes"] = [VolumeSpec(**v) for v in d.get("volumes", [])]
         known = cls.__dataclass_fields__
@@ -142,8 +142,9 @@ def parse_restart(text: str) -> dict[str, Any]:
     """``--restart no|always|unless-stopped|on-failure[:MAX]`` (docker's policies)."""
     name, _, count = (text or "no").partition(":")
     if name not in ("no", "always", "unless-stopped", "on-failure") or (count and name != "on-failure"):
-        raise MinidockerError(f"invalid restart policy {text!r}",
-                              hint="use no, always, unless-stopped or on-failure[:MAX-RETRIES]")
+        raise MinidockerError(
+            f"invalid restart policy {text!r}", hint="use no, always, unless-stopped or on-failure[:MAX-RETRIES]"
+        )
     if count and not count.isdigit():
         raise MinidockerError(f"invalid restart policy {text!r}: the retry count must be a number")
     return {"name": name, "max": int(count or 0)}
@@ -180,11 +181,15 @@ def check_host_ip(text: str, spec: str) -> str:
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
-        raise MinidockerError(f"invalid IP address '{shown(text)}' in -p '{shown(spec)}'",
-                              hint="use -p IP:HOSTPORT:PORT with an IPv4 address, e.g. -p 127.0.0.1:8080:80") from None
+        raise MinidockerError(
+            f"invalid IP address '{shown(text)}' in -p '{shown(spec)}'",
+            hint="use -p IP:HOSTPORT:PORT with an IPv4 address, e.g. -p 127.0.0.1:8080:80",
+        ) from None
     if ip.version != 4:
-        raise MinidockerError(f"-p '{shown(spec)}': publishing on an IPv6 address is not supported by minidocker",
-                              hint="use an IPv4 address, e.g. -p 127.0.0.1:8080:80")
+        raise MinidockerError(
+            f"-p '{shown(spec)}': publishing on an IPv6 address is not supported by minidocker",
+            hint="use an IPv4 address, e.g. -p 127.0.0.1:8080:80",
+        )
     return str(ip)
 
 
@@ -217,9 +222,10 @@ def check_name(name: str) -> str:
     """A container name by docker's rule (a leading ``/``, as docker shows names, is dropped)."""
     bare = name.removeprefix("/")
     if len(bare) > NAME_MAX or not CONTAINER_NAME.fullmatch(bare):
-        raise MinidockerError(f"Invalid container name ({shown(name)}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
-                              hint=f"a letter or digit, then at least one more of those or _ . - "
-                                   f"(at most {NAME_MAX} characters)")
+        raise MinidockerError(
+            f"Invalid container name ({shown(name)}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+            hint=f"a letter or digit, then at least one more of those or _ . - (at most {NAME_MAX} characters)",
+        )
     return bare
 
 
@@ -228,9 +234,10 @@ def check_hostname(hostname: str) -> None:
     most 63 characters), and at most HOST_NAME_MAX characters in all, the kernel's limit."""
     labels = hostname.split(".")
     if len(hostname) > HOST_NAME_MAX or not all(HOSTNAME_LABEL.fullmatch(label) for label in labels):
-        raise MinidockerError(f"invalid hostname format for --hostname: {shown(hostname)}",
-                              hint=f"RFC 1123: letters, digits and '-' in labels separated by dots, "
-                                   f"at most {HOST_NAME_MAX} characters")
+        raise MinidockerError(
+            f"invalid hostname format for --hostname: {shown(hostname)}",
+            hint=f"RFC 1123: letters, digits and '-' in labels separated by dots, at most {HOST_NAME_MAX} characters",
+        )
 
 
 def check_run_flags(opts: RunOptions) -> str | None:
@@ -239,7 +246,9 @@ def check_run_flags(opts: RunOptions) -> str | None:
     if opts.hostname:
         check_hostname(opts.hostname)
     if opts.workdir and not opts.workdir.startswith("/"):
-        raise MinidockerError(f"the working directory '{shown(opts.workdir)}' is invalid, it needs to be an absolute path")
+        raise MinidockerError(
+            f"the working directory '{shown(opts.workdir)}' is invalid, it needs to be an absolute path"
+        )
     for v in opts.volume:
         check_volume(v)
     for p in opts.publish:
@@ -285,8 +294,9 @@ def parse_cpu_list(text: str) -> str:
         ranges.append((int(m[1]), int(m[2] or m[1])))
     have = available_cpus()
     if any(b > max(have) or not have.issuperset(range(a, b + 1)) for a, b in ranges):
-        raise MinidockerError(f"Requested CPUs are not available - requested {shown(text)}, "
-                              f"available: {format_cpu_list(have)}")
+        raise MinidockerError(
+            f"Requested CPUs are not available - requested {shown(text)}, available: {format_cpu_list(have)}"
+        )
     return join_cpu_ranges(ranges)
 
 
@@ -294,13 +304,24 @@ def check_cpus(cpus: float) -> float:
     """``--cpus``: a finite number of CPUs, more than 0 and at most the CPUs there are."""
     n = len(available_cpus())
     if not (math.isfinite(cpus) and 0 < cpus <= n):
-        raise MinidockerError(f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available",
-                              hint=f"--cpus {cpus} is not in that range")
+        raise MinidockerError(
+            f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available",
+            hint=f"--cpus {cpus} is not in that range",
+        )
     return cpus
 
 
-def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: dict[str, Any],
-               args: list[str], opts: RunOptions, limits: dict[str, Any] | None = None) -> ContainerSpec:
+def build_spec(
+    *,
+    cid: str,
+    name: str,
+    image: str,
+    image_id: str,
+    image_config: dict[str, Any],
+    args: list[str],
+    opts: RunOptions,
+    limits: dict[str, Any] | None = None,
+) -> ContainerSpec:
     """The container to make: the image's config with ``run``'s flags laid over it, every
     flag checked (``limits``: the resource flags already in kernel units)."""
     cfg = image_config.get("config") or {}
@@ -316,16 +337,35 @@ def build_spec(*, cid: str, name: str, image: str, image_id: str, image_config: 
     from minidocker.linux import capabilities
 
     return ContainerSpec(
-        limits=dict(limits or {}), privileged=opts.privileged,
+        limits=dict(limits or {}),
+        privileged=opts.privileged,
         capabilities=capabilities.resolve(list(opts.cap_add), list(opts.cap_drop), opts.privileged),
-        seccomp="unconfined" if opts.privileged else seccomp, no_new_privileges=nnp and not opts.privileged,
-        tmpfs=list(opts.tmpfs), id=cid, name=name, image=image, image_id=image_id, argv=entrypoint + cmd,
-        env=env, cwd=opts.workdir or cfg.get("WorkingDir") or "/",
-        user=opts.user if opts.user is not None else (cfg.get("User") or ""), hostname=hostname,
-        tty=opts.tty, stdin_open=opts.interactive, detach=opts.detach, auto_remove=opts.rm, init=opts.init,
-        network="none" if network == "default" else network, volumes=[parse_volume(v) for v in opts.volume],
-        entrypoint=entrypoint, cmd=cmd, readonly_rootfs=opts.read_only, labels=dict(cfg.get("Labels") or {}),
-        userns=opts.userns or "host", ports=ports, restart=restart_policy,
+        seccomp="unconfined" if opts.privileged else seccomp,
+        no_new_privileges=nnp and not opts.privileged,
+        tmpfs=list(opts.tmpfs),
+        id=cid,
+        name=name,
+        image=image,
+        image_id=image_id,
+        argv=entrypoint + cmd,
+        env=env,
+        cwd=opts.workdir or cfg.get("WorkingDir") or "/",
+        user=opts.user if opts.user is not None else (cfg.get("User") or ""),
+        hostname=hostname,
+        tty=opts.tty,
+        stdin_open=opts.interactive,
+        detach=opts.detach,
+        auto_remove=opts.rm,
+        init=opts.init,
+        network="none" if network == "default" else network,
+        volumes=[parse_volume(v) for v in opts.volume],
+        entrypoint=entrypoint,
+        cmd=cmd,
+        readonly_rootfs=opts.read_only,
+        labels=dict(cfg.get("Labels") or {}),
+        userns=opts.userns or "host",
+        ports=ports,
+        restart=restart_policy,
     )
 
 
@@ -364,8 +404,10 @@ def container_network(network: str, publish: list[str]) -> tuple[str, list[dict[
     if ports and network == "default":
         network = "bridge"
     if ports and network == "none":
-        raise MinidockerError("port publishing needs a bridge network, not --network none",
-                              hint="drop --network none (or use --network bridge)")
+        raise MinidockerError(
+            "port publishing needs a bridge network, not --network none",
+            hint="drop --network none (or use --network bridge)",
+        )
     if network == "host":
         ports = []
     if not network or network.startswith("container:"):
@@ -386,8 +428,10 @@ def parse_security_opts(security_opt: list[str]) -> tuple[str, bool]:
         elif key in ("no-new-privileges", "no_new_privs"):
             nnp = value.lower() not in ("false", "0")
         else:
-            raise MinidockerError(f"invalid --security-opt: {opt!r}",
-                                  hint="supported: seccomp=unconfined, seccomp=FILE.json, no-new-privileges[=false]")
+            raise MinidockerError(
+                f"invalid --security-opt: {opt!r}",
+                hint="supported: seccomp=unconfined, seccomp=FILE.json, no-new-privileges[=false]",
+            )
     return seccomp, nnp
 
 
@@ -396,11 +440,15 @@ def check_userns(userns: str, privileged: bool, network: str) -> None:
     if userns not in ("host", "auto", ""):
         raise MinidockerError(f"invalid --userns {userns!r}", hint="use --userns=host or --userns=auto")
     if userns == "auto" and privileged:
-        raise MinidockerError("privileged mode is incompatible with user namespaces",
-                              hint="drop --privileged, or use --userns=host")
+        raise MinidockerError(
+            "privileged mode is incompatible with user namespaces", hint="drop --privileged, or use --userns=host"
+        )
     if userns == "auto" and network == "host":
-        raise MinidockerError("--userns=auto cannot share the host's network namespace",
-                              hint="drop --network host, or use --userns=host")
+        raise MinidockerError(
+            "--userns=auto cannot share the host's network namespace", hint="drop --network host, or use --userns=host"
+        )
+
+
 def parse_signal(text: str) -> int:
     """``kill -s``/``stop``'s signal: a number, or a name with or without ``SIG`` (``TERM``,
     ``sigkill``), as signal(7) names them."""

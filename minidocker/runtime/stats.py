@@ -31,6 +31,14 @@ def sample_stats(running: list, interval: float = 0.5) -> list[dict[str, Any]]:
     for c, m in managers:
         s = m.stats()
         cpu = (s.cpu_usage_ns - first[c.id].cpu_usage_ns) / (elapsed * 1e9) * 100
-        rows.append({"ID": c.id, "Name": c.name, "CPUPerc": max(0.0, cpu), "MemUsage": s.memory_usage,
-                     "MemLimit": s.memory_limit, "PIDs": s.pids})
+        rows.append(
+            {
+                "ID": c.id,
+                "Name": c.name,
+                "CPUPerc": max(0.0, cpu),
+                "MemUsage": s.memory_usage,
+                "MemLimit": s.memory_limit,
+                "PIDs": s.pids,
+            }
+        )
     return rows

@@ -21,14 +21,21 @@ import select
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from minidocker.errors import exit_code
 from minidocker.runtime.container import now_iso
 
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                     signal.SIGUSR2, signal.SIGWINCH)
+FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
 
 
 class LogWriter:
@@ -66,6 +73,7 @@ def reset_signals() -> None:
 @contextlib.contextmanager
 def forwarding_signals(pid: int, on_signal: Callable | None = None):
     """While the body runs, the signals a foreground run gets (Ctrl-C, kill) go to ``pid``."""
+
     def forward(signum, _frame):
         try:
             os.kill(pid, signum)
@@ -142,7 +150,7 @@ def relay_output(pid: int, streams: dict[int, tuple[int, str]], log: LogWriter) 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def relay_pty(pid: int, master: int, stdin_open: bool, log: LogWriter | None = None) -> int:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from functools import wraps
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from minidocker.errors import ExitCode
 from minidocker.runtime.forked import describe_failure, report_failure
@@ -31,8 +32,9 @@ class StepFailed(Exception):
     """Step ``step`` failed with ``message``; ``code`` is the exit code the user sees,
     ``error`` the exception behind it."""
 
-    def __init__(self, step: str, message: str, code: int = ExitCode.MINIDOCKER_FAILED,
-                 error: BaseException | None = None):
+    def __init__(
+        self, step: str, message: str, code: int = ExitCode.MINIDOCKER_FAILED, error: BaseException | None = None
+    ):
         super().__init__(message)
         self.step, self.message, self.code, self.error = step, message, code, error
 

@@ -50,10 +50,12 @@ class Minidocker:
         env.update(extra or {})
         return env
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None, input: str | None = None,
-                 timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([*MINIDOCKER, *args], capture_output=True, text=True, input=input,
-                              env=self.env(env), timeout=timeout)
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*MINIDOCKER, *args], capture_output=True, text=True, input=input, env=self.env(env), timeout=timeout
+        )
 
     def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
         r = self(*args, **kw)
@@ -61,8 +63,9 @@ class Minidocker:
         return r
 
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        return subprocess.Popen([*MINIDOCKER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=self.env(env))
+        return subprocess.Popen(
+            [*MINIDOCKER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(env)
+        )
 
 
 def _remove(m: Minidocker, path: Path) -> None:

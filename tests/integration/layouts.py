@@ -28,8 +28,9 @@ def _blob(layout: Path, data: bytes) -> dict:
     return {"digest": digest, "size": len(data)}
 
 
-def make_layout(layout: Path, *layer_tars: bytes | Packed, config: dict[str, Any] | None = None,
-                base: Path | None = None) -> Path:
+def make_layout(
+    layout: Path, *layer_tars: bytes | Packed, config: dict[str, Any] | None = None, base: Path | None = None
+) -> Path:
     """An OCI image layout with one image: the layers of ``base`` (another layout), then
     ``layer_tars`` (gzipped, unless ``Packed``), and ``config`` merged into the image config's
     ``config``."""
@@ -42,7 +43,8 @@ def make_layout(layout: Path, *layer_tars: bytes | Packed, config: dict[str, Any
         cfg = json.loads((base / "blobs/sha256" / man["config"]["digest"][7:]).read_text())
         for desc in man["layers"]:
             (layout / "blobs/sha256" / desc["digest"][7:]).write_bytes(
-                (base / "blobs/sha256" / desc["digest"][7:]).read_bytes())
+                (base / "blobs/sha256" / desc["digest"][7:]).read_bytes()
+            )
             layers.append(desc)
         diff_ids = list(cfg["rootfs"]["diff_ids"])
         run_config = dict(cfg.get("config") or {})
@@ -52,17 +54,43 @@ def make_layout(layout: Path, *layer_tars: bytes | Packed, config: dict[str, Any
         layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **_blob(layout, tar_bytes.blob)})
         diff_ids.append(tar_bytes.diff_id)
     run_config.update(config or {})
-    cfg_desc = _blob(layout, json.dumps({
-        "architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z", "config": run_config,
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }).encode())
-    manifest = _blob(layout, json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg_desc}, "layers": layers,
-    }).encode())
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
-        "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}))
+    cfg_desc = _blob(
+        layout,
+        json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "created": "2026-01-01T00:00:00Z",
+                "config": run_config,
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            }
+        ).encode(),
+    )
+    manifest = _blob(
+        layout,
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg_desc},
+                "layers": layers,
+            }
+        ).encode(),
+    )
+    (layout / "index.json").write_text(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "manifests": [
+                    {
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        **manifest,
+                        "annotations": {"org.opencontainers.image.ref.name": "latest"},
+                    }
+                ],
+            }
+        )
+    )
     return layout
 
 

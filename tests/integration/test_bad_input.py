@@ -94,18 +94,20 @@ def test_exec_into_a_missing_workdir(md_run, bb):
 
 
 def test_cp_errors_name_the_path(md_run, bb, tmp_path):
-    cid = md_run.ok("run", "-d", bb, "sh", "-c", "mkdir /d && echo in > /d/f && echo y > /file; exec sleep 60"
-                    ).stdout.strip()
+    cid = md_run.ok(
+        "run", "-d", bb, "sh", "-c", "mkdir /d && echo in > /d/f && echo y > /file; exec sleep 60"
+    ).stdout.strip()
     time.sleep(0.3)
     (tmp_path / "hostdir").mkdir()
     (tmp_path / "hostdir" / "f").write_text("z\n")
     (tmp_path / "hostfile").write_text("keep\n")
     try:
-        for args, words in (([str(tmp_path / "hostdir"), f"{cid}:/file"], 'cannot overwrite non-directory "/file"'),
-                            ([f"{cid}:/d", str(tmp_path / "hostfile")],
-                             f'cannot overwrite non-directory "{tmp_path / "hostfile"}"'),
-                            ([f"{cid}:/file", str(tmp_path / "hostfile" / "x")], str(tmp_path / "hostfile")),
-                            ([str(tmp_path / "hostfile"), f"{cid}:/d/f/x"], "/d/f")):
+        for args, words in (
+            ([str(tmp_path / "hostdir"), f"{cid}:/file"], 'cannot overwrite non-directory "/file"'),
+            ([f"{cid}:/d", str(tmp_path / "hostfile")], f'cannot overwrite non-directory "{tmp_path / "hostfile"}"'),
+            ([f"{cid}:/file", str(tmp_path / "hostfile" / "x")], str(tmp_path / "hostfile")),
+            ([str(tmp_path / "hostfile"), f"{cid}:/d/f/x"], "/d/f"),
+        ):
             r = md_run("cp", *args)
             assert r.returncode == 125 and one_error(r.stderr) and words in r.stderr, (args, r.stderr)
             assert "[Errno" not in r.stderr

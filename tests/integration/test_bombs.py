@@ -44,9 +44,11 @@ def bomb() -> Packed:
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory, bomb) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("bomb-layouts")
-    return {"good": make_layout(base / "good", tar_of(("file", "hello", b"hello\n"))),
-            "other": make_layout(base / "other", tar_of(("file", "other", os.urandom(300_000)))),
-            "bomb": make_layout(base / "bomb", bomb)}
+    return {
+        "good": make_layout(base / "good", tar_of(("file", "hello", b"hello\n"))),
+        "other": make_layout(base / "other", tar_of(("file", "other", os.urandom(300_000)))),
+        "bomb": make_layout(base / "bomb", bomb),
+    }
 
 
 @pytest.fixture
@@ -78,8 +80,11 @@ def pull_good(md, crafted) -> dict:
 def store_state(root: Path) -> dict:
     index = json.loads((root / "images/index.json").read_text())
     lower = [root / "layers" / d.name / "diff" for d in (root / "layers").iterdir() if not d.name.startswith(".")]
-    return {"images": set(index["images"]), "blobs": {p.name for p in (root / "blobs/sha256").iterdir()},
-            "files": {str(p.relative_to(d)): p.read_bytes() for d in lower for p in d.rglob("*") if p.is_file()}}
+    return {
+        "images": set(index["images"]),
+        "blobs": {p.name for p in (root / "blobs/sha256").iterdir()},
+        "files": {str(p.relative_to(d)): p.read_bytes() for d in lower for p in d.rglob("*") if p.is_file()},
+    }
 
 
 def assert_failed_cleanly(r, *words: str) -> None:
@@ -97,6 +102,7 @@ def assert_nothing_half_written(root: Path, before: dict) -> None:
 
 # -- (1) a gzip layer that expands far past the limit --------------------------------------------
 
+
 def test_gzip_bomb_layer_stops_at_the_expansion_limit(md, crafted, tmp_path):
     before = pull_good(md, crafted)
     r = run(md, tmp_path, "pull", f"{crafted.host}/bomb", env=LOW_LIMIT)
@@ -105,6 +111,7 @@ def test_gzip_bomb_layer_stops_at_the_expansion_limit(md, crafted, tmp_path):
 
 
 # -- (2) a blob longer than its descriptor ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("length", ["none", "exact"])
 def test_blob_longer_than_its_descriptor_is_cut_off(md, crafted, layouts, tmp_path, length):
@@ -123,6 +130,7 @@ def test_blob_longer_than_its_descriptor_is_cut_off(md, crafted, layouts, tmp_pa
 
 # -- (3) a huge manifest ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("size, length", [(6 << 20, "exact"), (200 << 20, "exact"), (ENDLESS, "none")])
 def test_huge_manifest_is_refused_without_reading_it_all(md, crafted, tmp_path, size, length):
     """Padded with spaces, the manifest is valid JSON: only its size can refuse it. With a
@@ -138,6 +146,7 @@ def test_huge_manifest_is_refused_without_reading_it_all(md, crafted, tmp_path, 
 
 # -- (4) the free-space reserve --------------------------------------------------------------------
 
+
 class LowestFreeSpace:
     """Samples the free space of a file system in a thread while the ``with`` block runs."""
 
@@ -149,7 +158,7 @@ class LowestFreeSpace:
         while not self._stop.wait(0.002):
             self.lowest = min(self.lowest, free_bytes(self.path))
 
-    def __enter__(self) -> "LowestFreeSpace":
+    def __enter__(self) -> LowestFreeSpace:
         self._thread.start()
         return self
 
@@ -176,7 +185,9 @@ def test_free_space_reserve_on_a_small_tmpfs(md, crafted, tmp_path, reserve):
         before = pull_good(md, crafted)
         free_before = free_bytes(small)
         with LowestFreeSpace(small) as watch:
-            r = run(md, tmp_path, "pull", f"{crafted.host}/bomb", env={} if reserve == "default" else {RESERVE_VAR: "0"})
+            r = run(
+                md, tmp_path, "pull", f"{crafted.host}/bomb", env={} if reserve == "default" else {RESERVE_VAR: "0"}
+            )
         if reserve == "default":
             assert_failed_cleanly(r, "no space left on device for layer", "keeps a reserve of 3.2 MiB", RESERVE_VAR)
             assert watch.lowest > 0, "the tmpfs was full"
@@ -190,6 +201,7 @@ def test_free_space_reserve_on_a_small_tmpfs(md, crafted, tmp_path, reserve):
 
 # -- load and import of a bomb ---------------------------------------------------------------------
 
+
 def write_gzipped_archive_bomb(path: Path, size: int) -> None:
     """An OCI layout tar, gzipped, whose one layer is a *plain* tar of ``size`` zero bytes:
     ~200 KB on disk, ``size`` bytes once ``load`` gunzips the archive."""
@@ -198,20 +210,40 @@ def write_gzipped_archive_bomb(path: Path, size: int) -> None:
         tar_hash.update(chunk)
         tar_size += len(chunk)
     diff_id = "sha256:" + tar_hash.hexdigest()
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                      "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": len(config)},
-                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": diff_id,
-                                       "size": tar_size}]}).encode()
-    index = json.dumps({"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(), "size": len(manifest)}]}).encode()
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+                "size": len(config),
+            },
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": diff_id, "size": tar_size}],
+        }
+    ).encode()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(),
+                    "size": len(manifest),
+                }
+            ],
+        }
+    ).encode()
     with gzip.open(path, "wb", compresslevel=9) as gz, tarfile.open(fileobj=gz, mode="w|") as tar:
-        for name, data in (("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'), ("index.json", index),
-                           (f"blobs/sha256/{hashlib.sha256(config).hexdigest()}", config),
-                           (f"blobs/sha256/{hashlib.sha256(manifest).hexdigest()}", manifest)):
+        for name, data in (
+            ("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'),
+            ("index.json", index),
+            (f"blobs/sha256/{hashlib.sha256(config).hexdigest()}", config),
+            (f"blobs/sha256/{hashlib.sha256(manifest).hexdigest()}", manifest),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

@@ -57,15 +57,33 @@ def test_build_and_rebuild_from_cache(md_run, bb, tmp_path):
     assert f"Successfully tagged {tag}" in r.stdout and "Using cache" not in r.stdout
     image = json.loads(md.ok("inspect", tag).stdout)[0]
     assert md.ok("run", "--rm", tag).stdout == "hey two words\n"  # CMD, WORKDIR, ARG, ENV
-    r = md.ok("run", "--rm", tag, "sh", "-c",
-              "pwd; id -u; echo $MODE; ls -A /srv/app; ls -A /srv/sub; cat /opt/in/f; cat /srv/exec;"
-              "stat -c '%u:%g %a' /usr/local/bin/run.sh /srv/app/greeting; run.sh x; ls -ld /tmp | cut -c1-10")
-    assert r.stdout.splitlines() == ["/srv/app", "1000", "two words", "greeting", "hello.txt", "one", "inarch",
-                                     "exec-form", "1000:50 755", "1000:0 644", "script x", "drwxrwxrwt"]
+    r = md.ok(
+        "run",
+        "--rm",
+        tag,
+        "sh",
+        "-c",
+        "pwd; id -u; echo $MODE; ls -A /srv/app; ls -A /srv/sub; cat /opt/in/f; cat /srv/exec;"
+        "stat -c '%u:%g %a' /usr/local/bin/run.sh /srv/app/greeting; run.sh x; ls -ld /tmp | cut -c1-10",
+    )
+    assert r.stdout.splitlines() == [
+        "/srv/app",
+        "1000",
+        "two words",
+        "greeting",
+        "hello.txt",
+        "one",
+        "inarch",
+        "exec-form",
+        "1000:50 755",
+        "1000:0 644",
+        "script x",
+        "drwxrwxrwt",
+    ]
     cfg = image["Config"]
     assert cfg["Labels"] == {"built": "yes"} and cfg["ExposedPorts"] == {"8080/tcp": {}} and cfg["User"] == "1000"
     history = md.ok("history", tag).stdout.splitlines()
-    assert "CMD [\"cat\", \"greeting\"]" in history[1] and "0B" in history[1]
+    assert 'CMD ["cat", "greeting"]' in history[1] and "0B" in history[1]
     assert any("|1 GREETING=hey /bin/sh -c echo" in line for line in history)
 
     layers_before = sorted(os.listdir(md.root / "layers"))
@@ -84,10 +102,12 @@ def test_build_errors(md_run, bb, tmp_path):
     md = md_run
     ctx = tmp_path / "bad"
     ctx.mkdir()
-    for dockerfile, words in [(f"FROM {bb}\nRUN exit 3\n", "returned a non-zero code: 3"),
-                              (f"FROM {bb}\nFROB x\n", "line 2: unknown instruction: FROB"),
-                              (f"FROM {bb}\nCOPY missing /x\n", "file not found in build context"),
-                              ("RUN true\n", "first instruction must be FROM")]:
+    for dockerfile, words in [
+        (f"FROM {bb}\nRUN exit 3\n", "returned a non-zero code: 3"),
+        (f"FROM {bb}\nFROB x\n", "line 2: unknown instruction: FROB"),
+        (f"FROM {bb}\nCOPY missing /x\n", "file not found in build context"),
+        ("RUN true\n", "first instruction must be FROM"),
+    ]:
         (ctx / "Dockerfile").write_text(dockerfile)
         r = md("build", "-t", "bad:1", str(ctx))
         assert r.returncode == 125 and one_error(r.stderr) and words in r.stderr, (dockerfile, r.stderr)
@@ -114,11 +134,16 @@ CMD ["cat", "/single"]
     tag = f"multistage:{os.getpid()}"
     md.ok("build", "-t", tag, str(ctx))
     assert md.ok("run", "--rm", tag).stdout == "built\n"
-    out = md.ok("run", "--rm", tag, "sh", "-c",
-                "stat -c '%u %n' /app/sub/file /single /owned; stat -c '%u:%g' /named; readlink /app/sub/link; "
-                "test -e /junk || echo no-junk")
-    assert out.stdout.splitlines() == ["1000 /app/sub/file", "1000 /single", "7 /owned", "1000:50", "file",
-                                       "no-junk"]
+    out = md.ok(
+        "run",
+        "--rm",
+        tag,
+        "sh",
+        "-c",
+        "stat -c '%u %n' /app/sub/file /single /owned; stat -c '%u:%g' /named; readlink /app/sub/link; "
+        "test -e /junk || echo no-junk",
+    )
+    assert out.stdout.splitlines() == ["1000 /app/sub/file", "1000 /single", "7 /owned", "1000:50", "file", "no-junk"]
     info = json.loads(md.ok("inspect", tag).stdout)[0]
     assert len(info["RootFS"]["Layers"]) == 5  # busybox + four COPY layers: the builder's RUN stays behind
     again = md.ok("build", "-t", tag, str(ctx)).stdout
@@ -139,12 +164,15 @@ def _bad(tmp_path, dockerfile: str):
 
 
 def test_shell_and_healthcheck(md_run, bb, tmp_path):
-    ctx = _bad(tmp_path, f"""FROM {bb}
+    ctx = _bad(
+        tmp_path,
+        f"""FROM {bb}
 SHELL ["/bin/busybox", "sh", "-c"]
 RUN echo "ran by $0" > /ran
 HEALTHCHECK --interval=5s --retries=2 CMD test -e /ran
 CMD cat /ran
-""")
+""",
+    )
     tag = f"shell:{os.getpid()}"
     md_run.ok("build", "-t", tag, str(ctx))
     config = json.loads(md_run.ok("inspect", tag).stdout)[0]["Config"]
@@ -174,7 +202,7 @@ def test_add_from_a_url(md_run, bb, tmp_path):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/payload.txt"
-        ctx = _bad(tmp_path, f"FROM {bb}\nADD {url} /srv/\nCMD [\"cat\", \"/srv/payload.txt\"]\n")
+        ctx = _bad(tmp_path, f'FROM {bb}\nADD {url} /srv/\nCMD ["cat", "/srv/payload.txt"]\n')
         tag = f"addurl:{os.getpid()}"
         md_run.ok("build", "-t", tag, str(ctx))
         assert md_run.ok("run", "--rm", tag).stdout == "version 1\n"

@@ -96,11 +96,25 @@ def test_a_symlink_is_copied_as_a_link(bmd, bb, scene):
     (ctx / "ignored.txt").write_text("not sent\n")
     r = bmd("build", "-t", "ctx:links", str(_write(ctx, f"FROM {bb}\nCOPY f /x\nCOPY . /all/\n")))
     assert r.returncode == 0, r.stderr
-    out = bmd.ok("run", "--rm", "ctx:links", "sh", "-c",
-                 "for p in /x /all/f /all/up /all/e; do readlink $p; done; cat /all/marker; test -e /all/ignored.txt || echo ignored; "
-                 "test -L /x && echo link").stdout
-    assert out.splitlines() == [str(host / "secret"), str(host / "secret"), "../../..", str(host),
-                                "in the context", "ignored", "link"]
+    out = bmd.ok(
+        "run",
+        "--rm",
+        "ctx:links",
+        "sh",
+        "-c",
+        "for p in /x /all/f /all/up /all/e; do readlink $p; done; cat /all/marker; "
+        "test -e /all/ignored.txt || echo ignored; "
+        "test -L /x && echo link",
+    ).stdout
+    assert out.splitlines() == [
+        str(host / "secret"),
+        str(host / "secret"),
+        "../../..",
+        str(host),
+        "in the context",
+        "ignored",
+        "link",
+    ]
     assert _store_holds(bmd.root, secret) == []
 
 
@@ -130,10 +144,13 @@ def test_dockerfile_flag_never_echoes_a_host_file(bmd, scene):
     (ctx / "Dockerfile.link").symlink_to(host / "secret")
     fifo = ctx / "Dockerfile.fifo"
     os.mkfifo(fifo)
-    cases = [(["-f", "Dockerfile.link"], "symbolic link that leads outside the build context"),
-             (["-f", str(ctx / "Dockerfile.link")], "symbolic link that leads outside the build context"),
-             (["-f", str(host / "secret")], "outside the build context: its text is not shown"),
-             (["-f", str(fifo)], "not a regular file"), (["-f", str(host)], "not a regular file")]
+    cases = [
+        (["-f", "Dockerfile.link"], "symbolic link that leads outside the build context"),
+        (["-f", str(ctx / "Dockerfile.link")], "symbolic link that leads outside the build context"),
+        (["-f", str(host / "secret")], "outside the build context: its text is not shown"),
+        (["-f", str(fifo)], "not a regular file"),
+        (["-f", str(host)], "not a regular file"),
+    ]
     for flags, words in cases:
         r = bmd("build", "-t", "ctx:f", *flags, str(ctx), timeout=60)
         assert r.returncode == 125 and one_error(r.stderr) and words in r.stderr, (flags, r.stderr)

@@ -48,8 +48,12 @@ def _inspect(md, name):
 
 def _store_files(md) -> set[str]:
     root = md.root
-    return {str(p.relative_to(root)) for sub in ("blobs", "layers") for p in (root / sub).rglob("*")
-            if "/diff/" not in str(p)} | {"index:" + (root / "images/index.json").read_text()}
+    return {
+        str(p.relative_to(root))
+        for sub in ("blobs", "layers")
+        for p in (root / sub).rglob("*")
+        if "/diff/" not in str(p)
+    } | {"index:" + (root / "images/index.json").read_text()}
 
 
 def test_diff_commit_three_generations(md_run, bb):
@@ -61,13 +65,18 @@ def test_diff_commit_three_generations(md_run, bb):
     image1 = md.ok("commit", name, f"gen:1-{os.getpid()}").stdout.strip()
     assert image1.startswith("sha256:") and len(image1) == 71
     ref1 = f"gen:1-{os.getpid()}"
-    r = md.ok("run", "--rm", ref1, "sh", "-c",
-              "cat /new; tail -1 /etc/passwd; test -e /etc/group || echo nogroup; ls -A /home;"
-              "readlink /srv/d/link; cat /srv/d/link;"
-              "[ $(stat -c %i /srv/a) = $(stat -c %i /srv/b) ] && echo hardlink $(stat -c %h /srv/a);"
-              "test -p /srv/fifo && echo fifo; stat -c '%a %u:%g' /srv/suid")
-    assert r.stdout.splitlines() == ["hi", "extra", "nogroup", "f", "/new", "hi", "hardlink 2", "fifo",
-                                     "4755 1000:50"]
+    r = md.ok(
+        "run",
+        "--rm",
+        ref1,
+        "sh",
+        "-c",
+        "cat /new; tail -1 /etc/passwd; test -e /etc/group || echo nogroup; ls -A /home;"
+        "readlink /srv/d/link; cat /srv/d/link;"
+        "[ $(stat -c %i /srv/a) = $(stat -c %i /srv/b) ] && echo hardlink $(stat -c %h /srv/a);"
+        "test -p /srv/fifo && echo fifo; stat -c '%a %u:%g' /srv/suid",
+    )
+    assert r.stdout.splitlines() == ["hi", "extra", "nogroup", "f", "/new", "hi", "hardlink 2", "fifo", "4755 1000:50"]
 
     # generation 2 on top of generation 1: delete what gen 1 added, change what it changed
     name2 = f"gen2-{os.getpid()}"
@@ -79,8 +88,14 @@ def test_diff_commit_three_generations(md_run, bb):
     # generation 3: replace a directory that gen 1 created
     name3 = f"gen3-{os.getpid()}"
     md.ok("run", "--name", name3, ref2, "sh", "-c", "rm -rf /srv && mkdir /srv && echo 3 > /srv/three")
-    assert md.ok("diff", name3).stdout.splitlines() == ["C /srv", "D /srv/a", "D /srv/d", "D /srv/fifo",
-                                                        "D /srv/suid", "A /srv/three"]
+    assert md.ok("diff", name3).stdout.splitlines() == [
+        "C /srv",
+        "D /srv/a",
+        "D /srv/d",
+        "D /srv/fifo",
+        "D /srv/suid",
+        "A /srv/three",
+    ]
     ref3 = f"gen:3-{os.getpid()}"
     image3 = md.ok("commit", "-a", "Tess <t@example.com>", name3, ref3).stdout.strip()
     r = md.ok("run", "--rm", ref3, "sh", "-c", "ls -A /srv; test -e /new || echo nonew; cat /home/f; ls -d /g2")
@@ -108,10 +123,29 @@ def test_commit_changes_show_in_inspect_and_run(md_run, bb):
     name = f"chg-{os.getpid()}"
     md.ok("run", "--name", name, bb, "sh", "-c", "mkdir -p /app && echo 'echo from-cmd $*' > /app/run.sh")
     ref = f"changed:{os.getpid()}"
-    md.ok("commit", "-m", "with changes", "-a", "me",
-          "-c", 'CMD ["from-cmd-arg"]', "-c", 'ENTRYPOINT ["sh", "/app/run.sh"]', "-c", "ENV MODE=prod X=1",
-          "-c", "WORKDIR /app", "-c", "USER 1000:1000", "-c", 'LABEL team="core dev" v=2', "-c", "EXPOSE 8080/udp 80",
-          name, ref)
+    md.ok(
+        "commit",
+        "-m",
+        "with changes",
+        "-a",
+        "me",
+        "-c",
+        'CMD ["from-cmd-arg"]',
+        "-c",
+        'ENTRYPOINT ["sh", "/app/run.sh"]',
+        "-c",
+        "ENV MODE=prod X=1",
+        "-c",
+        "WORKDIR /app",
+        "-c",
+        "USER 1000:1000",
+        "-c",
+        'LABEL team="core dev" v=2',
+        "-c",
+        "EXPOSE 8080/udp 80",
+        name,
+        ref,
+    )
     cfg = _inspect(md, ref)["Config"]
     assert cfg["Cmd"] == ["from-cmd-arg"] and cfg["Entrypoint"] == ["sh", "/app/run.sh"]
     assert "MODE=prod" in cfg["Env"] and "X=1" in cfg["Env"]
@@ -131,13 +165,15 @@ def test_commit_errors_are_one_line_and_leave_nothing(md_run, bb):
     name = f"err-{os.getpid()}"
     md.ok("run", "--name", name, bb, "sh", "-c", "echo x > /x")
     before = _store_files(md)
-    for args, words in [(["commit", "nosuchcontainer"], "No such container"),
-                        (["commit", "-c", "FROB x", name], "not a valid change"),
-                        (["commit", "-c", "RUN echo", name], "not a valid change"),
-                        (["commit", "-c", "EXPOSE notaport", name], "invalid containerPort"),
-                        (["commit", name, "Bad:Name"], "invalid reference"),
-                        (["diff", "nosuchcontainer"], "No such container"),
-                        (["history", "nosuchimage:latest"], "No such image")]:
+    for args, words in [
+        (["commit", "nosuchcontainer"], "No such container"),
+        (["commit", "-c", "FROB x", name], "not a valid change"),
+        (["commit", "-c", "RUN echo", name], "not a valid change"),
+        (["commit", "-c", "EXPOSE notaport", name], "invalid containerPort"),
+        (["commit", name, "Bad:Name"], "invalid reference"),
+        (["diff", "nosuchcontainer"], "No such container"),
+        (["history", "nosuchimage:latest"], "No such image"),
+    ]:
         r = md(*args)
         assert r.returncode == 125, (args, r.stderr)
         assert one_error(r.stderr) and words.lower() in r.stderr.lower(), (args, r.stderr)
@@ -173,9 +209,14 @@ def test_commit_of_a_running_container_freezes_and_thaws_it(md_run, bb):
     (freezer.state FROZEN, the task in state D); afterwards it runs again."""
     md = md_run
     assert Path("/sys/fs/cgroup/freezer").is_dir(), "this test needs the v1 freezer hierarchy (host-notes.md)"
-    cid = md.ok("run", "-d", bb, "sh", "-c",
-                "dd if=/dev/urandom of=/big bs=1M count=48 2>/dev/null; touch /ready; "
-                "while true; do sleep 0.05; done").stdout.strip()
+    cid = md.ok(
+        "run",
+        "-d",
+        bb,
+        "sh",
+        "-c",
+        "dd if=/dev/urandom of=/big bs=1M count=48 2>/dev/null; touch /ready; while true; do sleep 0.05; done",
+    ).stdout.strip()
     upper = Path(_inspect(md, cid)["GraphDriver"]["Data"]["UpperDir"])
     deadline = time.monotonic() + 30
     while not (upper / "ready").exists():

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from tests.integration.conftest import one_error
 
-SETUP = ("mkdir -p /data/sub; echo one > /data/a; echo two > /data/sub/b; ln -s / /data/root; "
-         "ln -s /etc/passwd /data/pw; echo container-secret > /etc/only-here; exec sleep 60")
+SETUP = (
+    "mkdir -p /data/sub; echo one > /data/a; echo two > /data/sub/b; ln -s / /data/root; "
+    "ln -s /etc/passwd /data/pw; echo container-secret > /etc/only-here; exec sleep 60"
+)
 
 
 def test_cp_out_and_in(md_run, bb, tmp_path):
@@ -47,10 +49,12 @@ def test_cp_out_and_in(md_run, bb, tmp_path):
 
 def test_cp_errors(md_run, bb, tmp_path):
     cid = md_run.ok("run", "-d", bb, "sleep", "60").stdout.strip()
-    for args, message in ((["/etc/hostname", str(tmp_path / "x")], "exactly one CONTAINER:PATH"),
-                          ([f"{cid}:/nope", str(tmp_path / "x")], "Could not find"),
-                          (["nosuch:/etc/hostname", str(tmp_path)], "No such container"),
-                          ([str(tmp_path / "missing"), f"{cid}:/tmp/"], "no such file")):
+    for args, message in (
+        (["/etc/hostname", str(tmp_path / "x")], "exactly one CONTAINER:PATH"),
+        ([f"{cid}:/nope", str(tmp_path / "x")], "Could not find"),
+        (["nosuch:/etc/hostname", str(tmp_path)], "No such container"),
+        ([str(tmp_path / "missing"), f"{cid}:/tmp/"], "no such file"),
+    ):
         r = md_run("cp", *args)
         assert r.returncode == 125 and one_error(r.stderr) and message in r.stderr, (args, r.stderr)
     md_run.ok("rm", "-f", cid)

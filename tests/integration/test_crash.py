@@ -24,8 +24,8 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -58,8 +58,9 @@ def kill_when(m: Minidocker, ready: Callable[[], bool], *args: str, timeout: flo
     """Start the command and SIGKILL it as soon as ``ready()``; its exit status (KILLED, or 0
     when it finished first). Its output goes to files: its children may keep pipes open."""
     with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([*MINIDOCKER, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, env=m.env())
+        proc = subprocess.Popen(
+            [*MINIDOCKER, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=m.env()
+        )
         try:
             deadline = time.monotonic() + timeout
             while proc.poll() is None and not ready():
@@ -90,11 +91,13 @@ def timed(m: Minidocker, *args: str) -> tuple[float, str]:
 
 def ingest_past(m: Minidocker, size: int, prefix: str = "") -> Callable[[], bool]:
     """True once a temp file of ``ingest/`` (named ``prefix*``) holds ``size`` bytes."""
+
     def ready() -> bool:
         try:
             return any(p.stat().st_size >= size for p in (m.root / "ingest").iterdir() if p.name.startswith(prefix))
         except FileNotFoundError:  # not there yet, or renamed away as we looked
             return False
+
     return ready
 
 
@@ -163,8 +166,14 @@ def assert_running_as_before(m: Minidocker, cid: str) -> None:
 
 def test_killed_commits_leave_the_container_running(crash, bb):
     m = crash
-    cid = m.ok("run", "-d", bb, "sh", "-c", "dd if=/dev/urandom of=/big bs=1M count=20 2>/dev/null; "
-               "touch /ready; while true; do sleep 0.05; done").stdout.strip()
+    cid = m.ok(
+        "run",
+        "-d",
+        bb,
+        "sh",
+        "-c",
+        "dd if=/dev/urandom of=/big bs=1M count=20 2>/dev/null; touch /ready; while true; do sleep 0.05; done",
+    ).stdout.strip()
     wait_for(m.root / "containers" / cid / "upper" / "ready")
     duration, _ = timed(m, "commit", cid, "crash:whole")
     for point in ("commit:after-freeze", "commit:blob-written", "index:before-write"):
@@ -209,9 +218,9 @@ def test_killed_builds(crash, bb, tmp_path):
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "data").write_bytes(bytes(range(256)) * 4096)
-    (ctx / "Dockerfile").write_text(f"FROM {bb}\n"
-                                    "RUN head -c 3000000 /dev/urandom > /r && touch /started && sleep 1\n"
-                                    "COPY data /data\n")
+    (ctx / "Dockerfile").write_text(
+        f"FROM {bb}\nRUN head -c 3000000 /dev/urandom > /r && touch /started && sleep 1\nCOPY data /data\n"
+    )
     build = ("build", "--no-cache", "-t", "crash:built", str(ctx))
     before = set(m.ok("ps", "-aq", "--no-trunc").stdout.split())
     duration, _ = timed(m, *build)
@@ -227,8 +236,10 @@ def test_killed_builds(crash, bb, tmp_path):
     assert_consistent(m)
     assert_pruned(m)
     m.ok("build", "-t", "crash:built", str(ctx))
-    assert m.ok("run", "--rm", "crash:built", "sh", "-c", "wc -c < /data; wc -c < /r").stdout.split() == \
-        [str(256 * 4096), "3000000"]
+    assert m.ok("run", "--rm", "crash:built", "sh", "-c", "wc -c < /data; wc -c < /r").stdout.split() == [
+        str(256 * 4096),
+        "3000000",
+    ]
     remove_new_containers(m, before)
     assert_pruned(m)
 
@@ -253,9 +264,16 @@ def test_killed_rmis(crash, bb):
     """Four images, each with a layer of 1,000 files of its own; rmi killed halfway through
     the garbage collection, just before its first write, and after a delay."""
     m = crash
-    cid = m.ok("run", "-d", bb, "sh", "-c", "mkdir /many && cd /many && i=0; "
-               "while [ $i -lt 1000 ]; do echo $i > f$i; i=$((i+1)); done; touch /ready; "
-               "while true; do sleep 0.05; done").stdout.strip()
+    cid = m.ok(
+        "run",
+        "-d",
+        bb,
+        "sh",
+        "-c",
+        "mkdir /many && cd /many && i=0; "
+        "while [ $i -lt 1000 ]; do echo $i > f$i; i=$((i+1)); done; touch /ready; "
+        "while true; do sleep 0.05; done",
+    ).stdout.strip()
     wait_for(m.root / "containers" / cid / "upper" / "ready")
     for n in range(4):
         m.ok("exec", cid, "sh", "-c", f"echo {n} > /marker")
@@ -270,8 +288,10 @@ def test_killed_rmis(crash, bb):
         assert_pruned(m)
     kill_at(m, "index:before-write", "rmi", "crash:rmi3")
     assert_consistent(m)
-    assert m.ok("run", "--rm", "crash:rmi3", "sh", "-c", "cat /marker; ls /many | wc -l").stdout.split() == \
-        ["3", "1000"]
+    assert m.ok("run", "--rm", "crash:rmi3", "sh", "-c", "cat /marker; ls /many | wc -l").stdout.split() == [
+        "3",
+        "1000",
+    ]
     kill_after(m, duration * 0.7, "rmi", "crash:rmi3")
     assert_consistent(m)
     assert_pruned(m)

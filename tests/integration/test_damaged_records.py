@@ -80,7 +80,7 @@ def test_a_damaged_running_container_is_dead_and_rm_f_frees_it(md_run, bb, damag
     m.ok("rm", "-f", healthy)
 
 
-def test_a_damaged_record_on_a_network_gives_its_address_back(netns, bb):
+def test_a_damaged_record_on_a_network_gives_its_address_back(netns, bb):  # noqa: F811 - the fixture
     """A container whose config is lost is found on its network by ID; rm -f releases its
     address (the test's own network namespace: the host's network is never touched)."""
     root = netns.md.root

@@ -60,14 +60,22 @@ def _try_in(cgroup: str, actions: dict) -> dict[str, str]:
 def test_device_filter_allows_the_default_devices_only(filtered_cgroup, tmp_path):
     kmsg = tmp_path / "kmsg"
     os.mknod(kmsg, 0o600 | stat.S_IFCHR, os.makedev(1, 11))  # /dev/kmsg's numbers, made outside
-    result = _try_in(filtered_cgroup, {
-        "mknod block": lambda: os.mknod(tmp_path / "sda", 0o600 | stat.S_IFBLK, os.makedev(8, 0)),
-        "mknod char": lambda: os.mknod(tmp_path / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3)),
-        "open null": lambda: os.close(os.open("/dev/null", os.O_RDWR)),
-        "open urandom": lambda: os.close(os.open("/dev/urandom", os.O_RDONLY)),
-        "open kmsg": lambda: os.close(os.open(kmsg, os.O_RDONLY)),
-    })
-    assert result == {"mknod block": "EPERM", "mknod char": "ok", "open null": "ok", "open urandom": "ok",
-                      "open kmsg": "EPERM"}
+    result = _try_in(
+        filtered_cgroup,
+        {
+            "mknod block": lambda: os.mknod(tmp_path / "sda", 0o600 | stat.S_IFBLK, os.makedev(8, 0)),
+            "mknod char": lambda: os.mknod(tmp_path / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3)),
+            "open null": lambda: os.close(os.open("/dev/null", os.O_RDWR)),
+            "open urandom": lambda: os.close(os.open("/dev/urandom", os.O_RDONLY)),
+            "open kmsg": lambda: os.close(os.open(kmsg, os.O_RDONLY)),
+        },
+    )
+    assert result == {
+        "mknod block": "EPERM",
+        "mknod char": "ok",
+        "open null": "ok",
+        "open urandom": "ok",
+        "open kmsg": "EPERM",
+    }
     # outside the cgroup, the same open works: the refusal came from the program
     os.close(os.open(kmsg, os.O_RDONLY))

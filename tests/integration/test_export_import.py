@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import stat
 import subprocess
 import tarfile
 import time
@@ -87,8 +86,17 @@ def test_export_of_a_running_container(emd, registry):
 def test_import_of_an_export_runs(emd, changed, tmp_path):
     out = tmp_path / "c.tar"
     emd.ok("export", "-o", str(out), changed)
-    r = emd.ok("import", "-c", 'CMD ["cat", "/newfile"]', "-c", 'ENV GREETING="hi there"', "-m", "flattened",
-               str(out), "flat:v1")
+    r = emd.ok(
+        "import",
+        "-c",
+        'CMD ["cat", "/newfile"]',
+        "-c",
+        'ENV GREETING="hi there"',
+        "-m",
+        "flattened",
+        str(out),
+        "flat:v1",
+    )
     image_id = r.stdout.strip()
     assert image_id.startswith("sha256:") and len(image_id) == 71
     info = json.loads(emd.ok("inspect", "flat:v1").stdout)[0]
@@ -109,16 +117,25 @@ def test_import_of_an_export_runs(emd, changed, tmp_path):
 
 
 def test_import_refuses_what_is_not_a_tar(emd, tmp_path):
-    before = (sorted(p.name for p in (emd.root / "layers").iterdir()),
-              sorted(p.name for p in (emd.root / "blobs/sha256").iterdir()), emd.ok("images", "-q").stdout)
+    before = (
+        sorted(p.name for p in (emd.root / "layers").iterdir()),
+        sorted(p.name for p in (emd.root / "blobs/sha256").iterdir()),
+        emd.ok("images", "-q").stdout,
+    )
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"not a tar at all " * 200)
-    for args in (["import", str(junk), "junk:1"], ["import", str(tmp_path / "missing.tar")],
-                 ["import", "-c", "RUN rm -rf /", str(junk)]):
+    for args in (
+        ["import", str(junk), "junk:1"],
+        ["import", str(tmp_path / "missing.tar")],
+        ["import", "-c", "RUN rm -rf /", str(junk)],
+    ):
         r = emd(*args)
         assert r.returncode == 125 and one_error(r.stderr), (args, r.stderr)
-    after = (sorted(p.name for p in (emd.root / "layers").iterdir()),
-             sorted(p.name for p in (emd.root / "blobs/sha256").iterdir()), emd.ok("images", "-q").stdout)
+    after = (
+        sorted(p.name for p in (emd.root / "layers").iterdir()),
+        sorted(p.name for p in (emd.root / "blobs/sha256").iterdir()),
+        emd.ok("images", "-q").stdout,
+    )
     assert after == before
     assert not list((emd.root / "ingest").iterdir())
 

@@ -11,20 +11,26 @@ import urllib.parse
 import pytest
 
 from images.layers_expect import LAYER_MEDIA_TYPES, LAYERS_EXPECTED, verify_tree
-from tests.support.oci import (layer_tar, layout_config, layout_manifest, layout_top,
-                               unpack_overlay_form)
-from tests.support.registry import (SigningKey, basic_auth, http_request, parse_challenge,
-                                    sha256_digest)
+from tests.support.oci import layer_tar, layout_config, layout_manifest, layout_top, unpack_overlay_form
+from tests.support.registry import SigningKey, basic_auth, http_request, parse_challenge, sha256_digest
 
-ACCEPT = ", ".join([
-    "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json"])
+ACCEPT = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
 
 
 def skopeo_inspect(ref: str, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["skopeo", "inspect", "--tls-verify=false", *extra, f"docker://{ref}"],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", *extra, f"docker://{ref}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def token_for(reg, scope: str, creds: tuple[str, str] | None = None) -> tuple[int, dict]:
@@ -41,6 +47,7 @@ def token_for(reg, scope: str, creds: tuple[str, str] | None = None) -> tuple[in
 
 # -- the plain registry -------------------------------------------------------------------
 
+
 def test_skopeo_sees_busybox_with_the_layouts_digest(registry, image_layouts):
     r = skopeo_inspect(f"{registry.host}/busybox:latest")
     assert r.returncode == 0, r.stderr
@@ -50,14 +57,21 @@ def test_skopeo_sees_busybox_with_the_layouts_digest(registry, image_layouts):
     assert info["Architecture"] == "amd64" and info["Os"] == "linux"
 
 
-@pytest.mark.parametrize("repo,layout", [
-    ("busybox", "busybox"), ("library/busybox", "busybox"), ("debian", "debian"),
-    ("library/debian", "debian"), ("layers", "layers"), ("multiarch", "multiarch"),
-    ("multiarch-docker", "multiarch-docker")])
+@pytest.mark.parametrize(
+    "repo,layout",
+    [
+        ("busybox", "busybox"),
+        ("library/busybox", "busybox"),
+        ("debian", "debian"),
+        ("library/debian", "debian"),
+        ("layers", "layers"),
+        ("multiarch", "multiarch"),
+        ("multiarch-docker", "multiarch-docker"),
+    ],
+)
 def test_seeded_manifests_keep_their_digests(registry, image_layouts, repo, layout):
     top, _ = layout_top(image_layouts[layout])
-    status, headers, body = http_request(f"{registry.url}/v2/{repo}/manifests/latest",
-                                         headers={"Accept": ACCEPT})
+    status, headers, body = http_request(f"{registry.url}/v2/{repo}/manifests/latest", headers={"Accept": ACCEPT})
     assert status == 200
     assert headers["docker-content-digest"] == top["digest"] == sha256_digest(body)
     assert headers["content-type"] == top["mediaType"]
@@ -70,9 +84,8 @@ def test_multiarch_index_has_both_platforms(registry):
     assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
     platforms = sorted((m["platform"]["os"], m["platform"]["architecture"]) for m in index["manifests"])
     assert platforms == [("linux", "amd64"), ("linux", "arm64")]
-    for m in index["manifests"]:                     # every child is there, by digest
-        status, _, _ = http_request(f"{registry.url}/v2/multiarch/manifests/{m['digest']}", "HEAD",
-                                    {"Accept": ACCEPT})
+    for m in index["manifests"]:  # every child is there, by digest
+        status, _, _ = http_request(f"{registry.url}/v2/multiarch/manifests/{m['digest']}", "HEAD", {"Accept": ACCEPT})
         assert status == 200
 
 
@@ -90,28 +103,30 @@ def test_access_log_records_requests(registry):
     while not len(registry.requests) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert [(r["method"], r["path"], r["status"]) for r in registry.requests] == [
-        ("HEAD", "/v2/busybox/manifests/latest", 200)]
+        ("HEAD", "/v2/busybox/manifests/latest", 200)
+    ]
 
 
 # -- basic auth -----------------------------------------------------------------------------
+
 
 def test_basic_registry_refuses_without_credentials(basic_registry):
     url = f"{basic_registry.url}/v2/busybox/manifests/latest"
     status, headers, _ = http_request(url, "HEAD", {"Accept": ACCEPT})
     assert status == 401 and parse_challenge(headers["www-authenticate"])[0] == "basic"
-    status, _, _ = http_request(url, "HEAD", {"Accept": ACCEPT,
-                                              "Authorization": basic_auth("tester", "wrong")})
+    status, _, _ = http_request(url, "HEAD", {"Accept": ACCEPT, "Authorization": basic_auth("tester", "wrong")})
     assert status == 401
-    status, _, _ = http_request(url, "HEAD", {"Accept": ACCEPT, "Authorization": basic_auth(
-        basic_registry.username, basic_registry.password)})
+    status, _, _ = http_request(
+        url, "HEAD", {"Accept": ACCEPT, "Authorization": basic_auth(basic_registry.username, basic_registry.password)}
+    )
     assert status == 200
 
 
 # -- token auth -----------------------------------------------------------------------------
 
+
 def test_token_challenge_names_the_realm_and_service(token_registry):
-    status, headers, _ = http_request(f"{token_registry.url}/v2/busybox/manifests/latest",
-                                      headers={"Accept": ACCEPT})
+    status, headers, _ = http_request(f"{token_registry.url}/v2/busybox/manifests/latest", headers={"Accept": ACCEPT})
     assert status == 401
     scheme, params = parse_challenge(headers["www-authenticate"])
     assert scheme == "bearer"
@@ -146,26 +161,35 @@ def test_credentials_get_private_access_and_wrong_ones_401(token_registry):
     token_registry.token_requests.clear()
     status, _ = token_for(token_registry, "repository:private/busybox:pull", ("tester", "wrong"))
     assert status == 401
-    status, body = token_for(token_registry, "repository:private/busybox:pull",
-                             (token_registry.username, token_registry.password))
+    status, body = token_for(
+        token_registry, "repository:private/busybox:pull", (token_registry.username, token_registry.password)
+    )
     assert status == 200
     url = f"{token_registry.url}/v2/private/busybox/manifests/latest"
     status, _, _ = http_request(url, headers={"Accept": ACCEPT, "Authorization": f"Bearer {body['token']}"})
     assert status == 200
     assert [(r["username"], r["authorization"], r["status"]) for r in token_registry.token_requests] == [
-        ("tester", True, 401), ("tester", True, 200)]
+        ("tester", True, 401),
+        ("tester", True, 200),
+    ]
 
 
 def test_registry_verifies_the_token_signature(token_registry):
     """A token with every claim right but signed by a key outside rootcertbundle: refused."""
     forger = SigningKey("forger")
     now = int(time.time())
-    claims = {"iss": "minidocker-test-token-issuer", "sub": "tester", "aud": "minidocker-test",
-              "exp": now + 300, "nbf": now - 1, "iat": now, "jti": "forged",
-              "access": [{"type": "repository", "name": "private/busybox", "actions": ["pull"]}]}
+    claims = {
+        "iss": "minidocker-test-token-issuer",
+        "sub": "tester",
+        "aud": "minidocker-test",
+        "exp": now + 300,
+        "nbf": now - 1,
+        "iat": now,
+        "jti": "forged",
+        "access": [{"type": "repository", "name": "private/busybox", "actions": ["pull"]}],
+    }
     url = f"{token_registry.url}/v2/private/busybox/manifests/latest"
-    status, headers, _ = http_request(url, headers={"Accept": ACCEPT,
-                                                    "Authorization": f"Bearer {forger.jwt(claims)}"})
+    status, headers, _ = http_request(url, headers={"Accept": ACCEPT, "Authorization": f"Bearer {forger.jwt(claims)}"})
     assert status == 401 and 'error="invalid_token"' in headers["www-authenticate"]
     genuine = token_registry.token_server.signing.jwt(claims)
     status, _, _ = http_request(url, headers={"Accept": ACCEPT, "Authorization": f"Bearer {genuine}"})
@@ -183,14 +207,18 @@ def test_skopeo_through_token_auth(token_registry):
 
 # -- the redirecting front ------------------------------------------------------------------
 
+
 def test_front_redirects_blobs_to_the_cdn_host(redirect_front, image_layouts):
     front = redirect_front
     manifest, digest = layout_manifest(image_layouts["busybox"])
     status, headers, body = http_request(f"{front.url}/v2/busybox/manifests/latest", headers={"Accept": ACCEPT})
     assert status == 200 and headers["docker-content-digest"] == digest
     layer = manifest["layers"][0]["digest"]
-    status, headers, _ = http_request(f"{front.url}/v2/busybox/blobs/{layer}", follow_redirects=False,
-                                      headers={"Authorization": "Bearer not-for-the-cdn"})
+    status, headers, _ = http_request(
+        f"{front.url}/v2/busybox/blobs/{layer}",
+        follow_redirects=False,
+        headers={"Authorization": "Bearer not-for-the-cdn"},
+    )
     assert status == 307
     location = urllib.parse.urlsplit(headers["location"])
     assert location.hostname == "127.0.0.2" and location.path == f"/cdn/{layer}"
@@ -200,7 +228,7 @@ def test_front_redirects_blobs_to_the_cdn_host(redirect_front, image_layouts):
     assert "Authorization" not in front.cdn_requests[-1]["headers"]
     status, _, part = http_request(f"{front.cdn_url}/cdn/{layer}?sig=x", headers={"Range": "bytes=10-19"})
     assert status == 206 and part == blob[10:20]
-    assert http_request(f"{front.cdn_url}/cdn/{layer}")[0] == 403          # no signature
+    assert http_request(f"{front.cdn_url}/cdn/{layer}")[0] == 403  # no signature
     # unknown blobs and HEADs are the registry's own answers
     missing = "sha256:" + "0" * 64
     assert http_request(f"{front.url}/v2/busybox/blobs/{missing}", follow_redirects=False)[0] == 404
@@ -209,15 +237,27 @@ def test_front_redirects_blobs_to_the_cdn_host(redirect_front, image_layouts):
 
 def test_skopeo_pulls_through_the_front(redirect_front, tmp_path):
     redirect_front.cdn_requests.clear()
-    r = subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
-                        f"docker://{redirect_front.host}/busybox:latest", f"oci:{tmp_path}/out:latest"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            f"docker://{redirect_front.host}/busybox:latest",
+            f"oci:{tmp_path}/out:latest",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
-    assert [c["status"] for c in redirect_front.cdn_requests] and \
-        all(c["status"] == 200 for c in redirect_front.cdn_requests)
+    assert [c["status"] for c in redirect_front.cdn_requests] and all(
+        c["status"] == 200 for c in redirect_front.cdn_requests
+    )
 
 
 # -- the images -----------------------------------------------------------------------------
+
 
 def test_layers_manifest_media_types(image_layouts):
     manifest, _ = layout_manifest(image_layouts["layers"])
@@ -225,7 +265,8 @@ def test_layers_manifest_media_types(image_layouts):
     assert [e["media_type"] for e in LAYERS_EXPECTED["layers"]] == LAYER_MEDIA_TYPES
     config = layout_config(image_layouts["layers"])
     assert config["rootfs"]["diff_ids"] == [
-        sha256_digest(layer_tar(image_layouts["layers"], d)) for d in manifest["layers"]]
+        sha256_digest(layer_tar(image_layouts["layers"], d)) for d in manifest["layers"]
+    ]
 
 
 def test_busybox_config(image_layouts):
@@ -249,9 +290,10 @@ def test_layers_expectation_matches_the_kernels_overlayfs(image_layouts, tmp_pat
         lowers.append(d)
     merged = tmp_path / "merged"
     merged.mkdir()
-    lowerdir = ":".join(str(d) for d in reversed(lowers))           # the top layer first
-    r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lowerdir}", str(merged)],
-                       capture_output=True, text=True)
+    lowerdir = ":".join(str(d) for d in reversed(lowers))  # the top layer first
+    r = subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lowerdir}", str(merged)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     try:
         assert verify_tree(merged, LAYERS_EXPECTED["merged"]) == []
@@ -261,17 +303,20 @@ def test_layers_expectation_matches_the_kernels_overlayfs(image_layouts, tmp_pat
 
 def test_rebuilds_are_bit_for_bit_identical(image_layouts, tmp_path, monkeypatch):
     from images.build import build_image
+
     monkeypatch.setenv("MINIDOCKER_IMAGE_CACHE", str(tmp_path))
     for name in ("busybox", "layers", "multiarch"):
         again = build_image(name)
         assert again.parent == tmp_path
         assert (again / "index.json").read_bytes() == (image_layouts[name] / "index.json").read_bytes()
-        assert sorted(p.name for p in (again / "blobs/sha256").iterdir()) == \
-            sorted(p.name for p in (image_layouts[name] / "blobs/sha256").iterdir())
+        assert sorted(p.name for p in (again / "blobs/sha256").iterdir()) == sorted(
+            p.name for p in (image_layouts[name] / "blobs/sha256").iterdir()
+        )
 
 
 def test_the_recipe_stamp_rebuilds_a_changed_recipe(tmp_path, monkeypatch):
     from images import build
+
     monkeypatch.setenv("MINIDOCKER_IMAGE_CACHE", str(tmp_path))
     first = build.build_image("busybox")
     inode = (first / "index.json").stat().st_ino
@@ -287,20 +332,35 @@ def test_token_server_speaks_oauth_post_too(token_registry):
     """containerd and docker POST credentials to the realm (grant_type=password)."""
     _, headers, _ = http_request(f"{token_registry.url}/v2/")
     realm = parse_challenge(headers["www-authenticate"])[1]["realm"]
-    form = {"grant_type": "password", "username": "tester", "password": "s3cret", "service": "minidocker-test",
-            "scope": "repository:private/busybox:pull", "client_id": "minidocker", "access_type": "offline"}
-    status, _, body = http_request(realm, "POST", {"Content-Type": "application/x-www-form-urlencoded"},
-                                   urllib.parse.urlencode(form).encode())
+    form = {
+        "grant_type": "password",
+        "username": "tester",
+        "password": "s3cret",
+        "service": "minidocker-test",
+        "scope": "repository:private/busybox:pull",
+        "client_id": "minidocker",
+        "access_type": "offline",
+    }
+    status, _, body = http_request(
+        realm, "POST", {"Content-Type": "application/x-www-form-urlencoded"}, urllib.parse.urlencode(form).encode()
+    )
     assert status == 200
     doc = json.loads(body)
     url = f"{token_registry.url}/v2/private/busybox/manifests/latest"
     assert http_request(url, "HEAD", {"Accept": ACCEPT, "Authorization": f"Bearer {doc['access_token']}"})[0] == 200
-    refresh = {"grant_type": "refresh_token", "refresh_token": doc["refresh_token"], "service": "minidocker-test",
-               "scope": "repository:private/busybox:pull", "client_id": "minidocker"}
-    status, _, body = http_request(realm, "POST", {"Content-Type": "application/x-www-form-urlencoded"},
-                                   urllib.parse.urlencode(refresh).encode())
+    refresh = {
+        "grant_type": "refresh_token",
+        "refresh_token": doc["refresh_token"],
+        "service": "minidocker-test",
+        "scope": "repository:private/busybox:pull",
+        "client_id": "minidocker",
+    }
+    status, _, body = http_request(
+        realm, "POST", {"Content-Type": "application/x-www-form-urlencoded"}, urllib.parse.urlencode(refresh).encode()
+    )
     assert status == 200 and token_registry.token_requests[-1]["username"] == "tester"
     form["password"] = "wrong"
-    status, _, _ = http_request(realm, "POST", {"Content-Type": "application/x-www-form-urlencoded"},
-                                urllib.parse.urlencode(form).encode())
+    status, _, _ = http_request(
+        realm, "POST", {"Content-Type": "application/x-www-form-urlencoded"}, urllib.parse.urlencode(form).encode()
+    )
     assert status == 401

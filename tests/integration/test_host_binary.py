@@ -20,8 +20,10 @@ import subprocess
 import time
 from pathlib import Path
 
-PROBE = ("for f in exe environ; do if head -c 1 /proc/{pid}/$f >/dev/null 2>&1; "
-         "then echo OPENED-$f; else echo refused-$f; fi; done; ls -l /proc/{pid}/exe 2>&1 | head -1")
+PROBE = (
+    "for f in exe environ; do if head -c 1 /proc/{pid}/$f >/dev/null 2>&1; "
+    "then echo OPENED-$f; else echo refused-$f; fi; done; ls -l /proc/{pid}/exe 2>&1 | head -1"
+)
 
 
 def probe(m, cid: str, pid_inside: int) -> str:
@@ -53,7 +55,13 @@ def test_init_reaper_is_not_open_to_the_container(md_run, bb):
         assert "refused-exe" in out and "refused-environ" in out
         assert "Permission denied" in out  # ls -l cannot even read the link
         # a process the container started itself stays open to it (the walls are not in the way)
-        mine = m.ok("exec", cid, "sh", "-c", "sleep 30 >/dev/null 2>&1 & p=$!; head -c 1 /proc/$p/exe >/dev/null && echo ok-$p; kill $p")
+        mine = m.ok(
+            "exec",
+            cid,
+            "sh",
+            "-c",
+            "sleep 30 >/dev/null 2>&1 & p=$!; head -c 1 /proc/$p/exe >/dev/null && echo ok-$p; kill $p",
+        )
         assert "ok-" in mine.stdout
     finally:
         m("rm", "-f", cid)
@@ -104,9 +112,12 @@ def _catch_exec_helper(m, cid: str, container_pid: int, tries: int = 40) -> tupl
                     continue
                 pid = int(name)
                 try:
-                    if same_pid_ns(pid, container_pid) and os.readlink(f"/proc/{pid}/exe") == python:
-                        if _stop_after_capability_drop(pid, python, host_caps):
-                            return proc, pid
+                    if (
+                        same_pid_ns(pid, container_pid)
+                        and os.readlink(f"/proc/{pid}/exe") == python
+                        and _stop_after_capability_drop(pid, python, host_caps)
+                    ):
+                        return proc, pid
                 except (FileNotFoundError, ProcessLookupError, PermissionError, KeyError):
                     continue
         proc.wait(timeout=30)

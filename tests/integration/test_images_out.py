@@ -20,8 +20,10 @@ from tests.integration.conftest import Minidocker, _remove
 from tests.support.registry import need_tool
 from tests.support.trees import tree
 
-CHANGES = ("echo made > /made; echo more >> /etc/passwd; rm /etc/group; "
-           "rm -rf /home && mkdir /home && echo x > /home/only; chown 1000:1000 /home/only")
+CHANGES = (
+    "echo made > /made; echo more >> /etc/passwd; rm /etc/group; "
+    "rm -rf /home && mkdir /home && echo x > /home/only; chown 1000:1000 /home/only"
+)
 
 
 def _inspect(md, name):
@@ -45,12 +47,19 @@ def test_committed_image_round_trip_through_registry_skopeo_and_umoci(md, regist
     pushed = md.ok("push", f"{repo}:v1")
     digest = pushed.stdout.split("digest: ")[1].split()[0]
     # skopeo reads what we pushed, and copying it verifies every blob's digest
-    info = json.loads(_tool(need_tool("skopeo", "skopeo"), "inspect", "--tls-verify=false",
-                            f"docker://{repo}:v1").stdout)
+    info = json.loads(
+        _tool(need_tool("skopeo", "skopeo"), "inspect", "--tls-verify=false", f"docker://{repo}:v1").stdout
+    )
     assert info["Digest"] == digest and len(info["Layers"]) == 2
     oci = tmp_path / "oci"
-    _tool(need_tool("skopeo", "skopeo"), "copy", "--quiet", "--src-tls-verify=false", f"docker://{repo}:v1",
-          f"oci:{oci}:v1")
+    _tool(
+        need_tool("skopeo", "skopeo"),
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        f"docker://{repo}:v1",
+        f"oci:{oci}:v1",
+    )
     config = json.loads(_tool(need_tool("skopeo", "skopeo"), "inspect", "--config", f"oci:{oci}:v1").stdout)
     assert config["config"]["Cmd"] == ["cat", "/made"] and config["history"][-1]["comment"] == "round trip"
 
@@ -86,8 +95,10 @@ def test_built_image_saved_and_loaded_elsewhere(md, registry, tmp_path):
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "hello.txt").write_text("hello\n")
-    (ctx / "Dockerfile").write_text(f"FROM {registry.host}/busybox\nCOPY hello.txt /hello.txt\n"
-                                    "RUN cat /hello.txt > /copied\nCMD [\"cat\", \"/copied\"]\n")
+    (ctx / "Dockerfile").write_text(
+        f"FROM {registry.host}/busybox\nCOPY hello.txt /hello.txt\n"
+        'RUN cat /hello.txt > /copied\nCMD ["cat", "/copied"]\n'
+    )
     md.ok("build", "-t", "built:1", str(ctx))
     image_id = _inspect(md, "built:1")["Id"]
     archive = tmp_path / "built.tar"
@@ -107,19 +118,37 @@ def test_built_image_saved_and_loaded_elsewhere(md, registry, tmp_path):
     conf = tmp_path / "containers.conf"
     conf.write_text('[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
     runroot = tempfile.mkdtemp(prefix="mdp-", dir="/tmp")  # podman wants a runroot under 50 characters
-    podman = [need_tool("podman", "podman"), "--root", str(tmp_path / "p-root"), "--runroot", runroot,
-              "--storage-driver", "vfs"]
+    podman = [
+        need_tool("podman", "podman"),
+        "--root",
+        str(tmp_path / "p-root"),
+        "--runroot",
+        runroot,
+        "--storage-driver",
+        "vfs",
+    ]
     env = {**os.environ, "CONTAINERS_CONF": str(conf)}
     try:
         r = subprocess.run([*podman, "load", "-i", str(archive)], env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0 and "Loaded image: docker.io/library/built:1" in r.stdout, r.stderr
-        r = subprocess.run([*podman, "images", "--no-trunc", "--format", "{{.ID}}"], env=env, capture_output=True,
-                           text=True, timeout=60)
+        r = subprocess.run(
+            [*podman, "images", "--no-trunc", "--format", "{{.ID}}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.stdout.split() == [image_id]
-        subprocess.run([*podman, "create", "--name", "from-minidocker", "docker.io/library/built:1"], env=env, check=True,
-                       capture_output=True, timeout=120)
-        exported = subprocess.run([*podman, "export", "from-minidocker"], env=env, check=True, capture_output=True,
-                                  timeout=120).stdout
+        subprocess.run(
+            [*podman, "create", "--name", "from-minidocker", "docker.io/library/built:1"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        exported = subprocess.run(
+            [*podman, "export", "from-minidocker"], env=env, check=True, capture_output=True, timeout=120
+        ).stdout
         with tarfile.open(fileobj=io.BytesIO(exported)) as t:
             assert t.extractfile("copied").read() == b"hello\n"
             assert t.extractfile("hello.txt").read() == b"hello\n"

@@ -84,9 +84,15 @@ def test_escape_fails(md_run, bb, name):
 
 
 def test_kcore_and_keys_are_masked(md_run, bb):
-    r = md_run.ok("run", "--rm", bb, "sh", "-c",
-                  "for f in /proc/kcore /proc/keys /proc/timer_list; do [ -e $f ] && wc -c < $f || echo absent; done; "
-                  "find /proc/acpi /sys/firmware -mindepth 1 | wc -l")
+    r = md_run.ok(
+        "run",
+        "--rm",
+        bb,
+        "sh",
+        "-c",
+        "for f in /proc/kcore /proc/keys /proc/timer_list; do [ -e $f ] && wc -c < $f || echo absent; done; "
+        "find /proc/acpi /sys/firmware -mindepth 1 | wc -l",
+    )
     sizes = r.stdout.split()
     assert all(s in ("0", "absent") for s in sizes[:3]), sizes  # /dev/null over them
     assert sizes[3] == "0"  # empty read-only tmpfs over the directories
@@ -104,8 +110,18 @@ def test_raw_sockets_follow_net_raw(md_run, bb):
 
 
 def test_cap_add_and_privileged(md_run, bb):
-    r = md_run.ok("run", "--rm", "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", bb,
-                  "sh", "-c", "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m && echo mounted")
+    r = md_run.ok(
+        "run",
+        "--rm",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--security-opt",
+        "seccomp=unconfined",
+        bb,
+        "sh",
+        "-c",
+        "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m && echo mounted",
+    )
     assert r.stdout.strip() == "mounted"
     status = md_run.ok("run", "--rm", "--privileged", bb, "cat", "/proc/self/status").stdout
     assert "Seccomp:\t0" in status and "NoNewPrivs:\t0" in status
@@ -116,8 +132,14 @@ def test_seccomp_unconfined_and_profile_file(md_run, bb, tmp_path):
     status = md_run.ok("run", "--rm", "--security-opt", "seccomp=unconfined", bb, "cat", "/proc/self/status").stdout
     assert "Seccomp:\t0" in status
     profile = tmp_path / "deny-getcwd.json"
-    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}))
+    profile.write_text(
+        json.dumps(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+            }
+        )
+    )
     r = md_run("run", "--rm", "--security-opt", f"seccomp={profile}", bb, "sh", "-c", "/bin/pwd")
     assert r.returncode != 0
     r = md_run("run", "--rm", "--security-opt", "seccomp=/nonexistent.json", bb, "true")
@@ -125,8 +147,17 @@ def test_seccomp_unconfined_and_profile_file(md_run, bb, tmp_path):
 
 
 def test_read_only_root_with_tmpfs(md_run, bb):
-    r = md_run.ok("run", "--rm", "--read-only", "--tmpfs", "/scratch", bb, "sh", "-c",
-                  "echo ok > /scratch/f && cat /scratch/f; touch /etc/x 2>/dev/null || echo ro")
+    r = md_run.ok(
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        bb,
+        "sh",
+        "-c",
+        "echo ok > /scratch/f && cat /scratch/f; touch /etc/x 2>/dev/null || echo ro",
+    )
     assert r.stdout.split() == ["ok", "ro"]
 
 
@@ -141,8 +172,16 @@ def test_memory_limit_oom_kill(md_run, bb):
 
 def test_pids_limit_contains_a_fork_bomb(md_run, bb):
     # the bomb runs in a child shell (a shell whose fork fails gives up); PID 1 stays to be seen
-    cid = md_run.ok("run", "-d", "--pids-limit", "50", bb, "sh", "-c",
-                    'sh -c "for i in \\$(seq 300); do sleep 30 & done" 2>/dev/null; exec sleep 30').stdout.strip()
+    cid = md_run.ok(
+        "run",
+        "-d",
+        "--pids-limit",
+        "50",
+        bb,
+        "sh",
+        "-c",
+        'sh -c "for i in \\$(seq 300); do sleep 30 & done" 2>/dev/null; exec sleep 30',
+    ).stdout.strip()
     time.sleep(2)
     pids = Path(f"/sys/fs/cgroup/pids/minidocker/{cid}/pids.current")
     assert pids.exists(), "expected the cgroup v1 pids controller on this host"

@@ -30,17 +30,29 @@ FILE_CAPS = struct.pack("<IIIII", 0x02000000 | 1, 1 << CAP_NET_RAW, 0, 0, 0)
 
 
 # -- building layers in memory -----------------------------------------------------------------
-def entry(name: str, type_: bytes = tarfile.REGTYPE, *, data: bytes = b"", mode: int = 0o644,
-          uid: int = 0, gid: int = 0, mtime: float = MTIME, linkname: str = "",
-          dev: tuple[int, int] = (0, 0), xattrs: dict[str, bytes | str] | None = None):
+def entry(
+    name: str,
+    type_: bytes = tarfile.REGTYPE,
+    *,
+    data: bytes = b"",
+    mode: int = 0o644,
+    uid: int = 0,
+    gid: int = 0,
+    mtime: float = MTIME,
+    linkname: str = "",
+    dev: tuple[int, int] = (0, 0),
+    xattrs: dict[str, bytes | str] | None = None,
+):
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.uid, info.gid, info.mtime = type_, mode, uid, gid, mtime
     info.linkname = linkname
     info.devmajor, info.devminor = dev
     info.size = len(data) if type_ == tarfile.REGTYPE else 0
     if xattrs:
-        info.pax_headers = {f"SCHILY.xattr.{k}": v if isinstance(v, str) else v.decode("utf-8", "surrogateescape")
-                            for k, v in xattrs.items()}
+        info.pax_headers = {
+            f"SCHILY.xattr.{k}": v if isinstance(v, str) else v.decode("utf-8", "surrogateescape")
+            for k, v in xattrs.items()
+        }
     return info, data
 
 
@@ -87,7 +99,7 @@ class OneWayStream(io.RawIOBase):
 
     def readinto(self, b):
         n = min(len(b), len(self.data) - self.pos)
-        b[:n] = self.data[self.pos:self.pos + n]
+        b[:n] = self.data[self.pos : self.pos + n]
         self.pos += n
         return n
 
@@ -109,23 +121,26 @@ def xattr(path: Path, name: str) -> bytes | None:
 # -- every member type, in overlay form ----------------------------------------------------------
 def test_every_type_with_owner_mode_and_mtime(tmp_path):
     dest = tmp_path / "diff"
-    stats = apply(tar_of(
-        directory(".", mode=0o755, mtime=MTIME - 9),
-        directory("etc", mode=0o750, uid=0, gid=42, mtime=MTIME + 1),
-        file("etc/conf", b"hello\n", mode=0o640, uid=1000, gid=1001, mtime=MTIME + 2),
-        file("bin/su", b"\x7fELF", mode=0o4755, uid=0, gid=0),  # parent "bin" not listed
-        file("bin/sg", b"sg", mode=0o2711, uid=1234, gid=5678),  # setgid survives chown
-        file("bin/suid-user", b"x", mode=0o6750, uid=1234, gid=5678),
-        directory("tmp", mode=0o1777, mtime=MTIME + 3),
-        symlink("etc/link", "/etc/conf", uid=77, gid=88, mtime=MTIME + 4),
-        symlink("dangling", "no/such/file"),
-        hardlink("etc/conf.hard", "etc/conf"),
-        entry("dev/null", tarfile.CHRTYPE, mode=0o666, dev=(1, 3), mtime=MTIME + 5),
-        entry("dev/loop0", tarfile.BLKTYPE, mode=0o660, gid=6, dev=(7, 0)),
-        entry("run/fifo", tarfile.FIFOTYPE, mode=0o620, uid=3, gid=4),
-        directory("etc/deep/deeper", mode=0o700, mtime=MTIME + 6),  # "etc/deep" implied
-        file("etc/deep/deeper/f", b"", mode=0o600),
-    ), dest)
+    stats = apply(
+        tar_of(
+            directory(".", mode=0o755, mtime=MTIME - 9),
+            directory("etc", mode=0o750, uid=0, gid=42, mtime=MTIME + 1),
+            file("etc/conf", b"hello\n", mode=0o640, uid=1000, gid=1001, mtime=MTIME + 2),
+            file("bin/su", b"\x7fELF", mode=0o4755, uid=0, gid=0),  # parent "bin" not listed
+            file("bin/sg", b"sg", mode=0o2711, uid=1234, gid=5678),  # setgid survives chown
+            file("bin/suid-user", b"x", mode=0o6750, uid=1234, gid=5678),
+            directory("tmp", mode=0o1777, mtime=MTIME + 3),
+            symlink("etc/link", "/etc/conf", uid=77, gid=88, mtime=MTIME + 4),
+            symlink("dangling", "no/such/file"),
+            hardlink("etc/conf.hard", "etc/conf"),
+            entry("dev/null", tarfile.CHRTYPE, mode=0o666, dev=(1, 3), mtime=MTIME + 5),
+            entry("dev/loop0", tarfile.BLKTYPE, mode=0o660, gid=6, dev=(7, 0)),
+            entry("run/fifo", tarfile.FIFOTYPE, mode=0o620, uid=3, gid=4),
+            directory("etc/deep/deeper", mode=0o700, mtime=MTIME + 6),  # "etc/deep" implied
+            file("etc/deep/deeper/f", b"", mode=0o600),
+        ),
+        dest,
+    )
     assert stats.entries == 15 and stats.size == len(b"hello\n\x7fELFsgx") and stats.xattrs_skipped == 0
 
     def check(rel, kind, mode, uid=0, gid=0, mtime=None):
@@ -163,14 +178,18 @@ def test_every_type_with_owner_mode_and_mtime(tmp_path):
 
 def test_xattrs_are_set_after_chown_and_never_on_a_symlink_target(tmp_path):
     dest = tmp_path / "diff"
-    stats = apply(tar_of(
-        file("ping", b"\x7fELF", mode=0o4755, uid=0, gid=0, xattrs={"security.capability": FILE_CAPS}),
-        file("owned-ping", b"\x7fELF", mode=0o755, uid=1000, gid=1000,
-             xattrs={"security.capability": FILE_CAPS}),  # chown would clear caps set before it
-        file("f", b"data", xattrs={"user.comment": "hi there", "trusted.md5": b"\x00\xff\x80binary"}),
-        directory("d", xattrs={"user.dir": "yes", "trusted.x": "1"}),
-        symlink("s", "f", xattrs={"trusted.on-link": "1", "user.refused-on-links": "skipped"}),
-    ), dest)
+    stats = apply(
+        tar_of(
+            file("ping", b"\x7fELF", mode=0o4755, uid=0, gid=0, xattrs={"security.capability": FILE_CAPS}),
+            file(
+                "owned-ping", b"\x7fELF", mode=0o755, uid=1000, gid=1000, xattrs={"security.capability": FILE_CAPS}
+            ),  # chown would clear caps set before it
+            file("f", b"data", xattrs={"user.comment": "hi there", "trusted.md5": b"\x00\xff\x80binary"}),
+            directory("d", xattrs={"user.dir": "yes", "trusted.x": "1"}),
+            symlink("s", "f", xattrs={"trusted.on-link": "1", "user.refused-on-links": "skipped"}),
+        ),
+        dest,
+    )
     assert xattr(dest / "ping", "security.capability") == FILE_CAPS
     assert xattr(dest / "owned-ping", "security.capability") == FILE_CAPS
     assert stat.S_IMODE(os.stat(dest / "ping").st_mode) == 0o4755
@@ -188,38 +207,44 @@ def file_member(type_):
     return entry("x", type_)[0]
 
 
-@pytest.mark.parametrize("name, err, type_, skip", [
-    ("security.capability", errno.ENOTSUP, tarfile.REGTYPE, False),  # never lose file caps
-    ("security.capability", errno.EPERM, tarfile.REGTYPE, False),
-    ("security.selinux", errno.EINVAL, tarfile.REGTYPE, True),  # the builder's labels
-    ("security.selinux", errno.EPERM, tarfile.DIRTYPE, True),
-    ("security.ima", errno.EACCES, tarfile.REGTYPE, True),
-    ("user.x", errno.ENOTSUP, tarfile.REGTYPE, True),  # the file system has no user xattrs
-    ("user.x", errno.EPERM, tarfile.SYMTYPE, True),  # not on symlinks
-    ("user.x", errno.EPERM, tarfile.CHRTYPE, True),
-    ("user.x", errno.EPERM, tarfile.REGTYPE, False),
-    ("trusted.x", errno.EPERM, tarfile.REGTYPE, False),
-    ("user.x", errno.ENOSPC, tarfile.REGTYPE, False),
-    ("user.x", errno.E2BIG, tarfile.REGTYPE, False),
-])
+@pytest.mark.parametrize(
+    "name, err, type_, skip",
+    [
+        ("security.capability", errno.ENOTSUP, tarfile.REGTYPE, False),  # never lose file caps
+        ("security.capability", errno.EPERM, tarfile.REGTYPE, False),
+        ("security.selinux", errno.EINVAL, tarfile.REGTYPE, True),  # the builder's labels
+        ("security.selinux", errno.EPERM, tarfile.DIRTYPE, True),
+        ("security.ima", errno.EACCES, tarfile.REGTYPE, True),
+        ("user.x", errno.ENOTSUP, tarfile.REGTYPE, True),  # the file system has no user xattrs
+        ("user.x", errno.EPERM, tarfile.SYMTYPE, True),  # not on symlinks
+        ("user.x", errno.EPERM, tarfile.CHRTYPE, True),
+        ("user.x", errno.EPERM, tarfile.REGTYPE, False),
+        ("trusted.x", errno.EPERM, tarfile.REGTYPE, False),
+        ("user.x", errno.ENOSPC, tarfile.REGTYPE, False),
+        ("user.x", errno.E2BIG, tarfile.REGTYPE, False),
+    ],
+)
 def test_xattr_skip_policy(name, err, type_, skip):
     assert may_skip_xattr(name, err, file_member(type_)) is skip
 
 
 def test_whiteouts_become_0_0_char_devices_and_opaque_keeps_this_layers_files(tmp_path):
     dest = tmp_path / "diff"
-    apply(tar_of(
-        directory("var", mtime=MTIME),
-        file("var/cache/before", b"listed before the marker"),
-        opaque("var/cache"),
-        file("var/cache/after", b"listed after the marker"),
-        whiteout("etc/motd"),  # parent "etc" not listed
-        whiteout("var/gone-dir"),
-        file("var/local", b"will be whited out by this same layer"),
-        whiteout("var/local"),
-        opaque("fresh/dir"),  # a directory that exists only through its marker
-        file(".wh..wh.plnk/1234.5678", b"aufs bookkeeping"),
-    ), dest)
+    apply(
+        tar_of(
+            directory("var", mtime=MTIME),
+            file("var/cache/before", b"listed before the marker"),
+            opaque("var/cache"),
+            file("var/cache/after", b"listed after the marker"),
+            whiteout("etc/motd"),  # parent "etc" not listed
+            whiteout("var/gone-dir"),
+            file("var/local", b"will be whited out by this same layer"),
+            whiteout("var/local"),
+            opaque("fresh/dir"),  # a directory that exists only through its marker
+            file(".wh..wh.plnk/1234.5678", b"aufs bookkeeping"),
+        ),
+        dest,
+    )
     for rel in ("etc/motd", "var/gone-dir", "var/local"):
         st = os.lstat(dest / rel)
         assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 and stat.S_IMODE(st.st_mode) == 0, rel
@@ -235,18 +260,38 @@ def test_whiteouts_become_0_0_char_devices_and_opaque_keeps_this_layers_files(tm
 
 def test_later_members_replace_earlier_ones(tmp_path):
     dest = tmp_path / "diff"
-    apply(tar_of(
-        file("f2f", b"old"), file("f2f", b"new", mode=0o600),
-        file("d2f", b"file first"), directory("d2f", mode=0o711), file("d2f/inside", b"ok"),
-        directory("f2d"), file("f2d/child", b"goes away"), directory("f2d/sub"), file("f2d", b"now a file"),
-        directory("keep", mode=0o755, uid=1), file("keep/child", b"stays"), directory("keep", mode=0o700, uid=2),
-        directory("l2d"), symlink("l2d", "/"), directory("l2d", mode=0o751),
-        file("target", b"T"), hardlink("link", "target"), file("target", b"replaced"),
-        directory("gone"), file("gone/x", b""), symlink("gone", "elsewhere"),
-        # a replaced directory is forgotten whole: its old subdirectories must be made again
-        directory("t"), file("t/sub/deeper/x", b"old"), file("t", b"file"), directory("t"),
-        file("t/sub/deeper/y", b"new"),
-    ), dest)
+    apply(
+        tar_of(
+            file("f2f", b"old"),
+            file("f2f", b"new", mode=0o600),
+            file("d2f", b"file first"),
+            directory("d2f", mode=0o711),
+            file("d2f/inside", b"ok"),
+            directory("f2d"),
+            file("f2d/child", b"goes away"),
+            directory("f2d/sub"),
+            file("f2d", b"now a file"),
+            directory("keep", mode=0o755, uid=1),
+            file("keep/child", b"stays"),
+            directory("keep", mode=0o700, uid=2),
+            directory("l2d"),
+            symlink("l2d", "/"),
+            directory("l2d", mode=0o751),
+            file("target", b"T"),
+            hardlink("link", "target"),
+            file("target", b"replaced"),
+            directory("gone"),
+            file("gone/x", b""),
+            symlink("gone", "elsewhere"),
+            # a replaced directory is forgotten whole: its old subdirectories must be made again
+            directory("t"),
+            file("t/sub/deeper/x", b"old"),
+            file("t", b"file"),
+            directory("t"),
+            file("t/sub/deeper/y", b"new"),
+        ),
+        dest,
+    )
     assert (dest / "f2f").read_bytes() == b"new" and stat.S_IMODE(os.stat(dest / "f2f").st_mode) == 0o600
     assert (dest / "d2f").is_dir() and (dest / "d2f/inside").read_bytes() == b"ok"
     assert stat.S_IMODE(os.stat(dest / "d2f").st_mode) == 0o711
@@ -262,12 +307,15 @@ def test_later_members_replace_earlier_ones(tmp_path):
 
 def test_hard_links_to_symlinks_and_in_any_directory(tmp_path):
     dest = tmp_path / "diff"
-    apply(tar_of(
-        symlink("usr/bin/sh", "dash"),
-        hardlink("bin/sh", "usr/bin/sh"),  # links the symlink itself, not what it names
-        file("a/b/c", b"deep"),
-        hardlink("./x/y/z", "./a/b/c"),  # "./" prefixes and missing parents
-    ), dest)
+    apply(
+        tar_of(
+            symlink("usr/bin/sh", "dash"),
+            hardlink("bin/sh", "usr/bin/sh"),  # links the symlink itself, not what it names
+            file("a/b/c", b"deep"),
+            hardlink("./x/y/z", "./a/b/c"),  # "./" prefixes and missing parents
+        ),
+        dest,
+    )
     assert os.lstat(dest / "bin/sh").st_ino == os.lstat(dest / "usr/bin/sh").st_ino
     assert os.readlink(dest / "bin/sh") == "dash"
     assert os.lstat(dest / "x/y/z").st_ino == os.lstat(dest / "a/b/c").st_ino
@@ -275,8 +323,7 @@ def test_hard_links_to_symlinks_and_in_any_directory(tmp_path):
 
 # -- the stream contract -----------------------------------------------------------------------
 def test_reads_in_order_and_leaves_the_rest_for_the_caller(tmp_path):
-    data = tar_of(file("big", os.urandom(3 * (1 << 20) + 7)), file("small", b"s"),
-                  symlink("l", "big"), directory("d"))
+    data = tar_of(file("big", os.urandom(3 * (1 << 20) + 7)), file("small", b"s"), symlink("l", "big"), directory("d"))
     raw = OneWayStream(data)
     stream = io.BufferedReader(raw, 1 << 20)
     stats = apply_layer(stream, tmp_path)
@@ -336,13 +383,16 @@ def test_same_tree_as_gnu_tar(tmp_path):
     os.utime(src / "d/sub", (MTIME, MTIME))
     os.utime(src / "d", (MTIME + 1, MTIME + 1))
     archive = tmp_path / "a.tar"
-    subprocess.run(["tar", "-c", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-f", archive,
-                    "-C", src, "."], check=True)
+    subprocess.run(
+        ["tar", "-c", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-f", archive, "-C", src, "."], check=True
+    )
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     apply(archive.read_bytes(), ours)
     theirs.mkdir()
-    subprocess.run(["tar", "-x", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-p", "-f", archive,
-                    "-C", theirs], check=True)
+    subprocess.run(
+        ["tar", "-x", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-p", "-f", archive, "-C", theirs],
+        check=True,
+    )
 
     def describe(root: Path) -> dict:
         out, inodes = {}, {}
@@ -350,12 +400,18 @@ def test_same_tree_as_gnu_tar(tmp_path):
             st = os.lstat(path)
             group = inodes.setdefault(st.st_ino, len(inodes))
             out[str(path.relative_to(root))] = (
-                st.st_mode, st.st_uid, st.st_gid, st.st_nlink, group,
+                st.st_mode,
+                st.st_uid,
+                st.st_gid,
+                st.st_nlink,
+                group,
                 int(st.st_mtime) if not stat.S_ISLNK(st.st_mode) else None,
                 path.read_bytes() if stat.S_ISREG(st.st_mode) else None,
                 os.readlink(path) if stat.S_ISLNK(st.st_mode) else None,
-                sorted((n, os.getxattr(path, n, follow_symlinks=False))
-                       for n in os.listxattr(path, follow_symlinks=False)))
+                sorted(
+                    (n, os.getxattr(path, n, follow_symlinks=False)) for n in os.listxattr(path, follow_symlinks=False)
+                ),
+            )
         return out
 
     assert describe(ours) == describe(theirs)
@@ -381,11 +437,13 @@ def hostile_cases(outside: Path):
         "symlink-then-hardlink": [symlink("evil", out), hardlink("h", "evil/sentinel")],
         "symlink-dir-replaced": [directory("d"), file("d/ok", b"fine"), symlink("d", out), file("d/owned", b"x")],
         # the cache of directories we made must forget "d/outside" when "d" is replaced
-        "nested-dir-replaced-by-symlink": [directory("d/outside"), symlink("d", str(outside.parent)),
-                                           file("d/outside/owned", b"x")],
+        "nested-dir-replaced-by-symlink": [
+            directory("d/outside"),
+            symlink("d", str(outside.parent)),
+            file("d/outside/owned", b"x"),
+        ],
         "absolute-symlink-parent": [symlink("link", "/"), file(f"link/{rel_from_root}/owned", b"x")],
-        "relative-symlink-parent": [symlink("up", "../../../../../../../.."),
-                                    file(f"up/{rel_from_root}/owned", b"x")],
+        "relative-symlink-parent": [symlink("up", "../../../../../../../.."), file(f"up/{rel_from_root}/owned", b"x")],
         "hardlink-outside": [hardlink("passwd", "../../../../../../../../" + rel_from_root + "/sentinel")],
         "hardlink-absolute": [hardlink("passwd", out + "/sentinel")],
         "hardlink-dotdot": [hardlink("h", "../")],
@@ -425,8 +483,14 @@ def test_hostile_layer_is_refused_and_nothing_outside_changes(tmp_path, case):
     assert sentinel.read_text() == "do not touch"
     for path, old in before.items():
         new = os.lstat(path)
-        assert (new.st_mode, new.st_uid, new.st_gid, new.st_nlink, new.st_mtime, new.st_ino) == \
-               (old.st_mode, old.st_uid, old.st_gid, old.st_nlink, old.st_mtime, old.st_ino), path
+        assert (new.st_mode, new.st_uid, new.st_gid, new.st_nlink, new.st_mtime, new.st_ino) == (
+            old.st_mode,
+            old.st_uid,
+            old.st_gid,
+            old.st_nlink,
+            old.st_mtime,
+            old.st_ino,
+        ), path
         assert os.listxattr(path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["layer", "outside"]
     assert sorted(p.name for p in (tmp_path / "layer").iterdir()) == ["diff"]
@@ -439,8 +503,12 @@ def test_symlink_metadata_never_reaches_its_target(tmp_path):
     os.chmod(outside, 0o600)
     os.utime(outside, (MTIME, MTIME))
     dest = tmp_path / "diff"
-    apply(tar_of(symlink("s", str(outside), uid=1234, gid=1234, mtime=0, mode=0o7777,
-                         xattrs={"trusted.tag": "on the link"})), dest)
+    apply(
+        tar_of(
+            symlink("s", str(outside), uid=1234, gid=1234, mtime=0, mode=0o7777, xattrs={"trusted.tag": "on the link"})
+        ),
+        dest,
+    )
     st = os.stat(outside)
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_mtime) == (0, 0, 0o600, MTIME)
     assert os.listxattr(outside) == []
@@ -452,23 +520,30 @@ def test_overlay_of_two_applied_layers(tmp_path):
     if shutil.which("mount") is None or shutil.which("umount") is None:
         pytest.fail("mount(8) is needed for this test: apt-get install mount")
     lower, upper_layer = tmp_path / "lower/diff", tmp_path / "upper-layer/diff"
-    apply(tar_of(
-        file("etc/keep", b"lower keep"),
-        file("etc/gone", b"deleted above"),
-        directory("etc/gone-dir"), file("etc/gone-dir/inner", b"deleted with its dir"),
-        file("cache/lower-file", b"hidden by opaque"),
-        file("cache/sub/deep", b"hidden by opaque"),
-        file("cache/shadowed", b"lower version"),
-    ), lower)
-    apply(tar_of(
-        whiteout("etc/gone"),
-        whiteout("etc/gone-dir"),
-        file("cache/before", b"upper before marker"),
-        opaque("cache"),
-        file("cache/after", b"upper after marker"),
-        file("cache/shadowed", b"upper version"),
-        file("etc/new", b"upper new"),
-    ), upper_layer)
+    apply(
+        tar_of(
+            file("etc/keep", b"lower keep"),
+            file("etc/gone", b"deleted above"),
+            directory("etc/gone-dir"),
+            file("etc/gone-dir/inner", b"deleted with its dir"),
+            file("cache/lower-file", b"hidden by opaque"),
+            file("cache/sub/deep", b"hidden by opaque"),
+            file("cache/shadowed", b"lower version"),
+        ),
+        lower,
+    )
+    apply(
+        tar_of(
+            whiteout("etc/gone"),
+            whiteout("etc/gone-dir"),
+            file("cache/before", b"upper before marker"),
+            opaque("cache"),
+            file("cache/after", b"upper after marker"),
+            file("cache/shadowed", b"upper version"),
+            file("etc/new", b"upper new"),
+        ),
+        upper_layer,
+    )
     merged, upper, work = tmp_path / "merged", tmp_path / "upper", tmp_path / "work"
     for d in (merged, upper, work):
         d.mkdir()

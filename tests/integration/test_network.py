@@ -26,8 +26,9 @@ class InNetns:
         self.prefix = ["nsenter", f"--net=/proc/{holder_pid}/ns/net"]
 
     def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([*self.prefix, *MINIDOCKER, *args], capture_output=True, text=True,
-                              env=self.md.env(), timeout=timeout)
+        return subprocess.run(
+            [*self.prefix, *MINIDOCKER, *args], capture_output=True, text=True, env=self.md.env(), timeout=timeout
+        )
 
     def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
         r = self(*args, **kw)
@@ -74,19 +75,37 @@ def _address(ns: InNetns, cid: str) -> str:
 
 
 def test_bridge_reaches_other_containers_and_the_host(netns, bb):
-    server = netns.ok("run", "-d", "--network", "bridge", bb, "sh", "-c",
-                      "while true; do nc -l -p 8080 -e echo hello-from-server; done").stdout.strip()
+    server = netns.ok(
+        "run",
+        "-d",
+        "--network",
+        "bridge",
+        bb,
+        "sh",
+        "-c",
+        "while true; do nc -l -p 8080 -e echo hello-from-server; done",
+    ).stdout.strip()
     address = _address(netns, server)
     assert address.startswith("10.88.")
     # another container on the bridge, by address
-    r = netns.ok("run", "--rm", "--network", "bridge", bb, "sh", "-c",
-                 f"ip -4 -o addr show eth0; ip route; nc {address} 8080 </dev/null")
+    r = netns.ok(
+        "run",
+        "--rm",
+        "--network",
+        "bridge",
+        bb,
+        "sh",
+        "-c",
+        f"ip -4 -o addr show eth0; ip route; nc {address} 8080 </dev/null",
+    )
     lines = r.stdout.splitlines()
     assert "10.88." in lines[0] and lines[1].startswith("default via 10.88.0.1 dev eth0")
     assert lines[-1] == "hello-from-server"
     # the host side (the test's namespace), through the bridge
-    probe = ("import socket,sys; s=socket.create_connection((sys.argv[1], 8080), timeout=5); "
-             "print(s.recv(100).decode().strip())")
+    probe = (
+        "import socket,sys; s=socket.create_connection((sys.argv[1], 8080), timeout=5); "
+        "print(s.recv(100).decode().strip())"
+    )
     for _ in range(20):
         got = netns.sh(sys.executable, "-c", probe, address)
         if got.returncode == 0:
@@ -96,8 +115,10 @@ def test_bridge_reaches_other_containers_and_the_host(netns, bb):
     # on the host: the bridge, one veth per container on it, and the NAT rule
     links = netns.sh("ip", "-o", "link", "show", "master", "minidocker0").stdout
     assert f"veth{server[:8]}" in links
-    assert "-A POSTROUTING -s 10.88.0.0/16 ! -o minidocker0 -j MASQUERADE" in netns.sh(
-        "iptables", "-t", "nat", "-S", "POSTROUTING").stdout
+    assert (
+        "-A POSTROUTING -s 10.88.0.0/16 ! -o minidocker0 -j MASQUERADE"
+        in netns.sh("iptables", "-t", "nat", "-S", "POSTROUTING").stdout
+    )
     netns.ok("rm", "-f", server)
     # the address is given back and the veth goes with the container's namespace
     assert json.loads(netns.ok("network", "inspect", "bridge").stdout)[0]["Containers"] == {}
@@ -118,19 +139,21 @@ def test_user_network_create_use_rm(netns, bb):
     busy = netns("network", "rm", "blue")
     assert busy.returncode == 125 and one_error(busy.stderr) and "active endpoints" in busy.stderr
     netns.ok("rm", "-f", cid)
-    bridge = json.loads(netns.ok("network", "inspect", "blue").stdout)[0]["Options"][
-        "com.docker.network.bridge.name"]
+    bridge = json.loads(netns.ok("network", "inspect", "blue").stdout)[0]["Options"]["com.docker.network.bridge.name"]
     netns.ok("network", "rm", "blue")
     assert bridge not in netns.sh("ip", "-o", "link").stdout
     assert "10.77.0.0/24" not in netns.sh("iptables", "-t", "nat", "-S", "POSTROUTING").stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", "--rm", "--network", "nosuch", "BB", "true"], "network nosuch not found"),
-    (["network", "rm", "bridge"], "pre-defined network"),
-    (["network", "create", "--subnet", "10.88.1.0/24", "overlapping"], "overlaps"),
-    (["network", "create", "--subnet", "nonsense", "bad"], "invalid subnet"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--rm", "--network", "nosuch", "BB", "true"], "network nosuch not found"),
+        (["network", "rm", "bridge"], "pre-defined network"),
+        (["network", "create", "--subnet", "10.88.1.0/24", "overlapping"], "overlaps"),
+        (["network", "create", "--subnet", "nonsense", "bad"], "invalid subnet"),
+    ],
+)
 def test_network_errors(netns, bb, args, message):
     r = netns(*[bb if a == "BB" else a for a in args])
     assert r.returncode == 125 and one_error(r.stderr) and message in r.stderr, r.stderr
@@ -139,14 +162,17 @@ def test_network_errors(netns, bb, args, message):
 def test_publish_a_port(netns, bb):
     """-p HOSTPORT:PORT: 127.0.0.1:HOSTPORT on the host reaches the container (DNAT), and the
     rules go with the container. -p implies the bridge network, as docker's default."""
-    cid = netns.ok("run", "-d", "-p", "18080:8080", bb, "sh", "-c",
-                   "while true; do nc -l -p 8080 -e echo hello-published; done").stdout.strip()
+    cid = netns.ok(
+        "run", "-d", "-p", "18080:8080", bb, "sh", "-c", "while true; do nc -l -p 8080 -e echo hello-published; done"
+    ).stdout.strip()
     row = next(line for line in netns.ok("ps").stdout.splitlines() if line.startswith(cid[:12]))
     assert "0.0.0.0:18080->8080/tcp" in row
     ports = json.loads(netns.ok("inspect", cid).stdout)[0]["NetworkSettings"]["Ports"]
     assert ports == {"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}]}
-    probe = ("import socket; s=socket.create_connection(('127.0.0.1', 18080), timeout=5); "
-             "print(s.recv(100).decode().strip())")
+    probe = (
+        "import socket; s=socket.create_connection(('127.0.0.1', 18080), timeout=5); "
+        "print(s.recv(100).decode().strip())"
+    )
     for _ in range(30):
         got = netns.sh(sys.executable, "-c", probe)
         if got.stdout.strip() == "hello-published":
@@ -158,11 +184,14 @@ def test_publish_a_port(netns, bb):
     assert f"minidocker:{cid[:12]}" not in netns.sh("iptables", "-t", "nat", "-S").stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-p", "99999:80"], "invalid port"),
-    (["-p", "80/sctp"], "invalid publish spec"),
-    (["--network", "none", "-p", "8080:80"], "needs a bridge network"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-p", "99999:80"], "invalid port"),
+        (["-p", "80/sctp"], "invalid publish spec"),
+        (["--network", "none", "-p", "8080:80"], "needs a bridge network"),
+    ],
+)
 def test_publish_errors(netns, bb, args, message):
     r = netns("run", "--rm", *args, bb, "true")
     assert r.returncode == 125 and one_error(r.stderr) and message in r.stderr, r.stderr
@@ -171,14 +200,16 @@ def test_publish_errors(netns, bb, args, message):
 def test_networks_are_isolated_from_each_other(netns, bb):
     netns.ok("network", "create", "--subnet", "10.77.0.0/24", "blue")
     netns.ok("network", "create", "--subnet", "10.78.0.0/24", "red")
-    server = netns.ok("run", "-d", "--network", "blue", bb, "sh", "-c",
-                      "while true; do nc -l -p 8080 -e echo hi; done").stdout.strip()
+    server = netns.ok(
+        "run", "-d", "--network", "blue", bb, "sh", "-c", "while true; do nc -l -p 8080 -e echo hi; done"
+    ).stdout.strip()
     address = _address(netns, server)
     time.sleep(0.3)
     same = netns.ok("run", "--rm", "--network", "blue", bb, "sh", "-c", f"nc -w 3 {address} 8080 </dev/null")
     assert same.stdout.strip() == "hi"
-    other = netns("run", "--rm", "--network", "red", bb, "sh", "-c",
-                  f"nc -w 2 {address} 8080 </dev/null && echo REACHED")
+    other = netns(
+        "run", "--rm", "--network", "red", bb, "sh", "-c", f"nc -w 2 {address} 8080 </dev/null && echo REACHED"
+    )
     assert "REACHED" not in other.stdout and "hi" not in other.stdout
     assert "MINIDOCKER-ISOLATION" in netns.sh("iptables", "-S", "FORWARD").stdout
     netns.ok("rm", "-f", server)
@@ -189,8 +220,18 @@ def test_networks_are_isolated_from_each_other(netns, bb):
 def test_containers_find_each_other_by_name_on_a_user_network(netns, bb):
     netns.ok("network", "create", "--subnet", "10.77.0.0/24", "blue")
     web = f"web-{os.getpid()}"
-    netns.ok("run", "-d", "--name", web, "--network", "blue", bb, "sh", "-c",
-             "while true; do nc -l -p 8080 -e echo hi-by-name; done")
+    netns.ok(
+        "run",
+        "-d",
+        "--name",
+        web,
+        "--network",
+        "blue",
+        bb,
+        "sh",
+        "-c",
+        "while true; do nc -l -p 8080 -e echo hi-by-name; done",
+    )
     time.sleep(0.3)
     client = f"client-{os.getpid()}"
     cid = netns.ok("run", "-d", "--name", client, "--network", "blue", bb, "sleep", "60").stdout.strip()
@@ -215,8 +256,17 @@ def test_port_lists_the_mappings(netns, bb):
 def test_user_namespaced_container_on_a_bridge(netns, bb):
     """With --userns=auto the container makes its network namespace (its user namespace must
     own it, or /sys could not be mounted); minidocker wires it before the container runs."""
-    r = netns.ok("run", "--rm", "--userns=auto", "--network", "bridge", bb, "sh", "-c",
-                 "ip -4 -o addr show eth0; ip route | head -1; cat /proc/self/uid_map; ls /sys/class/net")
+    r = netns.ok(
+        "run",
+        "--rm",
+        "--userns=auto",
+        "--network",
+        "bridge",
+        bb,
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; ip route | head -1; cat /proc/self/uid_map; ls /sys/class/net",
+    )
     lines = r.stdout.splitlines()
     assert "10.88." in lines[0] and lines[1].startswith("default via 10.88.0.1")
     assert lines[2].split()[0] == "0" and lines[2].split()[1] != "0"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import MINIDOCKER as MINIDOCKER_CMD, one_error
+from tests.integration.conftest import MINIDOCKER as MINIDOCKER_CMD
+from tests.integration.conftest import one_error
 
 
 def layout_manifest(layout: Path) -> tuple[dict, str]:
@@ -44,6 +45,7 @@ def assert_store_empty(root: Path) -> None:
 
 
 # -- the happy paths --------------------------------------------------------------------------
+
 
 def test_pull_busybox(md, registry, image_layouts):
     ref = f"{registry.host}/busybox:latest"
@@ -136,11 +138,18 @@ def test_multiarch_picks_the_host_platform_or_the_flag(md, registry):
 def test_platform_flag_checked_against_a_single_manifest(md, registry):
     r = md("pull", "--platform", "linux/arm64", f"{registry.host}/busybox")
     assert r.returncode == 125 and "does not match the specified platform" in r.stderr
-    assert json.loads((md.root / "images/index.json").read_text() if (md.root / "images/index.json").exists()
-                      else '{"images": {}}')["images"] == {}
+    assert (
+        json.loads(
+            (md.root / "images/index.json").read_text()
+            if (md.root / "images/index.json").exists()
+            else '{"images": {}}'
+        )["images"]
+        == {}
+    )
 
 
 # -- authentication ---------------------------------------------------------------------------
+
 
 def test_basic_auth_registry(md, basic_registry):
     ref = f"{basic_registry.host}/busybox"
@@ -149,8 +158,14 @@ def test_basic_auth_registry(md, basic_registry):
     assert_store_empty(md.root)
     bad = md("login", "-u", basic_registry.username, "--password-stdin", basic_registry.host, input="wrong\n")
     assert bad.returncode == 125 and "denied" in bad.stderr
-    good = md.ok("login", "-u", basic_registry.username, "--password-stdin", basic_registry.host,
-                 input=basic_registry.password + "\n")
+    good = md.ok(
+        "login",
+        "-u",
+        basic_registry.username,
+        "--password-stdin",
+        basic_registry.host,
+        input=basic_registry.password + "\n",
+    )
     assert "Login Succeeded" in good.stdout
     auth = md.config / "auth.json"
     assert auth.stat().st_mode & 0o777 == 0o600
@@ -170,8 +185,9 @@ def test_bearer_token_flow(md, token_registry):
     md.ok("login", "-u", token_registry.username, "-p", token_registry.password, token_registry.host)
     token_registry.token_requests.clear()
     md.ok("pull", f"{token_registry.host}/private/busybox")
-    assert any("private/busybox" in str(t) and "tester" in str(t) for t in token_registry.token_requests), \
+    assert any("private/busybox" in str(t) and "tester" in str(t) for t in token_registry.token_requests), (
         token_registry.token_requests
+    )
 
 
 def test_cdn_redirect_drops_the_authorization_header(md, token_registry):
@@ -182,8 +198,9 @@ def test_cdn_redirect_drops_the_authorization_header(md, token_registry):
     try:
         md.ok("pull", f"{front.host}/busybox")
         assert front.cdn_requests, "the blobs should have come from the CDN host"
-        assert any(r["authorization"] and r["status"] == 307 for r in front.requests), \
+        assert any(r["authorization"] and r["status"] == 307 for r in front.requests), (
             "the registry side should have seen the bearer token on the redirected blob requests"
+        )
         for req in front.cdn_requests:
             assert "authorization" not in {k.lower() for k in req["headers"]}
     finally:
@@ -196,6 +213,7 @@ def test_pull_through_the_redirect_front(md, redirect_front):
 
 
 # -- failures store nothing -------------------------------------------------------------------
+
 
 def test_unknown_image_and_tag(md, registry):
     r = md("pull", f"{registry.host}/nosuchimage")
@@ -230,8 +248,9 @@ def test_tampered_layer_is_refused(md, own_registry, image_layouts, damage):
     blob.write_bytes(bytes(data))
     r = md("pull", f"{own_registry.host}/busybox")
     assert r.returncode == 125, r.stderr
-    assert ("digest mismatch" in r.stderr or "corrupt" in r.stderr or "truncated" in r.stderr
-            or "broke off" in r.stderr), r.stderr
+    assert (
+        "digest mismatch" in r.stderr or "corrupt" in r.stderr or "truncated" in r.stderr or "broke off" in r.stderr
+    ), r.stderr
     index = md.root / "images/index.json"
     assert not index.exists() or json.loads(index.read_text())["images"] == {}
     assert layer_dirs(md.root) == []  # no half layer, not even a .tmp- one
@@ -266,6 +285,7 @@ def test_disk_full(md, registry, tmp_path):
 
 # -- crashes and races ------------------------------------------------------------------------
 
+
 def test_killed_pull_then_a_good_one(md, registry):
     ref = f"{registry.host}/debian:latest"
     proc = md.popen("pull", ref)
@@ -279,8 +299,10 @@ def test_killed_pull_then_a_good_one(md, registry):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the pull finished before it could be killed"
-    assert not (md.root / "images/index.json").exists() or \
-        json.loads((md.root / "images/index.json").read_text())["images"] == {}
+    assert (
+        not (md.root / "images/index.json").exists()
+        or json.loads((md.root / "images/index.json").read_text())["images"] == {}
+    )
     md.ok("pull", ref)
     assert [n for n in layer_dirs(md.root) if n.startswith(".tmp-")] == []
     info = json.loads(md.ok("inspect", ref).stdout)[0]
@@ -301,6 +323,7 @@ def test_two_pulls_at_once(md, registry):
 
 
 # -- tag and rmi ------------------------------------------------------------------------------
+
 
 def test_tag_and_rmi_free_only_unshared_layers(md, registry):
     bb = f"{registry.host}/busybox:latest"
@@ -366,8 +389,11 @@ def test_lying_manifest_is_refused(md, own_registry, image_layouts):
     own_registry.seed(image_layouts["busybox"], "busybox")
     _, digest = layout_manifest(image_layouts["busybox"])
     blob = own_registry.blob_path(digest)
-    blob.write_bytes(blob.read_bytes().replace(b'"schemaVersion":2', b'"schemaVersion": 2', 1)
-                     if b'"schemaVersion":2' in blob.read_bytes() else blob.read_bytes() + b" ")
+    blob.write_bytes(
+        blob.read_bytes().replace(b'"schemaVersion":2', b'"schemaVersion": 2', 1)
+        if b'"schemaVersion":2' in blob.read_bytes()
+        else blob.read_bytes() + b" "
+    )
     for ref in (f"{own_registry.host}/busybox:latest", f"{own_registry.host}/busybox@{digest}"):
         r = md("pull", ref)
         assert r.returncode == 125 and "digest mismatch" in r.stderr, r.stderr
@@ -377,8 +403,14 @@ def test_lying_manifest_is_refused(md, own_registry, image_layouts):
 def test_progress_bars_on_a_terminal(md, registry):
     import pexpect
 
-    p = pexpect.spawn(MINIDOCKER_CMD[0], [*MINIDOCKER_CMD[1:], "pull", f"{registry.host}/layers"],
-                      env=md.env(), encoding="utf-8", timeout=60, dimensions=(40, 120))
+    p = pexpect.spawn(
+        MINIDOCKER_CMD[0],
+        [*MINIDOCKER_CMD[1:], "pull", f"{registry.host}/layers"],
+        env=md.env(),
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 120),
+    )
     p.expect(pexpect.EOF)
     p.close()
     assert p.exitstatus == 0

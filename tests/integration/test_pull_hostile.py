@@ -7,9 +7,7 @@ import json
 import pytest
 
 from tests.integration.conftest import one_error
-
 from tests.integration.layouts import make_layout, tar_of
-
 
 HOSTILE = {
     "dotdot": [("file", "../../../../../../SENTINEL_DIR/owned", b"x")],
@@ -31,8 +29,11 @@ def test_hostile_layer_is_refused(md, own_registry, tmp_path, case):
     for kind, name, arg in HOSTILE[case]:
         name = name.replace("SENTINEL_ABS", str(outside)).replace("SENTINEL_DIR", str(outside))
         name = name.replace("SENTINEL_REL", str(outside).lstrip("/"))
-        arg = arg.replace(b"SENTINEL_DIR", str(outside).encode()) if isinstance(arg, bytes) else \
-            arg.replace("SENTINEL_DIR", str(outside))
+        arg = (
+            arg.replace(b"SENTINEL_DIR", str(outside).encode())
+            if isinstance(arg, bytes)
+            else arg.replace("SENTINEL_DIR", str(outside))
+        )
         members.append((kind, name.replace("//", "/"), arg))
     layout = make_layout(tmp_path / "layout", tar_of(*members))
     own_registry.seed(layout, "hostile")
@@ -45,4 +46,3 @@ def test_hostile_layer_is_refused(md, own_registry, tmp_path, case):
     assert not layers.exists() or list(layers.iterdir()) == []
     index = md.root / "images/index.json"
     assert not index.exists() or json.loads(index.read_text())["images"] == {}
-

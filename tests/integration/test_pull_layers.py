@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from images.layers_expect import LAYERS_EXPECTED, LAYER_MEDIA_TYPES, verify_tree
+from images.layers_expect import LAYER_MEDIA_TYPES, LAYERS_EXPECTED, verify_tree
 
 
 def test_layers_unpack_in_overlay_form(md, registry, tmp_path):
@@ -25,8 +25,18 @@ def test_layers_unpack_in_overlay_form(md, registry, tmp_path):
     merged, upper, work = tmp_path / "merged", tmp_path / "upper", tmp_path / "work"
     for d in (merged, upper, work):
         d.mkdir()
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                    f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}", str(merged)], check=True)
+    subprocess.run(
+        [
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}",
+            str(merged),
+        ],
+        check=True,
+    )
     try:
         problems = verify_tree(merged, LAYERS_EXPECTED["merged"])
         assert problems == [], problems

@@ -76,8 +76,12 @@ def test_push_uploads_then_skips_and_skopeo_agrees(pmd, registry, fresh_registry
     oci_dir = tmp_path / "oci"
     skopeo("copy", "--quiet", "--src-tls-verify=false", f"docker://{dst}", f"oci:{oci_dir}:v1")
     bundle = tmp_path / "bundle"
-    u = subprocess.run([need_tool("umoci", "umoci"), "unpack", "--image", f"{oci_dir}:v1", str(bundle)],
-                       capture_output=True, text=True, timeout=300)
+    u = subprocess.run(
+        [need_tool("umoci", "umoci"), "unpack", "--image", f"{oci_dir}:v1", str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert u.returncode == 0, u.stderr
     lower = Path(pushed["GraphDriver"]["Data"]["LowerDir"])
     ours, theirs = tree(lower), tree(bundle / "rootfs")
@@ -135,11 +139,19 @@ def test_push_with_basic_auth(pmd, registry, basic_registry):
     pmd.ok("tag", f"{registry.host}/busybox", dst)
     r = pmd("push", dst)
     assert r.returncode == 125 and one_error(r.stderr) and "login" in r.stderr
-    pmd.ok("login", "-u", basic_registry.username, "--password-stdin", basic_registry.host,
-           input=basic_registry.password)
+    pmd.ok(
+        "login", "-u", basic_registry.username, "--password-stdin", basic_registry.host, input=basic_registry.password
+    )
     pmd.ok("push", dst)
-    info = json.loads(skopeo("inspect", "--tls-verify=false", "--creds",
-                             f"{basic_registry.username}:{basic_registry.password}", f"docker://{dst}").stdout)
+    info = json.loads(
+        skopeo(
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            f"{basic_registry.username}:{basic_registry.password}",
+            f"docker://{dst}",
+        ).stdout
+    )
     assert info["Digest"] == json.loads(pmd.ok("inspect", dst).stdout)[0]["Descriptor"]["digest"]
 
 
@@ -164,8 +176,9 @@ def test_push_with_a_bearer_token(tmp_path, registry, token_registry):
         token_registry.token_requests.clear()
         r = m.ok("push", dst2)
         assert "Mounted from" in r.stderr
-        assert any(f"repository:{repo}:pull" in t["scopes"] and len(t["scopes"]) == 2
-                   for t in token_registry.token_requests), token_registry.token_requests
+        assert any(
+            f"repository:{repo}:pull" in t["scopes"] and len(t["scopes"]) == 2 for t in token_registry.token_requests
+        ), token_registry.token_requests
     finally:
         _remove(m, tmp_path / "root")
 

@@ -21,10 +21,17 @@ def test_echo(md_run, bb):
     assert r.stdout == "hi\n"
 
 
-@pytest.mark.parametrize("argv, code", [
-    (["true"], 0), (["sh", "-c", "exit 3"], 3), (["nosuchcommand"], 127), (["/etc/passwd"], 126),
-    (["/"], 126), (["sh", "-c", "kill -9 $$"], 0),  # PID 1 ignores signals from its own namespace
-])
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        (["true"], 0),
+        (["sh", "-c", "exit 3"], 3),
+        (["nosuchcommand"], 127),
+        (["/etc/passwd"], 126),
+        (["/"], 126),
+        (["sh", "-c", "kill -9 $$"], 0),  # PID 1 ignores signals from its own namespace
+    ],
+)
 def test_exit_codes(md_run, bb, argv, code):
     r = md_run("run", "--rm", bb, *argv)
     assert r.returncode == code, r.stderr
@@ -50,12 +57,18 @@ def test_unknown_image_is_125(md_run, registry):
 @pytest.fixture(scope="session")
 def configured_image(shared_md, registry, image_layouts, tmp_path_factory):
     """busybox plus a config with Env, WorkingDir, User and Entrypoint set."""
-    layout = make_layout(tmp_path_factory.mktemp("cfg") / "layout",
-                         tar_of(("dir", "srv", None), ("file", "srv/show", b"#!/bin/sh\necho args:$*\n")),
-                         config={"Env": ["PATH=/usr/bin:/bin", "GREETING=hello", "MODE=image"],
-                                 "WorkingDir": "/srv", "User": "app", "Entrypoint": ["/srv/show"],
-                                 "Cmd": ["from-cmd"]},
-                         base=image_layouts["busybox"])
+    layout = make_layout(
+        tmp_path_factory.mktemp("cfg") / "layout",
+        tar_of(("dir", "srv", None), ("file", "srv/show", b"#!/bin/sh\necho args:$*\n")),
+        config={
+            "Env": ["PATH=/usr/bin:/bin", "GREETING=hello", "MODE=image"],
+            "WorkingDir": "/srv",
+            "User": "app",
+            "Entrypoint": ["/srv/show"],
+            "Cmd": ["from-cmd"],
+        },
+        base=image_layouts["busybox"],
+    )
     registry.seed(layout, "configured")
     ref = f"{registry.host}/configured:latest"
     shared_md.ok("pull", "-q", ref)
@@ -65,22 +78,45 @@ def configured_image(shared_md, registry, image_layouts, tmp_path_factory):
 def test_config_from_image_and_flags(md_run, configured_image):
     assert md_run.ok("run", "--rm", configured_image).stdout == "args:from-cmd\n"
     assert md_run.ok("run", "--rm", configured_image, "x", "y").stdout == "args:x y\n"
-    r = md_run.ok("run", "--rm", "--entrypoint", "sh", configured_image, "-c",
-                  'echo "$GREETING|$MODE|$(pwd)|$(id -u):$(id -g)|$(id -G)|$HOME|$HOSTNAME"')
+    r = md_run.ok(
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        configured_image,
+        "-c",
+        'echo "$GREETING|$MODE|$(pwd)|$(id -u):$(id -g)|$(id -G)|$HOME|$HOSTNAME"',
+    )
     greeting, mode, cwd, ids, groups, home, hostname = r.stdout.strip().split("|")
     assert (greeting, mode, cwd, ids, home) == ("hello", "image", "/srv", "1000:1000", "/home/app")
     assert "50" in groups.split()  # the supplementary group staff, from the image's /etc/group
     assert re.fullmatch(r"[0-9a-f]{12}", hostname)
-    r = md_run.ok("run", "--rm", "-e", "MODE=flag", "-w", "/tmp/new", "-u", "0:0", "-h", "box",
-                  "--entrypoint", "sh", configured_image, "-c", 'echo $MODE $(pwd) $(id -u) $(hostname)')
+    r = md_run.ok(
+        "run",
+        "--rm",
+        "-e",
+        "MODE=flag",
+        "-w",
+        "/tmp/new",
+        "-u",
+        "0:0",
+        "-h",
+        "box",
+        "--entrypoint",
+        "sh",
+        configured_image,
+        "-c",
+        "echo $MODE $(pwd) $(id -u) $(hostname)",
+    )
     assert r.stdout.split() == ["flag", "/tmp/new", "0", "box"]
 
 
 def test_env_file_and_passthrough(md_run, bb, tmp_path):
     f = tmp_path / "env"
     f.write_text("# comment\nA=1\nB=two words\n")
-    r = md_run.ok("run", "--rm", "--env-file", str(f), "-e", "C", bb, "sh", "-c", 'echo "$A|$B|$C"',
-                  env={"C": "from-host"})
+    r = md_run.ok(
+        "run", "--rm", "--env-file", str(f), "-e", "C", bb, "sh", "-c", 'echo "$A|$B|$C"', env={"C": "from-host"}
+    )
     assert r.stdout == "1|two words|from-host\n"
 
 
@@ -97,8 +133,10 @@ def test_volumes_rw_and_ro(md_run, bb, tmp_path):
 
 
 def test_pid1_hostname_and_isolation(md_run, bb):
-    script = ("echo pid=$$; hostname; ps -o pid,comm | wc -l; cat /proc/mounts | wc -l; "
-              "for n in cgroup ipc mnt net pid uts; do readlink /proc/self/ns/$n; done; ls /proc/1/fd; true")
+    script = (
+        "echo pid=$$; hostname; ps -o pid,comm | wc -l; cat /proc/mounts | wc -l; "
+        "for n in cgroup ipc mnt net pid uts; do readlink /proc/self/ns/$n; done; ls /proc/1/fd; true"
+    )
     out = md_run.ok("run", "--rm", "-h", "inside", bb, "sh", "-c", script).stdout.split("\n")
     assert out[0] == "pid=1" and out[1] == "inside" and out[1] != os.uname().nodename
     assert int(out[2]) <= 4  # a header, sh, ps, wc: the host's processes are invisible
@@ -132,15 +170,24 @@ def test_dev_and_read_only_rootfs(md_run, bb):
 
 def test_explain_narrates_the_kernel_steps(md_run, bb):
     r = md_run.ok("run", "--rm", "--explain", bb, "true")
-    for word in ("unshare(CLONE_NEWPID)", "CLONE_NEWNS", "mount -t overlay", "mount -t proc", "pivot_root",
-                 "sethostname", "cgroup mkdir", "execve"):
+    for word in (
+        "unshare(CLONE_NEWPID)",
+        "CLONE_NEWNS",
+        "mount -t overlay",
+        "mount -t proc",
+        "pivot_root",
+        "sethostname",
+        "cgroup mkdir",
+        "execve",
+    ):
         assert word in r.stderr, word
 
 
 def assert_nothing_left(md, cid: str) -> None:
     assert cid not in Path("/proc/mounts").read_text()
-    leftovers = [p for p in Path("/sys/fs/cgroup").glob(f"*/minidocker/{cid}")] + \
-        [p for p in Path("/sys/fs/cgroup").glob(f"minidocker/{cid}")]
+    leftovers = [p for p in Path("/sys/fs/cgroup").glob(f"*/minidocker/{cid}")] + [
+        p for p in Path("/sys/fs/cgroup").glob(f"minidocker/{cid}")
+    ]
     assert leftovers == []
     assert not (md.root / "containers" / cid).exists()
 
@@ -154,17 +201,30 @@ def test_foreground_run_keeps_a_log(md_run, bb, tmp_path):
     assert logs.stdout == "out1\nout2\n" and logs.stderr == "err1\n"
     # our reader going away early (| head) neither hangs the run nor loses the log
     big = f"fgbig-{os.getpid()}"
-    r = subprocess.run(f"{' '.join(MINIDOCKER)} run --name {big} {bb} seq 1 20000 | head -1", shell=True,
-                       capture_output=True, text=True, env=md_run.env(), timeout=60)
+    r = subprocess.run(
+        f"{' '.join(MINIDOCKER)} run --name {big} {bb} seq 1 20000 | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=md_run.env(),
+        timeout=60,
+    )
     assert r.stdout == "1\n"
     assert md_run.ok("logs", "--tail", "1", big).stdout == "20000\n"
     md_run.ok("rm", name, big)
 
 
 def test_detached_logs_stop_ps_rm(md_run, bb):
-    cid = md_run.ok("run", "-d", "--name", "ticker", bb, "sh", "-c",
-                    "trap 'echo bye; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"
-                    ).stdout.strip()
+    cid = md_run.ok(
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        bb,
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+    ).stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{64}", cid)
     time.sleep(0.6)
     ps = md_run.ok("ps").stdout.splitlines()
@@ -223,14 +283,22 @@ def test_rm_flag_leaves_nothing(md_run, bb):
 
 def test_exec_joins_every_namespace(md_run, bb):
     cid = md_run.ok("run", "-d", "-h", "execbox", bb, "sleep", "60").stdout.strip()
-    r = md_run.ok("exec", cid, "sh", "-c",
-                  "hostname; ps -o pid,comm | grep -c sleep; for n in ipc mnt net pid uts; do "
-                  "[ $(readlink /proc/self/ns/$n) = $(readlink /proc/1/ns/$n) ] && echo same; done")
+    r = md_run.ok(
+        "exec",
+        cid,
+        "sh",
+        "-c",
+        "hostname; ps -o pid,comm | grep -c sleep; for n in ipc mnt net pid uts; do "
+        "[ $(readlink /proc/self/ns/$n) = $(readlink /proc/1/ns/$n) ] && echo same; done",
+    )
     lines = r.stdout.split()
     assert lines[0] == "execbox" and lines[1] == "1" and lines[2:] == ["same"] * 5
     assert md_run("exec", cid, "sh", "-c", "exit 7").returncode == 7
     assert md_run("exec", cid, "nosuch").returncode == 127
-    assert md_run.ok("exec", "-u", "app", "-w", "/tmp", cid, "sh", "-c", "id -u; pwd").stdout.split() == ["1000", "/tmp"]
+    assert md_run.ok("exec", "-u", "app", "-w", "/tmp", cid, "sh", "-c", "id -u; pwd").stdout.split() == [
+        "1000",
+        "/tmp",
+    ]
     md_run.ok("rm", "-f", cid)
     assert md_run("exec", cid, "true").returncode != 0
 
@@ -284,8 +352,16 @@ def test_container_prune(md_run, bb):
 
 
 def test_start_attached_reruns_in_the_foreground(md_run, bb):
-    first = md_run("run", "--name", "again", bb, "sh", "-c", "echo run $(cat /count 2>/dev/null || echo 0); "
-                   "echo $(( $(cat /count 2>/dev/null || echo 0) + 1 )) > /count; exit 4")
+    first = md_run(
+        "run",
+        "--name",
+        "again",
+        bb,
+        "sh",
+        "-c",
+        "echo run $(cat /count 2>/dev/null || echo 0); "
+        "echo $(( $(cat /count 2>/dev/null || echo 0) + 1 )) > /count; exit 4",
+    )
     assert first.returncode == 4 and first.stdout == "run 0\n"
     r = md_run("start", "-a", "again")
     assert r.returncode == 4 and r.stdout == "run 1\n"  # the upper dir kept the first run's write
@@ -307,7 +383,9 @@ def test_run_pulls_a_missing_image(md, registry):
 
 
 def test_pause_and_unpause(md_run, bb):
-    cid = md_run.ok("run", "-d", bb, "sh", "-c", "while true; do date +%s%N > /tmp/tick; sleep 0.05; done").stdout.strip()
+    cid = md_run.ok(
+        "run", "-d", bb, "sh", "-c", "while true; do date +%s%N > /tmp/tick; sleep 0.05; done"
+    ).stdout.strip()
     upper = Path(json.loads(md_run.ok("inspect", cid).stdout)[0]["GraphDriver"]["Data"]["UpperDir"])
     time.sleep(0.3)
     md_run.ok("pause", cid)

@@ -20,8 +20,14 @@ def term(shared_md, bb):
 
     def spawn(*args: str) -> pexpect.spawn:
         cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "minidocker", *args])
-        p = pexpect.spawn("sh", ["-c", f"stty -g; {cmd}; echo EXIT=$?; stty -g"], env=shared_md.env(),
-                          encoding="utf-8", timeout=20, dimensions=(30, 100))
+        p = pexpect.spawn(
+            "sh",
+            ["-c", f"stty -g; {cmd}; echo EXIT=$?; stty -g"],
+            env=shared_md.env(),
+            encoding="utf-8",
+            timeout=20,
+            dimensions=(30, 100),
+        )
         spawned.append(p)
         return p
 

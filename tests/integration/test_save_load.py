@@ -60,19 +60,21 @@ def test_saved_archive_is_docker_and_oci(saved, tmp_path):
     m, name, image_id, out = saved
     files = members(out)
     manifest = json.loads(files["manifest.json"])
-    assert manifest == [{"Config": f"blobs/sha256/{image_id[7:]}", "RepoTags": [name],
-                         "Layers": manifest[0]["Layers"]}]
+    assert manifest == [{"Config": f"blobs/sha256/{image_id[7:]}", "RepoTags": [name], "Layers": manifest[0]["Layers"]}]
     config = json.loads(files[manifest[0]["Config"]])
     # each layer is the uncompressed tar: its sha256 is the diff_id the config names
-    assert [f"sha256:{hashlib.sha256(files[p]).hexdigest()}" for p in manifest[0]["Layers"]] == \
-        config["rootfs"]["diff_ids"]
+    assert [f"sha256:{hashlib.sha256(files[p]).hexdigest()}" for p in manifest[0]["Layers"]] == config["rootfs"][
+        "diff_ids"
+    ]
     assert all(tarfile.open(fileobj=io.BytesIO(files[p])).getmembers() for p in manifest[0]["Layers"])
     repo, tag = name.rsplit(":", 1)
     assert json.loads(files["repositories"]) == {repo: {tag: manifest[0]["Layers"][-1].rsplit("/", 1)[1]}}
     assert json.loads(files["oci-layout"]) == {"imageLayoutVersion": "1.0.0"}
     index = json.loads(files["index.json"])
-    assert index["manifests"][0]["annotations"] == {"io.containerd.image.name": name,
-                                                    "org.opencontainers.image.ref.name": "latest"}
+    assert index["manifests"][0]["annotations"] == {
+        "io.containerd.image.name": name,
+        "org.opencontainers.image.ref.name": "latest",
+    }
     # both readers of the same tar verify every digest as they copy
     skopeo("copy", "--quiet", f"docker-archive:{out}", f"oci:{tmp_path / 'a'}:x")
     skopeo("copy", "--quiet", f"oci-archive:{out}", f"oci:{tmp_path / 'b'}:x")
@@ -85,12 +87,14 @@ def test_save_refuses_a_terminal_and_unknown_images(saved, tmp_path):
     m, name, _, _ = saved
     r = m("save", "-o", str(tmp_path / "x.tar"), "no-such-image")
     assert r.returncode == 125 and one_error(r.stderr) and not list(tmp_path.iterdir())
-    import pty
     import os
+    import pty
+
     controller, terminal = pty.openpty()
     try:
-        p = subprocess.run([*MINIDOCKER, "save", name], stdout=terminal, stderr=subprocess.PIPE, text=True,
-                           env=m.env(), timeout=60)
+        p = subprocess.run(
+            [*MINIDOCKER, "save", name], stdout=terminal, stderr=subprocess.PIPE, text=True, env=m.env(), timeout=60
+        )
     finally:
         os.close(terminal)
         os.close(controller)
@@ -106,8 +110,9 @@ def test_save_then_load_into_a_fresh_store_runs(saved, md):
     assert md.ok("run", "--rm", name, "sh", "-c", "echo loaded").stdout == "loaded\n"
     # loading it again changes nothing, from stdin this time, quietly
     with open(out, "rb") as f:
-        again = subprocess.run([*MINIDOCKER, "load", "-q"], stdin=f, capture_output=True, text=True,
-                               env=md.env(), timeout=120)
+        again = subprocess.run(
+            [*MINIDOCKER, "load", "-q"], stdin=f, capture_output=True, text=True, env=md.env(), timeout=120
+        )
     assert again.returncode == 0 and again.stdout == f"Loaded image: {name}\n" and again.stderr == ""
     assert md.ok("images", "-q").stdout.split() == [image_id[7:19]]
 
@@ -118,8 +123,10 @@ def test_skopeo_docker_archive_loads(md, image_layouts, tmp_path):
     skopeo("copy", "--quiet", f"oci:{layout}:latest", f"docker-archive:{archive}:skopeo/busybox:v2")
     r = md.ok("load", "-i", str(archive))
     assert r.stdout == "Loaded image: skopeo/busybox:v2\n"
-    assert json.loads(md.ok("inspect", "skopeo/busybox:v2").stdout)[0]["Id"] == \
-        layout_manifest(layout)[0]["config"]["digest"]
+    assert (
+        json.loads(md.ok("inspect", "skopeo/busybox:v2").stdout)[0]["Id"]
+        == layout_manifest(layout)[0]["config"]["digest"]
+    )
     md.ok("run", "--rm", "skopeo/busybox:v2", "true")
     # the same archive gzipped loads too
     gz = tmp_path / "bb-docker.tar.gz"
@@ -146,8 +153,10 @@ def test_oci_layout_tar_and_directory_load(md, image_layouts, tmp_path):
     (named / "index.json").write_text(json.dumps(idx))
     assert md.ok("load", "-i", str(named)).stdout == "Loaded image: example.com/named:v1\n"
     assert md.ok("run", "--rm", "example.com/named:v1", "cat", "/hello").stdout == "hi\n"
-    assert json.loads(md.ok("inspect", "example.com/named:v1").stdout)[0]["Config"]["Cmd"] == \
-        layout_config(layout)["config"]["Cmd"]
+    assert (
+        json.loads(md.ok("inspect", "example.com/named:v1").stdout)[0]["Config"]["Cmd"]
+        == layout_config(layout)["config"]["Cmd"]
+    )
 
 
 def _tamper_layer(info, data):
@@ -178,8 +187,7 @@ def _dotdot(info, data):
     return info, data
 
 
-@pytest.mark.parametrize("damage", ["tampered-layer", "old-style-tampered", "dotdot-member", "truncated",
-                                    "not-a-tar"])
+@pytest.mark.parametrize("damage", ["tampered-layer", "old-style-tampered", "dotdot-member", "truncated", "not-a-tar"])
 def test_bad_archive_is_refused_and_nothing_stored(saved, md, tmp_path, damage):
     _, _, _, out = saved
     bad = tmp_path / "bad.tar"
@@ -191,7 +199,7 @@ def test_bad_archive_is_refused_and_nothing_stored(saved, md, tmp_path, damage):
         rewrite(out, bad, _dotdot)
     elif damage == "truncated":
         data = out.read_bytes()
-        bad.write_bytes(data[:len(data) // 2])
+        bad.write_bytes(data[: len(data) // 2])
     else:
         bad.write_bytes(b"this is not a tar archive\n" * 100)
     r = md("load", "-i", str(bad))
@@ -203,9 +211,11 @@ def test_bad_archive_is_refused_and_nothing_stored(saved, md, tmp_path, damage):
 def test_hostile_layer_in_an_archive_is_refused(md, image_layouts, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
-    layout = make_layout(tmp_path / "hostile", tar_of(("symlink", "escape", str(outside)),
-                                                      ("file", "escape/owned", b"x")),
-                         base=image_layouts["busybox"])
+    layout = make_layout(
+        tmp_path / "hostile",
+        tar_of(("symlink", "escape", str(outside)), ("file", "escape/owned", b"x")),
+        base=image_layouts["busybox"],
+    )
     r = md("load", "-i", str(layout))
     assert r.returncode == 125 and one_error(r.stderr) and "symlink" in r.stderr
     assert list(outside.iterdir()) == []

@@ -20,8 +20,19 @@ import pytest
 from minidocker.linux import seccomp
 
 DOCKER_DEFAULT_CAPS = {
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
     "CAP_AUDIT_WRITE",
 }
 
@@ -113,8 +124,17 @@ def test_default_profile_refuses_dangerous_calls(libs):
     result, status = run_filtered(libs, seccomp.load_profile(None), DOCKER_DEFAULT_CAPS, probe)
     assert os.waitstatus_to_exitcode(status) == 0
     assert result["rules"] > 300
-    for name in ("mount", "unshare_newuser", "reboot", "keyctl", "add_key", "bpf", "setns", "init_module",
-                 "personality_addr_no_randomize"):
+    for name in (
+        "mount",
+        "unshare_newuser",
+        "reboot",
+        "keyctl",
+        "add_key",
+        "bpf",
+        "setns",
+        "init_module",
+        "personality_addr_no_randomize",
+    ):
         assert result[name] == [-1, errno.EPERM], name
     assert result["clone3"] == [-1, errno.ENOSYS]  # so that glibc falls back to clone
     assert result["unshare_fs"] == [0, 0]
@@ -127,8 +147,10 @@ def test_default_profile_refuses_dangerous_calls(libs):
 
 def test_cap_sys_admin_allows_namespaces(libs):
     def probe():
-        return {"unshare_newuser": syscall(libs, "unshare", CLONE_NEWUSER),
-                "keyctl": syscall(libs, "keyctl", 9999, 0, 0, 0, 0)}
+        return {
+            "unshare_newuser": syscall(libs, "unshare", CLONE_NEWUSER),
+            "keyctl": syscall(libs, "keyctl", 9999, 0, 0, 0, 0),
+        }
 
     result, _ = run_filtered(libs, seccomp.load_profile(None), DOCKER_DEFAULT_CAPS | {"CAP_SYS_ADMIN"}, probe)
     assert result["unshare_newuser"] == [0, 0]
@@ -137,16 +159,24 @@ def test_cap_sys_admin_allows_namespaces(libs):
 
 def test_custom_profile_file(libs, tmp_path):
     path = tmp_path / "deny-getcwd.json"
-    path.write_text(json.dumps({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [
-            {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
-            # getpriority(PRIO_USER, ...) only: an argument comparison with its own errno
-            {"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EACCES,
-             "args": [{"index": 0, "value": 2, "op": "SCMP_CMP_EQ"}]},
-            {"names": ["no_such_syscall_anywhere"], "action": "SCMP_ACT_ERRNO"},
-        ],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [
+                    {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                    # getpriority(PRIO_USER, ...) only: an argument comparison with its own errno
+                    {
+                        "names": ["getpriority"],
+                        "action": "SCMP_ACT_ERRNO",
+                        "errnoRet": errno.EACCES,
+                        "args": [{"index": 0, "value": 2, "op": "SCMP_CMP_EQ"}],
+                    },
+                    {"names": ["no_such_syscall_anywhere"], "action": "SCMP_ACT_ERRNO"},
+                ],
+            }
+        )
+    )
 
     def probe():
         out = {}
@@ -168,8 +198,10 @@ def test_custom_profile_file(libs, tmp_path):
 
 
 def test_kill_process_action(libs):
-    profile = {"defaultAction": "SCMP_ACT_ALLOW",
-               "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_KILL_PROCESS"}]}
+    profile = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_KILL_PROCESS"}],
+    }
     prctl, _ = libs
     seccomp.preload()
     pid = os.fork()

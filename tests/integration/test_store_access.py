@@ -63,8 +63,13 @@ def as_nobody(tries: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
     for tool, package in (("setpriv", "util-linux"), (PROBE_PYTHON, "python3")):
         if not shutil.which(tool):
             pytest.fail(f"{tool} is missing: apt-get install {package}", pytrace=False)
-    r = subprocess.run([*NOBODY, PROBE_PYTHON, "-I", "-S", "-c", PROBE], input=json.dumps(tries),
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*NOBODY, PROBE_PYTHON, "-I", "-S", "-c", PROBE],
+        input=json.dumps(tries),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     return [tuple(t) for t in json.loads(r.stdout)]
 
@@ -121,10 +126,13 @@ def full_store(registry, image_layouts, tmp_path_factory):
         m.ok("pull", "-q", bb)
         load_side_door(m, image_layouts["busybox"], tmp_path_factory.mktemp("side-door") / "layout")
         m.ok("network", "ls")
-        running = [m.ok("run", "-d", bb, "sleep", "600").stdout.strip(),
-                   m.ok("run", "-d", "--userns=auto", SIDE_DOOR, "sleep", "600").stdout.strip(),
-                   m.ok("run", "-d", "--userns=auto", SIDE_DOOR, "sleep", "600",
-                        env={"MINIDOCKER_NO_IDMAP": "1"}).stdout.strip()]
+        running = [
+            m.ok("run", "-d", bb, "sleep", "600").stdout.strip(),
+            m.ok("run", "-d", "--userns=auto", SIDE_DOOR, "sleep", "600").stdout.strip(),
+            m.ok(
+                "run", "-d", "--userns=auto", SIDE_DOOR, "sleep", "600", env={"MINIDOCKER_NO_IDMAP": "1"}
+            ).stdout.strip(),
+        ]
         stopped = m.ok("run", SIDE_DOOR, "sh", "-c", "echo secret > /note; echo done").stdout
         assert stopped == "done\n"
         yield m, running
@@ -203,8 +211,7 @@ def test_every_directory_of_the_store_is_root_only(full_store):
         assert m.ok("exec", cid, "stat", "-c", "%a", "/").stdout == "755\n"
 
 
-@pytest.mark.parametrize("command", [["pull", "-q", "BB"], ["run", "--rm", "BB", "true"]],
-                         ids=["pull", "run"])
+@pytest.mark.parametrize("command", [["pull", "-q", "BB"], ["run", "--rm", "BB", "true"]], ids=["pull", "run"])
 def test_an_older_open_store_is_closed_when_opened(registry, command):
     """A store left by an older minidocker (0755 everywhere): the next command that writes
     to it closes the root and its top-level directories (a chmod each, no walk)."""
@@ -219,5 +226,7 @@ def test_an_older_open_store_is_closed_when_opened(registry, command):
         m.ok(*(bb if a == "BB" else a for a in command))
         for d in [m.root, *(m.root / name for name in STORE_DIRS)]:
             assert mode(d) == 0o700, d
-        assert as_nobody([(meta, "read"), (str(layer), "list")]) == [(meta, "read", "EACCES"),
-                                                                       (str(layer), "list", "EACCES")]
+        assert as_nobody([(meta, "read"), (str(layer), "list")]) == [
+            (meta, "read", "EACCES"),
+            (str(layer), "list", "EACCES"),
+        ]

@@ -20,8 +20,14 @@ def _images(md) -> set[str]:
 def _prune(md, *flags: str, stdin=None) -> subprocess.CompletedProcess:
     """In a network namespace of its own (``unshare --net``): removing a network looks for its
     bridge and NAT rules, and must look in an empty namespace, never the host's."""
-    return subprocess.run(["unshare", "--net", *MINIDOCKER, "system", "prune", *flags], env=md.env(),
-                          stdin=stdin, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["unshare", "--net", *MINIDOCKER, "system", "prune", *flags],
+        env=md.env(),
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_system_prune(md, registry, tmp_path):
@@ -45,8 +51,14 @@ def test_system_prune(md, registry, tmp_path):
     # no answer (stdin at its end), a piped "n" and a terminal's "n": nothing removed
     r = _prune(md, stdin=subprocess.DEVNULL)
     assert r.returncode == 0 and "Are you sure" in r.stderr and r.stdout == "", r.stderr
-    r = subprocess.run(["unshare", "--net", *MINIDOCKER, "system", "prune"], env=md.env(), input="n\n",
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        ["unshare", "--net", *MINIDOCKER, "system", "prune"],
+        env=md.env(),
+        input="n\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and r.stdout == "", r.stderr
     primary, secondary = pty.openpty()
     try:
@@ -55,15 +67,24 @@ def test_system_prune(md, registry, tmp_path):
     finally:
         os.close(secondary)
         os.close(primary)
-    assert r.returncode == 0 and "all dangling images" in r.stderr and "Are you sure you want to continue? [y/N]" \
-        in r.stderr and r.stdout == ""
-    assert (set(md.ok("ps", "-aq", "--no-trunc").stdout.split()), _images(md), storecheck.orphans(md.root)) \
-        == everything
+    assert (
+        r.returncode == 0
+        and "all dangling images" in r.stderr
+        and "Are you sure you want to continue? [y/N]" in r.stderr
+        and r.stdout == ""
+    )
+    assert (
+        set(md.ok("ps", "-aq", "--no-trunc").stdout.split()),
+        _images(md),
+        storecheck.orphans(md.root),
+    ) == everything
 
     r = _prune(md, "-f")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith(f"Deleted Containers:\n{stopped}\n\nDeleted Networks:\nunused\n\n"
-                               f"Deleted Images:\ndeleted: {dangling}\n\nDeleted build cache objects:\n")
+    assert r.stdout.startswith(
+        f"Deleted Containers:\n{stopped}\n\nDeleted Networks:\nunused\n\n"
+        f"Deleted Images:\ndeleted: {dangling}\n\nDeleted build cache objects:\n"
+    )
     last = r.stdout.splitlines()[-1]
     assert last.startswith("Total reclaimed space: ") and last != "Total reclaimed space: 0B"
     assert md.ok("ps", "-q", "--no-trunc").stdout.split() == [running]

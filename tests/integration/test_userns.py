@@ -21,8 +21,11 @@ from minidocker.runtime.idranges import BLOCK, SUBGID, SUBUID, blocks, read_rang
 def subids():
     uid, gid = blocks(read_ranges(SUBUID)), blocks(read_ranges(SUBGID))
     if not uid or not gid:
-        pytest.fail("no ID ranges for 'minidocker' in /etc/subuid and /etc/subgid: run vagrant/provision.sh "
-                    "(or add 'minidocker:1000000:6553600' to both files)", pytrace=False)
+        pytest.fail(
+            "no ID ranges for 'minidocker' in /etc/subuid and /etc/subgid: run vagrant/provision.sh "
+            "(or add 'minidocker:1000000:6553600' to both files)",
+            pytrace=False,
+        )
     return set(uid), set(gid)
 
 
@@ -39,9 +42,16 @@ def _status(pid: int) -> dict[str, str]:
 @pytest.mark.parametrize("how", ["idmapped", "copy"])
 def test_root_inside_is_unprivileged_outside(md_run, bb, subids, how):
     env = {"MINIDOCKER_NO_IDMAP": "1"} if how == "copy" else None
-    cid = md_run.ok("run", "-d", "--userns=auto", bb, "sh", "-c",
-                    "echo data > /tmp/made-inside; mkdir /home/app/new; chown app:app /home/app/new; sleep 60",
-                    env=env).stdout.strip()
+    cid = md_run.ok(
+        "run",
+        "-d",
+        "--userns=auto",
+        bb,
+        "sh",
+        "-c",
+        "echo data > /tmp/made-inside; mkdir /home/app/new; chown app:app /home/app/new; sleep 60",
+        env=env,
+    ).stdout.strip()
     state = _state(md_run, cid)
     assert state["HostConfig"]["UsernsMode"] == "auto"
     pid = state["State"]["Pid"]
@@ -49,13 +59,24 @@ def test_root_inside_is_unprivileged_outside(md_run, bb, subids, how):
     uid = int(_status(pid)["Uid"].split()[0])
     assert uid in subids[0] and uid != 0
     # inside: root, with the mapping in /proc/self/uid_map, and the image's owners intact
-    out = md_run.ok("exec", cid, "sh", "-c", "id -u; cat /proc/self/uid_map; stat -c '%u:%g %n' /home/app "
-                    "/etc/passwd /bin/busybox /tmp/made-inside /home/app/new").stdout.split("\n")
+    out = md_run.ok(
+        "exec",
+        cid,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; stat -c '%u:%g %n' /home/app "
+        "/etc/passwd /bin/busybox /tmp/made-inside /home/app/new",
+    ).stdout.split("\n")
     assert out[0] == "0"
     assert out[1].split() == ["0", str(uid), str(BLOCK)]
     assert state["HostConfig"]["IdMap"] == {"uid": uid, "gid": uid, "size": BLOCK}
-    assert out[2:7] == ["1000:1000 /home/app", "0:0 /etc/passwd", "0:0 /bin/busybox", "0:0 /tmp/made-inside",
-                        "1000:1000 /home/app/new"]
+    assert out[2:7] == [
+        "1000:1000 /home/app",
+        "0:0 /etc/passwd",
+        "0:0 /bin/busybox",
+        "0:0 /tmp/made-inside",
+        "1000:1000 /home/app/new",
+    ]
     # on the host, what the container wrote belongs to the block's IDs
     upper = state["GraphDriver"]["Data"]["UpperDir"]
     made = os.stat(os.path.join(upper, "tmp/made-inside"))
@@ -77,12 +98,19 @@ def test_each_container_gets_its_own_block(md_run, bb, subids):
 
 
 def test_walls_hold_in_a_user_namespace(md_run, bb, subids):
-    r = md_run("run", "--rm", "--userns=auto", bb, "sh", "-c",
-               "grep -E 'CapEff|NoNewPrivs|Seccomp:' /proc/self/status; "
-               "mount -t tmpfs none /mnt && echo MOUNTED; "
-               "echo x > /proc/sys/kernel/hostname && echo WROTE; "
-               "mknod /tmp/sda b 8 0 && echo MKNOD; "
-               "cat /proc/kcore | head -c1 | wc -c")
+    r = md_run(
+        "run",
+        "--rm",
+        "--userns=auto",
+        bb,
+        "sh",
+        "-c",
+        "grep -E 'CapEff|NoNewPrivs|Seccomp:' /proc/self/status; "
+        "mount -t tmpfs none /mnt && echo MOUNTED; "
+        "echo x > /proc/sys/kernel/hostname && echo WROTE; "
+        "mknod /tmp/sda b 8 0 && echo MKNOD; "
+        "cat /proc/kcore | head -c1 | wc -c",
+    )
     assert "CapEff:\t00000000a80425fb" in r.stdout and "NoNewPrivs:\t1" in r.stdout and "Seccomp:\t2" in r.stdout
     for escaped in ("MOUNTED", "WROTE", "MKNOD"):
         assert escaped not in r.stdout, r.stdout
@@ -106,8 +134,9 @@ def test_userns_flag_errors(md_run, bb):
 
 
 def test_tty_in_a_user_namespace(shared_md, bb, subids):
-    cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "minidocker", "run", "-it", "--rm",
-                                            "--userns=auto", bb, "sh"])
+    cmd = " ".join(
+        shlex.quote(a) for a in [sys.executable, "-m", "minidocker", "run", "-it", "--rm", "--userns=auto", bb, "sh"]
+    )
     p = pexpect.spawn("sh", ["-c", cmd], env=shared_md.env(), encoding="utf-8", timeout=20)
     try:
         p.expect("# ")
@@ -126,8 +155,16 @@ def test_commit_diff_and_export_show_the_owners_the_container_saw(md_run, bb, su
     import tarfile
 
     name = f"uscommit-{os.getpid()}"
-    md_run.ok("run", "--name", name, "--userns=auto", bb, "sh", "-c",
-              "echo a > /made; echo b > /home/app/mine; chown 1000:1000 /home/app/mine")
+    md_run.ok(
+        "run",
+        "--name",
+        name,
+        "--userns=auto",
+        bb,
+        "sh",
+        "-c",
+        "echo a > /made; echo b > /home/app/mine; chown 1000:1000 /home/app/mine",
+    )
     assert md_run.ok("diff", name).stdout.splitlines() == ["C /home/app", "A /home/app/mine", "A /made"]
     image = md_run.ok("commit", name, f"userns-commit:{os.getpid()}").stdout.strip()
     out = md_run.ok("run", "--rm", image, "stat", "-c", "%u:%g %n", "/made", "/home/app/mine").stdout

@@ -20,9 +20,9 @@ import socket
 import tarfile
 import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from tests.support.registry import QuietHandler, ThreadedServer
 
@@ -109,7 +109,7 @@ class CraftedRegistry:
     def stop(self) -> None:
         self.server.stop()
 
-    def __enter__(self) -> "CraftedRegistry":
+    def __enter__(self) -> CraftedRegistry:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -167,13 +167,13 @@ class CraftedRegistry:
         h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
         h.connection.settimeout(WRITE_TIMEOUT)
         padding = lie.pad_byte * SEND_CHUNK
-        pieces = [data[i:i + SEND_CHUNK] for i in range(0, len(data), SEND_CHUNK)]
+        pieces = [data[i : i + SEND_CHUNK] for i in range(0, len(data), SEND_CHUNK)]
         left = lie.pad
         try:
             for piece in pieces:
                 self._write(h, key, piece, lie)
             while left:
-                piece = padding[:min(left, SEND_CHUNK)]
+                piece = padding[: min(left, SEND_CHUNK)]
                 self._write(h, key, piece, lie)
                 left -= len(piece)
             if lie.length == "none":

@@ -61,6 +61,7 @@ def layer_tar(layout: Path, desc: dict) -> bytes:
         return gzip.decompress(data)
     if media_type.endswith("+zstd") or media_type.endswith(".tar.zstd"):
         import zstandard
+
         return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
     if media_type.endswith(".tar") or media_type.endswith("rootfs.diff.tar"):
         return data
@@ -79,13 +80,12 @@ def unpack_overlay_form(tar: bytes, dest: Path) -> None:
         for m in normal:
             for key, value in m.pax_headers.items():
                 if key.startswith("SCHILY.xattr."):
-                    os.setxattr(dest / m.name, key[len("SCHILY.xattr."):], value.encode(),
-                                follow_symlinks=False)
+                    os.setxattr(dest / m.name, key[len("SCHILY.xattr.") :], value.encode(), follow_symlinks=False)
         for m in members:
             parent, base = os.path.split(m.name)
             if base == OPAQUE_MARKER:
                 os.setxattr(dest / parent, "trusted.overlay.opaque", b"y")
             elif base.startswith(WHITEOUT_PREFIX):
-                target = dest / parent / base[len(WHITEOUT_PREFIX):]
+                target = dest / parent / base[len(WHITEOUT_PREFIX) :]
                 os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
         # extractall set directory mtimes before the whiteouts were made; nothing checks them.

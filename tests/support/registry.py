@@ -29,6 +29,7 @@ import base64
 import ctypes
 import datetime as dt
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -42,7 +43,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import http.client
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -54,8 +54,17 @@ ISSUER = "minidocker-test-token-issuer"
 TOKEN_TTL = 300
 CDN_HOST = "127.0.0.2"
 
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
-              "upgrade", "trailer", "proxy-authenticate", "proxy-authorization"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "trailer",
+    "proxy-authenticate",
+    "proxy-authorization",
+}
 
 
 class QuietHandler(BaseHTTPRequestHandler):
@@ -66,6 +75,7 @@ class QuietHandler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+
 class ToolMissing(RuntimeError):
     """A program or module the fixtures need is not installed; the message says which
     Debian package (or pip extra) provides it."""
@@ -73,10 +83,10 @@ class ToolMissing(RuntimeError):
 
 def need_tool(name: str, package: str) -> str:
     path = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
     if path is None:
-        raise ToolMissing(f"{name} not found: install the Debian package {package} "
-                          f"(apt-get install {package})")
+        raise ToolMissing(f"{name} not found: install the Debian package {package} (apt-get install {package})")
     return path
 
 
@@ -98,9 +108,11 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 # -- the registry's access log --------------------------------------------------------------
 
-_ACCESS = re.compile(r'^(?P<remote>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] '
-                     r'"(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" (?P<status>\d+) (?P<size>\S+) '
-                     r'"(?P<referer>[^"]*)" "(?P<agent>[^"]*)"')
+_ACCESS = re.compile(
+    r"^(?P<remote>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "
+    r'"(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" (?P<status>\d+) (?P<size>\S+) '
+    r'"(?P<referer>[^"]*)" "(?P<agent>[^"]*)"'
+)
 
 
 class AccessLog:
@@ -123,8 +135,15 @@ class AccessLog:
         for line in text.splitlines():
             m = _ACCESS.match(line)
             if m:
-                out.append({"method": m["method"], "path": m["path"], "status": int(m["status"]),
-                            "size": m["size"], "agent": m["agent"]})
+                out.append(
+                    {
+                        "method": m["method"],
+                        "path": m["path"],
+                        "status": int(m["status"]),
+                        "size": m["size"],
+                        "agent": m["agent"],
+                    }
+                )
         return out
 
     def clear(self) -> None:
@@ -147,6 +166,7 @@ class AccessLog:
 
 
 # -- the token server -----------------------------------------------------------------------
+
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -172,17 +192,24 @@ class SigningKey:
             from cryptography.hazmat.primitives.asymmetric import ec
             from cryptography.x509.oid import NameOID
         except ImportError as e:
-            raise ToolMissing("the token registry needs the Python package cryptography: "
-                              "pip install -e '.[test]' (or .venv/bin/pip install cryptography)") from e
+            raise ToolMissing(
+                "the token registry needs the Python package cryptography: "
+                "pip install -e '.[test]' (or .venv/bin/pip install cryptography)"
+            ) from e
         self.key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        now = dt.datetime.now(dt.timezone.utc)
-        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-                     .not_valid_before(now - dt.timedelta(hours=1))
-                     .not_valid_after(now + dt.timedelta(days=2))
-                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                     .sign(self.key, hashes.SHA256()))
+        now = dt.datetime.now(dt.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
         self.cert_pem = self.cert.public_bytes(serialization.Encoding.PEM)
         self.cert_der = self.cert.public_bytes(serialization.Encoding.DER)
 
@@ -191,11 +218,15 @@ class SigningKey:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
         header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(self.cert_der).decode()]}
-        signing_input = (_b64url(json.dumps(header, separators=(",", ":")).encode()) + "." +
-                         _b64url(json.dumps(claims, separators=(",", ":")).encode()))
+        signing_input = (
+            _b64url(json.dumps(header, separators=(",", ":")).encode())
+            + "."
+            + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        )
         der = self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
-        r, s = decode_dss_signature(der)                    # JOSE wants r || s, 32 bytes each
+        r, s = decode_dss_signature(der)  # JOSE wants r || s, 32 bytes each
         return signing_input + "." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
@@ -211,8 +242,9 @@ class TokenServer:
     "scopes", "authorization" (bool), "username", "status"}.
     """
 
-    def __init__(self, workdir: Path, users: dict[str, str] | None = None,
-                 service: str = SERVICE, issuer: str = ISSUER):
+    def __init__(
+        self, workdir: Path, users: dict[str, str] | None = None, service: str = SERVICE, issuer: str = ISSUER
+    ):
         self.users = users if users is not None else {USERNAME: PASSWORD}
         self.service, self.issuer = service, issuer
         self.signing = SigningKey()
@@ -223,7 +255,6 @@ class TokenServer:
         server = self
 
         class Handler(QuietHandler):
-
             def do_GET(self):
                 server._handle(self, "GET")
 
@@ -245,19 +276,26 @@ class TokenServer:
             return [a for a in actions if a == "pull"]
         return []
 
-    def issue(self, username: str | None, scopes: list[str], service: str | None = None,
-              ttl: int = TOKEN_TTL) -> str:
+    def issue(self, username: str | None, scopes: list[str], service: str | None = None, ttl: int = TOKEN_TTL) -> str:
         access = []
         for scope in scopes:
             parsed = _parse_scope(scope)
             if parsed:
                 kind, name, actions = parsed
-                access.append({"type": kind, "name": name,
-                               "actions": self.grant(username, kind, name, actions)})
+                access.append({"type": kind, "name": name, "actions": self.grant(username, kind, name, actions)})
         now = int(time.time())
-        return self.signing.jwt({"iss": self.issuer, "sub": username or "", "aud": service or self.service,
-                                 "exp": now + ttl, "nbf": now - 1, "iat": now,
-                                 "jti": secrets.token_hex(8), "access": access})
+        return self.signing.jwt(
+            {
+                "iss": self.issuer,
+                "sub": username or "",
+                "aud": service or self.service,
+                "exp": now + ttl,
+                "nbf": now - 1,
+                "iat": now,
+                "jti": secrets.token_hex(8),
+                "access": access,
+            }
+        )
 
     def _check_basic(self, header: str | None) -> tuple[bool, str | None]:
         """(credentials acceptable, username) for an Authorization header."""
@@ -273,8 +311,16 @@ class TokenServer:
         url = urllib.parse.urlsplit(h.path)
         query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
         auth = h.headers.get("Authorization")
-        record = {"method": method, "path": url.path, "query": query, "service": None, "scopes": [],
-                  "authorization": auth is not None, "username": None, "status": None}
+        record = {
+            "method": method,
+            "path": url.path,
+            "query": query,
+            "service": None,
+            "scopes": [],
+            "authorization": auth is not None,
+            "username": None,
+            "status": None,
+        }
         self.requests.append(record)
         if url.path != "/token":
             return self._reply(h, record, 404, {"errors": [{"code": "NOT_FOUND"}]})
@@ -285,12 +331,20 @@ class TokenServer:
             scopes = [s for value in query.get("scope", []) for s in value.split(" ") if s]
             record.update(service=service, scopes=scopes)
             if not ok:
-                return self._reply(h, record, 401, {"errors": [{"code": "UNAUTHORIZED",
-                                                                "message": "incorrect username or password"}]},
-                                   {"WWW-Authenticate": 'Basic realm="minidocker-test-token"'})
+                return self._reply(
+                    h,
+                    record,
+                    401,
+                    {"errors": [{"code": "UNAUTHORIZED", "message": "incorrect username or password"}]},
+                    {"WWW-Authenticate": 'Basic realm="minidocker-test-token"'},
+                )
             token = self.issue(user, scopes, service)
-            return self._reply(h, record, 200, {"token": token, "access_token": token,
-                                                "expires_in": TOKEN_TTL, "issued_at": _now_iso()})
+            return self._reply(
+                h,
+                record,
+                200,
+                {"token": token, "access_token": token, "expires_in": TOKEN_TTL, "issued_at": _now_iso()},
+            )
         length = int(h.headers.get("Content-Length") or 0)
         form = urllib.parse.parse_qs(h.rfile.read(length).decode(), keep_blank_values=True)
         get = lambda k: form.get(k, [None])[0]  # noqa: E731
@@ -310,8 +364,7 @@ class TokenServer:
         else:
             return self._reply(h, record, 400, {"error": "unsupported_grant_type"})
         token = self.issue(user, scopes, service)
-        body = {"access_token": token, "scope": " ".join(scopes), "expires_in": TOKEN_TTL,
-                "issued_at": _now_iso()}
+        body = {"access_token": token, "scope": " ".join(scopes), "expires_in": TOKEN_TTL, "issued_at": _now_iso()}
         if get("access_type") == "offline":
             refresh = secrets.token_urlsafe(16)
             self._refresh[refresh] = user
@@ -338,22 +391,23 @@ class TokenServer:
 
 
 def _now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- the registry ---------------------------------------------------------------------------
+
 
 @dataclass
 class Registry:
     """A running ``docker-registry serve`` (see the module docstring)."""
 
     workdir: Path
-    host: str                               # "127.0.0.1:PORT"
-    url: str                                # "http://127.0.0.1:PORT"
-    storage: Path                           # the filesystem driver's rootdirectory
+    host: str  # "127.0.0.1:PORT"
+    url: str  # "http://127.0.0.1:PORT"
+    storage: Path  # the filesystem driver's rootdirectory
     config: Path
-    log: Path                               # the registry's own log (level warn)
-    requests: AccessLog                     # every request it answered
+    log: Path  # the registry's own log (level warn)
+    requests: AccessLog  # every request it answered
     auth: str | None = None
     username: str | None = None
     password: str | None = None
@@ -405,7 +459,7 @@ class Registry:
         if self.token_server is not None:
             self.token_server.stop()
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Registry:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -413,7 +467,7 @@ class Registry:
 
 
 def _q(value: str) -> str:
-    return json.dumps(str(value))         # a JSON string is a YAML double-quoted scalar
+    return json.dumps(str(value))  # a JSON string is a YAML double-quoted scalar
 
 
 def _config_yaml(port: int, storage: Path, auth_block: str) -> str:
@@ -450,18 +504,21 @@ def _wait_until_up(reg: Registry, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if reg.process.poll() is not None:
-            raise RuntimeError(f"docker-registry exited with {reg.process.returncode}:\n"
-                               f"{reg.log.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(
+                f"docker-registry exited with {reg.process.returncode}:\n{reg.log.read_text(errors='replace')[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(reg.url + "/v2/", timeout=1):
                 return
         except urllib.error.HTTPError:
-            return                                    # 401 from an auth registry: it is up
-        except (urllib.error.URLError, ConnectionError, socket.timeout):
+            return  # 401 from an auth registry: it is up
+        except (TimeoutError, urllib.error.URLError, ConnectionError):
             if time.monotonic() > deadline:
                 reg.stop()
-                raise RuntimeError(f"docker-registry did not answer on {reg.url} in {timeout}s:\n"
-                                   f"{reg.log.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(
+                    f"docker-registry did not answer on {reg.url} in {timeout}s:\n"
+                    f"{reg.log.read_text(errors='replace')[-3000:]}"
+                ) from None
             time.sleep(0.02)
 
 
@@ -480,34 +537,51 @@ def start_registry(workdir: Path, auth: str | None = None) -> Registry:
     auth_block = ""
     if auth == "basic":
         htpasswd = need_tool("htpasswd", "apache2-utils")
-        line = subprocess.run([htpasswd, "-Bbn", USERNAME, PASSWORD], check=True,
-                              capture_output=True, text=True).stdout.strip()
+        line = subprocess.run(
+            [htpasswd, "-Bbn", USERNAME, PASSWORD], check=True, capture_output=True, text=True
+        ).stdout.strip()
         (workdir / "htpasswd").write_text(line + "\n")
-        auth_block = (f"auth:\n  htpasswd:\n    realm: {_q('minidocker-test')}\n"
-                      f"    path: {_q(workdir / 'htpasswd')}\n")
+        auth_block = f"auth:\n  htpasswd:\n    realm: {_q('minidocker-test')}\n    path: {_q(workdir / 'htpasswd')}\n"
         username, password = USERNAME, PASSWORD
     elif auth == "token":
         token_server = TokenServer(workdir)
-        auth_block = (f"auth:\n  token:\n    realm: {_q(token_server.realm)}\n"
-                      f"    service: {_q(SERVICE)}\n    issuer: {_q(ISSUER)}\n"
-                      f"    rootcertbundle: {_q(token_server.rootcertbundle)}\n")
+        auth_block = (
+            f"auth:\n  token:\n    realm: {_q(token_server.realm)}\n"
+            f"    service: {_q(SERVICE)}\n    issuer: {_q(ISSUER)}\n"
+            f"    rootcertbundle: {_q(token_server.rootcertbundle)}\n"
+        )
         username, password = USERNAME, PASSWORD
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     last_error = None
-    for _ in range(5):                                # a port taken between probe and bind
+    for _ in range(5):  # a port taken between probe and bind
         port = free_port()
         config = workdir / "config.yml"
         config.write_text(_config_yaml(port, storage, auth_block))
         log, access = workdir / "registry.log", workdir / "access.log"
-        reg = Registry(workdir=workdir, host=f"127.0.0.1:{port}", url=f"http://127.0.0.1:{port}",
-                       storage=storage, config=config, log=log, requests=AccessLog(access),
-                       auth=auth, username=username, password=password, token_server=token_server,
-                       token_requests=token_server.requests if token_server else [])
+        reg = Registry(
+            workdir=workdir,
+            host=f"127.0.0.1:{port}",
+            url=f"http://127.0.0.1:{port}",
+            storage=storage,
+            config=config,
+            log=log,
+            requests=AccessLog(access),
+            auth=auth,
+            username=username,
+            password=password,
+            token_server=token_server,
+            token_requests=token_server.requests if token_server else [],
+        )
         with open(log, "ab") as logf, open(access, "ab") as accessf:
-            reg.process = subprocess.Popen([binary, "serve", str(config)], stdin=subprocess.DEVNULL,
-                                           stdout=accessf, stderr=logf, env=env, cwd=workdir,
-                                           preexec_fn=_die_with_parent if threading.current_thread()
-                                           is threading.main_thread() else None)
+            reg.process = subprocess.Popen(
+                [binary, "serve", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=accessf,
+                stderr=logf,
+                env=env,
+                cwd=workdir,
+                preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
+            )
         try:
             _wait_until_up(reg)
             return reg
@@ -532,8 +606,7 @@ class ThreadedServer:
         self.httpd = ThreadingHTTPServer((host, 0), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
-                                       name=f"http-{host}:{self.port}")
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True, name=f"http-{host}:{self.port}")
         self.thread.start()
 
     def stop(self) -> None:
@@ -564,19 +637,19 @@ class Front:
     """A proxy in front of ``registry`` that sends blob downloads to a CDN host."""
 
     registry: Registry
-    host: str                                   # "127.0.0.1:PORT", use it as the registry
+    host: str  # "127.0.0.1:PORT", use it as the registry
     url: str
-    cdn_host: str                               # "127.0.0.2:PORT"
+    cdn_host: str  # "127.0.0.2:PORT"
     cdn_url: str
-    requests: list = field(default_factory=list)       # {"method", "path", "status", "authorization"}
-    cdn_requests: list = field(default_factory=list)   # {"method", "path", "headers", "status"}
+    requests: list = field(default_factory=list)  # {"method", "path", "status", "authorization"}
+    cdn_requests: list = field(default_factory=list)  # {"method", "path", "headers", "status"}
     _servers: list = field(default_factory=list, repr=False)
 
     def stop(self) -> None:
         for s in self._servers:
             s.stop()
 
-    def __enter__(self) -> "Front":
+    def __enter__(self) -> Front:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -610,16 +683,19 @@ def start_redirect_front(registry: Registry) -> Front:
             conn.close()
 
     class ProxyHandler(QuietHandler):
-
         def _proxy(self, method: str) -> None:
             front = front_box[0]
             body = _read_body(self)
-            record = {"method": method, "path": self.path, "status": None,
-                      "authorization": "Authorization" in self.headers}
+            record = {
+                "method": method,
+                "path": self.path,
+                "status": None,
+                "authorization": "Authorization" in self.headers,
+            }
             front.requests.append(record)
             m = _BLOB_PATH.match(urllib.parse.urlsplit(self.path).path)
             if method == "GET" and m:
-                status, _, headers, _ = forward(self, "HEAD", b"")     # auth and existence
+                status, _, headers, _ = forward(self, "HEAD", b"")  # auth and existence
                 if status == 200:
                     record["status"] = 307
                     location = f"{front.cdn_url}/cdn/{m['digest']}?sig=x"
@@ -641,20 +717,29 @@ def start_redirect_front(registry: Registry) -> Front:
             if method != "HEAD":
                 self.wfile.write(data)
 
-        def do_GET(self): self._proxy("GET")            # noqa: E704
-        def do_HEAD(self): self._proxy("HEAD")          # noqa: E704
-        def do_POST(self): self._proxy("POST")          # noqa: E704
-        def do_PUT(self): self._proxy("PUT")            # noqa: E704
-        def do_PATCH(self): self._proxy("PATCH")        # noqa: E704
-        def do_DELETE(self): self._proxy("DELETE")      # noqa: E704
+        def do_GET(self):
+            self._proxy("GET")  # noqa: E704
+
+        def do_HEAD(self):
+            self._proxy("HEAD")  # noqa: E704
+
+        def do_POST(self):
+            self._proxy("POST")  # noqa: E704
+
+        def do_PUT(self):
+            self._proxy("PUT")  # noqa: E704
+
+        def do_PATCH(self):
+            self._proxy("PATCH")  # noqa: E704
+
+        def do_DELETE(self):
+            self._proxy("DELETE")  # noqa: E704
 
     class CDNHandler(QuietHandler):
-
         def _serve(self, method: str) -> None:
             front = front_box[0]
             url = urllib.parse.urlsplit(self.path)
-            record = {"method": method, "path": self.path, "headers": dict(self.headers.items()),
-                      "status": None}
+            record = {"method": method, "path": self.path, "headers": dict(self.headers.items()), "status": None}
             front.cdn_requests.append(record)
             m = re.fullmatch(r"/cdn/(sha256:[0-9a-f]{64})", url.path)
             status, data, extra = 200, b"", {}
@@ -676,7 +761,7 @@ def start_redirect_front(registry: Registry) -> Front:
                 else:
                     end = min(end, len(data) - 1)
                     extra = {"Content-Range": f"bytes {start}-{end}/{len(data)}"}
-                    status, data = 206, data[start:end + 1]
+                    status, data = 206, data[start : end + 1]
             record["status"] = status
             self.send_response(status)
             self.send_header("Content-Type", "application/octet-stream")
@@ -688,8 +773,11 @@ def start_redirect_front(registry: Registry) -> Front:
             if method == "GET":
                 self.wfile.write(data)
 
-        def do_GET(self): self._serve("GET")            # noqa: E704
-        def do_HEAD(self): self._serve("HEAD")          # noqa: E704
+        def do_GET(self):
+            self._serve("GET")  # noqa: E704
+
+        def do_HEAD(self):
+            self._serve("HEAD")  # noqa: E704
 
     proxy = ThreadedServer("127.0.0.1", ProxyHandler)
     try:
@@ -697,14 +785,20 @@ def start_redirect_front(registry: Registry) -> Front:
     except OSError:
         proxy.stop()
         raise
-    front = Front(registry=registry, host=f"127.0.0.1:{proxy.port}", url=f"http://127.0.0.1:{proxy.port}",
-                  cdn_host=f"{CDN_HOST}:{cdn.port}", cdn_url=f"http://{CDN_HOST}:{cdn.port}",
-                  _servers=[proxy, cdn])
+    front = Front(
+        registry=registry,
+        host=f"127.0.0.1:{proxy.port}",
+        url=f"http://127.0.0.1:{proxy.port}",
+        cdn_host=f"{CDN_HOST}:{cdn.port}",
+        cdn_url=f"http://{CDN_HOST}:{cdn.port}",
+        _servers=[proxy, cdn],
+    )
     front_box.append(front)
     return front
 
 
 # -- pushing a layout over HTTP (Docker media types, which skopeo's oci: cannot read) ------
+
 
 class _AuthClient:
     """urllib with the registry's auth challenges answered: Basic, or Bearer through the
@@ -713,8 +807,9 @@ class _AuthClient:
     def __init__(self, username: str | None, password: str | None):
         self.username, self.password, self.auth_header = username, password, None
 
-    def request(self, method: str, url: str, headers: dict | None = None,
-                data: bytes | None = None) -> tuple[int, dict, bytes]:
+    def request(
+        self, method: str, url: str, headers: dict | None = None, data: bytes | None = None
+    ) -> tuple[int, dict, bytes]:
         for _ in range(2):
             h = dict(headers or {})
             if self.auth_header:
@@ -739,8 +834,14 @@ class _AuthClient:
         return status, rh, body
 
 
-def push_layout(layout: Path, base_url: str, repo: str, tag: str = "latest",
-                username: str | None = None, password: str | None = None) -> None:
+def push_layout(
+    layout: Path,
+    base_url: str,
+    repo: str,
+    tag: str = "latest",
+    username: str | None = None,
+    password: str | None = None,
+) -> None:
     """Push the image (or whole index) that ``layout``'s index.json names to REPO:TAG, byte
     for byte: blobs by POST + PUT, child manifests by digest, the top one by tag."""
     client = _AuthClient(username, password)
@@ -760,8 +861,9 @@ def push_layout(layout: Path, base_url: str, repo: str, tag: str = "latest",
         check(digest, status, (202,), body)
         location = urllib.parse.urljoin(base_url, h["location"])
         location += ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest})
-        status, _, body = client.request("PUT", location, {"Content-Type": "application/octet-stream"},
-                                         blob_bytes(digest))
+        status, _, body = client.request(
+            "PUT", location, {"Content-Type": "application/octet-stream"}, blob_bytes(digest)
+        )
         check(digest, status, (201,), body)
 
     def push_manifest(desc: dict, reference: str) -> None:
@@ -770,8 +872,12 @@ def push_layout(layout: Path, base_url: str, repo: str, tag: str = "latest",
             push_manifest(child, child["digest"])
         for d in ([doc["config"]] if "config" in doc else []) + doc.get("layers", []):
             push_blob(d["digest"])
-        status, _, body = client.request("PUT", f"{base_url}/v2/{repo}/manifests/{reference}",
-                                         {"Content-Type": desc["mediaType"]}, blob_bytes(desc["digest"]))
+        status, _, body = client.request(
+            "PUT",
+            f"{base_url}/v2/{repo}/manifests/{reference}",
+            {"Content-Type": desc["mediaType"]},
+            blob_bytes(desc["digest"]),
+        )
         check(reference, status, (201,), body)
 
     top = json.loads((layout / "index.json").read_text())["manifests"][0]
@@ -780,9 +886,12 @@ def push_layout(layout: Path, base_url: str, repo: str, tag: str = "latest",
 
 # -- small HTTP helpers for tests -------------------------------------------------------------
 
-def http_request(url: str, method: str = "GET", headers: dict | None = None,
-                 data: bytes | None = None, follow_redirects: bool = True) -> tuple[int, dict, bytes]:
+
+def http_request(
+    url: str, method: str = "GET", headers: dict | None = None, data: bytes | None = None, follow_redirects: bool = True
+) -> tuple[int, dict, bytes]:
     """(status, headers with lower-case names, body) without raising on 4xx/5xx."""
+
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args, **kwargs):
             return None

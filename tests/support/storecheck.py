@@ -138,9 +138,11 @@ def orphans(root: Path) -> list[str]:
         folder = root / sub
         return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
-    return ([f"ingest/{n}" for n in names("ingest")]
-            + [f"layers/{n}" for n in names("layers") if n.startswith(".tmp-") or n not in layers]
-            + [f"blobs/sha256/{n}" for n in names("blobs/sha256") if n not in blobs])
+    return (
+        [f"ingest/{n}" for n in names("ingest")]
+        + [f"layers/{n}" for n in names("layers") if n.startswith(".tmp-") or n not in layers]
+        + [f"blobs/sha256/{n}" for n in names("blobs/sha256") if n not in blobs]
+    )
 
 
 def freezer_state(cid: str) -> str | None:

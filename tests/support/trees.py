@@ -46,7 +46,6 @@ class FaultyRegistry:
         server = self
 
         class Handler(QuietHandler):
-
             def _answer(self):
                 server.requests.append((self.command, self.path))
                 length = int(self.headers.get("Content-Length") or 0)

@@ -18,7 +18,7 @@ def run(program: bytes, dev_type: int, major: int, minor: int, access: int) -> i
     ctx = struct.pack("<III", (access << 16) | dev_type, major, minor)
     regs = [0] * 11
     pc = 0
-    insns = [struct.unpack("<BBhi", program[i:i + 8]) for i in range(0, len(program), 8)]
+    insns = [struct.unpack("<BBhi", program[i : i + 8]) for i in range(0, len(program), 8)]
     for _ in range(10000):
         code, regs_byte, off, imm = insns[pc]
         dst, src = regs_byte & 0xF, regs_byte >> 4
@@ -48,7 +48,7 @@ def v1_allows(rules, dev_type, major, minor, access) -> bool:
     """What cgroup v1's devices.allow with these rules would answer."""
     for rule in rules:
         t, ma, mi, acc = bpf.parse_rule(rule)
-        if (t in (None, dev_type) and ma in (None, major) and mi in (None, minor) and access & ~acc == 0):
+        if t in (None, dev_type) and ma in (None, major) and mi in (None, minor) and access & ~acc == 0:
             return True
     return False
 
@@ -56,20 +56,23 @@ def v1_allows(rules, dev_type, major, minor, access) -> bool:
 def test_program_matches_the_v1_rules_for_every_request():
     program = bpf.device_program(DEVICE_RULES)
     for dev_type, major, minor, access in itertools.product(
-            (bpf.DEV_BLOCK, bpf.DEV_CHAR), (1, 5, 8, 10, 136, 4), (0, 1, 2, 3, 5, 7, 8, 9, 200, 17),
-            (1, 2, 4, 6, 7)):
+        (bpf.DEV_BLOCK, bpf.DEV_CHAR), (1, 5, 8, 10, 136, 4), (0, 1, 2, 3, 5, 7, 8, 9, 200, 17), (1, 2, 4, 6, 7)
+    ):
         want = v1_allows(DEVICE_RULES, dev_type, major, minor, access)
         assert run(program, dev_type, major, minor, access) == int(want), (dev_type, major, minor, access)
 
 
-@pytest.mark.parametrize("request_, allowed", [
-    ((bpf.DEV_CHAR, 1, 3, 6), 1),      # read+write /dev/null
-    ((bpf.DEV_CHAR, 1, 1, 2), 0),      # read /dev/mem
-    ((bpf.DEV_CHAR, 99, 99, 1), 1),    # mknod of any char device ("c *:* m")
-    ((bpf.DEV_CHAR, 99, 99, 2), 0),    # ... but not reading it
-    ((bpf.DEV_BLOCK, 8, 0, 1), 0),     # mknod of a disk
-    ((bpf.DEV_CHAR, 136, 42, 6), 1),   # a pty
-])
+@pytest.mark.parametrize(
+    "request_, allowed",
+    [
+        ((bpf.DEV_CHAR, 1, 3, 6), 1),  # read+write /dev/null
+        ((bpf.DEV_CHAR, 1, 1, 2), 0),  # read /dev/mem
+        ((bpf.DEV_CHAR, 99, 99, 1), 1),  # mknod of any char device ("c *:* m")
+        ((bpf.DEV_CHAR, 99, 99, 2), 0),  # ... but not reading it
+        ((bpf.DEV_BLOCK, 8, 0, 1), 0),  # mknod of a disk
+        ((bpf.DEV_CHAR, 136, 42, 6), 1),  # a pty
+    ],
+)
 def test_known_answers(request_, allowed):
     assert run(bpf.device_program(DEVICE_RULES), *request_) == allowed
 

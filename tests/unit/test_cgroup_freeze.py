@@ -88,8 +88,13 @@ def _wait_until(check, timeout: float = 10.0) -> bool:
 
 
 def _start_owner(tmp_path, **popen) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", OWNER, str(tmp_path), str(tmp_path / "notes")], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True, **popen)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(tmp_path), str(tmp_path / "notes")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
     assert proc.stdout.readline() == "inside\n"
     return proc
 
@@ -121,14 +126,19 @@ def test_the_owner_thaws_at_the_end_of_the_block_and_when_the_helper_is_killed(t
         assert state.read_text() == "FROZEN"
     assert state.read_text() == "THAWED" and notes == []  # the helper ran on_thawed, in its process
     helper = tmp_path / "helper.pid"
-    with hold_frozen(CgroupV1("c1", str(tmp_path)), on_frozen=lambda: helper.write_text(str(os.getpid())),
-                     on_thawed=lambda: notes.append("thawed")):
+    with hold_frozen(
+        CgroupV1("c1", str(tmp_path)),
+        on_frozen=lambda: helper.write_text(str(os.getpid())),
+        on_thawed=lambda: notes.append("thawed"),
+    ):
         os.kill(int(helper.read_text()), signal.SIGKILL)  # our own child, the helper
         assert state.read_text() == "FROZEN"
     assert state.read_text() == "THAWED" and notes == ["thawed"]  # done by the owner in its place
 
 
 def test_a_freeze_that_fails_is_reported_and_nothing_stays_frozen(tmp_path):
-    with pytest.raises(FreezeFailed, match="cannot freeze the container: .*freezer.state"):
-        with hold_frozen(CgroupV1("c1", str(tmp_path))):
-            pytest.fail("the block must not run")
+    with (
+        pytest.raises(FreezeFailed, match="cannot freeze the container: .*freezer.state"),
+        hold_frozen(CgroupV1("c1", str(tmp_path))),
+    ):
+        pytest.fail("the block must not run")

@@ -50,8 +50,15 @@ def run_cli(parser: str, failure: str, *argv: str, root: Path) -> subprocess.Com
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIDOCKER_")}
     env["PYTHONPATH"] = WORKTREE
     code = WRAPPER.format(failure=FAILURES[failure])
-    return subprocess.run([sys.executable, "-c", code, parser, "--root", str(root), *argv], check=False,
-                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code, parser, "--root", str(root), *argv],
+        check=False,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def assert_took(parser: str, r: subprocess.CompletedProcess) -> None:
@@ -82,8 +89,10 @@ def test_a_bug_is_one_internal_error_line_and_125(parser, tmp_path):
     assert_took(parser, r)
     assert r.returncode == 125, r.stderr
     assert "Traceback" not in r.stderr
-    assert r.stderr.splitlines() == ["Error: internal error: RuntimeError: a bug",
-                                     "hint: run with --debug for the traceback"], r.stderr
+    assert r.stderr.splitlines() == [
+        "Error: internal error: RuntimeError: a bug",
+        "hint: run with --debug for the traceback",
+    ], r.stderr
 
 
 @pytest.mark.parametrize("parser", PARSERS)

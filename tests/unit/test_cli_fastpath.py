@@ -28,26 +28,45 @@ def test_the_table_and_the_typer_command_agree():
         assert typer_flags[flag] == expected, flag
 
 
-@pytest.mark.parametrize("argv, expect", [
-    (["run", "-it", "img", "sh"], {"interactive": True, "tty": True, "image": "img", "args": ["sh"]}),
-    (["run", "-dit", "--rm", "img"], {"detach": True, "tty": True, "rm": True, "args": []}),
-    (["run", "-eA=1", "-e", "B=2", "--env=C=3", "img"], {"env": ["A=1", "B=2", "C=3"]}),
-    (["run", "--name=web", "-v", "/a:/b:ro", "img", "ls", "-l"], {"name": "web", "volume": ["/a:/b:ro"],
-                                                                   "args": ["ls", "-l"]}),
-    (["--root", "/x", "run", "-m", "64m", "--cpus", "0.5", "--pids-limit", "50", "img"],
-     {"memory": "64m", "cpus": 0.5, "pids_limit": 50}),
-    (["run", "--cap-drop", "NET_RAW", "--security-opt", "seccomp=unconfined", "img"],
-     {"cap_drop": ["NET_RAW"], "security_opt": ["seccomp=unconfined"]}),
-    (["run", "--", "img", "--not-a-flag"], {"image": "img", "args": ["--not-a-flag"]}),
-])
+@pytest.mark.parametrize(
+    "argv, expect",
+    [
+        (["run", "-it", "img", "sh"], {"interactive": True, "tty": True, "image": "img", "args": ["sh"]}),
+        (["run", "-dit", "--rm", "img"], {"detach": True, "tty": True, "rm": True, "args": []}),
+        (["run", "-eA=1", "-e", "B=2", "--env=C=3", "img"], {"env": ["A=1", "B=2", "C=3"]}),
+        (
+            ["run", "--name=web", "-v", "/a:/b:ro", "img", "ls", "-l"],
+            {"name": "web", "volume": ["/a:/b:ro"], "args": ["ls", "-l"]},
+        ),
+        (
+            ["--root", "/x", "run", "-m", "64m", "--cpus", "0.5", "--pids-limit", "50", "img"],
+            {"memory": "64m", "cpus": 0.5, "pids_limit": 50},
+        ),
+        (
+            ["run", "--cap-drop", "NET_RAW", "--security-opt", "seccomp=unconfined", "img"],
+            {"cap_drop": ["NET_RAW"], "security_opt": ["seccomp=unconfined"]},
+        ),
+        (["run", "--", "img", "--not-a-flag"], {"image": "img", "args": ["--not-a-flag"]}),
+    ],
+)
 def test_parse_run(argv, expect):
     _, opts = fastpath.parse_run(argv)
     for k, v in expect.items():
         assert opts[k] == v, k
 
 
-@pytest.mark.parametrize("argv", [["run"], ["run", "--help"], ["run", "--bogus", "img"], ["run", "-m"],
-                                  ["run", "--cpus", "half", "img"], ["pull", "img"], ["--bogus", "run", "img"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run"],
+        ["run", "--help"],
+        ["run", "--bogus", "img"],
+        ["run", "-m"],
+        ["run", "--cpus", "half", "img"],
+        ["pull", "img"],
+        ["--bogus", "run", "img"],
+    ],
+)
 def test_unknown_lines_go_to_typer(argv):
     with pytest.raises(fastpath.NotFast):
         fastpath.parse_run(argv)

@@ -11,8 +11,11 @@ from minidocker.runtime.spec import ContainerSpec
 
 def make(tmp_path, **state):
     store = ContainerStore(tmp_path)
-    c = store.create(lambda cid, name: ContainerSpec(id=cid, name=name(), image="x", image_id="sha256:" + "0" * 64,
-                                                      argv=["true"], env=[]))
+    c = store.create(
+        lambda cid, name: ContainerSpec(
+            id=cid, name=name(), image="x", image_id="sha256:" + "0" * 64, argv=["true"], env=[]
+        )
+    )
     store.update(c, Status="running", **state)
     return store, c
 
@@ -38,7 +41,8 @@ def test_names_are_unique_and_random(tmp_path):
     store = ContainerStore(tmp_path)
     names = set()
     for _ in range(20):
-        c = store.create(lambda cid, name: ContainerSpec(id=cid, name=name(), image="x", image_id="x",
-                                                          argv=["true"], env=[]))
+        c = store.create(
+            lambda cid, name: ContainerSpec(id=cid, name=name(), image="x", image_id="x", argv=["true"], env=[])
+        )
         names.add(c.name)
     assert len(names) == 20 and all("_" in n for n in names)

@@ -27,9 +27,8 @@ def test_ingest_refuses_wrong_or_truncated_content(tmp_path, payload, size):
     store = ContentStore(tmp_path)
     want = digest(b"hello!") if payload != b"hello!" else digest(b"hello!")
     expect_size = 6 if payload != b"hello!" else 5
-    with pytest.raises(DigestMismatch):
-        with store.ingest(want, expect_size) as ing:
-            ing.write(payload)
+    with pytest.raises(DigestMismatch), store.ingest(want, expect_size) as ing:
+        ing.write(payload)
     assert not store.has(want)
     assert os.listdir(store.layout.ingest_dir) == []
 

@@ -9,21 +9,33 @@ from minidocker.fsutil import disk_usage
 from minidocker.image.describe import last_comment
 from minidocker.runtime.describe import network_settings
 
-PORTS = [{"port": 80, "proto": "tcp", "host_ip": "", "host_port": 8080},
-         {"port": 53, "proto": "udp", "host_ip": "127.0.0.1", "host_port": 5353}]
-PUBLISHED = {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}],
-             "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "5353"}]}
+PORTS = [
+    {"port": 80, "proto": "tcp", "host_ip": "", "host_port": 8080},
+    {"port": 53, "proto": "udp", "host_ip": "127.0.0.1", "host_port": 5353},
+]
+PUBLISHED = {
+    "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}],
+    "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "5353"}],
+}
 
 
 @pytest.mark.parametrize("name", ["none", "host"])
 def test_no_address_without_a_network_of_ours(name):
-    assert network_settings(name, {"subnet": "10.0.0.0/24", "address": "10.0.0.2", "gateway": "10.0.0.1"}) == \
-        {"IPAddress": "", "Gateway": "", "Ports": {}, "Networks": {name: {}}}
+    assert network_settings(name, {"subnet": "10.0.0.0/24", "address": "10.0.0.2", "gateway": "10.0.0.1"}) == {
+        "IPAddress": "",
+        "Gateway": "",
+        "Ports": {},
+        "Networks": {name: {}},
+    }
 
 
 def test_a_stopped_container_on_a_bridge_has_no_address_but_keeps_its_ports():
-    assert network_settings("bridge", None, PORTS) == \
-        {"IPAddress": "", "Gateway": "", "Ports": PUBLISHED, "Networks": {"bridge": {}}}
+    assert network_settings("bridge", None, PORTS) == {
+        "IPAddress": "",
+        "Gateway": "",
+        "Ports": PUBLISHED,
+        "Networks": {"bridge": {}},
+    }
 
 
 def test_a_running_container_on_a_bridge_shows_its_attachment():
@@ -32,10 +44,15 @@ def test_a_running_container_on_a_bridge_shows_its_attachment():
     assert network_settings("blue", att, PORTS) == {**entry, "Ports": PUBLISHED, "Networks": {"blue": entry}}
 
 
-@pytest.mark.parametrize("history, comment", [
-    (None, ""), ([], ""), ([{"created_by": "x"}], ""),
-    ([{"comment": "first"}, {"created_by": "y"}, {"comment": "newest"}, {"comment": ""}], "newest"),
-])
+@pytest.mark.parametrize(
+    "history, comment",
+    [
+        (None, ""),
+        ([], ""),
+        ([{"created_by": "x"}], ""),
+        ([{"comment": "first"}, {"created_by": "y"}, {"comment": "newest"}, {"comment": ""}], "newest"),
+    ],
+)
 def test_an_images_comment_is_its_newest_history_comment(history, comment):
     assert last_comment({"history": history}) == comment
 

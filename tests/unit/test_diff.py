@@ -41,7 +41,13 @@ def test_changes_and_tar_of_a_plain_upper(tmp_path):
     entries = diff.scan_upper(upper, view)
     assert [e.rel for e in entries] == ["etc", "etc/passwd", "new", "new/file", "new/hard", "new/sym"]
     assert [str(c) for c in diff.changes(entries, view)] == [
-        "C /etc", "C /etc/passwd", "A /new", "A /new/file", "A /new/hard", "A /new/sym"]
+        "C /etc",
+        "C /etc/passwd",
+        "A /new",
+        "A /new/file",
+        "A /new/hard",
+        "A /new/sym",
+    ]
     data = _tar(entries)
     assert len(data) % 512 == 0 and data.endswith(bytes(1024))
     with tarfile.open(fileobj=io.BytesIO(data)) as t:
@@ -50,8 +56,10 @@ def test_changes_and_tar_of_a_plain_upper(tmp_path):
         assert t.extractfile("etc/passwd").read() == b"root\nme\n"
         assert members["new/hard"].islnk() and members["new/hard"].linkname == "new/file"
         assert members["new/sym"].issym() and members["new/sym"].linkname == "/etc/passwd"
-        assert members["new/file"].pax_headers["SCHILY.xattr.user.note"].encode("utf-8", "surrogateescape") == \
-            b"\xff\x00bin"
+        assert (
+            members["new/file"].pax_headers["SCHILY.xattr.user.note"].encode("utf-8", "surrogateescape")
+            == b"\xff\x00bin"
+        )
         assert members["etc"].mtime == 0
 
 

@@ -10,25 +10,43 @@ from minidocker.cli.explain import describe_event
 PKG = Path(__file__).resolve().parents[2] / "minidocker"
 
 
-@pytest.mark.parametrize("event, sentence", [
-    ({"step": "unshare", "flags": ["pid", "mnt"]}, "unshare(CLONE_NEWPID | CLONE_NEWNS)  -> new pid, mnt namespace(s)"),
-    ({"step": "mount", "fstype": "overlay", "target": "/m", "data": "lowerdir=/l"},
-     "mount -t overlay overlay /m  (lowerdir=/l)"),
-    ({"step": "mount", "source": "/h", "target": "/c", "flags": 4096 | 32}, "mount --bind /h /c  (remount)"),
-    ({"step": "mount", "source": None, "fstype": None, "target": "/", "flags": 1 << 18},
-     "mount --make-rprivate /  (mount events no longer propagate)"),
-    ({"step": "mount", "source": "proc", "fstype": "proc", "target": "/proc", "flags": 0, "data": None},
-     "mount -t proc proc /proc"),
-    ({"step": "pivot_root", "new_root": ".", "put_old": "."}, "pivot_root(., .)  -> the overlay is now /"),
-    ({"step": "capabilities", "action": "drop bounding", "dropped": 27, "kept": ["CAP_CHOWN"] * 14},
-     "prctl(PR_CAPBSET_DROP) x27  -> the bounding set keeps 14 capabilities"),
-    ({"step": "capabilities", "action": "set", "kept": ["CAP_KILL"]},
-     "capset(permitted = effective = 1 capabilities), ambient cleared"),
-    ({"step": "cgroup", "action": "write", "path": "/sys/fs/cgroup/pids/x/pids.max", "value": "10"},
-     "cgroup write /sys/fs/cgroup/pids/x/pids.max <- 10"),
-    ({"step": "setns", "nstype": ["net"]}, "setns(net)  -> join the container's namespace"),
-    ({"step": "setns", "nstype": ["mnt"], "why": "read its files"}, "setns(mnt)  -> read its files"),
-])
+@pytest.mark.parametrize(
+    "event, sentence",
+    [
+        (
+            {"step": "unshare", "flags": ["pid", "mnt"]},
+            "unshare(CLONE_NEWPID | CLONE_NEWNS)  -> new pid, mnt namespace(s)",
+        ),
+        (
+            {"step": "mount", "fstype": "overlay", "target": "/m", "data": "lowerdir=/l"},
+            "mount -t overlay overlay /m  (lowerdir=/l)",
+        ),
+        ({"step": "mount", "source": "/h", "target": "/c", "flags": 4096 | 32}, "mount --bind /h /c  (remount)"),
+        (
+            {"step": "mount", "source": None, "fstype": None, "target": "/", "flags": 1 << 18},
+            "mount --make-rprivate /  (mount events no longer propagate)",
+        ),
+        (
+            {"step": "mount", "source": "proc", "fstype": "proc", "target": "/proc", "flags": 0, "data": None},
+            "mount -t proc proc /proc",
+        ),
+        ({"step": "pivot_root", "new_root": ".", "put_old": "."}, "pivot_root(., .)  -> the overlay is now /"),
+        (
+            {"step": "capabilities", "action": "drop bounding", "dropped": 27, "kept": ["CAP_CHOWN"] * 14},
+            "prctl(PR_CAPBSET_DROP) x27  -> the bounding set keeps 14 capabilities",
+        ),
+        (
+            {"step": "capabilities", "action": "set", "kept": ["CAP_KILL"]},
+            "capset(permitted = effective = 1 capabilities), ambient cleared",
+        ),
+        (
+            {"step": "cgroup", "action": "write", "path": "/sys/fs/cgroup/pids/x/pids.max", "value": "10"},
+            "cgroup write /sys/fs/cgroup/pids/x/pids.max <- 10",
+        ),
+        ({"step": "setns", "nstype": ["net"]}, "setns(net)  -> join the container's namespace"),
+        ({"step": "setns", "nstype": ["mnt"], "why": "read its files"}, "setns(mnt)  -> read its files"),
+    ],
+)
 def test_each_step_reads_as_the_call_a_student_would_make(event, sentence):
     assert describe_event({"t": 0.0, **event}) == sentence
 

@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minidocker.errors import ChildFailed, ExitCode, MinidockerError, exit_code
-from minidocker.runtime.forked import (MESSAGE_LIMIT, describe_failure, read_report, report, report_failure,
-                                       run_in_child)
+from minidocker.runtime.forked import MESSAGE_LIMIT, describe_failure, read_report, report, report_failure, run_in_child
 
 
 def wait_status_of(body) -> int:
@@ -54,8 +53,11 @@ def test_an_empty_pipe_reports_nothing_and_facts_come_back():
 
 
 @settings(derandomize=True, max_examples=200, deadline=None)
-@given(step=st.from_regex(r"[a-z][a-z_]{0,39}", fullmatch=True), message=st.text(max_size=2 * MESSAGE_LIMIT),
-       code=st.integers(0, 255))
+@given(
+    step=st.from_regex(r"[a-z][a-z_]{0,39}", fullmatch=True),
+    message=st.text(max_size=2 * MESSAGE_LIMIT),
+    code=st.integers(0, 255),
+)
 def test_a_failure_report_arrives_whole(step, message, code):
     """Any message (newlines, quotes, any script) comes back as it was written, cut to the
     limit, with its step and exit code."""
@@ -92,12 +94,15 @@ def test_the_reader_raises_the_error_it_is_given():
     assert caught.value.message == "switch_user/no such user" and caught.value.exit_code == 125
 
 
-@pytest.mark.parametrize("error, text", [
-    (MinidockerError("unable to find user x"), "unable to find user x"),
-    (OSError(errno.ENOENT, "No such file or directory", "/x"), "No such file or directory: /x"),
-    (OSError(errno.EPERM, "iptables refused"), "iptables refused"),
-    (KeyError("k"), "KeyError: 'k'"),
-])
+@pytest.mark.parametrize(
+    "error, text",
+    [
+        (MinidockerError("unable to find user x"), "unable to find user x"),
+        (OSError(errno.ENOENT, "No such file or directory", "/x"), "No such file or directory: /x"),
+        (OSError(errno.EPERM, "iptables refused"), "iptables refused"),
+        (KeyError("k"), "KeyError: 'k'"),
+    ],
+)
 def test_describe_failure_is_one_line_for_a_user(error, text):
     assert describe_failure(error) == text
 

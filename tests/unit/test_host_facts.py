@@ -15,14 +15,14 @@ from minidocker.linux import cgroups, host, procfs
 
 
 def test_read_process_sees_a_childs_parent_user_and_arguments():
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "two words"],
-                             stdin=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "two words"], stdin=subprocess.PIPE)
     try:
         p = procfs.read_process(child.pid)
     finally:
         child.communicate(b"")
-    assert p == procfs.Process(child.pid, os.getpid(), os.getuid(),
-                               f"{sys.executable} -c import sys; sys.stdin.read() two words")
+    assert p == procfs.Process(
+        child.pid, os.getpid(), os.getuid(), f"{sys.executable} -c import sys; sys.stdin.read() two words"
+    )
 
 
 def test_a_process_with_parentheses_in_its_name_keeps_its_fields(tmp_path):

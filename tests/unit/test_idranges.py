@@ -16,8 +16,10 @@ def _files(tmp_path, uid_text: str, gid_text: str | None = None):
 
 
 def test_read_ranges_keeps_only_our_well_formed_lines(tmp_path):
-    u, _ = _files(tmp_path, "root:100000:65536\nminidocker:1000000:131072\n# minidocker:5:5\n"
-                            "minidocker:x:1\nminidocker:2000000:100\n")
+    u, _ = _files(
+        tmp_path,
+        "root:100000:65536\nminidocker:1000000:131072\n# minidocker:5:5\nminidocker:x:1\nminidocker:2000000:100\n",
+    )
     assert read_ranges(u) == [(1000000, 131072), (2000000, 100)]
     assert read_ranges(str(tmp_path / "missing")) == []
 

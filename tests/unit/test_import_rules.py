@@ -59,8 +59,11 @@ def test_linux_imports_nothing_of_ours_but_errors(path):
 def test_api_is_a_facade_of_short_functions():
     """api.py is what a reader starts with: one function per command, each fitting a screen."""
     tree = ast.parse((PKG / "api.py").read_text())
-    long = {f.name: f.end_lineno - f.lineno + 1 for f in tree.body
-            if isinstance(f, ast.FunctionDef) and f.end_lineno - f.lineno + 1 > 40}
+    long = {
+        f.name: f.end_lineno - f.lineno + 1
+        for f in tree.body
+        if isinstance(f, ast.FunctionDef) and f.end_lineno - f.lineno + 1 > 40
+    }
     assert long == {}
 
 
@@ -72,9 +75,11 @@ def test_only_render_imports_rich(path):
 
 
 def test_import_minidocker_stays_light():
-    code = ("import sys, minidocker.api, minidocker.image.store, minidocker.image.reference;"
-            "print(','.join(m for m in ('rich','httpx','pyroute2','cgroupspy','prctl','zstandard','isal')"
-            " if m in sys.modules))")
+    code = (
+        "import sys, minidocker.api, minidocker.image.store, minidocker.image.reference;"
+        "print(','.join(m for m in ('rich','httpx','pyroute2','cgroupspy','prctl','zstandard','isal')"
+        " if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"heavy modules imported eagerly: {out}"
 
@@ -105,9 +110,22 @@ KERNEL_MODULES = ("ctypes", "termios", "tty", "pty", "prctl", "pyroute2", "cgrou
 
 # Calls that go straight to the kernel: namespaces, mounts, credentials, device nodes, ioctls.
 KERNEL_CALLS = {
-    "fcntl.ioctl", "os.mknod", "os.chroot", "os.setsid", "os.unshare", "os.setns",
-    "os.setuid", "os.setgid", "os.setgroups", "os.setresuid", "os.setresgid", "os.setreuid",
-    "os.setregid", "os.seteuid", "os.setegid", "os.initgroups",
+    "fcntl.ioctl",
+    "os.mknod",
+    "os.chroot",
+    "os.setsid",
+    "os.unshare",
+    "os.setns",
+    "os.setuid",
+    "os.setgid",
+    "os.setgroups",
+    "os.setresuid",
+    "os.setresgid",
+    "os.setreuid",
+    "os.setregid",
+    "os.seteuid",
+    "os.setegid",
+    "os.initgroups",
 }
 
 # Files of /proc and /sys are the kernel's: their paths are named in linux/ alone.
@@ -154,8 +172,11 @@ def kernel_contacts(path: Path) -> set[tuple[str, int]]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module.split(".")[0] in KERNEL_MODULES:
                 found.add((node.module, node.lineno))
-            found |= {(f"{node.module}.{a.name}", node.lineno) for a in node.names
-                      if f"{node.module}.{a.name}" in KERNEL_CALLS}
+            found |= {
+                (f"{node.module}.{a.name}", node.lineno)
+                for a in node.names
+                if f"{node.module}.{a.name}" in KERNEL_CALLS
+            }
         elif isinstance(node, ast.Attribute) and _dotted(node) in KERNEL_CALLS:
             found.add((_dotted(node), node.lineno))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
@@ -169,28 +190,36 @@ OUTSIDE_LINUX = [p for p in sorted(PKG.rglob("*.py")) if not rel(p).startswith("
 @pytest.mark.parametrize("path", OUTSIDE_LINUX, ids=rel)
 def test_only_linux_calls_the_kernel(path):
     contacts = {(what, line) for what, line in kernel_contacts(path) if (rel(path), what) not in ALLOWED}
-    assert not contacts, (f"{rel(path)} talks to the kernel itself; call (or add) a wrapper in linux/: "
-                          + ", ".join(f"{what} (line {line})" for what, line in sorted(contacts, key=lambda c: c[1])))
+    assert not contacts, f"{rel(path)} talks to the kernel itself; call (or add) a wrapper in linux/: " + ", ".join(
+        f"{what} (line {line})" for what, line in sorted(contacts, key=lambda c: c[1])
+    )
 
 
 def test_the_boundary_scan_finds_what_it_looks_for(tmp_path):
     """The scan itself: each kind of contact is seen, in every spelling, and prose is not."""
     source = tmp_path / "sample.py"
-    source.write_text('"""Reads /proc/self/status, in prose."""\n'
-                      "import ctypes\n"
-                      "import fcntl\n"
-                      "from os import setuid\n"
-                      "fcntl.ioctl(0, 1)\n"
-                      "os.mknod('x')\n"
-                      "open(f'/proc/{pid}/stat')\n"
-                      "open('/sys/fs/cgroup')\n"
-                      "open('/procedure')\n")
-    assert kernel_contacts(source) == {("ctypes", 2), ("os.setuid", 4), ("fcntl.ioctl", 5), ("os.mknod", 6),
-                                       ("/proc/", 7), ("/sys/", 8)}
+    source.write_text(
+        '"""Reads /proc/self/status, in prose."""\n'
+        "import ctypes\n"
+        "import fcntl\n"
+        "from os import setuid\n"
+        "fcntl.ioctl(0, 1)\n"
+        "os.mknod('x')\n"
+        "open(f'/proc/{pid}/stat')\n"
+        "open('/sys/fs/cgroup')\n"
+        "open('/procedure')\n"
+    )
+    assert kernel_contacts(source) == {
+        ("ctypes", 2),
+        ("os.setuid", 4),
+        ("fcntl.ioctl", 5),
+        ("os.mknod", 6),
+        ("/proc/", 7),
+        ("/sys/", 8),
+    }
 
 
 def test_allowed_entries_are_still_needed():
     """An allow-list entry whose module no longer does the thing is stale: remove it."""
-    stale = [(module, what) for module, what in ALLOWED
-             if what not in {w for w, _ in kernel_contacts(PKG / module)}]
+    stale = [(module, what) for module, what in ALLOWED if what not in {w for w, _ in kernel_contacts(PKG / module)}]
     assert not stale, f"remove these entries from ALLOWED: {stale}"

@@ -17,10 +17,14 @@ REPO = Path(__file__).resolve().parents[2]
 ROOT = Path(paths.DEFAULT_ROOT)
 
 # What the Layout's methods are given, by parameter name, and how the drawings write it.
-SAMPLES = {"digest": ("sha256:" + "a" * 64, "a" * 64, "<hex>"),
-           "chain_id": ("sha256:" + "b" * 64, "b" * 64, "<chain-id>"),
-           "cid": ("c" * 64, "c" * 64, "<id>"), "name": ("net0", "net0", "<name>"),
-           "suffix": ("s0", "s0", "*"), "n": (7, "7", "<n>")}
+SAMPLES = {
+    "digest": ("sha256:" + "a" * 64, "a" * 64, "<hex>"),
+    "chain_id": ("sha256:" + "b" * 64, "b" * 64, "<chain-id>"),
+    "cid": ("c" * 64, "c" * 64, "<id>"),
+    "name": ("net0", "net0", "<name>"),
+    "suffix": ("s0", "s0", "*"),
+    "n": (7, "7", "<n>"),
+}
 LAYOUTS = (Layout, LayerLayout, ContainerLayout)
 
 
@@ -34,7 +38,7 @@ def drawn_tree(text: str) -> set[str]:
     base = len(lines[start]) - len(lines[start].lstrip())
     found: set[str] = set()
     parents: list[tuple[int, str]] = []  # (indent, path of the directory) of the open dirs
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         indent = len(line) - len(line.lstrip())
         if not line.strip() or indent <= base:
             break

@@ -11,23 +11,42 @@ import math
 import pytest
 
 from minidocker.errors import StoreError
-from minidocker.image.limits import (EXPANSION_VAR, GiB, RESERVE_VAR, LayerBudget, UnpackLimits, copy_counted,
-                                     human, parse_setting)
+from minidocker.image.limits import (
+    EXPANSION_VAR,
+    RESERVE_VAR,
+    GiB,
+    LayerBudget,
+    UnpackLimits,
+    copy_counted,
+    human,
+    parse_setting,
+)
 
 MiB = 1 << 20
 
 
-@pytest.mark.parametrize("text, kinds, expect", [
-    ("250x", "x", (250, "x")), ("1.5x", "x", (1.5, "x")), ("10%", "%", (10, "%")),
-    ("20g", "x", (20 * GiB, "")), ("20G", "x", (20 * GiB, "")), ("512MiB", "%", (512 * MiB, "")),
-    ("64k", "x", (64 << 10, "")), ("1048576", "x", (MiB, "")), ("0", "%", (0, "")), (" 2 t ", "x", (2 << 40, "")),
-])
+@pytest.mark.parametrize(
+    "text, kinds, expect",
+    [
+        ("250x", "x", (250, "x")),
+        ("1.5x", "x", (1.5, "x")),
+        ("10%", "%", (10, "%")),
+        ("20g", "x", (20 * GiB, "")),
+        ("20G", "x", (20 * GiB, "")),
+        ("512MiB", "%", (512 * MiB, "")),
+        ("64k", "x", (64 << 10, "")),
+        ("1048576", "x", (MiB, "")),
+        ("0", "%", (0, "")),
+        (" 2 t ", "x", (2 << 40, "")),
+    ],
+)
 def test_parse_setting(text, kinds, expect):
     assert parse_setting("VAR", text, kinds) == expect
 
 
-@pytest.mark.parametrize("text, kinds", [("10%", "x"), ("3x", "%"), ("abc", "x"), ("-1g", "x"), ("1e9", "x"),
-                                         ("5 p", "%"), ("", "x")])
+@pytest.mark.parametrize(
+    "text, kinds", [("10%", "x"), ("3x", "%"), ("abc", "x"), ("-1g", "x"), ("1e9", "x"), ("5 p", "%"), ("", "x")]
+)
 def test_bad_settings_name_the_variable_and_the_forms(text, kinds):
     with pytest.raises(StoreError) as e:
         parse_setting("VAR", text, kinds)
@@ -43,19 +62,29 @@ def test_default_limits():
     assert limits.reserve(2 << 40) == GiB  # at most 1 GiB on a big disk
 
 
-@pytest.mark.parametrize("env, compressed, limit", [
-    ({EXPANSION_VAR: "250x"}, 10 * MiB, 2500 * MiB), ({EXPANSION_VAR: "250x"}, MiB, GiB),
-    ({EXPANSION_VAR: "50m"}, 10 * MiB, 50 * MiB), ({EXPANSION_VAR: "50m"}, GiB, 50 * MiB),
-    ({EXPANSION_VAR: "0"}, MiB, math.inf),
-])
+@pytest.mark.parametrize(
+    "env, compressed, limit",
+    [
+        ({EXPANSION_VAR: "250x"}, 10 * MiB, 2500 * MiB),
+        ({EXPANSION_VAR: "250x"}, MiB, GiB),
+        ({EXPANSION_VAR: "50m"}, 10 * MiB, 50 * MiB),
+        ({EXPANSION_VAR: "50m"}, GiB, 50 * MiB),
+        ({EXPANSION_VAR: "0"}, MiB, math.inf),
+    ],
+)
 def test_expansion_setting(env, compressed, limit):
     assert UnpackLimits.from_env(env).expansion_limit(compressed) == limit
 
 
-@pytest.mark.parametrize("env, fs_size, reserve", [
-    ({RESERVE_VAR: "10%"}, 2 << 40, 0.1 * (2 << 40)), ({RESERVE_VAR: "2g"}, 2 << 40, 2 * GiB),
-    ({RESERVE_VAR: "2g"}, GiB, GiB), ({RESERVE_VAR: "0"}, 2 << 40, 0),
-])
+@pytest.mark.parametrize(
+    "env, fs_size, reserve",
+    [
+        ({RESERVE_VAR: "10%"}, 2 << 40, 0.1 * (2 << 40)),
+        ({RESERVE_VAR: "2g"}, 2 << 40, 2 * GiB),
+        ({RESERVE_VAR: "2g"}, GiB, GiB),
+        ({RESERVE_VAR: "0"}, 2 << 40, 0),
+    ],
+)
 def test_reserve_setting(env, fs_size, reserve):
     assert UnpackLimits.from_env(env).reserve(fs_size) == reserve
 
@@ -65,8 +94,10 @@ def test_expansion_past_the_limit_raises_with_the_way_out(tmp_path):
     budget.count_expanded(3 * MiB)  # up to the limit is allowed
     with pytest.raises(StoreError) as e:
         budget.count_expanded(1)
-    assert e.value.message == ("layer abc expands to more than 3.0 MiB (the limit MINIDOCKER_MAX_LAYER_EXPANSION "
-                               "sets): refused as a decompression bomb")
+    assert e.value.message == (
+        "layer abc expands to more than 3.0 MiB (the limit MINIDOCKER_MAX_LAYER_EXPANSION "
+        "sets): refused as a decompression bomb"
+    )
     assert "MINIDOCKER_MAX_LAYER_EXPANSION=1000x" in e.value.hint
 
 
@@ -103,7 +134,9 @@ def test_copy_counted_counts_before_it_writes(tmp_path):
     assert out.tell() == 8 << 10  # the chunk that broke the limit was never written
 
 
-@pytest.mark.parametrize("n, text", [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (3355443, "3.2 MiB"),
-                                     (GiB, "1.0 GiB"), (3 << 40, "3.0 TiB")])
+@pytest.mark.parametrize(
+    "n, text",
+    [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (3355443, "3.2 MiB"), (GiB, "1.0 GiB"), (3 << 40, "3.0 TiB")],
+)
 def test_human(n, text):
     assert human(n) == text

@@ -33,8 +33,10 @@ def test_tail_keeps_the_last_lines(log, tail, kept):
 def test_streams_and_times_come_back_as_written(tmp_path):
     path = tmp_path / "container.log"
     path.write_bytes(record("out\n") + record("err\n", "stderr", "2024-05-01T10:00:01Z"))
-    assert list(read_log(path)) == [("stdout", "2024-05-01T10:00:00Z", "out\n"),
-                                    ("stderr", "2024-05-01T10:00:01Z", "err\n")]
+    assert list(read_log(path)) == [
+        ("stdout", "2024-05-01T10:00:00Z", "out\n"),
+        ("stderr", "2024-05-01T10:00:01Z", "err\n"),
+    ]
 
 
 def test_a_container_that_never_logged_has_an_empty_log(tmp_path):

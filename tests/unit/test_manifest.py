@@ -8,9 +8,16 @@ from minidocker.image import manifest as mf
 
 
 def index(*platforms):
-    return json.dumps({"schemaVersion": 2, "mediaType": mf.OCI_INDEX, "manifests": [
-        {"mediaType": mf.OCI_MANIFEST, "digest": "sha256:" + str(i) * 64, "size": 10, "platform": p}
-        for i, p in enumerate(platforms)]}).encode()
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mf.OCI_INDEX,
+            "manifests": [
+                {"mediaType": mf.OCI_MANIFEST, "digest": "sha256:" + str(i) * 64, "size": 10, "platform": p}
+                for i, p in enumerate(platforms)
+            ],
+        }
+    ).encode()
 
 
 AMD64 = {"os": "linux", "architecture": "amd64"}
@@ -19,10 +26,18 @@ ARMV7 = {"os": "linux", "architecture": "arm", "variant": "v7"}
 WIN = {"os": "windows", "architecture": "amd64"}
 
 
-@pytest.mark.parametrize("want, expect", [
-    ("linux/amd64", 1), ("linux/arm64", 2), ("linux/arm64/v8", 2), ("linux/arm/v7", 3), ("windows/amd64", 0),
-    ("linux/x86_64", 1), ("linux/aarch64", 2),
-])
+@pytest.mark.parametrize(
+    "want, expect",
+    [
+        ("linux/amd64", 1),
+        ("linux/arm64", 2),
+        ("linux/arm64/v8", 2),
+        ("linux/arm/v7", 3),
+        ("windows/amd64", 0),
+        ("linux/x86_64", 1),
+        ("linux/aarch64", 2),
+    ],
+)
 def test_select_platform(want, expect):
     raw = index(WIN, AMD64, ARM64, ARMV7)
     assert mf.select_platform(raw, mf.Platform.parse(want)).digest == "sha256:" + str(expect) * 64
@@ -50,10 +65,16 @@ def test_chain_ids_follow_the_spec():
     assert mf.chain_ids([]) == []
 
 
-@pytest.mark.parametrize("media_type, comp", [
-    (mf.OCI_LAYER_GZIP, "gzip"), (mf.DOCKER_LAYER_GZIP, "gzip"), (mf.OCI_LAYER_ZSTD, "zstd"),
-    (mf.OCI_LAYER, "none"), (mf.DOCKER_LAYER_FOREIGN, "gzip"),
-])
+@pytest.mark.parametrize(
+    "media_type, comp",
+    [
+        (mf.OCI_LAYER_GZIP, "gzip"),
+        (mf.DOCKER_LAYER_GZIP, "gzip"),
+        (mf.OCI_LAYER_ZSTD, "zstd"),
+        (mf.OCI_LAYER, "none"),
+        (mf.DOCKER_LAYER_FOREIGN, "gzip"),
+    ],
+)
 def test_compression_of(media_type, comp):
     assert mf.compression_of(media_type) == comp
 

@@ -40,8 +40,9 @@ with writing as w:
 
 
 def start_writer(root: Path, kind: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), kind], cwd=REPO, stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root), kind], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline() == "writing\n"
     return proc
 
@@ -130,8 +131,7 @@ def test_reclaimers_never_take_a_live_writers_file(tmp_path):
     for t in reclaimers:
         t.join()
     assert errors == [] and len(made) == 160
-    assert all(store.content.read(d) == data and d == "sha256:" + hashlib.sha256(data).hexdigest()
-               for d, data in made)
+    assert all(store.content.read(d) == data and d == "sha256:" + hashlib.sha256(data).hexdigest() for d, data in made)
     assert os.listdir(tmp_path / "ingest") == [] and os.listdir(tmp_path / "layers") == []
 
 

@@ -8,10 +8,18 @@ from minidocker.errors import MinidockerError
 from minidocker.runtime.spec import parse_signal
 
 
-@pytest.mark.parametrize("text, number", [
-    ("KILL", signal.SIGKILL), ("SIGTERM", signal.SIGTERM), ("sigterm", signal.SIGTERM), ("hup", signal.SIGHUP),
-    ("9", 9), ("SIG15", 15), ("USR1", signal.SIGUSR1),
-])
+@pytest.mark.parametrize(
+    "text, number",
+    [
+        ("KILL", signal.SIGKILL),
+        ("SIGTERM", signal.SIGTERM),
+        ("sigterm", signal.SIGTERM),
+        ("hup", signal.SIGHUP),
+        ("9", 9),
+        ("SIG15", 15),
+        ("USR1", signal.SIGUSR1),
+    ],
+)
 def test_a_signal_by_name_or_number(text, number):
     assert parse_signal(text) == number
 

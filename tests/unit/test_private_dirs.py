@@ -41,10 +41,16 @@ def test_a_group_is_given_to_the_new_directory_only(tmp_path):
     assert (os.stat(d).st_gid, mode(d)) == (gid, 0o710)
 
 
-@pytest.mark.parametrize("before, wanted, after", [
-    (0o755, 0o700, 0o700), (0o777, 0o710, 0o710), (0o711, 0o700, 0o700),
-    (0o700, 0o700, 0o700), (0o500, 0o700, 0o500),  # narrower than asked: left alone
-])
+@pytest.mark.parametrize(
+    "before, wanted, after",
+    [
+        (0o755, 0o700, 0o700),
+        (0o777, 0o710, 0o710),
+        (0o711, 0o700, 0o700),
+        (0o700, 0o700, 0o700),
+        (0o500, 0o700, 0o500),  # narrower than asked: left alone
+    ],
+)
 def test_an_existing_directory_only_loses_bits(tmp_path, before, wanted, after):
     d = tmp_path / "old"
     d.mkdir()

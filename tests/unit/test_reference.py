@@ -33,9 +33,24 @@ def test_parse_normalises_like_docker(text, full, familiar):
 @pytest.mark.parametrize(
     "text",
     [
-        "", " ubuntu", "Ubuntu", "ubuntu:", "ubuntu:-x", "ubuntu@sha256:abc", "ubuntu@md5:" + "a" * 64,
-        "a//b", "a/", "/a", "-a", "a..b", "ubuntu:" + "t" * 129, "a" * 256, "host:port/x",
-        "UPPER.io/x:Y_/z", "a b", "ubuntu:tag:tag",
+        "",
+        " ubuntu",
+        "Ubuntu",
+        "ubuntu:",
+        "ubuntu:-x",
+        "ubuntu@sha256:abc",
+        "ubuntu@md5:" + "a" * 64,
+        "a//b",
+        "a/",
+        "/a",
+        "-a",
+        "a..b",
+        "ubuntu:" + "t" * 129,
+        "a" * 256,
+        "host:port/x",
+        "UPPER.io/x:Y_/z",
+        "a b",
+        "ubuntu:tag:tag",
     ],
 )
 def test_parse_refuses_malformed(text):

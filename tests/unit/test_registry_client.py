@@ -4,21 +4,43 @@ from minidocker.errors import RegistryError
 from minidocker.image.registry import endpoint_for, is_insecure, parse_challenge
 
 
-@pytest.mark.parametrize("header, expect", [
-    ('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/ubuntu:pull"',
-     ("bearer", {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
-                 "scope": "repository:library/ubuntu:pull"})),
-    ('Basic realm="Registry Realm"', ("basic", {"realm": "Registry Realm"})),
-    ('bearer realm="http://127.0.0.1:1/t", service="s"', ("bearer", {"realm": "http://127.0.0.1:1/t", "service": "s"})),
-])
+@pytest.mark.parametrize(
+    "header, expect",
+    [
+        (
+            'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/ubuntu:pull"',
+            (
+                "bearer",
+                {
+                    "realm": "https://auth.docker.io/token",
+                    "service": "registry.docker.io",
+                    "scope": "repository:library/ubuntu:pull",
+                },
+            ),
+        ),
+        ('Basic realm="Registry Realm"', ("basic", {"realm": "Registry Realm"})),
+        (
+            'bearer realm="http://127.0.0.1:1/t", service="s"',
+            ("bearer", {"realm": "http://127.0.0.1:1/t", "service": "s"}),
+        ),
+    ],
+)
 def test_parse_challenge(header, expect):
     assert parse_challenge(header) == expect
 
 
-@pytest.mark.parametrize("domain, insecure", [
-    ("localhost:5000", True), ("127.0.0.1:5000", True), ("127.3.4.5", True), ("[::1]:5000", True),
-    ("registry.example:5000", False), ("10.0.0.1:5000", False), ("docker.io", False),
-])
+@pytest.mark.parametrize(
+    "domain, insecure",
+    [
+        ("localhost:5000", True),
+        ("127.0.0.1:5000", True),
+        ("127.3.4.5", True),
+        ("[::1]:5000", True),
+        ("registry.example:5000", False),
+        ("10.0.0.1:5000", False),
+        ("docker.io", False),
+    ],
+)
 def test_plain_http_only_for_loopback(domain, insecure, monkeypatch):
     monkeypatch.delenv("MINIDOCKER_INSECURE_REGISTRIES", raising=False)
     assert is_insecure(domain) is insecure

@@ -21,9 +21,29 @@ LINES = [
     ["-e", "A=1", "--env=B=2", "-eC=3", "--env-file", "/f", "-v", "/a:/b:ro", "--net", "host", "img"],
     ["-m", "64m", "--memory-swap=-1", "--cpus", "0.5", "-c", "2", "--cpuset-cpus", "0", "--pids-limit", "9", "img"],
     ["--userns=auto", "--restart", "on-failure:3", "--explain", "--name", "web", "-h", "box", "-w", "/srv", "img"],
-    ["-d", "-p", "8080:80", "--publish=53:53/udp", "--cap-add", "NET_ADMIN", "--cap-drop=ALL", "--privileged",
-     "--security-opt", "no-new-privileges", "--tmpfs", "/t", "--read-only", "--init", "-u", "1:1",
-     "--entrypoint", "", "img", "--", "-x"],
+    [
+        "-d",
+        "-p",
+        "8080:80",
+        "--publish=53:53/udp",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-drop=ALL",
+        "--privileged",
+        "--security-opt",
+        "no-new-privileges",
+        "--tmpfs",
+        "/t",
+        "--read-only",
+        "--init",
+        "-u",
+        "1:1",
+        "--entrypoint",
+        "",
+        "img",
+        "--",
+        "-x",
+    ],
 ]
 
 
@@ -53,8 +73,9 @@ def test_an_empty_line_is_every_default():
 
 
 def test_run_help_shows_every_flag_with_its_help():
-    r = subprocess.run([sys.executable, "-m", "minidocker", "run", "--help"], capture_output=True, text=True,
-                       check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "minidocker", "run", "--help"], capture_output=True, text=True, check=False
+    )
     assert r.returncode == 0, r.stderr
     shown = " ".join(r.stdout.split())  # help lines wrap: compare with the white space folded
     for f in fields(RunOptions):

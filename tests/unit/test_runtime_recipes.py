@@ -57,8 +57,15 @@ def test_exec_and_init_share_one_tail_behind_the_same_first_wall():
         names = steps_called(recipe, exec_module if recipe is exec_module.run_helper else init)
         assert names[0] == "hide_host_binary" and names[-1] == "finish_and_exec", names
     assert steps_called(init.finish_and_exec, init) == [
-        "drop_capabilities", "switch_user", "limit_capabilities", "set_no_new_privs", "change_dir",
-        "apply_seccomp", "run_reaper", "exec_command"]
+        "drop_capabilities",
+        "switch_user",
+        "limit_capabilities",
+        "set_no_new_privs",
+        "change_dir",
+        "apply_seccomp",
+        "run_reaper",
+        "exec_command",
+    ]
 
 
 def test_no_step_name_is_written_by_hand():
@@ -84,11 +91,14 @@ def test_a_step_failure_carries_the_functions_name_and_code():
     assert isinstance(e.error, OSError) and outer_step.__name__ == "outer_step"
 
 
-@pytest.mark.parametrize("code, text", [
-    (125, "container start failed at switch_user: no such user"),
-    (126, "no such user"),
-    (127, "no such user"),
-])
+@pytest.mark.parametrize(
+    "code, text",
+    [
+        (125, "container start failed at switch_user: no such user"),
+        (126, "no such user"),
+        (127, "no such user"),
+    ],
+)
 def test_a_start_failure_reads_as_dockers(code, text):
     e = lifecycle.start_failed("no such user", step="switch_user", exit_code=code)
     assert (e.message, e.exit_code, e.step) == (text, code, "switch_user")
@@ -97,8 +107,14 @@ def test_a_start_failure_reads_as_dockers(code, text):
 def test_a_parent_steps_own_error_reaches_the_user_as_it_is():
     ours = MinidockerError("cannot connect the container to network n1: File exists")
     assert lifecycle.as_start_error(StepFailed("connect_network", ours.message, 125, ours)) is ours
-    other = lifecycle.as_start_error(StepFailed("create_cgroup", "Numerical result out of range: /x", 125,
-                                                OSError(34, "Numerical result out of range", "/x")))
+    other = lifecycle.as_start_error(
+        StepFailed(
+            "create_cgroup",
+            "Numerical result out of range: /x",
+            125,
+            OSError(34, "Numerical result out of range", "/x"),
+        )
+    )
     assert other.message == "container start failed at create_cgroup: Numerical result out of range: /x"
 
 
@@ -122,15 +138,19 @@ def start_in_child(body) -> StartFailed | None:
 
 
 def spec_for(argv: list[str], user: str = "") -> ContainerSpec:
-    return ContainerSpec(id="0" * 64, name="t", image="t", image_id="", argv=argv, env=["PATH=/usr/bin:/bin"],
-                         user=user)
+    return ContainerSpec(
+        id="0" * 64, name="t", image="t", image_id="", argv=argv, env=["PATH=/usr/bin:/bin"], user=user
+    )
 
 
-@pytest.mark.parametrize("command, code, text", [
-    ("no-such-command-anywhere", ExitCode.NOT_FOUND, "executable file not found in $PATH"),
-    ("/etc", ExitCode.CANNOT_INVOKE, "permission denied"),
-    ("{tmp}/data.txt", ExitCode.CANNOT_INVOKE, "permission denied"),  # a file without any x bit
-])
+@pytest.mark.parametrize(
+    "command, code, text",
+    [
+        ("no-such-command-anywhere", ExitCode.NOT_FOUND, "executable file not found in $PATH"),
+        ("/etc", ExitCode.CANNOT_INVOKE, "permission denied"),
+        ("{tmp}/data.txt", ExitCode.CANNOT_INVOKE, "permission denied"),  # a file without any x bit
+    ],
+)
 def test_exec_commands_failure_comes_back_with_dockers_code(tmp_path, command, code, text):
     (tmp_path / "data.txt").write_text("not a program\n")
     argv = [command.format(tmp=tmp_path)]
@@ -144,17 +164,22 @@ def test_a_failed_step_in_the_child_is_named_and_a_good_execve_is_silent():
     spec = spec_for(["true"], user="no-such-user-anywhere")
     failed = start_in_child(lambda w: init.switch_user(spec, spec.env))
     assert failed is not None and failed.exit_code == 125
-    assert failed.message == ("container start failed at switch_user: unable to find user "
-                              "no-such-user-anywhere: no matching entries in passwd file")
+    assert failed.message == (
+        "container start failed at switch_user: unable to find user "
+        "no-such-user-anywhere: no matching entries in passwd file"
+    )
     good = spec_for(["true"])
     assert start_in_child(lambda w: init.exec_command(good, good.env, w)) is None
 
 
 def test_every_runtime_function_fits_a_screen():
-    long = [(path.name, n.name, n.end_lineno - n.lineno + 1) for path in sorted(RUNTIME.glob("*.py"))
-            if path.name != "spec.py"  # (build_spec: issue #10's spec part)
-            for n in ast.walk(ast.parse(path.read_text()))
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60]
+    long = [
+        (path.name, n.name, n.end_lineno - n.lineno + 1)
+        for path in sorted(RUNTIME.glob("*.py"))
+        if path.name != "spec.py"  # (build_spec: issue #10's spec part)
+        for n in ast.walk(ast.parse(path.read_text()))
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60
+    ]
     assert long == []
 
 
@@ -182,6 +207,11 @@ def test_runtime_modules_import_each_other_without_cycles():
 def test_no_module_uses_another_ones_private_names():
     for path in sorted(RUNTIME.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr.startswith("_") \
-                    and not node.attr.startswith("__") and node.value.id in ("lifecycle", "init", "monitor", "stdio"):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and node.value.id in ("lifecycle", "init", "monitor", "stdio")
+            ):
                 pytest.fail(f"{path.name} uses {node.value.id}.{node.attr}")

@@ -53,10 +53,9 @@ def test_a_blob_is_named_by_its_digest_however_it_was_told(tmp_path, told):
 @pytest.mark.parametrize("expected, size", [(sha(b"other"), None), (None, 3), (sha(b"payload"), 8)])
 def test_a_blob_that_is_not_what_commit_expects_is_not_stored(tmp_path, expected, size):
     store = ContentStore(tmp_path)
-    with pytest.raises(DigestMismatch):
-        with store.ingest() as w:
-            w.write(b"payload")
-            w.commit(expected, size)
+    with pytest.raises(DigestMismatch), store.ingest() as w:
+        w.write(b"payload")
+        w.commit(expected, size)
     assert not store.has(sha(b"payload")) and os.listdir(store.layout.blobs_dir) == []
     assert os.listdir(store.layout.ingest_dir) == []
 
@@ -75,8 +74,10 @@ def test_a_layer_is_named_by_its_chain_once_committed_and_only_once(tmp_path):
     base_tar, top_tar = layer_tar({"etc/os": b"base\n"}), layer_tar({"app": b"top\n"})
     base = make_layer(store, base_tar, None, expected=sha(base_tar))  # a pull: the name told first
     top = make_layer(store, top_tar, base)  # a commit: the name learnt from the content
-    assert base == sha(base_tar) and top == chain_id_of(base, sha(top_tar)) == mf.chain_ids([sha(base_tar),
-                                                                                             sha(top_tar)])[1]
+    assert (
+        base == sha(base_tar)
+        and top == chain_id_of(base, sha(top_tar)) == mf.chain_ids([sha(base_tar), sha(top_tar)])[1]
+    )
     assert store.layer_meta(top)["parent"] == base and (store.layout.layer(top).diff / "app").read_bytes() == b"top\n"
     with store.create(None, base) as again:  # the same content again: no second copy
         again.apply_diff(io.BytesIO(top_tar))

@@ -16,20 +16,25 @@ from minidocker.image.archive import TarSource, _digest_in_name, uncompressed_ma
 from minidocker.image.dockerfile import apply_changes
 
 
-@pytest.mark.parametrize("changes, expected", [
-    (['CMD ["sh", "-c", "x"]'], {"Cmd": ["sh", "-c", "x"]}),
-    (["CMD echo hi"], {"Cmd": ["/bin/sh", "-c", "echo hi"]}),
-    (['ENTRYPOINT ["/init"]'], {"Entrypoint": ["/init"]}),
-    (["ENV A=1 B=2", "ENV A=3"], {"Env": ["B=2", "A=3"]}),
-    (["ENV NAME hello world"], {"Env": ["NAME=hello world"]}),
-    (['LABEL a=1 "b=two words"'], {"Labels": {"a": "1", "b": "two words"}}),
-    (["EXPOSE 80 53/udp"], {"ExposedPorts": {"80/tcp": {}, "53/udp": {}}}),
-    (["VOLUME /data /logs"], {"Volumes": {"/data": {}, "/logs": {}}}),
-    (['VOLUME ["/data"]'], {"Volumes": {"/data": {}}}),
-    (["USER 1000:1000", "WORKDIR /srv", "STOPSIGNAL SIGINT"],
-     {"User": "1000:1000", "WorkingDir": "/srv", "StopSignal": "SIGINT"}),
-    (["cmd lowercase works"], {"Cmd": ["/bin/sh", "-c", "lowercase works"]}),
-])
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (['CMD ["sh", "-c", "x"]'], {"Cmd": ["sh", "-c", "x"]}),
+        (["CMD echo hi"], {"Cmd": ["/bin/sh", "-c", "echo hi"]}),
+        (['ENTRYPOINT ["/init"]'], {"Entrypoint": ["/init"]}),
+        (["ENV A=1 B=2", "ENV A=3"], {"Env": ["B=2", "A=3"]}),
+        (["ENV NAME hello world"], {"Env": ["NAME=hello world"]}),
+        (['LABEL a=1 "b=two words"'], {"Labels": {"a": "1", "b": "two words"}}),
+        (["EXPOSE 80 53/udp"], {"ExposedPorts": {"80/tcp": {}, "53/udp": {}}}),
+        (["VOLUME /data /logs"], {"Volumes": {"/data": {}, "/logs": {}}}),
+        (['VOLUME ["/data"]'], {"Volumes": {"/data": {}}}),
+        (
+            ["USER 1000:1000", "WORKDIR /srv", "STOPSIGNAL SIGINT"],
+            {"User": "1000:1000", "WorkingDir": "/srv", "StopSignal": "SIGINT"},
+        ),
+        (["cmd lowercase works"], {"Cmd": ["/bin/sh", "-c", "lowercase works"]}),
+    ],
+)
 def test_changes(changes, expected):
     assert apply_changes({}, changes) == expected
 
@@ -40,14 +45,17 @@ def test_bad_changes(change):
         apply_changes({}, [change])
 
 
-@pytest.mark.parametrize("name, digest", [
-    ("blobs/sha256/" + "a" * 64, "sha256:" + "a" * 64),
-    ("b" * 64 + ".json", "sha256:" + "b" * 64),
-    ("c" * 64 + ".tar", "sha256:" + "c" * 64),
-    ("c" * 12 + "/layer.tar", None),
-    ("manifest.json", None),
-    ("blobs/sha256/" + "A" * 64, None),
-])
+@pytest.mark.parametrize(
+    "name, digest",
+    [
+        ("blobs/sha256/" + "a" * 64, "sha256:" + "a" * 64),
+        ("b" * 64 + ".json", "sha256:" + "b" * 64),
+        ("c" * 64 + ".tar", "sha256:" + "c" * 64),
+        ("c" * 12 + "/layer.tar", None),
+        ("manifest.json", None),
+        ("blobs/sha256/" + "A" * 64, None),
+    ],
+)
 def test_digest_in_name(name, digest):
     assert _digest_in_name(name) == digest
 
@@ -80,25 +88,39 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile
 
 
 def test_tar_source_follows_links_inside_the_archive():
-    src = TarSource(_tar(_member("a/layer.tar"), _member("b/layer.tar", tarfile.SYMTYPE, "../a/layer.tar"),
-                         _member("c", tarfile.LNKTYPE, "a/layer.tar"), data={"a/layer.tar": b"payload"}))
+    src = TarSource(
+        _tar(
+            _member("a/layer.tar"),
+            _member("b/layer.tar", tarfile.SYMTYPE, "../a/layer.tar"),
+            _member("c", tarfile.LNKTYPE, "a/layer.tar"),
+            data={"a/layer.tar": b"payload"},
+        )
+    )
     assert src.open("b/layer.tar").read() == b"payload" == src.open("./c").read()
     assert src.exists("a/layer.tar") and not src.exists("nothing")
 
 
-@pytest.mark.parametrize("members", [
-    [_member("../escape")],
-    [_member("/etc/passwd")],
-    [_member("ok/../../x")],
-])
+@pytest.mark.parametrize(
+    "members",
+    [
+        [_member("../escape")],
+        [_member("/etc/passwd")],
+        [_member("ok/../../x")],
+    ],
+)
 def test_tar_source_refuses_hostile_names(members):
     with pytest.raises(ArchiveError):
         TarSource(_tar(*members))
 
 
 def test_tar_source_refuses_links_out_of_the_archive_and_loops():
-    src = TarSource(_tar(_member("out", tarfile.SYMTYPE, "../../etc/shadow"),
-                         _member("loop1", tarfile.SYMTYPE, "loop2"), _member("loop2", tarfile.SYMTYPE, "loop1")))
+    src = TarSource(
+        _tar(
+            _member("out", tarfile.SYMTYPE, "../../etc/shadow"),
+            _member("loop1", tarfile.SYMTYPE, "loop2"),
+            _member("loop2", tarfile.SYMTYPE, "loop1"),
+        )
+    )
     with pytest.raises(ArchiveError, match="leaves the archive"):
         src.open("out")
     with pytest.raises(ArchiveError, match="too many links"):
@@ -122,10 +144,14 @@ def test_blob_sources_come_from_repo_digests(tmp_path):
     store.ensure()
     config = json.dumps({"rootfs": {"type": "layers", "diff_ids": ["sha256:" + "2" * 64]}}).encode()
     layer = "sha256:" + "3" * 64
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": mf.OCI_MANIFEST,
-                           "config": {"mediaType": mf.OCI_CONFIG, "digest": mf.sha256_digest(config),
-                                      "size": len(config)},
-                           "layers": [{"mediaType": mf.OCI_LAYER_GZIP, "digest": layer, "size": 1}]}).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mf.OCI_MANIFEST,
+            "config": {"mediaType": mf.OCI_CONFIG, "digest": mf.sha256_digest(config), "size": len(config)},
+            "layers": [{"mediaType": mf.OCI_LAYER_GZIP, "digest": layer, "size": 1}],
+        }
+    ).encode()
     image_id = store.content.put(config)
     mdigest = store.content.put(manifest)
     store.record_image(image_id, mdigest, "r.example:5000/a/app:1", f"r.example:5000/a/app@{mdigest}")

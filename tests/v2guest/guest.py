@@ -60,12 +60,23 @@ def build(force: bool = False) -> Path:
 
 
 def need_tools() -> None:
-    missing = [(tool, pkg) for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"),
-                                              ("ssh", "openssh-client"), ("debootstrap", "debootstrap"))
-               if shutil.which(tool) is None]
+    missing = [
+        (tool, pkg)
+        for tool, pkg in (
+            ("qemu-system-x86_64", "qemu-system-x86"),
+            ("qemu-img", "qemu-utils"),
+            ("ssh", "openssh-client"),
+            ("debootstrap", "debootstrap"),
+        )
+        if shutil.which(tool) is None
+    ]
     if missing:
-        raise GuestError("missing " + ", ".join(t for t, _ in missing) + "; install with: apt-get install "
-                         + " ".join(p for _, p in missing))
+        raise GuestError(
+            "missing "
+            + ", ".join(t for t, _ in missing)
+            + "; install with: apt-get install "
+            + " ".join(p for _, p in missing)
+        )
 
 
 def _free_port() -> int:
@@ -101,8 +112,10 @@ class Guest:
             if not (self.cache / name).exists():
                 raise GuestError(f"{self.cache / name} is missing: run vagrant/v2-guest/build.sh")
         overlay = self.workdir / "overlay.qcow2"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.cache / "base.raw"), "-F", "raw",
-                        str(overlay)], check=True)
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.cache / "base.raw"), "-F", "raw", str(overlay)],
+            check=True,
+        )
         start = time.monotonic()
         for attempt in range(3):  # the free port may be taken between our probe and qemu's bind
             self.port = _free_port()
@@ -129,16 +142,38 @@ class Guest:
     def _start_qemu(self, overlay: Path) -> None:
         cmdline = (self.cache / "cmdline").read_text().strip()
         argv = [
-            "qemu-system-x86_64", "-accel", "tcg", "-m", str(self.memory_mb), "-smp", str(self.cpus),
-            "-nographic", "-no-reboot",
-            "-kernel", str(self.cache / "vmlinuz"), "-initrd", str(self.cache / "initrd.img"), "-append", cmdline,
-            "-drive", f"file={overlay},format=qcow2,if=virtio",
-            "-netdev", f"user,id=n,hostfwd=tcp:127.0.0.1:{self.port}-:22", "-device", "virtio-net-pci,netdev=n",
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-m",
+            str(self.memory_mb),
+            "-smp",
+            str(self.cpus),
+            "-nographic",
+            "-no-reboot",
+            "-kernel",
+            str(self.cache / "vmlinuz"),
+            "-initrd",
+            str(self.cache / "initrd.img"),
+            "-append",
+            cmdline,
+            "-drive",
+            f"file={overlay},format=qcow2,if=virtio",
+            "-netdev",
+            f"user,id=n,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+            "-device",
+            "virtio-net-pci,netdev=n",
         ]
         out = open(self.console, "ab")
         try:
-            self.qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True, preexec_fn=_die_with_parent)
+            self.qemu = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         finally:
             out.close()
 
@@ -162,12 +197,16 @@ class Guest:
                 os.kill(self.qemu.pid, signal.SIGKILL)
                 self.qemu.wait()
             if self.port is not None:
-                subprocess.run(self._ssh_base() + ["-O", "exit", "guest"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, timeout=10)
+                subprocess.run(
+                    self._ssh_base() + ["-O", "exit", "guest"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=10,
+                )
             if self._own_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "Guest":
+    def __enter__(self) -> Guest:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -177,61 +216,123 @@ class Guest:
 
     def _ssh_base(self, connect_timeout: int = 10) -> list[str]:
         return [
-            "ssh", "-F", "/dev/null", "-i", str(self.cache / "id_ed25519"), "-p", str(self.port), "-l", "root",
-            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", f"ConnectTimeout={connect_timeout}", "-o", "HostKeyAlias=v2guest",
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(self.cache / "id_ed25519"),
+            "-p",
+            str(self.port),
+            "-l",
+            "root",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            f"ConnectTimeout={connect_timeout}",
+            "-o",
+            "HostKeyAlias=v2guest",
             # one connection for every command: a round trip without a new key exchange
-            "-o", "ControlMaster=auto", "-o", f"ControlPath={self.workdir}/ssh.ctl", "-o", "ControlPersist=300",
-            "-o", "ServerAliveInterval=10",
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={self.workdir}/ssh.ctl",
+            "-o",
+            "ControlPersist=300",
+            "-o",
+            "ServerAliveInterval=10",
         ]
 
     def _ssh_raw(self, command: str, timeout: float, connect_timeout: int = 10, **kw) -> subprocess.CompletedProcess:
         argv = self._ssh_base(connect_timeout) + ["127.0.0.1", command]
         try:
-            return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, **kw)
+            return subprocess.run(argv, capture_output=True, timeout=timeout, **kw)
         except subprocess.TimeoutExpired as e:
             return subprocess.CompletedProcess(argv, 124, e.stdout or b"", (e.stderr or b"") + b"\n(timed out)")
 
-    def run(self, command: str | list[str], timeout: float = 300, check: bool = False,
-            input: bytes | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, command: str | list[str], timeout: float = 300, check: bool = False, input: bytes | None = None
+    ) -> subprocess.CompletedProcess:
         """Run a shell command in the guest (as root, in the project directory once copied);
         returns text stdout/stderr."""
         if isinstance(command, list):
             command = shlex.join(command)
-        wrapped = (f"export PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1; "
-                   f"cd {REMOTE_PROJECT} 2>/dev/null || cd /root; {command}")
+        wrapped = (
+            f"export PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1; "
+            f"cd {REMOTE_PROJECT} 2>/dev/null || cd /root; {command}"
+        )
         t = time.monotonic()
         r = self._ssh_raw(wrapped, timeout=timeout, input=input)
         self.timings.setdefault("commands", []).append(time.monotonic() - t)  # type: ignore[union-attr]
-        out = subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(errors="replace"),
-                                          r.stderr.decode(errors="replace"))
+        out = subprocess.CompletedProcess(
+            r.args, r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+        )
         if check and r.returncode != 0:
-            raise GuestError(f"guest command failed ({r.returncode}): {command}\nstdout:\n{out.stdout[-3000:]}"
-                             f"\nstderr:\n{out.stderr[-3000:]}")
+            raise GuestError(
+                f"guest command failed ({r.returncode}): {command}\nstdout:\n{out.stdout[-3000:]}"
+                f"\nstderr:\n{out.stderr[-3000:]}"
+            )
         return out
 
     def put_project(self, repo: Path = REPO) -> float:
         """Copy the project to REMOTE_PROJECT: git HEAD without minidocker/ and tests/, then those
         two directories from the working tree as they are (uncommitted edits included)."""
         t = time.monotonic()
-        head = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", "HEAD", "--", ".",
-                               ":(exclude)minidocker", ":(exclude)tests"], stdout=subprocess.PIPE, check=True).stdout
-        tree = subprocess.run(["tar", "-C", str(repo), "-c", "--exclude=__pycache__", "--exclude=*.pyc",
-                               "--exclude=.pytest_cache", "minidocker", "tests"],
-                              stdout=subprocess.PIPE, check=True).stdout
+        head = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(repo),
+                "archive",
+                "--format=tar",
+                "HEAD",
+                "--",
+                ".",
+                ":(exclude)minidocker",
+                ":(exclude)tests",
+            ],
+            stdout=subprocess.PIPE,
+            check=True,
+        ).stdout
+        tree = subprocess.run(
+            [
+                "tar",
+                "-C",
+                str(repo),
+                "-c",
+                "--exclude=__pycache__",
+                "--exclude=*.pyc",
+                "--exclude=.pytest_cache",
+                "minidocker",
+                "tests",
+            ],
+            stdout=subprocess.PIPE,
+            check=True,
+        ).stdout
         site = "/opt/venv/lib/python3.11/site-packages"
-        self.run(f"rm -rf {REMOTE_PROJECT} && mkdir -p {REMOTE_PROJECT} && tar -x -i -C {REMOTE_PROJECT} && "
-                 f"echo {REMOTE_PROJECT} > {site}/minidocker-src.pth && "
-                 f"printf '#!/bin/sh\\nexec {GUEST_PYTHON} -m minidocker \"$@\"\\n' > /usr/local/bin/minidocker && "
-                 f"chmod +x /usr/local/bin/minidocker", input=head + tree, check=True, timeout=120)
+        self.run(
+            f"rm -rf {REMOTE_PROJECT} && mkdir -p {REMOTE_PROJECT} && tar -x -i -C {REMOTE_PROJECT} && "
+            f"echo {REMOTE_PROJECT} > {site}/minidocker-src.pth && "
+            f"printf '#!/bin/sh\\nexec {GUEST_PYTHON} -m minidocker \"$@\"\\n' > /usr/local/bin/minidocker && "
+            f"chmod +x /usr/local/bin/minidocker",
+            input=head + tree,
+            check=True,
+            timeout=120,
+        )
         self.timings["put_project_s"] = time.monotonic() - t
         return self.timings["put_project_s"]
 
     def get(self, remote_dir: str, local_dir: Path) -> None:
         """Copy a guest directory's contents back (tar over ssh)."""
         local_dir.mkdir(parents=True, exist_ok=True)
-        r = self._ssh_raw(f"test -d {shlex.quote(remote_dir)} && tar -C {shlex.quote(remote_dir)} -c . || true",
-                          timeout=120)
+        r = self._ssh_raw(
+            f"test -d {shlex.quote(remote_dir)} && tar -C {shlex.quote(remote_dir)} -c . || true", timeout=120
+        )
         if r.stdout:
             subprocess.run(["tar", "-x", "-C", str(local_dir)], input=r.stdout, check=True)
 
@@ -240,8 +341,12 @@ def main(argv: list[str]) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="run.sh", description="Run a command in the cgroup v2 guest.")
-    p.add_argument("--results", type=Path, default=Path("v2guest-results"),
-                   help="where the guest's /root/results goes (default ./v2guest-results)")
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("v2guest-results"),
+        help="where the guest's /root/results goes (default ./v2guest-results)",
+    )
     p.add_argument("--keep-console", type=Path, help="copy the guest's serial console log here")
     p.add_argument("command", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
@@ -252,6 +357,7 @@ def main(argv: list[str]) -> int:
     # SIGTERM/SIGHUP become exceptions so the finally below powers off and kills qemu.
     def stop(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
+
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, stop)
 
@@ -263,7 +369,7 @@ def main(argv: list[str]) -> int:
         print(f"run.sh: {e}", file=sys.stderr)
         return 125
     try:
-        print(f"run.sh: booting (tcg) ...", file=sys.stderr)
+        print("run.sh: booting (tcg) ...", file=sys.stderr)
         print(f"run.sh: ssh after {guest.boot():.1f} s", file=sys.stderr)
         print(f"run.sh: project copied in {guest.put_project():.1f} s", file=sys.stderr)
         guest.run(f"mkdir -p {REMOTE_RESULTS}")

@@ -53,8 +53,11 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(404, b'{"errors":[{"code":"NAME_UNKNOWN"}]}')
         if kind == "manifests" and ":" not in ref:
             index = json.loads((layout / "index.json").read_text())
-            hits = [d for d in index["manifests"]
-                    if d.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref]
+            hits = [
+                d
+                for d in index["manifests"]
+                if d.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref
+            ]
             if not hits:
                 return self._send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')
             ref = hits[0]["digest"]

@@ -80,6 +80,7 @@ def status_of(status: int) -> dict:
 
 # ---- the children's workloads ------------------------------------------------------------------
 
+
 def allocate(fd: int, total_mib: int) -> None:
     """Touch total_mib MiB, 1 MiB at a time, reporting progress after each MiB."""
     keep = []
@@ -102,8 +103,9 @@ def fork_bomb(fd: int, attempts: int) -> None:
             while True:
                 signal.pause()
         made += 1
-    os.write(fd, json.dumps({"forked": made, "errno": err,
-                             "errno_name": errno.errorcode.get(err) if err else None}).encode())
+    os.write(
+        fd, json.dumps({"forked": made, "errno": err, "errno_name": errno.errorcode.get(err) if err else None}).encode()
+    )
     os.close(fd)
     while True:
         signal.pause()
@@ -119,10 +121,15 @@ def spin(fd: int, seconds: float) -> None:
 
 # ---- the modes -----------------------------------------------------------------------------------
 
+
 def mode_backend() -> dict:
     cg = cgroups.manager(f"v2probe-backend-{os.getpid()}")
-    res = {"version": cgroups.version(), "class": type(cg).__name__, "dir": getattr(cg, "dir", None),
-           "has_apply_limits": hasattr(cg, "apply_limits")}
+    res = {
+        "version": cgroups.version(),
+        "class": type(cg).__name__,
+        "dir": getattr(cg, "dir", None),
+        "has_apply_limits": hasattr(cg, "apply_limits"),
+    }
     cg.create()
     try:
         res["created"] = os.path.isdir(cg.dir)
@@ -151,7 +158,7 @@ def mode_memory(limit_mib: int = 64, want_mib: int = 200) -> dict:
         res = {"memory.max": read(f"{cg.dir}/memory.max"), "limit_mib": limit_mib, "want_mib": want_mib}
         if os.path.exists(f"{cg.dir}/memory.swap.max"):
             res["memory.swap.max"] = read(f"{cg.dir}/memory.swap.max")
-        res["swap_total_kb"] = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("SwapTotal:"))
+        res["swap_total_kb"] = next(int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.startswith("SwapTotal:"))
         t = time.monotonic()
         pid, rep = spawn_in(cg, allocate, want_mib)
         progress = drain(rep).split()
@@ -194,8 +201,12 @@ def mode_pids(limit: int = 50, attempts: int = 200) -> dict:
         os.close(rep)
         res["forker"] = status_of(status)
         # outside the cgroup, the guest still forks and execs as usual
-        r = subprocess.run(["/bin/sh", "-c", "for i in $(seq 20); do /bin/true; done; echo ok"],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            ["/bin/sh", "-c", "for i in $(seq 20); do /bin/true; done; echo ok"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         res["outside_ok"] = r.returncode == 0 and r.stdout.strip() == "ok"
         res["outside_pids_max"] = read("/proc/sys/kernel/pid_max")
     finally:
@@ -218,9 +229,17 @@ def _spin_in(name: str, limits: Limits | None, seconds: float) -> dict:
         wall = time.monotonic() - t
         after = keyed(f"{cg.dir}/cpu.stat")
         used = after["usage_usec"] - before["usage_usec"]
-        res.update({"wall_s": round(wall, 3), "usage_usec": used, "ratio": round(used / (wall * 1e6), 3),
-                    "nr_throttled": after.get("nr_throttled", 0), "throttled_usec": after.get("throttled_usec", 0),
-                    "loops": int(loops or 0), "child": status_of(status)})
+        res.update(
+            {
+                "wall_s": round(wall, 3),
+                "usage_usec": used,
+                "ratio": round(used / (wall * 1e6), 3),
+                "nr_throttled": after.get("nr_throttled", 0),
+                "throttled_usec": after.get("throttled_usec", 0),
+                "loops": int(loops or 0),
+                "child": status_of(status),
+            }
+        )
     finally:
         cg.destroy()
     return res
@@ -229,9 +248,11 @@ def _spin_in(name: str, limits: Limits | None, seconds: float) -> dict:
 def mode_cpu(seconds: float = 5.0) -> dict:
     # a control run without a limit first: on this slow emulated guest a busy loop may not
     # get a whole CPU at all, and the limited run only means something next to it
-    return {"unlimited": _spin_in("cpu-free", None, 3.0),
-            "limited": _spin_in("cpu-half", Limits(cpus=0.5), seconds),
-            "nproc": os.cpu_count()}
+    return {
+        "unlimited": _spin_in("cpu-free", None, 3.0),
+        "limited": _spin_in("cpu-half", Limits(cpus=0.5), seconds),
+        "nproc": os.cpu_count(),
+    }
 
 
 MODES = {"backend": mode_backend, "memory": mode_memory, "pids": mode_pids, "cpu": mode_cpu}

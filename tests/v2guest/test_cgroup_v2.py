@@ -105,30 +105,44 @@ def busybox_in_guest(guest):
     import subprocess
 
     from images.build import BuildError, build_image
+
     try:
         layout = build_image("busybox")
     except BuildError as e:
         pytest.fail(str(e), pytrace=False)
-    tar = subprocess.run(["tar", "-C", str(layout.parent), "-c", layout.name], stdout=subprocess.PIPE,
-                         check=True).stdout
-    guest.run(f"rm -rf /root/layouts /root/layouts.tmp && mkdir -p /root/layouts /root/layouts.tmp && "
-              f"tar -x -C /root/layouts.tmp && mv /root/layouts.tmp/{layout.name} /root/layouts/busybox",
-              input=tar, check=True)
-    guest.run("setsid python tests/v2guest/layout_registry.py /root/layouts 5000 >/root/registry.log 2>&1 "
-              "</dev/null & echo $! >/root/registry.pid", check=True)
+    tar = subprocess.run(
+        ["tar", "-C", str(layout.parent), "-c", layout.name], stdout=subprocess.PIPE, check=True
+    ).stdout
+    guest.run(
+        f"rm -rf /root/layouts /root/layouts.tmp && mkdir -p /root/layouts /root/layouts.tmp && "
+        f"tar -x -C /root/layouts.tmp && mv /root/layouts.tmp/{layout.name} /root/layouts/busybox",
+        input=tar,
+        check=True,
+    )
+    guest.run(
+        "setsid python tests/v2guest/layout_registry.py /root/layouts 5000 >/root/registry.log 2>&1 "
+        "</dev/null & echo $! >/root/registry.pid",
+        check=True,
+    )
     try:
-        guest.run(f"for i in $(seq 50); do grep -q serving /root/registry.log && break; sleep 0.2; done; "
-                  f"{MD} pull {IMAGE}", check=True, timeout=300)
+        guest.run(
+            f"for i in $(seq 50); do grep -q serving /root/registry.log && break; sleep 0.2; done; {MD} pull {IMAGE}",
+            check=True,
+            timeout=300,
+        )
         yield IMAGE
     finally:
         guest.run("kill $(cat /root/registry.pid)")
 
 
 def test_run_writes_limits_into_its_v2_cgroup(guest, busybox_in_guest):
-    r = guest.run(f"id=$({RUN} -d -m 48m --pids-limit 30 --cpus 0.25 {busybox_in_guest} sleep 120) && "
-                  f"d=/sys/fs/cgroup/minidocker/$id && echo dir=$(test -d $d && echo yes) && "
-                  f"for f in memory.max pids.max cpu.max cgroup.procs; do echo $f=$(cat $d/$f); done; "
-                  f"{MD} rm -f $id >/dev/null; echo after=$(test -e $d && echo left || echo gone)", timeout=120)
+    r = guest.run(
+        f"id=$({RUN} -d -m 48m --pids-limit 30 --cpus 0.25 {busybox_in_guest} sleep 120) && "
+        f"d=/sys/fs/cgroup/minidocker/$id && echo dir=$(test -d $d && echo yes) && "
+        f"for f in memory.max pids.max cpu.max cgroup.procs; do echo $f=$(cat $d/$f); done; "
+        f"{MD} rm -f $id >/dev/null; echo after=$(test -e $d && echo left || echo gone)",
+        timeout=120,
+    )
     vals = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
     assert vals.get("dir") == "yes", (r.stdout, r.stderr)
     assert vals["memory.max"] == str(48 << 20)
@@ -142,35 +156,46 @@ def test_run_puts_the_container_in_a_v2_cgroup(guest, busybox_in_guest):
     # Inside, /proc/self/cgroup is one v2 line ("0::PATH"). (Found while writing this: the
     # container's /sys/fs/cgroup shows no memory.max/pids.max/cpu.max, so the limits are
     # checked from the guest's side in the test above, not from inside.)
-    r = guest.run(f"{RUN} --rm -m 64m --pids-limit 20 --cpus 0.5 {busybox_in_guest} "
-                  f"sh -c 'cat /proc/self/cgroup; ls /sys/fs/cgroup | head -3'", timeout=120)
+    r = guest.run(
+        f"{RUN} --rm -m 64m --pids-limit 20 --cpus 0.5 {busybox_in_guest} "
+        f"sh -c 'cat /proc/self/cgroup; ls /sys/fs/cgroup | head -3'",
+        timeout=120,
+    )
     print(r.stdout)
     assert r.returncode == 0, (r.stdout, r.stderr)
     lines = r.stdout.splitlines()
     assert lines[0].startswith("0::"), lines
-    assert not any(l.startswith(("1:", "2:")) for l in lines), "v1 hierarchies inside a v2 guest?"
+    assert not any(ln.startswith(("1:", "2:")) for ln in lines), "v1 hierarchies inside a v2 guest?"
 
 
 def test_run_memory_limit_oom_kills_and_reports_it(guest, busybox_in_guest):
-    r = guest.run(f"{RUN} -m 32m --name oom {busybox_in_guest} "
-                  f"sh -c 'x=$(head -c 200000000 /dev/zero | tr \"\\\\0\" x); echo survived'; echo exit=$?; "
-                  f"{MD} inspect oom; {MD} rm oom >/dev/null", timeout=300)
+    r = guest.run(
+        f"{RUN} -m 32m --name oom {busybox_in_guest} "
+        f"sh -c 'x=$(head -c 200000000 /dev/zero | tr \"\\\\0\" x); echo survived'; echo exit=$?; "
+        f"{MD} inspect oom; {MD} rm oom >/dev/null",
+        timeout=300,
+    )
     assert "survived" not in r.stdout.splitlines()
     assert "exit=137" in r.stdout, (r.stdout, r.stderr)
     assert '"OOMKilled": true' in r.stdout
 
 
 def test_run_pids_limit_stops_forks(guest, busybox_in_guest):
-    r = guest.run(f"{RUN} --rm --pids-limit 10 {busybox_in_guest} "
-                  f"sh -c 'for i in $(seq 30); do sleep 3 & done; wait'", timeout=120)
+    r = guest.run(
+        f"{RUN} --rm --pids-limit 10 {busybox_in_guest} sh -c 'for i in $(seq 30); do sleep 3 & done; wait'",
+        timeout=120,
+    )
     assert "can't fork" in r.stderr, (r.returncode, r.stdout, r.stderr)
     assert guest.run("ls /sys/fs/cgroup/minidocker 2>/dev/null | wc -l").stdout.strip() == "0"
 
 
 def test_run_device_filter_refuses_block_devices(guest, busybox_in_guest):
     # v2 has no devices.allow: the container's cgroup gets an eBPF device program (linux/bpf.py)
-    r = guest.run(f"{RUN} --rm {busybox_in_guest} sh -c "
-                  f"'mknod /tmp/sda b 8 0 && echo MADE; mknod /tmp/kmsg c 1 11 && (head -c1 /tmp/kmsg >/dev/null && "
-                  f"echo READ || echo REFUSED); echo x > /dev/null && echo NULL-OK'", timeout=120)
+    r = guest.run(
+        f"{RUN} --rm {busybox_in_guest} sh -c "
+        f"'mknod /tmp/sda b 8 0 && echo MADE; mknod /tmp/kmsg c 1 11 && (head -c1 /tmp/kmsg >/dev/null && "
+        f"echo READ || echo REFUSED); echo x > /dev/null && echo NULL-OK'",
+        timeout=120,
+    )
     assert "MADE" not in r.stdout and "READ" not in r.stdout, (r.stdout, r.stderr)
     assert "REFUSED" in r.stdout and "NULL-OK" in r.stdout, (r.stdout, r.stderr)

@@ -48,8 +48,19 @@ class Stats:
 
 
 # Docker's default device rules: every device denied, then these allowed (type major:minor access).
-DEVICE_RULES = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm",
-                "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm", "c *:* m")
+DEVICE_RULES = (
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+    "c 10:200 rwm",
+    "c *:* m",
+)
 
 
 class CgroupManager(Protocol):
@@ -118,7 +129,7 @@ def signal_pids(pids: list[int], sig: int) -> None:
             pass
 
 
-def empty(manager: "CgroupManager") -> None:
+def empty(manager: CgroupManager) -> None:
     """SIGKILL whatever is left in the cgroup until it holds no process (rmdir needs that)."""
     import signal
     import time

@@ -31,7 +31,7 @@ import contextlib
 import os
 import signal
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from minidocker.errors import FreezeFailed
 
@@ -40,8 +40,9 @@ FROZEN = b"frozen"
 
 
 @contextlib.contextmanager
-def hold_frozen(manager, on_frozen: Callable[[], object] = lambda: None,
-                on_thawed: Callable[[], object] = lambda: None) -> Iterator[None]:
+def hold_frozen(
+    manager, on_frozen: Callable[[], object] = lambda: None, on_thawed: Callable[[], object] = lambda: None
+) -> Iterator[None]:
     """Keep ``manager``'s cgroup frozen for the ``with`` block, the freeze owned by a helper
     process (module docstring). ``on_frozen`` runs in the helper once every task is stopped;
     ``on_thawed`` after the thaw (both record the container's status). Call it from a
@@ -70,8 +71,9 @@ def hold_frozen(manager, on_frozen: Callable[[], object] = lambda: None,
             on_thawed()
 
 
-def _be_the_helper(manager, owner_r: int, owner_w: int, report_w: int,
-                   on_frozen: Callable[[], object], on_thawed: Callable[[], object]) -> None:
+def _be_the_helper(
+    manager, owner_r: int, owner_w: int, report_w: int, on_frozen: Callable[[], object], on_thawed: Callable[[], object]
+) -> None:
     """The helper's whole life: freeze, report, wait for the owner's end, thaw, exit."""
     code = 0
     try:

@@ -10,8 +10,21 @@ import errno
 import os
 import signal
 
-from minidocker.linux.cgroups import (CPU_PERIOD_US, DEVICE_RULES, PARENT, Limits, Stats, empty, read_int,
-                                      read_pids, remove_if_empty, rmdir_when_free, signal_pids, wait_for, write)
+from minidocker.linux.cgroups import (
+    CPU_PERIOD_US,
+    DEVICE_RULES,
+    PARENT,
+    Limits,
+    Stats,
+    empty,
+    read_int,
+    read_pids,
+    remove_if_empty,
+    rmdir_when_free,
+    signal_pids,
+    wait_for,
+    write,
+)
 from minidocker.linux.events import emit
 
 CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "devices", "freezer", "blkio")
@@ -75,15 +88,20 @@ class CgroupV1:
             swap = limits.memory_swap if limits.memory_swap is not None else 2 * limits.memory
             if os.path.exists(os.path.join(self.path("memory"), "memory.memsw.limit_in_bytes")):
                 mem.memsw_limit_in_bytes = -1 if swap == -1 else max(swap, limits.memory)
-            emit("cgroup", action="write", path=self.path("memory") + "/memory.limit_in_bytes",
-                 value=str(limits.memory))
+            emit(
+                "cgroup", action="write", path=self.path("memory") + "/memory.limit_in_bytes", value=str(limits.memory)
+            )
         if "cpu" in self.controllers:
             cpu = self.node("cpu").controller
             if limits.cpus is not None:
                 cpu.cfs_period_us = CPU_PERIOD_US
                 cpu.cfs_quota_us = limits.cpu_quota_us()
-                emit("cgroup", action="write", path=self.path("cpu") + "/cpu.cfs_quota_us",
-                     value=str(limits.cpu_quota_us()))
+                emit(
+                    "cgroup",
+                    action="write",
+                    path=self.path("cpu") + "/cpu.cfs_quota_us",
+                    value=str(limits.cpu_quota_us()),
+                )
             if limits.cpu_shares is not None:
                 cpu.shares = limits.cpu_shares
                 emit("cgroup", action="write", path=self.path("cpu") + "/cpu.shares", value=str(limits.cpu_shares))
@@ -108,16 +126,20 @@ class CgroupV1:
 
     def stats(self) -> Stats:
         limit = read_int(os.path.join(self.path("memory"), "memory.limit_in_bytes"))
-        return Stats(cpu_usage_ns=read_int(os.path.join(self.path("cpuacct"), "cpuacct.usage")),
-                     memory_usage=read_int(os.path.join(self.path("memory"), "memory.usage_in_bytes")),
-                     memory_limit=None if limit >= (1 << 62) else limit, pids=len(self.pids()))
+        return Stats(
+            cpu_usage_ns=read_int(os.path.join(self.path("cpuacct"), "cpuacct.usage")),
+            memory_usage=read_int(os.path.join(self.path("memory"), "memory.usage_in_bytes")),
+            memory_limit=None if limit >= (1 << 62) else limit,
+            pids=len(self.pids()),
+        )
 
     def add(self, pid: int) -> None:
         for c in self.controllers:
             with open(os.path.join(self.path(c), "cgroup.procs"), "w") as f:
                 f.write(str(pid))
-        emit("cgroup", action="write", path=os.path.join(self.root, "*", PARENT, self.id, "cgroup.procs"),
-             value=str(pid))
+        emit(
+            "cgroup", action="write", path=os.path.join(self.root, "*", PARENT, self.id, "cgroup.procs"), value=str(pid)
+        )
 
     def pids(self) -> list[int]:
         return read_pids(self.path("pids" if "pids" in self.controllers else self.controllers[0]))

@@ -11,8 +11,21 @@ import errno
 import os
 import signal
 
-from minidocker.linux.cgroups import (CPU_PERIOD_US, DEVICE_RULES, PARENT, Limits, Stats, empty, read_int, read_pids,
-                                      remove_if_empty, rmdir_when_free, signal_pids, wait_for, write)
+from minidocker.linux.cgroups import (
+    CPU_PERIOD_US,
+    DEVICE_RULES,
+    PARENT,
+    Limits,
+    Stats,
+    empty,
+    read_int,
+    read_pids,
+    remove_if_empty,
+    rmdir_when_free,
+    signal_pids,
+    wait_for,
+    write,
+)
 from minidocker.linux.events import emit
 
 WANTED = ("cpu", "cpuset", "memory", "pids", "io")
@@ -93,8 +106,12 @@ class CgroupV2:
         except OSError:
             pass
         limit = read_int(f"{self.dir}/memory.max", -1)
-        return Stats(cpu_usage_ns=usage, memory_usage=read_int(f"{self.dir}/memory.current"),
-                     memory_limit=None if limit < 0 else limit, pids=len(self.pids()))
+        return Stats(
+            cpu_usage_ns=usage,
+            memory_usage=read_int(f"{self.dir}/memory.current"),
+            memory_limit=None if limit < 0 else limit,
+            pids=len(self.pids()),
+        )
 
     def add(self, pid: int) -> None:
         with open(os.path.join(self.dir, "cgroup.procs"), "w") as f:
