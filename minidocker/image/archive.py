@@ -44,7 +44,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
 from minidocker.errors import (
     ArchiveError,
@@ -144,57 +144,12 @@ def _layer_tar(store: ImageStore, desc: mf.Descriptor, diff_id: str) -> Iterator
 def save_images(store: ImageStore, names: list[str], out: BinaryIO) -> None:
     """Write the images ``names`` (tags or IDs) to ``out`` as one docker-archive + OCI tar."""
     doc = store.read_index()
-    images: dict[str, _SavedImage] = {}
-    for name in names:
-        image_id = store.resolve(name, doc)
-        img = images.setdefault(image_id, _SavedImage(image_id, store.content.read(image_id)))
-        with contextlib.suppress(InvalidReference):
-            ref = parse(name)
-            if not ref.digest and str(ref) in doc["tags"] and str(ref) not in img.tags:
-                img.tags.append(str(ref))
-    written: set[str] = set()
+    images = collect_saved_images(store, names, doc)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for d in ("blobs/", "blobs/sha256/"):
             tar.addfile(_tarinfo(d, directory=True))
-
-        def add_blob(data: bytes) -> str:
-            digest = mf.sha256_digest(data)
-            if digest not in written:
-                written.add(digest)
-                tar.addfile(_tarinfo(f"blobs/sha256/{hex_of(digest)}", len(data)), io.BytesIO(data))
-            return digest
-
-        for img in images.values():
-            manifest = store.manifest(img.image_id, doc)
-            diff_ids = json.loads(img.config)["rootfs"]["diff_ids"]
-            for desc, diff_id in zip(manifest.layers, diff_ids):
-                with _layer_tar(store, desc, diff_id) as (f, size):
-                    if diff_id not in written:
-                        written.add(diff_id)
-                        tar.addfile(_tarinfo(f"blobs/sha256/{hex_of(diff_id)}", size), f)
-                img.layers.append((diff_id, size))
-            add_blob(img.config)
-            img.manifest = uncompressed_manifest(img.config, img.layers)
-            add_blob(img.manifest)
-        index, manifest_json, repositories = [], [], {}
-        for img in images.values():
-            desc = {"mediaType": mf.OCI_MANIFEST, "digest": mf.sha256_digest(img.manifest), "size": len(img.manifest)}
-            for t in img.tags or [None]:
-                entry = dict(desc)
-                if t:
-                    ref = parse(t)
-                    entry["annotations"] = {ANNOTATION_NAME: str(ref), ANNOTATION_REF: ref.tag}
-                    repositories.setdefault(ref.familiar_name, {})[ref.tag] = (
-                        hex_of(img.layers[-1][0]) if img.layers else hex_of(img.image_id)
-                    )
-                index.append(entry)
-            manifest_json.append(
-                {
-                    "Config": f"blobs/sha256/{hex_of(img.image_id)}",
-                    "RepoTags": [parse(t).familiar() for t in img.tags],
-                    "Layers": [f"blobs/sha256/{hex_of(d)}" for d, _ in img.layers],
-                }
-            )
+        write_image_blobs(store, doc, images, tar)
+        index, manifest_json, repositories = describe_saved_images(images)
         for name, obj in (
             ("index.json", {"schemaVersion": 2, "mediaType": mf.OCI_INDEX, "manifests": index}),
             ("manifest.json", manifest_json),
@@ -203,6 +158,74 @@ def save_images(store: ImageStore, names: list[str], out: BinaryIO) -> None:
         ):
             data = json.dumps(obj, separators=(",", ":")).encode()
             tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
+
+
+def collect_saved_images(store: ImageStore, names: list[str], doc: dict) -> dict[str, _SavedImage]:
+    """The images ``names`` resolve to, once each, with the tags among ``names`` they carry."""
+    images: dict[str, _SavedImage] = {}
+    for name in names:
+        image_id = store.resolve(name, doc)
+        img = images.setdefault(image_id, _SavedImage(image_id, store.content.read(image_id)))
+        with contextlib.suppress(InvalidReference):
+            ref = parse(name)
+            if not ref.digest and str(ref) in doc["tags"] and str(ref) not in img.tags:
+                img.tags.append(str(ref))
+    return images
+
+
+def write_image_blobs(store: ImageStore, doc: dict, images: dict[str, _SavedImage], tar: tarfile.TarFile) -> None:
+    """Each image's layer tars, config and uncompressed manifest as ``blobs/``, once per digest."""
+    written: set[str] = set()
+
+    def add_blob(data: bytes) -> str:
+        digest = mf.sha256_digest(data)
+        if digest not in written:
+            written.add(digest)
+            tar.addfile(_tarinfo(f"blobs/sha256/{hex_of(digest)}", len(data)), io.BytesIO(data))
+        return digest
+
+    for img in images.values():
+        manifest = store.manifest(img.image_id, doc)
+        diff_ids = json.loads(img.config)["rootfs"]["diff_ids"]
+        for desc, diff_id in zip(manifest.layers, diff_ids):
+            with _layer_tar(store, desc, diff_id) as (f, size):
+                if diff_id not in written:
+                    written.add(diff_id)
+                    tar.addfile(_tarinfo(f"blobs/sha256/{hex_of(diff_id)}", size), f)
+            img.layers.append((diff_id, size))
+        add_blob(img.config)
+        img.manifest = uncompressed_manifest(img.config, img.layers)
+        add_blob(img.manifest)
+
+
+def describe_saved_images(
+    images: dict[str, _SavedImage],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, str]]]:
+    """The OCI ``index.json`` entries, docker's ``manifest.json`` and ``repositories``."""
+    index: list[dict[str, Any]] = []
+    manifest_json: list[dict[str, Any]] = []
+    repositories: dict[str, dict[str, str]] = {}
+    for img in images.values():
+        desc = {"mediaType": mf.OCI_MANIFEST, "digest": mf.sha256_digest(img.manifest), "size": len(img.manifest)}
+        tags: list[str | None] = [*img.tags] or [None]
+        for t in tags:
+            entry: dict[str, Any] = dict(desc)
+            if t:
+                ref = parse(t)
+                assert ref.tag is not None, "img.tags holds only names with a tag"
+                entry["annotations"] = {ANNOTATION_NAME: str(ref), ANNOTATION_REF: ref.tag}
+                repositories.setdefault(ref.familiar_name, {})[ref.tag] = (
+                    hex_of(img.layers[-1][0]) if img.layers else hex_of(img.image_id)
+                )
+            index.append(entry)
+        manifest_json.append(
+            {
+                "Config": f"blobs/sha256/{hex_of(img.image_id)}",
+                "RepoTags": [parse(t).familiar() for t in img.tags],
+                "Layers": [f"blobs/sha256/{hex_of(d)}" for d, _ in img.layers],
+            }
+        )
+    return index, manifest_json, repositories
 
 
 def save_to_file(store: ImageStore, names: list[str], path: Path) -> None:
@@ -269,11 +292,13 @@ class TarSource:
             raise ArchiveError(f"the archive has no file {name!r}")
         return m.size
 
-    def open(self, name: str) -> BinaryIO:
+    def open(self, name: str) -> IO[bytes]:
         m = self._resolve(_norm(name))
         if m is None or not m.isreg():
             raise ArchiveError(f"the archive has no file {name!r}")
-        return self.tar.extractfile(m)
+        f = self.tar.extractfile(m)
+        assert f is not None, "a regular member always has data to extract"
+        return f
 
 
 class DirSource:
@@ -557,7 +582,9 @@ def load_layer(
 
 
 @contextlib.contextmanager
-def open_source(store: ImageStore, path: Path | None, stdin: BinaryIO | None, limits: UnpackLimits) -> Iterator[object]:
+def open_source(
+    store: ImageStore, path: Path | None, stdin: BinaryIO | None, limits: UnpackLimits
+) -> Iterator[TarSource | DirSource]:
     """A directory, or a tar (plain or gzip, a file or stdin) made seekable on disk: the
     copies in ``ingest/`` are counted against ``limits`` (a gzipped archive can be a bomb
     as well as a layer)."""
@@ -566,6 +593,7 @@ def open_source(store: ImageStore, path: Path | None, stdin: BinaryIO | None, li
         return
     store.ensure()
     with contextlib.ExitStack() as stack:
+        f: BinaryIO
         if path is not None:
             try:
                 f = stack.enter_context(open(path, "rb"))
@@ -573,6 +601,7 @@ def open_source(store: ImageStore, path: Path | None, stdin: BinaryIO | None, li
                 raise ArchiveError(f"cannot open {path}: {e.strerror}") from None
         else:
             f = stack.enter_context(tempfile.TemporaryFile(dir=store.layout.ingest_dir))
+            assert stdin is not None, "without a path the archive comes on stdin"
             copy_counted(stdin, f, LayerBudget(limits, store.layout.ingest_dir, "the archive on stdin", None))
             if f.tell() == 0:
                 raise ArchiveError("requested load from stdin, but stdin is empty")
@@ -618,7 +647,8 @@ def load_images(
                         load_layer(store, src, la, chains[i], chains[i - 1] if i else None, progress, limits)
                     store.content.put(img.config, img.image_id)
                     manifest_digest = store.content.put(img.manifest)
-                    for t in img.tags or [None]:
+                    tags: list[str | None] = [*img.tags] or [None]
+                    for t in tags:
                         store.record_image(img.image_id, manifest_digest, t, None)
                     lines += [f"Loaded image: {parse(t).familiar()}" for t in img.tags] or [
                         f"Loaded image ID: {img.image_id}"

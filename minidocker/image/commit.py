@@ -180,6 +180,7 @@ def write_layer(store: ImageStore, parent_chain: str | None, produce: Producer, 
                     "committed": True,
                 }
             )
+    assert blob.digest is not None, "leaving ingest() committed the blob, so it has a digest"
     return NewLayer(diff_id, blob.digest, blob.size, media_type, stats.size, chain_id_of(parent_chain, diff_id))
 
 

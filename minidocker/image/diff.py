@@ -105,7 +105,7 @@ class LowerView:
         if rel in self._dirs:
             return self._dirs[rel]
         parent, _, _ = rel.rpartition("/")
-        visible = []
+        visible: list[str] = []
         for layer in self._layers_of_dir(parent):
             st = _lstat(f"{layer}/{rel}")
             if st is None:
@@ -319,7 +319,7 @@ def tar_members(entries: list[Entry]) -> Iterator[tuple[tarfile.TarInfo, str | N
             yield _member(whiteout.whiteout_name(e.rel), tarfile.REGTYPE, st, mode=0o600), None
             continue
         ti = _member(e.rel, tarfile.REGTYPE, st)
-        ti.pax_headers.update(_xattrs(e.path))
+        ti.pax_headers = {**ti.pax_headers, **_xattrs(e.path)}
         mode = st.st_mode
         if stat.S_ISREG(mode) and st.st_nlink > 1:
             first = links.setdefault((st.st_dev, st.st_ino), e.rel)

@@ -175,7 +175,7 @@ def words(text: str, env: dict[str, str] | None, split: bool = True) -> list[str
     cur: list[str] = []
     have = False
     i, n = 0, len(text)
-    quote = None
+    quote: str | None = None
     while i < n:
         c = text[i]
         if quote == "'":  # inside single quotes nothing is special
@@ -238,7 +238,7 @@ def expand(text: str, env: dict[str, str]) -> str:
     return got[0] if got else ""
 
 
-def key_values(ins: Instruction, env: dict[str, str] | None) -> list[tuple[str, str]]:
+def key_values(ins: Instruction, env: dict[str, str] | None) -> list[tuple[str, str | None]]:
     """ENV / LABEL / ARG arguments: ``K=V K2="v 2"``, or the old ``ENV K the value``."""
     parts = words(ins.args, env)
     if not parts:
@@ -251,7 +251,7 @@ def key_values(ins: Instruction, env: dict[str, str] | None) -> list[tuple[str, 
                 f"followed by a value ({ins.keyword} NAME=VALUE)"
             )
         return [(key, expand(rest.strip(), env) if env is not None else rest.strip())]
-    out = []
+    out: list[tuple[str, str | None]] = []
     for p in parts:
         key, eq, value = p.partition("=")
         if not key:
@@ -290,6 +290,7 @@ def apply_change(config: dict, ins: Instruction, env: dict[str, str] | None = No
     elif k == "ENV":
         current = [e for e in config.get("Env") or []]
         for key, value in key_values(ins, env):
+            assert value is not None, "only ARG may leave the value out"
             current = [e for e in current if e.split("=", 1)[0] != key] + [f"{key}={value}"]
             env[key] = value
         config["Env"] = current

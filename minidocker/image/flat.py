@@ -35,7 +35,8 @@ import stat
 import tarfile
 import tempfile
 import threading
-from typing import BinaryIO
+from collections.abc import Sequence
+from typing import BinaryIO, cast
 
 from minidocker.errors import NotATar
 from minidocker.image import manifest as mf
@@ -112,7 +113,10 @@ def _xattrs(path: str) -> dict[str, str]:
 # -- import: a tar -> a one-layer image --------------------------------------------------------
 def _sniff(stream: BinaryIO) -> tuple[BinaryIO, str]:
     """Peek at the first bytes (stdin cannot seek back) to tell gzip and zstd from a tar."""
-    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream, READ_SIZE)
+    if hasattr(stream, "peek"):
+        buffered = stream
+    else:  # BufferedReader reads with readinto, which BinaryIO's type leaves out (files have it)
+        buffered = io.BufferedReader(cast(io.RawIOBase, stream), READ_SIZE)
     head = buffered.peek(4)[:4]
     if head[:2] == b"\x1f\x8b":
         return buffered, "gzip"
@@ -176,7 +180,7 @@ def import_tarball(
     stream: BinaryIO,
     source_name: str,
     ref: str | None = None,
-    changes: list[str] = (),
+    changes: Sequence[str] = (),
     message: str | None = None,
 ) -> str:
     """``docker import``: returns the new image's ID."""

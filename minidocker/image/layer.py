@@ -82,13 +82,14 @@ the kernel is asked about free space only now and then, never once per member.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from minidocker.errors import HostileLayer, StoreError
 from minidocker.fsutil import storage_error
@@ -215,6 +216,13 @@ class ForwardReader:
                 break  # at the end: tarfile's next read finds nothing and says so
         return self.pos
 
+    def write(self, data: bytes) -> int:
+        """tarfile's file protocol names write; a layer is only ever read."""
+        raise io.UnsupportedOperation("a layer stream is read-only")
+
+    def close(self) -> None:
+        """Leave ``stream`` open: the caller drains the rest of it for its digest."""
+
 
 class LayerApplier:
     """Applies one tar member at a time to ``dest``; remembers what it made (``kinds``)."""
@@ -326,8 +334,12 @@ class LayerApplier:
             if m.sparse is None:
                 self.copy_data(fd, m)
             else:  # GNU sparse member: tarfile knows where the holes go
-                self.budget.count_expanded(max(0, m.size - sum(n for _, n in m.sparse)))  # the holes
-                with tar.extractfile(m) as src:
+                # typeshed calls it bytes; tarfile makes it a list of (offset, size) pairs
+                sparse = cast("list[tuple[int, int]]", m.sparse)
+                self.budget.count_expanded(max(0, m.size - sum(n for _, n in sparse)))  # the holes
+                src = tar.extractfile(m)
+                assert src is not None, "a regular file member always has data to extract"
+                with src:
                     while chunk := src.read(COPY_CHUNK):
                         self.budget.count_written(len(chunk))
                         write_all(fd, chunk)

@@ -43,7 +43,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from minidocker.errors import StoreError
 from minidocker.fsutil import storage_error
@@ -190,7 +190,19 @@ class LayerBudget:
         )
 
 
-def copy_counted(src: BinaryIO, dst: BinaryIO, budget: LayerBudget, chunk: int = 1 << 20) -> int:
+class ByteStream(Protocol):
+    """What a layer reader needs of the stream under it: a file, a decoder or a ChunkReader."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any, /) -> Any: ...
+
+
+def copy_counted(src: ByteStream, dst: BinaryIO, budget: LayerBudget, chunk: int = 1 << 20) -> int:
     """``shutil.copyfileobj`` under a budget: every chunk is counted as expanded and as
     written before it is written. Returns the number of bytes copied."""
     total = 0

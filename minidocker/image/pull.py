@@ -32,11 +32,11 @@ import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from minidocker.errors import DigestMismatch, PullAborted, RegistryError
 from minidocker.image import manifest as mf
-from minidocker.image.limits import LayerBudget, UnpackLimits
+from minidocker.image.limits import ByteStream, LayerBudget, UnpackLimits
 from minidocker.image.reference import Reference
 from minidocker.image.registry import RegistryClient
 from minidocker.image.store import ImageStore
@@ -87,6 +87,11 @@ class ChunkReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int = -1, /) -> bytes:
+        data = super().read(size)
+        assert data is not None, "readinto blocks for data, so read never returns None"
+        return data
+
     def readinto(self, buf) -> int:
         while not self.pending:
             if self.abort.is_set():
@@ -113,7 +118,7 @@ class HashingReader(io.RawIOBase):
     """Passes reads through and computes the sha256 of everything read (the diff_id); each
     read counts against ``budget``'s expansion limit (the bytes of the uncompressed tar)."""
 
-    def __init__(self, inner: BinaryIO, budget: LayerBudget | None = None):
+    def __init__(self, inner: ByteStream, budget: LayerBudget | None = None):
         self.inner = inner
         self.hash = hashlib.sha256()
         self.budget = budget or LayerBudget.unlimited()
@@ -138,7 +143,7 @@ class HashingReader(io.RawIOBase):
         return "sha256:" + self.hash.hexdigest()
 
 
-def open_decompressed(raw: BinaryIO, compression: str) -> BinaryIO:
+def open_decompressed(raw: ByteStream, compression: str) -> ByteStream:
     """The uncompressed tar stream of a layer."""
     if compression == "gzip":
         from isal import igzip_threaded  # ISA-L's gzip, decompressing in its own thread
@@ -147,7 +152,9 @@ def open_decompressed(raw: BinaryIO, compression: str) -> BinaryIO:
     if compression == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_size=READ_SIZE, read_across_frames=True)
+        # zstandard's stubs ask for IO[bytes]; the reader only ever calls raw.read(n)
+        source = cast(IO[bytes], raw)
+        return zstandard.ZstdDecompressor().stream_reader(source, read_size=READ_SIZE, read_across_frames=True)
     return raw
 
 
@@ -318,6 +325,7 @@ def pull_image(
         store.content.put(config_raw, manifest.config.digest)
         store.content.put(raw, manifest_digest)
         if index_digest:
+            assert index_raw is not None, "an index digest comes only with the index bytes"
             store.content.put(index_raw, index_digest)
         image_id = manifest.config.digest
         store.record_image(

@@ -151,6 +151,7 @@ def push_blob(
             scope = mount_scope  # 202: an ordinary upload session, for this token: use it
     if location is None:
         location = reg.start_upload(ref, scope)
+        assert location is not None, "an upload without a mount always has a Location"
     path = store.content.path(desc.digest)
     size = path.stat().st_size
     if size != desc.size:

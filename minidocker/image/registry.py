@@ -412,7 +412,7 @@ class RegistryClient:
             "Content-Length": str(len(data)),
             "Content-Range": f"{offset}-{offset + len(data) - 1}",
         }
-        return self._upload_step(
+        next_location = self._upload_step(
             "PATCH",
             location,
             scope,
@@ -420,6 +420,8 @@ class RegistryClient:
             headers=headers,
             content=data,
         )
+        assert next_location is not None, "only a mount answers without a Location"
+        return next_location
 
     def finish_upload(self, location: str, scope: str, digest: str, body=None, size: int = 0) -> None:
         """``PUT <location>?digest=...``: close the upload; ``body`` (a function returning a

@@ -35,7 +35,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -388,7 +388,7 @@ class ImageStore:
         lines += self.collect_garbage()
         return lines
 
-    def prune(self, all_unused: bool = False, in_use: set[str] = frozenset()) -> list[str]:
+    def prune(self, all_unused: bool = False, in_use: Iterable[str] = ()) -> list[str]:
         """``image prune``: delete the dangling images (no tag, no repo digest), or with
         ``all_unused`` every image, that no container uses and that is not the parent of an
         image that stays (build steps under a tagged image are its cache, as in docker).

@@ -90,7 +90,7 @@ def now_iso() -> str:
 def alive(pid: int | None, start_time: int | None, boot: str | None = None) -> bool:
     if boot is not None and boot != boot_id():
         return False
-    return bool(pid) and start_time is not None and proc_start_time(pid) == start_time
+    return pid is not None and pid != 0 and start_time is not None and proc_start_time(pid) == start_time
 
 
 def is_container_id(text: str) -> bool:

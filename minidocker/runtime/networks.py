@@ -62,6 +62,7 @@ class NetworkStore:
             if any(n["Name"] == name for n in existing):
                 raise Conflict(f"network with name {name} already exists")
             taken = [ipaddress.ip_network(n["Subnet"]) for n in existing]
+            net: ipaddress.IPv4Network | ipaddress.IPv6Network | None
             if subnet:
                 try:
                     net = ipaddress.ip_network(subnet)
