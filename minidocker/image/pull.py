@@ -32,7 +32,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, Any, cast
 
 from minidocker.errors import DigestMismatch, PullAborted, RegistryError
 from minidocker.image import manifest as mf
