@@ -149,9 +149,8 @@ def push_blob(
                 progress(PullEvent(sid, f"Mounted from {sources[0]}", desc.size, desc.size))
                 return "mounted"
             scope = mount_scope  # 202: an ordinary upload session, for this token: use it
-    if location is None:
-        location = reg.start_upload(ref, scope)
-        assert location is not None, "an upload without a mount always has a Location"
+    location = location or reg.start_upload(ref, scope)  # no mount: a fresh upload session
+    assert location is not None, "an upload without a mount always has a Location"
     path = store.content.path(desc.digest)
     size = path.stat().st_size
     if size != desc.size:
