@@ -92,17 +92,7 @@ def create_image(
 
         raise InvalidReference(f"refusing to create a tag with a digest reference: {tag}")
     with store.gc_guard():
-        if base_id:
-            base_cfg = store.config(base_id)
-            base_manifest = store.manifest(base_id)
-        else:
-            base_cfg = {
-                "architecture": mf.Platform.host().architecture,
-                "os": "linux",
-                "rootfs": {"type": "layers", "diff_ids": []},
-                "config": {},
-            }
-            base_manifest = mf.Manifest(mf.OCI_MANIFEST, mf.Descriptor(mf.OCI_CONFIG, "", 0), [])
+        base_cfg, base_manifest = base_of(store, base_id)
         docker = base_manifest.media_type == mf.DOCKER_MANIFEST
         diff_ids = list(base_cfg["rootfs"]["diff_ids"])
         layers = list(base_manifest.layers)
@@ -116,41 +106,71 @@ def create_image(
             else:
                 diff_ids.append(layer.diff_id)
                 layers.append(mf.Descriptor(layer.media_type, layer.digest, layer.size))
-        cfg = json.loads(json.dumps(base_cfg))  # a deep copy
-        cfg["created"] = now_iso()
-        if author:
-            cfg["author"] = author
-        cfg.setdefault("config", {})
-        cfg["config"] = dict(cfg["config"] or {})
-        if changes:
-            changes(cfg["config"])
-        cfg["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
-        entry: dict[str, Any] = {"created": cfg["created"], "created_by": created_by}
-        if author:
-            entry["author"] = author
-        if comment:
-            entry["comment"] = comment
-        if layer is None:
-            entry["empty_layer"] = True
-        cfg["history"] = list(base_cfg.get("history") or []) + [entry]
-        config_raw = json.dumps(cfg, separators=(",", ":")).encode()
-        config_digest = store.content.put(config_raw)
-        manifest_doc = {
-            "schemaVersion": 2,
-            "mediaType": mf.DOCKER_MANIFEST if docker else mf.OCI_MANIFEST,
-            "config": {
-                "mediaType": mf.DOCKER_CONFIG if docker else mf.OCI_CONFIG,
-                "digest": config_digest,
-                "size": len(config_raw),
-            },
-            "layers": [d.to_json() for d in layers],
-        }
-        manifest_raw = json.dumps(manifest_doc, separators=(",", ":")).encode()
-        manifest_digest = store.content.put(manifest_raw)
+        entry = {"created_by": created_by, "author": author, "comment": comment, "empty_layer": layer is None}
+        cfg = new_config(base_cfg, diff_ids, changes, author, entry)
+        config_digest, manifest_digest = store_config_and_manifest(store, cfg, layers, docker)
         store.record_image(
             config_digest, manifest_digest, str(ref) if ref else None, parent=base_id, intermediate=bool(intermediate)
         )
     return config_digest, layer
+
+
+def base_of(store: ImageStore, base_id: str | None) -> tuple[dict[str, Any], mf.Manifest]:
+    """The config and manifest a new image starts from: its base image's, or scratch's."""
+    if base_id:
+        return store.config(base_id), store.manifest(base_id)
+    scratch = {
+        "architecture": mf.Platform.host().architecture,
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "config": {},
+    }
+    return scratch, mf.Manifest(mf.OCI_MANIFEST, mf.Descriptor(mf.OCI_CONFIG, "", 0), [])
+
+
+def new_config(
+    base_cfg: dict[str, Any],
+    diff_ids: list[str],
+    changes: Callable[[dict[str, Any]], None] | None,
+    author: str,
+    step: dict[str, Any],
+) -> dict[str, Any]:
+    """The base config copied, ``changes`` applied to its ``config``, the layers' diff_ids,
+    and one more history entry (``step``: created_by, author, comment, empty_layer; empty
+    values are left out, as docker leaves them out)."""
+    cfg = json.loads(json.dumps(base_cfg))  # a deep copy
+    cfg["created"] = now_iso()
+    if author:
+        cfg["author"] = author
+    cfg.setdefault("config", {})
+    cfg["config"] = dict(cfg["config"] or {})
+    if changes:
+        changes(cfg["config"])
+    cfg["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+    entry: dict[str, Any] = {"created": cfg["created"], "created_by": step["created_by"]}
+    entry.update({k: v for k, v in step.items() if k != "created_by" and v})
+    cfg["history"] = list(base_cfg.get("history") or []) + [entry]
+    return cfg
+
+
+def store_config_and_manifest(
+    store: ImageStore, cfg: dict[str, Any], layers: list[mf.Descriptor], docker: bool
+) -> tuple[str, str]:
+    """Put the config and then the manifest that names it into the content store; their digests."""
+    config_raw = json.dumps(cfg, separators=(",", ":")).encode()
+    config_digest = store.content.put(config_raw)
+    manifest_doc = {
+        "schemaVersion": 2,
+        "mediaType": mf.DOCKER_MANIFEST if docker else mf.OCI_MANIFEST,
+        "config": {
+            "mediaType": mf.DOCKER_CONFIG if docker else mf.OCI_CONFIG,
+            "digest": config_digest,
+            "size": len(config_raw),
+        },
+        "layers": [d.to_json() for d in layers],
+    }
+    manifest_raw = json.dumps(manifest_doc, separators=(",", ":")).encode()
+    return config_digest, store.content.put(manifest_raw)
 
 
 def write_layer(store: ImageStore, parent_chain: str | None, produce: Producer, media_type: str) -> NewLayer:

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
-from minidocker.errors import DigestMismatch, PullAborted, RegistryError
+from minidocker.errors import DigestMismatch, MinidockerError, PullAborted, RegistryError
 from minidocker.image import manifest as mf
 from minidocker.image.limits import ByteStream, LayerBudget, UnpackLimits
 from minidocker.image.reference import Reference
@@ -233,32 +233,33 @@ def fetch_layer(
                     tar.drain()  # the tar's end-of-archive padding counts for the diff_id
                     raw.drain()  # so does the compressed stream's trailer for the digest
                 except _decode_errors() as e:
-                    with contextlib.suppress(Exception):
-                        decompressed.close()  # stop the decoder thread before we read on
-                        raw.drain()  # finish the compressed digest: a mismatch explains it best
-                    ingest_hash = getattr(getattr(sink, "__self__", None), "hash", None)
-                    if ingest_hash is not None and "sha256:" + ingest_hash.hexdigest() != desc.digest:
-                        raise DigestMismatch(
-                            f"layer {sid} is corrupt: its content does not match digest {desc.digest[:19]} ({e})"
-                        ) from None
-                    raise RegistryError(f"layer {sid} is not a valid {compression} tar: {e}") from None
+                    raise decode_failure(e, decompressed, raw, sink, desc, compression) from None
                 progress(PullEvent(sid, "Verifying", desc.size, desc.size))
             # leaving the ExitStack verified the compressed digest and published the blob
             if tar.digest != diff_id:
                 raise DigestMismatch(
                     f"layer {sid} unpacks to {tar.digest[:19]}, but the image config names diff_id {diff_id[:19]}"
                 )
-            layer.commit(
-                {
-                    "diff_id": diff_id,
-                    "digest": desc.digest,
-                    "media_type": desc.media_type,
-                    "size": stats.size,
-                    "entries": stats.entries,
-                }
-            )
+            meta = {"diff_id": diff_id, "digest": desc.digest, "media_type": desc.media_type}
+            layer.commit({**meta, "size": stats.size, "entries": stats.entries})
     progress(PullEvent(sid, "Pull complete", desc.size, desc.size))
     return True
+
+
+def decode_failure(
+    e: BaseException, decompressed, raw: ChunkReader, sink, desc: mf.Descriptor, compression: str
+) -> MinidockerError:
+    """What a broken compressed or tar stream means: if the compressed bytes do not hash to
+    the layer's digest, the registry sent the wrong content (say so); else the layer itself
+    is not a valid tar of its kind."""
+    sid = desc.digest[7:19]
+    with contextlib.suppress(Exception):
+        decompressed.close()  # stop the decoder thread before we read on
+        raw.drain()  # finish the compressed digest: a mismatch explains it best
+    ingest_hash = getattr(getattr(sink, "__self__", None), "hash", None)
+    if ingest_hash is not None and "sha256:" + ingest_hash.hexdigest() != desc.digest:
+        return DigestMismatch(f"layer {sid} is corrupt: its content does not match digest {desc.digest[:19]} ({e})")
+    return RegistryError(f"layer {sid} is not a valid {compression} tar: {e}")
 
 
 def pull_image(
@@ -282,46 +283,10 @@ def pull_image(
         check_config(ref, config, manifest, platform, explicit_platform and index_digest is None)
         diff_ids: list[str] = config["rootfs"]["diff_ids"]
         chains = mf.chain_ids(diff_ids)
-        todo = []
-        for i, desc in enumerate(manifest.layers):
-            if store.has_layer(chains[i]):
-                progress(PullEvent(desc.digest[7:19], "Already exists", desc.size, desc.size))
-            else:
-                progress(PullEvent(desc.digest[7:19], "Pulling fs layer", 0, desc.size))
-                todo.append(i)
-        abort = threading.Event()
+        todo = layers_to_fetch(store, manifest, chains, progress)
         if todo:
-            with ThreadPoolExecutor(min(PARALLEL_LAYERS, len(todo)), thread_name_prefix="layer") as pool:
-                futures = [
-                    pool.submit(
-                        fetch_layer,
-                        reg,
-                        store,
-                        ref,
-                        manifest.layers[i],
-                        diff_ids[i],
-                        chains[i],
-                        chains[i - 1] if i else None,
-                        progress,
-                        abort,
-                        limits,
-                    )
-                    for i in todo
-                ]
-                try:
-                    errors = []
-                    for f in futures:
-                        try:
-                            f.result()
-                        except BaseException as e:  # stop the other layers, report the first cause
-                            abort.set()
-                            errors.append(e)
-                    real = [e for e in errors if not isinstance(e, PullAborted)]
-                    if real or errors:
-                        raise (real or errors)[0]
-                except BaseException:
-                    abort.set()
-                    raise
+            jobs = [(manifest.layers[i], diff_ids[i], chains[i], chains[i - 1] if i else None) for i in todo]
+            fetch_layers(reg, store, ref, jobs, progress, limits)
         store.content.put(config_raw, manifest.config.digest)
         store.content.put(raw, manifest_digest)
         if index_digest:
@@ -337,6 +302,50 @@ def pull_image(
         )
     progress(PullEvent("", f"Digest: {repo_digest}"))
     return PullResult(ref, image_id, repo_digest, bool(todo))
+
+
+def layers_to_fetch(store: ImageStore, manifest: mf.Manifest, chains: list[str], progress: Progress) -> list[int]:
+    """The indexes of the layers not yet in the store (each announced, as docker does)."""
+    todo = []
+    for i, desc in enumerate(manifest.layers):
+        if store.has_layer(chains[i]):
+            progress(PullEvent(desc.digest[7:19], "Already exists", desc.size, desc.size))
+        else:
+            progress(PullEvent(desc.digest[7:19], "Pulling fs layer", 0, desc.size))
+            todo.append(i)
+    return todo
+
+
+def fetch_layers(
+    reg: RegistryClient,
+    store: ImageStore,
+    ref: Reference,
+    jobs: list[tuple[mf.Descriptor, str, str, str | None]],
+    progress: Progress,
+    limits: UnpackLimits,
+) -> None:
+    """``fetch_layer`` for each (descriptor, diff_id, chain_id, parent) in parallel threads;
+    the first real failure stops the others (they see ``abort``) and is raised."""
+    abort = threading.Event()
+    with ThreadPoolExecutor(min(PARALLEL_LAYERS, len(jobs)), thread_name_prefix="layer") as pool:
+        futures = [
+            pool.submit(fetch_layer, reg, store, ref, desc, diff_id, chain, parent, progress, abort, limits)
+            for desc, diff_id, chain, parent in jobs
+        ]
+        try:
+            errors = []
+            for f in futures:
+                try:
+                    f.result()
+                except BaseException as e:  # stop the other layers, report the first cause
+                    abort.set()
+                    errors.append(e)
+            real = [e for e in errors if not isinstance(e, PullAborted)]
+            if real or errors:
+                raise (real or errors)[0]
+        except BaseException:
+            abort.set()
+            raise
 
 
 def check_config(
