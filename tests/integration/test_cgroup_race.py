@@ -4,7 +4,8 @@ Each container's cgroup lives under ``<controller>/minidocker/``, a parent that 
 last container (so nothing of ours stays in the host's tree). One container's ``rm`` can
 therefore take the parent away while another is making its own cgroup in it: the mkdir finds
 no parent, a write to the parent's files finds a removed cgroup (ENODEV), and a parent made
-anew starts with no CPUs. Two processes here make and remove cgroups as fast as they can, on
+anew starts with no CPUs and no memory nodes (and a start that fills it writes one file, then
+the other). Two processes here make and remove cgroups as fast as they can, on
 the real kernel; every create must succeed with a usable cpuset.
 """
 
@@ -25,10 +26,10 @@ def churn(worker: int, errors) -> None:
         try:
             m.create()
             cpuset = m.paths().get("cpuset")
-            if cpuset:
-                with open(os.path.join(cpuset, "cpuset.cpus")) as f:
+            for name in ("cpuset.cpus", "cpuset.mems") if cpuset else ():
+                with open(os.path.join(cpuset, name)) as f:
                     if not f.read().strip():
-                        errors.put(f"round {i}: an empty cpuset in {cpuset}")
+                        errors.put(f"round {i}: an empty {name} in {cpuset}")
             m.add(os.getpid())  # a process can join it (an empty cpuset refuses with ENOSPC)
         except BaseException:  # noqa: BLE001 - reported to the test
             errors.put(f"round {i}: {traceback.format_exc(limit=3)}")

@@ -177,11 +177,17 @@ class CgroupV1:
 
 
 def _inherit_cpuset(src: str, dst: str) -> None:
-    """Give ``dst`` the CPUs and memory nodes of ``src`` unless it has its own already."""
-    with open(os.path.join(dst, "cpuset.cpus")) as f:
-        if f.read().strip():
-            return
-    _copy_cpuset(src, dst)
+    """Give ``dst`` the CPUs and memory nodes of ``src`` where it has none: each file on its
+    own, since another container's start may be between writing the one and the other (a
+    cgroup with CPUs but no memory nodes refuses every process: ENOSPC)."""
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        with open(os.path.join(dst, name)) as f:
+            if f.read().strip():
+                continue
+        with open(os.path.join(src, name)) as f:
+            value = f.read().strip()
+        with open(os.path.join(dst, name), "w") as f:
+            f.write(value)
 
 
 def _copy_cpuset(src: str, dst: str) -> None:
