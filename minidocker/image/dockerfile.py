@@ -53,25 +53,7 @@ INSTRUCTIONS = (
     "ONBUILD",
     "HEALTHCHECK",
 )
-SUPPORTED = (
-    "FROM",
-    "RUN",
-    "CMD",
-    "ENTRYPOINT",
-    "ENV",
-    "ARG",
-    "WORKDIR",
-    "USER",
-    "LABEL",
-    "EXPOSE",
-    "COPY",
-    "ADD",
-    "MAINTAINER",
-    "STOPSIGNAL",
-    "VOLUME",
-    "SHELL",
-    "HEALTHCHECK",
-)
+SUPPORTED = tuple(i for i in INSTRUCTIONS if i != "ONBUILD")  # ONBUILD is known, not yet done
 EXPANDED = ("FROM", "ENV", "ARG", "LABEL", "EXPOSE", "WORKDIR", "USER", "COPY", "ADD", "STOPSIGNAL", "VOLUME")
 
 

@@ -39,7 +39,7 @@ def test_v2_freeze_times_out_when_the_kernel_never_says_frozen(tmp_path, monkeyp
     cg.mkdir(parents=True)
     (cg / "cgroup.events").write_text("populated 1\nfrozen 0\n")
     real = cgroups.wait_for
-    monkeypatch.setattr("minidocker.linux.cgroups.v2.wait_for", lambda check, what: real(check, what, timeout=0.05))
+    monkeypatch.setattr("minidocker.linux.cgroups.wait_for", lambda check, what: real(check, what, timeout=0.05))
     with pytest.raises(TimeoutError, match="frozen"):
         CgroupV2("c1", str(tmp_path)).freeze()
 

@@ -11,21 +11,8 @@ import errno
 import os
 import signal
 
-from minidocker.linux.cgroups import (
-    CPU_PERIOD_US,
-    DEVICE_RULES,
-    PARENT,
-    Limits,
-    Stats,
-    empty,
-    read_int,
-    read_pids,
-    remove_if_empty,
-    rmdir_when_free,
-    signal_pids,
-    wait_for,
-    write,
-)
+from minidocker.linux import cgroups as shared  # the parts both hierarchies' managers use
+from minidocker.linux.cgroups import read_int, write
 from minidocker.linux.events import emit
 
 WANTED = ("cpu", "cpuset", "memory", "pids", "io")
@@ -37,7 +24,7 @@ class CgroupV2:
     def __init__(self, container_id: str, root: str = "/sys/fs/cgroup"):
         self.id = container_id
         self.root = root
-        self.parent = os.path.join(root, PARENT)
+        self.parent = os.path.join(root, shared.PARENT)
         self.dir = os.path.join(self.parent, container_id)
 
     def paths(self) -> dict[str, str]:
@@ -67,21 +54,21 @@ class CgroupV2:
                     raise
         emit("cgroup", action="mkdir", path=self.dir)
 
-    def apply_limits(self, limits: Limits, privileged: bool = False) -> None:
+    def apply_limits(self, limits: shared.Limits, privileged: bool = False) -> None:
         """docker run's flags as cgroup v2 files, and the device rules as an eBPF program
         attached to the cgroup (v2 has no devices.allow: see linux/bpf.py)."""
         d = self.dir
         if not privileged:
             from minidocker.linux.bpf import attach_device_filter
 
-            attach_device_filter(d, DEVICE_RULES)
+            attach_device_filter(d, shared.DEVICE_RULES)
         if limits.memory is not None:
             write(f"{d}/memory.max", str(limits.memory))
             swap = limits.memory_swap if limits.memory_swap is not None else 2 * limits.memory
             if os.path.exists(f"{d}/memory.swap.max"):
                 write(f"{d}/memory.swap.max", "max" if swap == -1 else str(max(0, swap - limits.memory)))
         if limits.cpus is not None:
-            write(f"{d}/cpu.max", f"{limits.cpu_quota_us()} {CPU_PERIOD_US}")
+            write(f"{d}/cpu.max", f"{limits.cpu_quota_us()} {shared.CPU_PERIOD_US}")
         if limits.cpu_shares is not None:  # docker's conversion of shares (2..262144) to weight (1..10000)
             weight = 1 + ((limits.cpu_shares - 2) * 9999) // 262142
             write(f"{d}/cpu.weight", str(max(1, min(10000, weight))))
@@ -98,7 +85,7 @@ class CgroupV2:
             return False
         return int(fields.get("oom_kill", 0)) > 0
 
-    def stats(self) -> Stats:
+    def stats(self) -> shared.Stats:
         usage = 0
         try:
             with open(f"{self.dir}/cpu.stat") as f:
@@ -106,7 +93,7 @@ class CgroupV2:
         except OSError:
             pass
         limit = read_int(f"{self.dir}/memory.max", -1)
-        return Stats(
+        return shared.Stats(
             cpu_usage_ns=usage,
             memory_usage=read_int(f"{self.dir}/memory.current"),
             memory_limit=None if limit < 0 else limit,
@@ -119,7 +106,7 @@ class CgroupV2:
         emit("cgroup", action="write", path=os.path.join(self.dir, "cgroup.procs"), value=str(pid))
 
     def pids(self) -> list[int]:
-        return read_pids(self.dir)
+        return shared.read_pids(self.dir)
 
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
         kill = os.path.join(self.dir, "cgroup.kill")
@@ -127,7 +114,7 @@ class CgroupV2:
             with open(kill, "w") as f:
                 f.write("1")
             return
-        signal_pids(self.pids(), sig)
+        shared.signal_pids(self.pids(), sig)
 
     # -- the freezer: pause and resume every process of the container ------------------------
     def freeze(self) -> None:
@@ -135,7 +122,7 @@ class CgroupV2:
         1 asks the kernel to freeze the subtree; ``cgroup.events`` says ``frozen 1`` once
         every task has stopped."""
         write(os.path.join(self.dir, "cgroup.freeze"), "1")
-        wait_for(self.frozen, f"cgroup.events of {self.id[:12]} to say frozen")
+        shared.wait_for(self.frozen, f"cgroup.events of {self.id[:12]} to say frozen")
 
     def thaw(self) -> None:
         write(os.path.join(self.dir, "cgroup.freeze"), "0")
@@ -146,7 +133,7 @@ class CgroupV2:
         return fields.get("frozen") == "1"
 
     def destroy(self) -> None:
-        empty(self)
-        rmdir_when_free(self.dir)
-        remove_if_empty(self.parent)
+        shared.empty(self)
+        shared.rmdir_when_free(self.dir)
+        shared.remove_if_empty(self.parent)
         emit("cgroup", action="rmdir", path=self.dir)
