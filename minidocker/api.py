@@ -264,13 +264,13 @@ def run(
     from dataclasses import replace
 
     from minidocker.runtime import lifecycle
-    from minidocker.runtime.spec import build_spec, check_run_flags, parse_env_file
+    from minidocker.runtime.spec import build_spec, check_run_flags, parse_env_file, resource_limits
 
     # every flag checked before anything is pulled or written (docker's order)
     name = check_run_flags(opts)
     env = [line for f in opts.env_file for line in parse_env_file(f)] + opts.env  # the files' lines, then -e
     opts = replace(opts, env=env, env_file=[])  # each file read once, before the pull
-    limits = resource_limits(opts)
+    limits = resource_limits(opts)  # (runtime/spec.py)
     check_network_exists(opts.network, root)
     image_id = ensure_image(image, root, progress, on_pull)
     store = _store(root)
@@ -310,33 +310,6 @@ def check_network_exists(network: str, root: Path | None) -> None:
     if not NAME.fullmatch(network):  # never a path: "../x" would name a file outside the store
         raise NoSuchNetwork(shown(network))
     NetworkStore(root or default_root()).get(network)  # "network X not found" before anything else
-
-
-def resource_limits(opts: RunOptions) -> dict[str, Any]:
-    """docker run's resource flags, checked and in kernel units (cgroups.Limits fields)."""
-    from minidocker.linux.cgroups import parse_size
-    from minidocker.runtime.spec import check_cpus, parse_cpu_list
-
-    mem = parse_size(opts.memory) if opts.memory else None
-    if mem is not None and mem < 6 * 1024 * 1024:
-        raise MinidockerError("Minimum memory limit allowed is 6MB")
-    swap = None
-    if opts.memory_swap:
-        swap = -1 if opts.memory_swap.strip() == "-1" else parse_size(opts.memory_swap)
-        if mem is None:
-            raise MinidockerError("You should always set the Memory limit when using Memoryswap limit")
-        if swap != -1 and swap < mem:
-            raise MinidockerError("Minimum memoryswap limit should be larger than memory limit")
-    cpus, cpuset = opts.cpus, opts.cpuset_cpus
-    limits = {
-        "memory": mem,
-        "memory_swap": swap,
-        "cpus": None if cpus is None else check_cpus(cpus),
-        "cpu_shares": opts.cpu_shares,
-        "cpuset_cpus": None if cpuset is None else parse_cpu_list(cpuset),
-        "pids": opts.pids_limit,
-    }
-    return {k: v for k, v in limits.items() if v is not None}
 
 
 def ps(all: bool = False, root: Path | None = None) -> list[dict[str, Any]]:

@@ -461,3 +461,29 @@ def parse_signal(text: str) -> int:
         return int(getattr(signal, "SIG" + t))
     except AttributeError:
         raise MinidockerError(f"invalid signal: {text}") from None
+
+
+def resource_limits(opts: RunOptions) -> dict[str, Any]:
+    """docker run's resource flags, checked and in kernel units (cgroups.Limits fields)."""
+    from minidocker.linux.cgroups import parse_size
+
+    mem = parse_size(opts.memory) if opts.memory else None
+    if mem is not None and mem < 6 * 1024 * 1024:
+        raise MinidockerError("Minimum memory limit allowed is 6MB")
+    swap = None
+    if opts.memory_swap:
+        swap = -1 if opts.memory_swap.strip() == "-1" else parse_size(opts.memory_swap)
+        if mem is None:
+            raise MinidockerError("You should always set the Memory limit when using Memoryswap limit")
+        if swap != -1 and swap < mem:
+            raise MinidockerError("Minimum memoryswap limit should be larger than memory limit")
+    cpus, cpuset = opts.cpus, opts.cpuset_cpus
+    limits = {
+        "memory": mem,
+        "memory_swap": swap,
+        "cpus": None if cpus is None else check_cpus(cpus),
+        "cpu_shares": opts.cpu_shares,
+        "cpuset_cpus": None if cpuset is None else parse_cpu_list(cpuset),
+        "pids": opts.pids_limit,
+    }
+    return {k: v for k, v in limits.items() if v is not None}
