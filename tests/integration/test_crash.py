@@ -158,6 +158,11 @@ def test_killed_pulls(md, registry):
 
 
 # -- commit ---------------------------------------------------------------------------------
+def start_shell(m: Minidocker, image: str, *script: str) -> str:
+    """A detached container running the shell ``script`` (its parts joined); its ID."""
+    return m.ok("run", "-d", image, "sh", "-c", "".join(script)).stdout.strip()
+
+
 def assert_running_as_before(m: Minidocker, cid: str) -> None:
     assert storecheck.freezer_state(cid) == "THAWED" and status(m, cid) == "running"
     assert "(Paused)" not in m.ok("ps").stdout
@@ -166,14 +171,11 @@ def assert_running_as_before(m: Minidocker, cid: str) -> None:
 
 def test_killed_commits_leave_the_container_running(crash, bb):
     m = crash
-    cid = m.ok(
-        "run",
-        "-d",
+    cid = start_shell(
+        m,
         bb,
-        "sh",
-        "-c",
         "dd if=/dev/urandom of=/big bs=1M count=20 2>/dev/null; touch /ready; while true; do sleep 0.05; done",
-    ).stdout.strip()
+    )
     wait_for(m.root / "containers" / cid / "upper" / "ready")
     duration, _ = timed(m, "commit", cid, "crash:whole")
     for point in ("commit:after-freeze", "commit:blob-written", "index:before-write"):
@@ -198,7 +200,7 @@ def test_killed_commits_leave_the_container_running(crash, bb):
 def test_a_killed_commit_leaves_a_paused_container_paused(crash, bb):
     """What the user froze, the user thaws: commit neither freezes nor thaws it."""
     m = crash
-    cid = m.ok("run", "-d", bb, "sh", "-c", "echo x > /x; touch /ready; while true; do sleep 0.05; done").stdout.strip()
+    cid = start_shell(m, bb, "echo x > /x; touch /ready; while true; do sleep 0.05; done")
     wait_for(m.root / "containers" / cid / "upper" / "ready")
     m.ok("pause", cid)
     kill_at(m, "index:before-write", "commit", cid, "crash:paused")
@@ -264,16 +266,13 @@ def test_killed_rmis(crash, bb):
     """Four images, each with a layer of 1,000 files of its own; rmi killed halfway through
     the garbage collection, just before its first write, and after a delay."""
     m = crash
-    cid = m.ok(
-        "run",
-        "-d",
+    cid = start_shell(
+        m,
         bb,
-        "sh",
-        "-c",
         "mkdir /many && cd /many && i=0; "
         "while [ $i -lt 1000 ]; do echo $i > f$i; i=$((i+1)); done; touch /ready; "
         "while true; do sleep 0.05; done",
-    ).stdout.strip()
+    )
     wait_for(m.root / "containers" / cid / "upper" / "ready")
     for n in range(4):
         m.ok("exec", cid, "sh", "-c", f"echo {n} > /marker")
