@@ -42,7 +42,9 @@ def kind_of(f: Field) -> str:
     return "list" if first.startswith("list") else first
 
 
-@dataclass
+# No generated __repr__/__eq__: a dataclass compiles each of its methods when it is defined,
+# and this one is defined before every container start (compare options with ``vars()``).
+@dataclass(repr=False, eq=False)
 class RunOptions:
     """What ``minidocker run`` was asked to do, apart from the image and its command."""
 

@@ -51,7 +51,6 @@ See it: ``stat -c '%a %U %n' /var/lib/minidocker /var/lib/minidocker/*``, and
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from minidocker.errors import DigestMismatch
@@ -76,22 +75,29 @@ def below(*parts: str, base: str = "dir") -> property:
     return property(lambda layout: getattr(layout, base).joinpath(*parts), doc="/".join(parts))
 
 
-@dataclass(frozen=True)
 class LayerLayout:
     """``layers/<chain-id>/`` (or a temp dir being made into one)."""
 
-    dir: Path
+    # Plain classes, not dataclasses: these are made on every container start, and a
+    # dataclass costs a millisecond to *define* (it compiles its methods at import).
+    __slots__ = ("dir",)
+
+    def __init__(self, dir: Path):
+        self.dir = dir
+
     diff = below("diff")  # the layer's files: one overlay lowerdir
     meta = below("meta.json")
 
 
-@dataclass(frozen=True)
 class ContainerLayout:
     """``containers/<id>/``: one container's record and the directories of its overlay.
     ``store`` is the Layout of the store the container lives in."""
 
-    dir: Path
-    store: Layout
+    __slots__ = ("dir", "store")
+
+    def __init__(self, dir: Path, store: Layout):
+        self.dir, self.store = dir, store
+
     config = below("config.json")
     state = below("state.json")
     upper = below("upper")
@@ -109,11 +115,14 @@ class ContainerLayout:
         return self.layer_views / str(n)
 
 
-@dataclass(frozen=True)
 class Layout:
     """Every path of the store at ``root``."""
 
-    root: Path
+    __slots__ = ("root",)
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
     store_lock = below("lock", base="root")  # held around every change of images/index.json
     blobs_dir = below("blobs", "sha256", base="root")
     ingest_dir = below("ingest", base="root")
@@ -127,9 +136,6 @@ class Layout:
     seccomp_cache = below("cache", "seccomp", base="root")
     containers_dir = below("containers", base="root")
     containers_lock = below(".lock", base="containers_dir")
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
 
     @property
     def store_dirs(self) -> tuple[Path, ...]:

@@ -38,17 +38,19 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from minidocker.crashpoint import crashpoint
 from minidocker.errors import Conflict, DigestMismatch, ImageNotFound, InvalidReference, StoreError
 from minidocker.fsutil import fsync_dir, locked, read_json, remove_tree, storage_error, write_json
 from minidocker.image import manifest as mf
 from minidocker.image.content import ContentStore, create_owned, reclaim_orphans
-from minidocker.image.layer import LayerStats, apply_layer
-from minidocker.image.limits import LayerBudget
 from minidocker.image.reference import parse
 from minidocker.paths import TEMP_LAYER_PREFIX, LayerLayout, hex_of, prepare_store
+
+if TYPE_CHECKING:  # the unpacker (tarfile and all) is imported only by a pull, not by every `run`
+    from minidocker.image.layer import LayerStats
+    from minidocker.image.limits import LayerBudget
 
 
 def short_id(image_id: str) -> str:
@@ -90,6 +92,8 @@ class LayerWriter:
     def apply_diff(self, tar: BinaryIO, budget: LayerBudget | None = None) -> LayerStats:
         """``apply_diff``: unpack the uncompressed layer tar ``tar`` into this layer's
         ``diff/`` (image/layer.py: whiteouts in overlayfs form, hostile members refused)."""
+        from minidocker.image.layer import apply_layer
+
         return apply_layer(tar, self.diff, budget)
 
     def commit(self, meta: dict[str, Any], expected: str | None = None) -> bool:

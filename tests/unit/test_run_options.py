@@ -64,11 +64,12 @@ def read_by_fast_path(argv: list[str]) -> tuple[str, list[str], RunOptions]:
 
 @pytest.mark.parametrize("argv", LINES, ids=lambda a: " ".join(a)[:40])
 def test_both_parsers_read_a_line_alike(argv):
-    assert read_by_fast_path(argv) == read_by_typer(argv)
+    (i1, a1, o1), (i2, a2, o2) = read_by_fast_path(argv), read_by_typer(argv)
+    assert (i1, a1, vars(o1)) == (i2, a2, vars(o2))
 
 
 def test_an_empty_line_is_every_default():
-    assert read_by_typer(["img"])[2] == RunOptions() == read_by_fast_path(["img"])[2]
+    assert vars(read_by_typer(["img"])[2]) == vars(RunOptions()) == vars(read_by_fast_path(["img"])[2])
     assert RunOptions().network == "default" and RunOptions().userns == "host" and RunOptions().restart == "no"
 
 
