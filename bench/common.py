@@ -619,15 +619,18 @@ class PodmanSandbox:
 
 
 def enter_private_cgroup_view() -> None:
-    """crun 1.8 refuses this host's hybrid cgroup layout. Re-exec this script in a private
-    mount namespace without /sys/fs/cgroup/unified, so every tool (minidocker included)
-    sees the same plain cgroup v1 tree. The host's mounts stay untouched."""
+    """Re-exec this script in a private mount *and network* namespace. crun 1.8 refuses this
+    host's hybrid cgroup layout, so /sys/fs/cgroup/unified is unmounted there and every tool
+    (minidocker included) sees the same plain cgroup v1 tree. In the private network
+    namespace (only ``lo``, brought up), the bridges, veths and iptables rules that
+    minidocker's and podman's default networks make live and die with the benchmark: the
+    host's own network and mounts stay untouched."""
     if os.environ.get("MINIDOCKER_BENCH_NS") == "1":
         return
     unified = "/sys/fs/cgroup/unified"
-    inner = f"umount {unified} 2>/dev/null; exec {sys.executable} {' '.join(map(repr, sys.argv))}"
+    inner = f"ip link set lo up && {{ umount {unified} 2>/dev/null; exec {sys.executable} {' '.join(map(repr, sys.argv))}; }}"
     env = {**os.environ, "MINIDOCKER_BENCH_NS": "1"}
-    os.execvpe("unshare", ["unshare", "-m", "--propagation", "private", "sh", "-c", inner], env)
+    os.execvpe("unshare", ["unshare", "-m", "-n", "--propagation", "private", "sh", "-c", inner], env)
 
 
 # -- the registry -----------------------------------------------------------------------------

@@ -91,8 +91,8 @@ class CgroupV1:
             emit(
                 "cgroup", action="write", path=self.path("memory") + "/memory.limit_in_bytes", value=str(limits.memory)
             )
-        if "cpu" in self.controllers:
-            cpu = self.node("cpu").controller
+        if "cpu" in self.controllers and (limits.cpus is not None or limits.cpu_shares is not None):
+            cpu = self.node("cpu").controller  # cgroupspy (and logging) only when a limit is set
             if limits.cpus is not None:
                 cpu.cfs_period_us = CPU_PERIOD_US
                 cpu.cfs_quota_us = limits.cpu_quota_us()
