@@ -61,7 +61,9 @@ class RunOptions:
         "--volume", "-v", default=[], help="[NAME|/HOST:]/CONTAINER[:ro|rw][,nocopy][,z|Z]: a volume or a bind mount."
     )
     mount: list[str] = flag(
-        "--mount", default=[], help="type=bind|volume|tmpfs,source=,target=[,readonly][,volume-nocopy][,tmpfs-size=]."
+        "--mount",
+        default=[],
+        help="Attach a mount: type=bind|volume|tmpfs, source=, target=, readonly, volume-nocopy, tmpfs-size=.",
     )
     volumes_from: list[str] = flag(
         "--volumes-from", default=[], help="CONTAINER[:ro|rw]: mount the volumes of another container."
