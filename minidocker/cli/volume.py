@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import typer
 
@@ -54,21 +53,18 @@ def volume_rm(
         print(name)
 
 
+PRUNE_WARNINGS = {  # docker 23+'s words: without -a, prune takes anonymous volumes only
+    False: "anonymous local volumes not used by at least one container",
+    True: "all local volumes not used by at least one container",
+}
+
+
 @volume_app.command("prune", help="Remove unused anonymous volumes (with -a: every unused volume).")
 def volume_prune(
     all_unused: bool = typer.Option(False, "--all", "-a", help="All unused volumes, not just anonymous ones."),
     force: bool = typer.Option(False, "--force", "-f", help="Do not prompt for confirmation."),
 ) -> None:
-    if not force:
-        what = "all local volumes" if all_unused else "anonymous local volumes"
-        print(f"WARNING! This will remove {what} not used by at least one container.", file=sys.stderr)
-        print("Are you sure you want to continue? [y/N] ", end="", file=sys.stderr, flush=True)
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return
+    if not force and not render.confirmed(PRUNE_WARNINGS[all_unused]):
+        return
     removed, size = api.volume_prune(all_unused, root=state.root)
-    if removed:
-        print("Deleted Volumes:")
-        for name in removed:
-            print(name)
-        print()
-    print(f"Total reclaimed space: {render.human_size(size)}")
+    render.pruned("Deleted Volumes:", removed, size)
