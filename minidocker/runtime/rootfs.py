@@ -133,7 +133,7 @@ def mount_volumes(plan: RootfsPlan) -> None:
     for v in plan.volumes:
         target = _target(plan.merged, v.target)
         if v.owner is not None and not os.listdir(v.source):
-            os.chown(v.source, *v.owner)  # an empty volume: the container's root owns it
+            own_volume(v.source, v.owner)
         if v.copy_up:
             copy_up(target, v.source)
         if v.fstype is not None:
@@ -145,6 +145,15 @@ def mount_volumes(plan: RootfsPlan) -> None:
         bind(v.source, target, v.readonly)
         if v.propagation and v.propagation != "rprivate":  # (rprivate: as make_mounts_private left it)
             sc.mount(None, target, None, PROPAGATION_FLAGS[v.propagation])
+
+
+def own_volume(path: str, owner: tuple[int, int]) -> None:
+    """--userns=auto: an empty volume goes to the container's root (its host uid and gid), as
+    the upper dir does, so that root inside may write to it (copy_up may then set another)."""
+    from minidocker.linux.events import emit
+
+    os.chown(path, *owner)
+    emit("volume_owner", path=path, uid=owner[0], gid=owner[1])
 
 
 def copy_up(image_path: str, volume: str) -> None:
