@@ -188,6 +188,7 @@ def parse_mount_flag(raw: str) -> MountSpec:
         raise MinidockerError(f"plugin {shown(one('volume-driver'))!r} not found", hint="only the local driver")
     spec = MountSpec(source, target, readonly, "volume", nocopy=one("volume-nocopy", "false").lower() in ("true", "1"))
     spec.volume_opts = key_values(got.get("volume-opt", []), "volume-opt")
+    check_options(spec.volume_opts)
     spec.volume_labels = key_values(got.get("volume-label", []), "volume-label")
     if not source:
         return replace(spec, source=new_volume_name(), anonymous=True)
@@ -228,6 +229,21 @@ def key_values(items: list[str], what: str) -> dict[str, str]:
             raise MinidockerError(f"invalid {what}: {shown(item)}", hint="use KEY=VALUE")
         out[key] = value
     return out
+
+
+LOCAL_OPTIONS = ("type", "device", "o")
+REQUIRED_WITH = {"device": ("type",), "type": ("device",), "o": ("device", "type")}  # the local driver's rule
+
+
+def check_options(options: dict[str, str]) -> None:
+    """The local driver's options (``--opt``): only type, device and o, each with the ones it needs."""
+    for key in options:
+        if key not in LOCAL_OPTIONS:
+            raise MinidockerError(f'invalid option key: "{key}"', hint="the local driver takes type=, device=, o=")
+    for key, needs in REQUIRED_WITH.items():
+        for other in needs:
+            if key in options and other not in options:
+                raise MinidockerError(f'missing required option: "{other}"')
 
 
 def parse_volumes_from(raw: str) -> tuple[str, bool | None]:

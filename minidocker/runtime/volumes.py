@@ -33,21 +33,7 @@ from typing import Any
 from minidocker.errors import Conflict, MinidockerError, NoSuchVolume
 from minidocker.fsutil import locked, make_private_dir, read_json, remove_tree, write_json
 from minidocker.paths import NEW_VOLUME_PREFIX, Layout, VolumeLayout, prepare_store
-from minidocker.runtime.mounts import ANONYMOUS_LABEL, VOLUME_NAME, MountSpec, check_volume_name
-
-LOCAL_OPTIONS = ("type", "device", "o")
-REQUIRED_WITH = {"device": ("type",), "type": ("device",), "o": ("device", "type")}  # the local driver's rule
-
-
-def check_options(options: dict[str, str]) -> None:
-    """The local driver's options (``--opt``): only type, device and o, each with the ones it needs."""
-    for key in options:
-        if key not in LOCAL_OPTIONS:
-            raise MinidockerError(f'invalid option key: "{key}"', hint="the local driver takes type=, device=, o=")
-    for key, needs in REQUIRED_WITH.items():
-        for other in needs:
-            if key in options and other not in options:
-                raise MinidockerError(f'missing required option: "{other}"')
+from minidocker.runtime.mounts import ANONYMOUS_LABEL, VOLUME_NAME, MountSpec, check_options, check_volume_name
 
 
 class VolumeStore:

@@ -15,7 +15,7 @@ from minidocker.runtime.mounts import (
     parse_volume_flag,
     parse_volumes_from,
 )
-from minidocker.runtime.volumes import check_options, filter_volumes
+from minidocker.runtime.volumes import check_options, filter_volumes  # (check_options: mounts.py's)
 
 
 @pytest.mark.parametrize(
@@ -67,9 +67,11 @@ def test_mount_flag_each_type(tmp_path):
         True,
         "rslave",
     )
-    vol = parse_mount_flag("type=volume,src=data,dst=/v,volume-nocopy,volume-opt=type=tmpfs,volume-label=a=b")
+    vol = parse_mount_flag(
+        "type=volume,src=data,dst=/v,volume-nocopy,volume-opt=type=tmpfs,volume-opt=device=tmpfs,volume-label=a=b"
+    )
     assert (vol.type, vol.source, vol.target, vol.nocopy) == ("volume", "data", "/v", True)
-    assert vol.volume_opts == {"type": "tmpfs"} and vol.volume_labels == {"a": "b"}
+    assert vol.volume_opts == {"type": "tmpfs", "device": "tmpfs"} and vol.volume_labels == {"a": "b"}
     tmp = parse_mount_flag("type=tmpfs,destination=/t,tmpfs-size=64m,tmpfs-mode=700,ro=true")
     assert (tmp.type, tmp.data, tmp.readonly) == ("tmpfs", f"size={64 << 20},mode=700", True)
     anon = parse_mount_flag("dst=/a")  # type defaults to volume; no source: an anonymous one
