@@ -106,8 +106,8 @@ def system_prune(all_unused: bool = False, volumes: bool = False, root: Path | N
     """``docker system prune [-a] [--volumes]``: stopped containers, then the networks no
     container uses, the dangling images (``all_unused``: every image no container uses), the
     build cache entries of images that went, and whatever killed commands left in the store.
-    Returns what went, by kind, and the bytes freed. (Volumes here are bind mounts only, the
-    host's own directories: ``volumes`` finds nothing of ours to remove.)"""
+    Returns what went, by kind, and the bytes freed. ``volumes``: the anonymous volumes no
+    container uses too (``-a`` with it: every unused volume, as ``volume prune -a``)."""
     root = Path(root or default_root())
     before = _store_bytes(root, containers=True)
     removed_containers = prune(root=root)
@@ -119,8 +119,8 @@ def system_prune(all_unused: bool = False, volumes: bool = False, root: Path | N
         "Networks": removed_networks,
         "Images": removed_images,
         "BuildCache": store.prune_build_cache(),
-        "Volumes": [],
-        "SpaceReclaimed": max(0, before - _store_bytes(root, containers=True)),
+        "Volumes": _volumes(root).prune(all_unused)[0] if volumes else [],
+        "SpaceReclaimed": max(0, before - _store_bytes(root, containers=True, volumes=volumes)),
     }
 
 
@@ -141,13 +141,14 @@ def _prune_networks(root: Path) -> list[str]:
     return unused
 
 
-def _store_bytes(root: Path, containers: bool = False) -> int:
-    """The disk the store's images (and ``containers``) take: what a prune can free."""
+def _store_bytes(root: Path, containers: bool = False, volumes: bool = False) -> int:
+    """The disk the store's images (and ``containers``, ``volumes``) take: what a prune can free."""
     from minidocker.fsutil import disk_usage
 
     layout = Layout(root)
     trees = [layout.blobs_dir.parent, layout.layers_dir, layout.ingest_dir]
-    return disk_usage(*trees, *([layout.containers_dir] if containers else []))
+    more = ([layout.containers_dir] if containers else []) + ([layout.volumes_dir] if volumes else [])
+    return disk_usage(*trees, *more)
 
 
 def info(root: Path | None = None) -> dict[str, Any]:
@@ -272,10 +273,11 @@ def run(
     opts = replace(opts, env=env, env_file=[])  # each file read once, before the pull
     limits = resource_limits(opts)  # (runtime/spec.py)
     check_network_exists(opts.network, root)
+    containers = _containers(root)
+    inherited = _volumes_from(containers, opts.volumes_from)
     image_id = ensure_image(image, root, progress, on_pull)
     store = _store(root)
     config = store.config(image_id)
-    containers = _containers(root)
     c = containers.create(
         lambda cid, random_name: build_spec(
             cid=cid,
@@ -286,8 +288,10 @@ def run(
             args=list(args),
             opts=opts,
             limits=limits,
+            inherited=inherited,
         )
     )
+    _volumes(root).ensure_all(c.spec.volumes)  # -v NAME made on first use; anonymous ones
     if on_created:
         on_created(c.id)
     lowerdirs = store.get(image_id)
@@ -297,6 +301,17 @@ def run(
         spawn_monitor(containers, c, lowerdirs)
         return c.id
     return lifecycle.run_attached(containers, c, lowerdirs)
+
+
+def _volumes_from(containers, specs: list[str]) -> list:
+    """``--volumes-from C[:ro|rw]``: the mounts of each container named (it must exist)."""
+    from minidocker.runtime.mounts import inherit_mounts, parse_volumes_from
+
+    out = []
+    for text in specs:
+        name, readonly = parse_volumes_from(text)
+        out += inherit_mounts(containers.find(name).spec.volumes, readonly)
+    return out
 
 
 def check_network_exists(network: str, root: Path | None) -> None:
@@ -366,6 +381,55 @@ def network_inspect(name: str, root: Path | None = None) -> dict[str, Any]:
             cid: {"IPv4Address": f"{ip}/{doc['Subnet'].rsplit('/', 1)[1]}"} for cid, ip in doc["Containers"].items()
         },
     }
+
+
+# -- volumes: create, ls, inspect, rm, prune (runtime/volumes.py) ------------------------------
+def _volumes(root: Path | None):
+    from minidocker.runtime.volumes import VolumeStore
+
+    return VolumeStore(root or default_root())
+
+
+def volume_create(
+    name: str | None = None,
+    driver: str = "local",
+    labels: list[str] = (),
+    options: list[str] = (),
+    root: Path | None = None,
+) -> str:
+    """``docker volume create [NAME] [--label K=V] [--opt K=V]``: returns the volume's name."""
+    from minidocker.runtime.mounts import key_values
+
+    if driver != "local":
+        raise MinidockerError(f"plugin {driver!r} not found", hint="minidocker has the local driver only")
+    opts, label_map = key_values(list(options), "--opt"), key_values(list(labels), "--label")
+    return _volumes(root).create(name, label_map, opts)["Name"]
+
+
+def volume_ls(filters: list[str] = (), root: Path | None = None) -> list[dict[str, Any]]:
+    """``docker volume ls [--filter dangling=true|false|name=X|label=K[=V]|driver=local]``."""
+    from minidocker.runtime.volumes import filter_volumes
+
+    store = _volumes(root)
+    return filter_volumes(store.all(), list(filters), store.users)
+
+
+def volume_inspect(names: list[str], root: Path | None = None) -> list[dict[str, Any]]:
+    store = _volumes(root)
+    return [store.get(n) for n in names]
+
+
+def volume_rm(names: list[str], force: bool = False, root: Path | None = None):
+    """``docker volume rm [-f]``: yields each name removed; refused while a container uses it."""
+    store = _volumes(root)
+    for name in names:
+        if store.remove([name], force=force) or force:
+            yield name
+
+
+def volume_prune(all_unused: bool = False, root: Path | None = None) -> tuple[list[str], int]:
+    """``docker volume prune [-a]``: unused anonymous volumes (``all_unused``: every unused one)."""
+    return _volumes(root).prune(all_unused)
 
 
 def inspect(name: str, root: Path | None = None) -> dict[str, Any]:
@@ -513,7 +577,8 @@ def top(name: str, root: Path | None = None) -> list[dict[str, Any]]:
     ]  # None: gone meanwhile
 
 
-def rm(names: list[str], force: bool = False, root: Path | None = None):
+def rm(names: list[str], force: bool = False, root: Path | None = None, volumes: bool = False):
+    """``docker rm [-f] [-v]``: ``volumes`` removes the anonymous volumes of each container too."""
     import signal as _s
 
     from minidocker.errors import Conflict
@@ -531,7 +596,7 @@ def rm(names: list[str], force: bool = False, root: Path | None = None):
             containers.update(c, StopRequested=True)
             lifecycle.stop_container(c, _s.SIGKILL, 10)
             _settle(containers, c)
-        lifecycle.cleanup(containers, c)
+        lifecycle.cleanup(containers, c, remove_volumes=volumes)
         yield name
 
 

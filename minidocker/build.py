@@ -252,7 +252,7 @@ class Builder:
                 intermediate=True,
             )
         finally:
-            lifecycle.cleanup(containers, c)
+            lifecycle.cleanup(containers, c, remove_volumes=True)
             self.say(f"Removing intermediate container {c.id[:12]}")
         self.remember(key)
 

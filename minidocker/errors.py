@@ -6,7 +6,7 @@ in one place, ``cli/render.py``, and exits with ``exit_code``: one of ``ExitCode
 container's own code, which ``exit_code(wait_status)`` reads from a process's wait status.
 
 Every error class lives here, grouped by what failed: images, registries and the store;
-pull and push; containers (their start, freeze, ``cp``, ``export``); networks; ``build``,
+pull and push; containers (their start, freeze, ``cp``, ``export``); networks; volumes; ``build``,
 ``import`` and ``load``. A failed kernel call in ``linux/`` raises ``OSError`` (with the path
 set) instead; the runtime step that called it says which step failed.
 """
@@ -135,6 +135,14 @@ class NoSuchNetwork(MinidockerError):
             f"network {name} not found",
             hint="minidocker network ls lists them; minidocker network create NAME makes one",
         )
+
+
+# -- volumes --------------------------------------------------------------------------------
+class NoSuchVolume(MinidockerError):
+    """No volume of this name."""
+
+    def __init__(self, name: str):
+        super().__init__(f"No such volume: {name}", hint="minidocker volume ls lists them")
 
 
 # -- build, import, load ----------------------------------------------------------------------

@@ -59,7 +59,17 @@ class RunOptions:
     user: str | None = flag("--user", "-u", help="USER[:GROUP] (name or number).")
     hostname: str | None = flag("--hostname", "-h", help="Container host name.")
     entrypoint: str | None = flag("--entrypoint", help="Overwrite the image's ENTRYPOINT.")
-    volume: list[str] = flag("--volume", "-v", default=[], help="Bind mount HOST:CONTAINER[:ro].")
+    volume: list[str] = flag(
+        "--volume", "-v", default=[], help="[NAME|/HOST:]/CONTAINER[:ro|rw][,nocopy][,z|Z]: a volume or a bind mount."
+    )
+    mount: list[str] = flag(
+        "--mount",
+        default=[],
+        help="Attach a mount: type=bind|volume|tmpfs, source=, target=, readonly, volume-nocopy, tmpfs-size=.",
+    )
+    volumes_from: list[str] = flag(
+        "--volumes-from", default=[], help="CONTAINER[:ro|rw]: mount the volumes of another container."
+    )
     init: bool = flag("--init", default=False, help="Run a reaping init as PID 1.")
     network: str = flag("--network", "--net", default="default", help="none or host.")
     read_only: bool = flag("--read-only", default=False, help="Mount the root filesystem read-only.")

@@ -18,7 +18,12 @@ nothing else in minidocker joins a store path from strings. What a student finds
       locks/layer-<chain-id>.lock   a layer being written,
       locks/gc.lock                 the garbage collector (writers hold it shared),
       locks/networks.lock           the network records
+      locks/volumes.lock            the volume records
       networks/<name>.json          bridge, subnet, gateway, container -> address
+      volumes/.new-*/               a volume being made (renamed to <name>/ once whole) or removed
+      volumes/<name>/               one volume (the local driver):
+        _data/                        its files: bound onto the container's path
+        volume.json                   driver, labels, options, creation time
       build-cache.json              build steps (parent, instruction, content) -> image
       containers/.lock              held while a container record is made, changed or removed
       containers/.new-<id>/         a record being made; renamed to <id>/ once whole
@@ -59,6 +64,7 @@ from minidocker.fsutil import make_private_dir
 DEFAULT_ROOT = "/var/lib/minidocker"
 TEMP_LAYER_PREFIX = ".tmp-"  # layers/.tmp-*: a layer being written or deleted (never a chain ID)
 NEW_CONTAINER_PREFIX, REMOVED_CONTAINER_PREFIX = ".new-", ".rm-"
+NEW_VOLUME_PREFIX = ".new-"  # volumes/.new-*: a volume being made (a volume's name starts with a letter or digit)
 
 
 def hex_of(digest: str) -> str:
@@ -87,6 +93,18 @@ class LayerLayout:
 
     diff = below("diff")  # the layer's files: one overlay lowerdir
     meta = below("meta.json")
+
+
+class VolumeLayout:
+    """``volumes/<name>/`` (or a temp dir being made into one): a volume of the local driver."""
+
+    __slots__ = ("dir",)
+
+    def __init__(self, dir: Path):
+        self.dir = dir
+
+    data = below("_data")  # the files a container sees at the volume's mount point
+    record = below("volume.json")
 
 
 class ContainerLayout:
@@ -129,10 +147,12 @@ class Layout:
     locks_dir = below("locks", base="root")
     gc_lock = below("gc.lock", base="locks_dir")
     networks_lock = below("networks.lock", base="locks_dir")
+    volumes_lock = below("volumes.lock", base="locks_dir")
     layers_dir = below("layers", base="root")
     index = below("images", "index.json", base="root")  # tags -> image ID, and the image records
     build_cache = below("build-cache.json", base="root")
     networks_dir = below("networks", base="root")
+    volumes_dir = below("volumes", base="root")
     seccomp_cache = below("cache", "seccomp", base="root")
     containers_dir = below("containers", base="root")
     containers_lock = below(".lock", base="containers_dir")
@@ -148,6 +168,7 @@ class Layout:
             self.containers_dir,
             self.locks_dir,
             self.networks_dir,
+            self.volumes_dir,
             self.seccomp_cache.parent,
         )
 
@@ -178,6 +199,14 @@ class Layout:
     def network(self, name: str) -> Path:
         return self.networks_dir / f"{name}.json"
 
+    def volume(self, name: str) -> VolumeLayout:
+        """``volumes/<name>/``; ``name`` is checked first (runtime/volumes.py: never a path)."""
+        return VolumeLayout(self.volumes_dir / name)
+
+    def new_volume(self, suffix: str) -> Path:
+        """Where a volume is made whole (its ``_data`` and record) before it is renamed to ``<name>/``."""
+        return self.volumes_dir / f"{NEW_VOLUME_PREFIX}{suffix}"
+
     def container(self, cid: str) -> ContainerLayout:
         return ContainerLayout(self.containers_dir / cid, self)
 
@@ -190,8 +219,8 @@ class Layout:
         return self.containers_dir / f"{REMOVED_CONTAINER_PREFIX}{cid}"
 
 
-# Every top-level directory of the store. A new one (named volumes, when they come) belongs
-# in Layout.store_dirs, so that it is made 0700 like the rest.
+# Every top-level directory of the store. A new one belongs in Layout.store_dirs, so that it
+# is made 0700 like the rest.
 STORE_DIRS = tuple(p.name for p in Layout(Path(DEFAULT_ROOT)).store_dirs)
 
 

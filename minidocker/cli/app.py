@@ -66,6 +66,7 @@ def _register() -> None:
         run,  # (each adds its commands)
         system,  # noqa: F401
         transfer,
+        volume,
     )
 
 

@@ -158,9 +158,11 @@ def unpause(containers: list[str]) -> None:
 
 @app.command(help="Remove one or more containers.")
 def rm(
-    containers: list[str], force: bool = typer.Option(False, "--force", "-f", help="Kill a running one first.")
+    containers: list[str],
+    force: bool = typer.Option(False, "--force", "-f", help="Kill a running one first."),
+    volumes: bool = typer.Option(False, "--volumes", "-v", help="Remove its anonymous volumes too."),
 ) -> None:
-    _each(containers, lambda names: api.rm(names, force=force, root=state.root))
+    _each(containers, lambda names: api.rm(names, force=force, root=state.root, volumes=volumes))
 
 
 @app.command(help="Block until containers stop, then print their exit codes.")

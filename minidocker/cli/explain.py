@@ -83,6 +83,12 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "chown_copy": lambda ev: (
         f"copy {ev['source']} -> {ev['target']}, owners shifted by {ev['shift']} (no idmapped mounts here)"
     ),
+    "copy_up": lambda ev: (
+        f"cp -a {ev['source']}/. {ev['target']}  -> the empty volume gets the image's files (owners, modes)"
+    ),
+    "volume_owner": lambda ev: f"chown {ev['uid']}:{ev['gid']} {ev['path']}  -> the container's root owns the volume",
+    "volume_create": lambda ev: f"mkdir {ev['path']}  -> volume {ev['name']} (the local driver)",
+    "volume_remove": lambda ev: f"rm -r volume {ev['name']}  -> its files are gone",
     "prctl": lambda ev: (
         f"prctl({ev['option']}, {ev['value']})  -> until execve, the container cannot open this "
         "process's /proc/PID/exe (the host's Python)"

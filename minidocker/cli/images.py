@@ -111,23 +111,11 @@ def image_prune(
     all_unused: bool = typer.Option(False, "--all", "-a", help="Remove all unused images, not just dangling ones."),
     force: bool = typer.Option(False, "--force", "-f", help="Do not prompt for confirmation."),
 ) -> None:
-    if not force:
-        what = "all images without at least one container associated to them" if all_unused else "all dangling images"
-        print(
-            f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return
+    what = "all images without at least one container associated to them" if all_unused else "all dangling images"
+    if not force and not render.confirmed(what):
+        return
     deleted, freed = api.image_prune(all_unused, root=state.root)
-    if deleted:
-        print("Deleted Images:")
-        for image_id in deleted:
-            print(f"deleted: {image_id}")
-        print()
-    print(f"Total reclaimed space: {render.human_size(freed)}")
+    render.pruned("Deleted Images:", deleted, freed, prefix="deleted: ")
 
 
 @app.command(help="Show what this host offers containers, and what the store holds.")

@@ -87,6 +87,24 @@ def human_size(n: float) -> str:
     return f"{n}B"
 
 
+def confirmed(warning: str) -> bool:
+    """docker's prune question, on stderr; the answer from stdin (a terminal or a pipe: ``yes |``
+    works); no answer means no."""
+    print(f"WARNING! This will remove {warning}.\nAre you sure you want to continue? [y/N] ", end="", file=sys.stderr)
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def pruned(title: str, items: list[str], freed: int, prefix: str = "") -> None:
+    """A prune's report: ``Deleted X:`` and each item (if any), then the space reclaimed."""
+    if items:
+        print(title)
+        for item in items:
+            print(prefix + item)
+        print()
+    print(f"Total reclaimed space: {human_size(freed)}")
+
+
 def human_ago(iso: str, now: float | None = None) -> str:
     """``2 hours ago`` from an RFC 3339 time, the way docker words it."""
     if not iso:

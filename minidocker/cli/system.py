@@ -17,12 +17,14 @@ app.add_typer(system_app, name="system")
 @system_app.command(
     "prune",
     help="Remove unused data: stopped containers, unused networks, dangling images "
-    "(with -a: every unused image) and build cache.",
+    "(with -a: every unused image), build cache and (with --volumes) unused volumes.",
 )
 def system_prune(
     all_unused: bool = typer.Option(False, "--all", "-a", help="Remove all unused images, not just dangling ones."),
     force: bool = typer.Option(False, "--force", "-f", help="Do not prompt for confirmation."),
-    volumes: bool = typer.Option(False, "--volumes", help="Prune volumes too (bind mounts only here: none to prune)."),
+    volumes: bool = typer.Option(
+        False, "--volumes", help="Prune anonymous volumes no container uses (with -a: every unused volume)."
+    ),
 ) -> None:
     if not force and not _confirmed(all_unused, volumes):
         return
@@ -47,7 +49,7 @@ def _confirmed(all_unused: bool, volumes: bool) -> bool:
     (``yes | minidocker system prune`` works, as with docker); no answer means no."""
     items = ["all stopped containers", "all networks not used by at least one container"]
     if volumes:
-        items.append("all volumes not used by at least one container")
+        items.append(("all" if all_unused else "all anonymous") + " volumes not used by at least one container")
     items += (
         ["all images without at least one container associated to them", "all build cache"]
         if all_unused

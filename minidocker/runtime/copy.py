@@ -8,7 +8,7 @@ container and never on the host (the classic ``docker cp`` escape is a symlink s
 * a running container: the child joins its mount namespace with setns(2), which also sets
   the child's root and working directory to that namespace's root: the container's /;
 * a stopped one: the child unshares a mount namespace of its own, mounts the container's
-  overlay (image layers, upper dir) there, and chroots into it.
+  overlay (image layers, upper dir) and its volumes and binds there, and chroots into it.
 
 The files travel as a tar stream over a pipe; the receiving side unpacks it with Python's
 ``tar`` extraction filter (no absolute names, no ``..``, nothing written outside the
@@ -52,6 +52,12 @@ def _enter_container_root(c: Container, lowerdirs: list[Path]) -> None:
         merged=str(c.layout.merged),
     )
     rootfs.mount_overlay(plan)
+    from minidocker.runtime.volumes import rootfs_volumes
+
+    # its binds and volumes too, where the container would see them (docker's cp reaches into
+    # them); a tmpfs mount would be a new, empty one that goes with us: left out
+    plan.volumes = [v for v in rootfs_volumes(c, copy=False) if v.fstype is None]
+    rootfs.mount_volumes(plan)
     sc.chroot(plan.merged)
     os.chdir("/")
 

@@ -51,17 +51,7 @@ def describe_container(c, store) -> dict[str, Any]:
         "LogPath": str(c.layout.log),
         "Driver": "overlay",
         "HostConfig": _host_config(spec),
-        "Mounts": [
-            {
-                "Type": "bind",
-                "Source": v.source,
-                "Destination": v.target,
-                "Mode": "ro" if v.readonly else "",
-                "RW": not v.readonly,
-                "Propagation": "rprivate",
-            }
-            for v in spec.volumes
-        ],
+        "Mounts": [describe_mount(m, c.layout.store) for m in spec.volumes],
         "Config": {
             "Hostname": spec.hostname,
             "User": spec.user,
@@ -86,6 +76,23 @@ def describe_container(c, store) -> dict[str, Any]:
         "Cgroup": st.get("Cgroup", {}),
         "NetworkSettings": network_settings(spec.network, st.get("Network") if c.running else None, spec.ports),
     }
+
+
+def describe_mount(m, layout) -> dict[str, Any]:
+    """One of ``inspect``'s ``Mounts``, as docker shows it: a volume by its name, driver and
+    ``_data`` path; a bind by its host path and propagation; a tmpfs by its destination."""
+    entry: dict[str, Any] = {"Type": m.type}
+    if m.type == "volume":
+        entry.update(Name=m.source, Source=str(layout.volume(m.source).data), Driver="local")
+    else:
+        entry["Source"] = m.source
+    entry.update(
+        Destination=m.target,
+        Mode=m.mode if m.type != "volume" or m.mode else "z",
+        RW=not m.readonly,
+        Propagation=(m.propagation or "rprivate") if m.type == "bind" else "",
+    )
+    return entry
 
 
 def _state(c) -> dict[str, Any]:

@@ -113,6 +113,8 @@ def write_etc_files(c: Container) -> dict[str, str]:
 
 
 def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
+    from minidocker.runtime.volumes import rootfs_volumes
+
     if not lowerdirs:  # an image with no layers: overlay still wants one lowerdir
         empty = c.layout.empty
         empty.mkdir(exist_ok=True)
@@ -123,7 +125,7 @@ def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
         work=str(c.layout.work),
         merged=str(c.layout.merged),
         etc_files=write_etc_files(c),
-        volumes=[rootfs.Volume(v.source, v.target, v.readonly) for v in c.spec.volumes],
+        volumes=rootfs_volumes(c),  # binds, volumes (made if gone), tmpfs: runtime/volumes.py
         readonly=c.spec.readonly_rootfs,
         tmpfs=list(c.spec.tmpfs),
         privileged=c.spec.privileged,
@@ -505,13 +507,18 @@ def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool
     detach_network(c)
 
 
-def cleanup(store: ContainerStore, c: Container) -> None:
-    """Remove what the container had on the host: its cgroup, its address, its directory."""
+def cleanup(store: ContainerStore, c: Container, remove_volumes: bool = False) -> None:
+    """Remove what the container had on the host: its cgroup, its address, its directory;
+    with ``remove_volumes`` (``rm -v``) or ``--rm`` the anonymous volumes it made."""
     if c.damaged:  # its record lost the monitor's PID: find the monitor by its children
         stop_monitors(cgroups.manager(c.id).pids())
     cgroups.manager(c.id).destroy()
     detach_network(c)
     store.remove_files(c)
+    if remove_volumes or c.spec.auto_remove:
+        from minidocker.runtime.volumes import VolumeStore
+
+        VolumeStore(store.root).remove_anonymous(c.spec.volumes)
 
 
 def stop_monitors(container_pids: list[int]) -> None:

@@ -4,7 +4,8 @@ Runs in the container's first process, inside its new mount namespace, as root. 
 
     make_mounts_private   mount --make-rprivate /      (our mounts must not leak to the host)
     mount_overlay         lowerdir=layers (top first), upperdir=upper, workdir=work -> merged
-    mount_volumes         -v HOST:CTR[:ro] as bind mounts
+    mount_volumes         -v, --mount: binds of host paths and of volumes (an empty volume
+                          first filled from the image: copy_up), tmpfs mounts
     mount_proc            /proc of the new PID namespace
     mount_dev             a tmpfs /dev with a few device nodes, /dev/pts, /dev/shm, /dev/mqueue
     mount_sys             /sys, read-only
@@ -31,9 +32,16 @@ from minidocker.linux import syscalls as sc
 
 @dataclass
 class Volume:
-    source: str
-    target: str
+    """One mount of ``mount_volumes``, decided by the parent (runtime/volumes.py)."""
+
+    source: str  # a host path to bind, or a file system's "device" (tmpfs)
+    target: str  # inside the container
     readonly: bool = False
+    fstype: str | None = None  # None: a bind mount of ``source``
+    data: str | None = None  # the file system's mount options
+    propagation: str = ""  # a bind's: rprivate (left as the namespace made it), shared, slave, ...
+    copy_up: bool = False  # an empty ``source`` first gets the image's files at ``target``
+    owner: tuple[int, int] | None = None  # --userns=auto: an empty volume goes to the container's root
 
 
 @dataclass
@@ -110,11 +118,58 @@ def bind(source: str, target: str, readonly: bool = False, recursive: bool = Tru
         sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | kept)
 
 
+PROPAGATION_FLAGS = {
+    "private": sc.MS_PRIVATE,
+    "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "shared": sc.MS_SHARED,
+    "rshared": sc.MS_SHARED | sc.MS_REC,
+    "slave": sc.MS_SLAVE,
+    "rslave": sc.MS_SLAVE | sc.MS_REC,
+}
+
+
 def mount_volumes(plan: RootfsPlan) -> None:
+    """Each volume, bind and tmpfs mount, shallowest path first (``/a`` before ``/a/b``)."""
     for v in plan.volumes:
         target = _target(plan.merged, v.target)
+        if v.owner is not None and not os.listdir(v.source):
+            own_volume(v.source, v.owner)
+        if v.copy_up:
+            copy_up(target, v.source)
+        if v.fstype is not None:
+            _ensure_mountpoint(target, True)
+            flags = sc.MS_NOSUID | sc.MS_NODEV | (sc.MS_RDONLY if v.readonly else 0)
+            sc.mount(v.source, target, v.fstype, flags, v.data)
+            continue
         _ensure_mountpoint(target, os.path.isdir(v.source))
         bind(v.source, target, v.readonly)
+        if v.propagation and v.propagation != "rprivate":  # (rprivate: as make_mounts_private left it)
+            sc.mount(None, target, None, PROPAGATION_FLAGS[v.propagation])
+
+
+def own_volume(path: str, owner: tuple[int, int]) -> None:
+    """--userns=auto: an empty volume goes to the container's root (its host uid and gid), as
+    the upper dir does, so that root inside may write to it (copy_up may then set another)."""
+    from minidocker.linux.events import emit
+
+    os.chown(path, *owner)
+    emit("volume_owner", path=path, uid=owner[0], gid=owner[1])
+
+
+def copy_up(image_path: str, volume: str) -> None:
+    """docker's copy of an image's files into a volume: when the volume is empty and the
+    image has a directory at the mount point, its contents go into the volume with their
+    owners, modes, times, symlinks and xattrs (``cp -a``), and the volume's root takes the
+    directory's owner and mode. (Read through the overlay, which copies nothing up: the
+    container's upper dir stays as it was.)"""
+    import subprocess
+
+    from minidocker.linux.events import emit
+
+    if os.listdir(volume) or not os.path.isdir(image_path) or os.path.islink(image_path):
+        return
+    subprocess.run(["cp", "-a", "--", f"{image_path}/.", volume], check=True)
+    emit("copy_up", source=image_path, target=volume)
 
 
 def mount_tmpfs(plan: RootfsPlan) -> None:

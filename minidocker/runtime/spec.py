@@ -27,15 +27,11 @@ from typing import Any
 
 from minidocker.errors import MinidockerError, printable
 from minidocker.options import RunOptions
+from minidocker.runtime.mounts import MountSpec
+
+VolumeSpec = MountSpec  # a container's mounts: binds, volumes, tmpfs (runtime/mounts.py)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-@dataclass
-class VolumeSpec:
-    source: str
-    target: str
-    readonly: bool = False
 
 
 @dataclass
@@ -55,7 +51,7 @@ class ContainerSpec:
     auto_remove: bool = False
     init: bool = False
     network: str = "none"
-    volumes: list[VolumeSpec] = field(default_factory=list)
+    volumes: list[MountSpec] = field(default_factory=list)  # -v, --mount, --volumes-from, VOLUME
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
     readonly_rootfs: bool = False
@@ -77,7 +73,7 @@ class ContainerSpec:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ContainerSpec:
         d = dict(d)
-        d["volumes"] = [VolumeSpec(**v) for v in d.get("volumes", [])]
+        d["volumes"] = [MountSpec(**v) for v in d.get("volumes", [])]
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -113,29 +109,6 @@ def merge_env(base: list[str], overrides: list[str]) -> list[str]:
         env.pop(name, None)
         env[name] = value
     return [f"{k}={v}" for k, v in env.items()]
-
-
-def check_volume(text: str) -> tuple[str, str, bool]:
-    """``-v /host:/ctr[:ro|rw]`` -> (host path, container path, read-only), nothing touched."""
-    parts = text.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise MinidockerError(f"invalid volume specification: {text!r}", hint="use -v /host/path:/container/path[:ro]")
-    source, target = parts[0], parts[1]
-    mode = parts[2] if len(parts) == 3 else "rw"
-    if mode not in ("ro", "rw"):
-        raise MinidockerError(f"invalid mode {mode!r} in volume {text!r}: use ro or rw")
-    if not source.startswith("/"):
-        raise MinidockerError(f"invalid volume {text!r}: named volumes are not supported; give an absolute host path")
-    if not target.startswith("/"):
-        raise MinidockerError(f"invalid volume {text!r}: the container path must be absolute")
-    return source, target, mode == "ro"
-
-
-def parse_volume(text: str) -> VolumeSpec:
-    source, target, readonly = check_volume(text)
-    if not os.path.exists(source):
-        os.makedirs(source, exist_ok=True)  # docker creates a missing host directory
-    return VolumeSpec(os.path.realpath(source), os.path.normpath(target), readonly)
 
 
 def parse_restart(text: str) -> dict[str, Any]:
@@ -249,8 +222,9 @@ def check_run_flags(opts: RunOptions) -> str | None:
         raise MinidockerError(
             f"the working directory '{shown(opts.workdir)}' is invalid, it needs to be an absolute path"
         )
-    for v in opts.volume:
-        check_volume(v)
+    from minidocker.runtime.mounts import check_mount_flags
+
+    check_mount_flags(opts.volume, opts.mount, opts.volumes_from, opts.tmpfs)
     for p in opts.publish:
         check_publish(p)
     for t in opts.tmpfs:
@@ -321,9 +295,13 @@ def build_spec(
     args: list[str],
     opts: RunOptions,
     limits: dict[str, Any] | None = None,
+    inherited: list[MountSpec] | None = None,
 ) -> ContainerSpec:
     """The container to make: the image's config with ``run``'s flags laid over it, every
-    flag checked (``limits``: the resource flags already in kernel units)."""
+    flag checked (``limits``: the resource flags already in kernel units; ``inherited``:
+    the mounts ``--volumes-from`` takes from other containers)."""
+    from minidocker.runtime.mounts import container_mounts
+
     cfg = image_config.get("config") or {}
     entrypoint, cmd = container_command(cfg, args, opts.entrypoint)
     hostname = opts.hostname or cid[:12]
@@ -358,7 +336,7 @@ def build_spec(
         auto_remove=opts.rm,
         init=opts.init,
         network="none" if network == "default" else network,
-        volumes=[parse_volume(v) for v in opts.volume],
+        volumes=container_mounts(opts.volume, opts.mount, opts.tmpfs, inherited or [], cfg.get("Volumes")),
         entrypoint=entrypoint,
         cmd=cmd,
         readonly_rootfs=opts.read_only,

@@ -1,0 +1,70 @@
+"""``volume create``, ``volume ls``, ``volume inspect``, ``volume rm``, ``volume prune``."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from minidocker import api
+from minidocker.cli import render
+from minidocker.cli.app import app, state
+
+volume_app = typer.Typer(help="Manage volumes.", no_args_is_help=True)
+app.add_typer(volume_app, name="volume")
+
+
+@volume_app.command("create", help="Create a volume.")
+def volume_create(
+    name: str | None = typer.Argument(None, metavar="[VOLUME]"),
+    driver: str = typer.Option("local", "--driver", "-d", help="Only local."),
+    labels: list[str] = typer.Option([], "--label", help="Set metadata for a volume (K=V)."),
+    options: list[str] = typer.Option([], "--opt", "-o", help="The driver's options: type=, device=, o=."),
+) -> None:
+    print(api.volume_create(name, driver, labels, options, root=state.root))
+
+
+@volume_app.command("ls", help="List volumes.")
+def volume_ls(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only display volume names."),
+    filters: list[str] = typer.Option([], "--filter", "-f", help="dangling=true|false, name=, label=, driver="),
+) -> None:
+    rows = api.volume_ls(filters, root=state.root)
+    if quiet:
+        for v in rows:
+            print(v["Name"])
+        return
+    print(f"{'DRIVER':<10}VOLUME NAME")
+    for v in rows:
+        print(f"{v['Driver']:<10}{v['Name']}")
+
+
+@volume_app.command("inspect", help="Show volumes as JSON.")
+def volume_inspect(names: list[str] = typer.Argument(..., metavar="VOLUME...")) -> None:
+    print(json.dumps(api.volume_inspect(names, root=state.root), indent=4))
+
+
+@volume_app.command("rm", help="Remove volumes (refused while a container uses one).")
+def volume_rm(
+    names: list[str] = typer.Argument(..., metavar="VOLUME..."),
+    force: bool = typer.Option(False, "--force", "-f", help="No error for a volume that does not exist."),
+) -> None:
+    for name in api.volume_rm(names, force=force, root=state.root):
+        print(name)
+
+
+PRUNE_WARNINGS = {  # docker 23+'s words: without -a, prune takes anonymous volumes only
+    False: "anonymous local volumes not used by at least one container",
+    True: "all local volumes not used by at least one container",
+}
+
+
+@volume_app.command("prune", help="Remove unused anonymous volumes (with -a: every unused volume).")
+def volume_prune(
+    all_unused: bool = typer.Option(False, "--all", "-a", help="All unused volumes, not just anonymous ones."),
+    force: bool = typer.Option(False, "--force", "-f", help="Do not prompt for confirmation."),
+) -> None:
+    if not force and not render.confirmed(PRUNE_WARNINGS[all_unused]):
+        return
+    removed, size = api.volume_prune(all_unused, root=state.root)
+    render.pruned("Deleted Volumes:", removed, size)
