@@ -6,7 +6,6 @@ Each function takes plain values and returns plain data (no printing, no rich); 
 
 from __future__ import annotations
 
-import getpass
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -198,6 +197,8 @@ def login(server: str, username: str | None, password: str | None) -> str:
     if not username:
         username = input("Username: ")
     if password is None:
+        import getpass  # (termios and all: only for a login that asks)
+
         password = getpass.getpass("Password: ")
     if not username or not password:
         raise AuthenticationError("login needs a username and a password")

@@ -71,6 +71,8 @@ def _hosts_files(c: Container) -> dict[str, tuple[str, Path]]:
 def detach_network(c: Container) -> None:
     """Give the container's address back (its veth went with its network namespace), and
     remove its published ports. A record without its config is looked for on every network."""
+    if c.spec.network in ("none", "host") and not c.damaged:
+        return  # nothing to give back (and the network records need not be read)
     from minidocker.runtime.networks import NetworkStore
 
     networks = NetworkStore(c.layout.store.root)

@@ -465,8 +465,8 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> 
                 if started.master is not None
                 else wait_foreground(started.pid)
             )
-        else:
-            code = _run_attached_logged(store, c, lowerdirs)
+            return code  # no "exited" record to write (and fsync): cleanup removes the record
+        code = _run_attached_logged(store, c, lowerdirs)
         record_exit(store, c, code, oom_killed=cgroups.manager(c.id).oom_killed())
         return code
     finally:
