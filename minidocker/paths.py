@@ -19,6 +19,7 @@ nothing else in minidocker joins a store path from strings. What a student finds
       locks/gc.lock                 the garbage collector (writers hold it shared),
       locks/networks.lock           the network records
       networks/<name>.json          bridge, subnet, gateway, container -> address
+      networks/<name>.dns.pid       the network's resolver (user networks, while it has containers)
       build-cache.json              build steps (parent, instruction, content) -> image
       containers/.lock              held while a container record is made, changed or removed
       containers/.new-<id>/         a record being made; renamed to <id>/ once whole
@@ -171,6 +172,10 @@ class Layout:
 
     def network(self, name: str) -> Path:
         return self.networks_dir / f"{name}.json"
+
+    def network_resolver_pid(self, name: str) -> Path:
+        """The PID (and start time) of the network's resolver process (runtime/dns.py)."""
+        return self.networks_dir / f"{name}.dns.pid"
 
     def container(self, cid: str) -> ContainerLayout:
         return ContainerLayout(self.containers_dir / cid, self)
