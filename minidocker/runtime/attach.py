@@ -136,8 +136,7 @@ def _hosts_files(c: Container) -> dict[str, tuple[str, Path]]:
             other = store.load(cid)
         except Exception:  # noqa: BLE001 - a record being written or removed: skip it
             continue
-        aliases = [a for ep in endpoints(other).values() for a in ep.get("Aliases", [])]
-        out[cid] = (" ".join(dict.fromkeys([other.name, other.spec.hostname, *aliases])), other.layout.hosts)
+        out[cid] = (f"{other.name} {other.spec.hostname}", other.layout.hosts)
     return out
 
 
