@@ -105,7 +105,7 @@ def attach_one(c: Container, netns_fd: int, name: str, endpoint: dict[str, Any],
 
     networks = NetworkStore(c.layout.store.root)
     doc = networks.get(name)
-    address = networks.allocate(name, c.id, endpoint.get("IPAddress") or None, dns_names(c, endpoint))
+    address = networks.allocate(name, c.id, endpoint.get("IPAddress") or None, dns_names(c, endpoint), c.spec.dns)
     att = network.Attachment(doc["Bridge"], doc["Subnet"], doc["Gateway"], address, host_veth(c, n), f"eth{n}")
     internal = bool(doc.get("Internal"))
     try:

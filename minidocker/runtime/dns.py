@@ -7,9 +7,11 @@ in the network namespace where the bridge is). It answers A queries for the name
 containers that share a network with the *asking* container (known by its source
 address): their names, their short IDs (12 hex digits) and their ``--network-alias``es.
 So a container on two networks resolves the names of both, and a container of another
-network gets NXDOMAIN. Every other query is forwarded, as it came, to the host's resolvers
-(/etc/resolv.conf, or the file ``$MINIDOCKER_HOST_RESOLV_CONF`` names), skipping loopback
-ones (127.0.0.53, a systemd-resolved stub, is the host's own, not the containers').
+network gets NXDOMAIN. Every other query is forwarded, as it came, to the asker's ``--dns``
+servers or else the host's resolvers (/etc/resolv.conf, or the file
+``$MINIDOCKER_HOST_RESOLV_CONF`` names), skipping loopback ones (127.0.0.53, a
+systemd-resolved stub, is the host's own, not the containers'); an ``--internal`` network's
+resolver forwards nothing.
 
 One resolver per network, never a system-wide daemon: attach.py starts it with the
 network's first container and stops it with its last; a container joining or leaving sends
@@ -42,13 +44,25 @@ FORWARD_TIMEOUT = 2.0
 
 
 # -- the answers: pure functions of the network records --------------------------------------------
+def asker(records: list[dict[str, Any]], network: str, source: str) -> str | None:
+    """The ID of the container at address ``source`` on ``network`` (None: no container)."""
+    mine = next((doc for doc in records if doc.get("Name") == network), {})
+    return next((cid for cid, address in mine.get("Containers", {}).items() if address == source), None)
+
+
+def upstreams_of(records: list[dict[str, Any]], network: str, me: str | None, host: list[str]) -> list[str]:
+    """Where the asker's other queries go: its own --dns servers, else the host's resolvers;
+    none from an ``--internal`` network (it has no way out)."""
+    mine = next((doc for doc in records if doc.get("Name") == network), {})
+    if mine.get("Internal"):
+        return []
+    return list(mine.get("Dns", {}).get(me, [])) or host
+
+
 def names_table(records: list[dict[str, Any]], network: str, source: str) -> dict[str, list[str]]:
     """name (lower case) -> addresses, for the container at ``source`` on ``network``: the
     names on every network it shares with others. Empty if ``source`` is no container."""
-    mine = next((doc for doc in records if doc.get("Name") == network), None)
-    if mine is None:
-        return {}
-    me = next((cid for cid, address in mine.get("Containers", {}).items() if address == source), None)
+    me = asker(records, network, source)
     if me is None:
         return {}
     table: dict[str, list[str]] = {}
@@ -115,14 +129,14 @@ def error_answer(query: bytes, rcode: str) -> bytes:
     return reply.pack()
 
 
-def forward(query: bytes, upstreams: list[str], timeout: float = FORWARD_TIMEOUT) -> bytes | None:
+def forward(query: bytes, upstreams: list[str], timeout: float = FORWARD_TIMEOUT, port: int = 53) -> bytes | None:
     """The query, as it came, to each upstream resolver in turn (UDP); its first reply."""
     for server in upstreams:
         family = socket.AF_INET6 if ":" in server else socket.AF_INET
         with socket.socket(family, socket.SOCK_DGRAM) as s:
             s.settimeout(timeout)
             try:
-                s.sendto(query, (server, 53))
+                s.sendto(query, (server, port))
                 reply, _ = s.recvfrom(65535)
             except OSError:
                 continue
@@ -131,7 +145,7 @@ def forward(query: bytes, upstreams: list[str], timeout: float = FORWARD_TIMEOUT
     return None
 
 
-def respond(query: bytes, table: dict[str, list[str]], upstreams: list[str]) -> bytes | None:
+def respond(query: bytes, table: dict[str, list[str]], upstreams: list[str], forwarder=forward) -> bytes | None:
     """What the resolver sends back: our answer, else the upstream's, else NXDOMAIN (no
     upstream to ask) or SERVFAIL (none answered); None for a message that is no query."""
     try:
@@ -142,7 +156,7 @@ def respond(query: bytes, table: dict[str, list[str]], upstreams: list[str]) -> 
         return mine
     if not upstreams:
         return error_answer(query, "NXDOMAIN")
-    return forward(query, upstreams) or error_answer(query, "SERVFAIL")
+    return forwarder(query, upstreams) or error_answer(query, "SERVFAIL")
 
 
 # -- starting, reloading and stopping it (from attach.py) ----------------------------------------
@@ -253,14 +267,15 @@ class Resolver:
         """Read the network records and the host's resolvers again (after SIGHUP)."""
         docs = [read_json(p, None) for p in sorted(self.layout.networks_dir.glob("*.json"))]
         self.records = [d for d in docs if d]
-        mine = next((d for d in self.records if d.get("Name") == self.network), {})
-        self.upstreams = [] if mine.get("Internal") else upstream_resolvers(host_resolv_conf())
+        self.upstreams = upstream_resolvers(host_resolv_conf())
         self.stale = False
 
     def answer(self, query: bytes, source: str) -> bytes | None:
         if self.stale:
             self.reload()
-        return respond(query, names_table(self.records, self.network, source), self.upstreams)
+        me = asker(self.records, self.network, source)
+        upstreams = upstreams_of(self.records, self.network, me, self.upstreams)
+        return respond(query, names_table(self.records, self.network, source), upstreams)
 
     def serve_udp(self) -> None:
         query, (source, port, *_) = self.udp.recvfrom(65535)

@@ -6,7 +6,8 @@ atomically under the store's lock::
 
     networks/<name>.json   {"Name", "Id", "Driver": "bridge", "Bridge", "Subnet", "Gateway",
                             "Internal", "Containers": {container id: address},
-                            "Names": {container id: [name, short ID, aliases...]}}
+                            "Names": {container id: [name, short ID, aliases...]},
+                            "Dns": {container id: [its --dns servers]}}
     networks/<name>.dns.pid  the network's resolver (runtime/dns.py), while it has containers
 
 Addresses are handed out in order (the gateway is .1), or as ``--ip`` asks on a user
@@ -113,10 +114,16 @@ class NetworkStore:
         return doc
 
     def allocate(
-        self, name: str, container_id: str, requested: str | None = None, names: list[str] | None = None
+        self,
+        name: str,
+        container_id: str,
+        requested: str | None = None,
+        names: list[str] | None = None,
+        dns: list[str] | None = None,
     ) -> str:
         """The next free address of the network for the container (its own if it has one;
-        ``requested``: that one, --ip), and the ``names`` its resolver answers for it."""
+        ``requested``: that one, --ip), the ``names`` its resolver answers for it, and the
+        resolvers (``dns``: --dns) it forwards the container's other queries to."""
         prepare_store(self.root)
         with locked(self.lock):
             doc = self.get(name)
@@ -124,6 +131,8 @@ class NetworkStore:
                 doc["Containers"][container_id] = self._free_address(doc, requested)
             if names is not None:
                 doc.setdefault("Names", {})[container_id] = names
+            if dns:
+                doc.setdefault("Dns", {})[container_id] = dns
             write_json(self.layout.network(name), doc)
         return doc["Containers"][container_id]
 
@@ -148,6 +157,7 @@ class NetworkStore:
             doc = read_json(self.layout.network(name), None)
             if doc and doc["Containers"].pop(container_id, None) is not None:
                 doc.get("Names", {}).pop(container_id, None)
+                doc.get("Dns", {}).pop(container_id, None)
                 write_json(self.layout.network(name), doc)
         return doc
 

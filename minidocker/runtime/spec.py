@@ -368,13 +368,7 @@ def build_spec(
         auto_remove=opts.rm,
         init=opts.init,
         network=network,
-        aliases=list(opts.network_alias),
-        ip=opts.ip or "",
-        dns=list(opts.dns),
-        dns_search=list(opts.dns_search),
-        dns_options=list(opts.dns_option),
-        extra_hosts=list(opts.add_host),
-        publish_all=opts.publish_all,
+        **network_fields(opts),
         volumes=[parse_volume(v) for v in opts.volume],
         entrypoint=entrypoint,
         cmd=cmd,
@@ -429,6 +423,19 @@ def container_network(opts: RunOptions, exposed: list[str] | None = None) -> tup
     if network == "host":
         ports = []
     return network, ports
+
+
+def network_fields(opts: RunOptions) -> dict[str, Any]:
+    """The ContainerSpec fields of the network flags, as given (checked by check_network_flags)."""
+    return {
+        "aliases": list(opts.network_alias),
+        "ip": opts.ip or "",
+        "dns": list(opts.dns),
+        "dns_search": list(opts.dns_search),
+        "dns_options": list(opts.dns_option),
+        "extra_hosts": list(opts.add_host),
+        "publish_all": opts.publish_all,
+    }
 
 
 CONTAINER_MODE_CONFLICTS = (  # (RunOptions field, docker's words) refused with --network container:X

@@ -178,7 +178,10 @@ def test_publish_all_maps_each_exposed_port(net, bb, tmp_path):
         assert [line.split(" -> ")[0] for line in lines] == ["8080/tcp", "9090/udp"]
         host_port = int(lines[0].rsplit(":", 1)[1])
         assert f":{host_port}->8080/tcp" in net.ok("ps").stdout
-        probe = f"import socket; s=socket.create_connection(('127.0.0.1', {host_port}), timeout=5); print(s.recv(9).decode())"
+        probe = (
+            f"import socket; s=socket.create_connection(('127.0.0.1', {host_port}), timeout=5); "
+            "print(s.recv(9).decode())"
+        )
         for _ in range(30):
             got = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
             if got.stdout.strip() == "pub":
