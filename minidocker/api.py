@@ -411,9 +411,11 @@ def network_disconnect(name: str, container: str, force: bool = False, root: Pat
 def network_rm(name: str, root: Path | None = None) -> None:
     """Remove the record, then the bridge and its NAT rule from the host."""
     from minidocker.linux import network
+    from minidocker.runtime import dns
     from minidocker.runtime.networks import NetworkStore
 
     doc = NetworkStore(root or default_root()).remove(name)
+    dns.resolver_changed(Path(root or default_root()), name, last=True)  # (gone with the last container already)
     if not doc.get("Internal"):
         network.remove_masquerade(doc["Subnet"], doc["Bridge"])
     network.remove_isolation(doc["Bridge"])

@@ -300,6 +300,7 @@ class Resolver:
     def run(self) -> None:
         signal.signal(signal.SIGHUP, lambda *_: setattr(self, "stale", True))
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP, signal.SIGTERM})  # (a mask survives execve)
         sel = selectors.DefaultSelector()
         sel.register(self.udp, selectors.EVENT_READ, self.serve_udp)
         sel.register(self.tcp, selectors.EVENT_READ, self.serve_tcp)

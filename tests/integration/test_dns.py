@@ -12,6 +12,7 @@ import os
 import time
 
 import pytest
+from dnslib import RCODE, DNSRecord
 
 from tests.support.outside import TEST_RESOLVER, outside_namespace
 
@@ -124,6 +125,9 @@ def test_the_resolver_lives_with_the_networks_containers(dnsnet, bb):
     ).stdout.strip()
     assert json.loads(_pid_file(m, "dnslife").read_text())["Pid"] == pid
     assert "Address: 10.68.0." in m.ok("exec", first, "nslookup", f"two-{os.getpid()}").stdout
+    # over TCP too (asked from the host, which is no container: nothing of ours, and no upstream)
+    reply = DNSRecord.parse(DNSRecord.question(f"two-{os.getpid()}").send("10.68.0.1", 53, tcp=True, timeout=5))
+    assert reply.header.rcode == RCODE.NXDOMAIN
     m.ok("rm", "-f", second)
     r = m("exec", first, "nslookup", f"two-{os.getpid()}")
     assert "NXDOMAIN" in r.stdout + r.stderr  # reloaded: gone with the container
