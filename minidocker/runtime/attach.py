@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from minidocker.errors import MinidockerError
+from minidocker.fsutil import locked
 from minidocker.runtime.container import Container, ContainerStore
 
 NOT_NETWORKS = ("none", "host")
@@ -111,7 +112,10 @@ def attach_one(c: Container, netns_fd: int, name: str, endpoint: dict[str, Any],
     try:
         bridge = network.bridge_index(att.bridge)
         if bridge is None:  # the network's first container here: the per-network work, once
-            bridge = network.ensure_bridge(att.bridge, att.subnet, att.gateway, internal)
+            with locked(networks.lock):  # (and once only, when two containers start together)
+                bridge = network.bridge_index(att.bridge) or network.ensure_bridge(
+                    att.bridge, att.subnet, att.gateway, internal
+                )
         network.connect(netns_fd, att, bridge, route=route and not internal)
     except OSError as e:
         networks.release(name, c.id)
