@@ -384,10 +384,10 @@ def network_connect(name: str, container: str, aliases: list[str], ip: str | Non
             f"container {c.id[:12]} shares its network namespace (--network {c.spec.network}): "
             "it cannot be connected to another network"
         )
-    if name in attach.endpoints(c):
-        raise Conflict(f"endpoint with name {c.name} already exists in network {name}")
     if name == "bridge" and (aliases or ip):
         raise MinidockerError("network-scoped aliases and --ip are supported only for user defined networks")
+    if name in attach.endpoints(c):
+        raise Conflict(f"endpoint with name {c.name} already exists in network {name}")
     if ip:
         from minidocker.runtime.spec import check_ipv4
 

@@ -249,3 +249,32 @@ def test_network_refusals(net, bb, args, message):
     r = net("run", "--rm", *args, bb, "true")
     assert r.returncode == 125 and one_error(r.stderr) and message in r.stderr, r.stderr
     assert net.ok("ps", "-aq").stdout.split() == before  # no record left half-made
+
+
+def test_a_stopped_container_connected_joins_the_network_when_it_starts(net, bb):
+    net.ok("network", "create", "--subnet", "10.67.0.0/24", "later")
+    cid = net.ok("run", "-d", bb, "sleep", "120").stdout.strip()
+    net.ok("stop", "-t", "0", cid)
+    net.ok("network", "connect", "later", cid)
+    assert set(_inspect(net, cid)["NetworkSettings"]["Networks"]) == {"bridge", "later"}
+    net.ok("start", cid)
+    r = net.ok("exec", cid, "ip", "-4", "-o", "addr")
+    assert "10.88." in r.stdout and "10.67.0.2/24" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["connect", "nosuch", "CID"], "network nosuch not found"),
+        (["connect", "--ip", "10.88.0.99", "bridge", "CID"], "user defined networks"),
+        (["connect", "bridge", "HOSTCID"], "cannot be connected"),
+        (["disconnect", "nosuch", "CID"], "network nosuch not found"),
+        (["connect", "bridge", "nosuch-container"], "No such container"),
+    ],
+)
+def test_connect_refusals(net, bb, args, message):
+    cid = net.ok("run", "-d", bb, "sleep", "60").stdout.strip()
+    host = net.ok("run", "-d", "--network", "host", bb, "sleep", "60").stdout.strip()
+    argv = [cid if a == "CID" else host if a == "HOSTCID" else a for a in args]
+    r = net("network", *argv)
+    assert r.returncode == 125 and one_error(r.stderr) and message in r.stderr, r.stderr
