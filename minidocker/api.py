@@ -129,7 +129,9 @@ def _prune_networks(root: Path) -> list[str]:
 
     if not Layout(root).networks_dir.is_dir():
         return []
-    wanted = {c.spec.network for c in _containers(root).all()}
+    from minidocker.runtime.attach import endpoints
+
+    wanted = {name for c in _containers(root).all() for name in (c.spec.network, *endpoints(c))}
     unused = [
         n["Name"]
         for n in NetworkStore(root).all()
@@ -274,6 +276,7 @@ def run(
     opts = replace(opts, env=env, env_file=[])  # each file read once, before the pull
     limits = resource_limits(opts)  # (runtime/spec.py)
     check_network_exists(opts.network, root)
+    opts, joined = _joined_container(opts, root)
     containers = _containers(root)
     inherited = _volumes_from(containers, opts.volumes_from)
     image_id = ensure_image(image, root, progress, on_pull)
@@ -290,6 +293,7 @@ def run(
             opts=opts,
             limits=limits,
             inherited=inherited,
+            joined_hostname=joined.spec.hostname if joined else None,
         )
     )
     _volumes(root).ensure_all(c.spec.volumes)  # -v NAME made on first use; anonymous ones
@@ -315,9 +319,20 @@ def _volumes_from(containers, specs: list[str]) -> list:
     return out
 
 
+def _joined_container(opts: RunOptions, root: Path | None):
+    """``--network container:X``: X named by its full ID in the record, X found (its host
+    name is shared); (opts, X or None)."""
+    if not opts.network.startswith("container:"):
+        return opts, None
+    from dataclasses import replace
+
+    joined = _containers(root).find(opts.network.removeprefix("container:"))
+    return replace(opts, network=f"container:{joined.id}"), joined
+
+
 def check_network_exists(network: str, root: Path | None) -> None:
     """``--network NAME``: a user-made network must exist before anything is pulled."""
-    if network in ("none", "host", "default", "bridge"):
+    if network in ("none", "host", "default", "bridge") or network.startswith("container:"):
         return
     from minidocker.errors import NoSuchNetwork
     from minidocker.runtime.networks import NAME, NetworkStore
@@ -351,19 +366,74 @@ def network_ls(root: Path | None = None) -> list[dict[str, Any]]:
     return NetworkStore(root or default_root()).all()
 
 
-def network_create(name: str, subnet: str | None = None, root: Path | None = None) -> str:
+def network_create(name: str, subnet: str | None = None, internal: bool = False, root: Path | None = None) -> str:
+    """``docker network create [--internal]``: the record, then its bridge and rules (once)."""
+    from minidocker.errors import MinidockerError
+    from minidocker.linux import network
     from minidocker.runtime.networks import NetworkStore
 
-    return NetworkStore(root or default_root()).create(name, subnet)["Id"]
+    networks = NetworkStore(root or default_root())
+    doc = networks.create(name, subnet, internal)
+    try:
+        network.ensure_bridge(doc["Bridge"], doc["Subnet"], doc["Gateway"], internal)
+    except OSError as e:
+        network_rm(name, root)
+        raise MinidockerError(f"cannot create network {name}: {e.strerror or e}") from None
+    return doc["Id"]
+
+
+def network_prune(root: Path | None = None) -> list[str]:
+    """``docker network prune``: the user's networks no container uses."""
+    return _prune_networks(Path(root or default_root()))
+
+
+def network_connect(name: str, container: str, aliases: list[str], ip: str | None, root: Path | None = None) -> None:
+    """``docker network connect [--alias A] [--ip IP] NETWORK CONTAINER``."""
+    from minidocker.errors import Conflict, MinidockerError
+    from minidocker.runtime import attach
+
+    containers = _containers(root)
+    c = containers.find(container)
+    check_network_exists(name, root)
+    if c.spec.network in ("host", "none") or c.spec.network.startswith("container:"):
+        raise MinidockerError(
+            f"container {c.id[:12]} shares its network namespace (--network {c.spec.network}): "
+            "it cannot be connected to another network"
+        )
+    if name == "bridge" and (aliases or ip):
+        raise MinidockerError("network-scoped aliases and --ip are supported only for user defined networks")
+    if name in attach.endpoints(c):
+        raise Conflict(f"endpoint with name {c.name} already exists in network {name}")
+    if ip:
+        from minidocker.runtime.spec import check_ipv4
+
+        check_ipv4(ip, "--ip")
+    attach.connect_container(containers, c, name, aliases, ip or "")
+
+
+def network_disconnect(name: str, container: str, force: bool = False, root: Path | None = None) -> None:
+    """``docker network disconnect [-f] NETWORK CONTAINER``."""
+    from minidocker.errors import MinidockerError
+    from minidocker.runtime import attach
+
+    containers = _containers(root)
+    c = containers.find(container)
+    check_network_exists(name, root)
+    if name not in attach.endpoints(c) and not force:
+        raise MinidockerError(f"container {c.id[:12]} is not connected to network {name}")
+    attach.disconnect_container(containers, c, name)
 
 
 def network_rm(name: str, root: Path | None = None) -> None:
     """Remove the record, then the bridge and its NAT rule from the host."""
     from minidocker.linux import network
+    from minidocker.runtime import dns
     from minidocker.runtime.networks import NetworkStore
 
     doc = NetworkStore(root or default_root()).remove(name)
-    network.remove_masquerade(doc["Subnet"], doc["Bridge"])
+    dns.resolver_changed(Path(root or default_root()), name, last=True)  # (gone with the last container already)
+    if not doc.get("Internal"):
+        network.remove_masquerade(doc["Subnet"], doc["Bridge"])
     network.remove_isolation(doc["Bridge"])
     network.delete_link(doc["Bridge"])
 
@@ -376,6 +446,7 @@ def network_inspect(name: str, root: Path | None = None) -> dict[str, Any]:
         "Name": doc["Name"],
         "Id": doc["Id"],
         "Driver": doc["Driver"],
+        "Internal": bool(doc.get("Internal")),
         "IPAM": {"Config": [{"Subnet": doc["Subnet"], "Gateway": doc["Gateway"]}]},
         "Options": {"com.docker.network.bridge.name": doc["Bridge"]},
         "Containers": {

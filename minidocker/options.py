@@ -71,7 +71,18 @@ class RunOptions:
         "--volumes-from", default=[], help="CONTAINER[:ro|rw]: mount the volumes of another container."
     )
     init: bool = flag("--init", default=False, help="Run a reaping init as PID 1.")
-    network: str = flag("--network", "--net", default="default", help="none or host.")
+    network: str = flag(
+        "--network", "--net", default="default", help="bridge (the default), none, host, NAME or container:NAME."
+    )
+    network_alias: list[str] = flag(
+        "--network-alias", default=[], metavar="<name>", help="Another name for the container on a user network."
+    )
+    ip: str | None = flag("--ip", help="The container's IPv4 address on its user network.")
+    dns: list[str] = flag("--dns", default=[], help="A DNS server for /etc/resolv.conf.")
+    dns_search: list[str] = flag("--dns-search", default=[], help="A DNS search domain.")
+    dns_option: list[str] = flag("--dns-option", default=[], help="A resolv.conf option (ndots:2).")
+    add_host: list[str] = flag("--add-host", default=[], help="HOST:IP (or HOST:host-gateway) in /etc/hosts.")
+    publish_all: bool = flag("--publish-all", "-P", default=False, help="Publish every EXPOSEd port to a free port.")
     read_only: bool = flag("--read-only", default=False, help="Mount the root filesystem read-only.")
     tmpfs: list[str] = flag("--tmpfs", default=[], help="Mount a tmpfs at PATH[:OPTIONS].")
     memory: str | None = flag("--memory", "-m", help="Memory limit (e.g. 64m).")

@@ -20,6 +20,7 @@ nothing else in minidocker joins a store path from strings. What a student finds
       locks/networks.lock           the network records
       locks/volumes.lock            the volume records
       networks/<name>.json          bridge, subnet, gateway, container -> address
+      networks/<name>.dns.pid       the network's resolver (user networks, while it has containers)
       volumes/.new-*/               a volume being made (renamed to <name>/ once whole) or removed
       volumes/<name>/               one volume (the local driver):
         _data/                        its files: bound onto the container's path
@@ -198,6 +199,10 @@ class Layout:
 
     def network(self, name: str) -> Path:
         return self.networks_dir / f"{name}.json"
+
+    def network_resolver_pid(self, name: str) -> Path:
+        """The PID (and start time) of the network's resolver process (runtime/dns.py)."""
+        return self.networks_dir / f"{name}.dns.pid"
 
     def volume(self, name: str) -> VolumeLayout:
         """``volumes/<name>/``; ``name`` is checked first (runtime/volumes.py: never a path)."""

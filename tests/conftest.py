@@ -12,6 +12,13 @@
 
 Every fixture stops what it started and removes its directory, even when tests fail. A
 missing tool fails the fixture with the Debian package to install; nothing is skipped.
+
+As root, the whole session runs in a network namespace of its own (``pytest_configure``,
+before any fixture starts): containers join a bridge by default, so every bridge, veth,
+iptables rule and resolver a test makes lives there and goes with the session, and no
+packet of a test can reach the host's network (it has only ``lo``). Containers' host
+resolvers come from ``HOST_RESOLV_CONF``, which names none: a test that forwards a
+lookup names a resolver of its own (MINIDOCKER_HOST_RESOLV_CONF).
 """
 
 from __future__ import annotations
@@ -23,6 +30,21 @@ from pathlib import Path
 import pytest
 
 IMAGES = ("busybox", "debian", "layers", "multiarch", "multiarch-docker")
+HOST_RESOLV_CONF = "/tmp/minidocker-tests-resolv.conf"  # no nameserver: no lookup leaves the test
+
+
+def pytest_configure(config):
+    """unshare(CLONE_NEWNET) for this process (and so every process it starts), lo up."""
+    import os
+
+    from minidocker.linux import syscalls as sc
+
+    if os.geteuid() != 0:
+        return
+    sc.unshare(sc.CLONE_NEWNET)
+    sc.set_link_up("lo")
+    with open(HOST_RESOLV_CONF, "w") as f:
+        f.write("# the tests' host resolvers: none (tests/conftest.py)\n")
 
 
 def _fail_if_missing(fn, *args, **kwargs):

@@ -68,6 +68,10 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "addr": lambda ev: f"ip addr add {ev['address']} dev {ev['dev']}",
     "sysctl": lambda ev: f"sysctl {ev['key']}={ev['value']}",
     "iptables": lambda ev: f"iptables {ev['rule']}",
+    "netlink": lambda ev: (
+        f"netlink {ev['msg']} " + " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("t", "step", "msg", "pid"))
+    ),
+    "resolver": lambda ev: f"resolver of network {ev['network']} (pid {ev['pid']}): {ev['action']}",
     "bpf_device_filter": lambda ev: (
         f"bpf(BPF_PROG_LOAD, CGROUP_DEVICE) + bpf(BPF_PROG_ATTACH) {ev['path']}"
         f"  -> {ev['rules']} device rules, every other device refused"

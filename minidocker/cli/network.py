@@ -1,4 +1,4 @@
-"""``network ls``, ``network create``, ``network rm``, ``network inspect``."""
+"""``network ls``, ``create``, ``rm``, ``inspect``, ``connect``, ``disconnect``, ``prune``."""
 
 from __future__ import annotations
 
@@ -30,12 +30,13 @@ def network_create(
     name: str,
     subnet: str | None = typer.Option(None, "--subnet", help="e.g. 10.90.0.0/24"),
     driver: str = typer.Option("bridge", "--driver", "-d", help="Only bridge."),
+    internal: bool = typer.Option(False, "--internal", help="No way out: no NAT, no outbound route."),
 ) -> None:
     if driver != "bridge":
         from minidocker.errors import MinidockerError
 
         raise MinidockerError(f"plugin {driver!r} not found", hint="minidocker has the bridge driver only")
-    print(api.network_create(name, subnet, root=state.root))
+    print(api.network_create(name, subnet, internal, root=state.root))
 
 
 @network_app.command("rm", help="Remove networks.")
@@ -48,3 +49,38 @@ def network_rm(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> 
 @network_app.command("inspect", help="Show a network as JSON.")
 def network_inspect(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
     print(json.dumps([api.network_inspect(n, root=state.root) for n in names], indent=4))
+
+
+@network_app.command("connect", help="Connect a container to a network.")
+def network_connect(
+    network: str,
+    container: str,
+    alias: list[str] = typer.Option([], "--alias", help="Another name for the container on this network."),
+    ip: str | None = typer.Option(None, "--ip", help="The container's IPv4 address on this network."),
+) -> None:
+    api.network_connect(network, container, alias, ip, root=state.root)
+
+
+@network_app.command("disconnect", help="Disconnect a container from a network.")
+def network_disconnect(
+    network: str,
+    container: str,
+    force: bool = typer.Option(False, "--force", "-f", help="Disconnect even if it is not connected."),
+) -> None:
+    api.network_disconnect(network, container, force, root=state.root)
+
+
+@network_app.command("prune", help="Remove all unused networks.")
+def network_prune(force: bool = typer.Option(False, "--force", "-f", help="Do not prompt for confirmation.")) -> None:
+    if not force:
+        answer = input(
+            "WARNING! This will remove all custom networks not used by at least one container.\n"
+            "Are you sure you want to continue? [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            return
+    removed = api.network_prune(root=state.root)
+    if removed:
+        print("Deleted Networks:")
+        for name in removed:
+            print(name)

@@ -8,12 +8,19 @@ Inside, the container's end is renamed ``eth0`` and gets the container's address
 default route via the gateway. For the world beyond the host, the kernel forwards the
 packets (``net.ipv4.ip_forward``) and rewrites their source address to the host's
 (iptables ``MASQUERADE``). It is what ``docker0`` and ``podman``'s CNI bridge do, one
-netlink message a step (pyroute2 speaks netlink, the kernel's socket API for networking).
+netlink message a step.
+
+The work is split by how often it is needed. Once per network (``ensure_bridge``, when the
+network is created or first used): the bridge, its address, ip_forward and the iptables
+rules, through pyroute2 and ``iptables`` processes, both slow to start. Once per container
+(``connect``): only the veth pair, the address, the route and links up, through our own
+small netlink client (netlink.py), so a container start imports neither.
 
 The container's namespace is made and wired *before* the container starts: we unshare a
-network namespace ourselves, open it, step back into our own, and configure the new one
-through a netlink socket opened while we were inside it (a socket stays in the namespace
-it was made in). The container's first process then joins it with setns(2).
+network namespace ourselves, open it, step back into our own, create the veth's peer
+directly inside it (IFLA_NET_NS_FD) and configure it through a netlink socket opened while
+we were inside it (a socket stays in the namespace it was made in). The container's first
+process then joins it with setns(2).
 
 See it: ``minidocker run --rm --network bridge busybox ip addr`` and, on the host,
 ``ip link show master minidocker0``.
@@ -40,6 +47,7 @@ class Attachment:
     gateway: str  # "10.88.0.1"
     address: str  # "10.88.0.2"
     host_veth: str  # "vethc0ffee12": our end, on the bridge
+    ifname: str = "eth0"  # the container's end
 
 
 def create_netns() -> int:
@@ -55,39 +63,42 @@ def create_netns() -> int:
         os.close(own)
 
 
-def _ipr_in(netns_fd: int):
-    """A netlink socket (pyroute2's IPRoute) inside ``netns_fd``'s namespace."""
+def bridge_index(name: str) -> int | None:
+    """The bridge's interface index if it exists and is up (``ensure_bridge`` brings it up
+    last, once its address and iptables rules are there), else None: one RTM_GETLINK."""
+    from minidocker.linux.netlink import IFF_UP, Netlink
+
+    with Netlink() as nl:
+        found = nl.link(name)
+    return found[0] if found and found[1] & IFF_UP else None
+
+
+def ensure_bridge(name: str, subnet: str, gateway: str, internal: bool = False) -> int:
+    """Once per network: ``ip link add NAME type bridge; ip addr add GATEWAY/N dev NAME``,
+    forwarding plus NAT for the subnet (none for an ``--internal`` network: its traffic
+    stays on its bridge), the isolation rules, and last ``ip link set NAME up`` (an up
+    bridge is a finished one: ``bridge_index``). Returns the bridge's interface index."""
     from pyroute2 import IPRoute
 
-    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        sc.setns(netns_fd, sc.CLONE_NEWNET, why="a netlink socket in the container's network namespace")
-        try:
-            return IPRoute()
-        finally:
-            sc.setns(own, sc.CLONE_NEWNET, why="back to our own network namespace")
-    finally:
-        os.close(own)
-
-
-def ensure_bridge(ipr, name: str, subnet: str, gateway: str) -> int:
-    """``ip link add NAME type bridge; ip addr add GATEWAY/N dev NAME; ip link set NAME up``
-    (once); and forwarding plus NAT for the subnet. Returns the bridge's interface index."""
-    found = ipr.link_lookup(ifname=name)
     prefix = ipaddress.ip_network(subnet).prefixlen
-    if found and gateway in {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=found[0])}:
-        return found[0]  # made by an earlier container: nothing to do
-    if not found:
-        ipr.link("add", ifname=name, kind="bridge")
+    with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=name)
-        emit("link", name=name, state="created (bridge)")
-    index = found[0]
-    ipr.addr("add", index=index, address=gateway, prefixlen=prefix)
-    emit("addr", dev=name, address=f"{gateway}/{prefix}")
-    ipr.link("set", index=index, state="up")
-    enable_forwarding()
-    masquerade(subnet, name)
-    isolate(name)
+        if not found:
+            ipr.link("add", ifname=name, kind="bridge")
+            found = ipr.link_lookup(ifname=name)
+            emit("link", name=name, state="created (bridge)")
+        index = found[0]
+        if gateway not in {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index)}:
+            ipr.addr("add", index=index, address=gateway, prefixlen=prefix)
+            emit("addr", dev=name, address=f"{gateway}/{prefix}")
+        if internal:
+            confine(name)
+        else:
+            enable_forwarding()
+            masquerade(subnet, name)
+        isolate(name)
+        ipr.link("set", index=index, state="up")
+        emit("link", name=name, state="up")
     return index
 
 
@@ -111,15 +122,20 @@ ISOLATION_CHAIN = "MINIDOCKER-ISOLATION"
 BRIDGE_PATTERNS = ("minidocker0", "mdbr+")  # every bridge minidocker makes ("+": a prefix, for iptables)
 
 
+def ensure_isolation_chain() -> None:
+    """``iptables -N MINIDOCKER-ISOLATION; iptables -I FORWARD -j MINIDOCKER-ISOLATION`` (once)."""
+    if _iptables(["-N", ISOLATION_CHAIN]) == 0:
+        emit("iptables", rule=f"-N {ISOLATION_CHAIN}", why="one chain for the rules that keep networks apart")
+    if _iptables(["-C", "FORWARD", "-j", ISOLATION_CHAIN]) != 0:
+        _add_rule(["-I", "FORWARD", "-j", ISOLATION_CHAIN])
+
+
 def isolate(bridge: str) -> None:
     """Containers of different networks must not reach each other through the host's routing:
     in a chain of our own, jumped to from FORWARD, drop what comes in on this bridge and goes
     out on any other minidocker bridge (traffic within one bridge is switched, not routed,
     so it never meets these rules)."""
-    if _iptables(["-N", ISOLATION_CHAIN]) == 0:
-        emit("iptables", rule=f"-N {ISOLATION_CHAIN}", why="one chain for the rules that keep networks apart")
-    if _iptables(["-C", "FORWARD", "-j", ISOLATION_CHAIN]) != 0:
-        _add_rule(["-I", "FORWARD", "-j", ISOLATION_CHAIN])
+    ensure_isolation_chain()
     same = [ISOLATION_CHAIN, "-i", bridge, "-o", bridge, "-j", "RETURN"]  # (br_netfilter sees bridged traffic)
     if _iptables(["-C", *same]) != 0:
         _add_rule(["-I", *same])
@@ -129,12 +145,31 @@ def isolate(bridge: str) -> None:
             emit("iptables", rule="-A " + " ".join(rule), why="no traffic from this network to another one")
 
 
+def confine(bridge: str) -> None:
+    """``network create --internal``: nothing in or out of the bridge is routed (docker's
+    internal network): drop what comes in on it for elsewhere, and what goes out to it from
+    elsewhere; within the bridge, containers still reach each other."""
+    ensure_isolation_chain()
+    for rule in _confinement_rules(bridge):
+        if _iptables(["-C", *rule]) != 0:
+            _add_rule(["-A", *rule])
+            emit("iptables", rule="-A " + " ".join(rule), why="an internal network: no way out")
+
+
+def _confinement_rules(bridge: str) -> list[list[str]]:
+    return [
+        [ISOLATION_CHAIN, "-i", bridge, "!", "-o", bridge, "-j", "DROP"],
+        [ISOLATION_CHAIN, "-o", bridge, "!", "-i", bridge, "-j", "DROP"],
+    ]
+
+
 def _isolation_rules(bridge: str) -> list[list[str]]:
     return [[ISOLATION_CHAIN, "-i", bridge, "-o", other, "-j", "DROP"] for other in BRIDGE_PATTERNS if other != bridge]
 
 
 def remove_isolation(bridge: str) -> None:
-    for rule in [[ISOLATION_CHAIN, "-i", bridge, "-o", bridge, "-j", "RETURN"], *_isolation_rules(bridge)]:
+    same = [ISOLATION_CHAIN, "-i", bridge, "-o", bridge, "-j", "RETURN"]
+    for rule in [same, *_isolation_rules(bridge), *_confinement_rules(bridge)]:
         while _iptables(["-C", *rule]) == 0:
             if _iptables(["-D", *rule]) != 0:
                 break
@@ -154,42 +189,34 @@ def _iptables(args: list[str]) -> int:
         raise OSError(2, "iptables not found: install it (apt-get install iptables)") from None
 
 
-def connect(netns_fd: int, att: Attachment) -> None:
-    """Wire the namespace to the bridge: a veth pair, our end on the bridge, theirs moved in,
-    renamed eth0, given the address and a default route via the gateway; lo up too."""
-    from pyroute2 import IPRoute
+def connect(netns_fd: int, att: Attachment, bridge: int, route: bool = True) -> None:
+    """Wire the namespace to the bridge (index ``bridge``), through our own netlink client:
+    a veth pair whose peer is made inside the namespace as ``att.ifname``, our end on the
+    bridge and up; inside, the address, the link and lo up, and (``route``) the default
+    route via the gateway."""
+    from minidocker.linux.netlink import Netlink
 
     prefix = ipaddress.ip_network(att.subnet).prefixlen
-    with IPRoute() as host:
-        bridge = ensure_bridge(host, att.bridge, att.subnet, att.gateway)
-        peer = f"{att.host_veth[:11]}p"
-        host.link("add", ifname=att.host_veth, kind="veth", peer={"ifname": peer})
-        ours = host.link_lookup(ifname=att.host_veth)[0]
-        theirs = host.link_lookup(ifname=peer)[0]
-        host.link("set", index=ours, master=bridge, state="up")
-        host.link("set", index=theirs, net_ns_fd=netns_fd)
-        emit("link", name=f"{att.host_veth} <-> {peer}", state=f"veth pair, {att.host_veth} on {att.bridge}")
-    inside = _ipr_in(netns_fd)
-    try:
-        eth0 = inside.link_lookup(ifname=peer)[0]
-        inside.link("set", index=eth0, ifname="eth0")
-        inside.addr("add", index=eth0, address=att.address, prefixlen=prefix)
-        inside.link("set", index=eth0, state="up")
-        inside.link("set", index=inside.link_lookup(ifname="lo")[0], state="up")
-        inside.route("add", dst="default", gateway=att.gateway)
-        emit("addr", dev="eth0 (in the container)", address=f"{att.address}/{prefix} via {att.gateway}")
-    finally:
-        inside.close()
+    with Netlink() as host:
+        host.add_veth(att.host_veth, att.ifname, netns_fd, master=bridge)
+    with Netlink(netns_fd) as inside:
+        found = inside.link(att.ifname)
+        if found is None:
+            raise OSError(19, f"{att.ifname} did not appear in the container's network namespace")
+        inside.add_address(found[0], att.address, prefix, att.ifname)
+        inside.set_up(found[0], att.ifname)
+        inside.set_up(1, "lo")  # (lo is interface 1 in every network namespace)
+        if route:
+            inside.add_default_route(att.gateway)
 
 
-def delete_link(name: str) -> None:
-    """``ip link del NAME`` if it exists (a veth goes with its pair, a bridge with its ports' links)."""
-    from pyroute2 import IPRoute
+def delete_link(name: str) -> bool:
+    """``ip link del NAME`` if it exists (a veth goes with its pair, a bridge with its ports'
+    links): one RTM_DELLINK. False: there was none."""
+    from minidocker.linux.netlink import Netlink
 
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=name)
-        if found:
-            ipr.link("del", index=found[0])
+    with Netlink() as nl:
+        return nl.delete_link(name)
 
 
 def publish(att: Attachment, ports: list[dict], tag: str) -> None:

@@ -74,7 +74,7 @@ def describe_container(c, store) -> dict[str, Any]:
             },
         },
         "Cgroup": st.get("Cgroup", {}),
-        "NetworkSettings": network_settings(spec.network, st.get("Network") if c.running else None, spec.ports),
+        "NetworkSettings": _network_settings(c),
     }
 
 
@@ -93,6 +93,12 @@ def describe_mount(m, layout) -> dict[str, Any]:
         Propagation=(m.propagation or "rprivate") if m.type == "bind" else "",
     )
     return entry
+
+
+def _network_settings(c) -> dict[str, Any]:
+    from minidocker.runtime.attach import attachments, endpoints
+
+    return network_settings(c.spec.network, endpoints(c), attachments(c), c.spec.ports)
 
 
 def _state(c) -> dict[str, Any]:
@@ -114,6 +120,11 @@ def _state(c) -> dict[str, Any]:
 def _host_config(spec) -> dict[str, Any]:
     return {
         "NetworkMode": spec.network,
+        "PublishAllPorts": spec.publish_all,
+        "Dns": spec.dns,
+        "DnsSearch": spec.dns_search,
+        "DnsOptions": spec.dns_options,
+        "ExtraHosts": spec.extra_hosts or None,
         "AutoRemove": spec.auto_remove,
         "Init": spec.init,
         "ReadonlyRootfs": spec.readonly_rootfs,
@@ -125,15 +136,33 @@ def _host_config(spec) -> dict[str, Any]:
     }
 
 
-def network_settings(name: str, att: dict | None, ports: Sequence[dict] = ()) -> dict[str, Any]:
-    """The container's address on its network (``att``: its attachment, while it runs) and
-    its published ports, keyed ``PORT/PROTO`` as docker keys them."""
+def network_settings(
+    mode: str, endpoints: dict[str, dict], attachments: dict[str, dict], ports: Sequence[dict] = ()
+) -> dict[str, Any]:
+    """The container's networks as docker shows them: ``Networks`` has one entry per network
+    it is configured on (``endpoints``), with its address there while it runs
+    (``attachments``); the top-level IPAddress and Gateway are its first network's. Published
+    ports are keyed ``PORT/PROTO`` as docker keys them."""
     published = {
         f"{p['port']}/{p['proto']}": [{"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])}]
         for p in ports
     }
-    if name in ("none", "host") or not att:
-        return {"IPAddress": "", "Gateway": "", "Ports": published, "Networks": {name: {}}}
-    prefix = int(att["subnet"].rsplit("/", 1)[1])
-    entry = {"IPAddress": att["address"], "IPPrefixLen": prefix, "Gateway": att["gateway"]}
-    return {**entry, "Ports": published, "Networks": {name: entry}}
+    networks = {}
+    for name, ep in endpoints.items():
+        att = attachments.get(name)
+        networks[name] = {
+            "IPAMConfig": {"IPv4Address": ep["IPAddress"]} if ep.get("IPAddress") else None,
+            "Aliases": list(ep.get("Aliases") or []) or None,
+            "IPAddress": att["address"] if att else "",
+            "IPPrefixLen": int(att["subnet"].rsplit("/", 1)[1]) if att else 0,
+            "Gateway": att["gateway"] if att else "",
+        }
+    if not endpoints:  # none, host, container:X
+        networks = {mode: {}}
+    first = next((networks[n] for n in endpoints if attachments.get(n)), None)
+    top = (
+        {"IPAddress": first["IPAddress"], "IPPrefixLen": first["IPPrefixLen"], "Gateway": first["Gateway"]}
+        if first
+        else {}
+    )
+    return {"IPAddress": "", "Gateway": "", **top, "Ports": published, "Networks": networks}

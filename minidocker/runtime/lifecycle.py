@@ -6,7 +6,9 @@
     rootfs_plan, compile_security        the child's mounts; the seccomp program (cached:
                                          <root>/cache/seccomp)
     prepare_userns                       --userns=auto: the mapped user namespace, first
-    connect_network                      a bridge: a network namespace wired to it (attach.py)
+    connect_network                      a network namespace wired to each of the container's
+                                         networks (attach.py), or join_network: another
+                                         container's (--network container:X)
     fork_init                            unshare(CLONE_NEWPID), fork: our child is PID 1 of a
                                          new PID namespace and runs runtime/init.py; then
                                          setns(our own PID namespace): our later children
@@ -41,7 +43,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -91,25 +93,74 @@ class Started:
 
 
 def write_etc_files(c: Container) -> dict[str, str]:
-    """/etc/hostname, /etc/hosts and /etc/resolv.conf, bound into the container read-write."""
+    """/etc/hostname, /etc/hosts and /etc/resolv.conf, bound into the container read-write
+    (with --network container:X, X's own files, as docker shares them)."""
     spec = c.spec
-    files = {}
+    if spec.network.startswith("container:"):
+        other = ContainerStore(c.layout.store.root).load(spec.network.removeprefix("container:"))
+        paths = (other.layout.hostname, other.layout.hosts, other.layout.resolv_conf)
+        return {f"/etc/{path.name}": str(path) for path in paths}
+    localhost = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     if spec.network == "host":
         hosts = Path("/etc/hosts").read_text() if os.path.exists("/etc/hosts") else ""
-        resolv = Path("/etc/resolv.conf").read_text() if os.path.exists("/etc/resolv.conf") else ""
         hostname = spec.hostname or os.uname().nodename
-    elif spec.network != "none":  # a bridge: the host's resolvers (attach_network adds our address)
-        hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        resolv = Path("/etc/resolv.conf").read_text() if os.path.exists("/etc/resolv.conf") else ""
-        hostname = spec.hostname
+    elif spec.network != "none":  # a bridge: attach_network adds our address
+        hosts, hostname = localhost, spec.hostname
     else:
-        hosts = f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{spec.hostname}\n"
-        resolv = "# no network: --network none\n"
-        hostname = spec.hostname
+        hosts, hostname = localhost + f"127.0.1.1\t{spec.hostname}\n", spec.hostname
+    hosts += "".join(f"{host_gateway(ip)}\t{host}\n" for host, _, ip in (e.partition(":") for e in spec.extra_hosts))
+    resolv = resolv_conf(spec, _resolver_address(c))
     for path, text in ((c.layout.hostname, hostname + "\n"), (c.layout.hosts, hosts), (c.layout.resolv_conf, resolv)):
         path.write_text(text)
-        files[f"/etc/{path.name}"] = str(path)
-    return files
+    return {f"/etc/{path.name}": str(path) for path in (c.layout.hostname, c.layout.hosts, c.layout.resolv_conf)}
+
+
+def host_gateway(ip: str) -> str:
+    """``--add-host NAME:host-gateway``: the host as containers reach it, the default
+    bridge's gateway (docker's host-gateway-ip)."""
+    from minidocker.runtime.networks import DEFAULT
+
+    return DEFAULT["Gateway"] if ip == "host-gateway" else ip
+
+
+def _resolver_address(c: Container) -> str | None:
+    """The network resolver the container asks (its first network's gateway, on a user
+    network), or None: the host's resolvers (the default bridge, the host's network)."""
+    from minidocker.runtime.attach import endpoints
+    from minidocker.runtime.networks import NetworkStore
+
+    first = next(iter(endpoints(c)), None)
+    if first is None or first == "bridge":
+        return None
+    return NetworkStore(c.layout.store.root).get(first)["Gateway"]
+
+
+def resolv_conf(spec: ContainerSpec, resolver: str | None) -> str:
+    """The container's /etc/resolv.conf, by docker's rules: on a user network only its
+    resolver (which forwards the rest); else the host's resolvers, loopback ones dropped
+    (the container cannot reach them); --dns, --dns-search, --dns-option replace the
+    host's nameservers, search domains, options."""
+    from minidocker.runtime import dns
+
+    if spec.network == "none" and not (spec.dns or spec.dns_search or spec.dns_options):
+        return "# no network: --network none\n"
+    host = dns.host_resolv_conf()
+    search = spec.dns_search or [w for line in host.splitlines() if line.startswith("search") for w in line.split()[1:]]
+    options = spec.dns_options or [
+        w for line in host.splitlines() if line.startswith("options") for w in line.split()[1:]
+    ]
+    if resolver:
+        servers = [resolver]
+    elif spec.network == "host" and not spec.dns:
+        servers = [
+            line.split()[1] for line in host.splitlines() if line.startswith("nameserver") and len(line.split()) > 1
+        ]
+    else:
+        servers = spec.dns or dns.upstream_resolvers(host)
+    lines = [f"nameserver {s}" for s in servers]
+    lines += [f"search {' '.join(search)}"] if search else []
+    lines += [f"options {' '.join(options)}"] if options else []
+    return "".join(line + "\n" for line in lines) or "# no resolvers\n"
 
 
 def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
@@ -240,15 +291,22 @@ class Launch:
     compiled_filter: seccomp.CompiledFilter | None
     channels: Channels | None = None
     userns_fd: int | None = None  # --userns=auto: the user namespace our child enters
-    netns_fd: int | None = None  # a bridge: the network namespace our child joins
-    attachment: network.Attachment | None = None
+    netns_fd: int | None = None  # a bridge (or container:X): the network namespace our child joins
+    attachments: dict[str, network.Attachment] = field(default_factory=dict)  # network -> our place on it
     pid_r: int = -1  # --userns=auto: userns_init reports PID 1's host PID here
     pid: int = 0  # our child
     init_pid: int | None = None  # the container's PID 1, as the host sees it
 
     @property
     def bridged(self) -> bool:
-        return self.c.spec.network not in ("none", "host")
+        """On one network or more (``--network container:X`` joins X's namespace instead)."""
+        from minidocker.runtime.attach import endpoints
+
+        return bool(endpoints(self.c))
+
+    @property
+    def joins(self) -> bool:
+        return self.c.spec.network.startswith("container:")
 
 
 def start(
@@ -266,7 +324,9 @@ def start(
     try:
         if c.spec.idmap:
             prepare_userns(launch)
-        if launch.bridged and not c.spec.idmap:
+        if launch.joins:
+            join_network(store, launch)
+        elif launch.bridged and not c.spec.idmap:
             connect_network(launch)
         fork_init(launch, (stdin, stdout, stderr))
         find_init_pid(launch)
@@ -337,13 +397,24 @@ def connect_network(launch: Launch) -> None:
     for the child to join; with --userns=auto, once PID 1 exists, the namespace it made
     (a namespace is owned by the user namespace of the process that makes it)."""
     if launch.init_pid is None:
-        launch.netns_fd, launch.attachment = attach_network(launch.c)
+        launch.netns_fd, launch.attachments = attach_network(launch.c)
         return
     own = procfs.open_namespace(launch.init_pid, "net")
     try:
-        _, launch.attachment = attach_network(launch.c, own)
+        _, launch.attachments = attach_network(launch.c, own)
     finally:
         os.close(own)
+
+
+@step
+def join_network(store: ContainerStore, launch: Launch) -> None:
+    """``--network container:X``: our child joins X's network namespace (setns), as docker
+    and a Kubernetes pod share one: the same interfaces, addresses and ports."""
+    target = launch.c.spec.network.removeprefix("container:")
+    other = store.refresh(store.load(target))
+    if not other.running or not alive(other.state.get("Pid"), other.state.get("PidStartTime")):
+        raise Conflict(f"cannot join network of a non running container: {target[:12]}")
+    launch.netns_fd = procfs.open_namespace(other.state["Pid"], "net")
 
 
 @step
@@ -450,7 +521,8 @@ def record_running(store: ContainerStore, launch: Launch, monitor_pid: int) -> N
         MonitorStartTime=procfs.start_time(monitor_pid),
         Cgroup=cg.paths(),
         CgroupVersion=cg.version,
-        Network=launch.attachment.__dict__ if launch.attachment else None,
+        Network=None,  # (a record from before had its one attachment here)
+        Networks={name: att.__dict__ for name, att in launch.attachments.items()},
     )
 
 

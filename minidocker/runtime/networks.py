@@ -5,10 +5,15 @@ adds others, each with a bridge and a subnet of its own. A record per network, w
 atomically under the store's lock::
 
     networks/<name>.json   {"Name", "Id", "Driver": "bridge", "Bridge", "Subnet", "Gateway",
-                            "Containers": {container id: address}}
+                            "Internal", "Containers": {container id: address},
+                            "Names": {container id: [name, short ID, aliases...]},
+                            "Dns": {container id: [its --dns servers]}}
+    networks/<name>.dns.pid  the network's resolver (runtime/dns.py), while it has containers
 
-Addresses are handed out in order (the gateway is .1) and given back when the container
-stops. The kernel side is linux/network.py.
+Addresses are handed out in order (the gateway is .1), or as ``--ip`` asks on a user
+network, and given back when the container stops. ``Names`` are what the network's resolver
+answers for (a record without them, from before, has none). The kernel side is
+linux/network.py.
 
 See it: ``minidocker network inspect bridge``.
 """
@@ -53,7 +58,7 @@ class NetworkStore:
         names = {"bridge"} | ({p.stem for p in self.dir.glob("*.json")} if self.dir.exists() else set())
         return [self.get(n) for n in sorted(names)]
 
-    def create(self, name: str, subnet: str | None = None) -> dict[str, Any]:
+    def create(self, name: str, subnet: str | None = None, internal: bool = False) -> dict[str, Any]:
         if not NAME.fullmatch(name) or name in ("none", "host", "default"):
             raise MinidockerError(f"invalid network name {name!r}")
         prepare_store(self.root)
@@ -91,7 +96,9 @@ class NetworkStore:
                 "Bridge": f"mdbr-{nid[:10]}",
                 "Subnet": str(net),
                 "Gateway": str(next(net.hosts())),
+                "Internal": internal,
                 "Containers": {},
+                "Names": {},
             }
             write_json(self.layout.network(name), doc)
         return doc
@@ -106,27 +113,64 @@ class NetworkStore:
             self.layout.network(name).unlink()
         return doc
 
-    def allocate(self, name: str, container_id: str) -> str:
-        """The next free address of the network for the container (its own if it has one)."""
+    def allocate(
+        self,
+        name: str,
+        container_id: str,
+        requested: str | None = None,
+        names: list[str] | None = None,
+        dns: list[str] | None = None,
+    ) -> str:
+        """The next free address of the network for the container (its own if it has one;
+        ``requested``: that one, --ip), the ``names`` its resolver answers for it, and the
+        resolvers (``dns``: --dns) it forwards the container's other queries to."""
         prepare_store(self.root)
         with locked(self.lock):
             doc = self.get(name)
-            if container_id in doc["Containers"]:
-                return doc["Containers"][container_id]
-            used = set(doc["Containers"].values()) | {doc["Gateway"]}
-            net = ipaddress.ip_network(doc["Subnet"])
-            address = next((str(h) for h in net.hosts() if str(h) not in used), None)
-            if address is None:
-                raise MinidockerError(f"network {name} has no free address left ({doc['Subnet']})")
-            doc["Containers"][container_id] = address
+            if container_id not in doc["Containers"]:
+                doc["Containers"][container_id] = self._free_address(doc, requested)
+            if names is not None:
+                doc.setdefault("Names", {})[container_id] = names
+            if dns:
+                doc.setdefault("Dns", {})[container_id] = dns
             write_json(self.layout.network(name), doc)
+        return doc["Containers"][container_id]
+
+    @staticmethod
+    def _free_address(doc: dict[str, Any], requested: str | None) -> str:
+        used = set(doc["Containers"].values()) | {doc["Gateway"]}
+        net = ipaddress.ip_network(doc["Subnet"])
+        if requested:
+            if ipaddress.ip_address(requested) not in net:
+                raise MinidockerError(f"no configured subnet contains the IP address {requested}")
+            if requested in used or requested in (str(net.network_address), str(net.broadcast_address)):
+                raise Conflict(f"Address already in use: {requested} on network {doc['Name']}")
+            return requested
+        address = next((str(h) for h in net.hosts() if str(h) not in used), None)
+        if address is None:
+            raise MinidockerError(f"network {doc['Name']} has no free address left ({doc['Subnet']})")
         return address
 
-    def release(self, name: str, container_id: str) -> None:
+    def release(self, name: str, container_id: str) -> dict[str, Any] | None:
+        """Give the container's address back; returns the record as it is now (None: none)."""
         with locked(self.lock):
             doc = read_json(self.layout.network(name), None)
             if doc and doc["Containers"].pop(container_id, None) is not None:
+                doc.get("Names", {}).pop(container_id, None)
+                doc.get("Dns", {}).pop(container_id, None)
                 write_json(self.layout.network(name), doc)
+        return doc
+
+    def joined(self, container_id: str) -> list[str]:
+        """The networks that have an address for the container."""
+        if not self.dir.exists():
+            return []
+        out = []
+        for path in sorted(self.dir.glob("*.json")):
+            doc = read_json(path, None)
+            if doc and container_id in doc.get("Containers", {}):
+                out.append(doc["Name"])
+        return out
 
     # -- names: on a network of the user's, containers find each other by name (/etc/hosts)
     def introduce(self, name: str, container_id: str, hosts_of: dict[str, tuple[str, Path]]) -> None:

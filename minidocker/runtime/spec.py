@@ -50,7 +50,7 @@ class ContainerSpec:
     detach: bool = False
     auto_remove: bool = False
     init: bool = False
-    network: str = "none"
+    network: str = "bridge"  # bridge, none, host, a network's name, or container:<id>
     volumes: list[MountSpec] = field(default_factory=list)  # -v, --mount, --volumes-from, VOLUME
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
@@ -66,6 +66,13 @@ class ContainerSpec:
     restart: dict[str, Any] = field(default_factory=lambda: {"name": "no", "max": 0})  # --restart
     userns: str = "host"  # "host", or "auto": a user namespace with a block of IDs of its own
     idmap: dict[str, int] | None = None  # with userns=auto: {"uid": host uid of root, "gid": ..., "size": n}
+    aliases: list[str] = field(default_factory=list)  # --network-alias (the first network's)
+    ip: str = ""  # --ip (on the first network)
+    dns: list[str] = field(default_factory=list)  # --dns, --dns-search, --dns-option: /etc/resolv.conf
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    extra_hosts: list[str] = field(default_factory=list)  # --add-host HOST:IP (IP may be host-gateway)
+    publish_all: bool = False  # -P (its ports are in ``ports``)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,6 +234,7 @@ def check_run_flags(opts: RunOptions) -> str | None:
     check_mount_flags(opts.volume, opts.mount, opts.volumes_from, opts.tmpfs)
     for p in opts.publish:
         check_publish(p)
+    check_network_flags(opts)
     for t in opts.tmpfs:
         if not t.startswith("/"):
             raise MinidockerError(f"invalid --tmpfs '{shown(t)}': the path must be absolute")
@@ -296,20 +304,22 @@ def build_spec(
     opts: RunOptions,
     limits: dict[str, Any] | None = None,
     inherited: list[MountSpec] | None = None,
+    joined_hostname: str | None = None,
 ) -> ContainerSpec:
     """The container to make: the image's config with ``run``'s flags laid over it, every
     flag checked (``limits``: the resource flags already in kernel units; ``inherited``:
-    the mounts ``--volumes-from`` takes from other containers)."""
+    the mounts ``--volumes-from`` takes from other containers; ``joined_hostname``:
+    --network container:X, X's host name, which this one shares)."""
     from minidocker.runtime.mounts import container_mounts
 
     cfg = image_config.get("config") or {}
     entrypoint, cmd = container_command(cfg, args, opts.entrypoint)
-    hostname = opts.hostname or cid[:12]
+    hostname = joined_hostname or opts.hostname or cid[:12]
     env = container_env(cfg, opts, hostname)
     restart_policy = parse_restart(opts.restart)
     if restart_policy["name"] != "no" and opts.rm:
         raise MinidockerError("Conflicting options: --restart and --rm")
-    network, ports = container_network(opts.network, opts.publish)
+    network, ports = container_network(opts, list(cfg.get("ExposedPorts") or {}))
     seccomp, nnp = parse_security_opts(opts.security_opt)
     check_userns(opts.userns, opts.privileged, network)
     from minidocker.linux import capabilities
@@ -335,7 +345,8 @@ def build_spec(
         detach=opts.detach,
         auto_remove=opts.rm,
         init=opts.init,
-        network="none" if network == "default" else network,
+        network=network,
+        **network_fields(opts),
         volumes=container_mounts(opts.volume, opts.mount, opts.tmpfs, inherited or [], cfg.get("Volumes")),
         entrypoint=entrypoint,
         cmd=cmd,
@@ -375,22 +386,99 @@ def container_env(cfg: dict[str, Any], opts: RunOptions, hostname: str) -> list[
     return merged
 
 
-def container_network(network: str, publish: list[str]) -> tuple[str, list[dict[str, Any]]]:
-    """(network, published ports): ``-p`` implies a bridge, as docker's default network is
-    one; ``--network host`` publishes nothing (the ports are the host's already)."""
-    ports = [parse_publish(p) for p in publish]
-    if ports and network == "default":
-        network = "bridge"
-    if ports and network == "none":
+def container_network(opts: RunOptions, exposed: list[str] | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """(network, published ports): the default is the bridge, as docker's; ``-P`` adds each
+    EXPOSEd port (``exposed``: "80/tcp" keys) on a free host port; ``--network host``
+    publishes nothing (the ports are the host's already)."""
+    network = check_network_flags(opts)
+    ports = [parse_publish(p) for p in opts.publish]
+    if opts.publish_all and network not in ("none", "host"):
+        taken = {(p["port"], p["proto"]) for p in ports}
+        for key in exposed or []:
+            port, _, proto = key.partition("/")
+            if port.isdigit() and (int(port), proto or "tcp") not in taken:
+                ports.append(parse_publish(f"{port}/{proto or 'tcp'}"))
+    if network == "host":
+        ports = []
+    return network, ports
+
+
+def network_fields(opts: RunOptions) -> dict[str, Any]:
+    """The ContainerSpec fields of the network flags, as given (checked by check_network_flags)."""
+    return {
+        "aliases": list(opts.network_alias),
+        "ip": opts.ip or "",
+        "dns": list(opts.dns),
+        "dns_search": list(opts.dns_search),
+        "dns_options": list(opts.dns_option),
+        "extra_hosts": list(opts.add_host),
+        "publish_all": opts.publish_all,
+    }
+
+
+CONTAINER_MODE_CONFLICTS = (  # (RunOptions field, docker's words) refused with --network container:X
+    ("publish", "port publishing and the container type network mode"),
+    ("publish_all", "port publishing and the container type network mode"),
+    ("hostname", "hostname and the network mode"),
+    ("dns", "dns and the network mode"),
+    ("dns_search", "dns and the network mode"),
+    ("dns_option", "dns and the network mode"),
+    ("add_host", "custom host-to-IP mapping and the network mode"),
+    ("ip", "--ip and the network mode"),
+    ("network_alias", "--network-alias and the network mode"),
+)
+
+
+def check_network_flags(opts: RunOptions) -> str:
+    """The network flags that need no image, checked with docker's words; returns the
+    network (``default`` is the bridge)."""
+    network = opts.network or "default"
+    network = "bridge" if network == "default" else network
+    if network.startswith("container:"):
+        if not network.removeprefix("container:"):
+            raise MinidockerError("--network container: needs a container's name or ID")
+        for name, words in CONTAINER_MODE_CONFLICTS:
+            if getattr(opts, name):
+                raise MinidockerError(f"conflicting options: {words}")
+    if network == "none" and opts.publish:
         raise MinidockerError(
             "port publishing needs a bridge network, not --network none",
             hint="drop --network none (or use --network bridge)",
         )
-    if network == "host":
-        ports = []
-    if not network or network.startswith("container:"):
-        raise MinidockerError(f"network {network!r} not found", hint="use --network none, host, bridge or a name")
-    return network, ports
+    if network in ("bridge", "none", "host"):
+        if opts.ip:
+            raise MinidockerError("user specified IP address is supported on user defined networks only")
+        if opts.network_alias:
+            raise MinidockerError("network-scoped alias is supported only for containers in user defined networks")
+    if opts.ip:
+        check_ipv4(opts.ip, "--ip")
+    for server in opts.dns:
+        check_ip(server, "--dns")
+    for entry in opts.add_host:
+        host, sep, ip = entry.partition(":")
+        if not sep or not host or (ip != "host-gateway" and not _is_ip(ip)):
+            raise MinidockerError(f"invalid argument '{shown(entry)}' for --add-host: use HOST:IP or HOST:host-gateway")
+    return network
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_ip(text: str, flag: str) -> None:
+    if not _is_ip(text):
+        raise MinidockerError(f"{shown(text)} is not an ip address (in {flag})")
+
+
+def check_ipv4(text: str, flag: str) -> None:
+    if not _is_ip(text) or ":" in text:
+        raise MinidockerError(f"invalid IPv4 address: {shown(text)} (in {flag})")
 
 
 def parse_security_opts(security_opt: list[str]) -> tuple[str, bool]:
@@ -420,6 +508,11 @@ def check_userns(userns: str, privileged: bool, network: str) -> None:
     if userns == "auto" and privileged:
         raise MinidockerError(
             "privileged mode is incompatible with user namespaces", hint="drop --privileged, or use --userns=host"
+        )
+    if userns == "auto" and network.startswith("container:"):
+        raise MinidockerError(
+            "--userns=auto cannot join another container's network namespace",
+            hint="drop --network container:..., or use --userns=host",
         )
     if userns == "auto" and network == "host":
         raise MinidockerError(

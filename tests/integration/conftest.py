@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import HOST_RESOLV_CONF
+
 MINIDOCKER = [sys.executable, "-m", "minidocker"]
 
 
@@ -47,6 +49,7 @@ class Minidocker:
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MINIDOCKER_")}
         env.update(MINIDOCKER_ROOT=str(self.root), MINIDOCKER_CONFIG=str(self.config))
+        env.update(MINIDOCKER_HOST_RESOLV_CONF=HOST_RESOLV_CONF)  # (tests/conftest.py: no resolver)
         env.update(extra or {})
         return env
 

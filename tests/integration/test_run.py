@@ -149,8 +149,10 @@ def test_pid1_hostname_and_isolation(md_run, bb):
 
 
 def test_network_none_and_host(md_run, bb):
-    r = md_run.ok("run", "--rm", bb, "sh", "-c", "cat /proc/net/dev | tail -n +3 | cut -d: -f1")
+    r = md_run.ok("run", "--rm", "--network", "none", bb, "sh", "-c", "cat /proc/net/dev | tail -n +3 | cut -d: -f1")
     assert r.stdout.split() == ["lo"]
+    r = md_run.ok("run", "--rm", bb, "sh", "-c", "cat /proc/net/dev | tail -n +3 | cut -d: -f1")
+    assert r.stdout.split() == ["lo", "eth0"]  # no --network: the default bridge, as docker
     r = md_run.ok("run", "--rm", "--network", "host", bb, "readlink", "/proc/self/ns/net")
     assert r.stdout.strip() == os.readlink("/proc/self/ns/net")
 

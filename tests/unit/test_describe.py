@@ -19,29 +19,34 @@ PUBLISHED = {
 }
 
 
-@pytest.mark.parametrize("name", ["none", "host"])
+@pytest.mark.parametrize("name", ["none", "host", "container:0123"])
 def test_no_address_without_a_network_of_ours(name):
-    assert network_settings(name, {"subnet": "10.0.0.0/24", "address": "10.0.0.2", "gateway": "10.0.0.1"}) == {
-        "IPAddress": "",
-        "Gateway": "",
-        "Ports": {},
-        "Networks": {name: {}},
-    }
+    assert network_settings(name, {}, {}) == {"IPAddress": "", "Gateway": "", "Ports": {}, "Networks": {name: {}}}
 
 
 def test_a_stopped_container_on_a_bridge_has_no_address_but_keeps_its_ports():
-    assert network_settings("bridge", None, PORTS) == {
-        "IPAddress": "",
-        "Gateway": "",
-        "Ports": PUBLISHED,
-        "Networks": {"bridge": {}},
+    got = network_settings("bridge", {"bridge": {"Aliases": [], "IPAddress": ""}}, {}, PORTS)
+    assert got["IPAddress"] == "" and got["Ports"] == PUBLISHED
+    assert got["Networks"]["bridge"]["IPAddress"] == "" and got["Networks"]["bridge"]["Aliases"] is None
+
+
+def test_a_running_container_shows_every_network_it_is_on():
+    eps = {"blue": {"Aliases": ["db"], "IPAddress": "172.30.0.5"}, "red": {"Aliases": [], "IPAddress": ""}}
+    atts = {
+        "blue": {"subnet": "172.30.0.0/16", "address": "172.30.0.5", "gateway": "172.30.0.1"},
+        "red": {"subnet": "10.9.0.0/24", "address": "10.9.0.2", "gateway": "10.9.0.1"},
     }
-
-
-def test_a_running_container_on_a_bridge_shows_its_attachment():
-    att = {"subnet": "172.30.0.0/16", "address": "172.30.0.5", "gateway": "172.30.0.1"}
-    entry = {"IPAddress": "172.30.0.5", "IPPrefixLen": 16, "Gateway": "172.30.0.1"}
-    assert network_settings("blue", att, PORTS) == {**entry, "Ports": PUBLISHED, "Networks": {"blue": entry}}
+    got = network_settings("blue", eps, atts, PORTS)
+    assert (got["IPAddress"], got["IPPrefixLen"], got["Gateway"]) == ("172.30.0.5", 16, "172.30.0.1")
+    assert got["Ports"] == PUBLISHED
+    assert got["Networks"]["blue"] == {
+        "IPAMConfig": {"IPv4Address": "172.30.0.5"},
+        "Aliases": ["db"],
+        "IPAddress": "172.30.0.5",
+        "IPPrefixLen": 16,
+        "Gateway": "172.30.0.1",
+    }
+    assert got["Networks"]["red"]["IPAddress"] == "10.9.0.2" and got["Networks"]["red"]["IPAMConfig"] is None
 
 
 @pytest.mark.parametrize(

@@ -51,3 +51,24 @@ def test_full_network_and_removal(tmp_path):
     store.remove("tiny")
     with pytest.raises(NoSuchNetwork):
         store.get("tiny")
+
+
+def test_requested_addresses_names_and_the_networks_a_container_joined(tmp_path):
+    store = NetworkStore(tmp_path)
+    blue = store.create("blue", "10.60.0.0/24", internal=True)
+    assert blue["Internal"] is True and blue["Names"] == {}
+    assert store.allocate("blue", "a", "10.60.0.9", ["web", "aaaaaaaaaaaa"], ["10.0.0.53"]) == "10.60.0.9"
+    with pytest.raises(Conflict, match="already in use"):
+        store.allocate("blue", "b", "10.60.0.9")
+    with pytest.raises(Conflict, match="already in use"):
+        store.allocate("blue", "b", "10.60.0.1")  # the gateway
+    with pytest.raises(MinidockerError, match="no configured subnet"):
+        store.allocate("blue", "b", "10.61.0.5")
+    assert store.allocate("blue", "b") == "10.60.0.2"
+    store.allocate("bridge", "a")
+    assert store.joined("a") == ["blue", "bridge"] and store.joined("b") == ["blue"]
+    doc = store.get("blue")
+    assert doc["Names"]["a"] == ["web", "aaaaaaaaaaaa"] and doc["Dns"] == {"a": ["10.0.0.53"]}
+    after = store.release("blue", "a")
+    assert after is not None and "a" not in after["Containers"] and "a" not in after["Names"]
+    assert "a" not in after["Dns"] and store.joined("a") == ["bridge"]
