@@ -265,15 +265,12 @@ def run(
     on_created: Callable[[str], None] | None = None,
 ) -> int | str:
     """``docker run``: returns the container's exit code, or its ID with ``opts.detach``."""
-    from dataclasses import replace
-
     from minidocker.runtime import lifecycle
-    from minidocker.runtime.spec import build_spec, check_run_flags, parse_env_file, resource_limits
+    from minidocker.runtime.spec import build_spec, check_run_flags, resource_limits
 
     # every flag checked before anything is pulled or written (docker's order)
     name = check_run_flags(opts)
-    env = [line for f in opts.env_file for line in parse_env_file(f)] + opts.env  # the files' lines, then -e
-    opts = replace(opts, env=env, env_file=[])  # each file read once, before the pull
+    opts = _env_files_read(opts)  # each file read once, before the pull
     limits = resource_limits(opts)  # (runtime/spec.py)
     check_network_exists(opts.network, root)
     opts, joined = _joined_container(opts, root)
@@ -306,6 +303,16 @@ def run(
         spawn_monitor(containers, c, lowerdirs)
         return c.id
     return lifecycle.run_attached(containers, c, lowerdirs)
+
+
+def _env_files_read(opts: RunOptions) -> RunOptions:
+    """``--env-file``'s lines, then ``-e``'s, as one ``env`` list."""
+    from dataclasses import replace
+
+    from minidocker.runtime.spec import parse_env_file
+
+    env = [line for f in opts.env_file for line in parse_env_file(f)] + opts.env
+    return replace(opts, env=env, env_file=[])
 
 
 def _volumes_from(containers, specs: list[str]) -> list:
