@@ -26,7 +26,7 @@ suite=bookworm
 size=${MINIDOCKER_GUEST_DISK:-3G}
 packages=(
   linux-image-amd64 systemd-sysv udev dbus openssh-server
-  python3 python3-venv busybox-static iproute2 procps kmod
+  python3 python3-venv busybox-static iproute2 iptables procps kmod
 )
 # Everything that shapes the image goes into the stamp: change it and the image is rebuilt.
 recipe="v3 $suite $mirror $size ${packages[*]} deps:$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -c1-16)"
