@@ -320,16 +320,10 @@ def build_spec(
     if restart_policy["name"] != "no" and opts.rm:
         raise MinidockerError("Conflicting options: --restart and --rm")
     network, ports = container_network(opts, list(cfg.get("ExposedPorts") or {}))
-    seccomp, nnp = parse_security_opts(opts.security_opt)
     check_userns(opts.userns, opts.privileged, network)
-    from minidocker.linux import capabilities
-
     return ContainerSpec(
         limits=dict(limits or {}),
-        privileged=opts.privileged,
-        capabilities=capabilities.resolve(list(opts.cap_add), list(opts.cap_drop), opts.privileged),
-        seccomp="unconfined" if opts.privileged else seccomp,
-        no_new_privileges=nnp and not opts.privileged,
+        **security_fields(opts),
         tmpfs=list(opts.tmpfs),
         id=cid,
         name=name,
@@ -356,6 +350,19 @@ def build_spec(
         ports=ports,
         restart=restart_policy,
     )
+
+
+def security_fields(opts: RunOptions) -> dict[str, Any]:
+    """--privileged, --cap-add/--cap-drop and --security-opt as ContainerSpec's fields."""
+    from minidocker.linux import capabilities
+
+    seccomp, nnp = parse_security_opts(opts.security_opt)
+    return {
+        "privileged": opts.privileged,
+        "capabilities": capabilities.resolve(list(opts.cap_add), list(opts.cap_drop), opts.privileged),
+        "seccomp": "unconfined" if opts.privileged else seccomp,
+        "no_new_privileges": nnp and not opts.privileged,
+    }
 
 
 def container_command(cfg: dict[str, Any], args: list[str], entrypoint: str | None) -> tuple[list[str], list[str]]:
