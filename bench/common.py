@@ -643,13 +643,15 @@ def local_registry(workdir: Path, images: Iterable[str], log: Callable[[str], No
     built offline by images/build.py; stopped (its own child process, by PID) on the way out."""
     try:
         from images.build import build_image
+        from tests.support.netns import host_network
         from tests.support.registry import start_registry
     except ImportError as e:
         raise BenchError(f"cannot import the image builder or the test registry from {REPO}: {e}") from e
     layouts = {}
     for name in images:
         t0 = time.perf_counter()
-        layouts[name] = build_image(name)
+        with host_network():  # the benchmark's namespace has no way out; a cold build downloads
+            layouts[name] = build_image(name)
         if log:
             log(f"image {name}: {layouts[name]} ({time.perf_counter() - t0:.1f} s to build or find)")
     reg = start_registry(Path(workdir))

@@ -1,0 +1,44 @@
+"""The test session's private network namespace, and a way back out for downloads.
+
+Containers join a bridge by default, so the whole test session (and each benchmark) runs
+in a network namespace of its own: the bridges, veths, NAT rules and resolvers it makes
+live and die there, and no test traffic can leave the machine. Only the builds of test
+images reach the package mirror (debootstrap, pip for the guest); they run in the host's
+namespace through ``host_network()``, which moves the calling thread back for the block
+(setns(2) is per thread; the processes it starts inherit the thread's namespace)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from minidocker.linux import syscalls as sc
+
+_host_fd: int | None = None  # the namespace we left (None: never left; then PID 1's)
+
+
+def enter_private_network() -> None:
+    """unshare(CLONE_NEWNET) for this process, ``lo`` up; the namespace left is kept open."""
+    global _host_fd
+    _host_fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    sc.unshare(sc.CLONE_NEWNET)
+    sc.set_link_up("lo")
+
+
+@contextlib.contextmanager
+def host_network() -> Iterator[None]:
+    """Run the block in the host's network namespace (the one we left, or PID 1's when this
+    process started inside an unshared one, as bench/ does), then come back."""
+    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    host = _host_fd if _host_fd is not None else os.open("/proc/1/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.setns(host, sc.CLONE_NEWNET, why="the host's network, to download a test image's packages")
+        try:
+            yield
+        finally:
+            sc.setns(own, sc.CLONE_NEWNET, why="back to the private network namespace")
+    finally:
+        os.close(own)
+        if host != _host_fd:
+            os.close(host)
