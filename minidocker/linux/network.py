@@ -84,7 +84,10 @@ def ensure_bridge(name: str, subnet: str, gateway: str, internal: bool = False) 
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=name)
         if not found:
-            ipr.link("add", ifname=name, kind="bridge")
+            # A bridge without an address of its own takes the lowest MAC of its ports, so it
+            # would change whenever a container leaves, and the others, whose ARP caches hold
+            # the old one, would lose their gateway for half a minute. Ours is set once.
+            ipr.link("add", ifname=name, kind="bridge", address=bridge_mac(name))
             found = ipr.link_lookup(ifname=name)
             emit("link", name=name, state="created (bridge)")
         index = found[0]
@@ -100,6 +103,15 @@ def ensure_bridge(name: str, subnet: str, gateway: str, internal: bool = False) 
         ipr.link("set", index=index, state="up")
         emit("link", name=name, state="up")
     return index
+
+
+def bridge_mac(name: str) -> str:
+    """A fixed MAC for the bridge ``name``: locally administered (0x02 in the first byte),
+    unicast, the rest from the name's hash (the same bridge gets the same one again)."""
+    import hashlib
+
+    tail = hashlib.sha256(name.encode()).digest()[:5]
+    return ":".join(f"{b:02x}" for b in (0x02, *tail))
 
 
 def enable_forwarding() -> None:

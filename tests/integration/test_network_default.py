@@ -86,6 +86,28 @@ def test_the_default_start_imports_neither_pyroute2_nor_runs_iptables_once_the_b
     assert "iptables" not in explained and "created (bridge)" not in explained
 
 
+def test_the_gateway_stays_reachable_when_a_container_leaves(net, bb):
+    """A bridge's MAC is its own, not its lowest port's: when a container leaves, the others
+    (whose ARP caches hold the gateway's MAC) keep their gateway."""
+    net.ok("network", "create", "--subnet", "10.67.0.0/24", f"stay{os.getpid()}")
+    info = json.loads(net.ok("network", "inspect", f"stay{os.getpid()}").stdout)[0]
+    bridge = info["Options"]["com.docker.network.bridge.name"]
+
+    def mac() -> str:
+        return json.loads(subprocess.run(["ip", "-j", "link", "show", bridge], capture_output=True).stdout)[0][
+            "address"
+        ]
+
+    cids = [net.ok("run", "-d", "--network", f"stay{os.getpid()}", bb, "sleep", "300").stdout.strip() for _ in range(3)]
+    before = mac()
+    for cid in cids:
+        net.ok("exec", cid, "ping", "-c1", "-W2", "10.67.0.1")  # every ARP cache holds the gateway's MAC
+    net.ok("rm", "-f", cids[1])
+    assert mac() == before
+    for cid in (cids[0], cids[2]):
+        net.ok("exec", cid, "ping", "-c1", "-W2", "10.67.0.1")
+
+
 def test_internal_network_has_no_way_out(net, bb):
     with outside_namespace(f"i{os.getpid() % 10000}") as world:
         server = world.start(PEER_SERVER, world.address, "9000")
