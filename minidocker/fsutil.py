@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -58,6 +57,8 @@ def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     file beside ``path`` (through the file object, or its ``fileno()`` after a flush),
     which replaces ``path`` only once the block has ended without an error. An error
     removes the temp file and leaves ``path`` as it was. ``path``'s directory must exist."""
+    import tempfile  # (and random with it: not on a container start's path)
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -109,7 +109,7 @@ def write_etc_files(c: Container) -> dict[str, str]:
     else:
         hosts, hostname = localhost + f"127.0.1.1\t{spec.hostname}\n", spec.hostname
     hosts += "".join(f"{host_gateway(ip)}\t{host}\n" for host, _, ip in (e.partition(":") for e in spec.extra_hosts))
-    resolv = resolv_conf(spec, _resolver_address(c))
+    resolv = resolv_conf(spec, _resolver_address(c) if spec.network not in ("none", "host") else None)
     for path, text in ((c.layout.hostname, hostname + "\n"), (c.layout.hosts, hosts), (c.layout.resolv_conf, resolv)):
         path.write_text(text)
     return {f"/etc/{path.name}": str(path) for path in (c.layout.hostname, c.layout.hosts, c.layout.resolv_conf)}
@@ -140,10 +140,10 @@ def resolv_conf(spec: ContainerSpec, resolver: str | None) -> str:
     resolver (which forwards the rest); else the host's resolvers, loopback ones dropped
     (the container cannot reach them); --dns, --dns-search, --dns-option replace the
     host's nameservers, search domains, options."""
-    from minidocker.runtime import dns
-
     if spec.network == "none" and not (spec.dns or spec.dns_search or spec.dns_options):
         return "# no network: --network none\n"
+    from minidocker.runtime import dns
+
     host = dns.host_resolv_conf()
     search = spec.dns_search or [w for line in host.splitlines() if line.startswith("search") for w in line.split()[1:]]
     options = spec.dns_options or [
