@@ -15,7 +15,9 @@ from collections.abc import Iterator
 
 from minidocker.linux import syscalls as sc
 
-_host_fd: int | None = None  # the namespace we left (None: never left; then PID 1's)
+# The namespace we left: opened by enter_private_network, or inherited across an exec (bench/
+# keeps it open for the process it re-executes in a private namespace, and names it here).
+_host_fd: int | None = int(os.environ["MINIDOCKER_HOST_NETNS_FD"]) if "MINIDOCKER_HOST_NETNS_FD" in os.environ else None
 
 
 def enter_private_network() -> None:
@@ -28,17 +30,17 @@ def enter_private_network() -> None:
 
 @contextlib.contextmanager
 def host_network() -> Iterator[None]:
-    """Run the block in the host's network namespace (the one we left, or PID 1's when this
-    process started inside an unshared one, as bench/ does), then come back."""
+    """Run the block in the host's network namespace (the one we left), then come back.
+    Never having left, the block runs where we are."""
+    if _host_fd is None:
+        yield
+        return
     own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    host = _host_fd if _host_fd is not None else os.open("/proc/1/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        sc.setns(host, sc.CLONE_NEWNET, why="the host's network, to download a test image's packages")
+        sc.setns(_host_fd, sc.CLONE_NEWNET, why="the host's network, to download a test image's packages")
         try:
             yield
         finally:
             sc.setns(own, sc.CLONE_NEWNET, why="back to the private network namespace")
     finally:
         os.close(own)
-        if host != _host_fd:
-            os.close(host)
