@@ -293,7 +293,8 @@ def run(
             joined_hostname=joined.spec.hostname if joined else None,
         )
     )
-    _volumes(root).ensure_all(c.spec.volumes)  # -v NAME made on first use; anonymous ones
+    if c.spec.volumes:
+        _volumes(root).ensure_all(c.spec.volumes)  # -v NAME made on first use; anonymous ones
     if on_created:
         on_created(c.id)
     lowerdirs = store.get(image_id)

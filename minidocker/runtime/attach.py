@@ -149,6 +149,8 @@ def detach_network(c: Container) -> None:
     remove its published ports, and tell the networks' resolvers."""
     from minidocker.runtime.networks import NetworkStore
 
+    if not endpoints(c) and not c.damaged:
+        return  # on no network (none, host, container:X): no address to give back, no record to read
     networks = NetworkStore(c.layout.store.root)
     names = networks.joined(c.id)
     if c.spec.ports or (c.damaged and names):  # (a damaged record's ports, if any, went with an address)

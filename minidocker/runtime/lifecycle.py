@@ -163,9 +163,16 @@ def resolv_conf(spec: ContainerSpec, resolver: str | None) -> str:
     return "".join(line + "\n" for line in lines) or "# no resolvers\n"
 
 
-def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
+def _volumes_of(c: Container) -> list[rootfs.Volume]:
+    """Binds, volumes (made if gone), tmpfs mounts: runtime/volumes.py, for a container that has any."""
+    if not c.spec.volumes:
+        return []
     from minidocker.runtime.volumes import rootfs_volumes
 
+    return rootfs_volumes(c)
+
+
+def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
     if not lowerdirs:  # an image with no layers: overlay still wants one lowerdir
         empty = c.layout.empty
         empty.mkdir(exist_ok=True)
@@ -176,7 +183,7 @@ def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
         work=str(c.layout.work),
         merged=str(c.layout.merged),
         etc_files=write_etc_files(c),
-        volumes=rootfs_volumes(c),  # binds, volumes (made if gone), tmpfs: runtime/volumes.py
+        volumes=_volumes_of(c),
         readonly=c.spec.readonly_rootfs,
         tmpfs=list(c.spec.tmpfs),
         privileged=c.spec.privileged,
