@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,11 @@ def test_a_process_with_parentheses_in_its_name_keeps_its_fields(tmp_path):
     exe.symlink_to("/bin/sleep")
     child = subprocess.Popen([str(exe), "30"])
     try:
-        p = procfs.read_process(child.pid)
+        for _ in range(200):  # until the child's execve is done (before it, /proc shows our Python)
+            p = procfs.read_process(child.pid)
+            if p is not None and p.command == f"{exe} 30":
+                break
+            time.sleep(0.01)
     finally:
         child.kill()
         child.wait()
