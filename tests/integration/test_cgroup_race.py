@@ -11,9 +11,12 @@ the real kernel; every create must succeed with a usable cpuset.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import traceback
+
+import pytest
 
 ROUNDS = 200
 
@@ -62,3 +65,36 @@ def test_concurrent_creates_and_removes_never_fail():
         found.append(errors.get())
     assert all(w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
     assert found == [], "\n".join(found[:5])
+
+
+def test_a_cgroup_removed_between_open_and_read_holds_no_process(monkeypatch):
+    """``rm -f`` reads the container's cgroup.procs while its monitor, seeing the container
+    end, removes the cgroup: the kernel answers a read of an open file of a removed cgroup with
+    ENODEV (a CI run once ended ``rm -f`` with "Error: No such device"). Here the rmdir falls
+    exactly between the open and the read, on the real cgroup filesystem."""
+    from minidocker.linux import cgroups
+
+    m = cgroups.manager(f"race-open-read-{os.getpid()}")
+    m.create()
+    path = m.paths()["pids"]
+    real_open = open
+
+    def open_then_rmdir(file, *a, **kw):
+        f = real_open(file, *a, **kw)
+        if str(file).startswith(path):
+            os.rmdir(path)  # the monitor's destroy, between our open and our read
+        return f
+
+    try:
+        monkeypatch.setattr("builtins.open", open_then_rmdir)
+        with pytest.raises(OSError) as raw:  # the kernel's answer, so the test shows the real case
+            with real_open(os.path.join(path, "cgroup.procs")) as f:
+                os.rmdir(path)
+                f.read()
+        assert raw.value.errno == errno.ENODEV
+        os.mkdir(path)
+        assert m.pids() == []
+        assert not os.path.exists(path)
+    finally:
+        monkeypatch.undo()
+        m.destroy()

@@ -15,6 +15,7 @@ See it: ``cat /proc/self/cgroup`` inside ``minidocker run --rm busybox``.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,11 +115,18 @@ def manager(container_id: str, root: str = "/sys/fs/cgroup") -> CgroupManager:
 
 
 def read_pids(path: str) -> list[int]:
+    """The PIDs in a cgroup; none if it is gone. Another process (the container's monitor,
+    when its container ends) may rmdir the cgroup between our open and our read: the kernel
+    then answers the read with ENODEV, and that too means no process is left in it."""
     try:
         with open(os.path.join(path, "cgroup.procs")) as f:
             return [int(x) for x in f.read().split()]
     except FileNotFoundError:
         return []
+    except OSError as e:
+        if e.errno == errno.ENODEV:
+            return []
+        raise
 
 
 def signal_pids(pids: list[int], sig: int) -> None:
