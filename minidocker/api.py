@@ -9,11 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from minidocker.errors import AuthenticationError, MinidockerError
 from minidocker.options import RunOptions, kind_of  # noqa: F401 - re-exported: the CLI's parsers read them
 from minidocker.paths import Layout, default_root
+from minidocker.record import MISSING, Field, fields  # noqa: F401 - re-exported: RunOptions's fields, for the CLI
+
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _store(root: Path | None):
@@ -268,8 +272,8 @@ def run(
     from minidocker.runtime import lifecycle
     from minidocker.runtime.spec import build_spec, check_run_flags, resource_limits
 
-    # every flag checked before anything is pulled or written (docker's order)
-    name = check_run_flags(opts)
+    lifecycle.hasten_cgroup_moves()  # the kernel's wait for a cgroup move, while we work here
+    name = check_run_flags(opts)  # every flag checked before anything is pulled or written (docker's order)
     opts = _env_files_read(opts)  # each file read once, before the pull
     limits = resource_limits(opts)  # (runtime/spec.py)
     check_network_exists(opts.network, root)
@@ -308,8 +312,7 @@ def run(
 
 def _env_files_read(opts: RunOptions) -> RunOptions:
     """``--env-file``'s lines, then ``-e``'s, as one ``env`` list."""
-    from dataclasses import replace
-
+    from minidocker.record import replace
     from minidocker.runtime.spec import parse_env_file
 
     env = [line for f in opts.env_file for line in parse_env_file(f)] + opts.env
@@ -332,7 +335,7 @@ def _joined_container(opts: RunOptions, root: Path | None):
     name is shared); (opts, X or None)."""
     if not opts.network.startswith("container:"):
         return opts, None
-    from dataclasses import replace
+    from minidocker.record import replace
 
     joined = _containers(root).find(opts.network.removeprefix("container:"))
     return replace(opts, network=f"container:{joined.id}"), joined

@@ -19,13 +19,15 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
 
 from minidocker.errors import StoreError
+
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 
 def storage_error(e: OSError, what: str) -> StoreError:
@@ -57,14 +59,12 @@ def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     file beside ``path`` (through the file object, or its ``fileno()`` after a flush),
     which replaces ``path`` only once the block has ended without an error. An error
     removes the temp file and leaves ``path`` as it was. ``path``'s directory must exist."""
-    import tempfile  # (and random with it: not on a container start's path)
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fchmod(f.fileno(), mode)  # mkstemp made it 0600
+            os.fchmod(f.fileno(), mode)  # made 0600, so no one reads it half-written
             os.fsync(f.fileno())  # the data is on disk before the name points at it
         os.rename(tmp, path)
     except BaseException:
@@ -72,6 +72,20 @@ def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)  # and the new name is on disk too
+
+
+def temp_beside(path: Path) -> tuple[int, str]:
+    """A new, empty, 0600 file beside ``path``, opened for writing: ``.NAME.RANDOM.tmp``.
+    O_EXCL makes the name ours alone and O_NOFOLLOW refuses a planted symlink (what
+    ``tempfile.mkstemp`` does, without importing tempfile and random on every start)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = os.path.join(path.parent, f".{path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -123,6 +137,8 @@ def remove_tree(path: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink(missing_ok=True)
     elif path.exists():
+        import shutil  # (a container start removes no tree)
+
         shutil.rmtree(path, onerror=onerror)
 
 

@@ -22,12 +22,15 @@ every container start.
 
 from __future__ import annotations
 
-from dataclasses import Field, dataclass, field
-from typing import Any
+from minidocker.record import Field, field, record
+
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def flag(*names: str, help: str, default: Any = None, metavar: str | None = None) -> Any:
-    """A dataclass field that is also a command-line flag spelled ``names`` (long name first).
+    """A record field that is also a command-line flag spelled ``names`` (long name first).
     ``metavar`` is the placeholder ``--help`` shows for the value (None: the type's name)."""
     meta = {"names": names, "help": help, "metavar": metavar}
     if default == []:  # a repeatable flag: each RunOptions gets a list of its own
@@ -42,9 +45,9 @@ def kind_of(f: Field) -> str:
     return "list" if first.startswith("list") else first
 
 
-# No generated __repr__/__eq__: a dataclass compiles each of its methods when it is defined,
-# and this one is defined before every container start (compare options with ``vars()``).
-@dataclass(repr=False, eq=False)
+# A record, not a dataclass: this class is defined before every container start, and the
+# dataclasses module costs more to import than the rest of this file (minidocker/record.py).
+@record
 class RunOptions:
     """What ``minidocker run`` was asked to do, apart from the image and its command."""
 

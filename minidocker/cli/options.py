@@ -15,10 +15,12 @@ drift apart:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import MISSING, Field, fields
-from typing import Any
 
-from minidocker.api import RunOptions, kind_of
+from minidocker.api import MISSING, Field, RunOptions, fields, kind_of
+
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 # flag -> (destination, kind); kind: "bool", "str", "int", "float" or "list"
 RUN_FLAGS: dict[str, tuple[str, str]] = {

@@ -27,11 +27,14 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from minidocker.errors import DigestMismatch, StoreError
 from minidocker.fsutil import fsync_dir, locked, make_private_dir, remove_tree, storage_error
 from minidocker.paths import Layout
+
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 # -- temp files and their owners (the module docstring's rule) ---------------------------------
 ATTEMPTS = 100  # create_owned gives up on a name that something it cannot remove holds (a symlink)

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
 from minidocker.errors import RegistryError
+from minidocker.record import field, record
+
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Media types (OCI image-spec and Docker's image manifest v2 schema 2).
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -72,7 +75,7 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Platform:
     os: str
     architecture: str
@@ -121,7 +124,7 @@ def normalize_arch(arch: str) -> str:
     return _ARCH.get(arch, arch)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Descriptor:
     media_type: str
     digest: str
@@ -146,7 +149,7 @@ class Descriptor:
         return d
 
 
-@dataclass
+@record
 class Manifest:
     media_type: str
     config: Descriptor

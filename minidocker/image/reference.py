@@ -20,9 +20,9 @@ Try it: ``python -c "from minidocker.image.reference import parse; print(parse('
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from minidocker.errors import InvalidReference
+from minidocker.record import record
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAINS = {"index.docker.io", "registry-1.docker.io"}
@@ -40,7 +40,7 @@ _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 NAME_MAX = 255
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reference:
     domain: str
     path: str

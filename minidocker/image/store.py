@@ -36,9 +36,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
 
 from minidocker.crashpoint import crashpoint
 from minidocker.errors import Conflict, DigestMismatch, ImageNotFound, InvalidReference, StoreError
@@ -47,8 +45,12 @@ from minidocker.image import manifest as mf
 from minidocker.image.content import ContentStore, create_owned, reclaim_orphans
 from minidocker.image.reference import parse
 from minidocker.paths import TEMP_LAYER_PREFIX, LayerLayout, hex_of, prepare_store
+from minidocker.record import field, record
 
-if TYPE_CHECKING:  # the unpacker (tarfile and all) is imported only by a pull, not by every `run`
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:  # (and the unpacker, tarfile and all, is imported only by a pull, not by every `run`)
+    from typing import Any, BinaryIO
+
     from minidocker.image.layer import LayerStats
     from minidocker.image.limits import LayerBudget
 
@@ -57,7 +59,7 @@ def short_id(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
 
 
-@dataclass
+@record
 class ImageInfo:
     id: str
     tags: list[str]

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
-Listener = Callable[[dict[str, Any]], None]
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+    Listener = Callable[[dict[str, Any]], None]
+
 _listener: Listener | None = None
 
 

@@ -21,8 +21,8 @@ ls -l /proc/self/ns /proc/self/fd``.
 from __future__ import annotations
 
 import os
+from collections import namedtuple
 from pathlib import Path
-from typing import NamedTuple
 
 
 def parent_pid(pid: int) -> int | None:
@@ -53,13 +53,13 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
-class Process(NamedTuple):
-    """One line of ``ps -o uid,pid,ppid,args``: what ``top`` shows of a process."""
+class Process(namedtuple("Process", "pid ppid uid command")):
+    """One line of ``ps -o uid,pid,ppid,args``: what ``top`` shows of a process: ``pid``,
+    ``ppid``, ``uid`` (the real user ID, the first of status's four Uid: fields) and
+    ``command``. (collections.namedtuple, not typing.NamedTuple: typing is not imported on a
+    container start's path.)"""
 
-    pid: int
-    ppid: int
-    uid: int  # the real user ID, the first of status's four Uid: fields
-    command: str
+    __slots__ = ()
 
 
 def read_process(pid: int) -> Process | None:

@@ -44,10 +44,14 @@ import errno
 import json
 import os
 import re
+from collections import namedtuple
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from minidocker.linux.events import emit
+
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_PROFILE = Path(__file__).with_name("seccomp_default.json")
 
@@ -91,13 +95,11 @@ _ARCH_ALIASES = {
 }
 
 
-class Rule(NamedTuple):
-    """One rule that applies to this container: syscall name, action, errno and arguments."""
+class Rule(namedtuple("Rule", "name action errno_ret args")):
+    """One rule that applies to this container: syscall ``name``, ``action``, ``errno_ret``
+    (an int or None) and ``args`` (a tuple of docker's argument conditions)."""
 
-    name: str
-    action: str
-    errno_ret: int | None
-    args: tuple[dict[str, Any], ...]
+    __slots__ = ()
 
 
 def load_profile(path: str | None) -> dict:
@@ -320,12 +322,12 @@ def _comparisons(sc, args: tuple[dict[str, Any], ...]) -> list[list]:
     return [[arg(a) for a in args]]
 
 
-class CompiledFilter(NamedTuple):
-    """A profile compiled for one container: the BPF program and what the timeline tells."""
+class CompiledFilter(namedtuple("CompiledFilter", "program rules default_action")):
+    """A profile compiled for one container: the BPF ``program`` (struct sock_filter[],
+    bytes: what prctl(PR_SET_SECCOMP) takes), and what the timeline tells: the number of
+    ``rules`` and the ``default_action``."""
 
-    program: bytes  # struct sock_filter[]: what prctl(PR_SET_SECCOMP) takes
-    rules: int
-    default_action: str
+    __slots__ = ()
 
 
 def compile_filter(profile: dict, capabilities: set[str]) -> CompiledFilter:

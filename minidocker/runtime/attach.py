@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from minidocker.errors import MinidockerError
 from minidocker.fsutil import locked
 from minidocker.runtime.container import Container, ContainerStore
+
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 NOT_NETWORKS = ("none", "host")
 

@@ -16,18 +16,20 @@ container it cannot load: ``ps -a`` lists it, ``inspect`` shows the reason in
 from __future__ import annotations
 
 import os
-import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from minidocker.errors import Conflict, NoSuchContainer, StoreError
 from minidocker.fsutil import locked, make_private_dir, read_json, remove_tree, write_json
 from minidocker.linux.procfs import boot_id
 from minidocker.linux.procfs import start_time as proc_start_time
 from minidocker.paths import NEW_CONTAINER_PREFIX, REMOVED_CONTAINER_PREFIX, ContainerLayout, Layout, prepare_store
+from minidocker.record import field, record
 from minidocker.runtime.spec import ContainerSpec
+
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 ADJECTIVES = [
     "admiring",
@@ -97,7 +99,13 @@ def is_container_id(text: str) -> bool:
     return len(text) == 64 and all(ch in "0123456789abcdef" for ch in text)
 
 
-@dataclass
+def pick(words: list[str]) -> str:
+    """One of ``words`` at random (os.urandom: the random module is not worth its import on
+    every container start, and a name needs no reproducible sequence)."""
+    return words[int.from_bytes(os.urandom(4)) % len(words)]
+
+
+@record
 class Container:
     layout: ContainerLayout  # its files; layout.store: the store it is in
     spec: ContainerSpec
@@ -217,10 +225,10 @@ class ContainerStore:
 
     def random_name(self, taken: set[str]) -> str:
         for _ in range(100):
-            name = f"{random.choice(ADJECTIVES)}_{random.choice(SCIENTISTS)}"
+            name = f"{pick(ADJECTIVES)}_{pick(SCIENTISTS)}"
             if name not in taken:
                 return name
-        return f"{random.choice(ADJECTIVES)}_{random.choice(SCIENTISTS)}{random.randint(1, 99)}"
+        return f"{pick(ADJECTIVES)}_{pick(SCIENTISTS)}{1 + int.from_bytes(os.urandom(1)) % 99}"
 
     def create(self, make_spec) -> Container:
         """Reserve an ID and a name and write the record, under the lock (names are unique)."""

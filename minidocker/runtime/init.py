@@ -36,25 +36,24 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import socket
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from minidocker.errors import CommandFailed, ExitCode, MinidockerError, exit_code
 from minidocker.linux import capabilities, procfs
 from minidocker.linux import syscalls as sc
 from minidocker.linux.events import emit
+from minidocker.record import record
 from minidocker.runtime import rootfs
 from minidocker.runtime.forked import report
 from minidocker.runtime.spec import ContainerSpec
 from minidocker.runtime.steps import exiting_on_failure, step
 from minidocker.runtime.users import resolve_user
 
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
 if TYPE_CHECKING:
     from minidocker.linux import seccomp
 
 
-@dataclass
+@record
 class InitPipes:
     sync_r: int  # the parent writes one byte when we may go on
     error_w: int  # O_CLOEXEC: closed by a successful execve
@@ -128,6 +127,8 @@ def setup_stdio(spec: ContainerSpec, pipes: InitPipes) -> None:
 
         master, slave, name = tty.open_pty()  # from the container's own devpts
         # hand the master to the parent (SCM_RIGHTS), which relays it to the user's terminal
+        import socket  # (the parent imported it before fork, for its end of the pair)
+
         sock = socket.socket(fileno=pipes.console)
         socket.send_fds(sock, [b"pty"], [master])
         sock.close()

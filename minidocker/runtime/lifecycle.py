@@ -39,18 +39,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from minidocker.crashpoint import crashpoint
 from minidocker.errors import ChildFailed, Conflict, ExitCode, MinidockerError, StartFailed
 from minidocker.linux import cgroups, procfs
 from minidocker.linux import syscalls as sc
+from minidocker.record import field, record
 from minidocker.runtime import rootfs
 from minidocker.runtime.attach import attach_network, detach_network
 from minidocker.runtime.container import Container, ContainerStore, alive, now_iso
@@ -68,7 +66,10 @@ from minidocker.runtime.stdio import (
 )
 from minidocker.runtime.steps import StepFailed, exiting_on_failure, step
 
+TYPE_CHECKING = False  # (typing is not imported on a container start's path)
 if TYPE_CHECKING:
+    import socket
+
     from minidocker.linux import network, seccomp
 
 
@@ -86,7 +87,7 @@ def as_start_error(e: StepFailed) -> MinidockerError:
     return e.error if isinstance(e.error, MinidockerError) else start_failed(e.message, e.step, e.code)
 
 
-@dataclass
+@record
 class Started:
     pid: int
     master: int | None  # the pty master, with -t
@@ -228,7 +229,7 @@ def reporting_seccomp_errors() -> Iterator[None]:
         raise MinidockerError(f"seccomp: {e.strerror}") from None
 
 
-@dataclass
+@record
 class Channels:
     """The pipes between a parent and the child it starts, made before fork::
 
@@ -247,7 +248,11 @@ class Channels:
 
     @classmethod
     def open(cls, tty: bool) -> Channels:
-        socks = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if tty else (None, None)
+        socks: tuple[socket.socket | None, socket.socket | None] = (None, None)
+        if tty:  # (socket is imported only here: a start without -t needs none)
+            import socket
+
+            socks = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         return cls(*os.pipe(), *os.pipe2(os.O_CLOEXEC), *socks)
 
     @property
@@ -289,7 +294,7 @@ def await_execve(err_r: int, pid: int, error=start_failed) -> None:
         raise
 
 
-@dataclass
+@record
 class Launch:
     """What the parent's steps of one start share."""
 
@@ -494,6 +499,12 @@ def find_init_pid(launch: Launch) -> None:
     launch.init_pid = read_report(launch.pid_r).get("pid")
 
 
+def hasten_cgroup_moves() -> None:
+    """Begin, in a thread, the kernel's wait that moving PID 1 into its cgroup would make
+    (cgroups.hasten_moves): it passes while ``run`` reads the image and writes the record."""
+    cgroups.hasten_moves()
+
+
 @step
 def create_cgroup(launch: Launch) -> None:
     """While the child unshares its namespaces and builds its rootfs, we make its cgroup
@@ -503,10 +514,11 @@ def create_cgroup(launch: Launch) -> None:
     cg.create()
     crashpoint("start:cgroup-created")
     # every rule first (a process must never be in a cgroup whose device rules are half
-    # written: "deny all" comes before the allows), then the process
+    # written: "deny all" comes before the allows), then the process (no wait for the
+    # kernel's lock here: api.run began that wait early, cgroups.hasten_moves)
     cg.apply_limits(cgroups.Limits(**c.spec.limits), privileged=c.spec.privileged)
     if launch.init_pid:
-        cg.add(launch.init_pid)  # (on v1 this waits for an RCU grace period, while the child works)
+        cg.add(launch.init_pid)
 
 
 @step

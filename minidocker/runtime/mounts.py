@@ -25,9 +25,9 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from dataclasses import dataclass, field, replace
 
 from minidocker.errors import MinidockerError
+from minidocker.record import field, record, replace
 
 VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # docker's local volume names
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
@@ -35,7 +35,7 @@ VOLUME_MODES = ("ro", "rw", "z", "Z", "nocopy", *PROPAGATIONS)
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"  # docker 23+ marks anonymous volumes so (prune)
 
 
-@dataclass
+@record
 class MountSpec:
     """One mount of a container, as its record keeps it (``config.json``'s ``volumes``)."""
 

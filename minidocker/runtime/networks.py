@@ -24,11 +24,14 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from minidocker.errors import Conflict, MinidockerError, NoSuchNetwork
 from minidocker.fsutil import locked, read_json, write_json
 from minidocker.paths import Layout, prepare_store
+
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT = {"Name": "bridge", "Bridge": "minidocker0", "Subnet": "10.88.0.0/16", "Gateway": "10.88.0.1"}
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")

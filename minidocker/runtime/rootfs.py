@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
 
 from minidocker.linux import procfs
 from minidocker.linux import syscalls as sc
+from minidocker.record import field, record
 
 
-@dataclass
+@record
 class Volume:
     """One mount of ``mount_volumes``, decided by the parent (runtime/volumes.py)."""
 
@@ -44,7 +44,7 @@ class Volume:
     owner: tuple[int, int] | None = None  # --userns=auto: an empty volume goes to the container's root
 
 
-@dataclass
+@record
 class RootfsPlan:
     """Everything ``prepare_rootfs`` needs, decided by the parent before fork."""
 

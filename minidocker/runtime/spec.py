@@ -21,20 +21,23 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from minidocker.errors import MinidockerError, printable
 from minidocker.options import RunOptions
+from minidocker.record import asdict, field, fields, record
 from minidocker.runtime.mounts import MountSpec
+
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 VolumeSpec = MountSpec  # a container's mounts: binds, volumes, tmpfs (runtime/mounts.py)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass
+@record
 class ContainerSpec:
     id: str
     name: str
@@ -81,7 +84,7 @@ class ContainerSpec:
     def from_json(cls, d: dict[str, Any]) -> ContainerSpec:
         d = dict(d)
         d["volumes"] = [MountSpec(**v) for v in d.get("volumes", [])]
-        known = cls.__dataclass_fields__
+        known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 

@@ -19,13 +19,16 @@ import json
 import os
 import select
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from minidocker.errors import exit_code
 from minidocker.runtime.container import now_iso
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 FORWARDED_SIGNALS = (
     signal.SIGINT,
@@ -108,6 +111,8 @@ def receive_pty(sock: socket.socket | None) -> int | None:
     """The pty master the child opened in the container's devpts, passed over SCM_RIGHTS."""
     if sock is None:
         return None
+    import socket  # (only -t uses a socket: made before fork, so this costs nothing)
+
     _, fds, _, _ = socket.recv_fds(sock, 16, 1)
     sock.close()
     return fds[0] if fds else None

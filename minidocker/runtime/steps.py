@@ -20,12 +20,15 @@ import contextlib
 import os
 from collections.abc import Callable
 from functools import wraps
-from typing import TypeVar
 
 from minidocker.errors import ExitCode
 from minidocker.runtime.forked import describe_failure, report_failure
 
-F = TypeVar("F", bound=Callable)
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    F = TypeVar("F", bound=Callable)
 
 
 class StepFailed(Exception):

@@ -6,12 +6,11 @@ them after pivot_root, so it reads the image's files and never the host's, as do
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from minidocker.errors import MinidockerError
+from minidocker.record import field, record
 
 
-@dataclass
+@record
 class User:
     uid: int
     gid: int

@@ -28,12 +28,15 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from minidocker.errors import Conflict, MinidockerError, NoSuchVolume
 from minidocker.fsutil import locked, make_private_dir, read_json, remove_tree, write_json
 from minidocker.paths import NEW_VOLUME_PREFIX, Layout, VolumeLayout, prepare_store
 from minidocker.runtime.mounts import ANONYMOUS_LABEL, VOLUME_NAME, MountSpec, check_options, check_volume_name
+
+TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class VolumeStore:

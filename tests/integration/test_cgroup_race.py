@@ -87,10 +87,10 @@ def test_a_cgroup_removed_between_open_and_read_holds_no_process(monkeypatch):
 
     try:
         monkeypatch.setattr("builtins.open", open_then_rmdir)
-        with pytest.raises(OSError) as raw:  # the kernel's answer, so the test shows the real case
-            with real_open(os.path.join(path, "cgroup.procs")) as f:
-                os.rmdir(path)
-                f.read()
+        # first the kernel's own answer, so the test shows the real case
+        with pytest.raises(OSError) as raw, real_open(os.path.join(path, "cgroup.procs")) as f:
+            os.rmdir(path)
+            f.read()
         assert raw.value.errno == errno.ENODEV
         os.mkdir(path)
         assert m.pids() == []

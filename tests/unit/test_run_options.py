@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import fields
 
 import pytest
 import typer.main
@@ -14,6 +13,7 @@ import typer.main
 from minidocker.api import RunOptions
 from minidocker.cli import app as app_module
 from minidocker.cli import fastpath
+from minidocker.record import fields
 
 LINES = [
     ["img"],

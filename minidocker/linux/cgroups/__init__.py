@@ -17,35 +17,42 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 PARENT = "minidocker"
 CPU_PERIOD_US = 100_000
 
 
-@dataclass
 class Limits:
-    """docker run's resource flags, in kernel units; None means "no limit"."""
+    """docker run's resource flags, in kernel units; None means "no limit". (A plain class,
+    not a dataclass: this module is imported on every container start, see minidocker/record.py.)"""
 
-    memory: int | None = None  # bytes (-m)
-    memory_swap: int | None = None  # bytes of memory + swap (--memory-swap); -1 unlimited
-    cpus: float | None = None  # --cpus: a quota of CPU time per period
-    cpu_shares: int | None = None  # --cpu-shares: relative weight (1024 = default)
-    cpuset_cpus: str | None = None  # --cpuset-cpus: "0-1", "0,2"
-    pids: int | None = None  # --pids-limit
+    def __init__(
+        self,
+        memory: int | None = None,  # bytes (-m)
+        memory_swap: int | None = None,  # bytes of memory + swap (--memory-swap); -1 unlimited
+        cpus: float | None = None,  # --cpus: a quota of CPU time per period
+        cpu_shares: int | None = None,  # --cpu-shares: relative weight (1024 = default)
+        cpuset_cpus: str | None = None,  # --cpuset-cpus: "0-1", "0,2"
+        pids: int | None = None,  # --pids-limit
+    ) -> None:
+        self.memory, self.memory_swap, self.cpus = memory, memory_swap, cpus
+        self.cpu_shares, self.cpuset_cpus, self.pids = cpu_shares, cpuset_cpus, pids
 
     def cpu_quota_us(self) -> int | None:
         return None if self.cpus is None else max(1000, int(self.cpus * CPU_PERIOD_US))
 
 
-@dataclass
 class Stats:
-    cpu_usage_ns: int
-    memory_usage: int
-    memory_limit: int | None
-    pids: int
+    """One reading of a container's cgroup: CPU time, memory in use and its limit, processes."""
+
+    def __init__(self, cpu_usage_ns: int, memory_usage: int, memory_limit: int | None, pids: int) -> None:
+        self.cpu_usage_ns, self.memory_usage, self.memory_limit, self.pids = (
+            cpu_usage_ns,
+            memory_usage,
+            memory_limit,
+            pids,
+        )
 
 
 # Docker's default device rules: every device denied, then these allowed (type major:minor access).
@@ -62,6 +69,13 @@ DEVICE_RULES = (
     "c 10:200 rwm",
     "c *:* m",
 )
+
+
+TYPE_CHECKING = False  # (typing is not imported on a container start's path)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # the interface below is for the type checker and the reader
 
 
 class CgroupManager(Protocol):
@@ -81,11 +95,16 @@ class CgroupManager(Protocol):
     def frozen(self) -> bool: ...
 
 
+_versions: dict[str, int] = {}  # root -> version, for this process: mounts do not change under us
+
+
 def version(mountinfo: str | None = None, root: str = "/sys/fs/cgroup") -> int:
     """2 if ``root`` itself is a cgroup2 mount, else 1 (v1 or hybrid)."""
     if mountinfo is None:
-        with open("/proc/self/mountinfo") as f:
-            mountinfo = f.read()
+        if root not in _versions:
+            with open("/proc/self/mountinfo") as f:
+                _versions[root] = version(f.read(), root)
+        return _versions[root]
     for line in mountinfo.splitlines():
         left, _, right = line.partition(" - ")
         fields = left.split()
@@ -112,6 +131,83 @@ def manager(container_id: str, root: str = "/sys/fs/cgroup") -> CgroupManager:
     from minidocker.linux.cgroups.v1 import CgroupV1
 
     return CgroupV1(container_id, root)
+
+
+class _Hastener:
+    """The thread of ``hasten_moves``: its stop flag and the lock it releases when done."""
+
+    running: _Hastener | None = None  # the one of this process, while it runs
+
+    def __init__(self) -> None:
+        import _thread  # (the C module under threading: nothing else to import)
+
+        self.stopping = False
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
+
+    @classmethod
+    def stop(cls) -> None:
+        """Before a fork, in the parent: no thread of ours is ever forked."""
+        if cls.running is not None:
+            cls.running.stopping = True
+            with cls.running.done:
+                pass
+
+
+os.register_at_fork(before=_Hastener.stop)
+
+
+def hasten_moves(root: str = "/sys/fs/cgroup", longest: float = 2.0) -> None:
+    """Have the kernel's wait for a cgroup move over before we move the container into its
+    cgroup: call this early in a start; it works in a thread until this process forks.
+
+    Every write to a ``cgroup.procs`` takes one lock of the whole kernel for writing,
+    ``cgroup_threadgroup_rwsem``. It is a per-CPU rwsem, made for cheap readers (every fork
+    and exit reads it), so the first writer after a quiet spell waits for an RCU grace
+    period (percpu_down_write -> rcu_sync_enter -> synchronize_rcu): 8-15 ms on this VM,
+    holding cgroup_mutex, so every mkdir and write in cgroupfs waits too. A writer within
+    about one grace period of the last one does not wait. So a thread moves *us* into the
+    cgroup we are already in (a move that changes nothing but takes the lock), every 4 ms:
+    the first move waits out the grace period while we read the image and write the
+    container's record, and the lock stays in its fast state until we fork. The thread
+    stops before any fork (os.register_at_fork) and after ``longest`` seconds at most.
+    See it: ``time sh -c 'echo $$ > /sys/fs/cgroup/pids/cgroup.procs'``, twice in a row."""
+    import _thread
+    import time
+
+    if _Hastener.running is not None:
+        return
+    try:
+        fd = os.open(own_cgroup_procs(root), os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # only a head start: the real move waits for itself
+    me, pid, until = _Hastener(), str(os.getpid()).encode(), time.monotonic() + longest
+
+    def move_in_place() -> None:
+        try:
+            while not me.stopping and time.monotonic() < until:
+                os.write(fd, pid)
+                time.sleep(0.004)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+            _Hastener.running = None
+            me.done.release()
+
+    _Hastener.running = me
+    _thread.start_new_thread(move_in_place, ())
+
+
+def own_cgroup_procs(root: str) -> str:
+    """The ``cgroup.procs`` of the cgroup we are in: on v2 our one cgroup, on v1 our cgroup
+    in the pids hierarchy (any hierarchy would do: the lock is global)."""
+    with open("/proc/self/cgroup") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f]
+    if version(root=root) == 2:
+        return os.path.join(root, next(path for _, _, path in lines).lstrip("/"), "cgroup.procs")
+    path = next((p for _, names, p in lines if "pids" in names.split(",")), "/")
+    return os.path.join(root, "pids", path.lstrip("/"), "cgroup.procs")
 
 
 def read_pids(path: str) -> list[int]:
