@@ -96,17 +96,24 @@ def normalize(name: str) -> str:
     return n
 
 
+_last_cap: list[int] = []  # read once per process: the kernel's number does not change
+
+
 def last_cap() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return max(CAP_NUMBERS.values())
+    """The highest capability number this kernel knows (``/proc/sys/kernel/cap_last_cap``)."""
+    if not _last_cap:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                _last_cap.append(int(f.read()))
+        except OSError:
+            _last_cap.append(max(CAP_NUMBERS.values()))
+    return _last_cap[0]
 
 
 def resolve(cap_add: list[str], cap_drop: list[str], privileged: bool) -> list[str]:
     """The container's capability names: Docker's defaults, + --cap-add, - --cap-drop."""
-    everything = [n for n, v in CAP_NUMBERS.items() if v <= last_cap()]
+    top = last_cap()
+    everything = [n for n, v in CAP_NUMBERS.items() if v <= top]
     if privileged:
         return everything
     adds = [normalize(c) for c in cap_add]

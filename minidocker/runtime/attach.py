@@ -150,10 +150,10 @@ def _hosts_files(c: Container) -> dict[str, tuple[str, Path]]:
 def detach_network(c: Container) -> None:
     """Give the container's addresses back (its veths went with its network namespace),
     remove its published ports, and tell the networks' resolvers."""
-    from minidocker.runtime.networks import NetworkStore
-
     if not endpoints(c) and not c.damaged:
         return  # on no network (none, host, container:X): no address to give back, no record to read
+    from minidocker.runtime.networks import NetworkStore
+
     networks = NetworkStore(c.layout.store.root)
     names = networks.joined(c.id)
     if c.spec.ports or (c.damaged and names):  # (a damaged record's ports, if any, went with an address)

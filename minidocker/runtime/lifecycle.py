@@ -606,7 +606,7 @@ def cleanup(store: ContainerStore, c: Container, remove_volumes: bool = False) -
     cgroups.manager(c.id).destroy()
     detach_network(c)
     store.remove_files(c)
-    if remove_volumes or c.spec.auto_remove:
+    if (remove_volumes or c.spec.auto_remove) and c.spec.volumes:
         from minidocker.runtime.volumes import VolumeStore
 
         VolumeStore(store.root).remove_anonymous(c.spec.volumes)

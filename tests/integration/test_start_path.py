@@ -31,6 +31,7 @@ NOT_ON_THE_START_PATH = {
     "pyroute2",
     "cgroupspy",
     "threading",
+    "shutil",
 }
 
 
