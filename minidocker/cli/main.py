@@ -18,6 +18,9 @@ from minidocker.errors import ExitCode, MinidockerError
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if "run" in args[:4]:
+        from minidocker.linux.hasten import hasten_moves
+
+        hasten_moves()  # first of all: the kernel's wait for a cgroup move passes while we import
         from minidocker.cli import fastpath
 
         try:

@@ -501,8 +501,11 @@ def find_init_pid(launch: Launch) -> None:
 
 def hasten_cgroup_moves() -> None:
     """Begin, in a thread, the kernel's wait that moving PID 1 into its cgroup would make
-    (cgroups.hasten_moves): it passes while ``run`` reads the image and writes the record."""
-    cgroups.hasten_moves()
+    (linux/hasten.py): it passes while ``run`` reads the image and writes the record. (The
+    entry point began it already for a ``run`` command line: this is for the library's callers.)"""
+    from minidocker.linux.hasten import hasten_moves
+
+    hasten_moves()
 
 
 @step
@@ -515,7 +518,7 @@ def create_cgroup(launch: Launch) -> None:
     crashpoint("start:cgroup-created")
     # every rule first (a process must never be in a cgroup whose device rules are half
     # written: "deny all" comes before the allows), then the process (no wait for the
-    # kernel's lock here: api.run began that wait early, cgroups.hasten_moves)
+    # kernel's lock here: the start began that wait early, linux/hasten.py)
     cg.apply_limits(cgroups.Limits(**c.spec.limits), privileged=c.spec.privileged)
     if launch.init_pid:
         cg.add(launch.init_pid)

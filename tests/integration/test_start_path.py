@@ -4,7 +4,7 @@ these tests hold the two ways the start path was made short.
 * It imports only what it uses: no dataclasses (and inspect, ast, dis with it), no typing, no
   socket, no tempfile or random (minidocker/record.py says why each one matters).
 * The kernel's wait for the first cgroup move passes early, in a thread that moves us into
-  the cgroup we are already in (cgroups.hasten_moves): that thread never changes our cgroups
+  the cgroup we are already in (hasten.hasten_moves): that thread never changes our cgroups
   and never survives into a fork.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 
-from minidocker.linux import cgroups
+from minidocker.linux import hasten
 
 NOT_ON_THE_START_PATH = {
     "dataclasses",
@@ -59,8 +59,8 @@ def own_cgroups() -> str:
 
 def test_the_hastening_thread_moves_us_nowhere_and_stops_before_a_fork():
     before = own_cgroups()
-    cgroups.hasten_moves()
-    assert cgroups._Hastener.running is not None
+    hasten.hasten_moves()
+    assert hasten.Hastener.running is not None
     time.sleep(0.05)  # some moves in place have been made
     assert own_cgroups() == before
     r, w = os.pipe()
@@ -73,14 +73,14 @@ def test_the_hastening_thread_moves_us_nowhere_and_stops_before_a_fork():
     os.close(r)
     os.waitpid(pid, 0)
     assert threads_in_child == 1
-    assert cgroups._Hastener.running is None  # stopped by the fork (os.register_at_fork)
+    assert hasten.Hastener.running is None  # stopped by the fork (os.register_at_fork)
     assert own_cgroups() == before
 
 
 def test_the_hastening_thread_ends_by_itself():
-    cgroups.hasten_moves(longest=0.05)
-    assert cgroups._Hastener.running is not None
+    hasten.hasten_moves(longest=0.05)
+    assert hasten.Hastener.running is not None
     deadline = time.monotonic() + 5
-    while cgroups._Hastener.running is not None and time.monotonic() < deadline:
+    while hasten.Hastener.running is not None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert cgroups._Hastener.running is None
+    assert hasten.Hastener.running is None
