@@ -18,9 +18,10 @@ from minidocker.errors import ExitCode, MinidockerError
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if "run" in args[:4]:
-        from minidocker.linux.hasten import hasten_moves
+        if command_of(args) == "run":
+            from minidocker.linux.hasten import hasten_moves
 
-        hasten_moves()  # first of all: the kernel's wait for a cgroup move passes while we import
+            hasten_moves()  # first of all: the kernel's wait for a cgroup move passes while we import
         from minidocker.cli import fastpath
 
         try:
@@ -37,6 +38,18 @@ def main(argv: list[str] | None = None) -> None:
     from minidocker.cli.app import typer_main
 
     typer_main(args)
+
+
+def command_of(args: list[str]) -> str | None:
+    """The command word of a command line: the first word after the global flags
+    (``--root DIR`` takes the next word, ``--root=DIR``, ``--debug`` and ``-D`` do not)."""
+    words = iter(args)
+    for word in words:
+        if word == "--root":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def report_errors(command: Callable[[], int], debug: Callable[[], bool]) -> int:

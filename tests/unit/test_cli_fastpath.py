@@ -70,3 +70,20 @@ def test_parse_run(argv, expect):
 def test_unknown_lines_go_to_typer(argv):
     with pytest.raises(fastpath.NotFast):
         fastpath.parse_run(argv)
+
+
+@pytest.mark.parametrize(
+    "argv, command",
+    [
+        (["run", "busybox"], "run"),
+        (["--root", "/r", "run", "x"], "run"),
+        (["--root=/r", "-D", "run"], "run"),
+        (["exec", "c1", "run"], "exec"),
+        (["--root", "run", "ps"], "ps"),  # "run" is the store's directory here
+        (["--debug"], None),
+    ],
+)
+def test_the_command_word_follows_the_global_flags(argv, command):
+    from minidocker.cli.main import command_of
+
+    assert command_of(argv) == command
