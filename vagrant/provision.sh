@@ -46,6 +46,9 @@ fi
 "$repo/.venv/bin/pip" install -q --upgrade pip >/dev/null
 # compat mode: a plain .pth path entry, not an import hook (which costs ~15 ms at every start)
 "$repo/.venv/bin/pip" install -q -e "$repo[test]" --config-settings editable_mode=compat
+# nothing at run time needs setuptools (pip builds in isolated environments), and its
+# distutils-precedence.pth runs an import at every interpreter start, on every container start
+"$repo/.venv/bin/pip" uninstall -q -y setuptools >/dev/null 2>&1 || true
 # bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set, every start would compile again
 "$repo/.venv/bin/python" -m compileall -q "$repo/minidocker" >/dev/null
 ln -sf "$repo/.venv/bin/minidocker" /usr/local/bin/minidocker
