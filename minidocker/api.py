@@ -913,7 +913,7 @@ def build(
     image_id = b.build(instructions)
     unused = sorted(set(args) - b.used_args)
     if unused:
-        say(f"[Warning] One or more build-args {unused} were not consumed")
+        say(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")  # docker's words
     say(f"Successfully built {image_id.removeprefix('sha256:')[:12]}")
     for ref in refs:
         store.tag(image_id, ref)

@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from minidocker.errors import BuildError
+from minidocker.errors import BuildError, DockerfileError
 from minidocker.fsutil import read_json, write_json
 from minidocker.image import commit as cm
 from minidocker.image import diff as d
@@ -63,6 +63,7 @@ METADATA = (
     "VOLUME",
     "SHELL",
     "HEALTHCHECK",
+    "ONBUILD",
 )
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
@@ -93,6 +94,7 @@ class Builder:
         self.in_stage = False
         self.downloaded: dict[Path, str] = {}  # ADD URL: temp file -> URL
         self.tmpdirs: list[Path] = []
+        self.clear_onbuild = False  # the FROM image's OnBuild triggers: not inherited by the next image
 
     # -- the loop --------------------------------------------------------------------------
     def build(self, instructions: list[df.Instruction]) -> str:
@@ -112,6 +114,7 @@ class Builder:
             if ins.keyword == "ARG" and not started:
                 for name, value in df.key_values(ins, {}):
                     self.meta_args[name] = self.build_args.get(name, value)
+                    self.used_args.add(name)
                 continue
             if ins.keyword == "FROM":
                 self.from_(ins)
@@ -120,16 +123,50 @@ class Builder:
                 raise BuildError(
                     f"Dockerfile line {ins.line}: the first instruction must be FROM (or ARG), not {ins.keyword}"
                 )
-            elif ins.keyword == "RUN":
-                self.run(ins)
-            elif ins.keyword in ("COPY", "ADD"):
-                self.copy(ins)
             else:
-                self.metadata(ins)
+                self.dispatch(ins)
             self.say(f" ---> {short_id(self.image_id) if self.image_id else 'scratch'}")
         if self.image_id is None:
             raise BuildError("the build made no image (FROM scratch and nothing else)")
         return self.image_id
+
+    def dispatch(self, ins: df.Instruction) -> None:
+        """One instruction after FROM: a container for RUN, a tar for COPY/ADD, else a config."""
+        if ins.keyword == "RUN":
+            self.run(ins)
+        elif ins.keyword in ("COPY", "ADD"):
+            self.copy(ins)
+        else:
+            self.metadata(ins)
+
+    def run_triggers(self) -> None:
+        """ONBUILD: the FROM image's triggers, run now, in order, as if written after FROM."""
+        triggers = (self.store.config(self.image_id).get("config") or {}).get("OnBuild") or [] if self.image_id else []
+        if not triggers:
+            return
+        self.say(f" ---> {short_id(self.image_id)}")
+        self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
+        self.clear_onbuild = True
+        for text in triggers:
+            try:
+                trigger = df.parse_line(text)
+            except DockerfileError as e:
+                raise BuildError(f"the base image's ONBUILD trigger {text!r}: {e.message}") from None
+            self.dispatch(trigger)
+
+    def new_image(self, produce, **kw) -> None:
+        """The next image of the build (create_image's arguments): the current one becomes its
+        parent. The first image after a FROM drops the OnBuild triggers it inherited."""
+        changes = kw.pop("changes", None)
+        if self.clear_onbuild:
+            self.clear_onbuild = False
+
+            def changes(cfg, then=changes):
+                cfg.pop("OnBuild", None)
+                if then:
+                    then(cfg)
+
+        self.image_id, _ = cm.create_image(self.store, self.image_id, produce, changes=changes, intermediate=True, **kw)
 
     # -- variables ---------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -163,6 +200,8 @@ class Builder:
             self.image_id = stage or None
         else:
             self.image_id = None if ref == "scratch" else self.ensure_image(ref)
+        self.clear_onbuild = False
+        self.run_triggers()
 
     def stage_image(self, text: str) -> str | None:
         """The image an earlier stage made, by its AS name or its number ("" for a stage that
@@ -189,15 +228,12 @@ class Builder:
         changes = (lambda cfg: df.apply_change(cfg, ins, env)) if ins.keyword in METADATA else None
         if ins.keyword == "MAINTAINER":
             changes = None
-        self.image_id, _ = cm.create_image(
-            self.store,
-            self.image_id,
+        self.new_image(
             None,
             empty=True,
             changes=changes,
             created_by=f"/bin/sh -c #(nop)  {ins.original}",
             author=ins.args if ins.keyword == "MAINTAINER" else "",
-            intermediate=True,
         )
         self.remember(key)
 
@@ -243,14 +279,7 @@ class Builder:
             entries = d.scan_upper(c.layout.upper, lower)
             args = self.args_in_effect()
             created_by = (f"|{len(args)} {' '.join(args)} " if args else "") + " ".join(argv)
-            self.image_id, _ = cm.create_image(
-                self.store,
-                self.image_id,
-                lambda write: d.write_layer_tar(entries, write),
-                empty=not entries,
-                created_by=created_by,
-                intermediate=True,
-            )
+            self.new_image(lambda write: d.write_layer_tar(entries, write), empty=not entries, created_by=created_by)
         finally:
             lifecycle.cleanup(containers, c, remove_volumes=True)
             self.say(f"Removing intermediate container {c.id[:12]}")
@@ -266,10 +295,7 @@ class Builder:
                 f"Dockerfile line {ins.line}: {ins.keyword} requires at least two arguments: source(s) and destination"
             )
         owner = parse_chown(ins.flags.get("chown"), ins.line, self.image_file)
-        sources, dest = parts[:-1], parts[-1]
-        workdir = (self.store.config(self.image_id).get("config", {}).get("WorkingDir") if self.image_id else "") or "/"
-        if not dest.startswith("/"):
-            dest = posixpath.join(workdir, dest) + ("/" if dest.endswith("/") else "")
+        sources, dest = parts[:-1], self.destination(parts[-1])
         content = hashlib.sha256()
         if "from" in ins.flags:  # a multi-stage build: files of an earlier stage (or any image)
             if ins.keyword != "COPY":
@@ -310,8 +336,23 @@ class Builder:
             tw.close()
 
         created_by = f"/bin/sh -c #(nop) {ins.keyword} {content.hexdigest()[:12]} in {dest} "
-        self.image_id, _ = cm.create_image(self.store, self.image_id, produce, created_by=created_by, intermediate=True)
+        self.new_image(produce, created_by=created_by)
         self.remember(key)
+
+    def destination(self, dest: str) -> str:
+        """COPY/ADD's destination as an absolute path, ending in ``/`` when it names a
+        directory: a relative one is taken from the WORKDIR; ``.``, ``..``, ``dir/`` and
+        ``dir/.`` name directories (so ``WORKDIR /app`` + ``COPY a.txt .`` writes /app/a.txt,
+        not a file called /app); so does a path that already is a directory in the image
+        (``COPY a.txt /tmp`` writes /tmp/a.txt), as docker does."""
+        config = self.store.config(self.image_id).get("config", {}) if self.image_id else {}
+        is_dir = dest.endswith("/") or posixpath.basename(dest) in (".", "..")
+        dest = d_norm(posixpath.join(config.get("WorkingDir") or "/", dest))
+        if not is_dir and self.image_id and dest != "/":
+            lower = d.LowerView(self.store.get(self.image_id))
+            st = lower.lookup(resolve_in_image(lower, dest).strip("/"))
+            is_dir = st is not None and stat.S_ISDIR(st.st_mode)
+        return dest.rstrip("/") + "/" if is_dir or dest == "/" else dest
 
     def image_file(self, path: str) -> str:
         """A text file of the current image ("" if it has none), read through its layers."""
@@ -389,7 +430,9 @@ class Builder:
             if rel.startswith(".."):
                 raise BuildError(f"Dockerfile line {ins.line}: {s} is outside the build context")
             follow = s.endswith(("/", "/.")) or rel == "."  # "dir/": the directory a link names
-            found = sorted({p for p in match_in_context(self.context, rel, follow) if not self.ignored(p)})
+            found = sorted(
+                {p for p in match_in_context(self.context, rel, follow) if not self.ignored(p) or self.reached(p)}
+            )
             if not found:
                 raise BuildError(
                     f"Dockerfile line {ins.line}: {ins.keyword} failed: file not found in build "
@@ -405,10 +448,10 @@ class Builder:
                     dirnames.sort()
                     base = Path(dirpath)
                     rel = base.relative_to(src)
-                    if base != src and self.ignored(base):
+                    if base != src and not self.walk_into(base):
                         dirnames[:] = []
                         continue
-                    if base != src:
+                    if base != src and not self.ignored(base):
                         plan.append((base, d_norm(posixpath.join(dest, rel.as_posix())), "file"))
                     for name in sorted(filenames + [x for x in dirnames if (base / x).is_symlink()]):
                         p = base / name
@@ -425,14 +468,17 @@ class Builder:
 
     # -- .dockerignore -------------------------------------------------------------------------
     def ignored(self, path: Path) -> bool:
+        return is_excluded(self.ignore, path.relative_to(self.context).as_posix())
+
+    def reached(self, path: Path) -> bool:
+        """An excluded source that COPY still looks into: a directory a ``!`` line reaches."""
+        return path.is_dir() and not path.is_symlink() and self.walk_into(path)
+
+    def walk_into(self, path: Path) -> bool:
+        """Whether COPY must look inside directory ``path``: it is not excluded, or a ``!``
+        line may bring back something under it (``docs`` then ``!docs/keep.md``)."""
         rel = path.relative_to(self.context).as_posix()
-        if rel in (".", ""):
-            return False
-        result = False
-        for negate, pattern in self.ignore:
-            if _match(pattern, rel):
-                result = not negate
-        return result
+        return not is_excluded(self.ignore, rel) or may_reinclude(self.ignore, rel)
 
     # -- the cache -------------------------------------------------------------------------------
     def cache_key(self, ins: df.Instruction, extra: str = "") -> str:
@@ -449,6 +495,7 @@ class Builder:
         if not all(self.store.has_layer(c) for c in self.store.chain_ids(image_id)):
             return False
         self.image_id = image_id
+        self.clear_onbuild = False  # the cached image was made with the triggers dropped
         self.say(" ---> Using cache")
         return True
 
@@ -545,6 +592,33 @@ def read_dockerignore(context: Path) -> list[tuple[bool, str]]:
         pattern = posixpath.normpath(line.lstrip("!").strip().lstrip("/"))
         out.append((negate, pattern))
     return out
+
+
+def is_excluded(patterns: list[tuple[bool, str]], rel: str) -> bool:
+    """Whether ``.dockerignore``'s ``patterns`` (``read_dockerignore``) exclude ``rel``, a path
+    relative to the context. Every line is tried in order and **the last line that matches
+    wins**: ``*.md`` then ``!README.md`` keeps README.md; ``!README.md`` then ``*.md`` does not.
+    The context itself is never excluded."""
+    if rel in (".", ""):
+        return False
+    result = False
+    for negate, pattern in patterns:
+        if _match(pattern, rel):
+            result = not negate
+    return result
+
+
+def may_reinclude(patterns: list[tuple[bool, str]], rel_dir: str) -> bool:
+    """Whether a ``!`` line could match ``rel_dir`` or a path below it: then an excluded
+    directory must still be walked, and only its re-included files copied."""
+    rp = rel_dir.split("/")
+
+    def m(pp: list[str], i: int, j: int) -> bool:
+        if j == len(rp) or i == len(pp) or pp[i] == "**":
+            return True  # the directory is used up, or the pattern matched a parent, or ** can reach below
+        return fnmatch.fnmatchcase(rp[j], pp[i]) and m(pp, i + 1, j + 1)
+
+    return any(negate and m(pattern.split("/"), 0, 0) for negate, pattern in patterns)
 
 
 def _match(pattern: str, rel: str) -> bool:

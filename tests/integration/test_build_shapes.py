@@ -1,0 +1,129 @@
+"""The Dockerfile shapes people write, each built and run: a table of (context files,
+Dockerfile, build args, what the image's CMD prints). All on the busybox test image in the
+session's shared store; every image a test tags is removed at its end."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.integration.conftest import one_error
+
+SHAPES = {
+    "workdir + COPY a file to .": (
+        {"a.txt": "A\n"},
+        "WORKDIR /app\nCOPY a.txt .\nRUN cat a.txt > seen\nCMD cat /app/seen",
+        [],
+        "A\n",
+    ),
+    "workdir + COPY . . + RUN": (
+        {"a.txt": "A\n", "sub/b.txt": "B\n"},
+        "WORKDIR /app\nCOPY . .\nRUN cat sub/b.txt > copied\nCMD cat a.txt copied; ls",
+        [],
+        "A\nB\nDockerfile\na.txt\ncopied\nsub\n",
+    ),
+    "COPY to an existing directory without a slash": (
+        {"a.txt": "A\n"},
+        "COPY a.txt /tmp\nCMD cat /tmp/a.txt; stat -c %a /tmp",
+        [],
+        "A\n1777\n",
+    ),
+    "USER then RUN": (
+        {},
+        "USER nobody\nRUN id -un > /tmp/who; id -u >> /tmp/who\nUSER root\nCMD cat /tmp/who; stat -c %U /tmp/who",
+        [],
+        "nobody\n65534\nnobody\n",
+    ),
+    "multi-stage, WORKDIR in both stages": (
+        {"a.txt": "A\n"},
+        "WORKDIR /src\nCOPY a.txt .\nRUN cp a.txt out.txt\n"
+        "FROM {bb}\nWORKDIR /app\nCOPY --from=build /src/out.txt .\nCOPY --from=0 /src/a.txt ./again\n"
+        "CMD pwd; cat out.txt again; ls",
+        [],
+        "/app\nA\nA\nagain\nout.txt\n",
+    ),
+    "ARG defaults, --build-arg overrides one": (
+        {},
+        'ARG WHO=world\nARG GREETING=hello\nRUN echo "$GREETING $WHO" > /msg\nCMD cat /msg',
+        ["--build-arg", "GREETING=hi"],
+        "hi world\n",
+    ),
+    "ARG before FROM, overridden": (
+        {},
+        'ARG TAIL=default\nRUN echo "tail=$TAIL" > /msg\nCMD cat /msg',
+        ["--build-arg", "BASE={bb}", "--build-arg", "TAIL=given"],
+        "tail=given\n",
+    ),
+    ".dockerignore: ! exceptions and **": (
+        {
+            "a.md": "",
+            "README.md": "",
+            "docs/keep.md": "",
+            "docs/drop.md": "",
+            "src/x/y.tmp": "",
+            "src/x/z.c": "",
+            "y.tmp": "",
+            ".dockerignore": "*.md\n!README.md\ndocs\n!docs/keep.md\n**/*.tmp\n",
+        },
+        "COPY . /ctx\nCMD cd /ctx && find . -type f | sort",
+        [],
+        "./.dockerignore\n./Dockerfile\n./README.md\n./docs/keep.md\n./src/x/z.c\n",
+    ),
+}
+
+
+def _write(ctx, files: dict[str, str], dockerfile: str) -> None:
+    for name, text in files.items():
+        (ctx / name).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / name).write_text(text)
+    (ctx / "Dockerfile").write_text(dockerfile)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_dockerfile_shape_builds_and_runs(md_run, bb, tmp_path, shape):
+    files, body, args, expected = SHAPES[shape]
+    first = "ARG BASE\nFROM $BASE AS build" if "BASE=" in " ".join(args) else f"FROM {bb} AS build"
+    _write(tmp_path, files, first + "\n" + body.replace("{bb}", bb) + "\n")
+    tag = f"shape:{os.getpid()}"
+    r = md_run.ok("build", "-t", tag, *(a.replace("{bb}", bb) for a in args), str(tmp_path))
+    try:
+        assert "[Warning]" not in r.stdout
+        assert md_run.ok("run", "--rm", tag).stdout == expected
+    finally:
+        md_run("rmi", tag)
+
+
+def test_a_build_arg_nobody_declared_is_warned_about(md_run, bb, tmp_path):
+    """docker's warning, word for word; the build still succeeds."""
+    _write(tmp_path, {}, f"FROM {bb}\nARG USED\nRUN true\n")
+    r = md_run.ok("build", "--build-arg", "USED=1", "--build-arg", "NOPE=2", "--build-arg", "ALSO=3", str(tmp_path))
+    assert "[Warning] One or more build-args [ALSO NOPE] were not consumed\n" in r.stdout
+    assert r.stdout.rstrip().splitlines()[-1].startswith("Successfully built ")
+
+
+def test_onbuild_triggers_run_in_the_child_build(md_run, bb, tmp_path):
+    """ONBUILD is stored in the parent image's config and does nothing there; a build FROM
+    that image runs the triggers right after FROM, against its own context; the child image
+    does not inherit them."""
+    parent_ctx, child_ctx = tmp_path / "parent", tmp_path / "child"
+    parent_ctx.mkdir()
+    child_ctx.mkdir()
+    parent, child = f"onbuild-parent:{os.getpid()}", f"onbuild-child:{os.getpid()}"
+    _write(parent_ctx, {}, f"FROM {bb}\nONBUILD COPY a.txt /onbuild/\nONBUILD RUN echo triggered > /onbuild/mark\n")
+    _write(child_ctx, {"a.txt": "from the child's context\n"}, f"FROM {parent}\nCMD cat /onbuild/a.txt /onbuild/mark\n")
+    try:
+        md_run.ok("build", "-t", parent, str(parent_ctx))
+        config = json.loads(md_run.ok("inspect", parent).stdout)[0]["Config"]
+        assert config["OnBuild"] == ["COPY a.txt /onbuild/", "RUN echo triggered > /onbuild/mark"]
+        assert md_run("run", "--rm", parent, "test", "-e", "/onbuild").returncode == 1
+        r = md_run.ok("build", "-t", child, str(child_ctx))
+        assert "# Executing 2 build triggers" in r.stdout
+        assert md_run.ok("run", "--rm", child).stdout == "from the child's context\ntriggered\n"
+        assert not json.loads(md_run.ok("inspect", child).stdout)[0]["Config"].get("OnBuild")
+        _write(child_ctx, {}, f"FROM {bb}\nONBUILD FROM {bb}\n")
+        r = md_run("build", str(child_ctx))
+        assert r.returncode == 125 and one_error(r.stderr) and "FROM isn't allowed as an ONBUILD trigger" in r.stderr
+    finally:
+        md_run("rmi", child, parent)
