@@ -6,7 +6,6 @@ Each function takes plain values and returns plain data (no printing, no rich); 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -879,43 +878,32 @@ def history(name: str, root: Path | None = None) -> list[dict[str, Any]]:
 
 
 def build(
-    context: str,
+    context: str | None,
     *,
     tags: list[str] = (),
     dockerfile: str | None = None,
+    dockerfile_is_text: bool = False,
     build_args: list[str] = (),
     no_cache: bool = False,
     root: Path | None = None,
     say: Callable[[str], None] = lambda s: None,
     quiet: bool = False,
+    target: str | None = None,
+    labels: list[str] = (),
 ) -> str:
-    """``docker build`` (the classic builder): returns the image ID; ``say`` gets the step lines."""
-    from minidocker.build import Builder, read_dockerfile
-    from minidocker.errors import BuildError
-    from minidocker.image import dockerfile as df
-    from minidocker.image.reference import parse
+    """``docker build`` (the classic builder): returns the image ID; ``say`` gets the step lines.
+    ``context`` None: no context (``build -``); ``dockerfile_is_text``: ``dockerfile`` is the
+    Dockerfile's text (read from stdin), not its path."""
+    from minidocker.build import BuildRequest, build_image
 
-    ctx = Path(context)
-    if not ctx.is_dir():
-        raise BuildError(f"unable to prepare context: path {context!r} not found")
-    text, inside = read_dockerfile(ctx, dockerfile)
-    refs = [str(parse(t)) for t in tags]  # a bad -t fails before any step
-    args = {}
-    for a in build_args:
-        k, eq, v = a.partition("=")
-        if not eq:
-            v = os.environ.get(k, "")
-        args[k] = v
-    instructions = df.parse(text, show_lines=inside)  # a file outside the context: no line of it in errors
-    store = _store(root)
-    store.ensure()
-    b = Builder(root or default_root(), store, ctx.resolve(), say, args, no_cache, lambda ref: ensure_image(ref, root))
-    image_id = b.build(instructions)
-    unused = sorted(set(args) - b.used_args)
-    if unused:
-        say(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")  # docker's words
-    say(f"Successfully built {image_id.removeprefix('sha256:')[:12]}")
-    for ref in refs:
-        store.tag(image_id, ref)
-        say(f"Successfully tagged {parse(ref).familiar()}")
-    return image_id
+    request = BuildRequest(
+        context=context,
+        dockerfile=dockerfile,
+        dockerfile_is_text=dockerfile_is_text,
+        tags=list(tags),
+        build_args=list(build_args),
+        no_cache=no_cache,
+        target=target,
+        labels=list(labels),
+    )
+    return build_image(root or default_root(), _store(root), request, say, lambda ref: ensure_image(ref, root))

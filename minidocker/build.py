@@ -42,6 +42,7 @@ import stat
 import tarfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from minidocker.errors import BuildError, DockerfileError
@@ -307,23 +308,8 @@ class Builder:
                 owner = None  # files from an image keep their owners
         else:
             plan = self.plan_copy(ins, sources, dest)
-        for src, target, _ in plan if "from" not in ins.flags else []:
-            where = (
-                "."
-                if src == self.context
-                else src.relative_to(self.context)
-                if src.is_relative_to(self.context)
-                else f"url:{self.downloaded.get(src, src.name)}"
-            )
-            content.update(f"{target}\0{where}\0".encode())
-            st = os.lstat(src)
-            content.update(f"{st.st_mode}\0{st.st_size}\0".encode())
-            if stat.S_ISREG(st.st_mode):
-                with open(src, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        content.update(chunk)
-            elif stat.S_ISLNK(st.st_mode):
-                content.update(os.readlink(src).encode())
+        if "from" not in ins.flags:
+            self.hash_plan(plan, content)
         key = self.cache_key(ins, content.hexdigest() + str(owner))
         if self.cached(key):
             return
@@ -338,6 +324,33 @@ class Builder:
         created_by = f"/bin/sh -c #(nop) {ins.keyword} {content.hexdigest()[:12]} in {dest} "
         self.new_image(produce, created_by=created_by)
         self.remember(key)
+
+    def hash_plan(self, plan: list[tuple[Path, str, str]], content) -> None:
+        """COPY's cache key part from the context: each file's place, mode, size and bytes (a
+        link's target), and which files are one inode (hard links stay links)."""
+        inodes: dict[tuple[int, int], str] = {}
+        for src, target, _ in plan:
+            where = (
+                "."
+                if src == self.context
+                else src.relative_to(self.context)
+                if src.is_relative_to(self.context)
+                else f"url:{self.downloaded.get(src, src.name)}"
+            )
+            content.update(f"{target}\0{where}\0".encode())
+            st = os.lstat(src)
+            content.update(f"{st.st_mode}\0{st.st_size}\0".encode())
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                first = inodes.setdefault((st.st_dev, st.st_ino), target)
+                if first != target:
+                    content.update(f"link:{first}\0".encode())
+                    continue
+            if stat.S_ISREG(st.st_mode):
+                with open(src, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        content.update(chunk)
+            elif stat.S_ISLNK(st.st_mode):
+                content.update(os.readlink(src).encode())
 
     def destination(self, dest: str) -> str:
         """COPY/ADD's destination as an absolute path, ending in ``/`` when it names a
@@ -705,6 +718,93 @@ def _is_local_tar(path: Path) -> bool:
     return stat.S_ISREG(os.lstat(path).st_mode) and tarfile.is_tarfile(path)
 
 
+@dataclass
+class BuildRequest:
+    """What ``build`` was asked for, as the command line said it."""
+
+    context: str | None  # the context directory; None: none (``build -``)
+    dockerfile: str | None = None  # -f PATH, or the text itself when ``dockerfile_is_text``
+    dockerfile_is_text: bool = False
+    tags: list[str] = field(default_factory=list)
+    build_args: list[str] = field(default_factory=list)  # KEY=VALUE, or KEY: from the environment
+    no_cache: bool = False
+    target: str | None = None  # --target STAGE: the build ends with that stage
+    labels: list[str] = field(default_factory=list)  # --label KEY=VALUE: on the final image
+
+
+def build_image(
+    root: Path, store: ImageStore, req: BuildRequest, say: Callable[[str], None], ensure_image: Callable[[str], str]
+) -> str:
+    """``docker build``: the Dockerfile read (from the context, ``-f``, or stdin), cut at
+    ``--target``'s stage, ``--label``s added as a last LABEL step, built, tagged.
+    Everything the command line got wrong is refused before the first step."""
+    import tempfile
+
+    from minidocker.image.reference import parse as parse_ref
+
+    with contextlib.ExitStack() as stack:
+        if req.context is None:  # build -: a context of nothing
+            ctx = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="minidocker-context-"))).resolve()
+        elif not Path(req.context).is_dir():
+            raise BuildError(f"unable to prepare context: path {req.context!r} not found")
+        else:
+            ctx = Path(req.context).resolve()
+        if req.dockerfile_is_text:
+            text, inside = req.dockerfile or "", True
+        else:
+            text, inside = read_dockerfile(ctx, req.dockerfile)
+        refs = [str(parse_ref(t)) for t in req.tags]  # a bad -t fails before any step
+        args = {k: v if eq else os.environ.get(k, "") for k, eq, v in (a.partition("=") for a in req.build_args)}
+        instructions = df.parse(text, show_lines=inside)  # a file outside the context: no line of it in errors
+        instructions = cut_at_target(instructions, req.target) + label_instructions(req.labels)
+        store.ensure()
+        b = Builder(root, store, ctx, say, args, req.no_cache, ensure_image)
+        image_id = b.build(instructions)
+    unused = sorted(set(args) - b.used_args)
+    if unused:
+        say(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")  # docker's words
+    say(f"Successfully built {short_id(image_id)}")
+    for ref in refs:
+        store.tag(image_id, ref)
+        say(f"Successfully tagged {parse_ref(ref).familiar()}")
+    return image_id
+
+
+def cut_at_target(instructions: list[df.Instruction], target: str | None) -> list[df.Instruction]:
+    """``--target NAME``: the instructions up to the end of stage NAME (the stages after it
+    are not built, as docker's)."""
+    if target is None:
+        return instructions
+    in_target = False
+    for i, ins in enumerate(instructions):
+        if ins.keyword != "FROM":
+            continue
+        if in_target:
+            return instructions[:i]
+        words = ins.args.split()
+        in_target = len(words) == 3 and words[1].lower() == "as" and words[2].lower() == target.lower()
+    if in_target:
+        return instructions
+    raise BuildError(f"failed to reach build target {target} in Dockerfile")
+
+
+def label_instructions(labels: list[str]) -> list[df.Instruction]:
+    """``--label K=V`` (``--label K``: an empty value): one LABEL step at the end of the
+    build, its words quoted so that nothing in them is a variable or a separator."""
+    if not labels:
+        return []
+
+    def quoted(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+    bad = [label for label in labels if not label.partition("=")[0].strip()]
+    if bad:
+        raise BuildError(f"invalid label {bad[0]!r}: the key is empty", hint="give --label KEY=VALUE")
+    pairs = [label.partition("=") for label in labels]
+    args = " ".join(f"{quoted(k)}={quoted(v)}" for k, _, v in pairs)
+    return [df.Instruction("LABEL", args, 0, f"LABEL {args}")]
+
+
 def read_dockerfile(context: Path, given: str | None) -> tuple[str, bool]:
     """The Dockerfile's text, and whether the file lies inside the build context (when it
     does not, its lines must not be quoted in errors: ``dockerfile.parse(show_lines=)``).
@@ -774,8 +874,10 @@ def _readlink_in(lower: d.LowerView, rel: str) -> str:
 def copy_members(plan: list[tuple[Path, str, str]], lower: d.LowerView, owner: tuple[int, int] | None):
     """Tar members for COPY/ADD: each destination's parent directories first (with the
     image's own owner, mode and mtime when it has them, else root 0755), then the files,
-    owned by ``owner`` (root unless --chown), with their mode and mtime."""
+    owned by ``owner`` (root unless --chown), with their mode and mtime. Two names of one
+    inode among the sources stay one inode: the second is a hard link member to the first."""
     emitted: set[str] = set()
+    inodes: dict[tuple[int, int], str] = {}  # a file of several names: its first name in the layer
     keep_owners = owner is None  # COPY --from: files keep the owners they have in their image
     uid, gid = owner or (0, 0)
 
@@ -819,7 +921,12 @@ def copy_members(plan: list[tuple[Path, str, str]], lower: d.LowerView, owner: t
         elif stat.S_ISLNK(st.st_mode):
             ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(src)
             yield ti, None
+        elif stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) in inodes:
+            ti.type, ti.linkname = tarfile.LNKTYPE, inodes[(st.st_dev, st.st_ino)]  # a second name of one file
+            yield ti, None
         elif stat.S_ISREG(st.st_mode):
+            if st.st_nlink > 1:
+                inodes[(st.st_dev, st.st_ino)] = rel
             ti.size = st.st_size
             yield ti, str(src)
 

@@ -98,7 +98,10 @@ def history(
     )
 
 
-@app.command(help="Build an image from a Dockerfile.")
+@app.command(
+    help="Build an image from a Dockerfile. PATH is the build context; with '-' the Dockerfile "
+    "is read from stdin and there is no context (as is -f -, with PATH as the context)."
+)
 def build(
     context: str = typer.Argument(..., metavar="PATH"),
     tags: list[str] = typer.Option([], "--tag", "-t", help="Name and optionally a tag (name:tag)."),
@@ -106,20 +109,26 @@ def build(
     build_args: list[str] = typer.Option([], "--build-arg", help="Set a build-time variable (KEY=VALUE)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the cache."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the image ID."),
+    target: str | None = typer.Option(None, "--target", help="Set the target build stage to build."),
+    labels: list[str] = typer.Option([], "--label", help="Set metadata for an image (KEY=VALUE)."),
 ) -> None:
     def say(line: str) -> None:
         if not quiet:
             print(line, flush=True)
 
+    stdin_text = sys.stdin.read() if "-" in (context, file) else None  # build - / build -f - PATH
     image_id = api.build(
-        context,
+        None if context == "-" else context,
         tags=tags,
-        dockerfile=file,
+        dockerfile=stdin_text if stdin_text is not None else file,
+        dockerfile_is_text=stdin_text is not None,
         build_args=build_args,
         no_cache=no_cache,
         root=state.root,
         say=say,
         quiet=quiet,
+        target=target,
+        labels=labels,
     )
     if quiet:
         print(image_id)

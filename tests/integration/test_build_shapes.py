@@ -127,3 +127,82 @@ def test_onbuild_triggers_run_in_the_child_build(md_run, bb, tmp_path):
         assert r.returncode == 125 and one_error(r.stderr) and "FROM isn't allowed as an ONBUILD trigger" in r.stderr
     finally:
         md_run("rmi", child, parent)
+
+
+# -- build's command line: stdin, -f, --target, --label; hard links; two builds at once -------------
+def test_a_dockerfile_on_stdin_with_no_context_or_with_one(md_run, bb, tmp_path):
+    """``build -``: the Dockerfile from stdin and no context at all (COPY finds nothing);
+    ``build -f - PATH``: the Dockerfile from stdin, PATH the context."""
+    tag = f"stdin:{os.getpid()}"
+    try:
+        md_run.ok("build", "-t", tag, "-", input=f"FROM {bb}\nRUN echo from-stdin > /x\nCMD cat /x\n")
+        assert md_run.ok("run", "--rm", tag).stdout == "from-stdin\n"
+        r = md_run("build", "-", input=f"FROM {bb}\nCOPY a.txt /\n")
+        assert r.returncode == 125 and one_error(r.stderr) and "file not found in build context" in r.stderr
+        _write(tmp_path, {"a.txt": "in the context\n"}, "FROM scratch-never-read\n")
+        md_run.ok("build", "-t", tag, "-f", "-", str(tmp_path), input=f"FROM {bb}\nCOPY a.txt /\nCMD cat /a.txt\n")
+        assert md_run.ok("run", "--rm", tag).stdout == "in the context\n"
+        (tmp_path / "other.Dockerfile").write_text(f"FROM {bb}\nCMD echo other file\n")
+        md_run.ok("build", "-t", tag, "-f", str(tmp_path / "other.Dockerfile"), str(tmp_path))
+        assert md_run.ok("run", "--rm", tag).stdout == "other file\n"
+    finally:
+        md_run("rmi", tag)
+
+
+def test_target_stops_at_a_stage_and_labels_go_on_the_image(md_run, bb, tmp_path):
+    _write(
+        tmp_path,
+        {},
+        f"FROM {bb} AS one\nRUN echo one > /stage\nFROM {bb} AS two\nLABEL old=1\nRUN echo two > /stage\n"
+        "FROM two\nRUN exit 7\n",
+    )
+    tag = f"target:{os.getpid()}"
+    labels = ["--label", "a=b", "--label", "c=d e", "--label", "x=$HOME", "--label", "empty"]
+    try:
+        r = md_run.ok("build", "-t", tag, "--target", "TWO", *labels, str(tmp_path))
+        assert "exit 7" not in r.stdout  # the stage after the target is not built
+        assert md_run.ok("run", "--rm", tag, "cat", "/stage").stdout == "two\n"
+        config = json.loads(md_run.ok("inspect", tag).stdout)[0]["Config"]
+        assert config["Labels"] == {"old": "1", "a": "b", "c": "d e", "x": "$HOME", "empty": ""}
+        r = md_run("build", "--target", "three", str(tmp_path))
+        assert r.returncode == 125 and one_error(r.stderr) and "failed to reach build target three" in r.stderr
+        r = md_run("build", "--label", "=v", str(tmp_path))
+        assert r.returncode == 125 and one_error(r.stderr) and "the key is empty" in r.stderr
+        assert md_run("build", str(tmp_path)).returncode == 125  # all stages: the last one's RUN fails
+    finally:
+        md_run("rmi", tag)
+
+
+def test_copy_keeps_hard_links(md_run, bb, tmp_path):
+    """Two names of one inode in the context are one inode in the image (docker's COPY)."""
+    _write(tmp_path, {"d/f": "shared bytes\n", "single": "alone\n"}, f"FROM {bb}\nCOPY . /h\n")
+    os.link(tmp_path / "d" / "f", tmp_path / "hl")
+    tag = f"hardlinks:{os.getpid()}"
+    try:
+        md_run.ok("build", "-t", tag, str(tmp_path))
+        out = md_run.ok("run", "--rm", tag, "stat", "-c", "%i %h %n", "/h/d/f", "/h/hl", "/h/single").stdout.split()
+        assert out[0] == out[3] and out[1] == out[4] == "2" and out[7] == "1", out
+        assert md_run.ok("run", "--rm", tag, "cat", "/h/hl").stdout == "shared bytes\n"
+    finally:
+        md_run("rmi", tag)
+
+
+def test_two_builds_at_once_into_one_store(md_run, bb, tmp_path):
+    """Both succeed, though both write the same COPY layer and RUN layer at the same time
+    (--no-cache): every write of the store (layers, images, the build cache) is locked."""
+    tags = [f"parallel{i}:{os.getpid()}" for i in range(2)]
+    procs = []
+    for i, tag in enumerate(tags):
+        ctx = tmp_path / f"ctx{i}"
+        ctx.mkdir()
+        _write(ctx, {"n.txt": "same\n"}, f"FROM {bb}\nCOPY n.txt /\nRUN cat /n.txt > /ran\nLABEL n={i}\nCMD cat /ran\n")
+        procs.append(md_run.popen("build", "--no-cache", "-t", tag, str(ctx)))
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+        assert [md_run.ok("run", "--rm", tag).stdout for tag in tags] == ["same\n", "same\n"]
+        configs = [json.loads(md_run.ok("inspect", tag).stdout)[0]["Config"] for tag in tags]
+        assert [c["Labels"] for c in configs] == [{"n": "0"}, {"n": "1"}]
+    finally:
+        md_run("rmi", *tags)
