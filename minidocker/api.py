@@ -16,7 +16,7 @@ from minidocker.record import MISSING, Field, fields  # noqa: F401 - re-exported
 
 TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, BinaryIO
 
 
 def _store(root: Path | None):
@@ -600,8 +600,17 @@ def unpause(names: list[str], root: Path | None = None):
         yield name
 
 
-def cp(src: str, dest: str, root: Path | None = None) -> None:
-    """``docker cp CONTAINER:SRC DEST`` or ``docker cp SRC CONTAINER:DEST``."""
+def cp(
+    src: str,
+    dest: str,
+    root: Path | None = None,
+    *,
+    archive: bool = False,
+    stdin: BinaryIO | None = None,
+    stdout: BinaryIO | None = None,
+) -> None:
+    """``docker cp CONTAINER:SRC DEST`` or ``docker cp SRC CONTAINER:DEST``; ``-`` for SRC or
+    DEST: a tar stream on ``stdin`` or to ``stdout``; ``archive`` (-a): keep the files' owners."""
     from minidocker.runtime import copy
 
     def split(arg: str) -> tuple[str | None, str]:
@@ -620,9 +629,11 @@ def cp(src: str, dest: str, root: Path | None = None) -> None:
     c = containers.find(src_c or dest_c)
     lowerdirs = _store(root).get(c.spec.image_id)
     if src_c:
-        copy.copy_out(c, lowerdirs, src_path, Path("/dev/stdout" if dest_path == "-" else dest_path))
+        out = stdout if dest_path == "-" and stdout is not None else Path(dest_path)
+        copy.copy_out(c, lowerdirs, src_path, out, archive=archive)
     else:
-        copy.copy_in(c, lowerdirs, Path(src_path), dest_path)
+        source = stdin if src_path == "-" and stdin is not None else Path(src_path)
+        copy.copy_in(c, lowerdirs, source, dest_path, archive=archive)
 
 
 def rename(name: str, new_name: str, root: Path | None = None) -> None:

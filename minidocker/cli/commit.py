@@ -23,7 +23,8 @@ def diff(container: str) -> None:
 @app.command(
     context_settings={"ignore_unknown_options": True},
     help="Create a new image from a container's changes. "
-    "-p, --pause[=true|false]: pause the container during commit (default true).",
+    "-p, --pause[=true|false]: pause the container during commit (default true). "
+    "-q, --quiet: print only the new image's ID (as podman's).",
 )
 def commit(
     args: list[str] = typer.Argument(..., metavar="CONTAINER [REPOSITORY[:TAG]]"),
@@ -35,6 +36,8 @@ def commit(
     for a in args:  # docker's bool flag: -p, --pause, --pause=false
         if a in ("-p", "--pause"):
             pause = True
+        elif a in ("-q", "--quiet"):
+            continue  # the image ID is all commit prints: -q is accepted for scripts that pass it
         elif a.startswith(("--pause=", "-p=")):
             value = a.split("=", 1)[1].lower()
             if value not in TRUE + FALSE:
