@@ -901,6 +901,7 @@ def build(
     quiet: bool = False,
     target: str | None = None,
     labels: list[str] = (),
+    ulimits: list[str] = (),
 ) -> str:
     """``docker build`` (the classic builder): returns the image ID; ``say`` gets the step lines.
     ``context`` None: no context (``build -``); ``dockerfile_is_text``: ``dockerfile`` is the
@@ -916,5 +917,6 @@ def build(
         no_cache=no_cache,
         target=target,
         labels=list(labels),
+        ulimits=list(ulimits),
     )
     return build_image(root or default_root(), _store(root), request, say, lambda ref: ensure_image(ref, root))

@@ -12,7 +12,16 @@ This is docker's classic builder, the one the Docker papers describe, in a few f
     COPY/ADD src... dst  files of the build context written as one layer tar directly (no
                          container needed); ADD also unpacks local tar archives and
                          fetches http(s) URLs;
-                         COPY --from=stage|N|image copies out of an earlier stage's image
+                         COPY --from=stage|N|image copies out of an earlier stage's image;
+                         a destination ending in / or /. (or ".", or an existing directory)
+                         receives the files; two names of one inode stay one (a hard link)
+    ONBUILD INSTRUCTION  stored in the image config (OnBuild); a later build FROM this image
+                         runs the stored instructions right after its FROM
+
+The command line adds: ``build -`` (the Dockerfile on stdin, no context), ``-f -`` (the
+Dockerfile on stdin, a context), ``--target STAGE`` (the build ends with that stage),
+``--label K=V`` (a last LABEL step), ``--ulimit NAME=SOFT[:HARD]`` (the rlimits of every RUN).
+Two builds may write into one store at once: every store write takes the store's locks.
 
 Every step is looked up in the **build cache** first: the key is the current image's ID,
 the instruction's text, the build args in effect and, for COPY/ADD, a hash of the names,
@@ -24,7 +33,9 @@ which ``images`` hides until they get a tag, and which keep their layers from ``
 garbage collection.
 
 The build context is the directory given on the command line, minus what ``.dockerignore``
-excludes (one pattern a line, ``#`` comments, ``!`` re-includes, ``**`` any depth). Its paths
+excludes (one pattern a line, ``#`` comments, ``!`` re-includes, ``**`` any depth; the last
+line that matches a path decides, and an excluded directory is still walked when a ``!``
+line may bring back something in it: ``is_excluded``, ``may_reinclude``). Its paths
 are looked up as if the context were ``/`` (``resolve_in_context``): a symlink in it can name
 ``/etc`` or ``../..``, but the lookup stays inside the context, and a symlink that COPY meets
 is copied as a symlink, never followed out to the host.
@@ -38,6 +49,7 @@ import hashlib
 import json
 import os
 import posixpath
+import resource
 import stat
 import tarfile
 import time
@@ -96,6 +108,7 @@ class Builder:
         self.downloaded: dict[Path, str] = {}  # ADD URL: temp file -> URL
         self.tmpdirs: list[Path] = []
         self.clear_onbuild = False  # the FROM image's OnBuild triggers: not inherited by the next image
+        self.ulimits: list[Ulimit] = []  # --ulimit: for every RUN's container
 
     # -- the loop --------------------------------------------------------------------------
     def build(self, instructions: list[df.Instruction]) -> str:
@@ -271,7 +284,11 @@ class Builder:
             # in a child of its own: a container start changes the process that makes it (the PID
             # namespace of its next child, signal handlers while it waits), and a build makes many
             try:
-                code = run_in_child(lambda: lifecycle.run_attached(containers, c, self.store.get(self.image_id)))
+                code = run_in_child(
+                    lambda: with_rlimits(
+                        self.ulimits, lambda: lifecycle.run_attached(containers, c, self.store.get(self.image_id))
+                    )
+                )
             except ChildFailed as e:
                 raise BuildError(e.message) from None
             if code != 0:
@@ -730,6 +747,7 @@ class BuildRequest:
     no_cache: bool = False
     target: str | None = None  # --target STAGE: the build ends with that stage
     labels: list[str] = field(default_factory=list)  # --label KEY=VALUE: on the final image
+    ulimits: list[str] = field(default_factory=list)  # --ulimit NAME=SOFT[:HARD]: for RUN
 
 
 def build_image(
@@ -759,6 +777,7 @@ def build_image(
         instructions = cut_at_target(instructions, req.target) + label_instructions(req.labels)
         store.ensure()
         b = Builder(root, store, ctx, say, args, req.no_cache, ensure_image)
+        b.ulimits = [parse_ulimit(u) for u in req.ulimits]
         image_id = b.build(instructions)
     unused = sorted(set(args) - b.used_args)
     if unused:
@@ -768,6 +787,72 @@ def build_image(
         store.tag(image_id, ref)
         say(f"Successfully tagged {parse_ref(ref).familiar()}")
     return image_id
+
+
+# -- --ulimit: resource limits for RUN -------------------------------------------------------------
+RLIMITS = {  # docker's names (setrlimit(2)'s RLIMIT_* without the prefix)
+    "as": resource.RLIMIT_AS,
+    "core": resource.RLIMIT_CORE,
+    "cpu": resource.RLIMIT_CPU,
+    "data": resource.RLIMIT_DATA,
+    "fsize": resource.RLIMIT_FSIZE,
+    "locks": 10,  # RLIMIT_LOCKS: Linux has it, Python's resource module does not name it
+    "memlock": resource.RLIMIT_MEMLOCK,
+    "msgqueue": resource.RLIMIT_MSGQUEUE,
+    "nice": resource.RLIMIT_NICE,
+    "nofile": resource.RLIMIT_NOFILE,
+    "nproc": resource.RLIMIT_NPROC,
+    "rss": resource.RLIMIT_RSS,
+    "rtprio": resource.RLIMIT_RTPRIO,
+    "rttime": resource.RLIMIT_RTTIME,
+    "sigpending": resource.RLIMIT_SIGPENDING,
+    "stack": resource.RLIMIT_STACK,
+}
+
+
+@dataclass
+class Ulimit:
+    text: str  # as given: "nofile=1024:2048"
+    resource: int  # RLIMIT_*
+    soft: int  # resource.RLIM_INFINITY for -1 (unlimited)
+    hard: int
+
+
+def parse_ulimit(text: str) -> Ulimit:
+    """``NAME=SOFT[:HARD]`` (HARD defaults to SOFT, -1 is unlimited), in docker's words when
+    it is wrong."""
+    name, eq, value = text.partition("=")
+    if not eq or not value:
+        raise BuildError(
+            f"invalid ulimit argument: {text}", hint="give --ulimit NAME=SOFT[:HARD], e.g. nofile=1024:2048"
+        )
+    if name not in RLIMITS:
+        raise BuildError(f"invalid ulimit type: {name}", hint=f"one of {', '.join(RLIMITS)}")
+    numbers = value.split(":")
+    if len(numbers) > 2:
+        raise BuildError(f"too many limit value arguments - {value}, can only have up to two, `soft[:hard]`")
+    try:
+        soft, hard = (int(n) for n in (numbers[0], numbers[-1]))
+    except ValueError:
+        raise BuildError(f"invalid ulimit argument: {text}: the limits are numbers") from None
+    if soft > hard and hard != -1 or soft == -1 and hard != -1:
+        raise BuildError(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
+    unlimited = resource.RLIM_INFINITY
+    return Ulimit(text, RLIMITS[name], unlimited if soft == -1 else soft, unlimited if hard == -1 else hard)
+
+
+def with_rlimits(ulimits: list[Ulimit], start: Callable[[], int]) -> int:
+    """``start()`` (a RUN's container) under ``ulimits``: set here, in the child the build
+    forks for it, they pass to the container, since rlimits survive fork(2) and execve(2).
+    Raising a hard limit above this process's needs CAP_SYS_RESOURCE: refused in one line."""
+    for u in ulimits:
+        try:
+            resource.setrlimit(u.resource, (u.soft, u.hard))
+        except (ValueError, OSError) as e:
+            hard = resource.getrlimit(u.resource)[1]
+            shown = "unlimited" if hard == resource.RLIM_INFINITY else hard
+            raise BuildError(f"--ulimit {u.text}: cannot set it ({e}); the hard limit here is {shown}") from None
+    return start()
 
 
 def cut_at_target(instructions: list[df.Instruction], target: str | None) -> list[df.Instruction]:

@@ -114,6 +114,7 @@ def build(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the image ID."),
     target: str | None = typer.Option(None, "--target", help="Set the target build stage to build."),
     labels: list[str] = typer.Option([], "--label", help="Set metadata for an image (KEY=VALUE)."),
+    ulimits: list[str] = typer.Option([], "--ulimit", help="Ulimit options for RUN (NAME=SOFT[:HARD])."),
 ) -> None:
     def say(line: str) -> None:
         if not quiet:
@@ -132,6 +133,7 @@ def build(
         quiet=quiet,
         target=target,
         labels=labels,
+        ulimits=ulimits,
     )
     if quiet:
         print(image_id)

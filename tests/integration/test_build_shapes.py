@@ -206,3 +206,25 @@ def test_two_builds_at_once_into_one_store(md_run, bb, tmp_path):
         assert [c["Labels"] for c in configs] == [{"n": "0"}, {"n": "1"}]
     finally:
         md_run("rmi", *tags)
+
+
+def test_ulimit_applies_to_run(md_run, bb, tmp_path):
+    """``build --ulimit``: each RUN's container has the limits (soft:hard, -1 unlimited)."""
+    _write(tmp_path, {}, f"FROM {bb}\nRUN ulimit -Sn > /limits; ulimit -Hn >> /limits; ulimit -c >> /limits\n")
+    tag = f"ulimit:{os.getpid()}"
+    before = md_run.ok("ps", "-aq").stdout
+    try:
+        md_run.ok("build", "--no-cache", "-t", tag, "--ulimit", "nofile=512:1024", "--ulimit", "core=-1", str(tmp_path))
+        assert md_run.ok("run", "--rm", tag, "cat", "/limits").stdout == "512\n1024\nunlimited\n"
+        for flag, words in (
+            ("nofile=2048:1024", "soft limit must be less than or equal to hard limit: 2048 > 1024"),
+            ("nofiles=1", "invalid ulimit type: nofiles"),
+            ("nofile", "invalid ulimit argument: nofile"),
+            ("nofile=1:2:3", "too many limit value arguments"),
+            ("nofile=99999999:99999999", "cannot set it"),  # above this host's hard limit (no CAP_SYS_RESOURCE)
+        ):
+            r = md_run("build", "--no-cache", "--ulimit", flag, str(tmp_path))
+            assert r.returncode == 125 and one_error(r.stderr) and words in r.stderr, (flag, r.stderr)
+        assert md_run.ok("ps", "-aq").stdout == before  # the refused RUNs left no container
+    finally:
+        md_run("rmi", tag)
