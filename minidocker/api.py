@@ -893,7 +893,7 @@ def build(
     *,
     tags: list[str] = (),
     dockerfile: str | None = None,
-    dockerfile_is_text: bool = False,
+    stdin: bytes | None = None,
     build_args: list[str] = (),
     no_cache: bool = False,
     root: Path | None = None,
@@ -904,14 +904,14 @@ def build(
     ulimits: list[str] = (),
 ) -> str:
     """``docker build`` (the classic builder): returns the image ID; ``say`` gets the step lines.
-    ``context`` None: no context (``build -``); ``dockerfile_is_text``: ``dockerfile`` is the
-    Dockerfile's text (read from stdin), not its path."""
+    ``context`` None (``build -``): ``stdin`` holds the context as a tar, or a Dockerfile and
+    there is no context; ``dockerfile`` "-": ``stdin`` holds the Dockerfile."""
     from minidocker.build import BuildRequest, build_image
 
     request = BuildRequest(
         context=context,
         dockerfile=dockerfile,
-        dockerfile_is_text=dockerfile_is_text,
+        stdin=stdin,
         tags=list(tags),
         build_args=list(build_args),
         no_cache=no_cache,

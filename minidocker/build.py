@@ -153,8 +153,9 @@ class Builder:
         else:
             self.metadata(ins)
 
-    def run_triggers(self) -> None:
-        """ONBUILD: the FROM image's triggers, run now, in order, as if written after FROM."""
+    def run_triggers(self, line: int) -> None:
+        """ONBUILD: the FROM image's triggers, run now, in order, as if written after FROM
+        (on ``line``, the FROM's: the line errors name)."""
         triggers = (self.store.config(self.image_id).get("config") or {}).get("OnBuild") or [] if self.image_id else []
         if not triggers:
             return
@@ -163,7 +164,7 @@ class Builder:
         self.clear_onbuild = True
         for text in triggers:
             try:
-                trigger = df.parse_line(text)
+                trigger = df.parse_line(text, line)
             except DockerfileError as e:
                 raise BuildError(f"the base image's ONBUILD trigger {text!r}: {e.message}") from None
             self.dispatch(trigger)
@@ -215,7 +216,7 @@ class Builder:
         else:
             self.image_id = None if ref == "scratch" else self.ensure_image(ref)
         self.clear_onbuild = False
-        self.run_triggers()
+        self.run_triggers(ins.line)
 
     def stage_image(self, text: str) -> str | None:
         """The image an earlier stage made, by its AS name or its number ("" for a stage that
@@ -740,8 +741,8 @@ class BuildRequest:
     """What ``build`` was asked for, as the command line said it."""
 
     context: str | None  # the context directory; None: none (``build -``)
-    dockerfile: str | None = None  # -f PATH, or the text itself when ``dockerfile_is_text``
-    dockerfile_is_text: bool = False
+    dockerfile: str | None = None  # -f PATH; "-": the Dockerfile is ``stdin``
+    stdin: bytes | None = None  # what stdin held, for ``build -`` or ``-f -``
     tags: list[str] = field(default_factory=list)
     build_args: list[str] = field(default_factory=list)  # KEY=VALUE, or KEY: from the environment
     no_cache: bool = False
@@ -756,21 +757,10 @@ def build_image(
     """``docker build``: the Dockerfile read (from the context, ``-f``, or stdin), cut at
     ``--target``'s stage, ``--label``s added as a last LABEL step, built, tagged.
     Everything the command line got wrong is refused before the first step."""
-    import tempfile
-
     from minidocker.image.reference import parse as parse_ref
 
     with contextlib.ExitStack() as stack:
-        if req.context is None:  # build -: a context of nothing
-            ctx = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="minidocker-context-"))).resolve()
-        elif not Path(req.context).is_dir():
-            raise BuildError(f"unable to prepare context: path {req.context!r} not found")
-        else:
-            ctx = Path(req.context).resolve()
-        if req.dockerfile_is_text:
-            text, inside = req.dockerfile or "", True
-        else:
-            text, inside = read_dockerfile(ctx, req.dockerfile)
+        ctx, text, inside = prepare_context(req, stack)
         refs = [str(parse_ref(t)) for t in req.tags]  # a bad -t fails before any step
         args = {k: v if eq else os.environ.get(k, "") for k, eq, v in (a.partition("=") for a in req.build_args)}
         instructions = df.parse(text, show_lines=inside)  # a file outside the context: no line of it in errors
@@ -853,6 +843,48 @@ def with_rlimits(ulimits: list[Ulimit], start: Callable[[], int]) -> int:
             shown = "unlimited" if hard == resource.RLIM_INFINITY else hard
             raise BuildError(f"--ulimit {u.text}: cannot set it ({e}); the hard limit here is {shown}") from None
     return start()
+
+
+def prepare_context(req: BuildRequest, stack: contextlib.ExitStack) -> tuple[Path, str, bool]:
+    """The build context and the Dockerfile's text, as docker finds them: PATH and
+    PATH/Dockerfile (or ``-f``); ``build -``: stdin's tar unpacked into a temp dir (removed
+    when ``stack`` closes) and its Dockerfile, or, when stdin is no tar, stdin as the
+    Dockerfile and an empty context; ``-f -``: stdin as the Dockerfile. Also whether the
+    Dockerfile lies in the context (``read_dockerfile``)."""
+    import tempfile
+
+    if req.context is not None and not Path(req.context).is_dir():
+        raise BuildError(f"unable to prepare context: path {req.context!r} not found")
+    if req.context is not None:
+        ctx = Path(req.context).resolve()
+    else:
+        ctx = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="minidocker-context-"))).resolve()
+    if req.context is None and req.dockerfile == "-":
+        raise BuildError("build - and -f - both read stdin: give one of them")
+    if req.dockerfile != "-" and (req.context is not None or unpack_context(req.stdin or b"", ctx)):
+        return (ctx, *read_dockerfile(ctx, req.dockerfile))
+    try:  # the Dockerfile is what came on stdin
+        return ctx, (req.stdin or b"").decode(), True
+    except UnicodeDecodeError:
+        raise BuildError("the Dockerfile on stdin is not UTF-8 text (nor a tar of a context)") from None
+
+
+def unpack_context(data: bytes, into: Path) -> bool:
+    """``build - < context.tar[.gz|.bz2|.xz]``: the tar unpacked into ``into`` with tarfile's
+    ``data`` filter (no absolute names, no ``..``, no links out, no devices); False when
+    ``data`` is no tar at all (then it is a Dockerfile)."""
+    import io
+
+    try:
+        archive = tarfile.open(fileobj=io.BytesIO(data))
+    except tarfile.TarError:
+        return False
+    with archive:
+        try:
+            archive.extractall(into, filter="data")
+        except (tarfile.TarError, OSError) as e:
+            raise BuildError(f"unable to unpack the build context from stdin: {e}") from None
+    return True
 
 
 def cut_at_target(instructions: list[df.Instruction], target: str | None) -> list[df.Instruction]:

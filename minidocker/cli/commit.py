@@ -102,8 +102,9 @@ def history(
 
 
 @app.command(
-    help="Build an image from a Dockerfile. PATH is the build context; with '-' the Dockerfile "
-    "is read from stdin and there is no context (as is -f -, with PATH as the context)."
+    help="Build an image from a Dockerfile. PATH is the build context; with '-', stdin is the "
+    "context as a tar (plain, gzip, bzip2 or xz), or a Dockerfile and no context. -f - reads "
+    "the Dockerfile from stdin, with PATH as the context."
 )
 def build(
     context: str = typer.Argument(..., metavar="PATH"),
@@ -120,12 +121,11 @@ def build(
         if not quiet:
             print(line, flush=True)
 
-    stdin_text = sys.stdin.read() if "-" in (context, file) else None  # build - / build -f - PATH
     image_id = api.build(
         None if context == "-" else context,
         tags=tags,
-        dockerfile=stdin_text if stdin_text is not None else file,
-        dockerfile_is_text=stdin_text is not None,
+        dockerfile=file,
+        stdin=sys.stdin.buffer.read() if "-" in (context, file) else None,  # build - / build -f - PATH
         build_args=build_args,
         no_cache=no_cache,
         root=state.root,
