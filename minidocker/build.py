@@ -374,14 +374,15 @@ class Builder:
         """COPY/ADD's destination as an absolute path, ending in ``/`` when it names a
         directory: a relative one is taken from the WORKDIR; ``.``, ``..``, ``dir/`` and
         ``dir/.`` name directories (so ``WORKDIR /app`` + ``COPY a.txt .`` writes /app/a.txt,
-        not a file called /app); so does a path that already is a directory in the image
-        (``COPY a.txt /tmp`` writes /tmp/a.txt), as docker does."""
+        not a file called /app); so does a path that already is a directory in the image,
+        or a symlink to one (``COPY a.txt /tmp`` writes /tmp/a.txt), as docker does."""
         config = self.store.config(self.image_id).get("config", {}) if self.image_id else {}
         is_dir = dest.endswith("/") or posixpath.basename(dest) in (".", "..")
         dest = d_norm(posixpath.join(config.get("WorkingDir") or "/", dest))
         if not is_dir and self.image_id and dest != "/":
             lower = d.LowerView(self.store.get(self.image_id))
-            st = lower.lookup(resolve_in_image(lower, dest).strip("/"))
+            where = posixpath.dirname(resolve_in_image(lower, dest + "/x"))  # a symlink to a directory: followed
+            st = lower.lookup(where.strip("/"))
             is_dir = st is not None and stat.S_ISDIR(st.st_mode)
         return dest.rstrip("/") + "/" if is_dir or dest == "/" else dest
 
@@ -765,9 +766,10 @@ def build_image(
         args = {k: v if eq else os.environ.get(k, "") for k, eq, v in (a.partition("=") for a in req.build_args)}
         instructions = df.parse(text, show_lines=inside)  # a file outside the context: no line of it in errors
         instructions = cut_at_target(instructions, req.target) + label_instructions(req.labels)
+        ulimits = [parse_ulimit(u) for u in req.ulimits]
         store.ensure()
         b = Builder(root, store, ctx, say, args, req.no_cache, ensure_image)
-        b.ulimits = [parse_ulimit(u) for u in req.ulimits]
+        b.ulimits = ulimits
         image_id = b.build(instructions)
     unused = sorted(set(args) - b.used_args)
     if unused:

@@ -27,11 +27,11 @@ SHAPES = {
         [],
         "A\nB\nDockerfile\na.txt\ncopied\nsub\n",
     ),
-    "COPY to an existing directory without a slash": (
+    "COPY to an existing directory (or a link to one), no slash": (
         {"a.txt": "A\n"},
-        "COPY a.txt /tmp\nCMD cat /tmp/a.txt; stat -c %a /tmp",
+        "RUN ln -s /tmp /t\nCOPY a.txt /tmp\nCOPY a.txt /t\nCMD cat /tmp/a.txt; stat -c %a /tmp; readlink /t",
         [],
-        "A\n1777\n",
+        "A\n1777\n/tmp\n",
     ),
     "USER then RUN": (
         {},
