@@ -648,9 +648,30 @@ def may_reinclude(patterns: list[tuple[bool, str]], rel_dir: str) -> bool:
     def m(pp: list[str], i: int, j: int) -> bool:
         if j == len(rp) or i == len(pp) or pp[i] == "**":
             return True  # the directory is used up, or the pattern matched a parent, or ** can reach below
-        return fnmatch.fnmatchcase(rp[j], pp[i]) and m(pp, i + 1, j + 1)
+        return go_match(rp[j], pp[i]) and m(pp, i + 1, j + 1)
 
     return any(negate and m(pattern.split("/"), 0, 0) for negate, pattern in patterns)
+
+
+def go_match(name: str, pattern: str) -> bool:
+    """One path component against one pattern component, as Go's ``filepath.Match`` (which
+    docker uses): ``*``, ``?``, ``[a-z]``, ``[^a-z]`` (Python's fnmatch says ``[!a-z]``) and
+    ``\\x`` for a literal x (fnmatch has no escapes: ``*``, ``?`` and ``[`` go in a class)."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            escaped = pattern[i + 1]
+            out.append(f"[{escaped}]" if escaped in "*?[" else escaped)
+            i += 2
+            continue
+        if c == "[" and pattern.startswith("[^", i):
+            out.append("[!")
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return fnmatch.fnmatchcase(name, "".join(out))
 
 
 def _match(pattern: str, rel: str) -> bool:
@@ -663,7 +684,7 @@ def _match(pattern: str, rel: str) -> bool:
             return True  # the pattern matched a parent directory: everything below goes too
         if pp[i] == "**":
             return any(m(i + 1, k) for k in range(j, len(rp) + 1))
-        return j < len(rp) and fnmatch.fnmatchcase(rp[j], pp[i]) and m(i + 1, j + 1)
+        return j < len(rp) and go_match(rp[j], pp[i]) and m(i + 1, j + 1)
 
     return m(0, 0)
 
@@ -725,7 +746,7 @@ def match_in_context(context: Path, pattern: str, follow_last: bool = False) -> 
                 names = os.listdir(context / base)
             except OSError:
                 continue  # not a directory: nothing under it matches
-            reached += [posixpath.join(base, n) for n in names if fnmatch.fnmatchcase(n, part)]
+            reached += [posixpath.join(base, n) for n in names if go_match(n, part)]
         candidates = reached
     found = (context / resolve_in_context(context, c, follow_last) for c in candidates)
     return [p for p in found if os.path.lexists(p)]

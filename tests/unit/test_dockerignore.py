@@ -45,6 +45,11 @@ def _patterns(tmp_path, text: str) -> list[tuple[bool, str]]:
         ("**\n!src/**", "src/a/b.c", False),
         ("**\n!src/**", "Dockerfile.dev", True),
         ("  spaced.txt  ", "spaced.txt", True),  # surrounding white space is dropped
+        ("file[0-9]", "file7", True),
+        ("file[^0-9]", "file7", False),  # Go's negated class (fnmatch writes it [!...])
+        ("file[^0-9]", "filex", True),
+        ("star\\*", "star*", True),  # a backslash escapes, as in Go
+        ("star\\*", "starry", False),
         ("*.md", "", False),  # the context itself is never excluded
     ],
 )
