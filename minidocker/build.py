@@ -88,7 +88,7 @@ class Builder:
         store: ImageStore,
         context: Path,
         say: Callable[[str], None],
-        build_args: dict[str, str],
+        build_args: dict[str, str | None],
         no_cache: bool,
         ensure_image: Callable[[str], str],
     ):
@@ -127,7 +127,7 @@ class Builder:
             self.say(f"Step {i}/{n} : {ins.original}")
             if ins.keyword == "ARG" and not started:
                 for name, value in df.key_values(ins, {}):
-                    self.meta_args[name] = self.build_args.get(name, value)
+                    self.meta_args[name] = self.arg_value(name, value)
                     self.used_args.add(name)
                 continue
             if ins.keyword == "FROM":
@@ -193,6 +193,13 @@ class Builder:
                 out[k] = v
         return out
 
+    def arg_value(self, name: str, default: str | None) -> str | None:
+        """An ARG's value: the --build-arg's, else the Dockerfile's default. ``--build-arg
+        NAME`` alone takes NAME from the environment; when it is not set there, the default
+        stands (docker's rule)."""
+        given = self.build_args.get(name)
+        return given if given is not None else default
+
     def args_in_effect(self) -> list[str]:
         return [f"{k}={v}" for k, v in sorted(self.args.items()) if v is not None]
 
@@ -234,7 +241,7 @@ class Builder:
             for name, value in pairs:
                 if value is None and name in self.meta_args:
                     value = self.meta_args[name]
-                self.args[name] = self.build_args.get(name, value)
+                self.args[name] = self.arg_value(name, value)
                 self.used_args.add(name)
         key = self.cache_key(ins)
         if self.cached(key):
@@ -784,7 +791,7 @@ def build_image(
     with contextlib.ExitStack() as stack:
         ctx, text, inside = prepare_context(req, stack)
         refs = [str(parse_ref(t)) for t in req.tags]  # a bad -t fails before any step
-        args = {k: v if eq else os.environ.get(k, "") for k, eq, v in (a.partition("=") for a in req.build_args)}
+        args = {k: v if eq else os.environ.get(k) for k, eq, v in (a.partition("=") for a in req.build_args)}
         instructions = df.parse(text, show_lines=inside)  # a file outside the context: no line of it in errors
         instructions = cut_at_target(instructions, req.target) + label_instructions(req.labels)
         ulimits = [parse_ulimit(u) for u in req.ulimits]

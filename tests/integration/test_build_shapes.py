@@ -53,6 +53,12 @@ SHAPES = {
         ["--build-arg", "GREETING=hi"],
         "hi world\n",
     ),
+    "--build-arg NAME: from the environment, else the default": (
+        {},
+        'ARG FROM_ENV=default1\nARG NOT_IN_ENV=default2\nRUN echo "$FROM_ENV $NOT_IN_ENV" > /msg\nCMD cat /msg',
+        ["--build-arg", "FROM_ENV", "--build-arg", "NOT_IN_ENV"],
+        "from-env default2\n",
+    ),
     "ARG before FROM, overridden": (
         {},
         'ARG TAIL=default\nRUN echo "tail=$TAIL" > /msg\nCMD cat /msg',
@@ -90,7 +96,8 @@ def test_a_dockerfile_shape_builds_and_runs(md_run, bb, tmp_path, shape):
     first = "ARG BASE\nFROM $BASE AS build" if "BASE=" in " ".join(args) else f"FROM {bb} AS build"
     _write(tmp_path, files, first + "\n" + body.replace("{bb}", bb) + "\n")
     tag = f"shape:{os.getpid()}"
-    r = md_run.ok("build", "-t", tag, *(a.replace("{bb}", bb) for a in args), str(tmp_path))
+    env = {"FROM_ENV": "from-env"}  # (os.environ has no NOT_IN_ENV)
+    r = md_run.ok("build", "-t", tag, *(a.replace("{bb}", bb) for a in args), str(tmp_path), env=env)
     try:
         assert "[Warning]" not in r.stdout
         assert md_run.ok("run", "--rm", tag).stdout == expected
