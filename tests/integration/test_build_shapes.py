@@ -230,25 +230,23 @@ def test_copy_keeps_hard_links(md_run, bb, tmp_path):
         md_run("rmi", tag)
 
 
-def test_two_builds_at_once_into_one_store(md_run, bb, tmp_path):
-    """Both succeed, though both write the same COPY layer and RUN layer at the same time
-    (--no-cache): every write of the store (layers, images, the build cache) is locked."""
+def test_two_builds_at_once_into_one_store(md, bb, tmp_path):
+    """Both succeed, though both pull the base image into an empty store and write the same
+    COPY layer and RUN layer at the same time (--no-cache): every write of the store (blobs,
+    layers, images, the build cache) is locked."""
     tags = [f"parallel{i}:{os.getpid()}" for i in range(2)]
     procs = []
     for i, tag in enumerate(tags):
         ctx = tmp_path / f"ctx{i}"
         ctx.mkdir()
         _write(ctx, {"n.txt": "same\n"}, f"FROM {bb}\nCOPY n.txt /\nRUN cat /n.txt > /ran\nLABEL n={i}\nCMD cat /ran\n")
-        procs.append(md_run.popen("build", "--no-cache", "-t", tag, str(ctx)))
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=120)
-            assert p.returncode == 0, err
-        assert [md_run.ok("run", "--rm", tag).stdout for tag in tags] == ["same\n", "same\n"]
-        configs = [json.loads(md_run.ok("inspect", tag).stdout)[0]["Config"] for tag in tags]
-        assert [c["Labels"] for c in configs] == [{"n": "0"}, {"n": "1"}]
-    finally:
-        md_run("rmi", *tags)
+        procs.append(md.popen("build", "--no-cache", "-t", tag, str(ctx)))
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    assert [md.ok("run", "--rm", tag).stdout for tag in tags] == ["same\n", "same\n"]
+    configs = [json.loads(md.ok("inspect", tag).stdout)[0]["Config"] for tag in tags]
+    assert [c["Labels"] for c in configs] == [{"n": "0"}, {"n": "1"}]
 
 
 def test_ulimit_applies_to_run(md_run, bb, tmp_path):
