@@ -265,3 +265,9 @@ def test_ulimit_applies_to_run(md_run, bb, tmp_path):
         assert md_run.ok("ps", "-aq").stdout == before  # the refused RUN left no container
     finally:
         md_run("rmi", tag)
+
+
+def test_a_workdir_that_is_a_file_is_refused_in_one_line(md_run, bb, tmp_path):
+    _write(tmp_path, {}, f"FROM {bb}\nWORKDIR /etc/passwd\nRUN true\n")
+    r = md_run("build", str(tmp_path))
+    assert r.returncode == 125 and one_error(r.stderr) and "mkdir /etc/passwd: not a directory" in r.stderr, r.stderr
