@@ -224,7 +224,7 @@ def make_workdir(spec: ContainerSpec) -> None:
     there but is no directory is refused in runc's words."""
     try:
         os.makedirs(spec.cwd, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
+    except FileExistsError:  # (a file on the way, /etc/passwd/x: the kernel's "Not a directory")
         raise MinidockerError(f"mkdir {spec.cwd}: not a directory") from None
 
 
