@@ -6,7 +6,6 @@ Each function takes plain values and returns plain data (no printing, no rich); 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from minidocker.record import MISSING, Field, fields  # noqa: F401 - re-exported
 
 TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, BinaryIO
 
 
 def _store(root: Path | None):
@@ -601,8 +600,17 @@ def unpause(names: list[str], root: Path | None = None):
         yield name
 
 
-def cp(src: str, dest: str, root: Path | None = None) -> None:
-    """``docker cp CONTAINER:SRC DEST`` or ``docker cp SRC CONTAINER:DEST``."""
+def cp(
+    src: str,
+    dest: str,
+    root: Path | None = None,
+    *,
+    archive: bool = False,
+    stdin: BinaryIO | None = None,
+    stdout: BinaryIO | None = None,
+) -> None:
+    """``docker cp CONTAINER:SRC DEST`` or ``docker cp SRC CONTAINER:DEST``; ``-`` for SRC or
+    DEST: a tar stream on ``stdin`` or to ``stdout``; ``archive`` (-a): keep the files' owners."""
     from minidocker.runtime import copy
 
     def split(arg: str) -> tuple[str | None, str]:
@@ -621,9 +629,11 @@ def cp(src: str, dest: str, root: Path | None = None) -> None:
     c = containers.find(src_c or dest_c)
     lowerdirs = _store(root).get(c.spec.image_id)
     if src_c:
-        copy.copy_out(c, lowerdirs, src_path, Path("/dev/stdout" if dest_path == "-" else dest_path))
+        out = stdout if dest_path == "-" and stdout is not None else Path(dest_path)
+        copy.copy_out(c, lowerdirs, src_path, out, archive=archive)
     else:
-        copy.copy_in(c, lowerdirs, Path(src_path), dest_path)
+        source = stdin if src_path == "-" and stdin is not None else Path(src_path)
+        copy.copy_in(c, lowerdirs, source, dest_path, archive=archive)
 
 
 def rename(name: str, new_name: str, root: Path | None = None) -> None:
@@ -879,43 +889,34 @@ def history(name: str, root: Path | None = None) -> list[dict[str, Any]]:
 
 
 def build(
-    context: str,
+    context: str | None,
     *,
     tags: list[str] = (),
     dockerfile: str | None = None,
+    stdin: bytes | None = None,
     build_args: list[str] = (),
     no_cache: bool = False,
     root: Path | None = None,
     say: Callable[[str], None] = lambda s: None,
     quiet: bool = False,
+    target: str | None = None,
+    labels: list[str] = (),
+    ulimits: list[str] = (),
 ) -> str:
-    """``docker build`` (the classic builder): returns the image ID; ``say`` gets the step lines."""
-    from minidocker.build import Builder, read_dockerfile
-    from minidocker.errors import BuildError
-    from minidocker.image import dockerfile as df
-    from minidocker.image.reference import parse
+    """``docker build`` (the classic builder): returns the image ID; ``say`` gets the step lines.
+    ``context`` None (``build -``): ``stdin`` holds the context as a tar, or a Dockerfile and
+    there is no context; ``dockerfile`` "-": ``stdin`` holds the Dockerfile."""
+    from minidocker.build import BuildRequest, build_image
 
-    ctx = Path(context)
-    if not ctx.is_dir():
-        raise BuildError(f"unable to prepare context: path {context!r} not found")
-    text, inside = read_dockerfile(ctx, dockerfile)
-    refs = [str(parse(t)) for t in tags]  # a bad -t fails before any step
-    args = {}
-    for a in build_args:
-        k, eq, v = a.partition("=")
-        if not eq:
-            v = os.environ.get(k, "")
-        args[k] = v
-    instructions = df.parse(text, show_lines=inside)  # a file outside the context: no line of it in errors
-    store = _store(root)
-    store.ensure()
-    b = Builder(root or default_root(), store, ctx.resolve(), say, args, no_cache, lambda ref: ensure_image(ref, root))
-    image_id = b.build(instructions)
-    unused = sorted(set(args) - b.used_args)
-    if unused:
-        say(f"[Warning] One or more build-args {unused} were not consumed")
-    say(f"Successfully built {image_id.removeprefix('sha256:')[:12]}")
-    for ref in refs:
-        store.tag(image_id, ref)
-        say(f"Successfully tagged {parse(ref).familiar()}")
-    return image_id
+    request = BuildRequest(
+        context=context,
+        dockerfile=dockerfile,
+        stdin=stdin,
+        tags=list(tags),
+        build_args=list(build_args),
+        no_cache=no_cache,
+        target=target,
+        labels=list(labels),
+        ulimits=list(ulimits),
+    )
+    return build_image(root or default_root(), _store(root), request, say, lambda ref: ensure_image(ref, root))

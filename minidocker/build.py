@@ -12,7 +12,16 @@ This is docker's classic builder, the one the Docker papers describe, in a few f
     COPY/ADD src... dst  files of the build context written as one layer tar directly (no
                          container needed); ADD also unpacks local tar archives and
                          fetches http(s) URLs;
-                         COPY --from=stage|N|image copies out of an earlier stage's image
+                         COPY --from=stage|N|image copies out of an earlier stage's image;
+                         a destination ending in / or /. (or ".", or an existing directory)
+                         receives the files; two names of one inode stay one (a hard link)
+    ONBUILD INSTRUCTION  stored in the image config (OnBuild); a later build FROM this image
+                         runs the stored instructions right after its FROM
+
+The command line adds: ``build -`` (the Dockerfile on stdin, no context), ``-f -`` (the
+Dockerfile on stdin, a context), ``--target STAGE`` (the build ends with that stage),
+``--label K=V`` (a last LABEL step), ``--ulimit NAME=SOFT[:HARD]`` (the rlimits of every RUN).
+Two builds may write into one store at once: every store write takes the store's locks.
 
 Every step is looked up in the **build cache** first: the key is the current image's ID,
 the instruction's text, the build args in effect and, for COPY/ADD, a hash of the names,
@@ -24,7 +33,9 @@ which ``images`` hides until they get a tag, and which keep their layers from ``
 garbage collection.
 
 The build context is the directory given on the command line, minus what ``.dockerignore``
-excludes (one pattern a line, ``#`` comments, ``!`` re-includes, ``**`` any depth). Its paths
+excludes (one pattern a line, ``#`` comments, ``!`` re-includes, ``**`` any depth; the last
+line that matches a path decides, and an excluded directory is still walked when a ``!``
+line may bring back something in it: ``is_excluded``, ``may_reinclude``). Its paths
 are looked up as if the context were ``/`` (``resolve_in_context``): a symlink in it can name
 ``/etc`` or ``../..``, but the lookup stays inside the context, and a symlink that COPY meets
 is copied as a symlink, never followed out to the host.
@@ -38,13 +49,15 @@ import hashlib
 import json
 import os
 import posixpath
+import resource
 import stat
 import tarfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from minidocker.errors import BuildError
+from minidocker.errors import BuildError, DockerfileError
 from minidocker.fsutil import read_json, write_json
 from minidocker.image import commit as cm
 from minidocker.image import diff as d
@@ -63,6 +76,7 @@ METADATA = (
     "VOLUME",
     "SHELL",
     "HEALTHCHECK",
+    "ONBUILD",
 )
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
@@ -74,7 +88,7 @@ class Builder:
         store: ImageStore,
         context: Path,
         say: Callable[[str], None],
-        build_args: dict[str, str],
+        build_args: dict[str, str | None],
         no_cache: bool,
         ensure_image: Callable[[str], str],
     ):
@@ -93,6 +107,8 @@ class Builder:
         self.in_stage = False
         self.downloaded: dict[Path, str] = {}  # ADD URL: temp file -> URL
         self.tmpdirs: list[Path] = []
+        self.clear_onbuild = False  # the FROM image's OnBuild triggers: not inherited by the next image
+        self.ulimits: list[Ulimit] = []  # --ulimit: for every RUN's container
 
     # -- the loop --------------------------------------------------------------------------
     def build(self, instructions: list[df.Instruction]) -> str:
@@ -111,7 +127,8 @@ class Builder:
             self.say(f"Step {i}/{n} : {ins.original}")
             if ins.keyword == "ARG" and not started:
                 for name, value in df.key_values(ins, {}):
-                    self.meta_args[name] = self.build_args.get(name, value)
+                    self.meta_args[name] = self.arg_value(name, value)
+                    self.used_args.add(name)
                 continue
             if ins.keyword == "FROM":
                 self.from_(ins)
@@ -120,16 +137,51 @@ class Builder:
                 raise BuildError(
                     f"Dockerfile line {ins.line}: the first instruction must be FROM (or ARG), not {ins.keyword}"
                 )
-            elif ins.keyword == "RUN":
-                self.run(ins)
-            elif ins.keyword in ("COPY", "ADD"):
-                self.copy(ins)
             else:
-                self.metadata(ins)
+                self.dispatch(ins)
             self.say(f" ---> {short_id(self.image_id) if self.image_id else 'scratch'}")
         if self.image_id is None:
             raise BuildError("the build made no image (FROM scratch and nothing else)")
         return self.image_id
+
+    def dispatch(self, ins: df.Instruction) -> None:
+        """One instruction after FROM: a container for RUN, a tar for COPY/ADD, else a config."""
+        if ins.keyword == "RUN":
+            self.run(ins)
+        elif ins.keyword in ("COPY", "ADD"):
+            self.copy(ins)
+        else:
+            self.metadata(ins)
+
+    def run_triggers(self, line: int) -> None:
+        """ONBUILD: the FROM image's triggers, run now, in order, as if written after FROM
+        (on ``line``, the FROM's: the line errors name)."""
+        triggers = (self.store.config(self.image_id).get("config") or {}).get("OnBuild") or [] if self.image_id else []
+        if not triggers:
+            return
+        self.say(f" ---> {short_id(self.image_id)}")
+        self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
+        self.clear_onbuild = True
+        for text in triggers:
+            try:
+                trigger = df.parse_line(text, line)
+            except DockerfileError as e:
+                raise BuildError(f"the base image's ONBUILD trigger {text!r}: {e.message}") from None
+            self.dispatch(trigger)
+
+    def new_image(self, produce, **kw) -> None:
+        """The next image of the build (create_image's arguments): the current one becomes its
+        parent. The first image after a FROM drops the OnBuild triggers it inherited."""
+        changes = kw.pop("changes", None)
+        if self.clear_onbuild:
+            self.clear_onbuild = False
+
+            def changes(cfg, then=changes):
+                cfg.pop("OnBuild", None)
+                if then:
+                    then(cfg)
+
+        self.image_id, _ = cm.create_image(self.store, self.image_id, produce, changes=changes, intermediate=True, **kw)
 
     # -- variables ---------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -140,6 +192,13 @@ class Builder:
                 k, _, v = e.partition("=")
                 out[k] = v
         return out
+
+    def arg_value(self, name: str, default: str | None) -> str | None:
+        """An ARG's value: the --build-arg's, else the Dockerfile's default. ``--build-arg
+        NAME`` alone takes NAME from the environment; when it is not set there, the default
+        stands (docker's rule)."""
+        given = self.build_args.get(name)
+        return given if given is not None else default
 
     def args_in_effect(self) -> list[str]:
         return [f"{k}={v}" for k, v in sorted(self.args.items()) if v is not None]
@@ -163,6 +222,8 @@ class Builder:
             self.image_id = stage or None
         else:
             self.image_id = None if ref == "scratch" else self.ensure_image(ref)
+        self.clear_onbuild = False
+        self.run_triggers(ins.line)
 
     def stage_image(self, text: str) -> str | None:
         """The image an earlier stage made, by its AS name or its number ("" for a stage that
@@ -180,7 +241,7 @@ class Builder:
             for name, value in pairs:
                 if value is None and name in self.meta_args:
                     value = self.meta_args[name]
-                self.args[name] = self.build_args.get(name, value)
+                self.args[name] = self.arg_value(name, value)
                 self.used_args.add(name)
         key = self.cache_key(ins)
         if self.cached(key):
@@ -189,15 +250,12 @@ class Builder:
         changes = (lambda cfg: df.apply_change(cfg, ins, env)) if ins.keyword in METADATA else None
         if ins.keyword == "MAINTAINER":
             changes = None
-        self.image_id, _ = cm.create_image(
-            self.store,
-            self.image_id,
+        self.new_image(
             None,
             empty=True,
             changes=changes,
             created_by=f"/bin/sh -c #(nop)  {ins.original}",
             author=ins.args if ins.keyword == "MAINTAINER" else "",
-            intermediate=True,
         )
         self.remember(key)
 
@@ -234,7 +292,11 @@ class Builder:
             # in a child of its own: a container start changes the process that makes it (the PID
             # namespace of its next child, signal handlers while it waits), and a build makes many
             try:
-                code = run_in_child(lambda: lifecycle.run_attached(containers, c, self.store.get(self.image_id)))
+                code = run_in_child(
+                    lambda: with_rlimits(
+                        self.ulimits, lambda: lifecycle.run_attached(containers, c, self.store.get(self.image_id))
+                    )
+                )
             except ChildFailed as e:
                 raise BuildError(e.message) from None
             if code != 0:
@@ -243,14 +305,7 @@ class Builder:
             entries = d.scan_upper(c.layout.upper, lower)
             args = self.args_in_effect()
             created_by = (f"|{len(args)} {' '.join(args)} " if args else "") + " ".join(argv)
-            self.image_id, _ = cm.create_image(
-                self.store,
-                self.image_id,
-                lambda write: d.write_layer_tar(entries, write),
-                empty=not entries,
-                created_by=created_by,
-                intermediate=True,
-            )
+            self.new_image(lambda write: d.write_layer_tar(entries, write), empty=not entries, created_by=created_by)
         finally:
             lifecycle.cleanup(containers, c, remove_volumes=True)
             self.say(f"Removing intermediate container {c.id[:12]}")
@@ -266,10 +321,7 @@ class Builder:
                 f"Dockerfile line {ins.line}: {ins.keyword} requires at least two arguments: source(s) and destination"
             )
         owner = parse_chown(ins.flags.get("chown"), ins.line, self.image_file)
-        sources, dest = parts[:-1], parts[-1]
-        workdir = (self.store.config(self.image_id).get("config", {}).get("WorkingDir") if self.image_id else "") or "/"
-        if not dest.startswith("/"):
-            dest = posixpath.join(workdir, dest) + ("/" if dest.endswith("/") else "")
+        sources, dest = parts[:-1], self.destination(parts[-1])
         content = hashlib.sha256()
         if "from" in ins.flags:  # a multi-stage build: files of an earlier stage (or any image)
             if ins.keyword != "COPY":
@@ -281,23 +333,8 @@ class Builder:
                 owner = None  # files from an image keep their owners
         else:
             plan = self.plan_copy(ins, sources, dest)
-        for src, target, _ in plan if "from" not in ins.flags else []:
-            where = (
-                "."
-                if src == self.context
-                else src.relative_to(self.context)
-                if src.is_relative_to(self.context)
-                else f"url:{self.downloaded.get(src, src.name)}"
-            )
-            content.update(f"{target}\0{where}\0".encode())
-            st = os.lstat(src)
-            content.update(f"{st.st_mode}\0{st.st_size}\0".encode())
-            if stat.S_ISREG(st.st_mode):
-                with open(src, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        content.update(chunk)
-            elif stat.S_ISLNK(st.st_mode):
-                content.update(os.readlink(src).encode())
+        if "from" not in ins.flags:
+            self.hash_plan(plan, content)
         key = self.cache_key(ins, content.hexdigest() + str(owner))
         if self.cached(key):
             return
@@ -310,8 +347,51 @@ class Builder:
             tw.close()
 
         created_by = f"/bin/sh -c #(nop) {ins.keyword} {content.hexdigest()[:12]} in {dest} "
-        self.image_id, _ = cm.create_image(self.store, self.image_id, produce, created_by=created_by, intermediate=True)
+        self.new_image(produce, created_by=created_by)
         self.remember(key)
+
+    def hash_plan(self, plan: list[tuple[Path, str, str]], content) -> None:
+        """COPY's cache key part from the context: each file's place, mode, size and bytes (a
+        link's target), and which files are one inode (hard links stay links)."""
+        inodes: dict[tuple[int, int], str] = {}
+        for src, target, _ in plan:
+            where = (
+                "."
+                if src == self.context
+                else src.relative_to(self.context)
+                if src.is_relative_to(self.context)
+                else f"url:{self.downloaded.get(src, src.name)}"
+            )
+            content.update(f"{target}\0{where}\0".encode())
+            st = os.lstat(src)
+            content.update(f"{st.st_mode}\0{st.st_size}\0".encode())
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                first = inodes.setdefault((st.st_dev, st.st_ino), target)
+                if first != target:
+                    content.update(f"link:{first}\0".encode())
+                    continue
+            if stat.S_ISREG(st.st_mode):
+                with open(src, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        content.update(chunk)
+            elif stat.S_ISLNK(st.st_mode):
+                content.update(os.readlink(src).encode())
+
+    def destination(self, dest: str) -> str:
+        """COPY/ADD's destination as an absolute path, ending in ``/`` when it names a
+        directory: a relative one is taken from the WORKDIR; ``.``, ``..``, ``dir/`` and
+        ``dir/.`` name directories (so ``WORKDIR /app`` + ``COPY a.txt .`` writes /app/a.txt,
+        not a file called /app); so does a path that already is a directory in the image,
+        or a symlink to one (``COPY a.txt /tmp`` writes /tmp/a.txt), as docker does."""
+        config = self.store.config(self.image_id).get("config", {}) if self.image_id else {}
+        is_dir = dest.endswith("/") or posixpath.basename(dest) in (".", "..")
+        dest = d_norm(posixpath.join(config.get("WorkingDir") or "/", dest))
+        if not is_dir and self.image_id and dest != "/":
+            lower = d.LowerView(self.store.get(self.image_id))
+            where = posixpath.dirname(resolve_in_image(lower, dest + "/x"))  # a symlink to a directory: followed
+            st = lower.lookup(where.strip("/"))
+            is_dir = st is not None and stat.S_ISDIR(st.st_mode)
+        return dest.rstrip("/") + "/" if is_dir or dest == "/" else dest
 
     def image_file(self, path: str) -> str:
         """A text file of the current image ("" if it has none), read through its layers."""
@@ -389,7 +469,9 @@ class Builder:
             if rel.startswith(".."):
                 raise BuildError(f"Dockerfile line {ins.line}: {s} is outside the build context")
             follow = s.endswith(("/", "/.")) or rel == "."  # "dir/": the directory a link names
-            found = sorted({p for p in match_in_context(self.context, rel, follow) if not self.ignored(p)})
+            found = sorted(
+                {p for p in match_in_context(self.context, rel, follow) if not self.ignored(p) or self.reached(p)}
+            )
             if not found:
                 raise BuildError(
                     f"Dockerfile line {ins.line}: {ins.keyword} failed: file not found in build "
@@ -405,10 +487,10 @@ class Builder:
                     dirnames.sort()
                     base = Path(dirpath)
                     rel = base.relative_to(src)
-                    if base != src and self.ignored(base):
+                    if base != src and not self.walk_into(base):
                         dirnames[:] = []
                         continue
-                    if base != src:
+                    if base != src and not self.ignored(base):
                         plan.append((base, d_norm(posixpath.join(dest, rel.as_posix())), "file"))
                     for name in sorted(filenames + [x for x in dirnames if (base / x).is_symlink()]):
                         p = base / name
@@ -425,14 +507,17 @@ class Builder:
 
     # -- .dockerignore -------------------------------------------------------------------------
     def ignored(self, path: Path) -> bool:
+        return is_excluded(self.ignore, path.relative_to(self.context).as_posix())
+
+    def reached(self, path: Path) -> bool:
+        """An excluded source that COPY still looks into: a directory a ``!`` line reaches."""
+        return path.is_dir() and not path.is_symlink() and self.walk_into(path)
+
+    def walk_into(self, path: Path) -> bool:
+        """Whether COPY must look inside directory ``path``: it is not excluded, or a ``!``
+        line may bring back something under it (``docs`` then ``!docs/keep.md``)."""
         rel = path.relative_to(self.context).as_posix()
-        if rel in (".", ""):
-            return False
-        result = False
-        for negate, pattern in self.ignore:
-            if _match(pattern, rel):
-                result = not negate
-        return result
+        return not is_excluded(self.ignore, rel) or may_reinclude(self.ignore, rel)
 
     # -- the cache -------------------------------------------------------------------------------
     def cache_key(self, ins: df.Instruction, extra: str = "") -> str:
@@ -449,6 +534,7 @@ class Builder:
         if not all(self.store.has_layer(c) for c in self.store.chain_ids(image_id)):
             return False
         self.image_id = image_id
+        self.clear_onbuild = False  # the cached image was made with the triggers dropped
         self.say(" ---> Using cache")
         return True
 
@@ -547,6 +633,54 @@ def read_dockerignore(context: Path) -> list[tuple[bool, str]]:
     return out
 
 
+def is_excluded(patterns: list[tuple[bool, str]], rel: str) -> bool:
+    """Whether ``.dockerignore``'s ``patterns`` (``read_dockerignore``) exclude ``rel``, a path
+    relative to the context. Every line is tried in order and **the last line that matches
+    wins**: ``*.md`` then ``!README.md`` keeps README.md; ``!README.md`` then ``*.md`` does not.
+    The context itself is never excluded."""
+    if rel in (".", ""):
+        return False
+    result = False
+    for negate, pattern in patterns:
+        if _match(pattern, rel):
+            result = not negate
+    return result
+
+
+def may_reinclude(patterns: list[tuple[bool, str]], rel_dir: str) -> bool:
+    """Whether a ``!`` line could match ``rel_dir`` or a path below it: then an excluded
+    directory must still be walked, and only its re-included files copied."""
+    rp = rel_dir.split("/")
+
+    def m(pp: list[str], i: int, j: int) -> bool:
+        if j == len(rp) or i == len(pp) or pp[i] == "**":
+            return True  # the directory is used up, or the pattern matched a parent, or ** can reach below
+        return go_match(rp[j], pp[i]) and m(pp, i + 1, j + 1)
+
+    return any(negate and m(pattern.split("/"), 0, 0) for negate, pattern in patterns)
+
+
+def go_match(name: str, pattern: str) -> bool:
+    """One path component against one pattern component, as Go's ``filepath.Match`` (which
+    docker uses): ``*``, ``?``, ``[a-z]``, ``[^a-z]`` (Python's fnmatch says ``[!a-z]``) and
+    ``\\x`` for a literal x (fnmatch has no escapes: ``*``, ``?`` and ``[`` go in a class)."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            escaped = pattern[i + 1]
+            out.append(f"[{escaped}]" if escaped in "*?[" else escaped)
+            i += 2
+            continue
+        if c == "[" and pattern.startswith("[^", i):
+            out.append("[!")
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return fnmatch.fnmatchcase(name, "".join(out))
+
+
 def _match(pattern: str, rel: str) -> bool:
     """A .dockerignore pattern: Go's filepath.Match per component, ``**`` any number of them;
     a pattern naming a directory excludes everything under it too."""
@@ -557,7 +691,7 @@ def _match(pattern: str, rel: str) -> bool:
             return True  # the pattern matched a parent directory: everything below goes too
         if pp[i] == "**":
             return any(m(i + 1, k) for k in range(j, len(rp) + 1))
-        return j < len(rp) and fnmatch.fnmatchcase(rp[j], pp[i]) and m(i + 1, j + 1)
+        return j < len(rp) and go_match(rp[j], pp[i]) and m(i + 1, j + 1)
 
     return m(0, 0)
 
@@ -619,7 +753,7 @@ def match_in_context(context: Path, pattern: str, follow_last: bool = False) -> 
                 names = os.listdir(context / base)
             except OSError:
                 continue  # not a directory: nothing under it matches
-            reached += [posixpath.join(base, n) for n in names if fnmatch.fnmatchcase(n, part)]
+            reached += [posixpath.join(base, n) for n in names if go_match(n, part)]
         candidates = reached
     found = (context / resolve_in_context(context, c, follow_last) for c in candidates)
     return [p for p in found if os.path.lexists(p)]
@@ -629,6 +763,193 @@ def _is_local_tar(path: Path) -> bool:
     """ADD unpacks a regular file that is a tar archive; a symlink is copied as a link (as
     docker does) and a FIFO is never opened (reading it would wait for a writer)."""
     return stat.S_ISREG(os.lstat(path).st_mode) and tarfile.is_tarfile(path)
+
+
+@dataclass
+class BuildRequest:
+    """What ``build`` was asked for, as the command line said it."""
+
+    context: str | None  # the context directory; None: none (``build -``)
+    dockerfile: str | None = None  # -f PATH; "-": the Dockerfile is ``stdin``
+    stdin: bytes | None = None  # what stdin held, for ``build -`` or ``-f -``
+    tags: list[str] = field(default_factory=list)
+    build_args: list[str] = field(default_factory=list)  # KEY=VALUE, or KEY: from the environment
+    no_cache: bool = False
+    target: str | None = None  # --target STAGE: the build ends with that stage
+    labels: list[str] = field(default_factory=list)  # --label KEY=VALUE: on the final image
+    ulimits: list[str] = field(default_factory=list)  # --ulimit NAME=SOFT[:HARD]: for RUN
+
+
+def build_image(
+    root: Path, store: ImageStore, req: BuildRequest, say: Callable[[str], None], ensure_image: Callable[[str], str]
+) -> str:
+    """``docker build``: the Dockerfile read (from the context, ``-f``, or stdin), cut at
+    ``--target``'s stage, ``--label``s added as a last LABEL step, built, tagged.
+    Everything the command line got wrong is refused before the first step."""
+    from minidocker.image.reference import parse as parse_ref
+
+    with contextlib.ExitStack() as stack:
+        ctx, text, inside = prepare_context(req, stack)
+        refs = [str(parse_ref(t)) for t in req.tags]  # a bad -t fails before any step
+        args = {k: v if eq else os.environ.get(k) for k, eq, v in (a.partition("=") for a in req.build_args)}
+        instructions = df.parse(text, show_lines=inside)  # a file outside the context: no line of it in errors
+        instructions = cut_at_target(instructions, req.target) + label_instructions(req.labels)
+        ulimits = [parse_ulimit(u) for u in req.ulimits]
+        store.ensure()
+        b = Builder(root, store, ctx, say, args, req.no_cache, ensure_image)
+        b.ulimits = ulimits
+        image_id = b.build(instructions)
+    unused = sorted(set(args) - b.used_args)
+    if unused:
+        say(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")  # docker's words
+    say(f"Successfully built {short_id(image_id)}")
+    for ref in refs:
+        store.tag(image_id, ref)
+        say(f"Successfully tagged {parse_ref(ref).familiar()}")
+    return image_id
+
+
+# -- --ulimit: resource limits for RUN -------------------------------------------------------------
+RLIMITS = {  # docker's names (setrlimit(2)'s RLIMIT_* without the prefix)
+    "as": resource.RLIMIT_AS,
+    "core": resource.RLIMIT_CORE,
+    "cpu": resource.RLIMIT_CPU,
+    "data": resource.RLIMIT_DATA,
+    "fsize": resource.RLIMIT_FSIZE,
+    "locks": 10,  # RLIMIT_LOCKS: Linux has it, Python's resource module does not name it
+    "memlock": resource.RLIMIT_MEMLOCK,
+    "msgqueue": resource.RLIMIT_MSGQUEUE,
+    "nice": resource.RLIMIT_NICE,
+    "nofile": resource.RLIMIT_NOFILE,
+    "nproc": resource.RLIMIT_NPROC,
+    "rss": resource.RLIMIT_RSS,
+    "rtprio": resource.RLIMIT_RTPRIO,
+    "rttime": resource.RLIMIT_RTTIME,
+    "sigpending": resource.RLIMIT_SIGPENDING,
+    "stack": resource.RLIMIT_STACK,
+}
+
+
+@dataclass
+class Ulimit:
+    text: str  # as given: "nofile=1024:2048"
+    resource: int  # RLIMIT_*
+    soft: int  # resource.RLIM_INFINITY for -1 (unlimited)
+    hard: int
+
+
+def parse_ulimit(text: str) -> Ulimit:
+    """``NAME=SOFT[:HARD]`` (HARD defaults to SOFT, -1 is unlimited), in docker's words when
+    it is wrong."""
+    name, eq, value = text.partition("=")
+    if not eq or not value:
+        raise BuildError(
+            f"invalid ulimit argument: {text}", hint="give --ulimit NAME=SOFT[:HARD], e.g. nofile=1024:2048"
+        )
+    if name not in RLIMITS:
+        raise BuildError(f"invalid ulimit type: {name}", hint=f"one of {', '.join(RLIMITS)}")
+    numbers = value.split(":")
+    if len(numbers) > 2:
+        raise BuildError(f"too many limit value arguments - {value}, can only have up to two, `soft[:hard]`")
+    try:
+        soft, hard = (int(n) for n in (numbers[0], numbers[-1]))
+    except ValueError:
+        raise BuildError(f"invalid ulimit argument: {text}: the limits are numbers") from None
+    if soft > hard and hard != -1 or soft == -1 and hard != -1:
+        raise BuildError(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
+    unlimited = resource.RLIM_INFINITY
+    return Ulimit(text, RLIMITS[name], unlimited if soft == -1 else soft, unlimited if hard == -1 else hard)
+
+
+def with_rlimits(ulimits: list[Ulimit], start: Callable[[], int]) -> int:
+    """``start()`` (a RUN's container) under ``ulimits``: set here, in the child the build
+    forks for it, they pass to the container, since rlimits survive fork(2) and execve(2).
+    Raising a hard limit above this process's needs CAP_SYS_RESOURCE: refused in one line."""
+    for u in ulimits:
+        try:
+            resource.setrlimit(u.resource, (u.soft, u.hard))
+        except (ValueError, OSError) as e:
+            hard = resource.getrlimit(u.resource)[1]
+            shown = "unlimited" if hard == resource.RLIM_INFINITY else hard
+            raise BuildError(f"--ulimit {u.text}: cannot set it ({e}); the hard limit here is {shown}") from None
+    return start()
+
+
+def prepare_context(req: BuildRequest, stack: contextlib.ExitStack) -> tuple[Path, str, bool]:
+    """The build context and the Dockerfile's text, as docker finds them: PATH and
+    PATH/Dockerfile (or ``-f``); ``build -``: stdin's tar unpacked into a temp dir (removed
+    when ``stack`` closes) and its Dockerfile, or, when stdin is no tar, stdin as the
+    Dockerfile and an empty context; ``-f -``: stdin as the Dockerfile. Also whether the
+    Dockerfile lies in the context (``read_dockerfile``)."""
+    import tempfile
+
+    if req.context is not None and not Path(req.context).is_dir():
+        raise BuildError(f"unable to prepare context: path {req.context!r} not found")
+    if req.context is not None:
+        ctx = Path(req.context).resolve()
+    else:
+        ctx = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="minidocker-context-"))).resolve()
+    if req.context is None and req.dockerfile == "-":
+        raise BuildError("build - and -f - both read stdin: give one of them")
+    if req.dockerfile != "-" and (req.context is not None or unpack_context(req.stdin or b"", ctx)):
+        return (ctx, *read_dockerfile(ctx, req.dockerfile))
+    try:  # the Dockerfile is what came on stdin
+        return ctx, (req.stdin or b"").decode(), True
+    except UnicodeDecodeError:
+        raise BuildError("the Dockerfile on stdin is not UTF-8 text (nor a tar of a context)") from None
+
+
+def unpack_context(data: bytes, into: Path) -> bool:
+    """``build - < context.tar[.gz|.bz2|.xz]``: the tar unpacked into ``into`` with tarfile's
+    ``data`` filter (no absolute names, no ``..``, no links out, no devices); False when
+    ``data`` is no tar at all (then it is a Dockerfile)."""
+    import io
+
+    try:
+        archive = tarfile.open(fileobj=io.BytesIO(data))
+    except tarfile.TarError:
+        return False
+    with archive:
+        try:
+            archive.extractall(into, filter="data")
+        except (tarfile.TarError, OSError) as e:
+            raise BuildError(f"unable to unpack the build context from stdin: {e}") from None
+    return True
+
+
+def cut_at_target(instructions: list[df.Instruction], target: str | None) -> list[df.Instruction]:
+    """``--target NAME``: the instructions up to the end of stage NAME (the stages after it
+    are not built, as docker's)."""
+    if target is None:
+        return instructions
+    in_target = False
+    for i, ins in enumerate(instructions):
+        if ins.keyword != "FROM":
+            continue
+        if in_target:
+            return instructions[:i]
+        words = ins.args.split()
+        in_target = len(words) == 3 and words[1].lower() == "as" and words[2].lower() == target.lower()
+    if in_target:
+        return instructions
+    raise BuildError(f"failed to reach build target {target} in Dockerfile")
+
+
+def label_instructions(labels: list[str]) -> list[df.Instruction]:
+    """``--label K=V`` (``--label K``: an empty value): one LABEL step at the end of the
+    build, its words quoted so that nothing in them is a variable or a separator."""
+    if not labels:
+        return []
+
+    def quoted(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+    bad = [label for label in labels if not label.partition("=")[0].strip()]
+    if bad:
+        raise BuildError(f"invalid label {bad[0]!r}: the key is empty", hint="give --label KEY=VALUE")
+    pairs = [label.partition("=") for label in labels]
+    args = " ".join(f"{quoted(k)}={quoted(v)}" for k, _, v in pairs)
+    return [df.Instruction("LABEL", args, 0, f"LABEL {args}")]
 
 
 def read_dockerfile(context: Path, given: str | None) -> tuple[str, bool]:
@@ -700,8 +1021,10 @@ def _readlink_in(lower: d.LowerView, rel: str) -> str:
 def copy_members(plan: list[tuple[Path, str, str]], lower: d.LowerView, owner: tuple[int, int] | None):
     """Tar members for COPY/ADD: each destination's parent directories first (with the
     image's own owner, mode and mtime when it has them, else root 0755), then the files,
-    owned by ``owner`` (root unless --chown), with their mode and mtime."""
+    owned by ``owner`` (root unless --chown), with their mode and mtime. Two names of one
+    inode among the sources stay one inode: the second is a hard link member to the first."""
     emitted: set[str] = set()
+    inodes: dict[tuple[int, int], str] = {}  # a file of several names: its first name in the layer
     keep_owners = owner is None  # COPY --from: files keep the owners they have in their image
     uid, gid = owner or (0, 0)
 
@@ -745,7 +1068,12 @@ def copy_members(plan: list[tuple[Path, str, str]], lower: d.LowerView, owner: t
         elif stat.S_ISLNK(st.st_mode):
             ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(src)
             yield ti, None
+        elif stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) in inodes:
+            ti.type, ti.linkname = tarfile.LNKTYPE, inodes[(st.st_dev, st.st_ino)]  # a second name of one file
+            yield ti, None
         elif stat.S_ISREG(st.st_mode):
+            if st.st_nlink > 1:
+                inodes[(st.st_dev, st.st_ino)] = rel
             ti.size = st.st_size
             yield ti, str(src)
 

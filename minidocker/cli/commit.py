@@ -23,7 +23,8 @@ def diff(container: str) -> None:
 @app.command(
     context_settings={"ignore_unknown_options": True},
     help="Create a new image from a container's changes. "
-    "-p, --pause[=true|false]: pause the container during commit (default true).",
+    "-p, --pause[=true|false]: pause the container during commit (default true). "
+    "-q, --quiet: print only the new image's ID (as podman's).",
 )
 def commit(
     args: list[str] = typer.Argument(..., metavar="CONTAINER [REPOSITORY[:TAG]]"),
@@ -35,6 +36,8 @@ def commit(
     for a in args:  # docker's bool flag: -p, --pause, --pause=false
         if a in ("-p", "--pause"):
             pause = True
+        elif a in ("-q", "--quiet"):
+            continue  # the image ID is all commit prints: -q is accepted for scripts that pass it
         elif a.startswith(("--pause=", "-p=")):
             value = a.split("=", 1)[1].lower()
             if value not in TRUE + FALSE:
@@ -98,7 +101,11 @@ def history(
     )
 
 
-@app.command(help="Build an image from a Dockerfile.")
+@app.command(
+    help="Build an image from a Dockerfile. PATH is the build context; with '-', stdin is the "
+    "context as a tar (plain, gzip, bzip2 or xz), or a Dockerfile and no context. -f - reads "
+    "the Dockerfile from stdin, with PATH as the context."
+)
 def build(
     context: str = typer.Argument(..., metavar="PATH"),
     tags: list[str] = typer.Option([], "--tag", "-t", help="Name and optionally a tag (name:tag)."),
@@ -106,20 +113,27 @@ def build(
     build_args: list[str] = typer.Option([], "--build-arg", help="Set a build-time variable (KEY=VALUE)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the cache."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the image ID."),
+    target: str | None = typer.Option(None, "--target", help="Set the target build stage to build."),
+    labels: list[str] = typer.Option([], "--label", help="Set metadata for an image (KEY=VALUE)."),
+    ulimits: list[str] = typer.Option([], "--ulimit", help="Ulimit options for RUN (NAME=SOFT[:HARD])."),
 ) -> None:
     def say(line: str) -> None:
         if not quiet:
             print(line, flush=True)
 
     image_id = api.build(
-        context,
+        None if context == "-" else context,
         tags=tags,
         dockerfile=file,
+        stdin=sys.stdin.buffer.read() if "-" in (context, file) else None,  # build - / build -f - PATH
         build_args=build_args,
         no_cache=no_cache,
         root=state.root,
         say=say,
         quiet=quiet,
+        target=target,
+        labels=labels,
+        ulimits=ulimits,
     )
     if quiet:
         print(image_id)

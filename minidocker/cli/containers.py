@@ -122,9 +122,16 @@ def kill(containers: list[str], signal: str = typer.Option("KILL", "--signal", "
     _each(containers, lambda names: api.kill(names, sig=signal, root=state.root))
 
 
-@app.command(help="Copy files between a container and the host: cp C:SRC DEST, or cp SRC C:DEST.")
-def cp(src: str, dest: str) -> None:
-    api.cp(src, dest, root=state.root)
+@app.command(
+    help="Copy files between a container and the host: cp C:SRC DEST, or cp SRC C:DEST. "
+    "SRC - reads a tar from stdin (into a directory C:DEST); DEST - writes a tar to stdout."
+)
+def cp(
+    src: str,
+    dest: str,
+    archive: bool = typer.Option(False, "--archive", "-a", help="Archive mode (copy all uid/gid information)."),
+) -> None:
+    api.cp(src, dest, root=state.root, archive=archive, stdin=sys.stdin.buffer, stdout=sys.stdout.buffer)
 
 
 @app.command(help="Rename a container.")

@@ -17,6 +17,9 @@ The rules followed here are docker's (the classic builder and BuildKit agree on 
 * The keyword is case-insensitive; the rest is the instruction's *arguments*.
 * RUN, CMD, ENTRYPOINT (and COPY/ADD) take either a JSON array of strings (*exec form*) or
   plain text (*shell form*: ``/bin/sh -c TEXT`` for RUN/CMD/ENTRYPOINT).
+* ``ONBUILD INSTRUCTION`` stores INSTRUCTION's text in the image config's ``OnBuild`` list;
+  a build whose FROM names that image runs those triggers right after its FROM, and the
+  image it makes has no OnBuild of its own unless it declares one (docker's rule).
 * Variables (``$NAME``, ``${NAME}``, ``${NAME:-default}``, ``${NAME:+alternative}``) are
   replaced by the builder in FROM, ENV, ARG, LABEL, EXPOSE, WORKDIR, USER, COPY, ADD;
   RUN/CMD/ENTRYPOINT leave them to the shell in the container. Inside single quotes
@@ -53,7 +56,7 @@ INSTRUCTIONS = (
     "ONBUILD",
     "HEALTHCHECK",
 )
-SUPPORTED = tuple(i for i in INSTRUCTIONS if i != "ONBUILD")  # ONBUILD is known, not yet done
+NOT_ONBUILD = ("ONBUILD", "FROM", "MAINTAINER")  # what ONBUILD may not carry, as docker
 EXPANDED = ("FROM", "ENV", "ARG", "LABEL", "EXPOSE", "WORKDIR", "USER", "COPY", "ADD", "STOPSIGNAL", "VOLUME")
 
 
@@ -119,9 +122,13 @@ def parse_line(text: str, line: int = 1, show_text: bool = True) -> Instruction:
     if upper not in INSTRUCTIONS:
         what = f": {keyword}" if show_text else " (the Dockerfile is outside the build context: its text is not shown)"
         raise DockerfileError(f"Dockerfile parse error line {line}: unknown instruction{what}")
-    if upper not in SUPPORTED:
-        raise DockerfileError(f"Dockerfile parse error line {line}: {upper} is not supported by minidocker")
     args = args.strip()
+    if upper == "ONBUILD":
+        trigger = parse_line(args, line, show_text) if args else None
+        if trigger is not None and trigger.keyword in NOT_ONBUILD:
+            raise DockerfileError(
+                f"Dockerfile parse error line {line}: {trigger.keyword} isn't allowed as an ONBUILD trigger"
+            )
     flags: dict[str, str] = {}
     if upper in ("COPY", "ADD", "FROM", "HEALTHCHECK"):
         while args.startswith("--"):
@@ -247,7 +254,7 @@ def key_values(ins: Instruction, env: dict[str, str] | None) -> list[tuple[str, 
 
 
 # -- config changes (commit -c, and the metadata instructions of a build) ------------------------
-CHANGE_KEYWORDS = ("CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "LABEL", "EXPOSE", "STOPSIGNAL", "VOLUME")
+CHANGE_KEYWORDS = ("CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "LABEL", "EXPOSE", "STOPSIGNAL", "VOLUME", "ONBUILD")
 
 
 def apply_change(config: dict, ins: Instruction, env: dict[str, str] | None = None) -> None:
@@ -295,6 +302,8 @@ def apply_change(config: dict, ins: Instruction, env: dict[str, str] | None = No
                 raise DockerfileError(f"invalid containerPort: {p}")
             ports[f"{port}/{proto or 'tcp'}"] = {}
         config["ExposedPorts"] = ports
+    elif k == "ONBUILD":
+        config["OnBuild"] = [*(config.get("OnBuild") or []), ins.args.strip()]
     elif k == "STOPSIGNAL":
         config["StopSignal"] = expand(ins.args, env)
     elif k == "VOLUME":

@@ -14,16 +14,26 @@ The files travel as a tar stream over a pipe; the receiving side unpacks it with
 ``tar`` extraction filter (no absolute names, no ``..``, nothing written outside the
 destination, not even through a symlink the stream itself made).
 
-See it: ``minidocker cp c1:/etc/os-release .`` and ``minidocker cp notes.txt c1:/tmp/``.
+Copied files belong to whoever copies them (out: the host user; in: the container's root),
+unless ``-a`` (archive mode) asks to keep the owners the files have (shifted through the
+container's ID map when it has one). ``-`` stands for a tar stream instead of a host path:
+``cp - c1:/dir`` unpacks the tar on stdin into the container's directory, ``cp c1:/path -``
+writes the tar to stdout, as docker's.
+
+See it: ``minidocker cp c1:/etc/os-release .`` and ``minidocker cp notes.txt c1:/tmp/``;
+``minidocker cp c1:/etc - | tar -tv``.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import tarfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from minidocker.errors import ChildFailed, CopyError
 from minidocker.linux import procfs
@@ -74,6 +84,8 @@ def _run(c: Container, lowerdirs: list[Path], work: Callable[[], None], parent_s
             return 1  # the parent side stopped reading: its error is the one to report
         except OSError as e:
             raise CopyError(_os_error_text(e)) from None
+        except tarfile.TarError as e:  # cp - C:DIR: what came on stdin is not a tar
+            raise CopyError(f"the copy failed: {e}") from None
         return 0
 
     try:
@@ -93,8 +105,17 @@ def _os_error_text(e: OSError) -> str:
     return f"cannot copy to {e.filename}: {e.strerror}" if e.filename else f"the copy failed: {e.strerror or e}"
 
 
-def copy_out(c: Container, lowerdirs: list[Path], src: str, dest: Path) -> None:
-    """``cp CONTAINER:SRC DEST``: a file or directory of the container to the host."""
+def _shift(c: Container, sign: int) -> tuple[int, int]:
+    """What archive mode adds to the owners in the tar: nothing without a user namespace;
+    with ``--userns=auto``, +the map's first host ID going in, -it coming out."""
+    if not c.spec.idmap:
+        return 0, 0
+    return sign * c.spec.idmap["uid"], sign * c.spec.idmap["gid"]
+
+
+def copy_out(c: Container, lowerdirs: list[Path], src: str, dest: Path | BinaryIO, archive: bool = False) -> None:
+    """``cp CONTAINER:SRC DEST``: a file or directory of the container to the host; DEST a
+    stream (``cp C:SRC -``): the tar itself, written there."""
     r, w = os.pipe()
     contents_only = src.endswith("/.")
     src_path = posixpath.normpath("/" + src)
@@ -110,35 +131,63 @@ def copy_out(c: Container, lowerdirs: list[Path], src: str, dest: Path) -> None:
     def parent_side():
         os.close(w)
         with os.fdopen(r, "rb") as f:
-            _extract(f, top, dest, contents_only)
+            if isinstance(dest, Path):
+                owners = _Owners(keep=archive, shift=_shift(c, -1), default=(os.getuid(), os.getgid()))
+                _extract(f, top, dest, contents_only, owners)
+            else:
+                shutil.copyfileobj(f, dest, 1 << 20)
+                dest.flush()
 
     _run(c, lowerdirs, work, parent_side)
 
 
-def copy_in(c: Container, lowerdirs: list[Path], src: Path, dest: str) -> None:
-    """``cp SRC CONTAINER:DEST``: a file or directory of the host into the container."""
-    if not src.exists():
+def copy_in(c: Container, lowerdirs: list[Path], src: Path | BinaryIO, dest: str, archive: bool = False) -> None:
+    """``cp SRC CONTAINER:DEST``: a file or directory of the host into the container; SRC a
+    stream (``cp - C:DEST``): a tar, unpacked into DEST, which must be a directory."""
+    from_tar = not isinstance(src, Path)
+    if isinstance(src, Path) and not src.exists():
         raise CopyError(f"no such file or directory: {src}")
-    contents_only = str(src).endswith("/.")
-    top = "." if contents_only else src.name
+    contents_only = from_tar or str(src).endswith("/.")
+    top = "." if contents_only or not isinstance(src, Path) else src.name
     # owned by the container's root: host root, or with --userns=auto the block's first ID
-    owner = (c.spec.idmap["uid"], c.spec.idmap["gid"]) if c.spec.idmap else (0, 0)
+    owners = _Owners(keep=archive, shift=_shift(c, +1), default=_shift(c, +1))
+    where = Path(posixpath.normpath("/" + dest.lstrip("/")))
     r, w = os.pipe()
 
     def work():
         os.close(w)
+        if from_tar and not where.is_dir():
+            what = "is not a directory" if os.path.lexists(where) else "does not exist"
+            raise CopyError(f"extraction point {dest} {what} in container {c.name}")
         with os.fdopen(r, "rb") as f:
-            _extract(f, top, Path(posixpath.normpath("/" + dest.lstrip("/"))), contents_only, owner=owner)
+            _extract(f, top, where, contents_only, owners)
 
     def parent_side():
         os.close(r)
-        with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as t:
-            t.add(str(src), arcname=top, recursive=True)
+        with os.fdopen(w, "wb") as out:
+            if isinstance(src, Path):
+                with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as t:
+                    t.add(str(src), arcname=top, recursive=True)
+            else:
+                shutil.copyfileobj(src, out, 1 << 20)
 
     _run(c, lowerdirs, work, parent_side)
 
 
-def _extract(stream, top: str, dest: Path, contents_only: bool, owner: tuple[int, int] | None = None) -> None:
+@dataclass
+class _Owners:
+    """Who owns what ``_extract`` writes: ``default`` for every file, or, in archive mode
+    (``keep``), the owners the tar names, plus ``shift`` (a user namespace's offset)."""
+
+    keep: bool
+    shift: tuple[int, int]
+    default: tuple[int, int]
+
+    def of(self, m: tarfile.TarInfo) -> tuple[int, int]:
+        return (m.uid + self.shift[0], m.gid + self.shift[1]) if self.keep else self.default
+
+
+def _extract(stream, top: str, dest: Path, contents_only: bool, owners: _Owners | None = None) -> None:
     """Unpack a ``cp`` tar by docker's rules: an existing directory receives the copy (or,
     for ``SRC/.``, its contents); otherwise the copy is created *as* ``dest``."""
     if dest.is_dir() and not contents_only or dest.is_dir():
@@ -167,7 +216,7 @@ def _extract(stream, top: str, dest: Path, contents_only: bool, owner: tuple[int
             ):
                 raise CopyError(f'cannot overwrite non-directory "{dest}" with directory "{top}"')
             m.name = name
-            m.uid, m.gid = owner if owner is not None else (os.getuid(), os.getgid())  # docker: the copier's
+            m.uid, m.gid = owners.of(m) if owners else (os.getuid(), os.getgid())  # docker: the copier's, unless -a
             m.uname = m.gname = ""
             # "tar": no absolute names, no "..", nothing written outside ``base`` (through a
             # symlink unpacked earlier either); symlinks themselves are kept as they are

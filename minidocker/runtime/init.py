@@ -220,8 +220,12 @@ def switch_user(spec: ContainerSpec, env: list[str]) -> list[str]:
 
 @step
 def make_workdir(spec: ContainerSpec) -> None:
-    """docker creates a missing WorkingDir (as root, before switching user)."""
-    os.makedirs(spec.cwd, exist_ok=True)
+    """docker creates a missing WorkingDir (as root, before switching user); one that is
+    there but is no directory is refused in runc's words."""
+    try:
+        os.makedirs(spec.cwd, exist_ok=True)
+    except FileExistsError:  # (a file on the way, /etc/passwd/x: the kernel's "Not a directory")
+        raise MinidockerError(f"mkdir {spec.cwd}: not a directory") from None
 
 
 @step

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -191,6 +192,11 @@ def test_empty_diff_still_commits(md_run, bb):
     assert _inspect(md, ref)["RootFS"]["Layers"] == _inspect(md, bb)["RootFS"]["Layers"]
     top = md.ok("history", ref).stdout.splitlines()[1].split()
     assert top[0] == image[7:19] and "0B" in top
+    # -q (podman's flag, which scripts pass): the ID and nothing else, on stdout and stderr
+    r = md.ok("commit", "-q", name, ref + "q")
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", r.stdout) and r.stderr == ""
+    assert _inspect(md, ref + "q")["Id"] == r.stdout.strip()
+    md.ok("rmi", ref + "q")
 
 
 def _freezer_state(cid: str) -> str:

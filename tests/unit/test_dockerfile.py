@@ -25,7 +25,7 @@ def test_parse_lines_continuations_and_comments():
     [
         ("FROM busybox\nFROB x\n", "line 2: unknown instruction: FROB"),
         ("FROM busybox\nRUN\n", "line 2: RUN requires at least one argument"),
-        ("FROM busybox\nONBUILD RUN true\n", "line 2: ONBUILD is not supported"),
+        ("FROM busybox\nONBUILD FROM alpine\n", "line 2: FROM isn't allowed as an ONBUILD trigger"),
         ("# only a comment\n", "no instructions"),
     ],
 )
