@@ -532,13 +532,19 @@ def volume_prune(all_unused: bool = False, root: Path | None = None) -> tuple[li
     return _volumes(root).prune(all_unused)
 
 
-def inspect_any(name: str, kind: str | None = None, root: Path | None = None) -> dict[str, Any]:
-    """``docker inspect [--type T]``: the object of that type (any type: a container, else an
-    image, a volume, a network, in that order) by name or ID."""
+def inspect_any(name: str, kind: str | None = None, root: Path | None = None, size: bool = False) -> dict[str, Any]:
+    """``docker inspect [--type T] [-s]``: the object of that type (any type: a container,
+    else an image, a volume, a network, in that order) by name or ID; ``size``: a
+    container's ``SizeRw`` and ``SizeRootFs`` too."""
     from minidocker.errors import ImageNotFound
+    from minidocker.listing import add_inspect_sizes
+
+    def container() -> dict[str, Any]:
+        doc = inspect_container(name, root)
+        return add_inspect_sizes(doc, _store(root)) if size else doc
 
     finders = {
-        "container": lambda: inspect_container(name, root),
+        "container": container,
         "image": lambda: inspect_image(name, root),
         "volume": lambda: volume_inspect([name], root)[0],
         "network": lambda: network_inspect(name, root),

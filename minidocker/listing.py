@@ -57,6 +57,14 @@ def add_container_facts(rows: list[dict[str, Any]], containers, store, size: boo
             r["SizeRootFs"] = r["SizeRw"] + image_size
 
 
+def add_inspect_sizes(doc: dict[str, Any], store) -> dict[str, Any]:
+    """``inspect -s`` of a container: ``SizeRw`` (its writable layer) and ``SizeRootFs``."""
+    if "GraphDriver" in doc and "State" in doc:
+        doc["SizeRw"] = apparent_size(Path(doc["GraphDriver"]["Data"]["UpperDir"]))
+        doc["SizeRootFs"] = doc["SizeRw"] + image_facts(store, doc["Image"], {})[1]
+    return doc
+
+
 def image_chain(store, name: str) -> tuple[str, str | None]:
     """``ancestor=NAME``: the image's ID and the chain ID of its top layer."""
     image_id = store.resolve(name)

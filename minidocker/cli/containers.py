@@ -153,7 +153,7 @@ def container_inspect(
 ) -> None:
     from minidocker.cli.images import show_inspected
 
-    show_inspected(names, lambda name: api.inspect_any(name, "container", root=state.root), fmt)
+    show_inspected(names, lambda name: api.inspect_any(name, "container", root=state.root, size=size), fmt)
 
 
 @container_app.command("prune", help="Remove all stopped containers.")

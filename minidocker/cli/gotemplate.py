@@ -25,6 +25,7 @@ See it: ``minidocker inspect -f '{{range $k, $v := .Config.Labels}}{{$k}}={{$v}}
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -76,9 +77,9 @@ class Tok:
     spaced: bool = False  # white space before it: ``$x .F`` is two operands, ``$x.F`` one
 
 
-def lex(src: str) -> list[tuple[str, Any]]:
+def lex(src: str) -> list[tuple[Any, ...]]:
     """``("text", s)`` and ``("action", [Tok...], line)`` items, trim markers applied."""
-    items: list[tuple[str, Any]] = []
+    items: list[tuple[Any, ...]] = []
     pos, trim_next = 0, False
     while True:
         start = src.find("{{", pos)
@@ -450,7 +451,7 @@ class _Run:
 
     def and_or(self, name: str, operands: list[Operand], dot: Any, final: Any) -> Any:
         """``and``/``or`` stop at the first argument that decides (Go 1.18's rule)."""
-        thunks = [lambda a=a: self.arg(a, dot) for a in operands]
+        thunks: list[Callable[[], Any]] = [functools.partial(self.arg, a, dot) for a in operands]
         if final is not _NOTHING:
             thunks.append(lambda: final)
         if not thunks:
@@ -552,6 +553,8 @@ def show(v: Any) -> str:
         return go_float(v)
     if isinstance(v, (list, tuple)):
         return "[" + " ".join(show(x) for x in v) + "]"
+    if isinstance(v, Struct):  # Go prints a struct's field values in braces
+        return "{" + " ".join(show(x) for x in v.values() if not callable(x)) + "}"
     if isinstance(v, dict):
         return "map[" + " ".join(f"{show(k)}:{show(v[k])}" for k in sorted(v, key=str)) + "]"
     return str(v)

@@ -76,7 +76,7 @@ def inspect(
         from minidocker.errors import MinidockerError
 
         raise MinidockerError(f'"{kind}" is not a valid value for --type')
-    show_inspected(names, lambda name: api.inspect_any(name, kind, root=state.root), fmt)
+    show_inspected(names, lambda name: api.inspect_any(name, kind, root=state.root, size=size), fmt)
 
 
 def show_inspected(names: list[str], find, fmt: str | None) -> None:

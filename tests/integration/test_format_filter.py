@@ -154,6 +154,8 @@ OUTPUTS = [
     (["inspect", "--type", "network", "-f", "{{.Name}} {{.Driver}}", "fmtnet"], "fmtnet bridge\n"),
     (["inspect", "-f", "{{.Name}}", "fmtnet", "fmtfree"], "fmtnet\nfmtfree\n"),
     (["inspect", "-f", "{{if .State.Running}}up{{else}}down{{end}}", "fmt-up", "fmt-net"], "up\ndown\n"),
+    (["inspect", "-s", "-f", "{{.SizeRw}}", "fmt-exit3"], "2\n"),
+    (["container", "inspect", "-s", "-f", "{{.SizeRw}} {{.Config.Image}}", "fmt-up"], "0 fmt/labelled:v1\n"),
     (["image", "inspect", "-f", "{{.Os}} {{len .RootFS.Layers}}", "@{bb}"], "linux 1\n"),
     (["container", "inspect", "-f", '{{.State.Pid | printf "%05d"}}', "fmt-net"], "00000\n"),
     (["volume", "inspect", "-f", "{{.Mountpoint}}", "fmtvol"], "@{root}/volumes/fmtvol/_data\n"),

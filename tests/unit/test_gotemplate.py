@@ -162,6 +162,10 @@ def test_a_struct_lacks_fields_where_a_map_has_no_value():
     assert render("{{.Nope}}", {"ID": "abc"}) == "<no value>"
 
 
+def test_a_struct_prints_its_values_in_braces():
+    assert render("{{.}}", formatter.struct("t", {"ID": "abc", "On": True, "Label": lambda k: k})) == "{abc true}"
+
+
 def test_a_method_takes_arguments():
     row = formatter.struct("c", {"Label": lambda k: {"tier": "db"}.get(k, "")})
     assert render('{{.Label "tier"}}|{{.Label "none"}}|{{"tier" | .Label}}', row) == "db||db"
