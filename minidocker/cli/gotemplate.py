@@ -182,8 +182,9 @@ def parse(src: str) -> list[Node]:
     return nodes
 
 
-def _parse_list(items, i: int, block: str | None) -> tuple[list[Node], int, str]:
-    """Nodes up to the ``{{end}}`` or ``{{else}}`` of ``block`` (returned as where it stops)."""
+def _parse_list(items, i: int, block: str | None, loop: bool = False) -> tuple[list[Node], int, str]:
+    """Nodes up to the ``{{end}}`` or ``{{else}}`` of ``block`` (returned as where it stops);
+    ``loop``: inside a ``range``, where ``{{break}}`` and ``{{continue}}`` may stand."""
     nodes: list[Node] = []
     while i < len(items):
         item = items[i]
@@ -200,10 +201,12 @@ def _parse_list(items, i: int, block: str | None) -> tuple[list[Node], int, str]
                 raise TemplateError(f"template: :{line}: unexpected {{{{{word}}}}}")
             return nodes, i, word
         if word in BLOCKS:
-            node, i = _parse_block(items, i, word)
+            node, i = _parse_block(items, i, word, loop)
             nodes.append(node)
             continue
         if word in ("break", "continue"):
+            if not loop or len(toks) > 1:
+                raise TemplateError(f"template: :{line}: {{{{{word}}}}} outside {{{{range}}}}")
             nodes.append(Node(word))
         else:
             nodes.append(Node("action", pipe=_parse_pipeline(toks, line)))
@@ -213,22 +216,24 @@ def _parse_list(items, i: int, block: str | None) -> tuple[list[Node], int, str]
     return nodes, i, ""
 
 
-def _parse_block(items, i: int, word: str) -> tuple[Node, int]:
+def _parse_block(items, i: int, word: str, loop: bool = False) -> tuple[Node, int]:
     """``{{if P}} body {{else if Q}} ... {{else}} orelse {{end}}`` (the same for range, with)."""
     toks, line = items[i][1], items[i][2]
     if len(toks) < 2:
         raise TemplateError(f"template: :{line}: missing value for {word}")
     node = Node(word, pipe=_parse_pipeline(toks[1:], line))
-    node.body, i, stop = _parse_list(items, i + 1, word)
+    node.body, i, stop = _parse_list(items, i + 1, word, loop or word == "range")
     if stop == "else":
         else_toks = items[i][1]
         if len(else_toks) > 1 and else_toks[1].kind == "word" and else_toks[1].text in ("if", "with"):
             items = list(items)  # ``else if`` is an ``if`` inside the else, closed by the same end
             items[i] = ("action", else_toks[1:], items[i][2])
-            inner, i = _parse_block(items, i, else_toks[1].text)
+            inner, i = _parse_block(items, i, else_toks[1].text, loop)
             node.orelse = [inner]
             return node, i
-        node.orelse, i, stop = _parse_list(items, i + 1, word)
+        if len(else_toks) > 1:
+            raise TemplateError(f"template: :{items[i][2]}: unexpected {else_toks[1].text!r} in else")
+        node.orelse, i, stop = _parse_list(items, i + 1, word, loop)
         if stop == "else":
             raise TemplateError(f"template: :{items[i][2]}: expected end; found {{{{else}}}}")
     return node, i + 1
@@ -281,7 +286,7 @@ def _parse_operand(toks: list[Tok], j: int, line: int) -> tuple[Operand, int]:
         literals = {"true": True, "false": False, "nil": None}
         if t.text in literals:
             return Operand("lit", literals[t.text], text=t.text), j + 1
-        if t.text not in FUNCS and t.text not in ("and", "or"):
+        if t.text not in FUNCS:
             raise TemplateError(f'template: :{line}: function "{t.text}" not defined')
         return Operand("func", t.text, text=t.text), j + 1
     if t.text == "(":
@@ -472,7 +477,7 @@ class _Run:
             if "positional argument" in str(e) or "takes" in str(e):
                 raise self.error(f"wrong number of args for {name}: {e}") from None
             raise self.error(f"error calling {name}: {e}") from None
-        except (ValueError, IndexError, KeyError, ZeroDivisionError) as e:
+        except (ValueError, IndexError, KeyError, ZeroDivisionError, AttributeError, OverflowError) as e:
             raise self.error(f"error calling {name}: {e}") from None
 
     def arg(self, a: Operand, dot: Any) -> Any:
@@ -723,7 +728,17 @@ def _truncate(s: str, n: int) -> str:
     return s if len(s) < n else s[:n]
 
 
+def _and(*args: Any) -> Any:
+    return next((a for a in args if not truth(a)), args[-1])
+
+
+def _or(*args: Any) -> Any:
+    return next((a for a in args if truth(a)), args[-1])
+
+
 FUNCS: dict[str, Callable[..., Any]] = {
+    "and": _and,  # (in a command of its own, and/or stop at the deciding argument: _Run.and_or)
+    "or": _or,
     "not": lambda a: not truth(a),
     "len": _len,
     "index": _index,

@@ -10,6 +10,8 @@ trim markers) and the errors, each in Go's words.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minidocker.cli import formatter
 from minidocker.cli.gotemplate import Struct, TemplateError, render
@@ -144,6 +146,10 @@ ERRORS = [  # (template, data, Go's words in the message)
     ("{{range .s}}{{end}}", {"s": "abc"}, "range can't iterate over abc"),
     ("{{/* open", {}, "unclosed"),
     ("{{.a | }}", {}, "missing"),
+    ("{{break}}", {}, "{{break}} outside {{range}}"),
+    ("{{if .a}}{{continue}}{{end}}", {"a": 1}, "{{continue}} outside {{range}}"),
+    ("{{if .a}}x{{else .b}}y{{end}}", {}, "unexpected '.b' in else"),
+    ('{{split 1 ","}}', {}, "error calling split"),
 ]
 
 
@@ -223,3 +229,19 @@ def test_a_bad_format_is_one_template_parsing_error(bad):
         formatter.format_rows(bad, ROWS, HEADERS)
     assert str(e.value).startswith("template parsing error: template: :1")
     assert "\n" not in str(e.value) and e.value.exit_code == 125
+
+
+PIECES = ["{{", "}}", "{{- ", " -}}", ".", ".A", ".B.C", "$", "$x", ":=", "=", ",", "|", "(", ")", " ", "if", "else",
+          "end", "range", "with", "break", "continue", '"s"', "`r`", "'c'", "1", "-2", "3.5", "true", "nil", "index",
+          "len", "slice", "eq", "lt", "and", "or", "not", "printf", '"%d %v %5.2f"', "println", "json", "split", "join",
+          "title", "pad", "truncate", "/*", "*/", "\n", "x"]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=14).map("".join))
+def test_any_template_fails_only_as_a_template_error(text):
+    """Whatever the user types, the engine answers with output or one TemplateError."""
+    try:
+        render(text, {"A": [1, "a", None, {"k": True}], "B": {"C": "c"}, "E": None, "F": 2.5})
+    except TemplateError:
+        pass
