@@ -26,11 +26,8 @@ def network_ls(
     if quiet:
         formatter.print_text("".join((n["Id"] if no_trunc else n["Id"][:12]) + "\n" for n in rows))
         return
-    if fmt in (None, "", "table"):
-        print(f"{'NETWORK ID':<15}{'NAME':<20}{'DRIVER':<10}{'SUBNET':<18}BRIDGE")
-        for n in rows:
-            print(f"{n['Id'][:12]:<15}{n['Name']:<20}{n['Driver']:<10}{n['Subnet']:<18}{n['Bridge']}")
-        return
+    if fmt in (None, "", "table"):  # docker's columns (the subnet and bridge: network inspect)
+        fmt = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
     contexts = [listing.network_struct(n, trunc=not no_trunc) for n in rows]
     formatter.print_text(formatter.format_rows(fmt, contexts, listing.NETWORK_HEADERS))
 

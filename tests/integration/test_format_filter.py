@@ -280,6 +280,12 @@ def test_json_rows_and_default_tables(scene):
     assert re.split(r"\s{3,}", table[0]) == ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
     assert table[1].startswith(scene["ids"]["fmt-up"][:12] + "   fmt/labelled:v1") and table[1].endswith("fmt-up")
     assert "SIZE" in m.ok("ps", "-s").stdout.splitlines()[0]
+    networks = m.ok("network", "ls", "-f", "name=fmtnet").stdout.splitlines()
+    assert networks[0] == "NETWORK ID     NAME      DRIVER    SCOPE" and networks[1].split()[1:] == [
+        "fmtnet",
+        "bridge",
+        "local",
+    ]
     assert m.ok("images", "--format", "table").stdout.splitlines()[0].split() == [
         "REPOSITORY",
         "TAG",
