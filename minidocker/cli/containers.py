@@ -220,8 +220,15 @@ def stats(
         return
     if fmt not in (None, "", "table"):
         formatter.check_format(fmt)
-        rows = api.stats(containers or None, root=state.root)
-        formatter.print_text(formatter.format_rows(fmt, [listing.stats_struct(r) for r in rows], listing.STATS_HEADERS))
+
+        def sample() -> str:
+            rows = api.stats(containers or None, root=state.root)
+            return formatter.format_rows(fmt, [listing.stats_struct(r) for r in rows], listing.STATS_HEADERS)
+
+        if no_stream:
+            formatter.print_text(sample())
+        else:
+            render.stream(sample)
         return
     if no_stream:
         render.table(*render.stats_table(api.stats(containers or None, root=state.root)))

@@ -299,6 +299,12 @@ def test_json_rows_and_default_tables(scene):
     )  # the build's steps
     stats = m.ok("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.MemPerc}}", "fmt-up").stdout
     assert stats == "fmt-up 1 --\n"
+    streaming = m.popen("stats", "--format", "{{.Name}}", "fmt-up")  # a sample about every second until stopped
+    try:
+        assert [streaming.stdout.readline(), streaming.stdout.readline()] == ["fmt-up\n", "fmt-up\n"]
+    finally:
+        streaming.kill()
+        streaming.wait()
     created_by = m.ok("history", "--no-trunc", "--format", "{{.CreatedBy}}", "fmt/labelled:v1").stdout
     assert "echo hi > /hi" in created_by.splitlines()[0]
     ids = m.ok("history", "--format", "{{.ID}}", "fmt/labelled:v1").stdout.splitlines()
