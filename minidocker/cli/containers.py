@@ -31,7 +31,7 @@ def ps(
     if latest:
         last = 1
     rows = api.ps(all=all or last > 0 or "status" in wanted, root=state.root, size=size or _asks_size(fmt))
-    rows = listing.filter_containers(rows, wanted, lambda ref: api.image_chain(ref, root=state.root))
+    rows = listing.filter_containers(rows, wanted, _image_chain)
     if last > 0:
         rows = rows[:last]
     if quiet:
@@ -44,6 +44,15 @@ def ps(
 
 
 _PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+
+
+def _image_chain(ref: str) -> tuple[str | None, str | None]:
+    """``ancestor=REF``: the image and its top layer; an unknown image matches nothing
+    (docker only warns), but a container whose image was named REF still matches."""
+    try:
+        return api.image_chain(ref, root=state.root)
+    except MinidockerError:
+        return None, None
 
 
 def _asks_size(fmt: str | None) -> bool:

@@ -117,6 +117,7 @@ OUTPUTS = [
     (["ps", "-a", "-f", "ancestor=fmt/labelled:v1", "--format", "{{.Names}}"], "fmt-up\n"),
     (["ps", "-a", "-f", "ancestor=@{bb}", "--format", "{{.Names}}"], "fmt-net\nfmt-exit3\nfmt-up\n"),
     (["ps", "-a", "-f", "ancestor=@{img12:labelled}", "-q"], "@{id12:fmt-up}\n"),
+    (["ps", "-a", "-f", "ancestor=nosuch:1", "-q"], ""),
     (["ps", "-a", "-f", "network=fmtnet", "--format", "{{.Names}}"], "fmt-net\n"),
     (["ps", "-a", "-f", "volume=fmtvol", "--format", "{{.Names}}"], "fmt-exit3\n"),
     (["ps", "-a", "-f", "before=fmt-net", "--format", "{{.Names}}"], "fmt-exit3\nfmt-up\n"),
