@@ -38,15 +38,17 @@ def pull(ref: str, root: Path | None = None, platform: str | None = None, progre
     return pull_image(_store(root), reference, plat, progress, explicit_platform=platform is not None)
 
 
-def images(root: Path | None = None) -> list[dict[str, Any]]:
-    """One row per (image, tag), as ``docker images`` lists them; dangling images once."""
+def images(root: Path | None = None, all: bool = False) -> list[dict[str, Any]]:
+    """One row per (image, tag), as ``docker images`` lists them; dangling images once
+    (``all``: a build's intermediate images too)."""
     from minidocker.image.reference import parse
 
     rows = []
     store = _store(root)
-    for info in store.images():
+    for info in store.images(all=all):
         digests = {parse(d).familiar_name: d.split("@", 1)[1] for d in info.repo_digests}
-        base = {"ID": info.id, "Created": info.created, "Size": info.size}
+        labels = (info.config.get("config") or {}).get("Labels") or {}
+        base = {"ID": info.id, "Created": info.created, "Size": info.size, "Labels": labels}
         if not info.tags:
             name = next(iter(digests), None)
             rows.append(
@@ -353,13 +355,31 @@ def check_network_exists(network: str, root: Path | None) -> None:
     NetworkStore(root or default_root()).get(network)  # "network X not found" before anything else
 
 
-def ps(all: bool = False, root: Path | None = None) -> list[dict[str, Any]]:
-    """``docker ps [-a]``: one summary per container, the newest first."""
+def ps(all: bool = False, root: Path | None = None, size: bool = False) -> list[dict[str, Any]]:
+    """``docker ps [-a] [-s]``: one summary per container, the newest first, with its image's
+    layer chain (``ancestor=``) and (``size``) its writable layer's bytes."""
+    from minidocker.listing import add_container_facts
     from minidocker.runtime.describe import container_summary
 
-    rows = [container_summary(c) for c in _containers(root).all() if all or c.running]
+    containers = _containers(root)
+    rows = [container_summary(c) for c in containers.all() if all or c.running]
     rows.sort(key=lambda r: r["Created"], reverse=True)
+    add_container_facts(rows, containers, _store(root), size)
     return rows
+
+
+def image_chain(name: str, root: Path | None = None) -> tuple[str, str | None]:
+    """An image's ID and the chain ID of its top layer (``ps --filter ancestor=NAME``)."""
+    from minidocker.listing import image_chain as chain
+
+    return chain(_store(root), name)
+
+
+def system_df(root: Path | None = None) -> dict[str, Any]:
+    """``docker system df``: images, containers, volumes, build cache: count, size, reclaimable."""
+    from minidocker.listing import disk_usage
+
+    return disk_usage(_store(root), _containers(root), _volumes(root))
 
 
 def inspect_container(name: str, root: Path | None = None) -> dict[str, Any]:
@@ -512,6 +532,33 @@ def volume_rm(names: list[str], force: bool = False, root: Path | None = None):
 def volume_prune(all_unused: bool = False, root: Path | None = None) -> tuple[list[str], int]:
     """``docker volume prune [-a]``: unused anonymous volumes (``all_unused``: every unused one)."""
     return _volumes(root).prune(all_unused)
+
+
+def inspect_any(name: str, kind: str | None = None, root: Path | None = None, size: bool = False) -> dict[str, Any]:
+    """``docker inspect [--type T] [-s]``: the object of that type (any type: a container,
+    else an image, a volume, a network, in that order) by name or ID; ``size``: a
+    container's ``SizeRw`` and ``SizeRootFs`` too."""
+    from minidocker.errors import ImageNotFound
+    from minidocker.listing import add_inspect_sizes
+
+    def container() -> dict[str, Any]:
+        doc = inspect_container(name, root)
+        return add_inspect_sizes(doc, _store(root)) if size else doc
+
+    finders = {
+        "container": container,
+        "image": lambda: inspect_image(name, root),
+        "volume": lambda: volume_inspect([name], root)[0],
+        "network": lambda: network_inspect(name, root),
+    }
+    if kind is not None:
+        return finders[kind]()
+    for find in finders.values():
+        try:
+            return find()
+        except MinidockerError:
+            continue
+    raise ImageNotFound(f"No such object: {name}")
 
 
 def inspect(name: str, root: Path | None = None) -> dict[str, Any]:

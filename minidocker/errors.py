@@ -162,6 +162,11 @@ class ArchiveError(MinidockerError):
     """An archive that is not a docker-archive or OCI layout, or is damaged or hostile."""
 
 
+class TemplateParsingError(MinidockerError):
+    """A ``--format`` Go template that does not parse or fails while it runs (docker calls
+    both a "template parsing error")."""
+
+
 def printable(text: str) -> str:
     """``text`` safe to show on one line of a terminal: bytes that were not UTF-8 (argv and
     file names keep them as surrogates, PEP 383) as ``\\xNN``, and newlines and other

@@ -71,7 +71,13 @@ def history(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show image IDs."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
     human: bool = typer.Option(True, "--human/--no-human", "-H", help="Sizes and dates in human readable format."),
+    fmt: str | None = typer.Option(None, "--format", help="'table', 'json', 'table TEMPLATE' or a Go template."),
 ) -> None:
+    if fmt not in (None, "", "table"):
+        from minidocker.cli.listing import show_history
+
+        show_history(api.history(image, root=state.root), fmt, not no_trunc, human)
+        return
     rows = api.history(image, root=state.root)
 
     def show_id(i: str) -> str:

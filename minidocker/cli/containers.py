@@ -13,70 +13,50 @@ from minidocker.cli.app import app, state
 from minidocker.errors import MinidockerError
 
 
-def _status(row) -> str:
-    if row["Status"] in ("running", "paused"):
-        return (
-            "Up " + render.human_duration_since(row["StartedAt"]) + (" (Paused)" if row["Status"] == "paused" else "")
-        )
-    if row["Status"] == "exited":
-        return f"Exited ({row['ExitCode']}) {render.human_ago(row['FinishedAt'])}"
-    return row["Status"].capitalize()
-
-
 @app.command(help="List containers.")
 def ps(
     all: bool = typer.Option(False, "--all", "-a", help="Show all containers (default shows just running)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only display container IDs."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
-    fmt: str | None = typer.Option(None, "--format", help="'json' for one JSON object per line."),
+    fmt: str | None = typer.Option(None, "--format", help="'table', 'json', 'table TEMPLATE' or a Go template."),
+    filters: list[str] = typer.Option([], "--filter", "-f", help="Filter output based on conditions provided."),
+    last: int = typer.Option(-1, "--last", "-n", help="Show n last created containers (includes all states)."),
+    latest: bool = typer.Option(False, "--latest", "-l", help="Show the latest created container (all states)."),
+    size: bool = typer.Option(False, "--size", "-s", help="Display total file sizes."),
 ) -> None:
-    rows = api.ps(all=all, root=state.root)
+    from minidocker.cli import formatter, listing
 
-    def cid(r):
-        return r["ID"] if no_trunc else r["ID"][:12]
-
+    wanted = listing.parse_filters(filters, listing.PS_FILTERS)
+    formatter.check_format(fmt)
+    if latest:
+        last = 1
+    rows = api.ps(all=all or last > 0 or "status" in wanted, root=state.root, size=size or _asks_size(fmt))
+    rows = listing.filter_containers(rows, wanted, _image_chain)
+    if last > 0:
+        rows = rows[:last]
     if quiet:
-        for r in rows:
-            print(cid(r))
+        formatter.print_text("".join((r["ID"] if no_trunc else r["ID"][:12]) + "\n" for r in rows))
         return
-    if fmt == "json":
-        for r in rows:
-            print(
-                json.dumps(
-                    {
-                        "ID": cid(r),
-                        "Image": r["Image"],
-                        "Command": r["Command"],
-                        "CreatedAt": r["Created"],
-                        "RunningFor": render.human_ago(r["Created"]),
-                        "State": r["Status"],
-                        "Status": _status(r),
-                        "Names": r["Names"],
-                        "Ports": render.ports_text(r["Ports"]),
-                    }
-                )
-            )
-        return
+    if fmt in (None, "", "table"):
+        fmt = _PS_TABLE + ("\t{{.Size}}" if size else "")
+    contexts = [listing.ps_struct(r, trunc=not no_trunc) for r in rows]
+    formatter.print_text(formatter.format_rows(fmt, contexts, listing.PS_HEADERS))
 
-    def command(r):
-        text = f'"{r["Command"]}"'
-        return text if no_trunc or len(text) <= 22 else text[:20] + '…"'
 
-    render.table(
-        ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
-        (
-            [
-                cid(r),
-                r["Image"],
-                command(r),
-                render.human_ago(r["Created"]),
-                _status(r),
-                render.ports_text(r["Ports"]),
-                r["Names"],
-            ]
-            for r in rows
-        ),
-    )
+_PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+
+
+def _image_chain(ref: str) -> tuple[str | None, str | None]:
+    """``ancestor=REF``: the image and its top layer; an unknown image matches nothing
+    (docker only warns), but a container whose image was named REF still matches."""
+    try:
+        return api.image_chain(ref, root=state.root)
+    except MinidockerError:
+        return None, None
+
+
+def _asks_size(fmt: str | None) -> bool:
+    return fmt is not None and ".Size" in fmt  # docker's rule: sizes only when the template shows them
 
 
 def _each(names: list[str], action) -> None:
@@ -181,6 +161,17 @@ container_app = typer.Typer(help="Manage containers.", no_args_is_help=True)
 app.add_typer(container_app, name="container")
 
 
+@container_app.command("inspect", help="Display detailed information on one or more containers.")
+def container_inspect(
+    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
+    fmt: str | None = typer.Option(None, "--format", "-f", help="'json' or a Go template, e.g. '{{.State.Pid}}'."),
+    size: bool = typer.Option(False, "--size", "-s", help="Display total file sizes."),
+) -> None:
+    from minidocker.cli.images import show_inspected
+
+    show_inspected(names, lambda name: api.inspect_any(name, "container", root=state.root, size=size), fmt)
+
+
 @container_app.command("prune", help="Remove all stopped containers.")
 def container_prune(force: bool = typer.Option(False, "--force", "-f")) -> None:
     removed = api.prune(root=state.root)
@@ -234,14 +225,28 @@ def restart(containers: list[str], time: int = typer.Option(10, "--time", "-t"))
 def stats(
     containers: list[str] | None = typer.Argument(None),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print one sample and exit."),
-    fmt: str | None = typer.Option(None, "--format", help="'json' for one JSON object per line."),
+    fmt: str | None = typer.Option(None, "--format", help="'json' for one JSON object per line, or a Go template."),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
 ) -> None:
-    if no_stream or fmt == "json":
+    from minidocker.cli import formatter, listing
+
+    if fmt == "json":
         rows = api.stats(containers or None, root=state.root)
-        if fmt == "json":
-            for r in rows:
-                print(json.dumps(r))
+        formatter.print_text("".join(json.dumps(r) + "\n" for r in rows))
+        return
+    if fmt not in (None, "", "table"):
+        formatter.check_format(fmt)
+
+        def sample() -> str:
+            rows = api.stats(containers or None, root=state.root)
+            return formatter.format_rows(fmt, [listing.stats_struct(r) for r in rows], listing.STATS_HEADERS)
+
+        if no_stream:
+            formatter.print_text(sample())
         else:
-            render.table(*render.stats_table(rows))
+            render.stream(sample)
+        return
+    if no_stream:
+        render.table(*render.stats_table(api.stats(containers or None, root=state.root)))
         return
     render.live(lambda: render.stats_table(api.stats(containers or None, root=state.root)))

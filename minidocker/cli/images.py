@@ -10,57 +10,35 @@ import typer
 from minidocker import api
 from minidocker.cli import render
 from minidocker.cli.app import app, state
-from minidocker.errors import ExitCode
+from minidocker.errors import ExitCode, MinidockerError
 
 
 @app.command(help="List images.")
 def images(
+    repository: str | None = typer.Argument(None, metavar="[REPOSITORY[:TAG]]"),
+    all: bool = typer.Option(False, "--all", "-a", help="Show all images (default hides intermediate images)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show image IDs."),
     digests: bool = typer.Option(False, "--digests", help="Show digests."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Don't truncate output."),
-    fmt: str | None = typer.Option(None, "--format", help="'json' for one JSON object per line."),
+    fmt: str | None = typer.Option(None, "--format", help="'table', 'json', 'table TEMPLATE' or a Go template."),
+    filters: list[str] = typer.Option([], "--filter", "-f", help="Filter output based on conditions provided."),
 ) -> None:
-    rows = api.images(root=state.root)
+    from minidocker.cli import formatter, listing
 
-    def show_id(i: str) -> str:
-        return i if no_trunc else i.removeprefix("sha256:")[:12]
-
+    wanted = listing.parse_filters(filters, listing.IMAGE_FILTERS)
+    if repository:
+        wanted.setdefault("reference", []).append(repository)
+    formatter.check_format(fmt)
+    rows = listing.filter_images(api.images(root=state.root, all=all), wanted)
     if quiet:
-        seen: list[str] = []
-        for r in rows:
-            if show_id(r["ID"]) not in seen:
-                seen.append(show_id(r["ID"]))
-        print("\n".join(seen)) if seen else None
+        ids = dict.fromkeys(listing.image_struct(r, trunc=not no_trunc)["ID"] for r in rows)
+        formatter.print_text("".join(i + "\n" for i in ids))
         return
-    if fmt == "json":
-        for r in rows:
-            print(
-                json.dumps(
-                    {
-                        "Repository": r["Repository"],
-                        "Tag": r["Tag"],
-                        "Digest": r["Digest"],
-                        "ID": show_id(r["ID"]),
-                        "CreatedAt": r["Created"],
-                        "CreatedSince": render.human_ago(r["Created"]),
-                        "Size": render.human_size(r["Size"]),
-                        "VirtualSize": render.human_size(r["Size"]),
-                    }
-                )
-            )
-        return
-    if fmt:
-        raise typer.BadParameter("only --format json is supported", param_hint="--format")
-    cols = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
-    render.table(
-        cols,
-        (
-            [r["Repository"], r["Tag"]]
-            + ([r["Digest"]] if digests else [])
-            + [show_id(r["ID"]), render.human_ago(r["Created"]), render.human_size(r["Size"])]
-            for r in rows
-        ),
-    )
+    if fmt in (None, "", "table"):
+        fmt = "table {{.Repository}}\t{{.Tag}}" + ("\t{{.Digest}}" if digests else "")
+        fmt += "\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    contexts = [listing.image_struct(r, trunc=not no_trunc) for r in rows]
+    formatter.print_text(formatter.format_rows(fmt, contexts, listing.IMAGE_HEADERS))
 
 
 @app.command(help="Remove one or more images.")
@@ -84,18 +62,42 @@ def tag(
     api.tag(source, target, root=state.root)
 
 
-@app.command(help="Show low-level information on containers or images.")
+INSPECT_TYPES = ("container", "image", "volume", "network")
+
+
+@app.command(help="Return low-level information on containers, images, volumes or networks.")
 def inspect(
     names: list[str] = typer.Argument(..., metavar="NAME|ID..."),
-    fmt: str | None = typer.Option(None, "--format", "-f", help="Not supported yet beyond 'json'."),
+    fmt: str | None = typer.Option(None, "--format", "-f", help="'json' or a Go template, e.g. '{{.State.Pid}}'."),
+    kind: str | None = typer.Option(None, "--type", help="Only this type: container, image, volume or network."),
+    size: bool = typer.Option(False, "--size", "-s", help="Display total file sizes (containers)."),
 ) -> None:
-    out, failed = [], []
+    if kind is not None and kind not in INSPECT_TYPES:
+        from minidocker.errors import MinidockerError
+
+        raise MinidockerError(f'"{kind}" is not a valid value for --type')
+    show_inspected(names, lambda name: api.inspect_any(name, kind, root=state.root, size=size), fmt)
+
+
+def show_inspected(names: list[str], find, fmt: str | None) -> None:
+    """docker's inspect output: what was found (an indented JSON array, one compact line for
+    ``--format json``, or the template once per object), then one error line per name not
+    found, exit 1. A bad template prints nothing but its error (exit 125)."""
+    from minidocker.cli import formatter
+
+    tmpl = formatter.compile_template(fmt) if fmt not in (None, "", "json") else None
+    found, failed = [], []
     for name in names:
         try:
-            out.append(api.inspect(name, root=state.root))
-        except Exception as e:  # docker prints what it found, then the errors
+            found.append(find(name))
+        except MinidockerError as e:  # docker prints what it found, then the errors
             failed.append(e)
-    render.print_json(out)
+    if tmpl is not None:
+        formatter.print_text("".join(formatter.execute(tmpl, doc) + "\n" for doc in found))
+    elif fmt == "json":
+        print(json.dumps(found, separators=(",", ":"), ensure_ascii=False))
+    else:
+        render.print_json(found)
     for e in failed:
         render.error(e)
     if failed:
@@ -104,6 +106,14 @@ def inspect(
 
 image_app = typer.Typer(help="Manage images.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
+
+
+@image_app.command("inspect", help="Display detailed information on one or more images.")
+def image_inspect(
+    names: list[str] = typer.Argument(..., metavar="IMAGE..."),
+    fmt: str | None = typer.Option(None, "--format", "-f", help="'json' or a Go template, e.g. '{{.Config.Cmd}}'."),
+) -> None:
+    show_inspected(names, lambda name: api.inspect_any(name, "image", root=state.root), fmt)
 
 
 @image_app.command("prune", help="Remove dangling images (with -a: every image no container uses).")
@@ -119,10 +129,12 @@ def image_prune(
 
 
 @app.command(help="Show what this host offers containers, and what the store holds.")
-def info(fmt: str | None = typer.Option(None, "--format", help="'json' for one JSON object.")) -> None:
+def info(fmt: str | None = typer.Option(None, "--format", "-f", help="'json' or a Go template.")) -> None:
     doc = api.info(root=state.root)
-    if fmt == "json":
-        print(json.dumps(doc))
+    if fmt:
+        from minidocker.cli import formatter
+
+        formatter.print_text(formatter.format_document(fmt, doc))
         return
     labels = [
         ("Containers", "Containers"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 
 from minidocker import api
@@ -14,15 +12,24 @@ app.add_typer(network_app, name="network")
 
 
 @network_app.command("ls", help="List networks.")
-def network_ls(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only display network IDs.")) -> None:
-    rows = api.network_ls(root=state.root)
+def network_ls(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only display network IDs."),
+    fmt: str | None = typer.Option(None, "--format", help="'table', 'json', 'table TEMPLATE' or a Go template."),
+    filters: list[str] = typer.Option([], "--filter", "-f", help="name=, id=, label=, driver=, type=custom|builtin"),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate the output."),
+) -> None:
+    from minidocker.cli import formatter, listing
+
+    wanted = listing.parse_filters(filters, listing.NETWORK_FILTERS)
+    formatter.check_format(fmt)
+    rows = listing.filter_networks(api.network_ls(root=state.root), wanted)
     if quiet:
-        for n in rows:
-            print(n["Id"][:12])
+        formatter.print_text("".join((n["Id"] if no_trunc else n["Id"][:12]) + "\n" for n in rows))
         return
-    print(f"{'NETWORK ID':<15}{'NAME':<20}{'DRIVER':<10}{'SUBNET':<18}BRIDGE")
-    for n in rows:
-        print(f"{n['Id'][:12]:<15}{n['Name']:<20}{n['Driver']:<10}{n['Subnet']:<18}{n['Bridge']}")
+    if fmt in (None, "", "table"):  # docker's columns (the subnet and bridge: network inspect)
+        fmt = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+    contexts = [listing.network_struct(n, trunc=not no_trunc) for n in rows]
+    formatter.print_text(formatter.format_rows(fmt, contexts, listing.NETWORK_HEADERS))
 
 
 @network_app.command("create", help="Create a bridge network.")
@@ -46,9 +53,14 @@ def network_rm(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> 
         print(name)
 
 
-@network_app.command("inspect", help="Show a network as JSON.")
-def network_inspect(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
-    print(json.dumps([api.network_inspect(n, root=state.root) for n in names], indent=4))
+@network_app.command("inspect", help="Display detailed information on one or more networks.")
+def network_inspect(
+    names: list[str] = typer.Argument(..., metavar="NETWORK..."),
+    fmt: str | None = typer.Option(None, "--format", "-f", help="'json' or a Go template, e.g. '{{.IPAM.Config}}'."),
+) -> None:
+    from minidocker.cli.images import show_inspected
+
+    show_inspected(names, lambda name: api.inspect_any(name, "network", root=state.root), fmt)
 
 
 @network_app.command("connect", help="Connect a container to a network.")

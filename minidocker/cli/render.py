@@ -205,6 +205,21 @@ def live(make_table) -> None:
         pass
 
 
+def stream(sample) -> None:
+    """``stats --format`` without --no-stream: a new sample about once a second until Ctrl-C,
+    each over the last on a terminal (docker clears the screen), one after another in a pipe."""
+    clear = "\033[2J\033[H" if sys.stdout.isatty() else ""
+    try:
+        while True:
+            text = sample()
+            sys.stdout.write(clear + text)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # (``stats --format ... | head -1``)
+        pass
+
+
 class PullProgress:
     """Renders ``PullEvent``s: a rich bar per layer on a terminal, plain lines otherwise."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 
 from minidocker import api
@@ -28,20 +26,33 @@ def volume_create(
 def volume_ls(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only display volume names."),
     filters: list[str] = typer.Option([], "--filter", "-f", help="dangling=true|false, name=, label=, driver="),
+    fmt: str | None = typer.Option(None, "--format", help="'table', 'json', 'table TEMPLATE' or a Go template."),
 ) -> None:
-    rows = api.volume_ls(filters, root=state.root)
+    from minidocker.cli import formatter, listing
+
+    wanted = listing.parse_filters(filters, listing.VOLUME_FILTERS)
+    formatter.check_format(fmt)
+
+    def dangling() -> set[str]:
+        return {v["Name"] for v in api.volume_ls(["dangling=true"], root=state.root)}
+
+    rows = listing.filter_volumes(api.volume_ls(root=state.root), wanted, dangling)
     if quiet:
-        for v in rows:
-            print(v["Name"])
+        formatter.print_text("".join(v["Name"] + "\n" for v in rows))
         return
-    print(f"{'DRIVER':<10}VOLUME NAME")
-    for v in rows:
-        print(f"{v['Driver']:<10}{v['Name']}")
+    if fmt in (None, "", "table"):
+        fmt = "table {{.Driver}}\t{{.Name}}"
+    formatter.print_text(formatter.format_rows(fmt, [listing.volume_struct(v) for v in rows], listing.VOLUME_HEADERS))
 
 
-@volume_app.command("inspect", help="Show volumes as JSON.")
-def volume_inspect(names: list[str] = typer.Argument(..., metavar="VOLUME...")) -> None:
-    print(json.dumps(api.volume_inspect(names, root=state.root), indent=4))
+@volume_app.command("inspect", help="Display detailed information on one or more volumes.")
+def volume_inspect(
+    names: list[str] = typer.Argument(..., metavar="VOLUME..."),
+    fmt: str | None = typer.Option(None, "--format", "-f", help="'json' or a Go template, e.g. '{{.Mountpoint}}'."),
+) -> None:
+    from minidocker.cli.images import show_inspected
+
+    show_inspected(names, lambda name: api.inspect_any(name, "volume", root=state.root), fmt)
 
 
 @volume_app.command("rm", help="Remove volumes (refused while a container uses one).")

@@ -264,11 +264,12 @@ class ImageStore:
     def tags_of(self, image_id: str, doc: dict[str, Any]) -> list[str]:
         return sorted(t for t, i in doc["tags"].items() if i == image_id)
 
-    def images(self) -> list[ImageInfo]:
+    def images(self, all: bool = False) -> list[ImageInfo]:
+        """The images, newest first; ``all``: a build's intermediate images too (``images -a``)."""
         doc = self.read_index()
         out = []
         for image_id, rec in doc["images"].items():
-            if rec.get("intermediate") and not self.tags_of(image_id, doc):
+            if rec.get("intermediate") and not self.tags_of(image_id, doc) and not all:
                 continue  # a build step's image: docker lists those only with images -a
             cfg = self.config(image_id)
             size = sum(self.layer_meta(c).get("size", 0) for c in mf.chain_ids(cfg["rootfs"]["diff_ids"]))

@@ -29,7 +29,18 @@ def container_summary(c) -> dict[str, Any]:
         "Names": c.name,
         "Pid": c.state.get("Pid", 0),
         "Ports": c.spec.ports if c.running else [],
+        "ImageID": c.spec.image_id,
+        "Labels": dict(c.spec.labels),
+        "Mounts": [{"Type": m.type, "Source": m.source, "Destination": m.target} for m in c.spec.volumes],
+        "Networks": _network_names(c),
     }
+
+
+def _network_names(c) -> list[str]:
+    """The networks ``ps`` shows: those the container is configured on, else its mode."""
+    from minidocker.runtime.attach import endpoints
+
+    return list(endpoints(c)) or [c.spec.network]
 
 
 def describe_container(c, store) -> dict[str, Any]:
