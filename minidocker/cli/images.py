@@ -10,7 +10,6 @@ import typer
 from minidocker import api
 from minidocker.cli import render
 from minidocker.cli.app import app, state
-from minidocker.errors import ExitCode
 
 
 @app.command(help="List images.")
@@ -74,7 +73,7 @@ def rmi(
     for e in errors:
         render.error(e)
     if errors:
-        sys.exit(1 if len(errors) < len(names) or lines else ExitCode.MINIDOCKER_FAILED)
+        sys.exit(1)  # docker's code for a failed rmi, some names removed or none
 
 
 @app.command(help="Create a tag TARGET that refers to SOURCE.")

@@ -5,6 +5,7 @@ work is ``fastpath.run_container``, the same as the fast parser's."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
@@ -13,6 +14,7 @@ from minidocker import api
 from minidocker.cli import fastpath
 from minidocker.cli.app import app, state
 from minidocker.cli.options import with_run_flags
+from minidocker.errors import ExitCode
 
 ARGS_AFTER_IMAGE = {"allow_interspersed_args": False, "ignore_unknown_options": True}
 
@@ -24,4 +26,16 @@ def run(
     args: list[str] = typer.Argument(None, metavar="[COMMAND] [ARG...]"),
     **flags: Any,
 ) -> None:
+    refuse_unknown_flag(image, "minidocker run")
     raise typer.Exit(fastpath.run_container(image, args or [], api.RunOptions(**flags), state.root))
+
+
+def refuse_unknown_flag(image: str, command_path: str) -> None:
+    """The command takes every word after its image as the container's (docker's grammar),
+    so click lets an unknown flag through as the image's name: ``run --bogus busybox``.
+    No image name starts with a dash; such a word is the flag docker refuses, exit 125."""
+    if image.startswith("-") and image != "-":
+        from minidocker.cli.app import unknown_flag
+
+        print(unknown_flag(image, command_path), file=sys.stderr)
+        raise typer.Exit(ExitCode.MINIDOCKER_FAILED)
