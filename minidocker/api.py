@@ -266,6 +266,36 @@ def run(
 ) -> int | str:
     """``docker run``: returns the container's exit code, or its ID with ``opts.detach``."""
     from minidocker.runtime import lifecycle
+
+    containers, store, c = _create(image, args, opts, root, progress, on_pull)
+    if on_created:
+        on_created(c.id)
+    lowerdirs = store.get(c.spec.image_id)
+    if opts.detach:
+        from minidocker.runtime.monitor import spawn_monitor
+
+        spawn_monitor(containers, c, lowerdirs)
+        return c.id
+    return lifecycle.run_attached(containers, c, lowerdirs, attached=tuple(opts.attach))
+
+
+def create(
+    image: str,
+    args: list[str],
+    opts: RunOptions,
+    *,
+    root: Path | None = None,
+    progress: Callable | None = None,
+    on_pull: Callable[[str], None] | None = None,
+) -> str:
+    """``docker create``: the container made as ``run`` makes it, in state "created", with
+    nothing started (``start`` starts it); returns its ID."""
+    return _create(image, args, opts, root, progress, on_pull)[2].id
+
+
+def _create(image: str, args: list[str], opts: RunOptions, root, progress, on_pull):
+    """``run``'s and ``create``'s common part: check the flags, find (or pull) the image,
+    write the record; (the container store, the image store, the new container)."""
     from minidocker.runtime.spec import build_spec, check_run_flags, resource_limits
 
     # every flag checked before anything is pulled or written (docker's order)
@@ -295,15 +325,7 @@ def run(
     )
     if c.spec.volumes:
         _volumes(root).ensure_all(c.spec.volumes)  # -v NAME made on first use; anonymous ones
-    if on_created:
-        on_created(c.id)
-    lowerdirs = store.get(image_id)
-    if opts.detach:
-        from minidocker.runtime.monitor import spawn_monitor
-
-        spawn_monitor(containers, c, lowerdirs)
-        return c.id
-    return lifecycle.run_attached(containers, c, lowerdirs)
+    return containers, store, c
 
 
 def _env_files_read(opts: RunOptions) -> RunOptions:
@@ -749,6 +771,31 @@ def start_attached(name: str, root: Path | None = None) -> int:
     if c.running:
         raise Conflict(f"container {c.id[:12]} is already running", hint="use minidocker logs -f to follow it")
     return lifecycle.run_attached(containers, c, _store(root).get(c.spec.image_id))
+
+
+def attach(
+    name: str,
+    *,
+    root: Path | None = None,
+    stdin: bool = True,
+    detach_keys: str | None = None,
+    sig_proxy: bool = True,
+) -> int:
+    """``docker attach``: our terminal joined to a running container's streams through its
+    monitor's console socket (runtime/console.py), stdin too if it was made with -i and
+    ``stdin``; returns its exit code, or 1 once the detach keys are typed."""
+    from minidocker.errors import Conflict
+    from minidocker.runtime import console
+
+    keys = console.parse_detach_keys(detach_keys or console.DEFAULT_DETACH_KEYS)
+    c = _containers(root).find(name)
+    if not c.running:
+        raise Conflict("You cannot attach to a stopped container, start it first", exit_code=1)
+    if c.state.get("Status") == "paused":
+        raise Conflict("You cannot attach to a paused container, unpause it first", exit_code=1)
+    if c.spec.tty and c.spec.stdin_open and stdin and not os.isatty(0):
+        raise MinidockerError("the input device is not a TTY", exit_code=1)  # docker's words and code
+    return console.attach(c.layout.console, c.state["Pid"], c.spec.tty, c.spec.stdin_open and stdin, keys, sig_proxy)
 
 
 def restart(names: list[str], timeout: int = 10, root: Path | None = None):

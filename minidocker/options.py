@@ -52,6 +52,9 @@ class RunOptions:
     tty: bool = flag("--tty", "-t", default=False, help="Allocate a pseudo-TTY.")
     detach: bool = flag("--detach", "-d", default=False, help="Run in the background, print the ID.")
     rm: bool = flag("--rm", default=False, help="Remove the container when it exits.")
+    attach: list[str] = flag(
+        "--attach", "-a", default=[], help="Attach to STDIN, STDOUT or STDERR (the others: logged only)."
+    )
     name: str | None = flag("--name", help="Assign a name.")
     env: list[str] = flag("--env", "-e", default=[], help="Set an environment variable (K=V).")
     env_file: list[str] = flag("--env-file", default=[], help="Read environment variables from a file.")

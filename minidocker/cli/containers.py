@@ -218,6 +218,31 @@ def start(
     _each(containers, lambda names: api.start(names, root=state.root))
 
 
+@app.command(help="Attach local standard input, output, and error streams to a running container.")
+def attach(
+    container: str,
+    no_stdin: bool = typer.Option(False, "--no-stdin", help="Do not attach STDIN."),
+    detach_keys: str | None = typer.Option(
+        None, "--detach-keys", help="The key sequence that detaches (default: ctrl-p,ctrl-q)."
+    ),
+    sig_proxy: str = typer.Option("true", "--sig-proxy", help="Proxy received signals to the process (true|false)."),
+) -> None:
+    raise typer.Exit(
+        api.attach(
+            container, root=state.root, stdin=not no_stdin, detach_keys=detach_keys, sig_proxy=boolean(sig_proxy)
+        )
+    )
+
+
+def boolean(text: str) -> bool:
+    """A docker boolean flag's value, as scripts give it: ``--sig-proxy=false``."""
+    if text.lower() in ("true", "1", "t"):
+        return True
+    if text.lower() in ("false", "0", "f"):
+        return False
+    raise MinidockerError(f'invalid argument "{text}": strconv.ParseBool: parsing "{text}": invalid syntax')
+
+
 @app.command(help="Restart one or more containers.")
 def restart(containers: list[str], time: int = typer.Option(10, "--time", "-t")) -> None:
     _each(containers, lambda names: api.restart(names, timeout=time, root=state.root))

@@ -142,7 +142,7 @@ def run_container(image: str, args: list[str], opts: api.RunOptions, root: Path 
     """``run``'s work once its line is parsed, by either parser: start the container (a pull's
     progress shown if the image must be pulled first) and return its exit code, or print its
     ID with ``-d``. Errors are raised, for ``cli/main.py``'s one error exit to report."""
-    if opts.tty and opts.interactive and not sys.stdin.isatty():
+    if opts.tty and attaches_stdin(opts) and not sys.stdin.isatty():
         raise MinidockerError("the input device is not a TTY", exit_code=1)  # docker's words and code
     if opts.explain:
         from minidocker.cli import render
@@ -159,6 +159,12 @@ def run_container(image: str, args: list[str], opts: api.RunOptions, root: Path 
         print(result, flush=True)
         return 0
     return int(result)
+
+
+def attaches_stdin(opts: api.RunOptions) -> bool:
+    """Whether our stdin becomes the container's (docker's AttachStdin): ``-i``, not ``-d``,
+    and ``stdin`` among the ``-a`` streams if any are named."""
+    return opts.interactive and not opts.detach and (not opts.attach or "stdin" in map(str.lower, opts.attach))
 
 
 class PullDisplay:

@@ -1,4 +1,4 @@
-"""``minidocker run [OPTIONS] IMAGE [COMMAND] [ARG...]``
+"""``minidocker run|create [OPTIONS] IMAGE [COMMAND] [ARG...]``
 
 The typer command: its flags are made from RunOptions' fields (``cli/options.py``), and its
 work is ``fastpath.run_container``, the same as the fast parser's."""
@@ -28,6 +28,23 @@ def run(
 ) -> None:
     refuse_unknown_flag(image, "minidocker run")
     raise typer.Exit(fastpath.run_container(image, args or [], api.RunOptions(**flags), state.root))
+
+
+@app.command(context_settings=ARGS_AFTER_IMAGE, help="Create a new container (start it with: minidocker start).")
+@with_run_flags
+def create(
+    image: str = typer.Argument(..., metavar="IMAGE"),
+    args: list[str] = typer.Argument(None, metavar="[COMMAND] [ARG...]"),
+    **flags: Any,
+) -> None:
+    refuse_unknown_flag(image, "minidocker create")
+    opts = api.RunOptions(**flags)
+    progress = fastpath.PullDisplay()
+    try:
+        cid = api.create(image, args or [], opts, root=state.root, progress=progress, on_pull=progress.start)
+    finally:
+        progress.stop()
+    print(cid)
 
 
 def refuse_unknown_flag(image: str, command_path: str) -> None:

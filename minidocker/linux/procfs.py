@@ -114,6 +114,12 @@ def open_namespace(pid: int | str, kind: str) -> int:
     return os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
 
 
+def fd_path(fd: int, name: str) -> str:
+    """``name`` inside the directory open as ``fd``, through /proc/self/fd: a short path to a
+    file however deep it lies (a unix socket's path must fit in 108 bytes)."""
+    return f"/proc/self/fd/{fd}/{name}"
+
+
 def open_fds() -> list[int]:
     """This process's open file descriptors: the names in /proc/self/fd. (One of them is the
     fd that listed the directory, closed again by the time the list is returned.)"""

@@ -56,7 +56,7 @@ from minidocker.runtime.attach import attach_network, detach_network
 from minidocker.runtime.container import Container, ContainerStore, alive, now_iso
 from minidocker.runtime.forked import read_report
 from minidocker.runtime.init import InitPipes, container_init, preload_tty, userns_init
-from minidocker.runtime.spec import ContainerSpec
+from minidocker.runtime.spec import STREAMS, ContainerSpec
 from minidocker.runtime.stdio import (
     FORWARDED_SIGNALS,
     LogWriter,
@@ -533,11 +533,13 @@ def record_running(store: ContainerStore, launch: Launch, monitor_pid: int) -> N
     )
 
 
-def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> int:
+def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path], attached: tuple[str, ...] = ()) -> int:
     """A foreground run: this process is the container's parent, with the user's terminal
-    (relayed through a pty with -t) or its stdin/stdout/stderr; returns the exit code."""
+    (relayed through a pty with -t) or its stdin/stdout/stderr; returns the exit code.
+    ``attached`` (``run -a stdout``): only these streams are ours, the others go to the log
+    only (stdin: the container reads /dev/null); none named: all of them."""
     try:
-        if c.spec.auto_remove:  # no record will be left to read a log from: no log
+        if c.spec.auto_remove and not attached:  # no record will be left to read a log from: no log
             started = start(store, c, lowerdirs)
             code = (
                 relay_pty(started.pid, started.master, c.spec.stdin_open)
@@ -545,7 +547,7 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> 
                 else wait_foreground(started.pid)
             )
             return code  # no "exited" record to write (and fsync): cleanup removes the record
-        code = _run_attached_logged(store, c, lowerdirs)
+        code = _run_attached_logged(store, c, lowerdirs, {s.lower() for s in attached} or set(STREAMS))
         record_exit(store, c, code, oom_killed=cgroups.manager(c.id).oom_killed())
         return code
     finally:
@@ -555,29 +557,32 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> 
             cgroups.manager(c.id).destroy()
 
 
-def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> int:
+def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Path], shown: set[str]) -> int:
     """As docker does, a foreground container keeps a log too (``logs`` reads it later):
-    its output comes to us through pipes (or its pty) and we copy it to the terminal and
-    to ``container.log``."""
+    its output comes to us through pipes (or its pty) and we copy it to the terminal (the
+    ``shown`` streams) and to ``container.log``."""
     log = LogWriter(c.layout.log)
+    stdin = "stdin" in shown
     if c.spec.tty:
         started = start(store, c, lowerdirs)
         assert started.master is not None  # with -t the child sends the pty master before its execve
-        return relay_pty(started.pid, started.master, c.spec.stdin_open, log)
+        return relay_pty(started.pid, started.master, c.spec.stdin_open and stdin, log)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    null = -1 if stdin else os.open("/dev/null", os.O_RDONLY)
     try:
-        started = start(store, c, lowerdirs, stdout=out_w, stderr=err_w)
+        started = start(store, c, lowerdirs, stdin=None if stdin else null, stdout=out_w, stderr=err_w)
     except BaseException:
         for fd in (out_r, err_r):
             os.close(fd)
         raise
     finally:
-        os.close(out_w)
-        os.close(err_w)
-    return relay_output(
-        started.pid, {out_r: (sys.stdout.fileno(), "stdout"), err_r: (sys.stderr.fileno(), "stderr")}, log
-    )
+        for fd in (out_w, err_w, null):
+            if fd != -1:
+                os.close(fd)
+    out = sys.stdout.fileno() if "stdout" in shown else -1
+    err = sys.stderr.fileno() if "stderr" in shown else -1
+    return relay_output(started.pid, {out_r: (out, "stdout"), err_r: (err, "stderr")}, log)
 
 
 def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool = False) -> None:

@@ -110,6 +110,7 @@ def _run_once(store: ContainerStore, c: Container, lowerdirs: list[Path], log: L
         return None
     for fd in (out_w, err_w, in_r):
         os.close(fd)
+    console = open_console(c, in_w, started.master)  # before the CLI returns: attach may follow at once
     if ready_w != -1:
         report(ready_w, pid=started.pid)
         os.close(ready_w)
@@ -118,10 +119,25 @@ def _run_once(store: ContainerStore, c: Container, lowerdirs: list[Path], log: L
         os.close(out_r)
         os.close(err_r)
         streams = {started.master: (-1, "stdout")}
-    copy_streams(streams, log)
+    copy_streams(streams, log, console)
     os.close(in_w)
     _, status = os.waitpid(started.pid, 0)
     code = exit_code(status)
     lifecycle.record_exit(store, c, code, oom_killed=cgroups.manager(c.id).oom_killed())
+    if console is not None:
+        console.close(code)  # (after the record: an attached client that returns sees "exited")
     cgroups.manager(c.id).destroy()
     return code
+
+
+def open_console(c: Container, in_w: int, master: int | None):
+    """The console socket ``attach`` connects to (console.py): input goes to the container's
+    stdin pipe (``-i``) or its pty (``-t``), else nowhere. None if it cannot be made: the
+    container runs all the same, only unattachable."""
+    from minidocker.runtime.console import ConsoleServer
+
+    input_fd = (master if master is not None else in_w) if c.spec.stdin_open else -1
+    try:
+        return ConsoleServer(c.layout.console, input_fd, master)
+    except OSError:
+        return None

@@ -239,7 +239,23 @@ def check_run_flags(opts: RunOptions) -> str | None:
         if not t.startswith("/"):
             raise MinidockerError(f"invalid --tmpfs '{shown(t)}': the path must be absolute")
     parse_restart(opts.restart)
+    check_attach(opts)
     return check_name(opts.name) if opts.name else None
+
+
+STREAMS = ("stdin", "stdout", "stderr")
+
+
+def check_attach(opts: RunOptions) -> None:
+    """``-a STREAM``: one of docker's three streams (any case), never with ``-d``."""
+    for stream in opts.attach:
+        if stream.lower() not in STREAMS:
+            raise MinidockerError(
+                f'invalid argument "{shown(stream)}" for "-a, --attach" flag: '
+                "valid streams are STDIN, STDOUT and STDERR"
+            )
+    if opts.attach and opts.detach:
+        raise MinidockerError("Conflicting options: -a and -d")
 
 
 # -- CPUs -----------------------------------------------------------------------------------------

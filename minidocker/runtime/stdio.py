@@ -23,9 +23,13 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minidocker.errors import exit_code
 from minidocker.runtime.container import now_iso
+
+if TYPE_CHECKING:
+    from minidocker.runtime.console import ConsoleServer
 
 FORWARDED_SIGNALS = (
     signal.SIGINT,
@@ -113,14 +117,19 @@ def receive_pty(sock: socket.socket | None) -> int | None:
     return fds[0] if fds else None
 
 
-def copy_streams(streams: dict[int, tuple[int, str]], log: LogWriter) -> None:
+def copy_streams(streams: dict[int, tuple[int, str]], log: LogWriter, console: ConsoleServer | None = None) -> None:
     """Copy each of the container's outputs ({fd: (our fd or -1, "stdout"|"stderr")}) to the
     log and to our fd until all of them close. If our fd goes away (``| head``), the log
     still gets everything. A pty master reads EIO once the container's side is closed:
-    that is its end of file."""
+    that is its end of file. A monitor's ``console`` (console.py) gets the output too, and
+    its clients are served meanwhile."""
     while streams:
-        ready, _, _ = select.select(list(streams), [], [])
+        ready, _, _ = select.select(list(streams) + (console.fds() if console else []), [], [])
         for fd in ready:
+            if fd not in streams:
+                assert console is not None  # (only its sockets are selected besides the streams)
+                console.ready(fd)
+                continue
             try:
                 data = os.read(fd, 65536)
             except OSError:
@@ -131,9 +140,11 @@ def copy_streams(streams: dict[int, tuple[int, str]], log: LogWriter) -> None:
                 del streams[fd]
                 continue
             log.feed(name, data)
+            if console is not None:
+                console.broadcast(name, data)
             if out_fd >= 0:
                 try:
-                    _write_all(out_fd, data)
+                    write_all(out_fd, data)
                 except BrokenPipeError:
                     streams[fd] = (-1, name)
     log.flush()
@@ -147,7 +158,7 @@ def relay_output(pid: int, streams: dict[int, tuple[int, str]], log: LogWriter) 
         return wait_for(pid)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -204,7 +215,7 @@ def _pump_pty(pid: int, master: int, stdin_open: bool, log: LogWriter | None) ->
                 data = b""
             if not data:
                 return None
-            _write_all(out_fd, data)
+            write_all(out_fd, data)
             if log is not None:
                 log.feed("stdout", data)
         if in_fd in ready:
