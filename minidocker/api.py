@@ -239,19 +239,40 @@ def _containers(root: Path | None):
 
 
 def ensure_image(
-    image: str, root: Path | None, progress: Callable | None = None, on_pull: Callable[[str], None] | None = None
+    image: str,
+    root: Path | None,
+    progress: Callable | None = None,
+    on_pull: Callable[[str], None] | None = None,
+    policy: str = "missing",
+    platform: str | None = None,
 ) -> str:
-    """The image's ID, pulling it first when it is not in the store (as ``docker run`` does)."""
+    """The image's ID, pulled first as ``run --pull`` says: ``missing`` (docker's default)
+    when the store has no such image, or none of ``platform``; ``always`` every time;
+    ``never``: the store's image or docker's error."""
     from minidocker.errors import ImageNotFound
 
     store = _store(root)
-    try:
-        return store.resolve(image)
-    except ImageNotFound:
-        pass
+    if policy != "always":
+        try:
+            image_id = store.resolve(image)
+            if platform is None or _is_platform(store.config(image_id), platform):
+                return image_id
+        except ImageNotFound:
+            pass
+        if policy == "never":
+            from minidocker.image.reference import parse
+
+            raise ImageNotFound(f"No such image: {parse(image).familiar()}")
     if on_pull:
         on_pull(image)
-    return pull(image, root=root, progress=progress).image_id
+    return pull(image, root=root, progress=progress, platform=platform).image_id
+
+
+def _is_platform(config: dict[str, Any], platform: str) -> bool:
+    """Whether an image's config is of ``platform`` (os/arch[/variant])."""
+    from minidocker.image.manifest import Platform
+
+    return Platform.parse(platform).matches(config)
 
 
 def run(
@@ -306,7 +327,7 @@ def _create(image: str, args: list[str], opts: RunOptions, root, progress, on_pu
     opts, joined = _joined_container(opts, root)
     containers = _containers(root)
     inherited = _volumes_from(containers, opts.volumes_from)
-    image_id = ensure_image(image, root, progress, on_pull)
+    image_id = ensure_image(image, root, progress, on_pull, opts.pull, opts.platform)
     store = _store(root)
     config = store.config(image_id)
     c = containers.create(
@@ -325,7 +346,28 @@ def _create(image: str, args: list[str], opts: RunOptions, root, progress, on_pu
     )
     if c.spec.volumes:
         _volumes(root).ensure_all(c.spec.volumes)  # -v NAME made on first use; anonymous ones
+    if opts.cidfile:
+        try:
+            _write_cidfile(opts.cidfile, c.id)
+        except MinidockerError:
+            containers.remove_files(c)  # nothing left half-made
+            raise
     return containers, store, c
+
+
+def _write_cidfile(path: str, cid: str) -> None:
+    """``--cidfile``: the new container's ID in a file that must not exist (O_EXCL: a file
+    made meanwhile is refused too, as docker refuses it)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise MinidockerError(
+            f"Container ID file found, make sure the other container isn't running or delete {path}"
+        ) from None
+    except OSError as e:
+        raise MinidockerError(f"failed to create the container ID file: {e.strerror}: {path}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(cid)
 
 
 def _env_files_read(opts: RunOptions) -> RunOptions:
@@ -563,7 +605,10 @@ def logs(name: str, root: Path | None = None, follow: bool = False, tail: int | 
     yield from read_log(c.layout.log, tail, running if follow else None)
 
 
-def stop(names: list[str], timeout: int = 10, root: Path | None = None, signal_name: str = "SIGTERM"):
+def stop(names: list[str], timeout: int | None = None, root: Path | None = None, signal_name: str | None = None):
+    """``docker stop [-t N] [-s SIG]``: the container's stop signal (``--stop-signal``, the
+    image's StopSignal, else SIGTERM), then SIGKILL after its ``--stop-timeout`` (else 10 s).
+    A ``--rm`` container is gone when this returns."""
     from minidocker.runtime import lifecycle
     from minidocker.runtime.spec import parse_signal
 
@@ -572,19 +617,27 @@ def stop(names: list[str], timeout: int = 10, root: Path | None = None, signal_n
         c = containers.find(name)
         containers.update(c, StopRequested=True)  # no --restart policy brings it back
         if c.running:
-            lifecycle.stop_container(c, parse_signal(signal_name), timeout)
+            sig = parse_signal(signal_name or c.spec.stop_signal or "SIGTERM")
+            wait = timeout if timeout is not None else c.spec.stop_timeout
+            lifecycle.stop_container(c, sig, 10 if wait is None else wait)
             _settle(containers, c)
         yield name
 
 
 def _settle(containers, c, timeout: float = 5.0) -> None:
-    """Wait until the record says exited (the monitor writes it), correcting it if need be."""
+    """Wait until the record says exited (the monitor writes it), correcting it if need be;
+    a ``--rm`` container until its monitor has removed it."""
     import time
+
+    from minidocker.errors import NoSuchContainer
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        c = containers.refresh(containers.load(c.id))
-        if not c.running:
+        try:
+            c = containers.refresh(containers.load(c.id))
+        except NoSuchContainer:
+            return  # (--rm: removed)
+        if not c.running and not (c.spec.auto_remove and c.dir.exists()):
             return
         time.sleep(0.02)
 
@@ -679,6 +732,32 @@ def top(name: str, root: Path | None = None) -> list[dict[str, Any]]:
     ]  # None: gone meanwhile
 
 
+def top_ps(name: str, ps_options: list[str], root: Path | None = None) -> str:
+    """``docker top C [ps OPTIONS]``: the host's ``ps`` with those options, and of its rows
+    those of the container's processes (the column headed PID says which), as docker does."""
+    import shutil
+    import subprocess
+
+    from minidocker.errors import Conflict
+    from minidocker.linux import cgroups
+
+    c = _containers(root).find(name)
+    if not c.running:
+        raise Conflict(f"Container {c.id[:12]} is not running")
+    if shutil.which("ps") is None:
+        raise MinidockerError("top with ps options needs ps", hint="apt-get install procps")
+    r = subprocess.run(["ps", *ps_options], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise MinidockerError(f"ps: {(r.stderr.strip().splitlines() or ['failed'])[0]}")
+    header, *rows = r.stdout.splitlines()
+    if "PID" not in header.split():
+        raise MinidockerError("Couldn't find PID field in ps output")
+    column = header.split().index("PID")
+    pids = {str(pid) for pid in cgroups.manager(c.id).pids()}
+    mine = [row for row in rows if len(row.split()) > column and row.split()[column] in pids]
+    return "".join(line + "\n" for line in [header, *mine])
+
+
 def rm(names: list[str], force: bool = False, root: Path | None = None, volumes: bool = False):
     """``docker rm [-f] [-v]``: ``volumes`` removes the anonymous volumes of each container too."""
     import signal as _s
@@ -703,17 +782,24 @@ def rm(names: list[str], force: bool = False, root: Path | None = None, volumes:
 
 
 def wait(names: list[str], root: Path | None = None):
+    """``docker wait``: each container's exit code once it stops, in the order named. A
+    container under a monitor tells it through its console socket (a ``--rm`` one is gone
+    right after); else its record is read until it says exited."""
     import time
+
+    from minidocker.runtime.console import wait_exit
 
     containers = _containers(root)
     for name in names:
         c = containers.find(name)
-        while True:
+        code = wait_exit(c.layout.console) if c.running else None
+        while code is None:
             c = containers.refresh(containers.load(c.id))
             if not c.running:
+                code = c.state.get("ExitCode", 0)
                 break
             time.sleep(0.05)
-        yield c.state.get("ExitCode", 0)
+        yield code
 
 
 def prune(root: Path | None = None) -> list[str]:
@@ -798,7 +884,7 @@ def attach(
     return console.attach(c.layout.console, c.state["Pid"], c.spec.tty, c.spec.stdin_open and stdin, keys, sig_proxy)
 
 
-def restart(names: list[str], timeout: int = 10, root: Path | None = None):
+def restart(names: list[str], timeout: int | None = None, root: Path | None = None):
     for name in names:
         list(stop([name], timeout=timeout, root=root))
         list(start([name], root=root))

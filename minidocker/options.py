@@ -103,6 +103,13 @@ class RunOptions:
     userns: str = flag("--userns", default="host", help="host, or auto: root inside is an unprivileged host user.")
     publish: list[str] = flag("--publish", "-p", default=[], help="[IP:][HOSTPORT:]PORT[/udp]: publish a port.")
     restart: str = flag("--restart", default="no", help="no, always, unless-stopped, on-failure[:N].")
+    pull: str = flag("--pull", default="missing", help="Pull the image first: always, missing (when absent), never.")
+    platform: str | None = flag("--platform", help="os/arch[/variant] of the image to run (pulled if need be).")
+    label: list[str] = flag("--label", "-l", default=[], help="Set a label on the container (K=V).")
+    label_file: list[str] = flag("--label-file", default=[], help="Read labels from a file (K=V lines).")
+    cidfile: str | None = flag("--cidfile", help="Write the container's ID to this file (it must not exist).")
+    stop_signal: str | None = flag("--stop-signal", help="The signal stop sends (default: the image's, or SIGTERM).")
+    stop_timeout: int | None = flag("--stop-timeout", help="Seconds stop waits before SIGKILL (default 10).")
     explain: bool = flag(
         "--explain", default=False, help="Narrate every kernel step on stderr."
     )  # the CLI's: it renders the events

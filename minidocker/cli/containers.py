@@ -111,8 +111,12 @@ def logs(
 @app.command(help="Stop one or more running containers (SIGTERM, then SIGKILL).")
 def stop(
     containers: list[str],
-    time: int = typer.Option(10, "--time", "-t", help="Seconds to wait before killing."),
-    signal: str = typer.Option("SIGTERM", "--signal", "-s"),
+    time: int | None = typer.Option(
+        None, "--time", "-t", help="Seconds to wait before killing (default: its --stop-timeout, else 10)."
+    ),
+    signal: str | None = typer.Option(
+        None, "--signal", "-s", help="The signal to send (default: its --stop-signal, else SIGTERM)."
+    ),
 ) -> None:
     _each(containers, lambda names: api.stop(names, timeout=time, root=state.root, signal_name=signal))
 
@@ -138,8 +142,14 @@ def port(container: str) -> None:
         print(line)
 
 
-@app.command(help="Show the processes of a container.")
-def top(container: str) -> None:
+@app.command(
+    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+    help="Show the processes of a container: top CONTAINER [ps OPTIONS].",
+)
+def top(container: str, ps_options: list[str] = typer.Argument(None, metavar="[ps OPTIONS]")) -> None:
+    if ps_options:
+        print(api.top_ps(container, ps_options, root=state.root), end="")
+        return
     rows = api.top(container, root=state.root)
     print(f"{'UID':<10}{'PID':<9}{'PPID':<9}CMD")
     for r in rows:
@@ -244,7 +254,12 @@ def boolean(text: str) -> bool:
 
 
 @app.command(help="Restart one or more containers.")
-def restart(containers: list[str], time: int = typer.Option(10, "--time", "-t")) -> None:
+def restart(
+    containers: list[str],
+    time: int | None = typer.Option(
+        None, "--time", "-t", help="Seconds to wait (default: its --stop-timeout, else 10)."
+    ),
+) -> None:
     _each(containers, lambda names: api.restart(names, timeout=time, root=state.root))
 
 

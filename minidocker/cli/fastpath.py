@@ -148,7 +148,7 @@ def run_container(image: str, args: list[str], opts: api.RunOptions, root: Path 
         from minidocker.cli import render
 
         render.explain_to_stderr()
-    progress = PullDisplay()
+    progress = PullDisplay(announce=opts.pull != "always")
     try:
         result = api.run(
             image, args, opts, root=root, progress=progress, on_pull=progress.start, on_created=progress.stop
@@ -171,14 +171,16 @@ class PullDisplay:
     """A pull's progress on stderr, made (and rich imported) only when a pull starts; stopped
     once the container exists, before the container's own output (or a fork) can begin."""
 
-    def __init__(self) -> None:
+    def __init__(self, announce: bool = True) -> None:
         self.shown = None
+        self.announce = announce  # (--pull always: the image may well be here)
 
     def start(self, ref: str) -> None:
         from minidocker.cli import render
 
         self.shown = render.PullProgress().__enter__()
-        self.shown._line(f"Unable to find image '{ref}' locally")
+        if self.announce:
+            self.shown._line(f"Unable to find image '{ref}' locally")
 
     def __call__(self, event) -> None:
         if self.shown is not None:

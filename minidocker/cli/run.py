@@ -39,7 +39,7 @@ def create(
 ) -> None:
     refuse_unknown_flag(image, "minidocker create")
     opts = api.RunOptions(**flags)
-    progress = fastpath.PullDisplay()
+    progress = fastpath.PullDisplay(announce=opts.pull != "always")
     try:
         cid = api.create(image, args or [], opts, root=state.root, progress=progress, on_pull=progress.start)
     finally:

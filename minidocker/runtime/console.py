@@ -191,6 +191,23 @@ def connect(path: Path) -> socket.socket:
     return sock
 
 
+def wait_exit(path: Path) -> int | None:
+    """The exit code the monitor sends when the container exits (``wait``), or None if no
+    monitor listens there (the container is in another command's foreground, or done)."""
+    try:
+        sock = connect(path)
+    except MinidockerError:
+        return None
+    buf = b""
+    with sock:
+        while data := sock.recv(65536):
+            frames, buf = split_frames(buf + data)
+            for kind, payload in frames:
+                if kind == EXIT:
+                    return struct.unpack(">i", payload)[0]
+    return None
+
+
 def attach(path: Path, pid: int, tty: bool, stdin: bool, detach_keys: bytes, sig_proxy: bool) -> int:
     """The client: our stdin to the container (``stdin``), its output to ours, until it
     exits (its exit code) or the user types the detach keys (docker's 1, after its words

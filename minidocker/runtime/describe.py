@@ -63,6 +63,8 @@ def describe_container(c, store) -> dict[str, Any]:
             "Tty": spec.tty,
             "OpenStdin": spec.stdin_open,
             "Labels": spec.labels,
+            **({"StopSignal": spec.stop_signal} if spec.stop_signal else {}),  # (docker leaves out an unset one)
+            **({"StopTimeout": spec.stop_timeout} if spec.stop_timeout is not None else {}),
         },
         "GraphDriver": {
             "Name": "overlay",

@@ -73,6 +73,8 @@ class ContainerSpec:
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)  # --add-host HOST:IP (IP may be host-gateway)
     publish_all: bool = False  # -P (its ports are in ``ports``)
+    stop_signal: str = ""  # --stop-signal, else the image's StopSignal ("": SIGTERM)
+    stop_timeout: int | None = None  # --stop-timeout (None: stop's own, 10 s)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,7 +105,9 @@ def parse_env_file(path: str) -> list[str]:
 
 
 def merge_env(base: list[str], overrides: list[str]) -> list[str]:
-    """Later entries win; ``NAME`` alone takes the caller's value (or is dropped)."""
+    """docker's rule (ReplaceOrAppendEnvValues): a later entry replaces an earlier one of
+    the same name where it stands, a new name is appended; ``NAME`` alone takes the
+    caller's value, or, when the caller has none, removes NAME (the image's too)."""
     env: dict[str, str] = {}
     for item in base + overrides:
         name, eq, value = item.partition("=")
@@ -112,10 +116,22 @@ def merge_env(base: list[str], overrides: list[str]) -> list[str]:
         if not eq:
             if name in os.environ:
                 env[name] = os.environ[name]
+            else:
+                env.pop(name, None)
             continue
-        env.pop(name, None)
-        env[name] = value
+        env[name] = value  # (a dict keeps an existing key where it was)
     return [f"{k}={v}" for k, v in env.items()]
+
+
+def container_labels(opts: RunOptions) -> dict[str, str]:
+    """``--label-file`` lines, then ``--label``: ``K=V``, or ``K`` for an empty value."""
+    labels: dict[str, str] = {}
+    for item in [line for f in opts.label_file for line in parse_env_file(f)] + list(opts.label):
+        key, _, value = item.partition("=")
+        if not key:
+            raise MinidockerError(f"invalid label: {shown(item)!r}")
+        labels[key] = value
+    return labels
 
 
 def parse_restart(text: str) -> dict[str, Any]:
@@ -240,10 +256,21 @@ def check_run_flags(opts: RunOptions) -> str | None:
             raise MinidockerError(f"invalid --tmpfs '{shown(t)}': the path must be absolute")
     parse_restart(opts.restart)
     check_attach(opts)
+    if opts.pull not in PULL_POLICIES:
+        raise MinidockerError(
+            f'invalid pull option: \'{shown(opts.pull)}\': must be one of "always", "missing" or "never"'
+        )
+    if opts.stop_signal:
+        parse_signal(opts.stop_signal)
+    if opts.cidfile and os.path.lexists(opts.cidfile):
+        raise MinidockerError(
+            f"Container ID file found, make sure the other container isn't running or delete {shown(opts.cidfile)}"
+        )
     return check_name(opts.name) if opts.name else None
 
 
 STREAMS = ("stdin", "stdout", "stderr")
+PULL_POLICIES = ("always", "missing", "never")
 
 
 def check_attach(opts: RunOptions) -> None:
@@ -361,7 +388,9 @@ def build_spec(
         entrypoint=entrypoint,
         cmd=cmd,
         readonly_rootfs=opts.read_only,
-        labels=dict(cfg.get("Labels") or {}),
+        labels={**(cfg.get("Labels") or {}), **container_labels(opts)},
+        stop_signal=opts.stop_signal or cfg.get("StopSignal") or "",
+        stop_timeout=opts.stop_timeout,
         userns=opts.userns or "host",
         ports=ports,
         restart=restart_policy,
@@ -554,7 +583,7 @@ def parse_signal(text: str) -> int:
     try:
         return int(getattr(signal, "SIG" + t))
     except AttributeError:
-        raise MinidockerError(f"invalid signal: {text}") from None
+        raise MinidockerError(f"Invalid signal: {shown(text)}") from None
 
 
 def resource_limits(opts: RunOptions) -> dict[str, Any]:
@@ -562,6 +591,7 @@ def resource_limits(opts: RunOptions) -> dict[str, Any]:
     from minidocker.linux.cgroups import parse_size
 
     mem = parse_size(opts.memory) if opts.memory else None
+    mem = mem or None  # -m 0: no limit, as docker reads it
     if mem is not None and mem < 6 * 1024 * 1024:
         raise MinidockerError("Minimum memory limit allowed is 6MB")
     swap = None

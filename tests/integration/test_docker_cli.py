@@ -8,8 +8,10 @@ image exists, so a flag that slipped through as an image name would start a cont
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -93,3 +95,153 @@ def test_help_groups_commands_as_docker(md_run):
     assert first_words[:3] == ["run", "exec", "ps"], common
     assert "container" in management and "network" in management and "run " not in management
     assert "\n  rm " in rest and "\n  ps " not in rest
+
+
+# -- run's flags (issue #12, item 3) -------------------------------------------------------------
+def inspect(md, name: str) -> dict:
+    return json.loads(md.ok("inspect", name).stdout)[0]
+
+
+def test_pull_policies(md_run, bb, registry):
+    missing = f"{registry.host}/not-here:1"
+    r = md_run("run", "--rm", "--pull", "never", missing, "true")
+    assert r.returncode == 125 and r.stderr == f"Error: No such image: {missing}\n", r.stderr
+    r = md_run("run", "--rm", "--pull=bad", bb, "true")
+    assert r.returncode == 125 and "invalid pull option: 'bad': must be one of" in r.stderr
+    assert md_run.ok("run", "--rm", "--pull=never", bb, "true").stderr == ""  # here: not pulled
+    assert md_run.ok("run", "--rm", bb, "true").stderr == ""  # missing (the default): here, not pulled
+    r = md_run.ok("run", "--rm", "--pull", "always", bb, "echo", "ran")
+    assert f"Pulling from {registry.host}/busybox" in r.stderr and "Already exists" in r.stderr
+    assert "Unable to find" not in r.stderr and r.stdout == "ran\n"
+
+
+def test_platform(md_run, registry):
+    ref = f"{registry.host}/multiarch:latest"
+    cid = md_run.ok("create", "--platform", "linux/arm64", ref).stdout.strip()
+    assert inspect(md_run, inspect(md_run, cid)["Image"])["Architecture"] == "arm64"
+    r = md_run.ok("run", "--rm", "--platform", "linux/amd64", ref, "cat", "/arch")  # the store's is arm64: pulled
+    assert r.stdout == "amd64\n"
+    r = md_run("run", "--rm", "--platform", "linux", ref, "true")
+    assert r.returncode == 125 and "invalid platform 'linux'" in r.stderr
+
+
+def test_labels_and_stop_settings_recorded(md_run, bb, tmp_path):
+    (tmp_path / "labels").write_text("# a comment\nfrom.file=1\nboth=file\n")
+    cid = md_run.ok(
+        "create", "-l", "a=1", "--label", "empty", "--label-file", str(tmp_path / "labels"), "--label", "both=flag",
+        "--stop-signal", "SIGUSR1", "--stop-timeout", "3", bb,
+    ).stdout.strip()  # fmt: skip
+    config = inspect(md_run, cid)["Config"]
+    assert config["Labels"] == {"from.file": "1", "both": "flag", "a": "1", "empty": ""}
+    assert (config["StopSignal"], config["StopTimeout"]) == ("SIGUSR1", 3)
+    r = md_run("create", "--stop-signal", "NOPE", bb)
+    assert r.returncode == 125 and r.stderr == "Error: Invalid signal: NOPE\n"
+
+
+def logged(md, cid: str, text: str, timeout: float = 10) -> bool:
+    """Whether the container's log reads ``text`` within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if md.ok("logs", cid).stdout == text:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_stop_sends_the_stop_signal_and_waits_the_stop_timeout(md_run, bb):
+    trap = 'trap "exit 3" USR1; echo up; while :; do sleep 0.05; done'
+    a = md_run.ok("run", "-d", "--stop-signal", "USR1", bb, "sh", "-c", trap).stdout.strip()
+    deaf = 'trap "" TERM; while :; do sleep 0.05; done'
+    b = md_run.ok("run", "-d", "--stop-timeout", "1", bb, "sh", "-c", deaf).stdout.strip()
+    assert logged(md_run, a, "up\n")  # its trap is set
+    started = time.monotonic()
+    md_run.ok("stop", a, b)
+    assert time.monotonic() - started < 8  # b: 1 s, not the default 10
+    assert inspect(md_run, a)["State"]["ExitCode"] == 3  # its trap ran: USR1, not TERM
+    assert inspect(md_run, b)["State"]["ExitCode"] == 137  # it ignored TERM: killed after 1 s
+
+
+def test_cidfile(md_run, bb, tmp_path):
+    path = tmp_path / "cid"
+    cid = md_run.ok("run", "-d", "--cidfile", str(path), bb, "true").stdout.strip()
+    assert path.read_text() == cid
+    before = md_run.ok("ps", "-aq").stdout
+    r = md_run("run", "--rm", "--cidfile", str(path), bb, "true")
+    assert r.returncode == 125 and r.stderr == (
+        f"Error: Container ID file found, make sure the other container isn't running or delete {path}\n"
+    )
+    assert md_run.ok("ps", "-aq").stdout == before and path.read_text() == cid
+
+
+def test_memory_zero_is_no_limit(md_run, bb):
+    cid = md_run.ok("create", "-m", "0", bb, "true").stdout.strip()
+    assert json.loads((md_run.root / "containers" / cid / "config.json").read_text())["limits"] == {}
+    assert md_run("start", "-a", cid).returncode == 0
+    r = md_run("run", "--rm", "-m", "1k", bb, "true")
+    assert r.returncode == 125 and "Minimum memory limit allowed is 6MB" in r.stderr
+
+
+def gone(md, cid: str, timeout: float = 10) -> bool:
+    """Whether the container's record goes within ``timeout`` (its monitor removes it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cid not in md.ok("ps", "-aq", "--no-trunc").stdout:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_stop_and_kill_remove_an_rm_container(md_run, bb):
+    loop = "while :; do sleep 0.05; done"
+    a = md_run.ok("run", "-d", "--rm", bb, "sh", "-c", loop).stdout.strip()
+    md_run.ok("stop", "-t", "1", a)
+    assert a not in md_run.ok("ps", "-aq", "--no-trunc").stdout  # gone when stop returns
+    b = md_run.ok("run", "-d", "--rm", bb, "sh", "-c", loop).stdout.strip()
+    waiter = md_run.popen("wait", b)
+    md_run.ok("kill", b)
+    out, _ = waiter.communicate(timeout=30)
+    assert (waiter.returncode, out) == (0, "137\n")  # wait hears the code before the record goes
+    assert gone(md_run, b)
+
+
+def test_wait_for_several(md_run, bb):
+    a = md_run.ok("run", "-d", bb, "sh", "-c", "exit 3").stdout.strip()
+    b = md_run.ok("run", "-d", bb, "sh", "-c", "until [ -e /go ]; do sleep 0.05; done; exit 4").stdout.strip()
+    waiter = md_run.popen("wait", a, b)
+    md_run.ok("exec", b, "touch", "/go")
+    out, err = waiter.communicate(timeout=30)
+    assert (waiter.returncode, out) == (0, "3\n4\n"), err
+    r = md_run("wait", a, "no-such-c")
+    assert r.returncode == 1 and r.stdout == "3\n" and "No such container: no-such-c" in r.stderr
+
+
+def test_env_merged_with_the_image_env(md_run, bb):
+    r = md_run.ok(
+        "run",
+        "--rm",
+        "-e",
+        "PATH=/usr/bin:/bin",
+        "-e",
+        "NEW=1",
+        "-e",
+        "FROM_CALLER",
+        bb,
+        "env",
+        env={"FROM_CALLER": "c"},
+    )
+    names = [line.split("=", 1)[0] for line in r.stdout.splitlines()]
+    assert r.stdout.splitlines()[0] == "PATH=/usr/bin:/bin"  # the image's PATH, replaced where it stood
+    assert names.count("PATH") == 1 and "NEW=1" in r.stdout and "FROM_CALLER=c" in r.stdout
+    r = md_run.ok("run", "--rm", "-e", "NOT_SET_ANYWHERE", bb, "env")
+    assert "NOT_SET_ANYWHERE" not in r.stdout
+
+
+def test_top_with_ps_options(md_run, bb):
+    cid = md_run.ok("run", "-d", bb, "sleep", "60").stdout.strip()
+    lines = md_run.ok("top", cid, "-o", "pid,comm").stdout.splitlines()
+    assert lines[0].split() == ["PID", "COMMAND"] and [line.split()[1] for line in lines[1:]] == ["sleep"]
+    lines = md_run.ok("top", cid, "aux").stdout.splitlines()
+    assert lines[0].split()[:2] == ["USER", "PID"] and len(lines) == 2 and lines[1].endswith("sleep 60")
+    assert md_run.ok("top", cid).stdout.splitlines()[0].split() == ["UID", "PID", "PPID", "CMD"]
+    r = md_run("top", cid, "-o", "comm")
+    assert r.returncode == 125 and "Couldn't find PID field in ps output" in r.stderr
