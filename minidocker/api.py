@@ -732,6 +732,42 @@ def top(name: str, root: Path | None = None) -> list[dict[str, Any]]:
     ]  # None: gone meanwhile
 
 
+def update(names: list[str], flags: dict[str, Any], root: Path | None = None):
+    """``docker update``: new resource limits (``flags``: RunOptions' memory, memory_swap,
+    cpus, cpu_shares, cpuset_cpus, pids_limit, restart; None: unchanged), written to the
+    record and, for a running container, to its cgroup at once; yields each name."""
+    from minidocker.runtime.spec import parse_restart, updated_limits
+
+    containers = _containers(root)
+    for name in names:
+        c = containers.find(name)
+        c.check_usable()
+        old, c.spec.limits = c.spec.limits, updated_limits(c.spec.limits, flags)
+        if flags.get("restart") is not None:
+            c.spec.restart = parse_restart(flags["restart"])
+        if c.running:
+            try:
+                _apply_limits_now(c.id, old, c.spec.limits)
+            except OSError as e:
+                raise MinidockerError(f"Cannot update container {c.id[:12]}: {e.strerror or e}") from None
+        containers.save_spec(c)
+        yield name
+
+
+def _apply_limits_now(cid: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """New limits into a running container's cgroup. A memory limit that grows goes in after
+    its swap limit (cgroup v1 refuses a memory limit above memory+swap, EINVAL); the device
+    rules stay as they are (``privileged=True``: rewritten, "deny all" would come first and a
+    running process could meanwhile be refused /dev/null)."""
+    from minidocker.linux import cgroups
+
+    cg = cgroups.manager(cid)
+    if new.get("memory") and old.get("memory") and new["memory"] > old["memory"]:
+        swap = new.get("memory_swap", 2 * new["memory"])
+        cg.apply_limits(cgroups.Limits(memory=old["memory"], memory_swap=swap), privileged=True)
+    cg.apply_limits(cgroups.Limits(**new), privileged=True)
+
+
 def top_ps(name: str, ps_options: list[str], root: Path | None = None) -> str:
     """``docker top C [ps OPTIONS]``: the host's ``ps`` with those options, and of its rows
     those of the container's processes (the column headed PID says which), as docker does."""

@@ -253,6 +253,29 @@ def boolean(text: str) -> bool:
     raise MinidockerError(f'invalid argument "{text}": strconv.ParseBool: parsing "{text}": invalid syntax')
 
 
+@app.command(help="Update the resource limits (and restart policy) of one or more containers.")
+def update(
+    containers: list[str],
+    memory: str | None = typer.Option(None, "--memory", "-m", help="Memory limit (e.g. 64m)."),
+    memory_swap: str | None = typer.Option(None, "--memory-swap", help="Memory + swap limit; -1 unlimited."),
+    cpus: float | None = typer.Option(None, "--cpus", help="Number of CPUs (a CFS quota)."),
+    cpu_shares: int | None = typer.Option(None, "--cpu-shares", "-c", help="Relative CPU weight."),
+    cpuset_cpus: str | None = typer.Option(None, "--cpuset-cpus", help="CPUs allowed (0-1, 0,2)."),
+    pids_limit: int | None = typer.Option(None, "--pids-limit", help="Maximum number of processes (-1: none)."),
+    restart: str | None = typer.Option(None, "--restart", help="no, always, unless-stopped, on-failure[:N]."),
+) -> None:
+    flags = {
+        "memory": memory,
+        "memory_swap": memory_swap,
+        "cpus": cpus,
+        "cpu_shares": cpu_shares,
+        "cpuset_cpus": cpuset_cpus,
+        "pids_limit": pids_limit,
+        "restart": restart,
+    }
+    _each(containers, lambda names: api.update(names, flags, root=state.root))
+
+
 @app.command(help="Restart one or more containers.")
 def restart(
     containers: list[str],

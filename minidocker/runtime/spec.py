@@ -586,6 +586,20 @@ def parse_signal(text: str) -> int:
         raise MinidockerError(f"Invalid signal: {shown(text)}") from None
 
 
+def updated_limits(limits: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """``update``'s flags over a container's limits (cgroups.Limits fields), checked as
+    ``run`` checks them. A new memory limit without ``--memory-swap`` drops the old swap
+    limit (the kernel's default, twice the memory, applies), so one never undercuts the other."""
+    given = {k: v for k, v in flags.items() if v is not None and k != "restart"}
+    if given.get("memory_swap") and not given.get("memory") and limits.get("memory"):
+        given["memory"] = str(limits["memory"])  # (--memory-swap alone: against the memory set)
+    new = resource_limits(RunOptions(**given))
+    merged = {**limits, **new}
+    if "memory" in new and "memory_swap" not in new:
+        merged.pop("memory_swap", None)
+    return merged
+
+
 def resource_limits(opts: RunOptions) -> dict[str, Any]:
     """docker run's resource flags, checked and in kernel units (cgroups.Limits fields)."""
     from minidocker.linux.cgroups import parse_size

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -245,3 +246,26 @@ def test_top_with_ps_options(md_run, bb):
     assert md_run.ok("top", cid).stdout.splitlines()[0].split() == ["UID", "PID", "PPID", "CMD"]
     r = md_run("top", cid, "-o", "comm")
     assert r.returncode == 125 and "Couldn't find PID field in ps output" in r.stderr
+
+
+def test_update_limits_of_a_running_and_a_stopped_container(md_run, bb):
+    cid = md_run.ok("run", "-d", "-m", "32m", bb, "sleep", "60").stdout.strip()
+    cgroup = json.loads((md_run.root / "containers" / cid / "state.json").read_text())["Cgroup"]
+
+    def read(controller: str, name: str) -> str:
+        return (Path(cgroup[controller]) / name).read_text().strip()
+
+    assert md_run.ok("update", "-m", "256m", "--cpus", "0.5", "--pids-limit", "50", cid).stdout == f"{cid}\n"
+    assert read("memory", "memory.limit_in_bytes") == str(256 << 20)  # above the old memory+swap: it grew first
+    assert read("cpu", "cpu.cfs_quota_us") == "50000" and read("pids", "pids.max") == "50"
+    md_run.ok("update", "--pids-limit", "-1", "-m", "16m", cid)
+    assert read("pids", "pids.max") == "max" and read("memory", "memory.limit_in_bytes") == str(16 << 20)
+    assert md_run.ok("exec", cid, "sh", "-c", "echo x > /dev/null; echo ok").stdout == "ok\n"  # devices still work
+    r = md_run("update", "-m", "1k", cid, "no-such-c")
+    assert r.returncode == 1 and "Minimum memory limit allowed is 6MB" in r.stderr and "No such container" in r.stderr
+    assert read("memory", "memory.limit_in_bytes") == str(16 << 20)  # unchanged
+    md_run.ok("stop", "-t", "0", cid)
+    md_run.ok("update", "--cpus", "1", "--restart", "on-failure:2", cid)  # stopped: the record only
+    spec = json.loads((md_run.root / "containers" / cid / "config.json").read_text())
+    assert spec["limits"]["cpus"] == 1 and spec["limits"]["memory"] == 16 << 20
+    assert spec["restart"] == {"name": "on-failure", "max": 2}
