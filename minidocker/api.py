@@ -592,17 +592,30 @@ def inspect(name: str, root: Path | None = None) -> dict[str, Any]:
         raise ImageNotFound(f"No such object: {name}") from None
 
 
-def logs(name: str, root: Path | None = None, follow: bool = False, tail: int | None = None):
-    """Yield (stream, time, line) from the container's log; with ``follow``, until it exits."""
-    from minidocker.runtime.logs import read_log
+def logs(
+    name: str,
+    root: Path | None = None,
+    follow: bool = False,
+    tail: int | None = None,
+    since: str | None = None,
+    until: str | None = None,
+):
+    """Yield (stream, time, line) from the container's log; with ``follow``, until it exits;
+    ``since``/``until``: only the records of that span (runtime/logs.py says how to write them)."""
+    import time
 
+    from minidocker.runtime.logs import parse_time_bound, read_log
+
+    now = time.time()
+    start = parse_time_bound(since, now) if since else None  # (a bad bound fails before anything is read)
+    end = parse_time_bound(until, now) if until else None
     containers = _containers(root)
     c = containers.find(name)
 
     def running() -> bool:
         return containers.refresh(containers.load(c.id)).running
 
-    yield from read_log(c.layout.log, tail, running if follow else None)
+    yield from read_log(c.layout.log, tail, running if follow else None, start, end)
 
 
 def stop(names: list[str], timeout: int | None = None, root: Path | None = None, signal_name: str | None = None):

@@ -100,11 +100,20 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Follow log output."),
     tail: str | None = typer.Option(None, "--tail", "-n", help="Number of lines from the end ('all')."),
     timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Show timestamps."),
+    since: str | None = typer.Option(
+        None, "--since", help="Since a time (2024-05-01T10:00:00Z, 1714557600) or for 42m."
+    ),
+    until: str | None = typer.Option(
+        None, "--until", help="Before a time (2024-05-01T10:00:00Z, 1714557600) or 42m ago."
+    ),
+    details: bool = typer.Option(False, "--details", help="Show the extra attributes given to the log."),
 ) -> None:
     n = None if tail in (None, "all") else int(tail)
-    for stream, when, line in api.logs(container, root=state.root, follow=follow, tail=n):
+    # --details: a record's attributes (docker's --log-opt labels/env, none here) and a space
+    prefix = " " if details else ""
+    for stream, when, line in api.logs(container, root=state.root, follow=follow, tail=n, since=since, until=until):
         out = sys.stdout if stream == "stdout" else sys.stderr
-        out.write((when + " " if timestamps else "") + line)
+        out.write((when + " " if timestamps else "") + prefix + line)
         out.flush()
 
 

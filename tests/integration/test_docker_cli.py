@@ -269,3 +269,20 @@ def test_update_limits_of_a_running_and_a_stopped_container(md_run, bb):
     spec = json.loads((md_run.root / "containers" / cid / "config.json").read_text())
     assert spec["limits"]["cpus"] == 1 and spec["limits"]["memory"] == 16 << 20
     assert spec["restart"] == {"name": "on-failure", "max": 2}
+
+
+def test_logs_since_until_timestamps_details(md_run, bb):
+    cid = md_run.ok("run", "-d", bb, "sh", "-c", "for i in 1 2 3; do echo line $i; sleep 0.05; done").stdout.strip()
+    md_run.ok("wait", cid)
+    stamped = md_run.ok("logs", "-t", cid).stdout.splitlines()
+    times = [line.split(" ", 1)[0] for line in stamped]
+    assert [line.split(" ", 1)[1] for line in stamped] == ["line 1", "line 2", "line 3"]
+    assert all(t.endswith("Z") and len(t) == len("2024-05-01T10:00:00.123456789Z") for t in times)
+    assert md_run.ok("logs", "--since", times[1], cid).stdout == "line 2\nline 3\n"
+    assert md_run.ok("logs", "--until", times[1], cid).stdout == "line 1\n"
+    assert md_run.ok("logs", "--since", times[1], "--until", times[2], cid).stdout == "line 2\n"
+    assert md_run.ok("logs", "--since", "1h", cid).stdout == "line 1\nline 2\nline 3\n"
+    assert md_run.ok("logs", "--until", "1h", cid).stdout == ""
+    assert md_run.ok("logs", "--details", "--tail", "1", cid).stdout == " line 3\n"
+    r = md_run("logs", "--since", "yesterday", cid)
+    assert r.returncode == 125 and "is not a duration, Unix time or RFC 3339 time" in r.stderr
