@@ -103,6 +103,7 @@ class RunOptions:
     userns: str = flag("--userns", default="host", help="host, or auto: root inside is an unprivileged host user.")
     publish: list[str] = flag("--publish", "-p", default=[], help="[IP:][HOSTPORT:]PORT[/udp]: publish a port.")
     restart: str = flag("--restart", default="no", help="no, always, unless-stopped, on-failure[:N].")
+    ulimit: list[str] = flag("--ulimit", default=[], help="NAME=SOFT[:HARD] resource limit (nofile=1024:2048).")
     pull: str = flag("--pull", default="missing", help="Pull the image first: always, missing (when absent), never.")
     platform: str | None = flag("--platform", help="os/arch[/variant] of the image to run (pulled if need be).")
     label: list[str] = flag("--label", "-l", default=[], help="Set a label on the container (K=V).")

@@ -135,6 +135,8 @@ def _host_config(spec) -> dict[str, Any]:
         "IdMap": spec.idmap,
         "RestartPolicy": {"Name": spec.restart["name"], "MaximumRetryCount": spec.restart["max"]},
         "SecurityOpt": None if spec.seccomp == "default" else [f"seccomp={spec.seccomp}"],
+        "Ulimits": spec.ulimits or None,
+        "Memory": spec.limits.get("memory", 0),  # (docker's 0: no limit)
     }
 
 

@@ -18,6 +18,8 @@
                                          limits, meanwhile the child unshares and builds its
                                          rootfs; then the child in it, before it runs anything
                                          of the image's
+    set_ulimits                          --ulimit: prlimit(2) on the child (its command
+                                         inherits them)
     record_running                       state.json: running, its PID, cgroup, address
     go                                   write(sync, "1")
     await_execve                         read(error pipe) -> EOF: execve succeeded (the pipe
@@ -340,6 +342,8 @@ def start(
         if launch.bridged and c.spec.idmap and launch.init_pid:
             connect_network(launch)
         create_cgroup(launch)
+        if c.spec.ulimits:
+            set_ulimits(launch)
         record_running(store, launch, monitor_pid or os.getpid())
         assert launch.channels is not None  # fork_init opened them
         launch.channels.go()
@@ -507,6 +511,25 @@ def create_cgroup(launch: Launch) -> None:
     cg.apply_limits(cgroups.Limits(**c.spec.limits), privileged=c.spec.privileged)
     if launch.init_pid:
         cg.add(launch.init_pid)  # (on v1 this waits for an RCU grace period, while the child works)
+
+
+@step
+def set_ulimits(launch: Launch) -> None:
+    """``--ulimit``: prlimit(2) on the container's first process while it waits for our word;
+    its command inherits the limits through execve. (Raising a hard limit needs
+    CAP_SYS_RESOURCE, which root lacks on some hosts: the kernel's EPERM says so.)"""
+    import resource
+
+    from minidocker.runtime.spec import ULIMITS
+
+    for u in launch.c.spec.ulimits:
+        soft, hard = (resource.RLIM_INFINITY if v == -1 else v for v in (u["Soft"], u["Hard"]))
+        try:
+            resource.prlimit(launch.init_pid or launch.pid, ULIMITS[u["Name"]], (soft, hard))
+        except (OSError, ValueError) as e:
+            raise MinidockerError(
+                f"cannot set ulimit {u['Name']}={u['Soft']}:{u['Hard']}: {getattr(e, 'strerror', None) or e}"
+            ) from None
 
 
 @step

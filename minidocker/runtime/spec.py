@@ -75,6 +75,7 @@ class ContainerSpec:
     publish_all: bool = False  # -P (its ports are in ``ports``)
     stop_signal: str = ""  # --stop-signal, else the image's StopSignal ("": SIGTERM)
     stop_timeout: int | None = None  # --stop-timeout (None: stop's own, 10 s)
+    ulimits: list[dict[str, Any]] = field(default_factory=list)  # --ulimit: {"Name", "Soft", "Hard"}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -262,6 +263,10 @@ def check_run_flags(opts: RunOptions) -> str | None:
         )
     if opts.stop_signal:
         parse_signal(opts.stop_signal)
+    for u in opts.ulimit:
+        parse_ulimit(u)
+    if opts.ulimit and opts.userns == "auto":
+        raise MinidockerError("--ulimit is not supported with --userns=auto")
     if opts.cidfile and os.path.lexists(opts.cidfile):
         raise MinidockerError(
             f"Container ID file found, make sure the other container isn't running or delete {shown(opts.cidfile)}"
@@ -391,6 +396,7 @@ def build_spec(
         labels={**(cfg.get("Labels") or {}), **container_labels(opts)},
         stop_signal=opts.stop_signal or cfg.get("StopSignal") or "",
         stop_timeout=opts.stop_timeout,
+        ulimits=[parse_ulimit(u) for u in opts.ulimit],
         userns=opts.userns or "host",
         ports=ports,
         restart=restart_policy,
@@ -570,6 +576,33 @@ def check_userns(userns: str, privileged: bool, network: str) -> None:
         raise MinidockerError(
             "--userns=auto cannot share the host's network namespace", hint="drop --network host, or use --userns=host"
         )
+
+
+# docker's --ulimit names, each RLIMIT_<NAME> of getrlimit(2), with the kernel's number for it
+# (asm-generic/resource.h; Python's resource module lacks some, such as RLIMIT_LOCKS)
+ULIMITS = {
+    "cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6, "nofile": 7,
+    "memlock": 8, "as": 9, "locks": 10, "sigpending": 11, "msgqueue": 12, "nice": 13, "rtprio": 14, "rttime": 15,
+}  # fmt: skip
+
+
+def parse_ulimit(text: str) -> dict[str, Any]:
+    """``--ulimit NAME=SOFT[:HARD]`` (HARD defaults to SOFT; -1 is unlimited) as docker's
+    HostConfig.Ulimits entry ``{"Name", "Soft", "Hard"}``, checked with docker's words."""
+    name, eq, values = text.partition("=")
+    if not eq:
+        raise MinidockerError(f"invalid ulimit argument: {shown(text)}")
+    if name not in ULIMITS:
+        raise MinidockerError(f"invalid ulimit type: {shown(name)}")
+    soft_text, _, hard_text = values.partition(":")
+    try:
+        soft = int(soft_text)
+        hard = int(hard_text) if hard_text else soft
+    except ValueError:
+        raise MinidockerError(f"invalid ulimit argument: {shown(text)}") from None
+    if soft != -1 and hard != -1 and soft > hard or soft == -1 and hard != -1:
+        raise MinidockerError(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
+    return {"Name": name, "Soft": soft, "Hard": hard}
 
 
 def parse_signal(text: str) -> int:

@@ -177,6 +177,7 @@ def test_cidfile(md_run, bb, tmp_path):
 def test_memory_zero_is_no_limit(md_run, bb):
     cid = md_run.ok("create", "-m", "0", bb, "true").stdout.strip()
     assert json.loads((md_run.root / "containers" / cid / "config.json").read_text())["limits"] == {}
+    assert inspect(md_run, cid)["HostConfig"]["Memory"] == 0
     assert md_run("start", "-a", cid).returncode == 0
     r = md_run("run", "--rm", "-m", "1k", bb, "true")
     assert r.returncode == 125 and "Minimum memory limit allowed is 6MB" in r.stderr
@@ -286,3 +287,21 @@ def test_logs_since_until_timestamps_details(md_run, bb):
     assert md_run.ok("logs", "--details", "--tail", "1", cid).stdout == " line 3\n"
     r = md_run("logs", "--since", "yesterday", cid)
     assert r.returncode == 125 and "is not a duration, Unix time or RFC 3339 time" in r.stderr
+
+
+def test_ulimit(md_run, bb):
+    r = md_run.ok(
+        "run", "--rm", "--ulimit", "nofile=512:1024", "--ulimit", "nproc=100", "--ulimit", "locks=7", bb,
+        "sh", "-c", "ulimit -n; ulimit -Hn; ulimit -u; ulimit -x",
+    )  # fmt: skip
+    assert r.stdout == "512\n1024\n100\n7\n"
+    cid = md_run.ok("create", "--ulimit", "nofile=300", bb).stdout.strip()
+    assert inspect(md_run, cid)["HostConfig"]["Ulimits"] == [{"Name": "nofile", "Soft": 300, "Hard": 300}]
+    for value, words in (
+        ("bogus=1", "invalid ulimit type: bogus"),
+        ("nofile", "invalid ulimit argument: nofile"),
+        ("nofile=x", "invalid ulimit argument: nofile=x"),
+        ("nofile=5:1", "ulimit soft limit must be less than or equal to hard limit: 5 > 1"),
+    ):
+        r = md_run("run", "--rm", "--ulimit", value, bb, "true")
+        assert r.returncode == 125 and r.stderr == f"Error: {words}\n", r.stderr
