@@ -611,6 +611,8 @@ def logs(
     end = parse_time_bound(until, now) if until else None
     containers = _containers(root)
     c = containers.find(name)
+    if c.spec.log_driver == "none":
+        raise MinidockerError("configured logging driver does not support reading", exit_code=1)
 
     def running() -> bool:
         return containers.refresh(containers.load(c.id)).running

@@ -136,6 +136,7 @@ def _host_config(spec) -> dict[str, Any]:
         "RestartPolicy": {"Name": spec.restart["name"], "MaximumRetryCount": spec.restart["max"]},
         "SecurityOpt": None if spec.seccomp == "default" else [f"seccomp={spec.seccomp}"],
         "Ulimits": spec.ulimits or None,
+        "LogConfig": {"Type": spec.log_driver, "Config": spec.log_opts},
         "Memory": spec.limits.get("memory", 0),  # (docker's 0: no limit)
     }
 

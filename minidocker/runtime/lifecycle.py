@@ -61,7 +61,7 @@ from minidocker.runtime.init import InitPipes, container_init, preload_tty, user
 from minidocker.runtime.spec import STREAMS, ContainerSpec
 from minidocker.runtime.stdio import (
     FORWARDED_SIGNALS,
-    LogWriter,
+    open_log,
     receive_pty,
     relay_output,
     relay_pty,
@@ -584,7 +584,7 @@ def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Pa
     """As docker does, a foreground container keeps a log too (``logs`` reads it later):
     its output comes to us through pipes (or its pty) and we copy it to the terminal (the
     ``shown`` streams) and to ``container.log``."""
-    log = LogWriter(c.layout.log)
+    log = open_log(c)
     stdin = "stdin" in shown
     if c.spec.tty:
         started = start(store, c, lowerdirs)

@@ -56,7 +56,7 @@ def read_log(
     with open(path, "rb") as f:
         lines = f.readlines()
         partial = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""  # being written
-        records: Iterable[Record] = map(parse_record, lines)
+        records: Iterable[Record] = map(parse_record, [*older_lines(path), *lines])
         if since is not None or until is not None:
             records = in_span(records, since, until)
         if tail is not None:
@@ -64,6 +64,21 @@ def read_log(
         yield from records
         if running is not None and until is None:
             yield from in_span(follow_log(f, running, partial), since, None)
+
+
+def older_lines(path: Path) -> list[bytes]:
+    """The lines of a rotated log's older files (``--log-opt max-size``: container.log.1 is
+    the newest of them), oldest first."""
+    older = sorted(
+        (int(p.name.rsplit(".", 1)[1]), p) for p in path.parent.glob(path.name + ".*") if p.suffix[1:].isdigit()
+    )
+    lines: list[bytes] = []
+    for _, p in reversed(older):
+        try:
+            lines += p.read_bytes().splitlines(keepends=True)
+        except FileNotFoundError:
+            continue  # rotated away meanwhile
+    return lines
 
 
 def follow_log(f: BinaryIO, running: Callable[[], bool], buf: bytes = b"") -> Iterator[Record]:

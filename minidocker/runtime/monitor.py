@@ -23,7 +23,7 @@ from minidocker.linux import syscalls as sc
 from minidocker.runtime import lifecycle
 from minidocker.runtime.container import Container, ContainerStore
 from minidocker.runtime.forked import read_report, report, report_failure
-from minidocker.runtime.stdio import LogWriter, copy_streams
+from minidocker.runtime.stdio import LogWriter, copy_streams, open_log
 
 
 def spawn_monitor(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> int:
@@ -58,7 +58,7 @@ def _monitor(store: ContainerStore, c: Container, lowerdirs: list[Path], ready_w
         os.dup2(null, fd)
     for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
         signal.signal(s, signal.SIG_IGN)
-    log = LogWriter(c.layout.log)
+    log = open_log(c)
     restarts = 0
     while True:
         try:

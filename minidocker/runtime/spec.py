@@ -76,6 +76,8 @@ class ContainerSpec:
     stop_signal: str = ""  # --stop-signal, else the image's StopSignal ("": SIGTERM)
     stop_timeout: int | None = None  # --stop-timeout (None: stop's own, 10 s)
     ulimits: list[dict[str, Any]] = field(default_factory=list)  # --ulimit: {"Name", "Soft", "Hard"}
+    log_driver: str = "json-file"  # --log-driver: json-file, local or none
+    log_opts: dict[str, str] = field(default_factory=dict)  # --log-opt max-size=, max-file=
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -265,6 +267,7 @@ def check_run_flags(opts: RunOptions) -> str | None:
         parse_signal(opts.stop_signal)
     for u in opts.ulimit:
         parse_ulimit(u)
+    parse_log_opts(opts.log_driver, opts.log_opt)
     if opts.ulimit and opts.userns == "auto":
         raise MinidockerError("--ulimit is not supported with --userns=auto")
     if opts.cidfile and os.path.lexists(opts.cidfile):
@@ -397,6 +400,8 @@ def build_spec(
         stop_signal=opts.stop_signal or cfg.get("StopSignal") or "",
         stop_timeout=opts.stop_timeout,
         ulimits=[parse_ulimit(u) for u in opts.ulimit],
+        log_driver=opts.log_driver,
+        log_opts=parse_log_opts(opts.log_driver, opts.log_opt),
         userns=opts.userns or "host",
         ports=ports,
         restart=restart_policy,
@@ -603,6 +608,30 @@ def parse_ulimit(text: str) -> dict[str, Any]:
     if soft != -1 and hard != -1 and soft > hard or soft == -1 and hard != -1:
         raise MinidockerError(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
     return {"Name": name, "Soft": soft, "Hard": hard}
+
+
+LOG_DRIVERS = ("json-file", "local", "none")
+
+
+def parse_log_opts(driver: str, opts: list[str]) -> dict[str, str]:
+    """``--log-driver`` and its ``--log-opt K=V`` options, checked with docker's words:
+    json-file and local take max-size (a size: 10m) and max-file (a count, at least 1)."""
+    if driver not in LOG_DRIVERS:
+        raise MinidockerError(f"logger: no log driver named '{shown(driver)}' is registered")
+    out: dict[str, str] = {}
+    for item in opts:
+        key, eq, value = item.partition("=")
+        if not eq or driver == "none" or key not in ("max-size", "max-file"):
+            raise MinidockerError(f"unknown log opt '{shown(key)}' for {driver} log driver")
+        out[key] = value
+    if "max-size" in out:
+        from minidocker.linux.cgroups import parse_size
+
+        if parse_size(out["max-size"]) <= 0:
+            raise MinidockerError(f"invalid max-size: {shown(out['max-size'])}")
+    if "max-file" in out and not (out["max-file"].isdigit() and int(out["max-file"]) >= 1):
+        raise MinidockerError("max-file cannot be less than 1")
+    return out
 
 
 def parse_signal(text: str) -> int:

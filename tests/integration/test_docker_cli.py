@@ -9,6 +9,7 @@ image exists, so a flag that slipped through as an image name would start a cont
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -304,4 +305,32 @@ def test_ulimit(md_run, bb):
         ("nofile=5:1", "ulimit soft limit must be less than or equal to hard limit: 5 > 1"),
     ):
         r = md_run("run", "--rm", "--ulimit", value, bb, "true")
+        assert r.returncode == 125 and r.stderr == f"Error: {words}\n", r.stderr
+
+
+def test_log_drivers_and_rotation(md_run, bb):
+    script = "for i in $(seq 1 100); do echo line-$i; done"
+    cid = md_run.ok("run", "-d", "--log-opt", "max-size=1k", "--log-opt", "max-file=3", bb, "sh", "-c", script)
+    cid = cid.stdout.strip()
+    md_run.ok("wait", cid)
+    logs = sorted(p.name for p in (md_run.root / "containers" / cid).iterdir() if p.name.startswith("container.log"))
+    assert logs == ["container.log", "container.log.1", "container.log.2"]
+    lines = md_run.ok("logs", cid).stdout.splitlines()
+    assert lines[-1] == "line-100" and lines == [f"line-{i}" for i in range(101 - len(lines), 101)]
+    assert inspect(md_run, cid)["HostConfig"]["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": "1k", "max-file": "3"},
+    }
+    name = f"nolog-{os.getpid()}"
+    assert md_run.ok("run", "--log-driver", "none", "--name", name, bb, "echo", "shown").stdout == "shown\n"
+    r = md_run("logs", name)
+    assert r.returncode == 1 and r.stderr == "Error: configured logging driver does not support reading\n"
+    assert not (md_run.root / "containers" / inspect(md_run, name)["Id"] / "container.log").exists()
+    for flags, words in (
+        (["--log-driver", "syslog"], "logger: no log driver named 'syslog' is registered"),
+        (["--log-opt", "foo=1"], "unknown log opt 'foo' for json-file log driver"),
+        (["--log-opt", "max-file=0"], "max-file cannot be less than 1"),
+        (["--log-driver", "none", "--log-opt", "max-size=1m"], "unknown log opt 'max-size' for none log driver"),
+    ):
+        r = md_run("run", "--rm", *flags, bb, "true")
         assert r.returncode == 125 and r.stderr == f"Error: {words}\n", r.stderr

@@ -144,3 +144,30 @@ def test_since_and_until_keep_a_span_then_tail(tmp_path):
     assert lines(since=since, until=until, tail=2) == ["at 2\n", "at 3\n"]
     assert lines(until=NOW + 1) == ["at 0\n"]
     assert lines(since=NOW + 300, running=lambda: False) == ["at 5\n"]
+
+
+@pytest.mark.parametrize(
+    "max_file, kept", [(1, ["container.log"]), (3, ["container.log", "container.log.1", "container.log.2"])]
+)
+def test_rotation_keeps_max_file_files_of_max_size(tmp_path, max_file, kept):
+    from minidocker.runtime.stdio import LogWriter
+
+    path = tmp_path / "container.log"
+    log = LogWriter(path, max_size=300, max_file=max_file)
+    for i in range(40):
+        log.feed("stdout", f"line {i:02}\n".encode())
+    log.flush()
+    assert sorted(p.name for p in tmp_path.iterdir()) == kept
+    assert all(p.stat().st_size <= 300 for p in tmp_path.iterdir())
+    lines = [line for _s, _w, line in read_log(path)]
+    assert lines[-1] == "line 39\n" and lines == [f"line {i:02}\n" for i in range(40 - len(lines), 40)]
+    assert len(lines) > 3 * (max_file - 1)  # the older files are read too, oldest first
+
+
+def test_no_log_driver_writes_nothing(tmp_path):
+    from minidocker.runtime.stdio import LogWriter
+
+    log = LogWriter(None)
+    log.feed("stdout", b"dropped\n")
+    log.flush()
+    assert list(tmp_path.iterdir()) == []
