@@ -189,6 +189,7 @@ def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
         readonly=c.spec.readonly_rootfs,
         tmpfs=list(c.spec.tmpfs),
         privileged=c.spec.privileged,
+        shm_size=c.spec.shm_size or rootfs.DEFAULT_SHM_SIZE,
     )
 
 

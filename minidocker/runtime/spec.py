@@ -76,6 +76,7 @@ class ContainerSpec:
     stop_signal: str = ""  # --stop-signal, else the image's StopSignal ("": SIGTERM)
     stop_timeout: int | None = None  # --stop-timeout (None: stop's own, 10 s)
     ulimits: list[dict[str, Any]] = field(default_factory=list)  # --ulimit: {"Name", "Soft", "Hard"}
+    shm_size: int | None = None  # --shm-size, bytes (None: docker's 64 MB)
     log_driver: str = "json-file"  # --log-driver: json-file, local or none
     log_opts: dict[str, str] = field(default_factory=dict)  # --log-opt max-size=, max-file=
 
@@ -268,6 +269,8 @@ def check_run_flags(opts: RunOptions) -> str | None:
     for u in opts.ulimit:
         parse_ulimit(u)
     parse_log_opts(opts.log_driver, opts.log_opt)
+    if opts.shm_size:
+        parse_shm_size(opts.shm_size)
     if opts.ulimit and opts.userns == "auto":
         raise MinidockerError("--ulimit is not supported with --userns=auto")
     if opts.cidfile and os.path.lexists(opts.cidfile):
@@ -400,6 +403,7 @@ def build_spec(
         stop_signal=opts.stop_signal or cfg.get("StopSignal") or "",
         stop_timeout=opts.stop_timeout,
         ulimits=[parse_ulimit(u) for u in opts.ulimit],
+        shm_size=parse_shm_size(opts.shm_size) if opts.shm_size else None,
         log_driver=opts.log_driver,
         log_opts=parse_log_opts(opts.log_driver, opts.log_opt),
         userns=opts.userns or "host",
@@ -608,6 +612,16 @@ def parse_ulimit(text: str) -> dict[str, Any]:
     if soft != -1 and hard != -1 and soft > hard or soft == -1 and hard != -1:
         raise MinidockerError(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
     return {"Name": name, "Soft": soft, "Hard": hard}
+
+
+def parse_shm_size(text: str) -> int:
+    """``--shm-size``: a size (``128m``) greater than 0, as docker requires."""
+    from minidocker.linux.cgroups import parse_size
+
+    size = parse_size(text)
+    if size <= 0:
+        raise MinidockerError("SHM size must be greater than 0")
+    return size
 
 
 LOG_DRIVERS = ("json-file", "local", "none")

@@ -334,3 +334,12 @@ def test_log_drivers_and_rotation(md_run, bb):
     ):
         r = md_run("run", "--rm", *flags, bb, "true")
         assert r.returncode == 125 and r.stderr == f"Error: {words}\n", r.stderr
+
+
+def test_shm_size(md_run, bb):
+    def shm_kib(*flags: str) -> str:
+        return md_run.ok("run", "--rm", *flags, bb, "df", "-k", "/dev/shm").stdout.splitlines()[1].split()[1]
+
+    assert (shm_kib(), shm_kib("--shm-size", "128m")) == ("65536", "131072")
+    r = md_run("run", "--rm", "--shm-size", "0", bb, "true")
+    assert r.returncode == 125 and r.stderr == "Error: SHM size must be greater than 0\n"
