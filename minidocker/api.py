@@ -620,6 +620,40 @@ def logs(
     yield from read_log(c.layout.log, tail, running if follow else None, start, end)
 
 
+def events(since: str | None = None, until: str | None = None, filters: list[str] = (), root: Path | None = None):
+    """``docker events``: each container event (runtime/events.py) from ``since`` (else from
+    now on) until ``until`` (else for ever) that passes every ``filters`` key: container=
+    (ID, prefix or name), event=, image=, type= (container); one key given twice: either."""
+    import time
+
+    from minidocker.runtime.events import watch
+    from minidocker.runtime.logs import parse_time_bound
+
+    now = time.time()
+    start = parse_time_bound(since, now) if since else None
+    end = parse_time_bound(until, now) if until else None
+    wanted: dict[str, set[str]] = {}
+    for f in filters:
+        key, eq, value = f.partition("=")
+        if not eq or key not in ("container", "event", "image", "type"):
+            raise MinidockerError(f"Invalid filter '{f}'")
+        wanted.setdefault(key, set()).add(value)
+    for e in watch(_containers(root), start, end):
+        if _event_wanted(e, wanted):
+            yield e
+
+
+def _event_wanted(e: dict[str, Any], wanted: dict[str, set[str]]) -> bool:
+    attrs = e["Actor"]["Attributes"]
+    checks = {
+        "container": lambda v: e["id"].startswith(v) or attrs["name"] == v,
+        "event": lambda v: e["Action"] == v,
+        "image": lambda v: attrs["image"] == v,
+        "type": lambda v: e["Type"] == v,
+    }
+    return all(any(checks[key](v) for v in values) for key, values in wanted.items())
+
+
 def stop(names: list[str], timeout: int | None = None, root: Path | None = None, signal_name: str | None = None):
     """``docker stop [-t N] [-s SIG]``: the container's stop signal (``--stop-signal``, the
     image's StopSignal, else SIGTERM), then SIGKILL after its ``--stop-timeout`` (else 10 s).

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import MINIDOCKER
+
 TYPER = [sys.executable, "-c", "import sys; from minidocker.cli.app import typer_main; typer_main(sys.argv[1:])"]
 
 
@@ -343,3 +345,34 @@ def test_shm_size(md_run, bb):
     assert (shm_kib(), shm_kib("--shm-size", "128m")) == ("65536", "131072")
     r = md_run("run", "--rm", "--shm-size", "0", bb, "true")
     assert r.returncode == 125 and r.stderr == "Error: SHM size must be greater than 0\n"
+
+
+def test_events_past_and_live(md_run, bb):
+    name = f"events-{os.getpid()}"
+    t0 = f"{time.time():.6f}"
+    cid = md_run.ok("run", "-d", "--name", name, bb, "sh", "-c", "exit 3").stdout.strip()
+    md_run.ok("wait", cid)
+    r = md_run.ok("events", "--since", t0, "--until", f"{time.time():.6f}", "--filter", f"container={name}")
+    lines = r.stdout.splitlines()  # the span is over: it prints the past and ends
+    assert [line.split()[1:4] for line in lines] == [["container", a, cid] for a in ("create", "start", "die")]
+    assert lines[2].endswith(f"(exitCode=3, image={bb}, name={name})")
+    watcher = subprocess.Popen(
+        [*MINIDOCKER, "events", "--since", t0, "--format", "json", "--filter", f"container={name}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=md_run.env(),
+    )
+    try:
+        seen = []
+        for line in watcher.stdout:
+            seen.append(json.loads(line)["Action"])
+            if len(seen) == 3:  # the past: now remove it
+                md_run.ok("rm", name)
+            if seen[-1] == "destroy":
+                break
+        assert seen == ["create", "start", "die", "destroy"]
+    finally:
+        watcher.kill()
+        watcher.wait()
+    r = md_run("events", "--filter", "bogus=1")
+    assert r.returncode == 125 and r.stderr == "Error: Invalid filter 'bogus=1'\n"
