@@ -139,6 +139,7 @@ def _host_config(spec) -> dict[str, Any]:
         "LogConfig": {"Type": spec.log_driver, "Config": spec.log_opts},
         "Memory": spec.limits.get("memory", 0),  # (docker's 0: no limit)
         "ShmSize": spec.shm_size or 64 << 20,
+        "Sysctls": spec.sysctls or None,
     }
 
 

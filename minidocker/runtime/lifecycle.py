@@ -20,6 +20,8 @@
                                          of the image's
     set_ulimits                          --ulimit: prlimit(2) on the child (its command
                                          inherits them)
+    set_sysctls                          --sysctl: a helper in the child's IPC and network
+                                         namespaces writes their copies of the parameters
     record_running                       state.json: running, its PID, cgroup, address
     go                                   write(sync, "1")
     await_execve                         read(error pipe) -> EOF: execve succeeded (the pipe
@@ -345,6 +347,8 @@ def start(
         create_cgroup(launch)
         if c.spec.ulimits:
             set_ulimits(launch)
+        if c.spec.sysctls:
+            set_sysctls(launch)
         record_running(store, launch, monitor_pid or os.getpid())
         assert launch.channels is not None  # fork_init opened them
         launch.channels.go()
@@ -531,6 +535,36 @@ def set_ulimits(launch: Launch) -> None:
             raise MinidockerError(
                 f"cannot set ulimit {u['Name']}={u['Soft']}:{u['Hard']}: {getattr(e, 'strerror', None) or e}"
             ) from None
+
+
+@step
+def set_sysctls(launch: Launch) -> None:
+    """``--sysctl``: the container's own copies of kernel parameters, written by a helper
+    that joins its IPC and network namespaces (a namespaced parameter reads and writes the
+    copy of the writer's namespace). The child makes those namespaces itself, so first we
+    wait until /proc/PID/ns says it has: never may a write reach the host's."""
+    pid = launch.init_pid or launch.pid
+    kinds = {"ipc": sc.CLONE_NEWIPC} | ({"net": sc.CLONE_NEWNET} if launch.c.spec.network != "host" else {})
+    deadline = time.monotonic() + 10
+    while any(procfs.namespace_of(pid, k) == procfs.namespace_of("self", k) for k in kinds):
+        if time.monotonic() > deadline:
+            raise MinidockerError("sysctl: the container did not make its namespaces in time")
+        time.sleep(0.001)
+    from minidocker.runtime.forked import run_in_child
+
+    def write_parameters() -> None:
+        for kind, flag in kinds.items():
+            sc.setns(procfs.open_namespace(pid, kind), flag, why="the container's copy of its parameters")
+        for key, value in launch.c.spec.sysctls.items():
+            try:
+                procfs.write_sysctl(key, value)
+            except OSError as e:
+                raise MinidockerError(f"{key}={value}: {e.strerror}") from None
+
+    try:
+        run_in_child(write_parameters)
+    except ChildFailed as e:
+        raise MinidockerError(f"sysctl: {e.message}") from None
 
 
 @step

@@ -77,6 +77,7 @@ class ContainerSpec:
     stop_timeout: int | None = None  # --stop-timeout (None: stop's own, 10 s)
     ulimits: list[dict[str, Any]] = field(default_factory=list)  # --ulimit: {"Name", "Soft", "Hard"}
     shm_size: int | None = None  # --shm-size, bytes (None: docker's 64 MB)
+    sysctls: dict[str, str] = field(default_factory=dict)  # --sysctl KEY=VALUE (namespaced ones only)
     log_driver: str = "json-file"  # --log-driver: json-file, local or none
     log_opts: dict[str, str] = field(default_factory=dict)  # --log-opt max-size=, max-file=
 
@@ -271,6 +272,7 @@ def check_run_flags(opts: RunOptions) -> str | None:
     parse_log_opts(opts.log_driver, opts.log_opt)
     if opts.shm_size:
         parse_shm_size(opts.shm_size)
+    parse_sysctls(opts.sysctl, opts.network)
     if opts.ulimit and opts.userns == "auto":
         raise MinidockerError("--ulimit is not supported with --userns=auto")
     if opts.cidfile and os.path.lexists(opts.cidfile):
@@ -404,6 +406,7 @@ def build_spec(
         stop_timeout=opts.stop_timeout,
         ulimits=[parse_ulimit(u) for u in opts.ulimit],
         shm_size=parse_shm_size(opts.shm_size) if opts.shm_size else None,
+        sysctls=parse_sysctls(opts.sysctl, opts.network),
         log_driver=opts.log_driver,
         log_opts=parse_log_opts(opts.log_driver, opts.log_opt),
         userns=opts.userns or "host",
@@ -612,6 +615,29 @@ def parse_ulimit(text: str) -> dict[str, Any]:
     if soft != -1 and hard != -1 and soft > hard or soft == -1 and hard != -1:
         raise MinidockerError(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
     return {"Name": name, "Soft": soft, "Hard": hard}
+
+
+# The kernel parameters a container has a copy of (its IPC and network namespaces), as runc
+# allows them; any other would change the host's.
+NAMESPACED_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                      "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")  # fmt: skip
+
+
+def parse_sysctls(items: list[str], network: str) -> dict[str, str]:
+    """``--sysctl KEY=VALUE``: only a parameter of the container's own namespaces (runc's
+    words otherwise), and no net.* one when the network namespace is not its own."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_-]+)+", key):
+            raise MinidockerError(f"invalid sysctl value: {shown(item)!r}")
+        if key.startswith("net."):
+            if network == "host" or network.startswith("container:"):
+                raise MinidockerError(f'sysctl "{key}" not allowed in {network.split(":")[0]} network namespace')
+        elif key not in NAMESPACED_SYSCTLS and not key.startswith("fs.mqueue."):
+            raise MinidockerError(f'sysctl "{key}" is not in a separate kernel namespace')
+        out[key] = value
+    return out
 
 
 def parse_shm_size(text: str) -> int:

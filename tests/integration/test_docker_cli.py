@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import MINIDOCKER
+from tests.integration.conftest import MINIDOCKER, one_error
 
 TYPER = [sys.executable, "-c", "import sys; from minidocker.cli.app import typer_main; typer_main(sys.argv[1:])"]
 
@@ -376,3 +376,31 @@ def test_events_past_and_live(md_run, bb):
         watcher.wait()
     r = md_run("events", "--filter", "bogus=1")
     assert r.returncode == 125 and r.stderr == "Error: Invalid filter 'bogus=1'\n"
+
+
+def test_sysctl_reaches_the_containers_namespaces_only(md_run, bb):
+    host = [
+        Path("/proc/sys/kernel/shmmni").read_text(),
+        Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text(),
+    ]
+    show = "cat /proc/sys/kernel/shmmni /proc/sys/net/ipv4/ip_unprivileged_port_start"
+    for network in ("bridge", "none"):
+        r = md_run.ok(
+            "run", "--rm", "--network", network, "--sysctl", "kernel.shmmni=1000",
+            "--sysctl", "net.ipv4.ip_unprivileged_port_start=42", bb, "sh", "-c", show,
+        )  # fmt: skip
+        assert r.stdout == "1000\n42\n"
+    assert [
+        Path("/proc/sys/kernel/shmmni").read_text(),
+        Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text(),
+    ] == host
+    before = md_run.ok("ps", "-aq").stdout
+    for flags, words in (
+        (["--sysctl", "vm.swappiness=1"], 'sysctl "vm.swappiness" is not in a separate kernel namespace'),
+        (["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"], "not allowed in host network namespace"),
+        (["--sysctl", "kernel.shmmni"], "invalid sysctl value: 'kernel.shmmni'"),
+        (["--sysctl", "kernel.shmmni=x"], "sysctl: kernel.shmmni=x: Invalid argument"),
+    ):
+        r = md_run("run", "--rm", *flags, bb, "true")
+        assert r.returncode == 125 and words in r.stderr and one_error(r.stderr), r.stderr
+    assert md_run.ok("ps", "-aq").stdout == before
