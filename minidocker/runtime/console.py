@@ -168,12 +168,11 @@ class DetachScanner:
         out = bytearray()
         for b in data:
             self.held += bytes([b])
-            if self.keys.startswith(self.held):
-                if self.held == self.keys:
-                    return bytes(out), True
-                continue
-            out += self.held
-            self.held = b""
+            while self.held and not self.keys.startswith(self.held):
+                out += self.held[:1]  # (the rest may still start the sequence: ctrl-p ctrl-p ctrl-q)
+                self.held = self.held[1:]
+            if self.held == self.keys:
+                return bytes(out), True
         return bytes(out), False
 
 
