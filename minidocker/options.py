@@ -104,6 +104,7 @@ class RunOptions:
     publish: list[str] = flag("--publish", "-p", default=[], help="[IP:][HOSTPORT:]PORT[/udp]: publish a port.")
     restart: str = flag("--restart", default="no", help="no, always, unless-stopped, on-failure[:N].")
     ulimit: list[str] = flag("--ulimit", default=[], help="NAME=SOFT[:HARD] resource limit (nofile=1024:2048).")
+    pid: str | None = flag("--pid", help="PID namespace: host, or container:NAME to share another's.")
     sysctl: list[str] = flag("--sysctl", default=[], help="A namespaced kernel parameter: net.*, kernel.shm*, ...")
     shm_size: str | None = flag("--shm-size", help="Size of /dev/shm (e.g. 128m; default 64m).")
     log_driver: str = flag("--log-driver", default="json-file", help="json-file, local (rotated: 20m x 5) or none.")

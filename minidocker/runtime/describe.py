@@ -140,6 +140,7 @@ def _host_config(spec) -> dict[str, Any]:
         "Memory": spec.limits.get("memory", 0),  # (docker's 0: no limit)
         "ShmSize": spec.shm_size or 64 << 20,
         "Sysctls": spec.sysctls or None,
+        "PidMode": spec.pid_mode,
     }
 
 

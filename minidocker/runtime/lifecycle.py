@@ -438,14 +438,22 @@ def fork_init(launch: Launch, stdio: tuple[int | None, int | None, int | None]) 
     """Fork the container's first process (``become_container``). Without a user namespace,
     unshare(CLONE_NEWPID) first: it changes where *our* next children go, so the child is
     PID 1 of a new PID namespace; afterwards setns(2) points it back at our own (the kernel
-    refuses us threads while the two differ)."""
+    refuses us threads while the two differ). ``--pid host``: the child stays in ours;
+    ``--pid container:X``: setns(2) into X's instead, so the child is one more process there."""
     own_pid_ns = -1
     launch.channels = Channels.open(launch.c.spec.tty)
     pid_w = -1
-    if launch.userns_fd is None:
-        own_pid_ns = procfs.open_namespace("self", "pid")
-        sc.unshare(sc.CLONE_NEWPID)
-    else:
+    pid_mode = launch.c.spec.pid_mode
+    if launch.userns_fd is None and pid_mode != "host":
+        if pid_mode.startswith("container:"):
+            other = join_pid_namespace(ContainerStore(launch.c.layout.store.root), pid_mode.removeprefix("container:"))
+            own_pid_ns = procfs.open_namespace("self", "pid")
+            sc.setns(other, sc.CLONE_NEWPID, why="--pid container:X: our child joins X's PID namespace")
+            os.close(other)
+        else:
+            own_pid_ns = procfs.open_namespace("self", "pid")
+            sc.unshare(sc.CLONE_NEWPID)
+    elif launch.userns_fd is not None:
         launch.pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
     preload_tty(launch.c.spec)
     launch.pid = os.fork()
@@ -457,6 +465,14 @@ def fork_init(launch: Launch, stdio: tuple[int | None, int | None, int | None]) 
         if fd is not None and fd != -1:
             os.close(fd)
     launch.channels.close_child_ends()
+
+
+def join_pid_namespace(store: ContainerStore, target: str) -> int:
+    """``--pid container:X``: an fd of running X's PID namespace (docker's words if it is not)."""
+    other = store.refresh(store.load(target))
+    if not other.running or not alive(other.state.get("Pid"), other.state.get("PidStartTime")):
+        raise Conflict(f"cannot join PID of a non running container: {target[:12]}")
+    return procfs.open_namespace(other.state["Pid"], "pid")
 
 
 def become_container(

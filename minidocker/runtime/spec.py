@@ -78,6 +78,7 @@ class ContainerSpec:
     ulimits: list[dict[str, Any]] = field(default_factory=list)  # --ulimit: {"Name", "Soft", "Hard"}
     shm_size: int | None = None  # --shm-size, bytes (None: docker's 64 MB)
     sysctls: dict[str, str] = field(default_factory=dict)  # --sysctl KEY=VALUE (namespaced ones only)
+    pid_mode: str = ""  # --pid: "" (its own), "host", or container:<id>
     log_driver: str = "json-file"  # --log-driver: json-file, local or none
     log_opts: dict[str, str] = field(default_factory=dict)  # --log-opt max-size=, max-file=
 
@@ -273,6 +274,10 @@ def check_run_flags(opts: RunOptions) -> str | None:
     if opts.shm_size:
         parse_shm_size(opts.shm_size)
     parse_sysctls(opts.sysctl, opts.network)
+    if opts.pid and opts.pid != "host" and not (opts.pid.startswith("container:") and len(opts.pid) > 10):
+        raise MinidockerError(f"invalid PID mode: {shown(opts.pid)}")
+    if opts.pid and opts.userns == "auto":
+        raise MinidockerError("--pid is not supported with --userns=auto")
     if opts.ulimit and opts.userns == "auto":
         raise MinidockerError("--ulimit is not supported with --userns=auto")
     if opts.cidfile and os.path.lexists(opts.cidfile):
@@ -407,6 +412,7 @@ def build_spec(
         ulimits=[parse_ulimit(u) for u in opts.ulimit],
         shm_size=parse_shm_size(opts.shm_size) if opts.shm_size else None,
         sysctls=parse_sysctls(opts.sysctl, opts.network),
+        pid_mode=opts.pid or "",
         log_driver=opts.log_driver,
         log_opts=parse_log_opts(opts.log_driver, opts.log_opt),
         userns=opts.userns or "host",

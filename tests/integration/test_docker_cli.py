@@ -404,3 +404,25 @@ def test_sysctl_reaches_the_containers_namespaces_only(md_run, bb):
         r = md_run("run", "--rm", *flags, bb, "true")
         assert r.returncode == 125 and words in r.stderr and one_error(r.stderr), r.stderr
     assert md_run.ok("ps", "-aq").stdout == before
+
+
+def test_pid_host_and_container(md_run, bb):
+    show = "readlink /proc/self/ns/pid"
+    assert (
+        md_run.ok("run", "--rm", "--pid", "host", bb, "sh", "-c", show).stdout
+        == os.readlink("/proc/self/ns/pid") + "\n"
+    )
+    name = f"pidns-{os.getpid()}"
+    md_run.ok("run", "-d", "--name", name, bb, "sleep", "60")
+    theirs = os.readlink(f"/proc/{inspect(md_run, name)['State']['Pid']}/ns/pid")
+    r = md_run.ok("run", "--rm", "--pid", f"container:{name}", bb, "sh", "-c", f"{show}; cat /proc/1/comm")
+    assert r.stdout == f"{theirs}\nsleep\n"  # its PID 1 is the other container's
+    assert md_run.ok("run", "--rm", bb, "sh", "-c", show).stdout not in (
+        theirs + "\n",
+        os.readlink("/proc/self/ns/pid"),
+    )
+    md_run.ok("stop", "-t", "0", name)
+    r = md_run("run", "--rm", "--pid", f"container:{name}", bb, "true")
+    assert r.returncode == 125 and "cannot join PID of a non running container" in r.stderr
+    r = md_run("run", "--rm", "--pid", "bogus", bb, "true")
+    assert r.returncode == 125 and r.stderr == "Error: invalid PID mode: bogus\n"
