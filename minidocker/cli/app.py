@@ -92,6 +92,38 @@ def _register() -> None:
         volume,
     )
 
+    alias_commands("container", CONTAINER_ALIASES)
+    alias_commands("image", IMAGE_ALIASES)
+
+
+# docker's management-command spellings of the top-level commands: ``container stop`` is
+# ``stop``, ``image rm`` is ``rmi`` (group -> {its name: the top-level command's})
+CONTAINER_ALIASES = {
+    name: name
+    for name in (
+        "attach", "commit", "cp", "create", "diff", "exec", "export", "kill", "logs", "pause", "port",
+        "rename", "restart", "rm", "run", "start", "stop", "top", "unpause", "update", "wait",
+    )
+}  # fmt: skip
+IMAGE_ALIASES = {
+    "build": "build", "history": "history", "import": "import", "load": "load", "pull": "pull",
+    "push": "push", "rm": "rmi", "save": "save", "tag": "tag",
+}  # fmt: skip
+
+
+def alias_commands(group: str, aliases: dict[str, str]) -> None:
+    """Register the top-level commands ``aliases`` names under ``group`` as well (same
+    function, help and parsing), once every command module has registered its own."""
+    sub = next(g.typer_instance for g in app.registered_groups if g.name == group)
+    assert sub is not None  # (each group is added with its Typer)
+    commands = {c.name or c.callback.__name__.replace("_", "-"): c for c in app.registered_commands if c.callback}
+    have = {c.name for c in sub.registered_commands}
+    for alias, name in aliases.items():
+        if alias in have or name not in commands:
+            continue  # (a group's own command of that name wins)
+        info = commands[name]
+        sub.command(alias, help=info.help, context_settings=info.context_settings)(info.callback)
+
 
 def typer_main(argv: list[str] | None = None) -> None:
     """Run the typer app on ``argv`` and exit with its code, errors reported by the one error

@@ -26,7 +26,7 @@ def run(
     args: list[str] = typer.Argument(None, metavar="[COMMAND] [ARG...]"),
     **flags: Any,
 ) -> None:
-    refuse_unknown_flag(image, "minidocker run")
+    refuse_unknown_flag(image)
     raise typer.Exit(fastpath.run_container(image, args or [], api.RunOptions(**flags), state.root))
 
 
@@ -37,7 +37,7 @@ def create(
     args: list[str] = typer.Argument(None, metavar="[COMMAND] [ARG...]"),
     **flags: Any,
 ) -> None:
-    refuse_unknown_flag(image, "minidocker create")
+    refuse_unknown_flag(image)
     opts = api.RunOptions(**flags)
     progress = fastpath.PullDisplay(announce=opts.pull != "always")
     try:
@@ -47,12 +47,15 @@ def create(
     print(cid)
 
 
-def refuse_unknown_flag(image: str, command_path: str) -> None:
+def refuse_unknown_flag(image: str) -> None:
     """The command takes every word after its image as the container's (docker's grammar),
     so click lets an unknown flag through as the image's name: ``run --bogus busybox``.
-    No image name starts with a dash; such a word is the flag docker refuses, exit 125."""
+    No image name starts with a dash; such a word is the flag docker refuses, exit 125
+    (named after the command as typed: ``minidocker container run``)."""
     if image.startswith("-") and image != "-":
+        from typer._click.globals import get_current_context
+
         from minidocker.cli.app import unknown_flag
 
-        print(unknown_flag(image, command_path), file=sys.stderr)
+        print(unknown_flag(image, get_current_context().command_path), file=sys.stderr)
         raise typer.Exit(ExitCode.MINIDOCKER_FAILED)

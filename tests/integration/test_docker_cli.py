@@ -39,6 +39,8 @@ UNKNOWN_FLAGS = [  # (argv; {bb} is the busybox image), the command docker's "Se
     (["network", "rm", "--bogus", "x"], "--bogus", "minidocker network rm"),
     (["container", "prune", "--bogus"], "--bogus", "minidocker container prune"),
     (["logs", "--bogus", "x"], "--bogus", "minidocker logs"),
+    (["container", "run", "--bogus", "{bb}"], "--bogus", "minidocker container run"),
+    (["container", "stop", "--bogus", "x"], "--bogus", "minidocker container stop"),
 ]
 
 
@@ -426,3 +428,12 @@ def test_pid_host_and_container(md_run, bb):
     assert r.returncode == 125 and "cannot join PID of a non running container" in r.stderr
     r = md_run("run", "--rm", "--pid", "bogus", bb, "true")
     assert r.returncode == 125 and r.stderr == "Error: invalid PID mode: bogus\n"
+
+
+def test_management_command_aliases(md_run, bb):
+    name = f"alias-{os.getpid()}"
+    assert md_run.ok("container", "run", "--name", name, bb, "echo", "hi").stdout == "hi\n"
+    assert md_run.ok("container", "logs", name).stdout == "hi\n"
+    assert md_run.ok("container", "rm", name).stdout == f"{name}\n"
+    r = md_run("image", "rm", "no-such-image:1")
+    assert r.returncode == 1 and r.stderr == "Error: No such image: no-such-image:1\n"
