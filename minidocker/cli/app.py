@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from minidocker import __version__
-from minidocker.errors import ExitCode
+from minidocker.errors import ExitCode, printable
 
 # ``minidocker --help`` lists the commands in docker's three groups: the ones people type
 # most, then the management groups (``container ls``...), then the rest.
@@ -165,6 +165,8 @@ def show_usage_error(e) -> None:
 
 def unknown_flag(flag: str, command_path: str) -> str:
     """docker's two lines for a flag its command does not know (also the fast path's)."""
-    flag = flag.partition("=")[0]
-    first = f"unknown flag: {flag}" if flag.startswith("--") else f"unknown shorthand flag: {flag[1:2]!r} in {flag}"
+    if flag.startswith("--"):
+        first = f"unknown flag: {printable(flag.partition('=')[0])}"
+    else:  # (pflag's words: the first letter it did not know, in the word given)
+        first = f"unknown shorthand flag: {printable(flag[1:2])!r} in {printable(flag)}"
     return f"{first}\nSee '{command_path} --help'."
