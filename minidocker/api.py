@@ -968,7 +968,15 @@ def attach(
         raise Conflict("You cannot attach to a paused container, unpause it first", exit_code=1)
     if c.spec.tty and c.spec.stdin_open and stdin and not os.isatty(0):
         raise MinidockerError("the input device is not a TTY", exit_code=1)  # docker's words and code
-    return console.attach(c.layout.console, c.state["Pid"], c.spec.tty, c.spec.stdin_open and stdin, keys, sig_proxy)
+    code = console.attach(c.layout.console, c.state["Pid"], c.spec.tty, c.spec.stdin_open and stdin, keys, sig_proxy)
+    if code != console.NO_WORD:
+        return code
+    from minidocker.errors import NoSuchContainer
+
+    try:  # its monitor was killed (rm -f): the record says how the container ended, if it is still there
+        return int(_containers(root).refresh(_containers(root).load(c.id)).state.get("ExitCode", 137) or 137)
+    except NoSuchContainer:
+        return 137  # (removed: killed with it, as rm -f kills)
 
 
 def restart(names: list[str], timeout: int | None = None, root: Path | None = None):

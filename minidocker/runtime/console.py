@@ -36,6 +36,7 @@ STDIN, STDOUT, STDERR, EXIT, RESIZE = 0, 1, 2, 3, 4
 KIND_OF_STREAM = {"stdout": STDOUT, "stderr": STDERR}
 HEADER = struct.Struct(">BI")
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+NO_WORD = -1  # attach's result when the monitor closed the socket without sending the exit code
 CTRL_KEYS = "@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_"  # ctrl-@ is 0, ctrl-a 1 ... ctrl-_ 31
 
 
@@ -209,9 +210,10 @@ def wait_exit(path: Path) -> int | None:
 
 def attach(path: Path, pid: int, tty: bool, stdin: bool, detach_keys: bytes, sig_proxy: bool) -> int:
     """The client: our stdin to the container (``stdin``), its output to ours, until it
-    exits (its exit code) or the user types the detach keys (docker's 1, after its words
-    "read escape sequence"). With ``tty`` and a terminal of ours: raw mode, resizes passed
-    on; without: the signals we get passed to the container (``sig_proxy``)."""
+    exits (its exit code; NO_WORD if its monitor went first) or the user types the detach
+    keys (docker's 1, after its words "read escape sequence"). With ``tty`` and a terminal
+    of ours: raw mode, resizes passed on; without: the signals we get passed to the
+    container (``sig_proxy``)."""
     from minidocker.linux import tty as term
 
     sock = connect(path)
@@ -271,7 +273,7 @@ def pump(sock: socket.socket, in_fd: int, scanner: DetachScanner) -> int | None:
         if sock.fileno() in ready:
             data = sock.recv(65536)
             if not data:
-                return 0  # the monitor went away without a word
+                return NO_WORD  # the monitor went away without a word (killed: rm -f)
             frames, buf = split_frames(buf + data)
             for kind, payload in frames:
                 if kind == EXIT:
