@@ -406,19 +406,28 @@ def build_spec(
         entrypoint=entrypoint,
         cmd=cmd,
         readonly_rootfs=opts.read_only,
-        labels={**(cfg.get("Labels") or {}), **container_labels(opts)},
-        stop_signal=opts.stop_signal or cfg.get("StopSignal") or "",
-        stop_timeout=opts.stop_timeout,
-        ulimits=[parse_ulimit(u) for u in opts.ulimit],
-        shm_size=parse_shm_size(opts.shm_size) if opts.shm_size else None,
-        sysctls=parse_sysctls(opts.sysctl, opts.network),
-        pid_mode=opts.pid or "",
-        log_driver=opts.log_driver,
-        log_opts=parse_log_opts(opts.log_driver, opts.log_opt),
+        **lifetime_fields(opts, cfg),
         userns=opts.userns or "host",
         ports=ports,
         restart=restart_policy,
     )
+
+
+def lifetime_fields(opts: RunOptions, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ContainerSpec fields of how the container lives and ends: its labels (the image's,
+    then --label-file and --label), stop signal and timeout, ulimits, /dev/shm, sysctls,
+    PID namespace, and log driver."""
+    return {
+        "labels": {**(cfg.get("Labels") or {}), **container_labels(opts)},
+        "stop_signal": opts.stop_signal or cfg.get("StopSignal") or "",
+        "stop_timeout": opts.stop_timeout,
+        "ulimits": [parse_ulimit(u) for u in opts.ulimit],
+        "shm_size": parse_shm_size(opts.shm_size) if opts.shm_size else None,
+        "sysctls": parse_sysctls(opts.sysctl, opts.network),
+        "pid_mode": opts.pid or "",
+        "log_driver": opts.log_driver,
+        "log_opts": parse_log_opts(opts.log_driver, opts.log_opt),
+    }
 
 
 def security_fields(opts: RunOptions) -> dict[str, Any]:
