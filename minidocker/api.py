@@ -6,6 +6,7 @@ Each function takes plain values and returns plain data (no printing, no rich); 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -244,19 +245,40 @@ def _containers(root: Path | None):
 
 
 def ensure_image(
-    image: str, root: Path | None, progress: Callable | None = None, on_pull: Callable[[str], None] | None = None
+    image: str,
+    root: Path | None,
+    progress: Callable | None = None,
+    on_pull: Callable[[str], None] | None = None,
+    policy: str = "missing",
+    platform: str | None = None,
 ) -> str:
-    """The image's ID, pulling it first when it is not in the store (as ``docker run`` does)."""
+    """The image's ID, pulled first as ``run --pull`` says: ``missing`` (docker's default)
+    when the store has no such image, or none of ``platform``; ``always`` every time;
+    ``never``: the store's image or docker's error."""
     from minidocker.errors import ImageNotFound
 
     store = _store(root)
-    try:
-        return store.resolve(image)
-    except ImageNotFound:
-        pass
+    if policy != "always":
+        try:
+            image_id = store.resolve(image)
+            if platform is None or _is_platform(store.config(image_id), platform):
+                return image_id
+        except ImageNotFound:
+            pass
+        if policy == "never":
+            from minidocker.image.reference import parse
+
+            raise ImageNotFound(f"No such image: {parse(image).familiar()}")
     if on_pull:
         on_pull(image)
-    return pull(image, root=root, progress=progress).image_id
+    return pull(image, root=root, progress=progress, platform=platform).image_id
+
+
+def _is_platform(config: dict[str, Any], platform: str) -> bool:
+    """Whether an image's config is of ``platform`` (os/arch[/variant])."""
+    from minidocker.image.manifest import Platform
+
+    return Platform.parse(platform).matches(config)
 
 
 def run(
@@ -271,9 +293,39 @@ def run(
 ) -> int | str:
     """``docker run``: returns the container's exit code, or its ID with ``opts.detach``."""
     from minidocker.runtime import lifecycle
-    from minidocker.runtime.spec import build_spec, check_run_flags, resource_limits
 
     lifecycle.hasten_cgroup_moves()  # the kernel's wait for a cgroup move, while we work here
+    containers, store, c = _create(image, args, opts, root, progress, on_pull)
+    if on_created:
+        on_created(c.id)
+    lowerdirs = store.get(c.spec.image_id)
+    if opts.detach:
+        from minidocker.runtime.monitor import spawn_monitor
+
+        spawn_monitor(containers, c, lowerdirs)
+        return c.id
+    return lifecycle.run_attached(containers, c, lowerdirs, attached=tuple(opts.attach))
+
+
+def create(
+    image: str,
+    args: list[str],
+    opts: RunOptions,
+    *,
+    root: Path | None = None,
+    progress: Callable | None = None,
+    on_pull: Callable[[str], None] | None = None,
+) -> str:
+    """``docker create``: the container made as ``run`` makes it, in state "created", with
+    nothing started (``start`` starts it); returns its ID."""
+    return _create(image, args, opts, root, progress, on_pull)[2].id
+
+
+def _create(image: str, args: list[str], opts: RunOptions, root, progress, on_pull):
+    """``run``'s and ``create``'s common part: check the flags, find (or pull) the image,
+    write the record; (the container store, the image store, the new container)."""
+    from minidocker.runtime.spec import build_spec, check_run_flags, resource_limits
+
     name = check_run_flags(opts)  # every flag checked before anything is pulled or written (docker's order)
     opts = _env_files_read(opts)  # each file read once, before the pull
     limits = resource_limits(opts)  # (runtime/spec.py)
@@ -281,7 +333,7 @@ def run(
     opts, joined = _joined_container(opts, root)
     containers = _containers(root)
     inherited = _volumes_from(containers, opts.volumes_from)
-    image_id = ensure_image(image, root, progress, on_pull)
+    image_id = ensure_image(image, root, progress, on_pull, opts.pull, opts.platform)
     store = _store(root)
     config = store.config(image_id)
     c = containers.create(
@@ -300,15 +352,28 @@ def run(
     )
     if c.spec.volumes:
         _volumes(root).ensure_all(c.spec.volumes)  # -v NAME made on first use; anonymous ones
-    if on_created:
-        on_created(c.id)
-    lowerdirs = store.get(image_id)
-    if opts.detach:
-        from minidocker.runtime.monitor import spawn_monitor
+    if opts.cidfile:
+        try:
+            _write_cidfile(opts.cidfile, c.id)
+        except MinidockerError:
+            containers.remove_files(c)  # nothing left half-made
+            raise
+    return containers, store, c
 
-        spawn_monitor(containers, c, lowerdirs)
-        return c.id
-    return lifecycle.run_attached(containers, c, lowerdirs)
+
+def _write_cidfile(path: str, cid: str) -> None:
+    """``--cidfile``: the new container's ID in a file that must not exist (O_EXCL: a file
+    made meanwhile is refused too, as docker refuses it)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise MinidockerError(
+            f"Container ID file found, make sure the other container isn't running or delete {path}"
+        ) from None
+    except OSError as e:
+        raise MinidockerError(f"failed to create the container ID file: {e.strerror}: {path}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(cid)
 
 
 def _env_files_read(opts: RunOptions) -> RunOptions:
@@ -333,11 +398,13 @@ def _volumes_from(containers, specs: list[str]) -> list:
 
 def _joined_container(opts: RunOptions, root: Path | None):
     """``--network container:X``: X named by its full ID in the record, X found (its host
-    name is shared); (opts, X or None)."""
-    if not opts.network.startswith("container:"):
-        return opts, None
+    name is shared); (opts, X or None). ``--pid container:Y``: Y by its full ID too."""
     from minidocker.record import replace
 
+    if opts.pid and opts.pid.startswith("container:"):
+        opts = replace(opts, pid="container:" + _containers(root).find(opts.pid.removeprefix("container:")).id)
+    if not opts.network.startswith("container:"):
+        return opts, None
     joined = _containers(root).find(opts.network.removeprefix("container:"))
     return replace(opts, network=f"container:{joined.id}"), joined
 
@@ -577,20 +644,72 @@ def inspect(name: str, root: Path | None = None) -> dict[str, Any]:
         raise ImageNotFound(f"No such object: {name}") from None
 
 
-def logs(name: str, root: Path | None = None, follow: bool = False, tail: int | None = None):
-    """Yield (stream, time, line) from the container's log; with ``follow``, until it exits."""
-    from minidocker.runtime.logs import read_log
+def logs(
+    name: str,
+    root: Path | None = None,
+    follow: bool = False,
+    tail: int | None = None,
+    since: str | None = None,
+    until: str | None = None,
+):
+    """Yield (stream, time, line) from the container's log; with ``follow``, until it exits;
+    ``since``/``until``: only the records of that span (runtime/logs.py says how to write them)."""
+    import time
 
+    from minidocker.runtime.logs import parse_time_bound, read_log
+
+    now = time.time()
+    start = parse_time_bound(since, now) if since else None  # (a bad bound fails before anything is read)
+    end = parse_time_bound(until, now) if until else None
     containers = _containers(root)
     c = containers.find(name)
+    if c.spec.log_driver == "none":
+        raise MinidockerError("configured logging driver does not support reading", exit_code=1)
 
     def running() -> bool:
         return containers.refresh(containers.load(c.id)).running
 
-    yield from read_log(c.layout.log, tail, running if follow else None)
+    yield from read_log(c.layout.log, tail, running if follow else None, start, end)
 
 
-def stop(names: list[str], timeout: int = 10, root: Path | None = None, signal_name: str = "SIGTERM"):
+def events(since: str | None = None, until: str | None = None, filters: list[str] = (), root: Path | None = None):
+    """``docker events``: each container event (runtime/events.py) from ``since`` (else from
+    now on) until ``until`` (else for ever) that passes every ``filters`` key: container=
+    (ID, prefix or name), event=, image=, type= (container); one key given twice: either."""
+    import time
+
+    from minidocker.runtime.events import watch
+    from minidocker.runtime.logs import parse_time_bound
+
+    now = time.time()
+    start = parse_time_bound(since, now) if since else None
+    end = parse_time_bound(until, now) if until else None
+    wanted: dict[str, set[str]] = {}
+    for f in filters:
+        key, eq, value = f.partition("=")
+        if not eq or key not in ("container", "event", "image", "type"):
+            raise MinidockerError(f"Invalid filter '{f}'")
+        wanted.setdefault(key, set()).add(value)
+    for e in watch(_containers(root), start, end):
+        if _event_wanted(e, wanted):
+            yield e
+
+
+def _event_wanted(e: dict[str, Any], wanted: dict[str, set[str]]) -> bool:
+    attrs = e["Actor"]["Attributes"]
+    checks = {
+        "container": lambda v: e["id"].startswith(v) or attrs["name"] == v,
+        "event": lambda v: e["Action"] == v,
+        "image": lambda v: attrs["image"] == v,
+        "type": lambda v: e["Type"] == v,
+    }
+    return all(any(checks[key](v) for v in values) for key, values in wanted.items())
+
+
+def stop(names: list[str], timeout: int | None = None, root: Path | None = None, signal_name: str | None = None):
+    """``docker stop [-t N] [-s SIG]``: the container's stop signal (``--stop-signal``, the
+    image's StopSignal, else SIGTERM), then SIGKILL after its ``--stop-timeout`` (else 10 s).
+    A ``--rm`` container is gone when this returns."""
     from minidocker.runtime import lifecycle
     from minidocker.runtime.spec import parse_signal
 
@@ -599,19 +718,27 @@ def stop(names: list[str], timeout: int = 10, root: Path | None = None, signal_n
         c = containers.find(name)
         containers.update(c, StopRequested=True)  # no --restart policy brings it back
         if c.running:
-            lifecycle.stop_container(c, parse_signal(signal_name), timeout)
+            sig = parse_signal(signal_name or c.spec.stop_signal or "SIGTERM")
+            wait = timeout if timeout is not None else c.spec.stop_timeout
+            lifecycle.stop_container(c, sig, 10 if wait is None else wait)
             _settle(containers, c)
         yield name
 
 
 def _settle(containers, c, timeout: float = 5.0) -> None:
-    """Wait until the record says exited (the monitor writes it), correcting it if need be."""
+    """Wait until the record says exited (the monitor writes it), correcting it if need be;
+    a ``--rm`` container until its monitor has removed it."""
     import time
+
+    from minidocker.errors import NoSuchContainer
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        c = containers.refresh(containers.load(c.id))
-        if not c.running:
+        try:
+            c = containers.refresh(containers.load(c.id))
+        except NoSuchContainer:
+            return  # (--rm: removed)
+        if not c.running and not (c.spec.auto_remove and c.dir.exists()):
             return
         time.sleep(0.02)
 
@@ -717,6 +844,68 @@ def top(name: str, root: Path | None = None) -> list[dict[str, Any]]:
     ]  # None: gone meanwhile
 
 
+def update(names: list[str], flags: dict[str, Any], root: Path | None = None):
+    """``docker update``: new resource limits (``flags``: RunOptions' memory, memory_swap,
+    cpus, cpu_shares, cpuset_cpus, pids_limit, restart; None: unchanged), written to the
+    record and, for a running container, to its cgroup at once; yields each name."""
+    from minidocker.runtime.spec import parse_restart, updated_limits
+
+    containers = _containers(root)
+    for name in names:
+        c = containers.find(name)
+        c.check_usable()
+        old, c.spec.limits = c.spec.limits, updated_limits(c.spec.limits, flags)
+        if flags.get("restart") is not None:
+            c.spec.restart = parse_restart(flags["restart"])
+        if c.running:
+            try:
+                _apply_limits_now(c.id, old, c.spec.limits)
+            except OSError as e:
+                raise MinidockerError(f"Cannot update container {c.id[:12]}: {e.strerror or e}") from None
+        containers.save_spec(c)
+        yield name
+
+
+def _apply_limits_now(cid: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """New limits into a running container's cgroup. A memory limit that grows goes in after
+    its swap limit (cgroup v1 refuses a memory limit above memory+swap, EINVAL); the device
+    rules stay as they are (``privileged=True``: rewritten, "deny all" would come first and a
+    running process could meanwhile be refused /dev/null)."""
+    from minidocker.linux import cgroups
+
+    cg = cgroups.manager(cid)
+    if new.get("memory") and old.get("memory") and new["memory"] > old["memory"]:
+        swap = new.get("memory_swap", 2 * new["memory"])
+        cg.apply_limits(cgroups.Limits(memory=old["memory"], memory_swap=swap), privileged=True)
+    cg.apply_limits(cgroups.Limits(**new), privileged=True)
+
+
+def top_ps(name: str, ps_options: list[str], root: Path | None = None) -> str:
+    """``docker top C [ps OPTIONS]``: the host's ``ps`` with those options, and of its rows
+    those of the container's processes (the column headed PID says which), as docker does."""
+    import shutil
+    import subprocess
+
+    from minidocker.errors import Conflict
+    from minidocker.linux import cgroups
+
+    c = _containers(root).find(name)
+    if not c.running:
+        raise Conflict(f"Container {c.id[:12]} is not running")
+    if shutil.which("ps") is None:
+        raise MinidockerError("top with ps options needs ps", hint="apt-get install procps")
+    r = subprocess.run(["ps", *ps_options], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise MinidockerError(f"ps: {(r.stderr.strip().splitlines() or ['failed'])[0]}")
+    header, *rows = r.stdout.splitlines()
+    if "PID" not in header.split():
+        raise MinidockerError("Couldn't find PID field in ps output")
+    column = header.split().index("PID")
+    pids = {str(pid) for pid in cgroups.manager(c.id).pids()}
+    mine = [row for row in rows if len(row.split()) > column and row.split()[column] in pids]
+    return "".join(line + "\n" for line in [header, *mine])
+
+
 def rm(names: list[str], force: bool = False, root: Path | None = None, volumes: bool = False):
     """``docker rm [-f] [-v]``: ``volumes`` removes the anonymous volumes of each container too."""
     import signal as _s
@@ -741,17 +930,24 @@ def rm(names: list[str], force: bool = False, root: Path | None = None, volumes:
 
 
 def wait(names: list[str], root: Path | None = None):
+    """``docker wait``: each container's exit code once it stops, in the order named. A
+    container under a monitor tells it through its console socket (a ``--rm`` one is gone
+    right after); else its record is read until it says exited."""
     import time
+
+    from minidocker.runtime.console import wait_exit
 
     containers = _containers(root)
     for name in names:
         c = containers.find(name)
-        while True:
+        code = wait_exit(c.layout.console) if c.running else None
+        while code is None:
             c = containers.refresh(containers.load(c.id))
             if not c.running:
+                code = c.state.get("ExitCode", 0)
                 break
             time.sleep(0.05)
-        yield c.state.get("ExitCode", 0)
+        yield code
 
 
 def prune(root: Path | None = None) -> list[str]:
@@ -811,7 +1007,40 @@ def start_attached(name: str, root: Path | None = None) -> int:
     return lifecycle.run_attached(containers, c, _store(root).get(c.spec.image_id))
 
 
-def restart(names: list[str], timeout: int = 10, root: Path | None = None):
+def attach(
+    name: str,
+    *,
+    root: Path | None = None,
+    stdin: bool = True,
+    detach_keys: str | None = None,
+    sig_proxy: bool = True,
+) -> int:
+    """``docker attach``: our terminal joined to a running container's streams through its
+    monitor's console socket (runtime/console.py), stdin too if it was made with -i and
+    ``stdin``; returns its exit code, or 1 once the detach keys are typed."""
+    from minidocker.errors import Conflict
+    from minidocker.runtime import console
+
+    keys = console.parse_detach_keys(detach_keys or console.DEFAULT_DETACH_KEYS)
+    c = _containers(root).find(name)
+    if not c.running:
+        raise Conflict("You cannot attach to a stopped container, start it first", exit_code=1)
+    if c.state.get("Status") == "paused":
+        raise Conflict("You cannot attach to a paused container, unpause it first", exit_code=1)
+    if c.spec.tty and c.spec.stdin_open and stdin and not os.isatty(0):
+        raise MinidockerError("the input device is not a TTY", exit_code=1)  # docker's words and code
+    code = console.attach(c.layout.console, c.state["Pid"], c.spec.tty, c.spec.stdin_open and stdin, keys, sig_proxy)
+    if code != console.NO_WORD:
+        return code
+    from minidocker.errors import NoSuchContainer
+
+    try:  # its monitor was killed (rm -f): the record says how the container ended, if it is still there
+        return int(_containers(root).refresh(_containers(root).load(c.id)).state.get("ExitCode", 137) or 137)
+    except NoSuchContainer:
+        return 137  # (removed: killed with it, as rm -f kills)
+
+
+def restart(names: list[str], timeout: int | None = None, root: Path | None = None):
     for name in names:
         list(stop([name], timeout=timeout, root=root))
         list(start([name], root=root))

@@ -55,6 +55,9 @@ class RunOptions:
     tty: bool = flag("--tty", "-t", default=False, help="Allocate a pseudo-TTY.")
     detach: bool = flag("--detach", "-d", default=False, help="Run in the background, print the ID.")
     rm: bool = flag("--rm", default=False, help="Remove the container when it exits.")
+    attach: list[str] = flag(
+        "--attach", "-a", default=[], help="Attach to STDIN, STDOUT or STDERR (the others: logged only)."
+    )
     name: str | None = flag("--name", help="Assign a name.")
     env: list[str] = flag("--env", "-e", default=[], help="Set an environment variable (K=V).")
     env_file: list[str] = flag("--env-file", default=[], help="Read environment variables from a file.")
@@ -103,6 +106,19 @@ class RunOptions:
     userns: str = flag("--userns", default="host", help="host, or auto: root inside is an unprivileged host user.")
     publish: list[str] = flag("--publish", "-p", default=[], help="[IP:][HOSTPORT:]PORT[/udp]: publish a port.")
     restart: str = flag("--restart", default="no", help="no, always, unless-stopped, on-failure[:N].")
+    ulimit: list[str] = flag("--ulimit", default=[], help="NAME=SOFT[:HARD] resource limit (nofile=1024:2048).")
+    pid: str | None = flag("--pid", help="PID namespace: host, or container:NAME to share another's.")
+    sysctl: list[str] = flag("--sysctl", default=[], help="A namespaced kernel parameter: net.*, kernel.shm*, ...")
+    shm_size: str | None = flag("--shm-size", help="Size of /dev/shm (e.g. 128m; default 64m).")
+    log_driver: str = flag("--log-driver", default="json-file", help="json-file, local (rotated: 20m x 5) or none.")
+    log_opt: list[str] = flag("--log-opt", default=[], help="A log driver option: max-size=10m, max-file=3.")
+    pull: str = flag("--pull", default="missing", help="Pull the image first: always, missing (when absent), never.")
+    platform: str | None = flag("--platform", help="os/arch[/variant] of the image to run (pulled if need be).")
+    label: list[str] = flag("--label", "-l", default=[], help="Set a label on the container (K=V).")
+    label_file: list[str] = flag("--label-file", default=[], help="Read labels from a file (K=V lines).")
+    cidfile: str | None = flag("--cidfile", help="Write the container's ID to this file (it must not exist).")
+    stop_signal: str | None = flag("--stop-signal", help="The signal stop sends (default: the image's, or SIGTERM).")
+    stop_timeout: int | None = flag("--stop-timeout", help="Seconds stop waits before SIGKILL (default 10).")
     explain: bool = flag(
         "--explain", default=False, help="Narrate every kernel step on stderr."
     )  # the CLI's: it renders the events

@@ -36,6 +36,7 @@ nothing else in minidocker joins a store path from strings. What a student finds
         empty/                        the one lowerdir of an image that has no layers
         hostname hosts resolv.conf    bound onto the container's /etc files
         container.log                 its output, one JSON object a line (docker's json-file)
+        console.sock                  its monitor's socket, for attach (while it runs)
         layers/<n>/                   --userns=auto: the layers' idmapped views (or shifted copies)
       cache/seccomp/                compiled seccomp programs, <key>.bpf (profile + capabilities)
 
@@ -127,6 +128,7 @@ class ContainerLayout:
     hosts = below("hosts")
     resolv_conf = below("resolv.conf")
     log = below("container.log")
+    console = below("console.sock")  # the monitor's, for attach (runtime/console.py)
     layer_views = below("layers")
 
     def layer_view(self, n: int) -> Path:

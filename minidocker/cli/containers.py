@@ -80,19 +80,32 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Follow log output."),
     tail: str | None = typer.Option(None, "--tail", "-n", help="Number of lines from the end ('all')."),
     timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Show timestamps."),
+    since: str | None = typer.Option(
+        None, "--since", help="Since a time (2024-05-01T10:00:00Z, 1714557600) or for 42m."
+    ),
+    until: str | None = typer.Option(
+        None, "--until", help="Before a time (2024-05-01T10:00:00Z, 1714557600) or 42m ago."
+    ),
+    details: bool = typer.Option(False, "--details", help="Show the extra attributes given to the log."),
 ) -> None:
     n = None if tail in (None, "all") else int(tail)
-    for stream, when, line in api.logs(container, root=state.root, follow=follow, tail=n):
+    # --details: a record's attributes (docker's --log-opt labels/env, none here) and a space
+    prefix = " " if details else ""
+    for stream, when, line in api.logs(container, root=state.root, follow=follow, tail=n, since=since, until=until):
         out = sys.stdout if stream == "stdout" else sys.stderr
-        out.write((when + " " if timestamps else "") + line)
+        out.write((when + " " if timestamps else "") + prefix + line)
         out.flush()
 
 
 @app.command(help="Stop one or more running containers (SIGTERM, then SIGKILL).")
 def stop(
     containers: list[str],
-    time: int = typer.Option(10, "--time", "-t", help="Seconds to wait before killing."),
-    signal: str = typer.Option("SIGTERM", "--signal", "-s"),
+    time: int | None = typer.Option(
+        None, "--time", "-t", help="Seconds to wait before killing (default: its --stop-timeout, else 10)."
+    ),
+    signal: str | None = typer.Option(
+        None, "--signal", "-s", help="The signal to send (default: its --stop-signal, else SIGTERM)."
+    ),
 ) -> None:
     _each(containers, lambda names: api.stop(names, timeout=time, root=state.root, signal_name=signal))
 
@@ -125,8 +138,14 @@ def port(container: str) -> None:
         print(line)
 
 
-@app.command(help="Show the processes of a container.")
-def top(container: str) -> None:
+@app.command(
+    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+    help="Show the processes of a container: top CONTAINER [ps OPTIONS].",
+)
+def top(container: str, ps_options: list[str] = typer.Argument(None, metavar="[ps OPTIONS]")) -> None:
+    if ps_options:
+        print(api.top_ps(container, ps_options, root=state.root), end="")
+        return
     rows = api.top(container, root=state.root)
     print(f"{'UID':<10}{'PID':<9}{'PPID':<9}CMD")
     for r in rows:
@@ -155,6 +174,28 @@ def rm(
 @app.command(help="Block until containers stop, then print their exit codes.")
 def wait(containers: list[str]) -> None:
     _each(containers, lambda names: api.wait(names, root=state.root))
+
+
+@app.command(help="Get real time events (container create, start, die, destroy, pause, unpause).")
+def events(
+    since: str | None = typer.Option(None, "--since", help="Show the events since a time (or for 42m)."),
+    until: str | None = typer.Option(None, "--until", help="Stream the events until a time (or 42m ago)."),
+    filters: list[str] = typer.Option([], "--filter", "-f", help="container=, event=, image=, type= (KEY=VALUE)."),
+    fmt: str | None = typer.Option(None, "--format", help="'json' for one JSON object per line."),
+) -> None:
+    for e in api.events(since, until, filters, root=state.root):
+        if fmt == "json":
+            print(json.dumps(e), flush=True)
+            continue
+        attrs = ", ".join(f"{k}={v}" for k, v in e["Actor"]["Attributes"].items())
+        print(f"{nano_time(e['timeNano'])} {e['Type']} {e['Action']} {e['id']} ({attrs})", flush=True)
+
+
+def nano_time(ns: int) -> str:
+    """A Unix time in nanoseconds as docker's events show it: RFC 3339 with nanoseconds."""
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 container_app = typer.Typer(help="Manage containers.", no_args_is_help=True)
@@ -216,8 +257,61 @@ def start(
     _each(containers, lambda names: api.start(names, root=state.root))
 
 
+@app.command(help="Attach local standard input, output, and error streams to a running container.")
+def attach(
+    container: str,
+    no_stdin: bool = typer.Option(False, "--no-stdin", help="Do not attach STDIN."),
+    detach_keys: str | None = typer.Option(
+        None, "--detach-keys", help="The key sequence that detaches (default: ctrl-p,ctrl-q)."
+    ),
+    sig_proxy: str = typer.Option("true", "--sig-proxy", help="Proxy received signals to the process (true|false)."),
+) -> None:
+    raise typer.Exit(
+        api.attach(
+            container, root=state.root, stdin=not no_stdin, detach_keys=detach_keys, sig_proxy=boolean(sig_proxy)
+        )
+    )
+
+
+def boolean(text: str) -> bool:
+    """A docker boolean flag's value, as scripts give it: ``--sig-proxy=false``."""
+    if text.lower() in ("true", "1", "t"):
+        return True
+    if text.lower() in ("false", "0", "f"):
+        return False
+    raise MinidockerError(f'invalid argument "{text}": strconv.ParseBool: parsing "{text}": invalid syntax')
+
+
+@app.command(help="Update the resource limits (and restart policy) of one or more containers.")
+def update(
+    containers: list[str],
+    memory: str | None = typer.Option(None, "--memory", "-m", help="Memory limit (e.g. 64m)."),
+    memory_swap: str | None = typer.Option(None, "--memory-swap", help="Memory + swap limit; -1 unlimited."),
+    cpus: float | None = typer.Option(None, "--cpus", help="Number of CPUs (a CFS quota)."),
+    cpu_shares: int | None = typer.Option(None, "--cpu-shares", "-c", help="Relative CPU weight."),
+    cpuset_cpus: str | None = typer.Option(None, "--cpuset-cpus", help="CPUs allowed (0-1, 0,2)."),
+    pids_limit: int | None = typer.Option(None, "--pids-limit", help="Maximum number of processes (-1: none)."),
+    restart: str | None = typer.Option(None, "--restart", help="no, always, unless-stopped, on-failure[:N]."),
+) -> None:
+    flags = {
+        "memory": memory,
+        "memory_swap": memory_swap,
+        "cpus": cpus,
+        "cpu_shares": cpu_shares,
+        "cpuset_cpus": cpuset_cpus,
+        "pids_limit": pids_limit,
+        "restart": restart,
+    }
+    _each(containers, lambda names: api.update(names, flags, root=state.root))
+
+
 @app.command(help="Restart one or more containers.")
-def restart(containers: list[str], time: int = typer.Option(10, "--time", "-t")) -> None:
+def restart(
+    containers: list[str],
+    time: int | None = typer.Option(
+        None, "--time", "-t", help="Seconds to wait (default: its --stop-timeout, else 10)."
+    ),
+) -> None:
     _each(containers, lambda names: api.restart(names, timeout=time, root=state.root))
 
 

@@ -142,13 +142,13 @@ def run_container(image: str, args: list[str], opts: api.RunOptions, root: Path 
     """``run``'s work once its line is parsed, by either parser: start the container (a pull's
     progress shown if the image must be pulled first) and return its exit code, or print its
     ID with ``-d``. Errors are raised, for ``cli/main.py``'s one error exit to report."""
-    if opts.tty and opts.interactive and not sys.stdin.isatty():
+    if opts.tty and attaches_stdin(opts) and not sys.stdin.isatty():
         raise MinidockerError("the input device is not a TTY", exit_code=1)  # docker's words and code
     if opts.explain:
         from minidocker.cli import render
 
         render.explain_to_stderr()
-    progress = PullDisplay()
+    progress = PullDisplay(announce=opts.pull != "always")
     try:
         result = api.run(
             image, args, opts, root=root, progress=progress, on_pull=progress.start, on_created=progress.stop
@@ -161,18 +161,26 @@ def run_container(image: str, args: list[str], opts: api.RunOptions, root: Path 
     return int(result)
 
 
+def attaches_stdin(opts: api.RunOptions) -> bool:
+    """Whether our stdin becomes the container's (docker's AttachStdin): ``-i``, not ``-d``,
+    and ``stdin`` among the ``-a`` streams if any are named."""
+    return opts.interactive and not opts.detach and (not opts.attach or "stdin" in map(str.lower, opts.attach))
+
+
 class PullDisplay:
     """A pull's progress on stderr, made (and rich imported) only when a pull starts; stopped
     once the container exists, before the container's own output (or a fork) can begin."""
 
-    def __init__(self) -> None:
+    def __init__(self, announce: bool = True) -> None:
         self.shown = None
+        self.announce = announce  # (--pull always: the image may well be here)
 
     def start(self, ref: str) -> None:
         from minidocker.cli import render
 
         self.shown = render.PullProgress().__enter__()
-        self.shown._line(f"Unable to find image '{ref}' locally")
+        if self.announce:
+            self.shown._line(f"Unable to find image '{ref}' locally")
 
     def __call__(self, event) -> None:
         if self.shown is not None:

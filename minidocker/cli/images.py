@@ -10,7 +10,7 @@ import typer
 from minidocker import api
 from minidocker.cli import render
 from minidocker.cli.app import app, state
-from minidocker.errors import ExitCode, MinidockerError
+from minidocker.errors import MinidockerError
 
 
 @app.command(help="List images.")
@@ -52,7 +52,7 @@ def rmi(
     for e in errors:
         render.error(e)
     if errors:
-        sys.exit(1 if len(errors) < len(names) or lines else ExitCode.MINIDOCKER_FAILED)
+        sys.exit(1)  # docker's code for a failed rmi, some names removed or none
 
 
 @app.command(help="Create a tag TARGET that refers to SOURCE.")

@@ -48,9 +48,21 @@ def network_create(
 
 @network_app.command("rm", help="Remove networks.")
 def network_rm(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> None:
+    """Each name in turn, as docker: an error is printed and the rest still go; exit 1 then."""
+    from minidocker.cli import render
+    from minidocker.errors import MinidockerError
+
+    failed = False
     for name in names:
-        api.network_rm(name, root=state.root)
+        try:
+            api.network_rm(name, root=state.root)
+        except MinidockerError as e:
+            render.error(e)
+            failed = True
+            continue
         print(name)
+    if failed:
+        raise typer.Exit(1)
 
 
 @network_app.command("inspect", help="Display detailed information on one or more networks.")

@@ -114,6 +114,25 @@ def open_namespace(pid: int | str, kind: str) -> int:
     return os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
 
 
+def namespace_of(pid: int | str, kind: str) -> str:
+    """Which namespace of ``kind`` the process is in: readlink(/proc/PID/ns/KIND), such as
+    ``ipc:[4026531839]`` (two processes share the namespace iff the links are equal)."""
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+def write_sysctl(key: str, value: str) -> None:
+    """A sysctl (sysctl(8)'s ``net.ipv4.ip_forward``) into /proc/sys/net/ipv4/ip_forward.
+    Namespaced ones (net.*, the IPC limits) reach the namespaces of the writing process."""
+    with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+        f.write(value)
+
+
+def fd_path(fd: int, name: str) -> str:
+    """``name`` inside the directory open as ``fd``, through /proc/self/fd: a short path to a
+    file however deep it lies (a unix socket's path must fit in 108 bytes)."""
+    return f"/proc/self/fd/{fd}/{name}"
+
+
 def open_fds() -> list[int]:
     """This process's open file descriptors: the names in /proc/self/fd. (One of them is the
     fd that listed the directory, closed again by the time the list is returned.)"""

@@ -304,6 +304,12 @@ class ContainerStore:
             c.spec.name = new_name
             write_json(c.layout.config, c.spec.to_json())
 
+    def save_spec(self, c: Container) -> None:
+        """``update``: the container's changed spec (its limits, its restart policy) written
+        back to config.json, under the lock."""
+        with self.locked():
+            write_json(c.layout.config, c.spec.to_json())
+
     def update(self, c: Container, **changes: Any) -> Container:
         with self.locked():
             state = read_json(c.layout.state, {}) or {}

@@ -74,6 +74,8 @@ def describe_container(c, store) -> dict[str, Any]:
             "Tty": spec.tty,
             "OpenStdin": spec.stdin_open,
             "Labels": spec.labels,
+            **({"StopSignal": spec.stop_signal} if spec.stop_signal else {}),  # (docker leaves out an unset one)
+            **({"StopTimeout": spec.stop_timeout} if spec.stop_timeout is not None else {}),
         },
         "GraphDriver": {
             "Name": "overlay",
@@ -144,6 +146,12 @@ def _host_config(spec) -> dict[str, Any]:
         "IdMap": spec.idmap,
         "RestartPolicy": {"Name": spec.restart["name"], "MaximumRetryCount": spec.restart["max"]},
         "SecurityOpt": None if spec.seccomp == "default" else [f"seccomp={spec.seccomp}"],
+        "Ulimits": spec.ulimits or None,
+        "LogConfig": {"Type": spec.log_driver, "Config": spec.log_opts},
+        "Memory": spec.limits.get("memory", 0),  # (docker's 0: no limit)
+        "ShmSize": spec.shm_size or 64 << 20,
+        "Sysctls": spec.sysctls or None,
+        "PidMode": spec.pid_mode,
     }
 
 

@@ -257,14 +257,20 @@ def exec_command(spec: ContainerSpec, env: list[str], keep_fd: int = -1) -> None
     try:
         os.execvpe(spec.argv[0], spec.argv, env_map)
     except FileNotFoundError:
-        raise CommandFailed(
-            f'exec: "{spec.argv[0]}": executable file not found in $PATH', exit_code=ExitCode.NOT_FOUND
-        ) from None
+        raise CommandFailed(not_found(spec.argv[0]), exit_code=ExitCode.NOT_FOUND) from None
     except PermissionError:
         raise CommandFailed(f'exec: "{spec.argv[0]}": permission denied', exit_code=ExitCode.CANNOT_INVOKE) from None
     except OSError as e:
         code = ExitCode.CANNOT_INVOKE if e.errno in (errno.ENOEXEC, errno.EISDIR, errno.ETXTBSY) else ExitCode.NOT_FOUND
         raise CommandFailed(f'exec: "{spec.argv[0]}": {e.strerror}', exit_code=code) from None
+
+
+def not_found(command: str) -> str:
+    """runc's words for a command that is not there: a name was looked up in $PATH, a path
+    (anything with a slash) was not (``stat``), as scripts that grep docker's output expect."""
+    if "/" in command:
+        return f'exec: "{command}": stat {command}: no such file or directory'
+    return f'exec: "{command}": executable file not found in $PATH'
 
 
 @step

@@ -18,6 +18,10 @@
                                          limits, meanwhile the child unshares and builds its
                                          rootfs; then the child in it, before it runs anything
                                          of the image's
+    set_ulimits                          --ulimit: prlimit(2) on the child (its command
+                                         inherits them)
+    set_sysctls                          --sysctl: a helper in the child's IPC and network
+                                         namespaces writes their copies of the parameters
     record_running                       state.json: running, its PID, cgroup, address
     go                                   write(sync, "1")
     await_execve                         read(error pipe) -> EOF: execve succeeded (the pipe
@@ -54,10 +58,10 @@ from minidocker.runtime.attach import attach_network, detach_network
 from minidocker.runtime.container import Container, ContainerStore, alive, now_iso
 from minidocker.runtime.forked import read_report
 from minidocker.runtime.init import InitPipes, container_init, preload_tty, userns_init
-from minidocker.runtime.spec import ContainerSpec
+from minidocker.runtime.spec import STREAMS, ContainerSpec
 from minidocker.runtime.stdio import (
     FORWARDED_SIGNALS,
-    LogWriter,
+    open_log,
     receive_pty,
     relay_output,
     relay_pty,
@@ -188,6 +192,7 @@ def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
         readonly=c.spec.readonly_rootfs,
         tmpfs=list(c.spec.tmpfs),
         privileged=c.spec.privileged,
+        shm_size=c.spec.shm_size or rootfs.DEFAULT_SHM_SIZE,
     )
 
 
@@ -345,6 +350,10 @@ def start(
         if launch.bridged and c.spec.idmap and launch.init_pid:
             connect_network(launch)
         create_cgroup(launch)
+        if c.spec.ulimits:
+            set_ulimits(launch)
+        if c.spec.sysctls:
+            set_sysctls(launch)
         record_running(store, launch, monitor_pid or os.getpid())
         assert launch.channels is not None  # fork_init opened them
         launch.channels.go()
@@ -434,14 +443,22 @@ def fork_init(launch: Launch, stdio: tuple[int | None, int | None, int | None]) 
     """Fork the container's first process (``become_container``). Without a user namespace,
     unshare(CLONE_NEWPID) first: it changes where *our* next children go, so the child is
     PID 1 of a new PID namespace; afterwards setns(2) points it back at our own (the kernel
-    refuses us threads while the two differ)."""
+    refuses us threads while the two differ). ``--pid host``: the child stays in ours;
+    ``--pid container:X``: setns(2) into X's instead, so the child is one more process there."""
     own_pid_ns = -1
     launch.channels = Channels.open(launch.c.spec.tty)
     pid_w = -1
-    if launch.userns_fd is None:
-        own_pid_ns = procfs.open_namespace("self", "pid")
-        sc.unshare(sc.CLONE_NEWPID)
-    else:
+    pid_mode = launch.c.spec.pid_mode
+    if launch.userns_fd is None and pid_mode != "host":
+        if pid_mode.startswith("container:"):
+            other = join_pid_namespace(ContainerStore(launch.c.layout.store.root), pid_mode.removeprefix("container:"))
+            own_pid_ns = procfs.open_namespace("self", "pid")
+            sc.setns(other, sc.CLONE_NEWPID, why="--pid container:X: our child joins X's PID namespace")
+            os.close(other)
+        else:
+            own_pid_ns = procfs.open_namespace("self", "pid")
+            sc.unshare(sc.CLONE_NEWPID)
+    elif launch.userns_fd is not None:
         launch.pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
     preload_tty(launch.c.spec)
     launch.pid = os.fork()
@@ -453,6 +470,14 @@ def fork_init(launch: Launch, stdio: tuple[int | None, int | None, int | None]) 
         if fd is not None and fd != -1:
             os.close(fd)
     launch.channels.close_child_ends()
+
+
+def join_pid_namespace(store: ContainerStore, target: str) -> int:
+    """``--pid container:X``: an fd of running X's PID namespace (docker's words if it is not)."""
+    other = store.refresh(store.load(target))
+    if not other.running or not alive(other.state.get("Pid"), other.state.get("PidStartTime")):
+        raise Conflict(f"cannot join PID of a non running container: {target[:12]}")
+    return procfs.open_namespace(other.state["Pid"], "pid")
 
 
 def become_container(
@@ -525,6 +550,55 @@ def create_cgroup(launch: Launch) -> None:
 
 
 @step
+def set_ulimits(launch: Launch) -> None:
+    """``--ulimit``: prlimit(2) on the container's first process while it waits for our word;
+    its command inherits the limits through execve. (Raising a hard limit needs
+    CAP_SYS_RESOURCE, which root lacks on some hosts: the kernel's EPERM says so.)"""
+    import resource
+
+    from minidocker.runtime.spec import ULIMITS
+
+    for u in launch.c.spec.ulimits:
+        soft, hard = (resource.RLIM_INFINITY if v == -1 else v for v in (u["Soft"], u["Hard"]))
+        try:
+            resource.prlimit(launch.init_pid or launch.pid, ULIMITS[u["Name"]], (soft, hard))
+        except (OSError, ValueError) as e:
+            raise MinidockerError(
+                f"cannot set ulimit {u['Name']}={u['Soft']}:{u['Hard']}: {getattr(e, 'strerror', None) or e}"
+            ) from None
+
+
+@step
+def set_sysctls(launch: Launch) -> None:
+    """``--sysctl``: the container's own copies of kernel parameters, written by a helper
+    that joins its IPC and network namespaces (a namespaced parameter reads and writes the
+    copy of the writer's namespace). The child makes those namespaces itself, so first we
+    wait until /proc/PID/ns says it has: never may a write reach the host's."""
+    pid = launch.init_pid or launch.pid
+    kinds = {"ipc": sc.CLONE_NEWIPC} | ({"net": sc.CLONE_NEWNET} if launch.c.spec.network != "host" else {})
+    deadline = time.monotonic() + 10
+    while any(procfs.namespace_of(pid, k) == procfs.namespace_of("self", k) for k in kinds):
+        if time.monotonic() > deadline:
+            raise MinidockerError("sysctl: the container did not make its namespaces in time")
+        time.sleep(0.001)
+    from minidocker.runtime.forked import run_in_child
+
+    def write_parameters() -> None:
+        for kind, flag in kinds.items():
+            sc.setns(procfs.open_namespace(pid, kind), flag, why="the container's copy of its parameters")
+        for key, value in launch.c.spec.sysctls.items():
+            try:
+                procfs.write_sysctl(key, value)
+            except OSError as e:
+                raise MinidockerError(f"{key}={value}: {e.strerror}") from None
+
+    try:
+        run_in_child(write_parameters)
+    except ChildFailed as e:
+        raise MinidockerError(f"sysctl: {e.message}") from None
+
+
+@step
 def record_running(store: ContainerStore, launch: Launch, monitor_pid: int) -> None:
     """state.json: running, with what ``ps``, ``exec``, ``kill`` and ``rm`` need to find it."""
     c, cg = launch.c, cgroups.manager(launch.c.id)
@@ -548,11 +622,13 @@ def record_running(store: ContainerStore, launch: Launch, monitor_pid: int) -> N
     )
 
 
-def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> int:
+def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path], attached: tuple[str, ...] = ()) -> int:
     """A foreground run: this process is the container's parent, with the user's terminal
-    (relayed through a pty with -t) or its stdin/stdout/stderr; returns the exit code."""
+    (relayed through a pty with -t) or its stdin/stdout/stderr; returns the exit code.
+    ``attached`` (``run -a stdout``): only these streams are ours, the others go to the log
+    only (stdin: the container reads /dev/null); none named: all of them."""
     try:
-        if c.spec.auto_remove:  # no record will be left to read a log from: no log
+        if c.spec.auto_remove and not attached:  # no record will be left to read a log from: no log
             started = start(store, c, lowerdirs)
             code = (
                 relay_pty(started.pid, started.master, c.spec.stdin_open)
@@ -560,7 +636,7 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> 
                 else wait_foreground(started.pid)
             )
             return code  # no "exited" record to write (and fsync): cleanup removes the record
-        code = _run_attached_logged(store, c, lowerdirs)
+        code = _run_attached_logged(store, c, lowerdirs, {s.lower() for s in attached} or set(STREAMS))
         record_exit(store, c, code, oom_killed=cgroups.manager(c.id).oom_killed())
         return code
     finally:
@@ -570,29 +646,32 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> 
             cgroups.manager(c.id).destroy()
 
 
-def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> int:
+def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Path], shown: set[str]) -> int:
     """As docker does, a foreground container keeps a log too (``logs`` reads it later):
-    its output comes to us through pipes (or its pty) and we copy it to the terminal and
-    to ``container.log``."""
-    log = LogWriter(c.layout.log)
+    its output comes to us through pipes (or its pty) and we copy it to the terminal (the
+    ``shown`` streams) and to ``container.log``."""
+    log = open_log(c)
+    stdin = "stdin" in shown
     if c.spec.tty:
         started = start(store, c, lowerdirs)
         assert started.master is not None  # with -t the child sends the pty master before its execve
-        return relay_pty(started.pid, started.master, c.spec.stdin_open, log)
+        return relay_pty(started.pid, started.master, c.spec.stdin_open and stdin, log)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    null = -1 if stdin else os.open("/dev/null", os.O_RDONLY)
     try:
-        started = start(store, c, lowerdirs, stdout=out_w, stderr=err_w)
+        started = start(store, c, lowerdirs, stdin=None if stdin else null, stdout=out_w, stderr=err_w)
     except BaseException:
         for fd in (out_r, err_r):
             os.close(fd)
         raise
     finally:
-        os.close(out_w)
-        os.close(err_w)
-    return relay_output(
-        started.pid, {out_r: (sys.stdout.fileno(), "stdout"), err_r: (sys.stderr.fileno(), "stderr")}, log
-    )
+        for fd in (out_w, err_w, null):
+            if fd != -1:
+                os.close(fd)
+    out = sys.stdout.fileno() if "stdout" in shown else -1
+    err = sys.stderr.fileno() if "stderr" in shown else -1
+    return relay_output(started.pid, {out_r: (out, "stdout"), err_r: (err, "stderr")}, log)
 
 
 def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool = False) -> None:

@@ -23,7 +23,7 @@ from minidocker.linux import syscalls as sc
 from minidocker.runtime import lifecycle
 from minidocker.runtime.container import Container, ContainerStore
 from minidocker.runtime.forked import read_report, report, report_failure
-from minidocker.runtime.stdio import LogWriter, copy_streams
+from minidocker.runtime.stdio import LogWriter, copy_streams, open_log
 
 
 def spawn_monitor(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> int:
@@ -58,7 +58,7 @@ def _monitor(store: ContainerStore, c: Container, lowerdirs: list[Path], ready_w
         os.dup2(null, fd)
     for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
         signal.signal(s, signal.SIG_IGN)
-    log = LogWriter(c.layout.log)
+    log = open_log(c)
     restarts = 0
     while True:
         try:
@@ -110,6 +110,7 @@ def _run_once(store: ContainerStore, c: Container, lowerdirs: list[Path], log: L
         return None
     for fd in (out_w, err_w, in_r):
         os.close(fd)
+    console = open_console(c, in_w, started.master)  # before the CLI returns: attach may follow at once
     if ready_w != -1:
         report(ready_w, pid=started.pid)
         os.close(ready_w)
@@ -118,10 +119,25 @@ def _run_once(store: ContainerStore, c: Container, lowerdirs: list[Path], log: L
         os.close(out_r)
         os.close(err_r)
         streams = {started.master: (-1, "stdout")}
-    copy_streams(streams, log)
+    copy_streams(streams, log, console)
     os.close(in_w)
     _, status = os.waitpid(started.pid, 0)
     code = exit_code(status)
     lifecycle.record_exit(store, c, code, oom_killed=cgroups.manager(c.id).oom_killed())
+    if console is not None:
+        console.close(code)  # (after the record: an attached client that returns sees "exited")
     cgroups.manager(c.id).destroy()
     return code
+
+
+def open_console(c: Container, in_w: int, master: int | None):
+    """The console socket ``attach`` connects to (console.py): input goes to the container's
+    stdin pipe (``-i``) or its pty (``-t``), else nowhere. None if it cannot be made: the
+    container runs all the same, only unattachable."""
+    from minidocker.runtime.console import ConsoleServer
+
+    input_fd = (master if master is not None else in_w) if c.spec.stdin_open else -1
+    try:
+        return ConsoleServer(c.layout.console, input_fd, master)
+    except OSError:
+        return None

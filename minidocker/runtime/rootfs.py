@@ -44,6 +44,9 @@ class Volume:
     owner: tuple[int, int] | None = None  # --userns=auto: an empty volume goes to the container's root
 
 
+DEFAULT_SHM_SIZE = 64 << 20  # /dev/shm's size unless --shm-size says (docker's default, 64 MB)
+
+
 @record
 class RootfsPlan:
     """Everything ``prepare_rootfs`` needs, decided by the parent before fork."""
@@ -59,6 +62,7 @@ class RootfsPlan:
     privileged: bool = False
     idmap: dict[str, int] | None = None  # --userns=auto: {"uid", "gid", "size"}
     layer_views: list[str] = field(default_factory=list)  # --userns=auto: where each layer is shown idmapped
+    shm_size: int = DEFAULT_SHM_SIZE  # --shm-size: the bytes /dev/shm holds
 
 
 def make_mounts_private() -> None:
@@ -198,7 +202,7 @@ DEVICES = {  # name: (major, minor), what every container gets (Docker's default
 }
 
 
-def mount_dev(merged: str, in_userns: bool = False) -> None:
+def mount_dev(merged: str, in_userns: bool = False, shm_size: int = DEFAULT_SHM_SIZE) -> None:
     dev = _target(merged, "/dev")
     _ensure_mountpoint(dev, True)
     sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
@@ -214,7 +218,7 @@ def mount_dev(merged: str, in_userns: bool = False) -> None:
     sc.mount("devpts", f"{dev}/pts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
     os.symlink("pts/ptmx", f"{dev}/ptmx")
     os.makedirs(f"{dev}/shm")
-    sc.mount("shm", f"{dev}/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=1777,size=65536k")
+    sc.mount("shm", f"{dev}/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, f"mode=1777,size={shm_size}")
     os.makedirs(f"{dev}/mqueue")
     sc.mount("mqueue", f"{dev}/mqueue", "mqueue", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
     for name, target in procfs.DEV_LINKS.items():  # fd, stdin, stdout, stderr
@@ -331,7 +335,7 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
         mount_volumes(plan)  # (in a user namespace, our parent bound them as host root already)
     mount_tmpfs(plan)
     mount_proc(plan.merged)
-    mount_dev(plan.merged, in_userns)
+    mount_dev(plan.merged, in_userns, plan.shm_size)
     mount_sys(plan.merged, writable=plan.privileged)
     mount_etc_files(plan)
     pivot_root(plan.merged)

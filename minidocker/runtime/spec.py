@@ -76,6 +76,14 @@ class ContainerSpec:
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)  # --add-host HOST:IP (IP may be host-gateway)
     publish_all: bool = False  # -P (its ports are in ``ports``)
+    stop_signal: str = ""  # --stop-signal, else the image's StopSignal ("": SIGTERM)
+    stop_timeout: int | None = None  # --stop-timeout (None: stop's own, 10 s)
+    ulimits: list[dict[str, Any]] = field(default_factory=list)  # --ulimit: {"Name", "Soft", "Hard"}
+    shm_size: int | None = None  # --shm-size, bytes (None: docker's 64 MB)
+    sysctls: dict[str, str] = field(default_factory=dict)  # --sysctl KEY=VALUE (namespaced ones only)
+    pid_mode: str = ""  # --pid: "" (its own), "host", or container:<id>
+    log_driver: str = "json-file"  # --log-driver: json-file, local or none
+    log_opts: dict[str, str] = field(default_factory=dict)  # --log-opt max-size=, max-file=
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,7 +114,9 @@ def parse_env_file(path: str) -> list[str]:
 
 
 def merge_env(base: list[str], overrides: list[str]) -> list[str]:
-    """Later entries win; ``NAME`` alone takes the caller's value (or is dropped)."""
+    """docker's rule (ReplaceOrAppendEnvValues): a later entry replaces an earlier one of
+    the same name where it stands, a new name is appended; ``NAME`` alone takes the
+    caller's value, or, when the caller has none, removes NAME (the image's too)."""
     env: dict[str, str] = {}
     for item in base + overrides:
         name, eq, value = item.partition("=")
@@ -115,10 +125,22 @@ def merge_env(base: list[str], overrides: list[str]) -> list[str]:
         if not eq:
             if name in os.environ:
                 env[name] = os.environ[name]
+            else:
+                env.pop(name, None)
             continue
-        env.pop(name, None)
-        env[name] = value
+        env[name] = value  # (a dict keeps an existing key where it was)
     return [f"{k}={v}" for k, v in env.items()]
+
+
+def container_labels(opts: RunOptions) -> dict[str, str]:
+    """``--label-file`` lines, then ``--label``: ``K=V``, or ``K`` for an empty value."""
+    labels: dict[str, str] = {}
+    for item in [line for f in opts.label_file for line in parse_env_file(f)] + list(opts.label):
+        key, _, value = item.partition("=")
+        if not key:
+            raise MinidockerError(f"invalid label: {shown(item)!r}")
+        labels[key] = value
+    return labels
 
 
 def parse_restart(text: str) -> dict[str, Any]:
@@ -242,7 +264,46 @@ def check_run_flags(opts: RunOptions) -> str | None:
         if not t.startswith("/"):
             raise MinidockerError(f"invalid --tmpfs '{shown(t)}': the path must be absolute")
     parse_restart(opts.restart)
+    check_attach(opts)
+    if opts.pull not in PULL_POLICIES:
+        raise MinidockerError(
+            f'invalid pull option: \'{shown(opts.pull)}\': must be one of "always", "missing" or "never"'
+        )
+    if opts.stop_signal:
+        parse_signal(opts.stop_signal)
+    for u in opts.ulimit:
+        parse_ulimit(u)
+    parse_log_opts(opts.log_driver, opts.log_opt)
+    if opts.shm_size:
+        parse_shm_size(opts.shm_size)
+    parse_sysctls(opts.sysctl, opts.network)
+    if opts.pid and opts.pid != "host" and not (opts.pid.startswith("container:") and len(opts.pid) > 10):
+        raise MinidockerError(f"invalid PID mode: {shown(opts.pid)}")
+    if opts.pid and opts.userns == "auto":
+        raise MinidockerError("--pid is not supported with --userns=auto")
+    if opts.ulimit and opts.userns == "auto":
+        raise MinidockerError("--ulimit is not supported with --userns=auto")
+    if opts.cidfile and os.path.lexists(opts.cidfile):
+        raise MinidockerError(
+            f"Container ID file found, make sure the other container isn't running or delete {shown(opts.cidfile)}"
+        )
     return check_name(opts.name) if opts.name else None
+
+
+STREAMS = ("stdin", "stdout", "stderr")
+PULL_POLICIES = ("always", "missing", "never")
+
+
+def check_attach(opts: RunOptions) -> None:
+    """``-a STREAM``: one of docker's three streams (any case), never with ``-d``."""
+    for stream in opts.attach:
+        if stream.lower() not in STREAMS:
+            raise MinidockerError(
+                f'invalid argument "{shown(stream)}" for "-a, --attach" flag: '
+                "valid streams are STDIN, STDOUT and STDERR"
+            )
+    if opts.attach and opts.detach:
+        raise MinidockerError("Conflicting options: -a and -d")
 
 
 # -- CPUs -----------------------------------------------------------------------------------------
@@ -348,11 +409,28 @@ def build_spec(
         entrypoint=entrypoint,
         cmd=cmd,
         readonly_rootfs=opts.read_only,
-        labels=dict(cfg.get("Labels") or {}),
+        **lifetime_fields(opts, cfg),
         userns=opts.userns or "host",
         ports=ports,
         restart=restart_policy,
     )
+
+
+def lifetime_fields(opts: RunOptions, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ContainerSpec fields of how the container lives and ends: its labels (the image's,
+    then --label-file and --label), stop signal and timeout, ulimits, /dev/shm, sysctls,
+    PID namespace, and log driver."""
+    return {
+        "labels": {**(cfg.get("Labels") or {}), **container_labels(opts)},
+        "stop_signal": opts.stop_signal or cfg.get("StopSignal") or "",
+        "stop_timeout": opts.stop_timeout,
+        "ulimits": [parse_ulimit(u) for u in opts.ulimit],
+        "shm_size": parse_shm_size(opts.shm_size) if opts.shm_size else None,
+        "sysctls": parse_sysctls(opts.sysctl, opts.network),
+        "pid_mode": opts.pid or "",
+        "log_driver": opts.log_driver,
+        "log_opts": parse_log_opts(opts.log_driver, opts.log_opt),
+    }
 
 
 def security_fields(opts: RunOptions) -> dict[str, Any]:
@@ -530,6 +608,90 @@ def check_userns(userns: str, privileged: bool, network: str) -> None:
         )
 
 
+# docker's --ulimit names, each RLIMIT_<NAME> of getrlimit(2), with the kernel's number for it
+# (asm-generic/resource.h; Python's resource module lacks some, such as RLIMIT_LOCKS)
+ULIMITS = {
+    "cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6, "nofile": 7,
+    "memlock": 8, "as": 9, "locks": 10, "sigpending": 11, "msgqueue": 12, "nice": 13, "rtprio": 14, "rttime": 15,
+}  # fmt: skip
+
+
+def parse_ulimit(text: str) -> dict[str, Any]:
+    """``--ulimit NAME=SOFT[:HARD]`` (HARD defaults to SOFT; -1 is unlimited) as docker's
+    HostConfig.Ulimits entry ``{"Name", "Soft", "Hard"}``, checked with docker's words."""
+    name, eq, values = text.partition("=")
+    if not eq:
+        raise MinidockerError(f"invalid ulimit argument: {shown(text)}")
+    if name not in ULIMITS:
+        raise MinidockerError(f"invalid ulimit type: {shown(name)}")
+    soft_text, _, hard_text = values.partition(":")
+    try:
+        soft = int(soft_text)
+        hard = int(hard_text) if hard_text else soft
+    except ValueError:
+        raise MinidockerError(f"invalid ulimit argument: {shown(text)}") from None
+    if soft != -1 and hard != -1 and soft > hard or soft == -1 and hard != -1:
+        raise MinidockerError(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
+    return {"Name": name, "Soft": soft, "Hard": hard}
+
+
+# The kernel parameters a container has a copy of (its IPC and network namespaces), as runc
+# allows them; any other would change the host's.
+NAMESPACED_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                      "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")  # fmt: skip
+
+
+def parse_sysctls(items: list[str], network: str) -> dict[str, str]:
+    """``--sysctl KEY=VALUE``: only a parameter of the container's own namespaces (runc's
+    words otherwise), and no net.* one when the network namespace is not its own."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_-]+)+", key):
+            raise MinidockerError(f"invalid sysctl value: {shown(item)!r}")
+        if key.startswith("net."):
+            if network == "host" or network.startswith("container:"):
+                raise MinidockerError(f'sysctl "{key}" not allowed in {network.split(":")[0]} network namespace')
+        elif key not in NAMESPACED_SYSCTLS and not key.startswith("fs.mqueue."):
+            raise MinidockerError(f'sysctl "{key}" is not in a separate kernel namespace')
+        out[key] = value
+    return out
+
+
+def parse_shm_size(text: str) -> int:
+    """``--shm-size``: a size (``128m``) greater than 0, as docker requires."""
+    from minidocker.linux.cgroups import parse_size
+
+    size = parse_size(text)
+    if size <= 0:
+        raise MinidockerError("SHM size must be greater than 0")
+    return size
+
+
+LOG_DRIVERS = ("json-file", "local", "none")
+
+
+def parse_log_opts(driver: str, opts: list[str]) -> dict[str, str]:
+    """``--log-driver`` and its ``--log-opt K=V`` options, checked with docker's words:
+    json-file and local take max-size (a size: 10m) and max-file (a count, at least 1)."""
+    if driver not in LOG_DRIVERS:
+        raise MinidockerError(f"logger: no log driver named '{shown(driver)}' is registered")
+    out: dict[str, str] = {}
+    for item in opts:
+        key, eq, value = item.partition("=")
+        if not eq or driver == "none" or key not in ("max-size", "max-file"):
+            raise MinidockerError(f"unknown log opt '{shown(key)}' for {driver} log driver")
+        out[key] = value
+    if "max-size" in out:
+        from minidocker.linux.cgroups import parse_size
+
+        if parse_size(out["max-size"]) <= 0:
+            raise MinidockerError(f"invalid max-size: {shown(out['max-size'])}")
+    if "max-file" in out and not (out["max-file"].isdigit() and int(out["max-file"]) >= 1):
+        raise MinidockerError("max-file cannot be less than 1")
+    return out
+
+
 def parse_signal(text: str) -> int:
     """``kill -s``/``stop``'s signal: a number, or a name with or without ``SIG`` (``TERM``,
     ``sigkill``), as signal(7) names them."""
@@ -541,7 +703,21 @@ def parse_signal(text: str) -> int:
     try:
         return int(getattr(signal, "SIG" + t))
     except AttributeError:
-        raise MinidockerError(f"invalid signal: {text}") from None
+        raise MinidockerError(f"Invalid signal: {shown(text)}") from None
+
+
+def updated_limits(limits: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """``update``'s flags over a container's limits (cgroups.Limits fields), checked as
+    ``run`` checks them. A new memory limit without ``--memory-swap`` drops the old swap
+    limit (the kernel's default, twice the memory, applies), so one never undercuts the other."""
+    given = {k: v for k, v in flags.items() if v is not None and k != "restart"}
+    if given.get("memory_swap") and not given.get("memory") and limits.get("memory"):
+        given["memory"] = str(limits["memory"])  # (--memory-swap alone: against the memory set)
+    new = resource_limits(RunOptions(**given))
+    merged = {**limits, **new}
+    if "memory" in new and "memory_swap" not in new:
+        merged.pop("memory_swap", None)
+    return merged
 
 
 def resource_limits(opts: RunOptions) -> dict[str, Any]:
@@ -549,6 +725,7 @@ def resource_limits(opts: RunOptions) -> dict[str, Any]:
     from minidocker.linux.cgroups import parse_size
 
     mem = parse_size(opts.memory) if opts.memory else None
+    mem = mem or None  # -m 0: no limit, as docker reads it
     if mem is not None and mem < 6 * 1024 * 1024:
         raise MinidockerError("Minimum memory limit allowed is 6MB")
     swap = None

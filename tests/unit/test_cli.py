@@ -17,11 +17,11 @@ def run(*args, root):
 @pytest.mark.parametrize(
     "args, code, text",
     [
-        (["--no-such-flag"], 125, "No such option"),
+        (["--no-such-flag"], 125, "unknown flag: --no-such-flag"),
         (["pull"], 125, "Missing argument"),
         (["pull", "Bad_Name"], 125, "invalid reference format"),
         (["pull", "busybox@sha256:123"], 125, "malformed digest"),
-        (["rmi", "nosuchimage"], 125, "No such image: nosuchimage"),
+        (["rmi", "nosuchimage"], 1, "No such image: nosuchimage"),
         (["tag", "nosuchimage", "x"], 125, "No such image"),
         (["inspect", "nosuchimage"], 1, "No such object: nosuchimage"),
         (["pull", "--platform", "linux", "busybox"], 125, "invalid platform"),

@@ -95,3 +95,79 @@ def test_a_line_being_written_is_never_decoded_half(log, tail):
         return False
 
     assert [line for _s, _t, line in read_log(log, tail, running=finishes_it_and_exits)][-1] == "bye\n"
+
+
+NOW = 1_714_557_600.0  # 2024-05-01T10:00:00Z
+
+
+@pytest.mark.parametrize(
+    "text, when",
+    [
+        ("10m", NOW - 600),
+        ("1h30m", NOW - 5400),
+        ("1.5s", NOW - 1.5),
+        ("250ms", NOW - 0.25),
+        ("1714557000", 1_714_557_000.0),
+        ("1714557000.5", 1_714_557_000.5),
+        ("2024-05-01T09:00:00Z", NOW - 3600),
+        ("2024-05-01T11:00:00+02:00", NOW - 3600),
+        ("2024-05-01T09:59:59.123456789Z", NOW - 0.876544),
+        ("2024-05-01T09:00:00", NOW - 3600),  # no zone: UTC
+        ("2024-05-01", NOW - 36000),
+    ],
+)
+def test_time_bounds_as_docker_takes_them(text, when):
+    from minidocker.runtime.logs import parse_time_bound
+
+    assert parse_time_bound(text, NOW) == pytest.approx(when, abs=1e-6)
+
+
+@pytest.mark.parametrize("text", ["yesterday", "10x", "", "2024-13-01", "-5m"])
+def test_a_bad_time_bound_is_one_error(text):
+    from minidocker.errors import MinidockerError
+    from minidocker.runtime.logs import parse_time_bound
+
+    with pytest.raises(MinidockerError) as e:
+        parse_time_bound(text, NOW)
+    assert "is not a duration, Unix time or RFC 3339 time" in e.value.message
+
+
+def test_since_and_until_keep_a_span_then_tail(tmp_path):
+    path = tmp_path / "container.log"
+    path.write_bytes(b"".join(record(f"at {m}\n", when=f"2024-05-01T10:0{m}:00.000000001Z") for m in range(6)))
+    since, until = NOW + 60, NOW + 240  # 10:01 .. 10:04, the end excluded
+
+    def lines(**kw):
+        return [line for _s, _w, line in read_log(path, **kw)]
+
+    assert lines(since=since, until=until) == ["at 1\n", "at 2\n", "at 3\n"]
+    assert lines(since=since, until=until, tail=2) == ["at 2\n", "at 3\n"]
+    assert lines(until=NOW + 1) == ["at 0\n"]
+    assert lines(since=NOW + 300, running=lambda: False) == ["at 5\n"]
+
+
+@pytest.mark.parametrize(
+    "max_file, kept", [(1, ["container.log"]), (3, ["container.log", "container.log.1", "container.log.2"])]
+)
+def test_rotation_keeps_max_file_files_of_max_size(tmp_path, max_file, kept):
+    from minidocker.runtime.stdio import LogWriter
+
+    path = tmp_path / "container.log"
+    log = LogWriter(path, max_size=300, max_file=max_file)
+    for i in range(40):
+        log.feed("stdout", f"line {i:02}\n".encode())
+    log.flush()
+    assert sorted(p.name for p in tmp_path.iterdir()) == kept
+    assert all(p.stat().st_size <= 300 for p in tmp_path.iterdir())
+    lines = [line for _s, _w, line in read_log(path)]
+    assert lines[-1] == "line 39\n" and lines == [f"line {i:02}\n" for i in range(40 - len(lines), 40)]
+    assert len(lines) > 3 * (max_file - 1)  # the older files are read too, oldest first
+
+
+def test_no_log_driver_writes_nothing(tmp_path):
+    from minidocker.runtime.stdio import LogWriter
+
+    log = LogWriter(None)
+    log.feed("stdout", b"dropped\n")
+    log.flush()
+    assert list(tmp_path.iterdir()) == []

@@ -28,4 +28,4 @@ def test_a_signal_by_name_or_number(text, number):
 def test_an_unknown_signal_is_one_error(text):
     with pytest.raises(MinidockerError) as e:
         parse_signal(text)
-    assert e.value.message == f"invalid signal: {text}"
+    assert e.value.message == f"Invalid signal: {text}"
