@@ -17,13 +17,16 @@ from minidocker.linux import cgroups, host, procfs
 
 def test_read_process_sees_a_childs_parent_user_and_arguments():
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "two words"], stdin=subprocess.PIPE)
+    expected = f"{sys.executable} -c import sys; sys.stdin.read() two words"
     try:
-        p = procfs.read_process(child.pid)
+        for _ in range(200):  # until the child's execve is done (before it, /proc shows our own command)
+            p = procfs.read_process(child.pid)
+            if p is not None and p.command == expected:
+                break
+            time.sleep(0.01)
     finally:
         child.communicate(b"")
-    assert p == procfs.Process(
-        child.pid, os.getpid(), os.getuid(), f"{sys.executable} -c import sys; sys.stdin.read() two words"
-    )
+    assert p == procfs.Process(child.pid, os.getpid(), os.getuid(), expected)
 
 
 def test_a_process_with_parentheses_in_its_name_keeps_its_fields(tmp_path):
