@@ -102,12 +102,12 @@ CONTAINER_ALIASES = {
     name: name
     for name in (
         "attach", "commit", "cp", "create", "diff", "exec", "export", "kill", "logs", "pause", "port",
-        "rename", "restart", "rm", "run", "start", "stop", "top", "unpause", "update", "wait",
+        "rename", "restart", "rm", "run", "start", "stop", "stats", "top", "unpause", "update", "wait",
     )
-}  # fmt: skip
+} | {"ls": "ps", "list": "ps", "ps": "ps"}  # fmt: skip
 IMAGE_ALIASES = {
     "build": "build", "history": "history", "import": "import", "load": "load", "pull": "pull",
-    "push": "push", "rm": "rmi", "save": "save", "tag": "tag",
+    "push": "push", "rm": "rmi", "save": "save", "tag": "tag", "ls": "images", "list": "images",
 }  # fmt: skip
 
 

@@ -92,9 +92,9 @@ def test_docker_wording(shared_md, bb, argv, line, code):
 HELP = [  # (argv, a line the help shows)
     (["--help"], "Usage: minidocker [OPTIONS] COMMAND [ARGS]..."),
     (["-h"], "Usage: minidocker [OPTIONS] COMMAND [ARGS]..."),
-    (["run", "--help"], "Usage: minidocker run [OPTIONS] {IMAGE} [[COMMAND] [ARG...]]..."),
+    (["run", "--help"], "Usage: minidocker run [OPTIONS] {IMAGE} [COMMAND] [ARG...]"),
     (["ps", "-h"], "Usage: minidocker ps [OPTIONS]"),
-    (["network", "rm", "-h"], "Usage: minidocker network rm [OPTIONS] {NETWORK...}..."),
+    (["network", "rm", "-h"], "Usage: minidocker network rm [OPTIONS] {NETWORK...}"),
     (["container", "--help"], "Usage: minidocker container [OPTIONS] COMMAND [ARGS]..."),
 ]
 
@@ -448,6 +448,12 @@ def test_management_command_aliases(md_run, bb):
     name = f"alias-{os.getpid()}"
     assert md_run.ok("container", "run", "--name", name, bb, "echo", "hi").stdout == "hi\n"
     assert md_run.ok("container", "logs", name).stdout == "hi\n"
+    ids = md_run.ok("ps", "-aq", "--filter", f"name={name}").stdout
+    for spelling in (["container", "ls"], ["container", "list"], ["container", "ps"]):
+        assert md_run.ok(*spelling, "-aq", "--filter", f"name={name}").stdout == ids != ""
+    assert md_run.ok("container", "stats", "--no-stream", "--format", "{{.Name}}", name).returncode == 0
     assert md_run.ok("container", "rm", name).stdout == f"{name}\n"
+    images = md_run.ok("images", "-q").stdout
+    assert md_run.ok("image", "ls", "-q").stdout == md_run.ok("image", "list", "-q").stdout == images != ""
     r = md_run("image", "rm", "no-such-image:1")
     assert r.returncode == 1 and r.stderr == "Error: No such image: no-such-image:1\n"
