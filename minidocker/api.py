@@ -16,6 +16,7 @@ from minidocker.record import MISSING, Field, fields  # noqa: F401 - re-exported
 
 TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any, BinaryIO
 
 
@@ -35,7 +36,8 @@ def pull(ref: str, root: Path | None = None, platform: str | None = None, progre
     plat = Platform.parse(platform) if platform else None
     from minidocker.image.pull import pull_image
 
-    return pull_image(_store(root), reference, plat, progress, explicit_platform=platform is not None)
+    result = pull_image(_store(root), reference, plat, progress, explicit_platform=platform is not None)
+    return _told(root, "pull", result)
 
 
 def images(root: Path | None = None, all: bool = False) -> list[dict[str, Any]]:
@@ -80,7 +82,7 @@ def inspect_image(name: str, root: Path | None = None) -> dict[str, Any]:
 
 
 def tag(source: str, target: str, root: Path | None = None) -> str:
-    return _store(root).tag(source, target)
+    return _told(root, "tag", _store(root).tag(source, target), target)
 
 
 def rmi(names: list[str], force: bool = False, root: Path | None = None) -> tuple[list[str], list[MinidockerError]]:
@@ -91,7 +93,8 @@ def rmi(names: list[str], force: bool = False, root: Path | None = None) -> tupl
     errors: list[MinidockerError] = []
     for name in names:
         try:
-            lines += store.remove(name, force=force, in_use=in_use)
+            image_id = store.resolve(name)  # (before it goes: the events name the image by its ID)
+            lines += _told(root, "rmi", store.remove(name, force=force, in_use=in_use), image_id)
         except MinidockerError as e:
             errors.append(e)
     return lines, errors
@@ -592,6 +595,7 @@ def logs(name: str, root: Path | None = None, follow: bool = False, tail: int | 
 
 def stop(names: list[str], timeout: int = 10, root: Path | None = None, signal_name: str = "SIGTERM"):
     from minidocker.runtime import lifecycle
+    from minidocker.runtime.container import container_event
     from minidocker.runtime.spec import parse_signal
 
     containers = _containers(root)
@@ -601,6 +605,7 @@ def stop(names: list[str], timeout: int = 10, root: Path | None = None, signal_n
         if c.running:
             lifecycle.stop_container(c, parse_signal(signal_name), timeout)
             _settle(containers, c)
+        container_event(c, "stop")
         yield name
 
 
@@ -756,6 +761,44 @@ def wait(names: list[str], root: Path | None = None):
 
 def prune(root: Path | None = None) -> list[str]:
     return list(rm([c.id for c in _containers(root).all() if not c.running], root=root))
+
+
+# -- events (eventlog.py writes them, eventstream.py reads them) ------------------------------
+def _told(root: Path | None, verb: str, result, name: str = ""):
+    """Record the image events of ``verb``'s ``result`` (docker's: ``pull`` of the reference,
+    ``tag`` of the image ID with its new name, ``untag`` and ``delete`` for each of rmi's
+    lines), and hand ``result`` back."""
+    from minidocker.eventlog import record
+
+    where = root or default_root()
+    if verb == "pull":
+        record(where, "image", "pull", str(result.ref), {"name": str(result.ref)})
+    elif verb == "tag":
+        record(where, "image", "tag", result, {"name": name})
+    else:
+        for line in result:
+            action, _, what = line.partition(": ")
+            if action in ("Untagged", "Deleted") and (action == "Untagged" or what == name):
+                record(where, "image", "untag" if action == "Untagged" else "delete", name, {"name": name})
+    return result
+
+
+def events(
+    since: str | None = None, until: str | None = None, filters: list[str] = (), root: Path | None = None
+) -> Iterator[dict[str, Any]]:
+    """``docker events``: the store's events in ``[since, until]`` that pass ``filters``,
+    then (without ``until``, or with one still to come) the new ones as they happen. The
+    time forms and the filters are checked before anything is read."""
+    import time
+
+    from minidocker.eventstream import parse_filters, parse_time, read_events
+
+    now = time.time_ns()
+    since_ns = parse_time(since, now) if since else None
+    until_ns = parse_time(until, now) if until else None
+    wanted = parse_filters(list(filters))
+    follow = until_ns is None or until_ns > now
+    return read_events(str(root or default_root()), since_ns, until_ns, wanted, follow)
 
 
 # -- --explain ------------------------------------------------------------------------------

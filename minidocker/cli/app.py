@@ -58,6 +58,7 @@ def _register() -> None:
         archive,
         commit,
         containers,
+        events,
         images,
         login,
         network,
