@@ -37,7 +37,7 @@ def pull(ref: str, root: Path | None = None, platform: str | None = None, progre
     from minidocker.image.pull import pull_image
 
     result = pull_image(_store(root), reference, plat, progress, explicit_platform=platform is not None)
-    return _told(root, "pull", result)
+    return _told(root, "pull", result, str(result.ref))
 
 
 def images(root: Path | None = None, all: bool = False) -> list[dict[str, Any]]:
@@ -82,7 +82,8 @@ def inspect_image(name: str, root: Path | None = None) -> dict[str, Any]:
 
 
 def tag(source: str, target: str, root: Path | None = None) -> str:
-    return _told(root, "tag", _store(root).tag(source, target), target)
+    image_id = _store(root).tag(source, target)
+    return _told(root, "tag", image_id, image_id, target)
 
 
 def rmi(names: list[str], force: bool = False, root: Path | None = None) -> tuple[list[str], list[MinidockerError]]:
@@ -94,7 +95,7 @@ def rmi(names: list[str], force: bool = False, root: Path | None = None) -> tupl
     for name in names:
         try:
             image_id = store.resolve(name)  # (before it goes: the events name the image by its ID)
-            lines += _told(root, "rmi", store.remove(name, force=force, in_use=in_use), image_id)
+            lines += _told_lines(root, store.remove(name, force=force, in_use=in_use), image_id)
         except MinidockerError as e:
             errors.append(e)
     return lines, errors
@@ -764,23 +765,27 @@ def prune(root: Path | None = None) -> list[str]:
 
 
 # -- events (eventlog.py writes them, eventstream.py reads them) ------------------------------
-def _told(root: Path | None, verb: str, result, name: str = ""):
-    """Record the image events of ``verb``'s ``result`` (docker's: ``pull`` of the reference,
-    ``tag`` of the image ID with its new name, ``untag`` and ``delete`` for each of rmi's
-    lines), and hand ``result`` back."""
+def _told(root: Path | None, action: str, result, actor_id: str, name: str = ""):
+    """Record the image event ``action`` of ``actor_id`` (docker's: the reference for
+    ``pull`` and ``push``, else the image ID; ``name`` the image's name), and hand
+    ``result`` back, so that a verb's return line can tell of itself."""
     from minidocker.eventlog import record
 
-    where = root or default_root()
-    if verb == "pull":
-        record(where, "image", "pull", str(result.ref), {"name": str(result.ref)})
-    elif verb == "tag":
-        record(where, "image", "tag", result, {"name": name})
-    else:
-        for line in result:
-            action, _, what = line.partition(": ")
-            if action in ("Untagged", "Deleted") and (action == "Untagged" or what == name):
-                record(where, "image", "untag" if action == "Untagged" else "delete", name, {"name": name})
+    record(root or default_root(), "image", action, actor_id, {"name": name or actor_id})
     return result
+
+
+def _told_lines(root: Path | None, lines: list[str], image_id: str = "") -> list[str]:
+    """The image events of rmi's and load's lines: ``Untagged: REF`` is an ``untag`` and
+    ``Deleted: ID`` of the image a ``delete`` (docker names the image by its ID in both);
+    ``Loaded image: REF`` and ``Loaded image ID: ID`` are a ``load``."""
+    for line in lines:
+        label, _, what = line.partition(": ")
+        if label == "Untagged" or (label == "Deleted" and what == image_id):
+            _told(root, "untag" if label == "Untagged" else "delete", None, image_id)
+        elif label in ("Loaded image", "Loaded image ID"):
+            _told(root, "load", None, what)
+    return lines
 
 
 def events(
@@ -877,7 +882,8 @@ def push(ref: str, root: Path | None = None, progress: Callable | None = None, c
     from minidocker.image.push import CHUNK_SIZE, push_image
     from minidocker.image.reference import parse
 
-    return push_image(_store(root), parse(ref), progress, chunk_size or CHUNK_SIZE)
+    result = push_image(_store(root), parse(ref), progress, chunk_size or CHUNK_SIZE)
+    return _told(root, "push", result, str(result.ref))
 
 
 def save(names: list[str], output: Path | None = None, stream=None, root: Path | None = None) -> None:
@@ -889,6 +895,8 @@ def save(names: list[str], output: Path | None = None, stream=None, root: Path |
         save_to_file(store, names, output)
     else:
         save_images(store, names, stream)
+    for name in names:
+        _told(root, "save", None, store.resolve(name), name)
 
 
 def load(
@@ -898,7 +906,7 @@ def load(
     directory, or ``stdin``; returns the ``Loaded image: ...`` lines."""
     from minidocker.image.archive import load_images
 
-    return load_images(_store(root), input, stdin, progress)
+    return _told_lines(root, load_images(_store(root), input, stdin, progress))
 
 
 def export(name: str, output: Path | None = None, fd: int | None = None, root: Path | None = None) -> int:
@@ -931,13 +939,15 @@ def import_(
 
     store = _store(root)
     if source == "-":
-        return import_tarball(store, stdin, "-", ref, list(changes), message)
-    try:
-        f = open(source, "rb")
-    except OSError as e:
-        raise _Err(f"cannot open {source}: {e.strerror}") from None
-    with f:
-        return import_tarball(store, f, source, ref, list(changes), message)
+        image_id = import_tarball(store, stdin, "-", ref, list(changes), message)
+    else:
+        try:
+            f = open(source, "rb")
+        except OSError as e:
+            raise _Err(f"cannot open {source}: {e.strerror}") from None
+        with f:
+            image_id = import_tarball(store, f, source, ref, list(changes), message)
+    return _told(root, "import", image_id, image_id)
 
 
 # -- images out of containers: diff, commit, history, build ---------------------------------------

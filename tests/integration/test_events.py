@@ -22,8 +22,9 @@ from tests.integration.conftest import MINIDOCKER, Minidocker, _remove, one_erro
 
 
 class Scenario:
-    def __init__(self, md: Minidocker, prefix: list[str], t0: str, t1: str, cid: str, bb: str):
+    def __init__(self, md: Minidocker, prefix: list[str], t0: str, t1: str, cid: str, bb: str, image_id: str):
         self.md, self.prefix, self.t0, self.t1, self.cid, self.bb = md, prefix, t0, t1, cid, bb
+        self.image_id = image_id
 
     def events(self, *args: str) -> subprocess.CompletedProcess:
         return self.md.ok("events", "--since", self.t0, "--until", self.t1, *args, timeout=30)
@@ -62,13 +63,17 @@ def scenario(tmp_path_factory, registry):
         ok("network", "create", "--subnet", "10.78.0.0/24", "evnet")
         trapping = "trap 'exit 3' TERM; while :; do sleep 0.1; done"  # (PID 1 gets no default SIGTERM action)
         cid = ok("run", "-d", "--name", "evc", "--network", "evnet", bb, "sh", "-c", trapping)
+        ok("exec", "evc", "true")
+        image_id = ok("commit", "evc", "evimg:1")
         ok("stop", "-t", "5", "evc")
         ok("rm", "evc")
         ok("tag", bb, "evtag:1")
         ok("rmi", "evtag:1")
+        ok("save", "-o", str(base / "evimg.tar"), "evimg:1")
+        ok("rmi", "evimg:1")
         ok("network", "rm", "evnet")
         t1 = f"{time.time():.9f}"
-        yield Scenario(md, prefix, t0, t1, cid, bb)
+        yield Scenario(md, prefix, t0, t1, cid, bb, image_id)
     finally:
         _remove(md, base)
         holder.kill()
@@ -85,6 +90,12 @@ def test_the_window_holds_each_event_in_order(scenario):
         ("container", "create"),
         ("network", "connect"),
         ("container", "start"),
+        ("container", "exec_create:"),  # docker's actions name the command: "exec_create: true"
+        ("container", "exec_start:"),
+        ("container", "exec_die"),
+        ("container", "pause"),  # commit freezes the container while it reads its files
+        ("container", "unpause"),
+        ("container", "commit"),
         ("container", "kill"),
         ("container", "die"),
         ("network", "disconnect"),
@@ -92,6 +103,9 @@ def test_the_window_holds_each_event_in_order(scenario):
         ("container", "destroy"),
         ("image", "tag"),
         ("image", "untag"),
+        ("image", "save"),
+        ("image", "untag"),
+        ("image", "delete"),
         ("network", "destroy"),
     ]
 
@@ -114,7 +128,12 @@ def test_docker_default_line_and_json(scenario):
 @pytest.mark.parametrize(
     "filters, want",
     [
-        (["type=container"], ["create", "start", "kill", "die", "stop", "destroy"]),
+        (
+            ["type=container"],
+            ["create", "start", "exec_create: true", "exec_start: true", "exec_die"]
+            + ["pause", "unpause", "commit", "kill", "die", "stop", "destroy"],
+        ),
+        (["event=exec_start"], ["exec_start: true"]),  # docker's prefix rule for exec actions
         (["type=volume"], ["create", "destroy"]),
         (["container=evc", "event=start"], ["start"]),
         (["event=start", "event=stop"], ["start", "stop"]),  # one key's values ORed
@@ -123,6 +142,7 @@ def test_docker_default_line_and_json(scenario):
         (["label=name=other"], []),
         (["network=evnet"], ["create", "connect", "disconnect", "destroy"]),
         (["type=image", "image=evtag:1"], ["tag"]),
+        (["type=image", "event=delete"], ["delete"]),
         (["volume=evvol"], ["create", "destroy"]),
     ],
 )
@@ -162,3 +182,12 @@ def test_follow_prints_a_start_as_it_happens_and_ctrl_c_exits_0(scenario):
         if follower.poll() is None:
             follower.kill()
             follower.wait()
+
+
+def test_exec_and_commit_attributes(scenario):
+    fmt = "{{.Action}}|{{.Actor.Attributes.exitCode}}|{{.Actor.Attributes.imageID}}|{{.Actor.Attributes.imageRef}}"
+    lines = scenario.lines("-f", "event=exec_die", "-f", "event=commit", "--format", fmt)
+    assert lines == [
+        "exec_die|0|<no value>|<no value>",
+        f"commit|<no value>|{scenario.image_id}|evimg:1",
+    ]  # (Go's missing key)
