@@ -120,8 +120,14 @@ def frozen_for_commit(containers, c, pause: bool):
     from minidocker.linux.cgroups.freezer import hold_frozen
     from minidocker.runtime.container import container_event
 
-    def marked(status: str, new_status: str, action: str):  # state.json, then docker's pause/unpause event
-        return lambda: containers.update_if(c, status, Status=new_status) and container_event(c, action)
+    def marked(status: str, new_status: str, action: str):
+        """state.json says so, then docker's ``pause``/``unpause`` event tells of it."""
+
+        def mark() -> None:
+            if containers.update_if(c, status, Status=new_status):
+                container_event(c, action)
+
+        return mark
 
     return hold_frozen(
         cgroups.manager(c.id),
