@@ -351,6 +351,7 @@ class ContainerStore:
                     FinishedAt=c.state.get("FinishedAt") or now_iso(),
                     Error="the container's monitor died; exit code unknown (137 assumed)",
                 )
+                container_event(c, "die", exitCode=c.state["ExitCode"])  # (no one else saw it die)
         return c
 
     def remove_files(self, c: Container) -> None:
