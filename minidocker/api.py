@@ -17,6 +17,7 @@ from minidocker.record import MISSING, Field, fields  # noqa: F401 - re-exported
 
 TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any, BinaryIO
 
 
@@ -36,7 +37,8 @@ def pull(ref: str, root: Path | None = None, platform: str | None = None, progre
     plat = Platform.parse(platform) if platform else None
     from minidocker.image.pull import pull_image
 
-    return pull_image(_store(root), reference, plat, progress, explicit_platform=platform is not None)
+    result = pull_image(_store(root), reference, plat, progress, explicit_platform=platform is not None)
+    return _told(root, "pull", result, str(result.ref))
 
 
 def images(root: Path | None = None, all: bool = False) -> list[dict[str, Any]]:
@@ -81,7 +83,8 @@ def inspect_image(name: str, root: Path | None = None) -> dict[str, Any]:
 
 
 def tag(source: str, target: str, root: Path | None = None) -> str:
-    return _store(root).tag(source, target)
+    image_id = _store(root).tag(source, target)
+    return _told(root, "tag", image_id, image_id, target)
 
 
 def rmi(names: list[str], force: bool = False, root: Path | None = None) -> tuple[list[str], list[MinidockerError]]:
@@ -92,7 +95,8 @@ def rmi(names: list[str], force: bool = False, root: Path | None = None) -> tupl
     errors: list[MinidockerError] = []
     for name in names:
         try:
-            lines += store.remove(name, force=force, in_use=in_use)
+            image_id = store.resolve(name)  # (before it goes: the events name the image by its ID)
+            lines += _told_lines(root, store.remove(name, force=force, in_use=in_use), image_id)
         except MinidockerError as e:
             errors.append(e)
     return lines, errors
@@ -672,29 +676,6 @@ def logs(
     yield from read_log(c.layout.log, tail, running if follow else None, start, end)
 
 
-def events(since: str | None = None, until: str | None = None, filters: list[str] = (), root: Path | None = None):
-    """``docker events``: each container event (runtime/events.py) from ``since`` (else from
-    now on) until ``until`` (else for ever) that passes every ``filters`` key: container=
-    (ID, prefix or name), event=, image=, type= (container); one key given twice: either."""
-    import time
-
-    from minidocker.runtime.events import watch
-    from minidocker.runtime.logs import parse_time_bound
-
-    now = time.time()
-    start = parse_time_bound(since, now) if since else None
-    end = parse_time_bound(until, now) if until else None
-    wanted: dict[str, set[str]] = {}
-    for f in filters:
-        key, eq, value = f.partition("=")
-        if not eq or key not in ("container", "event", "image", "type"):
-            raise MinidockerError(f"Invalid filter '{f}'")
-        wanted.setdefault(key, set()).add(value)
-    for e in watch(_containers(root), start, end):
-        if _event_wanted(e, wanted):
-            yield e
-
-
 def _event_wanted(e: dict[str, Any], wanted: dict[str, set[str]]) -> bool:
     attrs = e["Actor"]["Attributes"]
     checks = {
@@ -711,6 +692,7 @@ def stop(names: list[str], timeout: int | None = None, root: Path | None = None,
     image's StopSignal, else SIGTERM), then SIGKILL after its ``--stop-timeout`` (else 10 s).
     A ``--rm`` container is gone when this returns."""
     from minidocker.runtime import lifecycle
+    from minidocker.runtime.container import container_event
     from minidocker.runtime.spec import parse_signal
 
     containers = _containers(root)
@@ -722,6 +704,7 @@ def stop(names: list[str], timeout: int | None = None, root: Path | None = None,
             wait = timeout if timeout is not None else c.spec.stop_timeout
             lifecycle.stop_container(c, sig, 10 if wait is None else wait)
             _settle(containers, c)
+        container_event(c, "stop")
         yield name
 
 
@@ -954,6 +937,48 @@ def prune(root: Path | None = None) -> list[str]:
     return list(rm([c.id for c in _containers(root).all() if not c.running], root=root))
 
 
+# -- events (eventlog.py writes them, eventstream.py reads them) ------------------------------
+def _told(root: Path | None, action: str, result, actor_id: str, name: str = ""):
+    """Record the image event ``action`` of ``actor_id`` (docker's: the reference for
+    ``pull`` and ``push``, else the image ID; ``name`` the image's name), and hand
+    ``result`` back, so that a verb's return line can tell of itself."""
+    from minidocker.eventlog import record
+
+    record(root or default_root(), "image", action, actor_id, {"name": name or actor_id})
+    return result
+
+
+def _told_lines(root: Path | None, lines: list[str], image_id: str = "") -> list[str]:
+    """The image events of rmi's and load's lines: ``Untagged: REF`` is an ``untag`` and
+    ``Deleted: ID`` of the image a ``delete`` (docker names the image by its ID in both);
+    ``Loaded image: REF`` and ``Loaded image ID: ID`` are a ``load``."""
+    for line in lines:
+        label, _, what = line.partition(": ")
+        if label == "Untagged" or (label == "Deleted" and what == image_id):
+            _told(root, "untag" if label == "Untagged" else "delete", None, image_id)
+        elif label in ("Loaded image", "Loaded image ID"):
+            _told(root, "load", None, what)
+    return lines
+
+
+def events(
+    since: str | None = None, until: str | None = None, filters: list[str] = (), root: Path | None = None
+) -> Iterator[dict[str, Any]]:
+    """``docker events``: the store's events in ``[since, until]`` that pass ``filters``,
+    then (without ``until``, or with one still to come) the new ones as they happen. The
+    time forms and the filters are checked before anything is read."""
+    import time
+
+    from minidocker.eventstream import parse_filters, parse_time, read_events
+
+    now = time.time_ns()
+    since_ns = parse_time(since, now) if since else None
+    until_ns = parse_time(until, now) if until else None
+    wanted = parse_filters(list(filters))
+    follow = until_ns is None or until_ns > now
+    return read_events(str(root or default_root()), since_ns, until_ns, wanted, follow)
+
+
 # -- --explain ------------------------------------------------------------------------------
 def listen_events(fn: Callable[[dict[str, Any]], None] | None) -> None:
     from minidocker.linux import events
@@ -1063,7 +1088,8 @@ def push(ref: str, root: Path | None = None, progress: Callable | None = None, c
     from minidocker.image.push import CHUNK_SIZE, push_image
     from minidocker.image.reference import parse
 
-    return push_image(_store(root), parse(ref), progress, chunk_size or CHUNK_SIZE)
+    result = push_image(_store(root), parse(ref), progress, chunk_size or CHUNK_SIZE)
+    return _told(root, "push", result, str(result.ref))
 
 
 def save(names: list[str], output: Path | None = None, stream=None, root: Path | None = None) -> None:
@@ -1075,6 +1101,8 @@ def save(names: list[str], output: Path | None = None, stream=None, root: Path |
         save_to_file(store, names, output)
     else:
         save_images(store, names, stream)
+    for name in names:
+        _told(root, "save", None, store.resolve(name), name)
 
 
 def load(
@@ -1084,7 +1112,7 @@ def load(
     directory, or ``stdin``; returns the ``Loaded image: ...`` lines."""
     from minidocker.image.archive import load_images
 
-    return load_images(_store(root), input, stdin, progress)
+    return _told_lines(root, load_images(_store(root), input, stdin, progress))
 
 
 def export(name: str, output: Path | None = None, fd: int | None = None, root: Path | None = None) -> int:
@@ -1117,13 +1145,15 @@ def import_(
 
     store = _store(root)
     if source == "-":
-        return import_tarball(store, stdin, "-", ref, list(changes), message)
-    try:
-        f = open(source, "rb")
-    except OSError as e:
-        raise _Err(f"cannot open {source}: {e.strerror}") from None
-    with f:
-        return import_tarball(store, f, source, ref, list(changes), message)
+        image_id = import_tarball(store, stdin, "-", ref, list(changes), message)
+    else:
+        try:
+            f = open(source, "rb")
+        except OSError as e:
+            raise _Err(f"cannot open {source}: {e.strerror}") from None
+        with f:
+            image_id = import_tarball(store, f, source, ref, list(changes), message)
+    return _told(root, "import", image_id, image_id)
 
 
 # -- images out of containers: diff, commit, history, build ---------------------------------------

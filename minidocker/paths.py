@@ -19,6 +19,7 @@ nothing else in minidocker joins a store path from strings. What a student finds
       locks/gc.lock                 the garbage collector (writers hold it shared),
       locks/networks.lock           the network records
       locks/volumes.lock            the volume records
+      locks/events.lock             the event log's rotation
       networks/<name>.json          bridge, subnet, gateway, container -> address
       networks/<name>.dns.pid       the network's resolver (user networks, while it has containers)
       volumes/.new-*/               a volume being made (renamed to <name>/ once whole) or removed
@@ -26,6 +27,7 @@ nothing else in minidocker joins a store path from strings. What a student finds
         _data/                        its files: bound onto the container's path
         volume.json                   driver, labels, options, creation time
       build-cache.json              build steps (parent, instruction, content) -> image
+      events.jsonl events.jsonl.1   the event log (`minidocker events`), one JSON event a line; the rotated older part
       containers/.lock              held while a container record is made, changed or removed
       containers/.new-<id>/         a record being made; renamed to <id>/ once whole
       containers/.rm-<id>/          a record being removed
@@ -151,6 +153,9 @@ class Layout:
     gc_lock = below("gc.lock", base="locks_dir")
     networks_lock = below("networks.lock", base="locks_dir")
     volumes_lock = below("volumes.lock", base="locks_dir")
+    events_lock = below("events.lock", base="locks_dir")  # (eventlog.py)
+    event_log = below("events.jsonl", base="root")
+    rotated_event_log = below("events.jsonl.1", base="root")
     layers_dir = below("layers", base="root")
     index = below("images", "index.json", base="root")  # tags -> image ID, and the image records
     build_cache = below("build-cache.json", base="root")

@@ -81,6 +81,7 @@ def _register() -> None:
         archive,
         commit,
         containers,
+        events,
         images,
         login,
         network,

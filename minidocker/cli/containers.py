@@ -176,28 +176,6 @@ def wait(containers: list[str]) -> None:
     _each(containers, lambda names: api.wait(names, root=state.root))
 
 
-@app.command(help="Get real time events (container create, start, die, destroy, pause, unpause).")
-def events(
-    since: str | None = typer.Option(None, "--since", help="Show the events since a time (or for 42m)."),
-    until: str | None = typer.Option(None, "--until", help="Stream the events until a time (or 42m ago)."),
-    filters: list[str] = typer.Option([], "--filter", "-f", help="container=, event=, image=, type= (KEY=VALUE)."),
-    fmt: str | None = typer.Option(None, "--format", help="'json' for one JSON object per line."),
-) -> None:
-    for e in api.events(since, until, filters, root=state.root):
-        if fmt == "json":
-            print(json.dumps(e), flush=True)
-            continue
-        attrs = ", ".join(f"{k}={v}" for k, v in e["Actor"]["Attributes"].items())
-        print(f"{nano_time(e['timeNano'])} {e['Type']} {e['Action']} {e['id']} ({attrs})", flush=True)
-
-
-def nano_time(ns: int) -> str:
-    """A Unix time in nanoseconds as docker's events show it: RFC 3339 with nanoseconds."""
-    import time
-
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
-
-
 container_app = typer.Typer(help="Manage containers.", no_args_is_help=True)
 app.add_typer(container_app, name="container")
 

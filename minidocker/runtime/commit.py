@@ -103,6 +103,9 @@ def commit_container(
             comment=message,
             tag=str(parse(ref)) if ref else None,
         )
+    from minidocker.runtime.container import container_event
+
+    container_event(c, "commit", comment=message, imageID=image_id, imageRef=parse(ref).familiar() if ref else "")
     return image_id
 
 
@@ -115,9 +118,19 @@ def frozen_for_commit(containers, c, pause: bool):
         return contextlib.nullcontext()
     from minidocker.linux import cgroups
     from minidocker.linux.cgroups.freezer import hold_frozen
+    from minidocker.runtime.container import container_event
+
+    def marked(status: str, new_status: str, action: str):
+        """state.json says so, then docker's ``pause``/``unpause`` event tells of it."""
+
+        def mark() -> None:
+            if containers.update_if(c, status, Status=new_status):
+                container_event(c, action)
+
+        return mark
 
     return hold_frozen(
         cgroups.manager(c.id),
-        on_frozen=lambda: containers.update_if(c, "running", Status="paused"),
-        on_thawed=lambda: containers.update_if(c, "paused", Status="running"),
+        on_frozen=marked("running", "paused", "pause"),
+        on_thawed=marked("paused", "running", "unpause"),
     )

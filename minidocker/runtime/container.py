@@ -19,6 +19,7 @@ import os
 import time
 from pathlib import Path
 
+from minidocker import eventlog
 from minidocker.errors import Conflict, NoSuchContainer, StoreError
 from minidocker.fsutil import locked, make_private_dir, read_json, remove_tree, write_json
 from minidocker.linux.procfs import boot_id
@@ -278,7 +279,9 @@ class ContainerStore:
             write_json(tmp.config, spec.to_json())
             write_json(tmp.state, state)
             os.rename(tmp.dir, d.dir)  # the record appears whole, or not at all
-        return Container(d, spec, state)
+        c = Container(d, spec, state)
+        container_event(c, "create")
+        return c
 
     def _reclaim_unfinished(self) -> None:
         """Remove what a killed ``create`` or ``rm`` left (``.new-*``, ``.rm-*``). The caller
@@ -301,8 +304,9 @@ class ContainerStore:
                         f'"{other.id}". You have to remove (or rename) that container to be able to '
                         "reuse that name."
                     )
-            c.spec.name = new_name
+            old_name, c.spec.name = c.spec.name, new_name
             write_json(c.layout.config, c.spec.to_json())
+        container_event(c, "rename", oldName="/" + old_name)
 
     def save_spec(self, c: Container) -> None:
         """``update``: the container's changed spec (its limits, its restart policy) written
@@ -353,6 +357,7 @@ class ContainerStore:
                     FinishedAt=c.state.get("FinishedAt") or now_iso(),
                     Error="the container's monitor died; exit code unknown (137 assumed)",
                 )
+                container_event(c, "die", exitCode=c.state["ExitCode"])  # (no one else saw it die)
         return c
 
     def remove_files(self, c: Container) -> None:
@@ -364,6 +369,16 @@ class ContainerStore:
             except FileNotFoundError:
                 return
             remove_tree(gone)
+        container_event(c, "destroy")
+
+
+def container_event(c: Container, action: str, **extra: str | int) -> None:
+    """Tell ``minidocker events`` of a container's change (eventlog.py), with docker's
+    attributes: the container's labels, its image and name, and ``extra`` (``exitCode``
+    for ``die``, ``signal`` for ``kill``)."""
+    attributes = {**c.spec.labels, "image": c.spec.image, "name": c.spec.name}
+    attributes.update((k, str(v)) for k, v in extra.items())
+    eventlog.record(c.layout.store.root, "container", action, c.id, attributes)
 
 
 def dead_record(d: ContainerLayout, cid: str, spec: ContainerSpec | None, reason: str) -> Container:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from minidocker.errors import Conflict, ExitCode, StartFailed, exit_code
 from minidocker.linux import capabilities, cgroups
 from minidocker.linux import syscalls as sc
-from minidocker.runtime.container import Container, alive
+from minidocker.runtime.container import Container, alive, container_event
 from minidocker.runtime.init import (
     InitPipes,
     finish_and_exec,
@@ -57,6 +57,8 @@ def exec_in(
     if c.state.get("Status") == "paused":
         raise Conflict(f"Container {c.id[:12]} is paused, unpause the container before exec")
     spec = exec_spec(c.spec, argv, env, cwd, user, tty, interactive)
+    exec_id, command = os.urandom(32).hex(), " ".join(argv)  # docker's events name an exec by its command
+    container_event(c, f"exec_create: {command}", execID=exec_id)
     compiled_filter = compile_security(spec, seccomp_cache(c))
     capabilities.preload()  # as init's load_security: prctl imported before we join the mount namespace
     preload_tty(spec)
@@ -77,10 +79,11 @@ def exec_in(
         pass  # the container may have no cgroup left (it is exiting)
     channels.go()
     await_execve(channels.err_r, child, error=StartFailed)  # docker's exec: the message alone
+    container_event(c, f"exec_start: {command}", execID=exec_id)
     master = receive_pty(channels.parent_sock)
-    if master is not None:
-        return relay_pty(child, master, interactive)
-    return wait_foreground(child)
+    code = relay_pty(child, master, interactive) if master is not None else wait_foreground(child)
+    container_event(c, "exec_die", execID=exec_id, exitCode=code)
+    return code
 
 
 def exec_spec(

@@ -55,7 +55,7 @@ from minidocker.linux import syscalls as sc
 from minidocker.record import field, record
 from minidocker.runtime import rootfs
 from minidocker.runtime.attach import attach_network, detach_network
-from minidocker.runtime.container import Container, ContainerStore, alive, now_iso
+from minidocker.runtime.container import Container, ContainerStore, alive, container_event, now_iso
 from minidocker.runtime.forked import read_report
 from minidocker.runtime.init import InitPipes, container_init, preload_tty, userns_init
 from minidocker.runtime.spec import STREAMS, ContainerSpec
@@ -620,6 +620,7 @@ def record_running(store: ContainerStore, launch: Launch, monitor_pid: int) -> N
         Network=None,  # (a record from before had its one attachment here)
         Networks={name: att.__dict__ for name, att in launch.attachments.items()},
     )
+    container_event(c, "start")
 
 
 def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path], attached: tuple[str, ...] = ()) -> int:
@@ -635,6 +636,7 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path], att
                 if started.master is not None
                 else wait_foreground(started.pid)
             )
+            container_event(c, "die", exitCode=code)
             return code  # no "exited" record to write (and fsync): cleanup removes the record
         code = _run_attached_logged(store, c, lowerdirs, {s.lower() for s in attached} or set(STREAMS))
         record_exit(store, c, code, oom_killed=cgroups.manager(c.id).oom_killed())
@@ -676,6 +678,9 @@ def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Pa
 
 def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool = False) -> None:
     """docker reports an OOM kill as exit 137 with State.OOMKilled true."""
+    if oom_killed:
+        container_event(c, "oom")
+    container_event(c, "die", exitCode=code)  # (before the record: `stop` waits for the record, then says "stop")
     store.update(c, Status="exited", ExitCode=code, Pid=0, FinishedAt=now_iso(), OOMKilled=oom_killed)
     detach_network(c)
 
@@ -720,6 +725,7 @@ def signal_container(c: Container, sig: int) -> None:
         raise Conflict(f"Cannot kill container: {c.id[:12]}: container {c.id[:12]} is not running")
     assert pid is not None  # alive() is false without a PID
     os.kill(pid, sig)
+    container_event(c, "kill", signal=sig)
     if c.state.get("Status") == "paused":  # a frozen process gets the signal only once thawed
         unpause(ContainerStore(c.layout.store.root), c)
 
@@ -733,6 +739,7 @@ def pause(store: ContainerStore, c: Container) -> None:
         raise Conflict(f"Container {c.id[:12]} is already paused")
     cgroups.manager(c.id).freeze()
     store.update_if(c, "running", Status="paused")
+    container_event(c, "pause")
 
 
 def unpause(store: ContainerStore, c: Container) -> None:
@@ -740,6 +747,7 @@ def unpause(store: ContainerStore, c: Container) -> None:
         raise Conflict(f"Container {c.id[:12]} is not paused")
     cgroups.manager(c.id).thaw()
     store.update_if(c, "paused", Status="running")
+    container_event(c, "unpause")
 
 
 def wait_gone(c: Container, timeout: float) -> bool:

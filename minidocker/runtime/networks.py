@@ -25,6 +25,7 @@ import os
 import re
 from pathlib import Path
 
+from minidocker import eventlog
 from minidocker.errors import Conflict, MinidockerError, NoSuchNetwork
 from minidocker.fsutil import locked, read_json, write_json
 from minidocker.paths import Layout, prepare_store
@@ -104,6 +105,7 @@ class NetworkStore:
                 "Names": {},
             }
             write_json(self.layout.network(name), doc)
+        network_event(self.root, "create", doc)
         return doc
 
     def remove(self, name: str) -> dict[str, Any]:
@@ -114,6 +116,7 @@ class NetworkStore:
             if doc["Containers"]:
                 raise Conflict(f"error while removing network: network {name} has active endpoints")
             self.layout.network(name).unlink()
+        network_event(self.root, "destroy", doc)
         return doc
 
     def allocate(
@@ -132,6 +135,7 @@ class NetworkStore:
             doc = self.get(name)
             if container_id not in doc["Containers"]:
                 doc["Containers"][container_id] = self._free_address(doc, requested)
+                network_event(self.root, "connect", doc, container_id)
             if names is not None:
                 doc.setdefault("Names", {})[container_id] = names
             if dns:
@@ -162,6 +166,7 @@ class NetworkStore:
                 doc.get("Names", {}).pop(container_id, None)
                 doc.get("Dns", {}).pop(container_id, None)
                 write_json(self.layout.network(name), doc)
+                network_event(self.root, "disconnect", doc, container_id)
         return doc
 
     def joined(self, container_id: str) -> list[str]:
@@ -227,3 +232,12 @@ def _remove_line(path: Path, line: str) -> None:
             f.truncate()
     except FileNotFoundError:
         pass
+
+
+def network_event(root: Path, action: str, doc: dict[str, Any], container_id: str | None = None) -> None:
+    """docker's network event: the network's ID, its name and type; the container's ID too
+    for ``connect`` and ``disconnect``."""
+    attributes = {"name": doc["Name"], "type": doc.get("Driver", "bridge")}
+    if container_id:
+        attributes["container"] = container_id
+    eventlog.record(root, "network", action, doc["Id"], attributes)

@@ -29,6 +29,7 @@ import os
 import time
 from pathlib import Path
 
+from minidocker import eventlog
 from minidocker.errors import Conflict, MinidockerError, NoSuchVolume
 from minidocker.fsutil import locked, make_private_dir, read_json, remove_tree, write_json
 from minidocker.paths import NEW_VOLUME_PREFIX, Layout, VolumeLayout, prepare_store
@@ -114,6 +115,7 @@ class VolumeStore:
         from minidocker.linux.events import emit
 
         emit("volume_create", name=name, path=str(v.data))
+        eventlog.record(self.root, "volume", "create", name, {"driver": "local"})
         return {**record, "Mountpoint": str(v.data)}
 
     def ensure(self, m: MountSpec) -> dict[str, Any]:
@@ -176,6 +178,7 @@ class VolumeStore:
         from minidocker.linux.events import emit
 
         emit("volume_remove", name=v.dir.name)
+        eventlog.record(self.root, "volume", "destroy", v.dir.name, {"driver": "local"})
 
     def prune(self, all_unused: bool = False) -> tuple[list[str], int]:
         """``volume prune [-a]``: the volumes no container uses, only anonymous ones unless
