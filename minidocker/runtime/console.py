@@ -133,7 +133,16 @@ class ConsoleServer:
         sock.close()
 
     def close(self, code: int) -> None:
-        """The container exited with ``code``: tell every client, then close everything."""
+        """The container exited with ``code``: tell every client, then close everything;
+        a client still waiting in the listen queue (a ``wait`` that connected just now) is
+        accepted first, so it hears the code too."""
+        self.listener.setblocking(False)
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:  # (BlockingIOError: no one else is waiting)
+                break
+            self.clients[sock.fileno()] = (sock, b"")
         for fd, (sock, _) in list(self.clients.items()):
             with contextlib.suppress(OSError):
                 sock.sendall(frame(EXIT, struct.pack(">i", code)), socket.MSG_DONTWAIT)

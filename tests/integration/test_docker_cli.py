@@ -212,6 +212,17 @@ def gone(md, cid: str, timeout: float = 10) -> bool:
     return False
 
 
+def connected(pid: int) -> bool:
+    """Whether process ``pid`` holds a connected unix socket (St 03 in /proc/net/unix)."""
+    try:
+        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    except FileNotFoundError:
+        return False
+    with open("/proc/net/unix") as f:
+        rows = [line.split() for line in f][1:]
+    return any(len(r) > 6 and r[5] == "03" and f"socket:[{r[6]}]" in inodes for r in rows)
+
+
 def test_stop_and_kill_remove_an_rm_container(md_run, bb):
     loop = "while :; do sleep 0.05; done"
     a = md_run.ok("run", "-d", "--rm", bb, "sh", "-c", loop).stdout.strip()
@@ -219,6 +230,9 @@ def test_stop_and_kill_remove_an_rm_container(md_run, bb):
     assert a not in md_run.ok("ps", "-aq", "--no-trunc").stdout  # gone when stop returns
     b = md_run.ok("run", "-d", "--rm", bb, "sh", "-c", loop).stdout.strip()
     waiter = md_run.popen("wait", b)
+    deadline = time.monotonic() + 30
+    while not connected(waiter.pid) and time.monotonic() < deadline:  # to the monitor's console socket
+        time.sleep(0.02)
     md_run.ok("kill", b)
     out, _ = waiter.communicate(timeout=30)
     assert (waiter.returncode, out) == (0, "137\n")  # wait hears the code before the record goes
