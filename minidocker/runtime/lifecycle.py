@@ -9,7 +9,9 @@
     connect_network                      a network namespace wired to each of the container's
                                          networks (attach.py), or join_network: another
                                          container's (--network container:X)
-    join_ipc                             --ipc container:X: an fd of X's IPC namespace
+    join_ipc                             --ipc container:X: an fd of X's IPC namespace, and
+                                         X's /dev/shm; or mount_shareable_shm: a /dev/shm on
+                                         the host's side, for others to share (--ipc shareable)
     fork_init                            unshare(CLONE_NEWPID), fork: our child is PID 1 of a
                                          new PID namespace and runs runtime/init.py; then
                                          setns(our own PID namespace): our later children
@@ -364,6 +366,8 @@ def start(
             connect_network(launch)
         if c.spec.ipc_mode.startswith("container:"):
             join_ipc(store, launch)
+        elif c.spec.ipc_mode == "shareable":
+            mount_shareable_shm(launch)
         fork_init(launch, (stdin, stdout, stderr))
         find_init_pid(launch)
         if launch.bridged and c.spec.idmap and launch.init_pid:
@@ -394,6 +398,7 @@ def start(
     except StartFailed as e:
         store.update(c, Status="exited", ExitCode=e.exit_code, Pid=0, FinishedAt=now_iso(), Error=e.message)
         detach_network(c)
+        release_shm(c)
         raise
     return Started(launch.pid, receive_pty(channels.parent_sock))
 
@@ -404,6 +409,7 @@ def abandon(launch: Launch) -> None:
         os.kill(launch.pid, signal.SIGKILL)
         os.waitpid(launch.pid, 0)
         detach_network(launch.c)
+    release_shm(launch.c)
 
 
 @step
@@ -468,6 +474,22 @@ def join_ipc(store: ContainerStore, launch: Launch) -> None:
     if other.spec.ipc_mode not in ("shareable", "host"):
         raise Conflict("non-shareable IPC (hint: use IpcMode:shareable for the donor container)")
     launch.ipcns_fd = procfs.open_namespace(other.state["Pid"], "ipc")
+    launch.plan.shm = shm_source("host") if other.spec.ipc_mode == "host" else str(other.layout.shm)
+
+
+@step
+def mount_shareable_shm(launch: Launch) -> None:
+    """``--ipc shareable``: the container's /dev/shm made on the host's side, a tmpfs at
+    containers/<id>/shm that the child binds at /dev/shm, so that a container which joins
+    this IPC namespace (--ipc container:X) binds the same one and sees the same POSIX
+    shared memory, as docker does. See it: ``findmnt -t tmpfs | grep shm`` on the host."""
+    path = launch.c.layout.shm
+    path.mkdir(exist_ok=True)
+    if not os.path.ismount(path):  # (a restart: still mounted if its stop did not run)
+        size = launch.c.spec.shm_size or rootfs.DEFAULT_SHM_SIZE
+        flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+        sc.mount("shm", str(path), "tmpfs", flags, f"mode=1777,size={size}")
+    launch.plan.shm = str(path)
 
 
 @step
@@ -725,6 +747,17 @@ def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool
     """docker reports an OOM kill as exit 137 with State.OOMKilled true."""
     store.update(c, Status="exited", ExitCode=code, Pid=0, FinishedAt=now_iso(), OOMKilled=oom_killed)
     detach_network(c)
+    release_shm(c)
+
+
+def release_shm(c: Container) -> None:
+    """A shareable container's /dev/shm, unmounted from the host once it stops (as docker
+    does); containers that bound it keep theirs until they end (MNT_DETACH)."""
+    if c.spec.ipc_mode == "shareable":
+        try:
+            sc.umount2(str(c.layout.shm), sc.MNT_DETACH)
+        except OSError:  # not mounted: a start that failed before, a second stop
+            pass
 
 
 def cleanup(store: ContainerStore, c: Container, remove_volumes: bool = False) -> None:
@@ -734,6 +767,7 @@ def cleanup(store: ContainerStore, c: Container, remove_volumes: bool = False) -
         stop_monitors(cgroups.manager(c.id).pids())
     cgroups.manager(c.id).destroy()
     detach_network(c)
+    release_shm(c)
     store.remove_files(c)
     if (remove_volumes or c.spec.auto_remove) and c.spec.volumes:
         from minidocker.runtime.volumes import VolumeStore

@@ -92,25 +92,37 @@ def test_ipc_host_and_private(md_run, bb, host_segment):
 
 
 def test_ipc_container_and_none(md_run, bb):
-    """``container:X`` joins shareable X's IPC namespace (a segment X made is seen); a
-    private X is refused, as a stopped one; ``none`` has a namespace and no /dev/shm."""
+    """``container:X`` joins shareable X's IPC namespace and /dev/shm (a file X wrote there
+    is seen); a private X is refused, as a stopped one, whose /dev/shm is unmounted from the
+    host; ``none`` has a namespace of its own and no /dev/shm."""
     donor, private = f"ipcdonor-{os.getpid()}", f"ipcprivate-{os.getpid()}"
     md_run.ok("run", "-d", "--name", donor, "--ipc", "shareable", bb, "sleep", "60")
     md_run.ok("run", "-d", "--name", private, bb, "sleep", "60")
     pid = inspect(md_run, donor)["State"]["Pid"]
     theirs = os.readlink(f"/proc/{pid}/ns/ipc")
     assert inspect(md_run, donor)["HostConfig"]["IpcMode"] == "shareable"
-    r = md_run.ok("run", "--rm", "--ipc", f"container:{donor}", bb, "readlink", "/proc/self/ns/ipc")
-    assert r.stdout == theirs + "\n"
+    md_run.ok("exec", donor, "sh", "-c", "echo shared > /dev/shm/note")
+    r = md_run.ok(
+        "run", "--rm", "--ipc", f"container:{donor}", bb, "sh", "-c", "readlink /proc/self/ns/ipc; cat /dev/shm/note"
+    )
+    assert r.stdout == theirs + "\nshared\n"  # its namespace, and its /dev/shm
     r = md_run("run", "--rm", "--ipc", f"container:{private}", bb, "true")
     assert r.returncode == 125 and "non-shareable IPC" in r.stderr and one_error(r.stderr), r.stderr
     script = "readlink /proc/self/ns/ipc; test -e /dev/shm && echo shm; grep -c ' /dev/shm ' /proc/self/mountinfo"
     r = md_run("run", "--rm", "--ipc", "none", bb, "sh", "-c", script)
     ns, count = r.stdout.split()
     assert ns not in (theirs, os.readlink("/proc/self/ns/ipc")) and count == "0"  # (and no "shm" line)
+    donor_id = inspect(md_run, donor)["Id"]
+    with open("/proc/self/mountinfo") as f:
+        assert f"/containers/{donor_id}/shm " in f.read()  # its /dev/shm, on the host's side
     md_run.ok("stop", "-t", "0", donor)
     r = md_run("run", "--rm", "--ipc", f"container:{donor}", bb, "true")
     assert r.returncode == 125 and "cannot join IPC of a non running container" in r.stderr, r.stderr
+    gone = md_run.ok("run", "-d", "--ipc", "shareable", bb, "sleep", "60").stdout.strip()
+    md_run.ok("rm", "-f", gone)  # running: its /dev/shm unmounted before its directory goes
+    with open("/proc/self/mountinfo") as f:
+        mounts = f.read()
+    assert f"/containers/{donor_id}/shm " not in mounts and f"/containers/{gone}/shm " not in mounts
 
 
 BAD = [  # (flags, docker's words)
