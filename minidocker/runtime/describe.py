@@ -153,7 +153,7 @@ def _host_config(spec) -> dict[str, Any]:
         "Sysctls": spec.sysctls or None,
         "PidMode": spec.pid_mode,
         "IpcMode": spec.ipc_mode,
-        "Devices": spec.devices or None,
+        "Devices": spec.devices,  # (docker shows [] for none, and null for no rules)
         "DeviceCgroupRules": spec.device_cgroup_rules or None,
     }
 

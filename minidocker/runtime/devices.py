@@ -105,7 +105,10 @@ def _nodes_under(host_dir: str, container_dir: str, perms: str) -> list[dict[str
     for top, _dirs, files in os.walk(host_dir):
         for name in sorted(files):
             host = os.path.join(top, name)
-            st = os.lstat(host)
+            try:
+                st = os.lstat(host)
+            except FileNotFoundError:  # gone while we looked (a pty closed under /dev/pts)
+                continue
             if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
                 inside = os.path.join(container_dir, os.path.relpath(host, host_dir))
                 nodes.append(_node(st, host, inside, perms))
