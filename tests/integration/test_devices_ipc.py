@@ -29,16 +29,20 @@ def inspect(md, name: str) -> dict:
 def test_device_nodes_and_cgroup(md_run, bb):
     """The nodes passed are there as the host has them and usable; a node made inside that
     no rule allows is refused by the cgroup (EPERM), even to root with CAP_MKNOD."""
+    if not os.path.exists("/dev/net/tun"):
+        pytest.fail("/dev/net/tun is missing: load the tun module (modprobe tun)")
     script = (
         "stat -c '%t:%T %a %u:%g %F' /dev/mynull; echo hi > /dev/mynull && echo wrote;"
         "head -c 5 /dev/zero | wc -c; mknod /dev/ctl c 10 237 && echo made;"
-        "(: < /dev/ctl) 2>&1 || echo refused"
+        "(: < /dev/ctl) 2>&1 || echo refused; stat -c '%t:%T' /dev/tunnels/tun"
     )
-    r = md_run.ok("run", "--rm", "--device", "/dev/null:/dev/mynull", "--device", "/dev/zero", bb, "sh", "-c", script)
+    passed = ["--device", "/dev/null:/dev/mynull", "--device", "/dev/zero", "--device", "/dev/net:/dev/tunnels"]
+    r = md_run.ok("run", "--rm", *passed, bb, "sh", "-c", script)
     lines = r.stdout.splitlines()
     assert lines[0] == "1:3 666 0:0 character special file"
     assert lines[1:4] == ["wrote", "5", "made"]
     assert "Operation not permitted" in lines[4] and lines[5] == "refused"
+    assert lines[6] == "a:c8"  # a directory: every node under it (/dev/net/tun is c 10:200)
 
 
 def test_device_read_only_permissions(md_run, bb):
