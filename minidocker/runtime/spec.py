@@ -446,8 +446,9 @@ IPC_MODES = ("private", "shareable", "host", "none")
 
 
 def check_ipc_mode(opts: RunOptions) -> None:
-    """``--ipc``: one of docker's modes, or container:NAME; docker's words if not."""
-    mode = opts.ipc or ""
+    """``--ipc``: one of docker's modes, or container:NAME (empty: the default, private);
+    docker's words if not."""
+    mode = opts.ipc or "private"
     if mode not in IPC_MODES and not (mode.startswith("container:") and len(mode) > 10):
         raise MinidockerError("--ipc: invalid IPC mode")
     if mode != "private" and opts.userns == "auto":

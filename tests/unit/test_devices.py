@@ -1,6 +1,6 @@
 """``--device`` and ``--device-cgroup-rule`` read as docker reads them (runtime/devices.py),
 and the device cgroup's rules they add on top of docker's defaults, run through the v2
-filter's program (the interpreter of tests/unit/test_bpf_program.py)."""
+filter's program (the interpreter of tests/unit/test_bpf_program.py); and ``--ipc``'s modes."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 from minidocker.errors import MinidockerError
 from minidocker.linux import bpf
 from minidocker.linux.cgroups import DEVICE_RULES, Limits
+from minidocker.options import RunOptions
 from minidocker.runtime import devices
-from minidocker.runtime.spec import ContainerSpec
+from minidocker.runtime.spec import ContainerSpec, check_ipc_mode
 from tests.unit.test_bpf_program import run
 
 
@@ -99,3 +100,23 @@ def test_rules_come_after_docker_defaults_and_allow_what_they_say():
     assert run(program, bpf.DEV_CHAR, 10, 237, read | write) == 1  # the rule's
     assert run(program, bpf.DEV_CHAR, 11, 0, read) == 0  # no rule's
     assert run(bpf.device_program(DEVICE_RULES), bpf.DEV_CHAR, 10, 237, read) == 0  # not a default
+
+
+@pytest.mark.parametrize("mode", ["", "private", "shareable", "host", "none", "container:web"])
+def test_ipc_modes_accepted(mode):
+    check_ipc_mode(RunOptions(ipc=mode))  # ("": docker's default, private)
+
+
+@pytest.mark.parametrize(
+    ("mode", "userns", "words"),
+    [
+        ("bogus", "host", "--ipc: invalid IPC mode"),
+        ("container:", "host", "--ipc: invalid IPC mode"),
+        ("Host", "host", "--ipc: invalid IPC mode"),
+        ("host", "auto", "--ipc is not supported with --userns=auto"),
+    ],
+)
+def test_ipc_modes_refused(mode, userns, words):
+    with pytest.raises(MinidockerError) as e:
+        check_ipc_mode(RunOptions(ipc=mode, userns=userns))
+    assert str(e.value) == words
