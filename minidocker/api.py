@@ -402,11 +402,14 @@ def _volumes_from(containers, specs: list[str]) -> list:
 
 def _joined_container(opts: RunOptions, root: Path | None):
     """``--network container:X``: X named by its full ID in the record, X found (its host
-    name is shared); (opts, X or None). ``--pid container:Y``: Y by its full ID too."""
+    name is shared); (opts, X or None). ``--pid container:Y``, ``--ipc container:Z``: by
+    their full IDs too."""
     from minidocker.record import replace
 
     if opts.pid and opts.pid.startswith("container:"):
         opts = replace(opts, pid="container:" + _containers(root).find(opts.pid.removeprefix("container:")).id)
+    if opts.ipc and opts.ipc.startswith("container:"):
+        opts = replace(opts, ipc="container:" + _containers(root).find(opts.ipc.removeprefix("container:")).id)
     if not opts.network.startswith("container:"):
         return opts, None
     joined = _containers(root).find(opts.network.removeprefix("container:"))

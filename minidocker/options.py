@@ -108,6 +108,13 @@ class RunOptions:
     restart: str = flag("--restart", default="no", help="no, always, unless-stopped, on-failure[:N].")
     ulimit: list[str] = flag("--ulimit", default=[], help="NAME=SOFT[:HARD] resource limit (nofile=1024:2048).")
     pid: str | None = flag("--pid", help="PID namespace: host, or container:NAME to share another's.")
+    ipc: str | None = flag(
+        "--ipc", help="IPC namespace: private (the default), shareable, host, none or container:NAME."
+    )
+    device: list[str] = flag("--device", default=[], help="HOST[:CONTAINER][:PERMS]: a host device (PERMS of rwm).")
+    device_cgroup_rule: list[str] = flag(
+        "--device-cgroup-rule", default=[], help="A rule for the device cgroup: 'c 42:* rmw' (type major:minor access)."
+    )
     sysctl: list[str] = flag("--sysctl", default=[], help="A namespaced kernel parameter: net.*, kernel.shm*, ...")
     shm_size: str | None = flag("--shm-size", help="Size of /dev/shm (e.g. 128m; default 64m).")
     log_driver: str = flag("--log-driver", default="json-file", help="json-file, local (rotated: 20m x 5) or none.")

@@ -132,6 +132,7 @@ class ContainerLayout:
     log = below("container.log")
     console = below("console.sock")  # the monitor's, for attach (runtime/console.py)
     layer_views = below("layers")
+    shm = below("shm")  # --ipc shareable: its /dev/shm, a tmpfs on the host's side (container:X binds it too)
 
     def layer_view(self, n: int) -> Path:
         """Where layer ``n`` (top first) is shown idmapped to a --userns=auto container."""

@@ -152,6 +152,9 @@ def _host_config(spec) -> dict[str, Any]:
         "ShmSize": spec.shm_size or 64 << 20,
         "Sysctls": spec.sysctls or None,
         "PidMode": spec.pid_mode,
+        "IpcMode": spec.ipc_mode,
+        "Devices": spec.devices,  # (docker shows [] for none, and null for no rules)
+        "DeviceCgroupRules": spec.device_cgroup_rules or None,
     }
 
 

@@ -4,7 +4,7 @@ The parent has already called ``unshare(CLONE_NEWPID)``, so this process is PID 
 PID namespace. It then runs, in order (``container_init`` reads as a table of contents)::
 
     hide_host_binary       non-dumpable until execve: the container cannot open our /proc/PID/exe
-    enter_namespaces       unshare mount, UTS, IPC, network (unless --network host)
+    enter_namespaces       unshare mount, UTS, IPC, network (unless --network host, --ipc host)
     set_hostname           in our own UTS namespace only
     bring_up_loopback      our network namespace starts with lo down
     load_security          import python-prctl while the host's files are still in sight
@@ -62,6 +62,7 @@ class InitPipes:
     stdout: int | None = None
     stderr: int | None = None
     netns: int | None = None  # a network namespace the parent wired to a bridge (--network bridge)
+    ipcns: int | None = None  # --ipc container:X: X's IPC namespace, opened by the parent
 
 
 @step
@@ -82,17 +83,25 @@ def hide_host_binary() -> None:
 
 
 @step
-def enter_namespaces(spec: ContainerSpec, netns: int | None = None, pid: bool = False) -> None:
+def enter_namespaces(
+    spec: ContainerSpec, netns: int | None = None, pid: bool = False, ipcns: int | None = None
+) -> None:
     """unshare(2) mount, UTS, IPC and network namespaces (not the network with --network
-    host, nor when the parent made ours: then setns(2) into that one); with ``pid`` a PID
-    namespace too, which only our next child enters (--userns=auto: see userns_init)."""
-    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
+    host, nor when the parent made ours: then setns(2) into that one; the same for IPC with
+    --ipc host or container:X); with ``pid`` a PID namespace too, which only our next child
+    enters (--userns=auto: see userns_init)."""
+    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS
     if spec.network != "host" and netns is None:
         flags |= sc.CLONE_NEWNET
+    if spec.ipc_mode != "host" and ipcns is None:
+        flags |= sc.CLONE_NEWIPC
     sc.unshare(flags | (sc.CLONE_NEWPID if pid else 0))
     if netns is not None:  # a bridge network: the parent made and wired our network namespace
         sc.setns(netns, sc.CLONE_NEWNET, why="the network namespace with eth0 on the bridge")
         os.close(netns)
+    if ipcns is not None:  # --ipc container:X
+        sc.setns(ipcns, sc.CLONE_NEWIPC, why="--ipc container:X: X's shared memory, semaphores and queues")
+        os.close(ipcns)
 
 
 @step
@@ -326,7 +335,7 @@ def container_init(
     with exiting_on_failure(pipes.error_w):
         hide_host_binary()
         if not in_userns:
-            enter_namespaces(spec, pipes.netns)
+            enter_namespaces(spec, pipes.netns, ipcns=pipes.ipcns)
         set_hostname(spec)
         bring_up_loopback(spec)
         load_security(spec)

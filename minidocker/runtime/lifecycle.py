@@ -9,6 +9,9 @@
     connect_network                      a network namespace wired to each of the container's
                                          networks (attach.py), or join_network: another
                                          container's (--network container:X)
+    join_ipc                             --ipc container:X: an fd of X's IPC namespace, and
+                                         X's /dev/shm; or mount_shareable_shm: a /dev/shm on
+                                         the host's side, for others to share (--ipc shareable)
     fork_init                            unshare(CLONE_NEWPID), fork: our child is PID 1 of a
                                          new PID namespace and runs runtime/init.py; then
                                          setns(our own PID namespace): our later children
@@ -193,7 +196,22 @@ def rootfs_plan(c: Container, lowerdirs: list[Path]) -> rootfs.RootfsPlan:
         tmpfs=list(c.spec.tmpfs),
         privileged=c.spec.privileged,
         shm_size=c.spec.shm_size or rootfs.DEFAULT_SHM_SIZE,
+        shm=shm_source(c.spec.ipc_mode),
+        devices=container_devices(c.spec) if c.spec.devices else [],
     )
+
+
+def shm_source(ipc_mode: str) -> str:
+    """What the container's /dev/shm is (rootfs.mount_shm): with ``--ipc host`` the host's,
+    as docker binds it; with ``none`` nothing; else a tmpfs of its own."""
+    return {"host": "/dev/shm", "none": "none"}.get(ipc_mode, "")
+
+
+def container_devices(spec: ContainerSpec) -> list[dict]:
+    """``--device``'s nodes, read from the host at each start (runtime/devices.py)."""
+    from minidocker.runtime.devices import container_devices as nodes
+
+    return nodes(spec)
 
 
 def seccomp_cache(c: Container) -> Path:
@@ -309,6 +327,7 @@ class Launch:
     channels: Channels | None = None
     userns_fd: int | None = None  # --userns=auto: the user namespace our child enters
     netns_fd: int | None = None  # a bridge (or container:X): the network namespace our child joins
+    ipcns_fd: int | None = None  # --ipc container:X: the IPC namespace our child joins
     attachments: dict[str, network.Attachment] = field(default_factory=dict)  # network -> our place on it
     pid_r: int = -1  # --userns=auto: userns_init reports PID 1's host PID here
     pid: int = 0  # our child
@@ -345,6 +364,10 @@ def start(
             join_network(store, launch)
         elif launch.bridged and not c.spec.idmap:
             connect_network(launch)
+        if c.spec.ipc_mode.startswith("container:"):
+            join_ipc(store, launch)
+        elif c.spec.ipc_mode == "shareable":
+            mount_shareable_shm(launch)
         fork_init(launch, (stdin, stdout, stderr))
         find_init_pid(launch)
         if launch.bridged and c.spec.idmap and launch.init_pid:
@@ -375,6 +398,7 @@ def start(
     except StartFailed as e:
         store.update(c, Status="exited", ExitCode=e.exit_code, Pid=0, FinishedAt=now_iso(), Error=e.message)
         detach_network(c)
+        release_shm(c)
         raise
     return Started(launch.pid, receive_pty(channels.parent_sock))
 
@@ -385,6 +409,7 @@ def abandon(launch: Launch) -> None:
         os.kill(launch.pid, signal.SIGKILL)
         os.waitpid(launch.pid, 0)
         detach_network(launch.c)
+    release_shm(launch.c)
 
 
 @step
@@ -439,6 +464,35 @@ def join_network(store: ContainerStore, launch: Launch) -> None:
 
 
 @step
+def join_ipc(store: ContainerStore, launch: Launch) -> None:
+    """``--ipc container:X``: our child joins X's IPC namespace (setns), so the two share
+    SysV shared memory, semaphores and message queues; X must be running and shareable."""
+    target = launch.c.spec.ipc_mode.removeprefix("container:")
+    other = store.refresh(store.load(target))
+    if not other.running or not alive(other.state.get("Pid"), other.state.get("PidStartTime")):
+        raise Conflict(f"cannot join IPC of a non running container: {target[:12]}")
+    if other.spec.ipc_mode not in ("shareable", "host"):
+        raise Conflict("non-shareable IPC (hint: use IpcMode:shareable for the donor container)")
+    launch.ipcns_fd = procfs.open_namespace(other.state["Pid"], "ipc")
+    launch.plan.shm = shm_source("host") if other.spec.ipc_mode == "host" else str(other.layout.shm)
+
+
+@step
+def mount_shareable_shm(launch: Launch) -> None:
+    """``--ipc shareable``: the container's /dev/shm made on the host's side, a tmpfs at
+    containers/<id>/shm that the child binds at /dev/shm, so that a container which joins
+    this IPC namespace (--ipc container:X) binds the same one and sees the same POSIX
+    shared memory, as docker does. See it: ``findmnt -t tmpfs | grep shm`` on the host."""
+    path = launch.c.layout.shm
+    path.mkdir(exist_ok=True)
+    if not os.path.ismount(path):  # (a restart: still mounted if its stop did not run)
+        size = launch.c.spec.shm_size or rootfs.DEFAULT_SHM_SIZE
+        flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+        sc.mount("shm", str(path), "tmpfs", flags, f"mode=1777,size={size}")
+    launch.plan.shm = str(path)
+
+
+@step
 def fork_init(launch: Launch, stdio: tuple[int | None, int | None, int | None]) -> None:
     """Fork the container's first process (``become_container``). Without a user namespace,
     unshare(CLONE_NEWPID) first: it changes where *our* next children go, so the child is
@@ -466,7 +520,7 @@ def fork_init(launch: Launch, stdio: tuple[int | None, int | None, int | None]) 
         become_container(launch, stdio, pid_w, own_pid_ns)
     if own_pid_ns != -1:
         sc.setns(own_pid_ns, sc.CLONE_NEWPID, why="our later children stay in our own PID namespace")
-    for fd in (own_pid_ns, launch.userns_fd, pid_w, launch.netns_fd):
+    for fd in (own_pid_ns, launch.userns_fd, pid_w, launch.netns_fd, launch.ipcns_fd):
         if fd is not None and fd != -1:
             os.close(fd)
     launch.channels.close_child_ends()
@@ -497,7 +551,14 @@ def become_container(
             reset_signals()
             stdin, stdout, stderr = stdio
             pipes = InitPipes(
-                ch.sync_r, ch.err_w, ch.console, stdin=stdin, stdout=stdout, stderr=stderr, netns=launch.netns_fd
+                ch.sync_r,
+                ch.err_w,
+                ch.console,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                netns=launch.netns_fd,
+                ipcns=launch.ipcns_fd,
             )
             if launch.userns_fd is not None:
                 userns_init(
@@ -544,9 +605,17 @@ def create_cgroup(launch: Launch) -> None:
     # every rule first (a process must never be in a cgroup whose device rules are half
     # written: "deny all" comes before the allows), then the process (no wait for the
     # kernel's lock here: the start began that wait early, linux/hasten.py)
-    cg.apply_limits(cgroups.Limits(**c.spec.limits), privileged=c.spec.privileged)
+    extra = device_rules(c.spec) if c.spec.devices or c.spec.device_cgroup_rules else ()
+    cg.apply_limits(cgroups.Limits(**c.spec.limits, devices=extra), privileged=c.spec.privileged)
     if launch.init_pid:
         cg.add(launch.init_pid)
+
+
+def device_rules(spec: ContainerSpec) -> tuple[str, ...]:
+    """--device and --device-cgroup-rule's rules for the device cgroup (runtime/devices.py)."""
+    from minidocker.runtime.devices import cgroup_rules
+
+    return cgroup_rules(spec)
 
 
 @step
@@ -683,6 +752,17 @@ def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool
     container_event(c, "die", exitCode=code)  # (before the record: `stop` waits for the record, then says "stop")
     store.update(c, Status="exited", ExitCode=code, Pid=0, FinishedAt=now_iso(), OOMKilled=oom_killed)
     detach_network(c)
+    release_shm(c)
+
+
+def release_shm(c: Container) -> None:
+    """A shareable container's /dev/shm, unmounted from the host once it stops (as docker
+    does); containers that bound it keep theirs until they end (MNT_DETACH)."""
+    if c.spec.ipc_mode == "shareable":
+        try:
+            sc.umount2(str(c.layout.shm), sc.MNT_DETACH)
+        except OSError:  # not mounted: a start that failed before, a second stop
+            pass
 
 
 def cleanup(store: ContainerStore, c: Container, remove_volumes: bool = False) -> None:
@@ -692,6 +772,7 @@ def cleanup(store: ContainerStore, c: Container, remove_volumes: bool = False) -
         stop_monitors(cgroups.manager(c.id).pids())
     cgroups.manager(c.id).destroy()
     detach_network(c)
+    release_shm(c)
     store.remove_files(c)
     if (remove_volumes or c.spec.auto_remove) and c.spec.volumes:
         from minidocker.runtime.volumes import VolumeStore

@@ -8,6 +8,7 @@ Runs in the container's first process, inside its new mount namespace, as root. 
                           first filled from the image: copy_up), tmpfs mounts
     mount_proc            /proc of the new PID namespace
     mount_dev             a tmpfs /dev with a few device nodes, /dev/pts, /dev/shm, /dev/mqueue
+    make_devices          --device: the nodes asked for, as the host has them
     mount_sys             /sys, read-only
     (--userns=auto: the overlay's layers are idmapped mounts, or shifted copies, first)
     mount_etc_files       /etc/hostname, /etc/hosts, /etc/resolv.conf bound from the container dir
@@ -63,6 +64,8 @@ class RootfsPlan:
     idmap: dict[str, int] | None = None  # --userns=auto: {"uid", "gid", "size"}
     layer_views: list[str] = field(default_factory=list)  # --userns=auto: where each layer is shown idmapped
     shm_size: int = DEFAULT_SHM_SIZE  # --shm-size: the bytes /dev/shm holds
+    shm: str = ""  # --ipc: "" a tmpfs of our own at /dev/shm, "none" no /dev/shm, else a host path bound there
+    devices: list[dict] = field(default_factory=list)  # --device: the nodes to make (runtime/devices.py)
 
 
 def make_mounts_private() -> None:
@@ -202,7 +205,7 @@ DEVICES = {  # name: (major, minor), what every container gets (Docker's default
 }
 
 
-def mount_dev(merged: str, in_userns: bool = False, shm_size: int = DEFAULT_SHM_SIZE) -> None:
+def mount_dev(merged: str, in_userns: bool = False, shm_size: int = DEFAULT_SHM_SIZE, shm: str = "") -> None:
     dev = _target(merged, "/dev")
     _ensure_mountpoint(dev, True)
     sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
@@ -217,14 +220,44 @@ def mount_dev(merged: str, in_userns: bool = False, shm_size: int = DEFAULT_SHM_
     # newinstance: the container's own pty numbering, invisible from the host and vice versa
     sc.mount("devpts", f"{dev}/pts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
     os.symlink("pts/ptmx", f"{dev}/ptmx")
-    os.makedirs(f"{dev}/shm")
-    sc.mount("shm", f"{dev}/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, f"mode=1777,size={shm_size}")
+    mount_shm(dev, shm_size, shm)
     os.makedirs(f"{dev}/mqueue")
     sc.mount("mqueue", f"{dev}/mqueue", "mqueue", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
     for name, target in procfs.DEV_LINKS.items():  # fd, stdin, stdout, stderr
         os.symlink(target, f"{dev}/{name}")
     if os.path.exists(procfs.KCORE):
         os.symlink(procfs.KCORE, f"{dev}/core")
+
+
+def mount_shm(dev: str, size: int, source: str = "") -> None:
+    """/dev/shm, where POSIX shared memory (shm_open) lives: a tmpfs of the container's own;
+    with ``--ipc host`` or ``container:X`` the host's or X's bound instead (``source``),
+    shared as the IPC namespace is; ``--ipc none``: no /dev/shm at all."""
+    if source == "none":
+        return
+    os.makedirs(f"{dev}/shm")
+    if source:
+        bind(source, f"{dev}/shm")
+        return
+    sc.mount("shm", f"{dev}/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, f"mode=1777,size={size}")
+
+
+def make_devices(merged: str, nodes: list[dict], in_userns: bool = False) -> None:
+    """``--device``: mknod(2) each node into the container's tree (before pivot_root) with
+    the host node's type, numbers, mode and owner (runtime/devices.py read them). In a user
+    namespace mknod is refused: the host's node is bound onto an empty file instead."""
+    for node in nodes:
+        target = _target(merged, node["path"])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.lexists(target):
+            os.unlink(target)
+        if in_userns:
+            open(target, "a").close()
+            bind(node["host"], target, recursive=False)
+            continue
+        sc.mknod(target, node["mode"], node["major"], node["minor"])
+        os.chmod(target, stat.S_IMODE(node["mode"]))  # mknod obeys the umask: the mode must be exact
+        os.chown(target, node["uid"], node["gid"])
 
 
 def mount_sys(merged: str, writable: bool = False) -> None:
@@ -335,7 +368,9 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
         mount_volumes(plan)  # (in a user namespace, our parent bound them as host root already)
     mount_tmpfs(plan)
     mount_proc(plan.merged)
-    mount_dev(plan.merged, in_userns, plan.shm_size)
+    mount_dev(plan.merged, in_userns, plan.shm_size, plan.shm)
+    if plan.devices:
+        make_devices(plan.merged, plan.devices, in_userns)
     mount_sys(plan.merged, writable=plan.privileged)
     mount_etc_files(plan)
     pivot_root(plan.merged)

@@ -82,6 +82,9 @@ class ContainerSpec:
     shm_size: int | None = None  # --shm-size, bytes (None: docker's 64 MB)
     sysctls: dict[str, str] = field(default_factory=dict)  # --sysctl KEY=VALUE (namespaced ones only)
     pid_mode: str = ""  # --pid: "" (its own), "host", or container:<id>
+    ipc_mode: str = "private"  # --ipc: private, shareable, host, none, or container:<id>
+    devices: list[dict[str, str]] = field(default_factory=list)  # --device: {"PathOnHost", "PathInContainer", ...}
+    device_cgroup_rules: list[str] = field(default_factory=list)  # --device-cgroup-rule: "c 42:* rmw"
     log_driver: str = "json-file"  # --log-driver: json-file, local or none
     log_opts: dict[str, str] = field(default_factory=dict)  # --log-opt max-size=, max-file=
 
@@ -281,6 +284,10 @@ def check_run_flags(opts: RunOptions) -> str | None:
         raise MinidockerError(f"invalid PID mode: {shown(opts.pid)}")
     if opts.pid and opts.userns == "auto":
         raise MinidockerError("--pid is not supported with --userns=auto")
+    if opts.ipc is not None:
+        check_ipc_mode(opts)
+    if opts.device or opts.device_cgroup_rule:
+        device_fields(opts, gather=False)
     if opts.ulimit and opts.userns == "auto":
         raise MinidockerError("--ulimit is not supported with --userns=auto")
     if opts.cidfile and os.path.lexists(opts.cidfile):
@@ -428,9 +435,36 @@ def lifetime_fields(opts: RunOptions, cfg: dict[str, Any]) -> dict[str, Any]:
         "shm_size": parse_shm_size(opts.shm_size) if opts.shm_size else None,
         "sysctls": parse_sysctls(opts.sysctl, opts.network),
         "pid_mode": opts.pid or "",
+        "ipc_mode": opts.ipc or "private",
+        **(device_fields(opts) if opts.device or opts.device_cgroup_rule else {}),
         "log_driver": opts.log_driver,
         "log_opts": parse_log_opts(opts.log_driver, opts.log_opt),
     }
+
+
+IPC_MODES = ("private", "shareable", "host", "none")
+
+
+def check_ipc_mode(opts: RunOptions) -> None:
+    """``--ipc``: one of docker's modes, or container:NAME (empty: the default, private);
+    docker's words if not."""
+    mode = opts.ipc or "private"
+    if mode not in IPC_MODES and not (mode.startswith("container:") and len(mode) > 10):
+        raise MinidockerError("--ipc: invalid IPC mode")
+    if mode != "private" and opts.userns == "auto":
+        raise MinidockerError("--ipc is not supported with --userns=auto")
+
+
+def device_fields(opts: RunOptions, gather: bool = True) -> dict[str, Any]:
+    """``--device`` and ``--device-cgroup-rule`` as ContainerSpec fields, each checked with
+    docker's words (runtime/devices.py); with ``gather`` a host path that is no device node
+    too (docker's daemon checks that when it creates the container, after a pull)."""
+    from minidocker.runtime import devices
+
+    parsed = [devices.parse_device(d) for d in opts.device]
+    for device in parsed if gather else []:
+        devices.device_nodes(device)
+    return {"devices": parsed, "device_cgroup_rules": [devices.check_cgroup_rule(r) for r in opts.device_cgroup_rule]}
 
 
 def security_fields(opts: RunOptions) -> dict[str, Any]:

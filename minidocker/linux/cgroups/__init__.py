@@ -35,9 +35,15 @@ class Limits:
         cpu_shares: int | None = None,  # --cpu-shares: relative weight (1024 = default)
         cpuset_cpus: str | None = None,  # --cpuset-cpus: "0-1", "0,2"
         pids: int | None = None,  # --pids-limit
+        devices: tuple[str, ...] = (),  # --device, --device-cgroup-rule: rules allowed after DEVICE_RULES
     ) -> None:
         self.memory, self.memory_swap, self.cpus = memory, memory_swap, cpus
         self.cpu_shares, self.cpuset_cpus, self.pids = cpu_shares, cpuset_cpus, pids
+        self.devices = devices
+
+    def device_rules(self) -> tuple[str, ...]:
+        """What the device cgroup allows: docker's defaults, then the container's own rules."""
+        return DEVICE_RULES + self.devices
 
     def cpu_quota_us(self) -> int | None:
         return None if self.cpus is None else max(1000, int(self.cpus * CPU_PERIOD_US))

@@ -12,7 +12,6 @@ import signal
 
 from minidocker.linux.cgroups import (
     CPU_PERIOD_US,
-    DEVICE_RULES,
     PARENT,
     Limits,
     Stats,
@@ -112,7 +111,7 @@ class CgroupV1:
         if not privileged and "devices" in self.controllers:
             dev = self.path("devices")
             write(os.path.join(dev, "devices.deny"), "a")
-            for rule in DEVICE_RULES:
+            for rule in limits.device_rules():
                 write(os.path.join(dev, "devices.allow"), rule)
 
     def oom_killed(self) -> bool:

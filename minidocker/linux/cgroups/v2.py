@@ -61,7 +61,7 @@ class CgroupV2:
         if not privileged:
             from minidocker.linux.bpf import attach_device_filter
 
-            attach_device_filter(d, shared.DEVICE_RULES)
+            attach_device_filter(d, limits.device_rules())
         if limits.memory is not None:
             write(f"{d}/memory.max", str(limits.memory))
             swap = limits.memory_swap if limits.memory_swap is not None else 2 * limits.memory
