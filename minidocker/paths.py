@@ -39,6 +39,7 @@ nothing else in minidocker joins a store path from strings. What a student finds
         hostname hosts resolv.conf    bound onto the container's /etc files
         container.log                 its output, one JSON object a line (docker's json-file)
         console.sock                  its monitor's socket, for attach (while it runs)
+        shm/                          --ipc shareable: its /dev/shm, a tmpfs others may join
         layers/<n>/                   --userns=auto: the layers' idmapped views (or shifted copies)
       cache/seccomp/                compiled seccomp programs, <key>.bpf (profile + capabilities)
 
