@@ -18,6 +18,7 @@ packages=(
   apache2-utils                                     # htpasswd, for the basic-auth registry
   iproute2 iptables util-linux procps tar gzip zstd libseccomp2  # pyseccomp loads libseccomp.so.2
   qemu-system-x86 qemu-utils e2fsprogs              # the cgroup v2 guest (tests/v2guest, .ci/run)
+  vagrant                                           # `vagrant validate` of the course VM's Vagrantfile
 )
 missing=()
 for p in "${packages[@]}"; do
