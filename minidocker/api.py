@@ -1229,3 +1229,25 @@ def build(
         ulimits=list(ulimits),
     )
     return build_image(root or default_root(), _store(root), request, say, lambda ref: ensure_image(ref, root))
+
+
+# -- the course -----------------------------------------------------------------------------
+def lessons() -> list:
+    """The course's lessons (``minidocker/course.py``), in order."""
+    from minidocker import course
+
+    return course.list_lessons()
+
+
+def lesson(number: str):
+    """One lesson, by number or name; ``LessonNotFound`` when there is none."""
+    from minidocker import course
+
+    return course.find_lesson(number)
+
+
+def check_lesson(number: str, image: str | None = None, report: Callable | None = None) -> list:
+    """Run the checks of one lesson on this machine; ``report`` is told each result."""
+    from minidocker import course
+
+    return course.check_lesson(course.find_lesson(number), image, report)

@@ -173,3 +173,7 @@ def printable(text: str) -> str:
     control characters as their escapes, so one error stays one line."""
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class LessonNotFound(MinidockerError):
+    """``minidocker lesson show N`` of a lesson the course does not have."""

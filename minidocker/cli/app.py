@@ -83,6 +83,7 @@ def _register() -> None:
         containers,
         events,
         images,
+        lesson,
         login,
         network,
         pull,
