@@ -984,9 +984,14 @@ def events(
 
 # -- --explain ------------------------------------------------------------------------------
 def listen_events(fn: Callable[[dict[str, Any]], None] | None) -> None:
+    """Install the one listener of kernel events; with one, every step is timed too (its
+    ``step`` event carries ``ms``), unless a pause already watches the steps (it times them)."""
     from minidocker.linux import events
+    from minidocker.runtime import steps
 
     events.listen(fn)
+    if steps.current_hook() in (None, steps.timed):
+        steps.watch(steps.timed if fn is not None else None)
 
 
 def exec_(

@@ -56,6 +56,7 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "sethostname": lambda ev: f"sethostname({ev['hostname']!r})",
     "cgroup": lambda ev: f"cgroup {ev['action']} {ev['path']}" + (f" <- {ev['value']}" if ev.get("value") else ""),
     "setuid": lambda ev: f"setgroups({ev['groups']}), setgid({ev['gid']}), setuid({ev['uid']})",
+    "step": lambda ev: f"step {ev['name']} done ({ev['ms']:.1f} ms)",
     "execve": lambda ev: f"execve({ev['argv']})  -> the image's program replaces us, still PID 1",
     "link": lambda ev: f"ip link set {ev['name']} {ev['state']}",
     "pty": lambda ev: f"open /dev/ptmx -> {ev['path']} becomes the controlling terminal",
