@@ -994,6 +994,15 @@ def listen_events(fn: Callable[[dict[str, Any]], None] | None) -> None:
         steps.watch(steps.timed if fn is not None else None)
 
 
+def pause_at(step: str, tell: Callable[[dict[str, Any]], None]) -> None:
+    """``run --pause-at STEP``: the next container started from this process stops its PID 1
+    before ``step`` and ``tell`` gets its host PID and cgroup paths (runtime/pausing.py).
+    An unknown step raises ``MinidockerError`` listing the valid ones, before anything starts."""
+    from minidocker.runtime import pausing
+
+    pausing.arm(step, tell)
+
+
 def exec_(
     name: str,
     argv: list[str],

@@ -104,6 +104,24 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
+def describe_pause(facts: dict[str, Any]) -> str:
+    """``--pause-at``'s guide: the paused PID 1 and where to look at the half-built container
+    from the host (``facts``: step, pid, cgroups {controller: path}, keys: Enter resumes)."""
+    pid = facts["pid"]
+    lines = [
+        f"paused before {facts['step']}: the container's PID 1 is pid {pid} on the host (state T, stopped)",
+        f"  namespaces:  ls -l /proc/{pid}/ns/   (compare: ls -l /proc/self/ns/)",
+        f"  mounts:      cat /proc/{pid}/mountinfo",
+        f"  its root:    ls -l /proc/{pid}/root/",
+        f"  capabilities, state: grep -E 'State|Cap' /proc/{pid}/status",
+    ]
+    lines += [f"  cgroup ({controller}): ls {path}" for controller, path in sorted(facts["cgroups"].items())]
+    lines.append(f"  enter it:    nsenter -t {pid} -m -u -i -n -p sh")
+    go_on = f"kill -CONT {pid} (the container's PID 1)"
+    lines.append(f"to go on: press Enter, or {go_on}" if facts["keys"] else f"to go on: {go_on}")
+    return "\n".join(lines) + "\n"
+
+
 def describe_event(ev: dict[str, Any]) -> str:
     """One sentence a student can follow, for each kernel-facing step; a ``why`` the step
     gave is added after an arrow."""
