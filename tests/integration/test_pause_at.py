@@ -10,6 +10,8 @@ import re
 import signal
 import subprocess
 
+import pytest
+
 from tests.integration.conftest import MINIDOCKER, one_error
 
 GUIDE_PID = re.compile(r"^paused before (\w+): the container's PID 1 is pid (\d+) on the host", re.M)
@@ -32,8 +34,10 @@ def state_of(pid: int) -> str:
         return next(line.split()[1] for line in f if line.startswith("State:"))
 
 
-def test_paused_before_pivot_root_the_half_built_container_is_seen_from_outside(md_run, bb):
-    p = md_run.popen("run", "--rm", "--pause-at", "pivot_root", bb, "sh", "-c", "exit 7")
+@pytest.mark.parametrize("mode", [[], ["--userns", "auto"]], ids=["root", "userns"])
+def test_paused_before_pivot_root_the_half_built_container_is_seen_from_outside(md_run, bb, mode):
+    """With ``--userns=auto`` PID 1 is the child of a helper, not ours: the PID is still its."""
+    p = md_run.popen("run", "--rm", *mode, "--pause-at", "pivot_root", bb, "sh", "-c", "exit 7")
     try:
         step, pid, guide = read_guide(p.stderr)
         assert step == "pivot_root"
