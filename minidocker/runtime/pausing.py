@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 
 from minidocker.errors import MinidockerError
-from minidocker.linux import events
+from minidocker.linux import events, procfs
 from minidocker.runtime import steps
 from minidocker.runtime.forked import report
 
@@ -130,14 +130,7 @@ def stop(pid: int, timeout: float = 5.0) -> None:
     except ProcessLookupError:  # killed meanwhile: the error pipe says so
         return
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            return
-        if state in ("T", "t", "Z", "X"):
-            return
+    while procfs.process_state(pid) not in ("T", "t", "Z", "X", None) and time.monotonic() < deadline:
         time.sleep(0.001)
 
 

@@ -5,12 +5,13 @@ step is timed and still fails as a step. No root: the real pause is tests/integr
 
 import os
 import select
+import signal
 
 import pytest
 
 from minidocker.cli.explain import describe_event, describe_pause
 from minidocker.errors import ExitCode, MinidockerError
-from minidocker.linux import events
+from minidocker.linux import events, procfs
 from minidocker.runtime import init, pausing, rootfs, steps
 from minidocker.runtime.steps import StepFailed, step
 from tests.unit.test_runtime_recipes import is_step, steps_called
@@ -106,3 +107,19 @@ def test_only_pid_1_pauses(heard):
     finally:
         os.close(pause.report_r)
         os.close(pause.report_w)
+
+
+def test_a_process_state_is_read_from_proc():
+    """What ``stop`` waits for: our own state is R (we are running), a stopped child's T."""
+    assert procfs.process_state(os.getpid()) == "R"
+    pid = os.fork()
+    if pid == 0:
+        os.kill(os.getpid(), signal.SIGSTOP)
+        os._exit(0)
+    try:
+        pausing.stop(pid)  # (already stopping itself: the wait is the same)
+        assert procfs.process_state(pid) == "T"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert procfs.process_state(pid) is None  # reaped: gone
