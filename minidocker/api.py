@@ -984,9 +984,23 @@ def events(
 
 # -- --explain ------------------------------------------------------------------------------
 def listen_events(fn: Callable[[dict[str, Any]], None] | None) -> None:
+    """Install the one listener of kernel events; with one, every step is timed too (its
+    ``step`` event carries ``ms``), unless a pause already watches the steps (it times them)."""
     from minidocker.linux import events
+    from minidocker.runtime import steps
 
     events.listen(fn)
+    if steps.current_hook() in (None, steps.timed):
+        steps.watch(steps.timed if fn is not None else None)
+
+
+def pause_at(step: str, tell: Callable[[dict[str, Any]], None]) -> None:
+    """``run --pause-at STEP``: the next container started from this process stops its PID 1
+    before ``step`` and ``tell`` gets its host PID and cgroup paths (runtime/pausing.py).
+    An unknown step raises ``MinidockerError`` listing the valid ones, before anything starts."""
+    from minidocker.runtime import pausing
+
+    pausing.arm(step, tell)
 
 
 def exec_(

@@ -129,3 +129,8 @@ class RunOptions:
     explain: bool = flag(
         "--explain", default=False, help="Narrate every kernel step on stderr."
     )  # the CLI's: it renders the events
+    pause_at: str | None = flag(
+        "--pause-at",
+        metavar="STEP",
+        help="Stop the container's PID 1 before this step (pivot_root, execve, ...) until Enter or SIGCONT.",
+    )  # the CLI's too: runtime/pausing.py

@@ -56,6 +56,7 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "sethostname": lambda ev: f"sethostname({ev['hostname']!r})",
     "cgroup": lambda ev: f"cgroup {ev['action']} {ev['path']}" + (f" <- {ev['value']}" if ev.get("value") else ""),
     "setuid": lambda ev: f"setgroups({ev['groups']}), setgid({ev['gid']}), setuid({ev['uid']})",
+    "step": lambda ev: f"step {ev['name']} done ({ev['ms']:.1f} ms)",
     "execve": lambda ev: f"execve({ev['argv']})  -> the image's program replaces us, still PID 1",
     "link": lambda ev: f"ip link set {ev['name']} {ev['state']}",
     "pty": lambda ev: f"open /dev/ptmx -> {ev['path']} becomes the controlling terminal",
@@ -101,6 +102,24 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
         f"setns({', '.join(ev['nstype'])})  -> {ev.get('why') or 'join the container' + chr(39) + 's namespace'}"
     ),
 }
+
+
+def describe_pause(facts: dict[str, Any]) -> str:
+    """``--pause-at``'s guide: the paused PID 1 and where to look at the half-built container
+    from the host (``facts``: step, pid, cgroups {controller: path}, keys: Enter resumes)."""
+    pid = facts["pid"]
+    lines = [
+        f"paused before {facts['step']}: the container's PID 1 is pid {pid} on the host (state T, stopped)",
+        f"  namespaces:  ls -l /proc/{pid}/ns/   (compare: ls -l /proc/self/ns/)",
+        f"  mounts:      cat /proc/{pid}/mountinfo",
+        f"  its root:    ls -l /proc/{pid}/root/",
+        f"  capabilities, state: grep -E 'State|Cap' /proc/{pid}/status",
+    ]
+    lines += [f"  cgroup ({controller}): ls {path}" for controller, path in sorted(facts["cgroups"].items())]
+    lines.append(f"  enter it:    nsenter -t {pid} -m -u -i -n -p sh")
+    go_on = f"kill -CONT {pid} (the container's PID 1)"
+    lines.append(f"to go on: press Enter, or {go_on}" if facts["keys"] else f"to go on: {go_on}")
+    return "\n".join(lines) + "\n"
 
 
 def describe_event(ev: dict[str, Any]) -> str:

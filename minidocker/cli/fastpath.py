@@ -148,6 +148,12 @@ def run_container(image: str, args: list[str], opts: api.RunOptions, root: Path 
         from minidocker.cli import render
 
         render.explain_to_stderr()
+    if opts.pause_at is not None:
+        if opts.detach:
+            raise MinidockerError("--pause-at needs a foreground run (not -d): its guide is printed here")
+        from minidocker.cli import render
+
+        render.pause_guide_to_stderr(opts.pause_at)
     progress = PullDisplay(announce=opts.pull != "always")
     try:
         result = api.run(

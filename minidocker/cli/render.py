@@ -174,6 +174,16 @@ def explain_to_stderr() -> None:
     api.listen_events(narrate)
 
 
+def pause_guide_to_stderr(step: str) -> None:
+    """``--pause-at``: when the container's PID 1 stops, say where and what to look at."""
+    import os
+
+    from minidocker import api
+    from minidocker.cli.explain import describe_pause
+
+    api.pause_at(step, lambda facts: os.write(2, describe_pause(facts).encode()))
+
+
 def stats_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     cols = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"]
     out = []

@@ -14,7 +14,7 @@ from minidocker import api
 from minidocker.cli import fastpath
 from minidocker.cli.app import app, state
 from minidocker.cli.options import with_run_flags
-from minidocker.errors import ExitCode
+from minidocker.errors import ExitCode, MinidockerError
 
 ARGS_AFTER_IMAGE = {"allow_interspersed_args": False, "ignore_unknown_options": True}
 
@@ -39,6 +39,8 @@ def create(
 ) -> None:
     refuse_unknown_flag(image)
     opts = api.RunOptions(**flags)
+    if opts.pause_at is not None:
+        raise MinidockerError("--pause-at is a flag of a foreground run: minidocker run --pause-at STEP ...")
     progress = fastpath.PullDisplay(announce=opts.pull != "always")
     try:
         cid = api.create(image, args or [], opts, root=state.root, progress=progress, on_pull=progress.start)

@@ -82,6 +82,17 @@ def read_process(pid: int) -> Process | None:
     return Process(pid, ppid, uid, args.replace(b"\0", b" ").decode(errors="replace").strip() or comm)
 
 
+def process_state(pid: int) -> str | None:
+    """Field 3 of /proc/PID/stat, ps's STAT letter: R running, S sleeping, T stopped (by a
+    signal), Z zombie, ... (None if the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return data[data.rindex(b")") + 2 :].split()[0].decode()  # (fields counted from the last ')')
+
+
 def start_time(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot
     (None if it is gone or a zombie). With the PID it names one process for good: a PID

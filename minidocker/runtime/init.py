@@ -126,7 +126,7 @@ def bring_up_loopback(spec: ContainerSpec) -> None:
 
 # rootfs.py's recipes, as steps of ours (a failure inside is named after them)
 prepare_rootfs = step(rootfs.prepare_rootfs)
-mount_overlay = step(rootfs.mount_overlay)
+mount_overlay = rootfs.mount_overlay  # (a step of rootfs.py's own, as are prepare_rootfs' others)
 
 
 @step

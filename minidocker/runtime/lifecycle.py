@@ -48,7 +48,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from minidocker.crashpoint import crashpoint
@@ -306,6 +306,10 @@ class Channels:
             self.sync_w = -1
 
 
+# --pause-at (pausing.py) sets this: it follows a start whose PID 1 pauses, until execve
+follow_pause: Callable[[int, int, dict[str, str]], None] | None = None
+
+
 def await_execve(err_r: int, pid: int, error=start_failed) -> None:
     """Block until the child's error pipe closes: EOF alone means execve succeeded (the pipe
     is O_CLOEXEC); a report on it is the step that failed (raised as ``error``), and the
@@ -393,6 +397,8 @@ def start(
             launch.channels.close_sync()
     channels = launch.channels
     assert channels is not None  # we get here only once fork_init ran: an earlier step's failure was raised
+    if follow_pause is not None:
+        follow_pause(channels.err_r, launch.init_pid or launch.pid, cgroups.manager(c.id).paths())
     try:
         await_execve(channels.err_r, launch.pid)
     except StartFailed as e:

@@ -15,6 +15,9 @@ Runs in the container's first process, inside its new mount namespace, as root. 
     pivot_root            merged becomes /, the host's root is unmounted from our view
     mask_paths            /proc/kcore, /proc/keys, ... hidden; /proc/sys & co. read-only
 
+Each is a ``@step`` (steps.py): a failure is named after it, ``--explain`` shows how long
+it took, and ``run --pause-at pivot_root`` stops the container just before it.
+
 Because every mount is made inside the container's own mount namespace, the kernel removes
 them all when the namespace's last process exits: nothing to clean up on the host.
 
@@ -29,6 +32,7 @@ import stat
 from minidocker.linux import procfs
 from minidocker.linux import syscalls as sc
 from minidocker.record import field, record
+from minidocker.runtime.steps import step
 
 
 @record
@@ -68,11 +72,13 @@ class RootfsPlan:
     devices: list[dict] = field(default_factory=list)  # --device: the nodes to make (runtime/devices.py)
 
 
+@step
 def make_mounts_private() -> None:
     """Stop mount events propagating between our namespace and the host's (both ways)."""
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
 
 
+@step
 def mount_overlay(plan: RootfsPlan) -> None:
     """overlayfs: reads fall through upper to the lowerdirs; writes copy up into upper."""
     # The option string is limited to one page: name the layers relative to their common
@@ -135,6 +141,7 @@ PROPAGATION_FLAGS = {
 }
 
 
+@step
 def mount_volumes(plan: RootfsPlan) -> None:
     """Each volume, bind and tmpfs mount, shallowest path first (``/a`` before ``/a/b``)."""
     for v in plan.volumes:
@@ -179,6 +186,7 @@ def copy_up(image_path: str, volume: str) -> None:
     emit("copy_up", source=image_path, target=volume)
 
 
+@step
 def mount_tmpfs(plan: RootfsPlan) -> None:
     """--tmpfs PATH[:OPTS]: a fresh in-memory filesystem (writable even with --read-only)."""
     for spec in plan.tmpfs:
@@ -188,6 +196,7 @@ def mount_tmpfs(plan: RootfsPlan) -> None:
         sc.mount("tmpfs", target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, opts or "mode=1777")
 
 
+@step
 def mount_proc(merged: str) -> None:
     """A procfs shows the PID namespace of the process that mounts it: ours."""
     target = _target(merged, "/proc")
@@ -205,6 +214,7 @@ DEVICES = {  # name: (major, minor), what every container gets (Docker's default
 }
 
 
+@step
 def mount_dev(merged: str, in_userns: bool = False, shm_size: int = DEFAULT_SHM_SIZE, shm: str = "") -> None:
     dev = _target(merged, "/dev")
     _ensure_mountpoint(dev, True)
@@ -242,6 +252,7 @@ def mount_shm(dev: str, size: int, source: str = "") -> None:
     sc.mount("shm", f"{dev}/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, f"mode=1777,size={size}")
 
 
+@step
 def make_devices(merged: str, nodes: list[dict], in_userns: bool = False) -> None:
     """``--device``: mknod(2) each node into the container's tree (before pivot_root) with
     the host node's type, numbers, mode and owner (runtime/devices.py read them). In a user
@@ -260,12 +271,14 @@ def make_devices(merged: str, nodes: list[dict], in_userns: bool = False) -> Non
         os.chown(target, node["uid"], node["gid"])
 
 
+@step
 def mount_sys(merged: str, writable: bool = False) -> None:
     target = _target(merged, "/sys")
     _ensure_mountpoint(target, True)
     sc.mount("sysfs", target, "sysfs", (0 if writable else sc.MS_RDONLY) | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
 
 
+@step
 def mount_etc_files(plan: RootfsPlan) -> None:
     for path, source in plan.etc_files.items():
         target = _target(plan.merged, path)
@@ -273,6 +286,7 @@ def mount_etc_files(plan: RootfsPlan) -> None:
         bind(source, target)
 
 
+@step
 def pivot_root(merged: str) -> None:
     """Make ``merged`` the root. pivot_root needs new_root to be a mount point (the overlay
     is), and ``pivot_root(".", ".")`` stacks the old root on the new one, so one lazy
@@ -283,6 +297,7 @@ def pivot_root(merged: str) -> None:
     os.chdir("/")
 
 
+@step
 def mask_paths() -> None:
     """Docker's masked parts of /proc and /sys (procfs.MASKED_PATHS): files get /dev/null
     bound over them; directories an empty read-only tmpfs."""
@@ -293,6 +308,7 @@ def mask_paths() -> None:
             sc.mount("/dev/null", path, None, sc.MS_BIND)
 
 
+@step
 def readonly_paths() -> None:
     """Docker's read-only parts of /proc (procfs.READONLY_PATHS): bind each on itself, then
     remount the bind read-only: writes get EROFS."""
@@ -301,6 +317,7 @@ def readonly_paths() -> None:
             bind(path, path, readonly=True)
 
 
+@step
 def remount_root_readonly() -> None:
     sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
 

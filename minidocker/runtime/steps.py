@@ -9,7 +9,11 @@ function's name. A child reports a ``StepFailed`` to its parent through its erro
 ``lifecycle.start``, which tells the user.
 
 The wrapper costs one Python call per step (about a microsecond), and this module imports
-nothing the run path has not loaded already.
+nothing the run path has not loaded already. It is also where a start can be watched, since
+a step knows its name: ``watch(hook)`` makes every step call ``hook(name, fn, args,
+kwargs)`` instead of ``fn`` itself; ``--explain`` times each step that way (``timed``) and
+``--pause-at`` stops the container's PID 1 before the step it names (pausing.py). With no
+hook (the default) a step pays for one global lookup.
 
 See it: ``minidocker run --rm -u nosuchuser busybox true`` (it fails at ``switch_user``).
 """
@@ -18,10 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable
 from functools import wraps
 
 from minidocker.errors import ExitCode
+from minidocker.linux import events
 from minidocker.runtime.forked import describe_failure, report_failure
 
 TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
@@ -29,6 +35,9 @@ if TYPE_CHECKING:
     from typing import TypeVar
 
     F = TypeVar("F", bound=Callable)
+    Hook = Callable[[str, Callable, tuple, dict], object]
+
+_hook: Hook | None = None
 
 
 class StepFailed(Exception):
@@ -51,6 +60,8 @@ def step(fn: F) -> F:
     @wraps(fn)
     def run_step(*args, **kwargs):
         try:
+            if _hook is not None:
+                return _hook(name, fn, args, kwargs)
             return fn(*args, **kwargs)
         except StepFailed:
             raise
@@ -59,6 +70,28 @@ def step(fn: F) -> F:
             raise StepFailed(name, describe_failure(e), code, e) from e
 
     return run_step  # type: ignore[return-value]
+
+
+def watch(hook: Hook | None) -> None:
+    """Install (or with None, remove) the one hook every step runs through; a forked child
+    keeps it, so the container's own steps are watched too."""
+    global _hook
+    _hook = hook
+
+
+def current_hook() -> Hook | None:
+    return _hook
+
+
+def timed(name: str, fn: Callable, args: tuple, kwargs: dict) -> object:
+    """Run a step and emit how long it took, as the ``step`` event ``--explain`` shows after
+    the step's own kernel events (a step that fails is timed too; ``exec_command`` never
+    returns, so it has no duration: execve replaced us)."""
+    began = time.monotonic()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        events.emit("step", name=name, ms=(time.monotonic() - began) * 1000)
 
 
 @contextlib.contextmanager
