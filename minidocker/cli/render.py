@@ -169,7 +169,10 @@ def explain_to_stderr() -> None:
 
     def narrate(ev: dict) -> None:
         ms = (ev["t"] - start) * 1000
-        os.write(fd, f"[{ms:7.1f} ms] pid {os.getpid():<6} {describe_event(ev)}\n".encode())
+        try:
+            os.write(fd, f"[{ms:7.1f} ms] pid {os.getpid():<6} {describe_event(ev)}\n".encode())
+        except OSError:  # the reader went away (``... 2>&1 | head``): the run goes on, unexplained
+            api.listen_events(None)
 
     api.listen_events(narrate)
 

@@ -117,3 +117,15 @@ def test_pause_at_is_refused_where_no_one_could_see_the_guide(md_run, bb):
         r = md_run(*verb, "--pause-at", "pivot_root", bb, "true")
         assert r.returncode == 125 and one_error(r.stderr) and "--pause-at" in r.stderr, r.stderr
     assert md_run.ok("ps", "-aq", "--no-trunc").stdout == before
+
+
+def test_explain_read_by_a_reader_that_goes_away_still_cleans_up(md_run, bb):
+    """``run --rm --explain ... 2>&1 | head``: once the reader has gone, the narration stops
+    and the run goes on; its --rm container is removed as ever (it was once left behind)."""
+    name = f"explain-head-{os.getpid()}"
+    p = md_run.popen("run", "--rm", "--network", "none", "--name", name, "--explain", bb, "sleep", "0.3")
+    p.stderr.readline()  # the first step's line: the narration has begun
+    p.stderr.close()  # the reader goes away, as head does
+    p.stdout.close()
+    assert p.wait(timeout=60) == 0
+    assert md_run.ok("ps", "-aq", "--filter", f"name={name}").stdout == ""
