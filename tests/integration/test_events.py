@@ -82,6 +82,12 @@ def scenario(tmp_path_factory, registry):
 
 def test_the_window_holds_each_event_in_order(scenario):
     got = [tuple(line.split()[1:3]) for line in scenario.lines()]
+    # the monitor gives the address back (disconnect) while `stop`, which saw the container
+    # exit, records its own event: the two come in either order, as they may in docker
+    both = [("network", "disconnect"), ("container", "stop")]
+    at = got.index(both[0]) if both[0] in got else -1
+    if at > 0 and got[at - 1] == both[1]:
+        got[at - 1 : at + 1] = both
     assert got == [
         ("image", "pull"),
         ("volume", "create"),
