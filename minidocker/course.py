@@ -16,9 +16,18 @@ runs. Checks live in fenced blocks whose info string is ``check``::
 * ``# hint: TEXT`` (before the ``$`` line) is what a failed check prints to help;
 * ``# exit: N`` expects exit status N instead of 0.
 
+A block whose info string is ``check cgroup1`` or ``check cgroup2`` runs only on a machine
+of that cgroup version (a lesson shows both views; each machine grades its own). A block
+whose info string is ``excerpt`` holds a ``$ COMMAND`` and lines that must appear, in that
+order, among what it prints on stdout and stderr (the rest is ignored): the lesson's
+``--explain`` excerpts, so they are run too and cannot drift from what minidocker prints.
+Every ``$`` line of a lesson is in one of these blocks: nothing a lesson tells a student to
+type goes unchecked.
+
 The checks run the very minidocker that runs the checker (a ``minidocker`` shim first on
 PATH), with ``IMAGE`` set to ``MINIDOCKER_LESSON_IMAGE`` (``busybox`` when unset): a local
-image name, so no check needs the internet.
+image name, so no check needs the internet; ``REGISTRY`` is ``MINIDOCKER_LESSON_REGISTRY``
+(``127.0.0.1:5000``, the course VM's own registry), which holds ``busybox``.
 
 The lessons are read from ``docs/lessons`` next to the package (the source tree, which the
 editable install runs from), or from the directory ``MINIDOCKER_LESSONS`` names.
@@ -41,6 +50,9 @@ from minidocker.errors import LessonNotFound
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory holding minidocker/
 CODE_REFERENCE = re.compile(r"\b(minidocker/[\w/]+\.py):([A-Za-z_][\w.]*)")
 DEFAULT_IMAGE = "busybox"
+DEFAULT_REGISTRY = "127.0.0.1:5000"
+BLOCK_KINDS = ("check", "excerpt")  # the fenced blocks whose $ lines run
+CONDITIONS = ("cgroup1", "cgroup2")  # what may follow "check" in a block's info string
 CHECK_TIMEOUT = 60.0
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)  # what a code reference may name
 
@@ -64,6 +76,8 @@ class Check:
     hint: str = ""
     exit_code: int = 0
     line: int = 0  # where the ``$`` line is in the lesson (1-based), for messages
+    kind: str = "check"  # "excerpt": the expected lines appear in order in stdout + stderr
+    when: str = ""  # "cgroup1" / "cgroup2": only on a machine of that cgroup version
 
 
 @dataclass
@@ -99,23 +113,34 @@ def find_lesson(number: str, directory: Path | None = None) -> Lesson:
     raise LessonNotFound(f"no such lesson: {number}", hint="'minidocker lesson list' shows them")
 
 
-def check_blocks(text: str) -> Iterator[tuple[int, list[str]]]:
-    """The ```check blocks of a markdown text: (line number of the first line, lines)."""
+def fenced_blocks(text: str) -> Iterator[tuple[int, str, list[str]]]:
+    """Every fenced block of a markdown text: (line number of its first line, info string,
+    lines)."""
     lines = text.splitlines()
     i = 0
     while i < len(lines):
-        if lines[i].strip() == "```check":
-            start, i = i + 1, i + 1
+        if lines[i].startswith("```"):
+            info, start, i = lines[i][3:].strip(), i + 1, i + 1
             while i < len(lines) and lines[i].strip() != "```":
                 i += 1
-            yield start + 1, lines[start:i]
+            yield start + 1, info, lines[start:i]
         i += 1
+
+
+def check_blocks(text: str) -> Iterator[tuple[int, str, str, list[str]]]:
+    """The ```check and ```excerpt blocks: (first line, kind, condition, lines)."""
+    for first, info, block in fenced_blocks(text):
+        kind, _, when = info.partition(" ")
+        if kind in BLOCK_KINDS:
+            yield first, kind, when.strip(), block
 
 
 def parse_checks(text: str) -> list[Check]:
     """Every check of a lesson, in order (the format is in this module's docstring)."""
     checks: list[Check] = []
-    for first, block in check_blocks(text):
+    for first, kind, when, block in check_blocks(text):
+        if when and when not in CONDITIONS:
+            raise ValueError(f"line {first - 1}: unknown condition {when!r} (one of {', '.join(CONDITIONS)})")
         hint, code = "", 0
         for offset, line in enumerate(block):
             if line.startswith("# hint:"):
@@ -123,11 +148,19 @@ def parse_checks(text: str) -> list[Check]:
             elif line.startswith("# exit:"):
                 code = int(line.removeprefix("# exit:").strip())
             elif line.startswith("$ "):
-                checks.append(Check(line[2:], hint=hint, exit_code=code, line=first + offset))
+                checks.append(Check(line[2:], hint=hint, exit_code=code, line=first + offset, kind=kind, when=when))
                 hint, code = "", 0
             elif checks and checks[-1].line >= first:
                 checks[-1].expected.append(line)
     return checks
+
+
+def unchecked_commands(text: str) -> list[int]:
+    """Line numbers of ``$ `` lines outside check and excerpt blocks (there should be none)."""
+    inside = set()
+    for first, _, _, block in check_blocks(text):
+        inside.update(range(first, first + len(block)))
+    return [n for n, line in enumerate(text.splitlines(), 1) if line.lstrip().startswith("$ ") and n not in inside]
 
 
 def expected_pattern(expected: list[str]) -> re.Pattern[str]:
@@ -149,6 +182,18 @@ def output_matches(expected: list[str], output: str) -> bool:
     return expected_pattern(expected).fullmatch(output) is not None
 
 
+def excerpt_matches(expected: list[str], output: str) -> bool:
+    """Whether every expected line matches a line of ``output``, in order (others between)."""
+    lines = iter(output.splitlines())
+    for want in expected:
+        if want.strip() == "...":  # (an excerpt skips lines anyway)
+            continue
+        pattern = expected_pattern([want])
+        if not any(pattern.fullmatch(line + "\n") for line in lines):
+            return False
+    return True
+
+
 def run_check(check: Check, env: dict[str, str], timeout: float = CHECK_TIMEOUT) -> CheckResult:
     """Run one check's command by ``sh -c`` and compare its exit status and output."""
     try:
@@ -160,7 +205,9 @@ def run_check(check: Check, env: dict[str, str], timeout: float = CHECK_TIMEOUT)
     result = CheckResult(check, True, done.stdout, done.stderr, done.returncode)
     if done.returncode != check.exit_code:
         result.passed, result.reason = False, f"exited {done.returncode}, expected {check.exit_code}"
-    elif not output_matches(check.expected, done.stdout):
+    elif check.kind == "excerpt" and not excerpt_matches(check.expected, done.stdout + done.stderr):
+        result.passed, result.reason = False, "the output does not hold the excerpt's lines in order"
+    elif check.kind == "check" and not output_matches(check.expected, done.stdout):
         result.passed, result.reason = False, "the output is not the expected output"
     return result
 
@@ -171,20 +218,37 @@ def check_env(image: str, shim_dir: Path) -> dict[str, str]:
     shim = shim_dir / "minidocker"
     shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m minidocker "$@"\n')
     shim.chmod(0o755)
-    env = dict(os.environ, IMAGE=image, PATH=f"{shim_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    registry = os.environ.get("MINIDOCKER_LESSON_REGISTRY") or DEFAULT_REGISTRY
+    env = dict(os.environ, IMAGE=image, REGISTRY=registry, PATH=f"{shim_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p)
     env.setdefault("HOME", str(shim_dir))
     return env
 
 
+def machine_condition() -> str:
+    """This machine's condition for ``check cgroupN`` blocks."""
+    from minidocker.linux import cgroups
+
+    return f"cgroup{cgroups.version()}"
+
+
+def runs_here(lesson: Lesson, condition: str | None = None) -> tuple[list[Check], list[Check]]:
+    """The lesson's checks this machine runs, and those it leaves to another kind of machine."""
+    condition = condition or machine_condition()
+    here, elsewhere = [], []
+    for check in parse_checks(lesson.text):
+        (here if check.when in ("", condition) else elsewhere).append(check)
+    return here, elsewhere
+
+
 def check_lesson(lesson: Lesson, image: str | None = None, report: Callable[[CheckResult], None] | None = None):
-    """Run every check of ``lesson``; ``report`` is told each result as it comes. Returns
-    the results, in order."""
+    """Run every check of ``lesson`` that this machine runs; ``report`` is told each result
+    as it comes. Returns the results, in order."""
     image = image or os.environ.get("MINIDOCKER_LESSON_IMAGE") or DEFAULT_IMAGE
     results = []
     with tempfile.TemporaryDirectory(prefix="minidocker-lesson-") as shim_dir:
         env = check_env(image, Path(shim_dir))
-        for check in parse_checks(lesson.text):
+        for check in runs_here(lesson)[0]:
             results.append(run_check(check, env))
             if report:
                 report(results[-1])
