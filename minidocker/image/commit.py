@@ -140,6 +140,9 @@ def new_config(
     values are left out, as docker leaves them out)."""
     cfg = json.loads(json.dumps(base_cfg))  # a deep copy
     cfg["created"] = now_iso()
+    cfg.pop("comment", None)  # the base's comment is not the new image's
+    if step.get("comment"):
+        cfg["comment"] = step["comment"]
     if author:
         cfg["author"] = author
     cfg.setdefault("config", {})

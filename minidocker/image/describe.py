@@ -26,7 +26,7 @@ def describe_image(store, name: str) -> dict[str, Any]:
         "Id": image_id,
         "RepoTags": [parse(t).familiar() for t in store.tags_of(image_id, doc)],
         "RepoDigests": [parse(d).familiar() for d in rec["repo_digests"]],
-        "Parent": "",
+        "Parent": rec.get("parent", ""),  # a commit's or build step's base, as docker keeps it
         "Comment": last_comment(cfg),
         "Created": cfg.get("created", ""),
         "Author": cfg.get("author", ""),
@@ -43,5 +43,7 @@ def describe_image(store, name: str) -> dict[str, Any]:
 
 
 def last_comment(config: dict[str, Any]) -> str:
-    """The newest history entry's comment (``commit -m``), as docker shows the image's."""
-    return next((h.get("comment", "") for h in reversed(config.get("history") or []) if h.get("comment")), "")
+    """The image's own comment (``commit -m``): its newest history entry's, else the config's
+    ``comment``; never an older layer's, as docker shows it."""
+    history = config.get("history") or []
+    return (history[-1].get("comment", "") if history else "") or config.get("comment", "")

@@ -292,3 +292,25 @@ def test_commit_keeps_the_parents_manifest_family(md_run, registry):
 def _manifest_of(md, ref):
     digest = _inspect(md, ref)["Descriptor"]["digest"]
     return json.loads((md.root / "blobs/sha256" / digest[7:]).read_text())
+
+
+def test_a_commit_has_its_own_comment_and_names_its_parent(md_run, bb):
+    md = md_run
+    base = _inspect(md, bb)
+    cid = md.ok("run", "-d", "--network", "none", bb, "true").stdout.strip()
+    md.ok("wait", cid)
+    plain = md.ok("commit", cid).stdout.strip()
+    noted = md.ok("commit", "-m", "noted", cid).stdout.strip()
+    made, second = [plain, noted], ""
+    try:
+        assert base["Comment"] == "minidocker images/build.py"  # the base image's own comment
+        assert _inspect(md, plain)["Comment"] == ""  # is not inherited
+        assert _inspect(md, noted)["Comment"] == "noted"
+        assert base["Parent"] == "" and _inspect(md, plain)["Parent"] == base["Id"]
+        second = md.ok("run", "-d", "--network", "none", noted, "true").stdout.strip()
+        md.ok("wait", second)
+        made.append(md.ok("commit", second).stdout.strip())
+        assert _inspect(md, made[-1])["Parent"] == _inspect(md, noted)["Id"]
+    finally:
+        md("rm", "-f", cid, *filter(None, [second]))
+        md("rmi", "-f", *reversed(made))
