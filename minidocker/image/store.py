@@ -374,6 +374,11 @@ class ImageStore:
                 del doc["tags"][str(ref)]
                 self._write_index(doc)
                 return [f"Untagged: {ref.familiar()}"]
+            digests = doc["images"][image_id]["repo_digests"]
+            if by_name and ref is not None and ref.digest and str(ref) in digests and len(tags) + len(digests) > 1:
+                digests.remove(str(ref))  # one name of several: only it goes, as docker
+                self._write_index(doc)
+                return [f"Untagged: {ref.familiar()}"]
             if not by_name and len({t.rsplit(":", 1)[0] for t in tags}) > 1 and not force:
                 raise Conflict(
                     f"conflict: unable to delete {short_id(image_id)} (must be forced) - "

@@ -359,6 +359,20 @@ def test_rmi_by_id_with_two_repositories_needs_force(md, registry):
     assert_store_empty(md.root)
 
 
+def test_rmi_by_digest_removes_that_name_only_while_others_remain(md, registry):
+    ref = f"{registry.host}/busybox:latest"
+    md.ok("pull", "-q", ref)
+    md.ok("tag", ref, "mine:1")
+    digest = json.loads(md.ok("inspect", ref).stdout)[0]["RepoDigests"][0]
+    assert md.ok("rmi", digest).stdout == f"Untagged: {digest}\n"
+    info = json.loads(md.ok("inspect", "mine:1").stdout)[0]
+    assert info["RepoDigests"] == [] and sorted(info["RepoTags"]) == sorted([ref, "mine:1"])
+    md.ok("rmi", ref)
+    out = md.ok("rmi", "mine:1").stdout  # the last name: the image goes
+    assert "Untagged: mine:1" in out and "Deleted: sha256:" in out
+    assert md.ok("images", "-q").stdout == ""
+
+
 def test_rmi_keeps_layers_another_image_shares(md, own_registry, image_layouts, tmp_path):
     from tests.integration.layouts import make_layout, tar_of
 
