@@ -97,8 +97,13 @@ def lessons_dir() -> Path:
 
 def list_lessons(directory: Path | None = None) -> list[Lesson]:
     """Every ``NN-name.md`` of the lessons directory, in the order of their numbers."""
+    directory = directory or lessons_dir()
+    if not directory.is_dir():
+        raise LessonNotFound(
+            f"no lessons at {directory}", hint="set MINIDOCKER_LESSONS to the course's docs/lessons directory"
+        )
     found = []
-    for path in sorted((directory or lessons_dir()).glob("[0-9][0-9]-*.md")):
+    for path in sorted(directory.glob("[0-9][0-9]-*.md")):
         number, _, name = path.stem.partition("-")
         heading = next((ln[2:].strip() for ln in path.read_text().splitlines() if ln.startswith("# ")), name)
         found.append(Lesson(int(number), name, heading, path))

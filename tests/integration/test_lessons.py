@@ -167,3 +167,12 @@ def test_an_unknown_lesson_is_one_error_line(md, verb):
     r = md("lesson", verb, "99")
     assert r.returncode == 125 and one_error(r.stderr), r.stderr
     assert r.stderr.startswith("Error: no such lesson: 99\n") and r.stdout == ""
+
+
+def test_a_missing_lessons_directory_is_one_error_line_with_a_hint(md, tmp_path):
+    r = md("lesson", "list", env={"MINIDOCKER_LESSONS": str(tmp_path / "nowhere")})
+    assert r.returncode == 125 and r.stdout == "", r.stdout + r.stderr
+    assert r.stderr.splitlines() == [
+        f"Error: no lessons at {tmp_path / 'nowhere'}",
+        "hint: set MINIDOCKER_LESSONS to the course's docs/lessons directory",
+    ]
