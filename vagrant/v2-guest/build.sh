@@ -11,6 +11,9 @@
 #   vmlinuz, initrd.img   the guest's own kernel and initramfs, for qemu -kernel/-initrd
 #   cmdline       the kernel command line (systemd.unified_cgroup_hierarchy=1 ...)
 #   id_ed25519    root's ssh key for the guest (0600); the guest trusts its .pub
+#   wheels/       the wheelhouse the guest's venv was installed from (minidocker's dependencies,
+#                 pytest, setuptools and wheel for an editable build): MINIDOCKER_WHEELS for
+#                 `vagrant/provision.sh --course` in the guest, which then installs offline
 #   stamp         what the image was built from; a different recipe rebuilds it
 #
 # Built in a temporary directory next to the cache and renamed into place, so a failed or
@@ -28,8 +31,14 @@ packages=(
   linux-image-amd64 systemd-sysv udev dbus openssh-server
   python3 python3-venv busybox-static iproute2 iptables procps kmod
 )
+# and what `provision.sh --course` installs, so that it finds every package in place and
+# never calls apt in the guest (which has no internet in the tests)
+read -r -a course <<<"$("$repo/vagrant/provision.sh" --course-packages)"
+for p in "${course[@]}"; do
+  [[ " ${packages[*]} " == *" $p "* ]] || packages+=("$p")
+done
 # Everything that shapes the image goes into the stamp: change it and the image is rebuilt.
-recipe="v3 $suite $mirror $size ${packages[*]} deps:$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -c1-16)"
+recipe="v4 $suite $mirror $size ${packages[*]} deps:$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -c1-16)"
 
 log() { echo "build.sh: $*" >&2; }
 
@@ -61,7 +70,8 @@ start=$SECONDS
 deps=$(python3 - "$repo/pyproject.toml" <<'EOF'
 import sys, tomllib
 p = tomllib.load(open(sys.argv[1], "rb"))["project"]
-print(" ".join(p["dependencies"] + ["pytest>=8"]))
+# setuptools and wheel: the editable install's isolated build environment, offline
+print(" ".join(p["dependencies"] + ["pytest>=8", "setuptools>=68", "wheel"]))
 EOF
 )
 pip=$repo/.venv/bin/pip
@@ -140,7 +150,7 @@ chmod 0600 "$tmp/id_ed25519"
 chmod 0644 "$tmp/base.raw" "$tmp/vmlinuz" "$tmp/initrd.img"
 echo "$recipe" >"$tmp/stamp"
 rm -f "$tmp/debootstrap.log" "$tmp/pip.log" "$tmp/id_ed25519.pub"
-rm -rf "$tmp/wheels"
+chmod 0755 "$tmp/wheels" && chmod 0644 "$tmp/wheels"/*
 
 # 6. Into place: the old cache (if any) goes aside first, then the new one is renamed in.
 if [ -e "$cache" ]; then
