@@ -32,13 +32,11 @@ packages=(
   python3 python3-venv busybox-static iproute2 iptables procps kmod
 )
 # and what `provision.sh --course` installs, so that it finds every package in place and
-# never calls apt in the guest (which has no internet in the tests)
+# never calls apt in the guest (which has no internet in the tests). apt-get installs these
+# after debootstrap: debootstrap's own resolver fails to configure skopeo's dependencies.
 read -r -a course <<<"$("$repo/vagrant/provision.sh" --course-packages)"
-for p in "${course[@]}"; do
-  [[ " ${packages[*]} " == *" $p "* ]] || packages+=("$p")
-done
 # Everything that shapes the image goes into the stamp: change it and the image is rebuilt.
-recipe="v4 $suite $mirror $size ${packages[*]} deps:$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -c1-16)"
+recipe="v4 $suite $mirror $size ${packages[*]} course:${course[*]} deps:$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -c1-16)"
 
 log() { echo "build.sh: $*" >&2; }
 
@@ -121,6 +119,15 @@ install -m 0600 "$tmp/id_ed25519.pub" "$root/root/.ssh/authorized_keys"
 for fs in proc sys dev; do
   mount --bind "/$fs" "$root/$fs"; mounted+=("$root/$fs")
 done
+# the course's packages, with the host's resolver for apt and no service started in a chroot
+log "apt-get install ${course[*]}"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d" && chmod +x "$root/usr/sbin/policy-rc.d"
+{ chroot "$root" apt-get update -q && DEBIAN_FRONTEND=noninteractive chroot "$root" \
+    apt-get install -y -q --no-install-recommends "${course[@]}"; } >"$tmp/apt.log" 2>&1 || {
+  tail -30 "$tmp/apt.log" >&2; log "apt-get install in the guest failed"; exit 1; }
+rm -f "$root/usr/sbin/policy-rc.d" "$tmp/apt.log"
+echo "nameserver 10.0.2.3" >"$root/etc/resolv.conf"
 cp -r "$tmp/wheels" "$root/tmp/wheels"
 chroot "$root" python3 -m venv /opt/venv
 chroot "$root" /opt/venv/bin/pip install -q --no-index --find-links /tmp/wheels $(cd "$tmp/wheels" && ls *.whl | sed 's/-.*//' | sort -u) \
