@@ -82,6 +82,10 @@ registry_data=/var/lib/minidocker-registry
 # Debian's docker-registry, run by our own unit with our own config: it listens on the loopback
 # address only (Debian's own unit, disabled above, listens on every address).
 course_registry() {
+  if [ ! -d /run/systemd/system ]; then
+    echo "provision.sh: --course needs a machine booted with systemd (the registry is a unit)" >&2
+    return 1
+  fi
   install -d -m 0755 /etc/minidocker
   install -d -m 0750 -o docker-registry -g docker-registry "$registry_data"
   cat >/etc/minidocker/registry.yml <<EOF
@@ -129,7 +133,7 @@ EOF
 # The images/ images, built offline (cached in /var/cache/minidocker/images) and pushed under
 # Docker Hub's names: `minidocker run debian` pulls library/debian:latest from the mirror.
 course_images() {
-  local name layout
+  local name layout dest
   for name in busybox debian; do
     layout=$(python3 "$repo/images/build.py" "$name")
     for dest in "library/$name:latest" "$name:latest"; do
@@ -137,8 +141,9 @@ course_images() {
         "oci:$layout:latest" "docker://127.0.0.1:$registry_port/$dest"
     done
   done
-  # the lessons' image, in the store already: a first check does not wait for a pull
-  minidocker pull -q busybox >/dev/null
+  # `run` would pull it through the mirror, but a lesson check has 60 s for each command:
+  # the lessons' image is in the store already
+  "$repo/.venv/bin/minidocker" pull -q busybox >/dev/null
 }
 
 python=${PYTHON:-python3}

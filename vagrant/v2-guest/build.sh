@@ -127,6 +127,9 @@ printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d" && chmod +x "$root/
     apt-get install -y -q --no-install-recommends "${course[@]}"; } >"$tmp/apt.log" 2>&1 || {
   tail -30 "$tmp/apt.log" >&2; log "apt-get install in the guest failed"; exit 1; }
 rm -f "$root/usr/sbin/policy-rc.d" "$tmp/apt.log"
+# Debian's docker-registry unit (every address, basic auth) stays off, as provision.sh leaves
+# it: the tests' registries take 127.0.0.1:5000, and the course VM its own unit
+rm -f "$root/etc/systemd/system/multi-user.target.wants/docker-registry.service"
 echo "nameserver 10.0.2.3" >"$root/etc/resolv.conf"
 cp -r "$tmp/wheels" "$root/tmp/wheels"
 chroot "$root" python3 -m venv /opt/venv
