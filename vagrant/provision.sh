@@ -1,25 +1,59 @@
 #!/usr/bin/env bash
 # Make a fresh Debian 12 machine ready for minidocker: system packages, a virtualenv in
 # <repo>/.venv with minidocker and its test tools, and `minidocker` on PATH.
-# Used by the README, by .ci/run and by the Vagrantfile (the course VM). Safe to run again.
+# Used by the README and by .ci/run. Safe to run again.
+#
+#   vagrant/provision.sh                   the development/CI machine (peers, qemu, test tools)
+#   vagrant/provision.sh --course          a student's machine (the Vagrantfile's course VM):
+#                                          the runtime's packages only, no [test] extra, and a
+#                                          registry on 127.0.0.1:5000 seeded with images/, set
+#                                          as minidocker's Docker Hub mirror (/etc/minidocker)
+#   vagrant/provision.sh --course-packages print the course's Debian packages (for build.sh)
+#
+# MINIDOCKER_WHEELS=DIR installs the Python packages from the wheels in DIR only (pip
+# --no-index): no internet, no compiler (python-prctl comes as a wheel). With it, a machine
+# that already has the Debian packages provisions offline (tests/v2guest/test_course_vm.py).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+
+# What a student's machine needs: Python, the registry and the tool that seeds it, what
+# images/build.py builds from, and what the runtime calls or loads.
+course_packages=(
+  python3 python3-venv                              # minidocker's interpreter and its venv
+  docker-registry skopeo                            # the local registry and what seeds it
+  busybox-static debootstrap                        # base images built offline (images/)
+  iproute2 iptables util-linux procps tar gzip zstd libseccomp2 uidmap  # the runtime's tools
+)
+mode=dev
+case "${1:-}" in
+  "") ;;
+  --course) mode=course ;;
+  --course-packages) echo "${course_packages[*]}"; exit 0 ;;
+  *) echo "usage: $0 [--course | --course-packages]" >&2; exit 2 ;;
+esac
+wheels=${MINIDOCKER_WHEELS:-}
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "provision.sh: run as root (sudo $0)" >&2
   exit 1
 fi
 
-packages=(
-  python3 python3-venv python3-dev gcc libcap-dev   # python-prctl builds from source
-  docker-registry skopeo umoci                      # the local registry and OCI tools
-  busybox-static debootstrap                        # base images built offline (images/)
-  podman crun uidmap                                # peers for the benchmarks
-  apache2-utils                                     # htpasswd, for the basic-auth registry
-  iproute2 iptables util-linux procps tar gzip zstd libseccomp2  # pyseccomp loads libseccomp.so.2
-  qemu-system-x86 qemu-utils e2fsprogs              # the cgroup v2 guest (tests/v2guest, .ci/run)
-  vagrant                                           # `vagrant validate` of the course VM's Vagrantfile
-)
+if [ "$mode" = dev ]; then
+  packages=(
+    python3 python3-venv python3-dev gcc libcap-dev   # python-prctl builds from source
+    docker-registry skopeo umoci                      # the local registry and OCI tools
+    busybox-static debootstrap                        # base images built offline (images/)
+    podman crun uidmap                                # peers for the benchmarks
+    apache2-utils                                     # htpasswd, for the basic-auth registry
+    iproute2 iptables util-linux procps tar gzip zstd libseccomp2  # pyseccomp loads libseccomp.so.2
+    qemu-system-x86 qemu-utils e2fsprogs              # the cgroup v2 guest (tests/v2guest, .ci/run)
+    vagrant                                           # `vagrant validate` of the course VM's Vagrantfile
+  )
+else
+  packages=("${course_packages[@]}")
+  # without a wheelhouse python-prctl is built from source here
+  [ -n "$wheels" ] || packages+=(python3-dev gcc libcap-dev)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -40,17 +74,101 @@ for f in /etc/subuid /etc/subgid; do
   grep -q '^minidocker:' "$f" 2>/dev/null || echo 'minidocker:1000000:6553600' >> "$f"
 done
 
+# ---- the course VM: a registry on 127.0.0.1:5000, seeded, as minidocker's Docker Hub mirror ----
+
+registry_port=5000
+registry_data=/var/lib/minidocker-registry
+
+# Debian's docker-registry, run by our own unit with our own config: it listens on the loopback
+# address only (Debian's own unit, disabled above, listens on every address).
+course_registry() {
+  if [ ! -d /run/systemd/system ]; then
+    echo "provision.sh: --course needs a machine booted with systemd (the registry is a unit)" >&2
+    return 1
+  fi
+  install -d -m 0755 /etc/minidocker
+  install -d -m 0750 -o docker-registry -g docker-registry "$registry_data"
+  cat >/etc/minidocker/registry.yml <<EOF
+# minidocker's course registry (vagrant/provision.sh --course): Docker Hub for this machine
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $registry_data
+http:
+  addr: 127.0.0.1:$registry_port
+EOF
+  cat >/etc/systemd/system/minidocker-registry.service <<EOF
+[Unit]
+Description=minidocker's course registry on 127.0.0.1:$registry_port (Docker Hub for the lessons)
+After=network.target
+
+[Service]
+User=docker-registry
+ExecStart=/usr/bin/docker-registry serve /etc/minidocker/registry.yml
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  # `minidocker pull debian` asks the mirror: the daemon.json docker itself reads, same key
+  cat >/etc/minidocker/daemon.json <<EOF
+{"registry-mirrors": ["http://127.0.0.1:$registry_port"]}
+EOF
+  systemctl daemon-reload
+  systemctl enable -q minidocker-registry.service
+  systemctl restart minidocker-registry.service
+  local i
+  for i in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$registry_port") 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "provision.sh: the registry did not start: journalctl -u minidocker-registry" >&2
+  return 1
+}
+
+# The images/ images, built offline (cached in /var/cache/minidocker/images) and pushed under
+# Docker Hub's names: `minidocker run debian` pulls library/debian:latest from the mirror.
+course_images() {
+  local name layout dest
+  for name in busybox debian; do
+    layout=$(python3 "$repo/images/build.py" "$name")
+    for dest in "library/$name:latest" "$name:latest"; do
+      skopeo --insecure-policy copy -q --dest-tls-verify=false \
+        "oci:$layout:latest" "docker://127.0.0.1:$registry_port/$dest"
+    done
+  done
+  # `run` would pull it through the mirror, but a lesson check has 60 s for each command:
+  # the lessons' image is in the store already
+  "$repo/.venv/bin/minidocker" pull -q busybox >/dev/null
+}
+
 python=${PYTHON:-python3}
 if [ ! -x "$repo/.venv/bin/python" ]; then
   "$python" -m venv "$repo/.venv"
 fi
-"$repo/.venv/bin/pip" install -q --upgrade pip >/dev/null
+extra="[test]"
+if [ "$mode" = course ]; then extra=""; fi
+if [ -n "$wheels" ]; then
+  # offline: every package (and the editable build's setuptools) from DIR, pip as it is
+  pip_from=(--no-index --find-links "$wheels")
+else
+  pip_from=()
+  "$repo/.venv/bin/pip" install -q --upgrade pip >/dev/null
+fi
 # compat mode: a plain .pth path entry, not an import hook (which costs ~15 ms at every start)
-"$repo/.venv/bin/pip" install -q -e "$repo[test]" --config-settings editable_mode=compat
+"$repo/.venv/bin/pip" install -q "${pip_from[@]}" -e "$repo$extra" --config-settings editable_mode=compat
 # nothing at run time needs setuptools (pip builds in isolated environments), and its
 # distutils-precedence.pth runs an import at every interpreter start, on every container start
 "$repo/.venv/bin/pip" uninstall -q -y setuptools >/dev/null 2>&1 || true
 # bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set, every start would compile again
 "$repo/.venv/bin/python" -m compileall -q "$repo/minidocker" >/dev/null
 ln -sf "$repo/.venv/bin/minidocker" /usr/local/bin/minidocker
+if [ "$mode" = course ]; then
+  course_registry
+  course_images
+fi
 echo "provision.sh: ready ($("$repo/.venv/bin/minidocker" --version))"

@@ -79,13 +79,52 @@ def is_insecure(domain: str) -> bool:
     return domain in listed or host in listed
 
 
+DAEMON_CONFIG = "/etc/minidocker/daemon.json"
+
+
+def daemon_config() -> tuple[str, dict]:
+    """The machine's settings file and what it holds: ``$MINIDOCKER_DAEMON_CONFIG``, else
+    /etc/minidocker/daemon.json, in the format of docker's own /etc/docker/daemon.json (only
+    ``registry-mirrors`` is read). A missing file is no settings; a damaged one is an error,
+    not a silent fallback to Docker Hub. Try it: ``cat /etc/minidocker/daemon.json``."""
+    path = os.environ.get("MINIDOCKER_DAEMON_CONFIG") or DAEMON_CONFIG
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except FileNotFoundError:
+        return path, {}
+    except (OSError, ValueError) as e:
+        raise RegistryError(
+            f"cannot read {path}: {e}", hint='it should look like {"registry-mirrors": ["http://127.0.0.1:5000"]}'
+        ) from None
+    mirrors = doc.get("registry-mirrors", []) if isinstance(doc, dict) else None
+    if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):
+        raise RegistryError(
+            f'{path}: "registry-mirrors" must be a list of URLs', hint='{"registry-mirrors": ["http://127.0.0.1:5000"]}'
+        )
+    return path, doc
+
+
+def registry_mirror() -> tuple[str, str] | None:
+    """Where Docker Hub's names go instead, and who said so: ``$MINIDOCKER_REGISTRY_MIRROR``
+    first (a shell's choice wins over the machine's), then the first of the settings file's
+    ``registry-mirrors``. docker tries each mirror in turn; one is enough for a classroom VM."""
+    env = os.environ.get("MINIDOCKER_REGISTRY_MIRROR", "").strip()
+    if env:
+        return env, "MINIDOCKER_REGISTRY_MIRROR"
+    path, doc = daemon_config()
+    mirrors = [m.strip() for m in doc.get("registry-mirrors", []) if m.strip()]
+    return (mirrors[0], path) if mirrors else None
+
+
 def endpoint_for(domain: str) -> str:
-    """The base URL for a registry domain; Docker Hub goes through the mirror when set."""
+    """The base URL for a registry domain; Docker Hub goes through the mirror when one is set."""
     if domain == DEFAULT_DOMAIN:
-        mirror = os.environ.get("MINIDOCKER_REGISTRY_MIRROR", "").strip().rstrip("/")
-        if mirror:
+        found = registry_mirror()
+        if found:
+            mirror, source = found[0].rstrip("/"), found[1]
             if not re.match(r"^https?://[^/]+", mirror):
-                raise RegistryError(f"MINIDOCKER_REGISTRY_MIRROR={mirror!r} is not an http(s) URL")
+                raise RegistryError(f"registry mirror {mirror!r} (from {source}) is not an http(s) URL")
             return mirror
         return f"https://{DOCKER_HUB_API}"
     return f"{'http' if is_insecure(domain) else 'https'}://{domain}"

@@ -49,6 +49,8 @@ class Minidocker:
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MINIDOCKER_")}
         env.update(MINIDOCKER_ROOT=str(self.root), MINIDOCKER_CONFIG=str(self.config))
+        # not the machine's /etc/minidocker/daemon.json (a course VM has one): a test writes its own
+        env.update(MINIDOCKER_DAEMON_CONFIG=str(self.config / "daemon.json"))
         env.update(MINIDOCKER_HOST_RESOLV_CONF=HOST_RESOLV_CONF)  # (tests/conftest.py: no resolver)
         env.update(extra or {})
         return env

@@ -118,6 +118,41 @@ def test_docker_hub_names_go_to_the_mirror(shared_md, registry):
     assert len(ids) == 1
 
 
+def test_daemon_json_mirror_serves_pull_and_run(md, registry):
+    # the course VM's setting: /etc/minidocker/daemon.json (here the test's own file) names the
+    # mirror, no MINIDOCKER_REGISTRY_MIRROR; `run` of a missing Docker Hub name pulls from it
+    (md.config).mkdir(parents=True, exist_ok=True)
+    (md.config / "daemon.json").write_text(json.dumps({"registry-mirrors": [registry.url]}))
+    r = md.ok("run", "--rm", "--network", "none", "busybox", "echo", "from the mirror")
+    assert r.stdout == "from the mirror\n"
+    info = json.loads(md.ok("inspect", "busybox").stdout)[0]
+    assert "busybox:latest" in info["RepoTags"]
+    assert md.ok("pull", "busybox").stdout.strip() == "docker.io/library/busybox:latest"
+
+
+def test_daemon_json_mirror_serves_debian(shared_md, registry, tmp_path):
+    # in the session's store (debian is unpacked once per session)
+    conf = tmp_path / "daemon.json"
+    conf.write_text(json.dumps({"registry-mirrors": [registry.url + "/"]}))
+    r = shared_md.ok("pull", "debian", env={"MINIDOCKER_DAEMON_CONFIG": str(conf)})
+    assert r.stdout.strip() == "docker.io/library/debian:latest"
+    # the environment's mirror wins over the file's: a file naming a dead port changes nothing
+    conf.write_text(json.dumps({"registry-mirrors": ["http://127.0.0.1:9"]}))
+    env = {"MINIDOCKER_DAEMON_CONFIG": str(conf), "MINIDOCKER_REGISTRY_MIRROR": registry.url}
+    assert shared_md.ok("pull", "debian", env=env).stdout.strip() == "docker.io/library/debian:latest"
+
+
+def test_a_damaged_daemon_json_is_one_error_line(md):
+    (md.config).mkdir(parents=True, exist_ok=True)
+    (md.config / "daemon.json").write_text('{"registry-mirrors": ')
+    r = md("pull", "debian")
+    assert r.returncode == 125
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("Error: cannot read ") and "daemon.json" in lines[0], r.stderr
+    assert all(ln.startswith(("Error:", "hint:")) for ln in lines), r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_multiarch_picks_the_host_platform_or_the_flag(md, registry):
     ref = f"{registry.host}/multiarch:latest"
     md.ok("pull", ref)

@@ -62,3 +62,41 @@ def test_docker_hub_and_its_mirror(monkeypatch):
     monkeypatch.setenv("MINIDOCKER_REGISTRY_MIRROR", "ftp://nope")
     with pytest.raises(RegistryError):
         endpoint_for("docker.io")
+
+
+@pytest.fixture
+def daemon_json(tmp_path, monkeypatch):
+    """A daemon.json of the test's own (not the machine's /etc/minidocker/daemon.json)."""
+    path = tmp_path / "daemon.json"
+    monkeypatch.setenv("MINIDOCKER_DAEMON_CONFIG", str(path))
+    monkeypatch.delenv("MINIDOCKER_REGISTRY_MIRROR", raising=False)
+    return path
+
+
+def test_daemon_json_names_the_mirror(daemon_json, monkeypatch):
+    assert endpoint_for("docker.io") == "https://registry-1.docker.io"  # no file: Docker Hub
+    daemon_json.write_text('{"registry-mirrors": ["http://127.0.0.1:5000/", "http://127.0.0.1:5001"]}')
+    assert endpoint_for("docker.io") == "http://127.0.0.1:5000"  # the first one
+    assert endpoint_for("quay.io") == "https://quay.io"
+    monkeypatch.setenv("MINIDOCKER_REGISTRY_MIRROR", "http://127.0.0.1:5002")
+    assert endpoint_for("docker.io") == "http://127.0.0.1:5002"  # the environment wins
+    monkeypatch.delenv("MINIDOCKER_REGISTRY_MIRROR")
+    daemon_json.write_text('{"registry-mirrors": [], "debug": true}')
+    assert endpoint_for("docker.io") == "https://registry-1.docker.io"
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ('{"registry-mirrors": ["http://127.0.0.1:5000"', "cannot read"),
+        ('["http://127.0.0.1:5000"]', "must be a list"),
+        ('{"registry-mirrors": "http://127.0.0.1:5000"}', "must be a list"),
+        ('{"registry-mirrors": [5000]}', "must be a list"),
+        ('{"registry-mirrors": ["127.0.0.1:5000"]}', "is not an http(s) URL"),
+    ],
+)
+def test_a_damaged_daemon_json_is_an_error(daemon_json, text, says):
+    daemon_json.write_text(text)
+    with pytest.raises(RegistryError) as e:
+        endpoint_for("docker.io")
+    assert says in e.value.message and str(daemon_json) in e.value.message

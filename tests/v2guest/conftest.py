@@ -74,6 +74,12 @@ def guest(tmp_path_factory):
         _timings["cache_on_disk"] = _du(cache)
 
 
+@pytest.fixture(scope="session")
+def guest_timings() -> dict[str, object]:
+    """Where a test records what it measured; printed in the terminal summary below."""
+    return _timings
+
+
 def _du(path: Path) -> str:
     total = 0
     for p in path.rglob("*"):

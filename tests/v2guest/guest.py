@@ -6,8 +6,10 @@ guest. ``vagrant/v2-guest/build.sh`` builds the guest once (cached); this module
 * a qcow2 overlay on the cached raw image per boot, so the cached base is never written;
 * ``qemu-system-x86_64 -accel tcg`` (/dev/kvm here cannot run a stock kernel), booted with the
   guest's own kernel and initramfs, serial console to ``console.log``;
-* ssh forwarded from 127.0.0.1:<free port> only (qemu user-mode networking), one multiplexed
-  ssh connection for all commands;
+* ssh forwarded from 127.0.0.1:<free port> only (qemu user-mode networking, ``restrict=on``:
+  the guest reaches neither the host nor the internet, so no test can download by accident),
+  one multiplexed ssh connection for all commands;
+* ``reboot()`` powers off and boots again on the same overlay (what a course VM does at boot);
 * the project copied onto the guest's own disk with tar over ssh (git HEAD, plus the working
   tree's ``minidocker/`` and ``tests/`` as they are now);
 * qemu is killed by its PID whatever happens (and dies with us: PR_SET_PDEATHSIG).
@@ -112,10 +114,11 @@ class Guest:
             if not (self.cache / name).exists():
                 raise GuestError(f"{self.cache / name} is missing: run vagrant/v2-guest/build.sh")
         overlay = self.workdir / "overlay.qcow2"
-        subprocess.run(
-            ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.cache / "base.raw"), "-F", "raw", str(overlay)],
-            check=True,
-        )
+        if not overlay.exists():  # a reboot boots the same disk again
+            base = str(self.cache / "base.raw")
+            subprocess.run(
+                ["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", str(overlay)], check=True
+            )
         start = time.monotonic()
         for attempt in range(3):  # the free port may be taken between our probe and qemu's bind
             self.port = _free_port()
@@ -160,7 +163,7 @@ class Guest:
             "-drive",
             f"file={overlay},format=qcow2,if=virtio",
             "-netdev",
-            f"user,id=n,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+            f"user,id=n,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
             "-device",
             "virtio-net-pci,netdev=n",
         ]
@@ -183,8 +186,19 @@ class Guest:
         except OSError:
             return "(no console log)"
 
-    def shutdown(self, timeout: float = 30.0) -> None:
-        """Power off, then make sure qemu is gone (SIGKILL by PID) and the ssh master too."""
+    def reboot(self, timeout: float = 60.0) -> float:
+        """Power off cleanly (so the disk is consistent) and boot the same overlay again, as
+        a machine's next boot; return the seconds from poweroff to ssh. qemu runs with
+        -no-reboot, so a reboot is a new qemu process (and a new ssh port)."""
+        t = time.monotonic()
+        self.power_off(timeout)
+        self.boot()
+        self.timings["reboot_s"] = time.monotonic() - t
+        return self.timings["reboot_s"]
+
+    def power_off(self, timeout: float = 30.0) -> None:
+        """``systemctl poweroff`` and wait for qemu to exit (SIGKILL after ``timeout``); the
+        ssh master goes too. The overlay and the work directory stay."""
         try:
             if self.qemu is not None and self.qemu.poll() is None:
                 self._ssh_raw("systemctl poweroff --no-block", timeout=10)
@@ -203,6 +217,13 @@ class Guest:
                     stderr=subprocess.DEVNULL,
                     timeout=10,
                 )
+            self.qemu, self.port = None, None
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Power off, then make sure qemu is gone (SIGKILL by PID) and the ssh master too."""
+        try:
+            self.power_off(timeout)
+        finally:
             if self._own_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 

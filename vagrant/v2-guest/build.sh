@@ -11,6 +11,9 @@
 #   vmlinuz, initrd.img   the guest's own kernel and initramfs, for qemu -kernel/-initrd
 #   cmdline       the kernel command line (systemd.unified_cgroup_hierarchy=1 ...)
 #   id_ed25519    root's ssh key for the guest (0600); the guest trusts its .pub
+#   wheels/       the wheelhouse the guest's venv was installed from (minidocker's dependencies,
+#                 pytest, setuptools and wheel for an editable build): MINIDOCKER_WHEELS for
+#                 `vagrant/provision.sh --course` in the guest, which then installs offline
 #   stamp         what the image was built from; a different recipe rebuilds it
 #
 # Built in a temporary directory next to the cache and renamed into place, so a failed or
@@ -28,8 +31,12 @@ packages=(
   linux-image-amd64 systemd-sysv udev dbus openssh-server
   python3 python3-venv busybox-static iproute2 iptables procps kmod
 )
+# and what `provision.sh --course` installs, so that it finds every package in place and
+# never calls apt in the guest (which has no internet in the tests). apt-get installs these
+# after debootstrap: debootstrap's own resolver fails to configure skopeo's dependencies.
+read -r -a course <<<"$("$repo/vagrant/provision.sh" --course-packages)"
 # Everything that shapes the image goes into the stamp: change it and the image is rebuilt.
-recipe="v3 $suite $mirror $size ${packages[*]} deps:$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -c1-16)"
+recipe="v4 $suite $mirror $size ${packages[*]} course:${course[*]} deps:$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -c1-16)"
 
 log() { echo "build.sh: $*" >&2; }
 
@@ -61,7 +68,8 @@ start=$SECONDS
 deps=$(python3 - "$repo/pyproject.toml" <<'EOF'
 import sys, tomllib
 p = tomllib.load(open(sys.argv[1], "rb"))["project"]
-print(" ".join(p["dependencies"] + ["pytest>=8"]))
+# setuptools and wheel: the editable install's isolated build environment, offline
+print(" ".join(p["dependencies"] + ["pytest>=8", "setuptools>=68", "wheel"]))
 EOF
 )
 pip=$repo/.venv/bin/pip
@@ -111,6 +119,18 @@ install -m 0600 "$tmp/id_ed25519.pub" "$root/root/.ssh/authorized_keys"
 for fs in proc sys dev; do
   mount --bind "/$fs" "$root/$fs"; mounted+=("$root/$fs")
 done
+# the course's packages, with the host's resolver for apt and no service started in a chroot
+log "apt-get install ${course[*]}"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d" && chmod +x "$root/usr/sbin/policy-rc.d"
+{ chroot "$root" apt-get update -q && DEBIAN_FRONTEND=noninteractive chroot "$root" \
+    apt-get install -y -q --no-install-recommends "${course[@]}"; } >"$tmp/apt.log" 2>&1 || {
+  tail -30 "$tmp/apt.log" >&2; log "apt-get install in the guest failed"; exit 1; }
+rm -f "$root/usr/sbin/policy-rc.d" "$tmp/apt.log"
+# Debian's docker-registry unit (every address, basic auth) stays off, as provision.sh leaves
+# it: the tests' registries take 127.0.0.1:5000, and the course VM its own unit
+rm -f "$root/etc/systemd/system/multi-user.target.wants/docker-registry.service"
+echo "nameserver 10.0.2.3" >"$root/etc/resolv.conf"
 cp -r "$tmp/wheels" "$root/tmp/wheels"
 chroot "$root" python3 -m venv /opt/venv
 chroot "$root" /opt/venv/bin/pip install -q --no-index --find-links /tmp/wheels $(cd "$tmp/wheels" && ls *.whl | sed 's/-.*//' | sort -u) \
@@ -140,7 +160,7 @@ chmod 0600 "$tmp/id_ed25519"
 chmod 0644 "$tmp/base.raw" "$tmp/vmlinuz" "$tmp/initrd.img"
 echo "$recipe" >"$tmp/stamp"
 rm -f "$tmp/debootstrap.log" "$tmp/pip.log" "$tmp/id_ed25519.pub"
-rm -rf "$tmp/wheels"
+chmod 0755 "$tmp/wheels" && chmod 0644 "$tmp/wheels"/*
 
 # 6. Into place: the old cache (if any) goes aside first, then the new one is renamed in.
 if [ -e "$cache" ]; then
