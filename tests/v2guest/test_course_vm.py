@@ -142,17 +142,7 @@ def test_lesson_check_passes(course_vm, guest_timings, lesson):
     r = timed(guest_timings, f"lesson_check_{lesson}_s", course_vm, f"minidocker lesson check {lesson}", timeout=900)
     print(r.stdout)
     assert r.returncode == 0, f"lesson check {lesson} exited {r.returncode}:\n{r.stdout[-4000:]}\n{r.stderr[-3000:]}"
+    assert "FAILED" not in r.stdout and "PASSED: " in r.stdout, r.stdout
+    if lesson == "cgroups":  # this machine graded the cgroup v2 view; the v1 checks are the host's
+        assert "more for cgroup v1 machines, not this one" in r.stdout, r.stdout
 
-
-def test_provisioning_is_idempotent(course_vm, guest_timings):
-    # last, after the checks of the booted machine: a second run (a teacher's `vagrant provision`)
-    # changes nothing and still succeeds
-    r = timed(
-        guest_timings,
-        "course_provision_again_s",
-        course_vm,
-        f"cd {REMOTE_PROJECT} && MINIDOCKER_WHEELS={WHEELS} ./vagrant/provision.sh --course",
-        timeout=1800,
-    )
-    assert r.returncode == 0, f"second provision.sh --course exited {r.returncode}:\n{r.stderr[-3000:]}"
-    assert course_vm.run("grep -c '^minidocker:' /etc/subuid").stdout.strip() == "1"
