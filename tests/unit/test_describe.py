@@ -50,16 +50,19 @@ def test_a_running_container_shows_every_network_it_is_on():
 
 
 @pytest.mark.parametrize(
-    "history, comment",
+    "config, comment",
     [
-        (None, ""),
-        ([], ""),
-        ([{"created_by": "x"}], ""),
-        ([{"comment": "first"}, {"created_by": "y"}, {"comment": "newest"}, {"comment": ""}], "newest"),
+        ({"history": None}, ""),
+        ({"history": []}, ""),
+        ({"history": [{"created_by": "x"}]}, ""),
+        ({"history": [{"comment": "first"}, {"comment": "newest"}]}, "newest"),
+        # a commit without -m: the base's older comment is not the new image's
+        ({"history": [{"comment": "first"}, {"comment": "base"}, {"comment": ""}]}, ""),
+        ({"history": [{"created_by": "y"}], "comment": "from the config"}, "from the config"),
     ],
 )
-def test_an_images_comment_is_its_newest_history_comment(history, comment):
-    assert last_comment({"history": history}) == comment
+def test_an_images_comment_is_its_newest_history_entrys_or_its_configs(config, comment):
+    assert last_comment(config) == comment
 
 
 def test_disk_usage_counts_allocated_blocks_of_every_tree(tmp_path):
