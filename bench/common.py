@@ -301,6 +301,13 @@ def target_line(results: dict[str, Summary], tool: str, baseline: str, short: tu
     return f"{name} = {r:.2f}x (target <= {target:.2f})"
 
 
+def ratio_line(results: dict[str, Summary], tool: str, baseline: str, short: tuple[str, str]) -> str:
+    """``short[0]/short[1] = X.XXx``: the ratio of medians of a pair that has no target."""
+    r = ratio(results, tool, baseline)
+    name = f"{short[0]}/{short[1]}"
+    return f"{name} = n/a ({tool!r} or {baseline!r} was not run)" if r is None else f"{name} = {r:.2f}x"
+
+
 def dump_json(obj, stream=None) -> None:
     json.dump(obj, stream or sys.stdout, indent=2)
     (stream or sys.stdout).write("\n")
@@ -669,3 +676,41 @@ def local_registry(workdir: Path, images: Iterable[str], log: Callable[[str], No
     finally:
         with shielded():
             reg.stop()
+
+
+def image_layout(name: str) -> Path:
+    """The OCI layout of recipe ``name`` that local_registry seeds the registry from (built by
+    images/build.py, or found in its cache at once)."""
+    try:
+        from images.build import build_image
+        from tests.support.netns import host_network
+    except ImportError as e:
+        raise BenchError(f"cannot import the image builder from {REPO}: {e}") from e
+    with host_network():
+        return build_image(name)
+
+
+def layer_blobs(layout: Path) -> list[tuple[Path, str]]:
+    """The layers of the image tagged ``latest`` in an OCI layout (the manifest
+    Registry.seed pushes), bottom first: (blob file, its media type's tail, such as
+    ``tar+gzip``). An index in between (a multi-platform image) is followed to this
+    machine's platform, else to its first manifest."""
+    layout = Path(layout)
+
+    def blob(digest: str) -> Path:
+        algorithm, hexdigest = digest.split(":", 1)
+        return layout / "blobs" / algorithm / hexdigest
+
+    top = json.loads((layout / "index.json").read_text())["manifests"][0]
+    doc = json.loads(blob(top["digest"]).read_text())
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    while "manifests" in doc:  # an index: pick a platform
+        mine = [m for m in doc["manifests"] if m.get("platform", {}).get("architecture") == arch]
+        doc = json.loads(blob((mine or doc["manifests"])[0]["digest"]).read_text())
+    layers = []
+    for desc in doc["layers"]:
+        # OCI's ...layer.v1.tar, ...v1.tar+gzip, ...v1.tar+zstd; Docker's ...rootfs.diff.tar.gzip
+        mt = desc["mediaType"].replace("diff.tar.gzip", "diff.tar+gzip")
+        kind = mt[mt.rindex(".tar") + 1 :] if ".tar" in mt else mt
+        layers.append((blob(desc["digest"]), kind))
+    return layers
