@@ -27,10 +27,11 @@ import signal
 import socket
 import struct
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
-from minidocker.errors import MinidockerError
+TYPE_CHECKING = False  # (nothing more is imported: a detached container's watcher serves this socket, watch.py)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 STDIN, STDOUT, STDERR, EXIT, RESIZE = 0, 1, 2, 3, 4
 KIND_OF_STREAM = {"stdout": STDOUT, "stderr": STDERR}
@@ -57,14 +58,14 @@ def split_frames(buf: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
 
 
 @contextlib.contextmanager
-def short_path(path: Path) -> Iterator[str]:
+def short_path(path: Path | str) -> Iterator[str]:
     """A name for ``path`` short enough for a unix socket (sun_path holds 108 bytes, a store's
     path can be longer): its directory opened, and the path through /proc/self/fd."""
     from minidocker.linux import procfs
 
-    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    fd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY)
     try:
-        yield procfs.fd_path(fd, path.name)
+        yield procfs.fd_path(fd, os.path.basename(path))
     finally:
         os.close(fd)
 
@@ -73,16 +74,39 @@ class ConsoleServer:
     """The monitor's side: the listening socket and the clients attached to it. The monitor
     selects on ``fds()`` along with the container's outputs and calls ``ready(fd)``."""
 
-    def __init__(self, path: Path, input_fd: int, master: int | None):
+    def __init__(self, path: Path | str, input_fd: int, master: int | None, listener: socket.socket | None = None):
         self.path, self.input_fd, self.master = path, input_fd, master
         self.clients: dict[int, tuple[socket.socket, bytes]] = {}  # fd -> (socket, unread bytes)
+        self.listener = listener or self._listen(path)
+
+    @staticmethod
+    def _listen(path: Path | str) -> socket.socket:
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # a socket left by a monitor that was killed
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            os.unlink(path)  # a socket left by a monitor that was killed
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with short_path(path) as name:
-            self.listener.bind(name)
+            listener.bind(name)
         os.chmod(path, 0o600)
-        self.listener.listen(8)
+        listener.listen(8)
+        return listener
+
+    def hand_on(self) -> dict:
+        """What another program needs to go on serving this console after an execve (the
+        monitor becoming its watcher, watch.py): the socket's path and its file descriptors,
+        made inheritable. The clients' unread partial frames are dropped."""
+        fds = [self.listener.fileno(), *self.clients]
+        for fd in fds + [self.input_fd, self.master if self.master is not None else -1]:
+            if fd >= 0:
+                os.set_inheritable(fd, True)
+        return {"path": str(self.path), "fds": fds, "input": self.input_fd, "master": self.master}
+
+    @classmethod
+    def resume(cls, state: dict) -> ConsoleServer:
+        """The console ``hand_on`` described, in the program that received its descriptors."""
+        listener, *clients = (socket.socket(fileno=fd) for fd in state["fds"])
+        server = cls(state["path"], state["input"], state["master"], listener)
+        server.clients = {sock.fileno(): (sock, b"") for sock in clients}
+        return server
 
     def fds(self) -> list[int]:
         return [self.listener.fileno(), *self.clients]
@@ -108,7 +132,7 @@ class ConsoleServer:
 
     def deliver(self, kind: int, payload: bytes) -> None:
         """A client's frame: bytes for the container's input, or its pty's new size."""
-        from minidocker.runtime.stdio import write_all
+        from minidocker.runtime.logfile import write_all
 
         if kind == STDIN and self.input_fd >= 0:
             with contextlib.suppress(OSError):  # the container closed its stdin: input is dropped
@@ -149,12 +173,14 @@ class ConsoleServer:
             self.drop(fd)
         self.listener.close()
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            os.unlink(self.path)
 
 
 def parse_detach_keys(text: str) -> bytes:
     """docker's ``--detach-keys``: a comma-separated sequence of characters and ``ctrl-X``
     (X a letter or one of ``@[\\]^_``) -> the bytes that detach."""
+    from minidocker.errors import MinidockerError  # (the client's side only: see TYPE_CHECKING above)
+
     out = bytearray()
     for key in text.split(","):
         if len(key) == 1:
@@ -187,6 +213,8 @@ class DetachScanner:
 
 
 def connect(path: Path) -> socket.socket:
+    from minidocker.errors import MinidockerError
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         with short_path(path) as name:
@@ -203,6 +231,8 @@ def connect(path: Path) -> socket.socket:
 def wait_exit(path: Path) -> int | None:
     """The exit code the monitor sends when the container exits (``wait``), or None if no
     monitor listens there (the container is in another command's foreground, or done)."""
+    from minidocker.errors import MinidockerError
+
     try:
         sock = connect(path)
     except MinidockerError:
@@ -270,7 +300,7 @@ def pump(sock: socket.socket, in_fd: int, scanner: DetachScanner) -> int | None:
     the container's exit code comes (returned) or the detach keys are typed (None)."""
     import select
 
-    from minidocker.runtime.stdio import write_all
+    from minidocker.runtime.logfile import write_all
 
     buf, fds = b"", [sock.fileno()] + ([in_fd] if in_fd >= 0 else [])
     outputs = {STDOUT: sys.stdout.fileno(), STDERR: sys.stderr.fileno()}

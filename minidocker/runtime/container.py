@@ -26,6 +26,7 @@ from minidocker.linux.procfs import boot_id
 from minidocker.linux.procfs import start_time as proc_start_time
 from minidocker.paths import NEW_CONTAINER_PREFIX, REMOVED_CONTAINER_PREFIX, ContainerLayout, Layout, prepare_store
 from minidocker.record import field, record
+from minidocker.runtime.logfile import now_iso
 from minidocker.runtime.spec import ContainerSpec
 
 TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
@@ -83,11 +84,6 @@ SCIENTISTS = [
     "wozniak",
     "yalow",
 ]
-
-
-def now_iso() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 def alive(pid: int | None, start_time: int | None, boot: str | None = None) -> bool:

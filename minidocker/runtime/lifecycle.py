@@ -36,7 +36,8 @@ wired once its PID 1 exists.
 
 A foreground ``run`` waits in the CLI process itself (``run_attached``; the relays are in
 stdio.py); ``run -d`` forks a monitor first (monitor.py, like conmon), which starts the
-container, logs its output and records its exit. ``exec`` is in exec.py.
+container, then becomes a small watcher of it (watch.py) that logs its output, and records
+its exit. ``exec`` is in exec.py.
 
 See it: ``minidocker run --rm --explain busybox true`` (``pid`` shows which side acts).
 """
@@ -58,9 +59,10 @@ from minidocker.linux import syscalls as sc
 from minidocker.record import field, record
 from minidocker.runtime import rootfs
 from minidocker.runtime.attach import attach_network, detach_network
-from minidocker.runtime.container import Container, ContainerStore, alive, container_event, now_iso
+from minidocker.runtime.container import Container, ContainerStore, alive, container_event
 from minidocker.runtime.forked import read_report
 from minidocker.runtime.init import InitPipes, container_init, preload_tty, userns_init
+from minidocker.runtime.logfile import now_iso
 from minidocker.runtime.spec import STREAMS, ContainerSpec
 from minidocker.runtime.stdio import (
     FORWARDED_SIGNALS,

@@ -1,29 +1,36 @@
 """The per-container monitor of a detached run (what conmon is to podman).
 
-``run -d`` forks this process, which detaches (setsid), starts the container as its own
-child, copies the container's stdout and stderr into ``container.log`` line by line with
-timestamps (docker's json-file format: ``{"log": "...", "stream": "stdout", "time": "..."}``),
-waits for it, records the exit code and finish time, and with ``--rm`` removes it. The CLI
-returns as soon as the monitor says the container started.
+``run -d`` forks this process, which detaches (setsid) and starts the container as its own
+child. The CLI returns as soon as the monitor says the container started. Then the monitor
+execs the watcher (watch.py: a fresh interpreter with only the log and the console), which
+copies the container's stdout and stderr into ``container.log`` line by line with
+timestamps (docker's json-file format: ``{"log": "...", "stream": "stdout", "time": "..."}``)
+and waits for it. On its exit the watcher execs this module again (``main``), which records
+the exit code and finish time, and restarts the container (``--restart``) or removes it
+(``--rm``).
 
 See it: ``minidocker run -d busybox sleep 60; ps -ef --forest | grep -B1 sleep``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 from minidocker.errors import ExitCode, MinidockerError, StartFailed, exit_code
 from minidocker.linux import cgroups
 from minidocker.linux import syscalls as sc
-from minidocker.runtime import lifecycle
+from minidocker.runtime import lifecycle, watch
 from minidocker.runtime.container import Container, ContainerStore
 from minidocker.runtime.forked import read_report, report, report_failure
-from minidocker.runtime.stdio import LogWriter, copy_streams, open_log
+from minidocker.runtime.stdio import log_settings
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minidocker.runtime.console import ConsoleServer
 
 
 def spawn_monitor(store: ContainerStore, c: Container, lowerdirs: list[Path]) -> int:
@@ -57,27 +64,70 @@ def _monitor(store: ContainerStore, c: Container, lowerdirs: list[Path], ready_w
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
-        signal.signal(s, signal.SIG_IGN)
-    log = open_log(c)
-    restarts = 0
-    while True:
-        try:
-            code = _run_once(store, c, lowerdirs, log, ready_w)
-        except Exception:  # noqa: BLE001 - e.g. removed (rm -f) while waiting to restart
-            break
-        ready_w = -1  # the CLI heard about the first start; restarts are ours alone
-        if code is None or not c.dir.exists():
-            break  # the start itself failed (recorded), or the container is gone
-        c = store.load(c.id)
-        if not should_restart(c.spec.restart, code, restarts, bool(c.state.get("StopRequested"))):
-            break
-        restarts += 1
-        store.update(c, RestartCount=restarts)
-        time.sleep(min(0.1 * 2 ** (restarts - 1), 2.0))  # docker's back-off, shortened
-    if c.spec.auto_remove:
-        lifecycle.cleanup(store, c)
-    sys.stdout.flush()
+        signal.signal(s, signal.SIG_IGN)  # (an ignored signal stays ignored across the watcher's execve)
+    hand_over(store, c, *_start(store, c, lowerdirs, ready_w, restarts=0))
     return 0
+
+
+def hand_over(store: ContainerStore, c: Container, facts: dict | None, console: ConsoleServer | None) -> None:
+    """The container runs: become its watcher (watch.py), a small program that copies its
+    output and waits for it, so what stays in memory per container is small. If it did not
+    start, there is nothing to watch: remove it if ``--rm`` says so."""
+    if facts is None:
+        if c.spec.auto_remove:
+            lifecycle.cleanup(store, c)
+        return
+    watch.become("watch", facts)  # (returns only if the execve failed: then watch from here)
+    status, console = watch.watch(facts, console)
+    after_exit({**facts, "status": status}, console)
+
+
+def main(text: str) -> None:
+    """The monitor again (``python -I -c BOOT``, from the watcher): the container exited."""
+    after_exit(json.loads(text))
+
+
+def after_exit(facts: dict, console: ConsoleServer | None = None) -> None:
+    """Record the exit (then tell the attached clients: one that returns sees "exited"),
+    then restart the container as ``--restart`` says, or remove it (``--rm``)."""
+    from minidocker.runtime.console import ConsoleServer
+
+    store = ContainerStore(Path(facts["store"]))
+    if console is None and facts.get("console"):
+        console = ConsoleServer.resume(facts["console"])
+    code = exit_code(facts["status"])
+    try:
+        c = store.load(facts["id"])
+        lifecycle.record_exit(store, c, code, oom_killed=cgroups.manager(c.id).oom_killed())
+    except Exception:  # noqa: BLE001 - removed (rm -f) meanwhile: nothing to record or restart
+        if console is not None:
+            console.close(code)
+        return
+    if console is not None:
+        console.close(code)
+    cgroups.manager(c.id).destroy()
+    try:
+        restarts = _restart(store, c, code, facts["restarts"])
+    except Exception:  # noqa: BLE001 - e.g. removed (rm -f) while waiting to restart
+        restarts = None
+    if restarts is not None:
+        hand_over(store, c, *_start(store, c, [Path(p) for p in facts["lowerdirs"]], -1, restarts))
+    elif c.spec.auto_remove:
+        lifecycle.cleanup(store, c)
+
+
+def _restart(store: ContainerStore, c: Container, code: int, restarts: int) -> int | None:
+    """The restart count once the policy says to start again (after docker's back-off,
+    shortened), or None: the container stays down."""
+    if not c.dir.exists():
+        return None
+    c = store.load(c.id)
+    if not should_restart(c.spec.restart, code, restarts, bool(c.state.get("StopRequested"))):
+        return None
+    restarts += 1
+    store.update(c, RestartCount=restarts)
+    time.sleep(min(0.1 * 2 ** (restarts - 1), 2.0))
+    return restarts
 
 
 def should_restart(policy: dict, code: int, restarts: int, stop_requested: bool) -> bool:
@@ -92,9 +142,13 @@ def should_restart(policy: dict, code: int, restarts: int, stop_requested: bool)
     return name in ("always", "unless-stopped")
 
 
-def _run_once(store: ContainerStore, c: Container, lowerdirs: list[Path], log: LogWriter, ready_w: int) -> int | None:
-    """Start the container, copy its output to the log until it exits, record the exit;
-    its exit code, or None if it did not start."""
+def _start(
+    store: ContainerStore, c: Container, lowerdirs: list[Path], ready_w: int, restarts: int
+) -> tuple[dict | None, ConsoleServer | None]:
+    """Start the container with pipes for its output (or its pty) and the console socket;
+    tell the CLI (``ready_w``, the first start only). What its watcher needs to know, and
+    the console (its socket closes with it), or None if it did not start (the failure is
+    recorded)."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe()  # -i without a client attached: stdin stays open and empty
@@ -107,27 +161,30 @@ def _run_once(store: ContainerStore, c: Container, lowerdirs: list[Path], log: L
         for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
             os.close(fd)
         cgroups.manager(c.id).destroy()
-        return None
+        return None, None
     for fd in (out_w, err_w, in_r):
         os.close(fd)
     console = open_console(c, in_w, started.master)  # before the CLI returns: attach may follow at once
     if ready_w != -1:
         report(ready_w, pid=started.pid)
         os.close(ready_w)
-    streams = {out_r: (-1, "stdout"), err_r: (-1, "stderr")}
+    streams = {str(out_r): "stdout", str(err_r): "stderr"}
     if started.master is not None:
         os.close(out_r)
         os.close(err_r)
-        streams = {started.master: (-1, "stdout")}
-    copy_streams(streams, log, console)
-    os.close(in_w)
-    _, status = os.waitpid(started.pid, 0)
-    code = exit_code(status)
-    lifecycle.record_exit(store, c, code, oom_killed=cgroups.manager(c.id).oom_killed())
-    if console is not None:
-        console.close(code)  # (after the record: an attached client that returns sees "exited")
-    cgroups.manager(c.id).destroy()
-    return code
+        streams = {str(started.master): "stdout"}
+    facts = {
+        "store": str(store.root),
+        "id": c.id,
+        "pid": started.pid,
+        "streams": streams,
+        "input": in_w,
+        "console": console.hand_on() if console is not None else None,
+        "log": log_settings(c),
+        "restarts": restarts,
+        "lowerdirs": [str(p) for p in lowerdirs],
+    }
+    return facts, console
 
 
 def open_console(c: Container, in_w: int, master: int | None):

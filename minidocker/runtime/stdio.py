@@ -15,22 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import select
 import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from minidocker.errors import exit_code
-from minidocker.runtime.container import now_iso
+from minidocker.runtime.logfile import LogWriter, copy_streams, write_all
 
 TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
 if TYPE_CHECKING:
     import socket
 
-    from minidocker.runtime.console import ConsoleServer
     from minidocker.runtime.container import Container
 
 FORWARDED_SIGNALS = (
@@ -44,80 +41,25 @@ FORWARDED_SIGNALS = (
 )
 
 
-class LogWriter:
-    """``container.log``: each line of each stream a JSON record with its time. With
-    ``max_size`` the log is rotated as docker's json-file driver rotates it: when a record
-    would take the file past ``max_size`` bytes, ``container.log`` becomes ``container.log.1``
-    (``.1`` becomes ``.2`` ...; ``max_file`` files in all, the oldest dropped). ``path``
-    None (``--log-driver none``): nothing is kept."""
-
-    def __init__(self, path: Path | None, max_size: int | None = None, max_file: int = 1):
-        self.path, self.max_size, self.max_file = path, max_size, max_file
-        self.f = open(path, "ab", buffering=0) if path is not None else None
-        self.size = self.f.tell() if self.f is not None else 0
-        self.partial: dict[str, bytes] = {}
-
-    def feed(self, stream: str, data: bytes) -> None:
-        if self.f is None:
-            return
-        buf = self.partial.get(stream, b"") + data
-        *lines, rest = buf.split(b"\n")
-        for line in lines:
-            self._write(stream, line + b"\n")
-        self.partial[stream] = rest
-
-    def flush(self) -> None:
-        for stream, rest in self.partial.items():
-            if rest:
-                self._write(stream, rest)
-        self.partial.clear()
-
-    def _write(self, stream: str, line: bytes) -> None:
-        rec = {"log": line.decode("utf-8", "replace"), "stream": stream, "time": now_iso()}
-        data = (json.dumps(rec) + "\n").encode()
-        if self.max_size is not None and self.size and self.size + len(data) > self.max_size:
-            self._rotate()
-        assert self.f is not None  # (feed and flush write nothing without a file)
-        self.f.write(data)
-        self.size += len(data)
-
-    def _rotate(self) -> None:
-        """container.log.N-1 dropped, each .K renamed .K+1, container.log renamed .1, a new
-        container.log (with max_file 1: the one file emptied)."""
-        assert self.f is not None and self.path is not None
-        self.f.close()
-        for k in range(self.max_file - 1, 0, -1):
-            older = rotated(self.path, k)
-            if not older.exists():
-                continue
-            if k + 1 < self.max_file:
-                os.replace(older, rotated(self.path, k + 1))
-            else:
-                older.unlink()
-        if self.max_file > 1:
-            os.replace(self.path, rotated(self.path, 1))
-        self.f = open(self.path, "wb", buffering=0)
-        self.size = 0
-
-
-def rotated(path: Path, k: int) -> Path:
-    """The ``k``-th older file of a rotated log: container.log.1 is the one before container.log."""
-    return path.with_name(f"{path.name}.{k}")
-
-
 def open_log(c: Container) -> LogWriter:
-    """The container's log as its ``--log-driver`` and ``--log-opt`` say: json-file (no limit
-    unless max-size), local (docker's defaults: 20 MB a file, 5 files), none."""
+    """The container's log as its ``--log-driver`` and ``--log-opt`` say."""
+    return LogWriter(*log_settings(c))
+
+
+def log_settings(c: Container) -> list:
+    """[path, max_size, max_file] of the container's log as its ``--log-driver`` and
+    ``--log-opt`` say: json-file (no limit unless max-size), local (docker's defaults: 20 MB
+    a file, 5 files), none (no path: nothing is kept)."""
     driver, opts = c.spec.log_driver, c.spec.log_opts
     if driver == "none":
-        return LogWriter(None)
+        return [None, None, 1]
     if driver == "local":
         opts = {"max-size": "20m", "max-file": "5", **opts}
     if "max-size" not in opts:
-        return LogWriter(c.layout.log)
+        return [str(c.layout.log), None, 1]
     from minidocker.linux.cgroups import parse_size
 
-    return LogWriter(c.layout.log, parse_size(opts["max-size"]), int(opts.get("max-file", "1")))
+    return [str(c.layout.log), parse_size(opts["max-size"]), int(opts.get("max-file", "1"))]
 
 
 def reset_signals() -> None:
@@ -172,51 +114,12 @@ def receive_pty(sock: socket.socket | None) -> int | None:
     return fds[0] if fds else None
 
 
-def copy_streams(streams: dict[int, tuple[int, str]], log: LogWriter, console: ConsoleServer | None = None) -> None:
-    """Copy each of the container's outputs ({fd: (our fd or -1, "stdout"|"stderr")}) to the
-    log and to our fd until all of them close. If our fd goes away (``| head``), the log
-    still gets everything. A pty master reads EIO once the container's side is closed:
-    that is its end of file. A monitor's ``console`` (console.py) gets the output too, and
-    its clients are served meanwhile."""
-    while streams:
-        ready, _, _ = select.select(list(streams) + (console.fds() if console else []), [], [])
-        for fd in ready:
-            if fd not in streams:
-                assert console is not None  # (only its sockets are selected besides the streams)
-                console.ready(fd)
-                continue
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                data = b""
-            out_fd, name = streams[fd]
-            if not data:
-                os.close(fd)
-                del streams[fd]
-                continue
-            log.feed(name, data)
-            if console is not None:
-                console.broadcast(name, data)
-            if out_fd >= 0:
-                try:
-                    write_all(out_fd, data)
-                except BrokenPipeError:
-                    streams[fd] = (-1, name)
-    log.flush()
-
-
 def relay_output(pid: int, streams: dict[int, tuple[int, str]], log: LogWriter) -> int:
     """A foreground run without -t that keeps a log (as docker's does): copy the container's
     stdout and stderr pipes to ours and to the log until both close, then wait for it."""
     with forwarding_signals(pid):
         copy_streams(streams, log)
         return wait_for(pid)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def relay_pty(pid: int, master: int, stdin_open: bool, log: LogWriter | None = None) -> int:

@@ -150,7 +150,7 @@ def test_since_and_until_keep_a_span_then_tail(tmp_path):
     "max_file, kept", [(1, ["container.log"]), (3, ["container.log", "container.log.1", "container.log.2"])]
 )
 def test_rotation_keeps_max_file_files_of_max_size(tmp_path, max_file, kept):
-    from minidocker.runtime.stdio import LogWriter
+    from minidocker.runtime.logfile import LogWriter
 
     path = tmp_path / "container.log"
     log = LogWriter(path, max_size=300, max_file=max_file)
@@ -165,7 +165,7 @@ def test_rotation_keeps_max_file_files_of_max_size(tmp_path, max_file, kept):
 
 
 def test_no_log_driver_writes_nothing(tmp_path):
-    from minidocker.runtime.stdio import LogWriter
+    from minidocker.runtime.logfile import LogWriter
 
     log = LogWriter(None)
     log.feed("stdout", b"dropped\n")
