@@ -223,7 +223,11 @@ def write_layer(store: ImageStore, parent_chain: str | None, produce: Producer, 
     tar_hash = hashlib.sha256()
     with store.create(None, parent_chain) as layer:
         with store.content.ingest() as blob:
-            stats = _write_and_apply(produce, layer, tar_hash, Compressing(mf.compression_of(media_type), blob))
+            compressing = Compressing(mf.compression_of(media_type), blob)
+            try:
+                stats = _write_and_apply(produce, layer, tar_hash, compressing)
+            finally:
+                compressing.close()  # (done already, unless the pipe could not be made)
         crashpoint("commit:blob-written")
         diff_id = "sha256:" + tar_hash.hexdigest()
         if diff_id != EMPTY_TAR_DIFF_ID:
@@ -263,6 +267,7 @@ class Compressing:
         self.blob = blob
         self.chunks: queue.Queue[bytes | None] = queue.Queue(QUEUE_CHUNKS)
         self.error: BaseException | None = None
+        self.closed = False
         self.thread = threading.Thread(target=self._run, name="compress-layer", daemon=True)
         self.thread.start()
 
@@ -273,8 +278,10 @@ class Compressing:
 
     def close(self) -> None:
         """End of the tar: the thread compresses what is queued, flushes, and ends."""
-        self.chunks.put(None)
-        self.thread.join()
+        if not self.closed:
+            self.closed = True
+            self.chunks.put(None)
+            self.thread.join()
 
     def _run(self) -> None:
         chunk = self.chunks.get()
