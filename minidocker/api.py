@@ -1190,17 +1190,28 @@ def commit(
     author: str = "",
     changes: list[str] = (),
     pause: bool = True,
+    compression: str = "gzip",
 ) -> str:
     """``docker commit``: the container's upper dir becomes one new layer on its image; the
     container's config (Cmd, Env, WorkingDir, User...) plus ``changes`` becomes the image's.
     A running container is frozen (cgroup freezer) while its upper dir is read, and always
-    thawed, even if the commit is killed. Returns the new image ID."""
+    thawed, even if the commit is killed. ``compression``: the layer blob's, gzip or zstd
+    (podman's ``--compression-format``; a zstd layer makes the manifest an OCI one).
+    Returns the new image ID."""
     from minidocker.runtime.commit import commit_container
 
     containers = _containers(root)
     c = containers.find(name)
     return commit_container(
-        containers, _store(root), c, ref, message=message, author=author, changes=list(changes), pause=pause
+        containers,
+        _store(root),
+        c,
+        ref,
+        message=message,
+        author=author,
+        changes=list(changes),
+        pause=pause,
+        compression=compression,
     )
 
 

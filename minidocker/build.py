@@ -302,7 +302,7 @@ class Builder:
             if code != 0:
                 raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}")
             lower = d.LowerView(self.store.get(self.image_id))
-            entries = d.scan_upper(c.layout.upper, lower)
+            entries = list(d.walk_upper(c.layout.upper, lower))
             args = self.args_in_effect()
             created_by = (f"|{len(args)} {' '.join(args)} " if args else "") + " ".join(argv)
             self.new_image(lambda write: d.write_layer_tar(entries, write), empty=not entries, created_by=created_by)

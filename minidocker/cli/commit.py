@@ -31,6 +31,9 @@ def commit(
     message: str = typer.Option("", "--message", "-m", help="Commit message."),
     author: str = typer.Option("", "--author", "-a", help='Author (e.g. "Jane Doe <jane@example.com>").'),
     change: list[str] = typer.Option([], "--change", "-c", help="Apply a Dockerfile instruction to the image."),
+    compression: str = typer.Option(
+        "gzip", "--compression", help="Compression of the new layer: gzip or zstd (zstd: an OCI manifest)."
+    ),
 ) -> None:
     pause, rest = True, []
     for a in args:  # docker's bool flag: -p, --pause, --pause=false
@@ -61,6 +64,7 @@ def commit(
             author=author,
             changes=change,
             pause=pause,
+            compression=compression,
         )
     )
 

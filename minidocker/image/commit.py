@@ -2,23 +2,31 @@
 
 The steps, in order (``create_image``)::
 
-    write_layer      the tar, produced once, goes three ways at the same time:
+    write_layer      the tar, produced once as the walk of the upper dir goes (each entry
+                     is written before the next is looked for), goes three ways at once:
                        sha256 of the tar            -> diff_id (names the unpacked layer)
-                       gzip (ISA-L) -> sha256 -> ingest/new-*  -> blobs/sha256/<digest>
+                       a queue -> the compressing thread: gzip (ISA-L) or zstd
+                                  -> sha256 -> ingest/new-*  -> blobs/sha256/<digest>
                        a pipe -> apply_diff (a thread) -> layers/.tmp-new-*/diff
                      then layers/.tmp-new-* is renamed to layers/<chain-id>/ (the store's
                      create(None, parent) -> apply_diff -> commit, named by what it holds)
     new config       the parent's config + the changes; rootfs.diff_ids + [diff_id];
                      one more history entry; "created" now
     new manifest     the parent's layers + the new one, in the parent's media-type family
-                     (Docker schema 2 or OCI); config and manifest stored by digest
+                     (Docker schema 2 or OCI); config and manifest stored by digest. A zstd
+                     layer (``--compression zstd``) has no Docker schema 2 type, so it makes
+                     an OCI manifest: the parent's gzip layers keep their blobs, under OCI's
+                     name for the same bytes
     record_image     images/index.json (under the store lock): the ID, the tag, the parent
 
 Applying the tar we just wrote (rather than copying the upper dir) keeps the store's
 invariant simple: ``layers/<chain-id>/diff`` is exactly what ``apply_layer`` makes of the
 blob, as after a pull, and it costs no second read of the data: the apply thread reads the
-tar from a pipe while it is being written. (Its writes and the hashing and compression
-release the GIL, so the two cores both work.)
+tar from a pipe while it is being written. So three threads work at once: the walk that
+reads files and hashes them, the compression, and the unpacking; their writes, the
+hashing and the compression release the GIL, so both cores work. (Unpacking, the kernel
+creating and writing the files, is usually the slowest of the three: the others wait for
+it at the queue and the pipe, each holding at most a few MiB.)
 
 An empty tar (no changes) makes no layer: docker records such a commit as a history entry
 with ``empty_layer: true`` and the same rootfs, and so do we. The whole commit happens under
@@ -40,6 +48,7 @@ import fcntl
 import io
 import json
 import os
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +62,11 @@ from minidocker.image.reference import parse as parse_reference
 from minidocker.image.store import ImageStore, chain_id_of, now_iso
 
 GZIP_LEVEL = 1  # ISA-L's levels are 0-3; 1 and 2 compress alike, 1 is the fastest of them
+ZSTD_LEVEL = 1  # the fastest of zstd's standard levels; it still packs tighter than gzip -1
+COMPRESSIONS = {"gzip": mf.OCI_LAYER_GZIP, "zstd": mf.OCI_LAYER_ZSTD}  # --compression's values
+DOCKER_TO_OCI = {mf.DOCKER_LAYER_GZIP: mf.OCI_LAYER_GZIP, mf.DOCKER_LAYER_FOREIGN: mf.OCI_LAYER_NONDIST_GZIP}
 PIPE_SIZE = 1 << 20
+QUEUE_CHUNKS = 8  # tar chunks (up to 1 MiB each) waiting for the compressing thread
 F_SETPIPE_SZ = 1031
 
 Producer = Callable[[Callable[[bytes | memoryview], None]], Any]
@@ -81,10 +94,13 @@ def create_image(
     tag: str | None = None,
     empty: bool = False,
     intermediate: bool = False,
+    compression: str = "gzip",
 ) -> tuple[str, NewLayer | None]:
     """A new image on top of ``base_id`` (None: from scratch): the layer ``produce`` writes
-    (nothing when ``empty``), the config changed by ``changes(config["config"])``, a history
-    entry. Returns the new image ID (its config's digest) and the layer (None if empty)."""
+    (nothing when ``empty``), compressed with ``compression`` (gzip or zstd), the config
+    changed by ``changes(config["config"])``, a history entry. Returns the new image ID (its
+    config's digest) and the layer (None if empty)."""
+    check_compression(compression)
     store.ensure()
     ref = parse_reference(tag) if tag else None
     if ref is not None and ref.digest:
@@ -93,14 +109,15 @@ def create_image(
         raise InvalidReference(f"refusing to create a tag with a digest reference: {tag}")
     with store.gc_guard():
         base_cfg, base_manifest = base_of(store, base_id)
-        docker = base_manifest.media_type == mf.DOCKER_MANIFEST
+        # docker's schema 2 has no zstd layer: a zstd layer makes the manifest an OCI one
+        docker = base_manifest.media_type == mf.DOCKER_MANIFEST and (empty or compression == "gzip")
         diff_ids = list(base_cfg["rootfs"]["diff_ids"])
-        layers = list(base_manifest.layers)
+        layers = list(base_manifest.layers) if docker else [as_oci(d) for d in base_manifest.layers]
         layer = None
         if not empty and produce is not None:
             chains = mf.chain_ids(diff_ids)
             parent_chain = chains[-1] if chains else None
-            layer = write_layer(store, parent_chain, produce, mf.DOCKER_LAYER_GZIP if docker else mf.OCI_LAYER_GZIP)
+            layer = write_layer(store, parent_chain, produce, layer_media_type(compression, docker))
             if layer.diff_id == EMPTY_TAR_DIFF_ID:
                 layer = None  # docker's empty layer: recorded in history only
             else:
@@ -113,6 +130,26 @@ def create_image(
             config_digest, manifest_digest, str(ref) if ref else None, parent=base_id, intermediate=bool(intermediate)
         )
     return config_digest, layer
+
+
+def check_compression(compression: str) -> None:
+    """Refuse a compression commit cannot write, before any work."""
+    if compression not in COMPRESSIONS:
+        raise MinidockerError(
+            f'invalid argument "{compression}" for "--compression" flag: give {" or ".join(COMPRESSIONS)}'
+        )
+
+
+def layer_media_type(compression: str, docker: bool) -> str:
+    """The new layer's media type: Docker schema 2's gzip type in a Docker manifest, else OCI's."""
+    return mf.DOCKER_LAYER_GZIP if docker and compression == "gzip" else COMPRESSIONS[compression]
+
+
+def as_oci(desc: mf.Descriptor) -> mf.Descriptor:
+    """A base layer's descriptor in an OCI manifest: Docker's gzip layer types are OCI's
+    gzip ones (the same bytes), only the name changes."""
+    media_type = DOCKER_TO_OCI.get(desc.media_type, desc.media_type)
+    return mf.Descriptor(media_type, desc.digest, desc.size, desc.platform, desc.urls)
 
 
 def base_of(store: ImageStore, base_id: str | None) -> tuple[dict[str, Any], mf.Manifest]:
@@ -177,19 +214,20 @@ def store_config_and_manifest(
 
 
 def write_layer(store: ImageStore, parent_chain: str | None, produce: Producer, media_type: str) -> NewLayer:
-    """Run ``produce(write)`` (it writes one tar) and store what it wrote: a gzip blob, and
-    the unpacked layer named by its chain ID on top of ``parent_chain``. Caller holds
-    ``store.gc_guard()``. For an empty tar nothing is kept (the blob, a few bytes, stays
-    unreferenced until the next garbage collection)."""
+    """Run ``produce(write)`` (it writes one tar) and store what it wrote: a blob compressed
+    as ``media_type`` says (gzip or zstd), and the unpacked layer named by its chain ID on
+    top of ``parent_chain``. Caller holds ``store.gc_guard()``. For an empty tar nothing is
+    kept (the blob, a few bytes, stays unreferenced until the next garbage collection)."""
     import hashlib
 
-    from isal import isal_zlib
-
-    compressor = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)
     tar_hash = hashlib.sha256()
     with store.create(None, parent_chain) as layer:
         with store.content.ingest() as blob:
-            stats = _write_and_apply(produce, layer, tar_hash, compressor, blob)
+            compressing = Compressing(mf.compression_of(media_type), blob)
+            try:
+                stats = _write_and_apply(produce, layer, tar_hash, compressing)
+            finally:
+                compressing.close()  # (done already, unless the pipe could not be made)
         crashpoint("commit:blob-written")
         diff_id = "sha256:" + tar_hash.hexdigest()
         if diff_id != EMPTY_TAR_DIFF_ID:
@@ -207,9 +245,62 @@ def write_layer(store: ImageStore, parent_chain: str | None, produce: Producer, 
     return NewLayer(diff_id, blob.digest, blob.size, media_type, stats.size, chain_id_of(parent_chain, diff_id))
 
 
-def _write_and_apply(produce: Producer, layer, tar_hash, compressor, blob):
-    """The tar from ``produce`` -> hash, gzip -> blob, and a pipe -> the layer's apply_diff
-    (a thread)."""
+def new_compressor(compression: str):
+    """A streaming compressor (``compress(data)``, ``flush()``) for a layer blob."""
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compressobj()
+    from isal import isal_zlib
+
+    return isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)  # wbits 31: a gzip stream
+
+
+class Compressing:
+    """The compressing thread: tar chunks in (``write``), compressed bytes out to ``blob``
+    (which hashes them as it writes). It runs while the producer reads the next files, and
+    ISA-L, zstd and sha256 all release the GIL, so the two really overlap. A failure here
+    (a full disk) is raised by the next ``write``, or after ``close``, as ``error``."""
+
+    def __init__(self, compression: str, blob) -> None:
+        self.compressor = new_compressor(compression)
+        self.blob = blob
+        self.chunks: queue.Queue[bytes | None] = queue.Queue(QUEUE_CHUNKS)
+        self.error: BaseException | None = None
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, name="compress-layer", daemon=True)
+        self.thread.start()
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.error is not None:
+            raise self.error
+        self.chunks.put(bytes(data))  # a copy: the tar writer reuses its buffer
+
+    def close(self) -> None:
+        """End of the tar: the thread compresses what is queued, flushes, and ends."""
+        if not self.closed:
+            self.closed = True
+            self.chunks.put(None)
+            self.thread.join()
+
+    def _run(self) -> None:
+        chunk = self.chunks.get()
+        try:
+            while chunk is not None:
+                out = self.compressor.compress(chunk)
+                if out:
+                    self.blob.write(out)
+                chunk = self.chunks.get()
+            self.blob.write(self.compressor.flush())
+        except BaseException as e:  # noqa: BLE001 - raised by the writing thread
+            self.error = e
+            while chunk is not None:  # go on taking chunks, so that ``write`` never blocks
+                chunk = self.chunks.get()
+
+
+def _write_and_apply(produce: Producer, layer, tar_hash, compressing: Compressing):
+    """The tar from ``produce`` goes three ways at once: hashed here (the diff_id), to the
+    compressing thread (-> the blob), and through a pipe to the layer's apply_diff (a thread)."""
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
         fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_SIZE)
@@ -232,9 +323,7 @@ def _write_and_apply(produce: Producer, layer, tar_hash, compressor, blob):
 
     def write(data: bytes | memoryview) -> None:
         tar_hash.update(data)
-        out = compressor.compress(data)
-        if out:
-            blob.write(out)
+        compressing.write(data)
         view = memoryview(data)
         while view:
             view = view[pipe.write(view) :]
@@ -242,23 +331,29 @@ def _write_and_apply(produce: Producer, layer, tar_hash, compressor, blob):
     try:
         try:
             produce(write)
-            blob.write(compressor.flush())
         finally:
             pipe.close()  # EOF for the apply thread
             thread.join()
+            compressing.close()
     except BrokenPipeError:
         if "error" not in result:
             raise
     if "error" in result:
-        e = result["error"]
-        if isinstance(e, MinidockerError):
-            raise e
-        if isinstance(e, OSError):
-            from minidocker.fsutil import storage_error
-
-            raise storage_error(e, "unpacking the new layer") from None
-        raise MinidockerError(f"unpacking the new layer failed: {type(e).__name__}: {e}") from e
+        raise _unpack_error(result["error"])
+    if compressing.error is not None:
+        raise compressing.error
     return result["stats"]
+
+
+def _unpack_error(e: BaseException) -> BaseException:
+    """What the apply thread's failure is reported as."""
+    if isinstance(e, MinidockerError):
+        return e
+    if isinstance(e, OSError):
+        from minidocker.fsutil import storage_error
+
+        return storage_error(e, "unpacking the new layer")
+    return MinidockerError(f"unpacking the new layer failed: {type(e).__name__}: {e}")
 
 
 def history(store: ImageStore, name: str) -> list[dict[str, Any]]:

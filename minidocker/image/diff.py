@@ -165,21 +165,20 @@ def _is_opaque(path: str) -> bool:
 
 
 # -- the container's side: the upper dir -------------------------------------------------------
-def scan_upper(
+def walk_upper(
     upper: str | os.PathLike,
     lower: LowerView,
     mountpoints: Iterable[str] = RUNTIME_MOUNTPOINTS,
     idmap: dict[str, int] | None = None,
-) -> list[Entry]:
+) -> Iterator[Entry]:
     """Every entry of the upper dir that belongs in the layer, parents before children and
-    names in byte order (the order ``docker diff`` and a tar list them). The upper dir's own
-    root is not an entry. ``idmap``: the container ran with ``--userns=auto``, so what it
-    wrote is owned by host IDs; the entries show the owners the container saw."""
-    upper = os.fspath(upper)
+    names in byte order (the order ``docker diff`` and a tar list them), one by one as the
+    walk finds them: commit writes each into the tar before the walk goes on, so walking,
+    reading and compressing overlap. The upper dir's own root is not an entry. ``idmap``:
+    the container ran with ``--userns=auto``, so what it wrote is owned by host IDs; the
+    entries show the owners the container saw."""
     skip = {m.strip("/") for m in mountpoints}
-    out: list[Entry] = []
-    _scan_dir(upper, "", lower, skip, out, idmap)
-    return out
+    return _walk_dir(os.fspath(upper), "", lower, skip, idmap)
 
 
 def container_id(host_id: int, base: int, size: int) -> int:
@@ -212,9 +211,9 @@ def as_container_saw(st: os.stat_result, idmap: dict[str, int] | None) -> os.sta
     return os.stat_result(fields, extra)
 
 
-def _scan_dir(
-    upper: str, rel: str, lower: LowerView, skip: set[str], out: list[Entry], idmap: dict[str, int] | None = None
-) -> None:
+def _walk_dir(
+    upper: str, rel: str, lower: LowerView, skip: set[str], idmap: dict[str, int] | None = None
+) -> Iterator[Entry]:
     with os.scandir(f"{upper}/{rel}" if rel else upper) as it:
         names = sorted(e.name for e in it)
     for name in names:
@@ -222,19 +221,22 @@ def _scan_dir(
         path = f"{upper}/{crel}"
         st = as_container_saw(os.lstat(path), idmap)
         if stat.S_ISCHR(st.st_mode) and whiteout.is_overlay_whiteout(st):
-            out.append(Entry(crel, path, st, whiteout=True))
+            yield Entry(crel, path, st, whiteout=True)
             continue
         if crel in skip and _is_empty_mountpoint(path, st):
             continue  # the runtime's mount point, not the container's doing
         if not stat.S_ISDIR(st.st_mode):
-            out.append(Entry(crel, path, st))
+            yield Entry(crel, path, st)
             continue
         entry = Entry(crel, path, st, opaque=_is_opaque(path))
-        mark = len(out)
-        out.append(entry)
-        _scan_dir(upper, crel, lower, skip, out, idmap)
-        if len(out) == mark + 1 and not entry.opaque and _only_made_for_a_mountpoint(crel, st, lower, skip):
-            out.pop()
+        inside = _walk_dir(upper, crel, lower, skip, idmap)
+        first = next(inside, None)  # a directory waits for its first entry (or the lack of one)
+        if first is None and not entry.opaque and _only_made_for_a_mountpoint(crel, st, lower, skip):
+            continue
+        yield entry
+        if first is not None:
+            yield first
+            yield from inside
 
 
 def _is_empty_mountpoint(path: str, st: os.stat_result) -> bool:
@@ -263,7 +265,7 @@ def _only_made_for_a_mountpoint(rel: str, st: os.stat_result, lower: LowerView, 
 
 # -- docker diff ------------------------------------------------------------------------------
 def changes(entries: list[Entry], lower: LowerView) -> list[Change]:
-    """The A/C/D list ``docker diff`` prints, from ``scan_upper``'s entries.
+    """The A/C/D list ``docker diff`` prints, from ``walk_upper``'s entries.
 
     Docker's rules (moby pkg/archive/changes.go): an upper entry the image lacks is A, one
     it has is C, a whiteout is D; a directory that is in the upper dir but has the image's
@@ -306,7 +308,7 @@ def changes(entries: list[Entry], lower: LowerView) -> list[Change]:
 
 
 # -- the layer tar ------------------------------------------------------------------------------
-def tar_members(entries: list[Entry]) -> Iterator[tuple[tarfile.TarInfo, str | None]]:
+def tar_members(entries: Iterable[Entry]) -> Iterator[tuple[tarfile.TarInfo, str | None]]:
     """Each entry as the tar member(s) it becomes, with the file to copy data from (or None).
 
     Numeric owners, permission bits (setuid & co. included), whole-second mtimes (docker
@@ -430,7 +432,7 @@ class TarWriter:
         self._flush()
 
 
-def write_layer_tar(entries: list[Entry], write: Callable[[bytes | memoryview], None]) -> int:
+def write_layer_tar(entries: Iterable[Entry], write: Callable[[bytes | memoryview], None]) -> int:
     """``diff_layer``: the upper dir's entries as one tar, to ``write``; returns the number
     of members written."""
     tw = TarWriter(write)

@@ -36,21 +36,21 @@ def mountpoints(spec) -> list[str]:
     return list(RUNTIME_MOUNTPOINTS) + [v.target for v in spec.volumes] + [t.split(":", 1)[0] for t in spec.tmpfs]
 
 
-def scan_changes(c, store):
-    """The entries of the container's upper dir that are changes, and the view of the image's
-    layers they were compared with."""
+def walk_changes(c, store):
+    """The entries of the container's upper dir that are changes, one by one as the walk
+    finds them, and the view of the image's layers they are compared with."""
     from minidocker.image import diff as d
 
     lower = d.LowerView(store.get(c.spec.image_id))
-    return d.scan_upper(c.layout.upper, lower, mountpoints(c.spec), c.spec.idmap), lower
+    return d.walk_upper(c.layout.upper, lower, mountpoints(c.spec), c.spec.idmap), lower
 
 
 def changed_paths(c, store) -> list[str]:
     """``docker diff``'s ``A|C|D /path`` lines."""
     from minidocker.image import diff as d
 
-    entries, lower = scan_changes(c, store)
-    return [str(ch) for ch in d.changes(entries, lower)]
+    entries, lower = walk_changes(c, store)
+    return [str(ch) for ch in d.changes(list(entries), lower)]
 
 
 def config_rewriter(spec, changes: list[str]) -> Callable[[dict[str, Any]], None]:
@@ -74,15 +74,29 @@ def config_rewriter(spec, changes: list[str]) -> Callable[[dict[str, Any]], None
 
 
 def commit_container(
-    containers, store, c, ref: str | None, *, message: str, author: str, changes: list[str], pause: bool
+    containers,
+    store,
+    c,
+    ref: str | None,
+    *,
+    message: str,
+    author: str,
+    changes: list[str],
+    pause: bool,
+    compression: str = "gzip",
 ) -> str:
-    """The container's upper dir as one new layer on its image, its config (plus ``changes``)
-    as the image's; tagged ``ref`` if given. Every input is checked before anything is
-    written or frozen. Returns the new image ID."""
+    """The container's upper dir as one new layer on its image (compressed with
+    ``compression``), its config (plus ``changes``) as the image's; tagged ``ref`` if given.
+    Every input is checked before anything is written or frozen. The walk of the upper dir
+    feeds the tar as it goes (``walk_changes``), so walking, reading, compressing and
+    unpacking overlap (``image/commit.py``). Returns the new image ID."""
+    import itertools
+
     from minidocker.image import commit as cm
     from minidocker.image import diff as d
     from minidocker.image.reference import parse
 
+    cm.check_compression(compression)
     set_config = config_rewriter(c.spec, changes)
     if ref:
         parse(ref)
@@ -91,12 +105,14 @@ def commit_container(
     set_config(json.loads(json.dumps(store.config(c.spec.image_id).get("config") or {})))  # errors before any write
     with frozen_for_commit(containers, c, pause):
         crashpoint("commit:after-freeze")
-        entries, _ = scan_changes(c, store)
+        entries, _ = walk_changes(c, store)
+        first = next(entries, None)  # no first entry: no changes, an empty layer
         image_id, _ = cm.create_image(
             store,
             c.spec.image_id,
-            lambda write: d.write_layer_tar(entries, write),
-            empty=not entries,
+            lambda write: d.write_layer_tar(itertools.chain([first], entries) if first else (), write),
+            empty=first is None,
+            compression=compression,
             changes=set_config,
             created_by=" ".join(c.spec.argv),
             author=author,

@@ -289,6 +289,31 @@ def test_commit_keeps_the_parents_manifest_family(md_run, registry):
     assert m["layers"][-1]["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 
+def test_a_zstd_commit_of_a_docker_image_is_an_oci_image(md_run, registry):
+    """Docker's schema 2 has no zstd layer type: the manifest becomes OCI, the parent's
+    layers keep their blobs under OCI's names for the same gzip bytes, and it runs."""
+    md = md_run
+    ref = f"{registry.host}/multiarch-docker:latest"
+    md.ok("pull", "-q", ref)
+    parent = _manifest_of(md, ref)
+    name, tag = f"famz-{os.getpid()}", f"famz:{os.getpid()}"
+    md.ok("run", "--network", "none", "--name", name, ref, "sh", "-c", "echo z > /z")
+    try:
+        md.ok("commit", "--compression", "zstd", name, tag)
+        m = _manifest_of(md, tag)
+        assert m["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+        assert m["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+        assert [(la["digest"], la["size"]) for la in m["layers"][:-1]] == [
+            (la["digest"], la["size"]) for la in parent["layers"]
+        ]
+        assert {la["mediaType"] for la in m["layers"][:-1]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+        assert m["layers"][-1]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
+        assert md.ok("run", "--rm", "--network", "none", tag, "cat", "/z").stdout == "z\n"
+    finally:
+        md("rm", "-f", name)
+        md("rmi", "-f", tag)
+
+
 def _manifest_of(md, ref):
     digest = _inspect(md, ref)["Descriptor"]["digest"]
     return json.loads((md.root / "blobs/sha256" / digest[7:]).read_text())

@@ -38,7 +38,7 @@ def test_changes_and_tar_of_a_plain_upper(tmp_path):
     os.symlink("/etc/passwd", upper / "new/sym")
     os.setxattr(upper / "new/file", "user.note", b"\xff\x00bin")
     view = diff.LowerView([lower])
-    entries = diff.scan_upper(upper, view)
+    entries = list(diff.walk_upper(upper, view))
     assert [e.rel for e in entries] == ["etc", "etc/passwd", "new", "new/file", "new/hard", "new/sym"]
     assert [str(c) for c in diff.changes(entries, view)] == [
         "C /etc",
@@ -68,7 +68,7 @@ def test_only_mountpoints_means_no_changes_and_the_empty_tar(tmp_path):
     upper = _tree(tmp_path / "up", {"etc/hosts": "", "etc/resolv.conf": "", "dev": None})
     os.chmod(upper / "etc", os.stat(lower / "etc").st_mode)
     view = diff.LowerView([lower])
-    entries = diff.scan_upper(upper, view)
+    entries = list(diff.walk_upper(upper, view))
     assert entries == [] and diff.changes(entries, view) == []
     assert "sha256:" + hashlib.sha256(_tar(entries)).hexdigest() == diff.EMPTY_TAR_DIFF_ID
 
@@ -77,7 +77,7 @@ def test_a_non_empty_mountpoint_path_is_a_change(tmp_path):
     lower = _tree(tmp_path / "l0", {"etc/passwd": "root\n"})
     upper = _tree(tmp_path / "up", {"etc/hosts": "written by a build step\n"})
     view = diff.LowerView([lower])
-    assert [str(c) for c in diff.changes(diff.scan_upper(upper, view), view)] == ["C /etc", "A /etc/hosts"]
+    assert [str(c) for c in diff.changes(list(diff.walk_upper(upper, view)), view)] == ["C /etc", "A /etc/hosts"]
 
 
 def test_lower_view_follows_the_topmost_layer(tmp_path):

@@ -117,3 +117,51 @@ def test_diff_gives_a_layer_back_as_the_compressed_tar_it_was_committed_as(tmp_p
         packed = blob.read()
     assert sha(packed) == layer.digest == store.manifest(image_id).layers[0].digest
     assert gzip.decompress(packed) == tar and sha(tar) == layer.diff_id
+
+
+@pytest.mark.parametrize("compression, media_type", [("gzip", mf.OCI_LAYER_GZIP), ("zstd", mf.OCI_LAYER_ZSTD)])
+def test_a_new_layer_is_compressed_as_asked(tmp_path, compression, media_type):
+    import zstandard
+
+    store = ImageStore(tmp_path)
+    tar = layer_tar({"big": os.urandom(3 << 20), "small": b"x\n"})
+
+    def produce(write):  # many chunks through the compressing thread's queue
+        for i in range(0, len(tar), 1 << 16):
+            write(memoryview(tar)[i : i + (1 << 16)])
+
+    image_id, layer = cm.create_image(store, None, produce, compression=compression)
+    manifest = store.manifest(image_id)
+    assert manifest.media_type == mf.OCI_MANIFEST and manifest.layers[0].media_type == media_type
+    packed = store.content.read(layer.digest)
+    plain = (
+        gzip.decompress(packed)
+        if compression == "gzip"
+        else zstandard.ZstdDecompressor().decompressobj().decompress(packed)
+    )
+    assert plain == tar and sha(tar) == layer.diff_id
+    assert packed[:4] == b"\x28\xb5\x2f\xfd" if compression == "zstd" else packed[:2] == b"\x1f\x8b"
+    assert store.layer_meta(layer.chain_id)["media_type"] == media_type
+
+
+def test_an_unknown_compression_is_refused_before_any_write(tmp_path):
+    from minidocker.errors import MinidockerError
+
+    store = ImageStore(tmp_path)
+    with pytest.raises(MinidockerError) as e:
+        cm.create_image(store, None, lambda write: write(layer_tar({"a": b"a"})), compression="xz")
+    assert e.value.exit_code == 125 and "gzip or zstd" in e.value.message
+    assert not (tmp_path / "blobs").exists() or os.listdir(store.layout.blobs_dir) == []
+
+
+def test_a_failing_blob_write_stops_the_tar_and_never_blocks_it():
+    class FullDisk:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    compressing = cm.Compressing("gzip", FullDisk())
+    with pytest.raises(OSError, match="No space"):
+        for _ in range(10 * cm.QUEUE_CHUNKS):  # far more chunks than the queue holds
+            compressing.write(os.urandom(1 << 20))
+    compressing.close()
+    assert isinstance(compressing.error, OSError)
