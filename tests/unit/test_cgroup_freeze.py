@@ -109,6 +109,26 @@ def test_a_sigkilled_owner_leaves_nothing_frozen(tmp_path):
     assert _wait_until(lambda: (tmp_path / "notes").read_text() == "frozen\nthawed\n")
 
 
+# An owner whose helper takes its time between the freeze and its report (on_frozen sleeps)
+SLOW_OWNER = OWNER.replace('on_frozen=lambda: note("frozen")', 'on_frozen=lambda: (note("frozen"), time.sleep(1))')
+
+
+def test_an_owner_killed_before_the_helper_reports_leaves_nothing_frozen(tmp_path):
+    """The owner dies while the helper is still freezing: the helper's report then meets a
+    pipe with no reader (EPIPE); it must still wait for the end (at once) and thaw."""
+    state = _freezer(tmp_path)
+    notes = tmp_path / "notes"
+    owner = subprocess.Popen([sys.executable, "-c", SLOW_OWNER, str(tmp_path), str(notes)], cwd=REPO)
+    try:
+        assert _wait_until(lambda: notes.exists() and notes.read_text() == "frozen\n")
+        assert state.read_text() == "FROZEN"
+    finally:
+        owner.kill()  # (before the report: the owner is still reading it)
+        owner.wait()
+    assert _wait_until(lambda: state.read_text() == "THAWED"), "the helper left the cgroup frozen"
+    assert _wait_until(lambda: notes.read_text() == "frozen\nthawed\n")
+
+
 def test_the_helper_outlives_a_signal_to_the_whole_process_group(tmp_path):
     """SIGTERM to the group (a terminal's, a service manager's) kills the owner at once;
     the helper ignores it, so it still thaws."""

@@ -84,9 +84,11 @@ def _be_the_helper(
         try:
             manager.freeze()
             on_frozen()
-            os.write(report_w, FROZEN)
+            message = FROZEN
         except BaseException as e:  # noqa: BLE001 - reported to the owner
-            os.write(report_w, (str(e) or type(e).__name__).encode()[:4000])
+            message = (str(e) or type(e).__name__).encode()[:4000]
+        with contextlib.suppress(OSError):  # EPIPE: the owner was killed while we froze; read on: EOF, thaw
+            os.write(report_w, message)
         os.close(report_w)
         while os.read(owner_r, 4096):  # the owner never writes: this returns at its end
             pass
