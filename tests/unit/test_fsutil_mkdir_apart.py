@@ -85,3 +85,29 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_committed_layer_holds_its_diff_and_meta_only_and_no_flag(tmp_path):
+    """The store makes each layer's diff/ apart: what is left is an ordinary layer."""
+    import hashlib
+    import io
+    import tarfile
+
+    from minidocker.image.store import ImageStore
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("etc/os-release")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"test\n"))
+    diff_id = "sha256:" + hashlib.sha256(buf.getvalue()).hexdigest()
+    store = ImageStore(tmp_path)
+    store.ensure()
+    with store.create(diff_id, None) as layer:
+        layer.apply_diff(io.BytesIO(buf.getvalue()))
+        layer.commit({"diff_id": diff_id})
+    files = store.layout.layer(diff_id)
+    assert sorted(os.listdir(files.dir)) == ["diff", "meta.json"]
+    assert (files.diff / "etc" / "os-release").read_bytes() == b"test\n"
+    for d in (files.dir, files.diff):
+        assert not (flags_of(d) or 0) & FS_TOPDIR_FL, f"{d} kept chattr +T"
