@@ -20,7 +20,6 @@ import fcntl
 import json
 import os
 import stat
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,11 +157,6 @@ def remove_entry(remove: Any, name: str, dir_fd: int | None, tree: Path) -> None
         raise StoreError(f"cannot remove {name} in {tree}: {e.strerror}") from None
 
 
-# ioctl(2) numbers of <linux/fs.h> (FS_IOC_GETFLAGS/SETFLAGS take an int, as e2fsprogs passes
-# it) and the flag ``chattr +T`` sets
-FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_TOPDIR_FL = 0x80086601, 0x40086602, 0x00020000
-
-
 def mkdir_apart(path: Path, mode: int = 0o777) -> None:
     """``mkdir PATH``, asking the file system to place it, and the tree that will grow under
     it, in a block group of its own rather than next to its parent.
@@ -182,11 +176,13 @@ def mkdir_apart(path: Path, mode: int = 0o777) -> None:
     systems without the flag (tmpfs, xfs, btrfs, overlayfs) make PATH the plain way.
     PATH must not exist yet (``FileExistsError``, as mkdir). See it: ``ls -i`` of two
     layers' files (an inode's group is ``(ino - 1) // inodes per group``), ``lsattr -d``."""
+    from minidocker.linux.inodeflags import FS_TOPDIR_FL, get_inode_flags, set_inode_flags
+
     fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
-            flags = int.from_bytes(fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(4)), sys.byteorder, signed=True)
-            fcntl.ioctl(fd, FS_IOC_SETFLAGS, (flags | FS_TOPDIR_FL).to_bytes(4, sys.byteorder, signed=True))
+            flags = get_inode_flags(fd)
+            set_inode_flags(fd, flags | FS_TOPDIR_FL)
         except OSError:  # ENOTTY, EOPNOTSUPP, EINVAL: no such flag here
             os.mkdir(path, mode)
             return
@@ -202,7 +198,7 @@ def mkdir_apart(path: Path, mode: int = 0o777) -> None:
                 raise
         finally:
             if not flags & FS_TOPDIR_FL:
-                fcntl.ioctl(fd, FS_IOC_SETFLAGS, flags.to_bytes(4, sys.byteorder, signed=True))
+                set_inode_flags(fd, flags)
     finally:
         os.close(fd)
 

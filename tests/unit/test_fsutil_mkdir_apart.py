@@ -3,21 +3,20 @@ parent's flags as they were (ext4's ``chattr +T`` only for the moment of the mkd
 
 from __future__ import annotations
 
-import fcntl
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from minidocker.fsutil import FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_TOPDIR_FL, mkdir_apart
+from minidocker.fsutil import mkdir_apart
+from minidocker.linux.inodeflags import FS_TOPDIR_FL, get_inode_flags, set_inode_flags
 
 
 def flags_of(path: Path) -> int | None:
     """The inode flags ``lsattr -d`` shows, or None where the file system has none."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        return int.from_bytes(fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(4)), sys.byteorder, signed=True)
+        return get_inode_flags(fd)
     except OSError:
         return None
     finally:
@@ -27,7 +26,7 @@ def flags_of(path: Path) -> int | None:
 def set_flags(path: Path, flags: int) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.ioctl(fd, FS_IOC_SETFLAGS, flags.to_bytes(4, sys.byteorder, signed=True))
+        set_inode_flags(fd, flags)
     finally:
         os.close(fd)
 
