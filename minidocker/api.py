@@ -18,7 +18,15 @@ from minidocker.record import MISSING, Field, fields  # noqa: F401 - re-exported
 TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from typing import Any, BinaryIO
+    from typing import Any, BinaryIO, TypedDict, Unpack
+
+    class Creating(TypedDict, total=False):
+        """The keywords of ``run`` and ``create``: the store's root; a pull's progress display,
+        and what is told the reference a pull begins with."""
+
+        root: Path | None
+        progress: Callable | None
+        on_pull: Callable[[str], None] | None
 
 
 def _store(root: Path | None):
@@ -290,16 +298,14 @@ def run(
     args: list[str],
     opts: RunOptions,
     *,
-    root: Path | None = None,
-    progress: Callable | None = None,
-    on_pull: Callable[[str], None] | None = None,
     on_created: Callable[[str], None] | None = None,
+    **creating: Unpack[Creating],
 ) -> int | str:
     """``docker run``: returns the container's exit code, or its ID with ``opts.detach``."""
     from minidocker.runtime import lifecycle
 
     lifecycle.hasten_cgroup_moves()  # the kernel's wait for a cgroup move, while we work here
-    containers, store, c = _create(image, args, opts, root, progress, on_pull)
+    containers, store, c = _create(image, args, opts, **creating)
     if on_created:
         on_created(c.id)
     lowerdirs = store.get(c.spec.image_id)
@@ -311,21 +317,13 @@ def run(
     return lifecycle.run_attached(containers, c, lowerdirs, attached=tuple(opts.attach))
 
 
-def create(
-    image: str,
-    args: list[str],
-    opts: RunOptions,
-    *,
-    root: Path | None = None,
-    progress: Callable | None = None,
-    on_pull: Callable[[str], None] | None = None,
-) -> str:
+def create(image: str, args: list[str], opts: RunOptions, **creating: Unpack[Creating]) -> str:
     """``docker create``: the container made as ``run`` makes it, in state "created", with
     nothing started (``start`` starts it); returns its ID."""
-    return _create(image, args, opts, root, progress, on_pull)[2].id
+    return _create(image, args, opts, **creating)[2].id
 
 
-def _create(image: str, args: list[str], opts: RunOptions, root, progress, on_pull):
+def _create(image: str, args: list[str], opts: RunOptions, root=None, progress=None, on_pull=None):
     """``run``'s and ``create``'s common part: check the flags, find (or pull) the image,
     write the record; (the container store, the image store, the new container)."""
     from minidocker.runtime.spec import build_spec, check_run_flags, resource_limits

@@ -10,6 +10,7 @@ import typer
 from minidocker import api
 from minidocker.cli import render
 from minidocker.cli.app import app, state
+from minidocker.cli.manage import add_inspect, management_app
 from minidocker.errors import MinidockerError
 
 
@@ -176,19 +177,8 @@ def wait(containers: list[str]) -> None:
     _each(containers, lambda names: api.wait(names, root=state.root))
 
 
-container_app = typer.Typer(help="Manage containers.", no_args_is_help=True)
-app.add_typer(container_app, name="container")
-
-
-@container_app.command("inspect", help="Display detailed information on one or more containers.")
-def container_inspect(
-    names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
-    fmt: str | None = typer.Option(None, "--format", "-f", help="'json' or a Go template, e.g. '{{.State.Pid}}'."),
-    size: bool = typer.Option(False, "--size", "-s", help="Display total file sizes."),
-) -> None:
-    from minidocker.cli.images import show_inspected
-
-    show_inspected(names, lambda name: api.inspect_any(name, "container", root=state.root, size=size), fmt)
+container_app = management_app("container")
+add_inspect(container_app, "container", "{{.State.Pid}}", sizes=True)
 
 
 @container_app.command("prune", help="Remove all stopped containers.")

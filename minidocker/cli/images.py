@@ -10,6 +10,7 @@ import typer
 from minidocker import api
 from minidocker.cli import render
 from minidocker.cli.app import app, state
+from minidocker.cli.manage import add_inspect, management_app
 from minidocker.errors import MinidockerError
 
 
@@ -104,16 +105,8 @@ def show_inspected(names: list[str], find, fmt: str | None) -> None:
         sys.exit(1)
 
 
-image_app = typer.Typer(help="Manage images.", no_args_is_help=True)
-app.add_typer(image_app, name="image")
-
-
-@image_app.command("inspect", help="Display detailed information on one or more images.")
-def image_inspect(
-    names: list[str] = typer.Argument(..., metavar="IMAGE..."),
-    fmt: str | None = typer.Option(None, "--format", "-f", help="'json' or a Go template, e.g. '{{.Config.Cmd}}'."),
-) -> None:
-    show_inspected(names, lambda name: api.inspect_any(name, "image", root=state.root), fmt)
+image_app = management_app("image")
+add_inspect(image_app, "image", "{{.Config.Cmd}}")
 
 
 @image_app.command("prune", help="Remove dangling images (with -a: every image no container uses).")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import typer
 
 from minidocker import api
-from minidocker.cli.app import app, state
+from minidocker.cli.app import state
+from minidocker.cli.manage import add_inspect, management_app
 
-network_app = typer.Typer(help="Manage networks.", no_args_is_help=True)
-app.add_typer(network_app, name="network")
+network_app = management_app("network")
 
 
 @network_app.command("ls", help="List networks.")
@@ -65,14 +65,7 @@ def network_rm(names: list[str] = typer.Argument(..., metavar="NETWORK...")) -> 
         raise typer.Exit(1)
 
 
-@network_app.command("inspect", help="Display detailed information on one or more networks.")
-def network_inspect(
-    names: list[str] = typer.Argument(..., metavar="NETWORK..."),
-    fmt: str | None = typer.Option(None, "--format", "-f", help="'json' or a Go template, e.g. '{{.IPAM.Config}}'."),
-) -> None:
-    from minidocker.cli.images import show_inspected
-
-    show_inspected(names, lambda name: api.inspect_any(name, "network", root=state.root), fmt)
+add_inspect(network_app, "network", "{{.IPAM.Config}}")
 
 
 @network_app.command("connect", help="Connect a container to a network.")

@@ -6,6 +6,7 @@ work is ``fastpath.run_container``, the same as the fast parser's."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -16,34 +17,42 @@ from minidocker.cli.app import app, state
 from minidocker.cli.options import with_run_flags
 from minidocker.errors import ExitCode, MinidockerError
 
+Work = Callable[[str, list[str], "api.RunOptions"], None]
 ARGS_AFTER_IMAGE = {"allow_interspersed_args": False, "ignore_unknown_options": True}
 
 
-@app.command(context_settings=ARGS_AFTER_IMAGE, help="Create and run a new container from an image.")
-@with_run_flags
-def run(
-    image: str = typer.Argument(..., metavar="IMAGE"),
-    args: list[str] = typer.Argument(None, metavar="[COMMAND] [ARG...]"),
-    **flags: Any,
-) -> None:
-    refuse_unknown_flag(image)
-    raise typer.Exit(fastpath.run_container(image, args or [], api.RunOptions(**flags), state.root))
+def image_command(help: str) -> Callable[[Work], Work]:
+    """Registers ``work(image, args, opts)`` as the command of its name, of docker's grammar
+    ``[OPTIONS] IMAGE [COMMAND] [ARG...]`` with run's flags (``opts``: the RunOptions)."""
+
+    def register(work: Work) -> Work:
+        @app.command(work.__name__, context_settings=ARGS_AFTER_IMAGE, help=help)
+        @with_run_flags
+        def command(
+            image: str = typer.Argument(..., metavar="IMAGE"),
+            args: list[str] = typer.Argument(None, metavar="[COMMAND] [ARG...]"),
+            **flags: Any,
+        ) -> None:
+            refuse_unknown_flag(image)
+            work(image, args or [], api.RunOptions(**flags))
+
+        return work
+
+    return register
 
 
-@app.command(context_settings=ARGS_AFTER_IMAGE, help="Create a new container (start it with: minidocker start).")
-@with_run_flags
-def create(
-    image: str = typer.Argument(..., metavar="IMAGE"),
-    args: list[str] = typer.Argument(None, metavar="[COMMAND] [ARG...]"),
-    **flags: Any,
-) -> None:
-    refuse_unknown_flag(image)
-    opts = api.RunOptions(**flags)
+@image_command(help="Create and run a new container from an image.")
+def run(image: str, args: list[str], opts: api.RunOptions) -> None:
+    raise typer.Exit(fastpath.run_container(image, args, opts, state.root))
+
+
+@image_command(help="Create a new container (start it with: minidocker start).")
+def create(image: str, args: list[str], opts: api.RunOptions) -> None:
     if opts.pause_at is not None:
         raise MinidockerError("--pause-at is a flag of a foreground run: minidocker run --pause-at STEP ...")
     progress = fastpath.PullDisplay(announce=opts.pull != "always")
     try:
-        cid = api.create(image, args or [], opts, root=state.root, progress=progress, on_pull=progress.start)
+        cid = api.create(image, args, opts, root=state.root, progress=progress, on_pull=progress.start)
     finally:
         progress.stop()
     print(cid)

@@ -6,10 +6,10 @@ import typer
 
 from minidocker import api
 from minidocker.cli import render
-from minidocker.cli.app import app, state
+from minidocker.cli.app import state
+from minidocker.cli.manage import add_inspect, management_app
 
-volume_app = typer.Typer(help="Manage volumes.", no_args_is_help=True)
-app.add_typer(volume_app, name="volume")
+volume_app = management_app("volume")
 
 
 @volume_app.command("create", help="Create a volume.")
@@ -45,14 +45,7 @@ def volume_ls(
     formatter.print_text(formatter.format_rows(fmt, [listing.volume_struct(v) for v in rows], listing.VOLUME_HEADERS))
 
 
-@volume_app.command("inspect", help="Display detailed information on one or more volumes.")
-def volume_inspect(
-    names: list[str] = typer.Argument(..., metavar="VOLUME..."),
-    fmt: str | None = typer.Option(None, "--format", "-f", help="'json' or a Go template, e.g. '{{.Mountpoint}}'."),
-) -> None:
-    from minidocker.cli.images import show_inspected
-
-    show_inspected(names, lambda name: api.inspect_any(name, "volume", root=state.root), fmt)
+add_inspect(volume_app, "volume", "{{.Mountpoint}}")
 
 
 @volume_app.command("rm", help="Remove volumes (refused while a container uses one).")
