@@ -107,18 +107,19 @@ def after_exit(facts: dict, console: ConsoleServer | None = None) -> None:
         console.close(code)
     cgroups.manager(c.id).destroy()
     try:
-        restarts = _restart(store, c, code, facts["restarts"])
+        again = _restart(store, c, code, facts["restarts"])
     except Exception:  # noqa: BLE001 - e.g. removed (rm -f) while waiting to restart
-        restarts = None
-    if restarts is not None:
+        again = None
+    if again is not None:
+        c, restarts = again
         hand_over(store, c, *_start(store, c, [Path(p) for p in facts["lowerdirs"]], -1, restarts))
     elif c.spec.auto_remove:
         lifecycle.cleanup(store, c)
 
 
-def _restart(store: ContainerStore, c: Container, code: int, restarts: int) -> int | None:
-    """The restart count once the policy says to start again (after docker's back-off,
-    shortened), or None: the container stays down."""
+def _restart(store: ContainerStore, c: Container, code: int, restarts: int) -> tuple[Container, int] | None:
+    """The container as it is now and its restart count, once the policy says to start it
+    again (after docker's back-off, shortened); or None: it stays down."""
     if not c.dir.exists():
         return None
     c = store.load(c.id)
@@ -127,7 +128,7 @@ def _restart(store: ContainerStore, c: Container, code: int, restarts: int) -> i
     restarts += 1
     store.update(c, RestartCount=restarts)
     time.sleep(min(0.1 * 2 ** (restarts - 1), 2.0))
-    return restarts
+    return c, restarts
 
 
 def should_restart(policy: dict, code: int, restarts: int, stop_requested: bool) -> bool:
