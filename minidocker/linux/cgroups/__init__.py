@@ -104,6 +104,9 @@ class CgroupManager(Protocol):
 _versions: dict[str, int] = {}  # root -> version, for this process: mounts do not change under us
 
 
+CGROUP_ROOT = "/sys/fs/cgroup"  # where the cgroup file systems are mounted
+
+
 def version(mountinfo: str | None = None, root: str = "/sys/fs/cgroup") -> int:
     """2 if ``root`` itself is a cgroup2 mount, else 1 (v1 or hybrid)."""
     if mountinfo is None:
