@@ -119,6 +119,7 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         ulimits=[rlimit_of(r) for r in process.get("rlimits") or []],
         sysctls={str(k): str(v) for k, v in (linux.get("sysctl") or {}).items()},
         pid_mode="" if "pid" in kinds else "host",
+        cgroupns="cgroup" in kinds,
         ipc_mode="private" if "ipc" in kinds else "host",
     )
     spec.volumes = mounts_of(config.get("mounts") or [])

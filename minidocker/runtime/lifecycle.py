@@ -338,6 +338,9 @@ class Launch:
     pid_r: int = -1  # --userns=auto: userns_init reports PID 1's host PID here
     pid: int = 0  # our child
     init_pid: int | None = None  # the container's PID 1, as the host sees it
+    outlives_parent: bool = False  # minidocker-runc create: PID 1 stays when create exits (no pdeathsig)
+    ready_w: int | None = None  # minidocker-runc create: init.wait_for_start's pipes
+    state_dir: int | None = None
 
     @property
     def bridged(self) -> bool:
@@ -551,7 +554,8 @@ def become_container(
         assert ch is not None  # fork_init opened them before it forked us
         with exiting_on_failure(ch.err_w):
             # (getppid() is 0 here: our parent lives outside our PID namespace)
-            sc.set_pdeathsig(signal.SIGKILL)
+            if not launch.outlives_parent:
+                sc.set_pdeathsig(signal.SIGKILL)
             for fd in (own_pid_ns, launch.pid_r):
                 if fd != -1:
                     os.close(fd)
@@ -567,6 +571,8 @@ def become_container(
                 stderr=stderr,
                 netns=launch.netns_fd,
                 ipcns=launch.ipcns_fd,
+                ready_w=launch.ready_w,
+                state_dir=launch.state_dir,
             )
             if launch.userns_fd is not None:
                 userns_init(

@@ -1,0 +1,170 @@
+"""minidocker-runc (minidocker/oci/) against the real kernel: a bundle unpacked from the
+busybox image, driven through create, state, start, kill and delete by real processes, as
+podman's conmon and containerd's shim drive runc; then podman itself driving it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import one_error
+
+WORKTREE = Path(__file__).resolve().parents[2]
+RUNC = [sys.executable, "-m", "minidocker.oci"]
+
+
+def unpack_busybox(layout: Path, rootfs: Path) -> None:
+    """The image's one layer, untarred: a bundle's rootfs is a plain directory."""
+    index = json.loads((layout / "index.json").read_text())
+    blobs = layout / "blobs" / "sha256"
+    manifest = json.loads((blobs / index["manifests"][0]["digest"].removeprefix("sha256:")).read_text())
+    rootfs.mkdir(parents=True)
+    for layer in manifest["layers"]:
+        blob = blobs / layer["digest"].removeprefix("sha256:")
+        subprocess.run(["tar", "-C", str(rootfs), "-xf", str(blob)], check=True)
+
+
+class Runc:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __call__(self, *args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+        """A command's result. ``create`` hands its stdio to the container's process, which
+        outlives it: a pipe would stay open after create exits, so files it is (as conmon's)."""
+        env = dict(os.environ, PYTHONPATH=str(WORKTREE))
+        cmd = [*RUNC, "--root", str(self.root), *args]
+        if "create" not in args:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
+        out = self.root.parent / "create.out"
+        err = self.root.parent / "create.err"
+        with out.open("w") as o, err.open("w") as e:
+            r = subprocess.run(cmd, stdout=kw.pop("stdout", o), stderr=e, text=True, timeout=timeout, env=env, **kw)
+        return subprocess.CompletedProcess(cmd, r.returncode, out.read_text(), err.read_text())
+
+    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        r = self(*args, **kw)
+        assert r.returncode == 0, f"minidocker-runc {' '.join(args)} exited {r.returncode}:\n{r.stderr}"
+        return r
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self.ok("state", cid).stdout)
+
+
+@pytest.fixture
+def bundle(tmp_path, image_layouts):
+    b = tmp_path / "bundle"
+    unpack_busybox(image_layouts["busybox"], b / "rootfs")
+    return b
+
+
+@pytest.fixture
+def runc(tmp_path):
+    r = Runc(tmp_path / "state")
+    yield r
+    for d in r.root.glob("*") if r.root.exists() else []:
+        r("delete", "--force", d.name)
+
+
+def configure(bundle: Path, runc: Runc, args: list[str], **process) -> None:
+    runc.ok("spec", "--bundle", str(bundle))
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"].update(args=args, terminal=False, **process)
+    (bundle / "config.json").write_text(json.dumps(config))
+
+
+def test_run_returns_the_exit_code_and_removes_the_container(bundle, runc):
+    configure(bundle, runc, ["sh", "-c", "echo hi from $(hostname); exit 3"])
+    r = runc("run", "--bundle", str(bundle), "c1")
+    assert (r.returncode, r.stdout) == (3, "hi from minidocker\n"), r.stderr
+    assert not (runc.root / "c1").exists()
+
+
+def test_create_waits_until_start(bundle, runc, tmp_path):
+    out = tmp_path / "out"
+    configure(bundle, runc, ["sh", "-c", "echo started; exec sleep 60"])
+    with out.open("w") as f:
+        runc.ok("create", "--bundle", str(bundle), "--pid-file", str(tmp_path / "pid"), "c1", stdout=f)
+    pid = int((tmp_path / "pid").read_text())
+    st = runc.state("c1")
+    assert (st["status"], st["pid"], st["bundle"], st["id"]) == ("created", pid, str(bundle), "c1")
+    assert st["ociVersion"] and st["annotations"] == {}
+    time.sleep(0.2)
+    assert out.read_text() == ""  # the user's program has not run
+    assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    runc.ok("start", "c1")
+    assert runc.state("c1")["status"] == "running"
+    deadline = time.monotonic() + 10
+    while out.read_text() != "started\n" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert out.read_text() == "started\n"
+    assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"
+    r = runc("delete", "c1")
+    assert r.returncode == 125 and one_error(r.stderr) and "not stopped: running" in r.stderr
+    runc.ok("kill", "c1", "KILL")
+    deadline = time.monotonic() + 10
+    while runc.state("c1")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert runc.state("c1")["status"] == "stopped"
+    runc.ok("delete", "c1")
+    assert not (runc.root / "c1").exists()
+    r = runc("state", "c1")
+    assert r.returncode == 125 and one_error(r.stderr) and "does not exist" in r.stderr
+
+
+def test_kill_by_number_and_delete_force_of_a_created_container(bundle, runc, tmp_path):
+    configure(bundle, runc, ["sleep", "60"])
+    runc.ok("create", "--bundle", str(bundle), "--pid-file", str(tmp_path / "pid"), "c1")
+    runc.ok("kill", "c1", "0")  # signal 0: only whether it is there
+    assert runc.state("c1")["status"] == "created"
+    runc.ok("delete", "--force", "c1")
+    pid = int((tmp_path / "pid").read_text())
+    assert not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes().split(b")")[-1][:3]
+    assert not (runc.root / "c1").exists()
+
+
+def test_a_failing_step_fails_create_and_leaves_nothing(bundle, runc):
+    configure(bundle, runc, ["true"], cwd="/etc/passwd/x")
+    r = runc("create", "--bundle", str(bundle), "c1")
+    assert r.returncode == 125 and one_error(r.stderr) and "make_workdir" in r.stderr, r.stderr
+    assert not (runc.root / "c1").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--systemd-cgroup", "state", "c1"], "--systemd-cgroup is not supported"),
+        (["create", "--no-pivot", "c1"], "--no-pivot is not supported"),
+        (["kill", "c1", "NOSUCH"], "Invalid signal"),
+        (["start", "c1"], "container c1 does not exist"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_error_line(runc, args, words):
+    r = runc(*args)
+    assert r.returncode == 125 and one_error(r.stderr) and words in r.stderr, r.stderr
+
+
+def test_an_unsupported_field_is_refused(bundle, runc):
+    configure(bundle, runc, ["true"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["hooks"] = {"prestart": [{"path": "/bin/true"}]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = runc("--log", str(bundle / "log"), "--log-format", "json", "create", "--bundle", str(bundle), "c1")
+    assert r.returncode == 125 and one_error(r.stderr) and "hooks are not supported yet" in r.stderr
+    assert json.loads((bundle / "log").read_text())["msg"] == "hooks are not supported yet"
+
+
+def test_features_and_spec(runc, tmp_path):
+    features = json.loads(runc.ok("features").stdout)
+    assert "pid" in features["linux"]["namespaces"] and not features["linux"]["cgroup"]["systemd"]
+    runc.ok("spec", "--bundle", str(tmp_path))
+    assert json.loads((tmp_path / "config.json").read_text())["process"]["args"] == ["sh"]
+    r = runc("spec", "--bundle", str(tmp_path))
+    assert r.returncode == 125 and one_error(r.stderr) and "exists" in r.stderr
