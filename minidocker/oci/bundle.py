@@ -60,9 +60,11 @@ class Bundle:
     namespaces: list[str] = field(default_factory=list)  # the kinds made new
     masked_paths: list[str] = field(default_factory=list)
     readonly_paths: list[str] = field(default_factory=list)
-    cgroups_path: str = ""
+    cgroup: tuple[str, str] = ("", "")  # linux.cgroupsPath as (parent, name); ("", ""): minidocker/<id>
     seccomp: dict[str, Any] | None = None  # linux.seccomp, in the spec's (and docker's) form
     annotations: dict[str, str] = field(default_factory=dict)
+    umask: int | None = None  # process.user.umask: set by create before fork, so PID 1 inherits it
+    shm: str = ""  # a bind on /dev/shm: its source (rootfs.RootfsPlan.shm), else a tmpfs of its own
 
 
 def load_bundle(path: str, container_id: str) -> Bundle:
@@ -123,6 +125,9 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         ipc_mode="private" if "ipc" in kinds else "host",
     )
     spec.volumes = mounts_of(config.get("mounts") or [])
+    shm = next((v.source for v in spec.volumes if v.target == "/dev/shm"), "")
+    spec.volumes = [v for v in spec.volumes if v.target != "/dev/shm"]
+    umask = (process.get("user") or {}).get("umask")
     return Bundle(
         path=bundle,
         rootfs=rootfs,
@@ -130,10 +135,25 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         namespaces=kinds,
         masked_paths=[str(p) for p in linux.get("maskedPaths") or []],
         readonly_paths=[str(p) for p in linux.get("readonlyPaths") or []],
-        cgroups_path=str(linux.get("cgroupsPath") or ""),
+        cgroup=cgroup_of(str(linux.get("cgroupsPath") or ""), container_id),
         seccomp=seccomp_of(linux.get("seccomp")),
         annotations={str(k): str(v) for k, v in (config.get("annotations") or {}).items()},
+        umask=None if umask is None else int(umask),
+        shm=shm,
     )
+
+
+def cgroup_of(path: str, container_id: str) -> tuple[str, str]:
+    """linux.cgroupsPath ``[/]PARENT/NAME`` (podman's ``/libpod_parent/libpod-ID``), below
+    the cgroup root; none: ``minidocker/ID``, as ``minidocker run`` makes them."""
+    from minidocker.linux.cgroups import PARENT
+
+    if not path:
+        return PARENT, container_id
+    parts = [p for p in path.split("/") if p]
+    if ":" in path or len(parts) != 2 or any(p in (".", "..") for p in parts):
+        raise BundleError(f"linux.cgroupsPath {path!r}: only the form /PARENT/NAME is supported yet")
+    return parts[0], parts[1]
 
 
 def section(parent: dict[str, Any], key: str, required: bool = True) -> dict[str, Any]:
@@ -166,8 +186,8 @@ def user_of(user: dict[str, Any]) -> str:
     switch_user to take the groups as given instead of /etc/group's.)"""
     if user.get("additionalGids"):
         raise BundleError("process.user.additionalGids is not supported yet")
-    if user.get("umask") is not None or user.get("username"):
-        raise BundleError("process.user.umask and username are not supported yet")
+    if user.get("username"):
+        raise BundleError("process.user.username is not supported yet")
     return f"{int(user.get('uid', 0))}:{int(user.get('gid', 0))}"
 
 
@@ -234,6 +254,8 @@ def mounts_of(mounts: list[dict[str, Any]]) -> list:
         if RUNTIME_MOUNTS.get(target) == kind:
             continue
         readonly = "ro" in options
+        if target.startswith("/dev/") and target != "/dev/shm":  # (/dev is the runtime's own tmpfs, made later)
+            raise BundleError(f"mounts: a mount on {target} is not supported yet")
         if kind == "bind" or "bind" in options or "rbind" in options:
             propagation = next((o for o in options if o in ("private", "rprivate", "shared", "rshared")), "")
             out.append(MountSpec(str(m.get("source", "")), target, readonly, "bind", propagation=propagation))

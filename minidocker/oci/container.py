@@ -90,13 +90,14 @@ def create(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_s
         raise BundleError("process.terminal is true: --console-socket is needed (the pty master is sent there)")
     d.mkdir(parents=True, mode=0o711)
     st = {"id": cid, "bundle": bundle.path, "rootfs": bundle.rootfs, "annotations": bundle.annotations}
+    st["cgroup"] = list(bundle.cgroup)
     st |= {"status": "creating", "created": now_iso()}
     write_json(d / "state.json", st)
     os.mkfifo(d / FIFO, 0o622)
     try:
         pid = launch_init(bundle, d, console_socket)
     except BaseException:
-        remove_container(d, cid)
+        remove_container(d, st)
         raise
     write_json(d / "state.json", st | {"status": "created", "pid": pid, "pidStartTime": procfs.start_time(pid)})
     if pid_file:
@@ -128,6 +129,7 @@ def rootfs_plan(bundle: Bundle) -> rootfs.RootfsPlan:
         bundle_root=True,
         masked=bundle.masked_paths,
         readonly_paths=bundle.readonly_paths,
+        shm=bundle.shm,
     )
 
 
@@ -141,10 +143,16 @@ def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
         spec.seccomp = str(d / "seccomp.json")
     c = Container(Layout(d).container(spec.id), spec)
     launch = lifecycle.Launch(c, rootfs_plan(bundle), lifecycle.compile_security(spec, None), outlives_parent=True)
+    launch.cgroup = bundle.cgroup
     ready_r, launch.ready_w = os.pipe2(os.O_CLOEXEC)
     launch.state_dir = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    umask = os.umask(bundle.umask) if bundle.umask is not None else None
     try:
-        lifecycle.fork_init(launch, (None, None, None))
+        try:
+            lifecycle.fork_init(launch, (None, None, None))  # (PID 1 inherits the umask)
+        finally:
+            if umask is not None:
+                os.umask(umask)
         for fd in (launch.ready_w, launch.state_dir):
             os.close(fd)
         lifecycle.find_init_pid(launch)
@@ -236,7 +244,7 @@ def kill(root: str, cid: str, sig: int, all_processes: bool = False) -> None:
     if status_of(d, st) not in ("created", "running"):
         raise Conflict(f"container {cid} is not running")
     if all_processes:
-        for pid in cgroups.manager(cid).pids():
+        for pid in cgroup_of(st).pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         return
@@ -246,19 +254,29 @@ def kill(root: str, cid: str, sig: int, all_processes: bool = False) -> None:
 def delete(root: str, cid: str, force: bool = False) -> None:
     """Remove a stopped container's cgroup and state; ``force`` kills it first."""
     d = state_dir(root, cid)
-    st = load_state(root, cid)
+    try:
+        st = load_state(root, cid)
+    except NoSuchContainer:
+        if force:  # (runc's rule: what is not there is deleted already)
+            return
+        raise
     status = status_of(d, st)
     if status in ("created", "running"):
         if not force:
             raise Conflict(f"cannot delete container {cid} that is not stopped: {status}")
-        kill_and_wait(cid, st)
-    remove_container(d, cid)
+        kill_and_wait(st)
+    remove_container(d, st)
 
 
-def kill_and_wait(cid: str, st: dict[str, Any]) -> None:
+def cgroup_of(st: dict[str, Any]) -> cgroups.CgroupManager:
+    parent, name = st["cgroup"]
+    return cgroups.manager(name, parent=parent)
+
+
+def kill_and_wait(st: dict[str, Any]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(st["pid"], signal.SIGKILL)
-    for pid in cgroups.manager(cid).pids():
+    for pid in cgroup_of(st).pids():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -266,8 +284,8 @@ def kill_and_wait(cid: str, st: dict[str, Any]) -> None:
         time.sleep(0.005)
 
 
-def remove_container(d: Path, cid: str) -> None:
-    cgroups.manager(cid).destroy()
+def remove_container(d: Path, st: dict[str, Any]) -> None:
+    cgroup_of(st).destroy()
     from minidocker.fsutil import remove_tree
 
     remove_tree(d)

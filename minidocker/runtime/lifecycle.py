@@ -341,6 +341,7 @@ class Launch:
     outlives_parent: bool = False  # minidocker-runc create: PID 1 stays when create exits (no pdeathsig)
     ready_w: int | None = None  # minidocker-runc create: init.wait_for_start's pipes
     state_dir: int | None = None
+    cgroup: tuple[str, str] | None = None  # minidocker-runc: (parent, name) from cgroupsPath; None: minidocker/<id>
 
     @property
     def bridged(self) -> bool:
@@ -613,7 +614,7 @@ def create_cgroup(launch: Launch) -> None:
     """While the child unshares its namespaces and builds its rootfs, we make its cgroup
     and move it in; it waits for our word before it runs anything of the image's."""
     c = launch.c
-    cg = cgroups.manager(c.id)
+    cg = cgroups.manager(c.id) if launch.cgroup is None else cgroups.manager(launch.cgroup[1], parent=launch.cgroup[0])
     cg.create()
     crashpoint("start:cgroup-created")
     # every rule first (a process must never be in a cgroup whose device rules are half

@@ -168,3 +168,86 @@ def test_features_and_spec(runc, tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["process"]["args"] == ["sh"]
     r = runc("spec", "--bundle", str(tmp_path))
     assert r.returncode == 125 and one_error(r.stderr) and "exists" in r.stderr
+
+
+# -- podman driving minidocker-runc ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory):
+    """podman with a private store and configuration (as bench/common.py's PodmanSandbox),
+    busybox loaded from the cached OCI layout (nothing is pulled), minidocker-runc as its
+    runtime through a wrapper that runs this worktree's code. podman refuses a runroot
+    longer than 50 characters: the store is in a short directory of /tmp, removed at the end."""
+    import shutil
+    import tempfile
+
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed: apt-get install podman")
+    conf = tmp_path_factory.mktemp("podman")
+    short = Path(tempfile.mkdtemp(prefix="mdr-", dir="/tmp"))
+    runtime = conf / "minidocker-runc"
+    runtime.write_text(f'#!/bin/sh\nPYTHONPATH={WORKTREE} exec {sys.executable} -m minidocker.oci "$@"\n')
+    runtime.chmod(0o755)
+    (conf / "containers.conf").write_text(
+        '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\nlog_driver = "k8s-file"\n'
+        f'[network]\nnetwork_config_dir = "{conf}/networks"\n'
+        f'[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nevents_logfile_path = "{conf}/events.log"\n'
+        f'tmp_dir = "{conf}/tmp"\n'
+    )  # (default_ulimits: root here may not raise nofile's hard limit to podman's default, 1048576)
+    (conf / "registries.conf").write_text("unqualified-search-registries = []\n")
+    env = dict(os.environ, CONTAINERS_CONF=str(conf / "containers.conf"))
+    env["CONTAINERS_REGISTRIES_CONF"] = str(conf / "registries.conf")
+    argv = ["podman", "--root", str(short / "g"), "--runroot", str(short / "r"), "--storage-driver", "overlay"]
+    argv += ["--cgroup-manager", "cgroupfs", "--runtime", str(runtime)]
+
+    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([*argv, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+    archive = conf / "busybox.tar"
+    subprocess.run(["tar", "-C", "/var/cache/minidocker/images/busybox", "-cf", str(archive), "."], check=True)
+    loaded = run("load", "-q", "-i", str(archive))
+    assert loaded.returncode == 0, loaded.stderr
+    assert run("tag", loaded.stdout.split()[-1], "localhost/busybox:latest").returncode == 0
+    try:
+        yield run
+    finally:
+        run("rm", "-af", "-t", "0")
+        run("system", "reset", "-f")
+        subprocess.run(["rm", "-rf", "--one-file-system", str(short)], check=False)
+        remove_podman_cgroups()
+
+
+def remove_podman_cgroups() -> None:
+    """podman's conmon cgroups (libpod_parent/conmon in each v1 hierarchy), once empty; one
+    that another podman still uses is busy and stays (rmdir refuses it)."""
+    import contextlib
+    import glob
+
+    for d in glob.glob("/sys/fs/cgroup/*/libpod_parent/conmon") + glob.glob("/sys/fs/cgroup/*/libpod_parent"):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+
+
+def test_podman_runs_a_container_with_it(podman):
+    r = podman("run", "--rm", "--network", "none", "localhost/busybox", "echo", "hi")
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+
+
+def test_podman_gets_the_exit_code(podman):
+    r = podman("run", "--rm", "--network", "none", "localhost/busybox", "sh", "-c", "exit 7")
+    assert r.returncode == 7, r.stderr
+
+
+def test_podman_detached_logs_stop_and_rm(podman):
+    script = "trap 'exit 3' TERM; echo up; while :; do sleep 0.1; done"  # (PID 1 gets only the signals it handles)
+    r = podman("run", "-d", "--name", "d1", "--network", "none", "localhost/busybox", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 10
+    while podman("logs", "d1").stdout != "up\n" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert podman("logs", "d1").stdout == "up\n"
+    assert podman("inspect", "-f", "{{.State.Status}}", "d1").stdout.strip() == "running"
+    assert podman("stop", "-t", "5", "d1").returncode == 0
+    assert podman("inspect", "-f", "{{.State.ExitCode}}", "d1").stdout.strip() == "3"  # SIGTERM reached the trap
+    assert podman("rm", "d1").returncode == 0

@@ -117,3 +117,26 @@ def test_bad_files_are_one_line_errors(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(default_config()))
     with pytest.raises(BundleError, match="root.path .*no such directory"):
         load_bundle(str(tmp_path), "c1")
+
+
+@pytest.mark.parametrize(
+    ("path", "want"),
+    [("", ("minidocker", "c1")), ("/libpod_parent/libpod-c1", ("libpod_parent", "libpod-c1")), ("a/b", ("a", "b"))],
+)
+def test_cgroups_path_is_parent_and_name(bundle, path, want):
+    assert parsed(bundle, lambda c: c["linux"].update(cgroupsPath=path)).cgroup == want
+
+
+@pytest.mark.parametrize("path", ["/a/b/c", "/c1", "system.slice:docker:c1", "/../x"])
+def test_other_cgroups_paths_are_refused(bundle, path):
+    with pytest.raises(BundleError, match="only the form /PARENT/NAME"):
+        parsed(bundle, lambda c: c["linux"].update(cgroupsPath=path))
+
+
+def test_podmans_umask_and_shm_bind(bundle):
+    def change(c):
+        c["process"]["user"]["umask"] = 0o22
+        c["mounts"].append({"destination": "/dev/shm", "type": "bind", "source": "/srv/shm", "options": ["bind"]})
+
+    b = parsed(bundle, change)
+    assert (b.umask, b.shm) == (0o22, "/srv/shm") and b.spec.volumes == []

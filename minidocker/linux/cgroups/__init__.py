@@ -132,14 +132,15 @@ def controllers(cgroup_version: int, root: str = "/sys/fs/cgroup") -> list[str]:
     return sorted(d.name for d in Path(root).iterdir() if (d / "tasks").exists() and d.name != "systemd")
 
 
-def manager(container_id: str, root: str = "/sys/fs/cgroup") -> CgroupManager:
+def manager(container_id: str, root: str = "/sys/fs/cgroup", parent: str = PARENT) -> CgroupManager:
+    """The cgroup ``<parent>/<container_id>`` (in each v1 hierarchy, or the v2 tree)."""
     if version(root=root) == 2:
         from minidocker.linux.cgroups.v2 import CgroupV2
 
-        return CgroupV2(container_id, root)
+        return CgroupV2(container_id, root, parent)
     from minidocker.linux.cgroups.v1 import CgroupV1
 
-    return CgroupV1(container_id, root)
+    return CgroupV1(container_id, root, parent)
 
 
 def read_pids(path: str) -> list[int]:
