@@ -251,3 +251,9 @@ def test_podman_detached_logs_stop_and_rm(podman):
     assert podman("stop", "-t", "5", "d1").returncode == 0
     assert podman("inspect", "-f", "{{.State.ExitCode}}", "d1").stdout.strip() == "3"  # SIGTERM reached the trap
     assert podman("rm", "d1").returncode == 0
+
+
+def test_podman_t_gets_a_pty_through_the_console_socket(podman):
+    """``-t``: conmon passes --console-socket; PID 1's pty master is sent there (SCM_RIGHTS)."""
+    r = podman("run", "--rm", "-t", "--network", "none", "localhost/busybox", "sh", "-c", "tty; exit 4")
+    assert (r.returncode, r.stdout) == (4, "/dev/pts/0\r\n"), r.stderr
