@@ -114,7 +114,7 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         network="none" if "network" in kinds else "host",
         readonly_rootfs=bool(root.get("readonly")),
         limits=limits_of(section(linux, "resources", required=False)),
-        capabilities=capabilities_of(process.get("capabilities") or {}),
+        capabilities=capabilities_of(process.get("capabilities") or {}, (process.get("user") or {}).get("uid", 0)),
         seccomp="unconfined",  # the bundle's profile, if any, is written beside the state (oci/state.py)
         no_new_privileges=bool(process.get("noNewPrivileges")),
         volumes=[],
@@ -191,11 +191,14 @@ def user_of(user: dict[str, Any]) -> str:
     return f"{int(user.get('uid', 0))}:{int(user.get('gid', 0))}"
 
 
-def capabilities_of(caps: dict[str, Any]) -> list[str]:
+def capabilities_of(caps: dict[str, Any], uid: int) -> list[str]:
     """The runtime keeps one set (bounding = permitted = effective, inheritable the same, as
-    init.limit_capabilities sets them); a bundle whose sets differ is refused, as is ambient."""
-    if caps.get("ambient"):
-        raise BundleError("process.capabilities.ambient is not supported yet")
+    init.limit_capabilities sets them); a bundle whose sets differ is refused. An ambient set
+    within it changes nothing for root (whose execve gains the bounding set anyway, runc
+    spec's default asks for one); for another user it would, and is refused."""
+    ambient = set(caps.get("ambient") or [])
+    if ambient and (int(uid) != 0 or not ambient <= set(caps.get("bounding") or [])):
+        raise BundleError("process.capabilities.ambient is supported only for uid 0, within the bounding set")
     sets = {name: sorted(set(caps.get(name) or [])) for name in ("bounding", "permitted", "effective")}
     if len({tuple(s) for s in sets.values()}) > 1:
         raise BundleError("process.capabilities: bounding, permitted and effective must be the same set (for now)")

@@ -257,3 +257,19 @@ def test_podman_t_gets_a_pty_through_the_console_socket(podman):
     """``-t``: conmon passes --console-socket; PID 1's pty master is sent there (SCM_RIGHTS)."""
     r = podman("run", "--rm", "-t", "--network", "none", "localhost/busybox", "sh", "-c", "tty; exit 4")
     assert (r.returncode, r.stdout) == (4, "/dev/pts/0\n"), r.stderr  # (the pty's \r\n, as text mode reads it)
+
+
+def test_runc_specs_default_bundle_runs(bundle, runc):
+    """The config.json ``runc spec`` writes (ambient capabilities, inheritable, its masked
+    paths) is one this runtime honours whole."""
+    import shutil
+
+    if shutil.which("runc") is None:
+        pytest.fail("runc is not installed: apt-get install runc")
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"].update(args=["sh", "-c", "cat /proc/self/status | grep CapEff; exit 5"], terminal=False)
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = runc("run", "--bundle", str(bundle), "c1")
+    # CAP_AUDIT_WRITE (29), CAP_NET_BIND_SERVICE (10), CAP_KILL (5): what runc spec keeps
+    assert (r.returncode, r.stdout) == (5, "CapEff:\t0000000020000420\n"), r.stderr

@@ -81,7 +81,9 @@ REFUSED = [
     ("hooks", lambda c: c.update(hooks={"prestart": []})),
     ("process.apparmorProfile", lambda c: c["process"].update(apparmorProfile="x")),
     ("process.user.additionalGids", lambda c: c["process"]["user"].update(additionalGids=[5])),
-    ("ambient", lambda c: c["process"]["capabilities"].update(ambient=["CAP_KILL"])),
+    ("ambient", lambda c: c["process"]["capabilities"].update(ambient=["CAP_SYS_ADMIN"])),
+    ("ambient", lambda c: c["process"].update(user={"uid": 1000, "gid": 0}) or c["process"]["capabilities"].update(
+        ambient=["CAP_KILL"])),
     ("must be the same set", lambda c: c["process"]["capabilities"].update(effective=[])),
     ("unknown capability", lambda c: c["process"].update(capabilities={"bounding": ["CAP_NOPE"]} | {
         k: ["CAP_NOPE"] for k in ("permitted", "effective")})),
