@@ -145,6 +145,11 @@ def report(e: MinidockerError, args: argparse.Namespace | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = None
+    argv = sys.argv[1:] if argv is None else argv
+    if "create" in argv or "run" in argv:  # the kernel's wait for a first cgroup move, begun now (as cli/main.py does)
+        from minidocker.linux.hasten import hasten_moves
+
+        hasten_moves()
     try:
         args = parser().parse_args(argv)
         if args.version:
