@@ -69,6 +69,7 @@ def dispatch(args: argparse.Namespace) -> int:
         raise MinidockerError("--no-pivot is not supported: minidocker-runc always uses pivot_root")
     if args.command == "create":
         container.create(args.root, args.id, args.bundle, args.pid_file, args.console_socket)
+        warn_not_made(args)
     elif args.command == "run":
         return container.run(args.root, args.id, args.bundle, args.pid_file, args.console_socket, args.detach)
     elif args.command == "start":
@@ -88,6 +89,15 @@ def dispatch(args: argparse.Namespace) -> int:
     else:
         raise MinidockerError("no command given", hint="see: minidocker-runc --help")
     return 0
+
+
+def warn_not_made(args: argparse.Namespace) -> None:
+    """A mount the bundle asked for and the runtime does not make yet (bundle.NOT_MADE_YET),
+    as a warning in --log (stderr is the container's own by now)."""
+    from minidocker.oci import container
+
+    for what in container.load_state(args.root, args.id).get("notMade", []):
+        log_line(args, "warning", f"{what} is not made yet by minidocker-runc")
 
 
 def write_spec(bundle: str) -> None:
@@ -128,19 +138,26 @@ def report(e: MinidockerError, args: argparse.Namespace | None) -> None:
     print(f"Error: {e.message}", file=sys.stderr)
     if e.hint:
         print(f"hint: {e.hint}", file=sys.stderr)
-    if args is not None and args.log:
-        from minidocker.runtime.logfile import now_iso
+    if args is not None:
+        log_line(args, "error", e.message)
 
-        line = (
-            json.dumps({"level": "error", "msg": e.message, "time": now_iso()})
-            if args.log_format == "json"
-            else f'time="{now_iso()}" level=error msg="{e.message}"'
-        )
-        try:
-            with open(args.log, "a") as f:
-                f.write(line + "\n")
-        except OSError:
-            pass
+
+def log_line(args: argparse.Namespace, level: str, message: str) -> None:
+    """One line in --log, in --log-format (the shims read runc's log so)."""
+    if not args.log:
+        return
+    from minidocker.runtime.logfile import now_iso
+
+    line = (
+        json.dumps({"level": level, "msg": message, "time": now_iso()})
+        if args.log_format == "json"
+        else f'time="{now_iso()}" level={level} msg="{message}"'
+    )
+    try:
+        with open(args.log, "a") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,6 +91,8 @@ def create(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_s
     d.mkdir(parents=True, mode=0o711)
     st = {"id": cid, "bundle": bundle.path, "rootfs": bundle.rootfs, "annotations": bundle.annotations}
     st["cgroup"] = list(bundle.cgroup)
+    if bundle.not_made:
+        st["notMade"] = bundle.not_made  # (bundle.NOT_MADE_YET: the known gap, named)
     st |= {"status": "creating", "created": now_iso()}
     write_json(d / "state.json", st)
     os.mkfifo(d / FIFO, 0o622)

@@ -273,3 +273,43 @@ def test_runc_specs_default_bundle_runs(bundle, runc):
     r = runc("run", "--bundle", str(bundle), "c1")
     # CAP_AUDIT_WRITE (29), CAP_NET_BIND_SERVICE (10), CAP_KILL (5): what runc spec keeps
     assert (r.returncode, r.stdout) == (5, "CapEff:\t0000000020000420\n"), r.stderr
+
+
+def test_the_bundles_seccomp_profile_and_limits_apply(bundle, runc):
+    """linux.seccomp in the spec's form, compiled by linux/seccomp.py; linux.resources.pids
+    written to the container's cgroup (cgroupsPath's PARENT/NAME)."""
+    configure(bundle, runc, ["sh", "-c", "mkdir /tmp/x || echo refused; cat /proc/self/cgroup | grep pids"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"]["readonly"] = False
+    config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+    }
+    config["linux"]["resources"]["pids"] = {"limit": 42}
+    config["linux"]["cgroupsPath"] = "/minidocker-runc-test/c1"
+    config["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"})
+    (bundle / "config.json").write_text(json.dumps(config))
+    runc.ok("--log", str(bundle / "log"), "create", "--bundle", str(bundle), "c1")
+    assert "level=warning" in (bundle / "log").read_text()  # the cgroup mount, not made yet: named
+    max_file = next(Path("/sys/fs/cgroup").glob("pids/minidocker-runc-test/c1/pids.max"), None)
+    assert max_file is not None and max_file.read_text() == "42\n"
+    runc.ok("start", "c1")
+    deadline = time.monotonic() + 10
+    while runc.state("c1")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    runc.ok("delete", "c1")
+    assert (runc.root.parent / "create.out").read_text().splitlines()[0] == "refused"  # (its stdout: create's)
+    assert not any(Path("/sys/fs/cgroup").glob("*/minidocker-runc-test"))  # delete removed it, and its parent
+
+
+def test_kill_all_signals_every_process(bundle, runc, tmp_path):
+    configure(bundle, runc, ["sh", "-c", "sleep 60 & sleep 60 & wait"])
+    runc.ok("create", "--bundle", str(bundle), "c1")
+    runc.ok("start", "c1")
+    time.sleep(0.3)
+    runc.ok("kill", "--all", "c1", "SIGKILL")
+    deadline = time.monotonic() + 10
+    while runc.state("c1")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert runc.state("c1")["status"] == "stopped"
+    runc.ok("delete", "c1")
