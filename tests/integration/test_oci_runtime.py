@@ -313,3 +313,11 @@ def test_kill_all_signals_every_process(bundle, runc, tmp_path):
         time.sleep(0.02)
     assert runc.state("c1")["status"] == "stopped"
     runc.ok("delete", "c1")
+
+
+def test_a_command_that_is_not_there_exits_127_after_start(bundle, runc):
+    """The command is looked up after ``start`` (create has exited): the failure is PID 1's
+    exit code, 127, and its report goes to the container's stderr."""
+    configure(bundle, runc, ["nosuch"])
+    r = runc("run", "--bundle", str(bundle), "c1")
+    assert r.returncode == 127 and 'exec: \\"nosuch\\": executable file not found' in r.stderr, r.stderr
