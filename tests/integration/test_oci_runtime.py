@@ -187,7 +187,9 @@ def podman(tmp_path_factory):
     conf = tmp_path_factory.mktemp("podman")
     short = Path(tempfile.mkdtemp(prefix="mdr-", dir="/tmp"))
     runtime = conf / "minidocker-runc"
-    runtime.write_text(f'#!/bin/sh\nPYTHONPATH={WORKTREE} exec {sys.executable} -m minidocker.oci "$@"\n')
+    state = conf / "runc-state"  # (not the default /run/minidocker-runc: the test's own)
+    command = f'exec {sys.executable} -m minidocker.oci --root {state} "$@"'
+    runtime.write_text(f"#!/bin/sh\nPYTHONPATH={WORKTREE} {command}\n")
     runtime.chmod(0o755)
     (conf / "containers.conf").write_text(
         '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\nlog_driver = "k8s-file"\n'
