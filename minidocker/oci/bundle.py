@@ -38,12 +38,8 @@ RUNTIME_MOUNTS = {
     "/dev/shm": "tmpfs",
     "/dev/mqueue": "mqueue",
     "/sys": "sysfs",
+    CGROUP_ROOT: "cgroup",  # (rootfs.mount_cgroups; a destination inside the container, never opened here)
 }
-# A mount the runtime does not make yet, and does not refuse either: podman and containerd ask
-# for it in every bundle, and minidocker run has none. The one known gap; create names it in
-# state.json ("notMade") and in --log, never silently. (CGROUP_ROOT: a destination inside
-# the container, matched, never opened here.)
-NOT_MADE_YET = {CGROUP_ROOT: "cgroup"}
 # The namespaces the runtime makes for every container; the others may be absent (shared with the host).
 NAMESPACE_KINDS = ("pid", "network", "ipc", "uts", "mount", "cgroup", "user", "time")
 REQUIRED_NAMESPACES = ("mount", "uts")
@@ -67,7 +63,7 @@ class Bundle:
     cgroup: tuple[str, str] = ("", "")  # linux.cgroupsPath as (parent, name); ("", ""): minidocker/<id>
     seccomp: dict[str, Any] | None = None  # linux.seccomp, in the spec's (and docker's) form
     annotations: dict[str, str] = field(default_factory=dict)
-    not_made: list[str] = field(default_factory=list)  # the mounts asked for and not made yet (NOT_MADE_YET)
+    cgroup_mount: bool | None = None  # a cgroup mount on /sys/fs/cgroup: read-only or not (None: none asked)
     umask: int | None = None  # process.user.umask: set by create before fork, so PID 1 inherits it
     shm: str = ""  # a bind on /dev/shm: its source (rootfs.RootfsPlan.shm), else a tmpfs of its own
 
@@ -145,11 +141,9 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         annotations={str(k): str(v) for k, v in (config.get("annotations") or {}).items()},
         umask=None if umask is None else int(umask),
         shm=shm,
-        not_made=[
-            f"{m.get('type')} mount on {m.get('destination')}"
-            for m in config.get("mounts") or []
-            if NOT_MADE_YET.get(str(m.get("destination"))) == m.get("type")
-        ],
+        cgroup_mount=next(
+            ("ro" in (m.get("options") or []) for m in config.get("mounts") or [] if m.get("type") == "cgroup"), None
+        ),
     )
 
 
@@ -264,7 +258,7 @@ def mounts_of(mounts: list[dict[str, Any]]) -> list:
         options = [str(o) for o in m.get("options") or []]
         if not target.startswith("/"):
             raise BundleError(f"mounts: destination {target!r} must be an absolute path")
-        if RUNTIME_MOUNTS.get(target) == kind or NOT_MADE_YET.get(target) == kind:
+        if RUNTIME_MOUNTS.get(target) == kind:
             continue
         readonly = "ro" in options
         if target.startswith("/dev/") and target != "/dev/shm":  # (/dev is the runtime's own tmpfs, made later)
@@ -323,7 +317,8 @@ def default_config(terminal: bool = True) -> dict[str, Any]:
     """``spec``'s config.json (as ``runc spec`` writes one): ``sh`` in ./rootfs, read-only,
     with the namespaces, mounts and capabilities this runtime honours."""
     caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-    mounts = [{"destination": d, "type": t, "source": t} for d, t in RUNTIME_MOUNTS.items()]
+    mounts: list[dict[str, Any]] = [{"destination": d, "type": t, "source": t} for d, t in RUNTIME_MOUNTS.items()]
+    mounts[-1]["options"] = ["nosuid", "noexec", "nodev", "relatime", "ro"]  # (the cgroup mount)
     return {
         "ociVersion": OCI_VERSION,
         "process": {

@@ -69,7 +69,6 @@ def dispatch(args: argparse.Namespace) -> int:
         raise MinidockerError("--no-pivot is not supported: minidocker-runc always uses pivot_root")
     if args.command == "create":
         container.create(args.root, args.id, args.bundle, args.pid_file, args.console_socket)
-        warn_not_made(args)
     elif args.command == "run":
         return container.run(args.root, args.id, args.bundle, args.pid_file, args.console_socket, args.detach)
     elif args.command == "start":
@@ -89,15 +88,6 @@ def dispatch(args: argparse.Namespace) -> int:
     else:
         raise MinidockerError("no command given", hint="see: minidocker-runc --help")
     return 0
-
-
-def warn_not_made(args: argparse.Namespace) -> None:
-    """A mount the bundle asked for and the runtime does not make yet (bundle.NOT_MADE_YET),
-    as a warning in --log (stderr is the container's own by now)."""
-    from minidocker.oci import container
-
-    for what in container.load_state(args.root, args.id).get("notMade", []):
-        log_line(args, "warning", f"{what} is not made yet by minidocker-runc")
 
 
 def write_spec(bundle: str) -> None:

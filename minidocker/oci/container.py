@@ -91,8 +91,6 @@ def create(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_s
     d.mkdir(parents=True, mode=0o711)
     st = {"id": cid, "bundle": bundle.path, "rootfs": bundle.rootfs, "annotations": bundle.annotations}
     st["cgroup"] = list(bundle.cgroup)
-    if bundle.not_made:
-        st["notMade"] = bundle.not_made  # (bundle.NOT_MADE_YET: the known gap, named)
     st |= {"status": "creating", "created": now_iso()}
     write_json(d / "state.json", st)
     os.mkfifo(d / FIFO, 0o622)
@@ -146,6 +144,10 @@ def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
     c = Container(Layout(d).container(spec.id), spec)
     launch = lifecycle.Launch(c, rootfs_plan(bundle), lifecycle.compile_security(spec, None), outlives_parent=True)
     launch.cgroup = bundle.cgroup
+    if bundle.cgroup_mount is not None:  # made now, so that PID 1 can bind it before pivot_root
+        cg = cgroups.manager(bundle.cgroup[1], parent=bundle.cgroup[0])
+        cg.create()
+        launch.plan.cgroup_binds, launch.plan.cgroup_readonly = cg.paths(), bundle.cgroup_mount
     ready_r, launch.ready_w = os.pipe2(os.O_CLOEXEC)
     launch.state_dir = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     umask = os.umask(bundle.umask) if bundle.umask is not None else None

@@ -11,6 +11,7 @@ Runs in the container's first process, inside its new mount namespace, as root. 
     mount_dev             a tmpfs /dev with a few device nodes, /dev/pts, /dev/shm, /dev/mqueue
     make_devices          --device: the nodes asked for, as the host has them
     mount_sys             /sys, read-only
+    mount_cgroups         an OCI bundle's /sys/fs/cgroup: the container's own cgroups, bound
     (--userns=auto: the overlay's layers are idmapped mounts, or shifted copies, first)
     mount_etc_files       /etc/hostname, /etc/hosts, /etc/resolv.conf bound from the container dir
     pivot_root            merged becomes /, the host's root is unmounted from our view
@@ -74,6 +75,8 @@ class RootfsPlan:
     bundle_root: bool = False  # an OCI bundle's rootfs: ``merged`` is the root itself, no overlay (oci/)
     masked: list[str] | None = None  # the paths mask_paths hides (None: docker's, procfs.MASKED_PATHS)
     readonly_paths: list[str] | None = None  # the paths readonly_paths binds read-only (None: docker's)
+    cgroup_binds: dict[str, str] = field(default_factory=dict)  # a bundle's /sys/fs/cgroup: controller -> host dir
+    cgroup_readonly: bool = True
 
 
 @step
@@ -283,6 +286,27 @@ def mount_sys(merged: str, writable: bool = False) -> None:
 
 
 @step
+def mount_cgroups(plan: RootfsPlan) -> None:
+    """An OCI bundle's /sys/fs/cgroup, as runc makes it: the container's own cgroup of each
+    hierarchy bound there (v1: on a tmpfs, one directory per controller; v2: the one
+    directory itself), never the host's tree above it. The parent made the cgroup before fork."""
+    from minidocker.linux.cgroups import CGROUP_ROOT
+
+    target = _target(plan.merged, CGROUP_ROOT)
+    _ensure_mountpoint(target, True)
+    if "unified" in plan.cgroup_binds:
+        bind(plan.cgroup_binds["unified"], target, plan.cgroup_readonly)
+        return
+    flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    sc.mount("tmpfs", target, "tmpfs", flags, "mode=755")
+    for controller, source in plan.cgroup_binds.items():
+        os.mkdir(os.path.join(target, controller))
+        bind(source, os.path.join(target, controller), plan.cgroup_readonly)
+    if plan.cgroup_readonly:
+        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | flags)
+
+
+@step
 def mount_etc_files(plan: RootfsPlan) -> None:
     for path, source in plan.etc_files.items():
         target = _target(plan.merged, path)
@@ -403,6 +427,8 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
     if plan.devices:
         make_devices(plan.merged, plan.devices, in_userns)
     mount_sys(plan.merged, writable=plan.privileged)
+    if plan.cgroup_binds:
+        mount_cgroups(plan)
     mount_etc_files(plan)
     pivot_root(plan.merged)
     if not plan.privileged:

@@ -280,7 +280,7 @@ def test_runc_specs_default_bundle_runs(bundle, runc):
 def test_the_bundles_seccomp_profile_and_limits_apply(bundle, runc):
     """linux.seccomp in the spec's form, compiled by linux/seccomp.py; linux.resources.pids
     written to the container's cgroup (cgroupsPath's PARENT/NAME)."""
-    configure(bundle, runc, ["sh", "-c", "mkdir /tmp/x || echo refused; cat /proc/self/cgroup | grep pids"])
+    configure(bundle, runc, ["sh", "-c", "mkdir /tmp/x || echo refused; cat /sys/fs/cgroup/pids/pids.max"])
     config = json.loads((bundle / "config.json").read_text())
     config["root"]["readonly"] = False
     config["linux"]["seccomp"] = {
@@ -289,10 +289,8 @@ def test_the_bundles_seccomp_profile_and_limits_apply(bundle, runc):
     }
     config["linux"]["resources"]["pids"] = {"limit": 42}
     config["linux"]["cgroupsPath"] = "/minidocker-runc-test/c1"
-    config["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"})
     (bundle / "config.json").write_text(json.dumps(config))
-    runc.ok("--log", str(bundle / "log"), "create", "--bundle", str(bundle), "c1")
-    assert "level=warning" in (bundle / "log").read_text()  # the cgroup mount, not made yet: named
+    runc.ok("create", "--bundle", str(bundle), "c1")
     max_file = next(Path("/sys/fs/cgroup").glob("pids/minidocker-runc-test/c1/pids.max"), None)
     assert max_file is not None and max_file.read_text() == "42\n"
     runc.ok("start", "c1")
@@ -300,7 +298,8 @@ def test_the_bundles_seccomp_profile_and_limits_apply(bundle, runc):
     while runc.state("c1")["status"] != "stopped" and time.monotonic() < deadline:
         time.sleep(0.02)
     runc.ok("delete", "c1")
-    assert (runc.root.parent / "create.out").read_text().splitlines()[0] == "refused"  # (its stdout: create's)
+    # (its stdout: create's); /sys/fs/cgroup/pids is its own cgroup (rootfs.mount_cgroups)
+    assert (runc.root.parent / "create.out").read_text().splitlines() == ["refused", "42"]
     assert not any(Path("/sys/fs/cgroup").glob("*/minidocker-runc-test"))  # delete removed it, and its parent
 
 
@@ -323,3 +322,9 @@ def test_a_command_that_is_not_there_exits_127_after_start(bundle, runc):
     configure(bundle, runc, ["nosuch"])
     r = runc("run", "--bundle", str(bundle), "c1")
     assert r.returncode == 127 and 'exec: \\"nosuch\\": executable file not found' in r.stderr, r.stderr
+
+
+def test_podmans_cgroup_mount_shows_the_containers_own_cgroup_read_only(podman):
+    script = "cat /sys/fs/cgroup/pids/pids.max; echo 1 > /sys/fs/cgroup/pids/pids.max || echo refused"
+    r = podman("run", "--rm", "--network", "none", "--pids-limit", "77", "localhost/busybox", "sh", "-c", script)
+    assert (r.returncode, r.stdout) == (0, "77\nrefused\n"), r.stderr
