@@ -109,6 +109,10 @@ class StartFailed(ChildFailed):
     """The container did not start: the step that failed (ours or its own), and why."""
 
 
+class BundleError(MinidockerError):
+    """An OCI bundle's config.json that the runtime cannot run, or cannot read (oci/bundle.py)."""
+
+
 class CommandFailed(MinidockerError):
     """execve of the container's command failed: docker's 127 (not found) or 126 (found,
     but it cannot be executed)."""

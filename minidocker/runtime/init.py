@@ -13,6 +13,7 @@ PID namespace. It then runs, in order (``container_init`` reads as a table of co
     make_workdir           docker creates a missing WorkingDir
     wait_for_parent        meanwhile the parent made our cgroup and moved us in; now it says go
     enter_cgroup_namespace unshare the cgroup namespace: our cgroup becomes its root
+    wait_for_start         minidocker-runc create only: block on exec.fifo until ``start``
     finish_and_exec        the walls, the same for ``exec`` (exec.py):
       drop_capabilities      the bounding set shrinks to Docker's 14 (+ --cap-add, - --cap-drop)
       switch_user            setgroups, setgid, setuid: from the container's /etc/passwd
@@ -63,6 +64,8 @@ class InitPipes:
     stderr: int | None = None
     netns: int | None = None  # a network namespace the parent wired to a bridge (--network bridge)
     ipcns: int | None = None  # --ipc container:X: X's IPC namespace, opened by the parent
+    ready_w: int | None = None  # minidocker-runc create: closed when we wait for ``start``
+    state_dir: int | None = None  # minidocker-runc create: an O_PATH fd of the dir with exec.fifo
 
 
 @step
@@ -70,6 +73,22 @@ def wait_for_parent(pipes: InitPipes) -> None:
     if os.read(pipes.sync_r, 1) != b"1":
         raise MinidockerError("the parent went away before the container started")
     os.close(pipes.sync_r)
+
+
+@step
+def wait_for_start(pipes: InitPipes) -> None:
+    """``minidocker-runc create``: tell ``create`` we are ready (close ``ready_w``), then
+    block opening exec.fifo for writing until ``start`` opens it for reading, as runc's init
+    does. The fifo is reached through an fd of its directory opened before pivot_root.
+    ``create`` has exited by then: a failure from here on goes to the container's stderr."""
+    if pipes.ready_w is None or pipes.state_dir is None:
+        return
+    os.close(pipes.ready_w)
+    fifo = os.open(procfs.fd_path(pipes.state_dir, "exec.fifo"), os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fifo, b"0")
+    os.close(fifo)
+    os.close(pipes.state_dir)
+    os.dup2(2, pipes.error_w, inheritable=False)
 
 
 @step
@@ -107,8 +126,10 @@ def enter_namespaces(
 @step
 def enter_cgroup_namespace(spec: ContainerSpec) -> None:
     """A cgroup namespace's root is the cgroup its creator is in *at unshare time*: so only
-    once the parent has moved us into our own cgroup. /proc/self/cgroup then shows ``/``."""
-    sc.unshare(sc.CLONE_NEWCGROUP)
+    once the parent has moved us into our own cgroup. /proc/self/cgroup then shows ``/``.
+    (An OCI bundle may keep the host's: ``cgroupns`` false.)"""
+    if spec.cgroupns:
+        sc.unshare(sc.CLONE_NEWCGROUP)
 
 
 @step
@@ -344,6 +365,7 @@ def container_init(
         make_workdir(spec)
         wait_for_parent(pipes)
         enter_cgroup_namespace(spec)
+        wait_for_start(pipes)
         finish_and_exec(spec, compiled_filter, pipes.error_w)
 
 

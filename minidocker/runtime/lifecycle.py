@@ -338,6 +338,10 @@ class Launch:
     pid_r: int = -1  # --userns=auto: userns_init reports PID 1's host PID here
     pid: int = 0  # our child
     init_pid: int | None = None  # the container's PID 1, as the host sees it
+    outlives_parent: bool = False  # minidocker-runc create: PID 1 stays when create exits (no pdeathsig)
+    ready_w: int | None = None  # minidocker-runc create: init.wait_for_start's pipes
+    state_dir: int | None = None
+    cgroup: tuple[str, str] | None = None  # minidocker-runc: (parent, name) from cgroupsPath; None: minidocker/<id>
 
     @property
     def bridged(self) -> bool:
@@ -551,7 +555,8 @@ def become_container(
         assert ch is not None  # fork_init opened them before it forked us
         with exiting_on_failure(ch.err_w):
             # (getppid() is 0 here: our parent lives outside our PID namespace)
-            sc.set_pdeathsig(signal.SIGKILL)
+            if not launch.outlives_parent:
+                sc.set_pdeathsig(signal.SIGKILL)
             for fd in (own_pid_ns, launch.pid_r):
                 if fd != -1:
                     os.close(fd)
@@ -567,6 +572,8 @@ def become_container(
                 stderr=stderr,
                 netns=launch.netns_fd,
                 ipcns=launch.ipcns_fd,
+                ready_w=launch.ready_w,
+                state_dir=launch.state_dir,
             )
             if launch.userns_fd is not None:
                 userns_init(
@@ -607,7 +614,7 @@ def create_cgroup(launch: Launch) -> None:
     """While the child unshares its namespaces and builds its rootfs, we make its cgroup
     and move it in; it waits for our word before it runs anything of the image's."""
     c = launch.c
-    cg = cgroups.manager(c.id)
+    cg = cgroups.manager(c.id) if launch.cgroup is None else cgroups.manager(launch.cgroup[1], parent=launch.cgroup[0])
     cg.create()
     crashpoint("start:cgroup-created")
     # every rule first (a process must never be in a cgroup whose device rules are half

@@ -4,12 +4,14 @@ Runs in the container's first process, inside its new mount namespace, as root. 
 
     make_mounts_private   mount --make-rprivate /      (our mounts must not leak to the host)
     mount_overlay         lowerdir=layers (top first), upperdir=upper, workdir=work -> merged
+                          (an OCI bundle's rootfs directory instead: bind_bundle_root)
     mount_volumes         -v, --mount: binds of host paths and of volumes (an empty volume
                           first filled from the image: copy_up), tmpfs mounts
     mount_proc            /proc of the new PID namespace
     mount_dev             a tmpfs /dev with a few device nodes, /dev/pts, /dev/shm, /dev/mqueue
     make_devices          --device: the nodes asked for, as the host has them
     mount_sys             /sys, read-only
+    mount_cgroups         an OCI bundle's /sys/fs/cgroup: the container's own cgroups, bound
     (--userns=auto: the overlay's layers are idmapped mounts, or shifted copies, first)
     mount_etc_files       /etc/hostname, /etc/hosts, /etc/resolv.conf bound from the container dir
     pivot_root            merged becomes /, the host's root is unmounted from our view
@@ -70,6 +72,11 @@ class RootfsPlan:
     shm_size: int = DEFAULT_SHM_SIZE  # --shm-size: the bytes /dev/shm holds
     shm: str = ""  # --ipc: "" a tmpfs of our own at /dev/shm, "none" no /dev/shm, else a host path bound there
     devices: list[dict] = field(default_factory=list)  # --device: the nodes to make (runtime/devices.py)
+    bundle_root: bool = False  # an OCI bundle's rootfs: ``merged`` is the root itself, no overlay (oci/)
+    masked: list[str] | None = None  # the paths mask_paths hides (None: docker's, procfs.MASKED_PATHS)
+    readonly_paths: list[str] | None = None  # the paths readonly_paths binds read-only (None: docker's)
+    cgroup_binds: dict[str, str] = field(default_factory=dict)  # a bundle's /sys/fs/cgroup: controller -> host dir
+    cgroup_readonly: bool = True
 
 
 @step
@@ -279,6 +286,27 @@ def mount_sys(merged: str, writable: bool = False) -> None:
 
 
 @step
+def mount_cgroups(plan: RootfsPlan) -> None:
+    """An OCI bundle's /sys/fs/cgroup, as runc makes it: the container's own cgroup of each
+    hierarchy bound there (v1: on a tmpfs, one directory per controller; v2: the one
+    directory itself), never the host's tree above it. The parent made the cgroup before fork."""
+    from minidocker.linux.cgroups import CGROUP_ROOT
+
+    target = _target(plan.merged, CGROUP_ROOT)
+    _ensure_mountpoint(target, True)
+    if "unified" in plan.cgroup_binds:
+        bind(plan.cgroup_binds["unified"], target, plan.cgroup_readonly)
+        return
+    flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    sc.mount("tmpfs", target, "tmpfs", flags, "mode=755")
+    for controller, source in plan.cgroup_binds.items():
+        os.mkdir(os.path.join(target, controller))
+        bind(source, os.path.join(target, controller), plan.cgroup_readonly)
+    if plan.cgroup_readonly:
+        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | flags)
+
+
+@step
 def mount_etc_files(plan: RootfsPlan) -> None:
     for path, source in plan.etc_files.items():
         target = _target(plan.merged, path)
@@ -298,10 +326,17 @@ def pivot_root(merged: str) -> None:
 
 
 @step
-def mask_paths() -> None:
-    """Docker's masked parts of /proc and /sys (procfs.MASKED_PATHS): files get /dev/null
-    bound over them; directories an empty read-only tmpfs."""
-    for path in procfs.MASKED_PATHS:
+def bind_bundle_root(plan: RootfsPlan) -> None:
+    """An OCI bundle's rootfs is a plain directory: bound onto itself, it becomes the mount
+    point pivot_root needs (the overlay is one already)."""
+    bind(plan.merged, plan.merged)
+
+
+@step
+def mask_paths(paths: list[str] | tuple[str, ...] = procfs.MASKED_PATHS) -> None:
+    """Docker's masked parts of /proc and /sys (procfs.MASKED_PATHS, or a bundle's
+    maskedPaths): files get /dev/null bound over them; directories an empty read-only tmpfs."""
+    for path in paths:
         if os.path.isdir(path) and not os.path.islink(path):
             sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, "size=0")
         elif os.path.exists(path):
@@ -309,10 +344,10 @@ def mask_paths() -> None:
 
 
 @step
-def readonly_paths() -> None:
-    """Docker's read-only parts of /proc (procfs.READONLY_PATHS): bind each on itself, then
-    remount the bind read-only: writes get EROFS."""
-    for path in procfs.READONLY_PATHS:
+def readonly_paths(paths: list[str] | tuple[str, ...] = procfs.READONLY_PATHS) -> None:
+    """Docker's read-only parts of /proc (procfs.READONLY_PATHS, or a bundle's readonlyPaths):
+    bind each on itself, then remount the bind read-only: writes get EROFS."""
+    for path in paths:
         if os.path.exists(path):
             bind(path, path, readonly=True)
 
@@ -381,7 +416,10 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
         plan.merged = "."
         plan.etc_files = {path: os.path.join("..", os.path.basename(source)) for path, source in plan.etc_files.items()}
     else:
-        mount_overlay(plan)
+        if plan.bundle_root:
+            bind_bundle_root(plan)
+        else:
+            mount_overlay(plan)
         mount_volumes(plan)  # (in a user namespace, our parent bound them as host root already)
     mount_tmpfs(plan)
     mount_proc(plan.merged)
@@ -389,10 +427,12 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
     if plan.devices:
         make_devices(plan.merged, plan.devices, in_userns)
     mount_sys(plan.merged, writable=plan.privileged)
+    if plan.cgroup_binds:
+        mount_cgroups(plan)
     mount_etc_files(plan)
     pivot_root(plan.merged)
     if not plan.privileged:
-        mask_paths()
-        readonly_paths()
+        mask_paths(procfs.MASKED_PATHS if plan.masked is None else plan.masked)
+        readonly_paths(procfs.READONLY_PATHS if plan.readonly_paths is None else plan.readonly_paths)
     if plan.readonly:
         remount_root_readonly()

@@ -87,6 +87,7 @@ class ContainerSpec:
     device_cgroup_rules: list[str] = field(default_factory=list)  # --device-cgroup-rule: "c 42:* rmw"
     log_driver: str = "json-file"  # --log-driver: json-file, local or none
     log_opts: dict[str, str] = field(default_factory=dict)  # --log-opt max-size=, max-file=
+    cgroupns: bool = True  # a cgroup namespace of its own (an OCI bundle may keep the host's)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -104,6 +104,9 @@ class CgroupManager(Protocol):
 _versions: dict[str, int] = {}  # root -> version, for this process: mounts do not change under us
 
 
+CGROUP_ROOT = "/sys/fs/cgroup"  # where the cgroup file systems are mounted
+
+
 def version(mountinfo: str | None = None, root: str = "/sys/fs/cgroup") -> int:
     """2 if ``root`` itself is a cgroup2 mount, else 1 (v1 or hybrid)."""
     if mountinfo is None:
@@ -129,14 +132,15 @@ def controllers(cgroup_version: int, root: str = "/sys/fs/cgroup") -> list[str]:
     return sorted(d.name for d in Path(root).iterdir() if (d / "tasks").exists() and d.name != "systemd")
 
 
-def manager(container_id: str, root: str = "/sys/fs/cgroup") -> CgroupManager:
+def manager(container_id: str, root: str = "/sys/fs/cgroup", parent: str = PARENT) -> CgroupManager:
+    """The cgroup ``<parent>/<container_id>`` (in each v1 hierarchy, or the v2 tree)."""
     if version(root=root) == 2:
         from minidocker.linux.cgroups.v2 import CgroupV2
 
-        return CgroupV2(container_id, root)
+        return CgroupV2(container_id, root, parent)
     from minidocker.linux.cgroups.v1 import CgroupV1
 
-    return CgroupV1(container_id, root)
+    return CgroupV1(container_id, root, parent)
 
 
 def read_pids(path: str) -> list[int]:

@@ -32,13 +32,14 @@ CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "devices", "freezer
 class CgroupV1:
     version = 1
 
-    def __init__(self, container_id: str, root: str = "/sys/fs/cgroup"):
+    def __init__(self, container_id: str, root: str = "/sys/fs/cgroup", parent: str = PARENT):
         self.id = container_id
         self.root = root
+        self.parent = parent  # the cgroup the container's is made in (an OCI bundle's cgroupsPath may name another)
         self.controllers = [c for c in CONTROLLERS if os.path.isdir(os.path.join(root, c))]
 
     def path(self, controller: str) -> str:
-        return os.path.join(self.root, controller, PARENT, self.id)
+        return os.path.join(self.root, controller, self.parent, self.id)
 
     def paths(self) -> dict[str, str]:
         return {c: self.path(c) for c in self.controllers}
@@ -49,7 +50,7 @@ class CgroupV1:
         from cgroupspy.nodes import Node
 
         ctrl = Node(controller, parent=Node(self.root.encode().rstrip(b"/") + b"/"))
-        parent = Node(PARENT, parent=ctrl)
+        parent = Node(self.parent, parent=ctrl)
         if create and not os.path.isdir(parent.full_path):
             os.makedirs(parent.full_path, exist_ok=True)
             if controller == "cpuset":  # a new cpuset cgroup starts empty: inherit the parent's
@@ -66,7 +67,7 @@ class CgroupV1:
         finds no parent (ENOENT), a write to the parent's files finds a removed cgroup (ENODEV),
         and a parent made again starts with an empty cpuset. Each such race starts over."""
         for c in self.controllers:
-            parent = os.path.join(self.root, c, PARENT)
+            parent = os.path.join(self.root, c, self.parent)
             for attempt in range(5):
                 try:
                     os.makedirs(self.path(c), exist_ok=True)  # the parent too, if it went
@@ -137,7 +138,10 @@ class CgroupV1:
             with open(os.path.join(self.path(c), "cgroup.procs"), "w") as f:
                 f.write(str(pid))
         emit(
-            "cgroup", action="write", path=os.path.join(self.root, "*", PARENT, self.id, "cgroup.procs"), value=str(pid)
+            "cgroup",
+            action="write",
+            path=os.path.join(self.root, "*", self.parent, self.id, "cgroup.procs"),
+            value=str(pid),
         )
 
     def pids(self) -> list[int]:
@@ -172,7 +176,7 @@ class CgroupV1:
         for c in self.controllers:
             rmdir_when_free(self.path(c))
             remove_if_empty(os.path.dirname(self.path(c)))
-        emit("cgroup", action="rmdir", path=os.path.join(self.root, "*", PARENT, self.id))
+        emit("cgroup", action="rmdir", path=os.path.join(self.root, "*", self.parent, self.id))
 
 
 def _inherit_cpuset(src: str, dst: str) -> None:

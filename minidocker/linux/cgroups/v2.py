@@ -21,10 +21,10 @@ WANTED = ("cpu", "cpuset", "memory", "pids", "io")
 class CgroupV2:
     version = 2
 
-    def __init__(self, container_id: str, root: str = "/sys/fs/cgroup"):
+    def __init__(self, container_id: str, root: str = "/sys/fs/cgroup", parent: str = shared.PARENT):
         self.id = container_id
         self.root = root
-        self.parent = os.path.join(root, shared.PARENT)
+        self.parent = os.path.join(root, parent)  # (an OCI bundle's cgroupsPath may name another)
         self.dir = os.path.join(self.parent, container_id)
 
     def paths(self) -> dict[str, str]:

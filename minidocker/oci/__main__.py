@@ -1,0 +1,5 @@
+"""python -m minidocker.oci: minidocker-runc."""
+
+from minidocker.oci.cli import entry
+
+entry()

@@ -1,0 +1,343 @@
+"""An OCI bundle's ``config.json`` read into what minidocker's runtime runs: a ContainerSpec
+(runtime/spec.py) plus the parts only a bundle has (its rootfs directory, its namespaces,
+masked and read-only paths, the cgroup's path, the seccomp profile in the spec's form).
+
+The runtime is the one ``minidocker run`` uses, so a bundle may ask only for what it can do.
+Whatever the spec allows that the runtime cannot do yet is refused here, with one line
+naming the field, rather than silently ignored (a container that runs without the seccomp
+filter or the user namespace it asked for is worse than one that does not start).
+
+The spec: https://github.com/opencontainers/runtime-spec/blob/main/config.md
+
+See it: ``minidocker-runc spec && python3 -m json.tool config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from minidocker.errors import BundleError
+from minidocker.linux.cgroups import CGROUP_ROOT
+from minidocker.linux.procfs import MASKED_PATHS, READONLY_PATHS
+from minidocker.record import field, record
+from minidocker.runtime.spec import ULIMITS, ContainerSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+OCI_VERSION = "1.0.2"
+
+# The mounts the runtime always makes itself (rootfs.prepare_rootfs): a bundle's mount of the
+# same type on the same path is that one, not a second mount.
+RUNTIME_MOUNTS = {
+    "/proc": "proc",
+    "/dev": "tmpfs",
+    "/dev/pts": "devpts",
+    "/dev/shm": "tmpfs",
+    "/dev/mqueue": "mqueue",
+    "/sys": "sysfs",
+    CGROUP_ROOT: "cgroup",  # (rootfs.mount_cgroups; a destination inside the container, never opened here)
+}
+# The namespaces the runtime makes for every container; the others may be absent (shared with the host).
+NAMESPACE_KINDS = ("pid", "network", "ipc", "uts", "mount", "cgroup", "user", "time")
+REQUIRED_NAMESPACES = ("mount", "uts")
+
+PROCESS_KEYS = {"args", "env", "cwd", "user", "terminal", "capabilities", "rlimits", "noNewPrivileges", "consoleSize"}
+LINUX_KEYS = {"namespaces", "maskedPaths", "readonlyPaths", "resources", "cgroupsPath", "seccomp", "sysctl"}
+LINUX_KEYS |= {"devices", "rootfsPropagation"}
+TOP_KEYS = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "annotations", "domainname"}
+
+
+@record
+class Bundle:
+    """What ``create`` needs from a bundle, checked."""
+
+    path: str  # the bundle directory, absolute
+    rootfs: str  # root.path, absolute
+    spec: ContainerSpec
+    namespaces: list[str] = field(default_factory=list)  # the kinds made new
+    masked_paths: list[str] = field(default_factory=list)
+    readonly_paths: list[str] = field(default_factory=list)
+    cgroup: tuple[str, str] = ("", "")  # linux.cgroupsPath as (parent, name); ("", ""): minidocker/<id>
+    seccomp: dict[str, Any] | None = None  # linux.seccomp, in the spec's (and docker's) form
+    annotations: dict[str, str] = field(default_factory=dict)
+    cgroup_mount: bool | None = None  # a cgroup mount on /sys/fs/cgroup: read-only or not (None: none asked)
+    umask: int | None = None  # process.user.umask: set by create before fork, so PID 1 inherits it
+    shm: str = ""  # a bind on /dev/shm: its source (rootfs.RootfsPlan.shm), else a tmpfs of its own
+
+
+def load_bundle(path: str, container_id: str) -> Bundle:
+    """Read ``path/config.json`` and check every field the runtime must honour."""
+    bundle = os.path.abspath(path)
+    try:
+        with open(os.path.join(bundle, "config.json")) as f:
+            config = json.load(f)
+    except OSError as e:
+        raise BundleError(f"open {os.path.join(bundle, 'config.json')}: {e.strerror}") from None
+    except ValueError as e:
+        raise BundleError(f"config.json is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise BundleError("config.json must hold a JSON object")
+    return parse_config(config, bundle, container_id)
+
+
+def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bundle:
+    refuse_unknown("", config, TOP_KEYS, "hooks are not supported yet" if "hooks" in config else None)
+    if config.get("domainname"):
+        raise BundleError("domainname is not supported yet")
+    process = section(config, "process")
+    linux = section(config, "linux", required=False)
+    refuse_unknown("process.", process, PROCESS_KEYS)
+    refuse_unknown("linux.", linux, LINUX_KEYS)
+    root = section(config, "root")
+    rootfs = os.path.join(bundle, str(root.get("path") or "rootfs"))
+    if not os.path.isdir(rootfs):
+        raise BundleError(f"root.path {rootfs}: no such directory")
+    if linux.get("rootfsPropagation", "rprivate") not in ("private", "rprivate"):
+        raise BundleError(f"linux.rootfsPropagation {linux['rootfsPropagation']!r} is not supported yet")
+    if linux.get("devices"):
+        raise BundleError("linux.devices is not supported yet")
+    kinds = namespaces_of(linux.get("namespaces") or [])
+    spec = ContainerSpec(
+        id=container_id,
+        name=container_id,
+        image="",
+        image_id="",
+        argv=process_args(process),
+        env=[str(e) for e in process.get("env") or []],
+        cwd=str(process.get("cwd") or "/"),
+        user=user_of(process.get("user") or {}),
+        hostname=str(config.get("hostname") or ""),
+        tty=bool(process.get("terminal")),
+        stdin_open=True,  # the stdio create was given are the process's own, stdin too
+        network="none" if "network" in kinds else "host",
+        readonly_rootfs=bool(root.get("readonly")),
+        limits=limits_of(section(linux, "resources", required=False)),
+        capabilities=capabilities_of(process.get("capabilities") or {}, (process.get("user") or {}).get("uid", 0)),
+        seccomp="unconfined",  # the bundle's profile, if any, is written beside the state (oci/state.py)
+        no_new_privileges=bool(process.get("noNewPrivileges")),
+        volumes=[],
+        ulimits=[rlimit_of(r) for r in process.get("rlimits") or []],
+        sysctls={str(k): str(v) for k, v in (linux.get("sysctl") or {}).items()},
+        pid_mode="" if "pid" in kinds else "host",
+        cgroupns="cgroup" in kinds,
+        ipc_mode="private" if "ipc" in kinds else "host",
+    )
+    spec.volumes = mounts_of(config.get("mounts") or [])
+    shm = next((v.source for v in spec.volumes if v.target == "/dev/shm"), "")
+    spec.volumes = [v for v in spec.volumes if v.target != "/dev/shm"]
+    umask = (process.get("user") or {}).get("umask")
+    return Bundle(
+        path=bundle,
+        rootfs=rootfs,
+        spec=spec,
+        namespaces=kinds,
+        masked_paths=[str(p) for p in linux.get("maskedPaths") or []],
+        readonly_paths=[str(p) for p in linux.get("readonlyPaths") or []],
+        cgroup=cgroup_of(str(linux.get("cgroupsPath") or ""), container_id),
+        seccomp=seccomp_of(linux.get("seccomp")),
+        annotations={str(k): str(v) for k, v in (config.get("annotations") or {}).items()},
+        umask=None if umask is None else int(umask),
+        shm=shm,
+        cgroup_mount=next(
+            ("ro" in (m.get("options") or []) for m in config.get("mounts") or [] if m.get("type") == "cgroup"), None
+        ),
+    )
+
+
+def cgroup_of(path: str, container_id: str) -> tuple[str, str]:
+    """linux.cgroupsPath ``[/]PARENT/NAME`` (podman's ``/libpod_parent/libpod-ID``), below
+    the cgroup root; none: ``minidocker/ID``, as ``minidocker run`` makes them."""
+    from minidocker.linux.cgroups import PARENT
+
+    if not path:
+        return PARENT, container_id
+    parts = [p for p in path.split("/") if p]
+    if ":" in path or len(parts) != 2 or any(p in (".", "..") for p in parts):
+        raise BundleError(f"linux.cgroupsPath {path!r}: only the form /PARENT/NAME is supported yet")
+    return parts[0], parts[1]
+
+
+def section(parent: dict[str, Any], key: str, required: bool = True) -> dict[str, Any]:
+    value = parent.get(key)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise BundleError(f"config.json: {key} must be an object" if value is not None else f"config.json: no {key}")
+    return value
+
+
+def refuse_unknown(where: str, obj: dict[str, Any], known: set[str], reason: str | None = None) -> None:
+    """A field the runtime does not know is refused by name (the spec's optional fields too)."""
+    extra = sorted(set(obj) - known)
+    if extra:
+        raise BundleError(reason or f"{where}{extra[0]} is not supported yet")
+
+
+def process_args(process: dict[str, Any]) -> list[str]:
+    args = process.get("args")
+    if not args or not isinstance(args, list):
+        raise BundleError("process.args must name the command to run")
+    if process.get("cwd") and not str(process["cwd"]).startswith("/"):
+        raise BundleError(f"process.cwd {process['cwd']!r} must be an absolute path")
+    return [str(a) for a in args]
+
+
+def user_of(user: dict[str, Any]) -> str:
+    """process.user -> ``uid:gid`` for init.switch_user. (additionalGids would need
+    switch_user to take the groups as given instead of /etc/group's.)"""
+    if user.get("additionalGids"):
+        raise BundleError("process.user.additionalGids is not supported yet")
+    if user.get("username"):
+        raise BundleError("process.user.username is not supported yet")
+    return f"{int(user.get('uid', 0))}:{int(user.get('gid', 0))}"
+
+
+def capabilities_of(caps: dict[str, Any], uid: int) -> list[str]:
+    """The runtime keeps one set (bounding = permitted = effective, inheritable the same, as
+    init.limit_capabilities sets them); a bundle whose sets differ is refused. An ambient set
+    within it changes nothing for root (whose execve gains the bounding set anyway, runc
+    spec's default asks for one); for another user it would, and is refused."""
+    ambient = set(caps.get("ambient") or [])
+    if ambient and (int(uid) != 0 or not ambient <= set(caps.get("bounding") or [])):
+        raise BundleError("process.capabilities.ambient is supported only for uid 0, within the bounding set")
+    sets = {name: sorted(set(caps.get(name) or [])) for name in ("bounding", "permitted", "effective")}
+    if len({tuple(s) for s in sets.values()}) > 1:
+        raise BundleError("process.capabilities: bounding, permitted and effective must be the same set (for now)")
+    inheritable = sorted(set(caps.get("inheritable") or []))
+    if inheritable and inheritable != sets["bounding"]:
+        raise BundleError("process.capabilities.inheritable must be empty or the bounding set (for now)")
+    from minidocker.linux.capabilities import CAP_NUMBERS
+
+    for name in sets["bounding"]:
+        if name not in CAP_NUMBERS:
+            raise BundleError(f"process.capabilities: unknown capability {name!r}")
+    return sets["bounding"]
+
+
+def rlimit_of(rlimit: dict[str, Any]) -> dict[str, Any]:
+    kind = str(rlimit.get("type", ""))
+    name = kind.removeprefix("RLIMIT_").lower()
+    if not kind.startswith("RLIMIT_") or name not in ULIMITS:
+        raise BundleError(f"process.rlimits: unknown type {kind!r}")
+    soft, hard = int(rlimit.get("soft", 0)), int(rlimit.get("hard", 0))
+    return {"Name": name, "Soft": -1 if soft >= 2**64 - 1 else soft, "Hard": -1 if hard >= 2**64 - 1 else hard}
+
+
+def namespaces_of(entries: list[dict[str, Any]]) -> list[str]:
+    """linux.namespaces: the kinds to make new. Joining one by ``path`` (phase 2), a user or
+    time namespace, or going without a mount or UTS namespace is refused."""
+    kinds = []
+    for entry in entries:
+        kind = entry.get("type")
+        if kind not in NAMESPACE_KINDS:
+            raise BundleError(f"linux.namespaces: unknown type {kind!r}")
+        if entry.get("path"):
+            raise BundleError(f"linux.namespaces: joining the {kind} namespace {entry['path']} is not supported yet")
+        if kind in ("user", "time"):
+            raise BundleError(f"linux.namespaces: a {kind} namespace is not supported yet")
+        if kind in kinds:
+            raise BundleError(f"linux.namespaces: {kind} is given twice")
+        kinds.append(kind)
+    for kind in REQUIRED_NAMESPACES:
+        if kind not in kinds:
+            raise BundleError(f"linux.namespaces: the runtime always makes a {kind} namespace: list it")
+    return kinds
+
+
+def mounts_of(mounts: list[dict[str, Any]]) -> list:
+    """The bundle's mounts: the ones the runtime makes itself are recognised; binds and
+    tmpfs become the container's volumes (runtime/mounts.MountSpec); others are refused."""
+    from minidocker.runtime.mounts import MountSpec
+
+    out = []
+    for m in mounts:
+        target, kind = str(m.get("destination", "")), str(m.get("type") or "")
+        options = [str(o) for o in m.get("options") or []]
+        if not target.startswith("/"):
+            raise BundleError(f"mounts: destination {target!r} must be an absolute path")
+        if RUNTIME_MOUNTS.get(target) == kind:
+            continue
+        readonly = "ro" in options
+        if target.startswith("/dev/") and target != "/dev/shm":  # (/dev is the runtime's own tmpfs, made later)
+            raise BundleError(f"mounts: a mount on {target} is not supported yet")
+        if kind == "bind" or "bind" in options or "rbind" in options:
+            propagation = next((o for o in options if o in ("private", "rprivate", "shared", "rshared")), "")
+            out.append(MountSpec(str(m.get("source", "")), target, readonly, "bind", propagation=propagation))
+        elif kind == "tmpfs":
+            data = ",".join(o for o in options if o not in ("ro", "rw", "nosuid", "nodev", "noexec"))
+            out.append(MountSpec("", target, readonly, "tmpfs", data=data))
+        else:
+            raise BundleError(f"mounts: a {kind or 'typeless'} mount on {target} is not supported yet")
+    return out
+
+
+def limits_of(resources: dict[str, Any]) -> dict[str, Any]:
+    """linux.resources -> cgroups.Limits' fields (memory, cpu, pids); the device rules of a
+    default bundle (deny all) are the runtime's own first rule; anything else is refused."""
+    refuse_unknown("linux.resources.", resources, {"memory", "cpu", "pids", "devices"})
+    for rule in resources.get("devices") or []:
+        if rule.get("allow") or rule.get("type") not in (None, "a") or rule.get("major") is not None:
+            raise BundleError("linux.resources.devices: only the default deny-all rule is supported yet")
+    memory, cpu, pids = (resources.get(k) or {} for k in ("memory", "cpu", "pids"))
+    refuse_unknown("linux.resources.memory.", memory, {"limit", "swap"})
+    refuse_unknown("linux.resources.cpu.", cpu, {"shares", "quota", "period", "cpus"})
+    refuse_unknown("linux.resources.pids.", pids, {"limit"})
+    limits: dict[str, Any] = {}
+    if memory.get("limit") is not None:
+        limits["memory"] = int(memory["limit"])
+    if memory.get("swap") is not None:
+        limits["memory_swap"] = int(memory["swap"])
+    if cpu.get("shares") is not None:
+        limits["cpu_shares"] = int(cpu["shares"])
+    if cpu.get("quota") is not None and int(cpu["quota"]) > 0:
+        limits["cpus"] = int(cpu["quota"]) / int(cpu.get("period") or 100000)
+    if cpu.get("cpus"):
+        limits["cpuset_cpus"] = str(cpu["cpus"])
+    if pids.get("limit") is not None and int(pids["limit"]) > 0:
+        limits["pids"] = int(pids["limit"])
+    return limits
+
+
+def seccomp_of(profile: Any) -> dict[str, Any] | None:
+    """linux.seccomp is the form linux/seccomp.py already compiles (docker's profiles are
+    the same shape); its checks run when the filter is compiled, at create."""
+    if profile is None:
+        return None
+    if not isinstance(profile, dict) or "defaultAction" not in profile:
+        raise BundleError("linux.seccomp must be an object with a defaultAction")
+    if profile.get("listenerPath") or profile.get("flags"):
+        raise BundleError("linux.seccomp: flags and listenerPath are not supported yet")
+    return profile
+
+
+def default_config(terminal: bool = True) -> dict[str, Any]:
+    """``spec``'s config.json (as ``runc spec`` writes one): ``sh`` in ./rootfs, read-only,
+    with the namespaces, mounts and capabilities this runtime honours."""
+    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    mounts: list[dict[str, Any]] = [{"destination": d, "type": t, "source": t} for d, t in RUNTIME_MOUNTS.items()]
+    mounts[-1]["options"] = ["nosuid", "noexec", "nodev", "relatime", "ro"]  # (the cgroup mount)
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": terminal,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "minidocker",
+        "mounts": mounts,
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": k} for k in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "maskedPaths": list(MASKED_PATHS),  # docker's, as minidocker run masks them
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+    }

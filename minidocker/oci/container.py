@@ -1,0 +1,320 @@
+"""The OCI lifecycle (create, start, state, kill, delete) over minidocker's own runtime.
+
+``create`` is ``lifecycle.start``'s recipe with the bundle's rootfs directory in place of an
+overlay, stopped short of the user's program, as the runtime spec asks::
+
+    load_bundle          config.json -> ContainerSpec + RootfsPlan (oci/bundle.py)
+    compile_security     the bundle's seccomp profile, compiled before fork
+    fork_init            PID 1 in its namespaces, running init.container_init's steps
+    find_init_pid        (PID 1 outlives us: no pdeathsig)
+    create_cgroup        its cgroup and limits, PID 1 moved in
+    set_ulimits ...      process.rlimits, linux.sysctl
+    go                   PID 1 builds its rootfs, then closes ``ready`` and waits in
+                         init.wait_for_start, opening exec.fifo for writing
+    record created       --root/ID/state.json; --pid-file
+
+``start`` opens exec.fifo for reading, which lets PID 1 go on to its execve; the fifo is
+then removed, so the status a reader sees is derived from what is there: ``created`` while
+PID 1 lives and the fifo exists, ``running`` once it is gone, ``stopped`` when PID 1 is.
+
+See it: ``minidocker-runc create --bundle B c1; minidocker-runc state c1; ls /run/minidocker-runc/c1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from minidocker.errors import BundleError, Conflict, MinidockerError, NoSuchContainer
+from minidocker.fsutil import atomic_write, write_json
+from minidocker.linux import cgroups, procfs
+from minidocker.oci.bundle import OCI_VERSION, Bundle, load_bundle
+from minidocker.runtime import lifecycle, rootfs
+from minidocker.runtime.container import Container, alive
+from minidocker.runtime.logfile import now_iso
+from minidocker.runtime.steps import StepFailed
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+FIFO = "exec.fifo"
+
+
+def state_dir(root: str, cid: str) -> Path:
+    if not cid or "/" in cid or cid in (".", "..") or len(cid) > 1024:
+        raise BundleError(f"invalid container id {cid!r}")
+    return Path(root) / cid
+
+
+def load_state(root: str, cid: str) -> dict[str, Any]:
+    try:
+        return json.loads((state_dir(root, cid) / "state.json").read_text())
+    except FileNotFoundError:
+        raise NoSuchContainer(f"container {cid} does not exist") from None
+
+
+def status_of(d: Path, st: dict[str, Any]) -> str:
+    if not alive(st.get("pid"), st.get("pidStartTime")):
+        return "creating" if st.get("status") == "creating" and not st.get("pid") else "stopped"
+    return "created" if os.path.lexists(d / FIFO) else "running"
+
+
+def oci_state(root: str, cid: str) -> dict[str, Any]:
+    """The runtime spec's state: ociVersion, id, status, pid, bundle, annotations."""
+    st = load_state(root, cid)
+    status = status_of(state_dir(root, cid), st)
+    return {
+        "ociVersion": OCI_VERSION,
+        "id": cid,
+        "status": status,
+        "pid": st.get("pid", 0) if status != "stopped" else 0,
+        "bundle": st["bundle"],
+        "rootfs": st.get("rootfs", ""),
+        "created": st.get("created", ""),
+        "annotations": st.get("annotations", {}),
+    }
+
+
+def create(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_socket: str | None) -> int:
+    """Make the container and leave its PID 1 waiting for ``start``; returns its PID."""
+    d = state_dir(root, cid)
+    if d.exists():
+        raise Conflict(f"container {cid} already exists")
+    bundle = load_bundle(bundle_dir, cid)
+    if bundle.spec.tty and not console_socket:
+        raise BundleError("process.terminal is true: --console-socket is needed (the pty master is sent there)")
+    d.mkdir(parents=True, mode=0o711)
+    st = {"id": cid, "bundle": bundle.path, "rootfs": bundle.rootfs, "annotations": bundle.annotations}
+    st["cgroup"] = list(bundle.cgroup)
+    st |= {"status": "creating", "created": now_iso()}
+    write_json(d / "state.json", st)
+    os.mkfifo(d / FIFO, 0o622)
+    try:
+        pid = launch_init(bundle, d, console_socket)
+    except BaseException:
+        remove_container(d, st)
+        raise
+    write_json(d / "state.json", st | {"status": "created", "pid": pid, "pidStartTime": procfs.start_time(pid)})
+    if pid_file:
+        Path(pid_file).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(Path(pid_file), str(pid).encode())
+    return pid
+
+
+def rootfs_plan(bundle: Bundle) -> rootfs.RootfsPlan:
+    spec = bundle.spec
+    volumes = [
+        rootfs.Volume(
+            v.source, v.target, v.readonly, fstype="tmpfs" if v.type == "tmpfs" else None, data=v.data or None
+        )
+        for v in spec.volumes
+    ]
+    for v in volumes:
+        if v.fstype:
+            v.source = "tmpfs"
+        else:
+            v.propagation = next((m.propagation for m in spec.volumes if m.target == v.target), "")
+    return rootfs.RootfsPlan(
+        lowerdirs=[],
+        upper="",
+        work="",
+        merged=bundle.rootfs,
+        volumes=volumes,
+        readonly=spec.readonly_rootfs,
+        bundle_root=True,
+        masked=bundle.masked_paths,
+        readonly_paths=bundle.readonly_paths,
+        shm=bundle.shm,
+    )
+
+
+def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
+    """``lifecycle.start``'s parent steps for a bundle, up to PID 1's wait for ``start``."""
+    from minidocker.paths import Layout
+
+    spec = bundle.spec
+    if bundle.seccomp is not None:
+        write_json(d / "seccomp.json", bundle.seccomp)
+        spec.seccomp = str(d / "seccomp.json")
+    c = Container(Layout(d).container(spec.id), spec)
+    launch = lifecycle.Launch(c, rootfs_plan(bundle), lifecycle.compile_security(spec, None), outlives_parent=True)
+    launch.cgroup = bundle.cgroup
+    if bundle.cgroup_mount is not None:  # made now, so that PID 1 can bind it before pivot_root
+        cg = cgroups.manager(bundle.cgroup[1], parent=bundle.cgroup[0])
+        cg.create()
+        launch.plan.cgroup_binds, launch.plan.cgroup_readonly = cg.paths(), bundle.cgroup_mount
+    ready_r, launch.ready_w = os.pipe2(os.O_CLOEXEC)
+    launch.state_dir = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    umask = os.umask(bundle.umask) if bundle.umask is not None else None
+    try:
+        try:
+            lifecycle.fork_init(launch, (None, None, None))  # (PID 1 inherits the umask)
+        finally:
+            if umask is not None:
+                os.umask(umask)
+        for fd in (launch.ready_w, launch.state_dir):
+            os.close(fd)
+        lifecycle.find_init_pid(launch)
+        lifecycle.create_cgroup(launch)
+        if spec.ulimits:
+            lifecycle.set_ulimits(launch)
+        if spec.sysctls:
+            lifecycle.set_sysctls(launch)
+        assert launch.channels is not None  # fork_init opened them
+        launch.channels.go()
+    except StepFailed as e:
+        lifecycle.abandon(launch)
+        raise lifecycle.as_start_error(e) from None
+    except BaseException:
+        lifecycle.abandon(launch)
+        raise
+    await_ready(ready_r, launch)  # (a failure there has reaped PID 1)
+    if spec.tty:
+        assert console_socket is not None  # create() refused a terminal without one
+        send_console(launch.channels.parent_sock, console_socket)
+    return launch.pid
+
+
+def await_ready(ready_r: int, launch: lifecycle.Launch) -> None:
+    """``ready`` closes when PID 1 waits for ``start``, or when it died: then its error
+    pipe holds the report of the step that failed (written before it exited)."""
+    import select
+
+    from minidocker.runtime.forked import read_to_end
+
+    read_to_end(ready_r)
+    os.close(ready_r)
+    assert launch.channels is not None
+    err_r = launch.channels.err_r
+    if select.select([err_r], [], [], 0)[0]:
+        lifecycle.await_execve(err_r, launch.pid)
+        os.waitpid(launch.pid, 0)
+        raise MinidockerError("the container's init exited before it was ready")
+    os.close(err_r)
+
+
+def send_console(parent_sock: Any, console_socket: str) -> None:
+    """The runtime spec's console socket: the pty master PID 1 made, sent with SCM_RIGHTS."""
+    import socket
+
+    from minidocker.runtime.stdio import receive_pty
+
+    master = receive_pty(parent_sock)
+    if master is None:
+        raise MinidockerError("the container's init sent no pty master")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(console_socket)
+            socket.send_fds(s, [b"/dev/ptmx"], [master])
+    except OSError as e:
+        raise MinidockerError(f"--console-socket {console_socket}: {e.strerror}") from None
+    finally:
+        os.close(master)
+
+
+def start(root: str, cid: str) -> None:
+    """Let a created container's PID 1 run its program: open exec.fifo for reading and
+    take the byte PID 1 writes once it has it open; then the fifo goes (status running)."""
+    d = state_dir(root, cid)
+    st = load_state(root, cid)
+    status = status_of(d, st)
+    if status != "created":
+        raise Conflict(f"cannot start a container that is {status}")
+    fifo = os.open(d / FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        while True:
+            try:
+                if os.read(fifo, 1):
+                    break
+            except BlockingIOError:  # PID 1 has it open but has not written yet
+                pass
+            if not alive(st["pid"], st.get("pidStartTime")):
+                raise Conflict(f"container {cid}'s init exited before it started")
+            time.sleep(0.001)
+    finally:
+        os.close(fifo)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(d / FIFO)
+
+
+def kill(root: str, cid: str, sig: int, all_processes: bool = False) -> None:
+    d = state_dir(root, cid)
+    st = load_state(root, cid)
+    if status_of(d, st) not in ("created", "running"):
+        raise Conflict(f"container {cid} is not running")
+    if all_processes:
+        for pid in cgroup_of(st).pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        return
+    os.kill(st["pid"], sig)
+
+
+def delete(root: str, cid: str, force: bool = False) -> None:
+    """Remove a stopped container's cgroup and state; ``force`` kills it first."""
+    d = state_dir(root, cid)
+    try:
+        st = load_state(root, cid)
+    except NoSuchContainer:
+        if force:  # (runc's rule: what is not there is deleted already)
+            return
+        raise
+    status = status_of(d, st)
+    if status in ("created", "running"):
+        if not force:
+            raise Conflict(f"cannot delete container {cid} that is not stopped: {status}")
+        kill_and_wait(st)
+    remove_container(d, st)
+
+
+def cgroup_of(st: dict[str, Any]) -> cgroups.CgroupManager:
+    parent, name = st["cgroup"]
+    return cgroups.manager(name, parent=parent)
+
+
+def kill_and_wait(st: dict[str, Any]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(st["pid"], signal.SIGKILL)
+    for pid in cgroup_of(st).pids():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while alive(st["pid"], st.get("pidStartTime")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def remove_container(d: Path, st: dict[str, Any]) -> None:
+    cgroup_of(st).destroy()
+    from minidocker.fsutil import remove_tree
+
+    remove_tree(d)
+
+
+def run(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_socket: str | None, detach: bool) -> int:
+    """``create`` + ``start``; without ``detach`` wait for the exit (signals passed on),
+    remove the container and return its exit code."""
+    from minidocker.errors import exit_code
+    from minidocker.runtime.stdio import forwarding_signals
+
+    pid = create(root, cid, bundle_dir, pid_file, console_socket)
+    try:
+        start(root, cid)
+    except BaseException:
+        delete(root, cid, force=True)
+        raise
+    if detach:
+        return 0
+    with forwarding_signals(pid):
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+    delete(root, cid, force=True)
+    return exit_code(status)

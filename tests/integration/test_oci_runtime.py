@@ -1,0 +1,330 @@
+"""minidocker-runc (minidocker/oci/) against the real kernel: a bundle unpacked from the
+busybox image, driven through create, state, start, kill and delete by real processes, as
+podman's conmon and containerd's shim drive runc; then podman itself driving it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import one_error
+
+WORKTREE = Path(__file__).resolve().parents[2]
+RUNC = [sys.executable, "-m", "minidocker.oci"]
+
+
+def unpack_busybox(layout: Path, rootfs: Path) -> None:
+    """The image's one layer, untarred: a bundle's rootfs is a plain directory."""
+    index = json.loads((layout / "index.json").read_text())
+    blobs = layout / "blobs" / "sha256"
+    manifest = json.loads((blobs / index["manifests"][0]["digest"].removeprefix("sha256:")).read_text())
+    rootfs.mkdir(parents=True)
+    for layer in manifest["layers"]:
+        blob = blobs / layer["digest"].removeprefix("sha256:")
+        subprocess.run(["tar", "-C", str(rootfs), "-xf", str(blob)], check=True)
+
+
+class Runc:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __call__(self, *args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+        """A command's result. ``create`` hands its stdio to the container's process, which
+        outlives it: a pipe would stay open after create exits, so files it is (as conmon's)."""
+        env = dict(os.environ, PYTHONPATH=str(WORKTREE))
+        cmd = [*RUNC, "--root", str(self.root), *args]
+        if "create" not in args:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
+        out = self.root.parent / "create.out"
+        err = self.root.parent / "create.err"
+        with out.open("w") as o, err.open("w") as e:
+            r = subprocess.run(cmd, stdout=kw.pop("stdout", o), stderr=e, text=True, timeout=timeout, env=env, **kw)
+        return subprocess.CompletedProcess(cmd, r.returncode, out.read_text(), err.read_text())
+
+    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        r = self(*args, **kw)
+        assert r.returncode == 0, f"minidocker-runc {' '.join(args)} exited {r.returncode}:\n{r.stderr}"
+        return r
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self.ok("state", cid).stdout)
+
+
+@pytest.fixture
+def bundle(tmp_path, image_layouts):
+    b = tmp_path / "bundle"
+    unpack_busybox(image_layouts["busybox"], b / "rootfs")
+    return b
+
+
+@pytest.fixture
+def runc(tmp_path):
+    r = Runc(tmp_path / "state")
+    yield r
+    for d in r.root.glob("*") if r.root.exists() else []:
+        r("delete", "--force", d.name)
+
+
+def configure(bundle: Path, runc: Runc, args: list[str], **process) -> None:
+    runc.ok("spec", "--bundle", str(bundle))
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"].update(args=args, terminal=False, **process)
+    (bundle / "config.json").write_text(json.dumps(config))
+
+
+def test_run_returns_the_exit_code_and_removes_the_container(bundle, runc):
+    configure(bundle, runc, ["sh", "-c", "echo hi from $(hostname); exit 3"])
+    r = runc("run", "--bundle", str(bundle), "c1")
+    assert (r.returncode, r.stdout) == (3, "hi from minidocker\n"), r.stderr
+    assert not (runc.root / "c1").exists()
+
+
+def test_create_waits_until_start(bundle, runc, tmp_path):
+    out = tmp_path / "out"
+    configure(bundle, runc, ["sh", "-c", "echo started; exec sleep 60"])
+    with out.open("w") as f:
+        runc.ok("create", "--bundle", str(bundle), "--pid-file", str(tmp_path / "pid"), "c1", stdout=f)
+    pid = int((tmp_path / "pid").read_text())
+    st = runc.state("c1")
+    assert (st["status"], st["pid"], st["bundle"], st["id"]) == ("created", pid, str(bundle), "c1")
+    assert st["ociVersion"] and st["annotations"] == {}
+    time.sleep(0.2)
+    assert out.read_text() == ""  # the user's program has not run
+    assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    runc.ok("start", "c1")
+    assert runc.state("c1")["status"] == "running"
+    deadline = time.monotonic() + 10
+    while out.read_text() != "started\n" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert out.read_text() == "started\n"
+    assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"
+    r = runc("delete", "c1")
+    assert r.returncode == 125 and one_error(r.stderr) and "not stopped: running" in r.stderr
+    runc.ok("kill", "c1", "KILL")
+    deadline = time.monotonic() + 10
+    while runc.state("c1")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert runc.state("c1")["status"] == "stopped"
+    runc.ok("delete", "c1")
+    assert not (runc.root / "c1").exists()
+    r = runc("state", "c1")
+    assert r.returncode == 125 and one_error(r.stderr) and "does not exist" in r.stderr
+
+
+def test_kill_by_number_and_delete_force_of_a_created_container(bundle, runc, tmp_path):
+    configure(bundle, runc, ["sleep", "60"])
+    runc.ok("create", "--bundle", str(bundle), "--pid-file", str(tmp_path / "pid"), "c1")
+    runc.ok("kill", "c1", "0")  # signal 0: only whether it is there
+    assert runc.state("c1")["status"] == "created"
+    runc.ok("delete", "--force", "c1")
+    pid = int((tmp_path / "pid").read_text())
+    assert not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes().split(b")")[-1][:3]
+    assert not (runc.root / "c1").exists()
+
+
+def test_a_failing_step_fails_create_and_leaves_nothing(bundle, runc):
+    configure(bundle, runc, ["true"], cwd="/etc/passwd/x")
+    r = runc("create", "--bundle", str(bundle), "c1")
+    assert r.returncode == 125 and one_error(r.stderr) and "make_workdir" in r.stderr, r.stderr
+    assert not (runc.root / "c1").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--systemd-cgroup", "state", "c1"], "--systemd-cgroup is not supported"),
+        (["create", "--no-pivot", "c1"], "--no-pivot is not supported"),
+        (["kill", "c1", "NOSUCH"], "Invalid signal"),
+        (["start", "c1"], "container c1 does not exist"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_error_line(runc, args, words):
+    r = runc(*args)
+    assert r.returncode == 125 and one_error(r.stderr) and words in r.stderr, r.stderr
+
+
+def test_an_unsupported_field_is_refused(bundle, runc):
+    configure(bundle, runc, ["true"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["hooks"] = {"prestart": [{"path": "/bin/true"}]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = runc("--log", str(bundle / "log"), "--log-format", "json", "create", "--bundle", str(bundle), "c1")
+    assert r.returncode == 125 and one_error(r.stderr) and "hooks are not supported yet" in r.stderr
+    assert json.loads((bundle / "log").read_text())["msg"] == "hooks are not supported yet"
+
+
+def test_features_and_spec(runc, tmp_path):
+    features = json.loads(runc.ok("features").stdout)
+    assert "pid" in features["linux"]["namespaces"] and not features["linux"]["cgroup"]["systemd"]
+    runc.ok("spec", "--bundle", str(tmp_path))
+    assert json.loads((tmp_path / "config.json").read_text())["process"]["args"] == ["sh"]
+    r = runc("spec", "--bundle", str(tmp_path))
+    assert r.returncode == 125 and one_error(r.stderr) and "exists" in r.stderr
+
+
+# -- podman driving minidocker-runc ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory):
+    """podman with a private store and configuration (as bench/common.py's PodmanSandbox),
+    busybox loaded from the cached OCI layout (nothing is pulled), minidocker-runc as its
+    runtime through a wrapper that runs this worktree's code. podman refuses a runroot
+    longer than 50 characters: the store is in a short directory of /tmp, removed at the end."""
+    import shutil
+    import tempfile
+
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed: apt-get install podman")
+    conf = tmp_path_factory.mktemp("podman")
+    short = Path(tempfile.mkdtemp(prefix="mdr-", dir="/tmp"))
+    runtime = conf / "minidocker-runc"
+    state = conf / "runc-state"  # (not the default /run/minidocker-runc: the test's own)
+    command = f'exec {sys.executable} -m minidocker.oci --root {state} "$@"'
+    runtime.write_text(f"#!/bin/sh\nPYTHONPATH={WORKTREE} {command}\n")
+    runtime.chmod(0o755)
+    (conf / "containers.conf").write_text(
+        '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\nlog_driver = "k8s-file"\n'
+        f'[network]\nnetwork_config_dir = "{conf}/networks"\n'
+        f'[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nevents_logfile_path = "{conf}/events.log"\n'
+        f'tmp_dir = "{conf}/tmp"\n'
+    )  # (default_ulimits: root here may not raise nofile's hard limit to podman's default, 1048576)
+    (conf / "registries.conf").write_text("unqualified-search-registries = []\n")
+    env = dict(os.environ, CONTAINERS_CONF=str(conf / "containers.conf"))
+    env["CONTAINERS_REGISTRIES_CONF"] = str(conf / "registries.conf")
+    argv = ["podman", "--root", str(short / "g"), "--runroot", str(short / "r"), "--storage-driver", "overlay"]
+    argv += ["--cgroup-manager", "cgroupfs", "--runtime", str(runtime)]
+
+    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([*argv, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+    archive = conf / "busybox.tar"
+    subprocess.run(["tar", "-C", "/var/cache/minidocker/images/busybox", "-cf", str(archive), "."], check=True)
+    loaded = run("load", "-q", "-i", str(archive))
+    assert loaded.returncode == 0, loaded.stderr
+    assert run("tag", loaded.stdout.split()[-1], "localhost/busybox:latest").returncode == 0
+    try:
+        yield run
+    finally:
+        run("rm", "-af", "-t", "0")
+        run("system", "reset", "-f")
+        subprocess.run(["rm", "-rf", "--one-file-system", str(short)], check=False)
+        remove_podman_cgroups()
+
+
+def remove_podman_cgroups() -> None:
+    """podman's conmon cgroups (libpod_parent/conmon in each v1 hierarchy), once empty; one
+    that another podman still uses is busy and stays (rmdir refuses it)."""
+    import contextlib
+    import glob
+
+    for d in glob.glob("/sys/fs/cgroup/*/libpod_parent/conmon") + glob.glob("/sys/fs/cgroup/*/libpod_parent"):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+
+
+def test_podman_runs_a_container_with_it(podman):
+    r = podman("run", "--rm", "--network", "none", "localhost/busybox", "echo", "hi")
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+
+
+def test_podman_gets_the_exit_code(podman):
+    r = podman("run", "--rm", "--network", "none", "localhost/busybox", "sh", "-c", "exit 7")
+    assert r.returncode == 7, r.stderr
+
+
+def test_podman_detached_logs_stop_and_rm(podman):
+    script = "trap 'exit 3' TERM; echo up; while :; do sleep 0.1; done"  # (PID 1 gets only the signals it handles)
+    r = podman("run", "-d", "--name", "d1", "--network", "none", "localhost/busybox", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 10
+    while podman("logs", "d1").stdout != "up\n" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert podman("logs", "d1").stdout == "up\n"
+    assert podman("inspect", "-f", "{{.State.Status}}", "d1").stdout.strip() == "running"
+    assert podman("stop", "-t", "5", "d1").returncode == 0
+    assert podman("inspect", "-f", "{{.State.ExitCode}}", "d1").stdout.strip() == "3"  # SIGTERM reached the trap
+    assert podman("rm", "d1").returncode == 0
+
+
+def test_podman_t_gets_a_pty_through_the_console_socket(podman):
+    """``-t``: conmon passes --console-socket; PID 1's pty master is sent there (SCM_RIGHTS)."""
+    r = podman("run", "--rm", "-t", "--network", "none", "localhost/busybox", "sh", "-c", "tty; exit 4")
+    assert (r.returncode, r.stdout) == (4, "/dev/pts/0\n"), r.stderr  # (the pty's \r\n, as text mode reads it)
+
+
+def test_runc_specs_default_bundle_runs(bundle, runc):
+    """The config.json ``runc spec`` writes (ambient capabilities, inheritable, its masked
+    paths) is one this runtime honours whole."""
+    import shutil
+
+    if shutil.which("runc") is None:
+        pytest.fail("runc is not installed: apt-get install runc")
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"].update(args=["sh", "-c", "cat /proc/self/status | grep CapEff; exit 5"], terminal=False)
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = runc("run", "--bundle", str(bundle), "c1")
+    # CAP_AUDIT_WRITE (29), CAP_NET_BIND_SERVICE (10), CAP_KILL (5): what runc spec keeps
+    assert (r.returncode, r.stdout) == (5, "CapEff:\t0000000020000420\n"), r.stderr
+
+
+def test_the_bundles_seccomp_profile_and_limits_apply(bundle, runc):
+    """linux.seccomp in the spec's form, compiled by linux/seccomp.py; linux.resources.pids
+    written to the container's cgroup (cgroupsPath's PARENT/NAME)."""
+    configure(bundle, runc, ["sh", "-c", "mkdir /tmp/x || echo refused; cat /sys/fs/cgroup/pids/pids.max"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"]["readonly"] = False
+    config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+    }
+    config["linux"]["resources"]["pids"] = {"limit": 42}
+    config["linux"]["cgroupsPath"] = "/minidocker-runc-test/c1"
+    (bundle / "config.json").write_text(json.dumps(config))
+    runc.ok("create", "--bundle", str(bundle), "c1")
+    max_file = next(Path("/sys/fs/cgroup").glob("pids/minidocker-runc-test/c1/pids.max"), None)
+    assert max_file is not None and max_file.read_text() == "42\n"
+    runc.ok("start", "c1")
+    deadline = time.monotonic() + 10
+    while runc.state("c1")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    runc.ok("delete", "c1")
+    # (its stdout: create's); /sys/fs/cgroup/pids is its own cgroup (rootfs.mount_cgroups)
+    assert (runc.root.parent / "create.out").read_text().splitlines() == ["refused", "42"]
+    assert not any(Path("/sys/fs/cgroup").glob("*/minidocker-runc-test"))  # delete removed it, and its parent
+
+
+def test_kill_all_signals_every_process(bundle, runc, tmp_path):
+    configure(bundle, runc, ["sh", "-c", "sleep 60 & sleep 60 & wait"])
+    runc.ok("create", "--bundle", str(bundle), "c1")
+    runc.ok("start", "c1")
+    time.sleep(0.3)
+    runc.ok("kill", "--all", "c1", "SIGKILL")
+    deadline = time.monotonic() + 10
+    while runc.state("c1")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert runc.state("c1")["status"] == "stopped"
+    runc.ok("delete", "c1")
+
+
+def test_a_command_that_is_not_there_exits_127_after_start(bundle, runc):
+    """The command is looked up after ``start`` (create has exited): the failure is PID 1's
+    exit code, 127, and its report goes to the container's stderr."""
+    configure(bundle, runc, ["nosuch"])
+    r = runc("run", "--bundle", str(bundle), "c1")
+    assert r.returncode == 127 and 'exec: \\"nosuch\\": executable file not found' in r.stderr, r.stderr
+
+
+def test_podmans_cgroup_mount_shows_the_containers_own_cgroup_read_only(podman):
+    script = "cat /sys/fs/cgroup/pids/pids.max; echo 1 > /sys/fs/cgroup/pids/pids.max || echo refused"
+    r = podman("run", "--rm", "--network", "none", "--pids-limit", "77", "localhost/busybox", "sh", "-c", script)
+    assert (r.returncode, r.stdout) == (0, "77\nrefused\n"), r.stderr

@@ -1,0 +1,144 @@
+"""oci/bundle.py: a config.json read into the runtime's ContainerSpec, and every field the
+runtime cannot honour yet refused by name (no root needed: a temp dir is the bundle)."""
+
+import copy
+import json
+
+import pytest
+
+from minidocker.errors import BundleError
+from minidocker.linux.procfs import MASKED_PATHS, READONLY_PATHS
+from minidocker.oci.bundle import default_config, load_bundle, parse_config
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    (tmp_path / "rootfs").mkdir()
+    return tmp_path
+
+
+def parsed(bundle, change=None):
+    config = copy.deepcopy(default_config(terminal=False))
+    if change:
+        change(config)
+    return parse_config(config, str(bundle), "c1")
+
+
+def test_default_config_round_trips(bundle):
+    (bundle / "config.json").write_text(json.dumps(default_config()))
+    b = load_bundle(str(bundle), "c1")
+    spec = b.spec
+    assert b.rootfs == str(bundle / "rootfs")
+    assert spec.argv == ["sh"] and spec.cwd == "/" and spec.user == "0:0" and spec.tty
+    assert spec.readonly_rootfs and spec.no_new_privileges and spec.hostname == "minidocker"
+    assert spec.capabilities == ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    assert spec.ulimits == [{"Name": "nofile", "Soft": 1024, "Hard": 1024}]
+    assert spec.network == "none" and spec.pid_mode == "" and spec.ipc_mode == "private"
+    assert spec.volumes == [] and spec.seccomp == "unconfined"
+    assert b.masked_paths == list(MASKED_PATHS) and b.readonly_paths == list(READONLY_PATHS)
+
+
+def test_resources_become_limits(bundle):
+    def change(c):
+        c["linux"]["resources"].update(
+            memory={"limit": 64 << 20}, cpu={"quota": 50000, "period": 100000, "cpus": "0"}, pids={"limit": 20}
+        )
+
+    limits = parsed(bundle, change).spec.limits
+    assert limits == {"memory": 64 << 20, "cpus": 0.5, "cpuset_cpus": "0", "pids": 20}
+
+
+def test_absent_namespaces_are_the_hosts(bundle):
+    def change(c):
+        c["linux"]["namespaces"] = [{"type": "mount"}, {"type": "uts"}]
+
+    spec = parsed(bundle, change).spec
+    assert (spec.network, spec.pid_mode, spec.ipc_mode) == ("host", "host", "host")
+
+
+def test_binds_and_tmpfs_become_volumes(bundle):
+    def change(c):
+        c["mounts"] += [
+            {"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind", "ro"]},
+            {"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m"]},
+        ]
+
+    bind, tmpfs = parsed(bundle, change).spec.volumes
+    assert (bind.source, bind.target, bind.readonly, bind.type) == ("/srv", "/data", True, "bind")
+    assert (tmpfs.target, tmpfs.type, tmpfs.data) == ("/t", "tmpfs", "size=1m")
+
+
+def test_seccomp_is_kept_in_the_specs_form(bundle):
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
+
+    def change(c):
+        c["linux"]["seccomp"] = profile
+
+    assert parsed(bundle, change).seccomp == profile
+
+
+REFUSED = [
+    ("hooks", lambda c: c.update(hooks={"prestart": []})),
+    ("process.apparmorProfile", lambda c: c["process"].update(apparmorProfile="x")),
+    ("process.user.additionalGids", lambda c: c["process"]["user"].update(additionalGids=[5])),
+    ("ambient", lambda c: c["process"]["capabilities"].update(ambient=["CAP_SYS_ADMIN"])),
+    ("ambient", lambda c: c["process"].update(user={"uid": 1000, "gid": 0}) or c["process"]["capabilities"].update(
+        ambient=["CAP_KILL"])),
+    ("must be the same set", lambda c: c["process"]["capabilities"].update(effective=[])),
+    ("unknown capability", lambda c: c["process"].update(capabilities={"bounding": ["CAP_NOPE"]} | {
+        k: ["CAP_NOPE"] for k in ("permitted", "effective")})),
+    ("unknown type 'RLIMIT_NOPE'", lambda c: c["process"]["rlimits"].append({"type": "RLIMIT_NOPE"})),
+    ("joining the network namespace", lambda c: c["linux"].update(namespaces=[
+        {"type": "mount"}, {"type": "uts"}, {"type": "network", "path": "/x"}])),
+    ("a user namespace", lambda c: c["linux"]["namespaces"].append({"type": "user"})),
+    ("always makes a mount namespace", lambda c: c["linux"].update(namespaces=[{"type": "uts"}])),
+    ("linux.uidMappings", lambda c: c["linux"].update(uidMappings=[])),
+    ("linux.devices", lambda c: c["linux"].update(devices=[{"path": "/dev/fuse"}])),
+    ("linux.resources.blockIO", lambda c: c["linux"]["resources"].update(blockIO={})),
+    ("deny-all", lambda c: c["linux"]["resources"]["devices"].append({"allow": True, "type": "c", "major": 1})),
+    ("mqueue mount on /mq", lambda c: c["mounts"].append({"destination": "/mq", "type": "mqueue"})),
+    ("linux.seccomp: flags", lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW", "flags": ["x"]})),
+    ("process.args", lambda c: c["process"].update(args=[])),
+    ("rootfsPropagation", lambda c: c["linux"].update(rootfsPropagation="shared")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("words", "change"), REFUSED, ids=[w for w, _ in REFUSED])
+def test_what_the_runtime_cannot_do_is_refused_by_name(bundle, words, change):
+    with pytest.raises(BundleError) as e:
+        parsed(bundle, change)
+    assert words in e.value.message
+
+
+def test_bad_files_are_one_line_errors(tmp_path):
+    with pytest.raises(BundleError, match="config.json: No such file"):
+        load_bundle(str(tmp_path), "c1")
+    (tmp_path / "config.json").write_text("{")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(str(tmp_path), "c1")
+    (tmp_path / "config.json").write_text(json.dumps(default_config()))
+    with pytest.raises(BundleError, match="root.path .*no such directory"):
+        load_bundle(str(tmp_path), "c1")
+
+
+@pytest.mark.parametrize(
+    ("path", "want"),
+    [("", ("minidocker", "c1")), ("/libpod_parent/libpod-c1", ("libpod_parent", "libpod-c1")), ("a/b", ("a", "b"))],
+)
+def test_cgroups_path_is_parent_and_name(bundle, path, want):
+    assert parsed(bundle, lambda c: c["linux"].update(cgroupsPath=path)).cgroup == want
+
+
+@pytest.mark.parametrize("path", ["/a/b/c", "/c1", "system.slice:docker:c1", "/../x"])
+def test_other_cgroups_paths_are_refused(bundle, path):
+    with pytest.raises(BundleError, match="only the form /PARENT/NAME"):
+        parsed(bundle, lambda c: c["linux"].update(cgroupsPath=path))
+
+
+def test_podmans_umask_and_shm_bind(bundle):
+    def change(c):
+        c["process"]["user"]["umask"] = 0o22
+        c["mounts"].append({"destination": "/dev/shm", "type": "bind", "source": "/srv/shm", "options": ["bind"]})
+
+    b = parsed(bundle, change)
+    assert (b.umask, b.shm) == (0o22, "/srv/shm") and b.spec.volumes == []
