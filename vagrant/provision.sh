@@ -167,6 +167,7 @@ fi
 # bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set, every start would compile again
 "$repo/.venv/bin/python" -m compileall -q "$repo/minidocker" >/dev/null
 ln -sf "$repo/.venv/bin/minidocker" /usr/local/bin/minidocker
+ln -sf "$repo/.venv/bin/minidocker-runc" /usr/local/bin/minidocker-runc  # the OCI runtime (podman --runtime, containerd)
 if [ "$mode" = course ]; then
   course_registry
   course_images
