@@ -43,7 +43,7 @@ if [ "$mode" = dev ]; then
     python3 python3-venv python3-dev gcc libcap-dev   # python-prctl builds from source
     docker-registry skopeo umoci                      # the local registry and OCI tools
     busybox-static debootstrap                        # base images built offline (images/)
-    podman crun runc uidmap                           # peers for the benchmarks
+    podman crun runc containerd uidmap                # peers for the benchmarks; containerd drives the OCI runtime (issue #15)
     apache2-utils                                     # htpasswd, for the basic-auth registry
     iproute2 iptables util-linux procps tar gzip zstd libseccomp2  # pyseccomp loads libseccomp.so.2
     qemu-system-x86 qemu-utils e2fsprogs              # the cgroup v2 guest (tests/v2guest, .ci/run)
