@@ -92,12 +92,9 @@ class ConsoleServer:
 
     def hand_on(self) -> dict:
         """What another program needs to go on serving this console after an execve (the
-        monitor becoming its watcher, watch.py): the socket's path and its file descriptors,
-        made inheritable. The clients' unread partial frames are dropped."""
+        monitor becoming its watcher, watch.py): the socket's path and its file descriptors
+        (watch.become makes them inheritable). The clients' unread partial frames are dropped."""
         fds = [self.listener.fileno(), *self.clients]
-        for fd in fds + [self.input_fd, self.master if self.master is not None else -1]:
-            if fd >= 0:
-                os.set_inheritable(fd, True)
         return {"path": str(self.path), "fds": fds, "input": self.input_fd, "master": self.master}
 
     @classmethod
