@@ -124,6 +124,7 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         pid_mode="" if "pid" in kinds else "host",
         cgroupns="cgroup" in kinds,
         ipc_mode="private" if "ipc" in kinds else "host",
+        additional_gids=additional_gids(process.get("user") or {}),
     )
     spec.volumes = mounts_of(config.get("mounts") or [])
     shm = next((v.source for v in spec.volumes if v.target == "/dev/shm"), "")
@@ -186,13 +187,17 @@ def process_args(process: dict[str, Any]) -> list[str]:
 
 
 def user_of(user: dict[str, Any]) -> str:
-    """process.user -> ``uid:gid`` for init.switch_user. (additionalGids would need
-    switch_user to take the groups as given instead of /etc/group's.)"""
-    if user.get("additionalGids"):
-        raise BundleError("process.user.additionalGids is not supported yet")
-    if user.get("username"):
-        raise BundleError("process.user.username is not supported yet")
+    """process.user -> ``uid:gid`` for init.switch_user: numeric, so /etc/group adds no
+    groups; the supplementary ones are additionalGids (``additional_gids``). ``username``
+    is Windows' field (the spec: Linux runtimes ignore it)."""
     return f"{int(user.get('uid', 0))}:{int(user.get('gid', 0))}"
+
+
+def additional_gids(user: dict[str, Any]) -> list[int]:
+    gids = user.get("additionalGids") or []
+    if not isinstance(gids, list) or not all(isinstance(g, int) and 0 <= g < 2**32 - 1 for g in gids):
+        raise BundleError("process.user.additionalGids must be a list of group IDs")
+    return list(dict.fromkeys(gids))
 
 
 def capabilities_of(caps: dict[str, Any], uid: int) -> list[str]:

@@ -242,7 +242,8 @@ def apply_seccomp(spec: ContainerSpec, compiled: seccomp.CompiledFilter | None) 
 @step
 def switch_user(spec: ContainerSpec, env: list[str]) -> list[str]:
     user = resolve_user(spec.user, _read("/etc/passwd"), _read("/etc/group"))
-    sc.set_credentials(user.uid, user.gid, user.groups)
+    groups = user.groups + [g for g in spec.additional_gids if g not in user.groups]
+    sc.set_credentials(user.uid, user.gid, groups)
     if not any(e.startswith("HOME=") for e in env):
         env = env + [f"HOME={user.home}"]
     return env

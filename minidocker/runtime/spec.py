@@ -88,6 +88,7 @@ class ContainerSpec:
     log_driver: str = "json-file"  # --log-driver: json-file, local or none
     log_opts: dict[str, str] = field(default_factory=dict)  # --log-opt max-size=, max-file=
     cgroupns: bool = True  # a cgroup namespace of its own (an OCI bundle may keep the host's)
+    additional_gids: list[int] = field(default_factory=list)  # supplementary groups besides the user's own
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

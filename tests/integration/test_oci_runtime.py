@@ -85,6 +85,16 @@ def test_run_returns_the_exit_code_and_removes_the_container(bundle, runc):
     assert not (runc.root / "c1").exists()
 
 
+def test_the_user_and_its_additional_gids_are_exact(bundle, runc):
+    """process.user is numeric: the groups are additionalGids, not the image's /etc/group."""
+    configure(bundle, runc, ["sh", "-c", "id -u; id -g; grep ^Groups: /proc/self/status"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["user"] = {"uid": 1000, "gid": 1001, "additionalGids": [5, 100]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = runc("run", "--bundle", str(bundle), "c1")
+    assert (r.returncode, r.stdout.split()) == (0, ["1000", "1001", "Groups:", "5", "100"]), r.stderr
+
+
 def test_create_waits_until_start(bundle, runc, tmp_path):
     out = tmp_path / "out"
     configure(bundle, runc, ["sh", "-c", "echo started; exec sleep 60"])

@@ -68,6 +68,14 @@ def test_binds_and_tmpfs_become_volumes(bundle):
     assert (tmpfs.target, tmpfs.type, tmpfs.data) == ("/t", "tmpfs", "size=1m")
 
 
+def test_additional_gids_are_the_supplementary_groups(bundle):
+    def change(c):
+        c["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [5, 100, 5], "username": "app"}
+
+    spec = parsed(bundle, change).spec
+    assert (spec.user, spec.additional_gids) == ("1000:1000", [5, 100])
+
+
 def test_seccomp_is_kept_in_the_specs_form(bundle):
     profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
 
@@ -80,7 +88,7 @@ def test_seccomp_is_kept_in_the_specs_form(bundle):
 REFUSED = [
     ("hooks", lambda c: c.update(hooks={"prestart": []})),
     ("process.apparmorProfile", lambda c: c["process"].update(apparmorProfile="x")),
-    ("process.user.additionalGids", lambda c: c["process"]["user"].update(additionalGids=[5])),
+    ("additionalGids must be a list", lambda c: c["process"]["user"].update(additionalGids=["wheel"])),
     ("ambient", lambda c: c["process"]["capabilities"].update(ambient=["CAP_SYS_ADMIN"])),
     ("ambient", lambda c: c["process"].update(user={"uid": 1000, "gid": 0}) or c["process"]["capabilities"].update(
         ambient=["CAP_KILL"])),
