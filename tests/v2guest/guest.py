@@ -340,7 +340,9 @@ class Guest:
             f"rm -rf {REMOTE_PROJECT} && mkdir -p {REMOTE_PROJECT} && tar -x -i -C {REMOTE_PROJECT} && "
             f"echo {REMOTE_PROJECT} > {site}/minidocker-src.pth && "
             f"printf '#!/bin/sh\\nexec {GUEST_PYTHON} -m minidocker \"$@\"\\n' > /usr/local/bin/minidocker && "
-            f"chmod +x /usr/local/bin/minidocker",
+            f"chmod +x /usr/local/bin/minidocker && "
+            f"printf '#!/bin/sh\\nexec {GUEST_PYTHON} -m minidocker.oci \"$@\"\\n' > /usr/local/bin/minidocker-runc && "
+            f"chmod +x /usr/local/bin/minidocker-runc",
             input=head + tree,
             check=True,
             timeout=120,

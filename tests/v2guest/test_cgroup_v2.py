@@ -199,3 +199,51 @@ def test_run_device_filter_refuses_block_devices(guest, busybox_in_guest):
     )
     assert "MADE" not in r.stdout and "READ" not in r.stdout, (r.stdout, r.stderr)
     assert "REFUSED" in r.stdout and "NULL-OK" in r.stdout, (r.stdout, r.stderr)
+
+
+# ---- minidocker-runc in the guest: a bundle's linux.resources in its cgroupsPath, on v2 ----------
+
+RUNC = "minidocker-runc --root /root/runc-state"
+BUNDLE_EDIT = """
+import json, sys
+c = json.load(open("config.json"))
+c["process"].update(terminal=False, args=["sleep", "120"])
+c["linux"]["cgroupsPath"] = "/ocitest/c1"
+c["linux"]["resources"].update(
+    memory={"limit": 48 << 20}, pids={"limit": 30}, cpu={"quota": 25000, "period": 100000})
+json.dump(c, open("config.json", "w"))
+"""
+
+
+@pytest.fixture
+def bundle_in_guest(guest, busybox_in_guest):
+    r = guest.run(
+        f"rm -rf /root/bundle && mkdir -p /root/bundle/rootfs && cid=$({MD} create {busybox_in_guest} true) && "
+        f"{MD} export $cid | tar -x -C /root/bundle/rootfs && {MD} rm $cid >/dev/null && "
+        f"cd /root/bundle && minidocker-runc spec && python -c '{BUNDLE_EDIT}'",
+        timeout=120,
+    )
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    yield "/root/bundle"
+    guest.run(f"{RUNC} delete --force c1; rmdir /sys/fs/cgroup/ocitest/c1 /sys/fs/cgroup/ocitest; rm -rf /root/bundle")
+
+
+def test_oci_runtime_writes_a_bundles_resources_into_its_v2_cgroup(guest, bundle_in_guest):
+    d = "/sys/fs/cgroup/ocitest/c1"
+    field = "python -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])'"
+    r = guest.run(
+        f"{RUNC} create --bundle {bundle_in_guest} c1 && "
+        f"for f in memory.max pids.max cpu.max cgroup.procs; do echo $f=$(cat {d}/$f); done; "
+        f"echo init=$({RUNC} state c1 | {field} pid); "
+        f"{RUNC} start c1 && echo status=$({RUNC} state c1 | {field} status); "
+        f"{RUNC} kill c1 KILL; for i in $(seq 50); do {RUNC} state c1 | grep -q stopped && break; sleep 0.1; done; "
+        f"{RUNC} delete c1 && echo after=$(test -e {d} && echo left || echo gone)",
+        timeout=120,
+    )
+    vals = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    assert vals.get("memory.max") == str(48 << 20), (r.stdout, r.stderr)
+    assert vals["pids.max"] == "30"
+    assert vals["cpu.max"] == "25000 100000"
+    assert vals["cgroup.procs"].split() == [vals["init"]], "PID 1 is not (alone) in the bundle's cgroup"
+    assert vals["status"] == "running"
+    assert vals["after"] == "gone", (r.stdout, r.stderr)
