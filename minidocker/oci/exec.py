@@ -101,10 +101,13 @@ def process_json(opts: ExecOptions, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def with_caps(caps: dict[str, Any], extra: list[str]) -> dict[str, Any]:
-    """runc's --cap: added to the bounding, effective, permitted and inheritable sets."""
+    """runc's --cap: added to the bounding, effective and permitted sets (and to the
+    inheritable one, unless that is empty)."""
     names = [c.upper() if c.upper().startswith("CAP_") else f"CAP_{c.upper()}" for c in extra]
     out = dict(caps)
     for kind in ("bounding", "effective", "permitted", "inheritable"):
+        if kind == "inheritable" and not caps.get(kind):
+            continue  # (an empty inheritable set stays empty)
         out[kind] = [*(caps.get(kind) or []), *(n for n in names if n not in (caps.get(kind) or []))]
     return out
 

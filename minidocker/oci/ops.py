@@ -109,10 +109,13 @@ def events(root: str, cid: str, stats: bool, interval: str) -> None:
         return
     period = parse_interval(interval)
     oom_seen = cg.oom_killed()
-    while container.status_of(container.state_dir(root, cid), st) != "stopped":
-        if cg.oom_killed() and not oom_seen:
+    while True:
+        stopped = container.status_of(container.state_dir(root, cid), st) == "stopped"
+        if not oom_seen and cg.oom_killed():  # (read once more after the end: the kill may be what ended it)
             print(json.dumps({"type": "oom", "id": cid}), flush=True)
             oom_seen = True
+        if stopped:
+            return
         print(json.dumps(stats_event(cid, cg)), flush=True)
         time.sleep(period)
 
