@@ -253,7 +253,7 @@ def run_helper(
             reset_signals()
             join_namespaces(ns_fds)
             fork_and_leave(channels.err_w, pid_w)
-            setup_stdio(spec, pipes)
+            setup_stdio(spec, pipes, console=False)  # (/dev/console is PID 1's)
             finish_and_exec(spec, compiled_filter, channels.err_w)
     finally:
         os._exit(ExitCode.MINIDOCKER_FAILED)

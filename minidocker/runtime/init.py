@@ -151,7 +151,9 @@ mount_overlay = rootfs.mount_overlay  # (a step of rootfs.py's own, as are prepa
 
 
 @step
-def setup_stdio(spec: ContainerSpec, pipes: InitPipes) -> None:
+def setup_stdio(spec: ContainerSpec, pipes: InitPipes, console: bool = True) -> None:
+    """0, 1 and 2 of the container's process; with -t a pty of the container's devpts, also
+    bound on /dev/console when ``console`` (PID 1's: an exec'd process leaves it as it is)."""
     if spec.tty:
         from minidocker.linux import tty  # (the parent imported it for us: preload_tty)
 
@@ -164,9 +166,10 @@ def setup_stdio(spec: ContainerSpec, pipes: InitPipes) -> None:
         sock.close()
         os.close(master)
         tty.set_controlling_tty(slave)
-        if not os.path.exists("/dev/console"):
+        if console and not os.path.exists("/dev/console"):
             open("/dev/console", "a").close()
-        rootfs.bind(name, "/dev/console", recursive=False)
+        if console:
+            rootfs.bind(name, "/dev/console", recursive=False)
         for fd in (0, 1, 2):
             os.dup2(slave, fd)
         if slave > 2:
