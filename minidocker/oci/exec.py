@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 from minidocker.errors import BundleError, Conflict, ExitCode, StartFailed
-from minidocker.linux import capabilities
+from minidocker.linux import capabilities, procfs
 from minidocker.linux import syscalls as sc
 from minidocker.oci import container
 from minidocker.runtime.steps import exiting_on_failure, step
@@ -140,8 +140,6 @@ def exec_process(
     st, spec = exec_spec(root, cid, opts)
     if spec.tty and not console_socket:
         raise BundleError("a terminal is asked for: --console-socket is needed (the pty master is sent there)")
-    if frozen(st):
-        raise Conflict(f"container {cid} is paused")
     compiled_filter = compile_security(spec, None)
     capabilities.preload()  # as init's load_security: imported before we join the mount namespace
     if spec.tty:
@@ -210,26 +208,17 @@ def follow(
     return wait_foreground(pid)
 
 
-def frozen(st: dict[str, Any]) -> bool:
-    try:
-        return container.cgroup_of(st).frozen()
-    except OSError:
-        return False
-
-
 def foreign_namespaces(pid: int) -> list[str]:
     """The namespaces of ``pid`` that are not ours, in the order to join them."""
-    return [k for k in NAMESPACE_ORDER if os.stat(f"/proc/{pid}/ns/{k}").st_ino != os.stat(f"/proc/self/ns/{k}").st_ino]
+    return [k for k in NAMESPACE_ORDER if procfs.namespace_of(pid, k) != procfs.namespace_of("self", k)]
 
 
 def keep_only_preserved(preserve: int) -> None:
     """runc's --preserve-fds N: fds 3 .. 3+N-1 go to the process, no other of ours does."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd < 3:
-            continue
-        with contextlib.suppress(OSError):
-            os.set_inheritable(fd, fd < 3 + preserve)
+    for fd in procfs.open_fds():
+        if fd >= 3:
+            with contextlib.suppress(OSError):  # (the fd that listed them is closed again)
+                os.set_inheritable(fd, fd < 3 + preserve)
 
 
 def run_helper(
