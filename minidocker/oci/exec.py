@@ -126,6 +126,7 @@ def exec_spec(root: str, cid: str, opts: ExecOptions) -> tuple[dict[str, Any], C
     config["process"] = process_json(opts, config)
     spec = parse_config(config, st["bundle"], cid).spec
     spec.stdin_open = True  # runc's exec: our stdio are the process's
+    spec.preserve_fds = opts.preserve_fds
     if (d / "seccomp.json").exists():
         spec.seccomp = str(d / "seccomp.json")
     return st, spec

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -58,11 +59,18 @@ def pause(root: str, cid: str) -> None:
     if st["status"] == "paused":
         raise Conflict(f"container {cid} is already paused")
     cg = container.cgroup_of(st)
+    previous = signal.signal(signal.SIGTERM, interrupted)  # (SIGKILL is the kernel's: delete --force thaws)
     try:
         cg.freeze()
     except BaseException:
         cg.thaw()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted(signum: int, _frame: Any) -> None:
+    raise MinidockerError(f"interrupted by signal {signum}")
 
 
 def resume(root: str, cid: str) -> None:

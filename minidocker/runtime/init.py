@@ -273,10 +273,11 @@ def change_dir(spec: ContainerSpec) -> None:
         ) from None
 
 
-def close_other_fds(keep: int) -> None:
-    """Nothing of minidocker's may leak into the container: close every fd above 2."""
+def close_other_fds(keep: int, preserve: int = 0) -> None:
+    """Nothing of minidocker's may leak into the container: close every fd above 2 (but
+    ``keep``, and the ``preserve`` fds from 3 on that minidocker-runc was told to pass)."""
     for fd in procfs.open_fds():
-        if fd > 2 and fd != keep:
+        if fd > 2 + preserve and fd != keep:
             try:
                 os.close(fd)
             except OSError:
@@ -287,7 +288,7 @@ def close_other_fds(keep: int) -> None:
 def exec_command(spec: ContainerSpec, env: list[str], keep_fd: int = -1) -> None:
     env_map = dict(e.split("=", 1) for e in env if "=" in e)
     emit("execve", argv=spec.argv)
-    close_other_fds(keep=keep_fd)
+    close_other_fds(keep=keep_fd, preserve=spec.preserve_fds)
     try:
         os.execvpe(spec.argv[0], spec.argv, env_map)
     except FileNotFoundError:

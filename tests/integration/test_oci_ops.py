@@ -130,6 +130,23 @@ def test_exec_detach_writes_the_pid_file_and_returns(runc, running, tmp_path):
     assert pid in json.loads(runc.ok("ps", "--format", "json", "c1").stdout)
 
 
+def test_exec_preserve_fds_passes_the_callers_fds(runc, running, tmp_path):
+    """The caller's fd 3 (opened by a shell that then runs us) reaches the process only with
+    --preserve-fds 1."""
+    (tmp_path / "given").write_text("through fd 3\n")
+    env = dict(os.environ, PYTHONPATH=str(WORKTREE))
+
+    def exec_with_fd3(*flags: str) -> subprocess.CompletedProcess:
+        argv = [*RUNC, "--root", str(runc.root), "exec", *flags, "c1", "sh", "-c", "cat <&3"]
+        shell = ["sh", "-c", 'exec 3<"$0"; exec "$@"', str(tmp_path / "given"), *argv]
+        return subprocess.run(shell, capture_output=True, text=True, env=env, timeout=60)
+
+    r = exec_with_fd3("--preserve-fds", "1")
+    assert (r.returncode, r.stdout) == (0, "through fd 3\n"), r.stderr
+    r = exec_with_fd3()
+    assert r.returncode != 0 and r.stdout == ""
+
+
 def test_exec_failures_are_126_127_or_125(runc, running, bundle):
     assert runc("exec", "c1", "nosuch").returncode == 127
     assert runc("exec", "c1", "/etc/passwd").returncode == 126
