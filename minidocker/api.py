@@ -867,27 +867,15 @@ def _apply_limits_now(cid: str, old: dict[str, Any], new: dict[str, Any]) -> Non
 def top_ps(name: str, ps_options: list[str], root: Path | None = None) -> str:
     """``docker top C [ps OPTIONS]``: the host's ``ps`` with those options, and of its rows
     those of the container's processes (the column headed PID says which), as docker does."""
-    import shutil
-    import subprocess
-
     from minidocker.errors import Conflict
     from minidocker.linux import cgroups
 
     c = _containers(root).find(name)
     if not c.running:
         raise Conflict(f"Container {c.id[:12]} is not running")
-    if shutil.which("ps") is None:
-        raise MinidockerError("top with ps options needs ps", hint="apt-get install procps")
-    r = subprocess.run(["ps", *ps_options], capture_output=True, text=True, check=False)
-    if r.returncode != 0:
-        raise MinidockerError(f"ps: {(r.stderr.strip().splitlines() or ['failed'])[0]}")
-    header, *rows = r.stdout.splitlines()
-    if "PID" not in header.split():
-        raise MinidockerError("Couldn't find PID field in ps output")
-    column = header.split().index("PID")
-    pids = {str(pid) for pid in cgroups.manager(c.id).pids()}
-    mine = [row for row in rows if len(row.split()) > column and row.split()[column] in pids]
-    return "".join(line + "\n" for line in [header, *mine])
+    from minidocker.runtime.describe import ps_rows
+
+    return ps_rows(cgroups.manager(c.id).pids(), ps_options)
 
 
 def rm(names: list[str], force: bool = False, root: Path | None = None, volumes: bool = False):

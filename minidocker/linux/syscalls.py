@@ -136,6 +136,15 @@ def set_pdeathsig(sig: int) -> None:
     _check(_libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(sig), 0, 0, 0), "prctl")
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def set_child_subreaper() -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER): an orphaned descendant of ours is reparented to us,
+    not to init, so that we can wait for it (minidocker-runc exec: its helper's child)."""
+    _check(_libc.prctl(ctypes.c_int(PR_SET_CHILD_SUBREAPER), ctypes.c_ulong(1), 0, 0, 0), "prctl")
+
+
 PR_SET_DUMPABLE = 4
 
 

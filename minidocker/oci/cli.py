@@ -54,10 +54,86 @@ def parser() -> Parser:
     d = sub.add_parser("delete")
     d.add_argument("--force", "-f", action="store_true")
     d.add_argument("id")
+    add_exec(sub)
+    add_ops(sub)
     sub.add_parser("features")
     s = sub.add_parser("spec")
     s.add_argument("--bundle", "-b", default=".")
     return p
+
+
+def add_exec(sub) -> None:
+    e = sub.add_parser("exec")
+    e.add_argument("--process", "-p")
+    e.add_argument("--tty", "-t", action="store_true")
+    e.add_argument("--console-socket")
+    e.add_argument("--detach", "-d", action="store_true")
+    e.add_argument("--pid-file")
+    e.add_argument("--cwd")
+    e.add_argument("--env", "-e", action="append")
+    e.add_argument("--user", "-u")
+    e.add_argument("--cap", "-c", action="append")
+    e.add_argument("--no-new-privs", action="store_true")
+    e.add_argument("--process-label")
+    e.add_argument("--apparmor", help="refused unless empty: no AppArmor here")
+    e.add_argument("--preserve-fds", type=int, default=0)
+    e.add_argument("id")
+    e.add_argument("args", nargs=argparse.REMAINDER)
+
+
+def add_ops(sub) -> None:
+    p = sub.add_parser("ps")
+    p.add_argument("--format", "-f", default="table")
+    p.add_argument("id")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+    for name in ("pause", "resume"):
+        sub.add_parser(name).add_argument("id")
+    ev = sub.add_parser("events")
+    ev.add_argument("--stats", action="store_true")
+    ev.add_argument("--interval", default="5s")
+    ev.add_argument("id")
+    u = sub.add_parser("update")
+    u.add_argument("--resources", "-r")
+    for flag in ("memory", "memory-swap", "cpu-quota", "cpu-period", "cpu-shares", "cpuset-cpus", "pids-limit"):
+        u.add_argument(f"--{flag}")
+    u.add_argument("id")
+    ls = sub.add_parser("list")
+    ls.add_argument("--quiet", "-q", action="store_true")
+    ls.add_argument("--format", "-f", default="table")
+
+
+def dispatch_ops(args: argparse.Namespace) -> int | None:
+    """The commands of oci/ops.py and oci/exec.py; None for any other."""
+    from minidocker.oci import ops
+
+    if args.command == "exec":
+        return exec_command(args)
+    if args.command == "ps":
+        sys.stdout.write(ops.ps(args.root, args.id, args.format, [a for a in args.ps_args if a != "--"]))
+    elif args.command == "pause":
+        ops.pause(args.root, args.id)
+    elif args.command == "resume":
+        ops.resume(args.root, args.id)
+    elif args.command == "events":
+        ops.events(args.root, args.id, args.stats, args.interval)
+    elif args.command == "update":
+        flags = {k: getattr(args, k) for k in ops.RESOURCE_FLAGS}
+        ops.update(args.root, args.id, args.resources, flags)
+    elif args.command == "list":
+        sys.stdout.write(ops.list_containers(args.root, args.quiet, args.format))
+    else:
+        return None
+    return 0
+
+
+def exec_command(args: argparse.Namespace) -> int:
+    from minidocker.oci.exec import ExecOptions, exec_process
+
+    if args.apparmor:
+        raise MinidockerError("--apparmor is not supported: no AppArmor here")
+    argv = args.args[1:] if args.args[:1] == ["--"] else args.args
+    opts = ExecOptions(**vars(args) | {"args": argv})
+    return exec_process(args.root, args.id, opts, args.console_socket, args.pid_file, args.detach)
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -67,6 +143,9 @@ def dispatch(args: argparse.Namespace) -> int:
         raise MinidockerError("--systemd-cgroup is not supported: minidocker-runc manages cgroupfs itself")
     if args.command in ("create", "run") and args.no_pivot:
         raise MinidockerError("--no-pivot is not supported: minidocker-runc always uses pivot_root")
+    done = dispatch_ops(args)
+    if done is not None:
+        return done
     if args.command == "create":
         container.create(args.root, args.id, args.bundle, args.pid_file, args.console_socket)
     elif args.command == "run":
@@ -103,6 +182,9 @@ def write_spec(bundle: str) -> None:
         f.write("\n")
 
 
+COMMANDS = "create,start,state,kill,delete,run,exec,ps,pause,resume,events,update,list,features,spec"
+
+
 def features() -> dict:
     """What this runtime honours, in the runtime spec's features.md form."""
     from minidocker.linux.capabilities import CAP_NUMBERS
@@ -119,7 +201,7 @@ def features() -> dict:
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": {"enabled": True},
         },
-        "annotations": {"io.github.minidocker.runtime": "minidocker-runc"},
+        "annotations": {"io.github.minidocker.runtime": "minidocker-runc", "io.github.minidocker.commands": COMMANDS},
     }
 
 
@@ -169,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         if args is not None and args.debug:
             raise
         report(e, args)
-        return ExitCode.MINIDOCKER_FAILED
+        return e.exit_code
     except OSError as e:
         if args is not None and args.debug:
             raise

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -61,7 +62,17 @@ def load_state(root: str, cid: str) -> dict[str, Any]:
 def status_of(d: Path, st: dict[str, Any]) -> str:
     if not alive(st.get("pid"), st.get("pidStartTime")):
         return "creating" if st.get("status") == "creating" and not st.get("pid") else "stopped"
-    return "created" if os.path.lexists(d / FIFO) else "running"
+    if os.path.lexists(d / FIFO):
+        return "created"
+    return "paused" if frozen(st) else "running"
+
+
+def frozen(st: dict[str, Any]) -> bool:
+    """``pause`` froze the container's cgroup (oci/ops.py)."""
+    try:
+        return cgroup_of(st).frozen()
+    except (OSError, KeyError):
+        return False
 
 
 def oci_state(root: str, cid: str) -> dict[str, Any]:
@@ -89,6 +100,7 @@ def create(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_s
     if bundle.spec.tty and not console_socket:
         raise BundleError("process.terminal is true: --console-socket is needed (the pty master is sent there)")
     d.mkdir(parents=True, mode=0o711)
+    shutil.copyfile(Path(bundle.path) / "config.json", d / "config.json")  # exec's, whatever the bundle becomes
     st = {"id": cid, "bundle": bundle.path, "rootfs": bundle.rootfs, "annotations": bundle.annotations}
     st["cgroup"] = list(bundle.cgroup)
     st |= {"status": "creating", "created": now_iso()}
@@ -245,14 +257,17 @@ def start(root: str, cid: str) -> None:
 def kill(root: str, cid: str, sig: int, all_processes: bool = False) -> None:
     d = state_dir(root, cid)
     st = load_state(root, cid)
-    if status_of(d, st) not in ("created", "running"):
+    status = status_of(d, st)
+    if status not in ("created", "running", "paused"):
         raise Conflict(f"container {cid} is not running")
     if all_processes:
         for pid in cgroup_of(st).pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-        return
-    os.kill(st["pid"], sig)
+    else:
+        os.kill(st["pid"], sig)
+    if status == "paused" and sig == signal.SIGKILL:  # (a frozen task dies only once thawed)
+        cgroup_of(st).thaw()
 
 
 def delete(root: str, cid: str, force: bool = False) -> None:
@@ -265,7 +280,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
             return
         raise
     status = status_of(d, st)
-    if status in ("created", "running"):
+    if status in ("created", "running", "paused"):
         if not force:
             raise Conflict(f"cannot delete container {cid} that is not stopped: {status}")
         kill_and_wait(st)
@@ -283,6 +298,8 @@ def kill_and_wait(st: dict[str, Any]) -> None:
     for pid in cgroup_of(st).pids():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):  # a paused container's tasks take SIGKILL once thawed
+        cgroup_of(st).thaw()
     deadline = time.monotonic() + 10
     while alive(st["pid"], st.get("pidStartTime")) and time.monotonic() < deadline:
         time.sleep(0.005)

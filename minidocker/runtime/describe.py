@@ -188,3 +188,25 @@ def network_settings(
         else {}
     )
     return {"IPAddress": "", "Gateway": "", **top, "Ports": published, "Networks": networks}
+
+
+def ps_rows(container_pids: list[int], ps_options: list[str]) -> str:
+    """The host's ``ps`` with ``ps_options``: its header, and the rows whose PID column is one
+    of ``container_pids`` (docker top's and minidocker-runc ps's table)."""
+    import shutil
+    import subprocess
+
+    from minidocker.errors import MinidockerError
+
+    if shutil.which("ps") is None:
+        raise MinidockerError("ps options need ps", hint="apt-get install procps")
+    r = subprocess.run(["ps", *ps_options], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise MinidockerError(f"ps: {(r.stderr.strip().splitlines() or ['failed'])[0]}")
+    header, *rows = r.stdout.splitlines()
+    if "PID" not in header.split():
+        raise MinidockerError("Couldn't find PID field in ps output")
+    column = header.split().index("PID")
+    pids = {str(pid) for pid in container_pids}
+    mine = [row for row in rows if len(row.split()) > column and row.split()[column] in pids]
+    return "".join(line + "\n" for line in [header, *mine])

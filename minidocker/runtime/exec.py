@@ -127,7 +127,7 @@ def run_helper(
             reset_signals()
             join_namespaces(ns_fds)
             fork_into_pid_namespace(channels.err_w)
-            setup_stdio(spec, pipes)
+            setup_stdio(spec, pipes, console=False)  # (/dev/console is PID 1's)
             finish_and_exec(spec, compiled_filter, channels.err_w)
     finally:
         os._exit(ExitCode.MINIDOCKER_FAILED)

@@ -151,7 +151,9 @@ mount_overlay = rootfs.mount_overlay  # (a step of rootfs.py's own, as are prepa
 
 
 @step
-def setup_stdio(spec: ContainerSpec, pipes: InitPipes) -> None:
+def setup_stdio(spec: ContainerSpec, pipes: InitPipes, console: bool = True) -> None:
+    """0, 1 and 2 of the container's process; with -t a pty of the container's devpts, also
+    bound on /dev/console when ``console`` (PID 1's: an exec'd process leaves it as it is)."""
     if spec.tty:
         from minidocker.linux import tty  # (the parent imported it for us: preload_tty)
 
@@ -164,9 +166,10 @@ def setup_stdio(spec: ContainerSpec, pipes: InitPipes) -> None:
         sock.close()
         os.close(master)
         tty.set_controlling_tty(slave)
-        if not os.path.exists("/dev/console"):
+        if console and not os.path.exists("/dev/console"):
             open("/dev/console", "a").close()
-        rootfs.bind(name, "/dev/console", recursive=False)
+        if console:
+            rootfs.bind(name, "/dev/console", recursive=False)
         for fd in (0, 1, 2):
             os.dup2(slave, fd)
         if slave > 2:
@@ -270,10 +273,11 @@ def change_dir(spec: ContainerSpec) -> None:
         ) from None
 
 
-def close_other_fds(keep: int) -> None:
-    """Nothing of minidocker's may leak into the container: close every fd above 2."""
+def close_other_fds(keep: int, preserve: int = 0) -> None:
+    """Nothing of minidocker's may leak into the container: close every fd above 2 (but
+    ``keep``, and the ``preserve`` fds from 3 on that minidocker-runc was told to pass)."""
     for fd in procfs.open_fds():
-        if fd > 2 and fd != keep:
+        if fd > 2 + preserve and fd != keep:
             try:
                 os.close(fd)
             except OSError:
@@ -284,7 +288,7 @@ def close_other_fds(keep: int) -> None:
 def exec_command(spec: ContainerSpec, env: list[str], keep_fd: int = -1) -> None:
     env_map = dict(e.split("=", 1) for e in env if "=" in e)
     emit("execve", argv=spec.argv)
-    close_other_fds(keep=keep_fd)
+    close_other_fds(keep=keep_fd, preserve=spec.preserve_fds)
     try:
         os.execvpe(spec.argv[0], spec.argv, env_map)
     except FileNotFoundError:

@@ -638,14 +638,19 @@ def set_ulimits(launch: Launch) -> None:
     """``--ulimit``: prlimit(2) on the container's first process while it waits for our word;
     its command inherits the limits through execve. (Raising a hard limit needs
     CAP_SYS_RESOURCE, which root lacks on some hosts: the kernel's EPERM says so.)"""
+    prlimits(launch.init_pid or launch.pid, launch.c.spec.ulimits)
+
+
+def prlimits(pid: int, ulimits: list[dict]) -> None:
+    """``ulimits`` (ContainerSpec's form) on process ``pid`` (also minidocker-runc exec's)."""
     import resource
 
     from minidocker.runtime.spec import ULIMITS
 
-    for u in launch.c.spec.ulimits:
+    for u in ulimits:
         soft, hard = (resource.RLIM_INFINITY if v == -1 else v for v in (u["Soft"], u["Hard"]))
         try:
-            resource.prlimit(launch.init_pid or launch.pid, ULIMITS[u["Name"]], (soft, hard))
+            resource.prlimit(pid, ULIMITS[u["Name"]], (soft, hard))
         except (OSError, ValueError) as e:
             raise MinidockerError(
                 f"cannot set ulimit {u['Name']}={u['Soft']}:{u['Hard']}: {getattr(e, 'strerror', None) or e}"

@@ -213,8 +213,8 @@ def podman(tmp_path_factory):
     argv = ["podman", "--root", str(short / "g"), "--runroot", str(short / "r"), "--storage-driver", "overlay"]
     argv += ["--cgroup-manager", "cgroupfs", "--runtime", str(runtime)]
 
-    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([*argv, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    def run(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run([*argv, *args], capture_output=True, text=True, env=env, timeout=timeout, **kw)
 
     archive = conf / "busybox.tar"
     subprocess.run(["tar", "-C", "/var/cache/minidocker/images/busybox", "-cf", str(archive), "."], check=True)
@@ -338,3 +338,29 @@ def test_podmans_cgroup_mount_shows_the_containers_own_cgroup_read_only(podman):
     script = "cat /sys/fs/cgroup/pids/pids.max; echo 1 > /sys/fs/cgroup/pids/pids.max || echo refused"
     r = podman("run", "--rm", "--network", "none", "--pids-limit", "77", "localhost/busybox", "sh", "-c", script)
     assert (r.returncode, r.stdout) == (0, "77\nrefused\n"), r.stderr
+
+
+def test_podman_exec_pause_kill_pass_through(podman):
+    """``podman exec`` (conmon runs ``exec --detach --process``), with -t through the console
+    socket; ``pause``/``unpause`` (state paused); ``kill``; exit codes as the process's."""
+    r = podman("run", "-d", "--name", "e1", "--network", "none", "localhost/busybox", "sleep", "600")
+    assert r.returncode == 0, r.stderr
+    script = '[ "$(readlink /proc/1/ns/mnt)" = "$(readlink /proc/self/ns/mnt)" ] && cat /proc/1/comm; exit 9'
+    r = podman("exec", "e1", "sh", "-c", script)
+    assert (r.returncode, r.stdout) == (9, "sleep\n"), r.stderr  # (the container's namespaces: its PID 1 is sleep)
+    r = podman("exec", "-t", "e1", "sh", "-c", "tty; exit 5")
+    assert (r.returncode, r.stdout) == (5, "/dev/pts/0\n"), r.stderr
+    r = podman("exec", "-it", "e1", "sh", "-c", "read line; echo got $line", input="typed\n")
+    assert r.returncode == 0 and "got typed" in r.stdout, r.stderr
+    assert podman("exec", "e1", "nosuch").returncode == 127
+    assert podman("pause", "e1").returncode == 0
+    assert podman("inspect", "-f", "{{.State.Status}}", "e1").stdout.strip() == "paused"
+    assert podman("unpause", "e1").returncode == 0
+    assert podman("inspect", "-f", "{{.State.Status}}", "e1").stdout.strip() == "running"
+    assert podman("exec", "e1", "true").returncode == 0
+    assert podman("kill", "e1").returncode == 0
+    deadline = time.monotonic() + 15
+    while podman("inspect", "-f", "{{.State.Status}}", "e1").stdout.strip() != "exited" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert podman("inspect", "-f", "{{.State.ExitCode}}", "e1").stdout.strip() == "137"
+    assert podman("rm", "e1").returncode == 0
