@@ -188,7 +188,7 @@ class ContainerHooks:
         run_hooks("createContainer", self.create_container, self.state)
 
     def started(self) -> None:
-        run_hooks("startContainer", self.start_container, self.state | {"status": "running"})
+        run_hooks("startContainer", self.start_container, self.state)  # (created: the program is not run yet)
 
 
 def run_runtime_hooks(sock: int, hooks: dict[str, list[Hook]], state: dict[str, Any]) -> bool:
