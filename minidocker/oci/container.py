@@ -29,11 +29,11 @@ import signal
 import time
 from pathlib import Path
 
-from minidocker.errors import BundleError, Conflict, MinidockerError, NoSuchContainer
+from minidocker.errors import BundleError, Conflict, HookFailed, MinidockerError, NoSuchContainer
 from minidocker.fsutil import atomic_write, write_json
 from minidocker.linux import cgroups, procfs
 from minidocker.oci.bundle import OCI_VERSION, Bundle, load_bundle
-from minidocker.oci.hooks import ContainerHooks, HookFailed, as_config, hooks_of, run_hooks, run_runtime_hooks
+from minidocker.oci.hooks import ContainerHooks, as_config, hooks_of, run_hooks, run_runtime_hooks
 from minidocker.runtime import lifecycle, rootfs
 from minidocker.runtime.container import Container, alive
 from minidocker.runtime.logfile import now_iso

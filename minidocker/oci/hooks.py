@@ -28,7 +28,8 @@ import signal
 import sys
 import time
 
-from minidocker.errors import BundleError, MinidockerError
+from minidocker.errors import BundleError, HookFailed, MinidockerError
+from minidocker.linux import procfs
 from minidocker.record import field, record
 
 TYPE_CHECKING = False
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
-
-
-class HookFailed(MinidockerError):
-    """A hook exited non-zero, was killed, timed out, or could not be executed."""
 
 
 @record
@@ -179,7 +176,7 @@ class ContainerHooks:
     sock: int | None = None  # our end of the socket pair with create (None: no runtime hooks)
 
     def before_pivot(self) -> None:
-        self.state["pid"] = int(os.readlink("/proc/self"))  # (the host's /proc, still in sight)
+        self.state["pid"] = procfs.host_pid()  # (the host's /proc is still in sight)
         if self.sock is not None:
             os.write(self.sock, b"?")
             if os.read(self.sock, 1) != b"1":

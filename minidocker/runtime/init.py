@@ -8,12 +8,14 @@ PID namespace. It then runs, in order (``container_init`` reads as a table of co
     set_hostname           in our own UTS namespace only
     bring_up_loopback      our network namespace starts with lo down
     load_security          import python-prctl while the host's files are still in sight
-    prepare_rootfs         overlay, /proc, /dev, /sys, /etc files, pivot_root (rootfs.py)
+    prepare_rootfs         overlay, /proc, /dev, /sys, /etc files, pivot_root (rootfs.py; a
+                           bundle's create hooks just before pivot_root: run_create_hooks)
     setup_stdio            a pty from the container's own /dev/pts for -t, /dev/null for no -i
     make_workdir           docker creates a missing WorkingDir
     wait_for_parent        meanwhile the parent made our cgroup and moved us in; now it says go
     enter_cgroup_namespace unshare the cgroup namespace: our cgroup becomes its root
     wait_for_start         minidocker-runc create only: block on exec.fifo until ``start``
+    run_start_hooks        minidocker-runc: the bundle's startContainer hooks (oci/hooks.py)
     finish_and_exec        the walls, the same for ``exec`` (exec.py):
       drop_capabilities      the bounding set shrinks to Docker's 14 (+ --cap-add, - --cap-drop)
       switch_user            setgroups, setgid, setuid: from the container's /etc/passwd
