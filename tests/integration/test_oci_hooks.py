@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import one_error
-from tests.integration.test_oci_runtime import Runc, configure, unpack_busybox
+from tests.integration.test_oci_runtime import Runc, configure, podman, unpack_busybox
+
+__all__ = ["podman"]  # (a fixture of test_oci_runtime.py's, shared)
 
 # A hook of the runtime's side (and createContainer's: its path is the host's), in the host's
 # Python: what it sees, as JSON in OUT/KIND.json.
@@ -212,3 +214,20 @@ def test_run_runs_every_hook_and_a_missing_hook_is_named(bundle, runc, tmp_path)
     r = runc("run", "--bundle", str(bundle), "c2")
     assert r.returncode == 125 and one_error(r.stderr), r.stderr
     assert "createContainer hook #0 /no/such/hook: exec: No such file or directory" in r.stderr
+
+
+def test_podman_hooks_dir_reaches_the_bundle(podman, tmp_path):
+    """podman turns its --hooks-dir's OCI hooks into the bundle's hooks; each runs at its point."""
+    hooks_dir = tmp_path / "hooks.d"
+    hooks_dir.mkdir()
+    stages = ("createRuntime", "createContainer", "poststart")
+    for stage in stages:
+        hook = {"path": str(recorder(tmp_path)), "args": ["recorder", stage, str(tmp_path / "seen")]}
+        spec = {"version": "1.0.0", "hook": hook, "when": {"always": True}, "stages": [stage]}
+        (hooks_dir / f"{stage}.json").write_text(json.dumps(spec))
+    r = podman("--hooks-dir", str(hooks_dir), "run", "--rm", "--network", "none", "localhost/busybox", "echo", "hi")
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    created, runtime = seen(tmp_path, "createContainer"), seen(tmp_path, "createRuntime")
+    assert runtime["state"]["status"] == "created" and runtime["mnt"] == ns("mnt")
+    assert created["state"]["pid"] == runtime["state"]["pid"] and created["mnt"] != ns("mnt")
+    assert seen(tmp_path, "poststart")["state"]["status"] == "running"
