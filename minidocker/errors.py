@@ -113,6 +113,10 @@ class BundleError(MinidockerError):
     """An OCI bundle's config.json that the runtime cannot run, or cannot read (oci/bundle.py)."""
 
 
+class HookFailed(MinidockerError):
+    """An OCI bundle's hook exited non-zero, was killed, timed out, or could not be executed (oci/hooks.py)."""
+
+
 class CommandFailed(MinidockerError):
     """execve of the container's command failed: docker's 127 (not found) or 126 (found,
     but it cannot be executed)."""

@@ -138,6 +138,12 @@ def write_sysctl(key: str, value: str) -> None:
         f.write(value)
 
 
+def host_pid() -> int:
+    """Our PID as the /proc mounted at /proc sees it: in a new PID namespace, before its own
+    /proc is mounted there, the host's (readlink /proc/self)."""
+    return int(os.readlink("/proc/self"))
+
+
 def fd_path(fd: int, name: str) -> str:
     """``name`` inside the directory open as ``fd``, through /proc/self/fd: a short path to a
     file however deep it lies (a unix socket's path must fit in 108 bytes)."""

@@ -20,6 +20,7 @@ import os
 from minidocker.errors import BundleError
 from minidocker.linux.cgroups import CGROUP_ROOT
 from minidocker.linux.procfs import MASKED_PATHS, READONLY_PATHS
+from minidocker.oci.hooks import Hook, hooks_of
 from minidocker.record import field, record
 from minidocker.runtime.spec import ULIMITS, ContainerSpec
 
@@ -47,7 +48,7 @@ REQUIRED_NAMESPACES = ("mount", "uts")
 PROCESS_KEYS = {"args", "env", "cwd", "user", "terminal", "capabilities", "rlimits", "noNewPrivileges", "consoleSize"}
 LINUX_KEYS = {"namespaces", "maskedPaths", "readonlyPaths", "resources", "cgroupsPath", "seccomp", "sysctl"}
 LINUX_KEYS |= {"devices", "rootfsPropagation"}
-TOP_KEYS = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "annotations", "domainname"}
+TOP_KEYS = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "annotations", "domainname", "hooks"}
 
 
 @record
@@ -66,6 +67,7 @@ class Bundle:
     cgroup_mount: bool | None = None  # a cgroup mount on /sys/fs/cgroup: read-only or not (None: none asked)
     umask: int | None = None  # process.user.umask: set by create before fork, so PID 1 inherits it
     shm: str = ""  # a bind on /dev/shm: its source (rootfs.RootfsPlan.shm), else a tmpfs of its own
+    hooks: dict[str, list[Hook]] = field(default_factory=dict)  # the spec's hooks, by kind (oci/hooks.py)
 
 
 def load_bundle(path: str, container_id: str) -> Bundle:
@@ -84,7 +86,7 @@ def load_bundle(path: str, container_id: str) -> Bundle:
 
 
 def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bundle:
-    refuse_unknown("", config, TOP_KEYS, "hooks are not supported yet" if "hooks" in config else None)
+    refuse_unknown("", config, TOP_KEYS)
     if config.get("domainname"):
         raise BundleError("domainname is not supported yet")
     process = section(config, "process")
@@ -142,6 +144,7 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         annotations={str(k): str(v) for k, v in (config.get("annotations") or {}).items()},
         umask=None if umask is None else int(umask),
         shm=shm,
+        hooks=hooks_of(config.get("hooks")),
         cgroup_mount=next(
             ("ro" in (m.get("options") or []) for m in config.get("mounts") or [] if m.get("type") == "cgroup"), None
         ),

@@ -30,10 +30,11 @@ import signal
 import time
 from pathlib import Path
 
-from minidocker.errors import BundleError, Conflict, MinidockerError, NoSuchContainer
+from minidocker.errors import BundleError, Conflict, HookFailed, MinidockerError, NoSuchContainer
 from minidocker.fsutil import atomic_write, write_json
 from minidocker.linux import cgroups, procfs
 from minidocker.oci.bundle import OCI_VERSION, Bundle, load_bundle
+from minidocker.oci.hooks import ContainerHooks, as_config, hooks_of, run_hooks, run_runtime_hooks
 from minidocker.runtime import lifecycle, rootfs
 from minidocker.runtime.container import Container, alive
 from minidocker.runtime.logfile import now_iso
@@ -78,7 +79,10 @@ def frozen(st: dict[str, Any]) -> bool:
 def oci_state(root: str, cid: str) -> dict[str, Any]:
     """The runtime spec's state: ociVersion, id, status, pid, bundle, annotations."""
     st = load_state(root, cid)
-    status = status_of(state_dir(root, cid), st)
+    return oci_state_of(cid, st, status_of(state_dir(root, cid), st))
+
+
+def oci_state_of(cid: str, st: dict[str, Any], status: str) -> dict[str, Any]:
     return {
         "ociVersion": OCI_VERSION,
         "id": cid,
@@ -104,12 +108,15 @@ def create(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_s
     st = {"id": cid, "bundle": bundle.path, "rootfs": bundle.rootfs, "annotations": bundle.annotations}
     st["cgroup"] = list(bundle.cgroup)
     st |= {"status": "creating", "created": now_iso()}
+    if bundle.hooks:
+        st["hooks"] = as_config(bundle.hooks)
     write_json(d / "state.json", st)
     os.mkfifo(d / FIFO, 0o622)
     try:
         pid = launch_init(bundle, d, console_socket)
     except BaseException:
         remove_container(d, st)
+        run_hooks("poststop", bundle.hooks.get("poststop", []), oci_state_of(cid, st, "stopped"), warn=True)
         raise
     write_json(d / "state.json", st | {"status": "created", "pid": pid, "pidStartTime": procfs.start_time(pid)})
     if pid_file:
@@ -162,6 +169,7 @@ def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
         launch.plan.cgroup_binds, launch.plan.cgroup_readonly = cg.paths(), bundle.cgroup_mount
     ready_r, launch.ready_w = os.pipe2(os.O_CLOEXEC)
     launch.state_dir = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    hooks_sock = hook_points(bundle, launch)
     umask = os.umask(bundle.umask) if bundle.umask is not None else None
     try:
         try:
@@ -169,8 +177,9 @@ def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
         finally:
             if umask is not None:
                 os.umask(umask)
-        for fd in (launch.ready_w, launch.state_dir):
-            os.close(fd)
+        for fd in (launch.ready_w, launch.state_dir, launch.hooks.sock if launch.hooks else None):
+            if fd is not None:
+                os.close(fd)
         lifecycle.find_init_pid(launch)
         lifecycle.create_cgroup(launch)
         if spec.ulimits:
@@ -178,6 +187,8 @@ def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
         if spec.sysctls:
             lifecycle.set_sysctls(launch)
         assert launch.channels is not None  # fork_init opened them
+        if hooks_sock is not None:
+            await_runtime_hooks(hooks_sock, bundle, launch)
         launch.channels.go()
     except StepFailed as e:
         lifecycle.abandon(launch)
@@ -190,6 +201,43 @@ def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
         assert console_socket is not None  # create() refused a terminal without one
         send_console(launch.channels.parent_sock, console_socket)
     return launch.pid
+
+
+def hook_points(bundle: Bundle, launch: lifecycle.Launch) -> int | None:
+    """The hooks PID 1 runs (launch.hooks), and when the bundle has prestart or createRuntime
+    hooks a socket pair: PID 1 waits on its end before pivot_root while we run them; ours
+    is returned."""
+    kinds = {k for k, v in bundle.hooks.items() if v}
+    if not kinds & {"prestart", "createRuntime", "createContainer", "startContainer"}:
+        return None
+    import socket
+
+    from minidocker.runtime import init
+
+    ours = theirs = None
+    if kinds & {"prestart", "createRuntime"}:
+        ours, theirs = (s.detach() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))
+    state = oci_state_of(bundle.spec.id, {"bundle": bundle.path, "annotations": bundle.annotations}, "created")
+    state["rootfs"] = bundle.rootfs
+    launch.hooks = ContainerHooks(
+        state, bundle.hooks.get("createContainer", []), bundle.hooks.get("startContainer", []), theirs
+    )
+    launch.plan.before_pivot = lambda: init.run_create_hooks(launch.hooks)
+    return ours
+
+
+def await_runtime_hooks(sock: int, bundle: Bundle, launch: lifecycle.Launch) -> None:
+    """The prestart and createRuntime hooks, run while PID 1 waits before its pivot_root."""
+    from minidocker.runtime.forked import read_report
+
+    assert launch.hooks is not None and launch.channels is not None
+    state = launch.hooks.state | {"pid": launch.pid}
+    try:
+        if not run_runtime_hooks(sock, bundle.hooks, state):  # PID 1 failed first: its report says why
+            read_report(launch.channels.err_r, lifecycle.start_failed)
+            raise MinidockerError("the container's init exited before it was ready")
+    finally:
+        os.close(sock)
 
 
 def await_ready(ready_r: int, launch: lifecycle.Launch) -> None:
@@ -239,19 +287,34 @@ def start(root: str, cid: str) -> None:
         raise Conflict(f"cannot start a container that is {status}")
     fifo = os.open(d / FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        while True:
-            try:
-                if os.read(fifo, 1):
-                    break
-            except BlockingIOError:  # PID 1 has it open but has not written yet
-                pass
-            if not alive(st["pid"], st.get("pidStartTime")):
-                raise Conflict(f"container {cid}'s init exited before it started")
-            time.sleep(0.001)
+        told = read_fifo(fifo, cid, st)
     finally:
         os.close(fifo)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(d / FIFO)
+    if told.startswith(b"!"):  # a startContainer hook failed: PID 1 has exited
+        kill_and_wait(st)
+        raise HookFailed(told[1:].decode(errors="replace"))
+    hooks = hooks_of(st.get("hooks")).get("poststart", [])
+    run_hooks("poststart", hooks, oci_state_of(cid, st, "running"), warn=True)
+
+
+def read_fifo(fifo: int, cid: str, st: dict[str, Any]) -> bytes:
+    """PID 1's byte (it has the fifo open), then what it writes until the fifo closes,
+    which is at its execve (or exit): a startContainer hook's failure, or nothing."""
+    told = b""
+    while True:
+        try:
+            chunk = os.read(fifo, 4096)
+            if chunk:
+                told += chunk
+            elif told:  # EOF after PID 1's byte: it closed its end
+                return told[1:]
+        except BlockingIOError:  # PID 1 has it open but has not written (all) yet
+            pass
+        if not told and not alive(st["pid"], st.get("pidStartTime")):
+            raise Conflict(f"container {cid}'s init exited before it started")
+        time.sleep(0.001)
 
 
 def kill(root: str, cid: str, sig: int, all_processes: bool = False) -> None:
@@ -284,7 +347,9 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         if not force:
             raise Conflict(f"cannot delete container {cid} that is not stopped: {status}")
         kill_and_wait(st)
+    state = oci_state_of(cid, st, "stopped")
     remove_container(d, st)
+    run_hooks("poststop", hooks_of(st.get("hooks")).get("poststop", []), state, warn=True)
 
 
 def cgroup_of(st: dict[str, Any]) -> cgroups.CgroupManager:

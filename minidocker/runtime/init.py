@@ -8,12 +8,14 @@ PID namespace. It then runs, in order (``container_init`` reads as a table of co
     set_hostname           in our own UTS namespace only
     bring_up_loopback      our network namespace starts with lo down
     load_security          import python-prctl while the host's files are still in sight
-    prepare_rootfs         overlay, /proc, /dev, /sys, /etc files, pivot_root (rootfs.py)
+    prepare_rootfs         overlay, /proc, /dev, /sys, /etc files, pivot_root (rootfs.py; a
+                           bundle's create hooks just before pivot_root: run_create_hooks)
     setup_stdio            a pty from the container's own /dev/pts for -t, /dev/null for no -i
     make_workdir           docker creates a missing WorkingDir
     wait_for_parent        meanwhile the parent made our cgroup and moved us in; now it says go
     enter_cgroup_namespace unshare the cgroup namespace: our cgroup becomes its root
     wait_for_start         minidocker-runc create only: block on exec.fifo until ``start``
+    run_start_hooks        minidocker-runc: the bundle's startContainer hooks (oci/hooks.py)
     finish_and_exec        the walls, the same for ``exec`` (exec.py):
       drop_capabilities      the bounding set shrinks to Docker's 14 (+ --cap-add, - --cap-drop)
       switch_user            setgroups, setgid, setuid: from the container's /etc/passwd
@@ -52,6 +54,7 @@ from minidocker.runtime.users import resolve_user
 TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
 if TYPE_CHECKING:
     from minidocker.linux import seccomp
+    from minidocker.oci.hooks import ContainerHooks
 
 
 @record
@@ -66,6 +69,8 @@ class InitPipes:
     ipcns: int | None = None  # --ipc container:X: X's IPC namespace, opened by the parent
     ready_w: int | None = None  # minidocker-runc create: closed when we wait for ``start``
     state_dir: int | None = None  # minidocker-runc create: an O_PATH fd of the dir with exec.fifo
+    fifo: int | None = None  # exec.fifo, once ``start`` opened it: open until execve, so that start sees it
+    hooks: ContainerHooks | None = None  # minidocker-runc: the bundle's hooks PID 1 runs (oci/hooks.py)
 
 
 @step
@@ -80,15 +85,36 @@ def wait_for_start(pipes: InitPipes) -> None:
     """``minidocker-runc create``: tell ``create`` we are ready (close ``ready_w``), then
     block opening exec.fifo for writing until ``start`` opens it for reading, as runc's init
     does. The fifo is reached through an fd of its directory opened before pivot_root.
-    ``create`` has exited by then: a failure from here on goes to the container's stderr."""
+    ``create`` has exited by then: a failure from here on goes to the container's stderr.
+    The fifo stays open (O_CLOEXEC) until execve: ``start`` returns when it closes."""
     if pipes.ready_w is None or pipes.state_dir is None:
         return
     os.close(pipes.ready_w)
-    fifo = os.open(procfs.fd_path(pipes.state_dir, "exec.fifo"), os.O_WRONLY | os.O_CLOEXEC)
-    os.write(fifo, b"0")
-    os.close(fifo)
+    pipes.fifo = os.open(procfs.fd_path(pipes.state_dir, "exec.fifo"), os.O_WRONLY | os.O_CLOEXEC)
+    os.write(pipes.fifo, b"0")
     os.close(pipes.state_dir)
     os.dup2(2, pipes.error_w, inheritable=False)
+
+
+@step
+def run_create_hooks(hooks: ContainerHooks) -> None:
+    """minidocker-runc: rootfs.prepare_rootfs calls this before pivot_root (RootfsPlan.before_pivot):
+    ``create`` runs the prestart and createRuntime hooks meanwhile, then we run createContainer's."""
+    hooks.before_pivot()
+
+
+@step
+def run_start_hooks(pipes: InitPipes) -> None:
+    """minidocker-runc: the bundle's startContainer hooks, in the container; a failure is
+    told to ``start`` over exec.fifo (which fails), then PID 1 exits."""
+    if pipes.hooks is None or not pipes.hooks.start_container:
+        return
+    try:
+        pipes.hooks.started()
+    except MinidockerError as e:
+        if pipes.fifo is not None:
+            os.write(pipes.fifo, b"!" + e.message.encode())
+        raise
 
 
 @step
@@ -371,6 +397,7 @@ def container_init(
         wait_for_parent(pipes)
         enter_cgroup_namespace(spec)
         wait_for_start(pipes)
+        run_start_hooks(pipes)
         finish_and_exec(spec, compiled_filter, pipes.error_w)
 
 

@@ -80,6 +80,7 @@ if TYPE_CHECKING:
     import socket
 
     from minidocker.linux import network, seccomp
+    from minidocker.oci.hooks import ContainerHooks
 
 
 def start_failed(message: str, step: str, exit_code: int) -> StartFailed:
@@ -342,6 +343,7 @@ class Launch:
     ready_w: int | None = None  # minidocker-runc create: init.wait_for_start's pipes
     state_dir: int | None = None
     cgroup: tuple[str, str] | None = None  # minidocker-runc: (parent, name) from cgroupsPath; None: minidocker/<id>
+    hooks: ContainerHooks | None = None  # minidocker-runc: the bundle's hooks PID 1 runs (oci/hooks.py)
 
     @property
     def bridged(self) -> bool:
@@ -574,6 +576,7 @@ def become_container(
                 ipcns=launch.ipcns_fd,
                 ready_w=launch.ready_w,
                 state_dir=launch.state_dir,
+                hooks=launch.hooks,
             )
             if launch.userns_fd is not None:
                 userns_init(

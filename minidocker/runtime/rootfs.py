@@ -36,6 +36,10 @@ from minidocker.linux import syscalls as sc
 from minidocker.record import field, record
 from minidocker.runtime.steps import step
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 @record
 class Volume:
@@ -77,6 +81,7 @@ class RootfsPlan:
     readonly_paths: list[str] | None = None  # the paths readonly_paths binds read-only (None: docker's)
     cgroup_binds: dict[str, str] = field(default_factory=dict)  # a bundle's /sys/fs/cgroup: controller -> host dir
     cgroup_readonly: bool = True
+    before_pivot: Callable[[], None] | None = None  # OCI hooks: mounts made, host in sight
 
 
 @step
@@ -430,6 +435,8 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
     if plan.cgroup_binds:
         mount_cgroups(plan)
     mount_etc_files(plan)
+    if plan.before_pivot is not None:
+        plan.before_pivot()
     pivot_root(plan.merged)
     if not plan.privileged:
         mask_paths(procfs.MASKED_PATHS if plan.masked is None else plan.masked)

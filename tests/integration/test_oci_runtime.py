@@ -164,11 +164,12 @@ def test_bad_input_is_one_error_line(runc, args, words):
 def test_an_unsupported_field_is_refused(bundle, runc):
     configure(bundle, runc, ["true"])
     config = json.loads((bundle / "config.json").read_text())
-    config["hooks"] = {"prestart": [{"path": "/bin/true"}]}
+    config["process"]["apparmorProfile"] = "unconfined"
     (bundle / "config.json").write_text(json.dumps(config))
     r = runc("--log", str(bundle / "log"), "--log-format", "json", "create", "--bundle", str(bundle), "c1")
-    assert r.returncode == 125 and one_error(r.stderr) and "hooks are not supported yet" in r.stderr
-    assert json.loads((bundle / "log").read_text())["msg"] == "hooks are not supported yet"
+    want = "process.apparmorProfile is not supported yet"
+    assert r.returncode == 125 and one_error(r.stderr) and want in r.stderr
+    assert json.loads((bundle / "log").read_text())["msg"] == want
 
 
 def test_features_and_spec(runc, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from minidocker.errors import BundleError
 from minidocker.linux.procfs import MASKED_PATHS, READONLY_PATHS
 from minidocker.oci.bundle import default_config, load_bundle, parse_config
+from minidocker.oci.hooks import Hook
 
 
 @pytest.fixture
@@ -85,8 +86,24 @@ def test_seccomp_is_kept_in_the_specs_form(bundle):
     assert parsed(bundle, change).seccomp == profile
 
 
+def test_hooks_are_kept_by_kind(bundle):
+    def change(c):
+        c["hooks"] = {
+            "createRuntime": [{"path": "/bin/a", "args": ["a", "-x"], "env": ["K=V"], "timeout": 3}],
+            "poststop": [{"path": "/bin/b"}],
+        }
+
+    hooks = parsed(bundle, change).hooks
+    assert hooks["createRuntime"] == [Hook("/bin/a", ["a", "-x"], ["K=V"], 3)]
+    assert hooks["poststop"] == [Hook("/bin/b", ["/bin/b"], [], None)]  # (no args: argv[0] is the path)
+    assert parsed(bundle).hooks == {}
+
+
 REFUSED = [
-    ("hooks", lambda c: c.update(hooks={"prestart": []})),
+    ("hooks.preStart is not", lambda c: c.update(hooks={"preStart": []})),
+    ("must be absolute", lambda c: c.update(hooks={"poststop": [{"path": "bin/true"}]})),
+    ("timeout must be", lambda c: c.update(hooks={"poststart": [{"path": "/bin/true", "timeout": 0}]})),
+    ("needs a path", lambda c: c.update(hooks={"createRuntime": [{"args": ["x"]}]})),
     ("process.apparmorProfile", lambda c: c["process"].update(apparmorProfile="x")),
     ("additionalGids must be a list", lambda c: c["process"]["user"].update(additionalGids=["wheel"])),
     ("ambient", lambda c: c["process"]["capabilities"].update(ambient=["CAP_SYS_ADMIN"])),
