@@ -127,6 +127,7 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         cgroupns="cgroup" in kinds,
         ipc_mode="private" if "ipc" in kinds else "host",
         additional_gids=additional_gids(process.get("user") or {}),
+        device_cgroup_rules=device_rules_of((linux.get("resources") or {}).get("devices") or []),
     )
     spec.volumes = mounts_of(config.get("mounts") or [])
     shm = next((v.source for v in spec.volumes if v.target == "/dev/shm"), "")
@@ -286,9 +287,6 @@ def limits_of(resources: dict[str, Any]) -> dict[str, Any]:
     """linux.resources -> cgroups.Limits' fields (memory, cpu, pids); the device rules of a
     default bundle (deny all) are the runtime's own first rule; anything else is refused."""
     refuse_unknown("linux.resources.", resources, {"memory", "cpu", "pids", "devices"})
-    for rule in resources.get("devices") or []:
-        if rule.get("allow") or rule.get("type") not in (None, "a") or rule.get("major") is not None:
-            raise BundleError("linux.resources.devices: only the default deny-all rule is supported yet")
     memory, cpu, pids = (resources.get(k) or {} for k in ("memory", "cpu", "pids"))
     refuse_unknown("linux.resources.memory.", memory, {"limit", "swap"})
     refuse_unknown("linux.resources.cpu.", cpu, {"shares", "quota", "period", "cpus"})
@@ -307,6 +305,30 @@ def limits_of(resources: dict[str, Any]) -> dict[str, Any]:
     if pids.get("limit") is not None and int(pids["limit"]) > 0:
         limits["pids"] = int(pids["limit"])
     return limits
+
+
+def device_rules_of(rules: list[dict[str, Any]]) -> list[str]:
+    """linux.resources.devices -> the device cgroup's allow rules (``c 1:3 rwm``), after the
+    runtime's own deny-all and docker's default allows (cgroups.DEVICE_RULES, which hold
+    every device runc's and containerd's default specs allow). A deny rule is accepted only
+    as that first deny-all: the runtime's rules are an allow list."""
+    out = []
+    for i, rule in enumerate(rules):
+        kind, access = str(rule.get("type") or "a"), str(rule.get("access") or "rwm")
+        if kind not in ("a", "c", "b") or not access or set(access) - set("rwm"):
+            raise BundleError(f"linux.resources.devices[{i}]: bad type {kind!r} or access {access!r}")
+        if not rule.get("allow"):
+            if i or kind != "a":
+                raise BundleError(
+                    "linux.resources.devices: a deny rule is supported only as the first, for all devices"
+                )
+            continue
+        major, minor = (rule.get(k) for k in ("major", "minor"))
+        numbers = (
+            "*:*" if kind == "a" else f"{'*' if major is None else int(major)}:{'*' if minor is None else int(minor)}"
+        )
+        out.append(f"{kind} {numbers} {access}")
+    return out
 
 
 def seccomp_of(profile: Any) -> dict[str, Any] | None:

@@ -77,6 +77,16 @@ def test_additional_gids_are_the_supplementary_groups(bundle):
     assert (spec.user, spec.additional_gids) == ("1000:1000", [5, 100])
 
 
+def test_device_allow_rules_become_cgroup_rules(bundle):
+    def change(c):
+        c["linux"]["resources"]["devices"] += [
+            {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 136, "access": "rw"},
+        ]
+
+    assert parsed(bundle, change).spec.device_cgroup_rules == ["c 1:3 rwm", "c 136:* rw"]
+
+
 def test_seccomp_is_kept_in_the_specs_form(bundle):
     profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
 
@@ -120,7 +130,7 @@ REFUSED = [
     ("linux.uidMappings", lambda c: c["linux"].update(uidMappings=[])),
     ("linux.devices", lambda c: c["linux"].update(devices=[{"path": "/dev/fuse"}])),
     ("linux.resources.blockIO", lambda c: c["linux"]["resources"].update(blockIO={})),
-    ("deny-all", lambda c: c["linux"]["resources"]["devices"].append({"allow": True, "type": "c", "major": 1})),
+    ("only as the first", lambda c: c["linux"]["resources"]["devices"].append({"type": "c", "major": 1})),
     ("mqueue mount on /mq", lambda c: c["mounts"].append({"destination": "/mq", "type": "mqueue"})),
     ("linux.seccomp: flags", lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW", "flags": ["x"]})),
     ("process.args", lambda c: c["process"].update(args=[])),
