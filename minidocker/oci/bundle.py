@@ -256,9 +256,37 @@ def namespaces_of(entries: list[dict[str, Any]]) -> list[str]:
     return kinds
 
 
+# mount(8)'s flag options: the MS_* bit each sets (True) or clears (False); the rest of a
+# mount's options, but propagation and bind/rbind, are its file system's data.
+MOUNT_FLAGS = {
+    "ro": (1, True), "rw": (1, False), "nosuid": (2, True), "suid": (2, False),
+    "nodev": (4, True), "dev": (4, False), "noexec": (8, True), "exec": (8, False),
+    "sync": (16, True), "async": (16, False), "mand": (64, True), "nomand": (64, False),
+    "dirsync": (128, True), "noatime": (1024, True), "atime": (1024, False),
+    "nodiratime": (2048, True), "diratime": (2048, False), "relatime": (1 << 21, True),
+    "norelatime": (1 << 21, False), "strictatime": (1 << 24, True), "nostrictatime": (1 << 24, False),
+}  # fmt: skip
+PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable")
+
+
+def mount_options(options: list[str]) -> tuple[int, str, str]:
+    """A mount's options -> (MS_* flags, propagation, data), in the order given."""
+    flags, propagation, data = 0, "", []
+    for o in options:
+        if o in MOUNT_FLAGS:
+            bit, on = MOUNT_FLAGS[o]
+            flags = flags | bit if on else flags & ~bit
+        elif o in PROPAGATIONS:
+            propagation = o
+        elif o not in ("bind", "rbind"):
+            data.append(o)
+    return flags, propagation, ",".join(data)
+
+
 def mounts_of(mounts: list[dict[str, Any]]) -> list:
-    """The bundle's mounts: the ones the runtime makes itself are recognised; binds and
-    tmpfs become the container's volumes (runtime/mounts.MountSpec); others are refused."""
+    """The bundle's mounts: the ones the runtime makes itself are recognised; the others
+    become the container's mounts (runtime/mounts.MountSpec, with ``flags`` beside: the
+    options as MS_* bits), made in order after the runtime's own."""
     from minidocker.runtime.mounts import MountSpec
 
     out = []
@@ -269,17 +297,18 @@ def mounts_of(mounts: list[dict[str, Any]]) -> list:
             raise BundleError(f"mounts: destination {target!r} must be an absolute path")
         if RUNTIME_MOUNTS.get(target) == kind:
             continue
-        readonly = "ro" in options
         if target.startswith("/dev/") and target != "/dev/shm":  # (/dev is the runtime's own tmpfs, made later)
             raise BundleError(f"mounts: a mount on {target} is not supported yet")
-        if kind == "bind" or "bind" in options or "rbind" in options:
-            propagation = next((o for o in options if o in ("private", "rprivate", "shared", "rshared")), "")
-            out.append(MountSpec(str(m.get("source", "")), target, readonly, "bind", propagation=propagation))
-        elif kind == "tmpfs":
-            data = ",".join(o for o in options if o not in ("ro", "rw", "nosuid", "nodev", "noexec"))
-            out.append(MountSpec("", target, readonly, "tmpfs", data=data))
-        else:
-            raise BundleError(f"mounts: a {kind or 'typeless'} mount on {target} is not supported yet")
+        flags, propagation, data = mount_options(options)
+        is_bind = kind == "bind" or "bind" in options or "rbind" in options
+        if not is_bind and not kind:
+            raise BundleError(f"mounts: the mount on {target} needs a type")
+        spec = MountSpec(
+            str(m.get("source") or kind), target, bool(flags & 1), "bind" if is_bind else kind, propagation=propagation
+        )
+        spec.data = "" if is_bind else data
+        spec.mode = ",".join(options)  # (rootfs_plan reads the flags and recursion back from here)
+        out.append(spec)
     return out
 
 

@@ -126,18 +126,16 @@ def create(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_s
 
 
 def rootfs_plan(bundle: Bundle) -> rootfs.RootfsPlan:
+    from minidocker.oci.bundle import mount_options
+
     spec = bundle.spec
-    volumes = [
-        rootfs.Volume(
-            v.source, v.target, v.readonly, fstype="tmpfs" if v.type == "tmpfs" else None, data=v.data or None
-        )
-        for v in spec.volumes
-    ]
-    for v in volumes:
-        if v.fstype:
-            v.source = "tmpfs"
-        else:
-            v.propagation = next((m.propagation for m in spec.volumes if m.target == v.target), "")
+    volumes = []
+    for m in spec.volumes:
+        options = m.mode.split(",") if m.mode else []
+        flags = mount_options(options)[0]
+        v = rootfs.Volume(m.source, m.target, m.readonly, None if m.type == "bind" else m.type, m.data or None)
+        v.propagation, v.flags, v.recursive = m.propagation, flags, "bind" not in options
+        volumes.append(v)
     return rootfs.RootfsPlan(
         lowerdirs=[],
         upper="",

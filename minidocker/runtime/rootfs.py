@@ -53,6 +53,8 @@ class Volume:
     propagation: str = ""  # a bind's: rprivate (left as the namespace made it), shared, slave, ...
     copy_up: bool = False  # an empty ``source`` first gets the image's files at ``target``
     owner: tuple[int, int] | None = None  # --userns=auto: an empty volume goes to the container's root
+    flags: int | None = None  # an OCI bundle's options as MS_* bits (None: nosuid,nodev and ``readonly``)
+    recursive: bool = True  # a bind's submounts come along (rbind); an OCI "bind" alone: False
 
 
 DEFAULT_SHM_SIZE = 64 << 20  # /dev/shm's size unless --shm-size says (docker's default, 64 MB)
@@ -150,6 +152,8 @@ PROPAGATION_FLAGS = {
     "rshared": sc.MS_SHARED | sc.MS_REC,
     "slave": sc.MS_SLAVE,
     "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE,
+    "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
 }
 
 
@@ -164,11 +168,14 @@ def mount_volumes(plan: RootfsPlan) -> None:
             copy_up(target, v.source)
         if v.fstype is not None:
             _ensure_mountpoint(target, True)
-            flags = sc.MS_NOSUID | sc.MS_NODEV | (sc.MS_RDONLY if v.readonly else 0)
+            flags = sc.MS_NOSUID | sc.MS_NODEV | (sc.MS_RDONLY if v.readonly else 0) if v.flags is None else v.flags
             sc.mount(v.source, target, v.fstype, flags, v.data)
-            continue
-        _ensure_mountpoint(target, os.path.isdir(v.source))
-        bind(v.source, target, v.readonly)
+        else:
+            _ensure_mountpoint(target, os.path.isdir(v.source))
+            bind(v.source, target, v.readonly and v.flags is None, v.recursive)
+            if v.flags:  # (a bind's flags change only with a remount)
+                kept = os.statvfs(target).f_flag & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+                sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | v.flags | kept)
         if v.propagation and v.propagation != "rprivate":  # (rprivate: as make_mounts_private left it)
             sc.mount(None, target, None, PROPAGATION_FLAGS[v.propagation])
 

@@ -365,3 +365,31 @@ def test_podman_exec_pause_kill_pass_through(podman):
         time.sleep(0.1)
     assert podman("inspect", "-f", "{{.State.ExitCode}}", "e1").stdout.strip() == "137"
     assert podman("rm", "e1").returncode == 0
+
+
+def test_mounts_of_every_kind_with_their_options(bundle, runc, tmp_path):
+    """A bundle's mounts, made in the container with its options as flags and data: seen in
+    the container's own /proc/self/mountinfo."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("from the host\n")
+    configure(bundle, runc, ["sh", "-c", "cat /b/f; grep -E ' /(t|b|mq|p2) ' /proc/self/mountinfo; touch /b/x"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["mounts"] += [
+        {"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["noexec", "strictatime", "mode=700"]},
+        {"destination": "/b", "type": "bind", "source": str(src), "options": ["bind", "ro", "nosuid", "nodev"]},
+        {"destination": "/mq", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "nodev", "noexec"]},
+        {"destination": "/p2", "type": "proc", "source": "proc", "options": ["nosuid", "nodev", "noexec"]},
+    ]
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = runc("run", "--bundle", str(bundle), "c1")
+    out = r.stdout.splitlines()
+    assert r.returncode == 1 and out[0] == "from the host" and "Read-only file system" in r.stderr, (r.stdout, r.stderr)
+    mounts = {line.split()[4]: line.split() for line in out[1:]}
+    assert set(mounts) == {"/t", "/b", "/mq", "/p2"}, out
+    t = mounts["/t"]
+    assert "noexec" in t[5] and "mode=700" in t[-1] and t[-3] == "tmpfs", t
+    assert "relatime" not in t[5], "strictatime was not applied"
+    assert {"ro", "nosuid", "nodev"} <= set(mounts["/b"][5].split(",")), mounts["/b"]
+    assert mounts["/mq"][-3] == "mqueue" and mounts["/p2"][-3] == "proc"
+    assert not (src / "x").exists()

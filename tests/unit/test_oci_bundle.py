@@ -77,6 +77,15 @@ def test_additional_gids_are_the_supplementary_groups(bundle):
     assert (spec.user, spec.additional_gids) == ("1000:1000", [5, 100])
 
 
+def test_mount_options_are_flags_propagation_and_data():
+    from minidocker.oci.bundle import mount_options
+
+    flags, propagation, data = mount_options(
+        ["nosuid", "strictatime", "mode=755", "size=65536k", "rshared", "ro", "rw"]
+    )
+    assert (flags, propagation, data) == (2 | 1 << 24, "rshared", "mode=755,size=65536k")
+
+
 def test_device_allow_rules_become_cgroup_rules(bundle):
     def change(c):
         c["linux"]["resources"]["devices"] += [
@@ -131,7 +140,8 @@ REFUSED = [
     ("linux.devices", lambda c: c["linux"].update(devices=[{"path": "/dev/fuse"}])),
     ("linux.resources.blockIO", lambda c: c["linux"]["resources"].update(blockIO={})),
     ("only as the first", lambda c: c["linux"]["resources"]["devices"].append({"type": "c", "major": 1})),
-    ("mqueue mount on /mq", lambda c: c["mounts"].append({"destination": "/mq", "type": "mqueue"})),
+    ("needs a type", lambda c: c["mounts"].append({"destination": "/mq", "source": "x"})),
+    ("a mount on /dev/fuse", lambda c: c["mounts"].append({"destination": "/dev/fuse", "type": "bind"})),
     ("linux.seccomp: flags", lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW", "flags": ["x"]})),
     ("process.args", lambda c: c["process"].update(args=[])),
     ("rootfsPropagation", lambda c: c["linux"].update(rootfsPropagation="shared")),
