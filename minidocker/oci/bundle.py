@@ -153,16 +153,17 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
 
 
 def cgroup_of(path: str, container_id: str) -> tuple[str, str]:
-    """linux.cgroupsPath ``[/]PARENT/NAME`` (podman's ``/libpod_parent/libpod-ID``), below
-    the cgroup root; none: ``minidocker/ID``, as ``minidocker run`` makes them."""
+    """linux.cgroupsPath ``[/]A/B/.../NAME`` (podman's ``/libpod_parent/libpod-ID``), below
+    the cgroup root (a relative path too: this runtime's own cgroup is the root's);
+    none: ``minidocker/ID``, as ``minidocker run`` makes them."""
     from minidocker.linux.cgroups import PARENT
 
     if not path:
         return PARENT, container_id
     parts = [p for p in path.split("/") if p]
-    if ":" in path or len(parts) != 2 or any(p in (".", "..") for p in parts):
-        raise BundleError(f"linux.cgroupsPath {path!r}: only the form /PARENT/NAME is supported yet")
-    return parts[0], parts[1]
+    if ":" in path or not parts or any(p in (".", "..") for p in parts):
+        raise BundleError(f"linux.cgroupsPath {path!r}: only a path of cgroups (/A/B/NAME) is supported")
+    return "/".join(parts[:-1]), parts[-1]
 
 
 def section(parent: dict[str, Any], key: str, required: bool = True) -> dict[str, Any]:
@@ -318,7 +319,7 @@ def limits_of(resources: dict[str, Any]) -> dict[str, Any]:
     refuse_unknown("linux.resources.", resources, {"memory", "cpu", "pids", "devices"})
     memory, cpu, pids = (resources.get(k) or {} for k in ("memory", "cpu", "pids"))
     refuse_unknown("linux.resources.memory.", memory, {"limit", "swap"})
-    refuse_unknown("linux.resources.cpu.", cpu, {"shares", "quota", "period", "cpus"})
+    refuse_unknown("linux.resources.cpu.", cpu, {"shares", "quota", "period", "cpus", "mems"})
     refuse_unknown("linux.resources.pids.", pids, {"limit"})
     limits: dict[str, Any] = {}
     if memory.get("limit") is not None:
@@ -329,6 +330,10 @@ def limits_of(resources: dict[str, Any]) -> dict[str, Any]:
         limits["cpu_shares"] = int(cpu["shares"])
     if cpu.get("quota") is not None and int(cpu["quota"]) > 0:
         limits["cpus"] = int(cpu["quota"]) / int(cpu.get("period") or 100000)
+        if cpu.get("period"):
+            limits["cpu_period"] = int(cpu["period"])
+    if cpu.get("mems"):
+        limits["cpuset_mems"] = str(cpu["mems"])
     if cpu.get("cpus"):
         limits["cpuset_cpus"] = str(cpu["cpus"])
     if pids.get("limit") is not None and int(pids["limit"]) > 0:

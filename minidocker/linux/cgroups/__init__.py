@@ -36,17 +36,22 @@ class Limits:
         cpuset_cpus: str | None = None,  # --cpuset-cpus: "0-1", "0,2"
         pids: int | None = None,  # --pids-limit
         devices: tuple[str, ...] = (),  # --device, --device-cgroup-rule: rules allowed after DEVICE_RULES
+        cpu_period: int | None = None,  # --cpu-period (an OCI bundle's cpu.period): µs, else CPU_PERIOD_US
+        cpuset_mems: str | None = None,  # --cpuset-mems: "0"
     ) -> None:
         self.memory, self.memory_swap, self.cpus = memory, memory_swap, cpus
         self.cpu_shares, self.cpuset_cpus, self.pids = cpu_shares, cpuset_cpus, pids
-        self.devices = devices
+        self.devices, self.cpu_period, self.cpuset_mems = devices, cpu_period, cpuset_mems
 
     def device_rules(self) -> tuple[str, ...]:
         """What the device cgroup allows: docker's defaults, then the container's own rules."""
         return DEVICE_RULES + self.devices
 
+    def period_us(self) -> int:
+        return self.cpu_period or CPU_PERIOD_US
+
     def cpu_quota_us(self) -> int | None:
-        return None if self.cpus is None else max(1000, int(self.cpus * CPU_PERIOD_US))
+        return None if self.cpus is None else max(1000, round(self.cpus * self.period_us()))
 
 
 class Stats:

@@ -11,7 +11,6 @@ import os
 import signal
 
 from minidocker.linux.cgroups import (
-    CPU_PERIOD_US,
     PARENT,
     Limits,
     Stats,
@@ -72,7 +71,10 @@ class CgroupV1:
                 try:
                     os.makedirs(self.path(c), exist_ok=True)  # the parent too, if it went
                     if c == "cpuset":  # a new cpuset cgroup starts empty: inherit the parent's
-                        _inherit_cpuset(os.path.join(self.root, c), parent)
+                        above = os.path.join(self.root, c)
+                        for part in [p for p in self.parent.split("/") if p]:  # (an OCI cgroupsPath: any depth)
+                            _inherit_cpuset(above, os.path.join(above, part))
+                            above = os.path.join(above, part)
                         _copy_cpuset(parent, self.path(c))
                     break
                 except OSError as e:
@@ -94,7 +96,7 @@ class CgroupV1:
         if "cpu" in self.controllers and (limits.cpus is not None or limits.cpu_shares is not None):
             cpu = self.node("cpu").controller  # cgroupspy (and logging) only when a limit is set
             if limits.cpus is not None:
-                cpu.cfs_period_us = CPU_PERIOD_US
+                cpu.cfs_period_us = limits.period_us()
                 cpu.cfs_quota_us = limits.cpu_quota_us()
                 emit(
                     "cgroup",
@@ -107,6 +109,8 @@ class CgroupV1:
                 emit("cgroup", action="write", path=self.path("cpu") + "/cpu.shares", value=str(limits.cpu_shares))
         if limits.cpuset_cpus is not None and "cpuset" in self.controllers:
             write(os.path.join(self.path("cpuset"), "cpuset.cpus"), limits.cpuset_cpus)
+        if limits.cpuset_mems is not None and "cpuset" in self.controllers:
+            write(os.path.join(self.path("cpuset"), "cpuset.mems"), limits.cpuset_mems)
         if limits.pids is not None and "pids" in self.controllers:
             write(os.path.join(self.path("pids"), "pids.max"), str(limits.pids) if limits.pids > 0 else "max")
         if not privileged and "devices" in self.controllers:

@@ -45,8 +45,11 @@ class CgroupV2:
         for attempt in range(5):  # the parent may vanish under us: another container's rm
             try:
                 os.makedirs(self.parent, exist_ok=True)
-                self._enable(self.root)
-                self._enable(self.parent)
+                above = self.root
+                self._enable(above)
+                for part in [p for p in os.path.relpath(self.parent, self.root).split("/") if p not in ("", ".")]:
+                    above = os.path.join(above, part)  # (an OCI cgroupsPath: any depth)
+                    self._enable(above)
                 os.makedirs(self.dir, exist_ok=True)
                 break
             except OSError as e:  # ENOENT: no parent any more; ENODEV: its files are gone
@@ -68,12 +71,14 @@ class CgroupV2:
             if os.path.exists(f"{d}/memory.swap.max"):
                 write(f"{d}/memory.swap.max", "max" if swap == -1 else str(max(0, swap - limits.memory)))
         if limits.cpus is not None:
-            write(f"{d}/cpu.max", f"{limits.cpu_quota_us()} {shared.CPU_PERIOD_US}")
+            write(f"{d}/cpu.max", f"{limits.cpu_quota_us()} {limits.period_us()}")
         if limits.cpu_shares is not None:  # docker's conversion of shares (2..262144) to weight (1..10000)
             weight = 1 + ((limits.cpu_shares - 2) * 9999) // 262142
             write(f"{d}/cpu.weight", str(max(1, min(10000, weight))))
         if limits.cpuset_cpus is not None:
             write(f"{d}/cpuset.cpus", limits.cpuset_cpus)
+        if limits.cpuset_mems is not None:
+            write(f"{d}/cpuset.mems", limits.cpuset_mems)
         if limits.pids is not None:
             write(f"{d}/pids.max", str(limits.pids) if limits.pids > 0 else "max")
 
