@@ -298,8 +298,6 @@ def mounts_of(mounts: list[dict[str, Any]]) -> list:
             raise BundleError(f"mounts: destination {target!r} must be an absolute path")
         if RUNTIME_MOUNTS.get(target) == kind:
             continue
-        if target.startswith("/dev/") and target != "/dev/shm":  # (/dev is the runtime's own tmpfs, made later)
-            raise BundleError(f"mounts: a mount on {target} is not supported yet")
         flags, propagation, data = mount_options(options)
         is_bind = kind == "bind" or "bind" in options or "rbind" in options
         if not is_bind and not kind:

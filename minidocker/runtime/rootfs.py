@@ -180,6 +180,13 @@ def mount_volumes(plan: RootfsPlan) -> None:
             sc.mount(None, target, None, PROPAGATION_FLAGS[v.propagation])
 
 
+@step
+def mount_bundle_mounts(plan: RootfsPlan) -> None:
+    """An OCI bundle's mounts (``plan.volumes``), in its order and after the runtime's own,
+    as the runtime spec orders them (so /dev/... may be among them)."""
+    mount_volumes(plan)
+
+
 def own_volume(path: str, owner: tuple[int, int]) -> None:
     """--userns=auto: an empty volume goes to the container's root (its host uid and gid), as
     the upper dir does, so that root inside may write to it (copy_up may then set another)."""
@@ -432,7 +439,7 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
             bind_bundle_root(plan)
         else:
             mount_overlay(plan)
-        mount_volumes(plan)  # (in a user namespace, our parent bound them as host root already)
+            mount_volumes(plan)  # (in a user namespace, our parent bound them as host root already)
     mount_tmpfs(plan)
     mount_proc(plan.merged)
     mount_dev(plan.merged, in_userns, plan.shm_size, plan.shm)
@@ -441,6 +448,8 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
     mount_sys(plan.merged, writable=plan.privileged)
     if plan.cgroup_binds:
         mount_cgroups(plan)
+    if plan.bundle_root:
+        mount_bundle_mounts(plan)
     mount_etc_files(plan)
     if plan.before_pivot is not None:
         plan.before_pivot()

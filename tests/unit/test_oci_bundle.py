@@ -148,7 +148,6 @@ REFUSED = [
     ("linux.resources.blockIO", lambda c: c["linux"]["resources"].update(blockIO={})),
     ("only as the first", lambda c: c["linux"]["resources"]["devices"].append({"type": "c", "major": 1})),
     ("needs a type", lambda c: c["mounts"].append({"destination": "/mq", "source": "x"})),
-    ("a mount on /dev/fuse", lambda c: c["mounts"].append({"destination": "/dev/fuse", "type": "bind"})),
     ("linux.seccomp: flags", lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW", "flags": ["x"]})),
     ("process.args", lambda c: c["process"].update(args=[])),
     ("rootfsPropagation", lambda c: c["linux"].update(rootfsPropagation="shared")),
