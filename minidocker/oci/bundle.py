@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 from minidocker.errors import BundleError
 from minidocker.linux.cgroups import CGROUP_ROOT
@@ -67,6 +68,7 @@ class Bundle:
     cgroup_mount: bool | None = None  # a cgroup mount on /sys/fs/cgroup: read-only or not (None: none asked)
     umask: int | None = None  # process.user.umask: set by create before fork, so PID 1 inherits it
     shm: str = ""  # a bind on /dev/shm: its source (rootfs.RootfsPlan.shm), else a tmpfs of its own
+    devices: list[dict[str, Any]] = field(default_factory=list)  # linux.devices as rootfs.make_devices' nodes
     hooks: dict[str, list[Hook]] = field(default_factory=dict)  # the spec's hooks, by kind (oci/hooks.py)
 
 
@@ -99,8 +101,6 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         raise BundleError(f"root.path {rootfs}: no such directory")
     if linux.get("rootfsPropagation", "rprivate") not in ("private", "rprivate"):
         raise BundleError(f"linux.rootfsPropagation {linux['rootfsPropagation']!r} is not supported yet")
-    if linux.get("devices"):
-        raise BundleError("linux.devices is not supported yet")
     kinds = namespaces_of(linux.get("namespaces") or [])
     spec = ContainerSpec(
         id=container_id,
@@ -129,6 +129,8 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         additional_gids=additional_gids(process.get("user") or {}),
         device_cgroup_rules=device_rules_of((linux.get("resources") or {}).get("devices") or []),
     )
+    devices = devices_of(linux.get("devices") or [])
+    spec.device_cgroup_rules += [d["rule"] for d in devices if d["rule"] and d["rule"] not in spec.device_cgroup_rules]
     spec.volumes = mounts_of(config.get("mounts") or [])
     shm = next((v.source for v in spec.volumes if v.target == "/dev/shm"), "")
     spec.volumes = [v for v in spec.volumes if v.target != "/dev/shm"]
@@ -145,6 +147,7 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         annotations={str(k): str(v) for k, v in (config.get("annotations") or {}).items()},
         umask=None if umask is None else int(umask),
         shm=shm,
+        devices=devices,
         hooks=hooks_of(config.get("hooks")),
         cgroup_mount=next(
             ("ro" in (m.get("options") or []) for m in config.get("mounts") or [] if m.get("type") == "cgroup"), None
@@ -361,6 +364,28 @@ def device_rules_of(rules: list[dict[str, Any]]) -> list[str]:
         )
         out.append(f"{kind} {numbers} {access}")
     return out
+
+
+DEVICE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+def devices_of(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """linux.devices -> the nodes rootfs.make_devices makes in the container's /dev (type,
+    numbers, mode, owner), each also allowed in the device cgroup (as runc allows them)."""
+    nodes = []
+    for d in entries:
+        path, kind = str(d.get("path") or ""), str(d.get("type") or "")
+        if not path.startswith("/") or kind not in DEVICE_TYPES:
+            raise BundleError(f"linux.devices: {path or '(no path)'} needs an absolute path and a type c, b, u or p")
+        major, minor = int(d.get("major") or 0), int(d.get("minor") or 0)
+        if kind != "p" and ("major" not in d or "minor" not in d):
+            raise BundleError(f"linux.devices: {path} needs major and minor numbers")
+        mode = DEVICE_TYPES[kind] | (int(d["fileMode"]) & 0o7777 if d.get("fileMode") is not None else 0o666)
+        rule = "" if kind == "p" else f"{'b' if kind == 'b' else 'c'} {major}:{minor} rwm"
+        uid, gid = int(d.get("uid") or 0), int(d.get("gid") or 0)
+        nodes.append({"host": "", "path": path, "mode": mode, "major": major, "minor": minor, "uid": uid, "gid": gid})
+        nodes[-1]["rule"] = rule
+    return nodes
 
 
 def seccomp_of(profile: Any) -> dict[str, Any] | None:

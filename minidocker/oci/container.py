@@ -147,6 +147,7 @@ def rootfs_plan(bundle: Bundle) -> rootfs.RootfsPlan:
         masked=bundle.masked_paths,
         readonly_paths=bundle.readonly_paths,
         shm=bundle.shm,
+        devices=bundle.devices,
     )
 
 

@@ -393,3 +393,22 @@ def test_mounts_of_every_kind_with_their_options(bundle, runc, tmp_path):
     assert {"ro", "nosuid", "nodev"} <= set(mounts["/b"][5].split(",")), mounts["/b"]
     assert mounts["/mq"][-3] == "mqueue" and mounts["/p2"][-3] == "proc"
     assert not (src / "x").exists()
+
+
+def test_linux_devices_are_made_and_allowed(bundle, runc):
+    """linux.devices: the node made with its type, numbers, mode and owner, and allowed by
+    the device cgroup (/dev/zero's numbers under another name can be read); a fifo too."""
+    script = "stat -c '%F %t:%T %a %u:%g' /dev/myzero /dev/myfifo; head -c 4 /dev/myzero | od -An -tx1"
+    configure(bundle, runc, ["sh", "-c", script])
+    config = json.loads((bundle / "config.json").read_text())
+    config["linux"]["devices"] = [
+        {"path": "/dev/myzero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o604, "uid": 7, "gid": 8},
+        {"path": "/dev/myfifo", "type": "p", "fileMode": 0o600},
+    ]
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = runc("run", "--bundle", str(bundle), "c1")
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and lines, (r.stdout, r.stderr)
+    assert lines[0] == "character special file 1:5 604 7:8", (lines, r.stderr)
+    assert lines[1].startswith("fifo") and " 600 0:0" in lines[1], (lines, r.stderr)
+    assert lines[2].split() == ["00"] * 4
