@@ -69,6 +69,7 @@ class Bundle:
     umask: int | None = None  # process.user.umask: set by create before fork, so PID 1 inherits it
     shm: str = ""  # a bind on /dev/shm: its source (rootfs.RootfsPlan.shm), else a tmpfs of its own
     devices: list[dict[str, Any]] = field(default_factory=list)  # linux.devices as rootfs.make_devices' nodes
+    root_propagation: str = ""  # linux.rootfsPropagation
     hooks: dict[str, list[Hook]] = field(default_factory=dict)  # the spec's hooks, by kind (oci/hooks.py)
 
 
@@ -99,8 +100,8 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
     rootfs = os.path.join(bundle, str(root.get("path") or "rootfs"))
     if not os.path.isdir(rootfs):
         raise BundleError(f"root.path {rootfs}: no such directory")
-    if linux.get("rootfsPropagation", "rprivate") not in ("private", "rprivate"):
-        raise BundleError(f"linux.rootfsPropagation {linux['rootfsPropagation']!r} is not supported yet")
+    if linux.get("rootfsPropagation", "rprivate") not in PROPAGATIONS:
+        raise BundleError(f"linux.rootfsPropagation {linux['rootfsPropagation']!r}: not a propagation type")
     kinds = namespaces_of(linux.get("namespaces") or [])
     spec = ContainerSpec(
         id=container_id,
@@ -148,6 +149,7 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         umask=None if umask is None else int(umask),
         shm=shm,
         devices=devices,
+        root_propagation=str(linux.get("rootfsPropagation") or ""),
         hooks=hooks_of(config.get("hooks")),
         cgroup_mount=next(
             ("ro" in (m.get("options") or []) for m in config.get("mounts") or [] if m.get("type") == "cgroup"), None

@@ -148,6 +148,7 @@ def rootfs_plan(bundle: Bundle) -> rootfs.RootfsPlan:
         readonly_paths=bundle.readonly_paths,
         shm=bundle.shm,
         devices=bundle.devices,
+        root_propagation=bundle.root_propagation,
     )
 
 

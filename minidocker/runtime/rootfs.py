@@ -81,15 +81,17 @@ class RootfsPlan:
     bundle_root: bool = False  # an OCI bundle's rootfs: ``merged`` is the root itself, no overlay (oci/)
     masked: list[str] | None = None  # the paths mask_paths hides (None: docker's, procfs.MASKED_PATHS)
     readonly_paths: list[str] | None = None  # the paths readonly_paths binds read-only (None: docker's)
+    root_propagation: str = ""  # an OCI bundle's linux.rootfsPropagation ("": rprivate)
     cgroup_binds: dict[str, str] = field(default_factory=dict)  # a bundle's /sys/fs/cgroup: controller -> host dir
     cgroup_readonly: bool = True
     before_pivot: Callable[[], None] | None = None  # OCI hooks: mounts made, host in sight
 
 
 @step
-def make_mounts_private() -> None:
-    """Stop mount events propagating between our namespace and the host's (both ways)."""
-    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+def make_mounts_private(slave: bool = False) -> None:
+    """Stop mount events propagating between our namespace and the host's (both ways); an
+    OCI bundle's rslave root only from ours to the host's."""
+    sc.mount(None, "/", None, sc.MS_REC | (sc.MS_SLAVE if slave else sc.MS_PRIVATE))
 
 
 @step
@@ -334,7 +336,7 @@ def mount_etc_files(plan: RootfsPlan) -> None:
 
 
 @step
-def pivot_root(merged: str) -> None:
+def pivot_root(merged: str, propagation: str = "") -> None:
     """Make ``merged`` the root. pivot_root needs new_root to be a mount point (the overlay
     is), and ``pivot_root(".", ".")`` stacks the old root on the new one, so one lazy
     unmount of "." removes the host's filesystem from our view."""
@@ -342,13 +344,20 @@ def pivot_root(merged: str) -> None:
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")
+    if propagation in ("shared", "rshared"):  # (only now: pivot_root refuses a shared new root as its put_old)
+        sc.mount(None, "/", None, sc.MS_SHARED | (sc.MS_REC if propagation == "rshared" else 0))
 
 
 @step
 def bind_bundle_root(plan: RootfsPlan) -> None:
     """An OCI bundle's rootfs is a plain directory: bound onto itself, it becomes the mount
-    point pivot_root needs (the overlay is one already)."""
+    point pivot_root needs (the overlay is one already). Its linux.rootfsPropagation:
+    unbindable refuses binds of it; slave was make_mounts_private's; shared (pivot_root's)
+    makes the root a peer group of the container's own: binds of / inside see later mounts,
+    the host's mounts stay apart."""
     bind(plan.merged, plan.merged)
+    if plan.root_propagation in ("unbindable", "runbindable"):
+        sc.mount(None, plan.merged, None, sc.MS_UNBINDABLE | (sc.MS_REC if plan.root_propagation[0] == "r" else 0))
 
 
 @step
@@ -422,7 +431,7 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
     With ``in_userns`` the overlay is already mounted (by our parent, as host root, before
     it joined the user namespace); we bind it onto itself so that pivot_root gets a mount
     of our own namespace (mounts copied from the host's are locked to us)."""
-    make_mounts_private()
+    make_mounts_private(slave=plan.root_propagation in ("slave", "rslave"))
     if in_userns:
         # Our cwd is the overlay: our parent went there as host root. The path to it is not
         # searchable by our host uid (the store root is 0700, root's alone), but the
@@ -453,7 +462,7 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
     mount_etc_files(plan)
     if plan.before_pivot is not None:
         plan.before_pivot()
-    pivot_root(plan.merged)
+    pivot_root(plan.merged, plan.root_propagation)
     if not plan.privileged:
         mask_paths(procfs.MASKED_PATHS if plan.masked is None else plan.masked)
         readonly_paths(procfs.READONLY_PATHS if plan.readonly_paths is None else plan.readonly_paths)

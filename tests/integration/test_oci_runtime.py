@@ -412,3 +412,19 @@ def test_linux_devices_are_made_and_allowed(bundle, runc):
     assert lines[0] == "character special file 1:5 604 7:8", (lines, r.stderr)
     assert lines[1].startswith("fifo") and " 600 0:0" in lines[1], (lines, r.stderr)
     assert lines[2].split() == ["00"] * 4
+
+
+@pytest.mark.parametrize(("propagation", "field"), [("shared", "shared:"), ("unbindable", "unbindable"), ("", "")])
+def test_rootfs_propagation_is_the_roots(bundle, runc, propagation, field):
+    """linux.rootfsPropagation: the root mount's optional fields in the container's mountinfo
+    (shared: a peer group of the container's own; unbindable; none: private)."""
+    configure(bundle, runc, ["sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo"])
+    config = json.loads((bundle / "config.json").read_text())
+    if propagation:
+        config["linux"]["rootfsPropagation"] = propagation
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = runc("run", "--bundle", str(bundle), "c1")
+    assert r.returncode == 0 and r.stdout, r.stderr
+    optional = r.stdout.split(" - ")[0].split()[6:]
+    assert [f for f in optional if f.startswith(field)] if field else optional == [], r.stdout
+    assert not any(f.startswith("master:") for f in optional), "the host's mounts would propagate in"

@@ -151,7 +151,7 @@ REFUSED = [
     ("needs a type", lambda c: c["mounts"].append({"destination": "/mq", "source": "x"})),
     ("linux.seccomp: flags", lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW", "flags": ["x"]})),
     ("process.args", lambda c: c["process"].update(args=[])),
-    ("rootfsPropagation", lambda c: c["linux"].update(rootfsPropagation="shared")),
+    ("not a propagation type", lambda c: c["linux"].update(rootfsPropagation="sideways")),
 ]  # fmt: skip
 
 
