@@ -12,6 +12,8 @@ and decode with ``capsh --decode=00000000a80425fb``.
 
 from __future__ import annotations
 
+import os
+
 from minidocker.errors import MinidockerError
 from minidocker.linux.events import emit
 
@@ -161,6 +163,35 @@ def limit_process_sets(keep: list[str]) -> None:
     except OSError:
         pass
     emit("capabilities", action="capset", kept=list(keep))
+
+
+def keep_caps() -> None:
+    """PR_SET_KEEPCAPS: the permitted set survives the coming setuid to a user other than
+    root (an OCI bundle may give a user capabilities); execve clears the flag."""
+    import prctl
+
+    prctl.set_keepcaps(True)
+
+
+def set_process_sets(sets: dict[str, list[str]]) -> None:
+    """capset(2) with an OCI bundle's effective, permitted and inheritable sets exactly (one
+    call: python-prctl's per-set setters can only take away, and inheritable starts empty),
+    then its ambient set raised one by one (PR_CAP_AMBIENT_RAISE), after clearing it."""
+    import ctypes
+
+    masks = [mask(sets.get(k) or []) for k in ("effective", "permitted", "inheritable")]
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    data = (ctypes.c_uint32 * 6)(*[(m >> word) & 0xFFFFFFFF for word in (0, 32) for m in masks])
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), f"capset: {os.strerror(ctypes.get_errno())}")
+    libc.prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+    raisable = set(sets.get("permitted") or []) & set(sets.get("inheritable") or [])
+    for name in [n for n in sets.get("ambient") or [] if n in raisable]:  # (the kernel's rule; runc's spec
+        # asks for ambient capabilities without inheritable ones: those are left out, as runc does)
+        if libc.prctl(47, 2, CAP_NUMBERS[name], 0, 0) != 0:  # PR_CAP_AMBIENT_RAISE
+            raise OSError(ctypes.get_errno(), f"ambient capability {name}: {os.strerror(ctypes.get_errno())}")
+    emit("capabilities", action="capset", sets={k: list(v) for k, v in sets.items()})
 
 
 def set_no_new_privs() -> None:

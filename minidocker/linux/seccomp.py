@@ -381,11 +381,13 @@ def compile_filter(profile: dict, capabilities: set[str]) -> CompiledFilter:
     return CompiledFilter(program, count, profile["defaultAction"])
 
 
-def load_filter(compiled: CompiledFilter) -> None:
-    """Attach the program to this process for good (needs no_new_privs, see above)."""
+def load_filter(compiled: CompiledFilter, no_new_privs: bool = True) -> None:
+    """Attach the program to this process for good (needs no_new_privs, see above, unless
+    the caller holds CAP_SYS_ADMIN: an OCI bundle may ask for the filter without it)."""
     from minidocker.linux import syscalls
 
-    _set_no_new_privs()
+    if no_new_privs:
+        _set_no_new_privs()
     syscalls.set_seccomp_filter(compiled.program)
     emit(
         "seccomp",

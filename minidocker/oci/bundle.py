@@ -103,6 +103,7 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
     if linux.get("rootfsPropagation", "rprivate") not in PROPAGATIONS:
         raise BundleError(f"linux.rootfsPropagation {linux['rootfsPropagation']!r}: not a propagation type")
     kinds = namespaces_of(linux.get("namespaces") or [])
+    cap_sets = capabilities_of(process.get("capabilities") or {})
     spec = ContainerSpec(
         id=container_id,
         name=container_id,
@@ -118,7 +119,8 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         network="none" if "network" in kinds else "host",
         readonly_rootfs=bool(root.get("readonly")),
         limits=limits_of(section(linux, "resources", required=False)),
-        capabilities=capabilities_of(process.get("capabilities") or {}, (process.get("user") or {}).get("uid", 0)),
+        capabilities=sorted(cap_sets["bounding"]),
+        capability_sets=cap_sets,
         seccomp="unconfined",  # the bundle's profile, if any, is written beside the state (oci/state.py)
         no_new_privileges=bool(process.get("noNewPrivileges")),
         volumes=[],
@@ -210,26 +212,25 @@ def additional_gids(user: dict[str, Any]) -> list[int]:
     return list(dict.fromkeys(gids))
 
 
-def capabilities_of(caps: dict[str, Any], uid: int) -> list[str]:
-    """The runtime keeps one set (bounding = permitted = effective, inheritable the same, as
-    init.limit_capabilities sets them); a bundle whose sets differ is refused. An ambient set
-    within it changes nothing for root (whose execve gains the bounding set anyway, runc
-    spec's default asks for one); for another user it would, and is refused."""
-    ambient = set(caps.get("ambient") or [])
-    if ambient and (int(uid) != 0 or not ambient <= set(caps.get("bounding") or [])):
-        raise BundleError("process.capabilities.ambient is supported only for uid 0, within the bounding set")
-    sets = {name: sorted(set(caps.get(name) or [])) for name in ("bounding", "permitted", "effective")}
-    if len({tuple(s) for s in sets.values()}) > 1:
-        raise BundleError("process.capabilities: bounding, permitted and effective must be the same set (for now)")
-    inheritable = sorted(set(caps.get("inheritable") or []))
-    if inheritable and inheritable != sets["bounding"]:
-        raise BundleError("process.capabilities.inheritable must be empty or the bounding set (for now)")
+CAP_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
+
+
+def capabilities_of(caps: dict[str, Any]) -> dict[str, list[str]]:
+    """process.capabilities: each of the five sets exactly as given (init.limit_capabilities
+    sets them with capset(2) after the user switch; the bounding set goes first)."""
     from minidocker.linux.capabilities import CAP_NUMBERS
 
-    for name in sets["bounding"]:
-        if name not in CAP_NUMBERS:
-            raise BundleError(f"process.capabilities: unknown capability {name!r}")
-    return sets["bounding"]
+    refuse_unknown("process.capabilities.", caps, set(CAP_SETS))
+    sets = {}
+    for kind in CAP_SETS:
+        names = caps.get(kind) or []
+        if not isinstance(names, list):
+            raise BundleError(f"process.capabilities.{kind} must be a list")
+        for name in names:
+            if name not in CAP_NUMBERS:
+                raise BundleError(f"process.capabilities: unknown capability {name!r}")
+        sets[kind] = sorted(set(names), key=CAP_NUMBERS.__getitem__)
+    return sets
 
 
 def rlimit_of(rlimit: dict[str, Any]) -> dict[str, Any]:

@@ -17,9 +17,10 @@ PID namespace. It then runs, in order (``container_init`` reads as a table of co
     wait_for_start         minidocker-runc create only: block on exec.fifo until ``start``
     run_start_hooks        minidocker-runc: the bundle's startContainer hooks (oci/hooks.py)
     finish_and_exec        the walls, the same for ``exec`` (exec.py):
+      apply_seccomp_with_privileges  a bundle without noNewPrivileges: its filter, while CAP_SYS_ADMIN allows
       drop_capabilities      the bounding set shrinks to Docker's 14 (+ --cap-add, - --cap-drop)
       switch_user            setgroups, setgid, setuid: from the container's /etc/passwd
-      limit_capabilities     permitted/effective/inheritable = the kept set; ambient cleared
+      limit_capabilities     permitted/effective/inheritable = the kept set (a bundle's: its five sets)
       set_no_new_privs       no setuid binary can raise privileges again
       change_dir             the working directory, as the user
       apply_seccomp          the syscall filter (Docker's default profile), compiled by the parent
@@ -232,7 +233,9 @@ def drop_capabilities(spec: ContainerSpec) -> None:
 @step
 def limit_capabilities(spec: ContainerSpec) -> None:
     """After setuid: root keeps exactly its set; a user's sets are already empty."""
-    if os.getuid() == 0 and not spec.privileged:
+    if spec.capability_sets is not None:
+        capabilities.set_process_sets(spec.capability_sets)
+    elif os.getuid() == 0 and not spec.privileged:
         capabilities.limit_process_sets(spec.capabilities)
 
 
@@ -259,6 +262,16 @@ def load_security(spec: ContainerSpec) -> None:
 
 
 @step
+def apply_seccomp_with_privileges(spec: ContainerSpec, compiled: seccomp.CompiledFilter | None) -> None:
+    """An OCI bundle with noNewPrivileges false: its filter is loaded first, while CAP_SYS_ADMIN
+    allows that without no_new_privs (the filter then sees the steps that follow)."""
+    from minidocker.linux import seccomp
+
+    if compiled is not None:
+        seccomp.load_filter(compiled, no_new_privs=False)
+
+
+@step
 def apply_seccomp(spec: ContainerSpec, compiled: seccomp.CompiledFilter | None) -> None:
     """The syscall filter, last before execve (it must allow everything until then)."""
     if compiled is None:
@@ -272,6 +285,8 @@ def apply_seccomp(spec: ContainerSpec, compiled: seccomp.CompiledFilter | None) 
 def switch_user(spec: ContainerSpec, env: list[str]) -> list[str]:
     user = resolve_user(spec.user, _read("/etc/passwd"), _read("/etc/group"))
     groups = user.groups + [g for g in spec.additional_gids if g not in user.groups]
+    if spec.capability_sets is not None and user.uid != 0:
+        capabilities.keep_caps()
     sc.set_credentials(user.uid, user.gid, groups)
     if not any(e.startswith("HOME=") for e in env):
         env = env + [f"HOME={user.home}"]
@@ -364,12 +379,15 @@ def finish_and_exec(spec: ContainerSpec, compiled_filter: seccomp.CompiledFilter
     """The last steps, the same for a container's PID 1 and for ``exec``'s process, so that
     an exec'd process gets exactly the container's walls. Never returns: execve, or a
     ``StepFailed``. ``error_w`` stays open until execve closes it (O_CLOEXEC)."""
+    early = compiled_filter is not None and not spec.no_new_privileges and spec.capability_sets is not None
+    if early:
+        apply_seccomp_with_privileges(spec, compiled_filter)
     drop_capabilities(spec)
     env = switch_user(spec, spec.env)
     limit_capabilities(spec)
     set_no_new_privs(spec)
     change_dir(spec)
-    apply_seccomp(spec, compiled_filter)
+    apply_seccomp(spec, None if early else compiled_filter)
     if spec.init:
         run_reaper(spec, env, error_w)
     exec_command(spec, env, error_w)

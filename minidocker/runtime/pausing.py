@@ -49,7 +49,7 @@ PAUSE_POINTS = tuple(
         make_devices mount_sys mount_cgroups mount_bundle_mounts mount_etc_files pivot_root mask_paths readonly_paths
         remount_root_readonly
     setup_stdio make_workdir wait_for_parent enter_cgroup_namespace wait_for_start run_start_hooks
-    drop_capabilities switch_user limit_capabilities set_no_new_privs change_dir
+    apply_seccomp_with_privileges drop_capabilities switch_user limit_capabilities set_no_new_privs change_dir
     apply_seccomp run_reaper exec_command
     """.split()  # noqa: SIM905 - a line per phase reads better than a line per name
 )

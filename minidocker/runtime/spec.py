@@ -89,6 +89,7 @@ class ContainerSpec:
     log_opts: dict[str, str] = field(default_factory=dict)  # --log-opt max-size=, max-file=
     cgroupns: bool = True  # a cgroup namespace of its own (an OCI bundle may keep the host's)
     additional_gids: list[int] = field(default_factory=list)  # supplementary groups besides the user's own
+    capability_sets: dict[str, list[str]] | None = None  # an OCI bundle's five sets (None: ``capabilities`` for all)
     preserve_fds: int = 0  # minidocker-runc's --preserve-fds N: fds 3 .. 3+N-1 reach the process
 
     def to_json(self) -> dict[str, Any]:

@@ -428,3 +428,33 @@ def test_rootfs_propagation_is_the_roots(bundle, runc, propagation, field):
     optional = r.stdout.split(" - ")[0].split()[6:]
     assert [f for f in optional if f.startswith(field)] if field else optional == [], r.stdout
     assert not any(f.startswith("master:") for f in optional), "the host's mounts would propagate in"
+
+
+def cap_masks(status: str) -> dict[str, int]:
+    return {line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines() if line.startswith("Cap")}
+
+
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_each_capability_set_is_what_the_bundle_says(bundle, runc, uid):
+    """process.capabilities, set by set, in the container's /proc/self/status: for root the
+    inheritable set too; for a user the ambient set, which execve carries into effective."""
+    configure(bundle, runc, ["grep", "^Cap", "/proc/self/status"])
+    config = json.loads((bundle / "config.json").read_text())
+    kill, chown, net_raw = 1 << 5, 1 << 0, 1 << 13
+    config["process"]["user"] = {"uid": uid, "gid": uid}
+    config["process"]["capabilities"] = {
+        "bounding": ["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"],
+        "permitted": ["CAP_KILL", "CAP_CHOWN"],
+        "effective": ["CAP_KILL", "CAP_CHOWN"],
+        "inheritable": ["CAP_KILL"],
+        "ambient": ["CAP_KILL"],
+    }
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = runc("run", "--bundle", str(bundle), "c1")
+    assert r.returncode == 0, r.stderr
+    caps = cap_masks(r.stdout)
+    assert caps["CapBnd"] == kill | chown | net_raw and caps["CapInh"] == kill and caps["CapAmb"] == kill, caps
+    if uid:  # execve: P' = E' = the ambient set, without file capabilities
+        assert caps["CapPrm"] == caps["CapEff"] == kill, caps
+    else:  # as given (no_new_privs, the default bundle's, keeps execve from raising root's to the bounding set)
+        assert caps["CapPrm"] == caps["CapEff"] == kill | chown, caps

@@ -57,6 +57,7 @@ def test_exec_and_init_share_one_tail_behind_the_same_first_wall():
         names = steps_called(recipe, exec_module if recipe is exec_module.run_helper else init)
         assert names[0] == "hide_host_binary" and names[-1] == "finish_and_exec", names
     assert steps_called(init.finish_and_exec, init) == [
+        "apply_seccomp_with_privileges",
         "drop_capabilities",
         "switch_user",
         "limit_capabilities",
