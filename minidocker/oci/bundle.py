@@ -47,6 +47,7 @@ NAMESPACE_KINDS = ("pid", "network", "ipc", "uts", "mount", "cgroup", "user", "t
 REQUIRED_NAMESPACES = ("mount", "uts")
 
 PROCESS_KEYS = {"args", "env", "cwd", "user", "terminal", "capabilities", "rlimits", "noNewPrivileges", "consoleSize"}
+PROCESS_KEYS |= {"oomScoreAdj"}
 LINUX_KEYS = {"namespaces", "maskedPaths", "readonlyPaths", "resources", "cgroupsPath", "seccomp", "sysctl"}
 LINUX_KEYS |= {"devices", "rootfsPropagation"}
 TOP_KEYS = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "annotations", "domainname", "hooks"}
@@ -70,6 +71,7 @@ class Bundle:
     shm: str = ""  # a bind on /dev/shm: its source (rootfs.RootfsPlan.shm), else a tmpfs of its own
     devices: list[dict[str, Any]] = field(default_factory=list)  # linux.devices as rootfs.make_devices' nodes
     root_propagation: str = ""  # linux.rootfsPropagation
+    oom_score_adj: int | None = None  # process.oomScoreAdj: written for PID 1 by create, inherited by its program
     hooks: dict[str, list[Hook]] = field(default_factory=dict)  # the spec's hooks, by kind (oci/hooks.py)
 
 
@@ -152,6 +154,7 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         shm=shm,
         devices=devices,
         root_propagation=str(linux.get("rootfsPropagation") or ""),
+        oom_score_adj=oom_score_adj_of(process.get("oomScoreAdj")),
         hooks=hooks_of(config.get("hooks")),
         cgroup_mount=next(
             ("ro" in (m.get("options") or []) for m in config.get("mounts") or [] if m.get("type") == "cgroup"), None
@@ -203,6 +206,14 @@ def user_of(user: dict[str, Any]) -> str:
     groups; the supplementary ones are additionalGids (``additional_gids``). ``username``
     is Windows' field (the spec: Linux runtimes ignore it)."""
     return f"{int(user.get('uid', 0))}:{int(user.get('gid', 0))}"
+
+
+def oom_score_adj_of(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or not -1000 <= value <= 1000:
+        raise BundleError(f"process.oomScoreAdj {value!r} must be an integer from -1000 to 1000")
+    return value
 
 
 def additional_gids(user: dict[str, Any]) -> list[int]:

@@ -181,6 +181,8 @@ def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
             if fd is not None:
                 os.close(fd)
         lifecycle.find_init_pid(launch)
+        if bundle.oom_score_adj is not None:  # (before go: PID 1's program inherits it across execve)
+            Path(f"/proc/{launch.pid}/oom_score_adj").write_text(str(bundle.oom_score_adj))
         lifecycle.create_cgroup(launch)
         if spec.ulimits:
             lifecycle.set_ulimits(launch)

@@ -458,3 +458,9 @@ def test_each_capability_set_is_what_the_bundle_says(bundle, runc, uid):
         assert caps["CapPrm"] == caps["CapEff"] == kill, caps
     else:  # as given (no_new_privs, the default bundle's, keeps execve from raising root's to the bounding set)
         assert caps["CapPrm"] == caps["CapEff"] == kill | chown, caps
+
+
+def test_oom_score_adj_is_the_processs(bundle, runc):
+    configure(bundle, runc, ["cat", "/proc/self/oom_score_adj"], oomScoreAdj=345)
+    r = runc("run", "--bundle", str(bundle), "c1")
+    assert (r.returncode, r.stdout) == (0, "345\n"), r.stderr

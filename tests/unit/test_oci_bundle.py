@@ -161,6 +161,7 @@ REFUSED = [
     ("needs major and minor", lambda c: c["linux"].update(devices=[{"path": "/dev/fuse", "type": "c"}])),
     ("linux.resources.blockIO", lambda c: c["linux"]["resources"].update(blockIO={})),
     ("only as the first", lambda c: c["linux"]["resources"]["devices"].append({"type": "c", "major": 1})),
+    ("oomScoreAdj 5000", lambda c: c["process"].update(oomScoreAdj=5000)),
     ("needs a type", lambda c: c["mounts"].append({"destination": "/mq", "source": "x"})),
     ("linux.seccomp: flags", lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW", "flags": ["x"]})),
     ("process.args", lambda c: c["process"].update(args=[])),
