@@ -181,3 +181,24 @@ MASKED_PATHS = (
     "/sys/devices/virtual/powercap",
 )
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+def namespace_type(path: str) -> int:
+    """The CLONE_NEW* type of the namespace file at ``path`` (/proc/PID/ns/KIND, or a bind
+    of one such as ``ip netns``' /run/netns/NAME): ioctl NS_GET_NSTYPE; -1 if it is none."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return fcntl.ioctl(fd, 0xB703)  # NS_GET_NSTYPE
+    except OSError:
+        return -1
+    finally:
+        os.close(fd)
+
+
+def set_oom_score_adj(pid: int, value: int) -> None:
+    """/proc/PID/oom_score_adj: how readily the OOM killer picks the process (-1000..1000),
+    inherited across fork and execve."""
+    with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+        f.write(str(value))

@@ -71,6 +71,7 @@ class Bundle:
     shm: str = ""  # a bind on /dev/shm: its source (rootfs.RootfsPlan.shm), else a tmpfs of its own
     devices: list[dict[str, Any]] = field(default_factory=list)  # linux.devices as rootfs.make_devices' nodes
     root_propagation: str = ""  # linux.rootfsPropagation
+    namespace_paths: dict[str, str] = field(default_factory=dict)  # linux.namespaces joined by path
     oom_score_adj: int | None = None  # process.oomScoreAdj: written for PID 1 by create, inherited by its program
     hooks: dict[str, list[Hook]] = field(default_factory=dict)  # the spec's hooks, by kind (oci/hooks.py)
 
@@ -154,6 +155,7 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         shm=shm,
         devices=devices,
         root_propagation=str(linux.get("rootfsPropagation") or ""),
+        namespace_paths=namespace_paths(linux.get("namespaces") or []),
         oom_score_adj=oom_score_adj_of(process.get("oomScoreAdj")),
         hooks=hooks_of(config.get("hooks")),
         cgroup_mount=next(
@@ -261,7 +263,7 @@ def namespaces_of(entries: list[dict[str, Any]]) -> list[str]:
         kind = entry.get("type")
         if kind not in NAMESPACE_KINDS:
             raise BundleError(f"linux.namespaces: unknown type {kind!r}")
-        if entry.get("path"):
+        if entry.get("path") and kind not in JOINABLE:
             raise BundleError(f"linux.namespaces: joining the {kind} namespace {entry['path']} is not supported yet")
         if kind in ("user", "time"):
             raise BundleError(f"linux.namespaces: a {kind} namespace is not supported yet")
@@ -299,6 +301,30 @@ def mount_options(options: list[str]) -> tuple[int, str, str]:
         elif o not in ("bind", "rbind"):
             data.append(o)
     return flags, propagation, ",".join(data)
+
+
+# The namespaces a bundle may join by path (the parent opens each; setns: lifecycle.fork_init
+# for pid, init.enter_namespaces for the others), with setns(2)'s CLONE_NEW* type of each.
+JOINABLE = {"network": 0x40000000, "ipc": 0x08000000, "uts": 0x04000000, "pid": 0x20000000}
+
+
+def namespace_paths(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """linux.namespaces' paths, each checked to be a namespace of its type (NS_GET_NSTYPE)."""
+    from minidocker.linux.procfs import namespace_type
+
+    paths = {}
+    for entry in entries:
+        kind, path = entry.get("type"), str(entry.get("path") or "")
+        if not path:
+            continue
+        try:
+            nstype = namespace_type(path)
+        except OSError as e:
+            raise BundleError(f"linux.namespaces: {kind} namespace {path}: {e.strerror}") from None
+        if nstype != JOINABLE[str(kind)]:
+            raise BundleError(f"linux.namespaces: {path} is not a {kind} namespace")
+        paths[str(kind)] = path
+    return paths
 
 
 def mounts_of(mounts: list[dict[str, Any]]) -> list:

@@ -163,6 +163,9 @@ def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
     c = Container(Layout(d).container(spec.id), spec)
     launch = lifecycle.Launch(c, rootfs_plan(bundle), lifecycle.compile_security(spec, None), outlives_parent=True)
     launch.cgroup = bundle.cgroup
+    for kind, path in bundle.namespace_paths.items():  # (closed by fork_init, or by abandon)
+        ns_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        setattr(launch, {"network": "netns_fd", "ipc": "ipcns_fd", "uts": "utsns_fd", "pid": "pidns_fd"}[kind], ns_fd)
     if bundle.cgroup_mount is not None:  # made now, so that PID 1 can bind it before pivot_root
         cg = cgroups.manager(bundle.cgroup[1], parent=bundle.cgroup[0])
         cg.create()
@@ -182,7 +185,7 @@ def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
                 os.close(fd)
         lifecycle.find_init_pid(launch)
         if bundle.oom_score_adj is not None:  # (before go: PID 1's program inherits it across execve)
-            Path(f"/proc/{launch.pid}/oom_score_adj").write_text(str(bundle.oom_score_adj))
+            procfs.set_oom_score_adj(launch.pid, bundle.oom_score_adj)
         lifecycle.create_cgroup(launch)
         if spec.ulimits:
             lifecycle.set_ulimits(launch)

@@ -68,6 +68,7 @@ class InitPipes:
     stderr: int | None = None
     netns: int | None = None  # a network namespace the parent wired to a bridge (--network bridge)
     ipcns: int | None = None  # --ipc container:X: X's IPC namespace, opened by the parent
+    utsns: int | None = None  # minidocker-runc: a bundle's UTS namespace by path, opened by the parent
     ready_w: int | None = None  # minidocker-runc create: closed when we wait for ``start``
     state_dir: int | None = None  # minidocker-runc create: an O_PATH fd of the dir with exec.fifo
     fifo: int | None = None  # exec.fifo, once ``start`` opened it: open until execve, so that start sees it
@@ -130,13 +131,13 @@ def hide_host_binary() -> None:
 
 @step
 def enter_namespaces(
-    spec: ContainerSpec, netns: int | None = None, pid: bool = False, ipcns: int | None = None
+    spec: ContainerSpec, netns: int | None = None, pid: bool = False, ipcns: int | None = None, utsns: int | None = None
 ) -> None:
     """unshare(2) mount, UTS, IPC and network namespaces (not the network with --network
     host, nor when the parent made ours: then setns(2) into that one; the same for IPC with
     --ipc host or container:X); with ``pid`` a PID namespace too, which only our next child
     enters (--userns=auto: see userns_init)."""
-    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS
+    flags = sc.CLONE_NEWNS | (sc.CLONE_NEWUTS if utsns is None else 0)
     if spec.network != "host" and netns is None:
         flags |= sc.CLONE_NEWNET
     if spec.ipc_mode != "host" and ipcns is None:
@@ -148,6 +149,9 @@ def enter_namespaces(
     if ipcns is not None:  # --ipc container:X
         sc.setns(ipcns, sc.CLONE_NEWIPC, why="--ipc container:X: X's shared memory, semaphores and queues")
         os.close(ipcns)
+    if utsns is not None:  # an OCI bundle's UTS namespace by path
+        sc.setns(utsns, sc.CLONE_NEWUTS, why="a bundle's UTS namespace by path")
+        os.close(utsns)
 
 
 @step
@@ -405,7 +409,7 @@ def container_init(
     with exiting_on_failure(pipes.error_w):
         hide_host_binary()
         if not in_userns:
-            enter_namespaces(spec, pipes.netns, ipcns=pipes.ipcns)
+            enter_namespaces(spec, pipes.netns, ipcns=pipes.ipcns, utsns=pipes.utsns)
         set_hostname(spec)
         bring_up_loopback(spec)
         load_security(spec)

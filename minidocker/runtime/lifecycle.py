@@ -335,6 +335,8 @@ class Launch:
     userns_fd: int | None = None  # --userns=auto: the user namespace our child enters
     netns_fd: int | None = None  # a bridge (or container:X): the network namespace our child joins
     ipcns_fd: int | None = None  # --ipc container:X: the IPC namespace our child joins
+    utsns_fd: int | None = None  # minidocker-runc: a bundle's UTS namespace by path, joined by our child
+    pidns_fd: int | None = None  # minidocker-runc: a bundle's PID namespace by path, our child is born in
     attachments: dict[str, network.Attachment] = field(default_factory=dict)  # network -> our place on it
     pid_r: int = -1  # --userns=auto: userns_init reports PID 1's host PID here
     pid: int = 0  # our child
@@ -517,7 +519,10 @@ def fork_init(launch: Launch, stdio: tuple[int | None, int | None, int | None]) 
     launch.channels = Channels.open(launch.c.spec.tty)
     pid_w = -1
     pid_mode = launch.c.spec.pid_mode
-    if launch.userns_fd is None and pid_mode != "host":
+    if launch.pidns_fd is not None:  # (a bundle's linux.namespaces pid path)
+        own_pid_ns = procfs.open_namespace("self", "pid")
+        sc.setns(launch.pidns_fd, sc.CLONE_NEWPID, why="a bundle's PID namespace by path: our child is born there")
+    elif launch.userns_fd is None and pid_mode != "host":
         if pid_mode.startswith("container:"):
             other = join_pid_namespace(ContainerStore(launch.c.layout.store.root), pid_mode.removeprefix("container:"))
             own_pid_ns = procfs.open_namespace("self", "pid")
@@ -534,7 +539,7 @@ def fork_init(launch: Launch, stdio: tuple[int | None, int | None, int | None]) 
         become_container(launch, stdio, pid_w, own_pid_ns)
     if own_pid_ns != -1:
         sc.setns(own_pid_ns, sc.CLONE_NEWPID, why="our later children stay in our own PID namespace")
-    for fd in (own_pid_ns, launch.userns_fd, pid_w, launch.netns_fd, launch.ipcns_fd):
+    for fd in (own_pid_ns, launch.userns_fd, pid_w, launch.netns_fd, launch.ipcns_fd, launch.utsns_fd, launch.pidns_fd):
         if fd is not None and fd != -1:
             os.close(fd)
     launch.channels.close_child_ends()
@@ -574,6 +579,7 @@ def become_container(
                 stderr=stderr,
                 netns=launch.netns_fd,
                 ipcns=launch.ipcns_fd,
+                utsns=launch.utsns_fd,
                 ready_w=launch.ready_w,
                 state_dir=launch.state_dir,
                 hooks=launch.hooks,

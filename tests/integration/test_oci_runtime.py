@@ -464,3 +464,33 @@ def test_oom_score_adj_is_the_processs(bundle, runc):
     configure(bundle, runc, ["cat", "/proc/self/oom_score_adj"], oomScoreAdj=345)
     r = runc("run", "--bundle", str(bundle), "c1")
     assert (r.returncode, r.stdout) == (0, "345\n"), r.stderr
+
+
+def test_namespaces_joined_by_path(bundle, runc):
+    """linux.namespaces with a path (a Kubernetes pod's containers join its sandbox's so):
+    the container's network, UTS, IPC and PID namespaces are the holder's, which the test made."""
+    holder = subprocess.Popen(["unshare", "--net", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "sleep", "60"])
+    try:
+        ns = f"/proc/{holder.pid}/ns"
+        for _ in range(200):  # until unshare has made them (its own links change)
+            if os.readlink(f"{ns}/net") != os.readlink("/proc/self/ns/net"):
+                break
+            time.sleep(0.01)
+        want = {k: os.readlink(f"{ns}/{k}") for k in ("net", "uts", "ipc", "pid_for_children")}
+        configure(bundle, runc, ["sh", "-c", "for k in net uts ipc pid; do readlink /proc/self/ns/$k; done"])
+        config = json.loads((bundle / "config.json").read_text())
+        paths = {"network": "net", "uts": "uts", "ipc": "ipc", "pid": "pid_for_children"}
+        config["linux"]["namespaces"] = [{"type": "mount"}, {"type": "cgroup"}] + [
+            {"type": kind, "path": f"{ns}/{name}"} for kind, name in paths.items()
+        ]
+        (bundle / "config.json").write_text(json.dumps(config))
+        r = runc("run", "--bundle", str(bundle), "c1")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == [want["net"], want["uts"], want["ipc"], want["pid_for_children"]], (r.stdout, want)
+        config["linux"]["namespaces"][-1]["path"] = f"{ns}/net"
+        (bundle / "config.json").write_text(json.dumps(config))
+        r = runc("run", "--bundle", str(bundle), "c2")
+        assert r.returncode == 125 and f"{ns}/net is not a pid namespace" in r.stderr, r.stderr
+    finally:
+        holder.kill()
+        holder.wait()

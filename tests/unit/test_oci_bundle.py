@@ -152,7 +152,9 @@ REFUSED = [
     ("unknown capability", lambda c: c["process"].update(capabilities={"bounding": ["CAP_NOPE"]} | {
         k: ["CAP_NOPE"] for k in ("permitted", "effective")})),
     ("unknown type 'RLIMIT_NOPE'", lambda c: c["process"]["rlimits"].append({"type": "RLIMIT_NOPE"})),
-    ("joining the network namespace", lambda c: c["linux"].update(namespaces=[
+    ("joining the mount namespace", lambda c: c["linux"].update(namespaces=[
+        {"type": "mount", "path": "/x"}, {"type": "uts"}])),
+    ("network namespace /x: No such file", lambda c: c["linux"].update(namespaces=[
         {"type": "mount"}, {"type": "uts"}, {"type": "network", "path": "/x"}])),
     ("a user namespace", lambda c: c["linux"]["namespaces"].append({"type": "user"})),
     ("always makes a mount namespace", lambda c: c["linux"].update(namespaces=[{"type": "uts"}])),
