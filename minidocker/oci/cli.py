@@ -188,13 +188,13 @@ COMMANDS = "create,start,state,kill,delete,run,exec,ps,pause,resume,events,updat
 def features() -> dict:
     """What this runtime honours, in the runtime spec's features.md form."""
     from minidocker.linux.capabilities import CAP_NUMBERS
-    from minidocker.oci.bundle import NAMESPACE_KINDS, OCI_VERSION
+    from minidocker.oci.bundle import MOUNT_FLAGS, NAMESPACE_KINDS, OCI_VERSION, PROPAGATIONS
 
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": [],
-        "mountOptions": ["ro", "rw", "bind", "rbind", "private", "rprivate", "shared", "rshared"],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": sorted({*MOUNT_FLAGS, *PROPAGATIONS, "bind", "rbind"}),
         "linux": {
             "namespaces": [k for k in NAMESPACE_KINDS if k not in ("user", "time")],
             "capabilities": sorted(CAP_NUMBERS),
