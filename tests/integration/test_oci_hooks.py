@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import one_error
-from tests.integration.test_oci_runtime import Runc, configure, podman, unpack_busybox
+from tests.integration.test_oci_runtime import Runc, bundle, configure, podman, runc  # noqa: F401 (the fixtures)
 
 __all__ = ["podman"]  # (a fixture of test_oci_runtime.py's, shared)
 
@@ -53,21 +53,6 @@ with open(os.path.join(out, kind + ".json"), "w") as f:
 IN_CONTAINER = """#!/bin/sh
 { readlink /proc/self/ns/mnt; readlink /proc/self/ns/pid; ls /; cat; } > /startContainer.out
 """
-
-
-@pytest.fixture
-def bundle(tmp_path, image_layouts):
-    b = tmp_path / "bundle"
-    unpack_busybox(image_layouts["busybox"], b / "rootfs")
-    return b
-
-
-@pytest.fixture
-def runc(tmp_path):
-    r = Runc(tmp_path / "state")
-    yield r
-    for d in r.root.glob("*") if r.root.exists() else []:
-        r("delete", "--force", d.name)
 
 
 def with_hooks(bundle: Path, runc: Runc, args: list[str], hooks: dict) -> None:

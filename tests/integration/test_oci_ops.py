@@ -15,22 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import one_error
-from tests.integration.test_oci_runtime import RUNC, WORKTREE, Runc, configure, unpack_busybox
-
-
-@pytest.fixture
-def bundle(tmp_path, image_layouts):
-    b = tmp_path / "bundle"
-    unpack_busybox(image_layouts["busybox"], b / "rootfs")
-    return b
-
-
-@pytest.fixture
-def runc(tmp_path):
-    r = Runc(tmp_path / "state")
-    yield r
-    for d in r.root.glob("*") if r.root.exists() else []:
-        r("delete", "--force", d.name)
+from tests.integration.test_oci_runtime import RUNC, WORKTREE, Runc, bundle, configure, runc  # noqa: F401 (the fixtures)
 
 
 @pytest.fixture
