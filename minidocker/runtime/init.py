@@ -318,15 +318,20 @@ def change_dir(spec: ContainerSpec) -> None:
         ) from None
 
 
+MAX_FD = 2**31 - 1  # close_range's "to the last one"
+
+
 def close_other_fds(keep: int, preserve: int = 0) -> None:
     """Nothing of minidocker's may leak into the container: close every fd above 2 (but
-    ``keep``, and the ``preserve`` fds from 3 on that minidocker-runc was told to pass)."""
-    for fd in procfs.open_fds():
-        if fd > 2 + preserve and fd != keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    ``keep``, and the ``preserve`` fds from 3 on that minidocker-runc was told to pass).
+    close_range(2), which os.closerange calls, needs no /proc: --userns=auto's first child
+    calls this while PID 1's pivot_root may already have swapped the root of their shared
+    mount namespace for the container's, whose /proc does not show the first child."""
+    low = 3 + preserve
+    if low <= keep:
+        os.closerange(low, keep)
+        low = keep + 1
+    os.closerange(low, MAX_FD)
 
 
 @step
