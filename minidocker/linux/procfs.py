@@ -125,6 +125,12 @@ def open_namespace(pid: int | str, kind: str) -> int:
     return os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
 
 
+def open_root(pid: int) -> int:
+    """An O_PATH fd of /proc/PID/root, the process's root directory (its chroot, if any):
+    fchdir(2) there and chroot(".") puts another process in the same root."""
+    return os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
 def namespace_of(pid: int | str, kind: str) -> str:
     """Which namespace of ``kind`` the process is in: readlink(/proc/PID/ns/KIND), such as
     ``ipc:[4026531839]`` (two processes share the namespace iff the links are equal)."""
@@ -142,6 +148,23 @@ def host_pid() -> int:
     """Our PID as the /proc mounted at /proc sees it: in a new PID namespace, before its own
     /proc is mounted there, the host's (readlink /proc/self)."""
     return int(os.readlink("/proc/self"))
+
+
+def top_mount_id(path: str) -> int | None:
+    """The ID of the mount on top at ``path`` in our mount namespace (the last line of
+    /proc/self/mountinfo with that mount point), or None when none is mounted there. The
+    file's paths escape space, tab, newline and backslash as octal (``\\040``)."""
+    import re
+
+    path = os.path.realpath(path)
+    top = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split(" ", 5)
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            if point == path:
+                top = int(fields[0])
+    return top
 
 
 def fd_path(fd: int, name: str) -> str:

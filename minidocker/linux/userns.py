@@ -30,17 +30,22 @@ import os
 from minidocker.linux import syscalls as sc
 from minidocker.linux.events import emit
 
+IdMap = list[tuple[int, int, int]]  # uid_map's lines: (inside, outside, count)
 
-def write_id_maps(pid: int, uid_base: int, gid_base: int, size: int) -> None:
-    """Map 0..size-1 inside to base..base+size-1 outside, for users and groups."""
-    for kind, base in (("uid", uid_base), ("gid", gid_base)):
+
+def write_id_maps(pid: int, uids: IdMap, gids: IdMap) -> None:
+    """Write the namespace's uid_map and gid_map, each in one write(2) as the kernel asks
+    (at most 340 lines): ``inside outside count`` a line."""
+    for kind, lines in (("uid", uids), ("gid", gids)):
         with open(f"/proc/{pid}/{kind}_map", "w") as f:
-            f.write(f"0 {base} {size}\n")
-        emit("idmap", kind=kind, pid=pid, inside=0, outside=base, count=size)
+            f.write("".join(f"{inside} {outside} {count}\n" for inside, outside, count in lines))
+        for inside, outside, count in lines:
+            emit("idmap", kind=kind, pid=pid, inside=inside, outside=outside, count=count)
 
 
-def create_user_namespace(uid_base: int, gid_base: int, size: int) -> int:
-    """A new, mapped user namespace, as an open ``/proc/PID/ns/user`` file descriptor."""
+def create_user_namespace(uids: IdMap, gids: IdMap) -> int:
+    """A new, mapped user namespace, as an open ``/proc/PID/ns/user`` file descriptor
+    (``--userns=auto``: one range from 0; an OCI bundle: its uidMappings and gidMappings)."""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     done_r, done_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -60,7 +65,7 @@ def create_user_namespace(uid_base: int, gid_base: int, size: int) -> int:
     try:
         if os.read(ready_r, 1) != b"1":
             raise OSError(1, "could not create a user namespace (unshare(CLONE_NEWUSER) failed)")
-        write_id_maps(pid, uid_base, gid_base, size)
+        write_id_maps(pid, uids, gids)
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(ready_r)

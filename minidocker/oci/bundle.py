@@ -29,6 +29,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from minidocker.linux.userns import IdMap
+
 OCI_VERSION = "1.0.2"
 
 # The mounts the runtime always makes itself (rootfs.prepare_rootfs): a bundle's mount of the
@@ -42,14 +44,13 @@ RUNTIME_MOUNTS = {
     "/sys": "sysfs",
     CGROUP_ROOT: "cgroup",  # (rootfs.mount_cgroups; a destination inside the container, never opened here)
 }
-# The namespaces the runtime makes for every container; the others may be absent (shared with the host).
+# The namespace kinds a bundle may list; one it leaves out is shared with the runtime's own.
 NAMESPACE_KINDS = ("pid", "network", "ipc", "uts", "mount", "cgroup", "user", "time")
-REQUIRED_NAMESPACES = ("mount", "uts")
 
 PROCESS_KEYS = {"args", "env", "cwd", "user", "terminal", "capabilities", "rlimits", "noNewPrivileges", "consoleSize"}
 PROCESS_KEYS |= {"oomScoreAdj"}
 LINUX_KEYS = {"namespaces", "maskedPaths", "readonlyPaths", "resources", "cgroupsPath", "seccomp", "sysctl"}
-LINUX_KEYS |= {"devices", "rootfsPropagation"}
+LINUX_KEYS |= {"devices", "rootfsPropagation", "uidMappings", "gidMappings"}
 TOP_KEYS = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "annotations", "domainname", "hooks"}
 
 
@@ -72,6 +73,7 @@ class Bundle:
     devices: list[dict[str, Any]] = field(default_factory=list)  # linux.devices as rootfs.make_devices' nodes
     root_propagation: str = ""  # linux.rootfsPropagation
     namespace_paths: dict[str, str] = field(default_factory=dict)  # linux.namespaces joined by path
+    id_maps: tuple[IdMap, IdMap] | None = None  # a new user namespace: linux.uidMappings, gidMappings
     oom_score_adj: int | None = None  # process.oomScoreAdj: written for PID 1 by create, inherited by its program
     hooks: dict[str, list[Hook]] = field(default_factory=dict)  # the spec's hooks, by kind (oci/hooks.py)
 
@@ -100,12 +102,13 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
     refuse_unknown("process.", process, PROCESS_KEYS)
     refuse_unknown("linux.", linux, LINUX_KEYS)
     root = section(config, "root")
-    rootfs = os.path.join(bundle, str(root.get("path") or "rootfs"))
+    rootfs = os.path.normpath(os.path.join(bundle, str(root.get("path") or "rootfs")))  # (root.path "." too)
     if not os.path.isdir(rootfs):
         raise BundleError(f"root.path {rootfs}: no such directory")
     if linux.get("rootfsPropagation", "rprivate") not in PROPAGATIONS:
         raise BundleError(f"linux.rootfsPropagation {linux['rootfsPropagation']!r}: not a propagation type")
     kinds = namespaces_of(linux.get("namespaces") or [])
+    check_shared_namespaces(kinds, config, linux)
     cap_sets = capabilities_of(process.get("capabilities") or {})
     spec = ContainerSpec(
         id=container_id,
@@ -156,6 +159,7 @@ def parse_config(config: dict[str, Any], bundle: str, container_id: str) -> Bund
         devices=devices,
         root_propagation=str(linux.get("rootfsPropagation") or ""),
         namespace_paths=namespace_paths(linux.get("namespaces") or []),
+        id_maps=id_maps_of(linux, "user" in kinds),
         oom_score_adj=oom_score_adj_of(process.get("oomScoreAdj")),
         hooks=hooks_of(config.get("hooks")),
         cgroup_mount=next(
@@ -256,8 +260,8 @@ def rlimit_of(rlimit: dict[str, Any]) -> dict[str, Any]:
 
 
 def namespaces_of(entries: list[dict[str, Any]]) -> list[str]:
-    """linux.namespaces: the kinds to make new. Joining one by ``path`` (phase 2), a user or
-    time namespace, or going without a mount or UTS namespace is refused."""
+    """linux.namespaces: the kinds listed, made new or joined by ``path``. A time namespace,
+    a user namespace by path, or a path beside a new user namespace is refused."""
     kinds = []
     for entry in entries:
         kind = entry.get("type")
@@ -265,15 +269,57 @@ def namespaces_of(entries: list[dict[str, Any]]) -> list[str]:
             raise BundleError(f"linux.namespaces: unknown type {kind!r}")
         if entry.get("path") and kind not in JOINABLE:
             raise BundleError(f"linux.namespaces: joining the {kind} namespace {entry['path']} is not supported yet")
-        if kind in ("user", "time"):
-            raise BundleError(f"linux.namespaces: a {kind} namespace is not supported yet")
+        if kind == "time":
+            raise BundleError("linux.namespaces: a time namespace is not supported yet")
         if kind in kinds:
             raise BundleError(f"linux.namespaces: {kind} is given twice")
         kinds.append(kind)
-    for kind in REQUIRED_NAMESPACES:
-        if kind not in kinds:
-            raise BundleError(f"linux.namespaces: the runtime always makes a {kind} namespace: list it")
+    if "user" in kinds and any(entry.get("path") for entry in entries):
+        raise BundleError("linux.namespaces: a path beside a new user namespace is not supported yet")
     return kinds
+
+
+def check_shared_namespaces(kinds: list[str], config: dict[str, Any], linux: dict[str, Any]) -> None:
+    """What needs a namespace of the container's own, in the runtime's words: without a
+    mount namespace the mounts are made in the runtime's (and detached by ``delete``) and
+    the process is chrooted, so nothing can be hidden or made read-only."""
+    if "user" in kinds and not {"mount", "pid"} <= set(kinds):
+        raise BundleError("linux.namespaces: a user namespace without mount and PID namespaces is not supported yet")
+    if "uts" not in kinds and config.get("hostname"):
+        raise BundleError("unable to set hostname without a private UTS namespace")
+    if "mount" not in kinds:
+        if linux.get("maskedPaths") or linux.get("readonlyPaths"):
+            raise BundleError("unable to restrict sys entries without a private MNT namespace")
+        if (config.get("root") or {}).get("readonly"):
+            raise BundleError("unable to make the rootfs read-only without a private MNT namespace")
+        if linux.get("rootfsPropagation"):
+            raise BundleError("unable to set linux.rootfsPropagation without a private MNT namespace")
+
+
+def id_maps_of(linux: dict[str, Any], new_userns: bool) -> tuple[IdMap, IdMap] | None:
+    """linux.uidMappings and gidMappings: ``{containerID, hostID, size}`` each, the lines of
+    the new user namespace's uid_map and gid_map. Both are needed with a user namespace, and
+    the container's 0 must be mapped: init's first child becomes that root to build the rest."""
+    given = {k: linux.get(k) for k in ("uidMappings", "gidMappings") if linux.get(k)}
+    if not new_userns:
+        if given:
+            raise BundleError(f"linux.{next(iter(given))} needs a user namespace in linux.namespaces")
+        return None
+    maps = []
+    for key in ("uidMappings", "gidMappings"):
+        entries = given.get(key)
+        if not isinstance(entries, list):
+            raise BundleError(f"linux.{key} are needed with a user namespace")
+        try:
+            lines = [(int(e["containerID"]), int(e["hostID"]), int(e["size"])) for e in entries]
+        except (KeyError, TypeError, ValueError):
+            raise BundleError(f"linux.{key}: each needs a containerID, a hostID and a size") from None
+        if not any(inside <= 0 < inside + count for inside, _, count in lines):
+            raise BundleError(f"linux.{key} must map the container's ID 0 (its root)")
+        if len(lines) > 340 or any(n < 0 for line in lines for n in line) or any(c == 0 for *_, c in lines):
+            raise BundleError(f"linux.{key}: at most 340 ranges of positive size, from IDs of 0 or more")
+        maps.append(lines)
+    return maps[0], maps[1]
 
 
 # mount(8)'s flag options: the MS_* bit each sets (True) or clears (False); the rest of a
@@ -305,7 +351,7 @@ def mount_options(options: list[str]) -> tuple[int, str, str]:
 
 # The namespaces a bundle may join by path (the parent opens each; setns: lifecycle.fork_init
 # for pid, init.enter_namespaces for the others), with setns(2)'s CLONE_NEW* type of each.
-JOINABLE = {"network": 0x40000000, "ipc": 0x08000000, "uts": 0x04000000, "pid": 0x20000000}
+JOINABLE = {"network": 0x40000000, "ipc": 0x08000000, "uts": 0x04000000, "pid": 0x20000000, "mount": 0x00020000}
 
 
 def namespace_paths(entries: list[dict[str, Any]]) -> dict[str, str]:

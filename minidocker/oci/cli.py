@@ -196,7 +196,7 @@ def features() -> dict:
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": sorted({*MOUNT_FLAGS, *PROPAGATIONS, "bind", "rbind"}),
         "linux": {
-            "namespaces": [k for k in NAMESPACE_KINDS if k not in ("user", "time")],
+            "namespaces": [k for k in NAMESPACE_KINDS if k != "time"],
             "capabilities": sorted(CAP_NUMBERS),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": {"enabled": True},

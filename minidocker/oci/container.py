@@ -95,8 +95,9 @@ def oci_state_of(cid: str, st: dict[str, Any], status: str) -> dict[str, Any]:
     }
 
 
-def create(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_socket: str | None) -> int:
-    """Make the container and leave its PID 1 waiting for ``start``; returns its PID."""
+def create(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_socket: str | None) -> tuple[int, int]:
+    """Make the container and leave its PID 1 waiting for ``start``; returns its PID and
+    our child's (the same but with a user namespace: then init.userns_init, PID 1's parent)."""
     d = state_dir(root, cid)
     if d.exists():
         raise Conflict(f"container {cid} already exists")
@@ -110,10 +111,14 @@ def create(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_s
     st |= {"status": "creating", "created": now_iso()}
     if bundle.hooks:
         st["hooks"] = as_config(bundle.hooks)
+    if "mount" not in bundle.namespaces:  # our mounts below the rootfs are the host's: delete detaches them
+        st["hostMounts"] = {"path": bundle.rootfs, "below": procfs.top_mount_id(bundle.rootfs)}
     write_json(d / "state.json", st)
     os.mkfifo(d / FIFO, 0o622)
+    if bundle.id_maps is not None:  # PID 1 opens it as the container's root: host uid hostID of its 0
+        os.chown(d / FIFO, host_id_of_root(bundle.id_maps[0]), host_id_of_root(bundle.id_maps[1]))
     try:
-        pid = launch_init(bundle, d, console_socket)
+        pid, child = launch_init(bundle, d, console_socket)
     except BaseException:
         remove_container(d, st)
         run_hooks("poststop", bundle.hooks.get("poststop", []), oci_state_of(cid, st, "stopped"), warn=True)
@@ -122,7 +127,12 @@ def create(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_s
     if pid_file:
         Path(pid_file).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(Path(pid_file), str(pid).encode())
-    return pid
+    return pid, child
+
+
+def host_id_of_root(lines: list[tuple[int, int, int]]) -> int:
+    """The host ID that a uid_map or gid_map's lines give the container's 0 (bundle.py checked there is one)."""
+    return next(outside - inside for inside, outside, count in lines if inside <= 0 < inside + count)
 
 
 def rootfs_plan(bundle: Bundle) -> rootfs.RootfsPlan:
@@ -149,11 +159,13 @@ def rootfs_plan(bundle: Bundle) -> rootfs.RootfsPlan:
         shm=bundle.shm,
         devices=bundle.devices,
         root_propagation=bundle.root_propagation,
+        in_host_mount_ns="mount" not in bundle.namespaces and "mount" not in bundle.namespace_paths,
     )
 
 
-def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
-    """``lifecycle.start``'s parent steps for a bundle, up to PID 1's wait for ``start``."""
+def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> tuple[int, int]:
+    """``lifecycle.start``'s parent steps for a bundle, up to PID 1's wait for ``start``:
+    PID 1's host PID and our child's."""
     from minidocker.paths import Layout
 
     spec = bundle.spec
@@ -163,9 +175,14 @@ def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
     c = Container(Layout(d).container(spec.id), spec)
     launch = lifecycle.Launch(c, rootfs_plan(bundle), lifecycle.compile_security(spec, None), outlives_parent=True)
     launch.cgroup = bundle.cgroup
+    launch.shared = tuple(k for k in ("mount", "uts") if k not in bundle.namespaces)
+    if bundle.id_maps is not None:  # a new user namespace: init.userns_init forks PID 1 in it
+        from minidocker.linux.userns import create_user_namespace
+
+        launch.userns_fd = create_user_namespace(*bundle.id_maps)
+    fds = {"network": "netns_fd", "ipc": "ipcns_fd", "uts": "utsns_fd", "pid": "pidns_fd", "mount": "mntns_fd"}
     for kind, path in bundle.namespace_paths.items():  # (closed by fork_init, or by abandon)
-        ns_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        setattr(launch, {"network": "netns_fd", "ipc": "ipcns_fd", "uts": "utsns_fd", "pid": "pidns_fd"}[kind], ns_fd)
+        setattr(launch, fds[kind], os.open(path, os.O_RDONLY | os.O_CLOEXEC))
     if bundle.cgroup_mount is not None:  # made now, so that PID 1 can bind it before pivot_root
         cg = cgroups.manager(bundle.cgroup[1], parent=bundle.cgroup[0])
         cg.create()
@@ -184,8 +201,14 @@ def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
             if fd is not None:
                 os.close(fd)
         lifecycle.find_init_pid(launch)
+        if not launch.init_pid:  # userns_init failed before its fork: its report says why
+            from minidocker.runtime.forked import read_report
+
+            assert launch.channels is not None
+            read_report(launch.channels.err_r, lifecycle.start_failed)
+            raise MinidockerError("the container's init exited before it was ready")
         if bundle.oom_score_adj is not None:  # (before go: PID 1's program inherits it across execve)
-            procfs.set_oom_score_adj(launch.pid, bundle.oom_score_adj)
+            procfs.set_oom_score_adj(launch.init_pid, bundle.oom_score_adj)
         lifecycle.create_cgroup(launch)
         if spec.ulimits:
             lifecycle.set_ulimits(launch)
@@ -205,7 +228,7 @@ def launch_init(bundle: Bundle, d: Path, console_socket: str | None) -> int:
     if spec.tty:
         assert console_socket is not None  # create() refused a terminal without one
         send_console(launch.channels.parent_sock, console_socket)
-    return launch.pid
+    return launch.init_pid, launch.pid
 
 
 def hook_points(bundle: Bundle, launch: lifecycle.Launch) -> int | None:
@@ -236,7 +259,7 @@ def await_runtime_hooks(sock: int, bundle: Bundle, launch: lifecycle.Launch) -> 
     from minidocker.runtime.forked import read_report
 
     assert launch.hooks is not None and launch.channels is not None
-    state = launch.hooks.state | {"pid": launch.pid}
+    state = launch.hooks.state | {"pid": launch.init_pid}
     try:
         if not run_runtime_hooks(sock, bundle.hooks, state):  # PID 1 failed first: its report says why
             read_report(launch.channels.err_r, lifecycle.start_failed)
@@ -377,9 +400,24 @@ def kill_and_wait(st: dict[str, Any]) -> None:
 
 def remove_container(d: Path, st: dict[str, Any]) -> None:
     cgroup_of(st).destroy()
+    if st.get("hostMounts"):
+        detach_host_mounts(st["hostMounts"]["path"], st["hostMounts"]["below"])
     from minidocker.fsutil import remove_tree
 
     remove_tree(d)
+
+
+def detach_host_mounts(path: str, below: int | None) -> None:
+    """A bundle without a mount namespace had PID 1 mount its /proc, /dev, ... in ours,
+    below a bind of its rootfs onto itself: lazily unmount what is on top of ``path`` until
+    the mount that was there before create (``below``) is on top again."""
+    from minidocker.linux import syscalls as sc
+
+    for _ in range(64):
+        top = procfs.top_mount_id(path)
+        if top is None or top == below:
+            return
+        sc.umount2(path, sc.MNT_DETACH)
 
 
 def run(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_socket: str | None, detach: bool) -> int:
@@ -388,7 +426,7 @@ def run(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_sock
     from minidocker.errors import exit_code
     from minidocker.runtime.stdio import forwarding_signals
 
-    pid = create(root, cid, bundle_dir, pid_file, console_socket)
+    pid, child = create(root, cid, bundle_dir, pid_file, console_socket)
     try:
         start(root, cid)
     except BaseException:
@@ -399,7 +437,7 @@ def run(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_sock
     with forwarding_signals(pid):
         while True:
             try:
-                _, status = os.waitpid(pid, 0)
+                _, status = os.waitpid(child, 0)  # (with a user namespace PID 1's parent, which ends as it ends)
                 break
             except InterruptedError:
                 continue

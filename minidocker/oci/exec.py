@@ -147,6 +147,8 @@ def exec_process(
         import minidocker.linux.tty  # noqa: F401 - the helper opens its pty after joining the mnt namespace
     keep_only_preserved(opts.preserve_fds)
     ns_fds = sc.open_namespace_fds(st["pid"], foreign_namespaces(st["pid"]))
+    # a container without a mount namespace of its own is in ours, chrooted: so is its process
+    root_fd = procfs.open_root(st["pid"]) if st.get("hostMounts") else None
     channels = Channels.open(spec.tty)
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
     if not detach:
@@ -154,8 +156,8 @@ def exec_process(
     helper = os.fork()
     if helper == 0:
         os.close(pid_r)
-        run_helper(spec, ns_fds, channels, compiled_filter, pid_w)
-    for _, fd in ns_fds:
+        run_helper(spec, ns_fds, channels, compiled_filter, pid_w, root_fd)
+    for fd in [fd for _, fd in ns_fds] + ([root_fd] if root_fd is not None else []):
         os.close(fd)
     os.close(pid_w)
     channels.close_child_ends()
@@ -228,6 +230,7 @@ def run_helper(
     channels: Channels,
     compiled_filter: seccomp.CompiledFilter | None,
     pid_w: int,
+    root_fd: int | None = None,
 ) -> None:
     """The helper, after fork (the module docstring's recipe). Never returns."""
     from minidocker.runtime.exec import join_namespaces
@@ -242,11 +245,21 @@ def run_helper(
             wait_for_parent(pipes)
             reset_signals()
             join_namespaces(ns_fds)
+            if root_fd is not None:
+                enter_root(root_fd)
             fork_and_leave(channels.err_w, pid_w)
             setup_stdio(spec, pipes, console=False)  # (/dev/console is PID 1's)
             finish_and_exec(spec, compiled_filter, channels.err_w)
     finally:
         os._exit(ExitCode.MINIDOCKER_FAILED)
+
+
+@step
+def enter_root(root_fd: int) -> None:
+    """The container's root, for one that shares our mount namespace: chroot(2) as its PID 1 did."""
+    os.fchdir(root_fd)
+    sc.chroot(".")
+    os.close(root_fd)
 
 
 @step

@@ -39,10 +39,11 @@ from __future__ import annotations
 
 import errno
 import os
+import resource  # (close_other_fds: imported while the host's Python library is in sight)
 import signal
 
 from minidocker.errors import CommandFailed, ExitCode, MinidockerError, exit_code
-from minidocker.linux import capabilities, procfs
+from minidocker.linux import capabilities
 from minidocker.linux import syscalls as sc
 from minidocker.linux.events import emit
 from minidocker.record import record
@@ -69,6 +70,8 @@ class InitPipes:
     netns: int | None = None  # a network namespace the parent wired to a bridge (--network bridge)
     ipcns: int | None = None  # --ipc container:X: X's IPC namespace, opened by the parent
     utsns: int | None = None  # minidocker-runc: a bundle's UTS namespace by path, opened by the parent
+    mntns: int | None = None  # minidocker-runc: a bundle's mount namespace by path
+    shared: tuple[str, ...] = ()  # minidocker-runc: "mount", "uts": a bundle's without one keeps ours
     ready_w: int | None = None  # minidocker-runc create: closed when we wait for ``start``
     state_dir: int | None = None  # minidocker-runc create: an O_PATH fd of the dir with exec.fifo
     fifo: int | None = None  # exec.fifo, once ``start`` opened it: open until execve, so that start sees it
@@ -92,7 +95,7 @@ def wait_for_start(pipes: InitPipes) -> None:
     if pipes.ready_w is None or pipes.state_dir is None:
         return
     os.close(pipes.ready_w)
-    pipes.fifo = os.open(procfs.fd_path(pipes.state_dir, "exec.fifo"), os.O_WRONLY | os.O_CLOEXEC)
+    pipes.fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=pipes.state_dir)  # (openat: no /proc)
     os.write(pipes.fifo, b"0")
     os.close(pipes.state_dir)
     os.dup2(2, pipes.error_w, inheritable=False)
@@ -130,28 +133,29 @@ def hide_host_binary() -> None:
 
 
 @step
-def enter_namespaces(
-    spec: ContainerSpec, netns: int | None = None, pid: bool = False, ipcns: int | None = None, utsns: int | None = None
-) -> None:
+def enter_namespaces(spec: ContainerSpec, pipes: InitPipes | None = None, pid: bool = False) -> None:
     """unshare(2) mount, UTS, IPC and network namespaces (not the network with --network
     host, nor when the parent made ours: then setns(2) into that one; the same for IPC with
-    --ipc host or container:X); with ``pid`` a PID namespace too, which only our next child
-    enters (--userns=auto: see userns_init)."""
-    flags = sc.CLONE_NEWNS | (sc.CLONE_NEWUTS if utsns is None else 0)
-    if spec.network != "host" and netns is None:
+    --ipc host or container:X, and for any a bundle joins by path or shares with us); with
+    ``pid`` a PID namespace too, which only our next child enters (--userns=auto: see userns_init)."""
+    p = pipes or InitPipes(-1, -1)
+    flags = 0 if p.mntns is not None or "mount" in p.shared else sc.CLONE_NEWNS
+    flags |= 0 if p.utsns is not None or "uts" in p.shared else sc.CLONE_NEWUTS
+    if spec.network != "host" and p.netns is None:
         flags |= sc.CLONE_NEWNET
-    if spec.ipc_mode != "host" and ipcns is None:
+    if spec.ipc_mode != "host" and p.ipcns is None:
         flags |= sc.CLONE_NEWIPC
     sc.unshare(flags | (sc.CLONE_NEWPID if pid else 0))
-    if netns is not None:  # a bridge network: the parent made and wired our network namespace
-        sc.setns(netns, sc.CLONE_NEWNET, why="the network namespace with eth0 on the bridge")
-        os.close(netns)
-    if ipcns is not None:  # --ipc container:X
-        sc.setns(ipcns, sc.CLONE_NEWIPC, why="--ipc container:X: X's shared memory, semaphores and queues")
-        os.close(ipcns)
-    if utsns is not None:  # an OCI bundle's UTS namespace by path
-        sc.setns(utsns, sc.CLONE_NEWUTS, why="a bundle's UTS namespace by path")
-        os.close(utsns)
+    joins = (
+        (p.netns, sc.CLONE_NEWNET, "the network namespace with eth0 on the bridge (or a bundle's by path)"),
+        (p.ipcns, sc.CLONE_NEWIPC, "--ipc container:X: X's shared memory, semaphores and queues"),
+        (p.utsns, sc.CLONE_NEWUTS, "a bundle's UTS namespace by path"),
+        (p.mntns, sc.CLONE_NEWNS, "a bundle's mount namespace by path: our root becomes its root"),
+    )
+    for fd, kind, why in joins:
+        if fd is not None:
+            sc.setns(fd, kind, why=why)
+            os.close(fd)
 
 
 @step
@@ -164,8 +168,9 @@ def enter_cgroup_namespace(spec: ContainerSpec) -> None:
 
 
 @step
-def set_hostname(spec: ContainerSpec) -> None:
-    if spec.network != "host" or spec.hostname:
+def set_hostname(spec: ContainerSpec, shared: tuple[str, ...] = ()) -> None:
+    """In our own UTS namespace only (a bundle without one has no hostname: bundle.py)."""
+    if (spec.network != "host" or spec.hostname) and "uts" not in shared:
         sc.sethostname(spec.hostname)
 
 
@@ -318,20 +323,21 @@ def change_dir(spec: ContainerSpec) -> None:
         ) from None
 
 
-MAX_FD = 2**31 - 1  # close_range's "to the last one"
-
-
 def close_other_fds(keep: int, preserve: int = 0) -> None:
     """Nothing of minidocker's may leak into the container: close every fd above 2 (but
     ``keep``, and the ``preserve`` fds from 3 on that minidocker-runc was told to pass).
     close_range(2), which os.closerange calls, needs no /proc: --userns=auto's first child
     calls this while PID 1's pivot_root may already have swapped the root of their shared
-    mount namespace for the container's, whose /proc does not show the first child."""
+    mount namespace for the container's, whose /proc does not show the first child. Up to
+    the open-files limit: where a bundle's seccomp profile refuses close_range, Python
+    closes them one by one."""
+    last = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    last = 2**20 if last == resource.RLIM_INFINITY else last
     low = 3 + preserve
     if low <= keep:
         os.closerange(low, keep)
         low = keep + 1
-    os.closerange(low, MAX_FD)
+    os.closerange(low, max(low, last))
 
 
 @step
@@ -414,8 +420,8 @@ def container_init(
     with exiting_on_failure(pipes.error_w):
         hide_host_binary()
         if not in_userns:
-            enter_namespaces(spec, pipes.netns, ipcns=pipes.ipcns, utsns=pipes.utsns)
-        set_hostname(spec)
+            enter_namespaces(spec, pipes)
+        set_hostname(spec, pipes.shared)
         bring_up_loopback(spec)
         load_security(spec)
         prepare_rootfs(plan, in_userns)
@@ -445,6 +451,7 @@ def userns_init(
         mount_layers              idmapped (open_tree + mount_setattr + move_mount), or copies
         mount_overlay             as host root: overlayfs keeps its trusted.* xattrs working
         mount_volumes             -v binds, as host root too (their paths may be closed to the container)
+                                  (minidocker-runc's bundle: none of the three, only a chdir to its rootfs)
         become_root_in            setns(user namespace), setresuid(0): root inside, host uid outside
         enter_namespaces          mount, UTS, IPC, network, PID: all owned by the new user namespace
         fork                      the child is PID 1 and goes on with container_init
@@ -453,11 +460,14 @@ def userns_init(
     with exiting_on_failure(pipes.error_w):
         hide_host_binary()
         enter_mount_namespace()
-        mount_layers(plan, userns_fd)
-        mount_overlay(plan)
-        mount_volumes(plan)
+        if plan.bundle_root:  # (an OCI bundle's rootfs: a directory, bound by prepare_rootfs)
+            os.chdir(plan.merged)
+        else:
+            mount_layers(plan, userns_fd)
+            mount_overlay(plan)
+            mount_volumes(plan)
         become_root_in(userns_fd)
-        enter_namespaces(spec, pid=True)
+        enter_namespaces(spec, pipes, pid=True)
         child = fork()
     if child == 0:
         sc.set_pdeathsig(signal.SIGKILL)

@@ -337,6 +337,8 @@ class Launch:
     ipcns_fd: int | None = None  # --ipc container:X: the IPC namespace our child joins
     utsns_fd: int | None = None  # minidocker-runc: a bundle's UTS namespace by path, joined by our child
     pidns_fd: int | None = None  # minidocker-runc: a bundle's PID namespace by path, our child is born in
+    mntns_fd: int | None = None  # minidocker-runc: a bundle's mount namespace by path, joined by our child
+    shared: tuple[str, ...] = ()  # minidocker-runc: the namespaces a bundle shares with us (InitPipes.shared)
     attachments: dict[str, network.Attachment] = field(default_factory=dict)  # network -> our place on it
     pid_r: int = -1  # --userns=auto: userns_init reports PID 1's host PID here
     pid: int = 0  # our child
@@ -450,7 +452,8 @@ def prepare_userns(launch: Launch) -> None:
     os.chown(plan.upper, idmap["uid"], idmap["gid"])
     for source in plan.etc_files.values():
         os.chown(source, idmap["uid"], idmap["gid"])
-    launch.userns_fd = create_user_namespace(idmap["uid"], idmap["gid"], idmap["size"])
+    size = idmap["size"]
+    launch.userns_fd = create_user_namespace([(0, idmap["uid"], size)], [(0, idmap["gid"], size)])
 
 
 @step
@@ -539,7 +542,8 @@ def fork_init(launch: Launch, stdio: tuple[int | None, int | None, int | None]) 
         become_container(launch, stdio, pid_w, own_pid_ns)
     if own_pid_ns != -1:
         sc.setns(own_pid_ns, sc.CLONE_NEWPID, why="our later children stay in our own PID namespace")
-    for fd in (own_pid_ns, launch.userns_fd, pid_w, launch.netns_fd, launch.ipcns_fd, launch.utsns_fd, launch.pidns_fd):
+    joined = (launch.netns_fd, launch.ipcns_fd, launch.utsns_fd, launch.pidns_fd, launch.mntns_fd)
+    for fd in (own_pid_ns, launch.userns_fd, pid_w, *joined):
         if fd is not None and fd != -1:
             os.close(fd)
     launch.channels.close_child_ends()
@@ -580,6 +584,8 @@ def become_container(
                 netns=launch.netns_fd,
                 ipcns=launch.ipcns_fd,
                 utsns=launch.utsns_fd,
+                mntns=launch.mntns_fd,
+                shared=launch.shared,
                 ready_w=launch.ready_w,
                 state_dir=launch.state_dir,
                 hooks=launch.hooks,

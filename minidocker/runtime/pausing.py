@@ -46,7 +46,8 @@ PAUSE_POINTS = tuple(
     hide_host_binary enter_namespaces set_hostname bring_up_loopback load_security
     prepare_rootfs
         make_mounts_private bind_bundle_root mount_overlay mount_volumes mount_tmpfs mount_proc mount_dev
-        make_devices mount_sys mount_cgroups mount_bundle_mounts mount_etc_files pivot_root mask_paths readonly_paths
+        make_devices mount_sys mount_cgroups mount_bundle_mounts mount_etc_files change_root pivot_root mask_paths
+        readonly_paths
         remount_root_readonly
     setup_stdio make_workdir wait_for_parent enter_cgroup_namespace wait_for_start run_start_hooks
     apply_seccomp_with_privileges drop_capabilities switch_user limit_capabilities set_no_new_privs change_dir

@@ -85,6 +85,7 @@ class RootfsPlan:
     cgroup_binds: dict[str, str] = field(default_factory=dict)  # a bundle's /sys/fs/cgroup: controller -> host dir
     cgroup_readonly: bool = True
     before_pivot: Callable[[], None] | None = None  # OCI hooks: mounts made, host in sight
+    in_host_mount_ns: bool = False  # a bundle without a mount namespace: our mounts are the host's; chroot
 
 
 @step
@@ -356,8 +357,25 @@ def bind_bundle_root(plan: RootfsPlan) -> None:
     makes the root a peer group of the container's own: binds of / inside see later mounts,
     the host's mounts stay apart."""
     bind(plan.merged, plan.merged)
+    if plan.in_host_mount_ns:  # the host's root is shared: our mounts below stay out of its peers
+        sc.mount(None, plan.merged, None, sc.MS_PRIVATE)
+    set_root_propagation(plan)
+
+
+def set_root_propagation(plan: RootfsPlan) -> None:
     if plan.root_propagation in ("unbindable", "runbindable"):
         sc.mount(None, plan.merged, None, sc.MS_UNBINDABLE | (sc.MS_REC if plan.root_propagation[0] == "r" else 0))
+
+
+@step
+def change_root(merged: str) -> None:
+    """A bundle that shares our mount namespace (it lists none): chroot(2), as runc does,
+    not pivot_root, which would move the root of every process of the host's namespace.
+    chroot is no wall against root (a second chroot climbs out), and ``delete`` detaches
+    the mounts we made below the bundle's rootfs in the host's namespace."""
+    os.chdir(merged)
+    sc.chroot(".")
+    os.chdir("/")
 
 
 @step
@@ -431,7 +449,8 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
     With ``in_userns`` the overlay is already mounted (by our parent, as host root, before
     it joined the user namespace); we bind it onto itself so that pivot_root gets a mount
     of our own namespace (mounts copied from the host's are locked to us)."""
-    make_mounts_private(slave=plan.root_propagation in ("slave", "rslave"))
+    if not plan.in_host_mount_ns:  # (the host's propagation is not ours to change)
+        make_mounts_private(slave=plan.root_propagation in ("slave", "rslave"))
     if in_userns:
         # Our cwd is the overlay: our parent went there as host root. The path to it is not
         # searchable by our host uid (the store root is 0700, root's alone), but the
@@ -443,6 +462,8 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
         os.chdir(os.path.join("..", os.path.basename(plan.merged)))  # onto the bind, on top
         plan.merged = "."
         plan.etc_files = {path: os.path.join("..", os.path.basename(source)) for path, source in plan.etc_files.items()}
+        if plan.bundle_root:
+            set_root_propagation(plan)
     else:
         if plan.bundle_root:
             bind_bundle_root(plan)
@@ -462,6 +483,9 @@ def prepare_rootfs(plan: RootfsPlan, in_userns: bool = False) -> None:
     mount_etc_files(plan)
     if plan.before_pivot is not None:
         plan.before_pivot()
+    if plan.in_host_mount_ns:
+        change_root(plan.merged)
+        return  # (bundle.py refused masked, read-only paths and a read-only root)
     pivot_root(plan.merged, plan.root_propagation)
     if not plan.privileged:
         mask_paths(procfs.MASKED_PATHS if plan.masked is None else plan.masked)

@@ -474,7 +474,9 @@ def test_namespaces_joined_by_path(bundle, runc):
         ns = f"/proc/{holder.pid}/ns"
         for _ in range(200):  # until unshare has made them (its own links change) and forked
             # (pid_for_children reads as missing until the new PID namespace has its PID 1)
-            if os.readlink(f"{ns}/net") != os.readlink("/proc/self/ns/net") and os.path.exists(f"{ns}/pid_for_children"):
+            if os.readlink(f"{ns}/net") != os.readlink("/proc/self/ns/net") and os.path.exists(
+                f"{ns}/pid_for_children"
+            ):
                 break
             time.sleep(0.01)
         want = {k: os.readlink(f"{ns}/{k}") for k in ("net", "uts", "ipc", "pid_for_children")}

@@ -152,13 +152,30 @@ REFUSED = [
     ("unknown capability", lambda c: c["process"].update(capabilities={"bounding": ["CAP_NOPE"]} | {
         k: ["CAP_NOPE"] for k in ("permitted", "effective")})),
     ("unknown type 'RLIMIT_NOPE'", lambda c: c["process"]["rlimits"].append({"type": "RLIMIT_NOPE"})),
-    ("joining the mount namespace", lambda c: c["linux"].update(namespaces=[
+    ("joining the user namespace /x", lambda c: c["linux"].update(namespaces=[
+        {"type": "mount"}, {"type": "user", "path": "/x"}])),
+    ("mount namespace /x: No such file", lambda c: c["linux"].update(namespaces=[
         {"type": "mount", "path": "/x"}, {"type": "uts"}])),
     ("network namespace /x: No such file", lambda c: c["linux"].update(namespaces=[
         {"type": "mount"}, {"type": "uts"}, {"type": "network", "path": "/x"}])),
-    ("a user namespace", lambda c: c["linux"]["namespaces"].append({"type": "user"})),
-    ("always makes a mount namespace", lambda c: c["linux"].update(namespaces=[{"type": "uts"}])),
-    ("linux.uidMappings", lambda c: c["linux"].update(uidMappings=[])),
+    ("uidMappings are needed with a user namespace", lambda c: c["linux"]["namespaces"].append({"type": "user"})),
+    ("a time namespace", lambda c: c["linux"]["namespaces"].append({"type": "time"})),
+    ("hostname without a private UTS namespace", lambda c: c.update(hostname="h") or c["linux"].update(
+        namespaces=[{"type": "mount"}])),
+    ("restrict sys entries without a private MNT", lambda c: c["linux"].update(
+        namespaces=[{"type": "uts"}], maskedPaths=["/proc/kcore"])),
+    ("read-only without a private MNT", lambda c: c["root"].update(readonly=True) or c["linux"].update(
+        namespaces=[{"type": "uts"}], maskedPaths=[], readonlyPaths=[])),
+    ("uidMappings needs a user namespace", lambda c: c["linux"].update(
+        uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}])),
+    ("must map the container's ID 0", lambda c: c["linux"]["namespaces"].append({"type": "user"}) or c["linux"].update(
+        uidMappings=[{"containerID": 1, "hostID": 1000, "size": 10}],
+        gidMappings=[{"containerID": 0, "hostID": 1000, "size": 10}])),
+    ("each needs a containerID, a hostID and a size", lambda c: c["linux"]["namespaces"].append({"type": "user"})
+        or c["linux"].update(uidMappings=[{"containerID": 0}], gidMappings=[])),
+    ("a path beside a new user namespace", lambda c: c["linux"].update(namespaces=[
+        {"type": "mount"}, {"type": "user"}, {"type": "network", "path": "/proc/self/ns/net"}])),
+    ("without mount and PID namespaces", lambda c: c["linux"].update(namespaces=[{"type": "mount"}, {"type": "user"}])),
     ("needs an absolute path and a type", lambda c: c["linux"].update(devices=[{"path": "/dev/fuse"}])),
     ("needs major and minor", lambda c: c["linux"].update(devices=[{"path": "/dev/fuse", "type": "c"}])),
     ("linux.resources.blockIO", lambda c: c["linux"]["resources"].update(blockIO={})),
