@@ -5,13 +5,19 @@ overlay, stopped short of the user's program, as the runtime spec asks::
 
     load_bundle          config.json -> ContainerSpec + RootfsPlan (oci/bundle.py)
     compile_security     the bundle's seccomp profile, compiled before fork
-    fork_init            PID 1 in its namespaces, running init.container_init's steps
+    create_user_namespace  a user namespace in the bundle: mapped with its uid/gid mappings
+    fork_init            PID 1 in its namespaces, running init.container_init's steps (with a
+                         user namespace our child is init.userns_init, which forks PID 1)
     find_init_pid        (PID 1 outlives us: no pdeathsig)
     create_cgroup        its cgroup and limits, PID 1 moved in
     set_ulimits ...      process.rlimits, linux.sysctl
     go                   PID 1 builds its rootfs, then closes ``ready`` and waits in
                          init.wait_for_start, opening exec.fifo for writing
     record created       --root/ID/state.json; --pid-file
+
+A bundle that lists no mount namespace shares ours, as runc lets it: PID 1 mounts its /proc,
+/dev, ... in our namespace below a private bind of its rootfs and chroots there; ``delete``
+(or a failed ``create``) detaches them (state.json's hostMounts).
 
 ``start`` opens exec.fifo for reading, which lets PID 1 go on to its execve; the fifo is
 then removed, so the status a reader sees is derived from what is there: ``created`` while
@@ -97,7 +103,8 @@ def oci_state_of(cid: str, st: dict[str, Any], status: str) -> dict[str, Any]:
 
 def create(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_socket: str | None) -> tuple[int, int]:
     """Make the container and leave its PID 1 waiting for ``start``; returns its PID and
-    our child's (the same but with a user namespace: then init.userns_init, PID 1's parent)."""
+    our child's (the same but with a user namespace: then init.userns_init, PID 1's parent,
+    which exits once PID 1 is forked)."""
     d = state_dir(root, cid)
     if d.exists():
         raise Conflict(f"container {cid} already exists")
@@ -424,9 +431,13 @@ def run(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_sock
     """``create`` + ``start``; without ``detach`` wait for the exit (signals passed on),
     remove the container and return its exit code."""
     from minidocker.errors import exit_code
+    from minidocker.linux.syscalls import set_child_subreaper
     from minidocker.runtime.stdio import forwarding_signals
 
+    set_child_subreaper()  # (with a user namespace PID 1 is our grandchild: orphaned, it becomes our child)
     pid, child = create(root, cid, bundle_dir, pid_file, console_socket)
+    if child != pid:
+        os.waitpid(child, 0)  # userns_init, which exits once PID 1 is forked
     try:
         start(root, cid)
     except BaseException:
@@ -437,7 +448,7 @@ def run(root: str, cid: str, bundle_dir: str, pid_file: str | None, console_sock
     with forwarding_signals(pid):
         while True:
             try:
-                _, status = os.waitpid(child, 0)  # (with a user namespace PID 1's parent, which ends as it ends)
+                _, status = os.waitpid(pid, 0)
                 break
             except InterruptedError:
                 continue

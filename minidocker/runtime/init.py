@@ -442,6 +442,7 @@ def userns_init(
     userns_fd: int,
     pid_w: int,
     forwarded: tuple[int, ...],
+    leave: bool = False,
 ) -> None:
     """``--userns=auto``: the first child, which builds what needs host root, then becomes
     the parent of the container's PID 1. Never returns. In order::
@@ -456,6 +457,10 @@ def userns_init(
         enter_namespaces          mount, UTS, IPC, network, PID: all owned by the new user namespace
         fork                      the child is PID 1 and goes on with container_init
         follow_pid_1              pass signals on; exit as PID 1 exits
+
+    ``leave`` (minidocker-runc, whose PID 1 outlives it): exit at once after the fork instead
+    of following, so that PID 1 is reparented to the subreaper that waits for it (podman's
+    conmon, containerd's shim, ``minidocker-runc run``): only a parent sees a child's exit code.
     """
     with exiting_on_failure(pipes.error_w):
         hide_host_binary()
@@ -470,11 +475,14 @@ def userns_init(
         enter_namespaces(spec, pipes, pid=True)
         child = fork()
     if child == 0:
-        sc.set_pdeathsig(signal.SIGKILL)
+        if not leave:
+            sc.set_pdeathsig(signal.SIGKILL)
         os.close(pid_w)
         container_init(spec, plan, pipes, compiled_filter, in_userns=True)
         os._exit(ExitCode.MINIDOCKER_FAILED)
     report(pid_w, pid=child)  # its PID on the host: what exec and kill need
+    if leave:
+        os._exit(0)
     close_other_fds(keep=-1)  # the error pipe must close when PID 1 execs, not when we exit
     follow_pid_1(child, forwarded)
 

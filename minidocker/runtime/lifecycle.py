@@ -599,6 +599,7 @@ def become_container(
                     launch.userns_fd,
                     pid_w,
                     tuple(s for s in FORWARDED_SIGNALS if s != signal.SIGWINCH),
+                    leave=launch.outlives_parent,
                 )
             container_init(c.spec, launch.plan, pipes, launch.compiled_filter)
     finally:

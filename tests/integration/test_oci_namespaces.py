@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_oci_runtime import Runc, bundle, configure, runc, unpack_busybox  # noqa: F401 (the fixtures)
+from tests.integration.test_oci_runtime import Runc, bundle, configure, podman, runc, unpack_busybox  # noqa: F401 (fixtures)
 
 HOST_UID, HOST_GID = 8_000_000, 8_100_000  # outside the subuid blocks --userns=auto lends (provision.sh)
 
@@ -167,3 +167,14 @@ def test_a_bundle_without_namespaces_that_fails_leaves_no_mount(bundle, runc):
     r = runc("run", "--bundle", str(bundle), "h2")
     assert r.returncode == 127, r.stderr
     assert [m for m in Path("/proc/self/mountinfo").read_text().splitlines() if str(bundle) in m] == []
+
+
+def test_podman_uidmap_runs_through_it(podman):
+    """podman --uidmap/--gidmap hands the ranges to the runtime as uidMappings/gidMappings:
+    the container's root is host uid 8200000, and its exit code comes back."""
+    r = podman(
+        "run", "--rm", "--network", "none", "--uidmap", "0:8200000:65536", "--gidmap", "0:8200000:65536",
+        "localhost/busybox", "sh", "-c", "cat /proc/self/uid_map; id -u; touch /made-by-root; exit 4",
+    )  # fmt: skip
+    assert r.returncode == 4, r.stderr
+    assert [line.split() for line in r.stdout.splitlines()] == [["0", "8200000", "65536"], ["0"]], r.stdout
