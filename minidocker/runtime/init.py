@@ -147,7 +147,7 @@ def enter_namespaces(spec: ContainerSpec, pipes: InitPipes | None = None, pid: b
         flags |= sc.CLONE_NEWIPC
     sc.unshare(flags | (sc.CLONE_NEWPID if pid else 0))
     joins = (
-        (p.netns, sc.CLONE_NEWNET, "the network namespace with eth0 on the bridge (or a bundle's by path)"),
+        (p.netns, sc.CLONE_NEWNET, "the network namespace with eth0 on the bridge"),
         (p.ipcns, sc.CLONE_NEWIPC, "--ipc container:X: X's shared memory, semaphores and queues"),
         (p.utsns, sc.CLONE_NEWUTS, "a bundle's UTS namespace by path"),
         (p.mntns, sc.CLONE_NEWNS, "a bundle's mount namespace by path: our root becomes its root"),
