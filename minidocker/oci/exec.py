@@ -30,11 +30,11 @@ import os
 import sys
 from pathlib import Path
 
-from minidocker.errors import BundleError, Conflict, ExitCode, StartFailed
+from minidocker.errors import BundleError, Conflict, StartFailed
 from minidocker.linux import capabilities, procfs
 from minidocker.linux import syscalls as sc
 from minidocker.oci import container
-from minidocker.runtime.steps import exiting_on_failure, step
+from minidocker.runtime.steps import step
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -232,34 +232,12 @@ def run_helper(
     pid_w: int,
     root_fd: int | None = None,
 ) -> None:
-    """The helper, after fork (the module docstring's recipe). Never returns."""
-    from minidocker.runtime.exec import join_namespaces
-    from minidocker.runtime.init import InitPipes, finish_and_exec, hide_host_binary, setup_stdio, wait_for_parent
-    from minidocker.runtime.stdio import reset_signals
+    """The helper, after fork: runtime/exec.py's, but it forks and leaves (fork_and_leave)."""
+    from minidocker.runtime import exec as runtime_exec
 
-    try:
-        with exiting_on_failure(channels.err_w):
-            hide_host_binary()  # before we are visible in the container's PID namespace
-            channels.close_parent_ends()
-            pipes = InitPipes(channels.sync_r, channels.err_w, channels.console)
-            wait_for_parent(pipes)
-            reset_signals()
-            join_namespaces(ns_fds)
-            if root_fd is not None:
-                enter_root(root_fd)
-            fork_and_leave(channels.err_w, pid_w)
-            setup_stdio(spec, pipes, console=False)  # (/dev/console is PID 1's)
-            finish_and_exec(spec, compiled_filter, channels.err_w)
-    finally:
-        os._exit(ExitCode.MINIDOCKER_FAILED)
-
-
-@step
-def enter_root(root_fd: int) -> None:
-    """The container's root, for one that shares our mount namespace: chroot(2) as its PID 1 did."""
-    os.fchdir(root_fd)
-    sc.chroot(".")
-    os.close(root_fd)
+    runtime_exec.run_helper(
+        spec, ns_fds, channels, compiled_filter, lambda: fork_and_leave(channels.err_w, pid_w), root_fd
+    )
 
 
 @step

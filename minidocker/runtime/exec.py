@@ -43,6 +43,8 @@ from minidocker.runtime.stdio import receive_pty, relay_pty, reset_signals, wait
 from minidocker.runtime.steps import exiting_on_failure, step
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from minidocker.linux import seccomp
 
 
@@ -116,8 +118,12 @@ def run_helper(
     ns_fds: list[tuple[str, int]],
     channels: Channels,
     compiled_filter: seccomp.CompiledFilter | None,
+    enter_pid_namespace: Callable[[], None] | None = None,
+    root_fd: int | None = None,
 ) -> None:
-    """The helper, after fork (the module docstring's recipe). Never returns."""
+    """The helper, after fork (the module docstring's recipe). Never returns.
+    minidocker-runc's exec passes ``enter_pid_namespace`` (it forks and leaves instead of
+    waiting) and, for a container without a mount namespace of its own, its ``root_fd``."""
     try:
         with exiting_on_failure(channels.err_w):
             hide_host_binary()  # before we are visible in the container's PID namespace
@@ -126,7 +132,12 @@ def run_helper(
             wait_for_parent(pipes)
             reset_signals()
             join_namespaces(ns_fds)
-            fork_into_pid_namespace(channels.err_w)
+            if root_fd is not None:
+                enter_root(root_fd)
+            if enter_pid_namespace is not None:
+                enter_pid_namespace()
+            else:
+                fork_into_pid_namespace(channels.err_w)
             setup_stdio(spec, pipes, console=False)  # (/dev/console is PID 1's)
             finish_and_exec(spec, compiled_filter, channels.err_w)
     finally:
@@ -138,6 +149,14 @@ def join_namespaces(ns_fds: list[tuple[str, int]]) -> None:
     for kind, fd in ns_fds:
         sc.setns(fd, sc.NAMESPACE_FLAGS[kind])
         os.close(fd)
+
+
+@step
+def enter_root(root_fd: int) -> None:
+    """The container's root, for one that shares our mount namespace: chroot(2) as its PID 1 did."""
+    os.fchdir(root_fd)
+    sc.chroot(".")
+    os.close(root_fd)
 
 
 @step
