@@ -696,7 +696,7 @@ def start_redirect_front(registry: Registry) -> Front:
             m = _BLOB_PATH.match(urllib.parse.urlsplit(self.path).path)
             if method == "GET" and m:
                 status, _, headers, _ = forward(self, "HEAD", b"")  # auth and existence
-                if status == 200:
+                if status in (200, 206):  # (206: a HEAD with the GET's Range header)
                     record["status"] = 307
                     location = f"{front.cdn_url}/cdn/{m['digest']}?sig=x"
                     self.send_response_only(307, "Temporary Redirect")
