@@ -532,25 +532,20 @@ def debian_inputs() -> str:
     return debian_mirror()
 
 
-@recipe(
-    "debian",
-    1,
-    "debootstrap --variant=minbase bookworm from the host's apt mirror",
-    uses=(tar_tree, debian_mirror, apt_sources, _deb822_paragraphs, _remove_tree),
-    inputs=debian_inputs,
-)
-def build_debian(out: Path) -> None:
+def debootstrap_image(out: Path, include: tuple[str, ...]) -> None:
+    """A one-layer image of ``debootstrap --variant=minbase bookworm`` (plus ``include``)."""
     if os.geteuid() != 0:
-        raise BuildError("the debian image needs root (debootstrap): run as root")
+        raise BuildError("the debian images need root (debootstrap): run as root")
     debootstrap = need_tool("debootstrap", "debootstrap")
     mirror = debian_mirror()
     rootfs, log = out / "rootfs", out / "debootstrap.log"
     debs = cache_root() / ".debootstrap-debs"  # downloaded .debs, kept for rebuilds
     debs.mkdir(parents=True, exist_ok=True)
+    extra = [f"--include={','.join(include)}"] if include else []
     try:
         with open(log, "wb") as logf:
             r = subprocess.run(
-                [debootstrap, "--variant=minbase", f"--cache-dir={debs}", "bookworm", str(rootfs), mirror],
+                [debootstrap, "--variant=minbase", *extra, f"--cache-dir={debs}", "bookworm", str(rootfs), mirror],
                 stdout=logf,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "LC_ALL": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"},
@@ -581,13 +576,36 @@ def build_debian(out: Path) -> None:
         desc, diff_id = layout.layer_from_file(tar_path)
         tar_path.unlink()
         log.unlink()
-        manifest = layout.image(
-            [(desc, diff_id, f"debootstrap --variant=minbase bookworm / {mirror}")],
-            {"Env": [PATH_ENV], "Cmd": ["bash"]},
-        )
+        how = f"debootstrap --variant=minbase{' --include=' + ','.join(include) if include else ''} bookworm / {mirror}"
+        manifest = layout.image([(desc, diff_id, how)], {"Env": [PATH_ENV], "Cmd": ["bash"]})
         layout.tag(manifest)
     finally:
         _remove_tree(rootfs)
+
+
+@recipe(
+    "debian",
+    1,
+    "debootstrap --variant=minbase bookworm from the host's apt mirror",
+    uses=(debootstrap_image, tar_tree, debian_mirror, apt_sources, _deb822_paragraphs, _remove_tree),
+    inputs=debian_inputs,
+)
+def build_debian(out: Path) -> None:
+    debootstrap_image(out, ())
+
+
+DEBIAN_LARGE_PACKAGES = ("python3", "gcc", "g++", "libc6-dev", "make")
+
+
+@recipe(
+    "debian-large",
+    1,
+    "debian with python3, gcc, g++, make (more than 300 MB unpacked): issue #16's lazy pull",
+    uses=(debootstrap_image, tar_tree, debian_mirror, apt_sources, _deb822_paragraphs, _remove_tree),
+    inputs=lambda: debian_inputs() + " " + ",".join(DEBIAN_LARGE_PACKAGES),
+)
+def build_debian_large(out: Path) -> None:
+    debootstrap_image(out, DEBIAN_LARGE_PACKAGES)
 
 
 # -- layers: every kind of tar entry, and the whiteouts between layers -------------------------

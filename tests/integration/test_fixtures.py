@@ -364,3 +364,23 @@ def test_token_server_speaks_oauth_post_too(token_registry):
         realm, "POST", {"Content-Type": "application/x-www-form-urlencoded"}, urllib.parse.urlencode(form).encode()
     )
     assert status == 401
+
+
+def test_debian_large_is_a_big_one_layer_image_with_python_and_gcc():
+    """#16's lazy-pull image: one gzip layer of more than 300 MB unpacked, python3 and gcc in it."""
+    import gzip
+    import tarfile
+
+    from images.build import build_image
+
+    layout = build_image("debian-large")
+    manifest, _ = layout_manifest(layout)
+    assert len(manifest["layers"]) == 1
+    blob = layout / "blobs" / "sha256" / manifest["layers"][0]["digest"].removeprefix("sha256:")
+    names, unpacked = set(), 0
+    with gzip.open(blob) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        for member in tar:
+            names.add(member.name.removeprefix("./"))
+            unpacked += member.size
+    assert unpacked > 300 * 1024 * 1024, unpacked
+    assert {"usr/bin/python3", "usr/bin/gcc", "usr/bin/make"} <= names
