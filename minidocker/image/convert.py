@@ -66,7 +66,9 @@ def convert_image(
         config = store.config(source_id)
         diff_ids: list[str] = config["rootfs"]["diff_ids"]
         if len(diff_ids) != len(manifest.layers):
-            raise StoreError(f"image {short_id(source_id)} has {len(manifest.layers)} layers but {len(diff_ids)} diff_ids")
+            raise StoreError(
+                f"image {short_id(source_id)} has {len(manifest.layers)} layers but {len(diff_ids)} diff_ids"
+            )
         layers: list[mf.Descriptor] = []
         new_diff_ids: list[str] = []
         parent: str | None = None
@@ -100,12 +102,15 @@ def convert_layer(
             "without keeping its compressed blob)",
         )
     compression = mf.compression_of(desc.media_type)
-    with store.content.open(desc.digest) as blob, open_decompressed(blob, compression) as tar:
-        with store.content.ingest() as ingest:
-            layer = estargz.write_estargz(
-                tar, ingest.write, prefetch=prefetch, chunk_size=chunk_size, spool_dir=str(store.layout.ingest_dir)
-            )
-            ingest.commit(layer.digest, layer.size)
+    with (
+        store.content.open(desc.digest) as blob,
+        open_decompressed(blob, compression) as tar,
+        store.content.ingest() as ingest,
+    ):
+        layer = estargz.write_estargz(
+            tar, ingest.write, prefetch=prefetch, chunk_size=chunk_size, spool_dir=str(store.layout.ingest_dir)
+        )
+        ingest.commit(layer.digest, layer.size)
     return layer
 
 
@@ -125,7 +130,9 @@ def unpack_layer(store: ImageStore, layer: estargz.EstargzLayer, parent: str | N
                 stats = writer.apply_diff(io.BufferedReader(tar, READ_SIZE))
                 tar.drain()
             if tar.digest != layer.diff_id:
-                raise DigestMismatch(f"eStargz layer {layer.digest[7:19]} unpacks to {tar.digest[:19]}, not its diff_id")
+                raise DigestMismatch(
+                    f"eStargz layer {layer.digest[7:19]} unpacks to {tar.digest[:19]}, not its diff_id"
+                )
             meta: dict[str, Any] = {"diff_id": layer.diff_id, "digest": layer.digest, "media_type": mf.OCI_LAYER_GZIP}
             writer.commit({**meta, "size": stats.size, "entries": stats.entries, "estargz": layer.toc_digest})
     return chain_id

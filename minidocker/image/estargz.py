@@ -53,7 +53,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from minidocker.errors import ChunkCorrupt, EstargzError
 
@@ -300,7 +300,7 @@ class _Writer:
         self.out, self.chunk_size = members, chunk_size
         self.toc: list[TocEntry] = []
 
-    def add(self, m: tarfile.TarInfo, data: BinaryIO | None) -> None:
+    def add(self, m: tarfile.TarInfo, data: IO[bytes] | None) -> None:
         """One member: its header into the current gzip member; a regular file's data in
         gzip members of its own, one per chunk; its padding with what follows."""
         entry = _entry_of(m)
@@ -405,7 +405,7 @@ def write_estargz(
             from minidocker.image.layer import ForwardReader
 
             writer.add_bytes(NO_PREFETCH_LANDMARK, LANDMARK_CONTENT)
-            source = tarfile.TarFile(fileobj=ForwardReader(tar), mode="r")  # type: ignore[arg-type]
+            source = tarfile.TarFile(fileobj=ForwardReader(tar), mode="r")
             for m in source:
                 if clean_name(m.name) not in _RESERVED:
                     writer.add(m, source.extractfile(m) if m.isreg() else None)
@@ -495,7 +495,9 @@ def inflate_chunk(data: bytes, chunk: Chunk) -> bytes:
         raise ChunkCorrupt(f"chunk {chunk.chunk_offset} of {chunk.name!r} does not inflate: {e}") from None
     result = b"".join(out)
     if len(result) != chunk.chunk_size:
-        raise ChunkCorrupt(f"chunk {chunk.chunk_offset} of {chunk.name!r} has {len(result)} of its {chunk.chunk_size} bytes")
+        raise ChunkCorrupt(
+            f"chunk {chunk.chunk_offset} of {chunk.name!r} has {len(result)} of its {chunk.chunk_size} bytes"
+        )
     actual = "sha256:" + hashlib.sha256(result).hexdigest()
     if actual != chunk.digest:
         raise ChunkCorrupt(
@@ -517,7 +519,9 @@ class EstargzReader:
             raise EstargzError(f"the footer's TOC offset {self.toc_offset} is outside the blob of {self.size} bytes")
         self.toc, self.toc_digest = parse_toc(self._read(self.toc_offset, self.size - FOOTER_SIZE - self.toc_offset))
         if toc_digest is not None and toc_digest != self.toc_digest:
-            raise EstargzError(f"the TOC hashes to {self.toc_digest[:19]}, the layer's descriptor says {toc_digest[:19]}")
+            raise EstargzError(
+                f"the TOC hashes to {self.toc_digest[:19]}, the layer's descriptor says {toc_digest[:19]}"
+            )
         self._index([TocEntry.from_json(e) for e in self.toc["entries"]])
 
     def _read(self, offset: int, size: int) -> bytes:
@@ -562,7 +566,9 @@ class EstargzReader:
             size = e.chunk_size or entry.size - e.chunk_offset
             if e.offset not in self._next or size <= 0:
                 raise EstargzError(f"the TOC places chunk {e.chunk_offset} of {entry.name!r} nowhere")
-            out.append(Chunk(entry.name, e.chunk_offset, size, e.offset, self._next[e.offset] - e.offset, e.chunk_digest))
+            out.append(
+                Chunk(entry.name, e.chunk_offset, size, e.offset, self._next[e.offset] - e.offset, e.chunk_digest)
+            )
         return out
 
     def read_chunk(self, chunk: Chunk) -> bytes:
