@@ -571,6 +571,14 @@ class EstargzReader:
             )
         return out
 
+    def file_range(self, name: str) -> tuple[int, int]:
+        """The blob's bytes ``[start, end)`` that hold all of a regular file's chunks: one
+        HTTP range request fetches the whole file (``inflate_chunk`` each piece of it)."""
+        chunks = self.chunks(name)
+        if not chunks:
+            return (0, 0)  # an empty file: nothing to fetch
+        return chunks[0].offset, chunks[-1].offset + chunks[-1].compressed_size
+
     def read_chunk(self, chunk: Chunk) -> bytes:
         return inflate_chunk(self._read(chunk.offset, chunk.compressed_size), chunk)
 

@@ -126,15 +126,25 @@ def test_convert_busybox_passes_the_reference_reader_and_runs(emd, registry, est
     assert out.stdout == want.stdout and out.stdout.startswith("hi\n")
 
 
-def test_convert_with_prefetch_puts_the_landmark_after_the_listed_files(emd, registry, estargz_verify):
+def test_convert_with_prefetch_and_small_chunks(emd, registry, estargz_verify):
+    """The landmark after the listed file; busybox's binary (about 1 MiB) in 64 KiB chunks,
+    each a "chunk" entry the reference reader finds and verifies."""
     src = f"{registry.host}/busybox:latest"
-    emd.ok("convert", "--estargz", "--estargz-prefetch", "bin/busybox", src, "esgz/busybox:prefetch")
+    flags = ("--estargz-prefetch", "bin/busybox", "--estargz-chunk-size", "65536")
+    emd.ok("convert", "--estargz", *flags, src, "esgz/busybox:prefetch")
     lines = check_estargz_image(emd, "esgz/busybox:prefetch", estargz_verify)
     assert any("landmark=.prefetch.landmark" in line for line in lines)
     manifest, _ = image_record(emd, "esgz/busybox:prefetch")
     reader = es.EstargzReader(blob(emd, manifest["layers"][-1]["digest"]).read_bytes())
     names = [e.name for e in reader.entries]
     assert names.index("bin/busybox") < names.index(".prefetch.landmark")
+    size = reader.lookup("bin/busybox").size
+    assert len(reader.chunks("bin/busybox")) == -(-size // 65536) > 1
+    chunks = sum(int(line.split("chunks=")[1].split()[0]) for line in lines)
+    files = sum(int(line.split("files=")[1].split()[0]) for line in lines)
+    assert chunks >= files + len(reader.chunks("bin/busybox")) - 1  # Go read them chunk by chunk
+    out = emd.ok("run", "--rm", "--network", "none", "esgz/busybox:prefetch", "busybox", "echo", "chunked")
+    assert out.stdout == "chunked\n"
 
 
 def test_convert_needs_a_format(emd, registry):

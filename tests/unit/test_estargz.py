@@ -176,6 +176,13 @@ def test_a_file_larger_than_the_chunk_size_is_split_into_chunk_entries():
     c = ranges[2]
     assert es.inflate_chunk(blob[c.offset : c.offset + c.compressed_size], c) == pieces[2]
     assert reader.read_file("big") == BIG
+    start, end = reader.file_range("big")
+    assert (start, end) == (ranges[0].offset, ranges[2].offset + ranges[2].compressed_size)
+    fetched = blob[start:end]  # one range request, then each chunk from its part of it
+    pieces_back = [
+        es.inflate_chunk(fetched[c.offset - start : c.offset - start + c.compressed_size], c) for c in ranges
+    ]
+    assert b"".join(pieces_back) == BIG
 
 
 def test_without_prefetch_the_no_prefetch_landmark_comes_first(every_type):
@@ -227,6 +234,7 @@ def test_converting_an_estargz_layer_again_keeps_one_toc_and_one_landmark(every_
         names = t.getnames()
     assert names.count("stargz.index.json") == 1 and names.count(".no.prefetch.landmark") == 1
     assert second.diff_id == first.diff_id  # the same tar comes out
+    assert convert(every_type)[0] == blob  # and the same blob: push --estargz twice, one digest
 
 
 # -- the reader ------------------------------------------------------------------------------------
