@@ -1126,7 +1126,12 @@ def convert(
     from minidocker.image.estargz import CHUNK_SIZE
 
     image_id = convert_image(
-        _store(root), source, target, prefetch=list(prefetch), chunk_size=chunk_size or CHUNK_SIZE, say=say
+        _store(root),
+        source,
+        target,
+        prefetch=list(prefetch),
+        chunk_size=CHUNK_SIZE if chunk_size is None else chunk_size,
+        say=say,
     )
     return _told(root, "convert", image_id, image_id, target or "")
 

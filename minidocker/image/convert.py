@@ -55,6 +55,8 @@ def convert_image(
     """A new image in the store: ``source``'s config and layers, every layer written as
     eStargz (``prefetch``: the files to put before the prefetch landmark, in each layer that
     has them); tagged ``tag`` if given. Returns the new image ID."""
+    if chunk_size <= 0:
+        raise estargz.EstargzError(f"the eStargz chunk size must be a positive number of bytes, not {chunk_size}")
     ref = parse_reference(tag) if tag else None
     if ref is not None and ref.digest:
         raise InvalidReference(f"refusing to create a tag with a digest reference: {tag}")

@@ -150,6 +150,9 @@ def test_convert_with_prefetch_and_small_chunks(emd, registry, estargz_verify):
 def test_convert_needs_a_format(emd, registry):
     r = emd("image", "convert", f"{registry.host}/busybox:latest", "esgz/x:1")
     assert r.returncode == 125 and one_error(r.stderr) and "--estargz" in r.stderr
+    r = emd("convert", "--estargz", "--estargz-chunk-size", "0", f"{registry.host}/busybox:latest", "esgz/x:1")
+    assert r.returncode == 125 and one_error(r.stderr) and "positive" in r.stderr
+    assert emd("inspect", "esgz/x:1").returncode != 0  # nothing was made
 
 
 def test_convert_debian_big_layer(shared_md, registry, estargz_verify):

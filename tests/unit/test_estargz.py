@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
 import zlib
 
@@ -281,3 +282,43 @@ def test_descriptors_keep_their_annotations():
            "annotations": {es.TOC_DIGEST_ANNOTATION: "sha256:" + "b" * 64}}  # fmt: skip
     desc = mf.Descriptor.from_json(raw)
     assert desc.annotations == raw["annotations"] and desc.to_json() == raw
+
+
+# -- convert: a store's image -> a new image of eStargz layers --------------------------------------
+def test_convert_image_writes_estargz_layers_unpacks_them_and_tags_the_new_image(tmp_path):
+    from minidocker.image import commit as cm
+    from minidocker.image.convert import convert_image
+    from minidocker.image.store import ImageStore
+
+    store = ImageStore(tmp_path / "store")
+    base, _ = cm.create_image(store, None, lambda write: write(make_tar([info("a.txt", data=b"A" * 5000)])))
+    top, _ = cm.create_image(  # a zstd layer on a gzip one: each source is inflated as its type says
+        store, base, lambda write: write(make_tar([info("b/big", data=BIG)])), compression="zstd", tag="src:1"
+    )
+    layers_before = set(os.listdir(store.layout.layers_dir))
+    said: list[str] = []
+    new_id = convert_image(store, "src:1", "dst:esgz", chunk_size=1000, say=said.append)
+    assert new_id != top and store.resolve("dst:esgz") == new_id and store.resolve("src:1") == top
+    assert len(said) == 2
+    manifest = store.manifest(new_id)
+    config = store.config(new_id)
+    assert manifest.media_type == mf.OCI_MANIFEST and len(manifest.layers) == 2
+    for desc, diff_id in zip(manifest.layers, config["rootfs"]["diff_ids"], strict=True):
+        assert desc.media_type == mf.OCI_LAYER_GZIP
+        raw = store.content.read(desc.digest)
+        assert sha(raw) == desc.digest and sha(gzip.decompress(raw)) == diff_id
+        assert desc.annotations is not None
+        reader = es.EstargzReader(raw, desc.annotations[es.TOC_DIGEST_ANNOTATION])
+        assert reader.verify() >= 2  # the landmark and the file
+    assert config["history"] == store.config(top)["history"]
+    # the new layers are unpacked under their new chain IDs, landmark and TOC included
+    lower = store.get(new_id)
+    assert (lower[0] / "b" / "big").read_bytes() == BIG and (lower[1] / "a.txt").read_bytes() == b"A" * 5000
+    assert (lower[0] / "stargz.index.json").exists() and (lower[1] / ".no.prefetch.landmark").read_bytes() == b"\x0f"
+    new_layers = set(os.listdir(store.layout.layers_dir)) - layers_before
+    assert len(new_layers) == 2
+    # the same conversion again: the same image, nothing more unpacked
+    assert convert_image(store, top, None, chunk_size=1000) == new_id
+    assert set(os.listdir(store.layout.layers_dir)) - layers_before == new_layers
+    with pytest.raises(EstargzError, match="positive"):
+        convert_image(store, top, None, chunk_size=0)
