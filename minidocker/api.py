@@ -1104,9 +1104,11 @@ def push(
     image_id = None
     if estargz:
         from minidocker.image.convert import convert_image
+        from minidocker.image.pull import PullEvent
         from minidocker.image.push import resolve_for_push
 
-        image_id = convert_image(store, resolve_for_push(store, reference))
+        tell = progress or (lambda event: None)
+        image_id = convert_image(store, resolve_for_push(store, reference), say=lambda line: tell(PullEvent("", line)))
     result = push_image(store, reference, progress, chunk_size or CHUNK_SIZE, image_id=image_id)
     return _told(root, "push", result, str(result.ref))
 

@@ -173,6 +173,7 @@ def test_push_estargz_then_pull_back_and_run(emd, md, registry, estargz_verify):
     emd.ok("tag", src, dst)
     r = emd.ok("push", "--estargz", dst)
     digest = r.stdout.split()[2]
+    assert "eStargz" in r.stderr and "Pushed" in r.stderr  # the conversion's line per layer, then the push
     # the local tag still names the original image; the pushed one is the converted copy
     assert json.loads(emd.ok("inspect", dst).stdout)[0]["Id"] == json.loads(emd.ok("inspect", src).stdout)[0]["Id"]
     md.ok("pull", "-q", dst)
