@@ -561,14 +561,17 @@ class EstargzReader:
             entry = self.lookup(entry.link_name)
         if entry.type != "reg":
             raise EstargzError(f"{name!r} is a {entry.type}, not a regular file")
-        out = []
+        out: list[Chunk] = []
         for e in self._chunks[clean_name(entry.name)]:
             size = e.chunk_size or entry.size - e.chunk_offset
-            if e.offset not in self._next or size <= 0:
+            end = out[-1].chunk_offset + out[-1].chunk_size if out else 0
+            if e.offset not in self._next or size <= 0 or e.chunk_offset != end or end + size > entry.size:
                 raise EstargzError(f"the TOC places chunk {e.chunk_offset} of {entry.name!r} nowhere")
             out.append(
                 Chunk(entry.name, e.chunk_offset, size, e.offset, self._next[e.offset] - e.offset, e.chunk_digest)
             )
+        if out and out[-1].chunk_offset + out[-1].chunk_size != entry.size:
+            raise EstargzError(f"the TOC's chunks of {entry.name!r} do not cover its {entry.size} bytes")
         return out
 
     def file_range(self, name: str) -> tuple[int, int]:

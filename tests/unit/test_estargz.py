@@ -322,3 +322,21 @@ def test_convert_image_writes_estargz_layers_unpacks_them_and_tags_the_new_image
     assert set(os.listdir(store.layout.layers_dir)) - layers_before == new_layers
     with pytest.raises(EstargzError, match="positive"):
         convert_image(store, top, None, chunk_size=0)
+
+
+def with_toc(blob: bytes, toc_offset: int, entries: list[dict]) -> bytes:
+    """``blob`` with another TOC: the same members up to the TOC, a new TOC member, a new footer."""
+    raw = json.dumps({"version": 1, "entries": entries}).encode()
+    m = tarfile.TarInfo(es.TOC_NAME)
+    m.size = len(raw)
+    member = gzip.compress(m.tobuf(tarfile.PAX_FORMAT) + raw + b"\0" * (-len(raw) % 512) + b"\0" * 1024)
+    return blob[:toc_offset] + member + es.footer_bytes(toc_offset)
+
+
+def test_a_toc_whose_chunks_do_not_cover_the_file_is_refused():
+    blob, layer = convert(make_tar([info("big", data=BIG)]), chunk_size=1000)
+    entries = toc_of(blob)
+    assert es.EstargzReader(with_toc(blob, layer.toc_offset, entries)).read_file("big") == BIG  # (the helper works)
+    del entries[2]  # the second chunk
+    with pytest.raises(EstargzError, match="nowhere"):
+        es.EstargzReader(with_toc(blob, layer.toc_offset, entries)).chunks("big")
