@@ -30,6 +30,13 @@ The *landmark* tells what to prefetch: files listed to prefetch come first, then
 ``.prefetch.landmark`` entry; with no list, a ``.no.prefetch.landmark`` entry comes first.
 Each is a regular file of one byte, 0x0f (the format's ``landmarkContents``).
 
+The API a lazy reader needs (range reads, then FUSE): ``FOOTER_SIZE`` bytes at the end ->
+``toc_offset_from_tail`` -> the bytes ``[toc_offset, size - FOOTER_SIZE)`` -> ``parse_toc``
+(check its digest against the annotation) -> per file ``EstargzReader.chunks`` (each
+``Chunk``'s ``offset`` and ``compressed_size`` are its byte range; ``file_range`` is the
+whole file's) -> ``inflate_chunk`` of the bytes fetched, which raises ``ChunkCorrupt`` when
+they are not what the TOC names. ``EstargzReader`` does all of it on a local file.
+
 The tar stream inside differs from the source layer's (new headers, the landmark, the TOC
 member), so the layer's diff_id changes: ``write_estargz`` returns the new one.
 
