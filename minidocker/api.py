@@ -1291,9 +1291,15 @@ def build(
     from minidocker.image.convert import convert_image
 
     say("Converting the image's layers to eStargz")
-    image_id = convert_image(store, image_id, tags[0] if tags else None, say=lambda line: say(" ---> " + line))
+    built, image_id = (
+        image_id,
+        convert_image(store, image_id, tags[0] if tags else None, say=lambda line: say(" ---> " + line)),
+    )
     for t in tags[1:]:
         store.tag(image_id, t)
+    doc = store.read_index()
+    if not store.tags_of(built, doc):  # what was built stays as the build cache, hidden as its steps are
+        store.record_image(built, doc["images"][built]["manifest"], None, intermediate=True)
     say(f"Successfully converted to {image_id[7:19]}")
     return image_id
 

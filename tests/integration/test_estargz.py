@@ -188,7 +188,13 @@ def test_build_estargz_tags_the_converted_image(emd, registry, tmp_path, estargz
     ctx.mkdir()
     (ctx / "hello.txt").write_text("hello from estargz\n")
     (ctx / "Dockerfile").write_text(f"FROM {registry.host}/busybox:latest\nCOPY hello.txt /hello.txt\n")
-    emd.ok("build", "--estargz", "-q", "-t", "esgz/built:1", str(ctx))
+    before = set(emd.ok("images", "-q", "--no-trunc").stdout.split())
+    before_all = set(emd.ok("images", "-a", "-q", "--no-trunc").stdout.split())
+    new_id = emd.ok("build", "--estargz", "-q", "-t", "esgz/built:1", str(ctx)).stdout.strip()
+    assert json.loads(emd.ok("inspect", "esgz/built:1").stdout)[0]["Id"] == new_id
+    # the image built before its conversion is the build's cache: listed only with -a
+    assert set(emd.ok("images", "-q", "--no-trunc").stdout.split()) - before == {new_id}
+    assert len(set(emd.ok("images", "-a", "-q", "--no-trunc").stdout.split()) - before_all - {new_id}) >= 1
     manifest, _ = image_record(emd, "esgz/built:1")
     assert len(manifest["layers"]) == 2  # busybox's layer and the COPY's, both eStargz
     check_estargz_image(emd, "esgz/built:1", estargz_verify)
