@@ -352,7 +352,8 @@ class _Writer:
         """The TOC as the tar's last member, in a gzip member of its own, the tar's end
         (two zero blocks), then the footer. Returns the TOC's offset and digest."""
         doc = {"version": 1, "entries": [e.to_json() for e in self.toc]}
-        raw = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        # a name that is not UTF-8 (tarfile hands its bytes over as surrogates) stays its bytes
+        raw = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogateescape")
         self.out.cut()
         toc_offset = self.out.offset
         m = tarfile.TarInfo(TOC_NAME)
@@ -477,7 +478,7 @@ def parse_toc(member: bytes) -> tuple[dict[str, Any], str]:
         raise EstargzError(f"the blob's last tar member is {m.name!r}, not a whole {TOC_NAME}")
     raw = plain[BLOCK : BLOCK + m.size]
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw.decode("utf-8", "surrogateescape"))
     except ValueError as e:
         raise EstargzError(f"{TOC_NAME} is not JSON: {e}") from None
     if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("entries"), list):

@@ -340,3 +340,11 @@ def test_a_toc_whose_chunks_do_not_cover_the_file_is_refused():
     del entries[2]  # the second chunk
     with pytest.raises(EstargzError, match="nowhere"):
         es.EstargzReader(with_toc(blob, layer.toc_offset, entries)).chunks("big")
+
+
+def test_a_name_that_is_not_utf8_keeps_its_bytes():
+    name = b"caf\xe9.txt".decode("utf-8", "surrogateescape")  # as tarfile reads such a name
+    blob, layer = convert(make_tar([info(name, data=b"latin-1")]))
+    assert es.EstargzReader(blob, layer.toc_digest).read_file(name) == b"latin-1"
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as t:
+        assert name in t.getnames()
