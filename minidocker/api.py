@@ -1086,13 +1086,56 @@ def stats(names: list[str] | None = None, root: Path | None = None, interval: fl
 
 
 # -- moving images out and in: push, save/load, export/import (issue #5, part 2) -------------
-def push(ref: str, root: Path | None = None, progress: Callable | None = None, chunk_size: int | None = None):
-    """Push a tagged image of the store to its registry; returns a ``PushResult``."""
+def push(
+    ref: str,
+    root: Path | None = None,
+    progress: Callable | None = None,
+    chunk_size: int | None = None,
+    estargz: bool = False,
+):
+    """Push a tagged image of the store to its registry; returns a ``PushResult``.
+    ``estargz``: push an eStargz copy of it instead (``convert``'s), under the same name;
+    the local tag still names the original."""
     from minidocker.image.push import CHUNK_SIZE, push_image
     from minidocker.image.reference import parse
 
-    result = push_image(_store(root), parse(ref), progress, chunk_size or CHUNK_SIZE)
+    store = _store(root)
+    reference = parse(ref)
+    image_id = None
+    if estargz:
+        from minidocker.image.convert import convert_image
+        from minidocker.image.pull import PullEvent
+        from minidocker.image.push import resolve_for_push
+
+        tell = progress or (lambda event: None)
+        image_id = convert_image(store, resolve_for_push(store, reference), say=lambda line: tell(PullEvent("", line)))
+    result = push_image(store, reference, progress, chunk_size or CHUNK_SIZE, image_id=image_id)
     return _told(root, "push", result, str(result.ref))
+
+
+def convert(
+    source: str,
+    target: str | None = None,
+    *,
+    root: Path | None = None,
+    prefetch: list[str] = (),
+    chunk_size: int | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> str:
+    """``image convert --estargz SOURCE TARGET``: a new image whose layers are eStargz
+    (image/convert.py), tagged ``target``; returns its ID."""
+    from minidocker.image.convert import convert_image
+    from minidocker.image.estargz import CHUNK_SIZE
+
+    image_id = convert_image(
+        _store(root),
+        source,
+        target,
+        prefetch=list(prefetch),
+        chunk_size=CHUNK_SIZE if chunk_size is None else chunk_size,
+        say=say,
+    )
+    return _told(root, "convert", image_id, image_id, target or "")
 
 
 def save(names: list[str], output: Path | None = None, stream=None, root: Path | None = None) -> None:
@@ -1222,10 +1265,12 @@ def build(
     target: str | None = None,
     labels: list[str] = (),
     ulimits: list[str] = (),
+    estargz: bool = False,
 ) -> str:
     """``docker build`` (the classic builder): returns the image ID; ``say`` gets the step lines.
     ``context`` None (``build -``): ``stdin`` holds the context as a tar, or a Dockerfile and
-    there is no context; ``dockerfile`` "-": ``stdin`` holds the Dockerfile."""
+    there is no context; ``dockerfile`` "-": ``stdin`` holds the Dockerfile. ``estargz``:
+    then convert the result (``convert``), and the tags name the eStargz image."""
     from minidocker.build import BuildRequest, build_image
 
     request = BuildRequest(
@@ -1239,7 +1284,24 @@ def build(
         labels=list(labels),
         ulimits=list(ulimits),
     )
-    return build_image(root or default_root(), _store(root), request, say, lambda ref: ensure_image(ref, root))
+    store = _store(root)
+    image_id = build_image(root or default_root(), store, request, say, lambda ref: ensure_image(ref, root))
+    if not estargz:
+        return image_id
+    from minidocker.image.convert import convert_image
+
+    say("Converting the image's layers to eStargz")
+    built, image_id = (
+        image_id,
+        convert_image(store, image_id, tags[0] if tags else None, say=lambda line: say(" ---> " + line)),
+    )
+    for t in tags[1:]:
+        store.tag(image_id, t)
+    doc = store.read_index()
+    if not store.tags_of(built, doc):  # what was built stays as the build cache, hidden as its steps are
+        store.record_image(built, doc["images"][built]["manifest"], None, intermediate=True)
+    say(f"Successfully converted to {image_id[7:19]}")
+    return image_id
 
 
 # -- the course -----------------------------------------------------------------------------

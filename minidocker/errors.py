@@ -92,6 +92,15 @@ class PushAborted(MinidockerError):
     """Another blob of the same push failed; this one stops early."""
 
 
+class EstargzError(MinidockerError):
+    """A blob that is not the eStargz its descriptor says (footer, TOC), or a layer that
+    cannot be written as one (image/estargz.py)."""
+
+
+class ChunkCorrupt(EstargzError):
+    """A chunk of an eStargz file whose bytes do not inflate to what the TOC's digest names."""
+
+
 # -- containers -------------------------------------------------------------------------------
 class NoSuchContainer(MinidockerError):
     """No container has this ID, ID prefix or name."""

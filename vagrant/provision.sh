@@ -45,6 +45,7 @@ if [ "$mode" = dev ]; then
     busybox-static debootstrap                        # base images built offline (images/)
     podman crun runc containerd uidmap                # peers for the benchmarks; containerd drives the OCI runtime (issue #15)
     apache2-utils                                     # htpasswd, for the basic-auth registry
+    golang-go golang-github-containerd-stargz-snapshotter-dev  # eStargz blobs checked by the reference reader (tests/estargz-verify)
     iproute2 iptables util-linux procps tar gzip zstd libseccomp2  # pyseccomp loads libseccomp.so.2
     qemu-system-x86 qemu-utils e2fsprogs              # the cgroup v2 guest (tests/v2guest, .ci/run)
     vagrant                                           # `vagrant validate` of the course VM's Vagrantfile

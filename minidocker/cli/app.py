@@ -81,6 +81,7 @@ def _register() -> None:
         archive,
         commit,
         containers,
+        convert,
         events,
         images,
         lesson,
@@ -108,8 +109,8 @@ CONTAINER_ALIASES = {
     )
 } | {"ls": "ps", "list": "ps", "ps": "ps"}  # fmt: skip
 IMAGE_ALIASES = {
-    "build": "build", "history": "history", "import": "import", "load": "load", "pull": "pull",
-    "push": "push", "rm": "rmi", "save": "save", "tag": "tag", "ls": "images", "list": "images",
+    "build": "build", "convert": "convert", "history": "history", "import": "import", "load": "load",
+    "pull": "pull", "push": "push", "rm": "rmi", "save": "save", "tag": "tag", "ls": "images", "list": "images",
 }  # fmt: skip
 
 

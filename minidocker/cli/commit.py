@@ -126,6 +126,7 @@ def build(
     target: str | None = typer.Option(None, "--target", help="Set the target build stage to build."),
     labels: list[str] = typer.Option([], "--label", help="Set metadata for an image (KEY=VALUE)."),
     ulimits: list[str] = typer.Option([], "--ulimit", help="Ulimit options for RUN (NAME=SOFT[:HARD])."),
+    estargz: bool = typer.Option(False, "--estargz", help="Then convert the image's layers to eStargz (lazy pull)."),
 ) -> None:
     def say(line: str) -> None:
         if not quiet:
@@ -144,6 +145,7 @@ def build(
         target=target,
         labels=labels,
         ulimits=ulimits,
+        estargz=estargz,
     )
     if quiet:
         print(image_id)

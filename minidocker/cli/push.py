@@ -1,4 +1,4 @@
-"""``minidocker push [-q] NAME[:TAG]``"""
+"""``minidocker push [-q] [--estargz] NAME[:TAG]``"""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from minidocker.cli.app import app, state
 def push(
     ref: str = typer.Argument(..., metavar="NAME[:TAG]"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Suppress verbose output."),
+    estargz: bool = typer.Option(False, "--estargz", help="Push an eStargz copy of the image (lazy pull)."),
 ) -> None:
     with render.PullProgress(quiet=quiet) as progress:
-        result = api.push(ref, root=state.root, progress=progress)
+        result = api.push(ref, root=state.root, progress=progress, estargz=estargz)
     if quiet:
         print(str(result.ref))
     else:

@@ -147,9 +147,10 @@ def layer_media_type(compression: str, docker: bool) -> str:
 
 def as_oci(desc: mf.Descriptor) -> mf.Descriptor:
     """A base layer's descriptor in an OCI manifest: Docker's gzip layer types are OCI's
-    gzip ones (the same bytes), only the name changes."""
+    gzip ones (the same bytes), only the name changes; annotations (an eStargz layer's TOC
+    digest) stay."""
     media_type = DOCKER_TO_OCI.get(desc.media_type, desc.media_type)
-    return mf.Descriptor(media_type, desc.digest, desc.size, desc.platform, desc.urls)
+    return mf.Descriptor(media_type, desc.digest, desc.size, desc.platform, desc.urls, desc.annotations)
 
 
 def base_of(store: ImageStore, base_id: str | None) -> tuple[dict[str, Any], mf.Manifest]:

@@ -131,11 +131,20 @@ class Descriptor:
     size: int
     platform: dict[str, Any] | None = None
     urls: tuple[str, ...] = ()
+    annotations: dict[str, str] | None = None  # e.g. an eStargz layer's TOC digest (image/estargz.py)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Descriptor:
         try:
-            desc = cls(d["mediaType"], d["digest"], int(d["size"]), d.get("platform"), tuple(d.get("urls") or ()))
+            notes = d.get("annotations")
+            desc = cls(
+                d["mediaType"],
+                d["digest"],
+                int(d["size"]),
+                d.get("platform"),
+                tuple(d.get("urls") or ()),
+                {str(k): str(v) for k, v in notes.items()} if isinstance(notes, dict) and notes else None,
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise RegistryError(f"malformed descriptor in manifest: {e}") from None
         if desc.size < 0:  # every read is bounded by it: it must be a size
@@ -146,6 +155,8 @@ class Descriptor:
         d: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
         if self.platform:
             d["platform"] = self.platform
+        if self.annotations:
+            d["annotations"] = dict(self.annotations)
         return d
 
 

@@ -175,23 +175,35 @@ def push_blob(
     return "uploaded"
 
 
-def push_image(
-    store: ImageStore, ref: Reference, progress: Progress | None = None, chunk_size: int = CHUNK_SIZE
-) -> PushResult:
-    progress = progress or _noop
+def resolve_for_push(store: ImageStore, ref: Reference, doc: dict | None = None) -> str:
+    """The image ID the tag ``ref`` names, in push's words when it names none."""
     if ref.digest:
         raise InvalidReference(
             f"cannot push a digest reference: {ref.familiar()}",
             hint="tag the image first: minidocker tag IMAGE NAME:TAG",
         )
-    doc = store.read_index()
     try:
-        image_id = store.resolve(str(ref), doc)
+        return store.resolve(str(ref), doc)
     except ImageNotFound:
         raise ImageNotFound(
             f"An image does not exist locally with the tag: {ref.familiar_name}",
             hint=f"tag an image first: minidocker tag IMAGE {ref.familiar()}",
         ) from None
+
+
+def push_image(
+    store: ImageStore,
+    ref: Reference,
+    progress: Progress | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    image_id: str | None = None,
+) -> PushResult:
+    """Push the image tagged ``ref`` (or the image ``image_id``: ``push --estargz`` pushes a
+    converted copy under the original's name) to ``ref``'s repository and tag."""
+    progress = progress or _noop
+    doc = store.read_index()
+    found = resolve_for_push(store, ref, doc)
+    image_id = image_id or found
     manifest_digest = doc["images"][image_id]["manifest"]
     raw = store.content.read(manifest_digest)
     manifest = mf.parse_manifest(raw)
