@@ -159,7 +159,7 @@ def stop_server(mount: FuseMount, timeout: float) -> str:
         while True:
             reap(mount.pid)
             if not server_alive(mount):
-                return "exited" if sig is None else f"{signal.Signals(sig).name.lower()}ed"
+                return "exited" if sig is None else f"ended by {signal.Signals(sig).name}"
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.01)
