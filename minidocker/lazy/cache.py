@@ -30,7 +30,7 @@ class ChunkCache:
     """The chunks of ``directory``: ``read`` what is there, ``put`` what was fetched."""
 
     def __init__(self, directory: Path | str):
-        self.directory = Path(directory)
+        self.directory = Path(directory).absolute()  # the server process works from /
         (self.directory / "sha256").mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def path(self, digest: str) -> Path:

@@ -81,6 +81,8 @@ def mount_fuse(
     the server's own last words, if it did not answer within ``timeout`` seconds."""
     load_libfuse()  # once, before the fork: every server has it loaded already
     mountpoint = os.path.realpath(mountpoint)
+    if fuse_mounted(mountpoint):
+        raise OSError(errno.EBUSY, f"a FUSE file system is mounted on {mountpoint} already", mountpoint)
     if log_path is not None:
         log_fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     else:
@@ -99,9 +101,9 @@ def mount_fuse(
             stop_server(mount, 0)
             if fuse_mounted(mountpoint):
                 umount2(mountpoint, MNT_DETACH)
-            why = last_line(os.pread(log_fd, 1 << 16, log_start)) or f"no answer in {timeout:g} s"
-            if said and said != READY:
-                why = f"{said.decode(errors='replace')}: {why}"
+            # libfuse's own words (a bad mount point, no /dev/fuse) are in the log; else the child's
+            why = last_line(os.pread(log_fd, 1 << 16, log_start)) or said.decode(errors="replace")
+            why = why or f"no answer in {timeout:g} s"
             raise OSError(errno.EIO, f"the FUSE server for {mountpoint} did not start: {why}", mountpoint)
     finally:
         os.close(read_end)
@@ -235,11 +237,13 @@ class Announcer:
 
 
 def serve(operations: object, mountpoint: str, options: dict, word_fd: int, log_fd: int, keep: tuple[int, ...]):
-    """The server process: a session of its own, stdin from /dev/null, stdout and stderr to
-    the log, only the files it needs, then libfuse's loop until the mount goes. It exits;
-    on a failure it first writes why to the pipe ``word_fd``."""
+    """The server process: a session of its own, ``/`` as its directory (paths the file system
+    uses must be absolute), stdin from /dev/null, stdout and stderr to the log, only the files
+    it needs, then libfuse's loop until the mount goes. It exits; on a failure it first writes
+    why to the pipe ``word_fd``."""
     try:
         os.setsid()
+        os.chdir("/")  # a long-lived process must not keep the caller's directory (and its mount) busy
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
         os.dup2(log_fd, 1)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from minidocker.errors import LazyLayerError
 from minidocker.lazy.fs import mount_layer, unmount_layer
 from minidocker.lazy.toc import CHAR, DIR, FIFO, HARDLINK, REG, SYMLINK, Chunk, Entry, build_tree
 from minidocker.linux.fuse import FuseMount, fuse_mounted, server_alive
@@ -338,3 +339,35 @@ def test_unmount_after_the_server_died_leaves_nothing(layers):
     unmount_layer(m)
     assert m.mountpoint not in mountinfo_points() and not os.path.exists(f"/proc/{m.pid}")
     assert os.listdir(m.mountpoint) == []  # the empty directory it was mounted on
+
+
+def test_a_mount_that_fails_says_why_and_leaves_no_server(tmp_path):
+    before = children_of(os.getpid())
+    with pytest.raises(LazyLayerError, match="bad mount point") as e:
+        mount_layer(
+            build_tree([Entry("a", REG)]), BlobSource(tmp_path, tmp_path / "calls"), tmp_path, tmp_path / "nowhere"
+        )
+    assert "Traceback" not in str(e.value) and len(str(e.value).splitlines()) == 1
+    assert children_of(os.getpid()) == before  # the server is gone, and reaped (no zombie)
+    assert str(tmp_path / "nowhere") not in mountinfo_points()
+
+
+def test_a_second_mount_on_the_same_point_is_refused(layers, tmp_path):
+    m, _ = layers()
+    with pytest.raises(LazyLayerError, match="mounted on .* already"):
+        mount_layer(build_tree([Entry("a", REG)]), BlobSource(tmp_path, tmp_path / "calls"), tmp_path, m.mountpoint)
+    assert Path(m.mountpoint, "etc/motd").read_bytes() == b"welcome\n"  # the first one is untouched
+
+
+def children_of(pid: int) -> list[tuple[int, str]]:
+    """(PID, state) of every child of ``pid``, zombies too."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append((int(name), fields[0]))
+    return sorted(out)
