@@ -110,17 +110,23 @@ class LayerFS:
         self._lock = threading.RLock()  # (no FUSE operation may share its name: mfusepy would call it)
         self.inflight: dict[str, Future[bytes]] = {}
         self._pool: ThreadPoolExecutor | None = None  # made on first use: in the server process
+        self._listings: dict[int, list[tuple[str, dict[str, int], int]]] = {}  # readdir's, by inode
 
     # -- the FUSE operations --------------------------------------------------------------------
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
         return attributes(self.node(path))
 
     def readdir(self, path: str, fh: int) -> list[tuple[str, dict[str, int], int]]:
+        """The entries of a directory with their whole attributes (the kernel takes them along
+        with the names: READDIRPLUS), the same list every time: a layer never changes."""
         node = self.node(path)
         if node.children is None:
             raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        listing = [(".", {"st_mode": node.st_mode, "st_ino": node.ino}, 0), ("..", {"st_mode": stat.S_IFDIR}, 0)]
-        listing += [(n, {"st_mode": c.st_mode, "st_ino": c.ino}, 0) for n, c in node.children.items()]
+        listing = self._listings.get(node.ino)
+        if listing is None:
+            listing = [(".", attributes(node), 0), ("..", {"st_mode": stat.S_IFDIR}, 0)]
+            listing += [(n, attributes(c), 0) for n, c in node.children.items()]
+            self._listings[node.ino] = listing
         return listing
 
     def readlink(self, path: str) -> str:

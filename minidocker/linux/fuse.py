@@ -36,6 +36,7 @@ See it: ``grep fuse /proc/self/mountinfo`` while a lazy layer is mounted, and ``
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import re
@@ -73,12 +74,14 @@ def mount_fuse(
     log_path: str | None = None,
     keep_fds: tuple[int, ...] = (),
     timeout: float = 10.0,
+    readdirplus: bool = True,
 ) -> FuseMount:
     """Mount ``operations`` (mfusepy's operations: ``getattr``, ``read``, ...) at
     ``mountpoint`` from a server process of its own, with libfuse's ``-o`` ``options``;
     return once it answers. The server's stderr (libfuse's messages, the log lines of the
     file system) goes to ``log_path``, else to a file without a name. Raises OSError, with
-    the server's own last words, if it did not answer within ``timeout`` seconds."""
+    the server's own last words, if it did not answer within ``timeout`` seconds. With
+    ``readdirplus`` a listing carries every entry's attributes (``ReaddirPlusFUSE``)."""
     load_libfuse()  # once, before the fork: every server has it loaded already
     mountpoint = os.path.realpath(mountpoint)
     if fuse_mounted(mountpoint):
@@ -92,7 +95,8 @@ def mount_fuse(
     pid = os.fork()
     if pid == 0:  # the server: never returns
         os.close(read_end)
-        serve(operations, mountpoint, {"fsname": fsname, "subtype": subtype, **options}, write_end, log_fd, keep_fds)
+        opts = {"fsname": fsname, "subtype": subtype, **options}
+        serve(operations, mountpoint, opts, write_end, log_fd, keep_fds, readdirplus)
     os.close(write_end)
     try:
         said = wait_for_word(read_end, timeout)
@@ -236,7 +240,9 @@ class Announcer:
         os.close(self._fd)
 
 
-def serve(operations: object, mountpoint: str, options: dict, word_fd: int, log_fd: int, keep: tuple[int, ...]):
+def serve(
+    operations: object, mountpoint: str, options: dict, word_fd: int, log_fd: int, keep: tuple[int, ...], plus: bool
+):
     """The server process: a session of its own, ``/`` as its directory (paths the file system
     uses must be absolute), stdin from /dev/null, stdout and stderr to the log, only the files
     it needs, then libfuse's loop until the mount goes. It exits; on a failure it first writes
@@ -254,7 +260,8 @@ def serve(operations: object, mountpoint: str, options: dict, word_fd: int, log_
         start_logging()
         import mfusepy
 
-        mfusepy.FUSE(Announcer(operations, word_fd), mountpoint, foreground=True, **options)
+        fuse = readdirplus_fuse() if plus else mfusepy.FUSE
+        fuse(Announcer(operations, word_fd), mountpoint, foreground=True, **options)
     except BaseException as e:
         try:
             os.write(word_fd, f"{type(e).__name__}: {e}".encode())
@@ -262,6 +269,36 @@ def serve(operations: object, mountpoint: str, options: dict, word_fd: int, log_
             pass  # init has already spoken and closed the pipe: the loop failed later
         os._exit(1)
     os._exit(0)
+
+
+FUSE_READDIR_PLUS = 1  # enum fuse_readdir_flags: the kernel asked for READDIRPLUS
+FUSE_FILL_DIR_PLUS = 2  # enum fuse_fill_dir_flags: this entry's attributes are complete
+
+
+def readdirplus_fuse() -> type:
+    """mfusepy's FUSE class, with a ``readdir`` that gives libfuse each entry's whole stat
+    when the kernel asks for READDIRPLUS. mfusepy gives names and types alone, so the kernel
+    must LOOKUP every name it lists before ``ls -l`` can show it: one request more per
+    entry. libfuse passes attributes on only from a listing with offsets (an entry's offset
+    is where the next request goes on from), so every listing here has them: entry N's is
+    N + 1. The file system's ``readdir`` must return a list of ``(name, attributes, 0)``
+    with whole attributes, as its ``getattr`` returns them, and the same list every time.
+    See docs/lazy-fuse.md for what it saves."""
+    import mfusepy
+
+    class ReaddirPlusFUSE(mfusepy.FUSE):
+        def readdir_fuse_3(self, path, buf, filler, offset, fip, flags):
+            plus = FUSE_FILL_DIR_PLUS if flags & FUSE_READDIR_PLUS else 0
+            st = mfusepy.c_stat()
+            listing = self.operations.readdir(path.decode(self.encoding, self.errors), fip.contents.fh)
+            for next_offset, (name, attrs, _) in enumerate(listing[offset:], start=offset + 1):
+                ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
+                mfusepy.set_st_attrs(st, attrs, use_ns=True)
+                if filler(buf, name.encode(self.encoding, self.errors), st, next_offset, plus):
+                    break  # the kernel's buffer is full: it asks again from next_offset
+            return 0
+
+    return ReaddirPlusFUSE
 
 
 def let_go_of_files(null: int, keep: set[int]) -> None:

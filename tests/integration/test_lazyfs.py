@@ -371,3 +371,20 @@ def children_of(pid: int) -> list[tuple[int, str]]:
             if int(fields[1]) == pid:
                 out.append((int(name), fields[0]))
     return sorted(out)
+
+
+def test_a_big_directory_lists_every_name_once_with_its_attributes(tmp_path):
+    """Thousands of entries take many READDIRPLUS requests, each going on from an offset."""
+    names = [f"file-with-a-long-name-{i:05}" for i in range(3000)]
+    entries = [Entry("d", DIR)] + [Entry(f"d/{n}", REG, mode=0o600 + i % 64, uid=i) for i, n in enumerate(names)]
+    point = tmp_path / "mnt"
+    point.mkdir()
+    m = mount_layer(build_tree(entries), BlobSource(tmp_path, tmp_path / "calls"), tmp_path / "cache", point)
+    try:
+        assert sorted(os.listdir(point / "d")) == names
+        for i, e in enumerate(sorted(os.scandir(point / "d"), key=lambda e: e.name)):
+            st = e.stat(follow_symlinks=False)
+            assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (i, 0o600 + i % 64), e.name
+    finally:
+        unmount_layer(m)
+    assert not server_alive(m)
