@@ -25,10 +25,11 @@ hung server it waits forever).
 Unmounting is ``umount2(2)`` (``fusermount3 -u`` does the same for users who are not root).
 The kernel then ends the connection, the server's next read of ``/dev/fuse`` fails, its loop
 returns and it exits. A server that died leaves its mount behind, where every access fails
-with ENOTCONN ("Transport endpoint is not connected"): umount2 removes it all the same. A
-mount still in use (files open, an overlay on top of it) is detached (MNT_DETACH) and the
-server asked to stop, then killed: SIGKILL closes its ``/dev/fuse``, which aborts the
-connection, so nothing waits on it any more. Nothing is left: no mount, no process.
+(ENOTCONN, "Transport endpoint is not connected", or ECONNABORTED): umount2 removes it all
+the same. A mount still in use (files open, an overlay on top of it) is detached
+(MNT_DETACH) and the server asked to stop, then killed: SIGKILL closes its ``/dev/fuse``,
+which aborts the connection, so nothing waits on it any more. Nothing is left: no mount,
+no process.
 
 See it: ``grep fuse /proc/self/mountinfo`` while a lazy layer is mounted, and ``ls -l
 /proc/PID/fd`` of its server (``pid`` of the FuseMount) shows ``/dev/fuse`` among its files.
@@ -83,7 +84,7 @@ def mount_fuse(
     the server's own last words, if it did not answer within ``timeout`` seconds. With
     ``readdirplus`` a listing carries every entry's attributes (``ReaddirPlusFUSE``)."""
     load_libfuse()  # once, before the fork: every server has it loaded already
-    mountpoint = os.path.realpath(mountpoint)
+    mountpoint = canonical(mountpoint)
     if fuse_mounted(mountpoint):
         raise OSError(errno.EBUSY, f"a FUSE file system is mounted on {mountpoint} already", mountpoint)
     if log_path is not None:
@@ -163,8 +164,8 @@ def stop_server(mount: FuseMount, timeout: float) -> str:
             os.kill(mount.pid, sig)
         deadline = time.monotonic() + wait
         while True:
-            reap(mount.pid)
             if not server_alive(mount):
+                reap(mount.pid)  # a zombie now (or gone): no entry of it is left in the process table
                 return "exited" if sig is None else f"ended by {signal.Signals(sig).name}"
             if time.monotonic() >= deadline:
                 break
@@ -172,11 +173,20 @@ def stop_server(mount: FuseMount, timeout: float) -> str:
     raise OSError(errno.EBUSY, f"the FUSE server {mount.pid} of {mount.mountpoint} does not end")
 
 
-def reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass  # not our child (another minidocker mounted it): its parent reaps it
+def reap(pid: int, wait: float = 2.0) -> None:
+    """Collect the exit status of ``pid`` if it is a child of ours that has ended. (A
+    process's first thread shows as a zombie while its other threads still end; until they
+    have, waitpid has nothing to collect: so it is asked again, for up to ``wait`` seconds.)"""
+    if start_time(pid) is not None:
+        return  # running, or a new process under a reused PID: not ours to reap
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid or time.monotonic() >= deadline:
+                return
+        except ChildProcessError:
+            return  # not our child (another minidocker mounted it): its parent reaps it
+        time.sleep(0.005)
 
 
 def server_alive(mount: FuseMount) -> bool:
@@ -189,7 +199,7 @@ def fuse_mounted(mountpoint: str) -> bool:
     """Is a FUSE file system mounted at ``mountpoint`` in our mount namespace? Read from
     /proc/self/mountinfo (field 5 the mount point, after `` - `` the type), never from the
     file system itself, which a dead or hung server would make fail or wait."""
-    point = os.path.realpath(mountpoint)
+    point = canonical(mountpoint)
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split(" ")
@@ -197,6 +207,13 @@ def fuse_mounted(mountpoint: str) -> bool:
             if unescape(fields[4]) == point and (fstype == "fuse" or fstype.startswith("fuse.")):
                 return True
     return False
+
+
+def canonical(path: str) -> str:
+    """``path`` as mountinfo writes it: its directory's real path, then its name. The name
+    itself is not resolved: that would stat the mount's root, asking its server."""
+    head, name = os.path.split(os.path.abspath(path))
+    return os.path.join(os.path.realpath(head), name)
 
 
 def unescape(path: str) -> str:

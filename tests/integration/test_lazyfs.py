@@ -335,7 +335,7 @@ def test_unmount_after_the_server_died_leaves_nothing(layers):
         time.sleep(0.01)
     with pytest.raises(OSError) as e:
         os.listdir(m.mountpoint)
-    assert e.value.errno == errno.ENOTCONN  # the mount is still there, with nobody answering
+    assert e.value.errno in (errno.ENOTCONN, errno.ECONNABORTED)  # the mount is still there, nobody answers
     unmount_layer(m)
     assert m.mountpoint not in mountinfo_points() and not os.path.exists(f"/proc/{m.pid}")
     assert os.listdir(m.mountpoint) == []  # the empty directory it was mounted on
