@@ -388,3 +388,21 @@ def test_a_big_directory_lists_every_name_once_with_its_attributes(tmp_path):
     finally:
         unmount_layer(m)
     assert not server_alive(m)
+
+
+def test_unmount_of_a_hung_server_frees_its_waiting_readers_and_leaves_nothing(layers):
+    m, _ = layers()
+    os.kill(m.pid, signal.SIGSTOP)  # the server hangs: nothing answers, nothing fails
+    reader = subprocess.Popen(["cat", f"{m.mountpoint}/etc/motd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.3)
+        assert reader.poll() is None  # it waits on the server
+        start = time.monotonic()
+        unmount_layer(m)
+        assert time.monotonic() - start < 10
+        assert reader.wait(timeout=10) != 0  # its request failed when the connection was aborted
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    assert m.mountpoint not in mountinfo_points() and not os.path.exists(f"/proc/{m.pid}")
