@@ -46,7 +46,7 @@ class ChunkCache:
         None when it is not cached (or shorter than the TOC says: then it is fetched again)."""
         try:
             fd = os.open(self.path(chunk.digest), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except OSError:  # not there (or the cache is unreadable): the source has it
             return None
         try:
             data = os.pread(fd, length, offset)

@@ -193,6 +193,9 @@ class LayerFS:
         with self._lock:
             future = self.inflight.get(chunk.digest)
             if future is None:
+                cached = self.cache.read(chunk, 0, chunk.size)  # a fetch may have ended since our miss
+                if cached is not None:
+                    return cached
                 future = self.pool().submit(self.fetch_and_keep, entry, chunk)
                 self.inflight[chunk.digest] = future
                 future.add_done_callback(functools.partial(self.forget, chunk.digest))
@@ -202,7 +205,8 @@ class LayerFS:
             why = f"the source gave no answer in {self.fetch_timeout:g} s"
         except Exception as e:
             why = f"{type(e).__name__}: {e}"
-        self.counters.failed += 1
+        with self._lock:
+            self.counters.failed += 1
         log.warning(
             "lazy layer %s: %s bytes %d-%d (chunk %s): %s; the reader gets EIO",
             self.name,
@@ -215,10 +219,16 @@ class LayerFS:
         raise OSError(errno.EIO, f"chunk {chunk.digest} of {entry.name!r}: {why}")
 
     def fetch_and_keep(self, entry: Entry, chunk: Chunk) -> bytes:
+        """(In a worker thread.) Fetch, verify, cache. Bytes that could not be cached (a full
+        disk) are served all the same; the next read fetches them again."""
         data = self.source.read_chunk(entry, chunk)
         verify(chunk, data, entry.name)
-        self.cache.put(chunk, data)
-        self.counters.fetched += 1
+        try:
+            self.cache.put(chunk, data)
+        except OSError as e:
+            log.warning("lazy layer %s: chunk %s not cached: %s", self.name, chunk.digest, e.strerror or e)
+        with self._lock:
+            self.counters.fetched += 1
         return data
 
     def forget(self, digest: str, future: Future[bytes]) -> None:
@@ -236,7 +246,8 @@ class LayerFS:
 def attributes(node: Node) -> dict[str, int]:
     """``stat`` of ``node``, in the keys libfuse's ``struct stat`` has (times in ns)."""
     e = node.entry
-    size = len(e.link_name) if e.type == SYMLINK else e.size  # a symlink's size: its target's length
+    # a symlink's size is its target's length in bytes (names keep undecodable bytes as surrogates)
+    size = len(e.link_name.encode("utf-8", "surrogateescape")) if e.type == SYMLINK else e.size
     mtime = int(e.mtime * 1_000_000_000)
     return {
         "st_ino": node.ino,

@@ -247,3 +247,19 @@ def test_layerfs_offers_libfuse_exactly_its_operations(layer):
     operations = {name for name, *_ in mfusepy.fuse_operations._fields_}
     offered = {name for name in dir(fs) if name in operations}
     assert offered == {"getattr", "readdir", "readlink", "getxattr", "listxattr", "open", "read", "statfs"}
+
+
+def test_a_chunk_that_cannot_be_cached_is_served_all_the_same(layer, caplog):
+    fs, source, big = layer
+    sha = fs.cache.directory / "sha256"
+    sha.rmdir()
+    sha.write_bytes(b"")  # a file where the cache's directory should be: every put fails
+    with caplog.at_level(logging.WARNING, logger="minidocker.lazy"):
+        assert read(fs, "/etc/big", 10) == big[:10]
+    assert "not cached" in caplog.text and fs.counters.fetched == 1
+    assert read(fs, "/etc/big", 10) == big[:10] and len(source.calls) == 2  # fetched again, not cached
+
+
+def test_a_symlinks_size_is_its_targets_length_in_bytes():
+    tree = build_tree([Entry("l", SYMLINK, link_name="caf\u00e9")])
+    assert attributes(tree.lookup("l"))["st_size"] == 5
