@@ -177,6 +177,7 @@ class TreeBuilder:
         if not parts:  # "./": the layer's root directory itself
             if entry.type != DIR:
                 raise HostileLayer(f"layer refused: TOC entry {entry.name!r} would replace the layer's root")
+            check_entry(entry)
             self.root.entry = entry
             self.root.st_mode = stat.S_IFDIR | stat.S_IMODE(entry.mode)
             return

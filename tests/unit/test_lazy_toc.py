@@ -106,6 +106,7 @@ def test_directory_link_counts_are_two_plus_subdirectories():
         ([Entry("sock", "socket")], "unsupported type"),
         ([reg("a", b"x", xattrs={"trusted.overlay.redirect": b"/etc"})], "trusted.overlay.redirect"),
         ([Entry("d", DIR, xattrs={OPAQUE_XATTR: b"y"})], "trusted.overlay.opaque"),
+        ([Entry("./", DIR, xattrs={"trusted.overlay.origin": b"x"})], "trusted.overlay.origin"),
         ([reg("a/.wh.", b"")], "names no file"),
     ],
 )
