@@ -406,3 +406,46 @@ def test_unmount_of_a_hung_server_frees_its_waiting_readers_and_leaves_nothing(l
             reader.kill()
             reader.wait()
     assert m.mountpoint not in mountinfo_points() and not os.path.exists(f"/proc/{m.pid}")
+
+
+class OpenBlobSource(BlobSource):
+    """The blob opened by the caller before the mount, as a source holding a file would."""
+
+    def __init__(self, blob: Path, calls: Path):
+        super().__init__(blob, calls)
+        self.fd = os.open(blob, os.O_RDONLY)
+
+
+def test_the_server_keeps_only_the_files_it_is_told_to_keep(tmp_path, tree):
+    import fcntl
+
+    entries = toc_of(tree, tmp_path / "blob")
+    lock = os.open(tmp_path / "lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # as a store lock held while mounting
+    kept, dropped = OpenBlobSource(tmp_path / "blob", tmp_path / "calls"), None
+    mounts = []
+    try:
+        for name, source, keep in (("kept", kept, (kept.fd,)), ("dropped", None, ())):
+            if source is None:
+                source = dropped = OpenBlobSource(tmp_path / "blob", tmp_path / "calls2")
+            point = tmp_path / name
+            point.mkdir()
+            mounts.append(mount_layer(build_tree(entries), source, tmp_path / f"cache-{name}", point, keep_fds=keep))
+        os.close(lock)  # our lock goes with our fd: the servers hold no copy of it
+        lock = -1
+        other = os.open(tmp_path / "lock", os.O_RDWR)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+        assert (tmp_path / "kept/etc/motd").read_bytes() == b"welcome\n"  # its fd was kept
+        r, _ = read_with_a_deadline(tmp_path / "dropped/etc/motd")  # its fd is /dev/null in the server
+        assert r.returncode != 0 and b"Input/output error" in r.stderr
+    finally:
+        if lock >= 0:
+            os.close(lock)
+        for m in mounts:
+            unmount_layer(m)
+        for s in (kept, dropped):
+            if s is not None and s.fd is not None:
+                os.close(s.fd)
