@@ -6,9 +6,9 @@ in one place, ``cli/render.py``, and exits with ``exit_code``: one of ``ExitCode
 container's own code, which ``exit_code(wait_status)`` reads from a process's wait status.
 
 Every error class lives here, grouped by what failed: images, registries and the store;
-pull and push; containers (their start, freeze, ``cp``, ``export``); networks; volumes; ``build``,
-``import`` and ``load``. A failed kernel call in ``linux/`` raises ``OSError`` (with the path
-set) instead; the runtime step that called it says which step failed.
+pull and push; lazy layers; containers (their start, freeze, ``cp``, ``export``); networks;
+volumes; ``build``, ``import`` and ``load``. A failed kernel call in ``linux/`` raises
+``OSError`` (with the path set) instead; the runtime step that called it says which step failed.
 """
 
 from __future__ import annotations
@@ -99,6 +99,12 @@ class EstargzError(MinidockerError):
 
 class ChunkCorrupt(EstargzError):
     """A chunk of an eStargz file whose bytes do not inflate to what the TOC's digest names."""
+
+
+# -- lazy layers ------------------------------------------------------------------------------
+class LazyLayerError(MinidockerError):
+    """A lazy layer that cannot be served (minidocker/lazy/): a table of contents that does
+    not add up, a chunk its source could not give in time, a FUSE server that did not start."""
 
 
 # -- containers -------------------------------------------------------------------------------

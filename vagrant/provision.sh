@@ -23,6 +23,7 @@ course_packages=(
   docker-registry skopeo                            # the local registry and what seeds it
   busybox-static debootstrap                        # base images built offline (images/)
   iproute2 iptables util-linux procps tar gzip zstd libseccomp2 uidmap  # the runtime's tools
+  fuse3                                             # lazy layers: libfuse 3 (mfusepy loads it), fusermount3
 )
 mode=dev
 case "${1:-}" in
@@ -49,6 +50,7 @@ if [ "$mode" = dev ]; then
     iproute2 iptables util-linux procps tar gzip zstd libseccomp2  # pyseccomp loads libseccomp.so.2
     qemu-system-x86 qemu-utils e2fsprogs              # the cgroup v2 guest (tests/v2guest, .ci/run)
     vagrant                                           # `vagrant validate` of the course VM's Vagrantfile
+    fuse3 libfuse3-dev pkg-config                     # lazy layers; pyfuse3 builds against libfuse3-dev (bench/lazyfs)
   )
 else
   packages=("${course_packages[@]}")

@@ -50,6 +50,11 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "mount": describe_mount,
     "umount2": lambda ev: f"umount2({ev['target']}, MNT_DETACH)  -> the old root is gone from our view",
     "pivot_root": lambda ev: f"pivot_root({ev['new_root']}, {ev['put_old']})  -> the overlay is now /",
+    "fuse_mount": lambda ev: (
+        f"mount -t {ev['fstype']} {ev['source']} {ev['target']}  -> process {ev['server']} answers its "
+        "requests through /dev/fuse"
+    ),
+    "fuse_unmount": lambda ev: f"umount {ev['target']} ({ev['how']})  -> its FUSE server {ev['server']} {ev['ended']}",
     "chroot": lambda ev: (
         f"chroot({ev['path']})  -> / is now {ev['path']} for this process only (cp, a stopped container)"
     ),

@@ -32,6 +32,15 @@ PKG = Path(__file__).resolve().parents[2] / "minidocker"
         ),
         ({"step": "pivot_root", "new_root": ".", "put_old": "."}, "pivot_root(., .)  -> the overlay is now /"),
         (
+            {"step": "fuse_mount", "fstype": "fuse.minidocker-lazy", "source": "minidocker-lazy:l", "target": "/m"}
+            | {"server": 42},
+            "mount -t fuse.minidocker-lazy minidocker-lazy:l /m  -> process 42 answers its requests through /dev/fuse",
+        ),
+        (
+            {"step": "fuse_unmount", "target": "/m", "how": "umount2", "server": 42, "ended": "exited"},
+            "umount /m (umount2)  -> its FUSE server 42 exited",
+        ),
+        (
             {"step": "capabilities", "action": "drop bounding", "dropped": 27, "kept": ["CAP_CHOWN"] * 14},
             "prctl(PR_CAPBSET_DROP) x27  -> the bounding set keeps 14 capabilities",
         ),

@@ -111,7 +111,7 @@ def test_every_error_class_lives_in_errors(path):
 
 # -- the linux/ boundary ----------------------------------------------------------------------
 # Modules that are the kernel's interface, or bindings to it: only linux/ imports them.
-KERNEL_MODULES = ("ctypes", "termios", "tty", "pty", "prctl", "pyroute2", "cgroupspy", "pyseccomp")
+KERNEL_MODULES = ("ctypes", "termios", "tty", "pty", "prctl", "pyroute2", "cgroupspy", "pyseccomp", "mfusepy")
 
 # Calls that go straight to the kernel: namespaces, mounts, credentials, device nodes, ioctls.
 KERNEL_CALLS = {

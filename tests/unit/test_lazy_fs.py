@@ -1,0 +1,265 @@
+"""A lazy layer's file system without a mount (no root): the chunk cache's names and writes,
+and LayerFS's operations called as libfuse would call them, over a real cache directory and
+a source that counts its calls, fails, lies or hangs."""
+
+import errno
+import hashlib
+import logging
+import os
+import stat
+import threading
+import time
+
+import pytest
+
+from minidocker.lazy.cache import ChunkCache
+from minidocker.lazy.fs import LayerFS, attributes
+from minidocker.lazy.toc import CHAR, DIR, HARDLINK, REG, SYMLINK, Chunk, Entry, build_tree
+
+HEX = "ab" * 32
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# -- the cache ---------------------------------------------------------------------------------------
+def test_a_chunk_is_named_by_its_digest(tmp_path):
+    cache = ChunkCache(tmp_path / "cache")
+    assert cache.path(f"sha256:{HEX}") == tmp_path / "cache" / "sha256" / HEX
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [f"sha512:{HEX}", f"sha256:{HEX.upper()}", "sha256:../../etc/passwd", f"sha256:{HEX}/x", HEX, f"sha256:{HEX}0"],
+)
+def test_a_name_that_is_not_a_sha256_digest_is_refused(tmp_path, bad):
+    with pytest.raises(ValueError, match="not a sha256 digest"):
+        ChunkCache(tmp_path).path(bad)
+
+
+def test_put_writes_the_whole_chunk_under_its_name_and_nothing_else(tmp_path):
+    cache = ChunkCache(tmp_path)
+    data = b"0123456789"
+    chunk = Chunk(0, len(data), digest(data), 0, len(data))
+    assert cache.read(chunk, 0, 10) is None
+    cache.put(chunk, data)
+    assert os.listdir(tmp_path / "sha256") == [digest(data).split(":")[1]]  # no temp file left beside it
+    assert stat.S_IMODE(os.stat(cache.path(chunk.digest)).st_mode) == 0o600
+    assert cache.read(chunk, 3, 4) == b"3456"
+
+
+def test_a_cached_chunk_shorter_than_the_toc_says_is_a_miss(tmp_path):
+    cache = ChunkCache(tmp_path)
+    chunk = Chunk(0, 10, digest(b"0123456789"), 0, 10)
+    cache.path(chunk.digest).write_bytes(b"01234")
+    assert cache.read(chunk, 2, 6) is None
+
+
+# -- LayerFS ------------------------------------------------------------------------------------------
+class CountingSource:
+    """Chunks from a bytes "blob", counting calls per digest; ``wrong`` lies, ``fail`` raises,
+    ``gate`` (an Event) makes every call wait for it."""
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+        self.calls: list[str] = []
+        self.fail: Exception | None = None
+        self.wrong = False
+        self.gate: threading.Event | None = None
+
+    def read_chunk(self, entry, chunk):
+        self.calls.append(chunk.digest)
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.fail is not None:
+            raise self.fail
+        data = self.blob[chunk.source_offset : chunk.source_offset + chunk.source_length]
+        return b"X" + data[1:] if self.wrong else data
+
+
+def chunked(name: str, data: bytes, size: int, blob: bytearray) -> Entry:
+    chunks = []
+    for off in range(0, len(data), size):
+        piece = data[off : off + size]
+        chunks.append(Chunk(off, len(piece), digest(piece), len(blob), len(piece)))
+        blob += piece
+    return Entry(name, REG, size=len(data), chunks=chunks, mode=0o640, uid=7, gid=8, mtime=1.5)
+
+
+@pytest.fixture
+def layer(tmp_path):
+    """A LayerFS over a tree with a 3-chunk file (10 + 10 + 5 bytes) and a one-chunk one."""
+    blob = bytearray()
+    big = bytes(range(65, 90))  # 25 bytes: A..Y
+    entries = [
+        chunked("etc/big", big, 10, blob),
+        chunked("etc/small", b"small", 10, blob),
+        Entry("etc/link", HARDLINK, link_name="etc/big"),
+        Entry("bin/sh", SYMLINK, link_name="busybox"),
+        Entry("dev/null", CHAR, mode=0o666, dev_major=1, dev_minor=3),
+        Entry("etc/.wh.gone", REG),
+        Entry("var/cache", DIR, xattrs={"user.x": b"1"}),
+        Entry("var/cache/.wh..wh..opq", REG),
+        Entry("empty", REG),
+    ]
+    source = CountingSource(bytes(blob))
+    fs = LayerFS(build_tree(entries), source, ChunkCache(tmp_path / "cache"), fetch_timeout=0.5, name="test")
+    try:
+        yield fs, source, big
+    finally:
+        if source.gate is not None:
+            source.gate.set()  # let a waiting fetch end before the pool is shut down
+        if fs._pool is not None:
+            fs._pool.shutdown(wait=True)
+
+
+def read(fs: LayerFS, path: str, size: int = 1 << 20, offset: int = 0) -> bytes:
+    return fs.read(path, size, offset, fs.open(path, os.O_RDONLY))
+
+
+@pytest.mark.parametrize("offset, size", [(0, 25), (0, 100), (3, 4), (8, 4), (9, 12), (19, 3), (20, 5), (24, 9)])
+def test_reads_return_the_files_bytes_across_chunk_borders(layer, offset, size):
+    fs, _, big = layer
+    assert read(fs, "/etc/big", size, offset) == big[offset : offset + size]
+
+
+def test_reads_past_the_end_and_of_an_empty_file_return_nothing(layer):
+    fs, source, _ = layer
+    assert read(fs, "/etc/big", 10, 25) == b"" and read(fs, "/etc/big", 10, 1000) == b""
+    assert read(fs, "/empty") == b"" and source.calls == []
+
+
+def test_each_chunk_is_fetched_once_then_read_from_the_cache(layer):
+    fs, source, big = layer
+    assert read(fs, "/etc/big", 5, 8) == big[8:13]  # two chunks
+    assert len(source.calls) == 2 and fs.counters.fetched == 2
+    assert read(fs, "/etc/big") == big  # the third is new, the two others come from the cache
+    assert len(source.calls) == 3 and fs.counters.cache_reads == 2
+    assert read(fs, "/etc/link") == big and len(source.calls) == 3  # the same inode, the same chunks
+    assert len(os.listdir(fs.cache.directory / "sha256")) == 3
+
+
+def test_concurrent_readers_of_a_chunk_share_one_fetch(layer):
+    fs, source, big = layer
+    source.gate = threading.Event()
+    results: list[bytes] = []
+    readers = [threading.Thread(target=lambda: results.append(read(fs, "/etc/big", 4, 2))) for _ in range(6)]
+    for t in readers:
+        t.start()
+    time.sleep(0.1)  # all of them wait now, on the one fetch
+    source.gate.set()
+    for t in readers:
+        t.join(5)
+    assert results == [big[2:6]] * 6
+    assert source.calls == [fs.tree.lookup("etc/big").entry.chunks[0].digest]
+
+
+def test_a_failing_source_gives_eio_a_log_line_and_a_retry_later(layer, caplog):
+    fs, source, _ = layer
+    source.fail = ConnectionError("network is unreachable")
+    with caplog.at_level(logging.WARNING, logger="minidocker.lazy"), pytest.raises(OSError) as e:
+        read(fs, "/etc/small")
+    assert e.value.errno == errno.EIO and fs.counters.failed == 1
+    assert "etc/small" in caplog.text and "network is unreachable" in caplog.text and "EIO" in caplog.text
+    assert not os.listdir(fs.cache.directory / "sha256")
+    source.fail = None  # the network is back
+    assert read(fs, "/etc/small") == b"small" and len(source.calls) == 2
+
+
+def test_a_chunk_with_the_wrong_digest_gives_eio_and_is_not_cached(layer, caplog):
+    fs, source, _ = layer
+    source.wrong = True
+    with caplog.at_level(logging.WARNING, logger="minidocker.lazy"), pytest.raises(OSError) as e:
+        read(fs, "/etc/big", 4)
+    assert e.value.errno == errno.EIO and "DigestMismatch" in caplog.text
+    assert not os.listdir(fs.cache.directory / "sha256")
+
+
+def test_a_source_that_hangs_gives_eio_within_the_timeout(layer):
+    fs, source, _ = layer
+    source.gate = threading.Event()  # never set during the read
+    start = time.monotonic()
+    with pytest.raises(OSError) as e:
+        read(fs, "/etc/small")
+    took = time.monotonic() - start
+    assert e.value.errno == errno.EIO and "no answer in 0.5 s" in str(e.value)
+    assert 0.4 < took < 2.0
+
+
+def test_getattr_shows_the_entry_in_stat_terms(layer):
+    fs, _, _ = layer
+    big = fs.getattr("/etc/big")
+    assert big["st_mode"] == stat.S_IFREG | 0o640 and (big["st_uid"], big["st_gid"]) == (7, 8)
+    assert big["st_size"] == 25 and big["st_nlink"] == 2 and big["st_mtime"] == 1_500_000_000
+    assert fs.getattr("/etc/link")["st_ino"] == big["st_ino"]
+    assert fs.getattr("/bin/sh")["st_size"] == len("busybox")
+    assert fs.getattr("/dev/null")["st_rdev"] == os.makedev(1, 3)
+    gone = fs.getattr("/etc/gone")
+    assert stat.S_ISCHR(gone["st_mode"]) and gone["st_rdev"] == 0
+    with pytest.raises(OSError) as e:
+        fs.getattr("/etc/nothing")
+    assert e.value.errno == errno.ENOENT
+
+
+def test_readdir_lists_the_directory_with_types(layer):
+    fs, _, _ = layer
+    listing = {name: attrs["st_mode"] for name, attrs, _ in fs.readdir("/etc", 0)}
+    assert set(listing) == {".", "..", "big", "small", "link", "gone"}
+    assert stat.S_ISCHR(listing["gone"]) and stat.S_ISREG(listing["big"]) and stat.S_ISDIR(listing["."])
+    assert [n for n, _, _ in fs.readdir("/var/cache", 0)] == [".", ".."]
+    with pytest.raises(OSError) as e:
+        fs.readdir("/etc/big", 0)
+    assert e.value.errno == errno.ENOTDIR
+
+
+def test_readlink_and_xattrs(layer):
+    fs, _, _ = layer
+    assert fs.readlink("/bin/sh") == "busybox"
+    assert sorted(fs.listxattr("/var/cache")) == ["trusted.overlay.opaque", "user.x"]
+    assert fs.getxattr("/var/cache", "trusted.overlay.opaque") == b"y"
+    for call in (lambda: fs.readlink("/etc/big"), lambda: fs.getxattr("/etc/big", "user.x")):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno in (errno.EINVAL, errno.ENODATA)
+
+
+@pytest.mark.parametrize("flags", [os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_TRUNC])
+def test_opening_for_writing_is_refused(layer, flags):
+    fs, _, _ = layer
+    with pytest.raises(OSError) as e:
+        fs.open("/etc/big", flags)
+    assert e.value.errno == errno.EROFS
+
+
+def test_attributes_of_an_implied_directory():
+    tree = build_tree([Entry("a/b", REG)])
+    attrs = attributes(tree.lookup("a"))
+    assert attrs["st_mode"] == stat.S_IFDIR | 0o755 and attrs["st_nlink"] == 2 and attrs["st_uid"] == 0
+
+
+def test_layerfs_offers_libfuse_exactly_its_operations(layer):
+    """mfusepy registers every attribute named like a FUSE operation (``lock``, ``flush``,
+    ``init``...): a helper or field of that name would be called by the kernel's requests."""
+    import mfusepy
+
+    fs, _, _ = layer
+    operations = {name for name, *_ in mfusepy.fuse_operations._fields_}
+    offered = {name for name in dir(fs) if name in operations}
+    assert offered == {"getattr", "readdir", "readlink", "getxattr", "listxattr", "open", "read", "statfs"}
+
+
+def test_a_chunk_that_cannot_be_cached_is_served_all_the_same(layer, caplog):
+    fs, source, big = layer
+    sha = fs.cache.directory / "sha256"
+    sha.rmdir()
+    sha.write_bytes(b"")  # a file where the cache's directory should be: every put fails
+    with caplog.at_level(logging.WARNING, logger="minidocker.lazy"):
+        assert read(fs, "/etc/big", 10) == big[:10]
+    assert "not cached" in caplog.text and fs.counters.fetched == 1
+    assert read(fs, "/etc/big", 10) == big[:10] and len(source.calls) == 2  # fetched again, not cached
+
+
+def test_a_symlinks_size_is_its_targets_length_in_bytes():
+    tree = build_tree([Entry("l", SYMLINK, link_name="caf\u00e9")])
+    assert attributes(tree.lookup("l"))["st_size"] == 5
