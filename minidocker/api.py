@@ -1288,20 +1288,9 @@ def build(
     image_id = build_image(root or default_root(), store, request, say, lambda ref: ensure_image(ref, root))
     if not estargz:
         return image_id
-    from minidocker.image.convert import convert_image
+    from minidocker.image.convert import convert_built_image
 
-    say("Converting the image's layers to eStargz")
-    built, image_id = (
-        image_id,
-        convert_image(store, image_id, tags[0] if tags else None, say=lambda line: say(" ---> " + line)),
-    )
-    for t in tags[1:]:
-        store.tag(image_id, t)
-    doc = store.read_index()
-    if not store.tags_of(built, doc):  # what was built stays as the build cache, hidden as its steps are
-        store.record_image(built, doc["images"][built]["manifest"], None, intermediate=True)
-    say(f"Successfully converted to {image_id[7:19]}")
-    return image_id
+    return convert_built_image(store, image_id, list(tags), say)
 
 
 # -- the course -----------------------------------------------------------------------------

@@ -67,6 +67,10 @@ class AuthenticationError(RegistryError):
     """401/403 from a registry or its token server."""
 
 
+class RangesUnsupported(RegistryError):
+    """The server answered a Range request with the whole blob (200): pull it whole (image/blobrange.py)."""
+
+
 class DigestMismatch(RegistryError):
     """Content whose sha256 is not the digest it was asked for (or is truncated)."""
 

@@ -27,7 +27,7 @@ import re
 import threading
 from urllib.parse import urljoin, urlsplit
 
-from minidocker.errors import ImageNotFound, RegistryError
+from minidocker.errors import ImageNotFound, RangesUnsupported, RegistryError
 from minidocker.image.reference import Reference
 from minidocker.image.registry import RegistryClient
 from minidocker.record import record
@@ -35,10 +35,6 @@ from minidocker.record import record
 MERGE_GAP = 64 * 1024  # ranges closer than this are fetched in one request (the gap is read and dropped)
 REDIRECTS = (301, 302, 303, 307, 308)
 CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-
-
-class RangesUnsupported(RegistryError):
-    """The server answered a Range request with the whole blob (200): pull it whole."""
 
 
 @record

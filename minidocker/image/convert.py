@@ -90,6 +90,20 @@ def convert_image(
     return config_digest
 
 
+def convert_built_image(store: ImageStore, built: str, tags: list[str], say: Callable[[str], None]) -> str:
+    """``build --estargz``: convert what was built; the tags name the eStargz image, and the
+    built one stays as build cache, hidden as the build's steps are. Returns the new ID."""
+    say("Converting the image's layers to eStargz")
+    image_id = convert_image(store, built, tags[0] if tags else None, say=lambda line: say(" ---> " + line))
+    for t in tags[1:]:
+        store.tag(image_id, t)
+    doc = store.read_index()
+    if not store.tags_of(built, doc):
+        store.record_image(built, doc["images"][built]["manifest"], None, intermediate=True)
+    say(f"Successfully converted to {image_id[7:19]}")
+    return image_id
+
+
 def convert_layer(
     store: ImageStore, desc: mf.Descriptor, prefetch: Sequence[str], chunk_size: int
 ) -> estargz.EstargzLayer:

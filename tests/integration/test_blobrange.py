@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from minidocker.errors import RangesUnsupported
 from minidocker.image import manifest as mf
-from minidocker.image.blobrange import BlobRanges, RangesUnsupported
+from minidocker.image.blobrange import BlobRanges
 from minidocker.image.reference import parse
 from minidocker.image.registry import RegistryClient
 from tests.support.registry import ThreadedServer
