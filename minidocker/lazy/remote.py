@@ -1,0 +1,147 @@
+"""An eStargz layer still in its registry, served as a lazy layer (issue #16).
+
+The table of contents comes by two HTTP range requests; a file's bytes come when it is first
+read, one range request per chunk (image/blobrange.py), inflated and checked against the
+TOC's digest (image/estargz.py). What the pieces do, in order::
+
+    RangeFile       the blob as a file that reads itself by range requests: what
+                    estargz.EstargzReader opens, so the footer (the last 51 bytes) and the
+                    TOC (its own gzip member) are the only bytes fetched to list the layer
+    check the TOC   its sha256 against the descriptor's containerd.io/snapshot/stargz/toc.digest
+    toc_entries     eStargz's entries as lazy.toc's: each regular file's chunks with the byte
+                    range of the blob that holds them (stargz.index.json and the prefetch
+                    landmarks are the format's, not the image's: left out)
+    RegistryChunks  the ChunkSource lazy/fs.py serves from: a chunk's range, inflated,
+                    checked; the HTTP client is made in the FUSE server process, on its first read
+
+See it: ``minidocker convert --estargz debian esgz/debian`` and ``push`` it, then
+tests/integration/test_lazy_remote.py mounts its layer and counts the registry's bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from datetime import datetime
+from typing import Any
+
+from minidocker.errors import EstargzError
+from minidocker.image import estargz
+from minidocker.image.blobrange import BlobRanges
+from minidocker.image.reference import Reference
+from minidocker.image.registry import RegistryClient
+from minidocker.lazy import toc
+
+FORMAT_FILES = {estargz.TOC_NAME, estargz.PREFETCH_LANDMARK, estargz.NO_PREFETCH_LANDMARK}
+
+
+class RangeFile(io.RawIOBase):
+    """A read-only, seekable view of a blob whose reads are range requests."""
+
+    def __init__(self, ranges: BlobRanges):
+        self.ranges, self.pos = ranges, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.ranges.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.ranges.size if size < 0 else min(self.ranges.size, self.pos + size)
+        data = self.ranges.read(self.pos, max(0, end - self.pos))
+        self.pos += len(data)
+        return data
+
+
+def read_remote_toc(ranges: BlobRanges, descriptor: dict[str, Any]) -> estargz.EstargzReader:
+    """The layer's TOC, fetched by range and checked against the descriptor's annotation."""
+    want = (descriptor.get("annotations") or {}).get(estargz.TOC_DIGEST_ANNOTATION)
+    if not want:
+        raise EstargzError(
+            f"layer {descriptor['digest'][:19]} has no {estargz.TOC_DIGEST_ANNOTATION} annotation: not eStargz",
+            hint="convert the image first: minidocker convert --estargz SRC DST",
+        )
+    return estargz.EstargzReader(RangeFile(ranges), toc_digest=want)  # type: ignore[arg-type]
+
+
+def toc_entries(reader: estargz.EstargzReader) -> list[toc.Entry]:
+    """The TOC's entries in lazy.toc's model (a chunk's source range: its gzip member)."""
+    out = []
+    for e in reader.entries:
+        name = estargz.clean_name(e.name)
+        if name in FORMAT_FILES:
+            continue
+        entry = toc.Entry(
+            name=name,
+            type=e.type,
+            size=e.size if e.type == toc.REG else 0,
+            mode=e.mode & 0o7777,
+            uid=e.uid,
+            gid=e.gid,
+            mtime=modtime(e.modtime),
+            link_name=estargz.clean_name(e.link_name) if e.type == toc.HARDLINK else e.link_name,
+            dev_major=e.dev_major,
+            dev_minor=e.dev_minor,
+            xattrs=dict(e.xattrs),
+        )
+        if e.type == toc.REG:
+            entry.chunks = [
+                toc.Chunk(c.chunk_offset, c.chunk_size, c.digest, c.offset, c.compressed_size)
+                for c in reader.chunks(name)
+            ]
+        out.append(entry)
+    return out
+
+
+def modtime(text: str) -> float:
+    """RFC 3339 (``2024-01-02T03:04:05Z``) -> seconds since the epoch; "" -> 0."""
+    if not text:
+        return 0.0
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise EstargzError(f"a TOC entry's modtime {text!r} is not RFC 3339") from None
+
+
+class RegistryChunks:
+    """lazy/fs.py's ChunkSource over a registry: each chunk is the range of its gzip member,
+    inflated and checked (estargz.ChunkCorrupt, which the file system turns into EIO)."""
+
+    def __init__(self, domain: str, ref: Reference, digest: str, size: int):
+        self.domain, self.ref, self.digest, self.size = domain, ref, digest, size
+        self._pid = -1
+        self._ranges: BlobRanges | None = None
+
+    def ranges(self) -> BlobRanges:
+        """Our BlobRanges, made anew in each process: an HTTP pool does not survive fork."""
+        if self._ranges is None or self._pid != os.getpid():
+            self._ranges = BlobRanges(RegistryClient(self.domain), self.ref, self.digest, self.size)
+            self._pid = os.getpid()
+        return self._ranges
+
+    def read_chunk(self, entry: toc.Entry, chunk: toc.Chunk) -> bytes:
+        data = self.ranges().read(chunk.source_offset, chunk.source_length)
+        piece = estargz.Chunk(
+            entry.name, chunk.offset_in_file, chunk.size, chunk.source_offset, chunk.source_length, chunk.digest
+        )
+        return estargz.inflate_chunk(data, piece)
+
+
+def open_remote_layer(
+    client: RegistryClient, ref: Reference, descriptor: dict[str, Any]
+) -> tuple[toc.Tree, RegistryChunks, BlobRanges]:
+    """A pushed eStargz layer's tree (from its TOC, two range requests) and its chunk
+    source; the BlobRanges that read the TOC is returned too, for its byte counts."""
+    ranges = BlobRanges(client, ref, descriptor["digest"], int(descriptor["size"]))
+    reader = read_remote_toc(ranges, descriptor)
+    tree = toc.build_tree(toc_entries(reader))
+    return tree, RegistryChunks(client.domain, ref, descriptor["digest"], int(descriptor["size"])), ranges
