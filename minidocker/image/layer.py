@@ -155,6 +155,17 @@ def check_empty_directory(dest: str) -> None:
         raise storage_error(e, f"opening {dest}") from None
 
 
+def classify_member(parts: list[str]) -> tuple[str, str, str]:
+    """A member's path (its ``split_member_name`` parts) -> (path, whiteout action, target),
+    a malformed whiteout refused: what unpacking and a lazy layer's tree both ask first."""
+    rel = "/".join(parts)
+    try:
+        action, target = whiteout.classify(rel)
+    except ValueError as e:
+        raise HostileLayer(f"layer refused: {e}") from None
+    return rel, action, target
+
+
 def split_member_name(name: str, what: str | None = None) -> list[str]:
     """``./usr//bin/`` -> ``["usr", "bin"]``; refuse absolute names and any ``..``."""
     what = what or f"member {name!r}"
@@ -252,11 +263,7 @@ class LayerApplier:
                 raise HostileLayer(f"layer refused: member {m.name!r} would replace the layer's root")
             self.set_metadata("", m)
             return
-        rel = "/".join(parts)
-        try:
-            action, target = whiteout.classify(rel)
-        except ValueError as e:
-            raise HostileLayer(f"layer refused: {e}") from None
+        rel, action, target = classify_member(parts)
         if action == whiteout.META:
             return  # AUFS's bookkeeping, not a file of the image
         if action == whiteout.OPAQUE:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 from minidocker.errors import HostileLayer, LazyLayerError
 from minidocker.image import whiteout
-from minidocker.image.layer import OVERLAY_XATTR_PREFIX, split_member_name
+from minidocker.image.layer import OVERLAY_XATTR_PREFIX, classify_member, split_member_name
 
 # Entry.type: the words eStargz's TOC uses (one per kind of tar member).
 REG, DIR, SYMLINK, HARDLINK, CHAR, BLOCK, FIFO = "reg", "dir", "symlink", "hardlink", "char", "block", "fifo"
@@ -181,11 +181,7 @@ class TreeBuilder:
             self.root.entry = entry
             self.root.st_mode = stat.S_IFDIR | stat.S_IMODE(entry.mode)
             return
-        rel = "/".join(parts)
-        try:
-            action, target = whiteout.classify(rel)
-        except ValueError as e:
-            raise HostileLayer(f"layer refused: {e}") from None
+        rel, action, target = classify_member(parts)
         if action == whiteout.META:
             return  # AUFS's bookkeeping, not a file of the image
         if action == whiteout.OPAQUE:

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -206,38 +205,16 @@ def test_build_estargz_tags_the_converted_image(emd, registry, tmp_path, estargz
 # -- podman, which knows nothing of our code -----------------------------------------------------
 @pytest.fixture
 def podman(tmp_path):
-    """podman with a private store and configuration, runc as its runtime (crun refuses this
-    host's hybrid cgroups: host-notes), in a short directory of /tmp (podman refuses a
-    runroot longer than 50 characters), removed at the end."""
-    if shutil.which("podman") is None or shutil.which("runc") is None:
-        pytest.fail("podman or runc is not installed: apt-get install podman runc", pytrace=False)
+    """podman with a private store and configuration (tests/support/podman.py), runc as its
+    runtime (crun refuses this host's hybrid cgroups: host-notes)."""
+    from tests.support.podman import podman_sandbox
+
+    if shutil.which("runc") is None:
+        pytest.fail("runc is not installed: apt-get install runc", pytrace=False)
     conf = tmp_path / "podman"
     conf.mkdir()
-    short = Path(tempfile.mkdtemp(prefix="mde-", dir="/tmp"))
-    (conf / "containers.conf").write_text(
-        '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\nlog_driver = "k8s-file"\n'
-        f'[network]\nnetwork_config_dir = "{conf}/networks"\n'
-        f'[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nevents_logfile_path = "{conf}/events.log"\n'
-        f'tmp_dir = "{conf}/tmp"\n'
-    )
-    (conf / "registries.conf").write_text("unqualified-search-registries = []\n")
-    env = dict(os.environ, CONTAINERS_CONF=str(conf / "containers.conf"))
-    env["CONTAINERS_REGISTRIES_CONF"] = str(conf / "registries.conf")
-    argv = ["podman", "--root", str(short / "g"), "--runroot", str(short / "r"), "--storage-driver", "overlay"]
-    argv += ["--cgroup-manager", "cgroupfs", "--runtime", shutil.which("runc") or "runc"]
-
-    def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-        return subprocess.run([*argv, *args], capture_output=True, text=True, env=env, timeout=timeout)
-
-    try:
+    with podman_sandbox(conf, shutil.which("runc") or "runc", prefix="mde-") as run:
         yield run
-    finally:
-        run("rm", "-af", "-t", "0")
-        run("system", "reset", "-f")
-        subprocess.run(["rm", "-rf", "--one-file-system", str(short)], check=False)
-        from tests.integration.test_oci_runtime import remove_podman_cgroups
-
-        remove_podman_cgroups()
 
 
 def test_podman_pulls_and_runs_the_estargz_image(emd, registry, podman):

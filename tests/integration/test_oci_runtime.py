@@ -186,60 +186,24 @@ def test_features_and_spec(runc, tmp_path):
 
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory):
-    """podman with a private store and configuration (as bench/common.py's PodmanSandbox),
-    busybox loaded from the cached OCI layout (nothing is pulled), minidocker-runc as its
-    runtime through a wrapper that runs this worktree's code. podman refuses a runroot
-    longer than 50 characters: the store is in a short directory of /tmp, removed at the end."""
-    import shutil
-    import tempfile
+    """podman with a private store and configuration (tests/support/podman.py), busybox
+    loaded from the cached OCI layout (nothing is pulled), minidocker-runc as its runtime
+    through a wrapper that runs this worktree's code."""
+    from tests.support.podman import podman_sandbox
 
-    if shutil.which("podman") is None:
-        pytest.fail("podman is not installed: apt-get install podman")
     conf = tmp_path_factory.mktemp("podman")
-    short = Path(tempfile.mkdtemp(prefix="mdr-", dir="/tmp"))
     runtime = conf / "minidocker-runc"
     state = conf / "runc-state"  # (not the default /run/minidocker-runc: the test's own)
     command = f'exec {sys.executable} -m minidocker.oci --root {state} "$@"'
     runtime.write_text(f"#!/bin/sh\nPYTHONPATH={WORKTREE} {command}\n")
     runtime.chmod(0o755)
-    (conf / "containers.conf").write_text(
-        '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\nlog_driver = "k8s-file"\n'
-        f'[network]\nnetwork_config_dir = "{conf}/networks"\n'
-        f'[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nevents_logfile_path = "{conf}/events.log"\n'
-        f'tmp_dir = "{conf}/tmp"\n'
-    )  # (default_ulimits: root here may not raise nofile's hard limit to podman's default, 1048576)
-    (conf / "registries.conf").write_text("unqualified-search-registries = []\n")
-    env = dict(os.environ, CONTAINERS_CONF=str(conf / "containers.conf"))
-    env["CONTAINERS_REGISTRIES_CONF"] = str(conf / "registries.conf")
-    argv = ["podman", "--root", str(short / "g"), "--runroot", str(short / "r"), "--storage-driver", "overlay"]
-    argv += ["--cgroup-manager", "cgroupfs", "--runtime", str(runtime)]
-
-    def run(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run([*argv, *args], capture_output=True, text=True, env=env, timeout=timeout, **kw)
-
-    archive = conf / "busybox.tar"
-    subprocess.run(["tar", "-C", "/var/cache/minidocker/images/busybox", "-cf", str(archive), "."], check=True)
-    loaded = run("load", "-q", "-i", str(archive))
-    assert loaded.returncode == 0, loaded.stderr
-    assert run("tag", loaded.stdout.split()[-1], "localhost/busybox:latest").returncode == 0
-    try:
+    with podman_sandbox(conf, str(runtime), prefix="mdr-") as run:
+        archive = conf / "busybox.tar"
+        subprocess.run(["tar", "-C", "/var/cache/minidocker/images/busybox", "-cf", str(archive), "."], check=True)
+        loaded = run("load", "-q", "-i", str(archive))
+        assert loaded.returncode == 0, loaded.stderr
+        assert run("tag", loaded.stdout.split()[-1], "localhost/busybox:latest").returncode == 0
         yield run
-    finally:
-        run("rm", "-af", "-t", "0")
-        run("system", "reset", "-f")
-        subprocess.run(["rm", "-rf", "--one-file-system", str(short)], check=False)
-        remove_podman_cgroups()
-
-
-def remove_podman_cgroups() -> None:
-    """podman's conmon cgroups (libpod_parent/conmon in each v1 hierarchy), once empty; one
-    that another podman still uses is busy and stays (rmdir refuses it)."""
-    import contextlib
-    import glob
-
-    for d in glob.glob("/sys/fs/cgroup/*/libpod_parent/conmon") + glob.glob("/sys/fs/cgroup/*/libpod_parent"):
-        with contextlib.suppress(OSError):
-            os.rmdir(d)
 
 
 def test_podman_runs_a_container_with_it(podman):
