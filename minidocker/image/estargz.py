@@ -71,6 +71,8 @@ LANDMARK_CONTENT = b"\x0f"  # the format's one byte of landmark data
 TOC_DIGEST_ANNOTATION = "containerd.io/snapshot/stargz/toc.digest"
 UNCOMPRESSED_SIZE_ANNOTATION = "io.containers.estargz.uncompressed-size"
 FOOTER_SIZE = 51
+MAX_TOC_MEMBER = 64 << 20  # the TOC's gzip member, as read (a lazy pull fetches it by one range request)
+MAX_TOC = 256 << 20  # the TOC inflated: a debian layer's is about 2 MB; more is a bomb, not a layer
 CHUNK_SIZE = 4 << 20  # a regular file's data is cut into gzip members of at most this many bytes
 GZIP_LEVEL = 1  # ISA-L's fastest level, as commit uses
 READ_SIZE = 1 << 20
@@ -466,9 +468,13 @@ def _prefetch_order(
 def parse_toc(member: bytes) -> tuple[dict[str, Any], str]:
     """The TOC and its digest, from the blob's bytes ``[toc_offset, size - 51)``: one gzip
     member holding the tar header of ``stargz.index.json`` and the JSON."""
+    if len(member) > MAX_TOC_MEMBER:
+        raise EstargzError(f"the TOC's member is {len(member)} bytes, more than the {MAX_TOC_MEMBER} read")
     try:
         z = zlib.decompressobj(31)
-        plain = z.decompress(member)
+        plain = z.decompress(member, MAX_TOC + 1)
+        if len(plain) > MAX_TOC:
+            raise EstargzError(f"the TOC inflates to more than {MAX_TOC} bytes")
         if not z.eof:
             raise EstargzError("the TOC's gzip member is cut short")
         m = tarfile.TarInfo.frombuf(plain[:BLOCK], "utf-8", "surrogateescape")
@@ -525,7 +531,12 @@ class EstargzReader:
         self.toc_offset = toc_offset_from_tail(self._read(max(0, self.size - FOOTER_SIZE), FOOTER_SIZE))
         if not 0 <= self.toc_offset < self.size - FOOTER_SIZE:
             raise EstargzError(f"the footer's TOC offset {self.toc_offset} is outside the blob of {self.size} bytes")
-        self.toc, self.toc_digest = parse_toc(self._read(self.toc_offset, self.size - FOOTER_SIZE - self.toc_offset))
+        member = self.size - FOOTER_SIZE - self.toc_offset
+        if member > MAX_TOC_MEMBER:  # (checked before it is read: over HTTP, before it is fetched)
+            raise EstargzError(
+                f"the footer puts a TOC of {member} bytes at {self.toc_offset}: more than {MAX_TOC_MEMBER}"
+            )
+        self.toc, self.toc_digest = parse_toc(self._read(self.toc_offset, member))
         if toc_digest is not None and toc_digest != self.toc_digest:
             raise EstargzError(
                 f"the TOC hashes to {self.toc_digest[:19]}, the layer's descriptor says {toc_digest[:19]}"

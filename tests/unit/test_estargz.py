@@ -348,3 +348,21 @@ def test_a_name_that_is_not_utf8_keeps_its_bytes():
     assert es.EstargzReader(blob, layer.toc_digest).read_file(name) == b"latin-1"
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as t:
         assert name in t.getnames()
+
+
+def test_a_toc_that_inflates_too_far_is_refused_unread(monkeypatch):
+    """A TOC member is bounded twice: its compressed size before it is read, and what it
+    inflates to (a gzip bomb in place of stargz.index.json stops at the bound)."""
+    import zlib
+
+    monkeypatch.setattr(es, "MAX_TOC", 1 << 20)
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = z.compress(b"\0" * (4 << 20)) + z.flush()
+    with pytest.raises(es.EstargzError, match="inflates to more than"):
+        es.parse_toc(bomb)
+    monkeypatch.setattr(es, "MAX_TOC_MEMBER", 100)
+    with pytest.raises(es.EstargzError, match="more than the 100 read"):
+        es.parse_toc(bomb)
+    blob = bytes(200) + es.footer_bytes(0)  # a footer that puts a 200-byte TOC at 0
+    with pytest.raises(es.EstargzError, match="more than 100"):
+        es.EstargzReader(blob)
