@@ -814,6 +814,19 @@ def cleanup(store: ContainerStore, c: Container, remove_volumes: bool = False) -
         from minidocker.runtime.volumes import VolumeStore
 
         VolumeStore(store.root).remove_anonymous(c.spec.volumes)
+    release_lazy_layers(store)
+
+
+def release_lazy_layers(store: ContainerStore) -> None:
+    """A container removed: unmount the lazy layers (pull --lazy) that no running container
+    needs any more, and end their FUSE servers (lazy/mounts.py). One listdir when none is."""
+    from minidocker.lazy.layers import LazyLayers
+
+    if not LazyLayers(store.layout).any_mounted():
+        return
+    from minidocker.lazy.mounts import release_unused
+
+    release_unused(store.root, {c.spec.image_id for c in store.all() if c.running})
 
 
 def stop_monitors(container_pids: list[int]) -> None:
