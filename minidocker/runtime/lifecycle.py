@@ -71,6 +71,7 @@ from minidocker.runtime.stdio import (
     relay_output,
     relay_pty,
     reset_signals,
+    telling_notices,
     wait_foreground,
 )
 from minidocker.runtime.steps import StepFailed, exiting_on_failure, step
@@ -736,11 +737,12 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path], att
     try:
         if c.spec.auto_remove and not attached:  # no record will be left to read a log from: no log
             started = start(store, c, lowerdirs)
-            code = (
-                relay_pty(started.pid, started.master, c.spec.stdin_open)
-                if started.master is not None
-                else wait_foreground(started.pid)
-            )
+            with telling_notices([str(p) for p in lowerdirs]):
+                code = (
+                    relay_pty(started.pid, started.master, c.spec.stdin_open)
+                    if started.master is not None
+                    else wait_foreground(started.pid)
+                )
             container_event(c, "die", exitCode=code)
             return code  # no "exited" record to write (and fsync): cleanup removes the record
         code = _run_attached_logged(store, c, lowerdirs, {s.lower() for s in attached} or set(STREAMS))
@@ -778,7 +780,8 @@ def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Pa
                 os.close(fd)
     out = sys.stdout.fileno() if "stdout" in shown else -1
     err = sys.stderr.fileno() if "stderr" in shown else -1
-    return relay_output(started.pid, {out_r: (out, "stdout"), err_r: (err, "stderr")}, log)
+    streams = {out_r: (out, "stdout"), err_r: (err, "stderr")}
+    return relay_output(started.pid, streams, log, [str(p) for p in lowerdirs])
 
 
 def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool = False) -> None:

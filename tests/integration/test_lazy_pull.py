@@ -106,3 +106,53 @@ def test_the_background_fetch_makes_the_layer_ordinary(pushed, md):
     out = md.ok("run", "--rm", target, "sha256sum", "/usr/bin/bash").stdout
     assert bash_sum in out
     assert fuse_mounts_under(md.root) == [] and blob_bytes(reg) == 0  # the unpacked layer, no FUSE
+
+
+def test_a_tampered_chunk_gives_the_reader_eio_and_a_line_that_says_why(pushed, md):
+    from minidocker.image import estargz
+
+    reg, target, _ = pushed
+    from minidocker.image.reference import parse
+    from minidocker.image.registry import RegistryClient
+
+    with RegistryClient(reg.host) as client:
+        raw, _, _ = client.get_manifest(parse(target))
+    digest = json.loads(raw)["layers"][0]["digest"]
+    stored = reg.blob_path(digest)
+    original = stored.read_bytes()
+    chunk = estargz.EstargzReader(original).chunks("usr/lib/os-release")[0]
+    damaged = bytearray(original)
+    damaged[chunk.offset + chunk.compressed_size // 2] ^= 0xFF  # inside the file's gzip member
+    try:
+        stored.write_bytes(bytes(damaged))
+        r = md(
+            "run", "--rm", "--pull=lazy", target, "sh", "-c", "cat /usr/lib/os-release; echo rc=$?", env=NO_BACKGROUND
+        )
+    finally:
+        stored.write_bytes(original)
+    assert "rc=1" in r.stdout and "PRETTY_NAME" not in r.stdout, r.stdout
+    assert "Input/output error" in r.stderr, r.stderr
+    assert "minidocker: lazy layer" in r.stderr and "usr/lib/os-release" in r.stderr, r.stderr
+    assert fuse_mounts_under(md.root) == []
+
+
+def test_a_registry_gone_mid_run_gives_eio_and_says_so_in_logs(pushed, md):
+    """(Last in this module: it stops the module's registry.)"""
+    reg, target, _ = pushed
+    script = (
+        "cat /etc/debian_version; while [ ! -e /tmp/go ]; do sleep 0.1; done; cat /usr/bin/bash >/dev/null; echo rc=$?"
+    )
+    env = {**NO_BACKGROUND, "MINIDOCKER_LAZY_TIMEOUT": "10"}
+    cid = md.ok("run", "-d", "--pull=lazy", target, "sh", "-c", script, env=env).stdout.strip()
+    wait_until(lambda: md("logs", cid).stdout.startswith("12"), "the container read a file")
+    reg.stop()
+    md.ok("exec", cid, "sh", "-c", ": > /tmp/go")  # (sh is in the cache: the container runs it)
+    started = time.monotonic()
+    code = md.ok("wait", cid, timeout=60).stdout.strip()
+    assert time.monotonic() - started < 30 and code == "0", code  # (the script's last command is echo)
+    logs = md.ok("logs", cid)
+    assert "rc=1" in logs.stdout, logs.stdout
+    assert "Input/output error" in logs.stderr and "minidocker: lazy layer" in logs.stderr, logs.stderr
+    assert "usr/bin/bash" in logs.stderr
+    md.ok("rm", cid)
+    assert fuse_mounts_under(md.root) == [] and not any(s.alive() for s in lazy_servers(md.root))

@@ -1,0 +1,61 @@
+"""What a container hears of its lazy layers' trouble: the FUSE servers' warnings, relayed.
+
+When a chunk of a lazy layer cannot be had (the registry is gone, the bytes do not match the
+TOC), the reading process gets EIO: ``cat: /usr/bin/x: Input/output error`` is all it can say.
+Why is in the layer's server log (lazy/fs.py writes one line: which file, which bytes, what
+went wrong). A container's output relay (runtime/logfile.py ``copy_streams``, in a foreground
+``run`` and in a detached container's watcher) polls ``LazyNotices`` for the new lines of the
+logs of the lazy layers among its lowerdirs, and writes each to the container's log and the
+user's stderr, as ``minidocker: lazy layer ...``.
+
+See it: stop the registry while a lazily started container reads, then ``minidocker logs C``.
+"""
+
+from __future__ import annotations
+
+import os
+
+MARK = b" minidocker.lazy["  # (the logger's name in fs.py's lines: ``TIME minidocker.lazy[PID]: ...``)
+
+
+class LazyNotices:
+    """The lines the lazy layers of ``lowerdirs`` log from now on, as they come."""
+
+    def __init__(self, logs: list[str]):
+        self.files: dict[str, int] = {}
+        for path in logs:
+            try:
+                self.files[path] = os.stat(path).st_size
+            except OSError:
+                self.files[path] = 0
+        self.partial: dict[str, bytes] = {}
+
+    @classmethod
+    def of(cls, lowerdirs: list[str]) -> LazyNotices | None:
+        """For the lowerdirs of a container, or None if none is a lazy layer's mount."""
+        logs = [os.path.join(os.path.dirname(d), "server.log") for d in lowerdirs if is_lazy_mount(d)]
+        return cls(logs) if logs else None
+
+    def poll(self) -> list[bytes]:
+        """The new warning lines (each ending in a newline), prefixed ``minidocker: ``."""
+        out = []
+        for path, offset in self.files.items():
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read(1 << 16)
+            except OSError:
+                continue
+            self.files[path] = offset + len(data)
+            *lines, rest = (self.partial.get(path, b"") + data).split(b"\n")
+            self.partial[path] = rest
+            for line in lines:
+                if MARK in line:
+                    out.append(b"minidocker: " + line.split(b": ", 1)[-1] + b"\n")
+        return out
+
+
+def is_lazy_mount(lowerdir: str) -> bool:
+    """``<root>/lazy/<chain hex>/mnt``: the mount point of a lazy layer."""
+    parts = lowerdir.rstrip("/").split("/")
+    return len(parts) >= 3 and parts[-1] == "mnt" and parts[-3] == "lazy" and len(parts[-2]) == 64
