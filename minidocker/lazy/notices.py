@@ -14,7 +14,14 @@ See it: stop the registry while a lazily started container reads, then ``minidoc
 from __future__ import annotations
 
 import os
+import re
 
+from minidocker.linux.events import emit
+
+FETCHED = re.compile(
+    r"lazy layer (?P<layer>\S+): fetched (?P<file>.*) bytes \d+-\d+: blob bytes (?P<start>\d+)-(?P<end>\d+) "
+    r"\((?P<length>\d+)\) in (?P<ms>[\d.]+) ms$"
+)
 MARK = b" minidocker.lazy["  # (the logger's name in fs.py's lines: ``TIME minidocker.lazy[PID]: ...``)
 
 
@@ -29,6 +36,7 @@ class LazyNotices:
             except OSError:
                 self.files[path] = 0
         self.partial: dict[str, bytes] = {}
+        self.totals: dict[str, tuple[int, int]] = {}  # layer -> (chunks, blob bytes) fetched since
 
     @classmethod
     def of(cls, lowerdirs: list[str]) -> LazyNotices | None:
@@ -50,9 +58,27 @@ class LazyNotices:
             *lines, rest = (self.partial.get(path, b"") + data).split(b"\n")
             self.partial[path] = rest
             for line in lines:
-                if MARK in line:
-                    out.append(b"minidocker: " + line.split(b": ", 1)[-1] + b"\n")
+                if MARK not in line:
+                    continue
+                text = line.split(b"]: ", 1)[-1]
+                fetched = FETCHED.match(text.decode(errors="replace"))
+                if fetched:
+                    self.fetched(fetched)
+                else:
+                    out.append(b"minidocker: " + text + b"\n")
         return out
+
+    def fetched(self, m: re.Match[str]) -> None:
+        """A chunk fetched by a range request: counted, and told to --explain."""
+        layer, blob_bytes = m["layer"], int(m["length"])
+        chunks, total = self.totals.get(layer, (0, 0))
+        self.totals[layer] = (chunks + 1, total + blob_bytes)
+        emit("lazy_fetch", layer=layer, file=m["file"], range=f"{m['start']}-{m['end']}", bytes=blob_bytes, ms=m["ms"])
+
+    def summary(self) -> None:
+        """--explain's last word on the lazy layers: what this container's run fetched."""
+        for layer, (chunks, total) in sorted(self.totals.items()):
+            emit("lazy_read", layer=layer, chunks=chunks, bytes=total)
 
 
 def is_lazy_mount(lowerdir: str) -> bool:

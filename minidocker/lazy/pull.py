@@ -33,6 +33,7 @@ from minidocker.image.reference import Reference
 from minidocker.image.registry import RegistryClient
 from minidocker.image.store import ImageStore
 from minidocker.lazy.layers import LazyLayers, LazySettings
+from minidocker.linux.events import emit
 
 
 def lazy_layers(
@@ -87,6 +88,10 @@ def lazy_layers(
             continue
         toc = cast(bytes, meta.pop("_toc"))
         lazy.record(chains[i], meta, toc)
+        emit(
+            "lazy_layer", layer=sid, format=meta["format"], requests=meta.pop("_requests"), bytes=fetched,
+            size=desc.size, files=meta["entries"],
+        )  # fmt: skip
         progress(PullEvent(sid, f"Lazy ({meta['format']}: {human(fetched)} fetched of {human(desc.size)})"))
     return whole
 
@@ -110,6 +115,7 @@ def record_estargz(reg: RegistryClient, ref: Reference, desc: mf.Descriptor, met
         size=sum(e.size for e in entries),
         entries=len(entries),
         _toc=tail,
+        _requests=ranges.stats.requests,
     )
     return ranges.stats.bytes
 
@@ -133,7 +139,7 @@ def record_zran(index_bytes: bytes, meta: dict[str, Any]) -> int:
     index = zran.parse_index(index_bytes)
     entries = index.entries()
     toc.build_tree(entries)
-    meta.update(format="zran", size=sum(e.size for e in entries), entries=len(entries), _toc=index_bytes)
+    meta.update(format="zran", size=sum(e.size for e in entries), entries=len(entries), _toc=index_bytes, _requests=1)
     return len(index_bytes)
 
 

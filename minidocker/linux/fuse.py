@@ -338,6 +338,7 @@ def start_logging() -> None:
     handler = logging.StreamHandler(open(2, "w", buffering=1, closefd=False))  # not sys.stderr: a test's capture
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s[%(process)d]: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.getLogger("minidocker.lazy").setLevel(logging.INFO)  # (one line per chunk fetched: --explain's)
 
 
 def detach(mountpoint: str) -> None:

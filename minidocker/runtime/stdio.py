@@ -120,8 +120,12 @@ def relay_output(
     """A foreground run without -t that keeps a log (as docker's does): copy the container's
     stdout and stderr pipes to ours and to the log until both close, then wait for it. The
     warnings of its lazy layers (``lowerdirs``: lazy/notices.py) are told on stderr too."""
+    notices = lazy_notices(lowerdirs or [])
     with forwarding_signals(pid):
-        copy_streams(streams, log, notices=lazy_notices(lowerdirs or []))
+        copy_streams(streams, log, notices=notices)
+        if notices is not None:
+            notices.poll()
+            notices.summary()
         return wait_for(pid)
 
 
@@ -229,5 +233,6 @@ def telling_notices(lowerdirs: list[str]) -> contextlib.AbstractContextManager:
             for line in notices.poll():  # what came in the last half second
                 with contextlib.suppress(OSError):
                     write_all(2, line)
+            notices.summary()
 
     return running()

@@ -108,6 +108,17 @@ def test_the_background_fetch_makes_the_layer_ordinary(pushed, md):
     assert fuse_mounts_under(md.root) == [] and blob_bytes(reg) == 0  # the unpacked layer, no FUSE
 
 
+def test_explain_tells_the_lazy_steps(pushed, md):
+    _, target, _ = pushed
+    r = md.ok("run", "--rm", "--explain", "--pull=lazy", target, "cat", "/etc/debian_version", env=NO_BACKGROUND)
+    assert r.stdout.startswith("12"), r.stdout
+    err = r.stderr
+    assert "GET 2 byte ranges of layer" in err and "estargz table of contents" in err, err  # the TOC
+    assert "mount -t fuse.minidocker-lazy" in err, err  # the FUSE mount, by its server
+    assert "GET Range: bytes=" in err and "etc/debian_version" in err, err  # a chunk, by range
+    assert "chunks fetched by range" in err, err  # the run's total
+
+
 def test_a_tampered_chunk_gives_the_reader_eio_and_a_line_that_says_why(pushed, md):
     from minidocker.image import estargz
 
