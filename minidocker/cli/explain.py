@@ -48,7 +48,11 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
         f"  -> new {', '.join(ev['flags'])} namespace(s)"
     ),
     "mount": describe_mount,
-    "umount2": lambda ev: f"umount2({ev['target']}, MNT_DETACH)  -> the old root is gone from our view",
+    "umount2": lambda ev: (
+        f"umount2({ev['target']}, MNT_DETACH)  -> the old root is gone from our view"
+        if ev.get("flags", 2) & 2
+        else f"umount2({ev['target']}, 0)"
+    ),
     "pivot_root": lambda ev: f"pivot_root({ev['new_root']}, {ev['put_old']})  -> the overlay is now /",
     "fuse_mount": lambda ev: (
         f"mount -t {ev['fstype']} {ev['source']} {ev['target']}  -> process {ev['server']} answers its "

@@ -28,21 +28,23 @@ MARK = b" minidocker.lazy["  # (the logger's name in fs.py's lines: ``TIME minid
 class LazyNotices:
     """The lines the lazy layers of ``lowerdirs`` log from now on, as they come."""
 
-    def __init__(self, logs: list[str]):
+    def __init__(self, logs: list[str], offsets: dict[str, int] | None = None):
         self.files: dict[str, int] = {}
         for path in logs:
             try:
-                self.files[path] = os.stat(path).st_size
+                self.files[path] = os.stat(path).st_size if offsets is None else offsets.get(path, 0)
             except OSError:
                 self.files[path] = 0
         self.partial: dict[str, bytes] = {}
         self.totals: dict[str, tuple[int, int]] = {}  # layer -> (chunks, blob bytes) fetched since
 
     @classmethod
-    def of(cls, lowerdirs: list[str]) -> LazyNotices | None:
-        """For the lowerdirs of a container, or None if none is a lazy layer's mount."""
+    def of(cls, lowerdirs: list[str], offsets: dict[str, int] | None = None) -> LazyNotices | None:
+        """For the lowerdirs of a container, or None if none is a lazy layer's mount. Made
+        before the container starts (its first reads come at once); ``offsets``: where an
+        earlier LazyNotices was (``files``), for the detached container's watcher."""
         logs = [os.path.join(os.path.dirname(d), "server.log") for d in lowerdirs if is_lazy_mount(d)]
-        return cls(logs) if logs else None
+        return cls(logs, offsets) if logs else None
 
     def poll(self) -> list[bytes]:
         """The new warning lines (each ending in a newline), prefixed ``minidocker: ``."""

@@ -32,7 +32,7 @@ from minidocker.image import manifest as mf
 from minidocker.image.reference import Reference
 from minidocker.image.registry import RegistryClient
 from minidocker.image.store import ImageStore
-from minidocker.lazy.layers import LazyLayers, LazySettings
+from minidocker.lazy.layers import LazyLayers, LazySettings, short
 from minidocker.linux.events import emit
 
 
@@ -89,7 +89,7 @@ def lazy_layers(
         toc = cast(bytes, meta.pop("_toc"))
         lazy.record(chains[i], meta, toc)
         emit(
-            "lazy_layer", layer=sid, format=meta["format"], requests=meta.pop("_requests"), bytes=fetched,
+            "lazy_layer", layer=short(chains[i]), format=meta["format"], requests=meta.pop("_requests"), bytes=fetched,
             size=desc.size, files=meta["entries"],
         )  # fmt: skip
         progress(PullEvent(sid, f"Lazy ({meta['format']}: {human(fetched)} fetched of {human(desc.size)})"))

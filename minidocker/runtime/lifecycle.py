@@ -66,6 +66,7 @@ from minidocker.runtime.logfile import now_iso
 from minidocker.runtime.spec import STREAMS, ContainerSpec
 from minidocker.runtime.stdio import (
     FORWARDED_SIGNALS,
+    lazy_notices,
     open_log,
     receive_pty,
     relay_output,
@@ -736,8 +737,9 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path], att
     only (stdin: the container reads /dev/null); none named: all of them."""
     try:
         if c.spec.auto_remove and not attached:  # no record will be left to read a log from: no log
+            notices = lazy_notices([str(p) for p in lowerdirs])  # (before the start: its first reads are at once)
             started = start(store, c, lowerdirs)
-            with telling_notices([str(p) for p in lowerdirs]):
+            with telling_notices(notices):
                 code = (
                     relay_pty(started.pid, started.master, c.spec.stdin_open)
                     if started.master is not None
@@ -768,6 +770,7 @@ def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Pa
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = -1 if stdin else os.open("/dev/null", os.O_RDONLY)
+    notices = lazy_notices([str(p) for p in lowerdirs])
     try:
         started = start(store, c, lowerdirs, stdin=None if stdin else null, stdout=out_w, stderr=err_w)
     except BaseException:
@@ -781,7 +784,7 @@ def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Pa
     out = sys.stdout.fileno() if "stdout" in shown else -1
     err = sys.stderr.fileno() if "stderr" in shown else -1
     streams = {out_r: (out, "stdout"), err_r: (err, "stderr")}
-    return relay_output(started.pid, streams, log, [str(p) for p in lowerdirs])
+    return relay_output(started.pid, streams, log, notices)
 
 
 def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool = False) -> None:

@@ -28,6 +28,7 @@ TYPE_CHECKING = False  # (typing is not imported on a container start's path: mi
 if TYPE_CHECKING:
     import socket
 
+    from minidocker.lazy.notices import LazyNotices
     from minidocker.runtime.container import Container
 
 FORWARDED_SIGNALS = (
@@ -115,12 +116,11 @@ def receive_pty(sock: socket.socket | None) -> int | None:
 
 
 def relay_output(
-    pid: int, streams: dict[int, tuple[int, str]], log: LogWriter, lowerdirs: list[str] | None = None
+    pid: int, streams: dict[int, tuple[int, str]], log: LogWriter, notices: LazyNotices | None = None
 ) -> int:
     """A foreground run without -t that keeps a log (as docker's does): copy the container's
     stdout and stderr pipes to ours and to the log until both close, then wait for it. The
-    warnings of its lazy layers (``lowerdirs``: lazy/notices.py) are told on stderr too."""
-    notices = lazy_notices(lowerdirs or [])
+    warnings of its lazy layers (``notices``: lazy/notices.py) are told on stderr too."""
     with forwarding_signals(pid):
         copy_streams(streams, log, notices=notices)
         if notices is not None:
@@ -205,10 +205,9 @@ def lazy_notices(lowerdirs: list[str]):
     return LazyNotices.of(lowerdirs)
 
 
-def telling_notices(lowerdirs: list[str]) -> contextlib.AbstractContextManager:
+def telling_notices(notices: LazyNotices | None) -> contextlib.AbstractContextManager:
     """While the ``with`` block waits for a container whose output is not relayed (``run
     --rm`` writes straight to our stdout), a thread tells its lazy layers' warnings on stderr."""
-    notices = lazy_notices(lowerdirs)
     if notices is None:
         return contextlib.nullcontext()
     import threading

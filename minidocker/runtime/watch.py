@@ -71,7 +71,7 @@ def watch(facts: dict, console: ConsoleServer | None = None) -> tuple[int, Conso
     if any("/lazy/" in d for d in facts.get("lowerdirs", ())):  # (lazy/notices.py, imported only then)
         from minidocker.lazy.notices import LazyNotices
 
-        notices = LazyNotices.of(facts["lowerdirs"])
+        notices = LazyNotices.of(facts["lowerdirs"], facts.get("lazy_logs") or {})
     copy_streams({int(fd): (-1, name) for fd, name in facts["streams"].items()}, log, console, notices)
     if facts["input"] >= 0:
         os.close(facts["input"])
