@@ -330,13 +330,29 @@ def run(
     containers, store, c = _create(image, args, opts, **creating)
     if on_created:
         on_created(c.id)
+    recording = _recording(containers, store, c) if opts.record_access else None
     lowerdirs = store.get(c.spec.image_id)
     if opts.detach:
         from minidocker.runtime.monitor import spawn_monitor
 
         spawn_monitor(containers, c, lowerdirs)
         return c.id
-    return lifecycle.run_attached(containers, c, lowerdirs, attached=tuple(opts.attach))
+    code = lifecycle.run_attached(containers, c, lowerdirs, attached=tuple(opts.attach))
+    if recording is not None:
+        recording.finish()  # (says on stderr how many files it kept)
+    return code
+
+
+def _recording(containers, store, c):
+    """``run --record-access`` (lazy/access.py) begun; the container removed if it cannot be."""
+    from minidocker.lazy.access import Recording
+    from minidocker.runtime import lifecycle
+
+    try:
+        return Recording(store, c.spec.image_id, {o.spec.image_id for o in containers.all() if o.running})
+    except MinidockerError:
+        lifecycle.cleanup(containers, c)
+        raise
 
 
 def create(image: str, args: list[str], opts: RunOptions, **creating: Unpack[Creating]) -> str:

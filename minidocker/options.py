@@ -133,6 +133,9 @@ class RunOptions:
     explain: bool = flag(
         "--explain", default=False, help="Narrate every kernel step on stderr."
     )  # the CLI's: it renders the events
+    record_access: bool = flag(
+        "--record-access", default=False, help="Record the files a lazily pulled image's container opens first."
+    )
     pause_at: str | None = flag(
         "--pause-at",
         metavar="STEP",

@@ -19,6 +19,7 @@ nothing else in minidocker joins a store path from strings. What a student finds
         cache/                        the chunks of its files read so far (sha256/HEX: by digest)
         mnt/                          where its FUSE file system is mounted: an overlay lowerdir
         server.json server.log        that file system's server (PID, start time) and its log
+        access.log                    the first open of each of its files (run --record-access)
         fetch.json                    the background fetch that makes it an ordinary layer
       lazy/.tmp-*/                  a lazy layer being recorded (or deleted)
       images/index.json             tags -> image ID (the config digest), image records
@@ -123,6 +124,7 @@ class LazyLayout:
     mnt = below("mnt")  # the FUSE mount: one overlay lowerdir
     server = below("server.json")
     log = below("server.log")
+    access = below("access.log")  # the first open of each file, for run --record-access
     fetch = below("fetch.json")
 
 

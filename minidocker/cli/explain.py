@@ -67,6 +67,11 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
         f"GET Range: bytes={ev['range']} of layer {ev['layer']} ({ev['bytes']} bytes, {ev['ms']} ms)  -> "
         f"{ev['file']}, read for the first time, checked against its TOC digest"
     ),
+    "lazy_prefetch": lambda ev: (
+        f"prefetch {ev['files']} files of layer {ev['layer']}: {ev['chunks']} chunks, {ev['bytes']} bytes "
+        f"in {ev['requests']} range request{'s' if ev['requests'] != 1 else ''}  -> the files this image opens "
+        "first, in the cache before the container asks"
+    ),
     "lazy_read": lambda ev: (
         f"lazy layer {ev['layer']}: {ev['chunks']} chunks fetched by range, {ev['bytes']} bytes  -> "
         "kept in the store's chunk cache: the next run fetches none of them"

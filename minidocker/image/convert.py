@@ -64,6 +64,10 @@ def convert_image(
     with store.gc_guard():
         doc = store.read_index()
         source_id = store.resolve(source, doc)
+        if not prefetch:  # the files a recorded run opened first (run --record-access): put first
+            prefetch = store.accesses(source_id)
+            if prefetch:
+                say(f"Prefetch group: the {len(prefetch)} files run --record-access recorded")
         manifest = store.manifest(source_id, doc)
         config = store.config(source_id)
         diff_ids: list[str] = config["rootfs"]["diff_ids"]

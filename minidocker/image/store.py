@@ -60,7 +60,7 @@ if TYPE_CHECKING:  # (and the unpacker, tarfile and all, is imported only by a p
 
         def has(self, chain_id: str) -> bool: ...
         def meta(self, chain_id: str) -> dict[str, Any]: ...
-        def mount(self, chain_id: str) -> Path: ...
+        def mount(self, chain_id: str, prefetch: list[str] | tuple[str, ...] = ()) -> Path: ...
         def remove(self, chain_id: str) -> None: ...
         def completed(self, chain_id: str) -> bool: ...
 
@@ -340,21 +340,53 @@ class ImageStore:
         as mount(8) wants. What to mount, not a mount: see the module docstring. The one
         exception is a layer pulled lazily and not yet fetched whole: its lowerdir is its
         FUSE mount (lazy/mounts.py), made here unless ``mount`` is False (inspect)."""
-        chains = (
-            self.ancestry(image_or_chain_id) if self.has_layer(image_or_chain_id) else self.chain_ids(image_or_chain_id)
-        )
-        return [self.lowerdir(c, mount) for c in reversed(chains)]
+        by_chain = self.has_layer(image_or_chain_id)
+        chains = self.ancestry(image_or_chain_id) if by_chain else self.chain_ids(image_or_chain_id)
+        first: list[str] | None = None
+        out = []
+        for c in reversed(chains):
+            if mount and first is None and not by_chain and self.is_lazy(c):
+                first = self.accesses(image_or_chain_id)  # (read once, if a layer is lazy)
+            out.append(self.lowerdir(c, mount, first or ()))
+        return out
 
-    def lowerdir(self, chain_id: str, mount: bool = True) -> Path:
-        """One layer's lowerdir: its unpacked ``diff/``, or a lazy layer's mount point."""
-        layer = self.layout.layer(chain_id)
-        if not self.has_lazy_layer(chain_id) or layer.meta.exists():
-            return layer.diff
+    def is_lazy(self, chain_id: str) -> bool:
+        """Is the layer here only lazily (no unpacked layer of that chain ID)?"""
+        return self.has_lazy_layer(chain_id) and not self.has_layer(chain_id)
+
+    def lowerdir(self, chain_id: str, mount: bool = True, prefetch: list[str] | tuple[str, ...] = ()) -> Path:
+        """One layer's lowerdir: its unpacked ``diff/``, or a lazy layer's mount point
+        (mounted first, its ``prefetch`` files fetched before: lazy/prefetch.py)."""
+        if not self.is_lazy(chain_id):
+            return self.layout.layer(chain_id).diff
         if not mount:
             return self.layout.lazy_layer(chain_id).mnt
         if self.lazy is None:
             raise StoreError(f"layer {short_id(chain_id)} was pulled lazily and nothing here can mount it")
-        return self.lazy.mount(chain_id)
+        return self.lazy.mount(chain_id, prefetch)
+
+    # -- recorded accesses (run --record-access) -------------------------------------------------
+    def accesses(self, image_id: str) -> list[str]:
+        """The files a container of this image opened first, as ``run --record-access``
+        recorded them (paths, first opened first); [] if none was recorded."""
+        digest = self.read_index()["images"].get(image_id, {}).get("access")
+        if not digest or not self.content.has(digest):
+            return []
+        doc = json.loads(self.content.read(digest))
+        return [f for f in doc.get("files", []) if isinstance(f, str)]
+
+    def record_accesses(self, image_id: str, doc: dict[str, Any]) -> str:
+        """Keep ``doc`` ({"files": [...], ...}) as the image's recorded accesses: a blob of
+        the content store, named in the image's record (so ``rmi`` collects it with it)."""
+        raw = json.dumps(doc, indent=1).encode()
+        digest = self.content.put(raw)
+        with self.locked():
+            index = self.read_index()
+            if image_id not in index["images"]:
+                raise ImageNotFound(f"No such image: {image_id}")
+            index["images"][image_id]["access"] = digest
+            self._write_index(index)
+        return digest
 
     def put(self, image_or_chain_id: str) -> None:
         """``put``: docker unmounts what ``get`` mounted. Our views are mounted by the
@@ -488,7 +520,7 @@ class ImageStore:
         chains: set[str] = set()
         blobs: set[str] = set()
         for image_id, rec in doc["images"].items():
-            blobs.update({image_id, rec["manifest"], rec.get("index") or image_id})
+            blobs.update({image_id, rec["manifest"], rec.get("index") or image_id, rec.get("access") or image_id})
             with contextlib.suppress(StoreError, KeyError, ValueError):
                 blobs.update(d.digest for d in self.manifest(image_id, doc).layers)
             with contextlib.suppress(StoreError, KeyError, ValueError):

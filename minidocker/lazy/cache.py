@@ -54,6 +54,13 @@ class ChunkCache:
             os.close(fd)
         return data if len(data) == length else None
 
+    def has(self, chunk: Chunk) -> bool:
+        """Is the whole chunk here? (a stat: prefetch skips what an earlier run fetched)"""
+        try:
+            return os.stat(self.path(chunk.digest)).st_size == chunk.size
+        except OSError:
+            return False
+
     def put(self, chunk: Chunk, data: bytes) -> None:
         """Keep ``data``, already verified (``verify``), under its digest."""
         with atomic_output(self.path(chunk.digest), mode=0o600) as f:  # a second put replaces it alike

@@ -40,7 +40,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 from minidocker.errors import LazyLayerError
 from minidocker.lazy.cache import ChunkCache, verify
@@ -100,6 +100,7 @@ class LayerFS:
         fetch_timeout: float = 30.0,
         fetch_threads: int = 8,
         name: str = "layer",
+        access_log: Path | str | None = None,
     ):
         self.tree = tree
         self.source = source
@@ -112,6 +113,9 @@ class LayerFS:
         self.inflight: dict[str, Future[bytes]] = {}
         self._pool: ThreadPoolExecutor | None = None  # made on first use: in the server process
         self._listings: dict[int, list[tuple[str, dict[str, int], int]]] = {}  # readdir's, by inode
+        self.access_log = access_log  # where the first open of each file is noted (note_access)
+        self._opened: set[int] = set()
+        self._access: TextIO | None = None  # (opened in the server process, on the first note)
 
     # -- the FUSE operations --------------------------------------------------------------------
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
@@ -149,10 +153,29 @@ class LayerFS:
         node = self.node(path)
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        if self.access_log is not None and node.ino not in self._opened:
+            self.note_access(node.ino, path)
         return node.ino  # the file handle: read() finds the node without a lookup
 
     def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
         return self.read_node(self.tree.nodes[fh], offset, size)
+
+    def note_access(self, ino: int, path: str) -> None:
+        """The first open of a file in this server's life: one line of the access log
+        (``TIME PATH``), which ``run --record-access`` reads to learn what a container
+        opens first (the kernel sends OPEN for every open(2), execve's and ld.so's too)."""
+        with self._lock:
+            if ino in self._opened:
+                return
+            self._opened.add(ino)
+            try:
+                if self._access is None:
+                    self._access = open(  # noqa: SIM115 - open for the server's life
+                        str(self.access_log), "a", buffering=1, encoding="utf-8", errors="surrogateescape"
+                    )
+                self._access.write(f"{time.time():.6f} {path.lstrip('/')}\n")
+            except OSError as e:
+                log.warning("lazy layer %s: access log not written: %s", self.name, e.strerror or e)
 
     def statfs(self, path: str) -> dict[str, int]:
         size = sum(n.entry.size for n in self.tree.nodes.values() if n.offsets)
@@ -287,12 +310,16 @@ def mount_layer(
     fetch_timeout: float = 30.0,
     log_path: Path | str | None = None,
     keep_fds: tuple[int, ...] = (),
+    access_log: Path | str | None = None,
 ) -> FuseMount:
     """Serve the layer ``tree`` at ``mountpoint`` (an empty directory) from a server process
     of its own, which answers before this returns. ``log_path`` gets the server's log lines
     (a chunk that could not be read, libfuse's own messages); ``keep_fds`` are the open
     files the source needs in the server, which closes all others (see linux/fuse.py)."""
-    fs = LayerFS(tree, source, ChunkCache(cache_dir), fetch_timeout=fetch_timeout, name=name)
+    fs = LayerFS(
+        tree, source, ChunkCache(cache_dir), fetch_timeout=fetch_timeout, name=name,
+        access_log=str(Path(access_log).absolute()) if access_log is not None else None,
+    )  # fmt: skip
     try:
         return mount_fuse(
             fs,

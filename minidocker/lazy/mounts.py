@@ -66,8 +66,10 @@ class LazyMounts:
     def meta(self, chain_id: str) -> dict[str, Any]:
         return self.layers.meta(chain_id)
 
-    def mount(self, chain_id: str) -> Path:
-        """The layer's mount point, its FUSE server started first unless one is serving it."""
+    def mount(self, chain_id: str, prefetch: list[str] | tuple[str, ...] = ()) -> Path:
+        """The layer's mount point, its FUSE server started first unless one is serving it.
+        A server started here first fetches the files of ``prefetch`` (the image's recorded
+        accesses) and the layer's own prefetch group (lazy/prefetch.py)."""
         at = self.layers.at(chain_id)
         with self.layers.lock(chain_id):
             if not self.layers.has(chain_id):
@@ -78,13 +80,19 @@ class LazyMounts:
                     return at.mnt
                 log.warning("lazy layer %s: its FUSE server %d is gone; mounting it anew", short(chain_id), running.pid)
             self._take_down(chain_id)
+            from minidocker.lazy.cache import ChunkCache
             from minidocker.lazy.fs import mount_layer
+            from minidocker.lazy.prefetch import prefetch as fetch_first
             from minidocker.lazy.remote import open_recorded
 
-            tree, source = open_recorded(self.layers.meta(chain_id), self.layers.toc(chain_id))
+            tree, source, group = open_recorded(self.layers.meta(chain_id), self.layers.toc(chain_id))
+            first = list(dict.fromkeys([*group, *prefetch]))
+            if first:
+                fetch_first(tree, source, ChunkCache(at.cache), first, short(chain_id))
             mount = mount_layer(
-                tree, source, at.cache, at.mnt, name=short(chain_id), fetch_timeout=fetch_timeout(), log_path=at.log
-            )
+                tree, source, at.cache, at.mnt, name=short(chain_id), fetch_timeout=fetch_timeout(), log_path=at.log,
+                access_log=at.access,
+            )  # fmt: skip
             write_json(at.server, {"pid": mount.pid, "started": mount.started, "mountpoint": mount.mountpoint})
             return at.mnt
 

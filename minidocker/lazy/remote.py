@@ -130,10 +130,23 @@ class RegistryChunks:
 
     def read_chunk(self, entry: toc.Entry, chunk: toc.Chunk) -> bytes:
         data = self.ranges().read(chunk.source_offset, chunk.source_length)
-        piece = estargz.Chunk(
+        return estargz.inflate_chunk(data, self.piece(entry, chunk))
+
+    def read_many(self, wanted: list[tuple[toc.Entry, toc.Chunk]], gap: int) -> dict[str, bytes]:
+        """Many chunks at once (a prefetch): their gzip members fetched as merged runs, one
+        range request for members less than ``gap`` bytes apart; chunk digest -> bytes."""
+        spans = [(c.source_offset, c.source_length) for _, c in wanted]
+        fetched = self.ranges().read_many(spans, gap)
+        return {
+            c.digest: estargz.inflate_chunk(fetched[(c.source_offset, c.source_length)], self.piece(e, c))
+            for e, c in wanted
+        }
+
+    @staticmethod
+    def piece(entry: toc.Entry, chunk: toc.Chunk) -> estargz.Chunk:
+        return estargz.Chunk(
             entry.name, chunk.offset_in_file, chunk.size, chunk.source_offset, chunk.source_length, chunk.digest
         )
-        return estargz.inflate_chunk(data, piece)
 
 
 def open_remote_layer(
@@ -193,9 +206,10 @@ def fetch_toc_tail(client: RegistryClient, ref: Reference, descriptor: dict[str,
     return tail, start, ranges
 
 
-def open_recorded(meta: dict[str, Any], toc_bytes: bytes) -> tuple[toc.Tree, Any]:
+def open_recorded(meta: dict[str, Any], toc_bytes: bytes) -> tuple[toc.Tree, Any, list[str]]:
     """A recorded lazy layer (lazy/layers.py's meta.json and toc) as the tree and the chunk
-    source its FUSE server serves; the TOC is checked again against its digest."""
+    source its FUSE server serves, and the files its format says to prefetch (eStargz: those
+    before ``.prefetch.landmark``); the TOC is checked again against its digest."""
     from minidocker.image.reference import parse
 
     ref = parse(meta["reference"])
@@ -203,10 +217,19 @@ def open_recorded(meta: dict[str, Any], toc_bytes: bytes) -> tuple[toc.Tree, Any
     if meta.get("format") == "estargz":
         blob = TailBlob(size, int(meta["toc_offset"]), toc_bytes)
         reader = estargz.EstargzReader(blob, toc_digest=meta["toc_digest"])  # type: ignore[arg-type]
-        return toc.build_tree(toc_entries(reader)), RegistryChunks(ref.domain, ref, digest, size)
+        return toc.build_tree(toc_entries(reader)), RegistryChunks(ref.domain, ref, digest, size), landmarked(reader)
     if meta.get("format") == "zran":
         from minidocker.image import zran  # type: ignore[attr-defined,unused-ignore]
 
         index = zran.parse_index(toc_bytes)
-        return toc.build_tree(index.entries()), zran.ZranChunks(ref.domain, ref, digest, size, index)
+        return toc.build_tree(index.entries()), zran.ZranChunks(ref.domain, ref, digest, size, index), []
     raise EstargzError(f"lazy layer {digest[:19]} has an unknown format {meta.get('format')!r}")
+
+
+def landmarked(reader: estargz.EstargzReader) -> list[str]:
+    """The regular files before the prefetch landmark, in TOC order ([] without one)."""
+    names = [estargz.clean_name(e.name) for e in reader.entries]
+    if estargz.PREFETCH_LANDMARK not in names:
+        return []
+    ahead = reader.entries[: names.index(estargz.PREFETCH_LANDMARK)]
+    return [estargz.clean_name(e.name) for e in ahead if e.type == toc.REG and e.size]

@@ -255,6 +255,8 @@ def check_hostname(hostname: str) -> None:
 def check_run_flags(opts: RunOptions) -> str | None:
     """The checks of ``run``'s flags that need no image, so a bad flag fails before a pull
     (as docker's do). Returns the name to use (None: a random one)."""
+    if opts.record_access and opts.detach:
+        raise MinidockerError("--record-access records a run in the foreground", hint="leave out -d")
     if opts.hostname:
         check_hostname(opts.hostname)
     if opts.workdir and not opts.workdir.startswith("/"):

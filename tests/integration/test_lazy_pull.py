@@ -119,6 +119,46 @@ def test_explain_tells_the_lazy_steps(pushed, md):
     assert "chunks fetched by range" in err, err  # the run's total
 
 
+def recorded_files(m: Minidocker, image: str) -> list[str]:
+    image_id = m.ok("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+    rec = json.loads((m.root / "images" / "index.json").read_text())["images"][image_id]
+    return json.loads((m.root / "blobs" / "sha256" / rec["access"].removeprefix("sha256:")).read_text())["files"]
+
+
+def test_record_access_puts_the_files_first_and_a_cold_lazy_run_prefetches_them(pushed, md, tmp_path):
+    reg, target, _ = pushed
+    r = md.ok("run", "--rm", "--record-access", "--pull=lazy", target, "bash", "-c", "echo hi", env=NO_BACKGROUND)
+    assert r.stdout == "hi\n" and "Recorded the" in r.stderr, r.stderr
+    files = recorded_files(md, target)
+    assert files[0] == "usr/bin/bash" or "usr/bin/bash" in files[:3], files  # execve's open comes first
+    assert any(f.endswith("libc.so.6") for f in files), files
+    md.ok("pull", "-q", target)  # whole now (convert reads the layer's blob)
+    opt = target.replace(":latest", ":prefetch")
+    r = md.ok("convert", "--estargz", target, opt)
+    assert f"the {len(files)} files run --record-access recorded" in r.stderr, r.stderr
+    md.ok("push", "-q", opt)
+    cold = Minidocker(tmp_path / "cold" / "root", tmp_path / "cold" / "config")
+    try:
+        reg.requests.clear()
+        r = cold.ok("run", "--rm", "--explain", "--pull=lazy", opt, "bash", "-c", "echo hi", env=NO_BACKGROUND)
+        assert r.stdout == "hi\n"
+        prefetched = [line for line in r.stderr.splitlines() if " files of layer " in line]
+        assert prefetched and "in 1 range request" in prefetched[0], r.stderr
+        assert "-> usr/bin/bash, read for the first time" not in r.stderr, r.stderr  # it came with the prefetch
+    finally:
+        _remove(cold, tmp_path / "cold")
+
+
+def test_record_access_refuses_an_image_that_is_not_lazy(pushed, md):
+    _, target, _ = pushed
+    md.ok("pull", "-q", target)
+    r = md("run", "--rm", "--record-access", target, "true")
+    assert r.returncode == 125 and "--record-access needs an image pulled lazily" in r.stderr, r.stderr
+    assert md.ok("ps", "-aq").stdout == ""  # no container left behind
+    r = md("run", "-d", "--record-access", target, "true")
+    assert r.returncode == 125 and "foreground" in r.stderr
+
+
 def test_a_tampered_chunk_gives_the_reader_eio_and_a_line_that_says_why(pushed, md):
     from minidocker.image import estargz
 
