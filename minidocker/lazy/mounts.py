@@ -32,6 +32,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from minidocker.crashpoint import crashpoint
 from minidocker.errors import LazyLayerError, MinidockerError
 from minidocker.fsutil import read_json, write_json
 from minidocker.lazy.layers import LazyLayers, short
@@ -93,6 +94,7 @@ class LazyMounts:
                 tree, source, at.cache, at.mnt, name=short(chain_id), fetch_timeout=fetch_timeout(), log_path=at.log,
                 access_log=at.access,
             )  # fmt: skip
+            crashpoint("lazy:mounted")  # (a kill here leaves a mount no record names: the next mount takes it down)
             write_json(at.server, {"pid": mount.pid, "started": mount.started, "mountpoint": mount.mountpoint})
             return at.mnt
 

@@ -154,6 +154,31 @@ def test_a_lazy_pull_follows_the_blob_redirect_and_without_ranges_pulls_whole(pu
         assert bash_sum in md.ok("run", "--rm", via, "sha256sum", "/usr/bin/bash").stdout
 
 
+def test_a_sigkill_at_any_lazy_step_leaves_a_store_that_goes_on(pushed, md):
+    _, target, bash_sum = pushed
+    killed = -9
+    r = md("pull", "--lazy", target, env={**NO_BACKGROUND, "MINIDOCKER_TEST_KILL_AT": "lazy:before-rename"})
+    assert r.returncode == killed, r.stderr
+    assert not list((md.root / "lazy").glob("[0-9a-f]*")), "a lazy layer was named before it was whole"
+    r = md(
+        "run", "--rm", "--pull=lazy", target, "true", env={**NO_BACKGROUND, "MINIDOCKER_TEST_KILL_AT": "lazy:mounted"}
+    )
+    assert r.returncode == killed, r.stderr
+    assert len(fuse_mounts_under(md.root)) == 1 and lazy_servers(md.root) == []  # mounted, not recorded
+    left = md.ok("ps", "-aq").stdout.split()  # the container the kill left "created"
+    if left:
+        md.ok("rm", "-f", *left)
+    out = md.ok("run", "--rm", "--pull=lazy", target, "sha256sum", "/usr/bin/bash", env=NO_BACKGROUND).stdout
+    assert bash_sum in out  # the unrecorded mount taken down, the layer mounted anew
+    assert fuse_mounts_under(md.root) == [] and not list((md.root / "lazy").glob(".tmp-*"))
+    r = md("rmi", target, env={"MINIDOCKER_TEST_KILL_AT": "lazy:removed-renamed"})
+    assert r.returncode == killed, r.stderr
+    assert not list((md.root / "lazy").glob("[0-9a-f]*")) and fuse_mounts_under(md.root) == []
+    md.ok("pull", "-q", "--lazy", target, env=NO_BACKGROUND)  # the next writer reclaims the orphan
+    assert not list((md.root / "lazy").glob(".tmp-*"))
+    assert bash_sum in md.ok("run", "--rm", target, "sha256sum", "/usr/bin/bash", env=NO_BACKGROUND).stdout
+
+
 def recorded_files(m: Minidocker, image: str) -> list[str]:
     image_id = m.ok("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
     rec = json.loads((m.root / "images" / "index.json").read_text())["images"][image_id]
