@@ -70,6 +70,7 @@ import bisect
 import hashlib
 import io
 import json
+import math
 import os
 import struct
 import tarfile
@@ -518,6 +519,13 @@ def whole(value: Any) -> int:
     return value
 
 
+def seconds(value: Any) -> float:
+    """A JSON time in seconds: a finite number (Python's JSON reads NaN and Infinity too)."""
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise refused(f"{str(value)[:40]!r} where a time belongs")
+    return float(value)
+
+
 def entry_of(row: Any, places: dict[str, Place], size: int, uncompressed: int) -> toc.Entry:
     """One entry of the header, in lazy.toc's model; its chunks' places noted in ``places``."""
     if not isinstance(row, dict) or not isinstance(row.get("name"), str) or not isinstance(row.get("type"), str):
@@ -532,7 +540,7 @@ def entry_of(row: Any, places: dict[str, Place], size: int, uncompressed: int) -
         mode=whole(row.get("mode", 0)) & 0o7777,
         uid=whole(row.get("uid", 0)),
         gid=whole(row.get("gid", 0)),
-        mtime=float(row.get("mtime", 0)),
+        mtime=seconds(row.get("mtime", 0)),
         link_name=str(row.get("link_name", "")),
         dev_major=whole(row.get("dev_major", 0)),
         dev_minor=whole(row.get("dev_minor", 0)),
@@ -540,9 +548,7 @@ def entry_of(row: Any, places: dict[str, Place], size: int, uncompressed: int) -
     )
     for c in row.get("chunks") or []:
         offset_in_file, length, digest, uncmp_offset, cmp_end = c
-        offset_in_file, length, uncmp_offset, cmp_end = (
-            whole(x) for x in (offset_in_file, length, uncmp_offset, cmp_end)
-        )
+        offset_in_file, length, uncmp_offset, cmp_end = map(whole, (offset_in_file, length, uncmp_offset, cmp_end))
         if not isinstance(digest, str) or not toc.DIGEST.fullmatch(digest):
             raise refused(f"a chunk of {entry.name!r} is named by {str(digest)[:80]!r}, not a sha256 digest")
         if uncmp_offset + length > uncompressed or cmp_end > size:
