@@ -53,7 +53,7 @@ The blob (``MEDIA_TYPE``), version 1, all integers little-endian::
                   "chunks": [[offset_in_file, size, "sha256:...", uncmp_offset, cmp_end]]}]}
 
 An index comes from a registry that may be hostile, so ``parse_index`` bounds everything it
-reads (MAX_INDEX, MAX_HEADER, MAX_POINTS, MAX_ENTRIES) and checks what it must before a byte
+reads (MAX_INDEX, MAX_HEADER, MAX_POINTS, MAX_ENTRIES, MAX_CHUNK) and checks what it must before a byte
 is served: points in order and inside the layer, every chunk inside the tar and the blob.
 What it cannot check is that a name's chunks hold that file's bytes; the layer's bytes are
 checked against each chunk's digest, so an index can only ever show bytes of the layer.
@@ -98,6 +98,7 @@ MAX_INDEX = 64 << 20  # the blob as fetched
 MAX_HEADER = 128 << 20  # its JSON, inflated (debian's: 1.3 MB for 6,658 entries)
 MAX_POINTS = 1 << 16  # 64 Ki checkpoints: 64 GiB of tar at 1 MiB spans
 MAX_ENTRIES = 1 << 20
+MAX_CHUNK = 16 << 20  # a chunk is inflated into memory whole (ours are CHUNK_SIZE)
 TAIL_MARGIN = 64  # compressed bytes fetched past cmp_end: the inflater's look-ahead, to be safe
 
 # indexed_gzip's export format (zran.c, zran_export_index): what we hand it to inflate from a point
@@ -551,6 +552,8 @@ def entry_of(row: Any, places: dict[str, Place], size: int, uncompressed: int) -
         offset_in_file, length, uncmp_offset, cmp_end = map(whole, (offset_in_file, length, uncmp_offset, cmp_end))
         if not isinstance(digest, str) or not toc.DIGEST.fullmatch(digest):
             raise refused(f"a chunk of {entry.name!r} is named by {str(digest)[:80]!r}, not a sha256 digest")
+        if length > MAX_CHUNK:
+            raise refused(f"a chunk of {entry.name!r} is {length} bytes, more than the {MAX_CHUNK} minidocker inflates")
         if uncmp_offset + length > uncompressed or cmp_end > size:
             raise refused(f"a chunk of {entry.name!r} lies outside the layer")
         places.setdefault(digest, Place(uncmp_offset, cmp_end))  # (the same bytes anywhere will do)
