@@ -198,14 +198,15 @@ def find_zran_artifact(client: RegistryClient, ref: Reference, manifest_digest: 
         return None
     artifact = candidates[-1]["digest"]  # (the tag fallback appends: the last is the newest)
     raw, _, _ = client.get_manifest(ref, artifact)
-    doc = json.loads(raw)
+    doc = json.loads(raw)  # (get_manifest made sure it is JSON)
     subject = doc.get("subject") if isinstance(doc, dict) else None
-    if doc.get("artifactType") != ARTIFACT_TYPE or not isinstance(subject, dict):
+    if not isinstance(subject, dict) or doc.get("artifactType") != ARTIFACT_TYPE:
         raise RegistryError(f"manifest {artifact[:19]} of {ref.familiar_name} is not a zran artifact")
     if subject.get("digest") != manifest_digest:
         raise RegistryError(f"zran artifact {artifact[:19]} is about {str(subject.get('digest'))[:19]}, not this image")
     out: dict[str, bytes] = {}
-    for layer in doc.get("layers") or []:
+    layers = doc.get("layers")
+    for layer in layers if isinstance(layers, list) else []:
         desc = mf.Descriptor.from_json(layer)
         target = (desc.annotations or {}).get(LAYER_ANNOTATION)
         if desc.media_type == zran.MEDIA_TYPE and target:

@@ -68,6 +68,24 @@ def originals(image_layouts) -> dict[str, bytes]:
     return out
 
 
+@pytest.fixture(scope="module")
+def many(image_layouts) -> dict[str, bytes]:
+    """Thirty-two files of debian's layer, spread over it (every 40th of /usr's regular files)."""
+    layout = image_layouts["debian"]
+    manifest, _ = layout_manifest(layout)
+    blob = layout / "blobs" / "sha256" / manifest["layers"][0]["digest"].removeprefix("sha256:")
+    out: dict[str, bytes] = {}
+    seen = 0
+    with gzip.open(blob) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        for member in tar:
+            if member.isreg() and member.name.removeprefix("./").startswith("usr/") and len(out) < 32:
+                seen += 1
+                if seen % 40 == 0:
+                    out[member.name.removeprefix("./")] = tar.extractfile(member).read()
+    assert len(out) == 32
+    return out
+
+
 def sent(reg, digest: str) -> list[tuple[int, int]]:
     """(status, bytes) of every GET of ``digest``'s blob in the registry's access log."""
     time.sleep(0.2)  # (the registry logs a request after answering it)
@@ -170,4 +188,19 @@ def test_a_tampered_layer_blob_gives_eio_not_wrong_bytes(pushed, tmp_path):
         assert "os-release" in (tmp_path / "server.log").read_text()
     finally:
         stored.write_bytes(original)
+        m.close()
+
+
+def test_files_read_at_once_by_many_threads_are_the_layers(pushed, many, tmp_path):
+    """The FUSE server inflates several chunks at a time (a thread each): each from its own
+    checkpoint, with an inflater of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    m = Mounted(pushed, tmp_path)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            got = dict(zip(many, pool.map(lambda name: (m.point / name).read_bytes(), many)))
+        wrong = [name for name, data in many.items() if got[name] != data]
+        assert not wrong, wrong
+    finally:
         m.close()
