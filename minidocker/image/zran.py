@@ -33,6 +33,8 @@ before it to its end, and every lazy pull fetches the whole index first::
     2 MiB      1.08 MB    58      408 KB, 510 KB
     4 MiB      0.68 MB    30      494 KB, 897 KB   (SOCI's default span)
 
+(``bench/zran`` measures it; on debian-large, 155 MB gzip, 1 MiB spans give a 5.6 MB index
+and 137 KB / 197 KB first reads, 4 MiB spans 1.8 MB and 605 KB / 782 KB.)
 Going from 4 MiB to 1 MiB costs 1.1 MB more index and saves 0.66 MB on every first read:
 it pays from the second file a container opens. Halving again doubles the index (+1.45 MB)
 to save 110 KB a read, which pays only after thirteen. Building takes 1.5-2 s either way.
