@@ -31,21 +31,41 @@ if TYPE_CHECKING:
 
 def _store(root: Path | None):
     from minidocker.image.store import ImageStore
+    from minidocker.lazy import driver
 
-    return ImageStore(root or default_root())
+    root = root or default_root()
+    return ImageStore(root, lazy=driver(root))  # (lazy layers: mounted by lazy/mounts.py, imported when one is)
 
 
 # -- images ---------------------------------------------------------------------------------
-def pull(ref: str, root: Path | None = None, platform: str | None = None, progress: Callable | None = None):
-    """Pull ``ref`` into the store; returns a ``PullResult``."""
+def pull(
+    ref: str,
+    root: Path | None = None,
+    platform: str | None = None,
+    progress: Callable | None = None,
+    lazy: bool | None = None,
+):
+    """Pull ``ref`` into the store; returns a ``PullResult``. ``lazy`` (None: the settings'
+    ``lazy-pull``): big layers stay in the registry, read by range when first read
+    (minidocker/lazy/), and are fetched whole in the background later."""
     from minidocker.image.manifest import Platform
+    from minidocker.image.pull import pull_image
     from minidocker.image.reference import parse
+    from minidocker.lazy.layers import settings
 
     reference = parse(ref)
     plat = Platform.parse(platform) if platform else None
-    from minidocker.image.pull import pull_image
+    lazy_settings = settings()  # (a bad setting fails before anything is fetched)
+    lazy = lazy_settings.default if lazy is None else lazy
+    store = _store(root)
+    result = pull_image(
+        store, reference, plat, progress, explicit_platform=platform is not None, lazy=lazy_settings if lazy else None
+    )
+    if result.lazy and lazy_settings.background is not None:
+        from minidocker.lazy import background
 
-    result = pull_image(_store(root), reference, plat, progress, explicit_platform=platform is not None)
+        chains = store.chain_ids(result.image_id)
+        background.start(store.root, [chains[i] for i in result.lazy], lazy_settings.background)
     return _told(root, "pull", result, str(result.ref))
 
 
@@ -266,7 +286,7 @@ def ensure_image(
 ) -> str:
     """The image's ID, pulled first as ``run --pull`` says: ``missing`` (docker's default)
     when the store has no such image, or none of ``platform``; ``always`` every time;
-    ``never``: the store's image or docker's error."""
+    ``never``: the store's image or docker's error; ``lazy``: as ``missing``, lazily."""
     from minidocker.errors import ImageNotFound
 
     store = _store(root)
@@ -283,7 +303,9 @@ def ensure_image(
             raise ImageNotFound(f"No such image: {parse(image).familiar()}")
     if on_pull:
         on_pull(image)
-    return pull(image, root=root, progress=progress, platform=platform).image_id
+    return pull(
+        image, root=root, progress=progress, platform=platform, lazy=True if policy == "lazy" else None
+    ).image_id
 
 
 def _is_platform(config: dict[str, Any], platform: str) -> bool:

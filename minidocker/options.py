@@ -119,7 +119,11 @@ class RunOptions:
     shm_size: str | None = flag("--shm-size", help="Size of /dev/shm (e.g. 128m; default 64m).")
     log_driver: str = flag("--log-driver", default="json-file", help="json-file, local (rotated: 20m x 5) or none.")
     log_opt: list[str] = flag("--log-opt", default=[], help="A log driver option: max-size=10m, max-file=3.")
-    pull: str = flag("--pull", default="missing", help="Pull the image first: always, missing (when absent), never.")
+    pull: str = flag(
+        "--pull",
+        default="missing",
+        help="Pull the image first: always, missing (when absent), never, lazy.",
+    )
     platform: str | None = flag("--platform", help="os/arch[/variant] of the image to run (pulled if need be).")
     label: list[str] = flag("--label", "-l", default=[], help="Set a label on the container (K=V).")
     label_file: list[str] = flag("--label-file", default=[], help="Read labels from a file (K=V lines).")

@@ -13,9 +13,18 @@ nothing else in minidocker joins a store path from strings. What a student finds
         diff/                         its files: an overlay lowerdir
         meta.json                     diff_id, parent, compressed digest, size
       layers/.tmp-*/                a layer being written (diff/, meta.json) or deleted, locked
+      lazy/<chain-id>/              a layer pulled lazily (pull --lazy): in the registry still
+        meta.json                     diff_id, parent, digest, its registry, format (estargz, zran)
+        toc                           its table of contents (eStargz: the blob's tail; zran: the index)
+        cache/                        the chunks of its files read so far (sha256/HEX: by digest)
+        mnt/                          where its FUSE file system is mounted: an overlay lowerdir
+        server.json server.log        that file system's server (PID, start time) and its log
+        fetch.json                    the background fetch that makes it an ordinary layer
+      lazy/.tmp-*/                  a lazy layer being recorded (or deleted)
       images/index.json             tags -> image ID (the config digest), image records
       locks/<hex>.lock              flock files: a blob being written,
       locks/layer-<chain-id>.lock   a layer being written,
+      locks/lazy-<chain-id>.lock    a lazy layer being mounted or removed,
       locks/gc.lock                 the garbage collector (writers hold it shared),
       locks/networks.lock           the network records
       locks/volumes.lock            the volume records
@@ -100,6 +109,23 @@ class LayerLayout:
     meta = below("meta.json")
 
 
+class LazyLayout:
+    """``lazy/<chain-id>/``: a layer whose files are still in the registry (minidocker/lazy/)."""
+
+    __slots__ = ("dir",)
+
+    def __init__(self, dir: Path):
+        self.dir = dir
+
+    meta = below("meta.json")
+    toc = below("toc")
+    cache = below("cache")
+    mnt = below("mnt")  # the FUSE mount: one overlay lowerdir
+    server = below("server.json")
+    log = below("server.log")
+    fetch = below("fetch.json")
+
+
 class VolumeLayout:
     """``volumes/<name>/`` (or a temp dir being made into one): a volume of the local driver."""
 
@@ -159,6 +185,7 @@ class Layout:
     event_log = below("events.jsonl", base="root")
     rotated_event_log = below("events.jsonl.1", base="root")
     layers_dir = below("layers", base="root")
+    lazy_dir = below("lazy", base="root")
     index = below("images", "index.json", base="root")  # tags -> image ID, and the image records
     build_cache = below("build-cache.json", base="root")
     networks_dir = below("networks", base="root")
@@ -174,6 +201,7 @@ class Layout:
             self.blobs_dir.parent,
             self.ingest_dir,
             self.layers_dir,
+            self.lazy_dir,
             self.index.parent,
             self.containers_dir,
             self.locks_dir,
@@ -205,6 +233,17 @@ class Layout:
     def temp_layer(self, suffix: str) -> Path:
         """``layers/.tmp-<suffix>``: a layer being written (or deleted), locked by its writer."""
         return self.layers_dir / f"{TEMP_LAYER_PREFIX}{suffix}"
+
+    def lazy_layer(self, chain_id: str) -> LazyLayout:
+        return LazyLayout(self.lazy_dir / hex_of(chain_id))
+
+    def temp_lazy_layer(self, suffix: str) -> Path:
+        return self.lazy_dir / f"{TEMP_LAYER_PREFIX}{suffix}"
+
+    def lazy_lock(self, chain_id: str) -> Path:
+        """Held while a lazy layer is mounted, unmounted or removed (not ``layer_lock``: a
+        background fetch holds that one for as long as its download takes)."""
+        return self.locks_dir / f"lazy-{hex_of(chain_id)}.lock"
 
     def network(self, name: str) -> Path:
         return self.networks_dir / f"{name}.json"

@@ -48,13 +48,29 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
         f"  -> new {', '.join(ev['flags'])} namespace(s)"
     ),
     "mount": describe_mount,
-    "umount2": lambda ev: f"umount2({ev['target']}, MNT_DETACH)  -> the old root is gone from our view",
+    "umount2": lambda ev: (
+        f"umount2({ev['target']}, MNT_DETACH)  -> the old root is gone from our view"
+        if ev.get("flags", 2) & 2
+        else f"umount2({ev['target']}, 0)"
+    ),
     "pivot_root": lambda ev: f"pivot_root({ev['new_root']}, {ev['put_old']})  -> the overlay is now /",
     "fuse_mount": lambda ev: (
         f"mount -t {ev['fstype']} {ev['source']} {ev['target']}  -> process {ev['server']} answers its "
         "requests through /dev/fuse"
     ),
     "fuse_unmount": lambda ev: f"umount {ev['target']} ({ev['how']})  -> its FUSE server {ev['server']} {ev['ended']}",
+    "lazy_layer": lambda ev: (
+        f"GET {ev['requests']} byte ranges of layer {ev['layer']} ({ev['bytes']} of {ev['size']} bytes)  -> its "
+        f"{ev['format']} table of contents: {ev['files']} files, left in the registry until read"
+    ),
+    "lazy_fetch": lambda ev: (
+        f"GET Range: bytes={ev['range']} of layer {ev['layer']} ({ev['bytes']} bytes, {ev['ms']} ms)  -> "
+        f"{ev['file']}, read for the first time, checked against its TOC digest"
+    ),
+    "lazy_read": lambda ev: (
+        f"lazy layer {ev['layer']}: {ev['chunks']} chunks fetched by range, {ev['bytes']} bytes  -> "
+        "kept in the store's chunk cache: the next run fetches none of them"
+    ),
     "chroot": lambda ev: (
         f"chroot({ev['path']})  -> / is now {ev['path']} for this process only (cp, a stopped container)"
     ),

@@ -22,6 +22,7 @@ def describe_image(store, name: str) -> dict[str, Any]:
     image_id = store.resolve(name, doc)
     cfg = store.config(image_id)
     rec = doc["images"][image_id]
+    lowerdir = ":".join(str(p) for p in store.get(image_id, mount=False))  # (a lazy layer's: not mounted for this)
     return {
         "Id": image_id,
         "RepoTags": [parse(t).familiar() for t in store.tags_of(image_id, doc)],
@@ -35,7 +36,7 @@ def describe_image(store, name: str) -> dict[str, Any]:
         "Variant": cfg.get("variant"),
         "Os": cfg.get("os", ""),
         "Size": sum(store.layer_meta(c).get("size", 0) for c in store.chain_ids(image_id)),
-        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(str(p) for p in store.get(image_id))}},
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": lowerdir}},
         "RootFS": {"Type": "layers", "Layers": list(cfg["rootfs"]["diff_ids"])},
         "Metadata": {"LastTagTime": rec.get("added", "")},
         "Descriptor": {"digest": rec["manifest"]},

@@ -31,8 +31,8 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import IO, Any, cast
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from minidocker.errors import DigestMismatch, MinidockerError, PullAborted, RegistryError
 from minidocker.image import manifest as mf
@@ -40,6 +40,9 @@ from minidocker.image.limits import ByteStream, LayerBudget, UnpackLimits
 from minidocker.image.reference import Reference
 from minidocker.image.registry import RegistryClient
 from minidocker.image.store import ImageStore
+
+if TYPE_CHECKING:
+    from minidocker.lazy.layers import LazySettings
 
 PARALLEL_LAYERS = 3
 READ_SIZE = 1 << 20
@@ -64,6 +67,7 @@ class PullResult:
     image_id: str
     digest: str  # the digest the registry names the image by (the index's, if any)
     downloaded: bool  # False when every layer was already in the store
+    lazy: list[int] = field(default_factory=list)  # the layers left in the registry (pull --lazy), by index
 
 
 def _noop(event: PullEvent) -> None:
@@ -268,7 +272,10 @@ def pull_image(
     platform: mf.Platform | None = None,
     progress: Progress | None = None,
     explicit_platform: bool = False,
+    lazy: LazySettings | None = None,
 ) -> PullResult:
+    """``pull``; with ``lazy`` (its settings), big layers that can be read by range stay in
+    the registry: only their tables of contents are fetched (lazy/pull.py)."""
     progress = progress or _noop
     platform = platform or mf.Platform.host()
     limits = UnpackLimits.from_env()  # a bad setting fails before anything is fetched
@@ -284,6 +291,12 @@ def pull_image(
         diff_ids: list[str] = config["rootfs"]["diff_ids"]
         chains = mf.chain_ids(diff_ids)
         todo = layers_to_fetch(store, manifest, chains, progress)
+        lazily: list[int] = []
+        if lazy is not None and todo:
+            from minidocker.lazy.pull import lazy_layers
+
+            whole = lazy_layers(reg, store, ref, manifest, manifest_digest, diff_ids, chains, todo, lazy, progress)
+            lazily, todo = [i for i in todo if i not in whole], whole
         if todo:
             jobs = [(manifest.layers[i], diff_ids[i], chains[i], chains[i - 1] if i else None) for i in todo]
             fetch_layers(reg, store, ref, jobs, progress, limits)
@@ -301,7 +314,7 @@ def pull_image(
             index_digest,
         )
     progress(PullEvent("", f"Digest: {repo_digest}"))
-    return PullResult(ref, image_id, repo_digest, bool(todo))
+    return PullResult(ref, image_id, repo_digest, bool(todo or lazily), lazily)
 
 
 def layers_to_fetch(store: ImageStore, manifest: mf.Manifest, chains: list[str], progress: Progress) -> list[int]:

@@ -49,10 +49,20 @@ from minidocker.record import field, record
 
 TYPE_CHECKING = False  # (typing is not imported on a container start's path: minidocker/record.py)
 if TYPE_CHECKING:  # (and the unpacker, tarfile and all, is imported only by a pull, not by every `run`)
-    from typing import Any, BinaryIO
+    from typing import Any, BinaryIO, Protocol
 
     from minidocker.image.layer import LayerStats
     from minidocker.image.limits import LayerBudget
+
+    class LazyDriver(Protocol):
+        """What mounts the lazy layers (a lazy pull's, still in the registry) for ``get``:
+        lazy/mounts.py's ``LazyMounts``, handed in by api.py (image/ makes no system calls)."""
+
+        def has(self, chain_id: str) -> bool: ...
+        def meta(self, chain_id: str) -> dict[str, Any]: ...
+        def mount(self, chain_id: str) -> Path: ...
+        def remove(self, chain_id: str) -> None: ...
+        def completed(self, chain_id: str) -> bool: ...
 
 
 def short_id(image_id: str) -> str:
@@ -150,10 +160,11 @@ def make_durable(tree: Path) -> None:
 
 
 class ImageStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, lazy: LazyDriver | None = None):
         self.root = Path(root)
         self.content = ContentStore(self.root)
         self.layout = self.content.layout
+        self.lazy = lazy
 
     def ensure(self) -> None:
         try:
@@ -288,7 +299,14 @@ class ImageStore:
         return self.layout.layer(chain_id).meta.exists()
 
     def layer_meta(self, chain_id: str) -> dict[str, Any]:
-        return read_json(self.layout.layer(chain_id).meta, {}) or {}
+        meta = read_json(self.layout.layer(chain_id).meta, {}) or {}
+        if not meta and self.layout.lazy_layer(chain_id).meta.exists():  # a lazy pull's
+            meta = read_json(self.layout.lazy_layer(chain_id).meta, {}) or {}
+        return meta
+
+    def has_lazy_layer(self, chain_id: str) -> bool:
+        """Is the layer in the store lazily (pull --lazy): its TOC here, its files in the registry?"""
+        return self.layout.lazy_layer(chain_id).meta.exists()
 
     def layer_lock(self, chain_id: str):
         return locked(self.layout.layer_lock(chain_id))
@@ -316,14 +334,27 @@ class ImageStore:
         """Remove the temp dirs ``layers/.tmp-*`` whose writers are gone (content.py's rule)."""
         return reclaim_orphans(self.layout.layers_dir, TEMP_LAYER_PREFIX)
 
-    def get(self, image_or_chain_id: str) -> list[Path]:
+    def get(self, image_or_chain_id: str, mount: bool = True) -> list[Path]:
         """``get``: the view of an image (by ID) or of a layer (by chain ID) with all the
         layers below it, as the overlay ``lowerdir`` list that mounts it: top layer first,
-        as mount(8) wants. What to mount, not a mount: see the module docstring."""
+        as mount(8) wants. What to mount, not a mount: see the module docstring. The one
+        exception is a layer pulled lazily and not yet fetched whole: its lowerdir is its
+        FUSE mount (lazy/mounts.py), made here unless ``mount`` is False (inspect)."""
         chains = (
             self.ancestry(image_or_chain_id) if self.has_layer(image_or_chain_id) else self.chain_ids(image_or_chain_id)
         )
-        return [self.layout.layer(c).diff for c in reversed(chains)]
+        return [self.lowerdir(c, mount) for c in reversed(chains)]
+
+    def lowerdir(self, chain_id: str, mount: bool = True) -> Path:
+        """One layer's lowerdir: its unpacked ``diff/``, or a lazy layer's mount point."""
+        layer = self.layout.layer(chain_id)
+        if not self.has_lazy_layer(chain_id) or layer.meta.exists():
+            return layer.diff
+        if not mount:
+            return self.layout.lazy_layer(chain_id).mnt
+        if self.lazy is None:
+            raise StoreError(f"layer {short_id(chain_id)} was pulled lazily and nothing here can mount it")
+        return self.lazy.mount(chain_id)
 
     def put(self, image_or_chain_id: str) -> None:
         """``put``: docker unmounts what ``get`` mounted. Our views are mounted by the
@@ -443,6 +474,7 @@ class ImageStore:
                 if not d.name.startswith(TEMP_LAYER_PREFIX) and d.name not in keep_hex:
                     self.remove_layer_dir(d)
                     lines.append(f"Deleted: sha256:{d.name}")
+            lines += self.collect_lazy_layers(keep_hex)
             crashpoint("gc:before-blobs")
             keep_blob_hex = {hex_of(b) for b in keep_blobs}
             for b in blobs_dir.iterdir() if blobs_dir.exists() else []:
@@ -462,6 +494,23 @@ class ImageStore:
             with contextlib.suppress(StoreError, KeyError, ValueError):
                 chains.update(self.chain_ids(image_id))
         return chains, blobs
+
+    def collect_lazy_layers(self, keep_hex: set[str]) -> list[str]:
+        """The lazy layers no image needs (unmounted first), and those a background fetch
+        made ordinary that nothing has mounted."""
+        lazy_dir, lines = self.layout.lazy_dir, list[str]()
+        if self.lazy is None or not lazy_dir.is_dir():
+            return lines
+        for name in sorted(os.listdir(lazy_dir)):
+            if name.startswith(TEMP_LAYER_PREFIX):
+                continue
+            chain_id = f"sha256:{name}"
+            if name not in keep_hex:
+                self.lazy.remove(chain_id)
+                lines.append(f"Deleted: {chain_id}")
+            elif self.has_layer(chain_id):
+                self.lazy.completed(chain_id)
+        return lines
 
     def remove_layer_dir(self, d: Path) -> None:
         """Delete an unpacked layer: first out of the layers' names (one rename to a temp

@@ -20,3 +20,21 @@ The parts, each independent of the format the TOC came in (eStargz, or another i
 
 See it: ``grep fuse.minidocker-lazy /proc/self/mountinfo`` while a lazy layer is mounted.
 """
+
+
+class driver:  # noqa: N801 - used as a function: driver(root)
+    """The store's lazy-layer driver (lazy/mounts.py's ``LazyMounts``) for ``ImageStore``,
+    imported only when a lazy layer is asked for: a ``run`` of ordinary layers never loads
+    the FUSE code."""
+
+    def __init__(self, root):
+        self.root = root
+        self._mounts = None
+
+    def __getattr__(self, name: str):
+        if self._mounts is None:
+            from minidocker.lazy.mounts import LazyMounts
+            from minidocker.paths import Layout
+
+            self._mounts = LazyMounts(Layout(self.root))
+        return getattr(self._mounts, name)

@@ -36,6 +36,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,8 +222,20 @@ class LayerFS:
     def fetch_and_keep(self, entry: Entry, chunk: Chunk) -> bytes:
         """(In a worker thread.) Fetch, verify, cache. Bytes that could not be cached (a full
         disk) are served all the same; the next read fetches them again."""
+        started = time.monotonic()
         data = self.source.read_chunk(entry, chunk)
         verify(chunk, data, entry.name)
+        log.info(
+            "lazy layer %s: fetched %s bytes %d-%d: blob bytes %d-%d (%d) in %.1f ms",
+            self.name,
+            entry.name,
+            chunk.offset_in_file,
+            chunk.offset_in_file + chunk.size,
+            chunk.source_offset,
+            chunk.source_offset + chunk.source_length,
+            chunk.source_length,
+            (time.monotonic() - started) * 1000,
+        )
         try:
             self.cache.put(chunk, data)
         except OSError as e:

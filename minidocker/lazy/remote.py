@@ -145,3 +145,68 @@ def open_remote_layer(
     reader = read_remote_toc(ranges, descriptor)
     tree = toc.build_tree(toc_entries(reader))
     return tree, RegistryChunks(client.domain, ref, descriptor["digest"], int(descriptor["size"])), ranges
+
+
+class TailBlob(io.RawIOBase):
+    """An eStargz blob of which only the tail is at hand (``data``: its bytes from
+    ``start``, the TOC's member and the footer): what the store keeps of a lazy layer to
+    read its TOC again. A read anywhere else is a bug, not a fetch: ValueError."""
+
+    def __init__(self, size: int, start: int, data: bytes):
+        self.size, self.start, self.data, self.pos = size, start, data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.size if size < 0 else min(self.size, self.pos + size)
+        if self.pos < self.start:
+            raise ValueError(f"byte {self.pos} of the blob is not in the TOC's tail (from {self.start})")
+        data = self.data[self.pos - self.start : end - self.start]
+        self.pos += len(data)
+        return data
+
+
+def fetch_toc_tail(client: RegistryClient, ref: Reference, descriptor: dict[str, Any]) -> tuple[bytes, int, BlobRanges]:
+    """A pushed eStargz layer's tail (TOC member and footer, from the TOC's offset), fetched
+    by two range requests and checked against the descriptor's toc.digest: what a lazy pull
+    records. Returns (the tail, its offset in the blob, the BlobRanges with its byte counts)."""
+    want = (descriptor.get("annotations") or {}).get(estargz.TOC_DIGEST_ANNOTATION)
+    if not want:
+        raise EstargzError(f"layer {descriptor['digest'][:19]} has no {estargz.TOC_DIGEST_ANNOTATION} annotation")
+    size = int(descriptor["size"])
+    ranges = BlobRanges(client, ref, descriptor["digest"], size)
+    footer = ranges.read_tail(estargz.FOOTER_SIZE)
+    start = estargz.toc_offset_from_tail(footer)
+    if not 0 <= start < size - estargz.FOOTER_SIZE or size - start > estargz.MAX_TOC_MEMBER + estargz.FOOTER_SIZE:
+        raise EstargzError(f"the footer of layer {descriptor['digest'][:19]} puts its TOC at {start}, out of bounds")
+    tail = ranges.read(start, size - estargz.FOOTER_SIZE - start) + footer
+    estargz.EstargzReader(TailBlob(size, start, tail), toc_digest=want)  # type: ignore[arg-type]  # checks it
+    return tail, start, ranges
+
+
+def open_recorded(meta: dict[str, Any], toc_bytes: bytes) -> tuple[toc.Tree, Any]:
+    """A recorded lazy layer (lazy/layers.py's meta.json and toc) as the tree and the chunk
+    source its FUSE server serves; the TOC is checked again against its digest."""
+    from minidocker.image.reference import parse
+
+    ref = parse(meta["reference"])
+    size, digest = int(meta["size_compressed"]), meta["digest"]
+    if meta.get("format") == "estargz":
+        blob = TailBlob(size, int(meta["toc_offset"]), toc_bytes)
+        reader = estargz.EstargzReader(blob, toc_digest=meta["toc_digest"])  # type: ignore[arg-type]
+        return toc.build_tree(toc_entries(reader)), RegistryChunks(ref.domain, ref, digest, size)
+    if meta.get("format") == "zran":
+        from minidocker.image import zran  # type: ignore[attr-defined,unused-ignore]
+
+        index = zran.parse_index(toc_bytes)
+        return toc.build_tree(index.entries()), zran.ZranChunks(ref.domain, ref, digest, size, index)
+    raise EstargzError(f"lazy layer {digest[:19]} has an unknown format {meta.get('format')!r}")

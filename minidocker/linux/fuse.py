@@ -338,3 +338,12 @@ def start_logging() -> None:
     handler = logging.StreamHandler(open(2, "w", buffering=1, closefd=False))  # not sys.stderr: a test's capture
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s[%(process)d]: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.getLogger("minidocker.lazy").setLevel(logging.INFO)  # (one line per chunk fetched: --explain's)
+
+
+def detach(mountpoint: str) -> None:
+    """Take a FUSE mount out of the tree whose server is unknown or dead (umount2 with
+    MNT_DETACH: nothing it could ask of the server is waited for)."""
+    point = canonical(mountpoint)
+    umount2(point, MNT_DETACH)
+    emit("fuse_unmount", target=point, how="detached", server=0, ended="(none recorded)")

@@ -46,7 +46,11 @@ def _network_names(c) -> list[str]:
 def describe_container(c, store) -> dict[str, Any]:
     """``docker container inspect``'s fields for one container of ``store``'s images."""
     st, spec = c.state, c.spec
-    lower = ":".join(str(p) for p in store.get(spec.image_id)) if spec.image_id in store.read_index()["images"] else ""
+    lower = (
+        ":".join(str(p) for p in store.get(spec.image_id, mount=False))
+        if spec.image_id in store.read_index()["images"]
+        else ""
+    )
     return {
         "Id": c.id,
         "Created": st.get("Created", ""),

@@ -66,11 +66,13 @@ from minidocker.runtime.logfile import now_iso
 from minidocker.runtime.spec import STREAMS, ContainerSpec
 from minidocker.runtime.stdio import (
     FORWARDED_SIGNALS,
+    lazy_notices,
     open_log,
     receive_pty,
     relay_output,
     relay_pty,
     reset_signals,
+    telling_notices,
     wait_foreground,
 )
 from minidocker.runtime.steps import StepFailed, exiting_on_failure, step
@@ -735,12 +737,14 @@ def run_attached(store: ContainerStore, c: Container, lowerdirs: list[Path], att
     only (stdin: the container reads /dev/null); none named: all of them."""
     try:
         if c.spec.auto_remove and not attached:  # no record will be left to read a log from: no log
+            notices = lazy_notices([str(p) for p in lowerdirs])  # (before the start: its first reads are at once)
             started = start(store, c, lowerdirs)
-            code = (
-                relay_pty(started.pid, started.master, c.spec.stdin_open)
-                if started.master is not None
-                else wait_foreground(started.pid)
-            )
+            with telling_notices(notices):
+                code = (
+                    relay_pty(started.pid, started.master, c.spec.stdin_open)
+                    if started.master is not None
+                    else wait_foreground(started.pid)
+                )
             container_event(c, "die", exitCode=code)
             return code  # no "exited" record to write (and fsync): cleanup removes the record
         code = _run_attached_logged(store, c, lowerdirs, {s.lower() for s in attached} or set(STREAMS))
@@ -766,6 +770,7 @@ def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Pa
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = -1 if stdin else os.open("/dev/null", os.O_RDONLY)
+    notices = lazy_notices([str(p) for p in lowerdirs])
     try:
         started = start(store, c, lowerdirs, stdin=None if stdin else null, stdout=out_w, stderr=err_w)
     except BaseException:
@@ -778,7 +783,8 @@ def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Pa
                 os.close(fd)
     out = sys.stdout.fileno() if "stdout" in shown else -1
     err = sys.stderr.fileno() if "stderr" in shown else -1
-    return relay_output(started.pid, {out_r: (out, "stdout"), err_r: (err, "stderr")}, log)
+    streams = {out_r: (out, "stdout"), err_r: (err, "stderr")}
+    return relay_output(started.pid, streams, log, notices)
 
 
 def record_exit(store: ContainerStore, c: Container, code: int, oom_killed: bool = False) -> None:
@@ -814,6 +820,19 @@ def cleanup(store: ContainerStore, c: Container, remove_volumes: bool = False) -
         from minidocker.runtime.volumes import VolumeStore
 
         VolumeStore(store.root).remove_anonymous(c.spec.volumes)
+    release_lazy_layers(store)
+
+
+def release_lazy_layers(store: ContainerStore) -> None:
+    """A container removed: unmount the lazy layers (pull --lazy) that no running container
+    needs any more, and end their FUSE servers (lazy/mounts.py). One listdir when none is."""
+    from minidocker.lazy.layers import LazyLayers
+
+    if not LazyLayers(store.layout).any_mounted():
+        return
+    from minidocker.lazy.mounts import release_unused
+
+    release_unused(store.root, {c.spec.image_id for c in store.all() if c.running})
 
 
 def stop_monitors(container_pids: list[int]) -> None:

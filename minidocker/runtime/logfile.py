@@ -17,6 +17,7 @@ import time
 
 TYPE_CHECKING = False  # (typing is not imported: the watcher's memory is counted per container)
 if TYPE_CHECKING:
+    from minidocker.lazy.notices import LazyNotices
     from minidocker.runtime.console import ConsoleServer
 
 
@@ -82,19 +83,47 @@ class LogWriter:
         self.size = 0
 
 
+def tell_notices(
+    notices: LazyNotices, streams: dict[int, tuple[int, str]], log: LogWriter, console: ConsoleServer | None
+) -> None:
+    """Each new warning of a lazy layer: to the log and the user's stderr, as stderr."""
+    lines = notices.poll()
+    if not lines:
+        return
+    err = next((out for out, name in streams.values() if name == "stderr"), -1)
+    for line in lines:
+        log.feed("stderr", line)
+        if console is not None:
+            console.broadcast("stderr", line)
+        if err >= 0:
+            try:
+                write_all(err, line)
+            except OSError:
+                err = -1
+
+
 def rotated(path: str, k: int) -> str:
     """The ``k``-th older file of a rotated log: container.log.1 is the one before container.log."""
     return f"{path}.{k}"
 
 
-def copy_streams(streams: dict[int, tuple[int, str]], log: LogWriter, console: ConsoleServer | None = None) -> None:
+def copy_streams(
+    streams: dict[int, tuple[int, str]],
+    log: LogWriter,
+    console: ConsoleServer | None = None,
+    notices: LazyNotices | None = None,
+) -> None:
     """Copy each of the container's outputs ({fd: (our fd or -1, "stdout"|"stderr")}) to the
     log and to our fd until all of them close. If our fd goes away (``| head``), the log
     still gets everything. A pty master reads EIO once the container's side is closed:
     that is its end of file. A monitor's ``console`` (console.py) gets the output too, and
-    its clients are served meanwhile."""
+    its clients are served meanwhile. ``notices``: the warnings of the container's lazy
+    layers (lazy/notices.py), checked twice a second and told as its stderr is."""
     while streams:
-        ready, _, _ = select.select(list(streams) + (console.fds() if console else []), [], [])
+        if notices is not None:
+            tell_notices(notices, streams, log, console)
+        timeout = 0.5 if notices is not None else None
+        ready, _, _ = select.select(list(streams) + (console.fds() if console else []), [], [], timeout)
         for fd in ready:
             if fd not in streams:
                 assert console is not None  # (only its sockets are selected besides the streams)

@@ -26,7 +26,7 @@ from minidocker.linux import syscalls as sc
 from minidocker.runtime import lifecycle, watch
 from minidocker.runtime.container import Container, ContainerStore
 from minidocker.runtime.forked import read_report, report, report_failure
-from minidocker.runtime.stdio import log_settings
+from minidocker.runtime.stdio import lazy_notices, log_settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -154,6 +154,7 @@ def _start(
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe()  # -i without a client attached: stdin stays open and empty
     try:
+        notices = lazy_notices([str(p) for p in lowerdirs])  # where the lazy layers' logs are now
         started = lifecycle.start(store, c, lowerdirs, stdin=in_r, stdout=out_w, stderr=err_w, monitor_pid=os.getpid())
     except MinidockerError as e:
         if ready_w != -1:  # the message as the user reads it: no step of ours to add
@@ -184,6 +185,7 @@ def _start(
         "log": log_settings(c),
         "restarts": restarts,
         "lowerdirs": [str(p) for p in lowerdirs],
+        "lazy_logs": notices.files if notices is not None else {},
     }
     return facts, console
 

@@ -274,7 +274,7 @@ def check_run_flags(opts: RunOptions) -> str | None:
     check_attach(opts)
     if opts.pull not in PULL_POLICIES:
         raise MinidockerError(
-            f'invalid pull option: \'{shown(opts.pull)}\': must be one of "always", "missing" or "never"'
+            f'invalid pull option: \'{shown(opts.pull)}\': must be one of "always", "missing", "never" or "lazy"'
         )
     if opts.stop_signal:
         parse_signal(opts.stop_signal)
@@ -302,7 +302,7 @@ def check_run_flags(opts: RunOptions) -> str | None:
 
 
 STREAMS = ("stdin", "stdout", "stderr")
-PULL_POLICIES = ("always", "missing", "never")
+PULL_POLICIES = ("always", "missing", "never", "lazy")
 
 
 def check_attach(opts: RunOptions) -> None:

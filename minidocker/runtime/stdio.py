@@ -28,6 +28,7 @@ TYPE_CHECKING = False  # (typing is not imported on a container start's path: mi
 if TYPE_CHECKING:
     import socket
 
+    from minidocker.lazy.notices import LazyNotices
     from minidocker.runtime.container import Container
 
 FORWARDED_SIGNALS = (
@@ -114,11 +115,17 @@ def receive_pty(sock: socket.socket | None) -> int | None:
     return fds[0] if fds else None
 
 
-def relay_output(pid: int, streams: dict[int, tuple[int, str]], log: LogWriter) -> int:
+def relay_output(
+    pid: int, streams: dict[int, tuple[int, str]], log: LogWriter, notices: LazyNotices | None = None
+) -> int:
     """A foreground run without -t that keeps a log (as docker's does): copy the container's
-    stdout and stderr pipes to ours and to the log until both close, then wait for it."""
+    stdout and stderr pipes to ours and to the log until both close, then wait for it. The
+    warnings of its lazy layers (``notices``: lazy/notices.py) are told on stderr too."""
     with forwarding_signals(pid):
-        copy_streams(streams, log)
+        copy_streams(streams, log, notices=notices)
+        if notices is not None:
+            notices.poll()
+            notices.summary()
         return wait_for(pid)
 
 
@@ -187,3 +194,44 @@ def _pump_pty(pid: int, master: int, stdin_open: bool, log: LogWriter | None) ->
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 return status
+
+
+def lazy_notices(lowerdirs: list[str]):
+    """The warnings of the container's lazy layers (lazy/notices.py), or None if it has none."""
+    if not any("/lazy/" in d for d in lowerdirs):
+        return None
+    from minidocker.lazy.notices import LazyNotices
+
+    return LazyNotices.of(lowerdirs)
+
+
+def telling_notices(notices: LazyNotices | None) -> contextlib.AbstractContextManager:
+    """While the ``with`` block waits for a container whose output is not relayed (``run
+    --rm`` writes straight to our stdout), a thread tells its lazy layers' warnings on stderr."""
+    if notices is None:
+        return contextlib.nullcontext()
+    import threading
+
+    done = threading.Event()
+
+    def tell() -> None:
+        while not done.wait(0.5):
+            for line in notices.poll():
+                with contextlib.suppress(OSError):
+                    write_all(2, line)
+
+    @contextlib.contextmanager
+    def running():
+        thread = threading.Thread(target=tell, name="lazy-notices", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+            for line in notices.poll():  # what came in the last half second
+                with contextlib.suppress(OSError):
+                    write_all(2, line)
+            notices.summary()
+
+    return running()

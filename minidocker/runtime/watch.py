@@ -67,7 +67,12 @@ def watch(facts: dict, console: ConsoleServer | None = None) -> tuple[int, Conso
     log = LogWriter(*facts["log"])
     if console is None and facts.get("console"):
         console = ConsoleServer.resume(facts["console"])
-    copy_streams({int(fd): (-1, name) for fd, name in facts["streams"].items()}, log, console)
+    notices = None
+    if any("/lazy/" in d for d in facts.get("lowerdirs", ())):  # (lazy/notices.py, imported only then)
+        from minidocker.lazy.notices import LazyNotices
+
+        notices = LazyNotices.of(facts["lowerdirs"], facts.get("lazy_logs") or {})
+    copy_streams({int(fd): (-1, name) for fd, name in facts["streams"].items()}, log, console, notices)
     if facts["input"] >= 0:
         os.close(facts["input"])
     if console is not None:  # the container's input and pty are gone (copy_streams closed the master)

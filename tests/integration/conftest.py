@@ -79,6 +79,9 @@ def _remove(m: Minidocker, path: Path) -> None:
         ids = m("ps", "-aq", "--no-trunc").stdout.split()
         if ids:
             m("rm", "-f", *ids)
+    from tests.support.lazy import release_store
+
+    release_store(m.root)  # (lazy layers: their FUSE mounts, servers, background fetches)
     subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
 
 

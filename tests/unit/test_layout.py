@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from minidocker import paths
-from minidocker.paths import STORE_DIRS, ContainerLayout, LayerLayout, Layout, VolumeLayout
+from minidocker.paths import STORE_DIRS, ContainerLayout, LayerLayout, Layout, LazyLayout, VolumeLayout
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = Path(paths.DEFAULT_ROOT)
@@ -25,7 +25,7 @@ SAMPLES = {
     "suffix": ("s0", "s0", "*"),
     "n": (7, "7", "<n>"),
 }
-LAYOUTS = (Layout, LayerLayout, ContainerLayout, VolumeLayout)
+LAYOUTS = (Layout, LayerLayout, LazyLayout, ContainerLayout, VolumeLayout)
 
 
 def drawn_tree(text: str) -> set[str]:
@@ -87,7 +87,7 @@ def layout_tree(obj=None) -> set[str]:
             found |= {_template(p) for p in value}
         elif isinstance(value, Path):
             found.add(_template(value))
-        elif isinstance(value, (LayerLayout, ContainerLayout, VolumeLayout)):
+        elif isinstance(value, (LayerLayout, LazyLayout, ContainerLayout, VolumeLayout)):
             found.add(_template(value.dir))
             found |= layout_tree(value)
     return with_parents(found)

@@ -1,0 +1,105 @@
+"""The background fetch: a lazy layer made an ordinary one while its containers run.
+
+A lazy pull leaves big layers in the registry, so the first container starts at once. Then,
+``lazy-background-fetch`` seconds later (lazy/layers.py; the container's own first reads go
+first), a process of its own pulls each of those layers whole, the ordinary way
+(image/pull.py ``fetch_layer``: the blob verified against its digest, unpacked, its diff_id
+checked: the lazy layer's bytes were checked only chunk by chunk against its TOC), and
+commits it to ``layers/<chain-id>/``. From then on ``ImageStore.get`` gives the unpacked
+layer: the next container reads from the disk, with no FUSE server in between. The lazy
+layer goes once nothing has it mounted (now, or at the next ``rm``/``rmi``).
+
+The process is recorded in each of its layers' ``fetch.json`` (PID and start time), so that
+``rmi`` can end it when its image goes; it starts a session of its own (a terminal's ^C does
+not reach it) and writes what it does to the first layer's ``server.log``.
+
+See it: ``minidocker pull --lazy IMAGE``, then ``cat /var/lib/minidocker/lazy/*/fetch.json``
+and, some seconds later, ``ls /var/lib/minidocker/layers/``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from minidocker.fsutil import write_json
+from minidocker.lazy.layers import LazyLayers, short
+from minidocker.paths import Layout
+
+_children: list[subprocess.Popen] = []  # (kept so that they are reaped when they end)
+
+
+def start(root: Path, chains: list[str], delay: float) -> int | None:
+    """Start the background fetch of ``chains`` (bottom layer first) after ``delay`` s."""
+    layers = LazyLayers(Layout(root))
+    chains = [c for c in chains if layers.has(c)]
+    if not chains:
+        return None
+    from minidocker.linux.procfs import start_time
+
+    log = os.open(layers.at(chains[0]).log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "minidocker.lazy.background", str(root), str(delay), *chains],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        os.close(log)
+    _children.append(child)
+    record = {"pid": child.pid, "started": start_time(child.pid), "chains": chains}
+    for c in chains:
+        write_json(layers.at(c).fetch, record, mode=0o600)
+    return child.pid
+
+
+def main(argv: list[str]) -> int:
+    root, delay, chains = Path(argv[0]), float(argv[1]), argv[2:]
+    time.sleep(delay)
+    from minidocker.errors import MinidockerError
+    from minidocker.image import manifest as mf
+    from minidocker.image.limits import UnpackLimits
+    from minidocker.image.pull import _noop, fetch_layer
+    from minidocker.image.reference import parse
+    from minidocker.image.registry import RegistryClient
+    from minidocker.image.store import ImageStore
+    from minidocker.lazy.mounts import LazyMounts
+
+    mounts = LazyMounts(Layout(root))
+    store = ImageStore(root, lazy=mounts)
+    failed = 0
+    for chain in chains:
+        meta = mounts.layers.meta(chain)
+        if not meta or store.has_layer(chain):
+            continue
+        ref = parse(meta["reference"])
+        desc = mf.Descriptor(meta["media_type"], meta["digest"], int(meta["size_compressed"]))
+        t0 = time.monotonic()
+        try:
+            with RegistryClient(ref.domain) as reg:
+                fetch_layer(
+                    reg, store, ref, desc, meta["diff_id"], chain, meta.get("parent"), _noop,
+                    threading.Event(), UnpackLimits.from_env(),
+                )  # fmt: skip
+            gone = mounts.completed(chain)
+            say(f"layer {short(chain)} fetched whole in {time.monotonic() - t0:.1f} s"
+                + ("; the lazy layer removed" if gone else "; the lazy layer stays until unmounted"))  # fmt: skip
+        except MinidockerError as e:
+            failed += 1
+            say(f"layer {short(chain)}: background fetch failed: {e}")
+    return 1 if failed else 0
+
+
+def say(line: str) -> None:
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} background fetch: {line}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
