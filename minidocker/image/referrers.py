@@ -191,13 +191,25 @@ def manifests_of(raw: bytes, what: str) -> list[dict[str, Any]]:
 
 def find_zran_artifact(client: RegistryClient, ref: Reference, manifest_digest: str) -> dict[str, bytes] | None:
     """The zran indexes of the image ``manifest_digest`` in ``ref``'s repository: image layer
-    digest -> index blob (verified), from its newest zran artifact; None if it has none."""
+    digest -> index blob (verified), from its newest zran artifact that is still there;
+    None if it has none."""
     listed = referrers(client, ref, manifest_digest) or []
-    candidates = [m for m in listed if m.get("artifactType") == ARTIFACT_TYPE and isinstance(m.get("digest"), str)]
-    if not candidates:
-        return None
-    artifact = candidates[-1]["digest"]  # (the tag fallback appends: the last is the newest)
-    raw, _, _ = client.get_manifest(ref, artifact)
+    candidates = [
+        m["digest"] for m in listed if m.get("artifactType") == ARTIFACT_TYPE and isinstance(m.get("digest"), str)
+    ]
+    for artifact in reversed(candidates):  # (the tag fallback appends: the last is the newest)
+        try:
+            raw, _, _ = client.get_manifest(ref, artifact)
+        except ImageNotFound:  # a referrer deleted since it was listed (the tag's list is not kept by the registry)
+            continue
+        return artifact_indexes(client, ref, artifact, raw, manifest_digest)
+    return None
+
+
+def artifact_indexes(
+    client: RegistryClient, ref: Reference, artifact: str, raw: bytes, manifest_digest: str
+) -> dict[str, bytes] | None:
+    """The index blobs a zran artifact's manifest names, each fetched and verified."""
     doc = json.loads(raw)  # (get_manifest made sure it is JSON)
     subject = doc.get("subject") if isinstance(doc, dict) else None
     if not isinstance(subject, dict) or doc.get("artifactType") != ARTIFACT_TYPE:

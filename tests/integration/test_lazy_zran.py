@@ -204,3 +204,23 @@ def test_files_read_at_once_by_many_threads_are_the_layers(pushed, many, tmp_pat
         assert not wrong, wrong
     finally:
         m.close()
+
+
+def test_a_lazy_run_of_the_indexed_image_reads_its_bytes_fetching_little(pushed, originals, md):
+    """``run --pull=lazy`` (lazy/pull.py) finds the zran artifact and leaves the ordinary
+    layer in the registry: bash runs, the files are the layer's, a fraction is fetched."""
+    import hashlib
+
+    from tests.support.lazy import fuse_mounts_under
+
+    reg, target, layer, _, _, _ = pushed
+    reg.requests.clear()
+    script = "head -c 300 /etc/os-release; sha256sum /usr/bin/bash"
+    out = md.ok("run", "--rm", "--pull=lazy", target, "bash", "-c", script, env={"MINIDOCKER_LAZY_BACKGROUND": "off"})
+    assert originals["usr/lib/os-release"][:300].decode() in out.stdout, out.stdout
+    assert hashlib.sha256(originals["usr/bin/bash"]).hexdigest() in out.stdout, out.stdout
+    assert not list((md.root / "layers").glob("[0-9a-f]*")), "the layer was unpacked, not served lazily"
+    got = sent(reg, layer["digest"])
+    fetched = sum(size for _, size in got)
+    assert got and all(status == 206 for status, _ in got) and fetched < 0.10 * layer["size"], (got, layer["size"])
+    assert fuse_mounts_under(md.root) == [], "run --rm left a FUSE layer"
