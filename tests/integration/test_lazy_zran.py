@@ -43,7 +43,10 @@ def pushed(tmp_path_factory, registry, image_layouts):
             target = f"{own.host}/zran/debian:latest"
             m.ok("tag", f"{registry.host}/debian:latest", target)
             indexed = m.ok("convert", "--index", target).stdout
+            again = m.ok("convert", "--index", target).stdout
+            assert "(already made)" in again and len(again.splitlines()) == 1, again
             push = m.ok("push", target)
+            m.ok("push", target)  # a second push adds no second referrer (test_the_artifact_is_found...)
         with RegistryClient(own.host) as client:
             raw, _, digest = client.get_manifest(parse(target))
         layer = json.loads(raw)["layers"][0]
