@@ -289,7 +289,10 @@ class MeasuringInflater(io.RawIOBase):
             self.cmp += len(data)
             out = []
             while data:
-                out.append(self.d.decompress(data))
+                try:
+                    out.append(self.d.decompress(data))
+                except zlib.error as e:
+                    raise LazyLayerError(f"cannot index the layer: it is not a whole gzip stream ({e})") from None
                 if not self.d.eof:
                     break
                 data = self.d.unused_data
@@ -319,34 +322,38 @@ class MeasuringInflater(io.RawIOBase):
         return "sha256:" + self.hash.hexdigest(), self.cmp
 
 
-def build_index(blob: str | Path | BinaryIO, span: int = SPAN, chunk_size: int = CHUNK_SIZE) -> bytes:
-    """The serialized zran index and TOC of the gzip layer ``blob`` (a path, or a binary file
-    open at its start that can seek): the module docstring's format."""
+def build_index(
+    blob: str | Path | BinaryIO, span: int = SPAN, chunk_size: int = CHUNK_SIZE, max_size: int = MAX_INDEX // 2
+) -> bytes:
+    """The serialized zran index and TOC of the gzip layer ``blob`` (a path, or a seekable
+    binary file of the blob, read from its start): the module docstring's format. A layer so
+    big that its index would pass ``max_size`` (a 4 GB tar at 1 MiB spans) gets longer spans,
+    doubled until it fits: a reader refuses an index bigger than MAX_INDEX."""
     if isinstance(blob, (str, Path)):
         with open(blob, "rb") as f:
-            return build_index(f, span, chunk_size)
-    base = blob.tell()
-    points, uncompressed = checkpoints(blob, span)
-    blob.seek(base)
+            return build_index(f, span, chunk_size, max_size)
+    blob.seek(0)
     entries, digest, size = read_toc(blob, chunk_size)
-    if not points or points[0][1] != 0:
-        raise LazyLayerError("indexed_gzip made no checkpoint at the start of the layer")
-    windows, rows = [], []
-    for cmp_offset, uncmp_offset, bits, window in points:
-        packed = zlib.compress(window, 9) if window else b""
-        windows.append(packed)
-        rows.append([cmp_offset - base, uncmp_offset, bits, len(packed)])
-    doc = {
-        "version": VERSION,
-        "layer": {"digest": digest, "size": size},
-        "uncompressed_size": uncompressed,
-        "span": span,
-        "window_size": WINDOW,
-        "points": rows,
-        "entries": entries,
-    }
-    header = zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 6)
-    return MAGIC + struct.pack("<Q", len(header)) + header + b"".join(windows)
+    while True:
+        blob.seek(0)
+        points, uncompressed = checkpoints(blob, span)
+        if not points or points[0][1] != 0:
+            raise LazyLayerError("indexed_gzip made no checkpoint at the start of the layer")
+        windows = [zlib.compress(window, 9) if window else b"" for _, _, _, window in points]
+        doc = {
+            "version": VERSION,
+            "layer": {"digest": digest, "size": size},
+            "uncompressed_size": uncompressed,
+            "span": span,
+            "window_size": WINDOW,
+            "points": [[c, u, bits, len(w)] for (c, u, bits, _), w in zip(points, windows, strict=True)],
+            "entries": entries,
+        }
+        header = zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 6)
+        data = MAGIC + struct.pack("<Q", len(header)) + header + b"".join(windows)
+        if len(data) <= max_size or len(points) <= 2:
+            return data
+        span *= 2
 
 
 def checkpoints(blob: BinaryIO, span: int) -> tuple[list[tuple[int, int, int, bytes]], int]:

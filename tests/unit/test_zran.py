@@ -181,6 +181,15 @@ def test_a_small_files_read_fetches_about_a_span_not_the_layer(layer, built):
     assert max(sizes) < SPAN + 50_000 < layer_size // 10, (max(sizes), layer_size)
 
 
+def test_a_layer_whose_index_would_be_too_big_gets_longer_spans(layer, built, tmp_path):
+    small = zran.build_index(layer[0], span=SPAN, chunk_size=CHUNK, max_size=len(built) // 2)
+    index = zran.parse_index(small)
+    assert len(small) <= len(built) // 2 and index.span >= 2 * SPAN
+    assert len(index.points) < len(zran.parse_index(built).points)
+    fs = LayerFS(toc.build_tree(index.entries()), zran.LocalChunks(layer[0], index), ChunkCache(tmp_path / "c"))
+    assert fs.read_node(fs.tree.lookup("usr/bin/big"), CHUNK - 5, 10) == FILES["usr/bin/big"][CHUNK - 5 : CHUNK + 5]
+
+
 def test_a_multi_member_gzip_layer_indexes_and_reads(tmp_path):
     """RFC 1952 allows members back to back (eStargz is such a layer): each is inflated."""
     tar = make_tar()
@@ -204,12 +213,22 @@ def test_a_tampered_blob_fails_the_digest_never_gives_its_bytes(layer, built, tm
         zran.LocalChunks(path, index).read_chunk(entry, chunk)
 
 
-def test_not_gzip_is_refused_with_one_line(tmp_path):
-    path = tmp_path / "plain.tar"
-    path.write_bytes(make_tar())
+@pytest.mark.parametrize(
+    "blob",
+    [
+        lambda tar: tar,  # not gzip at all
+        lambda tar: gzip.compress(tar)[: len(gzip.compress(tar)) // 2],  # cut in the middle
+        lambda tar: gzip.compress(tar)[:-6],  # its trailer cut
+        lambda tar: gzip.compress(tar[: len(tar) // 2]),  # a whole gzip of half a tar
+    ],
+    ids=["plain-tar", "half", "no-trailer", "half-tar"],
+)
+def test_a_layer_that_is_not_a_whole_gzip_tar_is_refused_with_one_line(tmp_path, blob):
+    path = tmp_path / "layer"
+    path.write_bytes(blob(make_tar()))
     with pytest.raises(LazyLayerError) as e:
         zran.build_index(path)
-    assert "\n" not in str(e.value) and "gzip" in str(e.value)
+    assert "\n" not in str(e.value) and str(e.value).startswith("cannot index the layer: "), str(e.value)
 
 
 # -- hostile and truncated indexes -------------------------------------------------------------------
