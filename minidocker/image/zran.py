@@ -328,7 +328,7 @@ def build_index(
     """The serialized zran index and TOC of the gzip layer ``blob`` (a path, or a seekable
     binary file of the blob, read from its start): the module docstring's format. A layer so
     big that its index would pass ``max_size`` (a 4 GB tar at 1 MiB spans) gets longer spans,
-    doubled until it fits: a reader refuses an index bigger than MAX_INDEX."""
+    doubled as often as its size says, until it fits: a reader refuses an index bigger than MAX_INDEX."""
     if isinstance(blob, (str, Path)):
         with open(blob, "rb") as f:
             return build_index(f, span, chunk_size, max_size)
@@ -353,7 +353,7 @@ def build_index(
         data = MAGIC + struct.pack("<Q", len(header)) + header + b"".join(windows)
         if len(data) <= max_size or len(points) <= 2:
             return data
-        span *= 2
+        span *= 1 << max(1, math.ceil(math.log2(len(data) / max_size)))  # (the windows are most of it)
 
 
 def checkpoints(blob: BinaryIO, span: int) -> tuple[list[tuple[int, int, int, bytes]], int]:
