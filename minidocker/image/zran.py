@@ -328,7 +328,7 @@ def build_index(
     """The serialized zran index and TOC of the gzip layer ``blob`` (a path, or a seekable
     binary file of the blob, read from its start): the module docstring's format. A layer so
     big that its index would pass ``max_size`` (a 4 GB tar at 1 MiB spans) gets longer spans,
-    doubled as often as its size says, until it fits: a reader refuses an index bigger than MAX_INDEX."""
+    doubled as often as its size says, until it fits: readers refuse one past MAX_INDEX."""
     if isinstance(blob, (str, Path)):
         with open(blob, "rb") as f:
             return build_index(f, span, chunk_size, max_size)
