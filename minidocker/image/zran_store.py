@@ -28,13 +28,13 @@ from minidocker.lazy.toc import DIGEST
 
 
 def records_dir(store: ImageStore) -> Path:
-    return store.layout.root / "zran"
+    return store.layout.zran_dir
 
 
 def record_path(store: ImageStore, layer_digest: str) -> Path:
     if not DIGEST.fullmatch(layer_digest):
         raise ValueError(f"not a sha256 digest: {layer_digest!r}")
-    return records_dir(store) / layer_digest.removeprefix("sha256:")
+    return store.layout.zran_record(layer_digest)
 
 
 def save_index(store: ImageStore, layer_digest: str, data: bytes) -> str:

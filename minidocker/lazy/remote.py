@@ -219,7 +219,7 @@ def open_recorded(meta: dict[str, Any], toc_bytes: bytes) -> tuple[toc.Tree, Any
         reader = estargz.EstargzReader(blob, toc_digest=meta["toc_digest"])  # type: ignore[arg-type]
         return toc.build_tree(toc_entries(reader)), RegistryChunks(ref.domain, ref, digest, size), landmarked(reader)
     if meta.get("format") == "zran":
-        from minidocker.image import zran  # type: ignore[attr-defined,unused-ignore]
+        from minidocker.image import zran
 
         index = zran.parse_index(toc_bytes)
         return toc.build_tree(index.entries()), zran.ZranChunks(ref.domain, ref, digest, size, index), []
