@@ -61,11 +61,14 @@ def pull(
     result = pull_image(
         store, reference, plat, progress, explicit_platform=platform is not None, lazy=lazy_settings if lazy else None
     )
-    if result.lazy and lazy_settings.background is not None:
+    if lazy:
         from minidocker.lazy import background
 
-        chains = store.chain_ids(result.image_id)
-        background.start(store.root, [chains[i] for i in result.lazy], lazy_settings.background)
+        if result.lazy and lazy_settings.background is not None:
+            chains = store.chain_ids(result.image_id)
+            background.start(store.root, [chains[i] for i in result.lazy], lazy_settings.background)
+        if result.downloaded:  # big gzip layers pulled whole: indexed now, lazy for the next pull
+            background.index_later(store.root, result.image_id, result.lazy, lazy_settings.threshold)
     return _told(root, "pull", result, str(result.ref))
 
 

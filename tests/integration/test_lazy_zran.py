@@ -227,3 +227,25 @@ def test_a_lazy_run_of_the_indexed_image_reads_its_bytes_fetching_little(pushed,
     fetched = sum(size for _, size in got)
     assert got and all(status == 206 for status, _ in got) and fetched < 0.10 * layer["size"], (got, layer["size"])
     assert fuse_mounts_under(md.root) == [], "run --rm left a FUSE layer"
+
+
+def test_a_lazy_pull_of_an_unindexed_image_indexes_it_for_the_next(pushed, registry, md, tmp_path):
+    """No artifact in the registry: ``pull --lazy`` pulls the layer whole, then indexes it in
+    the background; pushed elsewhere with its artifact, a fresh store pulls that lazily."""
+    from tests.integration.conftest import Minidocker, _remove
+    from tests.support.lazy import wait_until
+
+    reg = pushed[0]
+    plain = f"{registry.host}/debian:latest"
+    md.ok("pull", "--lazy", plain, env={"MINIDOCKER_LAZY_BACKGROUND": "off"})
+    assert len(list((md.root / "layers").glob("[0-9a-f]*"))) == 1  # pulled whole
+    wait_until(lambda: list((md.root / "zran").glob("[0-9a-f]*")), "the layer indexed in the background", 60)
+    target = f"{reg.host}/zran/debian:auto"
+    md.ok("tag", plain, target)
+    assert "zran" in md.ok("push", target).stderr
+    fresh = Minidocker(tmp_path / "fresh" / "root", tmp_path / "fresh" / "config")
+    try:
+        r = fresh.ok("pull", "--lazy", target, env={"MINIDOCKER_LAZY_BACKGROUND": "off"})
+        assert "Lazy (zran" in r.stdout + r.stderr, r.stderr
+    finally:
+        _remove(fresh, tmp_path / "fresh")
