@@ -602,6 +602,34 @@ class ZranChunks:
         window = self.ranges().read(start, length)
         return read_verified(self.index, window, start, place, chunk, entry.name)
 
+    def read_many(self, wanted: list[tuple[toc.Entry, toc.Chunk]], gap: int) -> dict[str, bytes | BaseException]:
+        """Many chunks at once (a prefetch, lazy/fs.py's readahead): one range of the blob from
+        the checkpoint before the first to where the last is out, inflated once, each chunk
+        cut out of it and checked; chunk digest -> its bytes, or its error. (``gap``: the
+        chunks come near one another already, by their places in the blob.)"""
+        placed = []
+        for e, c in wanted:
+            place = self.index.places.get(c.digest)
+            if place is not None:
+                placed.append((place, e, c))
+        if not placed:
+            return {}
+        placed.sort(key=lambda t: t[0].uncmp_offset)
+        first = placed[0][0].uncmp_offset
+        last = max(p.uncmp_offset + c.size for p, _, c in placed)
+        start, length = self.index.fetch_range(first, max(p.cmp_end for p, _, _ in placed))
+        data = self.index.inflate(self.ranges().read(start, length), start, first, last - first)
+        out: dict[str, bytes | BaseException] = {}
+        for p, e, c in placed:
+            piece = data[p.uncmp_offset - first : p.uncmp_offset - first + c.size]
+            got = "sha256:" + hashlib.sha256(piece).hexdigest()
+            out[c.digest] = (
+                piece
+                if got == c.digest
+                else DigestMismatch(f"chunk of {e.name!r} at byte {c.offset_in_file} inflates to {got}")
+            )
+        return out
+
 
 def read_verified(index: ZranIndex, window: bytes, start: int, place: Place, chunk: toc.Chunk, name: str) -> bytes:
     """The chunk inflated out of the fetched ``window``, checked against its digest."""
