@@ -106,6 +106,7 @@ class LayerFS:
         fetch_threads: int = 8,
         name: str = "layer",
         access_log: Path | str | None = None,
+        whole: tuple[str, str] | None = None,
     ):
         self.tree = tree
         self.source = source
@@ -125,6 +126,9 @@ class LayerFS:
         self._starts: list[int] = []
         self._last_end = -1  # where the last fetch ended in the blob (readahead: are the misses in order?)
         self._window = 0
+        self.whole = whole  # (the unpacked layer's diff/, its meta.json): read from once it exists
+        self._whole_ready = False
+        self._whole_checked = 0.0
 
     # -- the FUSE operations --------------------------------------------------------------------
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
@@ -213,12 +217,39 @@ class LayerFS:
         return b"".join(parts)
 
     def chunk_bytes(self, entry: Entry, chunk: Chunk, lo: int, hi: int) -> bytes:
-        """Bytes ``lo:hi`` of ``chunk``: from the cache, or fetched (and then cached)."""
+        """Bytes ``lo:hi`` of ``chunk``: from the cache, from the layer unpacked whole (once
+        the background fetch has made it), or fetched (and then cached)."""
         data = self.cache.read(chunk, lo, hi - lo)
         if data is not None:
             self.counters.cache_reads += 1
             return data
+        data = self.from_whole(entry, chunk.offset_in_file + lo, hi - lo)
+        if data is not None:
+            return data
         return self.fetch(entry, chunk)[lo:hi]
+
+    def from_whole(self, entry: Entry, offset: int, size: int) -> bytes | None:
+        """The bytes from the unpacked layer, if the background fetch has committed it (its
+        diff_id verified: lazy/background.py); looked for at most once a second until then."""
+        if self.whole is None:
+            return None
+        if not self._whole_ready:
+            now = time.monotonic()
+            if now - self._whole_checked < 1.0:
+                return None
+            self._whole_checked = now
+            self._whole_ready = os.path.exists(self.whole[1])
+            if not self._whole_ready:
+                return None
+        try:
+            fd = open_beneath(self.whole[0], entry.name)
+        except OSError:
+            return None
+        try:
+            data = os.pread(fd, size, offset)
+        finally:
+            os.close(fd)
+        return data if len(data) == size else None
 
     def fetch(self, entry: Entry, chunk: Chunk) -> bytes:
         """The verified bytes of ``chunk``, from one call of the source that every reader of
@@ -365,6 +396,26 @@ class LayerFS:
         return self._pool
 
 
+def open_beneath(root: str, name: str) -> int:
+    """Open the regular file ``name`` below ``root`` for reading, one component at a time,
+    none of them followed if it is a symlink: an unpacked layer may have a link where the TOC
+    has a directory (a blob whose TOC lies), and this server runs as root."""
+    parts = name.split("/")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        out = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(out).st_mode):
+        os.close(out)
+        raise OSError(errno.EINVAL, f"{name} is not a regular file in the unpacked layer")
+    return out
+
+
 def attributes(node: Node) -> dict[str, int]:
     """``stat`` of ``node``, in the keys libfuse's ``struct stat`` has (times in ns)."""
     e = node.entry
@@ -397,6 +448,7 @@ def mount_layer(
     log_path: Path | str | None = None,
     keep_fds: tuple[int, ...] = (),
     access_log: Path | str | None = None,
+    whole: tuple[str, str] | None = None,
 ) -> FuseMount:
     """Serve the layer ``tree`` at ``mountpoint`` (an empty directory) from a server process
     of its own, which answers before this returns. ``log_path`` gets the server's log lines
@@ -404,7 +456,7 @@ def mount_layer(
     files the source needs in the server, which closes all others (see linux/fuse.py)."""
     fs = LayerFS(
         tree, source, ChunkCache(cache_dir), fetch_timeout=fetch_timeout, name=name,
-        access_log=str(Path(access_log).absolute()) if access_log is not None else None,
+        access_log=str(Path(access_log).absolute()) if access_log is not None else None, whole=whole,
     )  # fmt: skip
     try:
         return mount_fuse(

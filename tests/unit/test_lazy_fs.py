@@ -298,3 +298,33 @@ def test_misses_in_blob_order_read_ahead_and_scattered_misses_do_not(tmp_path):
     finally:
         if fs._pool is not None:
             fs._pool.shutdown(wait=True)
+
+
+def test_once_the_layer_is_unpacked_reads_come_from_it_and_never_through_a_symlink(tmp_path):
+    blob = bytearray()
+    data = os.urandom(5000)
+    entries = [chunked("etc/a", data, 4096, blob), chunked("etc/b", b"bbbb", 4096, blob)]
+    source = CountingSource(bytes(blob))
+    whole = tmp_path / "layer"
+    fs = LayerFS(
+        build_tree(entries), source, ChunkCache(tmp_path / "cache"), name="w",
+        whole=(str(whole / "diff"), str(whole / "meta.json")),
+    )  # fmt: skip
+    try:
+        assert read(fs, "/etc/b") == b"bbbb" and len(source.calls) == 1  # not unpacked yet: fetched
+        (whole / "diff" / "etc").mkdir(parents=True)
+        (whole / "diff" / "etc" / "a").write_bytes(data)
+        (whole / "meta.json").write_text("{}")
+        fs._whole_checked = 0.0  # (a second has gone by)
+        assert read(fs, "/etc/a") == data and len(source.calls) == 1  # from the unpacked file
+        (whole / "diff" / "etc" / "a").unlink()
+        (whole / "diff" / "etc" / "a").symlink_to(tmp_path / "cache")  # a link where the TOC has a file
+        os.rename(whole / "diff" / "etc", whole / "diff" / "real")
+        (whole / "diff" / "etc").symlink_to("real")  # and a link where it has a directory
+        fs.cache.directory.joinpath("sha256").mkdir(exist_ok=True)
+        for c in entries[0].chunks:  # (nothing cached: the next read must not follow the links)
+            fs.cache.path(c.digest).unlink(missing_ok=True)
+        assert read(fs, "/etc/a") == data and len(source.calls) == 3  # fetched, not read through the links
+    finally:
+        if fs._pool is not None:
+            fs._pool.shutdown(wait=True)
