@@ -61,11 +61,14 @@ def pull(
     result = pull_image(
         store, reference, plat, progress, explicit_platform=platform is not None, lazy=lazy_settings if lazy else None
     )
-    if result.lazy and lazy_settings.background is not None:
+    if lazy:
         from minidocker.lazy import background
 
-        chains = store.chain_ids(result.image_id)
-        background.start(store.root, [chains[i] for i in result.lazy], lazy_settings.background)
+        if result.lazy and lazy_settings.background is not None:
+            chains = store.chain_ids(result.image_id)
+            background.start(store.root, [chains[i] for i in result.lazy], lazy_settings.background)
+        if result.downloaded:  # big gzip layers pulled whole: indexed now, lazy for the next pull
+            background.index_later(store.root, result.image_id, result.lazy, lazy_settings.threshold)
     return _told(root, "pull", result, str(result.ref))
 
 
@@ -1148,7 +1151,22 @@ def push(
         tell = progress or (lambda event: None)
         image_id = convert_image(store, resolve_for_push(store, reference), say=lambda line: tell(PullEvent("", line)))
     result = push_image(store, reference, progress, chunk_size or CHUNK_SIZE, image_id=image_id)
+    result.zran_artifact = _push_zran(store, reference, result)  # (zran, #16)
     return _told(root, "push", result, str(result.ref))
+
+
+def _push_zran(store, reference, result) -> str | None:  # (zran, #16)
+    """After a push: the image's zran indexes as its referrers artifact, if every layer has one."""
+    from minidocker.image import zran_store
+    from minidocker.image.referrers import push_zran_artifact
+    from minidocker.image.registry import RegistryClient
+
+    manifest_digest = store.read_index()["images"][result.image_id]["manifest"]
+    indexes = zran_store.indexes_of(store, store.manifest(result.image_id))
+    if indexes is None:
+        return None
+    with RegistryClient(reference.domain) as client, store.gc_guard():
+        return push_zran_artifact(client, reference, zran_store.subject_of(store, manifest_digest), indexes)
 
 
 def convert(
@@ -1174,6 +1192,14 @@ def convert(
         say=say,
     )
     return _told(root, "convert", image_id, image_id, target or "")
+
+
+def index_layers(image: str, root: Path | None = None) -> list[str]:  # (zran, #16)
+    """``convert --index IMAGE``: the zran index of every gzip layer of a local image, kept
+    in the store (image/zran_store.py); one line per layer."""
+    from minidocker.image.zran_store import index_image
+
+    return index_image(_store(root), image)
 
 
 def save(names: list[str], output: Path | None = None, stream=None, root: Path | None = None) -> None:

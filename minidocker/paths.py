@@ -22,6 +22,7 @@ nothing else in minidocker joins a store path from strings. What a student finds
         access.log                    the first open of each of its files (run --record-access)
         fetch.json                    the background fetch that makes it an ordinary layer
       lazy/.tmp-*/                  a lazy layer being recorded (or deleted)
+      zran/<hex>                    which blob is the zran index of that layer blob (convert --index)
       images/index.json             tags -> image ID (the config digest), image records
       locks/<hex>.lock              flock files: a blob being written,
       locks/layer-<chain-id>.lock   a layer being written,
@@ -188,6 +189,7 @@ class Layout:
     rotated_event_log = below("events.jsonl.1", base="root")
     layers_dir = below("layers", base="root")
     lazy_dir = below("lazy", base="root")
+    zran_dir = below("zran", base="root")
     index = below("images", "index.json", base="root")  # tags -> image ID, and the image records
     build_cache = below("build-cache.json", base="root")
     networks_dir = below("networks", base="root")
@@ -204,6 +206,7 @@ class Layout:
             self.ingest_dir,
             self.layers_dir,
             self.lazy_dir,
+            self.zran_dir,
             self.index.parent,
             self.containers_dir,
             self.locks_dir,
@@ -241,6 +244,10 @@ class Layout:
 
     def temp_lazy_layer(self, suffix: str) -> Path:
         return self.lazy_dir / f"{TEMP_LAYER_PREFIX}{suffix}"
+
+    def zran_record(self, digest: str) -> Path:
+        """``zran/<hex>``: which blob is the zran index of the layer blob ``digest`` (image/zran_store.py)."""
+        return self.zran_dir / hex_of(digest)
 
     def lazy_lock(self, chain_id: str) -> Path:
         """Held while a lazy layer is mounted, unmounted or removed (not ``layer_lock``: a

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from minidocker import api
@@ -17,6 +19,8 @@ def push(
 ) -> None:
     with render.PullProgress(quiet=quiet) as progress:
         result = api.push(ref, root=state.root, progress=progress, estargz=estargz)
+    if result.zran_artifact:  # (zran, #16)
+        print(f"Pushed the zran indexes of its layers as {result.zran_artifact} (a referrer)", file=sys.stderr)
     if quiet:
         print(str(result.ref))
     else:

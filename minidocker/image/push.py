@@ -54,6 +54,7 @@ class PushResult:
     uploaded: int  # blobs sent
     mounted: int  # blobs linked from another repository
     skipped: int  # blobs the repository already had
+    zran_artifact: str | None = None  # the digest of its zran indexes' artifact, if pushed (image/referrers.py)
 
 
 def push_scope(ref: Reference) -> str:

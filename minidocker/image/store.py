@@ -525,6 +525,9 @@ class ImageStore:
                 blobs.update(d.digest for d in self.manifest(image_id, doc).layers)
             with contextlib.suppress(StoreError, KeyError, ValueError):
                 chains.update(self.chain_ids(image_id))
+        from minidocker.image import zran_store  # (an index lives while its layer's blob does; here: a cycle)
+
+        blobs.update(zran_store.kept_indexes(self, blobs))
         return chains, blobs
 
     def collect_lazy_layers(self, keep_hex: set[str]) -> list[str]:

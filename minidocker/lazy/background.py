@@ -60,7 +60,52 @@ def start(root: Path, chains: list[str], delay: float) -> int | None:
     return child.pid
 
 
+def index_later(root: Path, image_id: str, lazily: list[int], threshold: int) -> int | None:
+    """A lazy pull that had to pull big gzip layers whole (the registry had no zran index of
+    them): index them in a process of its own, once (``convert --index``'s work), so that
+    the next ``push`` carries the index and the next lazy pull of the image is lazy."""
+    from minidocker.image import manifest as mf
+    from minidocker.image import zran_store
+    from minidocker.image.store import ImageStore
+
+    store = ImageStore(root)
+    layers = store.manifest(image_id).layers
+    todo = [
+        d
+        for i, d in enumerate(layers)
+        if i not in lazily and d.size >= threshold and mf.compression_of(d.media_type) == "gzip"
+        and not (d.annotations or {}).get("containerd.io/snapshot/stargz/toc.digest")  # (eStargz: no need)
+        and zran_store.index_for(store, d.digest) is None
+    ]  # fmt: skip
+    if not todo:
+        return None
+    child = subprocess.Popen(
+        [sys.executable, "-m", "minidocker.lazy.background", "--index", str(root), image_id],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+    _children.append(child)
+    return child.pid
+
+
+def index_main(root: Path, image_id: str) -> int:
+    from minidocker.errors import MinidockerError
+    from minidocker.image import zran_store
+    from minidocker.image.store import ImageStore
+
+    try:
+        zran_store.index_image(ImageStore(root), image_id)
+    except MinidockerError:  # (the image went meanwhile: nothing to index)
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[0] == "--index":
+        return index_main(Path(argv[1]), argv[2])
     root, delay, chains = Path(argv[0]), float(argv[1]), argv[2:]
     time.sleep(delay)
     from minidocker.errors import MinidockerError

@@ -50,6 +50,11 @@ from minidocker.linux.fuse import FuseMount, mount_fuse, unmount_fuse
 log = logging.getLogger("minidocker.lazy")
 
 KEEP = 3600.0  # seconds the kernel may trust a name or an inode's attributes: a layer never changes
+READAHEAD_MIN = 256 << 10  # blob bytes fetched after a miss that follows the last one (doubling...)
+READAHEAD_MAX = 8 << 20  # ...up to this
+READAHEAD_CHUNKS = 4096  # (and at most this many chunks in one request)
+READAHEAD_GAP = 64 << 10  # cached chunks between two wanted ones: still one request across them
+SEQUENTIAL_SLACK = 1 << 20  # a miss this close to where the last fetch ended counts as in order
 
 # libfuse's -o options for a layer's mount (the ``fuse`` command line's names, see mount.fuse3(8)):
 MOUNT_OPTIONS: dict[str, str | bool] = {
@@ -101,6 +106,7 @@ class LayerFS:
         fetch_threads: int = 8,
         name: str = "layer",
         access_log: Path | str | None = None,
+        whole: tuple[str, str] | None = None,
     ):
         self.tree = tree
         self.source = source
@@ -116,6 +122,13 @@ class LayerFS:
         self.access_log = access_log  # where the first open of each file is noted (note_access)
         self._opened: set[int] = set()
         self._access: TextIO | None = None  # (opened in the server process, on the first note)
+        self._order: list[tuple[int, Entry, Chunk]] | None = None  # every chunk by its blob offset (following)
+        self._starts: list[int] = []
+        self._last_end = -1  # where the last fetch ended in the blob (readahead: are the misses in order?)
+        self._window = 0
+        self.whole = whole  # (the unpacked layer's diff/, its meta.json): read from once it exists
+        self._whole_ready = False
+        self._whole_checked = 0.0
 
     # -- the FUSE operations --------------------------------------------------------------------
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
@@ -204,25 +217,52 @@ class LayerFS:
         return b"".join(parts)
 
     def chunk_bytes(self, entry: Entry, chunk: Chunk, lo: int, hi: int) -> bytes:
-        """Bytes ``lo:hi`` of ``chunk``: from the cache, or fetched (and then cached)."""
+        """Bytes ``lo:hi`` of ``chunk``: from the cache, from the layer unpacked whole (once
+        the background fetch has made it), or fetched (and then cached)."""
         data = self.cache.read(chunk, lo, hi - lo)
         if data is not None:
             self.counters.cache_reads += 1
             return data
+        data = self.from_whole(entry, chunk.offset_in_file + lo, hi - lo)
+        if data is not None:
+            return data
         return self.fetch(entry, chunk)[lo:hi]
+
+    def from_whole(self, entry: Entry, offset: int, size: int) -> bytes | None:
+        """The bytes from the unpacked layer, if the background fetch has committed it (its
+        diff_id verified: lazy/background.py); looked for at most once a second until then."""
+        if self.whole is None:
+            return None
+        if not self._whole_ready:
+            now = time.monotonic()
+            if now - self._whole_checked < 1.0:
+                return None
+            self._whole_checked = now
+            self._whole_ready = os.path.exists(self.whole[1])
+            if not self._whole_ready:
+                return None
+        try:
+            fd = open_beneath(self.whole[0], entry.name)
+        except OSError:
+            return None
+        try:
+            data = os.pread(fd, size, offset)
+        finally:
+            os.close(fd)
+        return data if len(data) == size else None
 
     def fetch(self, entry: Entry, chunk: Chunk) -> bytes:
         """The verified bytes of ``chunk``, from one call of the source that every reader of
         the chunk shares, within ``fetch_timeout``; else OSError(EIO), and a line in the log."""
         with self._lock:
             future = self.inflight.get(chunk.digest)
+            if future is not None and future.done():
+                future = None  # a fetch whose ``forget`` has not run yet: the cache, or anew
             if future is None:
                 cached = self.cache.read(chunk, 0, chunk.size)  # a fetch may have ended since our miss
                 if cached is not None:
                     return cached
-                future = self.pool().submit(self.fetch_and_keep, entry, chunk)
-                self.inflight[chunk.digest] = future
-                future.add_done_callback(functools.partial(self.forget, chunk.digest))
+                future = self.start_fetch(entry, chunk)
         try:
             return future.result(timeout=self.fetch_timeout)
         except TimeoutError:
@@ -242,30 +282,107 @@ class LayerFS:
         )
         raise OSError(errno.EIO, f"chunk {chunk.digest} of {entry.name!r}: {why}")
 
-    def fetch_and_keep(self, entry: Entry, chunk: Chunk) -> bytes:
-        """(In a worker thread.) Fetch, verify, cache. Bytes that could not be cached (a full
-        disk) are served all the same; the next read fetches them again."""
-        started = time.monotonic()
-        data = self.source.read_chunk(entry, chunk)
-        verify(chunk, data, entry.name)
-        log.info(
-            "lazy layer %s: fetched %s bytes %d-%d: blob bytes %d-%d (%d) in %.1f ms",
-            self.name,
-            entry.name,
-            chunk.offset_in_file,
-            chunk.offset_in_file + chunk.size,
-            chunk.source_offset,
-            chunk.source_offset + chunk.source_length,
-            chunk.source_length,
-            (time.monotonic() - started) * 1000,
-        )
+    def start_fetch(self, entry: Entry, chunk: Chunk) -> Future[bytes]:
+        """(Under the lock.) Start fetching ``chunk``, with its readahead: when the misses
+        walk the blob in order (``find / -exec cat``, a program reading its data files), the
+        chunks that follow are fetched in the same range request, in a window that doubles
+        with each miss in order, as the kernel's readahead does; a miss elsewhere (a program
+        starting: its libraries lie all over the blob) fetches its chunk alone."""
+        in_order = self._last_end >= 0 and abs(chunk.source_offset - self._last_end) <= SEQUENTIAL_SLACK
+        self._window = min(max(self._window * 2, READAHEAD_MIN), READAHEAD_MAX) if in_order else 0
+        group = [(entry, chunk), *self.following(chunk, self._window)]
+        self._last_end = max(c.source_offset + c.source_length for _, c in group)
+        futures: dict[str, Future[bytes]] = {}
+        for _, c in group:
+            f: Future[bytes] = Future()
+            futures[c.digest] = f
+            self.inflight[c.digest] = f
+            f.add_done_callback(functools.partial(self.forget, c.digest))
+        self.pool().submit(self.fetch_and_keep, group, futures)
+        return futures[chunk.digest]
+
+    def following(self, chunk: Chunk, window: int) -> list[tuple[Entry, Chunk]]:
+        """The chunks whose bytes lie in the ``window`` blob bytes after ``chunk``'s, that
+        are neither cached nor on their way (only for a source that can read many at once)."""
+        if window <= 0 or not hasattr(self.source, "read_many"):
+            return []
+        if self._order is None:  # every chunk of the layer by where it lies in the blob, once
+            seen: dict[str, tuple[int, Entry, Chunk]] = {}
+            for node in self.tree.nodes.values():
+                for c in node.entry.chunks if node.offsets else ():
+                    seen.setdefault(c.digest, (c.source_offset, node.entry, c))
+            self._order = sorted(seen.values(), key=lambda t: t[0])
+            self._starts = [t[0] for t in self._order]
+        i = bisect.bisect_left(self._starts, chunk.source_offset)
+        out: list[tuple[Entry, Chunk]] = []
+        end = chunk.source_offset + window
+        while i < len(self._order) and self._starts[i] < end and len(out) < READAHEAD_CHUNKS:
+            _, e, c = self._order[i]
+            if c.digest != chunk.digest and c.digest not in self.inflight and not self.cache.has(c):
+                out.append((e, c))
+            i += 1
+        return out
+
+    def fetch_and_keep(self, group: list[tuple[Entry, Chunk]], futures: dict[str, Future[bytes]]) -> None:
         try:
-            self.cache.put(chunk, data)
-        except OSError as e:
-            log.warning("lazy layer %s: chunk %s not cached: %s", self.name, chunk.digest, e.strerror or e)
-        with self._lock:
-            self.counters.fetched += 1
-        return data
+            self._fetch_and_keep(group, futures)
+        except BaseException as e:  # (a bug must not leave readers waiting for their timeout)
+            for f in futures.values():
+                if not f.done():
+                    f.set_exception(e)
+            raise
+
+    def _fetch_and_keep(self, group: list[tuple[Entry, Chunk]], futures: dict[str, Future[bytes]]) -> None:
+        """(In a worker thread.) Fetch the group (one range request), verify each chunk, cache
+        it, hand it to its readers. Bytes that could not be cached (a full disk) are served
+        all the same. If the group's request fails, the chunk asked for is fetched alone;
+        the readahead's chunks are let go (a reader of one fetches it anew)."""
+        started = time.monotonic()
+        (entry, chunk), rest = group[0], group[1:]
+        got: dict[str, bytes | BaseException] = {}
+        if rest:
+            try:
+                got.update(self.source.read_many(group, READAHEAD_GAP))  # type: ignore[attr-defined]
+            except Exception as failure:  # noqa: BLE001 - the asked-for chunk is tried alone below
+                log.info("lazy layer %s: readahead of %d chunks failed: %s", self.name, len(rest), failure)
+        if not isinstance(got.get(chunk.digest), bytes):
+            try:
+                got[chunk.digest] = self.source.read_chunk(entry, chunk)
+            except Exception as failure:  # noqa: BLE001 - handed to the readers
+                got[chunk.digest] = failure
+        served: list[Chunk] = []
+        outcome: dict[str, bytes | BaseException] = {}
+        for e, c in group:
+            data = got.get(c.digest, LazyLayerError(f"chunk {c.digest} was not in the readahead"))
+            try:
+                if isinstance(data, BaseException):
+                    raise data
+                verify(c, data, e.name)
+            except Exception as exc:  # noqa: BLE001 - handed to the readers
+                outcome[c.digest] = exc
+                continue
+            try:
+                self.cache.put(c, data)
+            except OSError as exc:
+                log.warning("lazy layer %s: chunk %s not cached: %s", self.name, c.digest, exc.strerror or exc)
+            served.append(c)
+            outcome[c.digest] = data
+        if served:
+            lo = min(c.source_offset for c in served)
+            hi = max(c.source_offset + c.source_length for c in served)
+            more = f" (+{len(served) - 1} more)" if len(served) > 1 else ""
+            log.info(
+                "lazy layer %s: fetched %s%s bytes %d-%d: blob bytes %d-%d (%d) in %.1f ms",
+                self.name, entry.name, more, chunk.offset_in_file, chunk.offset_in_file + chunk.size,
+                lo, hi, sum(c.source_length for c in served), (time.monotonic() - started) * 1000,
+            )  # fmt: skip
+            with self._lock:
+                self.counters.fetched += len(served)
+        for digest, result in outcome.items():  # (last: a reader that wakes finds the counts done)
+            if isinstance(result, BaseException):
+                futures[digest].set_exception(result)
+            else:
+                futures[digest].set_result(result)
 
     def forget(self, digest: str, future: Future[bytes]) -> None:
         """A fetch is over (done or failed): the next reader looks in the cache, or fetches anew."""
@@ -277,6 +394,26 @@ class LayerFS:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.fetch_threads, thread_name_prefix=f"fetch-{self.name}")
         return self._pool
+
+
+def open_beneath(root: str, name: str) -> int:
+    """Open the regular file ``name`` below ``root`` for reading, one component at a time,
+    none of them followed if it is a symlink: an unpacked layer may have a link where the TOC
+    has a directory (a blob whose TOC lies), and this server runs as root."""
+    parts = name.split("/")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        out = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(out).st_mode):
+        os.close(out)
+        raise OSError(errno.EINVAL, f"{name} is not a regular file in the unpacked layer")
+    return out
 
 
 def attributes(node: Node) -> dict[str, int]:
@@ -311,6 +448,7 @@ def mount_layer(
     log_path: Path | str | None = None,
     keep_fds: tuple[int, ...] = (),
     access_log: Path | str | None = None,
+    whole: tuple[str, str] | None = None,
 ) -> FuseMount:
     """Serve the layer ``tree`` at ``mountpoint`` (an empty directory) from a server process
     of its own, which answers before this returns. ``log_path`` gets the server's log lines
@@ -318,7 +456,7 @@ def mount_layer(
     files the source needs in the server, which closes all others (see linux/fuse.py)."""
     fs = LayerFS(
         tree, source, ChunkCache(cache_dir), fetch_timeout=fetch_timeout, name=name,
-        access_log=str(Path(access_log).absolute()) if access_log is not None else None,
+        access_log=str(Path(access_log).absolute()) if access_log is not None else None, whole=whole,
     )  # fmt: skip
     try:
         return mount_fuse(

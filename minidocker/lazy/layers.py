@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minidocker.crashpoint import crashpoint
 from minidocker.errors import MinidockerError, StoreError
 from minidocker.fsutil import fsync_dir, locked, read_json, remove_tree, storage_error, write_json
 from minidocker.image.content import create_owned, reclaim_orphans
@@ -155,6 +156,7 @@ class LazyLayers:
             files.cache.mkdir(mode=0o700)
             files.mnt.mkdir(mode=0o755)
             write_json(files.meta, {"chain_id": chain_id, **meta}, mode=0o600)
+            crashpoint("lazy:before-rename")
             with self.lock(chain_id):
                 if self.has(chain_id):
                     return False
@@ -180,6 +182,7 @@ class LazyLayers:
         trash = self.layout.temp_lazy_layer(f"gc-{os.urandom(8).hex()}")
         try:
             os.rename(d, trash)  # (a kill from here on leaves an orphan temp dir: reclaim's)
+            crashpoint("lazy:removed-renamed")
             remove_tree(trash)
         except OSError as e:
             raise StoreError(f"removing lazy layer {hex_of(chain_id)[:12]}: {e.strerror or e}") from None

@@ -32,6 +32,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from minidocker.crashpoint import crashpoint
 from minidocker.errors import LazyLayerError, MinidockerError
 from minidocker.fsutil import read_json, write_json
 from minidocker.lazy.layers import LazyLayers, short
@@ -85,14 +86,16 @@ class LazyMounts:
             from minidocker.lazy.prefetch import prefetch as fetch_first
             from minidocker.lazy.remote import open_recorded
 
+            unpacked = self.layout.layer(chain_id)  # where the background fetch commits it whole
             tree, source, group = open_recorded(self.layers.meta(chain_id), self.layers.toc(chain_id))
             first = list(dict.fromkeys([*group, *prefetch]))
             if first:
                 fetch_first(tree, source, ChunkCache(at.cache), first, short(chain_id))
             mount = mount_layer(
                 tree, source, at.cache, at.mnt, name=short(chain_id), fetch_timeout=fetch_timeout(), log_path=at.log,
-                access_log=at.access,
+                access_log=at.access, whole=(str(unpacked.diff.absolute()), str(unpacked.meta.absolute())),
             )  # fmt: skip
+            crashpoint("lazy:mounted")  # (a kill here leaves a mount no record names: the next mount takes it down)
             write_json(at.server, {"pid": mount.pid, "started": mount.started, "mountpoint": mount.mountpoint})
             return at.mnt
 

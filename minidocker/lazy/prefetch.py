@@ -60,6 +60,8 @@ def prefetch(tree: Tree, source, cache: ChunkCache, names: Iterable[str], layer:
                 got = {c.digest: d for (_, c), d in zip(pairs, datas, strict=True)}
         for entry, chunk in pairs:
             data = got[chunk.digest]
+            if isinstance(data, BaseException):
+                raise data
             verify(chunk, data, entry.name)
             cache.put(chunk, data)
     except (MinidockerError, OSError, KeyError) as e:

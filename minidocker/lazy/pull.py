@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from minidocker.errors import RangesUnsupported, RegistryError
+from minidocker.errors import LazyLayerError, RangesUnsupported, RegistryError
 from minidocker.image import manifest as mf
 from minidocker.image.reference import Reference
 from minidocker.image.registry import RegistryClient
@@ -81,9 +81,13 @@ def lazy_layers(
                 if desc.digest not in indexes:
                     whole.append(i)
                     continue
-                fetched = record_zran(indexes[desc.digest], meta)
+                fetched = record_zran(indexes[desc.digest], meta, desc)
         except RangesUnsupported:
             progress(PullEvent(sid, "Range requests refused: pulling whole", 0, desc.size))
+            whole.append(i)
+            continue
+        except LazyLayerError as e:  # (an index that is not this layer's: the layer is pulled as it is)
+            progress(PullEvent(sid, f"Not lazy ({e}): pulling whole", 0, desc.size))
             whole.append(i)
             continue
         toc = cast(bytes, meta.pop("_toc"))
@@ -123,7 +127,7 @@ def record_estargz(reg: RegistryClient, ref: Reference, desc: mf.Descriptor, met
 def zran_indexes(reg: RegistryClient, ref: Reference, manifest_digest: str) -> dict[str, bytes]:
     """The zran indexes the registry holds for this image (layer digest -> index), or none."""
     try:
-        from minidocker.image import referrers  # type: ignore[attr-defined,unused-ignore]
+        from minidocker.image import referrers
     except ImportError:  # (the zran index is not part of this build)
         return {}
     try:
@@ -132,11 +136,14 @@ def zran_indexes(reg: RegistryClient, ref: Reference, manifest_digest: str) -> d
         return {}
 
 
-def record_zran(index_bytes: bytes, meta: dict[str, Any]) -> int:
-    from minidocker.image import zran  # type: ignore[attr-defined,unused-ignore]
+def record_zran(index_bytes: bytes, meta: dict[str, Any], desc: mf.Descriptor) -> int:
+    """Check a layer's zran index (it must be of this very blob); ``meta`` gains its format."""
+    from minidocker.image import zran
     from minidocker.lazy import toc
 
     index = zran.parse_index(index_bytes)
+    if (index.layer_digest, index.layer_size) != (desc.digest, desc.size):
+        raise LazyLayerError(f"the registry's zran index of layer {desc.digest[:19]} is of {index.layer_digest[:19]}")
     entries = index.entries()
     toc.build_tree(entries)
     meta.update(format="zran", size=sum(e.size for e in entries), entries=len(entries), _toc=index_bytes, _requests=1)

@@ -132,15 +132,19 @@ class RegistryChunks:
         data = self.ranges().read(chunk.source_offset, chunk.source_length)
         return estargz.inflate_chunk(data, self.piece(entry, chunk))
 
-    def read_many(self, wanted: list[tuple[toc.Entry, toc.Chunk]], gap: int) -> dict[str, bytes]:
-        """Many chunks at once (a prefetch): their gzip members fetched as merged runs, one
-        range request for members less than ``gap`` bytes apart; chunk digest -> bytes."""
+    def read_many(self, wanted: list[tuple[toc.Entry, toc.Chunk]], gap: int) -> dict[str, bytes | BaseException]:
+        """Many chunks at once (a prefetch, a readahead): their gzip members fetched as merged
+        runs, one range request for members less than ``gap`` bytes apart; chunk digest ->
+        its bytes, or the error that one chunk's inflating or checking raised."""
         spans = [(c.source_offset, c.source_length) for _, c in wanted]
         fetched = self.ranges().read_many(spans, gap)
-        return {
-            c.digest: estargz.inflate_chunk(fetched[(c.source_offset, c.source_length)], self.piece(e, c))
-            for e, c in wanted
-        }
+        out: dict[str, bytes | BaseException] = {}
+        for e, c in wanted:
+            try:
+                out[c.digest] = estargz.inflate_chunk(fetched[(c.source_offset, c.source_length)], self.piece(e, c))
+            except EstargzError as exc:
+                out[c.digest] = exc
+        return out
 
     @staticmethod
     def piece(entry: toc.Entry, chunk: toc.Chunk) -> estargz.Chunk:
@@ -219,7 +223,7 @@ def open_recorded(meta: dict[str, Any], toc_bytes: bytes) -> tuple[toc.Tree, Any
         reader = estargz.EstargzReader(blob, toc_digest=meta["toc_digest"])  # type: ignore[arg-type]
         return toc.build_tree(toc_entries(reader)), RegistryChunks(ref.domain, ref, digest, size), landmarked(reader)
     if meta.get("format") == "zran":
-        from minidocker.image import zran  # type: ignore[attr-defined,unused-ignore]
+        from minidocker.image import zran
 
         index = zran.parse_index(toc_bytes)
         return toc.build_tree(index.entries()), zran.ZranChunks(ref.domain, ref, digest, size, index), []

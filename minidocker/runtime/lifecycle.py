@@ -764,9 +764,11 @@ def _run_attached_logged(store: ContainerStore, c: Container, lowerdirs: list[Pa
     log = open_log(c)
     stdin = "stdin" in shown
     if c.spec.tty:
+        notices = lazy_notices([str(p) for p in lowerdirs])
         started = start(store, c, lowerdirs)
         assert started.master is not None  # with -t the child sends the pty master before its execve
-        return relay_pty(started.pid, started.master, c.spec.stdin_open and stdin, log)
+        with telling_notices(notices):
+            return relay_pty(started.pid, started.master, c.spec.stdin_open and stdin, log)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = -1 if stdin else os.open("/dev/null", os.O_RDONLY)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.integration.conftest import Minidocker, _remove
-from tests.support.lazy import fuse_mounts_under, lazy_servers, wait_until
+from tests.support.lazy import background_fetches, fuse_mounts_under, lazy_servers, wait_until
 
 BASH = "bash -c 'echo ready; head -c 100 /usr/lib/os-release; sha256sum /usr/bin/bash'"
 NO_BACKGROUND = {"MINIDOCKER_LAZY_BACKGROUND": "off"}
@@ -96,6 +96,20 @@ def test_layers_under_the_threshold_are_pulled_whole(pushed, md):
     assert not list((md.root / "lazy").glob("[0-9a-f]*"))
 
 
+def test_the_store_setting_makes_every_pull_lazy_and_no_lazy_overrides_it(pushed, md):
+    _, target, _ = pushed
+    md.config.mkdir(parents=True, exist_ok=True)
+    (md.config / "daemon.json").write_text(json.dumps({"lazy-pull": True, "lazy-background-fetch": False}))
+    md.ok("pull", "-q", target)
+    assert len(list((md.root / "lazy").glob("[0-9a-f]*"))) == 1 and not list((md.root / "layers").glob("[0-9a-f]*"))
+    assert background_fetches(md.root) == []  # (the setting said: no background fetch)
+    md.ok("pull", "-q", "--no-lazy", target)  # a whole pull of the same image: the ordinary layer
+    assert len(list((md.root / "layers").glob("[0-9a-f]*"))) == 1
+    (md.config / "daemon.json").write_text(json.dumps({"lazy-pull": "maybe"}))
+    r = md("pull", target)
+    assert r.returncode == 125 and "lazy-pull must be true or false" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_the_background_fetch_makes_the_layer_ordinary(pushed, md):
     reg, target, bash_sum = pushed
     r = md.ok("pull", "--lazy", target, env={"MINIDOCKER_LAZY_BACKGROUND": "0"})
@@ -117,6 +131,52 @@ def test_explain_tells_the_lazy_steps(pushed, md):
     assert "mount -t fuse.minidocker-lazy" in err, err  # the FUSE mount, by its server
     assert "GET Range: bytes=" in err and "etc/debian_version" in err, err  # a chunk, by range
     assert "chunks fetched by range" in err, err  # the run's total
+
+
+def test_a_lazy_pull_follows_the_blob_redirect_and_without_ranges_pulls_whole(pushed, md):
+    from tests.support.registry import start_redirect_front
+
+    reg, target, bash_sum = pushed
+    with start_redirect_front(reg) as front:
+        via = target.replace(reg.host, front.host)
+        out = md.ok("run", "--rm", "--pull=lazy", via, "sha256sum", "/usr/bin/bash", env=NO_BACKGROUND).stdout
+        assert bash_sum in out
+        ranged = [r for r in front.cdn_requests if "Range" in r["headers"]]
+        assert ranged and all(r["status"] == 206 for r in ranged), front.cdn_requests
+        assert not any("Authorization" in r["headers"] for r in front.cdn_requests)
+        assert not list((md.root / "layers").glob("[0-9a-f]*"))  # lazy: nothing unpacked
+    md.ok("rmi", via)
+    with start_redirect_front(reg, honour_ranges=False) as front:
+        via = target.replace(reg.host, front.host)
+        r = md.ok("pull", "--lazy", via, env=NO_BACKGROUND)
+        assert "Range requests refused: pulling whole" in r.stdout + r.stderr, r.stderr
+        assert len(list((md.root / "layers").glob("[0-9a-f]*"))) == 1 and not list((md.root / "lazy").glob("[0-9a-f]*"))
+        assert bash_sum in md.ok("run", "--rm", via, "sha256sum", "/usr/bin/bash").stdout
+
+
+def test_a_sigkill_at_any_lazy_step_leaves_a_store_that_goes_on(pushed, md):
+    _, target, bash_sum = pushed
+    killed = -9
+    r = md("pull", "--lazy", target, env={**NO_BACKGROUND, "MINIDOCKER_TEST_KILL_AT": "lazy:before-rename"})
+    assert r.returncode == killed, r.stderr
+    assert not list((md.root / "lazy").glob("[0-9a-f]*")), "a lazy layer was named before it was whole"
+    r = md(
+        "run", "--rm", "--pull=lazy", target, "true", env={**NO_BACKGROUND, "MINIDOCKER_TEST_KILL_AT": "lazy:mounted"}
+    )
+    assert r.returncode == killed, r.stderr
+    assert len(fuse_mounts_under(md.root)) == 1 and lazy_servers(md.root) == []  # mounted, not recorded
+    left = md.ok("ps", "-aq").stdout.split()  # the container the kill left "created"
+    if left:
+        md.ok("rm", "-f", *left)
+    out = md.ok("run", "--rm", "--pull=lazy", target, "sha256sum", "/usr/bin/bash", env=NO_BACKGROUND).stdout
+    assert bash_sum in out  # the unrecorded mount taken down, the layer mounted anew
+    assert fuse_mounts_under(md.root) == [] and not list((md.root / "lazy").glob(".tmp-*"))
+    r = md("rmi", target, env={"MINIDOCKER_TEST_KILL_AT": "lazy:removed-renamed"})
+    assert r.returncode == killed, r.stderr
+    assert not list((md.root / "lazy").glob("[0-9a-f]*")) and fuse_mounts_under(md.root) == []
+    md.ok("pull", "-q", "--lazy", target, env=NO_BACKGROUND)  # the next writer reclaims the orphan
+    assert not list((md.root / "lazy").glob(".tmp-*"))
+    assert bash_sum in md.ok("run", "--rm", target, "sha256sum", "/usr/bin/bash", env=NO_BACKGROUND).stdout
 
 
 def recorded_files(m: Minidocker, image: str) -> list[str]:

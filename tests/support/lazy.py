@@ -62,6 +62,21 @@ def background_fetches(root: Path) -> list[Recorded]:
     return _recorded(root, "fetch.json")
 
 
+def indexers(root: Path) -> list[Recorded]:
+    """The background indexers (lazy/background.py ``--index``) working on this store: by
+    their command line, which names the store's root."""
+    out = []
+    want = ["-m", "minidocker.lazy.background", "--index", str(root)]
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (d / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            if argv[1:5] == want:
+                out.append(Recorded(int(d.name), _start_time(int(d.name))))
+    return out
+
+
 def wait_until(check, what: str, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -75,7 +90,7 @@ def wait_until(check, what: str, timeout: float = 10.0):
 def release_store(root: Path) -> None:
     """A test's cleanup: end the store's background fetches and FUSE servers (those it
     recorded, still the same processes), and unmount every FUSE mount below ``root``."""
-    for rec in background_fetches(root) + lazy_servers(root):
+    for rec in background_fetches(root) + lazy_servers(root) + indexers(root):
         if rec.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(rec.pid, signal.SIGKILL)

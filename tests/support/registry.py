@@ -656,12 +656,13 @@ class Front:
         self.stop()
 
 
-def start_redirect_front(registry: Registry) -> Front:
+def start_redirect_front(registry: Registry, honour_ranges: bool = True) -> Front:
     """A threaded proxy on 127.0.0.1 that forwards every request to ``registry`` unchanged
     (Host, Authorization, status codes, WWW-Authenticate), except that a blob GET which the
     registry would answer with 200 is answered ``307 Location:
     http://127.0.0.2:CDNPORT/cdn/<digest>?sig=x``. The CDN serves the blob's bytes from the
-    registry's storage (honouring Range) and records each request's headers in
+    registry's storage (honouring Range, unless ``honour_ranges`` is False: then it sends
+    the whole blob with 200, as some servers do) and records each request's headers in
     ``cdn_requests``: a client must not send its registry credentials there."""
     reg_port = int(registry.host.rsplit(":", 1)[1])
     front_box: list[Front] = []
@@ -753,7 +754,7 @@ def start_redirect_front(registry: Registry) -> Front:
                 except FileNotFoundError:
                     status = 404
             rng = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "").strip())
-            if status == 200 and rng:
+            if status == 200 and rng and honour_ranges:
                 start = int(rng[1])
                 end = int(rng[2]) if rng[2] else len(data) - 1
                 if start >= len(data):

@@ -263,3 +263,68 @@ def test_a_chunk_that_cannot_be_cached_is_served_all_the_same(layer, caplog):
 def test_a_symlinks_size_is_its_targets_length_in_bytes():
     tree = build_tree([Entry("l", SYMLINK, link_name="caf\u00e9")])
     assert attributes(tree.lookup("l"))["st_size"] == 5
+
+
+class ManySource(CountingSource):
+    """A source that can read many chunks at once (as RegistryChunks and ZranChunks can)."""
+
+    def __init__(self, blob: bytes):
+        super().__init__(blob)
+        self.groups: list[list[str]] = []
+
+    def read_many(self, wanted, gap):
+        self.groups.append([c.digest for _, c in wanted])
+        return {c.digest: self.blob[c.source_offset : c.source_offset + c.source_length] for _, c in wanted}
+
+
+def test_misses_in_blob_order_read_ahead_and_scattered_misses_do_not(tmp_path):
+    blob = bytearray()
+    files = {f"f{i:03d}": os.urandom(20000) for i in range(200)}  # 4 MB: f010 lies far from f150
+    entries = [chunked(name, data, 32768, blob) for name, data in files.items()]  # a chunk a file
+    source = ManySource(bytes(blob))
+    fs = LayerFS(build_tree(entries), source, ChunkCache(tmp_path / "cache"), fetch_timeout=5, name="ra")
+    try:
+        assert read(fs, "/f150") == files["f150"]  # a first miss: its chunk alone
+        assert read(fs, "/f010") == files["f010"]  # far from the last: alone again
+        assert source.groups == [] and len(source.calls) == 2
+        for name in ("f011", "f012", "f013"):  # in order now: the window opens and doubles
+            assert read(fs, f"/{name}") == files[name]
+        assert source.groups, "no readahead for misses in blob order"
+        assert len(source.groups[0]) > 1 and len(source.groups[-1]) > len(source.groups[0]) // 2
+        requests = len(source.calls) + len(source.groups)
+        ahead = [n for n in files if "f014" <= n <= "f100"]
+        assert all(read(fs, f"/{n}") == files[n] for n in ahead)  # right bytes, most from the readahead
+        assert len(source.calls) + len(source.groups) - requests < len(ahead) // 4  # a request per 4 files, or fewer
+    finally:
+        if fs._pool is not None:
+            fs._pool.shutdown(wait=True)
+
+
+def test_once_the_layer_is_unpacked_reads_come_from_it_and_never_through_a_symlink(tmp_path):
+    blob = bytearray()
+    data = os.urandom(5000)
+    entries = [chunked("etc/a", data, 4096, blob), chunked("etc/b", b"bbbb", 4096, blob)]
+    source = CountingSource(bytes(blob))
+    whole = tmp_path / "layer"
+    fs = LayerFS(
+        build_tree(entries), source, ChunkCache(tmp_path / "cache"), name="w",
+        whole=(str(whole / "diff"), str(whole / "meta.json")),
+    )  # fmt: skip
+    try:
+        assert read(fs, "/etc/b") == b"bbbb" and len(source.calls) == 1  # not unpacked yet: fetched
+        (whole / "diff" / "etc").mkdir(parents=True)
+        (whole / "diff" / "etc" / "a").write_bytes(data)
+        (whole / "meta.json").write_text("{}")
+        fs._whole_checked = 0.0  # (a second has gone by)
+        assert read(fs, "/etc/a") == data and len(source.calls) == 1  # from the unpacked file
+        (whole / "diff" / "etc" / "a").unlink()
+        (whole / "diff" / "etc" / "a").symlink_to(tmp_path / "cache")  # a link where the TOC has a file
+        os.rename(whole / "diff" / "etc", whole / "diff" / "real")
+        (whole / "diff" / "etc").symlink_to("real")  # and a link where it has a directory
+        fs.cache.directory.joinpath("sha256").mkdir(exist_ok=True)
+        for c in entries[0].chunks:  # (nothing cached: the next read must not follow the links)
+            fs.cache.path(c.digest).unlink(missing_ok=True)
+        assert read(fs, "/etc/a") == data and len(source.calls) == 3  # fetched, not read through the links
+    finally:
+        if fs._pool is not None:
+            fs._pool.shutdown(wait=True)
