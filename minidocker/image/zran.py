@@ -577,6 +577,8 @@ class ZranChunks:
     (``ZranIndex.fetch_range``), and checked against its digest. The HTTP client is made in
     the process that reads (the FUSE server is a forked one), as RegistryChunks' is."""
 
+    verifies = True  # every chunk it gives was checked against the TOC's digest (read_verified, read_many)
+
     def __init__(self, domain: str, ref: Reference, layer_digest: str, layer_size: int, index: ZranIndex):
         if (index.layer_digest, index.layer_size) != (layer_digest, layer_size):
             raise LazyLayerError(

@@ -116,6 +116,8 @@ class RegistryChunks:
     """lazy/fs.py's ChunkSource over a registry: each chunk is the range of its gzip member,
     inflated and checked (estargz.ChunkCorrupt, which the file system turns into EIO)."""
 
+    verifies = True  # every chunk it gives was checked against the TOC's digest (inflate_chunk)
+
     def __init__(self, domain: str, ref: Reference, digest: str, size: int):
         self.domain, self.ref, self.digest, self.size = domain, ref, digest, size
         self._pid = -1
