@@ -128,6 +128,7 @@ class LayerFS:
         self._starts: list[int] = []
         self._last_end = -1  # where the last fetch ended in the blob (readahead: are the misses in order?)
         self._window = 0
+        self._next_at: int | None = None  # the blob offset whose read starts the next readahead (read_on)
         self.whole = whole  # (the unpacked layer's diff/, its meta.json): read from once it exists
         self._whole_ready = False
         self._whole_checked = 0.0
@@ -222,6 +223,8 @@ class LayerFS:
         data = self.cache.read(chunk, lo, hi - lo)
         if data is not None:
             self.counters.cache_reads += 1
+            if self._next_at is not None and chunk.source_offset >= self._next_at:
+                self.read_on()
             return data
         data = self.from_whole(entry, chunk.offset_in_file + lo, hi - lo)
         if data is not None:
@@ -292,6 +295,9 @@ class LayerFS:
         self._window = min(max(self._window * 2, READAHEAD_MIN), READAHEAD_MAX) if in_order else 0
         group = [(entry, chunk), *self.following(chunk, self._window)]
         self._last_end = max(c.source_offset + c.source_length for _, c in group)
+        # the next window starts before the reader reaches the end of this one (the kernel's
+        # async readahead): when it reads past the middle of it, from the cache
+        self._next_at = (chunk.source_offset + self._last_end) // 2 if len(group) > 1 else None
         futures: dict[str, Future[bytes]] = {}
         for _, c in group:
             f: Future[bytes] = Future()
@@ -301,6 +307,22 @@ class LayerFS:
         for part in split(group, READAHEAD_PARTS):  # (in parallel: inflating and hashing let go of the GIL)
             self.pool().submit(self.fetch_and_keep, part, {c.digest: futures[c.digest] for _, c in part})
         return futures[chunk.digest]
+
+    def read_on(self) -> None:
+        """Start the next readahead window, where the last one ended, without waiting for it."""
+        with self._lock:
+            if self._next_at is None or self._order is None:
+                return
+            self._next_at = None
+            i = bisect.bisect_left(self._starts, self._last_end)
+            while i < len(self._order):
+                _, e, c = self._order[i]
+                if c.digest not in self.inflight and not self.cache.has(c):
+                    self.start_fetch(e, c)
+                    return
+                i += 1
+                if self._starts[i - 1] > self._last_end + READAHEAD_MAX:
+                    return  # (all cached for a long way: the reader's next miss starts anew)
 
     def following(self, chunk: Chunk, window: int) -> list[tuple[Entry, Chunk]]:
         """The chunks whose bytes lie in the ``window`` blob bytes after ``chunk``'s, that
