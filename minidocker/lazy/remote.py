@@ -33,6 +33,7 @@ from minidocker.image.registry import RegistryClient
 from minidocker.lazy import toc
 
 FORMAT_FILES = {estargz.TOC_NAME, estargz.PREFETCH_LANDMARK, estargz.NO_PREFETCH_LANDMARK}
+PARSED: dict[str, tuple[toc.Tree, list[str]]] = {}  # TOC digest -> (tree, prefetch group) read in this process
 
 
 class RangeFile(io.RawIOBase):
@@ -221,6 +222,9 @@ def open_recorded(meta: dict[str, Any], toc_bytes: bytes) -> tuple[toc.Tree, Any
     ref = parse(meta["reference"])
     size, digest = int(meta["size_compressed"]), meta["digest"]
     if meta.get("format") == "estargz":
+        known = PARSED.get(meta["toc_digest"])  # (the pull of this process read it a moment ago)
+        if known is not None:
+            return known[0], RegistryChunks(ref.domain, ref, digest, size), known[1]
         blob = TailBlob(size, int(meta["toc_offset"]), toc_bytes)
         reader = estargz.EstargzReader(blob, toc_digest=meta["toc_digest"])  # type: ignore[arg-type]
         return toc.build_tree(toc_entries(reader)), RegistryChunks(ref.domain, ref, digest, size), landmarked(reader)
