@@ -27,7 +27,7 @@ from typing import Any
 
 from minidocker.errors import EstargzError
 from minidocker.image import estargz
-from minidocker.image.blobrange import BlobRanges
+from minidocker.image.blobrange import BlobRanges, RemoteBlob
 from minidocker.image.reference import Reference
 from minidocker.image.registry import RegistryClient
 from minidocker.lazy import toc
@@ -113,23 +113,11 @@ def modtime(text: str) -> float:
         raise EstargzError(f"a TOC entry's modtime {text!r} is not RFC 3339") from None
 
 
-class RegistryChunks:
+class RegistryChunks(RemoteBlob):
     """lazy/fs.py's ChunkSource over a registry: each chunk is the range of its gzip member,
     inflated and checked (estargz.ChunkCorrupt, which the file system turns into EIO)."""
 
     verifies = True  # every chunk it gives was checked against the TOC's digest (inflate_chunk)
-
-    def __init__(self, domain: str, ref: Reference, digest: str, size: int):
-        self.domain, self.ref, self.digest, self.size = domain, ref, digest, size
-        self._pid = -1
-        self._ranges: BlobRanges | None = None
-
-    def ranges(self) -> BlobRanges:
-        """Our BlobRanges, made anew in each process: an HTTP pool does not survive fork."""
-        if self._ranges is None or self._pid != os.getpid():
-            self._ranges = BlobRanges(RegistryClient(self.domain), self.ref, self.digest, self.size)
-            self._pid = os.getpid()
-        return self._ranges
 
     def read_chunk(self, entry: toc.Entry, chunk: toc.Chunk) -> bytes:
         data = self.ranges().read(chunk.source_offset, chunk.source_length)
