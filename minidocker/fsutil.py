@@ -54,24 +54,28 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+def atomic_output(path: Path, mode: int = 0o644, durable: bool = True) -> Iterator[BinaryIO]:
     """Rule 1 for content too big to hold in memory: the ``with`` block writes into a temp
     file beside ``path`` (through the file object, or its ``fileno()`` after a flush),
     which replaces ``path`` only once the block has ended without an error. An error
-    removes the temp file and leaves ``path`` as it was. ``path``'s directory must exist."""
+    removes the temp file and leaves ``path`` as it was. ``path``'s directory must exist.
+    ``durable`` False skips the two fsyncs: for a cache whose reader checks what it reads
+    (a power cut may then leave the name with fewer bytes, or none, never other ones)."""
     fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fchmod(f.fileno(), mode)  # made 0600, so no one reads it half-written
-            os.fsync(f.fileno())  # the data is on disk before the name points at it
+            if durable:
+                os.fsync(f.fileno())  # the data is on disk before the name points at it
         os.rename(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)  # and the new name is on disk too
+    if durable:
+        fsync_dir(path.parent)  # and the new name is on disk too
 
 
 def temp_beside(path: Path) -> tuple[int, str]:

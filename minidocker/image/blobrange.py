@@ -142,3 +142,22 @@ class BlobRanges:
             return self.client._send("GET", location, {**headers, **self._headers}, stream=True)
         self._url, self._headers = url, self.client._auth_header(self.scope)
         return resp
+
+
+class RemoteBlob:
+    """A blob in its registry that a process reads by range (a lazy layer's chunk source):
+    ``ranges()`` is its BlobRanges, made anew in each process, since an HTTP pool does not
+    survive a fork (the FUSE server is a forked process)."""
+
+    def __init__(self, domain: str, ref: Reference, digest: str, size: int):
+        self.domain, self.ref, self.digest, self.size = domain, ref, digest, size
+        self._pid = -1
+        self._ranges: BlobRanges | None = None
+
+    def ranges(self) -> BlobRanges:
+        import os
+
+        if self._ranges is None or self._pid != os.getpid():
+            self._ranges = BlobRanges(RegistryClient(self.domain), self.ref, self.digest, self.size)
+            self._pid = os.getpid()
+        return self._ranges

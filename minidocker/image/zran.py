@@ -83,7 +83,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from minidocker.errors import DigestMismatch, LazyLayerError
-from minidocker.image.blobrange import BlobRanges
+from minidocker.image.blobrange import RemoteBlob
 from minidocker.image.estargz import clean_name
 from minidocker.image.reference import Reference
 from minidocker.image.registry import RegistryClient
@@ -571,11 +571,13 @@ def entry_of(row: Any, places: dict[str, Place], size: int, uncompressed: int) -
 
 
 # -- serving ---------------------------------------------------------------------------------------
-class ZranChunks:
+class ZranChunks(RemoteBlob):
     """lazy/fs.py's ChunkSource for an ordinary gzip layer in a registry: a chunk's bytes are
     inflated from the checkpoint before it, out of the one range of the blob that holds them
     (``ZranIndex.fetch_range``), and checked against its digest. The HTTP client is made in
     the process that reads (the FUSE server is a forked one), as RegistryChunks' is."""
+
+    verifies = True  # every chunk it gives was checked against the TOC's digest (read_verified, read_many)
 
     def __init__(self, domain: str, ref: Reference, layer_digest: str, layer_size: int, index: ZranIndex):
         if (index.layer_digest, index.layer_size) != (layer_digest, layer_size):
@@ -583,16 +585,8 @@ class ZranChunks:
                 f"the zran index is of layer {index.layer_digest[:19]} ({index.layer_size} bytes), "
                 f"not of {layer_digest[:19]} ({layer_size} bytes)"
             )
-        self.domain, self.ref, self.digest, self.size, self.index = domain, ref, layer_digest, layer_size, index
-        self._pid = -1
-        self._ranges: BlobRanges | None = None
-
-    def ranges(self) -> BlobRanges:
-        """Our BlobRanges, made anew in each process: an HTTP pool does not survive fork."""
-        if self._ranges is None or self._pid != os.getpid():
-            self._ranges = BlobRanges(RegistryClient(self.domain), self.ref, self.digest, self.size)
-            self._pid = os.getpid()
-        return self._ranges
+        super().__init__(domain, ref, layer_digest, layer_size)
+        self.index = index
 
     def read_chunk(self, entry: toc.Entry, chunk: toc.Chunk) -> bytes:
         place = self.index.places.get(chunk.digest)

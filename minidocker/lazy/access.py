@@ -19,25 +19,20 @@ See it: ``minidocker run --rm --record-access --pull=lazy IMAGE CMD``, then
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
 from minidocker.errors import MinidockerError
 from minidocker.image.store import ImageStore
-from minidocker.lazy.layers import short
+from minidocker.lazy.layers import env_seconds, short
 from minidocker.lazy.mounts import LazyMounts
 
 SECONDS = 10.0
 
 
 def window() -> float:
-    raw = os.environ.get("MINIDOCKER_RECORD_SECONDS", "").strip()
-    try:
-        return float(raw) if raw else SECONDS
-    except ValueError:
-        raise MinidockerError(f"MINIDOCKER_RECORD_SECONDS must be seconds, not {raw!r}") from None
+    return env_seconds("MINIDOCKER_RECORD_SECONDS", SECONDS)
 
 
 class Recording:

@@ -30,6 +30,7 @@ from minidocker.fsutil import write_json
 from minidocker.lazy.layers import LazyLayers, short
 from minidocker.paths import Layout
 
+IDLE = 3.0  # seconds without a chunk fetched by the layer's server before the whole download starts
 _children: list[subprocess.Popen] = []  # (kept so that they are reaped when they end)
 
 
@@ -124,6 +125,7 @@ def main(argv: list[str]) -> int:
         meta = mounts.layers.meta(chain)
         if not meta or store.has_layer(chain):
             continue
+        wait_while_reading(mounts.layers.at(chain).log)
         ref = parse(meta["reference"])
         desc = mf.Descriptor(meta["media_type"], meta["digest"], int(meta["size_compressed"]))
         t0 = time.monotonic()
@@ -140,6 +142,21 @@ def main(argv: list[str]) -> int:
             failed += 1
             say(f"layer {short(chain)}: background fetch failed: {e}")
     return 1 if failed else 0
+
+
+def wait_while_reading(server_log: Path, quiet: float = IDLE, longest: float = 600.0) -> None:
+    """Wait until the layer's FUSE server has fetched nothing for ``quiet`` seconds (its log
+    has not grown), for at most ``longest``: a container that reads the layer through (its
+    readahead streams the blob) is not made to share the link with a second download of it."""
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        try:
+            idle = time.time() - os.stat(server_log).st_mtime
+        except FileNotFoundError:
+            return
+        if idle >= quiet:
+            return
+        time.sleep(min(1.0, quiet - idle + 0.05))
 
 
 def say(line: str) -> None:

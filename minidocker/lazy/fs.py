@@ -3,9 +3,10 @@
 Once a lazy layer is mounted (``mount_layer``), every request the kernel makes of it comes
 here as one call, by path: libfuse's high-level API (through mfusepy, see docs/lazy-fuse.md
 for why that binding) turns the kernel's LOOKUP, GETATTR, READDIR, READLINK, GETXATTR,
-LISTXATTR, OPEN and READ requests into ``getattr``, ``readdir``, ``readlink``, ``getxattr``,
-``listxattr``, ``open`` and ``read`` of ``LayerFS``. All but ``read`` answer from the tree
-in memory (``toc.build_tree``); nothing is ever written, so a write gets EROFS.
+LISTXATTR and READ requests into ``getattr``, ``readdir``, ``readlink``, ``getxattr``,
+``listxattr`` and ``read`` of ``LayerFS`` (OPEN and RELEASE libfuse answers itself). All
+but ``read`` answer from the tree in memory (``toc.build_tree``); nothing is ever written:
+the mount is read-only, so a write gets EROFS from the kernel.
 
 ``read`` finds the chunks that cover the bytes asked for (a bisect of their offsets) and
 takes each from the chunk cache (``cache.py``) or, the first time, from the ``ChunkSource``:
@@ -53,6 +54,7 @@ KEEP = 3600.0  # seconds the kernel may trust a name or an inode's attributes: a
 READAHEAD_MIN = 256 << 10  # blob bytes fetched after a miss that follows the last one (doubling...)
 READAHEAD_MAX = 8 << 20  # ...up to this
 READAHEAD_CHUNKS = 4096  # (and at most this many chunks in one request)
+READAHEAD_PARTS = 4  # a readahead is fetched as this many range requests at once
 READAHEAD_GAP = 64 << 10  # cached chunks between two wanted ones: still one request across them
 SEQUENTIAL_SLACK = 1 << 20  # a miss this close to where the last fetch ended counts as in order
 
@@ -126,6 +128,7 @@ class LayerFS:
         self._starts: list[int] = []
         self._last_end = -1  # where the last fetch ended in the blob (readahead: are the misses in order?)
         self._window = 0
+        self._next_at: int | None = None  # the blob offset whose read starts the next readahead (read_on)
         self.whole = whole  # (the unpacked layer's diff/, its meta.json): read from once it exists
         self._whole_ready = False
         self._whole_checked = 0.0
@@ -162,16 +165,14 @@ class LayerFS:
     def listxattr(self, path: str) -> list[str]:
         return list(self.node(path).xattrs())
 
-    def open(self, path: str, flags: int) -> int:
+    # No ``open`` (nor ``release``, ``flush``): libfuse answers those itself, in C, without a
+    # call into Python for each file a container opens; the mount is read-only, so the kernel
+    # refuses a write open with EROFS before asking. ``read`` is given the path.
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         node = self.node(path)
-        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
         if self.access_log is not None and node.ino not in self._opened:
             self.note_access(node.ino, path)
-        return node.ino  # the file handle: read() finds the node without a lookup
-
-    def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
-        return self.read_node(self.tree.nodes[fh], offset, size)
+        return self.read_node(node, offset, size)
 
     def note_access(self, ino: int, path: str) -> None:
         """The first open of a file in this server's life: one line of the access log
@@ -222,6 +223,8 @@ class LayerFS:
         data = self.cache.read(chunk, lo, hi - lo)
         if data is not None:
             self.counters.cache_reads += 1
+            if self._next_at is not None and chunk.source_offset >= self._next_at:
+                self.read_on()
             return data
         data = self.from_whole(entry, chunk.offset_in_file + lo, hi - lo)
         if data is not None:
@@ -292,14 +295,34 @@ class LayerFS:
         self._window = min(max(self._window * 2, READAHEAD_MIN), READAHEAD_MAX) if in_order else 0
         group = [(entry, chunk), *self.following(chunk, self._window)]
         self._last_end = max(c.source_offset + c.source_length for _, c in group)
+        # the next window starts before the reader reaches the end of this one (the kernel's
+        # async readahead): when it reads past the middle of it, from the cache
+        self._next_at = (chunk.source_offset + self._last_end) // 2 if len(group) > 1 else None
         futures: dict[str, Future[bytes]] = {}
         for _, c in group:
             f: Future[bytes] = Future()
             futures[c.digest] = f
             self.inflight[c.digest] = f
             f.add_done_callback(functools.partial(self.forget, c.digest))
-        self.pool().submit(self.fetch_and_keep, group, futures)
+        for part in split(group, READAHEAD_PARTS):  # (in parallel: inflating and hashing let go of the GIL)
+            self.pool().submit(self.fetch_and_keep, part, {c.digest: futures[c.digest] for _, c in part})
         return futures[chunk.digest]
+
+    def read_on(self) -> None:
+        """Start the next readahead window, where the last one ended, without waiting for it."""
+        with self._lock:
+            if self._next_at is None or self._order is None:
+                return
+            self._next_at = None
+            i = bisect.bisect_left(self._starts, self._last_end)
+            while i < len(self._order):
+                _, e, c = self._order[i]
+                if c.digest not in self.inflight and not self.cache.has(c):
+                    self.start_fetch(e, c)
+                    return
+                i += 1
+                if self._starts[i - 1] > self._last_end + READAHEAD_MAX:
+                    return  # (all cached for a long way: the reader's next miss starts anew)
 
     def following(self, chunk: Chunk, window: int) -> list[tuple[Entry, Chunk]]:
         """The chunks whose bytes lie in the ``window`` blob bytes after ``chunk``'s, that
@@ -357,7 +380,8 @@ class LayerFS:
             try:
                 if isinstance(data, BaseException):
                     raise data
-                verify(c, data, e.name)
+                if not getattr(self.source, "verifies", False):  # (ours check each chunk as they inflate it)
+                    verify(c, data, e.name)
             except Exception as exc:  # noqa: BLE001 - handed to the readers
                 outcome[c.digest] = exc
                 continue
@@ -394,6 +418,22 @@ class LayerFS:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.fetch_threads, thread_name_prefix=f"fetch-{self.name}")
         return self._pool
+
+
+def split(group: list[tuple[Entry, Chunk]], parts: int) -> list[list[tuple[Entry, Chunk]]]:
+    """A readahead's chunks (the one asked for first) in ``parts`` runs of about equal blob
+    bytes, each one range request; the first run holds the chunk asked for."""
+    if len(group) < 2 * parts:
+        return [group]
+    total = sum(c.source_length for _, c in group)
+    out: list[list[tuple[Entry, Chunk]]] = [[]]
+    size = 0
+    for pair in group:
+        if size >= total / parts * len(out) and len(out) < parts:
+            out.append([])
+        out[-1].append(pair)
+        size += pair[1].source_length
+    return out
 
 
 def open_beneath(root: str, name: str) -> int:

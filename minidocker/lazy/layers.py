@@ -95,6 +95,15 @@ def settings() -> LazySettings:
     return LazySettings(default, threshold, background)
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A number of seconds from the environment variable ``name`` (unset: ``default``)."""
+    raw = os.environ.get(name, "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise MinidockerError(f"{name} must be seconds, not {raw!r}") from None
+
+
 def as_bool(raw: Any, where: str) -> bool:
     if isinstance(raw, bool):
         return raw

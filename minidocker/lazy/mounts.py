@@ -35,7 +35,7 @@ from typing import Any
 from minidocker.crashpoint import crashpoint
 from minidocker.errors import LazyLayerError, MinidockerError
 from minidocker.fsutil import read_json, write_json
-from minidocker.lazy.layers import LazyLayers, short
+from minidocker.lazy.layers import LazyLayers, env_seconds, short
 from minidocker.linux import fuse
 from minidocker.linux.procfs import start_time
 from minidocker.paths import Layout
@@ -45,11 +45,7 @@ FETCH_TIMEOUT = 30.0  # seconds a reader waits for a chunk before it gets EIO
 
 
 def fetch_timeout() -> float:
-    raw = os.environ.get("MINIDOCKER_LAZY_TIMEOUT", "").strip()
-    try:
-        return float(raw) if raw else FETCH_TIMEOUT
-    except ValueError:
-        raise MinidockerError(f"MINIDOCKER_LAZY_TIMEOUT must be seconds, not {raw!r}") from None
+    return env_seconds("MINIDOCKER_LAZY_TIMEOUT", FETCH_TIMEOUT)
 
 
 class LazyMounts:

@@ -104,14 +104,15 @@ def record_estargz(reg: RegistryClient, ref: Reference, desc: mf.Descriptor, met
     """Fetch and check an eStargz layer's TOC; ``meta`` gains what mounting it needs."""
     from minidocker.image import estargz
     from minidocker.lazy import toc
-    from minidocker.lazy.remote import TailBlob, fetch_toc_tail, toc_entries
+    from minidocker.lazy.remote import PARSED, TailBlob, fetch_toc_tail, landmarked, toc_entries
 
     descriptor = {"digest": desc.digest, "size": desc.size, "annotations": desc.annotations or {}}
     tail, start, ranges = fetch_toc_tail(reg, ref, descriptor)
     want = (desc.annotations or {})[estargz.TOC_DIGEST_ANNOTATION]
     reader = estargz.EstargzReader(TailBlob(desc.size, start, tail), toc_digest=want)  # type: ignore[arg-type]
     entries = toc_entries(reader)
-    toc.build_tree(entries)  # a TOC that does not make a tree is refused now, not at the first run
+    tree = toc.build_tree(entries)  # a TOC that does not make a tree is refused now, not at the first run
+    PARSED[want] = (tree, landmarked(reader))  # (a run --pull=lazy mounts it next: read once)
     meta.update(
         format="estargz",
         toc_offset=start,

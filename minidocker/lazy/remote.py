@@ -27,12 +27,13 @@ from typing import Any
 
 from minidocker.errors import EstargzError
 from minidocker.image import estargz
-from minidocker.image.blobrange import BlobRanges
+from minidocker.image.blobrange import BlobRanges, RemoteBlob
 from minidocker.image.reference import Reference
 from minidocker.image.registry import RegistryClient
 from minidocker.lazy import toc
 
 FORMAT_FILES = {estargz.TOC_NAME, estargz.PREFETCH_LANDMARK, estargz.NO_PREFETCH_LANDMARK}
+PARSED: dict[str, tuple[toc.Tree, list[str]]] = {}  # TOC digest -> (tree, prefetch group) read in this process
 
 
 class RangeFile(io.RawIOBase):
@@ -112,21 +113,11 @@ def modtime(text: str) -> float:
         raise EstargzError(f"a TOC entry's modtime {text!r} is not RFC 3339") from None
 
 
-class RegistryChunks:
+class RegistryChunks(RemoteBlob):
     """lazy/fs.py's ChunkSource over a registry: each chunk is the range of its gzip member,
     inflated and checked (estargz.ChunkCorrupt, which the file system turns into EIO)."""
 
-    def __init__(self, domain: str, ref: Reference, digest: str, size: int):
-        self.domain, self.ref, self.digest, self.size = domain, ref, digest, size
-        self._pid = -1
-        self._ranges: BlobRanges | None = None
-
-    def ranges(self) -> BlobRanges:
-        """Our BlobRanges, made anew in each process: an HTTP pool does not survive fork."""
-        if self._ranges is None or self._pid != os.getpid():
-            self._ranges = BlobRanges(RegistryClient(self.domain), self.ref, self.digest, self.size)
-            self._pid = os.getpid()
-        return self._ranges
+    verifies = True  # every chunk it gives was checked against the TOC's digest (inflate_chunk)
 
     def read_chunk(self, entry: toc.Entry, chunk: toc.Chunk) -> bytes:
         data = self.ranges().read(chunk.source_offset, chunk.source_length)
@@ -219,6 +210,9 @@ def open_recorded(meta: dict[str, Any], toc_bytes: bytes) -> tuple[toc.Tree, Any
     ref = parse(meta["reference"])
     size, digest = int(meta["size_compressed"]), meta["digest"]
     if meta.get("format") == "estargz":
+        known = PARSED.get(meta["toc_digest"])  # (the pull of this process read it a moment ago)
+        if known is not None:
+            return known[0], RegistryChunks(ref.domain, ref, digest, size), known[1]
         blob = TailBlob(size, int(meta["toc_offset"]), toc_bytes)
         reader = estargz.EstargzReader(blob, toc_digest=meta["toc_digest"])  # type: ignore[arg-type]
         return toc.build_tree(toc_entries(reader)), RegistryChunks(ref.domain, ref, digest, size), landmarked(reader)

@@ -8,9 +8,7 @@ that is gone give the reader EIO, never wrong bytes and never a hang."""
 from __future__ import annotations
 
 import errno
-import gzip
 import json
-import tarfile
 import time
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from minidocker.image.registry import RegistryClient
 from minidocker.lazy.fs import mount_layer, unmount_layer
 from minidocker.lazy.remote import open_remote_layer
 from tests.integration.conftest import busybox_store
-from tests.support.oci import layout_manifest
+from tests.support.lazy import layer_files
 
 FILES = ("usr/lib/os-release", "usr/bin/bash", "usr/lib/x86_64-linux-gnu/libc.so.6")
 
@@ -51,16 +49,8 @@ def pushed(tmp_path_factory, registry, image_layouts):
 
 @pytest.fixture(scope="module")
 def originals(image_layouts) -> dict[str, bytes]:
-    """The bytes of FILES in debian's ordinary layer (its OCI layout's blob)."""
-    layout = image_layouts["debian"]
-    manifest, _ = layout_manifest(layout)
-    blob = layout / "blobs" / "sha256" / manifest["layers"][0]["digest"].removeprefix("sha256:")
-    out: dict[str, bytes] = {}
-    with gzip.open(blob) as f, tarfile.open(fileobj=f, mode="r|") as tar:
-        for member in tar:
-            name = member.name.removeprefix("./")
-            if name in FILES and member.isreg():
-                out[name] = tar.extractfile(member).read()
+    """The bytes of FILES in debian's layer (its OCI layout's blob)."""
+    out = layer_files(image_layouts["debian"], lambda name, _: name in FILES)
     assert set(out) == set(FILES), set(FILES) - set(out)
     return out
 

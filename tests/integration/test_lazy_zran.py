@@ -9,9 +9,7 @@ tampered layer blob gives the reader EIO, never wrong bytes."""
 from __future__ import annotations
 
 import errno
-import gzip
 import json
-import tarfile
 import time
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from minidocker.image.registry import RegistryClient
 from minidocker.image.zran import open_zran_layer, parse_index
 from minidocker.lazy.fs import mount_layer, unmount_layer
 from tests.integration.conftest import busybox_store, one_error
-from tests.support.oci import layout_manifest
+from tests.support.lazy import layer_files
 
 FILES = ("usr/lib/os-release", "usr/bin/bash")  # (etc/os-release is a symlink to the first)
 
@@ -58,15 +56,7 @@ def pushed(tmp_path_factory, registry, image_layouts):
 @pytest.fixture(scope="module")
 def originals(image_layouts) -> dict[str, bytes]:
     """The bytes of FILES in debian's layer (its OCI layout's blob)."""
-    layout = image_layouts["debian"]
-    manifest, _ = layout_manifest(layout)
-    blob = layout / "blobs" / "sha256" / manifest["layers"][0]["digest"].removeprefix("sha256:")
-    out: dict[str, bytes] = {}
-    with gzip.open(blob) as f, tarfile.open(fileobj=f, mode="r|") as tar:
-        for member in tar:
-            name = member.name.removeprefix("./")
-            if name in FILES and member.isreg():
-                out[name] = tar.extractfile(member).read()
+    out = layer_files(image_layouts["debian"], lambda name, _: name in FILES)
     assert set(out) == set(FILES), set(FILES) - set(out)
     return out
 
@@ -74,17 +64,15 @@ def originals(image_layouts) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def many(image_layouts) -> dict[str, bytes]:
     """Thirty-two files of debian's layer, spread over it (every 40th of /usr's regular files)."""
-    layout = image_layouts["debian"]
-    manifest, _ = layout_manifest(layout)
-    blob = layout / "blobs" / "sha256" / manifest["layers"][0]["digest"].removeprefix("sha256:")
-    out: dict[str, bytes] = {}
-    seen = 0
-    with gzip.open(blob) as f, tarfile.open(fileobj=f, mode="r|") as tar:
-        for member in tar:
-            if member.isreg() and member.name.removeprefix("./").startswith("usr/") and len(out) < 32:
-                seen += 1
-                if seen % 40 == 0:
-                    out[member.name.removeprefix("./")] = tar.extractfile(member).read()
+    usr = [0]
+
+    def pick(name: str, _: int) -> bool:
+        if not name.startswith("usr/") or usr[0] >= 32 * 40:
+            return False
+        usr[0] += 1
+        return usr[0] % 40 == 0
+
+    out = layer_files(image_layouts["debian"], pick)
     assert len(out) == 32
     return out
 

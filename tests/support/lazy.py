@@ -96,3 +96,26 @@ def release_store(root: Path) -> None:
                 os.kill(rec.pid, signal.SIGKILL)
     for point in fuse_mounts_under(root):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def layer_files(layout: Path, want) -> dict[str, bytes]:
+    """The bytes of the regular files of an OCI layout's (first) layer for which
+    ``want(name, index among the regular files)`` is true, read from its gzip tar."""
+    import gzip
+    import tarfile
+
+    from tests.support.oci import layout_manifest
+
+    manifest, _ = layout_manifest(layout)
+    blob = layout / "blobs" / "sha256" / manifest["layers"][0]["digest"].removeprefix("sha256:")
+    out: dict[str, bytes] = {}
+    n = 0
+    with gzip.open(blob) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        for member in tar:
+            if not member.isreg():
+                continue
+            name = member.name.removeprefix("./")
+            if want(name, n):
+                out[name] = tar.extractfile(member).read()
+            n += 1
+    return out
