@@ -828,6 +828,11 @@ def cleanup(store: ContainerStore, c: Container, remove_volumes: bool = False) -
 def release_lazy_layers(store: ContainerStore) -> None:
     """A container removed: unmount the lazy layers (pull --lazy) that no running container
     needs any more, and end their FUSE servers (lazy/mounts.py). One listdir when none is."""
+    try:
+        if not any(not n.startswith(".") for n in os.listdir(store.layout.lazy_dir)):
+            return  # (no lazy layer: nothing more is imported on a start's path)
+    except FileNotFoundError:
+        return
     from minidocker.lazy.layers import LazyLayers
 
     if not LazyLayers(store.layout).any_mounted():
