@@ -16,7 +16,7 @@ nothing else in minidocker joins a store path from strings. What a student finds
       lazy/<chain-id>/              a layer pulled lazily (pull --lazy): in the registry still
         meta.json                     diff_id, parent, digest, its registry, format (estargz, zran)
         toc                           its table of contents (eStargz: the blob's tail; zran: the index)
-        cache/                        the chunks of its files read so far (sha256/HEX: by digest)
+        cache/chunks                  the chunks of its files read so far: one sparse file, a place per chunk
         mnt/                          where its FUSE file system is mounted: an overlay lowerdir
         server.json server.log        that file system's server (PID, start time) and its log
         access.log                    the first open of each of its files (run --record-access)

@@ -80,11 +80,11 @@ class BlobRanges:
         length = min(length, self.size)
         return self.read(self.size - length, length)
 
-    def read_many(self, ranges: list[tuple[int, int]], gap: int = MERGE_GAP) -> dict[tuple[int, int], bytes]:
+    def read_many(self, ranges: list[tuple[int, int]], gap: int = MERGE_GAP) -> dict[tuple[int, int], memoryview]:
         """Each ``(start, length)`` asked for -> its bytes, fetched as merged runs."""
         out = {}
         for run_start, run_length in merge_ranges(ranges, gap):
-            data = self.read(run_start, run_length)
+            data = memoryview(self.read(run_start, run_length))  # (slices of it copy nothing)
             for start, length in ranges:
                 if run_start <= start and start + length <= run_start + run_length:
                     out[(start, length)] = data[start - run_start : start - run_start + length]

@@ -492,7 +492,7 @@ def parse_toc(member: bytes) -> tuple[dict[str, Any], str]:
     return doc, "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def inflate_chunk(data: bytes, chunk: Chunk) -> bytes:
+def inflate_chunk(data: bytes | memoryview, chunk: Chunk) -> bytes:
     """The bytes of ``chunk``, inflated from ``data`` (the blob's bytes from ``chunk.offset``,
     at most ``chunk.compressed_size`` of them, e.g. from an HTTP range request) and checked
     against its digest: ``ChunkCorrupt`` if they are not what the TOC says."""

@@ -596,6 +596,13 @@ class ZranChunks(RemoteBlob):
         window = self.ranges().read(start, length)
         return read_verified(self.index, window, start, place, chunk, entry.name)
 
+    def boundary(self, chunk: toc.Chunk) -> int:
+        """Which checkpoint's stretch of the blob the chunk starts in. lazy/fs.py cuts a
+        readahead into parallel requests only where this changes: each request then starts at
+        a checkpoint of its own, and no two fetch (and inflate) the same stretch."""
+        place = self.index.places.get(chunk.digest)
+        return -1 if place is None else bisect.bisect_right(self.index._starts, place.uncmp_offset)
+
     def read_many(self, wanted: list[tuple[toc.Entry, toc.Chunk]], gap: int) -> dict[str, bytes | BaseException]:
         """Many chunks at once (a prefetch, lazy/fs.py's readahead): one range of the blob from
         the checkpoint before the first to where the last is out, inflated once, each chunk

@@ -1,83 +1,141 @@
-"""The chunk cache: every chunk a lazy layer has fetched, on disk, named by its digest.
+"""The chunk cache: every chunk a lazy layer has fetched, on disk, in one file of the layer.
 
-A chunk is fetched once. Its bytes are checked against the digest the TOC gives, then written
-under that digest, as the content store keeps blobs (``blobs/sha256/<hex>``)::
+A chunk is fetched once. Its bytes are checked against the digest the TOC gives, then kept in
+``<cache>/chunks``: one sparse file in which every distinct chunk of the layer has a place of
+its own, fixed by the TOC alone (``Places``)::
 
-    <cache>/sha256/0d5e...41     the 4 MiB (or smaller) piece of some file whose sha256 is that
+    <cache>/chunks     chunk 0 at byte 0, chunk 1 at the next 4 KiB boundary after it, ...
+                       a chunk never fetched is a hole: it takes no disk space
 
-Naming by digest makes the cache safe to share: two files, or two layers, with the same
-chunk keep it once, and a name can only ever hold one content. A chunk is written the way
-all state is (``fsutil.atomic_output``): to a temp file beside it, renamed. So a reader sees
-the whole chunk or none, and what is under a name was verified before it got the name. It is
-not fsynced (here a put takes 0.14 ms without its two fsyncs, 0.78 ms with): a power cut may
-leave a name with a torn chunk, so a chunk that this process did not put is checked against
-its digest the first time it is read, and fetched again if it fails. After that a read of a
-cached chunk reads only the bytes it needs (``pread``).
+Chunks are named by their digest, so two files of the layer with the same chunk keep it
+once. Keeping a chunk is one ``pwrite`` at its place, and reading one is one ``pread``, both
+on a descriptor the cache keeps open: no file is created per chunk (a layer has thousands of
+them, and creating and renaming thousands of files in one directory was most of what a lazy
+read of a whole layer cost). Places start on 4 KiB boundaries (the file system's block), so
+``lseek(SEEK_DATA)`` tells whether a place was ever written: ``has`` asks the kernel which
+blocks of the file hold data, and a hole is a chunk not fetched yet.
 
-See it: ``ls -l <cache>/sha256`` after ``cat`` of a file of a mounted lazy layer: one file
-per chunk read, each as big as the TOC's chunk size or the file's tail.
+A write is not fsynced (a cache may lose a chunk: it is fetched again): a power cut or a
+SIGKILL may leave a place half written, or written with zeros where the rest should be. So a
+chunk that this process did not put is checked against its digest the first time it is
+read, and fetched again (its place written anew) if it fails; after that a read of it reads
+only the bytes it needs. What a reader gets was always verified by this process.
+
+See it: ``du -h --apparent-size <cache>/chunks`` (the layer's size) beside ``du -h
+<cache>/chunks`` (what was fetched), and ``filefrag -v <cache>/chunks``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from minidocker.errors import DigestMismatch
-from minidocker.fsutil import atomic_output
-from minidocker.lazy.toc import DIGEST, Chunk
+from minidocker.lazy.toc import DIGEST, Chunk, Tree
+
+BLOCK = 4096  # where places start: the block size of ext4 and of tmpfs pages
+
+
+class Places:
+    """Where each distinct chunk of a layer lives in its cache file: digest -> byte offset,
+    in the order the chunks first appear in the tree (so the same TOC gives the same places
+    in every process that opens the cache)."""
+
+    def __init__(self, chunks: Iterable[Chunk]):
+        self.at: dict[str, int] = {}
+        end = 0
+        for c in chunks:
+            if not DIGEST.fullmatch(c.digest):
+                raise ValueError(f"not a sha256 digest: {c.digest!r}")  # (it comes from a TOC)
+            if c.digest not in self.at:
+                self.at[c.digest] = end
+                end += -(-c.size // BLOCK) * BLOCK
+        self.size = end  # the file's size once every chunk is in
+
+    @classmethod
+    def of_tree(cls, tree: Tree) -> Places:
+        return cls(c for node in tree.nodes.values() if node.offsets for c in node.entry.chunks)
 
 
 class ChunkCache:
-    """The chunks of ``directory``: ``read`` what is there, ``put`` what was fetched."""
+    """The chunks of one layer (``places``) kept in ``directory``: ``read`` what is there,
+    ``put`` what was fetched, ``has`` to ask without reading. Safe to share between threads.
+    The file is opened on first use, and opened anew in a forked child (a FUSE server)."""
 
-    def __init__(self, directory: Path | str):
+    def __init__(self, directory: Path | str, places: Places):
         self.directory = Path(directory).absolute()  # the server process works from /
+        self.places = places
+        self.file = self.directory / "chunks"
         self.verified: set[str] = set()  # chunks known whole: put by this process, or checked once
-        (self.directory / "sha256").mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._fd: int | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def path(self, digest: str) -> Path:
-        """``sha256:HEX`` -> ``<cache>/sha256/HEX``. Anything but a sha256 digest is refused
-        (``ValueError``): the name comes from a TOC, and must not be a path of its own."""
-        if not DIGEST.fullmatch(digest):
-            raise ValueError(f"not a sha256 digest: {digest!r}")
-        algorithm, _, hex_digest = digest.partition(":")
-        return self.directory / algorithm / hex_digest
+    def fd(self) -> int:
+        """The cache file, open for reading and writing (0600: only root reads a layer's bytes
+        before a container shows them)."""
+        if self._fd is None or self._pid != os.getpid():
+            with self._lock:
+                if self._fd is None or self._pid != os.getpid():
+                    self._fd = os.open(self.file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+                    self._pid = os.getpid()
+        return self._fd
+
+    def place(self, chunk: Chunk) -> int:
+        try:
+            return self.places.at[chunk.digest]
+        except KeyError:
+            raise ValueError(f"chunk {chunk.digest} is not one of this layer's") from None
 
     def read(self, chunk: Chunk, offset: int, length: int) -> bytes | None:
         """``length`` bytes of the cached ``chunk`` from ``offset`` (within the chunk), or
         None when it is not cached (or not whole: then it is fetched again). A chunk this
         process did not put is checked whole against its digest the first time it is read."""
+        at = self.place(chunk)
         try:
-            fd = os.open(self.path(chunk.digest), os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:  # not there (or the cache is unreadable): the source has it
-            return None
-        try:
+            fd = self.fd()
             if chunk.digest not in self.verified:
-                whole = os.pread(fd, chunk.size + 1, 0)
+                whole = os.pread(fd, chunk.size, at)
                 if len(whole) != chunk.size or "sha256:" + hashlib.sha256(whole).hexdigest() != chunk.digest:
-                    return None  # torn by a power cut (puts are not fsynced): fetched again, put anew
+                    return None  # never written, or torn (writes are not fsynced): fetched again
                 self.verified.add(chunk.digest)
                 return whole[offset : offset + length] if offset + length <= len(whole) else None
-            data = os.pread(fd, length, offset)
-        finally:
-            os.close(fd)
+            data = os.pread(fd, length, at + offset)
+        except OSError:  # the cache is unreadable: the source has it
+            return None
         return data if len(data) == length else None
 
     def has(self, chunk: Chunk) -> bool:
-        """Is the whole chunk here? (a stat: prefetch skips what an earlier run fetched)"""
+        """Was the chunk's place written? (prefetch and readahead skip what an earlier run
+        fetched: the kernel's SEEK_DATA, no read; ``read`` still checks it before serving)"""
+        if chunk.digest in self.verified:
+            return True
+        at = self.place(chunk)
         try:
-            return os.stat(self.path(chunk.digest)).st_size == chunk.size
-        except OSError:
+            return os.lseek(self.fd(), at, os.SEEK_DATA) == at
+        except OSError:  # ENXIO: no data at or after ``at``
             return False
 
-    def put(self, chunk: Chunk, data: bytes) -> None:
-        """Keep ``data``, already verified (``verify``), under its digest. Not fsynced: a
+    def put(self, chunk: Chunk, data: bytes | memoryview) -> None:
+        """Keep ``data``, already verified (``verify``), at the chunk's place. Not fsynced: a
         cache may lose a chunk (it is fetched again), and ``read`` checks one it did not put."""
-        with atomic_output(self.path(chunk.digest), mode=0o600, durable=False) as f:  # a second put replaces it alike
-            f.write(data)
+        if len(data) != chunk.size:
+            raise DigestMismatch(f"chunk {chunk.digest} is {len(data)} bytes, the TOC says {chunk.size}")
+        at, fd = self.place(chunk), self.fd()
+        done = 0
+        while done < len(data):
+            done += os.pwrite(fd, data[done:] if done else data, at + done)
         self.verified.add(chunk.digest)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None and self._pid == os.getpid():
+                os.close(self._fd)
+            self._fd = None
 
 
 def verify(chunk: Chunk, data: bytes, name: str) -> None:

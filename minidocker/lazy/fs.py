@@ -38,13 +38,14 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
 from minidocker.errors import LazyLayerError
-from minidocker.lazy.cache import ChunkCache, verify
+from minidocker.lazy.cache import ChunkCache, Places, verify
 from minidocker.lazy.toc import SYMLINK, Chunk, Entry, Node, Tree
 from minidocker.linux.fuse import FuseMount, mount_fuse, unmount_fuse
 
@@ -102,7 +103,7 @@ class LayerFS:
         self,
         tree: Tree,
         source: ChunkSource,
-        cache: ChunkCache,
+        cache: ChunkCache | Path | str,
         *,
         fetch_timeout: float = 30.0,
         fetch_threads: int = 8,
@@ -112,7 +113,7 @@ class LayerFS:
     ):
         self.tree = tree
         self.source = source
-        self.cache = cache
+        self.cache = cache if isinstance(cache, ChunkCache) else ChunkCache(cache, Places.of_tree(tree))
         self.fetch_timeout = fetch_timeout
         self.fetch_threads = fetch_threads
         self.name = name
@@ -304,7 +305,8 @@ class LayerFS:
             futures[c.digest] = f
             self.inflight[c.digest] = f
             f.add_done_callback(functools.partial(self.forget, c.digest))
-        for part in split(group, READAHEAD_PARTS):  # (in parallel: inflating and hashing let go of the GIL)
+        boundary = getattr(self.source, "boundary", None)
+        for part in split(group, READAHEAD_PARTS, boundary):  # (in parallel: inflating and hashing let go of the GIL)
             self.pool().submit(self.fetch_and_keep, part, {c.digest: futures[c.digest] for _, c in part})
         return futures[chunk.digest]
 
@@ -374,8 +376,7 @@ class LayerFS:
             except Exception as failure:  # noqa: BLE001 - handed to the readers
                 got[chunk.digest] = failure
         served: list[Chunk] = []
-        outcome: dict[str, bytes | BaseException] = {}
-        for e, c in group:
+        for e, c in group:  # each chunk handed to its readers as soon as it is kept
             data = got.get(c.digest, LazyLayerError(f"chunk {c.digest} was not in the readahead"))
             try:
                 if isinstance(data, BaseException):
@@ -383,14 +384,16 @@ class LayerFS:
                 if not getattr(self.source, "verifies", False):  # (ours check each chunk as they inflate it)
                     verify(c, data, e.name)
             except Exception as exc:  # noqa: BLE001 - handed to the readers
-                outcome[c.digest] = exc
+                futures[c.digest].set_exception(exc)
                 continue
             try:
                 self.cache.put(c, data)
             except OSError as exc:
                 log.warning("lazy layer %s: chunk %s not cached: %s", self.name, c.digest, exc.strerror or exc)
             served.append(c)
-            outcome[c.digest] = data
+            with self._lock:
+                self.counters.fetched += 1  # (before the reader wakes: it finds the count done)
+            futures[c.digest].set_result(data)
         if served:
             lo = min(c.source_offset for c in served)
             hi = max(c.source_offset + c.source_length for c in served)
@@ -400,13 +403,6 @@ class LayerFS:
                 self.name, entry.name, more, chunk.offset_in_file, chunk.offset_in_file + chunk.size,
                 lo, hi, sum(c.source_length for c in served), (time.monotonic() - started) * 1000,
             )  # fmt: skip
-            with self._lock:
-                self.counters.fetched += len(served)
-        for digest, result in outcome.items():  # (last: a reader that wakes finds the counts done)
-            if isinstance(result, BaseException):
-                futures[digest].set_exception(result)
-            else:
-                futures[digest].set_result(result)
 
     def forget(self, digest: str, future: Future[bytes]) -> None:
         """A fetch is over (done or failed): the next reader looks in the cache, or fetches anew."""
@@ -420,16 +416,23 @@ class LayerFS:
         return self._pool
 
 
-def split(group: list[tuple[Entry, Chunk]], parts: int) -> list[list[tuple[Entry, Chunk]]]:
+def split(
+    group: list[tuple[Entry, Chunk]], parts: int, boundary: Callable[[Chunk], int] | None = None
+) -> list[list[tuple[Entry, Chunk]]]:
     """A readahead's chunks (the one asked for first) in ``parts`` runs of about equal blob
-    bytes, each one range request; the first run holds the chunk asked for."""
+    bytes, each one range request; the first run holds the chunk asked for. With
+    ``boundary`` (a zran source's checkpoint of each chunk) a run ends only where it changes."""
     if len(group) < 2 * parts:
         return [group]
     total = sum(c.source_length for _, c in group)
     out: list[list[tuple[Entry, Chunk]]] = [[]]
     size = 0
     for pair in group:
-        if size >= total / parts * len(out) and len(out) < parts:
+        if (
+            size >= total / parts * len(out)
+            and len(out) < parts
+            and (boundary is None or boundary(pair[1]) != boundary(out[-1][-1][1]))
+        ):
             out.append([])
         out[-1].append(pair)
         size += pair[1].source_length
@@ -495,7 +498,7 @@ def mount_layer(
     (a chunk that could not be read, libfuse's own messages); ``keep_fds`` are the open
     files the source needs in the server, which closes all others (see linux/fuse.py)."""
     fs = LayerFS(
-        tree, source, ChunkCache(cache_dir), fetch_timeout=fetch_timeout, name=name,
+        tree, source, cache_dir, fetch_timeout=fetch_timeout, name=name,
         access_log=str(Path(access_log).absolute()) if access_log is not None else None, whole=whole,
     )  # fmt: skip
     try:

@@ -77,7 +77,7 @@ class LazyMounts:
                     return at.mnt
                 log.warning("lazy layer %s: its FUSE server %d is gone; mounting it anew", short(chain_id), running.pid)
             self._take_down(chain_id)
-            from minidocker.lazy.cache import ChunkCache
+            from minidocker.lazy.cache import ChunkCache, Places
             from minidocker.lazy.fs import mount_layer
             from minidocker.lazy.prefetch import prefetch as fetch_first
             from minidocker.lazy.remote import open_recorded
@@ -86,7 +86,11 @@ class LazyMounts:
             tree, source, group = open_recorded(self.layers.meta(chain_id), self.layers.toc(chain_id))
             first = list(dict.fromkeys([*group, *prefetch]))
             if first:
-                fetch_first(tree, source, ChunkCache(at.cache), first, short(chain_id))
+                cache = ChunkCache(at.cache, Places.of_tree(tree))
+                try:
+                    fetch_first(tree, source, cache, first, short(chain_id))
+                finally:
+                    cache.close()
             mount = mount_layer(
                 tree, source, at.cache, at.mnt, name=short(chain_id), fetch_timeout=fetch_timeout(), log_path=at.log,
                 access_log=at.access, whole=(str(unpacked.diff.absolute()), str(unpacked.meta.absolute())),

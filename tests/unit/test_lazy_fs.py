@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from minidocker.lazy.cache import ChunkCache
+from minidocker.lazy.cache import ChunkCache, Places
 from minidocker.lazy.fs import LayerFS, attributes
 from minidocker.lazy.toc import CHAR, DIR, HARDLINK, REG, SYMLINK, Chunk, Entry, build_tree
 
@@ -24,36 +24,71 @@ def digest(data: bytes) -> str:
 
 
 # -- the cache ---------------------------------------------------------------------------------------
-def test_a_chunk_is_named_by_its_digest(tmp_path):
-    cache = ChunkCache(tmp_path / "cache")
-    assert cache.path(f"sha256:{HEX}") == tmp_path / "cache" / "sha256" / HEX
+def cache_for(directory, *chunks: Chunk) -> ChunkCache:
+    return ChunkCache(directory, Places(chunks))
+
+
+def test_each_distinct_chunk_has_a_place_of_its_own_on_a_block_boundary(tmp_path):
+    a, b, c = (Chunk(0, n, digest(b"x" * n), 0, n) for n in (10, 5000, 1))
+    places = Places([a, b, a, c])  # a twice (two files with the same bytes): one place
+    assert places.at == {a.digest: 0, b.digest: 4096, c.digest: 3 * 4096} and places.size == 4 * 4096
 
 
 @pytest.mark.parametrize(
     "bad",
     [f"sha512:{HEX}", f"sha256:{HEX.upper()}", "sha256:../../etc/passwd", f"sha256:{HEX}/x", HEX, f"sha256:{HEX}0"],
 )
-def test_a_name_that_is_not_a_sha256_digest_is_refused(tmp_path, bad):
+def test_a_chunk_whose_name_is_not_a_sha256_digest_is_refused(bad):
     with pytest.raises(ValueError, match="not a sha256 digest"):
-        ChunkCache(tmp_path).path(bad)
+        Places([Chunk(0, 1, bad, 0, 1)])
 
 
-def test_put_writes_the_whole_chunk_under_its_name_and_nothing_else(tmp_path):
-    cache = ChunkCache(tmp_path)
+def test_put_writes_the_chunk_at_its_place_in_one_file_only_root_may_read(tmp_path):
+    other = Chunk(0, 3, digest(b"abc"), 0, 3)
     data = b"0123456789"
     chunk = Chunk(0, len(data), digest(data), 0, len(data))
-    assert cache.read(chunk, 0, 10) is None
+    cache = cache_for(tmp_path, other, chunk)
+    assert cache.read(chunk, 0, 10) is None and not cache.has(chunk)
     cache.put(chunk, data)
-    assert os.listdir(tmp_path / "sha256") == [digest(data).split(":")[1]]  # no temp file left beside it
-    assert stat.S_IMODE(os.stat(cache.path(chunk.digest)).st_mode) == 0o600
-    assert cache.read(chunk, 3, 4) == b"3456"
+    assert os.listdir(tmp_path) == ["chunks"]  # one file, no temp file beside it
+    assert stat.S_IMODE(os.stat(tmp_path / "chunks").st_mode) == 0o600
+    assert (tmp_path / "chunks").read_bytes()[4096:] == data
+    assert cache.read(chunk, 3, 4) == b"3456" and cache.has(chunk) and not cache.has(other)
 
 
-def test_a_cached_chunk_shorter_than_the_toc_says_is_a_miss(tmp_path):
-    cache = ChunkCache(tmp_path)
-    chunk = Chunk(0, 10, digest(b"0123456789"), 0, 10)
-    cache.path(chunk.digest).write_bytes(b"01234")
-    assert cache.read(chunk, 2, 6) is None
+def test_a_new_cache_over_the_file_checks_a_chunk_before_serving_it(tmp_path):
+    data = b"0123456789"
+    chunk = Chunk(0, len(data), digest(data), 0, len(data))
+    cache_for(tmp_path, chunk).put(chunk, data)
+    again = cache_for(tmp_path, chunk)  # another process: nothing verified yet
+    assert again.has(chunk)  # (SEEK_DATA: the place was written)
+    assert again.read(chunk, 2, 3) == b"234" and chunk.digest in again.verified
+
+
+def test_a_torn_or_tampered_chunk_in_the_file_is_a_miss(tmp_path):
+    data = b"0123456789"
+    chunk = Chunk(0, len(data), digest(data), 0, len(data))
+    (tmp_path / "chunks").write_bytes(b"01234")  # a power cut: half of it
+    assert cache_for(tmp_path, chunk).read(chunk, 2, 6) is None
+    (tmp_path / "chunks").write_bytes(b"0123456788")  # wrong bytes
+    assert cache_for(tmp_path, chunk).read(chunk, 0, 1) is None
+
+
+def test_a_cache_used_in_a_forked_child_opens_its_file_anew(tmp_path):
+    data = b"0123456789"
+    chunk = Chunk(0, len(data), digest(data), 0, len(data))
+    cache = cache_for(tmp_path, chunk)
+    parent_fd = cache.fd()
+    pid = os.fork()
+    if pid == 0:  # (the FUSE server is such a child: its inherited descriptors point at /dev/null)
+        os.dup2(os.open(os.devnull, os.O_RDWR), parent_fd)
+        try:
+            cache.put(chunk, data)
+            os._exit(0 if cache.fd() != parent_fd else 1)
+        except BaseException:
+            os._exit(2)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert cache_for(tmp_path, chunk).read(chunk, 0, 10) == data  # the child wrote the file, not /dev/null
 
 
 # -- LayerFS ------------------------------------------------------------------------------------------
@@ -104,7 +139,8 @@ def layer(tmp_path):
         Entry("empty", REG),
     ]
     source = CountingSource(bytes(blob))
-    fs = LayerFS(build_tree(entries), source, ChunkCache(tmp_path / "cache"), fetch_timeout=0.5, name="test")
+    tree = build_tree(entries)
+    fs = LayerFS(tree, source, ChunkCache(tmp_path / "cache", Places.of_tree(tree)), fetch_timeout=0.5, name="test")
     try:
         yield fs, source, big
     finally:
@@ -137,7 +173,8 @@ def test_each_chunk_is_fetched_once_then_read_from_the_cache(layer):
     assert read(fs, "/etc/big") == big  # the third is new, the two others come from the cache
     assert len(source.calls) == 3 and fs.counters.cache_reads == 2
     assert read(fs, "/etc/link") == big and len(source.calls) == 3  # the same inode, the same chunks
-    assert len(os.listdir(fs.cache.directory / "sha256")) == 3
+    chunks = fs.tree.lookup("etc/big").entry.chunks
+    assert all(fs.cache.has(c) for c in chunks) and len(fs.cache.verified) == 3
 
 
 def test_concurrent_readers_of_a_chunk_share_one_fetch(layer):
@@ -162,7 +199,7 @@ def test_a_failing_source_gives_eio_a_log_line_and_a_retry_later(layer, caplog):
         read(fs, "/etc/small")
     assert e.value.errno == errno.EIO and fs.counters.failed == 1
     assert "etc/small" in caplog.text and "network is unreachable" in caplog.text and "EIO" in caplog.text
-    assert not os.listdir(fs.cache.directory / "sha256")
+    assert not fs.cache.has(fs.tree.lookup("etc/small").entry.chunks[0])
     source.fail = None  # the network is back
     assert read(fs, "/etc/small") == b"small" and len(source.calls) == 2
 
@@ -173,7 +210,7 @@ def test_a_chunk_with_the_wrong_digest_gives_eio_and_is_not_cached(layer, caplog
     with caplog.at_level(logging.WARNING, logger="minidocker.lazy"), pytest.raises(OSError) as e:
         read(fs, "/etc/big", 4)
     assert e.value.errno == errno.EIO and "DigestMismatch" in caplog.text
-    assert not os.listdir(fs.cache.directory / "sha256")
+    assert not any(fs.cache.has(c) for c in fs.tree.lookup("etc/big").entry.chunks)
 
 
 def test_a_source_that_hangs_gives_eio_within_the_timeout(layer):
@@ -251,9 +288,7 @@ def test_layerfs_offers_libfuse_exactly_its_operations(layer):
 
 def test_a_chunk_that_cannot_be_cached_is_served_all_the_same(layer, caplog):
     fs, source, big = layer
-    sha = fs.cache.directory / "sha256"
-    sha.rmdir()
-    sha.write_bytes(b"")  # a file where the cache's directory should be: every put fails
+    fs.cache.file.mkdir()  # a directory where the cache's file should be: every put fails
     with caplog.at_level(logging.WARNING, logger="minidocker.lazy"):
         assert read(fs, "/etc/big", 10) == big[:10]
     assert "not cached" in caplog.text and fs.counters.fetched == 1
@@ -282,7 +317,8 @@ def test_misses_in_blob_order_read_ahead_and_scattered_misses_do_not(tmp_path):
     files = {f"f{i:03d}": os.urandom(20000) for i in range(200)}  # 4 MB: f010 lies far from f150
     entries = [chunked(name, data, 32768, blob) for name, data in files.items()]  # a chunk a file
     source = ManySource(bytes(blob))
-    fs = LayerFS(build_tree(entries), source, ChunkCache(tmp_path / "cache"), fetch_timeout=5, name="ra")
+    tree = build_tree(entries)
+    fs = LayerFS(tree, source, ChunkCache(tmp_path / "cache", Places.of_tree(tree)), fetch_timeout=5, name="ra")
     try:
         assert read(fs, "/f150") == files["f150"]  # a first miss: its chunk alone
         assert read(fs, "/f010") == files["f010"]  # far from the last: alone again
@@ -306,8 +342,9 @@ def test_once_the_layer_is_unpacked_reads_come_from_it_and_never_through_a_symli
     entries = [chunked("etc/a", data, 4096, blob), chunked("etc/b", b"bbbb", 4096, blob)]
     source = CountingSource(bytes(blob))
     whole = tmp_path / "layer"
+    tree = build_tree(entries)
     fs = LayerFS(
-        build_tree(entries), source, ChunkCache(tmp_path / "cache"), name="w",
+        tree, source, ChunkCache(tmp_path / "cache", Places.of_tree(tree)), name="w",
         whole=(str(whole / "diff"), str(whole / "meta.json")),
     )  # fmt: skip
     try:
@@ -321,10 +358,21 @@ def test_once_the_layer_is_unpacked_reads_come_from_it_and_never_through_a_symli
         (whole / "diff" / "etc" / "a").symlink_to(tmp_path / "cache")  # a link where the TOC has a file
         os.rename(whole / "diff" / "etc", whole / "diff" / "real")
         (whole / "diff" / "etc").symlink_to("real")  # and a link where it has a directory
-        fs.cache.directory.joinpath("sha256").mkdir(exist_ok=True)
-        for c in entries[0].chunks:  # (nothing cached: the next read must not follow the links)
-            fs.cache.path(c.digest).unlink(missing_ok=True)
+        fs.cache.close()
+        fs.cache.file.unlink()  # (nothing cached: the next read must not follow the links)
+        fs.cache.verified.clear()
         assert read(fs, "/etc/a") == data and len(source.calls) == 3  # fetched, not read through the links
     finally:
         if fs._pool is not None:
             fs._pool.shutdown(wait=True)
+
+
+def test_a_readahead_is_cut_into_parallel_requests_only_where_the_boundary_changes():
+    from minidocker.lazy.fs import split
+
+    group = [(Entry(f"f{i}", REG), Chunk(0, 100, digest(b"%d" % i), i * 100, 100)) for i in range(16)]
+    assert [len(p) for p in split(group, 4)] == [4, 4, 4, 4]
+    checkpoint = {c.digest: (0 if i < 6 else 1 if i < 15 else 2) for i, (_, c) in enumerate(group)}
+    parts = split(group, 4, lambda c: checkpoint[c.digest])  # (a zran source: the checkpoint of each chunk)
+    assert [len(p) for p in parts] == [6, 9, 1]
+    assert all(len({checkpoint[c.digest] for _, c in p}) == 1 for p in parts)  # no two parts share a checkpoint

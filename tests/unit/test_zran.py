@@ -25,7 +25,6 @@ from minidocker.image.estargz import clean_name
 from minidocker.image.reference import parse
 from minidocker.image.store import ImageStore
 from minidocker.lazy import toc
-from minidocker.lazy.cache import ChunkCache
 from minidocker.lazy.fs import LayerFS
 
 SPAN = 64 << 10  # small spans, so that a small tar has many checkpoints
@@ -135,7 +134,7 @@ def test_the_same_layer_gives_the_same_index(layer, built):
 @pytest.fixture
 def fs(layer, built, tmp_path) -> LayerFS:
     index = zran.parse_index(built)
-    return LayerFS(toc.build_tree(index.entries()), zran.LocalChunks(layer[0], index), ChunkCache(tmp_path / "cache"))
+    return LayerFS(toc.build_tree(index.entries()), zran.LocalChunks(layer[0], index), tmp_path / "cache")
 
 
 @pytest.mark.parametrize(
@@ -186,7 +185,7 @@ def test_a_layer_whose_index_would_be_too_big_gets_longer_spans(layer, built, tm
     index = zran.parse_index(small)
     assert len(small) <= len(built) // 2 and index.span >= 2 * SPAN
     assert len(index.points) < len(zran.parse_index(built).points)
-    fs = LayerFS(toc.build_tree(index.entries()), zran.LocalChunks(layer[0], index), ChunkCache(tmp_path / "c"))
+    fs = LayerFS(toc.build_tree(index.entries()), zran.LocalChunks(layer[0], index), tmp_path / "c")
     assert fs.read_node(fs.tree.lookup("usr/bin/big"), CHUNK - 5, 10) == FILES["usr/bin/big"][CHUNK - 5 : CHUNK + 5]
 
 
@@ -197,7 +196,7 @@ def test_a_multi_member_gzip_layer_indexes_and_reads(tmp_path):
     path = tmp_path / "two.tar.gz"
     path.write_bytes(gzip.compress(tar[:cut], 6) + gzip.compress(tar[cut:], 1))
     index = zran.parse_index(zran.build_index(path, span=SPAN, chunk_size=CHUNK))
-    fs = LayerFS(toc.build_tree(index.entries()), zran.LocalChunks(path, index), ChunkCache(tmp_path / "c"))
+    fs = LayerFS(toc.build_tree(index.entries()), zran.LocalChunks(path, index), tmp_path / "c")
     assert fs.read_node(fs.tree.lookup("usr/bin/big"), 0, 4 * CHUNK) == FILES["usr/bin/big"]
 
 
