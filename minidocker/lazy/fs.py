@@ -53,7 +53,7 @@ log = logging.getLogger("minidocker.lazy")
 
 KEEP = 3600.0  # seconds the kernel may trust a name or an inode's attributes: a layer never changes
 READAHEAD_MIN = 256 << 10  # blob bytes fetched after a miss that follows the last one (doubling...)
-READAHEAD_MAX = 8 << 20  # ...up to this
+READAHEAD_MAX = 16 << 20  # ...up to this (8 MiB: 5-10% slower to read a whole layer on loopback)
 READAHEAD_CHUNKS = 4096  # (and at most this many chunks in one request)
 READAHEAD_PARTS = 4  # a readahead is fetched as this many range requests at once
 READAHEAD_GAP = 64 << 10  # cached chunks between two wanted ones: still one request across them
