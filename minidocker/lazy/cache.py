@@ -15,6 +15,12 @@ read of a whole layer cost). Places start on 4 KiB boundaries (the file system's
 ``lseek(SEEK_DATA)`` tells whether a place was ever written: ``has`` asks the kernel which
 blocks of the file hold data, and a hole is a chunk not fetched yet.
 
+The kernel is asked to start writing the file out every ``WRITEBACK`` bytes kept
+(``sync_file_range``, which does not wait). Without that, a read of a whole layer leaves
+hundreds of MB of the file dirty in the page cache, and the end of the container waits for
+them: unmounting its overlay syncs the file system of its upper directory, which is the
+store's, and so writes out every dirty page there (a 0.3 s wait after ``find / -exec cat``).
+
 A write is not fsynced (a cache may lose a chunk: it is fetched again): a power cut or a
 SIGKILL may leave a place half written, or written with zeros where the rest should be. So a
 chunk that this process did not put is checked against its digest the first time it is
@@ -35,8 +41,10 @@ from pathlib import Path
 
 from minidocker.errors import DigestMismatch
 from minidocker.lazy.toc import DIGEST, Chunk, Tree
+from minidocker.linux.syscalls import sync_file_range
 
 BLOCK = 4096  # where places start: the block size of ext4 and of tmpfs pages
+WRITEBACK = 8 << 20  # bytes kept between two requests to start writing the file out
 
 
 class Places:
@@ -72,6 +80,7 @@ class ChunkCache:
         self.verified: set[str] = set()  # chunks known whole: put by this process, or checked once
         self._fd: int | None = None
         self._pid = 0
+        self._unwritten = 0  # bytes put since the kernel was last asked to write the file out
         self._lock = threading.Lock()
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -130,6 +139,10 @@ class ChunkCache:
         while done < len(data):
             done += os.pwrite(fd, data[done:] if done else data, at + done)
         self.verified.add(chunk.digest)
+        self._unwritten += len(data)
+        if self._unwritten >= WRITEBACK:
+            self._unwritten = 0
+            sync_file_range(fd, 0, 0)
 
     def close(self) -> None:
         with self._lock:

@@ -376,3 +376,37 @@ def test_a_readahead_is_cut_into_parallel_requests_only_where_the_boundary_chang
     parts = split(group, 4, lambda c: checkpoint[c.digest])  # (a zran source: the checkpoint of each chunk)
     assert [len(p) for p in parts] == [6, 9, 1]
     assert all(len({checkpoint[c.digest] for _, c in p}) == 1 for p in parts)  # no two parts share a checkpoint
+
+
+def dirty_pages(path) -> int:
+    """cachestat(2) (Linux 6.5): how many of the file's pages are dirty in the page cache."""
+    import ctypes
+
+    class Range(ctypes.Structure):
+        _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+    class Stat(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_uint64) for n in ("cache", "dirty", "writeback", "evicted", "recently_evicted")]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = Stat()
+        if libc.syscall(451, fd, ctypes.byref(Range(0, 0)), ctypes.byref(st), 0) != 0:
+            raise OSError(ctypes.get_errno(), "cachestat")
+        return st.dirty
+    finally:
+        os.close(fd)
+
+
+def test_the_cache_file_is_written_out_as_chunks_are_kept_not_left_dirty(tmp_path):
+    from minidocker.lazy.cache import WRITEBACK
+
+    pieces = [os.urandom(1 << 20) for _ in range(WRITEBACK >> 20)]
+    chunks = [Chunk(0, len(p), digest(p), 0, len(p)) for p in pieces]
+    cache = cache_for(tmp_path, *chunks)
+    for c, p in zip(chunks[:-1], pieces[:-1], strict=True):
+        cache.put(c, p)
+    assert dirty_pages(tmp_path / "chunks") * 4096 >= WRITEBACK - (1 << 20) - (64 << 10)  # not yet asked
+    cache.put(chunks[-1], pieces[-1])  # WRITEBACK bytes kept: the kernel starts writing them out
+    assert dirty_pages(tmp_path / "chunks") * 4096 < WRITEBACK // 4
