@@ -122,6 +122,7 @@ class LazyLayout:
     meta = below("meta.json")
     toc = below("toc")
     cache = below("cache")
+    chunks = below("cache", "chunks")  # the chunk cache's one file (lazy/cache.py: ChunkCache(cache).file)
     mnt = below("mnt")  # the FUSE mount: one overlay lowerdir
     server = below("server.json")
     log = below("server.log")

@@ -12,7 +12,7 @@ The parts, each independent of the format the TOC came in (eStargz, or another i
 
 * ``toc.py``: ``Entry`` and ``Chunk``, the model of a TOC, and ``build_tree``, the tree the
   file system shows, with OCI whiteouts turned into the form overlayfs reads;
-* ``cache.py``: fetched chunks on disk, named by their digest, written atomically;
+* ``cache.py``: fetched chunks on disk, one sparse file, a place per distinct chunk;
 * ``fs.py``: the read-only file system over a tree and a ``ChunkSource``: lookups, stat,
   readdir, readlink, xattrs, reads, each chunk fetched once, verified, with a time limit;
   ``mount_layer`` / ``unmount_layer`` serve it at a mount point;
