@@ -483,7 +483,7 @@ def attributes(node: Node) -> dict[str, int]:
 def mount_layer(
     tree: Tree,
     source: ChunkSource,
-    cache_dir: Path | str,
+    cache_dir: ChunkCache | Path | str,
     mountpoint: Path | str,
     *,
     name: str = "layer",

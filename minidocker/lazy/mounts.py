@@ -85,16 +85,16 @@ class LazyMounts:
             unpacked = self.layout.layer(chain_id)  # where the background fetch commits it whole
             tree, source, group = open_recorded(self.layers.meta(chain_id), self.layers.toc(chain_id))
             first = list(dict.fromkeys([*group, *prefetch]))
-            if first:
-                cache = ChunkCache(at.cache, Places.of_tree(tree))
-                try:
+            cache = ChunkCache(at.cache, Places.of_tree(tree))  # one for the prefetch and the server
+            try:
+                if first:
                     fetch_first(tree, source, cache, first, short(chain_id))
-                finally:
-                    cache.close()
-            mount = mount_layer(
-                tree, source, at.cache, at.mnt, name=short(chain_id), fetch_timeout=fetch_timeout(), log_path=at.log,
-                access_log=at.access, whole=(str(unpacked.diff.absolute()), str(unpacked.meta.absolute())),
-            )  # fmt: skip
+                mount = mount_layer(
+                    tree, source, cache, at.mnt, name=short(chain_id), fetch_timeout=fetch_timeout(), log_path=at.log,
+                    access_log=at.access, whole=(str(unpacked.diff.absolute()), str(unpacked.meta.absolute())),
+                )  # fmt: skip
+            finally:
+                cache.close()  # (ours: the server opens the file anew)
             crashpoint("lazy:mounted")  # (a kill here leaves a mount no record names: the next mount takes it down)
             write_json(at.server, {"pid": mount.pid, "started": mount.started, "mountpoint": mount.mountpoint})
             return at.mnt

@@ -122,15 +122,14 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 
 SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start writing the range's dirty pages out, do not wait
+_libc.sync_file_range.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)  # off64_t
 
 
 def sync_file_range(fd: int, offset: int, nbytes: int, flags: int = SYNC_FILE_RANGE_WRITE) -> None:
     """sync_file_range(2): with SYNC_FILE_RANGE_WRITE, ask the kernel to start writing the
     dirty pages of ``nbytes`` bytes from ``offset`` (0, 0: the whole file) to disk, and go
     on at once: not an fsync (no waiting, no metadata), only an earlier start."""
-    f = _libc.sync_file_range
-    f.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
-    _check(f(fd, offset, nbytes, flags), "sync_file_range")
+    _check(_libc.sync_file_range(fd, offset, nbytes, flags), "sync_file_range")
 
 
 def sethostname(name: str) -> None:
