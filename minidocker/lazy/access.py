@@ -1,8 +1,8 @@
 """``run --record-access``: which files a container opens in its first seconds, kept with its image.
 
-Every lazy layer's FUSE server sees each open(2) of its files (the kernel sends OPEN for an
-execve, for ld.so mapping a library, for a program reading its data) and notes the first
-open of each file in its life in ``access.log`` (``TIME PATH``, lazy/fs.py). A recorded run
+Every lazy layer's FUSE server sees the first read of each of its files (the kernel sends
+READ for an execve, for ld.so mapping a library, for a program reading its data) and notes
+it in ``access.log`` (``TIME PATH``, lazy/fs.py). A recorded run
 makes sure the servers of its image's lazy layers start with it (a server that served an
 earlier container would not note again what that one opened), notes the time it starts,
 and when the container exits reads the lines of its first ``SECONDS`` seconds

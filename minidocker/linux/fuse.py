@@ -275,6 +275,13 @@ def serve(
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)  # as the caller may have set them; libfuse sets its own
         start_logging()
+        import gc
+
+        # what exists now (the file system's tree: a node and a dict per entry) lives as long
+        # as the server and holds no cycles to collect: the collector stops walking it on
+        # every full collection (a whole-layer read makes many), and its pages stay shared
+        # with the parent we were forked from
+        gc.freeze()
         import mfusepy
 
         fuse = readdirplus_fuse() if plus else mfusepy.FUSE

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from minidocker.errors import LazyLayerError
-from minidocker.lazy.fs import mount_layer, unmount_layer
+from minidocker.lazy.fs import MOUNT_OPTIONS, LayerFS, mount_layer, unmount_layer
 from minidocker.lazy.toc import CHAR, DIR, FIFO, HARDLINK, REG, SYMLINK, Chunk, Entry, build_tree
-from minidocker.linux.fuse import FuseMount, fuse_mounted, server_alive
+from minidocker.linux.fuse import FuseMount, fuse_mounted, mount_fuse, server_alive, unmount_fuse
 
 CHUNK = 256 * 1024
 BIG = 5 * CHUNK + 1234  # six chunks, the last one short
@@ -450,3 +450,74 @@ def test_the_server_keeps_only_the_files_it_is_told_to_keep(tmp_path, tree):
         for s in (kept, dropped):
             if s is not None and s.fd is not None:
                 os.close(s.fd)
+
+
+class CountingFS(LayerFS):
+    """``LayerFS`` noting in ``ops`` (a file: the server is another process) every OPEN and
+    GETXATTR the kernel sends it."""
+
+    def __init__(self, *args, ops: Path, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ops = ops
+
+    def note(self, what: str) -> None:
+        with open(self.ops, "a") as f:
+            f.write(what + "\n")
+
+    def open(self, path: str, flags: int) -> int:
+        self.note("open")
+        return super().open(path, flags)
+
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        self.note("getxattr")
+        return super().getxattr(path, name, position)
+
+
+@pytest.mark.parametrize("with_xattrs", [False, True])
+def test_the_kernel_opens_files_itself_and_asks_a_layer_without_xattrs_for_none(tmp_path, tree, with_xattrs):
+    """The server answers the first OPEN with ENOSYS, and the kernel sends no other: files
+    open and close without a round trip. A layer without a single xattr answers the first
+    GETXATTR so too (overlayfs asks one for each name it looks up); a layer with xattrs is
+    asked, and answers, every time."""
+    if not with_xattrs:
+        os.removexattr(tree / "home/user/notes", "user.comment")
+    entries = toc_of(tree, tmp_path / "blob")
+    if not with_xattrs:  # no opaque directory either: its marker is an xattr
+        entries = [e for e in entries if not e.name.endswith(".wh..wh..opq")]
+    ops, point = tmp_path / "ops", tmp_path / "mnt"
+    point.mkdir()
+    fs = CountingFS(build_tree(entries), BlobSource(tmp_path / "blob", tmp_path / "calls"), tmp_path / "cache", ops=ops)
+    m = mount_fuse(fs, str(point), fsname="minidocker-lazy:count", subtype="minidocker-lazy", options=MOUNT_OPTIONS)
+    merged = None
+    try:
+        (tmp_path / "base").mkdir()
+        merged = tmp_path / "merged"
+        for d in ("upper", "work", "merged"):
+            (tmp_path / d).mkdir()
+        lower = f"lowerdir={point}:{tmp_path / 'base'},upperdir={tmp_path / 'upper'},workdir={tmp_path / 'work'}"
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", lower, str(merged)], check=True)
+        files = ["etc/motd", "etc/empty", "bin/big", "bin/big-link", "home/user/notes", "opq/kept"]
+        for _ in range(3):
+            for name in files:
+                assert (merged / name).read_bytes() == (tree / name).read_bytes(), name
+        assert subprocess.run(["cat", *(str(merged / n) for n in files)], capture_output=True).returncode == 0
+        counts = {k: ops.read_text().split().count(k) for k in ("open", "getxattr")}
+        assert counts["open"] == 1, counts
+        if with_xattrs:
+            assert os.getxattr(merged / "home/user/notes", "user.comment") == b"hello\x00world"
+            assert os.getxattr(merged / "home/user/notes", "user.comment") == b"hello\x00world"
+            assert os.listdir(merged / "opq") == ["kept"]  # (opaque: nothing of the base below)
+            assert ops.read_text().split().count("getxattr") >= counts["getxattr"] + 2
+        else:
+            assert counts["getxattr"] == 1, counts
+            with pytest.raises(OSError) as e:
+                os.getxattr(merged / "home/user/notes", "user.comment")
+            assert e.value.errno in (errno.ENODATA, errno.EOPNOTSUPP)
+            assert os.listxattr(merged / "home/user/notes") == []
+            assert ops.read_text().split().count("getxattr") == 1  # the kernel answered itself
+            (merged / "etc/motd").write_bytes(b"changed\n")  # copy-up from a layer without xattrs
+            assert (tmp_path / "upper/etc/motd").read_bytes() == b"changed\n"
+    finally:
+        if merged is not None:
+            subprocess.run(["umount", str(merged)], capture_output=True)
+        unmount_fuse(m)

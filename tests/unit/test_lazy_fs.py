@@ -283,7 +283,27 @@ def test_layerfs_offers_libfuse_exactly_its_operations(layer):
         "listxattr",
         "read",
         "statfs",
-    }  # (no open: libfuse answers it in C)
+        "open",  # (ENOSYS, once: the kernel then opens files itself)
+    }
+
+
+def test_open_says_enosys_and_getxattr_too_where_the_layer_has_no_xattr(layer):
+    """ENOSYS tells the kernel to stop asking (lazy/fs.py): always for OPEN, for GETXATTR
+    only when no entry of the layer has an xattr."""
+    fs, _, _ = layer
+    with pytest.raises(OSError) as e:
+        fs.open("/etc/big", os.O_RDONLY)
+    assert e.value.errno == errno.ENOSYS
+    has_any = any(n.xattrs() for n in fs.tree.nodes.values())
+    assert fs.xattr_free == (not has_any)
+    fs.xattr_free = True
+    with pytest.raises(OSError) as e:
+        fs.getxattr("/etc/big", "trusted.overlay.metacopy")
+    assert e.value.errno == errno.ENOSYS
+    fs.xattr_free = False
+    with pytest.raises(OSError) as e:
+        fs.getxattr("/etc/big", "trusted.overlay.metacopy")
+    assert e.value.errno == errno.ENODATA
 
 
 def test_a_chunk_that_cannot_be_cached_is_served_all_the_same(layer, caplog):
