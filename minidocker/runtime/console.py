@@ -112,11 +112,16 @@ class ConsoleServer:
         """A new client, or a client's frames (its input, its window size), or its leaving."""
         if fd == self.listener.fileno():
             sock, _ = self.listener.accept()
+            sock.setblocking(False)  # (its number may be one select just said was readable: below)
             self.clients[sock.fileno()] = (sock, b"")
             return
+        if fd not in self.clients:
+            return  # dropped in this round already: the output before it could not be sent to it
         sock, buf = self.clients[fd]
         try:
             data = sock.recv(65536)
+        except BlockingIOError:
+            return  # a client accepted in this round under a dropped one's number: nothing yet
         except OSError:
             data = b""
         if not data:

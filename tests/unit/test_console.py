@@ -59,3 +59,28 @@ def test_detach_scanner(chunks, sent, detached):
 )
 def test_env_merged_as_docker(base, overrides, env):
     assert merge_env(base, overrides) == env
+
+
+def test_a_client_dropped_in_the_round_that_found_it_readable_is_left_alone(tmp_path):
+    """The monitor selects on the container's output and on its clients at once. A client
+    that detaches (closes its socket) as output arrives is dropped by the broadcast (its
+    peer is gone: EPIPE), and select's list still holds its number: serving that number
+    must neither fail (a monitor that dies takes the container's pty with it) nor block."""
+    from minidocker.runtime.console import ConsoleServer, connect
+
+    server = ConsoleServer(tmp_path / "console.sock", -1, None)
+    try:
+        client = connect(tmp_path / "console.sock")
+        server.ready(server.listener.fileno())
+        (fd,) = server.clients
+        client.close()  # ctrl-p ctrl-q
+        server.broadcast("stdout", b"# ")  # the prompt, in the same round
+        assert fd not in server.clients
+        server.ready(fd)  # (it was in select's list of readable descriptors)
+        again = connect(tmp_path / "console.sock")  # a new client may get the same number...
+        server.ready(server.listener.fileno())
+        server.ready(fd)  # ...and has sent nothing yet: no wait for it
+        assert len(server.clients) == 1
+        again.close()
+    finally:
+        server.close(0)
