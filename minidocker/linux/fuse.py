@@ -278,9 +278,9 @@ def serve(
         import gc
 
         # what exists now (the file system's tree: a node and a dict per entry) lives as long
-        # as the server and holds no cycles to collect: the collector stops walking it on
-        # every full collection (a whole-layer read makes many), and its pages stay shared
-        # with the parent we were forked from
+        # as the server, so it is never garbage: the collector stops walking it on every full
+        # collection (a whole-layer read makes many), and its pages stay shared with the
+        # parent we were forked from
         gc.freeze()
         import mfusepy
 
