@@ -139,10 +139,13 @@ class ChunkCache:
         while done < len(data):
             done += os.pwrite(fd, data[done:] if done else data, at + done)
         self.verified.add(chunk.digest)
-        self._unwritten += len(data)
+        self._unwritten += len(data)  # (threads may race here: a lost count only delays the hint)
         if self._unwritten >= WRITEBACK:
             self._unwritten = 0
-            sync_file_range(fd, 0, 0)
+            try:
+                sync_file_range(fd, 0, 0)
+            except OSError:
+                pass  # only a hint to the kernel: the chunk is kept all the same
 
     def close(self) -> None:
         with self._lock:
