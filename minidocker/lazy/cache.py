@@ -118,6 +118,12 @@ class ChunkCache:
             return None
         return data if len(data) == length else None
 
+    def cached_at(self, chunk: Chunk) -> int | None:
+        """Where in the cache file the chunk's bytes are, if they are there and known whole
+        (put by this process, or checked once by ``read``): a reader may be handed that range
+        of ``fd()`` itself. None: ``read`` it (which checks it), or fetch it."""
+        return self.places.at.get(chunk.digest) if chunk.digest in self.verified else None
+
     def has(self, chunk: Chunk) -> bool:
         """Was the chunk's place written? (prefetch and readahead skip what an earlier run
         fetched: the kernel's SEEK_DATA, no read; ``read`` still checks it before serving)"""

@@ -4,9 +4,14 @@ Once a lazy layer is mounted (``mount_layer``), every request the kernel makes o
 here as one call, by path: libfuse's high-level API (through mfusepy, see docs/lazy-fuse.md
 for why that binding) turns the kernel's LOOKUP, GETATTR, READDIR, READLINK, GETXATTR,
 LISTXATTR and READ requests into ``getattr``, ``readdir``, ``readlink``, ``getxattr``,
-``listxattr`` and ``read`` of ``LayerFS``. All but ``read`` answer from the tree in memory
-(``toc.build_tree``); nothing is ever written: the mount is read-only, so a write gets EROFS
-from the kernel.
+``listxattr`` and ``read_buf`` of ``LayerFS``. All but ``read_buf`` answer from the tree in
+memory (``toc.build_tree``); nothing is ever written: the mount is read-only, so a write gets
+EROFS from the kernel.
+
+A READ's reply holds no bytes when it need not: ``read_buf`` names the ranges of the chunk
+cache's file that hold them, and libfuse splices those pages to the kernel (the bytes go from
+one page cache to the other, never through Python). ``read``, the same bytes as ``bytes``, is
+for callers in Python (the tests, and libfuse where it could not use ``read_buf``).
 
 Every request is a round trip between a reader and this server, so the fewest are asked for:
 
@@ -62,7 +67,14 @@ from typing import Protocol, TextIO
 from minidocker.errors import LazyLayerError
 from minidocker.lazy.cache import ChunkCache, Places, verify
 from minidocker.lazy.toc import SYMLINK, Chunk, Entry, Node, Tree
-from minidocker.linux.fuse import FuseMount, mount_fuse, unmount_fuse
+from minidocker.linux.fuse import (
+    FUSE_CAP_SPLICE_MOVE,
+    FUSE_CAP_SPLICE_WRITE,
+    FuseMount,
+    mount_fuse,
+    reply_buffers,
+    unmount_fuse,
+)
 
 log = logging.getLogger("minidocker.lazy")
 
@@ -196,6 +208,24 @@ class LayerFS:
             self.note_access(node.ino, path)
         return self.read_node(node, offset, size)
 
+    def read_buf(self, path: str, bufpp: object, size: int, offset: int, fh: int) -> int:
+        """``read`` as libfuse calls it (every READ of the kernel's comes here): the reply
+        names the ranges of the cache file that hold the bytes, and libfuse moves them to the
+        kernel itself (spliced, see ``init_with_config``), never copied into Python and out
+        again. Bytes not in the cache file (fetched but not kept: a full disk; or read from
+        the unpacked layer) go as memory."""
+        node = self.node(path)
+        if self.access_log is not None and node.ino not in self._opened:
+            self.note_access(node.ino, path)
+        reply_buffers(bufpp, self.read_parts(node, offset, size))
+        return 0
+
+    def init_with_config(self, conn: object, config: object) -> None:
+        """What the reply to the kernel's INIT asks for: READ replies spliced from the cache
+        file's pages (SPLICE_WRITE; SPLICE_MOVE lets the kernel take a page instead of
+        copying it, where it can), if the kernel offers it."""
+        conn.want |= conn.capable & (FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE)  # type: ignore[attr-defined]
+
     def note_access(self, ino: int, path: str) -> None:
         """The first read of a file in this server's life: one line of the access log
         (``TIME PATH``), which ``run --record-access`` reads to learn what a container
@@ -238,6 +268,33 @@ class LayerFS:
             parts.append(self.chunk_bytes(entry, chunk, lo, hi))
             pos, i = chunk.offset_in_file + hi, i + 1
         return b"".join(parts)
+
+    def read_parts(self, node: Node, offset: int, size: int) -> list[tuple[int, int, int] | bytes]:
+        """``read_node``'s bytes as ``reply_buffers``'s parts: ``(fd, pos, size)`` of the
+        cache file for each piece of a chunk known whole there (pieces that follow one another
+        in the file merged), else the bytes (``chunk_bytes``: cached, checked or fetched)."""
+        entry = node.entry
+        end = min(offset + size, entry.size)
+        parts: list[tuple[int, int, int] | bytes] = []
+        i = bisect.bisect_right(node.offsets, offset) - 1
+        pos = offset
+        while pos < end:
+            chunk = entry.chunks[i]
+            lo, hi = pos - chunk.offset_in_file, min(end - chunk.offset_in_file, chunk.size)
+            at = self.cache.cached_at(chunk)
+            if at is None:
+                parts.append(self.chunk_bytes(entry, chunk, lo, hi))
+            else:
+                self.counters.cache_reads += 1
+                if self._next_at is not None and chunk.source_offset >= self._next_at:
+                    self.read_on()
+                last = parts[-1] if parts else None
+                if isinstance(last, tuple) and last[1] + last[2] == at + lo:
+                    parts[-1] = (last[0], last[1], last[2] + hi - lo)
+                else:
+                    parts.append((self.cache.fd(), at + lo, hi - lo))
+            pos, i = chunk.offset_in_file + hi, i + 1
+        return parts
 
     def chunk_bytes(self, entry: Entry, chunk: Chunk, lo: int, hi: int) -> bytes:
         """Bytes ``lo:hi`` of ``chunk``: from the cache, from the layer unpacked whole (once

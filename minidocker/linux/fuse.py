@@ -43,6 +43,7 @@ import os
 import re
 import select
 import signal
+import struct
 import sys
 import tempfile
 import time
@@ -237,6 +238,49 @@ def wait_for_word(fd: int, timeout: float) -> bytes:
     return said
 
 
+# -- replies that name a file's bytes instead of holding them ------------------------------------
+# A ``read_buf`` operation answers a READ with a ``struct fuse_bufvec`` (fuse_common.h) that
+# libfuse frees once the reply is sent: each of its buffers is either memory (malloc'd) or a
+# range of an open file, which libfuse itself moves to /dev/fuse, with no Python in between:
+# by splice(2) when the kernel and ``init`` agreed on it (the pages go from one page cache to
+# the other), else by pread(2) into a buffer of its own and one write.
+FUSE_BUF_IS_FD = 1 << 1  # enum fuse_buf_flags: the buffer is ``fd``, not ``mem``
+FUSE_BUF_FD_SEEK = 1 << 2  # ...read from ``pos`` (pread), not from the file's offset
+FUSE_BUF_FD_RETRY = 1 << 3  # ...and read again after a short read
+FUSE_CAP_SPLICE_WRITE = 1 << 7  # fuse_conn_info.want: replies may be spliced to /dev/fuse
+FUSE_CAP_SPLICE_MOVE = 1 << 8  # ...and their pages moved rather than copied, where they can be
+_BUFVEC = struct.Struct("<QQQ")  # struct fuse_bufvec: count, idx, off, then struct fuse_buf buf[count]
+_BUF = struct.Struct("<QiiQiiq")  # struct fuse_buf: size, flags, (pad), mem, fd, (pad), pos
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.malloc.restype = ctypes.c_void_p
+_libc.malloc.argtypes = [ctypes.c_size_t]
+
+
+def reply_buffers(bufpp: object, parts: list[tuple[int, int, int] | bytes]) -> None:
+    """Store at ``bufpp`` (read_buf's ``struct fuse_bufvec **``) a bufvec of ``parts``, in
+    order: ``(fd, pos, size)`` for ``size`` bytes of the open file ``fd`` from ``pos`` (it must
+    stay open: libfuse reads it after read_buf returns), or bytes, copied to malloc'd memory."""
+    raw = [_BUFVEC.pack(max(1, len(parts)), 0, 0)]
+    if not parts:
+        raw.append(_BUF.pack(0, 0, 0, 0, -1, 0, 0))  # (an empty reply: end of file)
+    for part in parts:
+        if isinstance(part, tuple):
+            fd, pos, size = part
+            raw.append(_BUF.pack(size, FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY, 0, 0, fd, 0, pos))
+        else:
+            mem = _libc.malloc(max(1, len(part)))
+            if not mem:
+                raise MemoryError("malloc failed for a FUSE reply")
+            ctypes.memmove(mem, part, len(part))
+            raw.append(_BUF.pack(len(part), 0, 0, mem, -1, 0, 0))
+    head = b"".join(raw)
+    vec = _libc.malloc(len(head))
+    if not vec:
+        raise MemoryError("malloc failed for a FUSE reply")
+    ctypes.memmove(vec, head, len(head))
+    ctypes.cast(bufpp, ctypes.POINTER(ctypes.c_void_p))[0] = vec  # type: ignore[arg-type]
+
+
 # -- the server process ---------------------------------------------------------------------------
 class Announcer:
     """``operations`` as mfusepy sees them, with an ``init`` that tells the parent (through
@@ -249,10 +293,14 @@ class Announcer:
     def __getattr__(self, name: str) -> object:
         return getattr(self._operations, name)
 
-    def init(self, path: str) -> None:
-        own = getattr(self._operations, "init", None)
+    def init_with_config(self, conn: object, config: object) -> None:
+        """libfuse's ``init``: the file system's own (which may set ``conn.want``: what the
+        kernel is asked for in the reply to INIT), then the word to the parent."""
+        own = getattr(self._operations, "init_with_config", None)
         if own is not None:
-            own(path)
+            own(conn, config)
+        elif getattr(self._operations, "init", None) is not None:
+            self._operations.init("/")  # type: ignore[attr-defined]
         os.write(self._fd, READY)
         os.close(self._fd)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from minidocker.errors import LazyLayerError
+from minidocker.lazy.cache import ChunkCache, Places
 from minidocker.lazy.fs import MOUNT_OPTIONS, LayerFS, mount_layer, unmount_layer
 from minidocker.lazy.toc import CHAR, DIR, FIFO, HARDLINK, REG, SYMLINK, Chunk, Entry, build_tree
 from minidocker.linux.fuse import FuseMount, fuse_mounted, mount_fuse, server_alive, unmount_fuse
@@ -520,4 +521,58 @@ def test_the_kernel_opens_files_itself_and_asks_a_layer_without_xattrs_for_none(
     finally:
         if merged is not None:
             subprocess.run(["umount", str(merged)], capture_output=True)
+        unmount_fuse(m)
+
+
+class PartsFS(LayerFS):
+    """``LayerFS`` noting in ``ops`` the kind of every part of every READ's reply: "fd" (a
+    range of the cache file, which libfuse hands the kernel itself) or "mem" (bytes)."""
+
+    def __init__(self, *args, ops: Path, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ops = ops
+
+    def read_parts(self, node, offset, size):
+        parts = super().read_parts(node, offset, size)
+        with open(self.ops, "a") as f:
+            f.write(" ".join("fd" if isinstance(p, tuple) else "mem" for p in parts) + "\n")
+        return parts
+
+
+class FullCache(ChunkCache):
+    """A cache on a full disk: it takes no chunk."""
+
+    def put(self, chunk, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("cache_full", [False, True])
+def test_a_read_is_answered_with_the_cache_files_own_pages(tmp_path, tree, cache_full):
+    """libfuse asks ``read_buf`` for every READ. A chunk in the cache file is answered as a
+    range of that file (libfuse splices it to the kernel: no byte passes through Python); a
+    chunk the cache could not keep (a full disk) goes as bytes. Either way the reader gets
+    the file's bytes, at any offset, across chunk boundaries, to its last byte."""
+    entries = toc_of(tree, tmp_path / "blob")
+    layer = build_tree(entries)
+    ops, point = tmp_path / "ops", tmp_path / "mnt"
+    point.mkdir()
+    cache = FullCache(tmp_path / "cache", Places.of_tree(layer)) if cache_full else tmp_path / "cache"
+    fs = PartsFS(layer, BlobSource(tmp_path / "blob", tmp_path / "calls"), cache, ops=ops)
+    m = mount_fuse(fs, str(point), fsname="minidocker-lazy:parts", subtype="minidocker-lazy", options=MOUNT_OPTIONS)
+    try:
+        big, want = point / "bin/big", (tree / "bin/big").read_bytes()
+        assert big.read_bytes() == want  # (fetched: each chunk's first piece goes as bytes)
+        assert "mem" in ops.read_text().split()
+        ops.write_text("")
+        fd = os.open(big, os.O_RDONLY)
+        try:
+            for offset in (0, CHUNK - 7, 3 * CHUNK + 1, BIG - 5):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # (so the kernel asks the server again)
+                assert os.pread(fd, 300_000, offset) == want[offset : offset + 300_000], offset
+        finally:
+            os.close(fd)
+        assert (point / "etc/empty").read_bytes() == b""
+        kinds = set(ops.read_text().split())
+        assert kinds == ({"mem"} if cache_full else {"fd"}), kinds
+    finally:
         unmount_fuse(m)

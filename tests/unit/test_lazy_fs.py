@@ -282,6 +282,7 @@ def test_layerfs_offers_libfuse_exactly_its_operations(layer):
         "getxattr",
         "listxattr",
         "read",
+        "read_buf",  # (what libfuse calls for a READ: the reply names the cache file's pages)
         "statfs",
         "open",  # (ENOSYS, once: the kernel then opens files itself)
     }
