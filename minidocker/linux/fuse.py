@@ -77,6 +77,7 @@ def mount_fuse(
     keep_fds: tuple[int, ...] = (),
     timeout: float = 10.0,
     readdirplus: bool = True,
+    lowlevel: bool = False,
 ) -> FuseMount:
     """Mount ``operations`` (mfusepy's operations: ``getattr``, ``read``, ...) at
     ``mountpoint`` from a server process of its own, with libfuse's ``-o`` ``options``;
@@ -98,7 +99,7 @@ def mount_fuse(
     if pid == 0:  # the server: never returns
         os.close(read_end)
         opts = {"fsname": fsname, "subtype": subtype, **options}
-        serve(operations, mountpoint, opts, write_end, log_fd, keep_fds, readdirplus)
+        serve(operations, mountpoint, opts, write_end, log_fd, keep_fds, readdirplus, lowlevel)
     os.close(write_end)
     try:
         said = wait_for_word(read_end, timeout)
@@ -293,6 +294,14 @@ class Announcer:
     def __getattr__(self, name: str) -> object:
         return getattr(self._operations, name)
 
+    def ll_init(self, conn: object) -> None:
+        """The low-level API's ``init`` (linux/fuse_lowlevel.py): the same, by that name."""
+        own = getattr(self._operations, "ll_init", None)
+        if own is not None:
+            own(conn)
+        os.write(self._fd, READY)
+        os.close(self._fd)
+
     def init_with_config(self, conn: object, config: object) -> None:
         """libfuse's ``init``: the file system's own (which may set ``conn.want``: what the
         kernel is asked for in the reply to INIT), then the word to the parent."""
@@ -305,31 +314,51 @@ class Announcer:
         os.close(self._fd)
 
 
+def become_server(word_fd: int, log_fd: int, keep: tuple[int, ...]) -> None:
+    """What the forked child does before it serves (see ``serve``)."""
+    os.setsid()
+    os.chdir("/")  # a long-lived process must not keep the caller's directory (and its mount) busy
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    let_go_of_files(null, {0, 1, 2, word_fd, *keep})
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)  # as the caller may have set them; libfuse sets its own
+    start_logging()
+    import gc
+
+    # what exists now (the file system's tree: a node and a dict per entry) lives as long
+    # as the server, so it is never garbage: the collector stops walking it on every full
+    # collection (a whole-layer read makes many), and its pages stay shared with the
+    # parent we were forked from
+    gc.freeze()
+
+
 def serve(
-    operations: object, mountpoint: str, options: dict, word_fd: int, log_fd: int, keep: tuple[int, ...], plus: bool
+    operations: object,
+    mountpoint: str,
+    options: dict,
+    word_fd: int,
+    log_fd: int,
+    keep: tuple[int, ...],
+    plus: bool,
+    lowlevel: bool = False,
 ):
     """The server process: a session of its own, ``/`` as its directory (paths the file system
     uses must be absolute), stdin from /dev/null, stdout and stderr to the log, only the files
     it needs, then libfuse's loop until the mount goes. It exits; on a failure it first writes
     why to the pipe ``word_fd``."""
     try:
-        os.setsid()
-        os.chdir("/")  # a long-lived process must not keep the caller's directory (and its mount) busy
-        null = os.open(os.devnull, os.O_RDWR)
-        os.dup2(null, 0)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        let_go_of_files(null, {0, 1, 2, word_fd, *keep})
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)  # as the caller may have set them; libfuse sets its own
-        start_logging()
-        import gc
+        become_server(word_fd, log_fd, keep)
+        if lowlevel:
+            from minidocker.linux.fuse_lowlevel import Session
 
-        # what exists now (the file system's tree: a node and a dict per entry) lives as long
-        # as the server, so it is never garbage: the collector stops walking it on every full
-        # collection (a whole-layer read makes many), and its pages stay shared with the
-        # parent we were forked from
-        gc.freeze()
+            text = ",".join(k if v is True else f"{k}={v}" for k, v in options.items())
+            session = Session(Announcer(operations, word_fd), mountpoint, text, operations.timeout)  # type: ignore[attr-defined]
+            operations.session = session  # type: ignore[attr-defined]  # (it may write to the kernel unasked)
+            session.serve()
+            os._exit(0)
         import mfusepy
 
         fuse = readdirplus_fuse() if plus else mfusepy.FUSE
