@@ -187,6 +187,7 @@ class LayerFS:
         self._stored: set[int] = set()  # inodes whose bytes were put into the kernel's page cache
         self._readers: ThreadPoolExecutor | None = None
         self._storer: ThreadPoolExecutor | None = None
+        self._ll_listings: dict[int, list[tuple[bytes, int, dict[str, int]]]] = {}
 
     # -- the FUSE operations --------------------------------------------------------------------
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
@@ -311,11 +312,13 @@ class LayerFS:
         node = self.inode(ino)
         if node.children is None:
             raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        entries = [(b".", node.ino, attributes(node)), (b"..", 1, {"st_mode": stat.S_IFDIR})]
-        for name, child in node.children.items():
-            entries.append((name.encode("utf-8", "surrogateescape"), child.ino, attributes(child)))
-            if plus:
-                self._known.add(child.ino)
+        entries = self._ll_listings.get(ino)
+        if entries is None:  # (the same list every time: a layer never changes)
+            entries = [(b".", node.ino, attributes(node)), (b"..", 1, {"st_mode": stat.S_IFDIR})]
+            entries += [(n.encode("utf-8", "surrogateescape"), c.ino, attributes(c)) for n, c in node.children.items()]
+            self._ll_listings[ino] = entries
+        if plus:
+            self._known.update(c.ino for c in node.children.values())
         req.listing(entries, size, offset, plus)
         if plus and offset == 0 and self.streaming():
             # a reader going through the whole layer (the readahead is at its widest): the

@@ -45,13 +45,14 @@ from minidocker.linux.fuse import _BUF, _BUFVEC, FUSE_BUF_FD_RETRY, FUSE_BUF_FD_
 
 log = logging.getLogger("minidocker.fuse")
 
-FUSE_CAP_SPLICE_WRITE = 1 << 7
-FUSE_CAP_SPLICE_MOVE = 1 << 8
+# fuse_conn_info.want's bits (fuse_common.h) beside linux/fuse.py's FUSE_CAP_SPLICE_*
 FUSE_CAP_READDIRPLUS = 1 << 13
 FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
 FUSE_CAP_NO_OPEN_SUPPORT = 1 << 17
 FUSE_CAP_CACHE_SYMLINKS = 1 << 23
 FUSE_CAP_NO_OPENDIR_SUPPORT = 1 << 24
+
+FUSE_BUF_SPLICE_MOVE = 1 << 3  # enum fuse_buf_copy_flags: a reply's pages may be moved, not copied
 
 _ino, _off, _req = c_uint64, c_int64, c_void_p
 _unused = c_void_p  # an operation left NULL: libfuse answers it (ENOSYS, or as the kernel expects)
@@ -251,9 +252,6 @@ class Request:
                 break
             used += need
         lib.fuse_reply_buf(self.req, buf, used)
-
-
-FUSE_BUF_SPLICE_MOVE = 1 << 3  # enum fuse_buf_copy_flags: pages may be moved, not copied
 
 
 class Session:
