@@ -423,23 +423,14 @@ class LayerFS:
         return node
 
     def read_node(self, node: Node, offset: int, size: int) -> bytes:
-        """``size`` bytes of the file ``node`` from ``offset`` (fewer at its end)."""
-        entry = node.entry
-        end = min(offset + size, entry.size)
-        if offset >= end:
-            return b""
-        i = bisect.bisect_right(node.offsets, offset) - 1
-        parts, pos = [], offset
-        while pos < end:
-            chunk = entry.chunks[i]
-            lo, hi = pos - chunk.offset_in_file, min(end - chunk.offset_in_file, chunk.size)
-            parts.append(self.chunk_bytes(entry, chunk, lo, hi))
-            pos, i = chunk.offset_in_file + hi, i + 1
-        return b"".join(parts)
+        """``size`` bytes of the file ``node`` from ``offset`` (fewer at its end): ``read_parts``,
+        its ranges of the cache file read here."""
+        parts = self.read_parts(node, offset, size)
+        return b"".join(p if isinstance(p, bytes) else os.pread(p[0], p[2], p[1]) for p in parts)
 
     def read_parts(self, node: Node, offset: int, size: int) -> list[tuple[int, int, int] | bytes]:
-        """``read_node``'s bytes as ``reply_buffers``'s parts: ``(fd, pos, size)`` of the
-        cache file for each piece of a chunk known whole there (pieces that follow one another
+        """The bytes of ``node`` from ``offset`` as ``reply_buffers``'s parts: ``(fd, pos, size)``
+        of the cache file for each piece of a chunk known whole there (pieces that follow one another
         in the file merged), else the bytes (``chunk_bytes``: cached, checked or fetched)."""
         entry = node.entry
         end = min(offset + size, entry.size)

@@ -47,6 +47,7 @@ import struct
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from minidocker.linux.events import emit
@@ -257,10 +258,10 @@ _libc.malloc.restype = ctypes.c_void_p
 _libc.malloc.argtypes = [ctypes.c_size_t]
 
 
-def reply_buffers(bufpp: object, parts: list[tuple[int, int, int] | bytes]) -> None:
-    """Store at ``bufpp`` (read_buf's ``struct fuse_bufvec **``) a bufvec of ``parts``, in
-    order: ``(fd, pos, size)`` for ``size`` bytes of the open file ``fd`` from ``pos`` (it must
-    stay open: libfuse reads it after read_buf returns), or bytes, copied to malloc'd memory."""
+def pack_bufvec(parts: list[tuple[int, int, int] | bytes], memory: Callable[[bytes], int]) -> bytes:
+    """The bytes of a ``struct fuse_bufvec`` of ``parts``, in order: ``(fd, pos, size)`` for
+    ``size`` bytes of the open file ``fd`` from ``pos``, or bytes, which ``memory`` copies to
+    memory that outlives the call (and returns its address). No part: one empty buffer."""
     raw = [_BUFVEC.pack(max(1, len(parts)), 0, 0)]
     if not parts:
         raw.append(_BUF.pack(0, 0, 0, 0, -1, 0, 0))  # (an empty reply: end of file)
@@ -269,16 +270,24 @@ def reply_buffers(bufpp: object, parts: list[tuple[int, int, int] | bytes]) -> N
             fd, pos, size = part
             raw.append(_BUF.pack(size, FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY, 0, 0, fd, 0, pos))
         else:
-            mem = _libc.malloc(max(1, len(part)))
-            if not mem:
-                raise MemoryError("malloc failed for a FUSE reply")
-            ctypes.memmove(mem, part, len(part))
-            raw.append(_BUF.pack(len(part), 0, 0, mem, -1, 0, 0))
-    head = b"".join(raw)
-    vec = _libc.malloc(len(head))
-    if not vec:
+            raw.append(_BUF.pack(len(part), 0, 0, memory(part), -1, 0, 0))
+    return b"".join(raw)
+
+
+def malloced(data: bytes) -> int:
+    """A malloc'd copy of ``data`` (libfuse frees it): its address."""
+    mem = _libc.malloc(max(1, len(data)))
+    if not mem:
         raise MemoryError("malloc failed for a FUSE reply")
-    ctypes.memmove(vec, head, len(head))
+    ctypes.memmove(mem, data, len(data))
+    return int(mem)
+
+
+def reply_buffers(bufpp: object, parts: list[tuple[int, int, int] | bytes]) -> None:
+    """Store at ``bufpp`` (read_buf's ``struct fuse_bufvec **``) a malloc'd bufvec of
+    ``parts`` (``pack_bufvec``), which libfuse frees once it has replied; a file named in it
+    must stay open until then."""
+    vec = malloced(pack_bufvec(parts, malloced))
     ctypes.cast(bufpp, ctypes.POINTER(ctypes.c_void_p))[0] = vec  # type: ignore[arg-type]
 
 

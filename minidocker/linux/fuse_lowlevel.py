@@ -41,7 +41,7 @@ import logging
 from ctypes import CFUNCTYPE, POINTER, c_char_p, c_double, c_int, c_int64, c_size_t, c_uint64, c_void_p
 from typing import Any
 
-from minidocker.linux.fuse import _BUF, _BUFVEC, FUSE_BUF_FD_RETRY, FUSE_BUF_FD_SEEK, FUSE_BUF_IS_FD
+from minidocker.linux.fuse import pack_bufvec
 
 log = logging.getLogger("minidocker.fuse")
 
@@ -157,20 +157,16 @@ def _entry_param_type() -> Any:
 
 
 def bufvec(parts: list[tuple[int, int, int] | bytes]) -> tuple[Any, list[Any]]:
-    """A ``struct fuse_bufvec`` of ``parts`` in memory Python owns (for a notify or a reply
-    libfuse does not free), and the bytes objects it points into (keep them alive with it)."""
-    raw, keep = [_BUFVEC.pack(max(1, len(parts)), 0, 0)], []  # type: list[bytes], list[Any]
-    if not parts:
-        raw.append(_BUF.pack(0, 0, 0, 0, -1, 0, 0))
-    for part in parts:
-        if isinstance(part, tuple):
-            fd, pos, size = part
-            raw.append(_BUF.pack(size, FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY, 0, 0, fd, 0, pos))
-        else:
-            buf = ctypes.create_string_buffer(part, len(part))
-            keep.append(buf)
-            raw.append(_BUF.pack(len(part), 0, 0, ctypes.addressof(buf), -1, 0, 0))
-    return ctypes.create_string_buffer(b"".join(raw)), keep
+    """A ``struct fuse_bufvec`` of ``parts`` (linux/fuse.py ``pack_bufvec``) in memory Python
+    owns, for a notify or a reply libfuse does not free, and the buffers it points into (keep
+    them alive with it)."""
+    keep: list[Any] = []
+
+    def memory(data: bytes) -> int:
+        keep.append(ctypes.create_string_buffer(data, len(data)))
+        return ctypes.addressof(keep[-1])
+
+    return ctypes.create_string_buffer(pack_bufvec(parts, memory)), keep
 
 
 class Request:
