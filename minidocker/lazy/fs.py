@@ -177,6 +177,8 @@ class LayerFS:
         self._last_end = -1  # where the last fetch ended in the blob (readahead: are the misses in order?)
         self._window = 0
         self._next_at: int | None = None  # the blob offset whose read starts the next readahead (read_on)
+        self._ahead = 0  # where in _order the last readahead's window ended: the next one starts there
+        self._head: str | None = None  # the first chunk of the newest window (store_ahead: when to read on)
         self.whole = whole  # (the unpacked layer's diff/, its meta.json): read from once it exists
         self.xattr_free = not any(n.xattrs() for n in tree.nodes.values())  # (the kernel is told so)
         self._whole_ready = False
@@ -410,9 +412,11 @@ class LayerFS:
             if node is not None and node.ino in self._known and node.ino not in self._stored:
                 nodes[node.ino] = node
         self.store_files(list(nodes.values()))
-        if self._next_at is not None and self.streaming():
+        if self._next_at is not None and self.streaming() and group[0][1].digest == self._head:
             # the reader reads the kernel's pages now, and so no longer comes by the cache
-            # where it would start the next window: it starts here
+            # where it would start the next window: it starts here, when the newest window's
+            # first part is in (so one window is fetched while the one before is finishing, not
+            # all of the layer at once, the parts the reader waits for among them)
             self.read_on()
 
     # -- what they do -----------------------------------------------------------------------------
@@ -523,19 +527,21 @@ class LayerFS:
         )
         raise OSError(errno.EIO, f"chunk {chunk.digest} of {entry.name!r}: {why}")
 
-    def start_fetch(self, entry: Entry, chunk: Chunk) -> Future[bytes]:
+    def start_fetch(self, entry: Entry, chunk: Chunk, ahead: bool = False) -> Future[bytes]:
         """(Under the lock.) Start fetching ``chunk``, with its readahead: when the misses
         walk the blob in order (``find / -exec cat``, a program reading its data files), the
         chunks that follow are fetched in the same range request, in a window that doubles
         with each miss in order, as the kernel's readahead does; a miss elsewhere (a program
-        starting: its libraries lie all over the blob) fetches its chunk alone."""
-        in_order = self._last_end >= 0 and abs(chunk.source_offset - self._last_end) <= SEQUENTIAL_SLACK
+        starting: its libraries lie all over the blob) fetches its chunk alone. ``ahead``:
+        this is the window after the last (read_on), in order by its making."""
+        in_order = ahead or (self._last_end >= 0 and abs(chunk.source_offset - self._last_end) <= SEQUENTIAL_SLACK)
         self._window = min(max(self._window * 2, READAHEAD_MIN), READAHEAD_MAX) if in_order else 0
         group = [(entry, chunk), *self.following(chunk, self._window)]
         self._last_end = max(c.source_offset + c.source_length for _, c in group)
         # the next window starts before the reader reaches the end of this one (the kernel's
         # async readahead): when it reads past the middle of it, from the cache
-        self._next_at = (chunk.source_offset + self._last_end) // 2 if len(group) > 1 else None
+        self._next_at = (chunk.source_offset + self._last_end) // 2 if self._window else None
+        self._head = chunk.digest
         futures: dict[str, Future[bytes]] = {}
         for _, c in group:
             f: Future[bytes] = Future()
@@ -548,19 +554,21 @@ class LayerFS:
         return futures[chunk.digest]
 
     def read_on(self) -> None:
-        """Start the next readahead window, where the last one ended, without waiting for it."""
+        """Start the next readahead window, where the last one ended, without waiting for it.
+        (Where its *chunks* ended, in blob order: not at the last blob byte it fetched, which
+        for a zran layer is past the checkpoints of the chunks that come next.)"""
         with self._lock:
             if self._next_at is None or self._order is None:
                 return
             self._next_at = None
-            i = bisect.bisect_left(self._starts, self._last_end)
+            i = start = min(self._ahead, len(self._order) - 1)
             while i < len(self._order):
                 _, e, c = self._order[i]
                 if c.digest not in self.inflight and not self.cache.has(c):
-                    self.start_fetch(e, c)
+                    self.start_fetch(e, c, ahead=True)
                     return
                 i += 1
-                if self._starts[i - 1] > self._last_end + READAHEAD_MAX:
+                if self._starts[i - 1] > self._starts[start] + READAHEAD_MAX:
                     return  # (all cached for a long way: the reader's next miss starts anew)
 
     def following(self, chunk: Chunk, window: int) -> list[tuple[Entry, Chunk]]:
@@ -583,6 +591,7 @@ class LayerFS:
             if c.digest != chunk.digest and c.digest not in self.inflight and not self.cache.has(c):
                 out.append((e, c))
             i += 1
+        self._ahead = i
         return out
 
     def fetch_and_keep(self, group: list[tuple[Entry, Chunk]], futures: dict[str, Future[bytes]]) -> None:
@@ -658,23 +667,25 @@ class LayerFS:
 def split(
     group: list[tuple[Entry, Chunk]], parts: int, boundary: Callable[[Chunk], int] | None = None
 ) -> list[list[tuple[Entry, Chunk]]]:
-    """A readahead's chunks (the one asked for first) in ``parts`` runs of about equal blob
-    bytes, each one range request; the first run holds the chunk asked for. With
+    """A readahead's chunks (the one asked for first, the rest in blob order) in ``parts``
+    runs over about equal stretches of the blob, each one range request; the first run
+    holds the chunk asked for. (Stretches, not sums of the chunks' lengths: a zran chunk's
+    range starts at its checkpoint, so the ranges of a span's chunks overlap.) With
     ``boundary`` (a zran source's checkpoint of each chunk) a run ends only where it changes."""
     if len(group) < 2 * parts:
         return [group]
-    total = sum(c.source_length for _, c in group)
+    lo = min(c.source_offset for _, c in group)
+    total = max(c.source_offset + c.source_length for _, c in group) - lo
     out: list[list[tuple[Entry, Chunk]]] = [[]]
-    size = 0
     for pair in group:
         if (
-            size >= total / parts * len(out)
+            out[-1]
+            and pair[1].source_offset - lo >= total / parts * len(out)
             and len(out) < parts
             and (boundary is None or boundary(pair[1]) != boundary(out[-1][-1][1]))
         ):
             out.append([])
         out[-1].append(pair)
-        size += pair[1].source_length
     return out
 
 

@@ -399,6 +399,60 @@ def test_a_readahead_is_cut_into_parallel_requests_only_where_the_boundary_chang
     assert all(len({checkpoint[c.digest] for _, c in p}) == 1 for p in parts)  # no two parts share a checkpoint
 
 
+def test_parts_of_a_readahead_cover_equal_stretches_of_the_blob_though_zran_ranges_overlap():
+    from minidocker.lazy.fs import split
+
+    # a zran layer's chunk range runs from its checkpoint: nine chunks of the first span
+    # have overlapping ranges [0, 1000), then seven spans of one chunk each
+    checkpoints = [0] * 9 + [1000 * k for k in range(1, 8)]
+    group = [(Entry(f"f{i}", REG), Chunk(0, 10, digest(b"%d" % i), at, 1000)) for i, at in enumerate(checkpoints)]
+    parts = split(group, 4, lambda c: c.source_offset)
+    assert [len(p) for p in parts] == [10, 2, 2, 2]  # 8000 bytes of blob: a part every 2000 (by sums: 9, 1, 4, 2)
+
+
+class SpanSource(ManySource):
+    """A zran-like source: each chunk's range starts at its span's checkpoint and ends a
+    little past the chunk's own bytes (an inflater's look-ahead), so it overlaps the next span."""
+
+    def __init__(self, pieces: dict[str, bytes]):
+        super().__init__(b"")
+        self.pieces = pieces
+
+    def read_chunk(self, entry, chunk):
+        self.calls.append(chunk.digest)
+        return self.pieces[chunk.digest]
+
+    def read_many(self, wanted, gap):
+        self.groups.append([c.digest for _, c in wanted])
+        return {c.digest: self.pieces[c.digest] for _, c in wanted}
+
+
+def test_each_readahead_window_goes_on_from_the_chunks_where_the_last_one_ended(tmp_path):
+    """Not from the last blob byte it fetched: in a zran layer that lies past the next span's
+    checkpoint, and starting there would leave that span's chunks for the reader to miss."""
+    files = {f"f{i:03d}": os.urandom(20000) for i in range(80)}
+    entries, pieces, offset = [], {}, 0
+    for i, (name, data) in enumerate(files.items()):
+        checkpoint = offset - (i % 4) * 20000  # a span is four files
+        c = Chunk(0, len(data), digest(data), checkpoint, offset + len(data) + 64 - checkpoint)
+        entries.append(Entry(name, REG, size=len(data), chunks=[c], mode=0o644))
+        pieces[c.digest] = data
+        offset += len(data)
+    source = SpanSource(pieces)
+    tree = build_tree(entries)
+    cache = ChunkCache(tmp_path / "cache", Places.of_tree(tree))
+    fs = LayerFS(tree, source, cache, fetch_timeout=5, fetch_threads=1, name="on")  # (one thread: groups in order)
+    try:
+        assert all(read(fs, f"/{name}") == data for name, data in files.items())
+        fetched = [d for g in source.groups for d in g]
+        in_blob_order = [c.digest for e in entries for c in e.chunks]
+        assert source.calls == in_blob_order[:1]  # the first miss alone; then readaheads, each where the last ended:
+        assert fetched == in_blob_order[1:], [len(g) for g in source.groups]
+    finally:
+        if fs._pool is not None:
+            fs._pool.shutdown(wait=True)
+
+
 def dirty_pages(path) -> int:
     """cachestat(2) (Linux 6.5): how many of the file's pages are dirty in the page cache."""
     import ctypes

@@ -173,6 +173,44 @@ def test_every_file_reads_whole(layer, fs):
                 assert fs.read_node(node, 0, m.size + 10) == t.extractfile(m).read(), m.name
 
 
+def test_every_checkpoint_inflates_to_the_tars_bytes_whatever_bit_of_its_byte_it_starts_at(layer, built):
+    """ISA-L starts only at a byte: a point inside one is reached through empty blocks of our
+    own (zran.resume_stream). Every point of the layer, and all eight bit positions."""
+    path, tar = layer
+    blob = path.read_bytes()
+    index = zran.parse_index(built)
+    assert {p.bits for p in index.points} == set(range(8))  # (the layer's deflate puts a point at each)
+    for p in index.points:
+        for into in (0, 777):  # at the point, and from a byte after it (inflated, then skipped)
+            start = p.fetch_from if p.uncmp_offset + into else 0
+            got = index.inflate(blob[start:], start, p.uncmp_offset + into, 5000)
+            assert got == tar[p.uncmp_offset + into : p.uncmp_offset + into + 5000], (p.cmp_offset, p.bits, into)
+
+
+@pytest.mark.parametrize("r", range(1, 8))
+def test_the_empty_blocks_end_r_bits_into_a_byte_and_put_out_nothing(r):
+    from isal import isal_zlib
+
+    value, count = zran.empty_blocks(r)
+    assert count % 8 == r
+    w = zran.BitWriter()
+    w.value, w.count = value, count
+    w.field(1, 1)  # then a last block, empty, of the fixed codes: a whole deflate stream
+    w.field(1, 2)
+    w.code(0, 7)
+    stream = w.value.to_bytes((w.count + 7) // 8, "little")
+    for inflater in (zlib.decompressobj(-15), isal_zlib.decompressobj(-15)):
+        assert inflater.decompress(stream) == b"" and inflater.eof and inflater.unused_data == b""
+
+
+def test_a_checkpoint_that_was_not_fetched_is_an_error_not_bytes(layer, built):
+    path, _ = layer
+    index = zran.parse_index(built)
+    p = index.points[5]
+    with pytest.raises(LazyLayerError, match="checkpoint was not fetched"):
+        index.inflate(path.read_bytes()[p.fetch_from + 1 :], p.fetch_from + 1, p.uncmp_offset + 10, 100)
+
+
 def test_a_small_files_read_fetches_about_a_span_not_the_layer(layer, built):
     index = zran.parse_index(built)
     sizes = [c.source_length for e in index.entries() if e.name.startswith("usr/share/doc/") for c in e.chunks]
