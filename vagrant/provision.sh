@@ -47,6 +47,7 @@ if [ "$mode" = dev ]; then
     podman crun runc containerd uidmap                # peers for the benchmarks; containerd drives the OCI runtime (issue #15)
     apache2-utils                                     # htpasswd, for the basic-auth registry
     golang-go golang-github-containerd-stargz-snapshotter-dev  # eStargz blobs checked by the reference reader (tests/estargz-verify)
+    curl                                              # fetches go-containerregistry's source (ggcr_source below)
     iproute2 iptables util-linux procps tar gzip zstd libseccomp2  # pyseccomp loads libseccomp.so.2
     qemu-system-x86 qemu-utils e2fsprogs              # the cgroup v2 guest (tests/v2guest, .ci/run)
     vagrant                                           # `vagrant validate` of the course VM's Vagrantfile
@@ -76,6 +77,50 @@ fi
 for f in /etc/subuid /etc/subgid; do
   grep -q '^minidocker:' "$f" 2>/dev/null || echo 'minidocker:1000000:6553600' >> "$f"
 done
+
+# ---- the development machine: go-containerregistry's source, for a registry with the referrers API ----
+
+# The tests' registry with the OCI referrers API (tests/referrers-registry, built by
+# tests/support/registry.py) is go-containerregistry's pkg/registry. Debian 12 has no package
+# of it; trixie's is pure Go source (arch all) and builds with bookworm's Go 1.19 in GOPATH
+# mode. So: that one .deb, pinned by size and sha256, unpacked (not installed: dpkg would want
+# trixie's dependencies) under /var/cache/minidocker. The tests never use the network.
+ggcr_version=0.20.1+ds1-1
+ggcr_url=http://deb.debian.org/debian/pool/main/g/go-containerregistry/golang-github-google-go-containerregistry-dev_${ggcr_version}_all.deb
+ggcr_size=214384
+ggcr_sha256=4b7649e6939647fb3c18b6cb2d99973d63926b4276d4f70264c2701bc73e431b
+ggcr_dir=/var/cache/minidocker/go-containerregistry-0.20.1
+
+ggcr_source() (  # (a subshell: its EXIT trap removes the temp dir however it ends)
+  if [ -d "$ggcr_dir" ]; then
+    exit 0
+  fi
+  install -d -m 0755 "$(dirname "$ggcr_dir")"
+  tmp=$(mktemp -d "$ggcr_dir.partial.XXXXXX")  # beside it: the same file system, so mv is atomic
+  trap 'rm -rf "$tmp"' EXIT
+  if ! curl -fsS --retry 3 -o "$tmp/ggcr.deb" "$ggcr_url"; then
+    echo "provision.sh: could not download $ggcr_url" >&2
+    exit 1
+  fi
+  size=$(stat -c %s "$tmp/ggcr.deb")
+  if [ "$size" != "$ggcr_size" ] || ! echo "$ggcr_sha256  $tmp/ggcr.deb" | sha256sum --check --status; then
+    echo "provision.sh: $ggcr_url is not the pinned file (want $ggcr_size bytes, sha256 $ggcr_sha256;" \
+      "got $size bytes, sha256 $(sha256sum <"$tmp/ggcr.deb" | cut -d' ' -f1)): refusing it" >&2
+    exit 1
+  fi
+  dpkg-deb -x "$tmp/ggcr.deb" "$tmp/tree"
+  if [ ! -d "$tmp/tree/usr/share/gocode/src/github.com/google/go-containerregistry/pkg/registry" ]; then
+    echo "provision.sh: $ggcr_url holds no usr/share/gocode/src/github.com/google/go-containerregistry/pkg/registry" >&2
+    exit 1
+  fi
+  echo "$ggcr_version" >"$tmp/tree/version"  # (part of the key of the tests' cached binary)
+  chmod 0755 "$tmp/tree"
+  mv -T "$tmp/tree" "$ggcr_dir"
+)
+
+if [ "$mode" = dev ]; then
+  ggcr_source
+fi
 
 # ---- the course VM: a registry on 127.0.0.1:5000, seeded, as minidocker's Docker Hub mirror ----
 

@@ -14,24 +14,46 @@ pullable without converting it. Such a thing is an **artifact**: an image manife
                                                       annotation dev.minidocker.zran.layer naming
                                                       the image layer's digest
 
-Pushing it: the blobs, then the manifest *by digest* (it has no tag of its own). Finding it
-again, given only the image's manifest digest, two ways:
+Pushing it: the blobs, then the manifest *by digest* (it has no tag of its own). A registry
+that keeps the list of an image's referrers itself says so by an ``OCI-Subject`` header in
+its answer to that PUT. Without the header the client keeps the list, in the tag fallback
+below: Debian's docker-registry (distribution 2.8) has no referrers API, so it gets the tag;
+so does go-containerregistry's pkg/registry (0.20), which has the API but never sends the
+header (the spec's rule: no header, the client writes the tag; it costs one small index).
 
-    referrers API    GET /v2/<name>/referrers/<digest>: an image index listing every
-                     manifest whose subject is <digest>. A registry that has it answers the
-                     manifest PUT with an ``OCI-Subject`` header, and keeps the list itself.
-    tag fallback     a registry without it (Debian's docker-registry, distribution 2.8)
-                     answers 404 there. The client then keeps the list: an image index
-                     tagged ``sha256-<hex of the subject>``, which it reads, adds to, and
-                     writes back (read, merge, write; two writers at once may lose one).
+Finding it again, given only the image's manifest digest, two ways:
 
-``find_zran_artifact`` tries the API first, then the tag; each index blob it returns was
-checked against its digest, which the artifact manifest (checked against its own) names.
-Who may push an artifact may claim any index for the image: the index's TOC is then believed
-(names, modes, owners), but a byte served is always a byte of the layer (image/zran.py).
+    referrers API    GET /v2/<name>/referrers/<digest>?artifactType=...: an image index
+                     listing every manifest whose subject is <digest>, which the registry
+                     keeps itself. Anything but 200 (distribution 2.8: 404) means there is
+                     no such API: the spec's cue to read the tag.
+    tag fallback     an image index tagged ``sha256-<hex of the subject>``, which the client
+                     reads, adds to, and writes back (read, merge, write; two writers at
+                     once may lose one).
+
+``find_zran_artifact`` asks the API first, then the tag if the API is missing or listed no
+zran artifact of this image. Registries differ in what a listing says of each referrer. Its
+``artifactType`` is, by the spec (1.1), the manifest's ``artifactType``, else its config's
+media type; by the drafts before, when an image manifest had no ``artifactType`` and an
+artifact was named by its config (go-containerregistry 0.20 still does), always the config's:
+for our artifact, the empty blob's. And the ``?artifactType=`` filter is optional (a
+registry that applied it says so by an ``OCI-Filters-Applied`` header; pkg/registry ignores
+it and lists every referrer). So, from a listing:
+
+    artifactType ours               fetched; if its manifest is not a zran artifact about this
+                                    image, that is an error (the listing said it was)
+    the empty blob's type, or none  maybe ours: fetched, and skipped if it is not
+    any other                       someone else's (a signature, an SBOM): not fetched
+
+Each manifest fetched is checked against its digest, and each index blob against the digest
+the manifest names. Who may push an artifact may claim any index for the image: the index's
+TOC is then believed (names, modes, owners), but a byte served is always a byte of the layer
+(image/zran.py).
 
 See it: ``curl -s http://127.0.0.1:PORT/v2/NAME/manifests/sha256-HEX -H 'Accept:
-application/vnd.oci.image.index.v1+json'`` after ``minidocker push`` of an indexed image.
+application/vnd.oci.image.index.v1+json'`` after ``minidocker push`` of an indexed image; the
+API of a registry that has it (tests/support/registry.py ``start_referrers_registry``):
+``curl -s http://127.0.0.1:PORT/v2/NAME/referrers/sha256:HEX``.
 """
 
 from __future__ import annotations
@@ -118,7 +140,8 @@ def push_zran_artifact(
 ) -> str:
     """Push the indexes of the image whose manifest descriptor is ``subject`` as its zran
     artifact (blobs, then the manifest by digest; then the tag fallback's index, unless the
-    registry keeps referrers itself). Returns the artifact manifest's digest."""
+    registry said by ``OCI-Subject`` that it keeps referrers itself: a registry with the API
+    that does not say so gets the tag too). Returns the artifact manifest's digest."""
     push_small_blob(client, ref, EMPTY)
     for data in indexes.values():
         push_small_blob(client, ref, data)
@@ -147,22 +170,10 @@ def add_to_fallback(client: RegistryClient, ref: Reference, subject_digest: str,
     put_manifest(client, ref, tag, json.dumps(doc, separators=(",", ":")).encode(), mf.OCI_INDEX)
 
 
-def referrers(client: RegistryClient, ref: Reference, digest: str) -> list[dict[str, Any]] | None:
-    """The descriptors of the manifests that refer to ``digest`` (zran artifacts first asked
-    for), by the referrers API, else by the tag fallback; None when neither knows of any."""
-    listed = referrers_api(client, ref, digest)
-    if listed is None:
-        try:
-            raw, _, _ = client.get_manifest(ref, fallback_tag(digest))
-        except ImageNotFound:
-            return None
-        listed = manifests_of(raw, f"the tag {fallback_tag(digest)} of {ref.familiar_name}")
-    return listed
-
-
 def referrers_api(client: RegistryClient, ref: Reference, digest: str) -> list[dict[str, Any]] | None:
-    """``GET /v2/<name>/referrers/<digest>?artifactType=...``; None when the registry has no
-    such API (404, or anything but 200: the spec's cue to fall back to the tag)."""
+    """The descriptors ``GET /v2/<name>/referrers/<digest>?artifactType=...`` lists (all the
+    referrers, if the registry ignores the filter); None when the registry has no such API
+    (404, or anything but 200: the spec's cue to fall back to the tag)."""
     resp = client.request(
         "GET",
         f"/v2/{ref.path}/referrers/{digest}?artifactType={ARTIFACT_TYPE}",
@@ -189,33 +200,79 @@ def manifests_of(raw: bytes, what: str) -> list[dict[str, Any]]:
     return [m for m in doc["manifests"] if isinstance(m, dict)]
 
 
+def tag_fallback(client: RegistryClient, ref: Reference, digest: str) -> list[dict[str, Any]] | None:
+    """The descriptors the index tagged ``sha256-<hex>`` lists; None if there is no such tag."""
+    tag = fallback_tag(digest)
+    try:
+        raw, _, _ = client.get_manifest(ref, tag)
+    except ImageNotFound:
+        return None
+    return manifests_of(raw, f"the tag {tag} of {ref.familiar_name}")
+
+
 def find_zran_artifact(client: RegistryClient, ref: Reference, manifest_digest: str) -> dict[str, bytes] | None:
     """The zran indexes of the image ``manifest_digest`` in ``ref``'s repository: image layer
-    digest -> index blob (verified), from its newest zran artifact that is still there;
-    None if it has none."""
-    listed = referrers(client, ref, manifest_digest) or []
-    candidates = [
-        m["digest"] for m in listed if m.get("artifactType") == ARTIFACT_TYPE and isinstance(m.get("digest"), str)
-    ]
-    for artifact in reversed(candidates):  # (the tag fallback appends: the last is the newest)
+    digest -> index blob (verified), from its zran artifact that is still there (the last
+    listed: the tag fallback appends); None if it has none. The referrers API first, then
+    the tag fallback if the API is missing or listed no zran artifact of this image."""
+    listed = referrers_api(client, ref, manifest_digest)
+    found = first_zran_artifact(client, ref, manifest_digest, listed) if listed else None
+    if found is None:
+        tagged = tag_fallback(client, ref, manifest_digest)
+        found = first_zran_artifact(client, ref, manifest_digest, tagged) if tagged else None
+    return found
+
+
+def candidates(listed: list[dict[str, Any]]) -> list[tuple[str, bool]]:
+    """The descriptors of a listing worth fetching, as (digest, claimed), the last listed
+    first: *claimed* ones (their artifactType is ours), then the ones that may be ours (no
+    artifactType, or the empty blob's: a registry that names an artifact by its config)."""
+    claimed, maybe = [], []
+    for m in listed:
+        digest, kind = m.get("digest"), m.get("artifactType")
+        if not isinstance(digest, str):
+            continue
+        if kind == ARTIFACT_TYPE:
+            claimed.append(digest)
+        elif kind in (None, "", EMPTY_TYPE):
+            maybe.append(digest)
+    return [(d, True) for d in reversed(claimed)] + [(d, False) for d in reversed(maybe)]
+
+
+def first_zran_artifact(
+    client: RegistryClient, ref: Reference, manifest_digest: str, listed: list[dict[str, Any]]
+) -> dict[str, bytes] | None:
+    """The indexes of the first of ``listed``'s candidates that is a zran artifact about the
+    image and names any; a claimed one that is not about it is an error, another is skipped."""
+    for artifact, claimed in candidates(listed):
         try:
             raw, _, _ = client.get_manifest(ref, artifact)
         except ImageNotFound:  # a referrer deleted since it was listed (the tag's list is not kept by the registry)
             continue
-        return artifact_indexes(client, ref, artifact, raw, manifest_digest)
+        doc = json.loads(raw)  # (get_manifest made sure it is JSON)
+        why = not_ours(doc, manifest_digest)
+        if why is not None:
+            if claimed:
+                raise RegistryError(f"manifest {artifact[:19]} of {ref.familiar_name} {why}")
+            continue  # (someone else's artifact, named by its empty config)
+        indexes = artifact_indexes(client, ref, doc)
+        if indexes:
+            return indexes
     return None
 
 
-def artifact_indexes(
-    client: RegistryClient, ref: Reference, artifact: str, raw: bytes, manifest_digest: str
-) -> dict[str, bytes] | None:
-    """The index blobs a zran artifact's manifest names, each fetched and verified."""
-    doc = json.loads(raw)  # (get_manifest made sure it is JSON)
+def not_ours(doc: Any, manifest_digest: str) -> str | None:
+    """None if the manifest ``doc`` is a zran artifact about ``manifest_digest``, else why not."""
     subject = doc.get("subject") if isinstance(doc, dict) else None
     if not isinstance(subject, dict) or doc.get("artifactType") != ARTIFACT_TYPE:
-        raise RegistryError(f"manifest {artifact[:19]} of {ref.familiar_name} is not a zran artifact")
+        return "is not a zran artifact"
     if subject.get("digest") != manifest_digest:
-        raise RegistryError(f"zran artifact {artifact[:19]} is about {str(subject.get('digest'))[:19]}, not this image")
+        return f"is a zran artifact about {str(subject.get('digest'))[:19]}, not this image"
+    return None
+
+
+def artifact_indexes(client: RegistryClient, ref: Reference, doc: dict[str, Any]) -> dict[str, bytes]:
+    """The index blobs a zran artifact's manifest names, each fetched and verified."""
     out: dict[str, bytes] = {}
     layers = doc.get("layers")
     for layer in layers if isinstance(layers, list) else []:
@@ -223,4 +280,4 @@ def artifact_indexes(
         target = (desc.annotations or {}).get(LAYER_ANNOTATION)
         if desc.media_type == zran.MEDIA_TYPE and target:
             out[target] = client.get_blob(ref, desc.digest, desc.size, limit=zran.MAX_INDEX)
-    return out or None
+    return out

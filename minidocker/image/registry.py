@@ -427,14 +427,24 @@ class RegistryClient:
             content=b"",
         )
 
-    def _upload_step(self, method: str, url: str, scope: str, refusal: str, mounted: bool = False, **kw) -> str | None:
-        """One request of an upload session: 202 Accepted, and the ``Location`` of the next
-        request, made absolute against this one's URL (201 Created for a mount: None)."""
+    def _upload_step(
+        self,
+        method: str,
+        url: str,
+        scope: str,
+        refusal: str,
+        mounted: bool = False,
+        accepted: tuple[int, ...] = (202,),
+        **kw,
+    ) -> str | None:
+        """One request of an upload session: 202 Accepted (or another of ``accepted``), and the
+        ``Location`` of the next request, made absolute against this one's URL (201 Created
+        for a mount: None)."""
         resp = self.request(method, url, scope=scope, **kw)
         try:
             if resp.status_code == 201 and mounted:
                 return None
-            if resp.status_code != 202:
+            if resp.status_code not in accepted:
                 raise RegistryError(f"{self.domain} {refusal}: {_error_text(resp)}")
             location = resp.headers.get("Location")
             if not location:
@@ -445,7 +455,9 @@ class RegistryClient:
 
     def upload_chunk(self, location: str, scope: str, offset: int, data: bytes) -> str:
         """``PATCH <location>`` with ``Content-Range: START-END`` (inclusive, no "bytes=",
-        as the distribution spec writes it); returns the Location for the next request."""
+        as the distribution spec writes it); returns the Location for the next request. The
+        spec's answer is 202; go-containerregistry's registry answers 204 No Content, which
+        is taken too (Docker's client takes any 2xx or 3xx there)."""
         headers = {
             "Content-Type": "application/octet-stream",
             "Content-Length": str(len(data)),
@@ -456,6 +468,7 @@ class RegistryClient:
             location,
             scope,
             f"refused a chunk of an upload (bytes {offset}-{offset + len(data) - 1})",
+            accepted=(202, 204),
             headers=headers,
             content=data,
         )

@@ -4,7 +4,8 @@ image and then its zran artifact to a docker-registry process (distribution 2.8,
 referrers API: the tag fallback), ``find_zran_artifact`` finds it from the image's manifest
 digest, and the layer mounted from the index reads the layer's bytes of /usr/bin/bash and
 /etc/os-release while the registry's access log shows a small part of the blob went out; a
-tampered layer blob gives the reader EIO, never wrong bytes."""
+tampered layer blob gives the reader EIO, never wrong bytes. (The referrers API, against a
+registry that has it: test_referrers.py, which reuses index_and_push and sent.)"""
 
 from __future__ import annotations
 
@@ -27,6 +28,26 @@ from tests.support.lazy import layer_files
 FILES = ("usr/lib/os-release", "usr/bin/bash")  # (etc/os-release is a symlink to the first)
 
 
+def index_and_push(tmp_path_factory, registry, own, name: str) -> tuple:
+    """debian from ``registry`` (the session's), indexed with ``convert --index`` and pushed
+    twice with its zran artifact to ``own`` as zran/debian:latest, from a store of its own
+    (``name``); returns (the reference, its layer's descriptor, its manifest's digest, what
+    convert --index and the first push printed)."""
+    with busybox_store(tmp_path_factory, registry, name) as (m, _):
+        m.ok("pull", "-q", f"{registry.host}/debian:latest")
+        target = f"{own.host}/zran/debian:latest"
+        m.ok("tag", f"{registry.host}/debian:latest", target)
+        indexed = m.ok("convert", "--index", target).stdout
+        again = m.ok("convert", "--index", target).stdout
+        assert "(already made)" in again and len(again.splitlines()) == 1, again
+        push = m.ok("push", target)
+        m.ok("push", target)  # a second push adds no second referrer (test_the_artifact_is_found...)
+    with RegistryClient(own.host) as client:
+        raw, _, digest = client.get_manifest(parse(target))
+    layer = json.loads(raw)["layers"][0]
+    return target, layer, digest, indexed, push
+
+
 @pytest.fixture(scope="module")
 def pushed(tmp_path_factory, registry, image_layouts):
     """debian, indexed and pushed with its zran artifact to a registry this module may break;
@@ -36,19 +57,7 @@ def pushed(tmp_path_factory, registry, image_layouts):
 
     own = start_registry(tmp_path_factory.mktemp("zran-registry"))
     try:
-        with busybox_store(tmp_path_factory, registry, "lazy-zran") as (m, _):
-            m.ok("pull", "-q", f"{registry.host}/debian:latest")
-            target = f"{own.host}/zran/debian:latest"
-            m.ok("tag", f"{registry.host}/debian:latest", target)
-            indexed = m.ok("convert", "--index", target).stdout
-            again = m.ok("convert", "--index", target).stdout
-            assert "(already made)" in again and len(again.splitlines()) == 1, again
-            push = m.ok("push", target)
-            m.ok("push", target)  # a second push adds no second referrer (test_the_artifact_is_found...)
-        with RegistryClient(own.host) as client:
-            raw, _, digest = client.get_manifest(parse(target))
-        layer = json.loads(raw)["layers"][0]
-        yield own, target, layer, digest, indexed, push
+        yield (own, *index_and_push(tmp_path_factory, registry, own, "lazy-zran"))
     finally:
         own.stop()
 
@@ -78,7 +87,8 @@ def many(image_layouts) -> dict[str, bytes]:
 
 
 def sent(reg, digest: str) -> list[tuple[int, int]]:
-    """(status, bytes) of every GET of ``digest``'s blob in the registry's access log."""
+    """(status, bytes) of every GET of ``digest``'s blob in the registry's access log (a
+    docker-registry's, or a referrers registry's: their ``requests`` have the same keys)."""
     time.sleep(0.2)  # (the registry logs a request after answering it)
     return [(r["status"], int(r["size"])) for r in reg.requests if r["method"] == "GET" and digest in r["path"]]
 

@@ -5,6 +5,12 @@
   ``workdir``. With ``auth="basic"`` it checks an htpasswd file (bcrypt); with
   ``auth="token"`` it sends clients to a token server running in this process (a thread),
   which speaks Docker Hub's flow and signs JWTs the registry really verifies.
+* ``start_referrers_registry(workdir) -> ReferrersRegistry``: a registry that has the OCI
+  referrers API (``GET /v2/<name>/referrers/<digest>``), which distribution 2.8 has not:
+  go-containerregistry's ``pkg/registry`` (in memory) behind our tests/referrers-registry
+  main, built once with Debian's Go, offline, from the source vagrant/provision.sh unpacks
+  into /var/cache/minidocker (``ToolMissing`` until it has). Its ``requests`` are parsed from
+  the request lines main.go writes (method, path, query, status, bytes).
 * ``start_redirect_front(registry) -> Front``: an HTTP proxy in front of a registry that
   answers blob GETs with ``307`` to a "CDN" on another host (127.0.0.2), as Docker Hub does.
 
@@ -131,20 +137,20 @@ class AccessLog:
                 text = f.read().decode(errors="replace")
         except FileNotFoundError:
             return []
-        out = []
-        for line in text.splitlines():
-            m = _ACCESS.match(line)
-            if m:
-                out.append(
-                    {
-                        "method": m["method"],
-                        "path": m["path"],
-                        "status": int(m["status"]),
-                        "size": m["size"],
-                        "agent": m["agent"],
-                    }
-                )
-        return out
+        return [r for r in map(self._parse, text.splitlines()) if r is not None]
+
+    @staticmethod
+    def _parse(line: str) -> dict | None:
+        m = _ACCESS.match(line)
+        if not m:
+            return None
+        return {
+            "method": m["method"],
+            "path": m["path"],
+            "status": int(m["status"]),
+            "size": m["size"],
+            "agent": m["agent"],
+        }
 
     def clear(self) -> None:
         try:
@@ -500,12 +506,12 @@ health:
 {auth_block}"""
 
 
-def _wait_until_up(reg: Registry, timeout: float = 15.0) -> None:
+def _wait_until_up(reg: Registry | ReferrersRegistry, timeout: float = 15.0, name: str = "docker-registry") -> None:
     deadline = time.monotonic() + timeout
     while True:
         if reg.process.poll() is not None:
             raise RuntimeError(
-                f"docker-registry exited with {reg.process.returncode}:\n{reg.log.read_text(errors='replace')[-3000:]}"
+                f"{name} exited with {reg.process.returncode}:\n{reg.log.read_text(errors='replace')[-3000:]}"
             )
         try:
             with urllib.request.urlopen(reg.url + "/v2/", timeout=1):
@@ -516,8 +522,7 @@ def _wait_until_up(reg: Registry, timeout: float = 15.0) -> None:
             if time.monotonic() > deadline:
                 reg.stop()
                 raise RuntimeError(
-                    f"docker-registry did not answer on {reg.url} in {timeout}s:\n"
-                    f"{reg.log.read_text(errors='replace')[-3000:]}"
+                    f"{name} did not answer on {reg.url} in {timeout}s:\n{reg.log.read_text(errors='replace')[-3000:]}"
                 ) from None
             time.sleep(0.02)
 
@@ -592,6 +597,152 @@ def start_registry(workdir: Path, auth: str | None = None) -> Registry:
     if token_server:
         token_server.stop()
     raise last_error
+
+
+# -- a registry with the referrers API: go-containerregistry's pkg/registry -------------------
+
+CACHE = Path("/var/cache/minidocker")
+GGCR_SOURCE = CACHE / "go-containerregistry-0.20.1"  # vagrant/provision.sh unpacks Debian's .deb here
+REFERRERS_MAIN = Path(__file__).resolve().parents[1] / "referrers-registry"  # tests/referrers-registry/main.go
+
+_REQUEST = re.compile(r"^request (?P<method>[A-Z]+) (?P<uri>\S+) (?P<status>\d{3}) (?P<size>\d+)$")
+_LISTENING = re.compile(r"^listening on (?P<host>127\.0\.0\.1:\d+)$", re.M)
+
+
+class RequestLog(AccessLog):
+    """The requests of a referrers registry, from the ``request METHOD URI STATUS BYTES``
+    lines of its stderr (tests/referrers-registry/main.go): a list of {"method", "path"
+    (without the query), "query" (after the ``?``, or ""), "status", "size"} dicts, oldest
+    first; ``clear()`` as AccessLog's. A small reply (a manifest, a listing, an error) is
+    sent after its line is written, so it is in the list once the client has read it; a
+    blob's line may come a hair after its last byte (as docker-registry's). The referrers GETs:
+    ``[r for r in reg.requests if r["method"] == "GET" and "/referrers/" in r["path"]]``."""
+
+    @staticmethod
+    def _parse(line: str) -> dict | None:
+        m = _REQUEST.match(line)
+        if not m:
+            return None
+        path, _, query = m["uri"].partition("?")
+        return {"method": m["method"], "path": path, "query": query, "status": int(m["status"]), "size": int(m["size"])}
+
+
+def referrers_registry_binary() -> Path:
+    """tests/referrers-registry built with Debian's Go in GOPATH mode against the
+    go-containerregistry source provision.sh unpacked (offline: no module proxy, no network),
+    once: cached under /var/cache/minidocker/referrers-registry/ by the hash of main.go, the
+    Go version and the source package's version; built to a temp name, then renamed."""
+    go = shutil.which("go")
+    if go is None:
+        raise ToolMissing("go not found: run vagrant/provision.sh (it installs golang-go)")
+    version_file = GGCR_SOURCE / "version"
+    if not version_file.is_file():
+        raise ToolMissing(
+            f"go-containerregistry's source is not in {GGCR_SOURCE}: run vagrant/provision.sh (it downloads it)"
+        )
+    go_version = subprocess.run([go, "version"], capture_output=True, text=True, check=True).stdout
+    key = hashlib.sha256(
+        (REFERRERS_MAIN / "main.go").read_bytes() + go_version.encode() + version_file.read_bytes()
+    ).hexdigest()[:16]
+    binary = CACHE / "referrers-registry" / f"referrers-registry-{key}"
+    if binary.exists():
+        return binary
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_name(f".{binary.name}.{os.getpid()}")
+    env = dict(os.environ, GO111MODULE="off", GOPATH=str(GGCR_SOURCE / "usr/share/gocode"), GOPROXY="off", GOFLAGS="")
+    env.update(GOCACHE=str(CACHE / "go-build"), CGO_ENABLED="0")
+    try:
+        r = subprocess.run(
+            [go, "build", "-o", str(partial), "."],
+            cwd=REFERRERS_MAIN,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"building tests/referrers-registry offline failed:\n{r.stderr}")
+        os.rename(partial, binary)  # whole or absent
+    finally:
+        partial.unlink(missing_ok=True)
+    return binary
+
+
+@dataclass
+class ReferrersRegistry:
+    """A running referrers registry (see the module docstring); it keeps everything in
+    memory, so what was pushed is gone when it stops."""
+
+    workdir: Path
+    host: str  # "127.0.0.1:PORT"
+    url: str  # "http://127.0.0.1:PORT"
+    log: Path  # its stderr: the request lines, and pkg/registry's own ("ggcr: ...")
+    requests: RequestLog  # every request it answered
+    process: subprocess.Popen
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        """Stop the process this object started (idempotent)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def __enter__(self) -> ReferrersRegistry:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_referrers_registry(workdir: Path, timeout: float = 15.0) -> ReferrersRegistry:
+    """Build (once) and start tests/referrers-registry on a port of 127.0.0.1 the kernel
+    picks (it prints which: no race for a free port), and return when ``/v2/`` answers.
+    ``ToolMissing`` if Go or go-containerregistry's source is not installed."""
+    binary = referrers_registry_binary()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "referrers-registry.log"
+    requests = RequestLog(log)
+    requests.clear()  # (a log of an earlier start in this workdir is not ours)
+    start = requests._offset
+    with open(log, "ab") as logf:
+        process = subprocess.Popen(
+            [binary, "127.0.0.1:0"],
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=logf,
+            cwd=workdir,
+            preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
+        )
+    reg = ReferrersRegistry(workdir=workdir, host="", url="", log=log, requests=requests, process=process)
+    try:
+        deadline = time.monotonic() + timeout
+        while not reg.host:
+            with open(log, "rb") as f:
+                f.seek(start)
+                m = _LISTENING.search(f.read().decode(errors="replace"))
+            if m:
+                reg.host, reg.url = m["host"], f"http://{m['host']}"
+            elif process.poll() is not None or time.monotonic() > deadline:
+                why = (
+                    f"exited with {process.returncode}" if process.poll() is not None else f"said nothing in {timeout}s"
+                )
+                raise RuntimeError(f"referrers-registry {why}:\n{log.read_text(errors='replace')[-3000:]}")
+            else:
+                time.sleep(0.02)
+        _wait_until_up(reg, timeout, name="referrers-registry")
+        reg.requests.clear()  # (not the GETs of /v2/ that waited for it)
+    except BaseException:
+        reg.stop()
+        raise
+    return reg
 
 
 # -- the redirecting front and its CDN --------------------------------------------------------

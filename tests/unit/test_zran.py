@@ -1,7 +1,8 @@
 """zran indexes of ordinary gzip layers (no root): a real gzip tar built here, indexed, parsed
 back; its files read through LayerFS (no mount) from the checkpoints equal the tar's bytes at
 every offset tried; hostile and truncated indexes are refused with one line; the referrers
-artifact's manifest; the store's record of which index is whose."""
+artifact's manifest, and which of a listing's referrers are fetched, skipped or refused; the
+store's record of which index is whose."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from minidocker.errors import DigestMismatch, LazyLayerError
+from minidocker.errors import DigestMismatch, ImageNotFound, LazyLayerError, RegistryError
 from minidocker.image import manifest as mf
 from minidocker.image import referrers, zran, zran_store
 from minidocker.image.estargz import clean_name
@@ -380,6 +381,117 @@ def test_the_artifact_manifest_refers_to_the_image_and_names_each_layer():
     ]
     assert all(d["mediaType"] == zran.MEDIA_TYPE for d in doc["layers"])
     assert referrers.fallback_tag(subject["digest"]) == "sha256-" + "a" * 64
+
+
+class FakeRegistry:
+    """A RegistryClient's get_manifest and get_blob, from dicts; ``asked`` lists the
+    manifests asked for, in order."""
+
+    def __init__(self, manifests: dict[str, bytes], blobs: dict[str, bytes]):
+        self.manifests, self.blobs, self.asked = manifests, blobs, []
+
+    def get_manifest(self, ref, reference=None):
+        self.asked.append(reference)
+        if reference not in self.manifests:
+            raise ImageNotFound(f"manifest {reference} not found")
+        raw = self.manifests[reference]
+        return raw, mf.OCI_MANIFEST, mf.sha256_digest(raw)
+
+    def get_blob(self, ref, digest, size, limit=0):
+        return self.blobs[digest]
+
+
+IMAGE = {"mediaType": mf.OCI_MANIFEST, "digest": "sha256:" + "a" * 64, "size": 482}
+OTHER_IMAGE = {**IMAGE, "digest": "sha256:" + "b" * 64}
+LAYER = "sha256:" + "1" * 64
+
+
+def referring(subject: dict, artifact_type: str = referrers.ARTIFACT_TYPE) -> bytes:
+    """An artifact manifest about ``subject`` with one index blob (b"index"), of any type."""
+    doc = json.loads(referrers.artifact_manifest(subject, {LAYER: b"index"}))
+    return json.dumps({**doc, "artifactType": artifact_type}).encode()
+
+
+@pytest.fixture
+def listed():
+    """A registry holding our artifact about IMAGE, an SBOM about IMAGE (empty config too),
+    and a zran artifact about OTHER_IMAGE; -> (the registry, their digests)."""
+    raws = {
+        "ours": referring(IMAGE),
+        "sbom": referring(IMAGE, "application/spdx+json"),
+        "other": referring(OTHER_IMAGE),
+    }
+    digests = {name: mf.sha256_digest(raw) for name, raw in raws.items()}
+    reg = FakeRegistry({digests[n]: raw for n, raw in raws.items()}, {mf.sha256_digest(b"index"): b"index"})
+    return reg, digests
+
+
+def test_a_listing_names_ours_by_its_artifact_type_or_by_its_empty_config():
+    """Claimed (artifactType ours) first, then those that may be ours (the empty config's
+    type, or none: a registry that names an artifact by its config), the last listed first;
+    another type is never fetched."""
+    listing = [
+        {"digest": "sha256:e1", "artifactType": referrers.EMPTY_TYPE},
+        {"digest": "sha256:z1", "artifactType": referrers.ARTIFACT_TYPE},
+        {"digest": "sha256:s1", "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json"},
+        {"digest": "sha256:n1"},
+        {"digest": "sha256:z2", "artifactType": referrers.ARTIFACT_TYPE},
+        {"artifactType": referrers.ARTIFACT_TYPE},  # (no digest)
+    ]
+    assert referrers.candidates(listing) == [
+        ("sha256:z2", True),
+        ("sha256:z1", True),
+        ("sha256:n1", False),
+        ("sha256:e1", False),
+    ]
+
+
+def test_a_referrer_named_by_its_config_that_is_not_ours_is_skipped(listed):
+    reg, d = listed
+    ref = parse("127.0.0.1:1/zran/debian")
+    empty = referrers.EMPTY_TYPE  # what go-containerregistry's pkg/registry lists for all three
+    listing = [{"digest": d[name], "artifactType": empty} for name in ("ours", "other", "sbom")]
+    found = referrers.first_zran_artifact(reg, ref, IMAGE["digest"], listing)
+    assert found == {LAYER: b"index"}
+    assert reg.asked == [d["sbom"], d["other"], d["ours"]]  # the last listed first; two skipped
+    reg.asked.clear()
+    assert referrers.first_zran_artifact(reg, ref, IMAGE["digest"], listing[1:]) is None
+    assert referrers.first_zran_artifact(reg, ref, IMAGE["digest"], [{"digest": "sha256:" + "9" * 64}]) is None
+
+
+def test_a_referrer_listed_as_ours_that_is_not_is_an_error(listed):
+    reg, d = listed
+    ref = parse("127.0.0.1:1/zran/debian")
+    claimed = referrers.ARTIFACT_TYPE
+    with pytest.raises(RegistryError, match="is not a zran artifact"):
+        referrers.first_zran_artifact(reg, ref, IMAGE["digest"], [{"digest": d["sbom"], "artifactType": claimed}])
+    with pytest.raises(RegistryError, match="about sha256:bbbbbbbbbbbb, not this image"):
+        referrers.first_zran_artifact(reg, ref, IMAGE["digest"], [{"digest": d["other"], "artifactType": claimed}])
+
+
+def test_the_tag_is_read_when_the_api_lists_no_zran_artifact_of_the_image(listed, monkeypatch):
+    reg, d = listed
+    ref = parse("127.0.0.1:1/zran/debian")
+    tag = referrers.fallback_tag(IMAGE["digest"])
+    reg.manifests[tag] = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mf.OCI_INDEX,
+            "manifests": [{"digest": d["ours"], "artifactType": referrers.ARTIFACT_TYPE}],
+        }
+    ).encode()
+    api = [{"digest": d["sbom"], "artifactType": referrers.EMPTY_TYPE}]
+    monkeypatch.setattr(referrers, "referrers_api", lambda client, ref, digest: api)
+    assert referrers.find_zran_artifact(reg, ref, IMAGE["digest"]) == {LAYER: b"index"}
+    assert reg.asked == [d["sbom"], tag, d["ours"]]
+    reg.asked.clear()
+    api.append({"digest": d["ours"], "artifactType": referrers.EMPTY_TYPE})
+    assert referrers.find_zran_artifact(reg, ref, IMAGE["digest"]) == {LAYER: b"index"}
+    assert reg.asked == [d["ours"]]  # found through the API: the tag is not read
+    reg.asked.clear()
+    monkeypatch.setattr(referrers, "referrers_api", lambda client, ref, digest: None)  # no API
+    assert referrers.find_zran_artifact(reg, ref, IMAGE["digest"]) == {LAYER: b"index"}
+    assert reg.asked == [tag, d["ours"]]
 
 
 def test_the_store_records_whose_index_is_which_and_gc_keeps_it(tmp_path, built):
