@@ -200,10 +200,11 @@ class ZranIndex:
         want = skip + size
         window = inflate_window(point.window, self.window_size) if point.window else b""
         data = resume_stream(point, fetched, start)
+        raw = bool(window) or data[:2] != GZIP_MAGIC  # (a point with no window starts a member: at its header?)
         if window:
             d = isal_zlib.decompressobj(-15, zdict=window)
-        else:  # the start of a gzip member: its header, or (at the blob's start) just past it
-            d = isal_zlib.decompressobj(31 if data[:2] == GZIP_MAGIC else -15)
+        else:
+            d = isal_zlib.decompressobj(-15 if raw else 31)
         out, have = [], 0
         try:
             while data and have < want:
@@ -213,10 +214,11 @@ class ZranIndex:
                 if not d.eof:
                     data = d.unconsumed_tail
                     continue
-                data = d.unused_data[8:]  # past the member's trailer (CRC-32, size): another member?
+                # the member's end; a raw inflater leaves its trailer (CRC-32, size) unread. Another member?
+                data = d.unused_data[8:] if raw else d.unused_data
                 if data[:2] != GZIP_MAGIC:
                     break
-                d = isal_zlib.decompressobj(31)
+                d, raw = isal_zlib.decompressobj(31), False
         except isal_zlib.error as e:
             raise LazyLayerError(f"cannot inflate the tar's bytes {uncmp_offset}+{size}: {e}") from None
         return b"".join(out)[skip:want]

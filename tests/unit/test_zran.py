@@ -15,6 +15,7 @@ import random
 import struct
 import tarfile
 import zlib
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -229,14 +230,20 @@ def test_a_layer_whose_index_would_be_too_big_gets_longer_spans(layer, built, tm
 
 
 def test_a_multi_member_gzip_layer_indexes_and_reads(tmp_path):
-    """RFC 1952 allows members back to back (eStargz is such a layer): each is inflated."""
+    """RFC 1952 allows members back to back (eStargz is such a layer): each is inflated, one
+    after another, however many a read goes across."""
     tar = make_tar()
-    cut = len(tar) // 3
-    path = tmp_path / "two.tar.gz"
-    path.write_bytes(gzip.compress(tar[:cut], 6) + gzip.compress(tar[cut:], 1))
+    cuts = [0, len(tar) // 5, 2 * len(tar) // 5, len(tar) // 2, 3 * len(tar) // 5, len(tar)]
+    path = tmp_path / "five.tar.gz"
+    path.write_bytes(b"".join(gzip.compress(tar[a:b], 6 if i % 2 else 1) for i, (a, b) in enumerate(pairwise(cuts))))
     index = zran.parse_index(zran.build_index(path, span=SPAN, chunk_size=CHUNK))
     fs = LayerFS(toc.build_tree(index.entries()), zran.LocalChunks(path, index), tmp_path / "c")
     assert fs.read_node(fs.tree.lookup("usr/bin/big"), 0, 4 * CHUNK) == FILES["usr/bin/big"]
+    blob = path.read_bytes()
+    got = index.inflate(blob, 0, 0, len(tar))  # from the start, across all five
+    assert got == tar
+    p = index.points[3]
+    assert index.inflate(blob[p.fetch_from :], p.fetch_from, p.uncmp_offset, len(tar)) == tar[p.uncmp_offset :]
 
 
 def test_a_tampered_blob_fails_the_digest_never_gives_its_bytes(layer, built, tmp_path):
