@@ -221,7 +221,7 @@ class ZranIndex:
                 if data[:2] != GZIP_MAGIC:
                     break
                 d, raw = isal_zlib.decompressobj(31), False
-        except isal_zlib.error as e:
+        except isal_zlib.error as e:  # type: ignore[misc]  # (the stubs do not say it is an exception)
             raise LazyLayerError(f"cannot inflate the tar's bytes {uncmp_offset}+{size}: {e}") from None
         return b"".join(out)[skip:want]
 

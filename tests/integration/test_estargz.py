@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import uuid
@@ -18,49 +17,27 @@ import pytest
 
 from minidocker.image import estargz as es
 from tests.integration.conftest import Minidocker, busybox_store, one_error
+from tests.support.registry import ToolMissing, go_binary
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFY_SOURCE = REPO / "tests" / "estargz-verify"
 GOPATH = Path("/usr/share/gocode")
 GO_LIBRARY = GOPATH / "src/github.com/containerd/stargz-snapshotter/estargz"
-CACHE = Path("/var/cache/minidocker")
 
 
 @pytest.fixture(scope="session")
 def estargz_verify() -> Path:
-    """Our Go check (tests/estargz-verify), built once with Debian's Go in GOPATH mode from
-    Debian's Go sources (offline) and cached under /var/cache/minidocker/ by its source's hash."""
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail("go is not installed: apt-get install golang-go", pytrace=False)
+    """Our Go check (tests/estargz-verify), built once with Debian's Go from Debian's Go
+    sources of the estargz package (tests/support/registry.py ``go_binary``: offline, cached)."""
     if not GO_LIBRARY.is_dir():
         pytest.fail(
             "the Go estargz package is missing: apt-get install golang-github-containerd-stargz-snapshotter-dev",
             pytrace=False,
         )
-    version = subprocess.run([go, "version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256((VERIFY_SOURCE / "main.go").read_bytes() + version.encode()).hexdigest()[:16]
-    binary = CACHE / "estargz-verify" / f"estargz-verify-{key}"
-    if binary.exists():
-        return binary
-    binary.parent.mkdir(parents=True, exist_ok=True)
-    partial = binary.with_name(f".{binary.name}.{os.getpid()}")
-    env = dict(os.environ, GO111MODULE="off", GOPATH=str(GOPATH), GOPROXY="off", GOFLAGS="")
-    env.update(GOCACHE=str(CACHE / "go-build"), CGO_ENABLED="0")
     try:
-        r = subprocess.run(
-            [go, "build", "-o", str(partial), "."],
-            cwd=VERIFY_SOURCE,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert r.returncode == 0, f"building tests/estargz-verify offline failed:\n{r.stderr}"
-        os.rename(partial, binary)  # whole or absent
-    finally:
-        partial.unlink(missing_ok=True)
-    return binary
+        return go_binary(VERIFY_SOURCE, GOPATH)
+    except ToolMissing as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="module")

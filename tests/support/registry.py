@@ -455,13 +455,8 @@ class Registry:
 
     def stop(self) -> None:
         """Stop exactly the processes and threads this object started."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        if self.process is not None:
+            stop_child(self.process)
         if self.token_server is not None:
             self.token_server.stop()
 
@@ -470,6 +465,17 @@ class Registry:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def stop_child(process: subprocess.Popen) -> None:
+    """End a process started here, if it still runs: SIGTERM, then SIGKILL after 5 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
 
 
 def _q(value: str) -> str:
@@ -627,45 +633,45 @@ class RequestLog(AccessLog):
         return {"method": m["method"], "path": path, "query": query, "status": int(m["status"]), "size": int(m["size"])}
 
 
-def referrers_registry_binary() -> Path:
-    """tests/referrers-registry built with Debian's Go in GOPATH mode against the
-    go-containerregistry source provision.sh unpacked (offline: no module proxy, no network),
-    once: cached under /var/cache/minidocker/referrers-registry/ by the hash of main.go, the
-    Go version and the source package's version; built to a temp name, then renamed."""
+def go_binary(source: Path, gopath: Path, key: bytes = b"") -> Path:
+    """One of the tests' Go programs (the main package in ``source``: tests/estargz-verify,
+    tests/referrers-registry), built with Debian's Go in GOPATH mode against the sources in
+    ``gopath`` (offline: no module proxy, no network), once: cached under
+    /var/cache/minidocker/<name>/ by the hash of its main.go, the Go version and ``key``
+    (what else it is built from); built to a temp name, then renamed."""
     go = shutil.which("go")
     if go is None:
-        raise ToolMissing("go not found: run vagrant/provision.sh (it installs golang-go)")
+        raise ToolMissing("go not found: install the Debian package golang-go (vagrant/provision.sh does)")
+    go_version = subprocess.run([go, "version"], capture_output=True, text=True, check=True).stdout
+    digest = hashlib.sha256((source / "main.go").read_bytes() + go_version.encode() + key).hexdigest()[:16]
+    binary = CACHE / source.name / f"{source.name}-{digest}"
+    if binary.exists():
+        return binary
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_name(f".{binary.name}.{os.getpid()}")
+    env = dict(os.environ, GO111MODULE="off", GOPATH=str(gopath), GOPROXY="off", GOFLAGS="")
+    env.update(GOCACHE=str(CACHE / "go-build"), CGO_ENABLED="0")
+    try:
+        r = subprocess.run(
+            [go, "build", "-o", str(partial), "."], cwd=source, env=env, capture_output=True, text=True, timeout=300
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"building {source} offline failed:\n{r.stderr}")
+        os.rename(partial, binary)  # whole or absent
+    finally:
+        partial.unlink(missing_ok=True)
+    return binary
+
+
+def referrers_registry_binary() -> Path:
+    """tests/referrers-registry, built against the go-containerregistry source provision.sh
+    unpacked (``go_binary``; the source package's version is part of the key)."""
     version_file = GGCR_SOURCE / "version"
     if not version_file.is_file():
         raise ToolMissing(
             f"go-containerregistry's source is not in {GGCR_SOURCE}: run vagrant/provision.sh (it downloads it)"
         )
-    go_version = subprocess.run([go, "version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256(
-        (REFERRERS_MAIN / "main.go").read_bytes() + go_version.encode() + version_file.read_bytes()
-    ).hexdigest()[:16]
-    binary = CACHE / "referrers-registry" / f"referrers-registry-{key}"
-    if binary.exists():
-        return binary
-    binary.parent.mkdir(parents=True, exist_ok=True)
-    partial = binary.with_name(f".{binary.name}.{os.getpid()}")
-    env = dict(os.environ, GO111MODULE="off", GOPATH=str(GGCR_SOURCE / "usr/share/gocode"), GOPROXY="off", GOFLAGS="")
-    env.update(GOCACHE=str(CACHE / "go-build"), CGO_ENABLED="0")
-    try:
-        r = subprocess.run(
-            [go, "build", "-o", str(partial), "."],
-            cwd=REFERRERS_MAIN,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if r.returncode != 0:
-            raise RuntimeError(f"building tests/referrers-registry offline failed:\n{r.stderr}")
-        os.rename(partial, binary)  # whole or absent
-    finally:
-        partial.unlink(missing_ok=True)
-    return binary
+    return go_binary(REFERRERS_MAIN, GGCR_SOURCE / "usr/share/gocode", version_file.read_bytes())
 
 
 @dataclass
@@ -686,13 +692,7 @@ class ReferrersRegistry:
 
     def stop(self) -> None:
         """Stop the process this object started (idempotent)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_child(self.process)
 
     def __enter__(self) -> ReferrersRegistry:
         return self
