@@ -12,7 +12,8 @@ and window, and inflate from there: only the compressed bytes between that check
 the end of what is wanted are needed, and those a registry serves by one HTTP Range request.
 
 ``indexed_gzip`` (zran.c grown into a library) finds the checkpoints; ISA-L inflates from
-them (``ZranIndex.inflate``: 2.6 times zlib's speed here), reaching a checkpoint that falls
+them (``ZranIndex.inflate``: debian-large's whole stream 2.3 times as fast as zlib, 300 random
+reads from its checkpoints 2.6 times as fast as indexed_gzip), reaching a checkpoint that falls
 inside a byte through empty deflate blocks of our own (``resume_stream``). This module adds
 what a lazy layer needs on top (``build_index``)::
 
@@ -191,7 +192,7 @@ class ZranIndex:
         it out of ``fetched`` (the blob's bytes from ``start``): ISA-L's inflater, primed with
         the point's window as its dictionary and fed the point's stream (``resume_stream``).
         What follows the deflate stream that ends (another gzip member) is inflated in turn."""
-        from isal import isal_zlib  # ISA-L's inflate: 2.3 times zlib's speed on debian-large
+        from isal import isal_zlib  # ISA-L's inflate (the module docstring: how much faster)
 
         point = self.point_before(uncmp_offset)
         if point.fetch_from < start:
